@@ -1,0 +1,51 @@
+"""aptviz: see where Adaptive Patch Tokenization puts its patches.
+
+The public API (SPEC §3)::
+
+    aptviz.smart_resize(height, width, factor=28, min_pixels=3136, max_pixels=1003520)
+    aptviz.load_image(path)
+    aptviz.entropy_maps(image, patch_size=14, num_scales=3, bins=512, device="cpu")
+    aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
+    aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
+
+Heavy modules (torch, matplotlib) are imported on first use only.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from ._version import __version__
+
+__all__ = [
+    "PAD",
+    "Selection",
+    "__version__",
+    "analyze",
+    "entropy_maps",
+    "load_image",
+    "select_patches",
+    "smart_resize",
+]
+
+_LAZY = {
+    "smart_resize": "resize",
+    "load_image": "loading",
+    "entropy_maps": "entropy",
+    "PAD": "entropy",
+    "select_patches": "selection",
+    "Selection": "selection",
+    "analyze": "pipeline",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,294 @@
+"""The pipeline: load -> resize -> entropy -> selections -> pictures + stats.json.
+
+:func:`compute` does the numbers for one image (once, whatever the number of
+selections); :func:`write_outputs` renders and writes the files;
+:func:`analyze` is the public "numbers only" entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from loguru import logger
+
+from ._version import __version__
+from .entropy import PAD, entropy_maps
+from .errors import InputError, ParameterError
+from .loading import LoadedImage, open_image
+from .output import write_image, write_json_atomic, write_npz_atomic
+from .params import DEFAULT_THRESHOLDS, Params, RunSpec, expand_runs
+from .render import draw_overlay, render_heatmap
+from .resize import resize_image
+from .selection import Selection, select_patches
+
+__all__ = [
+    "ImageResult",
+    "analyze",
+    "compute",
+    "overlay_name",
+    "process_image",
+    "resolve_device",
+    "write_outputs",
+]
+
+HEATMAP_DIR = "01_heatmaps"
+OVERLAY_DIR = "02_patches_grid"
+IMAGES_DIR = "03_original_resized"
+STATS_NAME = "stats.json"
+MAPS_NAME = "maps.npz"
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Turn ``auto`` into ``cuda`` or ``cpu``; refuse ``cuda`` without a GPU.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ParameterError(f"unknown device {device!r} (choose auto, cpu or cuda)")
+    return device
+
+
+@dataclass
+class ImageResult:
+    """Everything computed for one image."""
+
+    path: Path
+    loaded: LoadedImage
+    resized: np.ndarray
+    maps: dict[int, torch.Tensor]
+    params: Params
+    selections: list[tuple[RunSpec, Selection]] = field(default_factory=list)
+
+    def stats(self) -> dict:
+        """The stats.json content (without ``files`` entries)."""
+        return build_stats(self)
+
+
+def _entropy_summary(ent: torch.Tensor) -> dict:
+    valid = ent[ent != PAD].to(torch.float64)
+    pad_cells = int(ent.numel() - valid.numel())
+    if valid.numel() == 0:
+        return {"min": None, "mean": None, "max": None, "pad_cells": pad_cells}
+    return {
+        "min": float(valid.min()),
+        "mean": float(valid.mean()),
+        "max": float(valid.max()),
+        "pad_cells": pad_cells,
+    }
+
+
+def selection_entry(spec: RunSpec, sel: Selection) -> dict:
+    """One element of stats.json ``selections``."""
+    return {
+        "method": sel.method,
+        "alpha": sel.alpha,
+        "thresholds": list(sel.thresholds) if sel.thresholds is not None else None,
+        "tokens_by_scale": {str(ps): n for ps, n in sel.tokens_by_scale.items()},
+        "tokens": sel.tokens,
+        "base_small_tokens": sel.base_small_tokens,
+        "retention": sel.retention,
+        "target_retention": sel.target_retention,
+        "budget_info": dict(sel.budget_info) if sel.budget_info is not None else None,
+        "files": {},
+    }
+
+
+def build_stats(result: ImageResult) -> dict:
+    """Assemble the stats.json dictionary of SPEC §2."""
+    img = result.loaded.image
+    h, w = result.resized.shape[:2]
+    return {
+        "aptviz_version": __version__,
+        "image": {
+            "path": str(result.path),
+            "original_size": [img.width, img.height],
+            "resized_size": [w, h],
+            "frames": result.loaded.frames,
+            "first_frame_only": result.loaded.frames > 1,
+            "source_mode": result.loaded.source_mode,
+        },
+        "params": result.params.to_dict(),
+        "grid": {str(ps): list(m.shape) for ps, m in result.maps.items()},
+        "entropy": {str(ps): _entropy_summary(m) for ps, m in result.maps.items()},
+        "selections": [selection_entry(spec, sel) for spec, sel in result.selections],
+    }
+
+
+def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResult:
+    """Load, resize, compute entropy maps and run every selection for one image.
+
+    Parameters
+    ----------
+    path : str or Path
+        Image file.
+    runs : list of RunSpec
+        Selections to run (see :func:`aptviz.params.expand_runs`).
+    params : Params
+        Pipeline parameters (device already resolved).
+
+    Returns
+    -------
+    ImageResult
+
+    Raises
+    ------
+    InputError
+        When the image cannot be loaded or resized, or the GPU runs out of memory.
+    """
+    path = Path(path)
+    loaded = open_image(path)
+    resized_img = resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels)
+    resized = np.asarray(resized_img)
+    logger.debug(
+        "{}: {}x{} -> {}x{}", path, loaded.image.width, loaded.image.height, resized.shape[1], resized.shape[0]
+    )
+    try:
+        maps = entropy_maps(resized, params.patch_size, params.num_scales, params.bins, params.device)
+        result = ImageResult(path, loaded, resized, maps, params)
+        for spec in runs:
+            sel = select_patches(
+                maps,
+                spec.method,
+                alpha=spec.alpha if spec.alpha is not None else 1.0,
+                thresholds=spec.thresholds if spec.thresholds is not None else DEFAULT_THRESHOLDS,
+            )
+            result.selections.append((spec, sel))
+    except torch.cuda.OutOfMemoryError as exc:
+        raise InputError("CUDA out of memory; retry with --device cpu") from exc
+    return result
+
+
+def analyze(
+    path: str | Path,
+    methods=("v1",),
+    alphas=(1.0,),
+    thresholds=DEFAULT_THRESHOLDS,
+    **params,
+) -> dict:
+    """Run the whole pipeline on one image and return the stats.json content.
+
+    No file is written (``files`` entries are empty).
+
+    Parameters
+    ----------
+    path : str or Path
+        Image file.
+    methods : sequence of {"v1", "v2", "budget"}
+        Selection methods; every (method, alpha) combination is run.
+    alphas : sequence of float
+        Alphas for v2 and budget (v1 takes none).
+    thresholds : sequence of float
+        v1 thresholds.
+    **params
+        Any :class:`aptviz.params.Params` field (patch_size, merge_size,
+        temporal_patch_size, num_scales, min_pixels, max_pixels, bins,
+        device -- "auto", "cpu" or "cuda").
+
+    Returns
+    -------
+    dict
+        As stats.json (SPEC §2).
+
+    Examples
+    --------
+    >>> stats = analyze("sample_images/chelsea.png", methods=["budget"], alphas=[0.3])  # doctest: +SKIP
+    >>> stats["selections"][0]["tokens"]                                                  # doctest: +SKIP
+    209
+    """
+    params = dict(params)
+    params["device"] = resolve_device(params.get("device", "cpu"))
+    p = Params(**params).validate()
+    runs = expand_runs(methods, alphas, thresholds, p.num_scales)
+    return compute(path, runs, p).stats()
+
+
+def overlay_name(spec: RunSpec, single: bool) -> str:
+    """Overlay path (relative to the image folder) for one selection."""
+    if single:
+        return f"{OVERLAY_DIR}/patches_visualization.jpg"
+    return f"{OVERLAY_DIR}/patches_{spec.label}.jpg"
+
+
+def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for ps, m in result.maps.items():
+        arrays[f"entropy_{ps}"] = m.detach().cpu().numpy()
+    for spec, sel in result.selections:
+        for ps, mask in sel.masks.items():
+            arrays[f"mask_{spec.label}_{ps}"] = mask.detach().cpu().numpy()
+    return arrays
+
+
+def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = False) -> dict:
+    """Render and write every file of one image; stats.json is written last.
+
+    Parameters
+    ----------
+    result : ImageResult
+        Output of :func:`compute`.
+    out_dir : str or Path
+        The image's own folder (``OUTPUT/<name>``).
+    save_maps : bool
+        Also write ``maps.npz`` (entropy maps and every mask).
+
+    Returns
+    -------
+    dict
+        The stats written, with the ``files`` entries filled in.
+    """
+    out = Path(out_dir)
+    stats = result.stats()
+    h, w = result.resized.shape[:2]
+    files: dict = {"heatmaps": {}}
+    valid = [m[m != PAD] for m in result.maps.values()]
+    vmin = min((float(v.min()) for v in valid if v.numel()), default=0.0)
+    vmax = max((float(v.max()) for v in valid if v.numel()), default=0.0)
+    for ps, ent in result.maps.items():
+        rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
+        write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax))
+        files["heatmaps"][str(ps)] = rel
+    files["original"] = f"{IMAGES_DIR}/original_image.jpg"
+    write_image(out / files["original"], np.asarray(result.loaded.image))
+    files["resized"] = f"{IMAGES_DIR}/resized_image.jpg"
+    write_image(out / files["resized"], result.resized)
+    single = len(result.selections) == 1
+    overlays = set()
+    for entry, (spec, sel) in zip(stats["selections"], result.selections):
+        rel = overlay_name(spec, single)
+        write_image(out / rel, draw_overlay(result.resized, sel.masks))
+        entry["files"] = {"overlay": rel}
+        overlays.add(Path(rel).name)
+    if save_maps:
+        files["maps"] = MAPS_NAME
+        write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
+    stats["files"] = files
+    write_json_atomic(out / STATS_NAME, stats)
+    # overlays of an earlier run with other selections no longer belong here
+    for old in (out / OVERLAY_DIR).glob("patches_*.jpg"):
+        if old.name not in overlays:
+            old.unlink(missing_ok=True)
+    if not save_maps:
+        (out / MAPS_NAME).unlink(missing_ok=True)
+    return stats
+
+
+def process_image(
+    path: str | Path,
+    out_dir: str | Path,
+    runs: list[RunSpec],
+    params: Params,
+    save_maps: bool = False,
+) -> dict:
+    """:func:`compute` then :func:`write_outputs`; returns the stats written."""
+    return write_outputs(compute(path, runs, params), out_dir, save_maps)

@@ -1,0 +1,169 @@
+"""Batch summaries: summary.csv / summary.json rows, aggregates and the
+retention-versus-alpha plot."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from statistics import fmean
+
+from .output import write_bytes_atomic, write_csv_atomic, write_json_atomic
+
+__all__ = ["Summary", "aggregate", "rows_for", "write_retention_plot"]
+
+
+def rows_for(image: str, name: str | None, output: Path, stats: dict | None, error: str | None, scales) -> list[dict]:
+    """Summary rows of one input: one per selection, or one failure row."""
+    folder = str(output / name) if name else None
+    if stats is None:
+        return [{"image": image, "status": "failed", "error": error, "output": folder}]
+    w, h = stats["image"]["resized_size"]
+    rows = []
+    for sel in stats["selections"]:
+        row = {
+            "image": image,
+            "status": "ok",
+            "method": sel["method"],
+            "alpha": sel["alpha"],
+            "resized_width": w,
+            "resized_height": h,
+        }
+        for ps in scales:
+            row[f"tokens_{ps}"] = sel["tokens_by_scale"].get(str(ps))
+        row.update(
+            tokens=sel["tokens"],
+            base_small_tokens=sel["base_small_tokens"],
+            retention=sel["retention"],
+            target_retention=sel["target_retention"],
+            output=folder,
+            error=None,
+        )
+        rows.append(row)
+    return rows
+
+
+class Summary:
+    """Collects rows as images finish and rewrites summary.csv/json atomically.
+
+    Writes are throttled to one per ``interval`` seconds; :meth:`write` with
+    ``force=True`` (at the end, or on Ctrl-C) always writes.
+    """
+
+    def __init__(self, output: str | Path, scales, order: list[str] | None = None, interval: float = 1.0):
+        self.output = Path(output)
+        self.scales = list(scales)
+        self.interval = interval
+        self._order = {p: i for i, p in enumerate(order or [])}
+        self._rows: dict[str, list[dict]] = {}
+        self._last = 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        return (
+            ["image", "status", "method", "alpha", "resized_width", "resized_height"]
+            + [f"tokens_{ps}" for ps in self.scales]
+            + ["tokens", "base_small_tokens", "retention", "target_retention", "output", "error"]
+        )
+
+    def add(self, image: str, name: str | None, stats: dict | None, error: str | None = None) -> None:
+        """Record (or replace) the rows of one input."""
+        self._rows[image] = rows_for(image, name, self.output, stats, error, self.scales)
+
+    @property
+    def rows(self) -> list[dict]:
+        keys = sorted(self._rows, key=lambda k: (self._order.get(k, len(self._order)), k))
+        return [row for k in keys for row in self._rows[k]]
+
+    def write(self, force: bool = False) -> bool:
+        """Write both files if forced or the interval has passed; True if written."""
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return False
+        rows = self.rows
+        write_csv_atomic(self.output / "summary.csv", rows, self.columns)
+        write_json_atomic(self.output / "summary.json", rows)
+        self._last = now
+        return True
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Per (method, alpha): images, mean/min/max retention, mean tokens.
+
+    Examples
+    --------
+    >>> aggregate([{"status": "ok", "method": "v1", "alpha": None, "retention": 0.5, "tokens": 10},
+    ...            {"status": "ok", "method": "v1", "alpha": None, "retention": 1.0, "tokens": 20}])
+    [{'method': 'v1', 'alpha': None, 'images': 2, 'mean_retention': 0.75, 'min_retention': 0.5, 'max_retention': 1.0, 'mean_tokens': 15.0}]
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row.get("status") == "ok":
+            groups.setdefault((row["method"], row["alpha"]), []).append(row)
+    out = []
+    for (method, alpha), members in groups.items():
+        ret = [r["retention"] for r in members]
+        out.append(
+            {
+                "method": method,
+                "alpha": alpha,
+                "images": len(members),
+                "mean_retention": fmean(ret),
+                "min_retention": min(ret),
+                "max_retention": max(ret),
+                "mean_tokens": fmean(r["tokens"] for r in members),
+            }
+        )
+    return out
+
+
+def write_retention_plot(path: str | Path, rows: list[dict]) -> Path | None:
+    """Retention against alpha per method (mean, min-max band), and for v1/v2
+    a histogram of retention across images. Returns None when there is nothing to plot."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = aggregate(ok)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
+    for method in ("v2", "budget"):
+        pts = sorted((s for s in stats if s["method"] == method), key=lambda s: s["alpha"])
+        if not pts:
+            continue
+        xs = [s["alpha"] for s in pts]
+        ax1.plot(xs, [s["mean_retention"] for s in pts], "o-", color=colors[method], label=f"{method} (mean)")
+        ax1.fill_between(
+            xs, [s["min_retention"] for s in pts], [s["max_retention"] for s in pts], color=colors[method], alpha=0.2
+        )
+    for s in stats:
+        if s["method"] == "v1":
+            ax1.axhline(s["mean_retention"], color=colors["v1"], ls="--", label="v1 (mean, no alpha)")
+            ax1.axhspan(s["min_retention"], s["max_retention"], color=colors["v1"], alpha=0.12)
+    if any(s["method"] == "budget" for s in stats):
+        ax1.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="target (budget)")
+    ax1.set_xlabel("alpha")
+    ax1.set_ylabel("retention = tokens / N")
+    ax1.set_title("Retention vs alpha (band: min-max across images)")
+    ax1.legend(fontsize=8)
+    hist_groups = [s for s in stats if s["method"] in ("v1", "v2")]
+    for s in hist_groups:
+        vals = [r["retention"] for r in ok if r["method"] == s["method"] and r["alpha"] == s["alpha"]]
+        label = s["method"] if s["alpha"] is None else f"{s['method']} alpha={s['alpha']:g}"
+        ax2.hist(vals, bins=20, range=(0, 1), histtype="step", lw=1.5, label=label)
+    ax2.set_xlabel("retention")
+    ax2.set_ylabel("images")
+    ax2.set_title("Retention across images (v1 / v2)")
+    if hist_groups:
+        ax2.legend(fontsize=8)
+    else:
+        ax2.text(0.5, 0.5, "no v1 / v2 runs", ha="center", va="center", transform=ax2.transAxes)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return write_bytes_atomic(path, buf.getvalue())

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Visualize APT patches: ./run_visualize.sh [IMAGE_OR_FOLDER ...] [aptviz options]
+# With no argument it visualizes sample_images/ into ./visualizations.
+# Uses `aptviz` from PATH when installed, otherwise bootstraps ./.venv first.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+if [ "$#" -eq 0 ]; then
+    set -- "$here/sample_images" -o ./visualizations
+fi
+
+if command -v aptviz >/dev/null 2>&1; then
+    exec aptviz "$@"
+fi
+source "$here/scripts/bootstrap.sh"
+bootstrap_venv
+exec "$here/.venv/bin/aptviz" "$@"
