@@ -119,8 +119,8 @@ def open_image(path: str | Path) -> LoadedImage:
 
     Examples
     --------
-    >>> loaded = open_image("sample_images/chelsea.png")  # doctest: +SKIP
-    >>> loaded.image.size, loaded.frames                  # doctest: +SKIP
+    >>> loaded = open_image("sample_images/chelsea.png")
+    >>> loaded.image.size, loaded.frames
     ((451, 300), 1)
     """
     p = Path(path)
@@ -178,8 +178,8 @@ def load_image(path: str | Path) -> Image.Image:
 
     Examples
     --------
-    >>> img = load_image("sample_images/coffee.png")  # doctest: +SKIP
-    >>> img.mode, img.size                             # doctest: +SKIP
+    >>> img = load_image("sample_images/coffee.png")
+    >>> img.mode, img.size
     ('RGB', (600, 400))
     """
     return open_image(path).image

@@ -202,8 +202,8 @@ def analyze(
 
     Examples
     --------
-    >>> stats = analyze("sample_images/chelsea.png", methods=["budget"], alphas=[0.3])  # doctest: +SKIP
-    >>> stats["selections"][0]["tokens"]                                                  # doctest: +SKIP
+    >>> stats = analyze("sample_images/chelsea.png", methods=["budget"], alphas=[0.3])
+    >>> stats["selections"][0]["tokens"]
     209
     """
     params = dict(params)

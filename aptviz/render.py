@@ -79,7 +79,7 @@ def _nice_ticks(vmin: float, vmax: float) -> list[float]:
     step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
     first = np.ceil(vmin / step - 1e-9) * step
     ticks = np.arange(first, vmax + step * 1e-6, step)
-    return [round(float(t), 10) for t in ticks]
+    return [round(float(t), 10) + 0.0 for t in ticks]
 
 
 def _colorbar(height: int, vmin: float, vmax: float, lut: np.ndarray, any_pad: bool, ps: int) -> np.ndarray:

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+import aptviz
+from aptviz.entropy import PAD, _finest_histograms_numpy, _finest_histograms_torch, entropy_maps
+from aptviz.resize import resize_image
+import reference as ref
+from conftest import textured
+
+
+def _check_against_reference(img, patch_size=14, num_scales=3, bins=512):
+    maps = entropy_maps(img, patch_size=patch_size, num_scales=num_scales, bins=bins)
+    assert sorted(maps) == [patch_size * 2**i for i in range(num_scales)]
+    for ps, m in maps.items():
+        assert m.dtype == torch.float32
+        expected = ref.entropy_map(img, ps, bins)
+        assert m.shape == expected.shape
+        got = m.numpy().astype(np.float64)
+        pad = expected == PAD
+        assert np.array_equal(got == PAD, pad), f"PAD cells differ at scale {ps}"
+        assert np.abs(got[~pad] - expected[~pad]).max(initial=0.0) < 1e-4
+
+
+@pytest.mark.parametrize("h,w", [(56, 84), (70, 100), (28, 28), (13, 200), (1, 1), (113, 57)])
+def test_matches_float64_brute_force(h, w):
+    _check_against_reference(textured(h, w, seed=h * w))
+
+
+def test_sample_photo_matches_brute_force(sample_paths):
+    img = np.asarray(resize_image(aptviz.load_image(sample_paths[0])))[:196, :280]
+    _check_against_reference(img)
+
+
+@pytest.mark.parametrize("ps,scales,bins", [(16, 3, 256), (8, 4, 100), (14, 1, 512), (10, 2, 7)])
+def test_other_patch_sizes_and_bins(ps, scales, bins):
+    _check_against_reference(textured(90, 130, seed=ps), ps, scales, bins)
+
+
+@given(
+    h=st.integers(1, 120),
+    w=st.integers(1, 120),
+    levels=st.integers(1, 256),
+    seed=st.integers(0, 2**16),
+)
+def test_random_images_match_brute_force(h, w, levels, seed):
+    rng = np.random.default_rng(seed)
+    img = (rng.integers(0, levels, (h, w, 3)) * (255 // max(levels - 1, 1))).astype(np.uint8)
+    _check_against_reference(img)
+
+
+def test_pad_rows_and_columns():
+    maps = entropy_maps(np.zeros((84, 140, 3), np.uint8))  # 84 = 1.5 x 56, 140 = 2.5 x 56
+    assert maps[14].shape == (6, 10) and not (maps[14] == PAD).any()
+    assert maps[56].shape == (2, 3)
+    assert (maps[56][-1] == PAD).all() and (maps[56][:, -1] == PAD).all()
+    assert (maps[56][0, :2] == 0).all()
+
+
+def test_uniform_image_is_exactly_zero():
+    maps = entropy_maps(np.full((112, 168, 3), 77, np.uint8))
+    for m in maps.values():
+        assert (m[m != PAD] == 0).all()
+
+
+def test_two_level_cell_is_one_bit():
+    img = np.zeros((28, 28, 3), np.uint8)
+    img[:, 14:] = 255  # each 28x28 cell: half black, half white
+    maps = entropy_maps(img)
+    assert float(maps[28][0, 0]) == pytest.approx(1.0, abs=1e-6)
+    assert float(maps[14][0, 1]) == 0.0
+
+
+def test_accepts_pil_numpy_and_tensor():
+    arr = textured(56, 56)
+    a = entropy_maps(arr)
+    b = entropy_maps(Image.fromarray(arr))
+    c = entropy_maps(torch.from_numpy(arr))
+    for ps in a:
+        assert torch.equal(a[ps], b[ps]) and torch.equal(a[ps], c[ps])
+
+
+def test_numpy_and_torch_histograms_are_identical():
+    """The torch path (used on CUDA) computes bit-identical histograms."""
+    arr = textured(150, 211, seed=3)
+    for bins in (512, 100):
+        h_np = _finest_histograms_numpy(arr, 14, bins)
+        h_t = _finest_histograms_torch(torch.from_numpy(arr), 14, bins)
+        assert np.array_equal(h_np, h_t.numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_cuda_equals_cpu(sample_paths):
+    arr = np.asarray(resize_image(aptviz.load_image(sample_paths[0])))
+    cpu = entropy_maps(arr)
+    gpu = entropy_maps(arr, device="cuda")
+    for ps in cpu:
+        assert torch.equal(cpu[ps], gpu[ps].cpu())
+
+
+def test_rejects_bad_input():
+    with pytest.raises(TypeError):
+        entropy_maps(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ValueError):
+        entropy_maps(np.zeros((10, 10), np.uint8))

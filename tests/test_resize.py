@@ -1,0 +1,79 @@
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import aptviz
+from aptviz.errors import InputError
+from aptviz.resize import resize_image
+
+
+def _transformers_smart_resize():
+    try:
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+    except ImportError:  # transformers 5.x keeps the PIL backend free of torchvision
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+    return smart_resize
+
+
+def _call(fn, *args):
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        return ("error", str(exc).split(",")[0])
+
+
+def test_equals_transformers_on_random_and_edge_sizes():
+    ref = _transformers_smart_resize()
+    rng = random.Random(1234)
+    cases = []
+    for _ in range(4000):
+        h = rng.choice([rng.randint(1, 64), rng.randint(1, 2000), rng.randint(1, 20000)])
+        w = rng.choice([rng.randint(1, 64), rng.randint(1, 2000), rng.randint(1, 20000)])
+        factor = rng.choice([28, 28, 14, 32, 16, 56, 1, 2])
+        lo = rng.choice([56 * 56, 1, 3136, 10_000, 200_000])
+        hi = rng.choice([28 * 28 * 1280, 1003520, 50_000, 4_000_000, lo, lo + 1])
+        cases.append((h, w, factor, lo, max(lo, hi)))
+    edges = [1, 2, 13, 14, 15, 27, 28, 29, 41, 42, 43, 55, 56, 57, 199, 200, 201, 1001, 1002, 1004, 5600, 5601]
+    for h in edges:
+        for w in edges:
+            cases.append((h, w, 28, 3136, 1003520))
+    cases += [(1, 200, 28, 3136, 1003520), (1, 201, 28, 3136, 1003520), (200, 1, 28, 3136, 1003520)]
+    cases += [(1002, 1001, 28, 3136, 1003520), (6000, 4000, 28, 3136, 1003520), (4000, 6000, 28, 3136, 30_000_000)]
+    mismatches = [c for c in cases if _call(aptviz.smart_resize, *c) != _call(ref, *c)]
+    assert not mismatches, mismatches[:10]
+
+
+def test_defaults_match_spec():
+    assert aptviz.smart_resize(300, 451) == _transformers_smart_resize()(300, 451) == (308, 448)
+    assert aptviz.smart_resize(512, 512) == (504, 504)
+
+
+def test_aspect_ratio_over_200_is_refused():
+    with pytest.raises(ValueError, match="absolute aspect ratio must be smaller than 200"):
+        aptviz.smart_resize(1, 201)
+    with pytest.raises(InputError, match="aspect ratio"):
+        resize_image(Image.new("RGB", (402, 2)))
+
+
+def test_resize_is_pillow_bicubic_to_the_smart_size():
+    import numpy as np
+
+    from conftest import textured
+
+    img = Image.fromarray(textured(300, 451))
+    out = resize_image(img)
+    assert out.size == (448, 308)
+    expected = img.resize((448, 308), Image.Resampling.BICUBIC)
+    assert np.array_equal(np.asarray(out), np.asarray(expected))
+
+
+def test_package_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = "import sys, aptviz; aptviz.analyze('sample_images/chelsea.png'); print('transformers' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "False"
