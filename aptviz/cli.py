@@ -68,7 +68,7 @@ def _image_table(stats: dict):
     for ps in scales:
         table.add_column(f"{ps}px", justify="right")
     table.add_column("tokens", justify="right")
-    table.add_column("uniform 14px" if scales[0] == "14" else f"uniform {scales[0]}px", justify="right")
+    table.add_column(f"N ({scales[0]}px)", justify="right")
     table.add_column("retention", justify="right")
     table.add_column("target", justify="right")
     for sel in stats["selections"]:
@@ -232,7 +232,7 @@ def run(
                     table = _image_table(res.stats)
                     if res.status == "skipped":
                         table.caption = "already complete with these parameters: skipped (use --overwrite to redo)"
-                    (progress.console if progress is not None and not json_out else out).print(table)
+                    out.print(table)
             summary.write()
             if progress is not None:
                 done = progress.tasks[0].completed + 1

@@ -15,9 +15,9 @@ __all__ = ["Summary", "aggregate", "rows_for", "write_retention_plot"]
 
 def rows_for(image: str, name: str | None, output: Path, stats: dict | None, error: str | None, scales) -> list[dict]:
     """Summary rows of one input: one per selection, or one failure row."""
-    folder = str(output / name) if name else None
     if stats is None:
-        return [{"image": image, "status": "failed", "error": error, "output": folder}]
+        return [{"image": image, "status": "failed", "error": error, "output": None}]
+    folder = str(output / name) if name else None
     w, h = stats["image"]["resized_size"]
     rows = []
     for sel in stats["selections"]:

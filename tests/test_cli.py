@@ -1,0 +1,159 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from aptviz import __version__
+from aptviz.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def aptviz_cmd(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "aptviz", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def test_single_image_budget(tmp_path):
+    r = invoke(ROOT / "sample_images/chelsea.png", "--patch-selection-method", "budget", "--alpha", "0.3", "-o", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "budget" in r.stdout and "0.2969" in r.stdout and "0.3000" in r.stdout  # actual beside target
+    out = tmp_path / "chelsea"
+    for rel in [
+        "01_heatmaps/importance_map_scale_14.png", "01_heatmaps/importance_map_scale_28.png",
+        "01_heatmaps/importance_map_scale_56.png", "02_patches_grid/patches_visualization.jpg",
+        "03_original_resized/original_image.jpg", "03_original_resized/resized_image.jpg", "stats.json",
+    ]:
+        assert (out / rel).is_file(), rel
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["selections"][0]["budget_info"]["tokens"] == 209
+
+
+def test_json_prints_only_json(tmp_path):
+    r = aptviz_cmd("sample_images/coffee.png", "-m", "v2", "-a", "1", "--json", "-o", tmp_path)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    assert stats["image"]["resized_size"] == [588, 392]
+    assert stats["selections"][0]["method"] == "v2"
+    assert stats == json.loads((tmp_path / "coffee" / "stats.json").read_text())
+
+
+def test_help_does_not_import_torch_or_matplotlib():
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom aptviz.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "print(r.exit_code, 'torch' in sys.modules, 'matplotlib' in sys.modules, 'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.split() == ["0", "False", "False", "False"], out.stderr
+
+
+def test_help_lists_every_option():
+    r = invoke("--help")
+    for opt in [
+        "--output", "--patch-selection-method", "--alpha", "--thresholds", "--patch-size", "--merge-size",
+        "--temporal-patch-size", "--num-scales", "--min-pixels", "--max-pixels", "--device", "--recursive",
+        "--workers", "--save-maps", "--json", "--quiet", "--verbose", "--version", "--overwrite", "--bins",
+    ]:
+        assert opt in r.stdout, opt
+
+
+def test_version():
+    r = aptviz_cmd("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"aptviz {__version__}"
+
+
+def test_missing_file_is_one_line_no_traceback(tmp_path):
+    r = aptviz_cmd(tmp_path / "nope.jpg", "-o", tmp_path / "o")
+    assert r.returncode == 1
+    assert "nope.jpg" in r.stderr and "file not found" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["-m", "budget", "-a", "1.5"], "budget alpha must be in [0, 1]"),
+        (["-m", "budget", "-a", "-0.1"], "budget alpha must be in [0, 1]"),
+        (["-m", "v2", "-a", "-1"], "v2 alpha must be >= 0"),
+        (["--thresholds", "3,2,1"], "--thresholds needs 2 value(s)"),
+        (["--num-scales", "2"], "--thresholds needs 1 value(s)"),
+        (["--thresholds", "a,b"], "comma-separated numbers"),
+        (["--patch-size", "0"], "patch-size must be an integer >= 1"),
+        (["--merge-size", "0"], "merge-size must be an integer >= 1"),
+        (["--bins", "0"], "bins must be an integer >= 1"),
+        (["--num-scales", "0", "--thresholds", ""], "num-scales must be an integer >= 1"),
+        (["--min-pixels", "5000", "--max-pixels", "4000"], "min-pixels (5000) must not exceed max-pixels (4000)"),
+        (["-m", "v9"], "v9"),
+        (["--workers", "0"], "workers"),
+    ],
+)
+def test_usage_errors_exit_2_before_any_work(tmp_path, args, needle):
+    out = tmp_path / "o"
+    r = aptviz_cmd("sample_images/chelsea.png", "-o", out, *args)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (out / "chelsea").exists()
+
+
+def test_output_below_a_file_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    r = aptviz_cmd("sample_images/chelsea.png", "-o", blocker / "sub")
+    assert r.returncode == 2 and "output folder" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_is_a_usage_error(tmp_path):
+    r = aptviz_cmd("sample_images/chelsea.png", "--device", "cuda", "-o", tmp_path)
+    assert r.returncode == 2 and "no CUDA GPU" in r.stderr
+
+
+def test_auto_device_is_recorded(tmp_path):
+    r = invoke(ROOT / "sample_images/chelsea.png", "-o", tmp_path, "--device", "auto", "-q")
+    assert r.exit_code == 0
+    stats = json.loads((tmp_path / "chelsea" / "stats.json").read_text())
+    assert stats["params"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_quiet_prints_nothing_on_success(tmp_path):
+    r = aptviz_cmd("sample_images/chelsea.png", "-q", "-o", tmp_path)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+
+
+def test_verbose_shows_traceback_for_failures(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    r = aptviz_cmd(bad, "-v", "-o", tmp_path / "o")
+    assert r.returncode == 1 and "Traceback" in r.stderr
+    r = aptviz_cmd(bad, "-o", tmp_path / "o")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert sum("bad.png" in line for line in r.stderr.splitlines() if line.startswith("aptviz: error")) == 1
+
+
+def test_save_maps_flag(tmp_path):
+    r = invoke(ROOT / "sample_images/chelsea.png", "--save-maps", "-o", tmp_path, "-q")
+    assert r.exit_code == 0
+    import numpy as np
+
+    npz = np.load(tmp_path / "chelsea" / "maps.npz")
+    assert set(npz.files) == {"entropy_14", "entropy_28", "entropy_56", "mask_v1_14", "mask_v1_28", "mask_v1_56"}
+
+
+def test_run_visualize_script_uses_aptviz_on_path(tmp_path):
+    env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    r = subprocess.run(
+        ["bash", str(ROOT / "run_visualize.sh"), str(ROOT / "sample_images/chelsea.png"), "-o", str(tmp_path), "-q"],
+        capture_output=True, text=True, env={"PATH": env_path, "HOME": str(tmp_path)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "chelsea" / "stats.json").is_file()

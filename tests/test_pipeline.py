@@ -1,0 +1,113 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import aptviz
+from aptviz.output import write_bytes_atomic, write_json_atomic
+from aptviz.params import Params, expand_runs
+from aptviz.pipeline import compute, process_image, write_outputs
+
+SCHEMA_IMAGE = {"path", "original_size", "resized_size", "frames"}
+SCHEMA_PARAMS = {"patch_size", "merge_size", "temporal_patch_size", "num_scales", "min_pixels", "max_pixels", "bins", "device"}
+SCHEMA_SELECTION = {
+    "method", "alpha", "thresholds", "tokens_by_scale", "tokens", "base_small_tokens",
+    "retention", "target_retention", "budget_info", "files",
+}
+
+
+def test_analyze_returns_full_schema_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = os.path.join(os.path.dirname(__file__), "..", "sample_images", "coffee.png")
+    stats = aptviz.analyze(path, methods=("v1", "v2", "budget"), alphas=(1.0, 0.3))
+    assert list(tmp_path.iterdir()) == []
+    assert stats["aptviz_version"] == aptviz.__version__
+    assert SCHEMA_IMAGE <= set(stats["image"])
+    assert stats["image"]["original_size"] == [600, 400] and stats["image"]["resized_size"] == [588, 392]
+    assert set(stats["params"]) == SCHEMA_PARAMS
+    assert stats["grid"] == {"14": [28, 42], "28": [14, 21], "56": [7, 11]}
+    assert stats["entropy"]["56"]["pad_cells"] == 7 and stats["entropy"]["14"]["pad_cells"] == 0
+    sels = stats["selections"]
+    assert [(s["method"], s["alpha"]) for s in sels] == [("v1", None), ("v2", 1.0), ("v2", 0.3), ("budget", 1.0), ("budget", 0.3)]
+    for s in sels:
+        assert set(s) == SCHEMA_SELECTION
+        assert s["tokens"] == sum(s["tokens_by_scale"].values())
+        assert s["retention"] == s["tokens"] / s["base_small_tokens"] == s["tokens"] / (28 * 42)
+    assert sels[0]["thresholds"] == [3.0, 2.0] and sels[0]["target_retention"] is None
+    assert sels[4]["target_retention"] == 0.3 and sels[4]["budget_info"]["budget"] == round(0.3 * 1176)
+    json.dumps(stats, allow_nan=False)
+
+
+def test_process_image_writes_every_file(tmp_path, make_image):
+    src = make_image("img.png", 150, 230)
+    out = tmp_path / "out" / "img"
+    stats = process_image(src, out, expand_runs(["budget"], [0.3]), Params(), save_maps=True)
+    w, h = stats["image"]["resized_size"]
+    for ps in (14, 28, 56):
+        heat = Image.open(out / f"01_heatmaps/importance_map_scale_{ps}.png")
+        assert heat.height == h and heat.width > w
+    overlay = Image.open(out / "02_patches_grid/patches_visualization.jpg")
+    assert overlay.size == (w, h)
+    assert Image.open(out / "03_original_resized/original_image.jpg").size == (230, 150)
+    assert Image.open(out / "03_original_resized/resized_image.jpg").size == (w, h)
+    on_disk = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    assert on_disk == stats
+    assert on_disk["selections"][0]["files"] == {"overlay": "02_patches_grid/patches_visualization.jpg"}
+    npz = np.load(out / "maps.npz")
+    maps = aptviz.entropy_maps(np.asarray(Image.open(out / "03_original_resized/resized_image.jpg")))
+    assert npz["entropy_14"].shape == tuple(maps[14].shape)
+    assert int(sum(npz[f"mask_budget_alpha0.3_{ps}"].sum() for ps in (14, 28, 56))) == stats["selections"][0]["tokens"]
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_several_selections_get_their_own_overlays(tmp_path, make_image):
+    src = make_image("img.png", 100, 100)
+    out = tmp_path / "img"
+    runs = expand_runs(["v1", "v2", "budget"], [0.5, 1.0])
+    stats = process_image(src, out, runs, Params())
+    names = sorted(p.name for p in (out / "02_patches_grid").iterdir())
+    assert names == [
+        "patches_budget_alpha0.5.jpg", "patches_budget_alpha1.jpg",
+        "patches_v1.jpg", "patches_v2_alpha0.5.jpg", "patches_v2_alpha1.jpg",
+    ]
+    assert len(stats["selections"]) == 5
+    # a later run with one selection replaces the stale overlays
+    process_image(src, out, expand_runs(["v1"]), Params())
+    assert [p.name for p in (out / "02_patches_grid").iterdir()] == ["patches_visualization.jpg"]
+
+
+def test_compute_once_for_many_selections(make_image, monkeypatch):
+    import aptviz.pipeline as pl
+
+    calls = []
+    real = pl.entropy_maps
+    monkeypatch.setattr(pl, "entropy_maps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    result = compute(make_image("x.png"), expand_runs(["v1", "v2", "budget"], [0.2, 0.4, 0.6]), Params())
+    assert len(calls) == 1 and len(result.selections) == 7
+
+
+def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / "stats.json"
+    write_json_atomic(target, {"old": True})
+
+    def boom(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_bytes_atomic(target, b'{"new": tr')
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+
+
+def test_write_outputs_writes_stats_last(tmp_path, make_image, monkeypatch):
+    """If rendering fails half way, no stats.json claims the image is complete."""
+    import aptviz.pipeline as pl
+
+    result = compute(make_image("x.png"), expand_runs(["v1"]), Params())
+    monkeypatch.setattr(pl, "draw_overlay", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
+    with pytest.raises(RuntimeError):
+        write_outputs(result, tmp_path / "x")
+    assert not (tmp_path / "x" / "stats.json").exists()
