@@ -102,20 +102,22 @@ def discover(inputs: Iterable[str | Path], recursive: bool = False) -> tuple[lis
             failures.append(JobResult(p, None, "failed", error="file not found"))
 
     jobs: list[Job] = []
-    used: set[str] = set()
+    used: dict[str, str] = {}  # lower-cased name -> suffix of the file holding it
     for path, name in candidates:
         key = path.resolve()
         if key in seen:
             continue
         seen.add(key)
         unique = name
+        suffix = path.suffix.lstrip(".").lower()
         if unique.lower() in used:
-            unique = f"{name}_{path.suffix.lstrip('.').lower()}" if path.suffix else f"{name}_2"
+            holder = used[unique.lower()]
+            unique = f"{name}_{suffix}" if suffix and suffix != holder else f"{name}_2"
             n = 2
             while unique.lower() in used:
                 n += 1
                 unique = f"{name}_{n}"
-        used.add(unique.lower())
+        used[unique.lower()] = suffix
         jobs.append(Job(path, unique))
     return jobs, failures
 

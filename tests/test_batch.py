@@ -1,0 +1,185 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from aptviz.batch import discover
+from aptviz.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_images"
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def build_tree(root: Path) -> Path:
+    """nested folders, duplicate stems, a broken file and a non-image file."""
+    (root / "a").mkdir(parents=True)
+    (root / "b" / "deep").mkdir(parents=True)
+    shutil.copy(SAMPLES / "chelsea.png", root / "a" / "rocket.png")
+    shutil.copy(SAMPLES / "coffee.png", root / "b" / "rocket.png")
+    shutil.copy(SAMPLES / "astronaut.png", root / "b" / "deep" / "Astro.PNG")
+    (root / "b" / "broken.jpg").write_bytes((SAMPLES / "chelsea.png").read_bytes()[:2000])
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def rows_of(out: Path):
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_discover_mirrors_paths_and_resolves_collisions(tmp_path):
+    src = build_tree(tmp_path / "in")
+    shutil.copy(SAMPLES / "chelsea.png", src / "x.png")
+    (src / "x.jpg").write_bytes((SAMPLES / "chelsea.png").read_bytes())
+    jobs, failures = discover([src], recursive=True)
+    names = {j.path.relative_to(src).as_posix(): j.name for j in jobs}
+    assert names == {
+        "a/rocket.png": "a/rocket",
+        "b/rocket.png": "b/rocket",
+        "b/deep/Astro.PNG": "b/deep/Astro",
+        "b/broken.jpg": "b/broken",
+        "x.jpg": "x",
+        "x.png": "x_png",
+    }
+    assert failures == []
+    flat, _ = discover([src])
+    assert sorted(j.name for j in flat) == ["x", "x_png"]
+    # two inputs with one stem, given directly
+    jobs, _ = discover([src / "a" / "rocket.png", src / "b" / "rocket.png"])
+    assert [j.name for j in jobs] == ["rocket", "rocket_2"]
+
+
+def test_discover_reports_missing_and_empty(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").write_text("x")
+    jobs, failures = discover([tmp_path / "empty", tmp_path / "missing.png"])
+    assert jobs == []
+    assert [(f.path.name, f.error) for f in failures] == [("empty", "no images found in folder"), ("missing.png", "file not found")]
+
+
+def test_sweep_acceptance(tmp_path):
+    src = build_tree(tmp_path / "in")
+    out = tmp_path / "out"
+    args = [src, "-r", "-m", "v1", "-m", "budget", "-a", "0.2", "-a", "0.4", "--workers", "2", "-o", out]
+    r = invoke(*args)
+    assert r.exit_code == 1, r.output
+    rows = rows_of(out)
+    ok = [row for row in rows if row["status"] == "ok"]
+    per_image = {}
+    for row in ok:
+        per_image.setdefault(row["image"], []).append((row["method"], row["alpha"]))
+    assert len(per_image) == 3
+    for combos in per_image.values():
+        assert combos == [("v1", None), ("budget", 0.2), ("budget", 0.4)]
+    failed = [row for row in rows if row["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["image"].endswith("broken.jpg") and "truncated" in failed[0]["error"]
+    assert "broken.jpg" in r.stderr
+    csv_lines = (out / "summary.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 3 * 3 + 1 and csv_lines[0].startswith("image,status,method,alpha")
+    for name in ("a/rocket", "b/rocket", "b/deep/Astro"):
+        stats = json.loads((out / name / "stats.json").read_text())
+        assert [s["files"]["overlay"] for s in stats["selections"]] == [
+            "02_patches_grid/patches_v1.jpg",
+            "02_patches_grid/patches_budget_alpha0.2.jpg",
+            "02_patches_grid/patches_budget_alpha0.4.jpg",
+        ]
+    assert (out / "retention_vs_alpha.png").stat().st_size > 10_000
+    assert "Summary per method and alpha" in r.stdout
+
+    # run again: every image is skipped, nothing rewritten
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("stats.json")}
+    r2 = invoke(*args)
+    assert r2.exit_code == 1
+    assert r2.stdout.count("skipped") == 3
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("stats.json")} == mtimes
+    assert len([row for row in rows_of(out) if row["status"] == "ok"]) == 9
+
+    # different parameters: redone
+    r3 = invoke(src, "-r", "-m", "budget", "-a", "0.3", "--workers", "2", "-o", out)
+    assert r3.exit_code == 1 and "skipped" not in r3.stdout
+    stats = json.loads((out / "a/rocket/stats.json").read_text())
+    assert [(s["method"], s["alpha"]) for s in stats["selections"]] == [("budget", 0.3)]
+    assert sorted(p.name for p in (out / "a/rocket/02_patches_grid").iterdir()) == ["patches_visualization.jpg"]
+
+    # --overwrite redoes complete images
+    before = (out / "a/rocket/stats.json").stat().st_mtime_ns
+    time.sleep(0.01)
+    r4 = invoke(src / "a", "-m", "budget", "-a", "0.3", "-o", out / "a", "--overwrite", "-q")
+    assert r4.exit_code == 0
+    assert (out / "a/rocket/stats.json").stat().st_mtime_ns > before
+
+
+def test_resume_after_a_partial_run(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        shutil.copy(SAMPLES / "chelsea.png", src / f"img{i}.png")
+    out = tmp_path / "out"
+    assert invoke(src, "-o", out, "-q", "--workers", "1").exit_code == 0
+    # as if killed mid-image: img1 lost its stats.json and one overlay, a temp file is left over
+    (out / "img1" / "stats.json").unlink()
+    (out / "img2" / "02_patches_grid" / "patches_visualization.jpg").unlink()
+    (out / "img1" / ".stats.json.abc.tmp").write_text("{")
+    keep = (out / "img0" / "stats.json").stat().st_mtime_ns
+    r = invoke(src, "-o", out, "--workers", "1")
+    assert r.exit_code == 0
+    assert r.stdout.count("skipped") == 1
+    assert (out / "img0" / "stats.json").stat().st_mtime_ns == keep
+    for i in range(3):
+        assert json.loads((out / f"img{i}" / "stats.json").read_text())["selections"][0]["tokens"] == 704
+        assert (out / f"img{i}" / "02_patches_grid" / "patches_visualization.jpg").is_file()
+
+
+def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(40):
+        shutil.copy(SAMPLES / "astronaut.png", src / f"img{i:02d}.png")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "aptviz", str(src), "-o", str(out), "-m", "v1", "-m", "budget", "-a", "0.3", "--workers", "2", "-q"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(out.glob("*/stats.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole process group
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    done = list(out.glob("*/stats.json"))
+    assert 2 <= len(done) < 40
+    for p in done:
+        json.loads(p.read_text())
+    json.loads((out / "summary.json").read_text())
+    # resume: every image ends complete
+    r = invoke(src, "-o", out, "-m", "v1", "-m", "budget", "-a", "0.3", "--workers", "2", "-q")
+    assert r.exit_code == 0
+    assert len(list(out.glob("*/stats.json"))) == 40
+    rows = rows_of(out)
+    assert len(rows) == 80 and all(row["status"] == "ok" for row in rows)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_failed_image_never_removes_other_outputs(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLES / "chelsea.png", src / "good.png")
+    out = tmp_path / "out"
+    assert invoke(src, "-o", out, "-q").exit_code == 0
+    files = sorted(p.relative_to(out) for p in (out / "good").rglob("*"))
+    (src / "bad.png").write_bytes(b"")
+    r = invoke(src, "-o", out, "-q")
+    assert r.exit_code == 1
+    assert sorted(p.relative_to(out) for p in (out / "good").rglob("*")) == files
+    rows = rows_of(out)
+    assert [(Path(row["image"]).name, row["status"]) for row in rows] == [("bad.png", "failed"), ("good.png", "ok")]
