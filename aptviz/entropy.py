@@ -224,21 +224,67 @@ def entropy_maps(
     dev = torch.device(device)
     if dev.type == "cpu":
         img = _as_array(image)
-        hist = _finest_histograms_numpy(img, patch_size, bins)
     else:
         img = _as_tensor(image, dev)
-        hist = _finest_histograms_torch(img, patch_size, bins)
     height, width = int(img.shape[0]), int(img.shape[1])
+    scales = scales_for(patch_size, num_scales)
+
+    def one_band(band) -> list[torch.Tensor]:
+        """Maps of a horizontal band whose height is a multiple of the coarsest cell."""
+        if isinstance(band, np.ndarray):
+            hist = _finest_histograms_numpy(band, patch_size, bins)
+        else:
+            hist = _finest_histograms_torch(band, patch_size, bins)
+        out = []
+        for i, ps in enumerate(scales):
+            if i > 0:
+                hist = _sum2x2(hist)
+            out.append(_entropy_from_histograms(hist, ps * ps, dev))
+        return out
+
+    bands = _bands(height, scales[-1], torch.get_num_threads() if dev.type == "cpu" else 1)
+    if len(bands) == 1:
+        per_band = [one_band(img)]
+    else:  # NumPy releases the GIL: the bands run in parallel threads
+        per_band = list(_pool(len(bands)).map(lambda b: one_band(img[b[0] : b[1]]), bands))
 
     maps: dict[int, torch.Tensor] = {}
-    for i, ps in enumerate(scales_for(patch_size, num_scales)):
-        if i > 0:
-            hist = _sum2x2(hist)
+    for i, ps in enumerate(scales):
         grid = (-(-height // ps), -(-width // ps))
-        hist = hist[: grid[0], : grid[1]]
-        maps[ps] = _entropy_from_histograms(hist, ps * ps, dev)
-        maps[ps][pad_mask(grid, ps, height, width, dev)] = PAD
+        ent = torch.cat([band[i] for band in per_band], dim=0) if len(per_band) > 1 else per_band[0][i]
+        ent = ent[: grid[0], : grid[1]].contiguous()
+        ent[pad_mask(grid, ps, height, width, dev)] = PAD
+        maps[ps] = ent
     return maps
+
+
+def _bands(height: int, coarsest: int, threads: int) -> list[tuple[int, int]]:
+    """Split rows into up to ``threads`` bands at multiples of the coarsest cell.
+
+    Examples
+    --------
+    >>> _bands(1008, 56, 2)
+    [(0, 504), (504, 1008)]
+    >>> _bands(100, 56, 4)
+    [(0, 100)]
+    """
+    cells = -(-height // coarsest)
+    n = max(1, min(threads, cells // 2))
+    cuts = [round(cells * i / n) * coarsest for i in range(n + 1)]
+    cuts[-1] = height
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+_POOL = None
+
+
+def _pool(workers: int):
+    global _POOL
+    if _POOL is None or _POOL._max_workers < workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aptviz-entropy")
+    return _POOL
 
 
 def _entropy_from_histograms(hist, n: int, dev: torch.device) -> torch.Tensor:

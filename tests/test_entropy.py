@@ -106,3 +106,18 @@ def test_rejects_bad_input():
         entropy_maps(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(ValueError):
         entropy_maps(np.zeros((10, 10), np.uint8))
+
+
+def test_parallel_bands_equal_single_band():
+    img = textured(530, 90, seed=5)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = entropy_maps(img)
+        torch.set_num_threads(4)
+        banded = entropy_maps(img)
+    finally:
+        torch.set_num_threads(before)
+    for ps in single:
+        assert torch.equal(single[ps], banded[ps])
+    _check_against_reference(img)
