@@ -16,8 +16,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
-from loguru import logger
 
+from ._log import logger
 from ._version import __version__
 from .errors import InputError
 from .output import read_json
@@ -192,6 +192,7 @@ def _init_worker(level: str | None) -> None:
 
         logger.remove()
         logger.add(sys.stderr, level=level, format="{level}: {message}")
+        logger.enable("aptviz")
 
 
 def default_workers() -> int:

@@ -138,14 +138,16 @@ def run(
         Optional[bool], typer.Option("--version", help="Print the version and exit.", callback=_version_callback, is_eager=True)
     ] = None,
 ) -> None:
-    from loguru import logger
     from rich.console import Console
+
+    from ._log import logger
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     out = err if json_out else Console(highlight=False)
     level = "DEBUG" if verbose else ("ERROR" if quiet else "WARNING")
     logger.remove()
     logger.add(sys.stderr, level=level, format="{level}: {message}")
+    logger.enable("aptviz")
 
     def usage_error(message: str) -> typer.Exit:
         err.print(f"aptviz: error: {message}", markup=False)
@@ -246,7 +248,7 @@ def run(
         summary.write(force=True)
 
     rows = summary.rows
-    if len(runs) >= 2 and not interrupted:
+    if len(runs) >= 2 and len(jobs) > 1 and not interrupted:
         write_retention_plot(output / "retention_vs_alpha.png", rows)
     if interrupted:
         err.print(

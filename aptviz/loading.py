@@ -30,11 +30,22 @@ class LoadedImage:
         Number of frames in the file (1 for still images).
     source_mode : str
         Pillow mode of the decoded frame before conversion.
+    source_format : str or None
+        Pillow's name of the file format ("JPEG", "PNG", ...).
+    orientation : int
+        EXIF orientation tag of the file (1 = upright or absent).
     """
 
     image: Image.Image
     frames: int
     source_mode: str
+    source_format: str | None = None
+    orientation: int = 1
+
+    @property
+    def is_plain_jpeg(self) -> bool:
+        """A single-frame, upright RGB JPEG: its bytes are already the original picture."""
+        return self.source_format == "JPEG" and self.source_mode == "RGB" and self.orientation == 1 and self.frames == 1
 
 
 def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
@@ -139,6 +150,11 @@ def open_image(path: str | Path) -> LoadedImage:
                     im.seek(0)
                 im.load()
                 source_mode = im.mode
+                source_format = im.format
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                except Exception:  # unreadable EXIF: exif_transpose decides below
+                    orientation = 0
                 oriented = ImageOps.exif_transpose(im)
                 rgb = to_rgb(oriented)
     except InputError:
@@ -160,7 +176,7 @@ def open_image(path: str | Path) -> LoadedImage:
         raise InputError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
     if rgb.width < 1 or rgb.height < 1:
         raise InputError("image has no pixels")
-    return LoadedImage(image=rgb, frames=frames, source_mode=source_mode)
+    return LoadedImage(rgb, frames, source_mode, source_format, orientation)
 
 
 def load_image(path: str | Path) -> Image.Image:

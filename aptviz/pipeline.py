@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from loguru import logger
 
+from ._log import logger
 from ._version import __version__
 from .entropy import PAD, entropy_maps
 from .errors import InputError, ParameterError
 from .loading import LoadedImage, open_image
-from .output import write_image, write_json_atomic, write_npz_atomic
+from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
 from .params import DEFAULT_THRESHOLDS, Params, RunSpec, expand_runs
 from .render import draw_overlay, render_heatmap
 from .resize import resize_image
@@ -259,7 +259,10 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
         write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax))
         files["heatmaps"][str(ps)] = rel
     files["original"] = f"{IMAGES_DIR}/original_image.jpg"
-    write_image(out / files["original"], np.asarray(result.loaded.image))
+    if result.loaded.is_plain_jpeg:  # the file itself: lossless and no re-encoding
+        write_bytes_atomic(out / files["original"], result.path.read_bytes())
+    else:
+        write_image(out / files["original"], np.asarray(result.loaded.image))
     files["resized"] = f"{IMAGES_DIR}/resized_image.jpg"
     write_image(out / files["resized"], result.resized)
     single = len(result.selections) == 1

@@ -37,6 +37,10 @@ def colormap_lut(name: str = "inferno") -> np.ndarray:
     >>> colormap_lut().shape
     (256, 3)
     """
+    if name == "inferno":  # embedded: no matplotlib import on the hot path
+        from ._colormap_data import INFERNO_HEX
+
+        return np.frombuffer(bytes.fromhex(INFERNO_HEX), dtype=np.uint8).reshape(256, 3).copy()
     from matplotlib import colormaps
 
     rgba = colormaps[name](np.linspace(0.0, 1.0, 256))
@@ -51,9 +55,12 @@ def _expand(cells: np.ndarray, ps: int, height: int, width: int) -> np.ndarray:
 def _hatch(height: int, width: int) -> np.ndarray:
     """Diagonal grey stripes: the 'no data' pattern."""
     yy, xx = np.ogrid[:height, :width]
+    return _hatch_colors(yy, xx)
+
+
+def _hatch_colors(yy, xx) -> np.ndarray:
     stripes = ((yy + xx) // 6) % 2
-    colors = np.array(NO_DATA_COLORS, dtype=np.uint8)
-    return colors[stripes]
+    return np.array(NO_DATA_COLORS, dtype=np.uint8)[stripes]
 
 
 @lru_cache(maxsize=8)
@@ -168,8 +175,8 @@ def render_heatmap(
     idx = np.clip(np.rint(scaled * 255), 0, 255).astype(np.intp)
     pixels = _expand(lut[idx], patch_size, height, width)
     if pad.any():
-        pad_px = _expand(pad, patch_size, height, width)
-        pixels = np.where(pad_px[..., None], _hatch(height, width), pixels)
+        ys, xs = np.nonzero(_expand(pad, patch_size, height, width))
+        pixels[ys, xs] = _hatch_colors(ys, xs)
     bar = _colorbar(height, vmin, vmax, lut, bool(pad.any()), patch_size)
     return np.concatenate([pixels, bar], axis=1)
 
@@ -215,15 +222,22 @@ def boundary_mask(masks: dict[int, torch.Tensor], height: int, width: int) -> np
     ndarray
         ``(height, width)`` bool.
     """
-    finest = min(masks)
-    lab = _expand(patch_labels(masks), finest, height, width)
+    ps = min(masks)
+    lab = patch_labels(masks)
     edge = np.zeros((height, width), dtype=bool)
-    vert = lab[:, 1:] != lab[:, :-1]
-    edge[:, :-1] |= vert
-    edge[:, 1:] |= vert
-    horiz = lab[1:, :] != lab[:-1, :]
-    edge[:-1, :] |= horiz
-    edge[1:, :] |= horiz
+    # vertical edges between horizontally adjacent cells of different patches
+    dv = lab[:, 1:] != lab[:, :-1]
+    if dv.size:
+        xs = np.arange(1, lab.shape[1]) * ps
+        rows = np.repeat(dv, ps, axis=0)[:height]
+        edge[:, xs - 1] |= rows
+        edge[:, xs] |= rows
+    dh = lab[1:, :] != lab[:-1, :]
+    if dh.size:
+        ys = np.arange(1, lab.shape[0]) * ps
+        cols = np.repeat(dh, ps, axis=1)[:, :width]
+        edge[ys - 1, :] |= cols
+        edge[ys, :] |= cols
     edge[:LINE_WIDTH, :] = True
     edge[-LINE_WIDTH:, :] = True
     edge[:, :LINE_WIDTH] = True
@@ -247,5 +261,6 @@ def draw_overlay(image: np.ndarray, masks: dict[int, torch.Tensor]) -> np.ndarra
         A new ``(H, W, 3)`` uint8 array.
     """
     out = np.array(image, dtype=np.uint8, copy=True)
-    out[boundary_mask(masks, out.shape[0], out.shape[1])] = BOUNDARY_COLOR
+    edge = boundary_mask(masks, out.shape[0], out.shape[1])
+    out[edge] = BOUNDARY_COLOR
     return out

@@ -123,13 +123,13 @@ def write_retention_plot(path: str | Path, rows: list[dict]) -> Path | None:
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     stats = aggregate(ok)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    fig = Figure(figsize=(11, 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
     colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
     for method in ("v2", "budget"):
         pts = sorted((s for s in stats if s["method"] == method), key=lambda s: s["alpha"])
@@ -165,5 +165,4 @@ def write_retention_plot(path: str | Path, rows: list[dict]) -> Path | None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return write_bytes_atomic(path, buf.getvalue())

@@ -111,3 +111,19 @@ def test_write_outputs_writes_stats_last(tmp_path, make_image, monkeypatch):
     with pytest.raises(RuntimeError):
         write_outputs(result, tmp_path / "x")
     assert not (tmp_path / "x" / "stats.json").exists()
+
+
+def test_library_is_silent_and_cli_verbose_logs(capfd, make_image):
+    import subprocess
+    import sys
+
+    path = make_image("quiet.png")
+    aptviz.analyze(path)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    r = subprocess.run([sys.executable, "-m", "aptviz", str(path), "-v", "-q", "-o", str(path.parent / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0
+    r = subprocess.run([sys.executable, "-m", "aptviz", str(path), "-v", "-o", str(path.parent / "o"), "--overwrite"],
+                       capture_output=True, text=True)
+    assert "DEBUG" in r.stderr and "quiet.png" in r.stderr

@@ -70,3 +70,11 @@ def test_heatmap_of_real_maps_has_image_size():
     for ps, m in maps.items():
         pic = render_heatmap(m, ps, (140, 84))
         assert pic.shape[0] == 84 and pic.shape[1] > 140
+
+
+def test_embedded_inferno_equals_matplotlib():
+    from matplotlib import colormaps
+
+    expected = np.rint(colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    assert np.array_equal(colormap_lut("inferno"), expected)
+    assert colormap_lut("viridis").shape == (256, 3)
