@@ -242,11 +242,14 @@ def entropy_maps(
             out.append(_entropy_from_histograms(hist, ps * ps, dev))
         return out
 
-    bands = _bands(height, scales[-1], torch.get_num_threads() if dev.type == "cpu" else 1)
+    threads = torch.get_num_threads() if dev.type == "cpu" else 1
+    bands = _bands(height, width, scales[-1], threads)
     if len(bands) == 1:
         per_band = [one_band(img)]
-    else:  # NumPy releases the GIL: the bands run in parallel threads
-        per_band = list(_pool(len(bands)).map(lambda b: one_band(img[b[0] : b[1]]), bands))
+    elif threads == 1:
+        per_band = [one_band(img[a:b]) for a, b in bands]
+    else:  # NumPy releases the GIL: bands run in parallel threads
+        per_band = list(_pool(threads).map(lambda b: one_band(img[b[0] : b[1]]), bands))
 
     maps: dict[int, torch.Tensor] = {}
     for i, ps in enumerate(scales):
@@ -258,18 +261,30 @@ def entropy_maps(
     return maps
 
 
-def _bands(height: int, coarsest: int, threads: int) -> list[tuple[int, int]]:
-    """Split rows into up to ``threads`` bands at multiples of the coarsest cell.
+BAND_PIXELS = 1 << 20
+"""Rows are processed in bands of about this many pixels (at least one band
+per thread), so temporary memory stays bounded (~40 MB a band) whatever the
+image size."""
+
+
+def _bands(height: int, width: int, coarsest: int, threads: int) -> list[tuple[int, int]]:
+    """Split rows into bands at multiples of the coarsest cell.
+
+    At least ``threads`` bands (when the image is tall enough) and at most
+    about :data:`BAND_PIXELS` pixels per band.
 
     Examples
     --------
-    >>> _bands(1008, 56, 2)
+    >>> _bands(1008, 1008, 56, 2)
     [(0, 504), (504, 1008)]
-    >>> _bands(100, 56, 4)
-    [(0, 100)]
+    >>> _bands(100, 100, 56, 4)
+    [(0, 56), (56, 100)]
+    >>> len(_bands(4000, 6000, 56, 1))
+    23
     """
     cells = -(-height // coarsest)
-    n = max(1, min(threads, cells // 2))
+    wanted = max(threads, -(-height * width // BAND_PIXELS))
+    n = max(1, min(wanted, cells))
     cuts = [round(cells * i / n) * coarsest for i in range(n + 1)]
     cuts[-1] = height
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]

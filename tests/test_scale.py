@@ -1,0 +1,48 @@
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aptviz.errors import InputError
+from aptviz.params import Params, expand_runs
+from conftest import textured
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_24_megapixel_photo_under_2_gb(tmp_path):
+    src = Image.open(ROOT / "sample_images" / "coffee.png").convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC)
+    path = tmp_path / "big.jpg"
+    src.save(path, quality=90)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(path), "--max-pixels", "30000000", "-m", "v1", "-m", "budget",
+         "-a", "0.3", "--save-maps", "-q", "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max(peak_kib, before) < 2 * 1024 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+    stats = json.loads((tmp_path / "out" / "big" / "stats.json").read_text())
+    assert stats["image"]["resized_size"] == [5992, 4004]
+    assert stats["selections"][1]["budget_info"]["base_small_tokens"] == 428 * 286
+
+
+def test_cuda_out_of_memory_says_retry_on_cpu(tmp_path, monkeypatch):
+    import aptviz.pipeline as pl
+
+    path = tmp_path / "x.png"
+    Image.fromarray(textured(60, 60)).save(path)
+
+    def oom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pl, "entropy_maps", oom)
+    with pytest.raises(InputError, match="retry with --device cpu"):
+        pl.compute(path, expand_runs(["v1"]), Params())
