@@ -224,7 +224,7 @@ def run_batch(
     runs : list of RunSpec
         Selections for every image.
     params : Params
-        Pipeline parameters (device resolved).
+        Pipeline parameters; device ``auto`` is resolved here when there is work.
     workers : int, optional
         Parallel processes (default: CPU cores). 1 runs in this process.
     overwrite : bool
@@ -249,6 +249,14 @@ def run_batch(
             yield JobResult(job.path, job.name, "skipped", stats=stats)
         else:
             todo.append(job)
+    if not todo:
+        return
+    if params.device == "auto":
+        from dataclasses import replace
+
+        from .device import resolve_device
+
+        params = replace(params, device=resolve_device("auto"))
     workers = default_workers() if workers is None else max(1, workers)
     workers = min(workers, len(todo))
     if workers <= 1:

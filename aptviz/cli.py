@@ -178,10 +178,13 @@ def run(
 
     from dataclasses import replace
 
-    from .pipeline import resolve_device
-
     try:
-        params = replace(params, device=resolve_device(device.value))
+        # cuda is checked now; auto is resolved by run_batch only if there is work (resuming needs no torch)
+        params = replace(params, device=device.value)
+        if device == DeviceChoice.cuda:
+            from .device import resolve_device
+
+            params = replace(params, device=resolve_device(device.value))
     except ParameterError as exc:
         raise usage_error(str(exc)) from None
 

@@ -61,8 +61,8 @@ class Params:
             raise ParameterError(f"num-scales must be <= 12, got {self.num_scales}")
         if self.min_pixels > self.max_pixels:
             raise ParameterError(f"min-pixels ({self.min_pixels}) must not exceed max-pixels ({self.max_pixels})")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ParameterError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}")
         return self
 
     def to_dict(self) -> dict:

@@ -15,8 +15,9 @@ import torch
 
 from ._log import logger
 from ._version import __version__
+from .device import resolve_device
 from .entropy import PAD, entropy_maps
-from .errors import InputError, ParameterError
+from .errors import InputError
 from .loading import LoadedImage, open_image
 from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
 from .params import DEFAULT_THRESHOLDS, Params, RunSpec, expand_runs
@@ -39,24 +40,6 @@ OVERLAY_DIR = "02_patches_grid"
 IMAGES_DIR = "03_original_resized"
 STATS_NAME = "stats.json"
 MAPS_NAME = "maps.npz"
-
-
-def resolve_device(device: str = "auto") -> str:
-    """Turn ``auto`` into ``cuda`` or ``cpu``; refuse ``cuda`` without a GPU.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    'cpu'
-    """
-    device = (device or "auto").lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ParameterError(f"unknown device {device!r} (choose auto, cpu or cuda)")
-    return device
 
 
 @dataclass
