@@ -13,6 +13,7 @@ import signal
 import traceback
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,23 +269,46 @@ def run_batch(
 
     method = "spawn" if params.device.startswith("cuda") else "fork"
     ctx = multiprocessing.get_context(method)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level,))
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level,))
+
+    pool = new_pool()
+    broken = False
     pending: dict[Future, Job] = {}
+    alone: set[Future] = set()  # futures run with nothing else in flight
+    suspects: list[Job] = []  # jobs in flight when a worker died: rerun one by one
     queue = list(reversed(todo))
     try:
-        # keep at most 2 jobs per worker in flight so Ctrl-C has little to cancel
-        while queue or pending:
-            while queue and len(pending) < 2 * workers:
-                job = queue.pop()
-                fut = pool.submit(_work, job.path, output / job.name, runs, params, save_maps)
-                pending[fut] = job
+        while queue or pending or suspects:
+            if broken:  # a worker died (e.g. killed for memory): start a fresh pool
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool, broken = new_pool(), False
+            if suspects:
+                if not pending:
+                    job = suspects.pop(0)
+                    fut = pool.submit(_work, job.path, output / job.name, runs, params, save_maps)
+                    pending[fut] = job
+                    alone.add(fut)
+            else:
+                # keep at most 2 jobs per worker in flight so Ctrl-C has little to cancel
+                while queue and len(pending) < 2 * workers:
+                    job = queue.pop()
+                    pending[pool.submit(_work, job.path, output / job.name, runs, params, save_maps)] = job
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 job = pending.pop(fut)
                 try:
                     res = fut.result()
-                except Exception as exc:  # worker died (killed, out of memory)
+                except BrokenProcessPool:
+                    broken = True
+                    if fut not in alone:  # maybe another image killed the worker
+                        suspects.append(job)
+                        continue
+                    res = JobResult(job.path, None, "failed", error="worker process died (out of memory?)")
+                except Exception as exc:
                     res = JobResult(job.path, None, "failed", error=f"worker failed: {type(exc).__name__}: {exc}")
+                alone.discard(fut)
                 res.name = job.name
                 yield res
     except BaseException:

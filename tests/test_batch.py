@@ -183,3 +183,34 @@ def test_failed_image_never_removes_other_outputs(tmp_path):
     assert sorted(p.relative_to(out) for p in (out / "good").rglob("*")) == files
     rows = rows_of(out)
     assert [(Path(row["image"]).name, row["status"]) for row in rows] == [("bad.png", "failed"), ("good.png", "ok")]
+
+
+def _killer_work(path, *args):
+    """Stand-in for aptviz.batch._work (module level, so it pickles)."""
+    import aptviz.batch
+
+    if path.name == "killer.png":
+        os._exit(9)
+    return _REAL_WORK(path, *args)
+
+
+from aptviz.batch import _work as _REAL_WORK  # noqa: E402
+
+
+def test_a_dying_worker_fails_only_its_image(tmp_path, monkeypatch):
+    """An image whose worker process dies (as when killed for memory) is recorded; the rest completes."""
+    import aptviz.batch as batch
+    from aptviz.params import Params, expand_runs
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        shutil.copy(SAMPLES / "chelsea.png", src / f"ok{i}.png")
+    shutil.copy(SAMPLES / "chelsea.png", src / "killer.png")
+    monkeypatch.setattr(batch, "_work", _killer_work)
+    jobs, _ = discover([src])
+    results = list(batch.run_batch(jobs, tmp_path / "out", expand_runs(["v1"]), Params(device="cpu"), workers=2))
+    status = {r.path.name: r.status for r in results}
+    assert status["killer.png"] == "failed"
+    assert sorted(n for n, s in status.items() if s == "done") == [f"ok{i}.png" for i in range(4)]
+    assert "died" in next(r.error for r in results if r.path.name == "killer.png")
