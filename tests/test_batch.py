@@ -187,8 +187,6 @@ def test_failed_image_never_removes_other_outputs(tmp_path):
 
 def _killer_work(path, *args):
     """Stand-in for aptviz.batch._work (module level, so it pickles)."""
-    import aptviz.batch
-
     if path.name == "killer.png":
         os._exit(9)
     return _REAL_WORK(path, *args)
