@@ -11,6 +11,8 @@ from .resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 __all__ = ["DEFAULT_THRESHOLDS", "Params", "RunSpec", "expand_runs"]
 
 DEFAULT_THRESHOLDS = (3.0, 2.0)
+MAX_BINS = 4096  # histograms take cells x bins integers: keep them within memory
+MAX_COARSEST = 1024  # largest patch side in pixels
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,14 @@ class Params:
             value = getattr(self, name)
             if not isinstance(value, int) or value < lo:
                 raise ParameterError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {value!r}")
-        if self.num_scales > 12:
-            raise ParameterError(f"num-scales must be <= 12, got {self.num_scales}")
+        if self.bins > MAX_BINS:
+            raise ParameterError(f"bins must be <= {MAX_BINS}, got {self.bins}")
+        coarsest = self.patch_size * 2 ** (self.num_scales - 1) if self.num_scales <= 16 else None
+        if coarsest is None or coarsest > MAX_COARSEST:
+            raise ParameterError(
+                f"the coarsest patch (patch-size * 2**(num-scales - 1)) must be <= {MAX_COARSEST} px, "
+                f"got patch-size {self.patch_size} with {self.num_scales} scales"
+            )
         if self.min_pixels > self.max_pixels:
             raise ParameterError(f"min-pixels ({self.min_pixels}) must not exceed max-pixels ({self.max_pixels})")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -93,6 +93,8 @@ def test_missing_file_is_one_line_no_traceback(tmp_path):
         (["--num-scales", "0", "--thresholds", ""], "num-scales must be an integer >= 1"),
         (["--min-pixels", "5000", "--max-pixels", "4000"], "min-pixels (5000) must not exceed max-pixels (4000)"),
         (["-m", "v9"], "v9"),
+        (["--bins", "100000"], "bins must be <= 4096"),
+        (["--patch-size", "300", "--thresholds", "1,1"], "coarsest patch"),
         (["--workers", "0"], "workers"),
     ],
 )
