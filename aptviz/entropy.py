@@ -219,13 +219,19 @@ def entropy_maps(
     >>> float(maps[14].max()), float(maps[56][0, 1])
     (0.0, 1000000.0)
     """
+    dev = torch.device(device)
+    return _entropy_maps(image, patch_size, num_scales, bins, dev, "numpy" if dev.type == "cpu" else "torch")
+
+
+def _entropy_maps(image, patch_size: int, num_scales: int, bins: int, dev: torch.device, backend: str):
+    """:func:`entropy_maps` with an explicit backend: NumPy (CPU) or torch (any device).
+
+    Both give bit-identical maps; the tests run the torch backend on the CPU
+    to cover the code path CUDA uses.
+    """
     if patch_size < 1 or num_scales < 1 or bins < 1:
         raise ValueError("patch_size, num_scales and bins must all be >= 1")
-    dev = torch.device(device)
-    if dev.type == "cpu":
-        img = _as_array(image)
-    else:
-        img = _as_tensor(image, dev)
+    img = _as_array(image) if backend == "numpy" else _as_tensor(image, dev)
     height, width = int(img.shape[0]), int(img.shape[1])
     scales = scales_for(patch_size, num_scales)
 
@@ -242,7 +248,7 @@ def entropy_maps(
             out.append(_entropy_from_histograms(hist, ps * ps, dev))
         return out
 
-    threads = torch.get_num_threads() if dev.type == "cpu" else 1
+    threads = torch.get_num_threads() if backend == "numpy" else 1
     bands = _bands(height, width, scales[-1], threads)
     if len(bands) == 1:
         per_band = [one_band(img)]
