@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import traceback
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -183,14 +184,14 @@ def _work(path: Path, out_dir: Path, runs: list[RunSpec], params: Params, save_m
 
 
 def _init_worker(level: str | None) -> None:
-    """Worker start-up: leave Ctrl-C to the parent, one torch thread each."""
+    """Worker start-up: leave Ctrl-C to the parent, one compute thread each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
+    from .entropy import set_num_threads
 
-    torch.set_num_threads(1)
+    set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     if level is not None:
-        import sys
-
         logger.remove()
         logger.add(sys.stderr, level=level, format="{level}: {message}")
         logger.enable("aptviz")

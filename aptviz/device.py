@@ -6,6 +6,20 @@ from .errors import ParameterError
 
 __all__ = ["resolve_device"]
 
+_DRIVER_MARKERS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+
+
+def _cuda_driver_present() -> bool:
+    """Whether an NVIDIA driver is visible (device nodes or /proc entry).
+
+    torch.cuda.is_available() needs one; checking first lets a CPU-only
+    machine skip importing torch (about a second).
+    """
+    import glob
+    import os
+
+    return any(os.path.exists(p) for p in _DRIVER_MARKERS) or bool(glob.glob("/dev/nvidia[0-9]*"))
+
 
 def resolve_device(device: str = "auto") -> str:
     """Turn ``auto`` into ``cuda`` or ``cpu``; refuse ``cuda`` without a GPU.
@@ -20,10 +34,14 @@ def resolve_device(device: str = "auto") -> str:
         return device
     if device != "auto" and not device.startswith("cuda"):
         raise ParameterError(f"unknown device {device!r} (choose auto, cpu or cuda)")
+    if device == "auto":
+        if not _cuda_driver_present():  # no NVIDIA driver: no need to import torch to know
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
     if not torch.cuda.is_available():
         raise ParameterError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")
     return device

@@ -3,29 +3,76 @@
 One pass over the pixels builds the finest-scale histograms (a single
 ``bincount`` over ``cell * bins + bin``); every coarser scale's histograms are
 2x2 sums of the next finer ones. The entropy of a cell of ``n`` pixels is
-``log2(n) - sum(c * log2(c)) / n``, with ``c * log2(c)`` read from a lookup
-table, computed in float64 and stored as float32.
+``sum(c * log2(n / c)) / n`` over its bin counts ``c``, read from a lookup
+table in integer fixed point, so the result does not depend on the order of
+summation: NumPy on the CPU and torch on a GPU give bit-identical maps.
 
-Memory is linear in pixels: nothing of size cells x pixels-per-cell x bins is
-ever built.
+Memory is linear in pixels and bounded per band of rows: nothing of size
+cells x pixels-per-cell x bins is ever built.
+
+The CPU backend is pure NumPy (torch is not even imported); ``device="cuda"``
+runs the same steps with torch.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
-__all__ = ["GRAY_WEIGHTS", "PAD", "entropy_maps", "grayscale", "pad_mask", "scales_for"]
+__all__ = [
+    "GRAY_WEIGHTS",
+    "PAD",
+    "compute_maps",
+    "entropy_maps",
+    "get_num_threads",
+    "grayscale",
+    "pad_mask",
+    "scales_for",
+    "set_num_threads",
+]
 
 PAD = 1e6
 """Value of a cell whose grid overhangs the image (never kept, never counted)."""
 
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+FIXED_POINT_BITS = 32
+"""Entropy sums are accumulated as integers in units of 2**-32 bits: exact
+to ~1e-9 before the final float32 rounding, whatever the summation order."""
+
+BAND_PIXELS = 1 << 20
+"""Rows are processed in bands of about this many pixels (at least one band
+per thread), so temporary memory stays bounded (~25 MB a band)."""
+
+_THREADS: int | None = None
+
+
+def set_num_threads(n: int | None) -> None:
+    """Threads for the CPU entropy kernel (None: every available core)."""
+    global _THREADS
+    _THREADS = None if n is None else max(1, int(n))
+
+
+def get_num_threads() -> int:
+    """Threads the CPU entropy kernel uses.
+
+    Examples
+    --------
+    >>> get_num_threads() >= 1
+    True
+    """
+    if _THREADS is not None:
+        return _THREADS
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def scales_for(patch_size: int, num_scales: int) -> list[int]:
@@ -39,21 +86,26 @@ def scales_for(patch_size: int, num_scales: int) -> list[int]:
     return [patch_size * 2**i for i in range(num_scales)]
 
 
+def _check_shape(shape) -> None:
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 RGB image, got shape {tuple(shape)}")
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError("image has no pixels")
+
+
 def _as_array(image) -> np.ndarray:
-    if isinstance(image, torch.Tensor):
-        arr = image.detach().cpu().numpy()
-    else:
-        arr = np.asarray(image)
+    if type(image).__module__.startswith("torch"):
+        image = image.detach().cpu().numpy()
+    arr = np.asarray(image)
     if arr.dtype != np.uint8:
         raise TypeError(f"expected a uint8 image, got {arr.dtype}")
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 RGB image, got shape {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError("image has no pixels")
+    _check_shape(arr.shape)
     return arr
 
 
-def _as_tensor(image, device: str | torch.device) -> torch.Tensor:
+def _as_tensor(image, device) -> "torch.Tensor":
+    import torch
+
     if isinstance(image, torch.Tensor):
         t = image
     else:
@@ -61,89 +113,83 @@ def _as_tensor(image, device: str | torch.device) -> torch.Tensor:
         if arr.dtype != np.uint8:
             raise TypeError(f"expected a uint8 image, got {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.ndim != 3 or t.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 RGB image, got shape {tuple(t.shape)}")
-    if t.shape[0] < 1 or t.shape[1] < 1:
-        raise ValueError("image has no pixels")
+    if t.dtype != torch.uint8:
+        raise TypeError(f"expected a uint8 image, got {t.dtype}")
+    _check_shape(tuple(t.shape))
     return t.to(device)
 
 
-def grayscale(image: torch.Tensor) -> torch.Tensor:
+def grayscale(image):
     """Luma in float32: ``0.2989*R + 0.5870*G + 0.1140*B`` (left to right).
 
     Parameters
     ----------
-    image : torch.Tensor
-        HxWx3 uint8 tensor.
+    image : ndarray or torch.Tensor
+        HxWx3 uint8.
 
     Returns
     -------
-    torch.Tensor
-        HxW float32 tensor.
+    ndarray or torch.Tensor
+        HxW float32, same kind as the input.
+
+    Examples
+    --------
+    >>> float(grayscale(np.full((1, 1, 3), 255, np.uint8))[0, 0])
+    254.97451782226562
     """
-    r, g, b = GRAY_WEIGHTS
-    gray = image[..., 0].to(torch.float32) * r
-    gray += image[..., 1].to(torch.float32) * g
-    gray += image[..., 2].to(torch.float32) * b
+    r, g, b = (np.float32(w) for w in GRAY_WEIGHTS)
+    if isinstance(image, np.ndarray):
+        gray = image[..., 0] * r
+        gray += image[..., 1] * g
+        gray += image[..., 2] * b
+        return gray
+    import torch
+
+    gray = image[..., 0].to(torch.float32) * float(r)
+    gray += image[..., 1].to(torch.float32) * float(g)
+    gray += image[..., 2].to(torch.float32) * float(b)
     return gray
 
 
-FIXED_POINT_BITS = 32
-"""Entropy sums are accumulated as integers in units of 2**-32 bits, so the
-result is exact to ~1e-9 and identical whatever the summation order (CPU or
-GPU)."""
+def _bin_keys(img, ps: int, bins: int):
+    """``cell * bins + bin`` for every pixel, where ``bin = floor(gray * bins / 256)``.
 
-
-def _entropy_table(n: int) -> np.ndarray:
-    """``T[c] = c * (log2(n) - log2(c))`` for c in 0..n, in int64 fixed point.
-
-    The entropy of a cell of ``n`` pixels is ``sum(T[counts]) / n / 2**32``;
-    a cell whose pixels all fall in one bin gets exactly 0.
+    gray <= 254.975, so the bin index never reaches ``bins`` and needs no clamp.
     """
-    c = np.arange(n + 1, dtype=np.float64)
-    t = c * (np.log2(float(n)) - np.log2(np.maximum(c, 1.0)))
-    return np.rint(np.ldexp(t, FIXED_POINT_BITS)).astype(np.int64)
-
-
-def _finest_histograms_numpy(img: np.ndarray, ps: int, bins: int) -> np.ndarray:
-    """(rows, cols, bins) int64 histograms of the finest grid, one bincount."""
-    height, width = img.shape[:2]
-    rows, cols = -(-height // ps), -(-width // ps)
-    r, g, b = (np.float32(w) for w in GRAY_WEIGHTS)
-    gray = img[..., 0] * r
-    gray += img[..., 1] * g
-    gray += img[..., 2] * b
-    # floor(gray * bins / 256); gray <= 254.975 so the index never reaches bins
-    if bins & (bins - 1) == 0:  # power of two: one exact multiply
-        gray *= np.float32(bins / 256.0)
-    else:
-        gray *= np.float32(bins)
-        gray /= np.float32(256.0)
-    key = gray.astype(np.intp)
-    del gray
-    key += ((np.arange(height) // ps) * (cols * bins))[:, None]
-    key += ((np.arange(width) // ps) * bins)[None, :]
-    hist = np.bincount(key.ravel(), minlength=rows * cols * bins)
-    return hist.reshape(rows, cols, bins)
-
-
-def _finest_histograms_torch(img: torch.Tensor, ps: int, bins: int) -> torch.Tensor:
-    """Same as the NumPy version, with torch ops (for CUDA)."""
+    numpy = isinstance(img, np.ndarray)
     height, width = int(img.shape[0]), int(img.shape[1])
-    rows, cols = -(-height // ps), -(-width // ps)
-    dev = img.device
+    cols = -(-width // ps)
     gray = grayscale(img)
-    if bins & (bins - 1) == 0:
-        gray *= bins / 256.0
+    if bins & (bins - 1) == 0:  # power of two: one exact multiply
+        gray *= np.float32(bins / 256.0) if numpy else bins / 256.0
     else:
-        gray *= float(bins)
-        gray /= 256.0
+        gray *= np.float32(bins) if numpy else float(bins)
+        gray /= np.float32(256.0) if numpy else 256.0
+    if numpy:
+        key = gray.astype(np.intp)
+        key += ((np.arange(height) // ps) * (cols * bins))[:, None]
+        key += ((np.arange(width) // ps) * bins)[None, :]
+        return key
+    import torch
+
+    dev = img.device
     key = gray.to(torch.int64)
-    del gray
     key += ((torch.arange(height, device=dev) // ps) * (cols * bins))[:, None]
     key += ((torch.arange(width, device=dev) // ps) * bins)[None, :]
-    hist = torch.bincount(key.view(-1), minlength=rows * cols * bins)
-    return hist.view(rows, cols, bins)
+    return key
+
+
+def _finest_histograms(img, ps: int, bins: int):
+    """(rows, cols, bins) int64 histograms of the finest grid: one bincount."""
+    rows, cols = -(-int(img.shape[0]) // ps), -(-int(img.shape[1]) // ps)
+    key = _bin_keys(img, ps, bins)
+    if isinstance(key, np.ndarray):
+        hist = np.bincount(key.ravel(), minlength=rows * cols * bins)
+    else:
+        import torch
+
+        hist = torch.bincount(key.reshape(-1), minlength=rows * cols * bins)
+    return hist.reshape(rows, cols, bins)
 
 
 def _sum2x2(hist):
@@ -164,113 +210,56 @@ def _sum2x2(hist):
 def _concat(a, b, axis: int):
     if isinstance(a, np.ndarray):
         return np.concatenate([a, b], axis=axis)
+    import torch
+
     return torch.cat([a, b], dim=axis)
 
 
-def pad_mask(shape: tuple[int, int], ps: int, height: int, width: int, device=None) -> torch.Tensor:
+def _entropy_table(n: int) -> np.ndarray:
+    """``T[c] = c * (log2(n) - log2(c))`` for c in 0..n, in int64 fixed point.
+
+    The entropy of a cell of ``n`` pixels is ``sum(T[counts]) / n / 2**32``;
+    a cell whose pixels all fall in one bin gets exactly 0.
+    """
+    c = np.arange(n + 1, dtype=np.float64)
+    t = c * (np.log2(float(n)) - np.log2(np.maximum(c, 1.0)))
+    return np.rint(np.ldexp(t, FIXED_POINT_BITS)).astype(np.int64)
+
+
+def _entropy_from_histograms(hist, n: int):
+    """float32 entropy (bits) of every cell of a (rows, cols, bins) histogram.
+
+    Counts of overhanging cells are below ``n``; their values become PAD anyway.
+    """
+    table = _entropy_table(n)
+    scale = 2.0**-FIXED_POINT_BITS / n
+    if isinstance(hist, np.ndarray):
+        fixed = np.take(table, hist).sum(axis=-1)
+        return (fixed.astype(np.float64) * scale).astype(np.float32)
+    import torch
+
+    fixed = torch.from_numpy(table).to(hist.device)[hist].sum(dim=-1)
+    return (fixed.to(torch.float64) * scale).to(torch.float32)
+
+
+def pad_mask(shape: tuple[int, int], ps: int, height: int, width: int) -> np.ndarray:
     """Cells of a ``ceil(H/ps) x ceil(W/ps)`` grid that overhang the image.
 
     The whole last row is PAD when the grid overhangs at the bottom, the
     whole last column when it overhangs on the right.
+
+    Examples
+    --------
+    >>> pad_mask((2, 3), 56, 84, 168).astype(int).tolist()
+    [[0, 0, 0], [1, 1, 1]]
     """
     rows, cols = shape
-    mask = torch.zeros((rows, cols), dtype=torch.bool, device=device)
+    mask = np.zeros((rows, cols), dtype=bool)
     if rows * ps > height:
         mask[-1, :] = True
     if cols * ps > width:
         mask[:, -1] = True
     return mask
-
-
-def entropy_maps(
-    image: "np.ndarray | Image.Image | torch.Tensor",
-    patch_size: int = 14,
-    num_scales: int = 3,
-    bins: int = 512,
-    device: str | torch.device = "cpu",
-) -> dict[int, torch.Tensor]:
-    """Shannon entropy (bits) of every patch, at every scale.
-
-    Parameters
-    ----------
-    image : ndarray, PIL.Image.Image or torch.Tensor
-        HxWx3 uint8 RGB image (usually the smart-resized one).
-    patch_size : int
-        Finest patch size; scale ``i`` uses ``patch_size * 2**i``.
-    num_scales : int
-        Number of scales (>= 1).
-    bins : int
-        Histogram bins over the gray range [0, 256).
-    device : str or torch.device
-        Where to compute ("cpu" or "cuda"); results are identical.
-
-    Returns
-    -------
-    dict[int, torch.Tensor]
-        ``{ps: float32 tensor of shape (ceil(H/ps), ceil(W/ps))}`` on
-        ``device``; cells that overhang the image hold :data:`PAD`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> maps = entropy_maps(np.zeros((56, 84, 3), np.uint8))
-    >>> {ps: tuple(m.shape) for ps, m in maps.items()}
-    {14: (4, 6), 28: (2, 3), 56: (1, 2)}
-    >>> float(maps[14].max()), float(maps[56][0, 1])
-    (0.0, 1000000.0)
-    """
-    dev = torch.device(device)
-    return _entropy_maps(image, patch_size, num_scales, bins, dev, "numpy" if dev.type == "cpu" else "torch")
-
-
-def _entropy_maps(image, patch_size: int, num_scales: int, bins: int, dev: torch.device, backend: str):
-    """:func:`entropy_maps` with an explicit backend: NumPy (CPU) or torch (any device).
-
-    Both give bit-identical maps; the tests run the torch backend on the CPU
-    to cover the code path CUDA uses.
-    """
-    if patch_size < 1 or num_scales < 1 or bins < 1:
-        raise ValueError("patch_size, num_scales and bins must all be >= 1")
-    img = _as_array(image) if backend == "numpy" else _as_tensor(image, dev)
-    height, width = int(img.shape[0]), int(img.shape[1])
-    scales = scales_for(patch_size, num_scales)
-
-    def one_band(band) -> list[torch.Tensor]:
-        """Maps of a horizontal band whose height is a multiple of the coarsest cell."""
-        if isinstance(band, np.ndarray):
-            hist = _finest_histograms_numpy(band, patch_size, bins)
-        else:
-            hist = _finest_histograms_torch(band, patch_size, bins)
-        out = []
-        for i, ps in enumerate(scales):
-            if i > 0:
-                hist = _sum2x2(hist)
-            out.append(_entropy_from_histograms(hist, ps * ps, dev))
-        return out
-
-    threads = torch.get_num_threads() if backend == "numpy" else 1
-    bands = _bands(height, width, scales[-1], threads)
-    if len(bands) == 1:
-        per_band = [one_band(img)]
-    elif threads == 1:
-        per_band = [one_band(img[a:b]) for a, b in bands]
-    else:  # NumPy releases the GIL: bands run in parallel threads
-        per_band = list(_pool(threads).map(lambda b: one_band(img[b[0] : b[1]]), bands))
-
-    maps: dict[int, torch.Tensor] = {}
-    for i, ps in enumerate(scales):
-        grid = (-(-height // ps), -(-width // ps))
-        ent = torch.cat([band[i] for band in per_band], dim=0) if len(per_band) > 1 else per_band[0][i]
-        ent = ent[: grid[0], : grid[1]].contiguous()
-        ent[pad_mask(grid, ps, height, width, dev)] = PAD
-        maps[ps] = ent
-    return maps
-
-
-BAND_PIXELS = 1 << 20
-"""Rows are processed in bands of about this many pixels (at least one band
-per thread), so temporary memory stays bounded (~40 MB a band) whatever the
-image size."""
 
 
 def _bands(height: int, width: int, coarsest: int, threads: int) -> list[tuple[int, int]]:
@@ -308,14 +297,115 @@ def _pool(workers: int):
     return _POOL
 
 
-def _entropy_from_histograms(hist, n: int, dev: torch.device) -> torch.Tensor:
-    """float32 entropy (bits) of every cell of a (rows, cols, bins) histogram."""
-    table = _entropy_table(n)
-    if isinstance(hist, np.ndarray):
-        # counts of overhanging cells are < n; their values become PAD anyway
-        fixed = np.take(table, hist).sum(axis=-1)
-        ent = torch.from_numpy(fixed).to(torch.float64)
-    else:
-        fixed = torch.from_numpy(table).to(dev)[hist].sum(dim=-1)
-        ent = fixed.to(torch.float64)
-    return (ent * 2.0**-FIXED_POINT_BITS / n).to(torch.float32)
+def compute_maps(
+    image, patch_size: int = 14, num_scales: int = 3, bins: int = 512, device="cpu", backend: str | None = None
+) -> dict:
+    """Entropy maps on the native backend: NumPy arrays on the CPU, torch tensors otherwise.
+
+    Same parameters and values as :func:`entropy_maps`; the pipeline uses
+    this so that a CPU run never imports torch. ``backend="torch"`` forces
+    the torch code path (what CUDA runs) on any device; both backends give
+    bit-identical maps.
+
+    Examples
+    --------
+    >>> maps = compute_maps(np.zeros((56, 84, 3), np.uint8))
+    >>> type(maps[14]).__name__, maps[14].dtype
+    ('ndarray', dtype('float32'))
+    """
+    if patch_size < 1 or num_scales < 1 or bins < 1:
+        raise ValueError("patch_size, num_scales and bins must all be >= 1")
+    numpy = (backend or ("numpy" if str(device) == "cpu" else "torch")) == "numpy"
+    img = _as_array(image) if numpy else _as_tensor(image, device)
+    height, width = int(img.shape[0]), int(img.shape[1])
+    scales = scales_for(patch_size, num_scales)
+
+    def one_band(band) -> list:
+        """Maps of a horizontal band whose height is a multiple of the coarsest cell."""
+        hist = _finest_histograms(band, patch_size, bins)
+        out = []
+        for i, ps in enumerate(scales):
+            if i > 0:
+                hist = _sum2x2(hist)
+            out.append(_entropy_from_histograms(hist, ps * ps))
+        return out
+
+    threads = get_num_threads() if numpy else 1
+    bands = _bands(height, width, scales[-1], threads)
+    if len(bands) == 1:
+        per_band = [one_band(img)]
+    elif threads == 1:
+        per_band = [one_band(img[a:b]) for a, b in bands]
+    else:  # NumPy releases the GIL: bands run in parallel threads
+        per_band = list(_pool(threads).map(lambda b: one_band(img[b[0] : b[1]]), bands))
+
+    maps: dict = {}
+    for i, ps in enumerate(scales):
+        grid = (-(-height // ps), -(-width // ps))
+        parts = [band[i] for band in per_band]
+        ent = _concat_all(parts)[: grid[0], : grid[1]]
+        pad = pad_mask(grid, ps, height, width)
+        if numpy:
+            ent = np.ascontiguousarray(ent)
+            ent[pad] = PAD
+        else:
+            import torch
+
+            ent = ent.contiguous()
+            ent[torch.from_numpy(pad).to(ent.device)] = PAD
+        maps[ps] = ent
+    return maps
+
+
+def _concat_all(parts: list):
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts, axis=0)
+    import torch
+
+    return torch.cat(parts, dim=0)
+
+
+def entropy_maps(
+    image: "np.ndarray | Image.Image | torch.Tensor",
+    patch_size: int = 14,
+    num_scales: int = 3,
+    bins: int = 512,
+    device: "str | torch.device" = "cpu",
+) -> "dict[int, torch.Tensor]":
+    """Shannon entropy (bits) of every patch, at every scale.
+
+    Parameters
+    ----------
+    image : ndarray, PIL.Image.Image or torch.Tensor
+        HxWx3 uint8 RGB image (usually the smart-resized one).
+    patch_size : int
+        Finest patch size; scale ``i`` uses ``patch_size * 2**i``.
+    num_scales : int
+        Number of scales (>= 1).
+    bins : int
+        Histogram bins over the gray range [0, 256).
+    device : str or torch.device
+        Where to compute ("cpu" or "cuda"); results are identical.
+
+    Returns
+    -------
+    dict[int, torch.Tensor]
+        ``{ps: float32 tensor of shape (ceil(H/ps), ceil(W/ps))}`` on
+        ``device``; cells that overhang the image hold :data:`PAD`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = entropy_maps(np.zeros((56, 84, 3), np.uint8))
+    >>> {ps: tuple(m.shape) for ps, m in maps.items()}
+    {14: (4, 6), 28: (2, 3), 56: (1, 2)}
+    >>> float(maps[14].max()), float(maps[56][0, 1])
+    (0.0, 1000000.0)
+    """
+    import torch
+
+    dev = torch.device(device)
+    maps = compute_maps(image, patch_size, num_scales, bins, "cpu" if dev.type == "cpu" else dev)
+    return {ps: torch.from_numpy(m) if isinstance(m, np.ndarray) else m for ps, m in maps.items()}

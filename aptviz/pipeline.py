@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sys
+
 import numpy as np
-import torch
 
 from ._log import logger
 from ._version import __version__
 from .device import resolve_device
-from .entropy import PAD, entropy_maps
+from ._xp import to_numpy
+from .entropy import PAD, compute_maps
 from .errors import InputError
 from .loading import LoadedImage, open_image
 from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
@@ -49,7 +51,7 @@ class ImageResult:
     path: Path
     loaded: LoadedImage
     resized: np.ndarray
-    maps: dict[int, torch.Tensor]
+    maps: dict  # {ps: ndarray (CPU) or torch.Tensor (CUDA)}
     params: Params
     selections: list[tuple[RunSpec, Selection]] = field(default_factory=list)
 
@@ -58,10 +60,11 @@ class ImageResult:
         return build_stats(self)
 
 
-def _entropy_summary(ent: torch.Tensor) -> dict:
-    valid = ent[ent != PAD].to(torch.float64)
-    pad_cells = int(ent.numel() - valid.numel())
-    if valid.numel() == 0:
+def _entropy_summary(ent) -> dict:
+    ent = to_numpy(ent)
+    valid = ent[ent != PAD].astype(np.float64)
+    pad_cells = int(ent.size - valid.size)
+    if valid.size == 0:
         return {"min": None, "mean": None, "max": None, "pad_cells": pad_cells}
     return {
         "min": float(valid.min()),
@@ -137,7 +140,7 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
         "{}: {}x{} -> {}x{}", path, loaded.image.width, loaded.image.height, resized.shape[1], resized.shape[0]
     )
     try:
-        maps = entropy_maps(resized, params.patch_size, params.num_scales, params.bins, params.device)
+        maps = compute_maps(resized, params.patch_size, params.num_scales, params.bins, params.device)
         result = ImageResult(path, loaded, resized, maps, params)
         for spec in runs:
             sel = select_patches(
@@ -147,9 +150,16 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
                 thresholds=spec.thresholds if spec.thresholds is not None else DEFAULT_THRESHOLDS,
             )
             result.selections.append((spec, sel))
-    except torch.cuda.OutOfMemoryError as exc:
-        raise InputError("CUDA out of memory; retry with --device cpu") from exc
+    except Exception as exc:
+        if _is_cuda_oom(exc):
+            raise InputError("CUDA out of memory; retry with --device cpu") from exc
+        raise
     return result
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
 
 
 def analyze(
@@ -206,10 +216,10 @@ def overlay_name(spec: RunSpec, single: bool) -> str:
 def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for ps, m in result.maps.items():
-        arrays[f"entropy_{ps}"] = m.detach().cpu().numpy()
+        arrays[f"entropy_{ps}"] = to_numpy(m)
     for spec, sel in result.selections:
         for ps, mask in sel.masks.items():
-            arrays[f"mask_{spec.label}_{ps}"] = mask.detach().cpu().numpy()
+            arrays[f"mask_{spec.label}_{ps}"] = to_numpy(mask)
     return arrays
 
 
@@ -234,9 +244,9 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     stats = result.stats()
     h, w = result.resized.shape[:2]
     files: dict = {"heatmaps": {}}
-    valid = [m[m != PAD] for m in result.maps.values()]
-    vmin = min((float(v.min()) for v in valid if v.numel()), default=0.0)
-    vmax = max((float(v.max()) for v in valid if v.numel()), default=0.0)
+    valid = [v[v != PAD] for v in map(to_numpy, result.maps.values())]
+    vmin = min((float(v.min()) for v in valid if v.size), default=0.0)
+    vmax = max((float(v.max()) for v in valid if v.size), default=0.0)
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
         write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax))

@@ -9,9 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ._xp import to_numpy
 from .entropy import PAD
 
 __all__ = [
@@ -123,7 +123,7 @@ def _colorbar(height: int, vmin: float, vmax: float, lut: np.ndarray, any_pad: b
 
 
 def render_heatmap(
-    entropy: torch.Tensor | np.ndarray,
+    entropy,
     patch_size: int,
     size: tuple[int, int],
     vmin: float | None = None,
@@ -134,7 +134,7 @@ def render_heatmap(
 
     Parameters
     ----------
-    entropy : (rows, cols) tensor or array
+    entropy : (rows, cols) ndarray or torch.Tensor
         Entropy map of one scale; :data:`aptviz.entropy.PAD` cells are drawn
         as grey hatching ("no data").
     patch_size : int
@@ -160,8 +160,7 @@ def render_heatmap(
     >>> pic.shape[0], pic.shape[2]
     (14, 3)
     """
-    ent = entropy.detach().cpu().numpy() if isinstance(entropy, torch.Tensor) else np.asarray(entropy)
-    ent = ent.astype(np.float64)
+    ent = to_numpy(entropy).astype(np.float64)
     width, height = size
     pad = ent == PAD
     valid = ent[~pad]
@@ -181,12 +180,12 @@ def render_heatmap(
     return np.concatenate([pixels, bar], axis=1)
 
 
-def patch_labels(masks: dict[int, torch.Tensor]) -> np.ndarray:
+def patch_labels(masks: dict) -> np.ndarray:
     """Finest-grid array giving every cell the id of the kept patch covering it.
 
     Examples
     --------
-    >>> m = {14: torch.tensor([[True, True], [False, False]]), 28: torch.tensor([[False]])}
+    >>> m = {14: np.array([[True, True], [False, False]]), 28: np.array([[False]])}
     >>> patch_labels(m).tolist()
     [[0, 1], [-1, -1]]
     """
@@ -195,7 +194,7 @@ def patch_labels(masks: dict[int, torch.Tensor]) -> np.ndarray:
     labels = np.full(shape, -1, dtype=np.int64)
     offset = 0
     for ps in sorted(masks):
-        m = masks[ps].detach().cpu().numpy()
+        m = to_numpy(masks[ps])
         ids = np.arange(m.size, dtype=np.int64).reshape(m.shape) + offset
         ratio = ps // finest
         keep = _expand(m, ratio, *shape)
@@ -204,7 +203,7 @@ def patch_labels(masks: dict[int, torch.Tensor]) -> np.ndarray:
     return labels
 
 
-def boundary_mask(masks: dict[int, torch.Tensor], height: int, width: int) -> np.ndarray:
+def boundary_mask(masks: dict, height: int, width: int) -> np.ndarray:
     """Pixels on the boundary of a kept patch: every edge once, 2 px wide.
 
     An edge between two patches at pixel column ``x`` covers columns
@@ -212,7 +211,7 @@ def boundary_mask(masks: dict[int, torch.Tensor], height: int, width: int) -> np
 
     Parameters
     ----------
-    masks : dict[int, torch.Tensor]
+    masks : dict[int, ndarray or torch.Tensor]
         Selection masks (a partition).
     height, width : int
         Size of the resized image.
@@ -245,14 +244,14 @@ def boundary_mask(masks: dict[int, torch.Tensor], height: int, width: int) -> np
     return edge
 
 
-def draw_overlay(image: np.ndarray, masks: dict[int, torch.Tensor]) -> np.ndarray:
+def draw_overlay(image: np.ndarray, masks: dict) -> np.ndarray:
     """The resized image with every kept patch outlined in green (0, 255, 0).
 
     Parameters
     ----------
     image : ndarray
         ``(H, W, 3)`` uint8 resized RGB image.
-    masks : dict[int, torch.Tensor]
+    masks : dict[int, ndarray or torch.Tensor]
         Selection masks.
 
     Returns

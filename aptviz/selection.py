@@ -8,7 +8,9 @@ Three methods:
   quadtree of splits ordered by propagated score.
 
 Masks are boolean grids (one per scale, same shape as the maps); together
-they cover every finest-scale cell exactly once.
+they cover every finest-scale cell exactly once. Everything works on torch
+tensors (any device) and on NumPy arrays alike: the masks come back in the
+kind the maps came in.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-import torch
+import numpy as np
 
+from . import _xp as xp
 from .entropy import PAD
 from .errors import ParameterError
 
@@ -42,7 +45,7 @@ class Selection:
         ``"v1"``, ``"v2"`` or ``"budget"``.
     alpha : float or None
         The alpha used (None for v1).
-    masks : dict[int, torch.Tensor]
+    masks : dict[int, torch.Tensor or ndarray]
         ``{patch_size: bool grid}``; True where a patch of that size is kept.
     thresholds : list of float or None
         Thresholds per coarser scale (v1, v2; None entries for scales with
@@ -53,7 +56,7 @@ class Selection:
 
     method: str
     alpha: float | None
-    masks: dict[int, torch.Tensor]
+    masks: dict
     thresholds: list[float | None] | None = None
     budget_info: dict | None = None
     tokens_by_scale: dict[int, int] = field(init=False)
@@ -70,7 +73,7 @@ class Selection:
     def base_small_tokens(self) -> int:
         """``N``: cells of the finest grid (the uniform-patch token count)."""
         finest = min(self.masks)
-        return int(self.masks[finest].numel())
+        return xp.size(self.masks[finest])
 
     @property
     def retention(self) -> float:
@@ -83,45 +86,44 @@ class Selection:
         return self.alpha if self.method == Method.budget.value else None
 
 
-def upsample(mask: torch.Tensor, ratio: int, shape: tuple[int, int]) -> torch.Tensor:
+def upsample(mask, ratio: int, shape: tuple[int, int]):
     """Repeat every cell ``ratio`` times in both directions, crop to ``shape``.
 
     Examples
     --------
-    >>> upsample(torch.tensor([[True, False]]), 2, (2, 3)).int().tolist()
+    >>> upsample(np.array([[True, False]]), 2, (2, 3)).astype(int).tolist()
     [[1, 1, 0], [1, 1, 0]]
     """
-    up = mask.repeat_interleave(ratio, dim=0).repeat_interleave(ratio, dim=1)
-    return up[: shape[0], : shape[1]]
+    return xp.repeat2d(mask, ratio)[: shape[0], : shape[1]]
 
 
-def coverage(masks: dict[int, torch.Tensor]) -> torch.Tensor:
+def coverage(masks: dict) -> np.ndarray:
     """How many kept patches cover each finest-scale cell (1 everywhere for a partition).
 
     Examples
     --------
-    >>> m = {14: torch.tensor([[True, True], [False, False]]), 28: torch.tensor([[False]])}
+    >>> m = {14: np.array([[True, True], [False, False]]), 28: np.array([[False]])}
     >>> coverage(m).tolist()
     [[1, 1], [0, 0]]
     """
     finest = min(masks)
     shape = tuple(masks[finest].shape)
-    total = torch.zeros(shape, dtype=torch.int32, device=masks[finest].device)
+    total = np.zeros(shape, dtype=np.int32)
     for ps, m in masks.items():
-        total += upsample(m, ps // finest, shape).to(torch.int32)
+        total += upsample(xp.to_numpy(m), ps // finest, shape)
     return total
 
 
-def _nested(maps: dict[int, torch.Tensor], raw: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+def _nested(maps: dict, raw: dict) -> dict:
     """Keep ``raw[s]`` only where no coarser kept patch already covers the cell."""
     scales = sorted(maps)
-    masks: dict[int, torch.Tensor] = {}
+    masks: dict = {}
     covered = None  # cells of the current scale covered by a coarser kept patch
     for i in range(len(scales) - 1, -1, -1):
         ps = scales[i]
         shape = tuple(maps[ps].shape)
         if covered is None:
-            covered = torch.zeros(shape, dtype=torch.bool, device=maps[ps].device)
+            covered = xp.zeros_bool(shape, maps[ps])
         masks[ps] = raw[ps] & ~covered
         if i > 0:
             finer = scales[i - 1]
@@ -129,15 +131,15 @@ def _nested(maps: dict[int, torch.Tensor], raw: dict[int, torch.Tensor]) -> dict
     return dict(sorted(masks.items()))
 
 
-def _select_thresholds(maps, thresholds: list[float | None]) -> dict[int, torch.Tensor]:
+def _select_thresholds(maps, thresholds: list[float | None]) -> dict:
     scales = sorted(maps)
-    raw = {scales[0]: torch.ones_like(maps[scales[0]], dtype=torch.bool)}
+    raw = {scales[0]: ~xp.zeros_bool(tuple(maps[scales[0]].shape), maps[scales[0]])}
     for ps, thr in zip(scales[1:], thresholds):
         ent = maps[ps]
         if thr is None:
-            raw[ps] = torch.zeros_like(ent, dtype=torch.bool)
+            raw[ps] = xp.zeros_bool(tuple(ent.shape), ent)
         else:
-            raw[ps] = (ent.to(torch.float64) < float(thr)) & (ent != PAD)
+            raw[ps] = (xp.to_float64(ent) < float(thr)) & (ent != PAD)
     return _nested(maps, raw)
 
 
@@ -146,39 +148,45 @@ def _v2_thresholds(maps, alpha: float) -> list[float | None]:
     for ps in sorted(maps)[1:]:
         ent = maps[ps]
         valid = ent[ent != PAD]
-        out.append(None if valid.numel() == 0 else float(alpha * valid.to(torch.float64).mean()))
+        # float32 entropies sum exactly in float64, so the mean is the same on every backend
+        out.append(None if xp.size(valid) == 0 else alpha * (float(xp.to_float64(valid).sum()) / xp.size(valid)))
     return out
 
 
-def _block_mean(finest: torch.Tensor, ratio: int, shape: tuple[int, int]) -> torch.Tensor:
+def _block_mean(finest, ratio: int, shape: tuple[int, int]):
     """Mean of the ``ratio x ratio`` finest cells under each coarse cell (float64).
 
-    Only meaningful for coarse cells that lie wholly inside the image; the
-    others get whatever the zero padding gives and are never used.
+    Computed for the coarse cells whose block lies within the finest grid
+    (every cell inside the image does); the others stay 0 and are never used.
+    The float32 inputs sum exactly in float64, so any summation order gives
+    the same result.
     """
     rows, cols = shape
-    padded = torch.zeros((rows * ratio, cols * ratio), dtype=torch.float64, device=finest.device)
-    h = min(finest.shape[0], rows * ratio)
-    w = min(finest.shape[1], cols * ratio)
-    padded[:h, :w] = finest[:h, :w]
-    return padded.view(rows, ratio, cols, ratio).sum(dim=(1, 3)) / (ratio * ratio)
+    r_in = min(rows, finest.shape[0] // ratio)
+    c_in = min(cols, finest.shape[1] // ratio)
+    out = xp.zeros_f64(shape, finest)
+    if r_in and c_in:
+        blocks = finest[: r_in * ratio, : c_in * ratio].reshape(r_in, ratio, c_in, ratio)
+        summed = blocks.sum(axis=(1, 3)) if xp.is_numpy(blocks) else blocks.sum(dim=(1, 3))
+        out[:r_in, :c_in] = summed / (ratio * ratio)
+    return out
 
 
-def _select_budget(maps, alpha: float) -> tuple[dict[int, torch.Tensor], dict]:
+def _select_budget(maps, alpha: float) -> tuple[dict, dict]:
     scales = sorted(maps)
     finest = scales[0]
-    n_small = int(maps[finest].numel())
+    n_small = xp.size(maps[finest])
     budget = round(alpha * n_small)
     pad = {ps: maps[ps] == PAD for ps in scales}
     shape = {ps: tuple(maps[ps].shape) for ps in scales}
-    finest_vals = maps[finest].to(torch.float64)
+    finest_vals = xp.to_float64(maps[finest])
 
-    def parent_up(ps_index: int, grid: torch.Tensor) -> torch.Tensor:
+    def parent_up(ps_index: int, grid):
         """A coarser grid (scale index + 1) brought onto scale ``ps_index``."""
         return upsample(grid, 2, shape[scales[ps_index]])
 
     # base partition: coarsest cells inside the image, overhanging ones split until they fit
-    base: dict[int, torch.Tensor] = {}
+    base: dict = {}
     for i in range(len(scales) - 1, -1, -1):
         ps = scales[i]
         if i == len(scales) - 1:
@@ -189,35 +197,33 @@ def _select_budget(maps, alpha: float) -> tuple[dict[int, torch.Tensor], dict]:
     base_tokens = sum(int(b.sum()) for b in base.values())
 
     # propagated scores of every splittable cell (scale > finest, inside the image)
-    prop: dict[int, torch.Tensor] = {}
+    prop: dict = {}
     for i in range(len(scales) - 1, 0, -1):
         ps = scales[i]
         own = _block_mean(finest_vals, ps // finest, shape[ps])
         if i < len(scales) - 1:
             parent = parent_up(i, prop[scales[i + 1]])
-            own = torch.where(base[ps], own, torch.minimum(own, parent))
+            own = xp.where(base[ps], own, xp.minimum(own, parent))
         prop[ps] = own
     order_scales = scales[:0:-1]  # coarsest first: ties go to the larger cell
     splittable = sum(int((~pad[ps]).sum()) for ps in order_scales)
     k = min(max(0, (budget - base_tokens) // 3), splittable)
 
-    split: dict[int, torch.Tensor] = {ps: torch.zeros(shape[ps], dtype=torch.bool, device=maps[ps].device) for ps in scales}
+    split = {ps: xp.zeros_bool(shape[ps], maps[ps]) for ps in scales}
     if k > 0:
-        neg_scores = torch.cat(
-            [torch.where(pad[ps], torch.inf, -prop[ps]).reshape(-1) for ps in order_scales]
-        )
-        # stable ascending sort of -score == descending score; ties keep
-        # (larger scale, row, column) order from the concatenation
-        chosen = torch.sort(neg_scores, stable=True).indices[:k]
-        flags = torch.zeros(neg_scores.numel(), dtype=torch.bool, device=neg_scores.device)
+        neg_scores = xp.concat([xp.where(pad[ps], float("inf"), -prop[ps]).reshape(-1) for ps in order_scales])
+        # stable ascending sort of -score == descending score; ties keep the
+        # (larger scale, row, column) order of the concatenation
+        chosen = xp.argsort_stable(neg_scores)[:k]
+        flags = xp.zeros_bool((xp.size(neg_scores),), neg_scores)
         flags[chosen] = True
         offset = 0
         for ps in order_scales:
-            size = shape[ps][0] * shape[ps][1]
-            split[ps] = flags[offset : offset + size].view(shape[ps])
-            offset += size
+            count = shape[ps][0] * shape[ps][1]
+            split[ps] = flags[offset : offset + count].reshape(shape[ps])
+            offset += count
 
-    masks: dict[int, torch.Tensor] = {}
+    masks: dict = {}
     in_tree = base[scales[-1]]
     for i in range(len(scales) - 1, -1, -1):
         ps = scales[i]
@@ -238,7 +244,7 @@ def _select_budget(maps, alpha: float) -> tuple[dict[int, torch.Tensor], dict]:
 
 
 def select_patches(
-    maps: dict[int, torch.Tensor],
+    maps: dict,
     method: str | Method = "v1",
     alpha: float = 1.0,
     thresholds: tuple[float, ...] | list[float] = (3.0, 2.0),
@@ -247,8 +253,9 @@ def select_patches(
 
     Parameters
     ----------
-    maps : dict[int, torch.Tensor]
+    maps : dict[int, torch.Tensor or ndarray]
         Output of :func:`aptviz.entropy_maps` (scales must double each time).
+        Masks come back on the same backend and device.
     method : {"v1", "v2", "budget"}
         Selection method (SPEC §1.4).
     alpha : float

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aptviz  # noqa: E402
-from aptviz.entropy import PAD  # noqa: E402
+from aptviz.entropy import PAD, set_num_threads  # noqa: E402
 
 TARGET_VS_ONEHOT = 100.0
 TARGET_VS_FLOOR = 4.0
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    set_num_threads(args.threads)
 
     img = photo(1.0)
     h, w = img.shape[:2]

@@ -82,8 +82,8 @@ def test_compute_once_for_many_selections(make_image, monkeypatch):
     import aptviz.pipeline as pl
 
     calls = []
-    real = pl.entropy_maps
-    monkeypatch.setattr(pl, "entropy_maps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = pl.compute_maps
+    monkeypatch.setattr(pl, "compute_maps", lambda *a, **k: calls.append(1) or real(*a, **k))
     result = compute(make_image("x.png"), expand_runs(["v1", "v2", "budget"], [0.2, 0.4, 0.6]), Params())
     assert len(calls) == 1 and len(result.selections) == 7
 
