@@ -206,6 +206,7 @@ def run(
         report_failure(res)
 
     collected: list[dict] = []
+    processed = 0  # images computed in this run (not skipped)
     progress = None
     if len(jobs) > 1 and not quiet:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -231,6 +232,7 @@ def run(
             if res.status == "failed":
                 report_failure(res)
             else:
+                processed += res.status == "done"
                 collected.append(res.stats)
                 summary.add(str(res.path), res.name, res.stats)
                 if not quiet:
@@ -251,8 +253,9 @@ def run(
         summary.write(force=True)
 
     rows = summary.rows
-    if len(runs) >= 2 and len(jobs) > 1 and not interrupted:
-        write_retention_plot(output / "retention_vs_alpha.png", rows)
+    plot = output / "retention_vs_alpha.png"
+    if len(runs) >= 2 and len(jobs) > 1 and not interrupted and (processed or not plot.exists()):
+        write_retention_plot(plot, rows)
     if interrupted:
         err.print(
             f"aptviz: interrupted after {len(collected)} image(s); run the same command again to resume.", markup=False
