@@ -18,7 +18,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from ._log import logger
 from ._version import __version__
 from .errors import InputError

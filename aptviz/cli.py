@@ -10,7 +10,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -109,33 +109,52 @@ def run(
     inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("visualizations"),
     methods: Annotated[
-        Optional[list[MethodChoice]],
+        list[MethodChoice] | None,
         typer.Option("-m", "--patch-selection-method", help="Selection method; repeat for several. [default: v1]"),
     ] = None,
     alphas: Annotated[
-        Optional[list[float]],
-        typer.Option("-a", "--alpha", help="v2: threshold multiplier; budget: target retention in [0, 1]. Repeatable. [default: 1.0]"),
+        list[float] | None,
+        typer.Option(
+            "-a",
+            "--alpha",
+            help="v2: threshold multiplier; budget: target retention in [0, 1]. Repeatable. [default: 1.0]",
+        ),
     ] = None,
-    thresholds: Annotated[str, typer.Option("--thresholds", help="v1 entropy thresholds (bits), one per scale above the finest.")] = "3,2",
+    thresholds: Annotated[
+        str, typer.Option("--thresholds", help="v1 entropy thresholds (bits), one per scale above the finest.")
+    ] = "3,2",
     patch_size: Annotated[int, typer.Option("--patch-size", help="Finest patch size in pixels.")] = 14,
-    merge_size: Annotated[int, typer.Option("--merge-size", help="Qwen2-VL merge size (resize factor = patch * merge).")] = 2,
-    temporal_patch_size: Annotated[int, typer.Option("--temporal-patch-size", help="Qwen2-VL temporal patch size (recorded).")] = 2,
+    merge_size: Annotated[
+        int, typer.Option("--merge-size", help="Qwen2-VL merge size (resize factor = patch * merge).")
+    ] = 2,
+    temporal_patch_size: Annotated[
+        int, typer.Option("--temporal-patch-size", help="Qwen2-VL temporal patch size (recorded).")
+    ] = 2,
     num_scales: Annotated[int, typer.Option("--num-scales", help="Number of patch scales (patch * 2**i).")] = 3,
     min_pixels: Annotated[int, typer.Option("--min-pixels", help="smart_resize minimum pixel count.")] = 56 * 56,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="smart_resize maximum pixel count.")] = 28 * 28 * 1280,
     bins: Annotated[int, typer.Option("--bins", help="Histogram bins for the entropy.")] = 512,
-    device: Annotated[DeviceChoice, typer.Option("--device", help="Where to compute entropy and selection.")] = DeviceChoice.auto,
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="Where to compute entropy and selection.")
+    ] = DeviceChoice.auto,
     recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Scan folders recursively.")] = False,
     workers: Annotated[
-        Optional[int], typer.Option("-j", "--workers", help="Parallel worker processes. [default: CPU cores]", min=1)
+        int | None, typer.Option("-j", "--workers", help="Parallel worker processes. [default: CPU cores]", min=1)
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")] = False,
-    save_maps: Annotated[bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")
+    ] = False,
+    save_maps: Annotated[
+        bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging and tracebacks.")] = False,
     version: Annotated[
-        Optional[bool], typer.Option("--version", help="Print the version and exit.", callback=_version_callback, is_eager=True)
+        bool | None,
+        typer.Option("--version", help="Print the version and exit.", callback=_version_callback, is_eager=True),
     ] = None,
 ) -> None:
     from rich.console import Console
@@ -167,7 +186,10 @@ def run(
             bins=bins,
         ).validate()
         runs = expand_runs(
-            [m.value for m in (methods or [MethodChoice.v1])], alphas or [1.0], _parse_thresholds(thresholds), num_scales
+            [m.value for m in (methods or [MethodChoice.v1])],
+            alphas or [1.0],
+            _parse_thresholds(thresholds),
+            num_scales,
         )
     except (ParameterError, typer.BadParameter) as exc:
         raise usage_error(str(exc)) from None

@@ -103,7 +103,7 @@ def _as_array(image) -> np.ndarray:
     return arr
 
 
-def _as_tensor(image, device) -> "torch.Tensor":
+def _as_tensor(image, device) -> torch.Tensor:
     import torch
 
     if isinstance(image, torch.Tensor):
@@ -368,12 +368,12 @@ def _concat_all(parts: list):
 
 
 def entropy_maps(
-    image: "np.ndarray | Image.Image | torch.Tensor",
+    image: np.ndarray | Image.Image | torch.Tensor,
     patch_size: int = 14,
     num_scales: int = 3,
     bins: int = 512,
-    device: "str | torch.device" = "cpu",
-) -> "dict[int, torch.Tensor]":
+    device: str | torch.device = "cpu",
+) -> dict[int, torch.Tensor]:
     """Shannon entropy (bits) of every patch, at every scale.
 
     Parameters

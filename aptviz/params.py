@@ -44,7 +44,7 @@ class Params:
         """Patch size of every scale, finest first."""
         return [self.patch_size * 2**i for i in range(self.num_scales)]
 
-    def validate(self) -> "Params":
+    def validate(self) -> Params:
         """Raise :class:`ParameterError` for any value out of range; return self."""
         minimum = {
             "patch_size": 1,

@@ -7,17 +7,16 @@ selections); :func:`write_outputs` renders and writes the files;
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import sys
 
 import numpy as np
 
 from ._log import logger
 from ._version import __version__
-from .device import resolve_device
 from ._xp import to_numpy
+from .device import resolve_device
 from .entropy import PAD, compute_maps
 from .errors import InputError
 from .loading import LoadedImage, open_image

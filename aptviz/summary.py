@@ -92,9 +92,11 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
     Examples
     --------
-    >>> aggregate([{"status": "ok", "method": "v1", "alpha": None, "retention": 0.5, "tokens": 10},
-    ...            {"status": "ok", "method": "v1", "alpha": None, "retention": 1.0, "tokens": 20}])
-    [{'method': 'v1', 'alpha': None, 'images': 2, 'mean_retention': 0.75, 'min_retention': 0.5, 'max_retention': 1.0, 'mean_tokens': 15.0}]
+    >>> rows = [{"status": "ok", "method": "v1", "alpha": None, "retention": r, "tokens": t}
+    ...         for r, t in ((0.5, 10), (1.0, 20))]
+    >>> g = aggregate(rows)[0]
+    >>> g["images"], g["mean_retention"], g["min_retention"], g["max_retention"], g["mean_tokens"]
+    (2, 0.75, 0.5, 1.0, 15.0)
     """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:

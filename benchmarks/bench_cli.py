@@ -53,7 +53,11 @@ def make_inputs(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in ("astronaut", "coffee", "chelsea"):
-        img = Image.open(ROOT / "sample_images" / f"{name}.png").convert("RGB").resize((1600, 1200), Image.Resampling.BICUBIC)
+        img = (
+            Image.open(ROOT / "sample_images" / f"{name}.png")
+            .convert("RGB")
+            .resize((1600, 1200), Image.Resampling.BICUBIC)
+        )
         for i in range(4):
             p = folder / f"{name}_{i}.jpg"
             img.save(p, quality=92)
@@ -83,8 +87,22 @@ def main(argv=None) -> int:
         inputs = make_inputs(work / "in")
         py = sys.executable
 
-        single_cmd = cmd + [str(inputs[0]), "-m", "v1", "-m", "v2", "-m", "budget", "-a", "0.3", "--save-maps",
-                            "--overwrite", "-q", "-o", str(work / "single")]
+        single_cmd = cmd + [
+            str(inputs[0]),
+            "-m",
+            "v1",
+            "-m",
+            "v2",
+            "-m",
+            "budget",
+            "-a",
+            "0.3",
+            "--save-maps",
+            "--overwrite",
+            "-q",
+            "-o",
+            str(work / "single"),
+        ]
         t_single = wall(single_cmd, args.repeats)
         t_torch = wall([py, "-c", "import torch"], args.repeats)
 
@@ -108,8 +126,10 @@ def main(argv=None) -> int:
         ratio = t / base
         passed = ratio <= TARGETS[key]
         ok &= passed
-        print(f"{name:50s} {t:7.3f}s   {base_name:38s} {base:7.3f}s {ratio:6.2f} {'<= ' + str(TARGETS[key]):>7s} "
-              f"{'PASS' if passed else 'FAIL'}")
+        print(
+            f"{name:50s} {t:7.3f}s   {base_name:38s} {base:7.3f}s {ratio:6.2f} {'<= ' + str(TARGETS[key]):>7s} "
+            f"{'PASS' if passed else 'FAIL'}"
+        )
     return 0 if ok else 1
 
 

@@ -32,8 +32,8 @@ def textured(h: int, w: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:h, :w]
     img = np.zeros((h, w, 3), dtype=np.float64)
-    img[..., 0] = (xx * 255.0 / max(w - 1, 1))
-    img[..., 1] = (yy * 255.0 / max(h - 1, 1))
+    img[..., 0] = xx * 255.0 / max(w - 1, 1)
+    img[..., 1] = yy * 255.0 / max(h - 1, 1)
     img[..., 2] = 128
     noisy = (xx > w // 2) & (yy > h // 3)
     img[noisy] = rng.integers(0, 256, (int(noisy.sum()), 3))

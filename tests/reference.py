@@ -161,5 +161,12 @@ def select_budget(maps: dict[int, np.ndarray], geo: Geometry, alpha: float):
 
     for cell in base:
         collect(cell)
-    info = {"alpha": alpha, "base_small_tokens": n, "base_tokens": len(base), "budget": budget, "k": k, "tokens": len(kept)}
+    info = {
+        "alpha": alpha,
+        "base_small_tokens": n,
+        "base_tokens": len(base),
+        "budget": budget,
+        "k": k,
+        "tokens": len(kept),
+    }
     return masks_from_cells(geo, kept), info

@@ -63,7 +63,10 @@ def test_discover_reports_missing_and_empty(tmp_path):
     (tmp_path / "empty" / "readme.md").write_text("x")
     jobs, failures = discover([tmp_path / "empty", tmp_path / "missing.png"])
     assert jobs == []
-    assert [(f.path.name, f.error) for f in failures] == [("empty", "no images found in folder"), ("missing.png", "file not found")]
+    assert [(f.path.name, f.error) for f in failures] == [
+        ("empty", "no images found in folder"),
+        ("missing.png", "file not found"),
+    ]
 
 
 def test_sweep_acceptance(tmp_path):
@@ -145,8 +148,26 @@ def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
     for i in range(40):
         shutil.copy(SAMPLES / "astronaut.png", src / f"img{i:02d}.png")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "aptviz", str(src), "-o", str(out), "-m", "v1", "-m", "budget", "-a", "0.3", "--workers", "2", "-q"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "aptviz",
+        str(src),
+        "-o",
+        str(out),
+        "-m",
+        "v1",
+        "-m",
+        "budget",
+        "-a",
+        "0.3",
+        "--workers",
+        "2",
+        "-q",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.glob("*/stats.json"))) < 2:
         time.sleep(0.05)

@@ -19,18 +19,26 @@ def invoke(*args):
 
 
 def aptviz_cmd(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "aptviz", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "aptviz", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw
+    )
 
 
 def test_single_image_budget(tmp_path):
-    r = invoke(ROOT / "sample_images/chelsea.png", "--patch-selection-method", "budget", "--alpha", "0.3", "-o", tmp_path)
+    r = invoke(
+        ROOT / "sample_images/chelsea.png", "--patch-selection-method", "budget", "--alpha", "0.3", "-o", tmp_path
+    )
     assert r.exit_code == 0, r.output
     assert "budget" in r.stdout and "0.2969" in r.stdout and "0.3000" in r.stdout  # actual beside target
     out = tmp_path / "chelsea"
     for rel in [
-        "01_heatmaps/importance_map_scale_14.png", "01_heatmaps/importance_map_scale_28.png",
-        "01_heatmaps/importance_map_scale_56.png", "02_patches_grid/patches_visualization.jpg",
-        "03_original_resized/original_image.jpg", "03_original_resized/resized_image.jpg", "stats.json",
+        "01_heatmaps/importance_map_scale_14.png",
+        "01_heatmaps/importance_map_scale_28.png",
+        "01_heatmaps/importance_map_scale_56.png",
+        "02_patches_grid/patches_visualization.jpg",
+        "03_original_resized/original_image.jpg",
+        "03_original_resized/resized_image.jpg",
+        "stats.json",
     ]:
         assert (out / rel).is_file(), rel
     stats = json.loads((out / "stats.json").read_text())
@@ -59,9 +67,26 @@ def test_help_does_not_import_torch_or_matplotlib():
 def test_help_lists_every_option():
     r = invoke("--help")
     for opt in [
-        "--output", "--patch-selection-method", "--alpha", "--thresholds", "--patch-size", "--merge-size",
-        "--temporal-patch-size", "--num-scales", "--min-pixels", "--max-pixels", "--device", "--recursive",
-        "--workers", "--save-maps", "--json", "--quiet", "--verbose", "--version", "--overwrite", "--bins",
+        "--output",
+        "--patch-selection-method",
+        "--alpha",
+        "--thresholds",
+        "--patch-size",
+        "--merge-size",
+        "--temporal-patch-size",
+        "--num-scales",
+        "--min-pixels",
+        "--max-pixels",
+        "--device",
+        "--recursive",
+        "--workers",
+        "--save-maps",
+        "--json",
+        "--quiet",
+        "--verbose",
+        "--version",
+        "--overwrite",
+        "--bins",
     ]:
         assert opt in r.stdout, opt
 
@@ -155,7 +180,9 @@ def test_run_visualize_script_uses_aptviz_on_path(tmp_path):
     env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
     r = subprocess.run(
         ["bash", str(ROOT / "run_visualize.sh"), str(ROOT / "sample_images/chelsea.png"), "-o", str(tmp_path), "-q"],
-        capture_output=True, text=True, env={"PATH": env_path, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        env={"PATH": env_path, "HOME": str(tmp_path)},
     )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "chelsea" / "stats.json").is_file()

@@ -8,6 +8,7 @@ from PIL import Image
 import aptviz
 from aptviz.entropy import PAD, _finest_histograms, compute_maps, entropy_maps, set_num_threads
 from aptviz.resize import resize_image
+
 import reference as ref
 from conftest import textured
 

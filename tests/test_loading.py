@@ -4,6 +4,7 @@ from PIL import Image
 
 import aptviz
 from aptviz.loading import open_image
+
 from conftest import textured
 
 

@@ -11,10 +11,27 @@ from aptviz.params import Params, expand_runs
 from aptviz.pipeline import compute, process_image, write_outputs
 
 SCHEMA_IMAGE = {"path", "original_size", "resized_size", "frames"}
-SCHEMA_PARAMS = {"patch_size", "merge_size", "temporal_patch_size", "num_scales", "min_pixels", "max_pixels", "bins", "device"}
+SCHEMA_PARAMS = {
+    "patch_size",
+    "merge_size",
+    "temporal_patch_size",
+    "num_scales",
+    "min_pixels",
+    "max_pixels",
+    "bins",
+    "device",
+}
 SCHEMA_SELECTION = {
-    "method", "alpha", "thresholds", "tokens_by_scale", "tokens", "base_small_tokens",
-    "retention", "target_retention", "budget_info", "files",
+    "method",
+    "alpha",
+    "thresholds",
+    "tokens_by_scale",
+    "tokens",
+    "base_small_tokens",
+    "retention",
+    "target_retention",
+    "budget_info",
+    "files",
 }
 
 
@@ -30,7 +47,13 @@ def test_analyze_returns_full_schema_and_writes_nothing(tmp_path, monkeypatch):
     assert stats["grid"] == {"14": [28, 42], "28": [14, 21], "56": [7, 11]}
     assert stats["entropy"]["56"]["pad_cells"] == 7 and stats["entropy"]["14"]["pad_cells"] == 0
     sels = stats["selections"]
-    assert [(s["method"], s["alpha"]) for s in sels] == [("v1", None), ("v2", 1.0), ("v2", 0.3), ("budget", 1.0), ("budget", 0.3)]
+    assert [(s["method"], s["alpha"]) for s in sels] == [
+        ("v1", None),
+        ("v2", 1.0),
+        ("v2", 0.3),
+        ("budget", 1.0),
+        ("budget", 0.3),
+    ]
     for s in sels:
         assert set(s) == SCHEMA_SELECTION
         assert s["tokens"] == sum(s["tokens_by_scale"].values())
@@ -69,8 +92,11 @@ def test_several_selections_get_their_own_overlays(tmp_path, make_image):
     stats = process_image(src, out, runs, Params())
     names = sorted(p.name for p in (out / "02_patches_grid").iterdir())
     assert names == [
-        "patches_budget_alpha0.5.jpg", "patches_budget_alpha1.jpg",
-        "patches_v1.jpg", "patches_v2_alpha0.5.jpg", "patches_v2_alpha1.jpg",
+        "patches_budget_alpha0.5.jpg",
+        "patches_budget_alpha1.jpg",
+        "patches_v1.jpg",
+        "patches_v2_alpha0.5.jpg",
+        "patches_v2_alpha1.jpg",
     ]
     assert len(stats["selections"]) == 5
     # a later run with one selection replaces the stale overlays
@@ -121,9 +147,15 @@ def test_library_is_silent_and_cli_verbose_logs(capfd, make_image):
     aptviz.analyze(path)
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
-    r = subprocess.run([sys.executable, "-m", "aptviz", str(path), "-v", "-q", "-o", str(path.parent / "o")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(path), "-v", "-q", "-o", str(path.parent / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0
-    r = subprocess.run([sys.executable, "-m", "aptviz", str(path), "-v", "-o", str(path.parent / "o"), "--overwrite"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(path), "-v", "-o", str(path.parent / "o"), "--overwrite"],
+        capture_output=True,
+        text=True,
+    )
     assert "DEBUG" in r.stderr and "quiet.png" in r.stderr

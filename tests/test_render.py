@@ -4,6 +4,7 @@ import torch
 from aptviz.entropy import PAD, entropy_maps
 from aptviz.render import NO_DATA_COLORS, boundary_mask, colormap_lut, draw_overlay, render_heatmap
 from aptviz.selection import select_patches
+
 from conftest import textured
 
 

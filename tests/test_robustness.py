@@ -22,6 +22,7 @@ from aptviz.loading import open_image
 from aptviz.params import Params, expand_runs
 from aptviz.pipeline import process_image
 from aptviz.selection import coverage
+
 from conftest import textured
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +148,9 @@ def _write_awkward(folder: Path) -> dict[str, str]:
     pal = Image.fromarray(textured(60, 80)).convert("P")
     pal.save(folder / "palette.png", transparency=0)
     exp["palette.png"] = "84x56"
-    Image.fromarray(np.dstack([textured(60, 60)[..., 0], np.full((60, 60), 128, np.uint8)]), mode="LA").save(folder / "gray_alpha.png")
+    Image.fromarray(np.dstack([textured(60, 60)[..., 0], np.full((60, 60), 128, np.uint8)]), mode="LA").save(
+        folder / "gray_alpha.png"
+    )
     exp["gray_alpha.png"] = "56x56"
     frames = [Image.fromarray(textured(70, 70, seed=i)) for i in range(3)]
     frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
@@ -191,7 +194,10 @@ def test_mixed_folder_run(tmp_path):
     bad = _write_broken(src)
     (src / "readme.txt").write_text("skipped quietly")
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, [str(src), str(tmp_path / "missing.png"), "-o", str(out), "-m", "v1", "-m", "v2", "-m", "budget", "-a", "0.3"])
+    r = CliRunner().invoke(
+        app,
+        [str(src), str(tmp_path / "missing.png"), "-o", str(out), "-m", "v1", "-m", "v2", "-m", "budget", "-a", "0.3"],
+    )
     assert r.exit_code == 1
     assert "Traceback" not in r.output
     rows = json.loads((out / "summary.json").read_text())

@@ -4,27 +4,47 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from aptviz.errors import InputError
 from aptviz.params import Params, expand_runs
+
 from conftest import textured
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_24_megapixel_photo_under_2_gb(tmp_path):
-    src = Image.open(ROOT / "sample_images" / "coffee.png").convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC)
+    src = (
+        Image.open(ROOT / "sample_images" / "coffee.png").convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC)
+    )
     path = tmp_path / "big.jpg"
     src.save(path, quality=90)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     r = subprocess.run(
-        [sys.executable, "-m", "aptviz", str(path), "--max-pixels", "30000000", "-m", "v1", "-m", "budget",
-         "-a", "0.3", "--save-maps", "-q", "-o", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "aptviz",
+            str(path),
+            "--max-pixels",
+            "30000000",
+            "-m",
+            "v1",
+            "-m",
+            "budget",
+            "-a",
+            "0.3",
+            "--save-maps",
+            "-q",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert r.returncode == 0, r.stderr
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

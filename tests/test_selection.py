@@ -9,6 +9,7 @@ from aptviz.entropy import PAD, entropy_maps
 from aptviz.errors import ParameterError
 from aptviz.resize import resize_image
 from aptviz.selection import coverage, select_patches
+
 import reference as ref
 from conftest import textured
 
@@ -117,7 +118,14 @@ def test_chelsea_numbers():
     img = np.asarray(resize_image(aptviz.load_image("sample_images/chelsea.png")))
     assert img.shape[:2] == (308, 448)
     sel = select_patches(entropy_maps(img), "budget", alpha=0.3)
-    assert sel.budget_info == {"alpha": 0.3, "base_small_tokens": 704, "base_tokens": 56, "budget": 211, "k": 51, "tokens": 209}
+    assert sel.budget_info == {
+        "alpha": 0.3,
+        "base_small_tokens": 704,
+        "base_tokens": 56,
+        "budget": 211,
+        "k": 51,
+        "tokens": 209,
+    }
 
 
 def test_v1_threshold_order_28_then_56():
