@@ -240,6 +240,9 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
         The stats written, with the ``files`` entries filled in.
     """
     out = Path(out_dir)
+    if out.is_dir():  # temp files left by a process that was killed while writing here
+        for stale in out.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
     stats = result.stats()
     h, w = result.resized.shape[:2]
     files: dict = {"heatmaps": {}}

@@ -121,11 +121,16 @@ def test_sweep_acceptance(tmp_path):
     assert (out / "a/rocket/stats.json").stat().st_mtime_ns > before
 
 
+def copies(folder: Path, sample: str, count: int, stem: str = "img") -> Path:
+    """``count`` copies of a sample photo in a new folder."""
+    folder.mkdir(parents=True)
+    for i in range(count):
+        shutil.copy(SAMPLES / sample, folder / f"{stem}{i:02d}.png" if count > 9 else folder / f"{stem}{i}.png")
+    return folder
+
+
 def test_resume_after_a_partial_run(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(3):
-        shutil.copy(SAMPLES / "chelsea.png", src / f"img{i}.png")
+    src = copies(tmp_path / "in", "chelsea.png", 3)
     out = tmp_path / "out"
     assert invoke(src, "-o", out, "-q", "--workers", "1").exit_code == 0
     # as if killed mid-image: img1 lost its stats.json and one overlay, a temp file is left over
@@ -140,13 +145,11 @@ def test_resume_after_a_partial_run(tmp_path):
     for i in range(3):
         assert json.loads((out / f"img{i}" / "stats.json").read_text())["selections"][0]["tokens"] == 704
         assert (out / f"img{i}" / "02_patches_grid" / "patches_visualization.jpg").is_file()
+    assert not list(out.rglob("*.tmp"))
 
 
 def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(40):
-        shutil.copy(SAMPLES / "astronaut.png", src / f"img{i:02d}.png")
+    src = copies(tmp_path / "in", "astronaut.png", 40)
     out = tmp_path / "out"
     cmd = [
         sys.executable,
@@ -221,10 +224,7 @@ def test_a_dying_worker_fails_only_its_image(tmp_path, monkeypatch):
     import aptviz.batch as batch
     from aptviz.params import Params, expand_runs
 
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(4):
-        shutil.copy(SAMPLES / "chelsea.png", src / f"ok{i}.png")
+    src = copies(tmp_path / "in", "chelsea.png", 4, stem="ok")
     shutil.copy(SAMPLES / "chelsea.png", src / "killer.png")
     monkeypatch.setattr(batch, "_work", _killer_work)
     jobs, _ = discover([src])
