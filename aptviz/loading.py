@@ -6,6 +6,7 @@ composited over opaque white, 16-bit and float images scaled into 0..255.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,9 @@ def open_image(path: str | Path) -> LoadedImage:
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InputError(f"refused as a possible decompression bomb ({exc})") from exc
+        numbers = [int(n) for n in re.findall(r"\d+", str(exc))]
+        detail = f"{numbers[0]:,} pixels, limit {numbers[-1]:,}" if len(numbers) >= 2 else str(exc)
+        raise InputError(f"refused as a possible decompression bomb ({detail})") from exc
     except PermissionError as exc:
         raise InputError("permission denied") from exc
     except UnidentifiedImageError as exc:
