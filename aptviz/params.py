@@ -88,10 +88,20 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        """File-name friendly id: ``v1``, ``v2_alpha1``, ``budget_alpha0.3``."""
+        """File-name friendly id: ``v1``, ``v2_alpha1``, ``budget_alpha0.3``.
+
+        The alpha is written in full (shortest exact form), so two different
+        alphas never share a file name.
+
+        Examples
+        --------
+        >>> RunSpec("budget", 0.1234567).label, RunSpec("v2", 1.0).label
+        ('budget_alpha0.1234567', 'v2_alpha1')
+        """
         if self.alpha is None:
             return self.method
-        return f"{self.method}_alpha{self.alpha:g}"
+        text = repr(float(self.alpha))
+        return f"{self.method}_alpha{text[:-2] if text.endswith('.0') else text}"
 
     def key(self) -> dict:
         """What identifies this selection in stats.json (for resuming)."""
