@@ -60,7 +60,9 @@ def _is_image_file(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
 
 
-def discover(inputs: Iterable[str | Path], recursive: bool = False) -> tuple[list[Job], list[JobResult]]:
+def discover(
+    inputs: Iterable[str | Path], recursive: bool = False, exclude: str | Path | None = None
+) -> tuple[list[Job], list[JobResult]]:
     """Expand files and folders into jobs with unique output folder names.
 
     Folder contents are scanned for image extensions (case-insensitive);
@@ -75,6 +77,10 @@ def discover(inputs: Iterable[str | Path], recursive: bool = False) -> tuple[lis
         Files and/or folders.
     recursive : bool
         Scan sub-folders too.
+    exclude : str or Path, optional
+        A folder whose contents are never picked up when scanning folders
+        (the output folder: re-running ``aptviz . -r`` must not process its
+        own pictures).
 
     Returns
     -------
@@ -85,11 +91,18 @@ def discover(inputs: Iterable[str | Path], recursive: bool = False) -> tuple[lis
     candidates: list[tuple[Path, str]] = []
     failures: list[JobResult] = []
     seen: set[Path] = set()
+    skip = Path(exclude).resolve() if exclude is not None else None
+
+    def excluded(f: Path) -> bool:
+        return skip is not None and f.resolve().is_relative_to(skip)
+
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
             pattern = "**/*" if recursive else "*"
-            found = sorted((f for f in p.glob(pattern) if _is_image_file(f)), key=lambda f: f.as_posix())
+            found = sorted(
+                (f for f in p.glob(pattern) if _is_image_file(f) and not excluded(f)), key=lambda f: f.as_posix()
+            )
             skipped = [f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() not in IMAGE_EXTENSIONS]
             for f in skipped:
                 logger.debug("skipping non-image file {}", f)

@@ -213,7 +213,7 @@ def run(
     from .batch import discover, run_batch
     from .summary import Summary, aggregate, write_retention_plot
 
-    jobs, failures = discover(inputs, recursive=recursive)
+    jobs, failures = discover(inputs, recursive=recursive, exclude=output)
     summary = Summary(output, params.scales, order=[str(j.path) for j in jobs])
     failed: list[tuple[str, str]] = []
 

@@ -233,3 +233,14 @@ def test_a_dying_worker_fails_only_its_image(tmp_path, monkeypatch):
     assert status["killer.png"] == "failed"
     assert sorted(n for n, s in status.items() if s == "done") == [f"ok{i}.png" for i in range(4)]
     assert "died" in next(r.error for r in results if r.path.name == "killer.png")
+
+
+def test_output_inside_input_is_not_rescanned(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    copies(tmp_path / "photos", "chelsea.png", 2)
+    args = [".", "-r", "-m", "v1", "-m", "budget", "-a", "0.3", "-o", "visualizations", "-q", "--workers", "1"]
+    assert invoke(*args).exit_code == 0
+    assert invoke(*args, "--overwrite").exit_code == 0  # a second pass sees only the two photos
+    rows = rows_of(tmp_path / "visualizations")
+    assert sorted({Path(r["image"]).name for r in rows}) == ["img0.png", "img1.png"]
+    assert not (tmp_path / "visualizations" / "visualizations").exists()
