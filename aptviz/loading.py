@@ -99,9 +99,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode in ("I", "F") or mode.startswith("I;16"):
         image = Image.fromarray(_scale_to_uint8(np.asarray(image), mode), mode="L")
         mode = "L"
-    if mode == "RGB":
-        return image.copy()
     has_alpha = "A" in image.getbands() or "transparency" in image.info
+    if mode == "RGB" and not has_alpha:
+        return image.copy()
     if has_alpha:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

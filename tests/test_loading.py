@@ -158,3 +158,14 @@ def test_multipage_tiff_uses_first_page(tmp_path):
 def test_lossless_formats_roundtrip(make_image, ext, kw):
     path = make_image(f"x.{ext}", 33, 47, **kw)
     assert np.array_equal(_arr(aptviz.load_image(path)), textured(33, 47))
+
+
+def test_rgb_with_colour_key_transparency_composites_on_white(tmp_path):
+    arr = np.zeros((8, 8, 3), np.uint8)
+    arr[:, 4:] = (10, 200, 30)
+    path = tmp_path / "key.png"
+    Image.fromarray(arr).save(path, transparency=(0, 0, 0))
+    with Image.open(path) as im:
+        assert im.mode == "RGB" and "transparency" in im.info
+    rgb = _arr(aptviz.load_image(path))
+    assert tuple(rgb[0, 0]) == (255, 255, 255) and tuple(rgb[0, 7]) == (10, 200, 30)
