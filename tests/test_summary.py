@@ -1,0 +1,57 @@
+import csv
+import json
+
+from aptviz.summary import Summary, aggregate, write_retention_plot
+
+
+def _stats(path, retention_by_alpha):
+    return {
+        "image": {"path": path, "resized_size": [448, 308]},
+        "selections": [
+            {
+                "method": "budget",
+                "alpha": a,
+                "tokens_by_scale": {"14": 10, "28": 2, "56": 1},
+                "tokens": 13,
+                "base_small_tokens": 704,
+                "retention": r,
+                "target_retention": a,
+            }
+            for a, r in retention_by_alpha
+        ],
+    }
+
+
+def test_rows_written_in_input_order_and_replaced(tmp_path):
+    s = Summary(tmp_path, [14, 28, 56], order=["b.png", "a.png"], interval=3600)
+    s.add("a.png", "a", _stats("a.png", [(0.2, 0.19), (0.4, 0.39)]))
+    assert s.write(force=True)
+    s.add("b.png", None, None, "empty file (0 bytes)")
+    assert not s.write()  # throttled: the interval has not passed
+    s.write(force=True)
+    with open(tmp_path / "summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["image"], r["status"], r["alpha"]) for r in rows] == [
+        ("b.png", "failed", ""),
+        ("a.png", "ok", "0.2"),
+        ("a.png", "ok", "0.4"),
+    ]
+    assert rows[0]["error"] == "empty file (0 bytes)" and rows[1]["tokens_28"] == "2"
+    assert rows[1]["output"] == str(tmp_path / "a")
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert data[2]["retention"] == 0.39 and data[0]["output"] is None
+    # an image redone replaces its rows rather than adding more
+    s.add("a.png", "a", _stats("a.png", [(0.3, 0.29)]))
+    assert [r["alpha"] for r in s.rows if r["status"] == "ok"] == [0.3]
+
+
+def test_aggregate_and_plot(tmp_path):
+    s = Summary(tmp_path, [14, 28, 56])
+    s.add("a.png", "a", _stats("a.png", [(0.2, 0.19), (0.4, 0.41)]))
+    s.add("b.png", "b", _stats("b.png", [(0.2, 0.21), (0.4, 0.39)]))
+    groups = {g["alpha"]: g for g in aggregate(s.rows)}
+    assert groups[0.2]["images"] == 2 and abs(groups[0.2]["mean_retention"] - 0.2) < 1e-12
+    assert groups[0.4]["min_retention"] == 0.39 and groups[0.4]["max_retention"] == 0.41
+    out = write_retention_plot(tmp_path / "retention_vs_alpha.png", s.rows)
+    assert out.stat().st_size > 10_000
+    assert write_retention_plot(tmp_path / "none.png", []) is None
