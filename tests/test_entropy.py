@@ -24,6 +24,9 @@ def _check_against_reference(img, patch_size=14, num_scales=3, bins=512):
         pad = expected == PAD
         assert np.array_equal(got == PAD, pad), f"PAD cells differ at scale {ps}"
         assert np.abs(got[~pad] - expected[~pad]).max(initial=0.0) < 1e-4
+        # in fact the float32 maps are the exact values correctly rounded, but for rare ties
+        same = got[~pad] == expected[~pad].astype(np.float32).astype(np.float64)
+        assert same.mean() >= 0.999 if same.size >= 1000 else same.sum() >= same.size - 1
 
 
 @pytest.mark.parametrize("h,w", [(56, 84), (70, 100), (28, 28), (13, 200), (1, 1), (113, 57)])
