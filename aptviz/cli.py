@@ -193,6 +193,11 @@ def run(
         )
     except (ParameterError, typer.BadParameter) as exc:
         raise usage_error(str(exc)) from None
+    chosen = {m.value for m in (methods or [MethodChoice.v1])}
+    if alphas and chosen == {"v1"}:
+        logger.warning("--alpha is ignored by v1 (fixed thresholds); add -m v2 or -m budget to use it")
+    if thresholds != "3,2" and "v1" not in chosen:
+        logger.warning("--thresholds is used by v1 only")
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -200,3 +200,8 @@ def test_cpu_run_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.split() == ["0", "False"], out.stderr
     assert (tmp_path / "chelsea" / "stats.json").is_file()
+
+
+def test_alpha_without_an_alpha_method_warns(tmp_path):
+    r = aptviz_cmd("sample_images/chelsea.png", "-a", "0.3", "-o", tmp_path)
+    assert r.returncode == 0 and "--alpha is ignored by v1" in r.stderr
