@@ -56,10 +56,6 @@ class JobResult:
     detail: str | None = None  # traceback, for -v
 
 
-def _is_image_file(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-
-
 def discover(
     inputs: Iterable[str | Path], recursive: bool = False, exclude: str | Path | None = None
 ) -> tuple[list[Job], list[JobResult]]:
@@ -93,22 +89,22 @@ def discover(
     seen: set[Path] = set()
     skip = Path(exclude).resolve() if exclude is not None else None
 
-    def excluded(f: Path) -> bool:
-        return skip is not None and f.resolve().is_relative_to(skip)
-
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(
-                (f for f in p.glob(pattern) if _is_image_file(f) and not excluded(f)), key=lambda f: f.as_posix()
-            )
-            skipped = [f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() not in IMAGE_EXTENSIONS]
-            for f in skipped:
-                logger.debug("skipping non-image file {}", f)
+            # the output folder matters only when it lies inside this input folder
+            guard = skip if skip is not None and skip.is_relative_to(p.resolve()) else None
+            found = []
+            for f in p.glob("**/*" if recursive else "*"):
+                if not f.is_file() or (guard is not None and f.resolve().is_relative_to(guard)):
+                    continue
+                if f.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.append(f)
+                else:
+                    logger.debug("skipping non-image file {}", f)
             if not found:
                 failures.append(JobResult(p, None, "failed", error="no images found in folder"))
-            for f in found:
+            for f in sorted(found, key=lambda f: f.as_posix()):
                 candidates.append((f, f.relative_to(p).with_suffix("").as_posix()))
         elif p.exists() or p.is_symlink():
             candidates.append((p, p.stem))
