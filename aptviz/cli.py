@@ -7,6 +7,7 @@ only, so ``aptviz --help`` and ``aptviz --version`` answer at once.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -202,6 +203,8 @@ def run(
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise usage_error(f"cannot use {str(output)!r} as the output folder: {exc.strerror or exc}") from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise usage_error(f"cannot write to the output folder {str(output)!r}: permission denied")
 
     from dataclasses import replace
 
@@ -231,6 +234,16 @@ def run(
 
     for res in failures:
         report_failure(res)
+
+    summary_error: list[str] = []
+
+    def write_summary(force: bool = False) -> None:
+        try:
+            summary.write(force=force)
+        except OSError as exc:  # reported once; the images themselves go on
+            if not summary_error:
+                summary_error.append(str(exc))
+                err.print(f"aptviz: error: cannot write the summary in {output}: {exc}", markup=False)
 
     collected: list[dict] = []
     processed = 0  # images computed in this run (not skipped)
@@ -267,7 +280,7 @@ def run(
                     if res.status == "skipped":
                         table.caption = "already complete with these parameters: skipped (use --overwrite to redo)"
                     out.print(table)
-            summary.write()
+            write_summary()
             if progress is not None:
                 done = progress.tasks[0].completed + 1
                 rate = done / max(time.monotonic() - start, 1e-9)
@@ -277,7 +290,7 @@ def run(
     finally:
         if progress is not None:
             progress.stop()
-        summary.write(force=True)
+        write_summary(force=True)
 
     rows = summary.rows
     plot = output / "retention_vs_alpha.png"
@@ -301,7 +314,7 @@ def run(
             for path, reason in failed:
                 err.print(f"  {path}: {reason}", markup=False)
         out.print(f"Outputs in {output}/", markup=False)
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    raise typer.Exit(EXIT_FAILED if failed or summary_error else EXIT_OK)
 
 
 def main() -> None:

@@ -205,3 +205,16 @@ def test_cpu_run_never_imports_torch(tmp_path):
 def test_alpha_without_an_alpha_method_warns(tmp_path):
     r = aptviz_cmd("sample_images/chelsea.png", "-a", "0.3", "-o", tmp_path)
     assert r.returncode == 0 and "--alpha is ignored by v1" in r.stderr
+
+
+def test_unwritable_summary_is_one_line_and_images_go_on(tmp_path, monkeypatch):
+    import aptviz.summary as summary
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(summary, "write_csv_atomic", refuse)
+    r = invoke(ROOT / "sample_images", "-o", tmp_path, "-q", "--workers", "1")
+    assert r.exit_code == 1
+    assert r.stderr.count("cannot write the summary") == 1 and "Traceback" not in r.stderr
+    assert len(list(tmp_path.glob("*/stats.json"))) == 3
