@@ -7,8 +7,6 @@ tensors. Nothing here imports torch unless it is handed a tensor.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 __all__ = [
@@ -109,8 +107,3 @@ def minimum(a, b):
     import torch
 
     return torch.minimum(a, b)
-
-
-def torch_loaded() -> bool:
-    """Whether torch has been imported by anyone in this process."""
-    return "torch" in sys.modules

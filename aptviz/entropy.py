@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._xp import concat
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -200,19 +202,11 @@ def _sum2x2(hist):
     rows, cols = hist.shape[0], hist.shape[1]
     pairs = hist[0 : rows - 1 : 2] + hist[1::2]
     if rows % 2:  # the last row has no partner: it is summed with zeros
-        pairs = _concat(pairs, hist[rows - 1 :], axis=0)
+        pairs = concat([pairs, hist[rows - 1 :]], axis=0)
     quads = pairs[:, 0 : cols - 1 : 2] + pairs[:, 1::2]
     if cols % 2:
-        quads = _concat(quads, pairs[:, cols - 1 :], axis=1)
+        quads = concat([quads, pairs[:, cols - 1 :]], axis=1)
     return quads
-
-
-def _concat(a, b, axis: int):
-    if isinstance(a, np.ndarray):
-        return np.concatenate([a, b], axis=axis)
-    import torch
-
-    return torch.cat([a, b], dim=axis)
 
 
 def _entropy_table(n: int) -> np.ndarray:
@@ -343,7 +337,7 @@ def compute_maps(
     for i, ps in enumerate(scales):
         grid = (-(-height // ps), -(-width // ps))
         parts = [band[i] for band in per_band]
-        ent = _concat_all(parts)[: grid[0], : grid[1]]
+        ent = (parts[0] if len(parts) == 1 else concat(parts, axis=0))[: grid[0], : grid[1]]
         pad = pad_mask(grid, ps, height, width)
         if numpy:
             ent = np.ascontiguousarray(ent)
@@ -355,16 +349,6 @@ def compute_maps(
             ent[torch.from_numpy(pad).to(ent.device)] = PAD
         maps[ps] = ent
     return maps
-
-
-def _concat_all(parts: list):
-    if len(parts) == 1:
-        return parts[0]
-    if isinstance(parts[0], np.ndarray):
-        return np.concatenate(parts, axis=0)
-    import torch
-
-    return torch.cat(parts, dim=0)
 
 
 def entropy_maps(

@@ -73,7 +73,7 @@ def _entropy_summary(ent) -> dict:
     }
 
 
-def selection_entry(spec: RunSpec, sel: Selection) -> dict:
+def selection_entry(sel: Selection) -> dict:
     """One element of stats.json ``selections``."""
     return {
         "method": sel.method,
@@ -106,7 +106,7 @@ def build_stats(result: ImageResult) -> dict:
         "params": result.params.to_dict(),
         "grid": {str(ps): list(m.shape) for ps, m in result.maps.items()},
         "entropy": {str(ps): _entropy_summary(m) for ps, m in result.maps.items()},
-        "selections": [selection_entry(spec, sel) for spec, sel in result.selections],
+        "selections": [selection_entry(sel) for _, sel in result.selections],
     }
 
 
