@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -261,7 +262,6 @@ def run(
             transient=True,
         )
     interrupted = False
-    import time
 
     start = time.monotonic()
     try:

@@ -246,9 +246,10 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     stats = result.stats()
     h, w = result.resized.shape[:2]
     files: dict = {"heatmaps": {}}
-    valid = [v[v != PAD] for v in map(to_numpy, result.maps.values())]
-    vmin = min((float(v.min()) for v in valid if v.size), default=0.0)
-    vmax = max((float(v.max()) for v in valid if v.size), default=0.0)
+    # one colour scale for all scales of the image: the non-PAD range in stats["entropy"]
+    summaries = [e for e in stats["entropy"].values() if e["min"] is not None]
+    vmin = min((e["min"] for e in summaries), default=0.0)
+    vmax = max((e["max"] for e in summaries), default=0.0)
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
         write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax))

@@ -151,23 +151,8 @@ def test_resume_after_a_partial_run(tmp_path):
 def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
     src = copies(tmp_path / "in", "astronaut.png", 40)
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "aptviz",
-        str(src),
-        "-o",
-        str(out),
-        "-m",
-        "v1",
-        "-m",
-        "budget",
-        "-a",
-        "0.3",
-        "--workers",
-        "2",
-        "-q",
-    ]
+    args = "-m v1 -m budget -a 0.3 --workers 2 -q".split()
+    cmd = [sys.executable, "-m", "aptviz", str(src), "-o", str(out), *args]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

@@ -23,25 +23,9 @@ def test_24_megapixel_photo_under_2_gb(tmp_path):
     path = tmp_path / "big.jpg"
     src.save(path, quality=90)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    args = "--max-pixels 30000000 -m v1 -m budget -a 0.3 --save-maps -q".split()
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aptviz",
-            str(path),
-            "--max-pixels",
-            "30000000",
-            "-m",
-            "v1",
-            "-m",
-            "budget",
-            "-a",
-            "0.3",
-            "--save-maps",
-            "-q",
-            "-o",
-            str(tmp_path / "out"),
-        ],
+        [sys.executable, "-m", "aptviz", str(path), *args, "-o", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         cwd=ROOT,
