@@ -240,7 +240,9 @@ def calibrate_maps(
     steps = steps[np.isfinite(steps) & (steps >= 0)]
     # one point inside every interval between consecutive steps (plus below the first, above the last)
     edges = np.unique(np.concatenate([[0.0], steps, [np.inf]]))
-    lows, highs = edges[:-1], edges[1:]
+    # x = 0 itself first (nothing coarse is kept there), then the open intervals
+    lows = np.concatenate([[0.0], edges[:-1]])
+    highs = np.concatenate([[0.0], edges[1:]])
     inside = np.where(np.isinf(highs), lows + 1.0, (lows + highs) / 2.0)
     curve = retention_curve(functions, inside, statistic)
     ok = np.nonzero(curve <= target + 1e-12)[0]
@@ -270,3 +272,59 @@ def _retention_at(maps: dict, method: str, value: float, thresholds: list[float]
     if method == "v2":
         return select_patches(maps, "v2", alpha=value).retention
     return select_patches(maps, "v1", thresholds=[value * t for t in thresholds]).retention
+
+
+def _maps_of(job: tuple[str, object]) -> tuple[str, dict | None, str | None]:
+    """Importance maps of one image (NumPy), or the reason it failed."""
+    from .errors import InputError
+    from .pipeline import compute
+
+    path, params = job
+    try:
+        result = compute(path, [], params)
+    except InputError as exc:
+        return path, None, str(exc)
+    except (OSError, ValueError) as exc:  # unreadable file and the like: one line, the batch goes on
+        return path, None, f"{type(exc).__name__}: {exc}"
+    return path, {ps: to_numpy(m) for ps, m in result.maps.items()}, None
+
+
+def image_maps(paths: list[str], params, workers: int = 1) -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:
+    """Maps of every image, computed once each (in ``workers`` processes).
+
+    Returns
+    -------
+    (list of (path, maps), list of (path, error))
+        In input order.
+    """
+    jobs = [(str(p), params) for p in paths]
+    if workers <= 1 or len(jobs) <= 1:
+        done = [_maps_of(j) for j in jobs]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn" if params.device != "cpu" else None)
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+            done = list(pool.map(_maps_of, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+    ok = [(p, m) for p, m, err in done if m is not None]
+    failed = [(p, err) for p, m, err in done if m is None]
+    return ok, failed
+
+
+def calibrate_paths(
+    paths: list[str],
+    method: str = "v2",
+    target: float = 0.3,
+    statistic: str = "mean",
+    thresholds=(3.0, 2.0),
+    params=None,
+    workers: int = 1,
+) -> tuple[Calibration, list[tuple[str, str]]]:
+    """:func:`calibrate_maps` over image files; returns the calibration and the failures."""
+    from .params import Params
+
+    params = params or Params()
+    ok, failed = image_maps(paths, params, workers)
+    cal = calibrate_maps([m for _, m in ok], method, target, statistic, thresholds, [p for p, _ in ok])
+    return cal, failed
