@@ -46,7 +46,7 @@ table.sum th,table.sum td{border:1px solid #ddd;padding:2px 6px;text-align:right
 table.sum th{background:#eee;cursor:pointer;position:sticky;top:0;user-select:none}
 table.sum th.asc::after{content:" \\25b2"}table.sum th.desc::after{content:" \\25bc"}
 table.sum td.t{text-align:left}.wrap{max-height:60vh;overflow:auto;display:inline-block}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.6em 1em}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.6em 1em;content-visibility:auto;contain-intrinsic-size:auto 420px}
 .card h3{margin:.2em 0 .4em;font-size:1em}.row{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 .row figure{margin:0}.row figcaption{font-size:11px;color:#555}
 .row img{max-height:260px;max-width:100%;image-rendering:pixelated;border:1px solid #ccc;background:#eee}
