@@ -1,0 +1,135 @@
+"""Per-image analysis outputs (SPEC §8), called by the pipeline when an image's files are written.
+
+* the overlay with the render options (line width, colour by scale with a
+  legend, caption), 4:4:4 JPEG or PNG;
+* ``04_model_view/``: what the ViT sees and the uniform baseline at the same
+  tokens, per selection;
+* ``01_heatmaps/importance_blend_scale_<P>.jpg``: the finest map over the photo;
+* ``compare.png``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .figures import build_compare, selection_title
+from .modelview import ModelView, compare_views
+from .output import write_image
+from .render import LINE_WIDTH, annotate, blend_heatmap, draw_overlay, scale_legend
+
+__all__ = ["RenderOptions", "model_views", "overlay_picture", "write_extras"]
+
+MODEL_VIEW_DIR = "04_model_view"
+COMPARE_NAME = "compare.png"
+OVERLAY_FORMATS = ("jpg", "png")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How the pictures are drawn (recorded in stats.json ``render``; part of "same parameters").
+
+    Examples
+    --------
+    >>> RenderOptions().overlay_suffix
+    '.jpg'
+    >>> RenderOptions(line_width=0)
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: line-width must be an integer in [1, 16], got 0
+    """
+
+    line_width: int = LINE_WIDTH
+    color_by_scale: bool = False
+    caption: bool = False
+    overlay_format: str = "jpg"
+
+    def __post_init__(self) -> None:
+        from .errors import ParameterError
+
+        if not isinstance(self.line_width, int) or not 1 <= self.line_width <= 16:
+            raise ParameterError(f"line-width must be an integer in [1, 16], got {self.line_width!r}")
+        if self.overlay_format not in OVERLAY_FORMATS:
+            raise ParameterError(f"overlay-format must be jpg or png, got {self.overlay_format!r}")
+
+    @property
+    def overlay_suffix(self) -> str:
+        return "." + self.overlay_format
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: RenderOptions) -> np.ndarray:
+    """The overlay of one selection as written to ``02_patches_grid``.
+
+    With default options exactly :func:`aptviz.render.draw_overlay` (2 px
+    green, the resized image's size); a legend (colour by scale) and/or a
+    caption (numbers of ``entry``) add a strip below.
+    """
+    pic = draw_overlay(resized, masks, options.line_width, options.color_by_scale)
+    legend = None
+    if options.color_by_scale:
+        legend = scale_legend(sorted(masks), {int(k): v for k, v in entry.get("tokens_by_scale", {}).items()})
+    lines = [" | ".join(selection_title(entry))] if options.caption else None
+    return annotate(pic, lines, legend)
+
+
+def model_views(result, masks_and_tokens) -> list[ModelView]:
+    """Model view and uniform baseline of every selection of one image."""
+    p = result.params
+    return [
+        compare_views(result.loaded.image, result.resized, masks, tokens, p.patch_size, p.merge_size, p.min_pixels)
+        for masks, tokens in masks_and_tokens
+    ]
+
+
+def view_names(label: str, single: bool) -> dict[str, str]:
+    """Relative paths of one selection's model view and uniform baseline.
+
+    Examples
+    --------
+    >>> view_names("budget_alpha0.3", False)["model_view"]
+    '04_model_view/model_view_budget_alpha0.3.jpg'
+    """
+    suffix = "" if single else f"_{label}"
+    return {
+        "model_view": f"{MODEL_VIEW_DIR}/model_view{suffix}.jpg",
+        "uniform": f"{MODEL_VIEW_DIR}/uniform{suffix}.jpg",
+    }
+
+
+def write_extras(
+    out: Path,
+    result,
+    entries: list[dict],
+    views: list[ModelView],
+    labels: list[str],
+    heatmap_finest: np.ndarray,
+    vrange: tuple[float, float],
+    options: RenderOptions,
+) -> dict:
+    """Write the model views, the blended heatmap and compare.png; return the image-level files.
+
+    ``entries`` (stats.json selection dicts) get their ``files`` completed
+    with ``model_view`` and ``uniform``.
+    """
+    single = len(entries) == 1
+    for entry, view, label in zip(entries, views, labels):
+        names = view_names(label, single)
+        write_image(out / names["model_view"], view.apt, chroma_444=True)
+        write_image(out / names["uniform"], view.uniform.image, chroma_444=True)
+        entry.setdefault("files", {}).update(names)
+    files = {}
+    finest = min(result.maps)
+    blend = f"01_heatmaps/importance_blend_scale_{finest}.jpg"
+    write_image(out / blend, blend_heatmap(result.resized, result.maps[finest], finest, *vrange), chroma_444=True)
+    files["blend"] = blend
+    masks = [sel.masks for _, sel in result.selections]
+    fig = build_compare(result.loaded.image, result.resized, heatmap_finest, finest, list(zip(entries, masks)),
+                        options.color_by_scale)
+    write_image(out / COMPARE_NAME, fig)
+    files["compare"] = COMPARE_NAME
+    return files
