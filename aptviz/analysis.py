@@ -20,7 +20,7 @@ from .modelview import ModelView, compare_views
 from .output import write_image
 from .render import LINE_WIDTH, annotate, blend_heatmap, draw_overlay, scale_legend
 
-__all__ = ["RenderOptions", "model_views", "overlay_picture", "write_extras"]
+__all__ = ["RenderOptions", "kept_views", "model_views", "overlay_picture", "view_names", "write_extras"]
 
 MODEL_VIEW_DIR = "04_model_view"
 COMPARE_NAME = "compare.png"
@@ -101,11 +101,15 @@ def view_names(label: str, single: bool) -> dict[str, str]:
     }
 
 
+def kept_views(stats) -> set[str]:
+    """Relative paths of the model-view pictures a stats object lists."""
+    return {sel.files[k] for sel in stats.selections for k in ("model_view", "uniform") if sel.files.get(k)}
+
+
 def write_extras(
     out: Path,
     result,
-    entries: list[dict],
-    views: list[ModelView],
+    entries: list,
     labels: list[str],
     heatmap_finest: np.ndarray,
     vrange: tuple[float, float],
@@ -113,23 +117,38 @@ def write_extras(
 ) -> dict:
     """Write the model views, the blended heatmap and compare.png; return the image-level files.
 
-    ``entries`` (stats.json selection dicts) get their ``files`` completed
-    with ``model_view`` and ``uniform``.
+    Parameters
+    ----------
+    out : Path
+        The image's folder.
+    result : ImageResult
+        With ``views`` computed.
+    entries : list of SelectionStats
+        The selections' stats; their ``files`` get ``model_view`` and ``uniform``.
+    labels : list of str
+        The selections' labels (file names).
+    heatmap_finest : ndarray
+        The finest heatmap picture as written.
+    vrange : (float, float)
+        Colour range of the heatmaps.
+    options : RenderOptions
+        Overlay options (the compare figure follows ``color_by_scale``).
+
+    Returns
+    -------
+    dict
+        ``{"blend": ..., "compare": ...}``.
     """
     single = len(entries) == 1
-    for entry, view, label in zip(entries, views, labels):
+    for entry, view, label in zip(entries, result.views, labels):
         names = view_names(label, single)
         write_image(out / names["model_view"], view.apt, chroma_444=True)
         write_image(out / names["uniform"], view.uniform.image, chroma_444=True)
-        entry.setdefault("files", {}).update(names)
-    files = {}
+        entry.files.update(names)
     finest = min(result.maps)
     blend = f"01_heatmaps/importance_blend_scale_{finest}.jpg"
     write_image(out / blend, blend_heatmap(result.resized, result.maps[finest], finest, *vrange), chroma_444=True)
-    files["blend"] = blend
-    masks = [sel.masks for _, sel in result.selections]
-    fig = build_compare(result.loaded.image, result.resized, heatmap_finest, finest, list(zip(entries, masks)),
-                        options.color_by_scale)
+    panels = [(entry.to_dict(), sel.masks) for entry, (_, sel) in zip(entries, result.selections)]
+    fig = build_compare(result.loaded.image, result.resized, heatmap_finest, finest, panels, options.color_by_scale)
     write_image(out / COMPARE_NAME, fig)
-    files["compare"] = COMPARE_NAME
-    return files
+    return {"blend": blend, "compare": COMPARE_NAME}

@@ -21,7 +21,9 @@ from .errors import InputError
 from .loading import LoadedImage, open_image
 from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
 from .params import DEFAULT_THRESHOLDS, Params, RunSpec, build_runs
-from .render import draw_overlay, render_heatmap
+from .analysis import MODEL_VIEW_DIR, RenderOptions, kept_views, model_views, overlay_picture, write_extras
+from .figures import value_histogram
+from .render import render_heatmap
 from .resize import resize_image
 from .results import EntropySummary, ImageInfo, ImageStats, SelectionStats
 from .selection import Selection, select
@@ -52,6 +54,7 @@ class ImageResult:
     maps: dict  # {ps: ndarray (CPU) or torch.Tensor (CUDA)}
     params: Params
     selections: list[tuple[RunSpec, Selection]] = field(default_factory=list)
+    views: list = field(default_factory=list)  # ModelView per selection (SPEC §8), same order
 
     def stats(self) -> ImageStats:
         """The stats.json content as :class:`ImageStats` (no ``files`` yet)."""
@@ -74,8 +77,9 @@ def entropy_summary(ent) -> EntropySummary:
     return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_stats(sel: Selection) -> SelectionStats:
-    """One element of stats.json ``selections`` (no files yet)."""
+def selection_stats(sel: Selection, view=None) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files yet); ``view``: its ModelView."""
+    numbers = view.stats.to_dict() if view is not None else {}
     return SelectionStats(
         method=str(sel.method),
         alpha=sel.alpha,
@@ -86,6 +90,7 @@ def selection_stats(sel: Selection) -> SelectionStats:
         retention=sel.retention,
         target_retention=sel.target_retention,
         budget_info=sel.budget_info,
+        **numbers,
     )
 
 
@@ -107,7 +112,10 @@ def build_stats(result: ImageResult) -> ImageStats:
         params=result.params,
         grid={ps: tuple(m.shape) for ps, m in result.maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in result.maps.items()},
-        selections=[selection_stats(sel) for _, sel in result.selections],
+        selections=[
+            selection_stats(sel, view)
+            for (_, sel), view in zip(result.selections, result.views or [None] * len(result.selections))
+        ],
     )
 
 
@@ -145,6 +153,7 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
         result = ImageResult(path, loaded, resized, maps, params)
         for spec in runs:
             result.selections.append((spec, select(maps, spec.check_scales(params.num_scales))))
+        result.views = model_views(result, [(sel.masks, sel.tokens) for _, sel in result.selections])
     except Exception as exc:
         if _is_cuda_oom(exc):
             raise InputError("CUDA out of memory; retry with --device cpu") from exc
@@ -200,11 +209,11 @@ def analyze(
     return compute(path, runs, p).stats().to_dict()
 
 
-def overlay_name(spec: RunSpec, single: bool) -> str:
+def overlay_name(spec: RunSpec, single: bool, suffix: str = ".jpg") -> str:
     """Overlay path (relative to the image folder) for one selection."""
     if single:
-        return f"{OVERLAY_DIR}/patches_visualization.jpg"
-    return f"{OVERLAY_DIR}/patches_{spec.label}.jpg"
+        return f"{OVERLAY_DIR}/patches_visualization{suffix}"
+    return f"{OVERLAY_DIR}/patches_{spec.label}{suffix}"
 
 
 def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
@@ -217,7 +226,9 @@ def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     return arrays
 
 
-def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = False) -> dict:
+def write_outputs(
+    result: ImageResult, out_dir: str | Path, save_maps: bool = False, render: RenderOptions | None = None
+) -> dict:
     """Render and write every file of one image; stats.json is written last.
 
     Parameters
@@ -228,6 +239,8 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
         The image's own folder (``OUTPUT/<name>``).
     save_maps : bool
         Also write ``maps.npz`` (entropy maps and every mask).
+    render : RenderOptions, optional
+        How overlays are drawn (default: 2 px green, JPEG).
 
     Returns
     -------
@@ -245,9 +258,11 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     summaries = [e for e in stats.entropy.values() if e.min is not None]
     vmin = min((e.min for e in summaries), default=0.0)
     vmax = max((e.max for e in summaries), default=0.0)
+    heat_pictures = {}
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
-        write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax))
+        heat_pictures[ps] = render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax)
+        write_image(out / rel, heat_pictures[ps])
         files["heatmaps"][str(ps)] = rel
     files["original"] = f"{IMAGES_DIR}/original_image.jpg"
     if result.loaded.is_plain_jpeg:  # the file itself: lossless and no re-encoding
@@ -258,19 +273,26 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     write_image(out / files["resized"], result.resized)
     single = len(result.selections) == 1
     overlays = set()
+    render = render or RenderOptions()
     for entry, (spec, sel) in zip(stats.selections, result.selections):
-        rel = overlay_name(spec, single)
-        write_image(out / rel, draw_overlay(result.resized, sel.masks))
+        rel = overlay_name(spec, single, render.overlay_suffix)
+        numbers = entry.to_dict()
+        write_image(out / rel, overlay_picture(result.resized, sel.masks, numbers, render), chroma_444=True)
         entry.files = {"overlay": rel}
         overlays.add(Path(rel).name)
+    labels = [spec.label for spec, _ in result.selections]
+    finest = min(result.maps)
+    files.update(write_extras(out, result, stats.selections, labels, heat_pictures[finest], (vmin, vmax), render))
+    stats.importance_histogram = value_histogram(result.maps, "entropy", result.params.bins)
+    stats.render = render.to_dict()
     if save_maps:
         files["maps"] = MAPS_NAME
         write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
-    for old in (out / OVERLAY_DIR).glob("patches_*.jpg"):
-        if old.name not in overlays:
+    for old in [*(out / OVERLAY_DIR).glob("patches_*.*"), *(out / MODEL_VIEW_DIR).glob("*.jpg")]:
+        if old.name not in overlays and old.relative_to(out).as_posix() not in kept_views(stats):
             old.unlink(missing_ok=True)
     if not save_maps:
         (out / MAPS_NAME).unlink(missing_ok=True)
@@ -283,6 +305,7 @@ def process_image(
     runs: list[RunSpec],
     params: Params,
     save_maps: bool = False,
+    render: RenderOptions | None = None,
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs`; returns the stats written."""
-    return write_outputs(compute(path, runs, params), out_dir, save_maps)
+    return write_outputs(compute(path, runs, params), out_dir, save_maps, render)

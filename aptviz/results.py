@@ -111,6 +111,11 @@ class SelectionStats:
     retention: float
     target_retention: float | None
     budget_info: BudgetInfo | None = None
+    # the model's view (SPEC §8): PSNR in dB against the resized image, None when identical
+    psnr_apt: float | None = None
+    uniform_vit_tokens: int | None = None
+    uniform_size: list[int] | None = None  # [W, H] plain Qwen2-VL resizes to at max_pixels = tokens * P * P
+    psnr_uniform: float | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -182,6 +187,8 @@ class ImageStats:
     grid: dict[int, tuple[int, int]]
     entropy: dict[int, EntropySummary]
     selections: list[SelectionStats]
+    importance_histogram: dict | None = None  # per scale: counts over equal bins (batch percentiles)
+    render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
 
     @property
@@ -191,8 +198,9 @@ class ImageStats:
     def to_dict(self) -> dict:
         """The stats.json content (``files`` left out until written)."""
         out = _to_dict(self)
-        if self.files is None:
-            del out["files"]
+        for key in ("importance_histogram", "render", "files"):  # written with the files only
+            if getattr(self, key) is None:
+                del out[key]
         return out
 
     @classmethod
@@ -205,6 +213,8 @@ class ImageStats:
             grid={int(k): tuple(v) for k, v in data["grid"].items()},
             entropy={int(k): EntropySummary(**_known(EntropySummary, v)) for k, v in data["entropy"].items()},
             selections=[SelectionStats.from_dict(s) for s in data["selections"]],
+            importance_histogram=data.get("importance_histogram"),
+            render=data.get("render"),
             files=data.get("files"),
         )
 
