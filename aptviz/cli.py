@@ -32,15 +32,19 @@ from .cli_options import (
     EXIT_USAGE,
     Alphas,
     Bins,
+    Caption,
+    ColorByScale,
     DeviceOpt,
     Inputs,
     JsonOut,
+    LineWidth,
     MaxPixels,
     MergeSize,
     Methods,
     MinPixels,
     NumScales,
     Output,
+    OverlayFormat,
     Overwrite,
     PatchSize,
     Quiet,
@@ -52,6 +56,7 @@ from .cli_options import (
     Version,
     Workers,
     params_from,
+    render_from,
     runs_from,
     setup_logging,
     usage_error,
@@ -94,6 +99,10 @@ def run(
     workers: Workers = None,
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
+    color_by_scale: ColorByScale = False,
+    line_width: LineWidth = 2,
+    caption: Caption = False,
+    overlay_format: OverlayFormat = "jpg",
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -109,9 +118,10 @@ def run(
         params = params_from(locals())
         runs = runs_from(methods, alphas, thresholds, params.num_scales)
         warn_unused(methods, alphas, thresholds)
+        render = render_from(color_by_scale, line_width, caption, overlay_format)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
-            recursive=recursive, overwrite=overwrite, save_maps=save_maps, log_level=level,
+            recursive=recursive, overwrite=overwrite, save_maps=save_maps, log_level=level, render=render,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

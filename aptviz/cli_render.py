@@ -42,8 +42,8 @@ def image_table(stats: ImageStats) -> Table:
     table.add_column("alpha", justify="right")
     for ps in scales:
         table.add_column(f"{ps}px", justify="right")
-    for col in ("tokens", f"N ({scales[0]}px)", "retention", "target"):
-        table.add_column(col, justify="right")
+    for col in ("tokens", f"N ({scales[0]}px)", "retention", "target", "dB APT/unif", "unif tok"):
+        table.add_column(col, justify="right", no_wrap=True)
     for sel in stats.selections:
         target = sel.target_retention
         table.add_row(
@@ -54,8 +54,23 @@ def image_table(stats: ImageStats) -> Table:
             str(sel.base_small_tokens),
             f"{sel.retention:.4f}",
             "-" if target is None else f"{target:.4f}",
+            f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)}",
+            "-" if sel.uniform_vit_tokens is None else str(sel.uniform_vit_tokens),
         )
     return table
+
+
+def _db(value: float | None, known) -> str:
+    """PSNR in dB; ``exact`` when the picture is identical (None with the numbers present).
+
+    Examples
+    --------
+    >>> _db(33.456, 10), _db(None, 10), _db(None, None)
+    ('33.5', 'exact', '-')
+    """
+    if value is None:
+        return "-" if known is None else "exact"
+    return f"{value:.1f}"
 
 
 def image_line(result: JobResult) -> str:

@@ -57,6 +57,8 @@ class RunOptions:
     save_maps: bool = False
     log_level: str | None = None  # loguru level for worker processes
     summary_interval: float = 1.0  # seconds between summary rewrites while running
+    render: object = None  # RenderOptions: how overlays are drawn (None: 2 px green JPEG)
+    dataset_view: bool = True  # dataset.json, dataset figures and report.html at the end
 
 
 def check_output(output: str | Path) -> Path:
@@ -174,7 +176,8 @@ def run(
         rec.add(failure)
     try:
         for result in run_batch(
-            jobs, output, runs, params, options.workers, options.overwrite, options.save_maps, options.log_level
+            jobs, output, runs, params, options.workers, options.overwrite, options.save_maps, options.log_level,
+            render=options.render,
         ):
             rec.add(result)
     except KeyboardInterrupt:
@@ -182,7 +185,18 @@ def run(
     finally:
         rec.write_summary(force=True)
     _maybe_plot(report, rec.summary.rows, runs)
+    _dataset_view(report, rec.summary, options)
     return report
+
+
+def _dataset_view(report: RunReport, summary, options: RunOptions) -> None:
+    """dataset.json, the dataset figures (batches of 2+ images, when something was computed) and report.html."""
+    if report.interrupted or not options.dataset_view:
+        return
+    from .dataset import write_dataset_view
+
+    figures = report.jobs >= 2 and (report.count(Status.done) > 0 or not (report.output / "report.html").exists())
+    write_dataset_view(report.output, summary.rows, summary.columns, figures=figures)
 
 
 def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions):

@@ -41,6 +41,9 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             base_small_tokens=sel.base_small_tokens,
             retention=sel.retention,
             target_retention=sel.target_retention,
+            psnr_apt=sel.psnr_apt,
+            uniform_vit_tokens=sel.uniform_vit_tokens,
+            psnr_uniform=sel.psnr_uniform,
             output=folder,
             error=None,
         )
@@ -68,7 +71,8 @@ class Summary:
         return (
             ["image", "status", "method", "alpha", "resized_width", "resized_height"]
             + [f"tokens_{ps}" for ps in self.scales]
-            + ["tokens", "base_small_tokens", "retention", "target_retention", "output", "error"]
+            + ["tokens", "base_small_tokens", "retention", "target_retention"]
+            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "output", "error"]
         )
 
     def add(self, result: JobResult) -> None:
