@@ -395,7 +395,6 @@ def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
     fig = _figure(6.4, 4.4)
     ax = fig.subplots()
     colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
-    uni_pts = []
     for method in ("v1", "v2", "budget"):
         mine = [r for r in ok if r["method"] == method]
         if not mine:
@@ -405,23 +404,16 @@ def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
         groups: dict = {}
         for r in mine:
             groups.setdefault(r["alpha"], []).append(r)
-        pts = sorted(
-            (np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp])) for grp in groups.values()
-        )
-        ax.plot(*zip(*pts), "o-", color=colors[method], label=f"APT {method} (mean per alpha)")
-        for r in mine:
-            uni_pts.append((r["uniform_vit_tokens"] / r["base_small_tokens"], r["psnr_uniform"]))
-    if uni_pts:
-        ux, uy = zip(*sorted(uni_pts))
-        ax.scatter(ux, uy, s=8, alpha=0.3, color="black")
-        # running mean over retention bins of width 0.05
-        bins = np.clip((np.asarray(ux) / 0.05).astype(int), 0, 20)
-        xs, ys = [], []
-        for b in np.unique(bins):
-            sel = bins == b
-            xs.append(float(np.mean(np.asarray(ux)[sel])))
-            ys.append(float(np.mean(np.asarray(uy)[sel])))
-        ax.plot(xs, ys, "s--", color="black", label="uniform Qwen2-VL (lower max_pixels)")
+        apt, uni = [], []
+        for grp in groups.values():
+            apt.append((np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp])))
+            uni.append((
+                np.mean([g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp]),
+                np.mean([g["psnr_uniform"] for g in grp]),
+            ))
+        ax.plot(*zip(*sorted(apt)), "o-", color=colors[method], label=f"APT {method} (mean per alpha)")
+        ax.plot(*zip(*sorted(uni)), "s--", color=colors[method], mfc="white",
+                label=f"uniform Qwen2-VL at {method}'s tokens")
     ax.set_xlabel("retention (ViT tokens / N)")
     ax.set_ylabel("PSNR vs resized image (dB)")
     ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
