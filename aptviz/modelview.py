@@ -105,8 +105,17 @@ def psnr(reference: np.ndarray, other: np.ndarray) -> float | None:
     >>> psnr(a, a) is None
     True
     """
-    diff = np.asarray(reference, dtype=np.float64) - np.asarray(other, dtype=np.float64)
-    mse = float(np.mean(diff * diff))
+    a = np.asarray(reference)
+    b = np.asarray(other)
+    # squared uint8 differences summed exactly in int64, a band of rows at a time (bounded memory);
+    # every partial sum is an integer below 2**53, so this equals the float64 mean
+    total = 0
+    rows = max(1, (1 << 22) // max(1, a[0].size))
+    for y in range(0, a.shape[0], rows):
+        d = a[y : y + rows].astype(np.int32) - b[y : y + rows].astype(np.int32)
+        d = d.reshape(-1)
+        total += int(np.dot(d.astype(np.int64), d.astype(np.int64)))
+    mse = total / a.size
     if mse == 0.0:
         return None
     return 10.0 * math.log10(255.0**2 / mse)

@@ -258,11 +258,14 @@ def write_outputs(
     summaries = [e for e in stats.entropy.values() if e.min is not None]
     vmin = min((e.min for e in summaries), default=0.0)
     vmax = max((e.max for e in summaries), default=0.0)
-    heat_pictures = {}
+    finest = min(result.maps)
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
-        heat_pictures[ps] = render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax)
-        write_image(out / rel, heat_pictures[ps])
+        picture = render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax)
+        write_image(out / rel, picture)
+        if ps == finest:
+            finest_heatmap = picture  # kept for compare.png
+        del picture
         files["heatmaps"][str(ps)] = rel
     files["original"] = f"{IMAGES_DIR}/original_image.jpg"
     if result.loaded.is_plain_jpeg:  # the file itself: lossless and no re-encoding
@@ -281,8 +284,7 @@ def write_outputs(
         entry.files = {"overlay": rel}
         overlays.add(Path(rel).name)
     labels = [spec.label for spec, _ in result.selections]
-    finest = min(result.maps)
-    files.update(write_extras(out, result, stats.selections, labels, heat_pictures[finest], (vmin, vmax), render))
+    files.update(write_extras(out, result, stats.selections, labels, finest_heatmap, (vmin, vmax), render))
     stats.importance_histogram = value_histogram(result.maps, "entropy", result.params.bins)
     stats.render = render.to_dict()
     if save_maps:

@@ -446,7 +446,16 @@ def blend_heatmap(image: np.ndarray, entropy, patch_size: int, vmin: float, vmax
     span = vmax - vmin
     scaled = (np.where(pad, vmin, ent) - vmin) / span if span > 0 else np.zeros_like(ent)
     idx = np.clip(np.rint(scaled * 255), 0, 255).astype(np.intp)
-    colors = _expand(colormap_lut(cmap)[idx], patch_size, height, width).astype(np.float32)
-    weight = np.where(_expand(pad, patch_size, height, width), 0.0, opacity).astype(np.float32)[..., None]
-    mixed = image.astype(np.float32) * (1.0 - weight) + colors * weight
-    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    lut = colormap_lut(cmap)
+    w = int(round(opacity * 256))
+    out = np.empty_like(image)
+    band = max(patch_size, (1 << 20) // max(1, width * 3) // patch_size * patch_size)
+    for y in range(0, height, band):  # a band of cell rows at a time: bounded memory on huge images
+        cells = slice(y // patch_size, (y + band) // patch_size + 1)
+        h = min(band, height - y)
+        colors = _expand(lut[idx[cells]], patch_size, h, width).astype(np.uint16)
+        keep = _expand(pad[cells], patch_size, h, width)[..., None]
+        photo = image[y : y + h].astype(np.uint16)
+        mixed = ((photo * (256 - w) + colors * w + 128) >> 8).astype(np.uint8)
+        out[y : y + h] = np.where(keep, image[y : y + h], mixed)
+    return out
