@@ -304,8 +304,12 @@ def image_maps(paths: list[str], params, workers: int = 1) -> tuple[list[tuple[s
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        ctx = mp.get_context("spawn" if params.device != "cpu" else None)
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        from .batch import _init_worker  # one compute thread per worker, Ctrl-C left to the parent
+
+        ctx = mp.get_context("spawn" if str(params.device).startswith("cuda") else "fork")
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(None,)
+        ) as pool:
             done = list(pool.map(_maps_of, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
     ok = [(p, m) for p, m, err in done if m is not None]
     failed = [(p, err) for p, m, err in done if m is None]
