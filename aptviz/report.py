@@ -50,8 +50,10 @@ table.sum td.t{text-align:left}.wrap{max-height:60vh;overflow:auto;display:inlin
 .card h3{margin:.2em 0 .4em;font-size:1em}.row{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 .row figure{margin:0}.row figcaption{font-size:11px;color:#555}
 .row img{max-height:260px;max-width:100%;image-rendering:pixelated;border:1px solid #ccc;background:#eee}
+.heat img{max-height:150px}
 table.num td{padding:1px 8px 1px 0;font-size:12px}.fail{color:#b00}
-.figs img{max-width:100%;border:1px solid #ccc;background:#fff}
+.figs{display:flex;flex-wrap:wrap;gap:10px}.figs figure{margin:0}
+.figs img{max-width:100%;max-height:420px;border:1px solid #ccc;background:#fff}
 """
 
 JS = """
@@ -169,7 +171,7 @@ def _card(index: int, folder: str, stats: dict) -> str:
     parts = [
         f'<div class="card" id="img{index}" data-sel="{html.escape(json.dumps(sels))}">',
         f"<h3>{title} <small>{ow}x{oh} &rarr; {rw}x{rh}</small></h3>",
-        '<div class="row">',
+        '<div class="row heat">',
     ]
     for ps, rel in sorted(files.get("heatmaps", {}).items(), key=lambda kv: int(kv[0])):
         parts.append(_img(_url(base + rel), f"importance {ps} px"))
