@@ -25,27 +25,23 @@ from .resize import smart_resize
 __all__ = ["ModelView", "UniformView", "compare_views", "model_view", "psnr", "uniform_view"]
 
 
-def _block_average(image: np.ndarray, ratio: int) -> np.ndarray:
-    """Each ``ratio x ratio`` pixel block replaced by its mean (rounded half to even).
+def _block_means(image: np.ndarray, ratio: int) -> np.ndarray:
+    """Mean of every ``ratio x ratio`` pixel block (rounded half to even), one value per block.
 
-    The image is cropped to whole blocks; the result is shown back at the
-    cropped size by pixel repetition.
+    The image is cropped to whole blocks.
 
     Examples
     --------
     >>> a = np.arange(16, dtype=np.uint8).reshape(4, 4, 1)
-    >>> _block_average(a, 2)[..., 0].tolist()
-    [[2, 2, 4, 4], [2, 2, 4, 4], [10, 10, 12, 12], [10, 10, 12, 12]]
+    >>> _block_means(a, 2)[..., 0].tolist()
+    [[2, 4], [10, 12]]
     """
-    if ratio == 1:
-        return image
     h = image.shape[0] // ratio * ratio
     w = image.shape[1] // ratio * ratio
     blocks = image[:h, :w].reshape(h // ratio, ratio, w // ratio, ratio, -1)
-    sums = blocks.sum(axis=(1, 3), dtype=np.int64)
-    # dividing an integer sum by a power of two is exact in float64; rint rounds half to even
-    means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)
-    return np.repeat(np.repeat(means, ratio, axis=0), ratio, axis=1)
+    # uint8 sums fit uint32; dividing an integer by a power of two is exact, rint rounds half to even
+    sums = blocks.sum(axis=(1, 3), dtype=np.uint32)
+    return np.rint(sums / float(ratio * ratio)).astype(np.uint8)
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
@@ -76,7 +72,6 @@ def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
     (25, 25, 0)
     """
     image = np.asarray(resized, dtype=np.uint8)
-    height, width = image.shape[:2]
     finest = min(masks)
     out = image.copy()
     for ps in sorted(masks)[1:]:
@@ -84,11 +79,15 @@ def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
         if not mask.any():
             continue
         ratio = ps // finest
-        averaged = _block_average(image, ratio)
-        keep = np.repeat(np.repeat(mask, ps, axis=0), ps, axis=1)[: averaged.shape[0], : averaged.shape[1]]
-        region = out[: keep.shape[0], : keep.shape[1]]
-        region[keep] = averaged[: keep.shape[0], : keep.shape[1]][keep]
-    assert out.shape[:2] == (height, width)
+        means = _block_means(image, ratio)  # (H/r, W/r, 3): one value per P x P output pixel
+        keep = np.repeat(np.repeat(mask, finest, axis=0), finest, axis=1)[: means.shape[0], : means.shape[1]]
+        hb, wb = keep.shape
+        # write each mean into its r x r block through a 5-D view: no full-size repeated copies
+        region = out[: hb * ratio, : wb * ratio]
+        view = region.reshape(hb, ratio, wb, ratio, -1)  # a view whenever the blocks tile the image
+        np.copyto(view, means[:hb, None, :wb, None, :], where=keep[:, None, :, None, None])
+        if not np.shares_memory(view, out):
+            region[...] = view.reshape(region.shape)
     return out
 
 
@@ -105,16 +104,12 @@ def psnr(reference: np.ndarray, other: np.ndarray) -> float | None:
     >>> psnr(a, a) is None
     True
     """
-    a = np.asarray(reference)
-    b = np.asarray(other)
-    # squared uint8 differences summed exactly in int64, a band of rows at a time (bounded memory);
-    # every partial sum is an integer below 2**53, so this equals the float64 mean
-    total = 0
-    rows = max(1, (1 << 22) // max(1, a[0].size))
-    for y in range(0, a.shape[0], rows):
-        d = a[y : y + rows].astype(np.int32) - b[y : y + rows].astype(np.int32)
-        d = d.reshape(-1)
-        total += int(np.dot(d.astype(np.int64), d.astype(np.int64)))
+    import cv2
+
+    a = np.ascontiguousarray(reference)
+    b = np.ascontiguousarray(other)
+    # the sum of squared uint8 differences: an integer below 2**53, so exact in float64
+    total = sum(cv2.norm(a[..., c], b[..., c], cv2.NORM_L2SQR) for c in range(a.shape[-1]))
     mse = total / a.size
     if mse == 0.0:
         return None
@@ -182,7 +177,7 @@ def uniform_view(
     factor = patch_size * merge_size
     h, w = smart_resize(original.height, original.width, factor, min(min_pixels, max_pixels), max(max_pixels, 1))
     small = original if (w, h) == original.size else original.resize((w, h), Image.Resampling.BICUBIC)
-    shown = small.resize(tuple(resized_size), Image.Resampling.NEAREST)
+    shown = small if small.size == tuple(resized_size) else small.resize(tuple(resized_size), Image.Resampling.NEAREST)
     return UniformView(np.asarray(shown.convert("RGB")), (w, h), max_pixels, (h // patch_size) * (w // patch_size))
 
 

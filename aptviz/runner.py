@@ -185,17 +185,18 @@ def run(
     finally:
         rec.write_summary(force=True)
     _maybe_plot(report, rec.summary.rows, runs)
-    _dataset_view(report, rec.summary, options)
+    _dataset_view(report, rec.summary, options, runs)
     return report
 
 
-def _dataset_view(report: RunReport, summary, options: RunOptions) -> None:
-    """dataset.json, the dataset figures (batches of 2+ images, when something was computed) and report.html."""
+def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[RunSpec]) -> None:
+    """dataset.json, the dataset figures (as the retention plot) and report.html."""
     if report.interrupted or not options.dataset_view:
         return
     from .dataset import write_dataset_view
 
-    figures = report.jobs >= 2 and (report.count(Status.done) > 0 or not (report.output / "report.html").exists())
+    # the matplotlib figures follow the retention plot's rule: a batch with 2+ selections, redrawn when computed
+    figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0
     write_dataset_view(report.output, summary.rows, summary.columns, figures=figures)
 
 
