@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import build_compare, selection_title
+from .figures import build_compare, display_blend, selection_title
 from .modelview import ModelView, compare_views
-from .output import write_image
+from .output import encode_image, write_bytes_atomic, write_image
 from .render import LINE_WIDTH, annotate, blend_heatmap, draw_overlay, scale_legend
 
 __all__ = ["RenderOptions", "kept_views", "model_views", "overlay_picture", "view_names", "write_extras"]
@@ -25,6 +25,7 @@ __all__ = ["RenderOptions", "kept_views", "model_views", "overlay_picture", "vie
 MODEL_VIEW_DIR = "04_model_view"
 COMPARE_NAME = "compare.png"
 OVERLAY_FORMATS = ("jpg", "png")
+VIEW_QUALITY = 90  # model views have no thin lines: plain 4:2:0 JPEG
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,12 @@ def write_extras(
     single = len(entries) == 1
     for entry, view, label in zip(entries, result.views, labels):
         names = view_names(label, single)
-        write_image(out / names["model_view"], view.apt, chroma_444=True)
-        write_image(out / names["uniform"], view.uniform.image, chroma_444=True)
+        write_bytes_atomic(out / names["model_view"], encode_image(view.apt, ".jpg", VIEW_QUALITY))
+        write_bytes_atomic(out / names["uniform"], encode_image(view.uniform.image, ".jpg", VIEW_QUALITY))
         entry.files.update(names)
     finest = min(result.maps)
     blend = f"01_heatmaps/importance_blend_scale_{finest}.jpg"
-    write_image(out / blend, blend_heatmap(result.resized, result.maps[finest], finest, *vrange), chroma_444=True)
+    write_image(out / blend, display_blend(result.resized, result.maps[finest], finest, vrange), chroma_444=True)
     panels = [(entry.to_dict(), sel.masks) for entry, (_, sel) in zip(entries, result.selections)]
     fig = build_compare(result.loaded.image, result.resized, heatmap_finest, finest, panels, options.color_by_scale)
     write_image(out / COMPARE_NAME, fig)

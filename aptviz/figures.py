@@ -21,7 +21,7 @@ from PIL import Image
 
 from ._xp import to_numpy
 from .entropy import PAD
-from .render import LINE_WIDTH, draw_overlay, text_strip
+from .render import LINE_WIDTH, blend_heatmap, draw_overlay, text_strip
 
 __all__ = [
     "PERCENTILES",
@@ -86,6 +86,26 @@ def display_overlay(
         return draw_overlay(big, {ps * k: m for ps, m in masks.items()}, LINE_WIDTH, color_by_scale)
     width = max(LINE_WIDTH, math.ceil(LINE_WIDTH / zoom))
     return _zoom(draw_overlay(resized, masks, width, color_by_scale), zoom)
+
+
+def display_blend(resized: np.ndarray, entropy, patch_size: int, vrange: tuple[float, float]) -> np.ndarray:
+    """The importance map blended over the photo, at compare.png's panel size (never larger than the image).
+
+    Examples
+    --------
+    >>> display_blend(np.zeros((28, 28, 3), np.uint8), np.zeros((2, 2)), 14, (0.0, 1.0)).shape
+    (28, 28, 3)
+    """
+    h, w = resized.shape[:2]
+    zoom = min(1.0, display_scale(h))
+    if zoom == 1:
+        return blend_heatmap(resized, entropy, patch_size, *vrange)
+    small = _zoom(np.asarray(resized), zoom)
+    # the cell under each display pixel, then the same blend as at full size
+    ys = np.minimum((np.arange(small.shape[0]) / zoom).astype(np.intp), h - 1)
+    xs = np.minimum((np.arange(small.shape[1]) / zoom).astype(np.intp), w - 1)
+    ent = to_numpy(entropy)[ys[:, None] // patch_size, xs[None, :] // patch_size]
+    return blend_heatmap(small, ent, 1, *vrange)
 
 
 def selection_title(sel: dict) -> list[str]:
@@ -203,7 +223,8 @@ def build_compare(
     zoom = display_scale(h)
     size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
     resample = Image.Resampling.NEAREST if zoom >= 1 else Image.Resampling.BOX
-    orig = np.asarray(original.convert("RGB").resize(size, resample))
+    # the original is shown at display size: reduce the resized image (same picture, fewer pixels to read)
+    orig = _zoom(np.asarray(resized), zoom, resample) if zoom < 1 else np.asarray(original.convert("RGB").resize(size, resample))
     heat_zoom = _zoom(heatmap, zoom, Image.Resampling.BOX)
     panels = [
         (orig, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
