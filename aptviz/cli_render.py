@@ -42,8 +42,8 @@ def image_table(stats: ImageStats) -> Table:
     table.add_column("alpha", justify="right")
     for ps in scales:
         table.add_column(f"{ps}px", justify="right")
-    for col in ("tokens", f"N ({scales[0]}px)", "retention", "target", "dB APT/unif", "unif tok"):
-        table.add_column(col, justify="right", no_wrap=True)
+    for col in ("tokens", f"N ({scales[0]}px)", "retention", "target"):
+        table.add_column(col, justify="right")
     for sel in stats.selections:
         target = sel.target_retention
         table.add_row(
@@ -54,9 +54,17 @@ def image_table(stats: ImageStats) -> Table:
             str(sel.base_small_tokens),
             f"{sel.retention:.4f}",
             "-" if target is None else f"{target:.4f}",
-            f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)}",
-            "-" if sel.uniform_vit_tokens is None else str(sel.uniform_vit_tokens),
         )
+    views = [
+        f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)} "
+        f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)} "
+        f"({sel.uniform_vit_tokens})"
+        for sel in stats.selections
+        if sel.uniform_vit_tokens is not None
+    ]
+    if views:
+        table.caption = "PSNR dB, APT / uniform Qwen2-VL (its tokens): " + ", ".join(views)
+        table.caption_justify = "left"
     return table
 
 

@@ -78,7 +78,7 @@ def test_color_by_scale_has_a_colour_per_scale_and_a_legend(tmp_path):
 def test_model_view_numbers_reach_stats_summary_and_table(tmp_path):
     r = invoke(SAMPLES / "astronaut.png", SAMPLES / "coffee.png", "-m", "budget:0.3,0.5", "-o", tmp_path)
     assert r.exit_code == 0, r.output
-    assert "dB APT/unif" in r.stdout
+    assert "PSNR dB, APT / uniform" in r.stdout
     rows = json.loads((tmp_path / "summary.json").read_text())
     for row in rows:
         stats = json.loads((Path(row["output"]) / "stats.json").read_text())
