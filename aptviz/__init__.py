@@ -5,6 +5,7 @@ The public API (SPEC §3)::
     aptviz.smart_resize(height, width, factor=28, min_pixels=3136, max_pixels=1003520)
     aptviz.load_image(path)
     aptviz.entropy_maps(image, patch_size=14, num_scales=3, bins=512, device="cpu")
+    aptviz.importance_maps(image, measure="entropy", aggregate="mean", patch_size=14, ...)
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
 
@@ -23,6 +24,7 @@ __all__ = [
     "__version__",
     "analyze",
     "entropy_maps",
+    "importance_maps",
     "load_image",
     "select_patches",
     "smart_resize",
@@ -32,6 +34,7 @@ _LAZY = {
     "smart_resize": "resize",
     "load_image": "loading",
     "entropy_maps": "entropy",
+    "importance_maps": "importance",
     "PAD": "entropy",
     "select_patches": "selection",
     "Selection": "selection",

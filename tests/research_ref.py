@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 def chw(img: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> (3, H, W) float32 in [0, 255], as the research code takes images."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(torch.float32)
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1).to(torch.float32)
 
 
 def compute_patch_laplacian_vectorized(image, patch_size=16, num_scales=2, aggregate="mean", pad_mode="reflect"):
