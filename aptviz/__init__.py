@@ -8,6 +8,7 @@ The public API (SPEC §3)::
     aptviz.importance_maps(image, measure="entropy", aggregate="mean", patch_size=14, ...)
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
+    aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
 
 Heavy modules (torch, matplotlib) are imported on first use only.
 """
@@ -20,12 +21,19 @@ from ._version import __version__
 
 __all__ = [
     "PAD",
+    "Device",
+    "Method",
+    "Params",
+    "RunReport",
+    "RunSpec",
     "Selection",
+    "Status",
     "__version__",
     "analyze",
     "entropy_maps",
     "importance_maps",
     "load_image",
+    "run",
     "select_patches",
     "smart_resize",
 ]
@@ -39,6 +47,13 @@ _LAZY = {
     "select_patches": "selection",
     "Selection": "selection",
     "analyze": "pipeline",
+    "run": "runner",
+    "Params": "params",
+    "RunSpec": "params",
+    "Method": "params",
+    "Device": "params",
+    "RunReport": "results",
+    "Status": "results",
 }
 
 
