@@ -28,11 +28,12 @@ from pathlib import Path
 import typer
 
 from .cli_options import (
-    DEFAULT_THRESHOLDS_TEXT,
     EXIT_USAGE,
+    AggregateOpt,
     Alphas,
     Bins,
     DeviceOpt,
+    Importance,
     Inputs,
     JsonOut,
     MaxPixels,
@@ -41,13 +42,13 @@ from .cli_options import (
     MinPixels,
     NumScales,
     Output,
+    OptionalThresholds,
     Overwrite,
     PatchSize,
     Quiet,
     Recursive,
     SaveMaps,
     TemporalPatchSize,
-    Thresholds,
     Verbose,
     Version,
     Workers,
@@ -57,7 +58,7 @@ from .cli_options import (
     usage_error,
     warn_unused,
 )
-from .params import Device
+from .params import Device, Measure
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli_calibrate:app",
@@ -81,7 +82,7 @@ def run(
     output: Output = Path("visualizations"),
     methods: Methods = None,
     alphas: Alphas = None,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
+    thresholds: OptionalThresholds = None,
     patch_size: PatchSize = 14,
     merge_size: MergeSize = 2,
     temporal_patch_size: TemporalPatchSize = 2,
@@ -89,6 +90,8 @@ def run(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
     workers: Workers = None,
@@ -107,7 +110,7 @@ def run(
     view = _view(json_out, quiet, verbose)
     try:
         params = params_from(locals())
-        runs = runs_from(methods, alphas, thresholds, params.num_scales)
+        runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,

@@ -23,13 +23,13 @@ formulas in torch, as the APT research code does.
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .entropy import PAD, compute_maps, grayscale, pad_mask, scales_for
 from .errors import ParameterError
+from .params import Aggregate, Measure, check_aggregate, parse_aggregate, parse_measure
 
 if TYPE_CHECKING:
     import torch
@@ -47,22 +47,6 @@ __all__ = [
 ]
 
 
-class Measure(str, Enum):
-    """What a cell's importance measures (``--importance``)."""
-
-    entropy = "entropy"
-    laplacian = "laplacian"
-    upsample_mse = "upsample-mse"
-
-
-class Aggregate(str, Enum):
-    """How per-pixel values become one value per cell (``--aggregate``)."""
-
-    mean = "mean"
-    max = "max"
-    std = "std"
-
-
 LAPLACIAN_KERNEL = np.array([[1, 1, 1], [1, -8, 1], [1, 1, 1]], dtype=np.float32)
 """The 8-neighbour Laplacian of the APT research code."""
 
@@ -77,7 +61,7 @@ def measure_unit(measure: str | Measure, aggregate: str | Aggregate = "mean") ->
     >>> measure_unit("laplacian", "std"), measure_unit("upsample-mse", "max")
     ('std |∇²|', 'max squared error')
     """
-    measure, aggregate = Measure(measure), Aggregate(aggregate)
+    measure, aggregate = parse_measure(measure), parse_aggregate(aggregate)
     if measure is Measure.entropy:
         return "bits"
     if measure is Measure.laplacian:
@@ -85,21 +69,9 @@ def measure_unit(measure: str | Measure, aggregate: str | Aggregate = "mean") ->
     return "MSE" if aggregate is Aggregate.mean else f"{aggregate.value} squared error"
 
 
-def _check(measure, aggregate, patch_size: int, num_scales: int) -> tuple[Measure, Aggregate]:
-    try:
-        measure = Measure(measure)
-    except ValueError:
-        raise ParameterError(
-            f"unknown importance measure {measure!r} (choose from {', '.join(m.value for m in Measure)})"
-        ) from None
-    try:
-        aggregate = Aggregate(aggregate)
-    except ValueError:
-        raise ParameterError(
-            f"unknown aggregate {aggregate!r} (choose from {', '.join(a.value for a in Aggregate)})"
-        ) from None
-    if measure is Measure.entropy and aggregate is not Aggregate.mean:
-        raise ParameterError(f"--aggregate {aggregate.value} applies to laplacian and upsample-mse, not to entropy")
+def _check(measure, aggregate, patch_size: int, num_scales: int) -> tuple[Measure, Aggregate | None]:
+    measure = parse_measure(measure)
+    aggregate = check_aggregate(measure, aggregate)
     if patch_size < 1 or num_scales < 1:
         raise ParameterError("patch_size and num_scales must both be >= 1")
     return measure, aggregate
