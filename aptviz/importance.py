@@ -1,10 +1,10 @@
-"""Stage 3, any measure: per-cell importance maps (SPEC §1.3 and §7).
+"""Stage 3, any measure: per-cell importance maps (docs/pipeline.md §1.3 and §7).
 
 Three measures score how much a cell loses when it is merged into a larger
 patch, on the same resized image and the same grids:
 
 * ``entropy``      -- Shannon entropy of the gray histogram, in bits
-  (:mod:`aptviz.entropy`, SPEC §1.3);
+  (:mod:`aptviz.entropy`, docs/pipeline.md §1.3);
 * ``laplacian``    -- ``|∇²|`` of gray/255 with the 8-neighbour kernel
   ``[[1,1,1],[1,-8,1],[1,1,1]]`` and reflect-101 borders, aggregated per cell;
 * ``upsample-mse`` -- squared error (mean over RGB channels, values /255)
@@ -83,7 +83,7 @@ def _check(measure, aggregate, patch_size: int, num_scales: int) -> tuple[Measur
 def laplacian_response(image):
     """``|∇²|`` of gray/255 at every pixel (float64, same size as the image).
 
-    Gray is SPEC §1.3's float32 luma divided by 255 in float32; borders
+    Gray is the float32 luma of docs/pipeline.md §1.3 divided by 255 in float32; borders
     reflect without repeating the edge pixel (OpenCV BORDER_REFLECT_101,
     NumPy/torch ``'reflect'``). The nine float32 terms (weights 1 and -8)
     sum exactly in float64, so the response is exact: a flat area is 0, and
@@ -270,7 +270,7 @@ def _cells_torch(values, ps: int, aggregate: Aggregate):
 def _with_pad(inner, grid: tuple[int, int]):
     """A float32 grid of PAD with the cells inside the image (the top-left block) filled in.
 
-    The cells left out are exactly SPEC §1.3's PAD cells: the last row and/or
+    The cells left out are exactly the PAD cells of docs/pipeline.md §1.3: the last row and/or
     column when the grid overhangs the image.
     """
     rows, cols = int(inner.shape[0]), int(inner.shape[1])

@@ -1,4 +1,4 @@
-"""Independent, deliberately naive implementations of SPEC §1.3-1.4.
+"""Independent, deliberately naive implementations of docs/pipeline.md §1.3-1.4.
 
 Python loops over cells, float64 everywhere, geometry from the pixel size:
 nothing here shares code with aptviz, so agreement is evidence, not echo.
@@ -108,7 +108,7 @@ def v2_thresholds(maps, geo: Geometry, alpha: float):
 
 
 def select_budget(maps: dict[int, np.ndarray], geo: Geometry, alpha: float, own_value: bool = False):
-    """Budget selection; ``own_value``: a cell scores its own map value (upsample-mse, SPEC 7)."""
+    """Budget selection; ``own_value``: a cell scores its own map value (upsample-mse, docs/pipeline.md §7)."""
     finest = geo.finest
     rows, cols = geo.grid(finest)
     n = rows * cols

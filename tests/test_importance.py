@@ -1,4 +1,4 @@
-"""Importance measures (SPEC §7) against the APT research code, across backends, and their invariants."""
+"""Importance measures (docs/pipeline.md §7) against the APT research code, across backends, and their invariants."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Selections on any importance measure (SPEC §7) against tests/reference.py's selectors."""
+"""Selections on any importance measure (docs/pipeline.md §7) against tests/reference.py's selectors."""
 
 import numpy as np
 import pytest
