@@ -330,6 +330,10 @@ def compute_importance(
     maps: dict = {}
     rgb = _unit_rgb(img)
     for ps in scales:
+        if ps == patch_size:  # nothing is lost at the finest size: zeros, no pass over the pixels
+            inner = rgb[: height // ps, : width // ps, 0] if numpy else rgb[0, 0, : height // ps, : width // ps]
+            maps[ps] = _with_pad(inner * 0, grids[ps])
+            continue
         error = _reconstruction_error(rgb, ps // patch_size)
         if error is None:  # the image is smaller than the factor: every cell overhangs
             maps[ps] = _with_pad(rgb[:0, :0, 0] if numpy else rgb[0, 0, :0, :0], grids[ps])
