@@ -114,3 +114,17 @@ def test_other_measures_name_measure_and_unit_on_the_colorbar(tmp_path):
     named = render_heatmap(m, 28, (448, 308), unit="mean |∇²|", measure="laplacian")
     assert np.array_equal(plain[:, :448], named[:, :448])  # same cells
     assert named.shape[1] > plain.shape[1] or not np.array_equal(plain[:, 448:], named[:, 448:])
+
+
+def test_help_lists_the_options():
+    r = invoke("--help")
+    assert "--importance" in r.stdout and "--aggregate" in r.stdout and "upsample-mse" in r.stdout
+
+
+def test_save_maps_names_the_measure(tmp_path):
+    r = invoke(CHELSEA, "-m", "budget", "-a", "0.3", "--importance", "upsample-mse", "--save-maps", "-o", tmp_path)
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "chelsea" / "maps.npz") as npz:
+        assert {k for k in npz.files if not k.startswith("mask_")} == {f"upsample-mse_{s}" for s in (14, 28, 56)}
+        img = np.asarray(aptviz.resize_image(aptviz.load_image(CHELSEA)))
+        assert np.array_equal(npz["upsample-mse_28"], compute_importance(img, "upsample-mse")[28])
