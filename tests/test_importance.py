@@ -246,3 +246,18 @@ def test_cpu_path_never_imports_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("measure", MEASURES)
+def test_cuda_equals_cpu(photos, measure):
+    for aggregate in AGGREGATES:
+        for img in photos.values():
+            cpu = importance_maps(img, measure, aggregate)
+            gpu = importance_maps(img, measure, aggregate, device="cuda")
+            for ps in cpu:
+                g = gpu[ps].cpu()
+                assert g.device.type == "cpu" and gpu[ps].is_cuda
+                assert torch.equal(cpu[ps] == PAD, g == PAD)
+                scale = float(cpu[ps][cpu[ps] != PAD].abs().max()) if (cpu[ps] != PAD).any() else 0.0
+                assert float((cpu[ps] - g).abs().max()) <= 1e-5 * scale
