@@ -1,12 +1,15 @@
 """aptviz: see where Adaptive Patch Tokenization puts its patches.
 
-The public API (SPEC §3)::
+The public API (docs/pipeline.md §3)::
 
     aptviz.smart_resize(height, width, factor=28, min_pixels=3136, max_pixels=1003520)
     aptviz.load_image(path)
+    aptviz.resize_image(image, factor=28, min_pixels=3136, max_pixels=1003520)
     aptviz.entropy_maps(image, patch_size=14, num_scales=3, bins=512, device="cpu")
+    aptviz.importance_maps(image, measure="entropy", aggregate="mean", patch_size=14, ...)
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
+    aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
 
 Heavy modules (torch, matplotlib) are imported on first use only.
 """
@@ -19,23 +22,41 @@ from ._version import __version__
 
 __all__ = [
     "PAD",
+    "Device",
+    "Method",
+    "Params",
+    "RunReport",
+    "RunSpec",
     "Selection",
+    "Status",
     "__version__",
     "analyze",
     "entropy_maps",
+    "importance_maps",
     "load_image",
+    "resize_image",
+    "run",
     "select_patches",
     "smart_resize",
 ]
 
 _LAZY = {
     "smart_resize": "resize",
+    "resize_image": "resize",
     "load_image": "loading",
     "entropy_maps": "entropy",
+    "importance_maps": "importance",
     "PAD": "entropy",
     "select_patches": "selection",
     "Selection": "selection",
     "analyze": "pipeline",
+    "run": "runner",
+    "Params": "params",
+    "RunSpec": "params",
+    "Method": "params",
+    "Device": "params",
+    "RunReport": "results",
+    "Status": "results",
 }
 
 
