@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 import aptviz
 from aptviz.cli import app
 from aptviz.importance import compute_importance
-from aptviz.pipeline import compute, write_outputs
 from aptviz.params import Params, build_runs
+from aptviz.pipeline import compute, write_outputs
 from aptviz.render import render_heatmap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,4 +138,6 @@ def test_run_api_takes_the_measure(tmp_path):
     stats = report.images[0].stats
     assert report.return_code == 0 and stats.params.importance == "laplacian" and stats.params.aggregate == "max"
     expected = aptviz.analyze(CHELSEA, methods=["budget:0.3"], importance="laplacian", aggregate="max")
-    assert stats.selections[0].tokens_by_scale == {int(k): v for k, v in expected["selections"][0]["tokens_by_scale"].items()}
+    assert stats.selections[0].tokens_by_scale == {
+        int(k): v for k, v in expected["selections"][0]["tokens_by_scale"].items()
+    }
