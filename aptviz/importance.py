@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .entropy import PAD, compute_maps, grayscale, pad_mask, scales_for
+from .entropy import PAD, compute_maps, grayscale, scales_for
 from .errors import ParameterError
 from .params import Aggregate, Measure, check_aggregate, parse_aggregate, parse_measure
 

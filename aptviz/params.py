@@ -175,7 +175,9 @@ def parse_aggregate(text: str | Aggregate) -> Aggregate:
     try:
         return Aggregate(name)
     except ValueError:
-        raise ParameterError(f"unknown aggregate {str(text)!r}{_closest(name, names)}; choose {_choices(names)}") from None
+        raise ParameterError(
+            f"unknown aggregate {str(text)!r}{_closest(name, names)}; choose {_choices(names)}"
+        ) from None
 
 
 def check_aggregate(measure: Measure, aggregate: str | Aggregate | None) -> Aggregate | None:
@@ -217,9 +219,7 @@ def default_thresholds(
         return None
     measure = parse_measure(measure)
     if measure is not Measure.entropy:
-        raise ParameterError(
-            f"v1 has no default thresholds for {measure.value}: give --thresholds (one per scale above the finest)"
-        )
+        raise ParameterError(f"v1 has no default thresholds for {measure.value}: give --thresholds")
     return DEFAULT_THRESHOLDS
 
 

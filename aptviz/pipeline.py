@@ -17,8 +17,8 @@ from ._log import logger
 from ._version import __version__
 from ._xp import to_numpy
 from .entropy import PAD
-from .importance import compute_importance, measure_unit
 from .errors import InputError
+from .importance import compute_importance, measure_unit
 from .loading import LoadedImage, open_image
 from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
 from .params import Measure, Params, RunSpec, build_runs

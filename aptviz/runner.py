@@ -80,10 +80,11 @@ def check_output(output: str | Path) -> Path:
 
 def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
     """RunSpecs as given, or built from ``"v2:0.8,1"`` style text."""
-    items = list(selections) or [RunSpec(Method.v1)]
-    if all(isinstance(s, RunSpec) for s in items):
+    items = list(selections)
+    if items and all(isinstance(s, RunSpec) for s in items):
         return [s.check_scales(params.num_scales) for s in items]
-    return build_runs([str(s) for s in items], num_scales=params.num_scales)
+    # v1 given as text (or by default) takes the default thresholds of the measure: entropy only
+    return build_runs([str(s) for s in items], thresholds=None, num_scales=params.num_scales, measure=params.importance)
 
 
 class _Recorder:

@@ -314,7 +314,7 @@ def select_patches(
     >>> select_patches(maps, "v1", measure="laplacian")
     Traceback (most recent call last):
     ...
-    aptviz.errors.ParameterError: v1 has no default thresholds for laplacian: give --thresholds (one per scale above the finest)
+    aptviz.errors.ParameterError: v1 has no default thresholds for laplacian: give --thresholds
     """
     if not maps:
         raise ParameterError("no entropy maps given")

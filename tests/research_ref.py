@@ -30,9 +30,9 @@ def compute_patch_laplacian_vectorized(image, patch_size=16, num_scales=2, aggre
         else:
             image = image[0]
     image = image / 255.0 if image.max() > 1.0 else image
-    laplacian_kernel = torch.tensor(
-        [[1.0, 1.0, 1.0], [1.0, -8.0, 1.0], [1.0, 1.0, 1.0]], device=image.device
-    ).view(1, 1, 3, 3)
+    laplacian_kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, -8.0, 1.0], [1.0, 1.0, 1.0]], device=image.device).view(
+        1, 1, 3, 3
+    )
     padded_image = F.pad(image.unsqueeze(0).unsqueeze(0), (1, 1, 1, 1), mode=pad_mode)
     laplacian_response = F.conv2d(padded_image, laplacian_kernel)
     laplacian_response = torch.abs(laplacian_response.squeeze())
@@ -102,7 +102,9 @@ def research_maps(img: np.ndarray, measure: str, aggregate: str, patch_size=14, 
         maps = compute_patch_laplacian_vectorized(x, patch_size, num_scales, aggregate)
     elif measure == "upsample-mse":
         factors = [1.0 / 2**i for i in range(num_scales)]
-        maps = {ps: m[0] for ps, m in compute_patch_mse_batched(x[None], patch_size, num_scales, factors, aggregate).items()}
+        maps = {
+            ps: m[0] for ps, m in compute_patch_mse_batched(x[None], patch_size, num_scales, factors, aggregate).items()
+        }
     else:
         raise ValueError(measure)
     return {ps: m.reshape(m.shape[-2:]).double().numpy() for ps, m in maps.items()}

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 import aptviz
 from aptviz.cli import app
 from aptviz.importance import compute_importance
-from aptviz.pipeline import compute, write_outputs
 from aptviz.params import Params, build_runs
+from aptviz.pipeline import compute, write_outputs
 from aptviz.render import render_heatmap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,3 +128,16 @@ def test_save_maps_names_the_measure(tmp_path):
         assert {k for k in npz.files if not k.startswith("mask_")} == {f"upsample-mse_{s}" for s in (14, 28, 56)}
         img = np.asarray(aptviz.resize_image(aptviz.load_image(CHELSEA)))
         assert np.array_equal(npz["upsample-mse_28"], compute_importance(img, "upsample-mse")[28])
+
+
+def test_run_api_takes_the_measure(tmp_path):
+    params = Params(importance="laplacian", aggregate="max")
+    with pytest.raises(aptviz.errors.ParameterError, match="no default thresholds for laplacian"):
+        aptviz.run([CHELSEA], tmp_path / "a", ["v1"], params, workers=1)
+    report = aptviz.run([CHELSEA], tmp_path / "b", ["budget:0.3"], params, workers=1)
+    stats = report.images[0].stats
+    assert report.return_code == 0 and stats.params.importance == "laplacian" and stats.params.aggregate == "max"
+    expected = aptviz.analyze(CHELSEA, methods=["budget:0.3"], importance="laplacian", aggregate="max")
+    assert stats.selections[0].tokens_by_scale == {
+        int(k): v for k, v in expected["selections"][0]["tokens_by_scale"].items()
+    }

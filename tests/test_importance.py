@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
+from research_ref import research_maps
 
 import aptviz
 from aptviz.entropy import PAD, entropy_maps, pad_mask
@@ -19,7 +20,6 @@ from aptviz.importance import Aggregate, Measure, compute_importance, importance
 from aptviz.resize import resize_image
 
 from conftest import ROOT, SAMPLES, textured
-from research_ref import research_maps
 
 MEASURES = ["laplacian", "upsample-mse"]
 AGGREGATES = ["mean", "max", "std"]
@@ -157,7 +157,11 @@ def test_laplacian_is_exact(photos, aggregate):
         for ps, m in maps.items():
             rows, cols = img.shape[0] // ps, img.shape[1] // ps
             blocks = lap[: rows * ps, : cols * ps].reshape(rows, ps, cols, ps)
-            want = {"mean": blocks.mean(axis=(1, 3)), "max": blocks.max(axis=(1, 3)), "std": blocks.std(axis=(1, 3), ddof=1)}
+            want = {
+                "mean": blocks.mean(axis=(1, 3)),
+                "max": blocks.max(axis=(1, 3)),
+                "std": blocks.std(axis=(1, 3), ddof=1),
+            }
             expected = want[aggregate].astype(np.float32)
             if aggregate == "max":
                 assert np.array_equal(m[:rows, :cols], expected)

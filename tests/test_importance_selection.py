@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from test_importance import SYNTHETIC
 
 import aptviz
 from aptviz.errors import ParameterError
@@ -14,7 +15,6 @@ from aptviz.selection import coverage, select_patches
 
 import reference as ref
 from conftest import SAMPLES, textured
-from test_importance import SYNTHETIC
 
 MEASURES = [("laplacian", "mean"), ("laplacian", "max"), ("laplacian", "std"),
             ("upsample-mse", "mean"), ("upsample-mse", "max"), ("upsample-mse", "std")]  # fmt: skip
@@ -42,7 +42,9 @@ def check_against_reference(img, measure, aggregate, alphas_v2=(0.8, 1.0, 1.2), 
         v2 = select_patches(maps, "v2", alpha=alpha, measure=measure)
         expected = ref.v2_thresholds(nm, geo, alpha)
         assert [t is None for t in v2.thresholds] == [t is None for t in expected]
-        assert [t for t in v2.thresholds if t is not None] == pytest.approx([t for t in expected if t is not None], rel=1e-12)
+        assert [t for t in v2.thresholds if t is not None] == pytest.approx(
+            [t for t in expected if t is not None], rel=1e-12
+        )
         _masks_equal(v2, ref.select_thresholds(nm, geo, v2.thresholds))
         assert (coverage(v2.masks) == 1).all()
     for alpha in alphas_budget:
@@ -87,7 +89,9 @@ def test_v1_needs_thresholds_except_for_entropy():
             select_patches(maps, "v1", measure=measure)
         sel = select_patches(maps, "v1", thresholds=(0.05, 0.02), measure=measure)
         geo = ref.Geometry(84, 140, list(maps))
-        _masks_equal(sel, ref.select_thresholds({ps: m.astype(np.float64) for ps, m in maps.items()}, geo, (0.05, 0.02)))
+        _masks_equal(
+            sel, ref.select_thresholds({ps: m.astype(np.float64) for ps, m in maps.items()}, geo, (0.05, 0.02))
+        )
     assert select_patches(compute_importance(img), "v1").thresholds == [3.0, 2.0]
 
 
