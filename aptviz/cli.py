@@ -28,13 +28,14 @@ from pathlib import Path
 import typer
 
 from .cli_options import (
-    DEFAULT_THRESHOLDS_TEXT,
     EXIT_USAGE,
+    AggregateOpt,
     Alphas,
     Bins,
     Caption,
     ColorByScale,
     DeviceOpt,
+    Importance,
     Inputs,
     JsonOut,
     LineWidth,
@@ -43,6 +44,7 @@ from .cli_options import (
     Methods,
     MinPixels,
     NumScales,
+    OptionalThresholds,
     Output,
     OverlayFormat,
     Overwrite,
@@ -51,7 +53,6 @@ from .cli_options import (
     Recursive,
     SaveMaps,
     TemporalPatchSize,
-    Thresholds,
     Verbose,
     Version,
     Workers,
@@ -62,7 +63,7 @@ from .cli_options import (
     usage_error,
     warn_unused,
 )
-from .params import Device
+from .params import Device, Measure
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli_calibrate:app",
@@ -86,7 +87,7 @@ def run(
     output: Output = Path("visualizations"),
     methods: Methods = None,
     alphas: Alphas = None,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
+    thresholds: OptionalThresholds = None,
     patch_size: PatchSize = 14,
     merge_size: MergeSize = 2,
     temporal_patch_size: TemporalPatchSize = 2,
@@ -94,6 +95,8 @@ def run(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
     workers: Workers = None,
@@ -116,7 +119,7 @@ def run(
     view = _view(json_out, quiet, verbose)
     try:
         params = params_from(locals())
-        runs = runs_from(methods, alphas, thresholds, params.num_scales)
+        runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
         render = render_from(color_by_scale, line_width, caption, overlay_format)
         report = run_library(

@@ -18,6 +18,8 @@ import typer
 
 from .cli_options import (
     DEFAULT_THRESHOLDS_TEXT,
+    AggregateOpt,
+    Importance,
     EXIT_FAILED,
     EXIT_OK,
     Bins,
@@ -40,7 +42,7 @@ from .cli_options import (
     setup_logging,
     usage_error,
 )
-from .params import Device
+from .params import Device, Measure
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -74,6 +76,8 @@ def calibrate(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
     workers: Workers = None,
