@@ -100,11 +100,12 @@ def test_any_patch_size_and_scale_count_match_reference(img, patch_size, num_sca
 
 
 def test_budget_with_one_scale_covers_pad_cells():
-    """One scale: every finest cell is a token, PAD cells included (20x20 with N=4 patches: 25 cells)."""
-    maps = entropy_maps(np.zeros((20, 20, 3), np.uint8), patch_size=4, num_scales=1)
-    sel = select_patches(maps, "budget", alpha=0.5)
-    assert bool((coverage(sel.masks) == 1).all())
-    assert sel.tokens == sel.budget_info.base_tokens == 25
+    """One scale: every finest cell is a token, PAD cells included (20x20 at 14 px: N = 4, 3 of them PAD)."""
+    maps = entropy_maps(textured(20, 20), num_scales=1)
+    for alpha in (0.0, 0.5, 1.0):
+        sel = select_patches(maps, "budget", alpha=alpha)
+        assert bool((coverage(sel.masks) == 1).all())
+        assert sel.tokens == sel.budget_info.base_tokens == 4
 
 
 @given(img=images, alpha=st.floats(0, 1))
