@@ -18,7 +18,7 @@ from ._version import __version__
 from ._xp import to_numpy
 from .entropy import PAD, compute_maps
 from .errors import InputError
-from .loading import LoadedImage, open_image
+from .loading import LoadedImage, decode_limit, open_image
 from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
 from .params import DEFAULT_THRESHOLDS, Params, RunSpec, build_runs
 from .render import draw_overlay, render_heatmap
@@ -134,7 +134,7 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
     """
     path = Path(path)
     params = params.resolved()
-    loaded = open_image(path)
+    loaded = open_image(path, decode_limit(params.max_pixels))
     resized_img = resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels)
     resized = np.asarray(resized_img)
     logger.debug(
