@@ -18,7 +18,43 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-__all__ = ["LoadedImage", "decode_limit", "load_image", "open_image", "to_rgb"]
+__all__ = ["FileIdentity", "LoadedImage", "decode_limit", "file_identity", "load_image", "open_image", "to_rgb"]
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which file an output was made from: resolved path, size in bytes, modification time (ns).
+
+    Recorded in stats.json; an output folder is complete only for the same
+    identity (a different file under the same output name, or the same path
+    changed since, is redone).
+    """
+
+    resolved_path: str
+    size_bytes: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path, st: os.stat_result | None = None) -> FileIdentity:
+        """The identity of ``path`` now (``st``: its stat, if already taken).
+
+        Examples
+        --------
+        >>> FileIdentity.of("sample_images/chelsea.png").size_bytes > 0
+        True
+        """
+        from .output import text_path
+
+        st = os.stat(path) if st is None else st
+        return cls(text_path(os.path.realpath(path)), int(st.st_size), int(st.st_mtime_ns))
+
+
+def file_identity(path: str | Path) -> FileIdentity | None:
+    """:meth:`FileIdentity.of`, or None when the file cannot be read."""
+    try:
+        return FileIdentity.of(path)
+    except (OSError, ValueError):
+        return None
 
 
 def decode_limit(max_pixels: int = 0) -> int:
@@ -87,7 +123,7 @@ def _open_regular(p: Path):
     except BaseException:
         fh.close()
         raise
-    return fh
+    return fh, FileIdentity.of(p, st)
 
 
 @dataclass(frozen=True)
@@ -106,6 +142,8 @@ class LoadedImage:
         Pillow's name of the file format ("JPEG", "PNG", ...).
     orientation : int
         EXIF orientation tag of the file (1 = upright or absent).
+    identity : FileIdentity or None
+        The file as it was opened (from the open descriptor).
     """
 
     image: Image.Image
@@ -113,6 +151,7 @@ class LoadedImage:
     source_mode: str
     source_format: str | None = None
     orientation: int = 1
+    identity: FileIdentity | None = None
 
     @property
     def is_plain_jpeg(self) -> bool:
@@ -211,7 +250,7 @@ def open_image(path: str | Path, max_image_pixels: int | None = None) -> LoadedI
     """
     p = Path(path)
     max_image_pixels = decode_limit() if max_image_pixels is None else int(max_image_pixels)
-    fh = _open_regular(p)
+    fh, identity = _open_regular(p)
     pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
         if pillow_limit is not None and max_image_pixels > 2 * pillow_limit:
@@ -259,7 +298,7 @@ def open_image(path: str | Path, max_image_pixels: int | None = None) -> LoadedI
         Image.MAX_IMAGE_PIXELS = pillow_limit
     if rgb.width < 1 or rgb.height < 1:
         raise InputError("image has no pixels")
-    return LoadedImage(rgb, frames, source_mode, source_format, orientation)
+    return LoadedImage(rgb, frames, source_mode, source_format, orientation, identity)
 
 
 def load_image(path: str | Path) -> Image.Image:
