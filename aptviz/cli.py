@@ -35,6 +35,7 @@ from .cli_options import (
     DeviceOpt,
     Inputs,
     JsonOut,
+    MaxMemory,
     MaxPixels,
     MergeSize,
     Methods,
@@ -94,6 +95,7 @@ def run(
     workers: Workers = None,
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
+    max_memory: MaxMemory = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -101,6 +103,7 @@ def run(
 ) -> None:
     """Parse, run the library, render the report, exit with its code."""
     from .errors import MissingExtraError, ParameterError
+    from .memory import parse_size
     from .runner import run as run_library
 
     level = setup_logging(quiet, verbose)
@@ -109,9 +112,10 @@ def run(
         params = params_from(locals())
         runs = runs_from(methods, alphas, thresholds, params.num_scales)
         warn_unused(methods, alphas, thresholds)
+        memory = None if max_memory is None else parse_size(max_memory)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
-            recursive=recursive, overwrite=overwrite, save_maps=save_maps, log_level=level,
+            recursive=recursive, overwrite=overwrite, save_maps=save_maps, log_level=level, max_memory=memory,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

@@ -45,6 +45,16 @@ Workers = Annotated[
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")]
 SaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        help="Memory the run may use, e.g. 4G or 512M; options whose estimated peak exceeds it are refused, "
+        "and fewer workers are used when the default number does not fit. [default: half the RAM]",
+        show_default=False,
+    ),
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
 
 # -- selections -------------------------------------------------------------------------------------
@@ -132,7 +142,9 @@ def runs_from(methods: list[str] | None, alphas: list[float] | None, thresholds:
     """The selections asked for (``-m``/``-a``/``--thresholds``), validated."""
     from .params import build_runs, parse_floats
 
-    return build_runs(methods or [], alphas or [], parse_floats(thresholds, "--thresholds"), num_scales)
+    # not given: the documented default for this number of scales (aptviz.params.default_thresholds)
+    given = None if thresholds == DEFAULT_THRESHOLDS_TEXT else parse_floats(thresholds, "--thresholds")
+    return build_runs(methods or [], alphas or [], given, num_scales)
 
 
 def warn_unused(methods: list[str] | None, alphas: list[float] | None, thresholds: str) -> None:

@@ -44,14 +44,14 @@ __all__ = [
     "worker_bytes",
 ]
 
-BASE_BYTES = 160 << 20
+BASE_BYTES = 100 << 20
 """A process with NumPy, Pillow and OpenCV imported, plus allocator slack."""
 
-DECODE_BYTES_PER_PIXEL = 16
+DECODE_BYTES_PER_PIXEL = 14
 """Decoding a file: Pillow's 4-byte RGB(A) image, its EXIF-rotated and RGB
 copies, and the array and buffer of the re-encoded original_image.jpg."""
 
-RESIZED_BYTES_PER_PIXEL = 20
+RESIZED_BYTES_PER_PIXEL = 12
 """The resized image (Pillow and NumPy), gray and bin keys of a tile, one
 heatmap or overlay at a time with its encoded bytes."""
 
@@ -132,11 +132,12 @@ def _tile_bytes(params: Params, resized: int) -> int:
 
     ps = params.patch_size
     coarsest = ps * 2 ** (params.num_scales - 1)
-    tile_px = min(resized + 2 * coarsest * math.isqrt(resized) + coarsest**2, 2 * band_pixels(ps, params.bins))
-    tile_px = max(tile_px, min(resized, 4 * coarsest * coarsest))
-    cells = tile_px / (ps * ps) * 1.2 + 4 * math.isqrt(max(tile_px, 1)) // ps + 4
+    padded = resized + 2 * coarsest * math.isqrt(resized) + coarsest**2
+    tile_px = min(padded, band_pixels(ps, params.bins) + coarsest**2)
+    tile_px = max(tile_px, min(resized, coarsest * coarsest))  # a tile is at least one coarsest cell
+    cells = tile_px / (ps * ps) + 2 * math.isqrt(max(tile_px, 1)) / ps + 1
     # int64 counts, their table lookups, the 2x2 sums of the next scales; gray, float64 product and keys per pixel
-    return int(cells * params.bins * 8 * 2.5 + tile_px * 28)
+    return int(cells * params.bins * 8 * 2.2 + tile_px * 20)
 
 
 def worker_bytes(params: Params, decode_pixels: int, threads: int = 1, save_maps: bool = False) -> dict[str, int]:

@@ -31,6 +31,7 @@ __all__ = [
     "Params",
     "RunSpec",
     "build_runs",
+    "default_thresholds",
     "expand_runs",
     "format_alpha",
     "parse_floats",
@@ -258,6 +259,8 @@ class RunSpec:
             thr = DEFAULT_THRESHOLDS if self.thresholds is None else tuple(float(t) for t in self.thresholds)
             if any(math.isnan(t) for t in thr):
                 raise ParameterError("thresholds must be numbers")
+            if not all(math.isfinite(t) for t in thr):
+                raise ParameterError(f"thresholds must be finite numbers, got {','.join(repr(t) for t in thr)}")
             object.__setattr__(self, "alpha", None)
             object.__setattr__(self, "thresholds", thr)
             return
@@ -342,10 +345,25 @@ def parse_method_spec(text: str | Method) -> tuple[Method, tuple[float, ...] | N
     return method, alphas
 
 
+def default_thresholds(num_scales: int = 3) -> tuple[float, ...]:
+    """v1 thresholds when none are given: one per scale above the finest.
+
+    ``3, 2`` bits for the default three scales; fewer scales take the first
+    ones, more scales repeat the last (2 bits) for every further scale.
+
+    Examples
+    --------
+    >>> default_thresholds(3), default_thresholds(1), default_thresholds(2), default_thresholds(5)
+    ((3.0, 2.0), (), (3.0,), (3.0, 2.0, 2.0, 2.0))
+    """
+    n = max(0, num_scales - 1)
+    return tuple(DEFAULT_THRESHOLDS[i] if i < len(DEFAULT_THRESHOLDS) else DEFAULT_THRESHOLDS[-1] for i in range(n))
+
+
 def build_runs(
     methods: Sequence[str | Method] = (),
     alphas: Sequence[float | str] = (),
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    thresholds: Sequence[float] | None = DEFAULT_THRESHOLDS,
     num_scales: int = 3,
 ) -> list[RunSpec]:
     """Every selection asked for, validated, in the order given, without duplicates.
@@ -357,8 +375,9 @@ def build_runs(
         alphas: ``"v2:0.8,1,1.2"``. Empty: v1.
     alphas : sequence of float
         Alphas of the methods given without their own list (default 1.0).
-    thresholds : sequence of float
-        v1 thresholds, one per scale above the finest.
+    thresholds : sequence of float or None
+        v1 thresholds, one per scale above the finest; None:
+        :func:`default_thresholds` for ``num_scales``.
     num_scales : int
         Number of scales (to check the threshold count).
 
@@ -372,6 +391,8 @@ def build_runs(
     ['v2_alpha0.8', 'v2_alpha1.2', 'budget_alpha0.3', 'v1']
     """
     default_alphas = [_as_float(a) for a in alphas] or [1.0]
+    if thresholds is None:
+        thresholds = default_thresholds(num_scales)
     runs: list[RunSpec] = []
     for text in list(methods) or [Method.v1]:
         method, own = parse_method_spec(text)
