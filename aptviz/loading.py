@@ -239,7 +239,8 @@ def open_image(path: str | Path, max_image_pixels: int | None = None) -> LoadedI
     ------
     InputError
         With a one-line reason when the file is missing, empty, unreadable,
-        not a regular file (folder, FIFO, device, ``/proc`` file), not an image, truncated, too large (decompression bomb) or otherwise
+        not a regular file (folder, FIFO, device, ``/proc`` file), not an
+        image, truncated, too large (decompression bomb) or otherwise
         undecodable.
 
     Examples

@@ -147,7 +147,7 @@ def worker_bytes(params: Params, decode_pixels: int, threads: int = 1, save_maps
     --------
     >>> parts = worker_bytes(Params(), 12_000_000)
     >>> sorted(parts), parts["decode"]
-    (['base', 'cells', 'decode', 'entropy', 'resized'], 192000000)
+    (['base', 'cells', 'decode', 'entropy', 'resized'], 168000000)
     """
     resized = resized_bound(params)
     cells = resized / (params.patch_size**2) * 1.1 + 4 * math.isqrt(resized) / params.patch_size

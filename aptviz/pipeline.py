@@ -19,7 +19,14 @@ from ._xp import to_numpy
 from .entropy import PAD, compute_maps
 from .errors import InputError
 from .loading import LoadedImage, decode_limit, open_image
-from .output import clean_stale_temp_files, text_path, write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
+from .output import (
+    clean_stale_temp_files,
+    text_path,
+    write_bytes_atomic,
+    write_image,
+    write_json_atomic,
+    write_npz_atomic,
+)
 from .params import DEFAULT_THRESHOLDS, Params, RunSpec, build_runs
 from .render import draw_overlay, render_heatmap
 from .resize import resize_image

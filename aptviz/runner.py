@@ -82,7 +82,8 @@ def check_output(output: str | Path) -> Path:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         if exc.errno == errno.EROFS:
-            raise ParameterError(f"cannot create the output folder {text_path(output)!r}: read-only file system") from None
+            where = text_path(output)
+            raise ParameterError(f"cannot create the output folder {where!r}: read-only file system") from None
         raise ParameterError(
             f"cannot use {text_path(output)!r} as the output folder: {exc.strerror or exc}"
         ) from None
@@ -287,9 +288,8 @@ def _check_nothing_to_write(jobs: list[Job], output: Path, runs: list[RunSpec], 
 def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions, read_only: bool = False):
     from .summary import Summary
 
-    summary = Summary(
-        output, params.scales, order=[str(j.path) for j in jobs], interval=options.summary_interval, enabled=not read_only
-    )
+    order = [str(j.path) for j in jobs]
+    summary = Summary(output, params.scales, order=order, interval=options.summary_interval, enabled=not read_only)
     summary.load_existing(skip={j.name for j in jobs})
     return summary
 
