@@ -246,6 +246,7 @@ def run(
             except KeyboardInterrupt:
                 report.interrupted = True
                 report.stop_signal = caught[0] if caught else signal.SIGINT
+                summary.refresh_from_disk()
             finally:
                 rec.write_summary(force=True)
         if not lock.read_only:

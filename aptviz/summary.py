@@ -72,6 +72,7 @@ class Summary:
         self.enabled = enabled
         self._order = {text_path(p): i for i, p in enumerate(order or [])}
         self._rows: dict[str, list[dict]] = {}  # by output folder (images) or "failed:" + input (failures)
+        self._decided: set[str] = set()  # folders this run computed or confirmed
         self._last = 0.0
 
     @property
@@ -92,6 +93,7 @@ class Summary:
         scales = result.stats.scales if result.stats is not None else self.scales
         if result.ok:  # an input that is done now has no failure row any more
             self._rows.pop(f"failed:{text_path(result.path)}", None)
+            self._decided.add(result.name)
         self._rows[self._key(result)] = rows_for(result, self.output, scales)
 
     def load_existing(self, skip: set[str] = frozenset()) -> None:
@@ -108,6 +110,16 @@ class Summary:
         for row in previous if isinstance(previous, list) else []:
             if isinstance(row, dict) and row.get("status") == "failed" and isinstance(row.get("image"), str):
                 self._rows.setdefault(f"failed:{row['image']}", [row])
+
+    def refresh_from_disk(self) -> None:
+        """After an interrupted run: folders this run did not finish are described as they are on disk.
+
+        A folder finished by a worker after the interruption gets its row; a
+        folder whose rewrite was cut short (no stats.json) loses its old row.
+        """
+        for key in [k for k in self._rows if k.startswith("folder:") and k[7:] not in self._decided]:
+            del self._rows[key]
+        self.load_existing(skip=self._decided)
 
     @property
     def rows(self) -> list[dict]:
