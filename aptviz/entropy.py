@@ -33,6 +33,7 @@ __all__ = [
     "compute_maps",
     "entropy_maps",
     "band_pixels",
+    "is_sparse",
     "get_num_threads",
     "grayscale",
     "pad_mask",
@@ -59,14 +60,32 @@ with small patches and many bins (``--patch-size 1``, ``--bins 4096``) the
 histograms, not the pixels, dominate, and a band holds them to ~100 MB."""
 
 
-def band_pixels(patch_size: int, bins: int) -> int:
-    """Pixels per band for these options: :data:`BAND_PIXELS`, fewer when histograms dominate.
+SPARSE_RATIO = 16
+"""Bins per finest-cell pixel above which a cell's histogram is mostly empty
+and the sparse kernel (sorted keys) replaces the dense one (NumPy only)."""
+
+
+def is_sparse(patch_size: int, bins: int) -> bool:
+    """Whether the CPU kernel counts sorted bin keys instead of filling dense histograms.
 
     Examples
     --------
-    >>> band_pixels(14, 512), band_pixels(1, 512)
-    (1048576, 8192)
+    >>> is_sparse(14, 512), is_sparse(2, 4096), is_sparse(1, 512)
+    (False, True, True)
     """
+    return bins >= SPARSE_RATIO * patch_size * patch_size
+
+
+def band_pixels(patch_size: int, bins: int, sparse: bool = False) -> int:
+    """Pixels per band for these options: :data:`BAND_PIXELS`, fewer when dense histograms dominate.
+
+    Examples
+    --------
+    >>> band_pixels(14, 512), band_pixels(1, 512), band_pixels(1, 512, sparse=True)
+    (1048576, 8192, 1048576)
+    """
+    if sparse:
+        return BAND_PIXELS
     return max(1, min(BAND_PIXELS, BAND_HIST_ENTRIES * patch_size * patch_size // bins))
 
 _THREADS: int | None = None
@@ -241,6 +260,50 @@ def _sum2x2(hist):
     return quads
 
 
+def _runs(sorted_keys: np.ndarray) -> np.ndarray:
+    """Start index of every run of equal values in a sorted array."""
+    flags = np.empty(sorted_keys.size, dtype=bool)
+    flags[:1] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=flags[1:])
+    return np.flatnonzero(flags)
+
+
+def _sparse_maps(img: np.ndarray, scales: list[int], bins: int) -> list[np.ndarray]:
+    """Entropy maps of a tile from sorted ``cell * bins + bin`` keys (NumPy).
+
+    Only the non-empty (cell, bin) pairs are ever held, so memory and time do
+    not grow with ``bins``; the counts, the table lookups and the integer
+    sums are the dense kernel's, so the maps are bit-identical to it.
+    """
+    ps = scales[0]
+    rows, cols = -(-img.shape[0] // ps), -(-img.shape[1] // ps)
+    keys = _bin_keys(img, ps, bins).ravel()
+    keys.sort()
+    starts = _runs(keys)
+    counts = np.diff(np.append(starts, keys.size))
+    keys = keys[starts]
+    out = []
+    for i, size in enumerate(scales):
+        if i > 0:  # the next scale's cell of every (cell, bin) pair; merge equal keys, summing their counts
+            cell, b = np.divmod(keys, bins)
+            r, c = np.divmod(cell, cols)
+            rows, cols = -(-rows // 2), -(-cols // 2)
+            keys = ((r // 2) * cols + c // 2) * bins + b
+            order = np.argsort(keys, kind="stable")
+            keys, counts = keys[order], counts[order]
+            starts = _runs(keys)
+            counts = np.add.reduceat(counts, starts)
+            keys = keys[starts]
+        n = size * size
+        values = np.take(_entropy_table(n), counts)
+        cell = keys // bins
+        first = _runs(cell)
+        fixed = np.zeros(rows * cols, dtype=np.int64)
+        fixed[cell[first]] = np.add.reduceat(values, first)
+        out.append((fixed.astype(np.float64) * (2.0**-FIXED_POINT_BITS / n)).astype(np.float32).reshape(rows, cols))
+    return out
+
+
 def _entropy_table(n: int) -> np.ndarray:
     """``T[c] = c * (log2(n) - log2(c))`` for c in 0..n, in int64 fixed point.
 
@@ -369,8 +432,12 @@ def compute_maps(
     height, width = int(img.shape[0]), int(img.shape[1])
     scales = scales_for(patch_size, num_scales)
 
+    sparse = numpy and is_sparse(patch_size, bins)
+
     def one_band(band) -> list:
         """Maps of a tile whose height and width (but at the image edge) are multiples of the coarsest cell."""
+        if sparse:
+            return _sparse_maps(band, scales, bins)
         hist = _finest_histograms(band, patch_size, bins)
         out = []
         for i, ps in enumerate(scales):
@@ -380,7 +447,7 @@ def compute_maps(
         return out
 
     threads = get_num_threads() if numpy else 1
-    per_band = band_pixels(patch_size, bins)
+    per_band = band_pixels(patch_size, bins, sparse)
     tiles = [
         (a, b, c, d)
         for a, b in _bands(height, width, scales[-1], threads, per_band)

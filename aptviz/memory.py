@@ -128,11 +128,13 @@ def resized_bound(params: Params) -> int:
 
 def _tile_bytes(params: Params, resized: int) -> int:
     """Histograms and pixel arrays of one entropy tile (see aptviz.entropy)."""
-    from .entropy import band_pixels
+    from .entropy import band_pixels, is_sparse
 
     ps = params.patch_size
     coarsest = ps * 2 ** (params.num_scales - 1)
     padded = resized + 2 * coarsest * math.isqrt(resized) + coarsest**2
+    if is_sparse(ps, params.bins):  # sorted keys, their runs, counts and the next scale's keys: ~64 bytes a pixel
+        return int(min(padded, band_pixels(ps, params.bins, True) + coarsest**2) * 64)
     tile_px = min(padded, band_pixels(ps, params.bins) + coarsest**2)
     tile_px = max(tile_px, min(resized, coarsest * coarsest))  # a tile is at least one coarsest cell
     cells = tile_px / (ps * ps) + 2 * math.isqrt(max(tile_px, 1)) / ps + 1

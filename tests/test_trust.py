@@ -410,10 +410,9 @@ def test_non_finite_thresholds_are_usage_errors(tmp_path, args, message):
 @pytest.mark.parametrize(
     "args",
     [
-        ["--patch-size", "2", "--bins", "4096", "--num-scales", "9"],
         ["--min-pixels", "400000000", "--max-pixels", "400000000"],
         ["--min-pixels", "10000000000", "--max-pixels", "10000000000"],
-        ["--patch-size", "1", "--num-scales", "11"],
+        ["--max-pixels", "200000000", "--workers", "8"],
     ],
 )
 def test_memory_heavy_options_are_refused_naming_the_estimate(tmp_path, args):
@@ -424,7 +423,7 @@ def test_memory_heavy_options_are_refused_naming_the_estimate(tmp_path, args):
 
 
 def test_memory_heavy_options_that_fit_stay_under_3gb(tmp_path):
-    """--patch-size 1 and --patch-size 2 --bins 4096 on a 12 MP photo: allowed within 3 GB, and measured below."""
+    """Small patches with many bins on a 12 MP photo: allowed within 3 GB, and measured below it."""
     photo = tmp_path / "photo.jpg"
     big = Image.open(SAMPLES / "astronaut.png").convert("RGB").resize((4000, 3000))
     big.save(photo, quality=85)
@@ -432,7 +431,8 @@ def test_memory_heavy_options_that_fit_stay_under_3gb(tmp_path):
         "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True);"
         "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    for extra in (["--patch-size", "2", "--bins", "4096"],):  # --patch-size 1: benchmarks/bench_memory.py
+    sets = (["--patch-size", "1"], ["--patch-size", "2", "--bins", "4096"], ["--patch-size", "2", "--num-scales", "9"])
+    for extra in sets:
         cmd = [*PYTHON, "-m", "aptviz", str(photo), "-o", str(tmp_path / "out"), "-j", "1", "--max-memory", "3G"]
         out = subprocess.run([*PYTHON, "-c", code, *cmd, *extra], capture_output=True, text=True, cwd=ROOT)
         rc, kib = out.stdout.split()
