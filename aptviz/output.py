@@ -20,6 +20,7 @@ __all__ = [
     "OutputLock",
     "OutputInUse",
     "clean_stale_temp_files",
+    "clean_text",
     "encode_image",
     "text_path",
     "read_json",
@@ -45,6 +46,27 @@ def text_path(path: str | Path) -> str:
     ('caf\\\\xe9.png', 'café.png')
     """
     return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+def clean_text(obj):
+    """``obj`` with every string made encodable (lone surrogates from OS names as ``\\xNN``).
+
+    Examples
+    --------
+    >>> clean_text({"error": "cannot open " + os.fsdecode(b"caf\\xe9")})
+    {'error': 'cannot open caf\\\\xe9'}
+    """
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+            return obj
+        except UnicodeEncodeError:
+            return obj.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(obj, dict):
+        return {clean_text(k): clean_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_text(v) for v in obj]
+    return obj
 
 
 def _temp_prefix(name: str) -> str:
@@ -146,7 +168,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 
 def write_json_atomic(path: str | Path, obj) -> Path:
     """Write ``obj`` as indented UTF-8 JSON, atomically."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(clean_text(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
@@ -164,7 +186,7 @@ def write_csv_atomic(path: str | Path, rows: list[dict], columns: list[str]) -> 
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        writer.writerow({k: ("" if row.get(k) is None else clean_text(row.get(k))) for k in columns})
     return write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
 
 

@@ -216,11 +216,11 @@ def run(
     runs = _as_runs(selections, params)
     inputs = list(inputs)
     _check_not_an_input(inputs, Path(output))
-    output = check_output(output)
     if params.device != "auto":  # cuda is checked now; auto only when there is work (resuming needs no torch)
         params = params.resolved()
     jobs, failures = discover(inputs, recursive=options.recursive, exclude=output)
-    budget = _memory_plan(params, options, len(jobs))
+    budget = _memory_plan(params, options, len(jobs))  # before anything is written
+    output = check_output(output)
     try:
         lock = OutputLock(output).acquire()
     except OutputInUse as exc:
