@@ -1,4 +1,4 @@
-"""Stage 3: multi-scale entropy maps (SPEC §1.3).
+"""Stage 3: multi-scale entropy maps (docs/pipeline.md §1.3).
 
 One pass over the pixels builds the finest-scale histograms (a single
 ``bincount`` over ``cell * bins + bin``); every coarser scale's histograms are
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._xp import concat
+from .errors import require_torch
 
 if TYPE_CHECKING:
     import torch
@@ -142,7 +143,7 @@ def _as_array(image) -> np.ndarray:
 
 
 def _as_tensor(image, device) -> torch.Tensor:
-    import torch
+    torch = require_torch(f"entropy maps on device {str(device)!r}")
 
     if isinstance(image, torch.Tensor):
         t = image
@@ -494,12 +495,17 @@ def entropy_maps(
     bins: int = 512,
     device: str | torch.device = "cpu",
 ) -> dict[int, torch.Tensor]:
-    """Shannon entropy (bits) of every patch, at every scale.
+    """Shannon entropy (bits) of every patch, at every scale, as torch tensors.
+
+    **The image is used as given: it is not resized.** For the Qwen2-VL view
+    (what the command line and :func:`aptviz.analyze` compute), pass
+    ``aptviz.resize_image(aptviz.load_image(path))``. Needs ``aptviz[torch]``;
+    :func:`compute_maps` is the torch-free variant (NumPy arrays).
 
     Parameters
     ----------
     image : ndarray, PIL.Image.Image or torch.Tensor
-        HxWx3 uint8 RGB image (usually the smart-resized one).
+        HxWx3 uint8 RGB image, normally the smart-resized one.
     patch_size : int
         Finest patch size; scale ``i`` uses ``patch_size * 2**i``.
     num_scales : int
@@ -524,8 +530,7 @@ def entropy_maps(
     >>> float(maps[14].max()), float(maps[56][0, 1])
     (0.0, 1000000.0)
     """
-    import torch
-
+    torch = require_torch("aptviz.entropy_maps (it returns torch tensors; compute_maps returns NumPy arrays)")
     dev = torch.device(device)
     maps = compute_maps(image, patch_size, num_scales, bins, "cpu" if dev.type == "cpu" else dev)
     return {ps: torch.from_numpy(m) if isinstance(m, np.ndarray) else m for ps, m in maps.items()}

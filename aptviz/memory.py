@@ -1,4 +1,4 @@
-"""Peak memory of a run, estimated from the options alone before any work (SPEC §9).
+"""Peak memory of a run, estimated from the options alone before any work (docs/pipeline.md, trust).
 
 A worker holds one image at a time. Its peak is the sum of
 

@@ -64,7 +64,7 @@ class Status(str, Enum):
 
 @dataclass(frozen=True)
 class BudgetInfo:
-    """How the budget method met its token budget (SPEC: ``budget_info``).
+    """How the budget method met its token budget (docs/pipeline.md §1.4).
 
     Also readable as a mapping (``info["k"]``), as in the first milestone.
 
@@ -147,7 +147,7 @@ class ImageInfo:
     frames: int = 1
     first_frame_only: bool = False
     source_mode: str | None = None
-    # the input file's identity (SPEC 9): resume trusts a folder only for the same file
+    # the input file's identity (docs/pipeline.md, trust): resume trusts a folder only for the same file
     resolved_path: str | None = None
     size_bytes: int | None = None
     mtime_ns: int | None = None

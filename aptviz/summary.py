@@ -13,7 +13,7 @@ from .output import read_json, text_path, write_bytes_atomic, write_csv_atomic, 
 from .params import format_alpha
 from .results import ImageStats, JobResult, Status
 
-__all__ = ["GroupStats", "Summary", "aggregate", "rows_for", "write_retention_plot"]
+__all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for", "write_retention_plot"]
 
 
 def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
@@ -54,7 +54,7 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
 class Summary:
     """Collects rows as images finish and rewrites summary.csv/json atomically.
 
-    The summary describes every image folder of the output (SPEC §9): rows of
+    The summary describes every image folder of the output (docs/pipeline.md, trust): rows of
     folders written by earlier runs are loaded from their stats.json
     (:meth:`load_existing`) and replaced when this run redoes them; earlier
     failure rows are kept unless this run has a row for the same input.
@@ -201,57 +201,89 @@ def aggregate(rows: list[dict]) -> list[GroupStats]:
     return out
 
 
-def write_retention_plot(path: str | Path, rows: list[dict]) -> Path | None:
-    """Retention against alpha per method (mean, min-max band), and for v1/v2
-    a histogram of retention across images. Returns None when there is nothing to plot."""
+COLORS = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
+
+
+def _plot_retention_vs_alpha(ax, groups: list[GroupStats]) -> None:
+    """Mean retention per alpha with a min-max band; v1 (no alpha) as a dashed line and a grey band."""
+    for method in ("v2", "budget"):
+        pts = sorted((g for g in groups if g.method == method), key=lambda g: g.alpha)
+        if not pts:
+            continue
+        xs = [g.alpha for g in pts]
+        ax.plot(xs, [g.mean_retention for g in pts], "o-", color=COLORS[method], label=f"{method} (mean)")
+        ax.fill_between(
+            xs, [g.min_retention for g in pts], [g.max_retention for g in pts], color=COLORS[method], alpha=0.2
+        )
+    for g in groups:
+        if g.method == "v1":
+            ax.axhline(g.mean_retention, color=COLORS["v1"], ls="--", label="v1 (mean, no alpha)")
+            ax.axhspan(g.min_retention, g.max_retention, color=COLORS["v1"], alpha=0.12, label="v1 (min-max)")
+    if any(g.method == "budget" for g in groups):
+        ax.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="target (budget)")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("retention = tokens / N")
+    ax.set_title("Retention vs alpha (band: min-max across images)")
+    ax.legend(fontsize=8)
+
+
+def _blues(n: int) -> list:
+    """``n`` shades of the v2 blue, light to dark (v2 alphas in increasing order)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["Blues"]
+    return [cmap(0.45 + 0.5 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def _plot_retention_histogram(ax, groups: list[GroupStats], ok: list[dict]) -> None:
+    """Histogram of v1/v2 retention across images; integer counts, every group visible."""
+    from matplotlib.ticker import MaxNLocator
+
+    hist_groups = [g for g in groups if g.method in ("v1", "v2")]
+    if hist_groups:
+        values = [
+            [r["retention"] for r in ok if r["method"] == g.method and r["alpha"] == g.alpha] for g in hist_groups
+        ]
+        labels = [g.method if g.alpha is None else f"{g.method} alpha={format_alpha(g.alpha)}" for g in hist_groups]
+        n_v2 = sum(g.method == "v2" for g in hist_groups)
+        shades = iter(_blues(n_v2))
+        colors = [COLORS["v1"] if g.method == "v1" else next(shades) for g in hist_groups]
+        # one bar per group side by side within each bin: no group's bars hide another's
+        ax.hist(values, bins=20, range=(0, 1), histtype="bar", rwidth=0.9, label=labels, color=colors)
+    ax.set_xlabel("retention")
+    ax.set_ylabel("images")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Retention across images (v1 / v2)")
+    if hist_groups:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no v1 / v2 runs", ha="center", va="center", transform=ax.transAxes)
+
+
+def retention_figure(rows: list[dict]):
+    """The retention figure (a matplotlib Figure), or None when no row is ok."""
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
-    stats = aggregate(ok)
+    groups = aggregate(ok)
     fig = Figure(figsize=(11, 4.2), dpi=110)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
-    colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
-    for method in ("v2", "budget"):
-        pts = sorted((s for s in stats if s.method == method), key=lambda s: s.alpha)
-        if not pts:
-            continue
-        xs = [s.alpha for s in pts]
-        ax1.plot(xs, [s.mean_retention for s in pts], "o-", color=colors[method], label=f"{method} (mean)")
-        ax1.fill_between(
-            xs, [s.min_retention for s in pts], [s.max_retention for s in pts], color=colors[method], alpha=0.2
-        )
-    for s in stats:
-        if s.method == "v1":
-            ax1.axhline(s.mean_retention, color=colors["v1"], ls="--", label="v1 (mean, no alpha)")
-            ax1.axhspan(s.min_retention, s.max_retention, color=colors["v1"], alpha=0.12, label="v1 (min-max)")
-    if any(s.method == "budget" for s in stats):
-        ax1.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="target (budget)")
-    ax1.set_xlabel("alpha")
-    ax1.set_ylabel("retention = tokens / N")
-    ax1.set_title("Retention vs alpha (band: min-max across images)")
-    ax1.legend(fontsize=8)
-    hist_groups = [s for s in stats if s.method in ("v1", "v2")]
-    styles = ["-", "--", ":", "-."]
-    for i, s in enumerate(hist_groups):
-        vals = [r["retention"] for r in ok if r["method"] == s.method and r["alpha"] == s.alpha]
-        label = s.method if s.alpha is None else f"{s.method} alpha={format_alpha(s.alpha)}"
-        # earlier groups drawn wider and later ones thinner on top: where outlines coincide both stay visible
-        width = 1.2 + 1.6 * (len(hist_groups) - 1 - i)
-        ax2.hist(vals, bins=20, range=(0, 1), histtype="step", lw=width, ls=styles[i % len(styles)], label=label)
-    ax2.set_xlabel("retention")
-    ax2.set_ylabel("images")
-    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax2.set_title("Retention across images (v1 / v2)")
-    if hist_groups:
-        ax2.legend(fontsize=8)
-    else:
-        ax2.text(0.5, 0.5, "no v1 / v2 runs", ha="center", va="center", transform=ax2.transAxes)
+    _plot_retention_vs_alpha(ax1, groups)
+    _plot_retention_histogram(ax2, groups, ok)
     fig.tight_layout()
+    return fig
+
+
+def write_retention_plot(path: str | Path, rows: list[dict]) -> Path | None:
+    """Retention against alpha per method (mean, min-max band), and for v1/v2
+    a histogram of retention across images. Returns None when there is nothing to plot."""
+    fig = retention_figure(rows)
+    if fig is None:
+        return None
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return write_bytes_atomic(path, buf.getvalue())

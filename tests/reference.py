@@ -1,4 +1,4 @@
-"""Independent, deliberately naive implementations of SPEC §1.3-1.4.
+"""Independent, deliberately naive implementations of docs/pipeline.md §1.3-1.4.
 
 Python loops over cells, float64 everywhere, geometry from the pixel size:
 nothing here shares code with aptviz, so agreement is evidence, not echo.
@@ -24,7 +24,7 @@ def entropy_map(img: np.ndarray, ps: int, bins: int = 512) -> np.ndarray:
     """Entropy of every ps x ps cell, zero-padded, PAD rows/cols, float64.
 
     The bin of a pixel is ``min(floor(gray * bins / 256), bins - 1)`` with the
-    product taken in float64 from the float32 gray (SPEC 1.3), exact for any
+    product taken in float64 from the float32 gray (docs/pipeline.md §1.3), exact for any
     bin count.
     """
     gray = gray_f32(img).astype(np.float64)

@@ -92,7 +92,7 @@ def _float32_boundary_colours(bins: int) -> np.ndarray:
 
 @pytest.mark.parametrize("bins", [1000, 100, 3000])
 def test_bins_are_exact_for_any_bin_count(bins):
-    """SPEC 1.3: the bin is taken in float64, so colours on a bin edge land in the exact bin."""
+    """docs/pipeline.md §1.3: the bin is taken in float64, so colours on a bin edge land in the exact bin."""
     edge = _float32_boundary_colours(bins)
     assert len(edge) > 100  # a float32 product would put all of these in the wrong bin
     img = edge[None]

@@ -1,4 +1,4 @@
-"""Trust (SPEC 9): special files, decode limits, memory estimates, resume identity,
+"""Trust (docs/pipeline.md, trust): special files, decode limits, memory estimates, resume identity,
 concurrency, signals, odd names and failing writes -- as real processes where it matters."""
 
 from __future__ import annotations
