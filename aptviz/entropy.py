@@ -89,6 +89,7 @@ def band_pixels(patch_size: int, bins: int, sparse: bool = False) -> int:
         return BAND_PIXELS
     return max(1, min(BAND_PIXELS, BAND_HIST_ENTRIES * patch_size * patch_size // bins))
 
+
 _THREADS: int | None = None
 
 
@@ -352,9 +353,7 @@ def pad_mask(shape: tuple[int, int], ps: int, height: int, width: int) -> np.nda
     return mask
 
 
-def _bands(
-    height: int, width: int, coarsest: int, threads: int, per_band: int = BAND_PIXELS
-) -> list[tuple[int, int]]:
+def _bands(height: int, width: int, coarsest: int, threads: int, per_band: int = BAND_PIXELS) -> list[tuple[int, int]]:
     """Split rows into bands at multiples of the coarsest cell.
 
     At least ``threads`` bands (when the image is tall enough) and at most

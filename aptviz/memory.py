@@ -235,7 +235,8 @@ def plan(
     >>> p = plan(Params(), workers=2, max_memory=16 << 30, jobs=10)
     >>> p.workers, p.decode_pixels
     (2, 178956970)
-    >>> plan(Params(min_pixels=400_000_000, max_pixels=400_000_000), workers=1, max_memory=4 << 30)  # doctest: +ELLIPSIS
+    >>> huge = Params(min_pixels=400_000_000, max_pixels=400_000_000)
+    >>> plan(huge, workers=1, max_memory=4 << 30)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     aptviz.errors.ParameterError: these options need more memory than --max-memory 4.00 GB allows: ...

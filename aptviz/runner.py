@@ -84,9 +84,7 @@ def check_output(output: str | Path) -> Path:
         if exc.errno == errno.EROFS:
             where = text_path(output)
             raise ParameterError(f"cannot create the output folder {where!r}: read-only file system") from None
-        raise ParameterError(
-            f"cannot use {text_path(output)!r} as the output folder: {exc.strerror or exc}"
-        ) from None
+        raise ParameterError(f"cannot use {text_path(output)!r} as the output folder: {exc.strerror or exc}") from None
     if not os.access(output, os.W_OK | os.X_OK) and not _read_only_fs(output):
         raise ParameterError(f"cannot write to the output folder {text_path(output)!r}: permission denied")
     return output

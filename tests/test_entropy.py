@@ -77,7 +77,7 @@ def test_any_patch_size_scale_count_and_bin_count_match_brute_force(h, w, patch_
     _check_against_reference(textured(h, w, seed=seed), patch_size, num_scales, bins)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _float32_boundary_colours(bins: int) -> np.ndarray:
     """Colours whose bin differs between a float32 and the exact float64 ``gray * bins / 256``."""
     v = np.arange(256, dtype=np.float32)
