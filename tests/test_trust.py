@@ -223,9 +223,9 @@ def _umount(where: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 600 KB file system (tmpfs) for the output, or None where mounting is not allowed."""
+    """A 2 MB file system (tmpfs) for the output, or None where mounting is not allowed."""
     where = tmp_path / "disk"
-    if not _mount_tmpfs(where, "600k"):
+    if not _mount_tmpfs(where, "2m"):
         yield None
         return
     try:
@@ -234,9 +234,19 @@ def small_disk(tmp_path):
         _umount(where)
 
 
-def test_full_disk_fails_in_one_line_and_leaves_nothing_half_written(tmp_path, small_disk, monkeypatch):
-    src = small_images(tmp_path / "in", 6, size=(280, 336))
-    if small_disk is None:  # no tmpfs here: inject ENOSPC into every write after the first few
+def test_full_disk_fails_in_one_line_and_never_leaves_a_mixed_folder(tmp_path, small_disk, monkeypatch):
+    """A complete output, then a run with other parameters that fills the disk half-way."""
+    src = small_images(tmp_path / "in", 3, size=(280, 336))
+    original = ["-m", "v1", "-j", "1", "-q"]
+    other = ["--bins", "64", "-m", "v1", "-m", "budget:0.3", "-j", "1"]
+    out = (small_disk or tmp_path) / "out"
+    assert aptviz(src, "-o", out, *original).returncode == 0
+    if small_disk is not None:  # leave ~60 KB: the next run runs out of space inside an image folder
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        (small_disk / "filler").write_bytes(b"\0" * max(0, free - 60_000))
+        r = aptviz(src, "-o", out, *other)
+        code, err = r.returncode, r.stderr
+    else:  # no tmpfs here: inject ENOSPC into the renames after the first few
         from typer.testing import CliRunner
 
         import aptviz.output as output_module
@@ -246,29 +256,29 @@ def test_full_disk_fails_in_one_line_and_leaves_nothing_half_written(tmp_path, s
 
         def replace(a, b):
             calls.append(b)
-            if len(calls) > 12:
+            if len(calls) > 4:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(a, b)
 
         monkeypatch.setattr(output_module.os, "replace", replace)
-        out = tmp_path / "out"
-        r = CliRunner().invoke(app, [str(src), "-o", str(out), "-m", "v1", "-m", "budget:0.3", "-j", "1"])
+        r = CliRunner().invoke(app, [str(src), "-o", str(out), *other])
+        monkeypatch.undo()
         code, err = r.exit_code, r.stderr
-    else:
-        out = small_disk / "out"
-        r = aptviz(src, "-o", out, "-m", "v1", "-m", "budget:0.3", "-j", "2")
-        code, err = r.returncode, r.stderr
     assert code == 1, err
-    assert "Traceback" not in err
-    assert "No space left on device" in err
+    assert "Traceback" not in err and "No space left on device" in err
     for line in err.splitlines():  # one line per problem
         assert line.startswith(("aptviz: error:", " ", "WARNING")) or "input(s) failed" in line, line
     assert not list(out.rglob("*.tmp")), "temporary files left behind"
     assert_no_torn_folder(out)
     if (out / "summary.json").exists():
         rows_of(out)  # whole, valid JSON
-    if (out / "retention_vs_alpha.png").exists():
-        Image.open(out / "retention_vs_alpha.png").load()
+    if small_disk is not None:
+        (small_disk / "filler").unlink()
+    again = aptviz(src, "-o", out, *original)  # resume: what the disk cut short is redone
+    assert again.returncode == 0, again.stderr
+    for stats in out.glob("*/stats.json"):
+        assert json.loads(stats.read_text())["params"]["bins"] == 512
+    assert len(list(out.glob("*/stats.json"))) == 3
 
 
 # -- 4. file names that are not UTF-8 -----------------------------------------------------------------
