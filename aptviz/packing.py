@@ -136,18 +136,26 @@ def token_order(coords: np.ndarray, grid_width: int, merge_size: int = 2) -> np.
 
 
 def _kept_blocks(pixels: np.ndarray, mask: np.ndarray, ps: int, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The kept ``ps`` patches averaged to ``P x P``: (n, C, P, P) float32, and their cells (n, 2)."""
+    """The kept ``ps`` patches averaged to ``P x P``: (n, C, P, P) float32, and their cells (n, 2).
+
+    Each channel is averaged over ``r x r`` blocks (``r = ps / P``) in one
+    OpenCV area resize, which for a whole-number factor is the block mean;
+    the kept cells are then gathered from it.
+    """
     cells = np.argwhere(mask)
     channels, height, width = pixels.shape
+    if not len(cells):
+        return np.zeros((0, channels, patch_size, patch_size), np.float32), cells
     rows, cols = height // ps, width // ps  # kept cells never overhang the image
-    crops = pixels[:, : rows * ps, : cols * ps].reshape(channels, rows, ps, cols, ps)
-    # advanced indices around a slice: the kept-patch axis comes first -> (n, C, ps, ps)
-    blocks = crops[:, cells[:, 0], :, cells[:, 1], :]
-    ratio = ps // patch_size
-    if ratio > 1:
-        shape = (len(cells), channels, patch_size, ratio, patch_size, ratio)
-        blocks = blocks.reshape(shape).mean(axis=(3, 5), dtype=np.float64).astype(np.float32)
-    return blocks, cells
+    region = pixels[:, : rows * ps, : cols * ps]
+    if ps > patch_size:
+        import cv2
+
+        size = (cols * patch_size, rows * patch_size)
+        region = np.stack([cv2.resize(plane, size, interpolation=cv2.INTER_AREA) for plane in region])
+    grid = region.reshape(channels, rows, patch_size, cols, patch_size)
+    # advanced indices around a slice: the kept-patch axis comes first -> (n, C, P, P)
+    return grid[:, cells[:, 0], :, cells[:, 1], :], cells
 
 
 def pack_selection(
