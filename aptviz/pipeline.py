@@ -74,9 +74,9 @@ def entropy_summary(ent) -> EntropySummary:
     return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_stats(sel: Selection) -> SelectionStats:
-    """One element of stats.json ``selections`` (no files yet)."""
-    return SelectionStats(
+def selection_stats(sel: Selection, params: Params) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files yet), with its ViT and LLM token counts."""
+    stats = SelectionStats(
         method=str(sel.method),
         alpha=sel.alpha,
         thresholds=list(sel.thresholds) if sel.thresholds is not None else None,
@@ -87,6 +87,7 @@ def selection_stats(sel: Selection) -> SelectionStats:
         target_retention=sel.target_retention,
         budget_info=sel.budget_info,
     )
+    return stats.with_token_counts(params.patch_size, params.merge_size)
 
 
 def build_stats(result: ImageResult) -> ImageStats:
@@ -107,7 +108,7 @@ def build_stats(result: ImageResult) -> ImageStats:
         params=result.params,
         grid={ps: tuple(m.shape) for ps, m in result.maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in result.maps.items()},
-        selections=[selection_stats(sel) for _, sel in result.selections],
+        selections=[selection_stats(sel, result.params) for _, sel in result.selections],
     )
 
 

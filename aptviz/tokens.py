@@ -18,9 +18,12 @@ finest grid has ``N`` cells.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["llm_retention", "llm_tokens", "llm_tokens_uniform", "vit_tokens"]
+from ._log import logger
+
+__all__ = ["TokenCounts", "llm_retention", "llm_tokens", "llm_tokens_uniform", "token_counts", "vit_tokens"]
 
 
 def vit_tokens(tokens_by_scale: Mapping[int, int]) -> int:
@@ -108,3 +111,40 @@ def llm_retention(
     0.5
     """
     return llm_tokens(tokens_by_scale, patch_size, merge_size) / llm_tokens_uniform(base_small_tokens, merge_size)
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """A selection's cost at both ends of Qwen2-VL (stats.json carries these four numbers).
+
+    ``llm_*`` are None when the kept patches do not fill whole merge units,
+    which happens only with a merge size whose units the patch scales do not
+    nest in (e.g. 3); APT's partitions with merge size 1, 2 or 4 always do.
+    """
+
+    vit_tokens: int
+    llm_tokens: int | None
+    llm_tokens_uniform: int | None
+    llm_retention: float | None
+
+
+def token_counts(
+    tokens_by_scale: Mapping[int, int], base_small_tokens: int, patch_size: int = 14, merge_size: int = 2
+) -> TokenCounts:
+    """ViT tokens, LLM tokens, plain Qwen2-VL's LLM tokens and the LLM retention of one selection.
+
+    Examples
+    --------
+    >>> token_counts({14: 352, 28: 38, 56: 63}, 1512)
+    TokenCounts(vit_tokens=453, llm_tokens=189, llm_tokens_uniform=378, llm_retention=0.5)
+    >>> token_counts({14: 9, 28: 4}, 27, merge_size=3).llm_tokens is None
+    True
+    """
+    vit = vit_tokens(tokens_by_scale)
+    try:
+        llm = llm_tokens(tokens_by_scale, patch_size, merge_size)
+        uniform = llm_tokens_uniform(base_small_tokens, merge_size)
+    except ValueError as exc:
+        logger.debug("no LLM token count: {}", exc)
+        return TokenCounts(vit, None, None, None)
+    return TokenCounts(vit, llm, uniform, llm / uniform)
