@@ -34,6 +34,7 @@ __all__ = [
     "PackedPatches",
     "normalize_pixels",
     "pack_selection",
+    "token_arrays",
     "token_order",
 ]
 
@@ -56,7 +57,9 @@ class PackedPatches:
     patch_coords : ndarray, int64, (T, 2)
         (row, col) of each patch's top-left corner in ``P``-px grid units.
     llm_tokens : int
-        LLM tokens after the merger (:func:`aptviz.tokens.llm_tokens`).
+        LLM tokens after the merger (:func:`aptviz.tokens.llm_tokens`); -1
+        when the patches do not fill whole merge units (a merge size the
+        patch scales do not nest in, such as 3).
     """
 
     pixel_values: np.ndarray
@@ -204,6 +207,10 @@ def pack_selection(
         blocks.append(kept)
         sizes.append(np.full(len(cells), ps, dtype=np.int64))
         coords.append(cells.astype(np.int64) * (ps // patch_size))
+    try:
+        llm = llm_tokens(counts, patch_size, merge_size)
+    except ValueError:  # patches that straddle merge units: no LLM count
+        llm = -1
     all_coords = np.concatenate(coords).reshape(-1, 2)
     order = token_order(all_coords, width // patch_size, merge_size)
     patches = np.concatenate(blocks)[order]  # (T, C, P, P)
@@ -212,5 +219,53 @@ def pack_selection(
         pixel_values=rows.reshape(len(order), -1),
         patch_sizes=np.concatenate(sizes)[order],
         patch_coords=all_coords[order],
-        llm_tokens=llm_tokens(counts, patch_size, merge_size),
+        llm_tokens=llm,
     )
+
+
+def token_arrays(
+    rgb: np.ndarray,
+    selections: Sequence[tuple[str, Mapping[int, np.ndarray]]],
+    patch_size: int = 14,
+    merge_size: int = 2,
+    temporal_patch_size: int = 2,
+) -> dict[str, np.ndarray]:
+    """The arrays of ``tokens.npz``: APT's fields for each selection of one image.
+
+    Parameters
+    ----------
+    rgb : ndarray, uint8, (H, W, 3)
+        The resized image.
+    selections : sequence of (label, masks)
+        Each selection's label (``RunSpec.label``) and masks.
+    patch_size, merge_size, temporal_patch_size : int
+        Qwen2-VL's parameters.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``image_grid_thw`` (1, 3) and, per selection, ``apt_pixel_values_<label>``,
+        ``apt_patch_sizes_<label>``, ``apt_patch_coords_<label>``,
+        ``apt_vit_token_counts_<label>`` and ``apt_llm_token_counts_<label>``
+        (shape (1,)), as :class:`aptviz.qwen2vl.APTQwen2VLImageProcessor`
+        returns them for this image alone.
+
+    Examples
+    --------
+    >>> rgb = np.zeros((28, 56, 3), np.uint8)
+    >>> masks = {14: np.zeros((2, 4), bool), 28: np.ones((1, 2), bool)}
+    >>> arrays = token_arrays(rgb, [("v1", masks)])
+    >>> arrays["image_grid_thw"].tolist(), arrays["apt_pixel_values_v1"].shape, arrays["apt_llm_token_counts_v1"]
+    ([[1, 2, 4]], (2, 1176), array([2]))
+    """
+    pixels = normalize_pixels(rgb)
+    height, width = rgb.shape[:2]
+    arrays = {"image_grid_thw": np.array([[1, height // patch_size, width // patch_size]], dtype=np.int64)}
+    for label, masks in selections:
+        packed = pack_selection(pixels, masks, patch_size, merge_size, temporal_patch_size)
+        arrays[f"apt_pixel_values_{label}"] = packed.pixel_values
+        arrays[f"apt_patch_sizes_{label}"] = packed.patch_sizes
+        arrays[f"apt_patch_coords_{label}"] = packed.patch_coords
+        arrays[f"apt_vit_token_counts_{label}"] = np.array([packed.vit_tokens], dtype=np.int64)
+        arrays[f"apt_llm_token_counts_{label}"] = np.array([packed.llm_tokens], dtype=np.int64)
+    return arrays

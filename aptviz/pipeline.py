@@ -40,6 +40,7 @@ OVERLAY_DIR = "02_patches_grid"
 IMAGES_DIR = "03_original_resized"
 STATS_NAME = "stats.json"
 MAPS_NAME = "maps.npz"
+TOKENS_NAME = "tokens.npz"
 
 
 @dataclass
@@ -218,7 +219,18 @@ def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     return arrays
 
 
-def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = False) -> dict:
+def _token_arrays(result: ImageResult) -> dict[str, np.ndarray]:
+    """tokens.npz: every selection's tokens as Qwen2-VL rows (docs/qwen2vl.md), NumPy only."""
+    from .packing import token_arrays
+
+    p = result.params
+    selections = [(spec.label, sel.masks) for spec, sel in result.selections]
+    return token_arrays(result.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
+
+
+def write_outputs(
+    result: ImageResult, out_dir: str | Path, save_maps: bool = False, export_tokens: bool = False
+) -> dict:
     """Render and write every file of one image; stats.json is written last.
 
     Parameters
@@ -229,6 +241,8 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
         The image's own folder (``OUTPUT/<name>``).
     save_maps : bool
         Also write ``maps.npz`` (entropy maps and every mask).
+    export_tokens : bool
+        Also write ``tokens.npz`` (each selection's tokens in Qwen2-VL's row layout).
 
     Returns
     -------
@@ -267,6 +281,9 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     if save_maps:
         files["maps"] = MAPS_NAME
         write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
+    if export_tokens:
+        files["tokens"] = TOKENS_NAME
+        write_npz_atomic(out / TOKENS_NAME, _token_arrays(result))
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
@@ -275,6 +292,8 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
             old.unlink(missing_ok=True)
     if not save_maps:
         (out / MAPS_NAME).unlink(missing_ok=True)
+    if not export_tokens:
+        (out / TOKENS_NAME).unlink(missing_ok=True)
     return stats
 
 
@@ -284,6 +303,7 @@ def process_image(
     runs: list[RunSpec],
     params: Params,
     save_maps: bool = False,
+    export_tokens: bool = False,
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs`; returns the stats written."""
-    return write_outputs(compute(path, runs, params), out_dir, save_maps)
+    return write_outputs(compute(path, runs, params), out_dir, save_maps, export_tokens)

@@ -45,8 +45,8 @@ from transformers.processing_utils import Unpack
 from ._log import logger
 from .entropy import compute_maps
 from .packing import PackedPatches, pack_selection
-from .params import DEFAULT_THRESHOLDS, RunSpec, expand_runs
-from .selection import Selection, select_patches
+from .params import DEFAULT_THRESHOLDS, RunSpec
+from .selection import Selection, select
 
 __all__ = ["APTQwen2VLImageProcessor", "APTQwen2VLImageProcessorKwargs", "APTQwen2VLProcessor", "apt_selection"]
 
@@ -103,9 +103,7 @@ def apt_selection(method, alpha, thresholds, num_scales: int = 3) -> RunSpec:
         ...
     aptviz.errors.ParameterError: budget alpha must be in [0, 1], got 1.5
     """
-    thresholds = DEFAULT_THRESHOLDS if thresholds is None else thresholds
-    alpha = 1.0 if alpha is None else alpha
-    return expand_runs([method], [alpha], thresholds, num_scales)[0]
+    return RunSpec(method, alpha, None if thresholds is None else tuple(thresholds)).check_scales(num_scales)
 
 
 class _Recorder(threading.local):
@@ -235,10 +233,7 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         """APT's selection on one resized (C, H, W) uint8 image."""
         if chw.dtype != np.uint8 or chw.shape[0] != 3:
             raise ValueError(f"APT needs 8-bit RGB images, got {chw.shape[0]} channel(s) of {chw.dtype}")
-        maps = compute_maps(np.moveaxis(chw, 0, -1), patch_size, self.num_scales, self.bins)
-        alpha = spec.alpha if spec.alpha is not None else 1.0
-        thresholds = spec.thresholds if spec.thresholds is not None else DEFAULT_THRESHOLDS
-        return select_patches(maps, spec.method, alpha=alpha, thresholds=thresholds)
+        return select(compute_maps(np.moveaxis(chw, 0, -1), patch_size, self.num_scales, self.bins), spec)
 
 
 class APTQwen2VLProcessor(Qwen2VLProcessor):

@@ -115,7 +115,8 @@ def test_token_counts_equal_select_patches(photos, kwargs):
         sel = select_patches(maps, method, alpha=kwargs.get("alpha", 1.0), thresholds=kwargs.get("thresholds", (3, 2)))
         assert out["apt_vit_token_counts"][i] == sel.tokens
         assert out["apt_llm_token_counts"][i] == llm_tokens(sel.tokens_by_scale)
-        assert ip.last_budget_info[i] == sel.budget_info
+        assert ip.last_budget_info[i] == (None if sel.budget_info is None else dict(sel.budget_info))
+        assert ip.last_budget_info[i] is None or type(ip.last_budget_info[i]) is dict
         for ps in sel.masks:
             assert np.array_equal(ip.last_selections[i].masks[ps], sel.masks[ps])
         assert (out["apt_patch_sizes"] == 28).sum() == sum(s.tokens_by_scale[28] for s in ip.last_selections)
@@ -144,6 +145,7 @@ def test_three_ways_to_choose_the_selection(photos):
          "budget alpha must be in [0, 1], got 1.5"),
         ({"patch_selection_method": "v2", "alpha": -0.5}, ["-m", "v2", "-a", "-0.5"], "v2 alpha must be >= 0, got -0.5"),
         ({"patch_selection_method": "v1", "thresholds": (3.0,)}, ["--thresholds", "3"], "--thresholds needs 2 value(s)"),
+        ({"patch_selection_method": "budgte"}, ["-m", "budgte"], "unknown method 'budgte' (did you mean 'budget'?)"),
     ],
 )
 def test_bad_values_raise_the_command_lines_message(photos, tmp_path, kwargs, cli_args, message):
@@ -161,9 +163,7 @@ def test_bad_values_raise_the_command_lines_message(photos, tmp_path, kwargs, cl
     assert str(built.value) in " ".join(cli.output.split())
 
 
-def test_unknown_method_is_a_value_error(photos):
-    with pytest.raises(ValueError, match="unknown method 'v3'"):
-        APTQwen2VLImageProcessor(patch_selection_method="v3")
+def test_a_bad_attribute_is_refused_at_call_time(photos):
     ip = APTQwen2VLImageProcessor()
     ip.patch_selection_method = "v3"
     with pytest.raises(ValueError, match="unknown method 'v3'"):
@@ -234,3 +234,22 @@ def test_import_aptviz_loads_no_transformers_or_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_export_tokens_equal_the_processor(photos, sample_paths, tmp_path):
+    from typer.testing import CliRunner
+
+    from aptviz.cli import app
+
+    args = [str(p) for p in sample_paths] + ["-m", "budget:0.3", "-m", "v2:1", "-o", str(tmp_path), "-q"]
+    r = CliRunner().invoke(app, [*args, "--export-tokens"])
+    assert r.exit_code == 0, r.output
+    ip = APTQwen2VLImageProcessor()
+    for path, img in zip(sample_paths, photos):
+        with np.load(tmp_path / path.stem / "tokens.npz") as z:
+            for label, kw in [("budget_alpha0.3", SELECTIONS[0]), ("v2_alpha1", SELECTIONS[1])]:
+                out = ip(img, **kw)
+                assert np.array_equal(z["image_grid_thw"], out["image_grid_thw"])
+                for field in ("apt_pixel_values", "apt_patch_sizes", "apt_patch_coords", "apt_vit_token_counts",
+                              "apt_llm_token_counts"):
+                    assert np.array_equal(z[f"{field}_{label}"], out[field]), (path.name, label, field)
