@@ -253,3 +253,17 @@ def test_export_tokens_equal_the_processor(photos, sample_paths, tmp_path):
                 for field in ("apt_pixel_values", "apt_patch_sizes", "apt_patch_coords", "apt_vit_token_counts",
                               "apt_llm_token_counts"):
                     assert np.array_equal(z[f"{field}_{label}"], out[field]), (path.name, label, field)
+
+
+def test_example_prints_vit_and_llm_tokens_against_uniform(capsys):
+    import runpy
+
+    from conftest import ROOT
+
+    module = runpy.run_path(str(ROOT / "examples" / "qwen2vl_tokens.py"))
+    module["main"]([str(ROOT / "sample_images" / "chelsea.png"), "-m", "budget", "-a", "0.3"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("chelsea.png"))
+    # 209 of 704 ViT tokens, 98 of 176 LLM tokens (148/4 + 35 + 26), as select_patches and llm_tokens give
+    sel = select_patches(compute_maps(np.asarray(resize_image(aptviz.load_image(ROOT / "sample_images/chelsea.png")))),
+                         "budget", alpha=0.3)
+    assert f"{sel.tokens} /   704" in line and f"{llm_tokens(sel.tokens_by_scale)} /  176" in line
