@@ -73,7 +73,9 @@ def llm_tokens(tokens_by_scale: Mapping[int, int], patch_size: int = 14, merge_s
     unit = patch_size * merge_size
     small = sum((Fraction(int(n) * s * s, unit * unit) for s, n in tokens_by_scale.items() if s < unit), Fraction(0))
     if small.denominator != 1:
-        raise ValueError(f"the patches smaller than a {unit} px merge unit fill {float(small):g} units, not a whole number")
+        raise ValueError(
+            f"the patches smaller than a {unit} px merge unit fill {float(small):g} units, not a whole number"
+        )
     large = sum(int(n) for s, n in tokens_by_scale.items() if s >= unit)
     return int(small) + large
 

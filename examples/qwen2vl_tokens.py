@@ -46,9 +46,10 @@ def main(argv=None) -> None:
         start += vit
         _, gh, gw = out["image_grid_thw"][i]
         mix = "/".join(str(int((sizes == s).sum())) for s in scales)
+        u_vit, u_llm = int(uniform_vit[i]), int(uniform_llm[i])
         print(
-            f"{path.name:<16} {gw * 14:>4}x{gh * 14:<4}  {vit:>5} / {int(uniform_vit[i]):>5}  {vit / uniform_vit[i]:>8.4f}"
-            f"  {llm:>5} / {int(uniform_llm[i]):>4}  {llm / uniform_llm[i]:>8.4f}   ({'/'.join(map(str, scales))} px: {mix})"
+            f"{path.name:<16} {gw * 14:>4}x{gh * 14:<4}  {vit:>5} / {u_vit:>5}  {vit / u_vit:>8.4f}"
+            f"  {llm:>5} / {u_llm:>4}  {llm / u_llm:>8.4f}   ({'/'.join(map(str, scales))} px: {mix})"
         )
     total_vit, total_llm = out["apt_vit_token_counts"].sum(), out["apt_llm_token_counts"].sum()
     print(

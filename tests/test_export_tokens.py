@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import ROOT
 from typer.testing import CliRunner
 
 from aptviz.cli import app
 from aptviz.tokens import llm_tokens
+
+from conftest import ROOT
 
 ARGS = ["-m", "budget:0.3", "-m", "v2:1", "-m", "v1", "-q"]
 LABELS = ["budget_alpha0.3", "v2_alpha1", "v1"]

@@ -133,18 +133,31 @@ def test_three_ways_to_choose_the_selection(photos):
     built.patch_selection_method = "v1"
     built.thresholds = (4.0, 3.0)
     v1 = built(img)
-    assert v1["apt_vit_token_counts"][0] == select_patches(compute_maps(np.asarray(resize_image(img))), "v1",
-                                                           thresholds=(4.0, 3.0)).tokens
+    assert (
+        v1["apt_vit_token_counts"][0]
+        == select_patches(compute_maps(np.asarray(resize_image(img))), "v1", thresholds=(4.0, 3.0)).tokens
+    )
     assert built.to_dict()["patch_selection_method"] == "v1"
 
 
 @pytest.mark.parametrize(
     ("kwargs", "cli_args", "message"),
     [
-        ({"patch_selection_method": "budget", "alpha": 1.5}, ["-m", "budget", "-a", "1.5"],
-         "budget alpha must be in [0, 1], got 1.5"),
-        ({"patch_selection_method": "v2", "alpha": -0.5}, ["-m", "v2", "-a", "-0.5"], "v2 alpha must be >= 0, got -0.5"),
-        ({"patch_selection_method": "v1", "thresholds": (3.0,)}, ["--thresholds", "3"], "--thresholds needs 2 value(s)"),
+        (
+            {"patch_selection_method": "budget", "alpha": 1.5},
+            ["-m", "budget", "-a", "1.5"],
+            "budget alpha must be in [0, 1], got 1.5",
+        ),
+        (
+            {"patch_selection_method": "v2", "alpha": -0.5},
+            ["-m", "v2", "-a", "-0.5"],
+            "v2 alpha must be >= 0, got -0.5",
+        ),
+        (
+            {"patch_selection_method": "v1", "thresholds": (3.0,)},
+            ["--thresholds", "3"],
+            "--thresholds needs 2 value(s)",
+        ),
         ({"patch_selection_method": "budgte"}, ["-m", "budgte"], "unknown method 'budgte' (did you mean 'budget'?)"),
     ],
 )
@@ -174,8 +187,15 @@ def _tiny_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                "<|image_pad|>", "<|video_pad|>"]
+    specials = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
     words = ["[UNK]", "user", "assistant", "describe", "this", "image"]
     model = models.WordLevel({t: i for i, t in enumerate(specials + words)}, unk_token="[UNK]")
     tok = Tokenizer(model)
@@ -250,8 +270,13 @@ def test_export_tokens_equal_the_processor(photos, sample_paths, tmp_path):
             for label, kw in [("budget_alpha0.3", SELECTIONS[0]), ("v2_alpha1", SELECTIONS[1])]:
                 out = ip(img, **kw)
                 assert np.array_equal(z["image_grid_thw"], out["image_grid_thw"])
-                for field in ("apt_pixel_values", "apt_patch_sizes", "apt_patch_coords", "apt_vit_token_counts",
-                              "apt_llm_token_counts"):
+                for field in (
+                    "apt_pixel_values",
+                    "apt_patch_sizes",
+                    "apt_patch_coords",
+                    "apt_vit_token_counts",
+                    "apt_llm_token_counts",
+                ):
                     assert np.array_equal(z[f"{field}_{label}"], out[field]), (path.name, label, field)
 
 
@@ -264,6 +289,9 @@ def test_example_prints_vit_and_llm_tokens_against_uniform(capsys):
     module["main"]([str(ROOT / "sample_images" / "chelsea.png"), "-m", "budget", "-a", "0.3"])
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("chelsea.png"))
     # 209 of 704 ViT tokens, 98 of 176 LLM tokens (148/4 + 35 + 26), as select_patches and llm_tokens give
-    sel = select_patches(compute_maps(np.asarray(resize_image(aptviz.load_image(ROOT / "sample_images/chelsea.png")))),
-                         "budget", alpha=0.3)
+    sel = select_patches(
+        compute_maps(np.asarray(resize_image(aptviz.load_image(ROOT / "sample_images/chelsea.png")))),
+        "budget",
+        alpha=0.3,
+    )
     assert f"{sel.tokens} /   704" in line and f"{llm_tokens(sel.tokens_by_scale)} /  176" in line
