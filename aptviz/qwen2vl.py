@@ -163,6 +163,15 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         self.last_budget_info: list[dict | None] = []
         self.last_selections: list[Selection] = []
 
+    def to_dict(self) -> dict:
+        """The saved configuration (``save_pretrained``): the APT options, not the last call's results."""
+        out = super().to_dict()
+        for name in ("last_budget_info", "last_selections"):
+            out.pop(name, None)
+        if out.get("thresholds") is not None:
+            out["thresholds"] = [float(t) for t in out["thresholds"]]
+        return out
+
     def _validate_preprocess_kwargs(self, patch_selection_method=None, alpha=None, thresholds=None, **kwargs):
         apt_selection(patch_selection_method, alpha, thresholds, self.num_scales)
         super()._validate_preprocess_kwargs(**kwargs)

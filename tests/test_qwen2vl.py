@@ -295,3 +295,14 @@ def test_example_prints_vit_and_llm_tokens_against_uniform(capsys):
         alpha=0.3,
     )
     assert f"{sel.tokens} /   704" in line and f"{llm_tokens(sel.tokens_by_scale)} /  176" in line
+
+
+def test_save_and_load_keep_the_apt_options_offline(photos, tmp_path):
+    ip = APTQwen2VLImageProcessor(patch_selection_method="budget", alpha=0.3, max_pixels=200_000)
+    ip(photos[1])  # the last call's results are not configuration
+    ip.save_pretrained(tmp_path)
+    loaded = APTQwen2VLImageProcessor.from_pretrained(tmp_path)
+    assert (loaded.patch_selection_method, loaded.alpha, tuple(loaded.thresholds)) == ("budget", 0.3, (3.0, 2.0))
+    assert loaded.last_budget_info == []
+    a, b = ip(photos[0]), loaded(photos[0])
+    assert all(np.array_equal(a[k], b[k]) for k in a)
