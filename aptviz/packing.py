@@ -35,6 +35,7 @@ __all__ = [
     "normalize_pixels",
     "pack_selection",
     "token_arrays",
+    "token_keys",
     "token_order",
 ]
 
@@ -107,11 +108,12 @@ def normalize_pixels(
     return (scaled - mean32) / std32
 
 
-def token_order(coords: np.ndarray, grid_width: int, merge_size: int = 2) -> np.ndarray:
-    """Indices that put patches in Qwen2-VL's token order.
+def token_keys(coords: np.ndarray, grid_width: int, merge_size: int = 2) -> np.ndarray:
+    """Each patch's place in Qwen2-VL's token order: the row index of its top-left ``P``-cell.
 
     Merge units in raster order; inside a unit, its ``P``-cells in raster
-    order. Each patch sits at its top-left ``P``-cell.
+    order. For a ``P``-px patch the key is its row in transformers'
+    ``pixel_values``.
 
     Parameters
     ----------
@@ -128,37 +130,47 @@ def token_order(coords: np.ndarray, grid_width: int, merge_size: int = 2) -> np.
 
     Examples
     --------
+    >>> token_keys(np.array([[0, 2], [1, 0], [0, 0], [0, 1], [1, 1]]), grid_width=4).tolist()
+    [4, 2, 0, 1, 3]
+    """
+    rows, cols = coords[:, 0].astype(np.int64), coords[:, 1].astype(np.int64)
+    unit = (rows // merge_size) * (grid_width // merge_size) + cols // merge_size
+    return unit * merge_size * merge_size + (rows % merge_size) * merge_size + cols % merge_size
+
+
+def token_order(coords: np.ndarray, grid_width: int, merge_size: int = 2) -> np.ndarray:
+    """Indices that put patches in Qwen2-VL's token order (see :func:`token_keys`).
+
+    Examples
+    --------
     >>> coords = np.array([[0, 2], [1, 0], [0, 0], [0, 1], [1, 1]])  # a 28 px patch at (0, 2)
     >>> token_order(coords, grid_width=4).tolist()
     [2, 3, 1, 4, 0]
     """
-    rows, cols = coords[:, 0].astype(np.int64), coords[:, 1].astype(np.int64)
-    unit = (rows // merge_size) * (grid_width // merge_size) + cols // merge_size
-    key = unit * merge_size * merge_size + (rows % merge_size) * merge_size + cols % merge_size
-    return np.argsort(key, kind="stable")
+    return np.argsort(token_keys(coords, grid_width, merge_size), kind="stable")
 
 
-def _kept_blocks(pixels: np.ndarray, mask: np.ndarray, ps: int, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The kept ``ps`` patches averaged to ``P x P``: (n, C, P, P) float32, and their cells (n, 2).
+def _kept_blocks(pixels: np.ndarray, cells: np.ndarray, ps: int, patch_size: int) -> np.ndarray:
+    """The ``ps`` patches at ``cells`` (n, 2) averaged to ``P x P``: (n, C, P, P) float32.
 
-    Each channel is averaged over ``r x r`` blocks (``r = ps / P``) in one
-    OpenCV area resize, which for a whole-number factor is the block mean;
-    the kept cells are then gathered from it.
+    The kept crops are gathered, stacked into one tall single-channel image
+    and averaged over ``r x r`` blocks (``r = ps / P``) by one OpenCV area
+    resize, which for a whole-number factor is exactly the block mean (blocks
+    never straddle two crops: ``ps`` is a multiple of ``r``).
     """
-    cells = np.argwhere(mask)
     channels, height, width = pixels.shape
-    if not len(cells):
-        return np.zeros((0, channels, patch_size, patch_size), np.float32), cells
     rows, cols = height // ps, width // ps  # kept cells never overhang the image
-    region = pixels[:, : rows * ps, : cols * ps]
-    if ps > patch_size:
-        import cv2
+    grid = pixels[:, : rows * ps, : cols * ps].reshape(channels, rows, ps, cols, ps)
+    # advanced indices around a slice: the kept-patch axis comes first -> (n, C, ps, ps)
+    crops = grid[:, cells[:, 0], :, cells[:, 1], :]
+    if ps == patch_size:
+        return crops
+    import cv2
 
-        size = (cols * patch_size, rows * patch_size)
-        region = np.stack([cv2.resize(plane, size, interpolation=cv2.INTER_AREA) for plane in region])
-    grid = region.reshape(channels, rows, patch_size, cols, patch_size)
-    # advanced indices around a slice: the kept-patch axis comes first -> (n, C, P, P)
-    return grid[:, cells[:, 0], :, cells[:, 1], :], cells
+    n = len(cells)
+    tall = np.ascontiguousarray(crops).reshape(n * channels * ps, ps)
+    small = cv2.resize(tall, (patch_size, n * channels * patch_size), interpolation=cv2.INTER_AREA)
+    return small.reshape(n, channels, patch_size, patch_size)
 
 
 def pack_selection(
@@ -167,6 +179,8 @@ def pack_selection(
     patch_size: int = 14,
     merge_size: int = 2,
     temporal_patch_size: int = 2,
+    rows: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> PackedPatches:
     """Lay out one image's kept patches as Qwen2-VL vision-tower rows.
 
@@ -181,6 +195,13 @@ def pack_selection(
         or torch tensors), a partition of the image.
     patch_size, merge_size, temporal_patch_size : int
         Qwen2-VL's ``P``, merge size and temporal patch size.
+    rows : ndarray, float32, (H/P * W/P, C * temporal_patch_size * P * P), optional
+        This image's ``pixel_values`` when already computed: the ``P``-px
+        patches are copied from it (the same values, without cutting them
+        out again).
+    out : ndarray, float32, (T, C * temporal_patch_size * P * P), optional
+        Where to write the rows (``T`` = kept patches), e.g. a slice of a
+        batch's array; a new array by default.
 
     Returns
     -------
@@ -198,27 +219,38 @@ def pack_selection(
     (5, 1176)
     """
     pixels = np.asarray(pixels, dtype=np.float32)
-    channels, height, width = pixels.shape
-    blocks, sizes, coords = [], [], []
-    counts: dict[int, int] = {}
-    for ps, mask in sorted(masks.items()):
-        kept, cells = _kept_blocks(pixels, to_numpy(mask).astype(bool), ps, patch_size)
-        counts[ps] = len(cells)
-        blocks.append(kept)
-        sizes.append(np.full(len(cells), ps, dtype=np.int64))
-        coords.append(cells.astype(np.int64) * (ps // patch_size))
+    channels, _, width = pixels.shape
+    cells = {ps: np.argwhere(to_numpy(mask)) for ps, mask in sorted(masks.items())}
+    counts = {ps: len(c) for ps, c in cells.items()}
+    coords = np.concatenate([c.astype(np.int64) * (ps // patch_size) for ps, c in cells.items()]).reshape(-1, 2)
+    sizes = np.concatenate([np.full(n, ps, dtype=np.int64) for ps, n in counts.items()])
+    keys = token_keys(coords, width // patch_size, merge_size)
+    order = np.argsort(keys, kind="stable")
+    dest = np.empty_like(order)
+    dest[order] = np.arange(len(order))  # where each patch's row goes
+    shape = (len(order), channels, temporal_patch_size, patch_size, patch_size)
+    if out is None:
+        out = np.empty((len(order), int(np.prod(shape[1:]))), dtype=np.float32)
+    if rows is not None and patch_size in cells:  # P-px rows straight from pixel_values, in one pass
+        source = np.zeros(len(order), dtype=np.int64)
+        source[dest[: counts[patch_size]]] = keys[: counts[patch_size]]
+        np.take(rows, source, axis=0, out=out, mode="clip")  # (clip: unbuffered; every index is valid)
+    blocks = out.reshape(shape)
+    start = 0
+    for ps, kept in cells.items():
+        part = slice(start, start + len(kept))
+        start += len(kept)
+        if len(kept) and (ps != patch_size or rows is None):
+            # the patch repeated over time, as Qwen2-VL does for a still image
+            blocks[dest[part]] = _kept_blocks(pixels, kept, ps, patch_size)[:, :, None]
     try:
         llm = llm_tokens(counts, patch_size, merge_size)
     except ValueError:  # patches that straddle merge units: no LLM count
         llm = -1
-    all_coords = np.concatenate(coords).reshape(-1, 2)
-    order = token_order(all_coords, width // patch_size, merge_size)
-    patches = np.concatenate(blocks)[order]  # (T, C, P, P)
-    rows = np.broadcast_to(patches[:, :, None], (len(order), channels, temporal_patch_size, patch_size, patch_size))
     return PackedPatches(
-        pixel_values=rows.reshape(len(order), -1),
-        patch_sizes=np.concatenate(sizes)[order],
-        patch_coords=all_coords[order],
+        pixel_values=out,
+        patch_sizes=sizes[order],
+        patch_coords=coords[order],
         llm_tokens=llm,
     )
 

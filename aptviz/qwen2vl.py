@@ -219,18 +219,16 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         finally:
             _RECORDER.resized = _RECORDER.normalized = None
 
-        packed: list[PackedPatches] = []
-        selections: list[Selection] = []
-        for chw, pixels in zip(resized, normalized):
-            sel = self._select(chw, spec, patch_size)
-            selections.append(sel)
-            packed.append(pack_selection(pixels, sel.masks, patch_size, merge_size, temporal_patch_size))
+        selections = [self._select(chw, spec, patch_size) for chw in resized]
+        rows, packed = _pack(
+            standard["pixel_values"], normalized, selections, (patch_size, merge_size, temporal_patch_size)
+        )
         self.last_selections = selections
         self.last_budget_info = [dict(s.budget_info) if s.budget_info is not None else None for s in selections]
         logger.debug("APT {}: ViT tokens {}", spec.label, [p.vit_tokens for p in packed])
         data = dict(standard.data)
         data.update(
-            apt_pixel_values=np.concatenate([p.pixel_values for p in packed]),
+            apt_pixel_values=rows,
             apt_patch_sizes=np.concatenate([p.patch_sizes for p in packed]),
             apt_patch_coords=np.concatenate([p.patch_coords for p in packed]),
             apt_vit_token_counts=np.array([p.vit_tokens for p in packed], dtype=np.int64),
@@ -243,6 +241,24 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         if chw.dtype != np.uint8 or chw.shape[0] != 3:
             raise ValueError(f"APT needs 8-bit RGB images, got {chw.shape[0]} channel(s) of {chw.dtype}")
         return select(compute_maps(np.moveaxis(chw, 0, -1), patch_size, self.num_scales, self.bins), spec)
+
+
+def _pack(pixel_values: np.ndarray, normalized: list, selections: list[Selection], sizes: tuple[int, int, int]):
+    """Every image's APT rows, written straight into one array; and each image's :class:`PackedPatches`.
+
+    ``pixel_values`` are transformers' rows of the whole batch: each image's
+    ``P``-px patches are copied from its own rows.
+    """
+    patch_size = sizes[0]
+    out = np.empty((sum(s.tokens for s in selections), pixel_values.shape[1]), dtype=np.float32)
+    packed: list[PackedPatches] = []
+    first = row = 0
+    for pixels, sel in zip(normalized, selections):
+        cells = (pixels.shape[1] // patch_size) * (pixels.shape[2] // patch_size)
+        rows = pixel_values[first : first + cells]
+        packed.append(pack_selection(pixels, sel.masks, *sizes, rows=rows, out=out[row : row + sel.tokens]))
+        first, row = first + cells, row + sel.tokens
+    return out, packed
 
 
 class APTQwen2VLProcessor(Qwen2VLProcessor):
