@@ -37,11 +37,14 @@ def _version_callback(value: bool) -> None:
 
 
 # -- inputs and output ------------------------------------------------------------------------------
-Inputs = Annotated[list[str], typer.Argument(help="Image files and/or folders.", show_default=False)]
-Output = Annotated[Path, typer.Option("-o", "--output", help="Output folder.")]
+Inputs = Annotated[
+    list[str], typer.Argument(help="Image files and/or folders.", show_default=False, metavar="IMAGE_OR_FOLDER")
+]
+Output = Annotated[Path, typer.Option("-o", "--output", metavar="DIR", help="Output folder.")]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Scan folders recursively.")]
 Workers = Annotated[
-    int | None, typer.Option("-j", "--workers", help="Parallel worker processes. [default: CPU cores]", min=1)
+    int | None,
+    typer.Option("-j", "--workers", metavar="N", help="Parallel worker processes. [default: CPU cores]", min=1),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")]
 SaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")]
@@ -72,25 +75,29 @@ Alphas = Annotated[
     typer.Option(
         "-a",
         "--alpha",
+        metavar="FLOAT",
         help="v2: threshold multiplier; budget: target retention in [0, 1]. Repeatable; applies to the methods "
         "given without their own alphas. [default: 1.0]",
         show_default=False,
     ),
 ]
 Thresholds = Annotated[
-    str, typer.Option("--thresholds", help="v1 entropy thresholds (bits), one per scale above the finest.")
+    str,
+    typer.Option("--thresholds", metavar="T1,T2", help="v1 entropy thresholds (bits), one per scale above the finest."),
 ]
 
 # -- pipeline parameters (names match aptviz.params.Params fields) -----------------------------------
-PatchSize = Annotated[int, typer.Option("--patch-size", help="Finest patch size in pixels.")]
-MergeSize = Annotated[int, typer.Option("--merge-size", help="Qwen2-VL merge size (resize factor = patch * merge).")]
-TemporalPatchSize = Annotated[
-    int, typer.Option("--temporal-patch-size", help="Qwen2-VL temporal patch size (recorded).")
+PatchSize = Annotated[int, typer.Option("--patch-size", metavar="N", help="Finest patch size in pixels.")]
+MergeSize = Annotated[
+    int, typer.Option("--merge-size", metavar="N", help="Qwen2-VL merge size (resize factor = patch * merge).")
 ]
-NumScales = Annotated[int, typer.Option("--num-scales", help="Number of patch scales (patch * 2**i).")]
-MinPixels = Annotated[int, typer.Option("--min-pixels", help="smart_resize minimum pixel count.")]
-MaxPixels = Annotated[int, typer.Option("--max-pixels", help="smart_resize maximum pixel count.")]
-Bins = Annotated[int, typer.Option("--bins", help="Histogram bins for the entropy.")]
+TemporalPatchSize = Annotated[
+    int, typer.Option("--temporal-patch-size", metavar="N", help="Qwen2-VL temporal patch size (recorded).")
+]
+NumScales = Annotated[int, typer.Option("--num-scales", metavar="N", help="Number of patch scales (patch * 2**i).")]
+MinPixels = Annotated[int, typer.Option("--min-pixels", metavar="N", help="smart_resize minimum pixel count.")]
+MaxPixels = Annotated[int, typer.Option("--max-pixels", metavar="N", help="smart_resize maximum pixel count.")]
+Bins = Annotated[int, typer.Option("--bins", metavar="N", help="Histogram bins for the entropy.")]
 DeviceOpt = Annotated[
     Device,
     typer.Option("--device", case_sensitive=False, help="Where to compute entropy and selection."),

@@ -80,11 +80,14 @@ def check_output(output: str | Path) -> Path:
 
 
 def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
-    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text."""
-    items = list(selections) or [RunSpec(Method.v1)]
-    if all(isinstance(s, RunSpec) for s in items):
-        return [s.check_scales(params.num_scales) for s in items]
-    return build_runs([str(s) for s in items], num_scales=params.num_scales)
+    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text (the two may be mixed)."""
+    runs: list[RunSpec] = []
+    for item in list(selections) or [RunSpec(Method.v1)]:
+        specs = [item] if isinstance(item, RunSpec) else build_runs([item], num_scales=params.num_scales)
+        for spec in specs:
+            if spec not in runs:
+                runs.append(spec.check_scales(params.num_scales))
+    return runs
 
 
 class _Recorder:
