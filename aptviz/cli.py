@@ -28,12 +28,13 @@ from pathlib import Path
 import typer
 
 from .cli_options import (
-    DEFAULT_THRESHOLDS_TEXT,
     EXIT_USAGE,
+    AggregateOpt,
     Alphas,
     Bins,
     DeviceOpt,
     ExportTokens,
+    Importance,
     Inputs,
     JsonOut,
     MaxPixels,
@@ -41,6 +42,7 @@ from .cli_options import (
     Methods,
     MinPixels,
     NumScales,
+    OptionalThresholds,
     Output,
     Overwrite,
     PatchSize,
@@ -48,7 +50,6 @@ from .cli_options import (
     Recursive,
     SaveMaps,
     TemporalPatchSize,
-    Thresholds,
     Verbose,
     Version,
     Workers,
@@ -58,7 +59,7 @@ from .cli_options import (
     usage_error,
     warn_unused,
 )
-from .params import Device
+from .params import Device, Measure
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli_calibrate:app",
@@ -82,7 +83,7 @@ def run(
     output: Output = Path("visualizations"),
     methods: Methods = None,
     alphas: Alphas = None,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
+    thresholds: OptionalThresholds = None,
     patch_size: PatchSize = 14,
     merge_size: MergeSize = 2,
     temporal_patch_size: TemporalPatchSize = 2,
@@ -90,6 +91,8 @@ def run(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
     workers: Workers = None,
@@ -109,7 +112,7 @@ def run(
     view = _view(json_out, quiet, verbose)
     try:
         params = params_from(locals())
-        runs = runs_from(methods, alphas, thresholds, params.num_scales)
+        runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,

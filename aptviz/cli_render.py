@@ -31,6 +31,8 @@ def image_title(stats: ImageStats) -> str:
     title = f"{img.path}  {ow}x{oh} -> {rw}x{rh}"
     if img.frames > 1:
         title += f"  (first of {img.frames} frames)"
+    if stats.params.importance != "entropy":
+        title += f"  importance: {stats.params.importance} ({stats.params.aggregate})"
     return title
 
 

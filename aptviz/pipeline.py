@@ -16,11 +16,12 @@ import numpy as np
 from ._log import logger
 from ._version import __version__
 from ._xp import to_numpy
-from .entropy import PAD, compute_maps
+from .entropy import PAD
 from .errors import InputError
+from .importance import compute_importance, measure_unit
 from .loading import LoadedImage, open_image
 from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
-from .params import DEFAULT_THRESHOLDS, Params, RunSpec, build_runs
+from .params import Measure, Params, RunSpec, build_runs
 from .render import draw_overlay, render_heatmap
 from .resize import resize_image
 from .results import EntropySummary, ImageInfo, ImageStats, SelectionStats
@@ -143,10 +144,13 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
         "{}: {}x{} -> {}x{}", path, loaded.image.width, loaded.image.height, resized.shape[1], resized.shape[0]
     )
     try:
-        maps = compute_maps(resized, params.patch_size, params.num_scales, params.bins, params.device)
+        maps = compute_importance(
+            resized, params.importance, params.aggregate, params.patch_size, params.num_scales, params.bins,
+            params.device,
+        )  # fmt: skip
         result = ImageResult(path, loaded, resized, maps, params)
         for spec in runs:
-            result.selections.append((spec, select(maps, spec.check_scales(params.num_scales))))
+            result.selections.append((spec, select(maps, spec.check_scales(params.num_scales), params.importance)))
     except Exception as exc:
         if _is_cuda_oom(exc):
             raise InputError("CUDA out of memory; retry with --device cpu") from exc
@@ -163,7 +167,7 @@ def analyze(
     path: str | Path,
     methods=("v1",),
     alphas=(1.0,),
-    thresholds=DEFAULT_THRESHOLDS,
+    thresholds=None,
     **params,
 ) -> dict:
     """Run the whole pipeline on one image and return the stats.json content.
@@ -179,12 +183,14 @@ def analyze(
         every (method, alpha) combination is run.
     alphas : sequence of float
         Alphas for v2 and budget (v1 takes none).
-    thresholds : sequence of float
-        v1 thresholds.
+    thresholds : sequence of float, optional
+        v1 thresholds; default ``(3.0, 2.0)`` for entropy, required for the
+        other measures.
     **params
         Any :class:`aptviz.params.Params` field (patch_size, merge_size,
         temporal_patch_size, num_scales, min_pixels, max_pixels, bins,
-        device -- "auto", "cpu" or "cuda").
+        device -- "auto", "cpu" or "cuda", importance -- "entropy",
+        "laplacian" or "upsample-mse", aggregate -- "mean", "max" or "std").
 
     Returns
     -------
@@ -198,7 +204,7 @@ def analyze(
     209
     """
     p = Params(**params)
-    runs = build_runs(methods, alphas, thresholds, p.num_scales)
+    runs = build_runs(methods, alphas, thresholds, p.num_scales, p.importance)
     return compute(path, runs, p).stats().to_dict()
 
 
@@ -212,7 +218,7 @@ def overlay_name(spec: RunSpec, single: bool) -> str:
 def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for ps, m in result.maps.items():
-        arrays[f"entropy_{ps}"] = to_numpy(m)
+        arrays[f"{result.params.importance}_{ps}"] = to_numpy(m)  # entropy_14, laplacian_14, upsample-mse_14
     for spec, sel in result.selections:
         for ps, mask in sel.masks.items():
             arrays[f"mask_{spec.label}_{ps}"] = to_numpy(mask)
@@ -256,13 +262,16 @@ def write_outputs(
     stats = result.stats()
     h, w = result.resized.shape[:2]
     files: dict = {"heatmaps": {}}
-    # one colour scale for all scales of the image: the non-PAD range in stats["entropy"]
-    summaries = [e for e in stats.entropy.values() if e.min is not None]
+    # one colour scale for all scales of the image: the non-PAD range in stats["importance"]
+    summaries = [e for e in stats.importance.values() if e.min is not None]
     vmin = min((e.min for e in summaries), default=0.0)
     vmax = max((e.max for e in summaries), default=0.0)
+    p = result.params
+    unit = measure_unit(p.importance, p.aggregate or "mean")
+    label = None if p.measure is Measure.entropy else p.importance  # entropy's colorbar stays as it was
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
-        write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax))
+        write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax, unit=unit, measure=label))
         files["heatmaps"][str(ps)] = rel
     files["original"] = f"{IMAGES_DIR}/original_image.jpg"
     if result.loaded.is_plain_jpeg:  # the file itself: lossless and no re-encoding

@@ -176,7 +176,7 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class EntropySummary:
-    """Range and mean of one entropy map over its non-PAD cells (None when it has none)."""
+    """Range and mean of one importance map over its non-PAD cells (None when it has none)."""
 
     min: float | None
     mean: float | None
@@ -189,7 +189,13 @@ class EntropySummary:
 
 @dataclass
 class ImageStats:
-    """Everything stats.json holds for one image."""
+    """Everything stats.json holds for one image.
+
+    ``entropy`` holds the per-scale summaries of the importance maps, whatever
+    the measure (``params.importance``); :attr:`importance` is the same. In
+    stats.json they are the ``"importance"`` block, with the ``"entropy"``
+    alias beside it while the measure is entropy.
+    """
 
     aptviz_version: str
     image: ImageInfo
@@ -203,9 +209,21 @@ class ImageStats:
     def scales(self) -> list[int]:
         return list(self.grid)
 
+    @property
+    def importance(self) -> dict[int, EntropySummary]:
+        """Per-scale summaries of the importance maps (an alias of ``entropy``)."""
+        return self.entropy
+
     def to_dict(self) -> dict:
         """The stats.json content (``files`` left out until written)."""
-        out = _to_dict(self)
+        out = {}
+        for key, value in _to_dict(self).items():
+            if key == "entropy":
+                if self.params.importance == "entropy":
+                    out["entropy"] = value
+                out["importance"] = value
+            else:
+                out[key] = value
         if self.files is None:
             del out["files"]
         return out
@@ -218,7 +236,10 @@ class ImageStats:
             image=ImageInfo.from_dict(data["image"]),
             params=Params(**_known(Params, data["params"])),
             grid={int(k): tuple(v) for k, v in data["grid"].items()},
-            entropy={int(k): EntropySummary(**_known(EntropySummary, v)) for k, v in data["entropy"].items()},
+            entropy={
+                int(k): EntropySummary(**_known(EntropySummary, v))
+                for k, v in (data["importance"] if "importance" in data else data["entropy"]).items()
+            },
             selections=[SelectionStats.from_dict(s) for s in data["selections"]],
             files=data.get("files"),
         )._with_token_counts()

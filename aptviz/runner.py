@@ -80,10 +80,16 @@ def check_output(output: str | Path) -> Path:
 
 
 def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
-    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text (the two may be mixed)."""
+    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text (the two may be mixed).
+
+    v1 given as text (or by default) takes the default thresholds of the measure: entropy only.
+    """
     runs: list[RunSpec] = []
-    for item in list(selections) or [RunSpec(Method.v1)]:
-        specs = [item] if isinstance(item, RunSpec) else build_runs([item], num_scales=params.num_scales)
+    for item in list(selections) or [Method.v1]:
+        if isinstance(item, RunSpec):
+            specs = [item]
+        else:
+            specs = build_runs([str(item)], thresholds=None, num_scales=params.num_scales, measure=params.importance)
         for spec in specs:
             if spec not in runs:
                 runs.append(spec.check_scales(params.num_scales))

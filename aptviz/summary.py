@@ -31,6 +31,8 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             "status": "ok",
             "method": sel.method,
             "alpha": sel.alpha,
+            "importance": stats.params.importance,
+            "aggregate": stats.params.aggregate,
             "resized_width": w,
             "resized_height": h,
         }
@@ -70,7 +72,7 @@ class Summary:
     @property
     def columns(self) -> list[str]:
         return (
-            ["image", "status", "method", "alpha", "resized_width", "resized_height"]
+            ["image", "status", "method", "alpha", "importance", "aggregate", "resized_width", "resized_height"]
             + [f"tokens_{ps}" for ps in self.scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention", "output", "error"]
