@@ -80,16 +80,14 @@ def check_output(output: str | Path) -> Path:
 
 
 def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
-    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text (the two may be mixed).
-
-    v1 given as text (or by default) takes the default thresholds of the measure: entropy only.
-    """
+    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text (the two may be mixed)."""
     runs: list[RunSpec] = []
-    for item in list(selections) or [Method.v1]:
+    for item in list(selections) or [None]:
         if isinstance(item, RunSpec):
             specs = [item]
-        else:
-            specs = build_runs([str(item)], thresholds=None, num_scales=params.num_scales, measure=params.importance)
+        else:  # v1 given as text (or by default) takes the default thresholds of the measure: entropy only
+            texts = [] if item is None else [item]
+            specs = build_runs(texts, thresholds=None, num_scales=params.num_scales, measure=params.importance)
         for spec in specs:
             if spec not in runs:
                 runs.append(spec.check_scales(params.num_scales))
