@@ -33,6 +33,7 @@ from .cli_options import (
     Alphas,
     Bins,
     DeviceOpt,
+    ExportTokens,
     Importance,
     Inputs,
     JsonOut,
@@ -97,6 +98,7 @@ def run(
     workers: Workers = None,
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
+    export_tokens: ExportTokens = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -114,7 +116,8 @@ def run(
         warn_unused(methods, alphas, thresholds)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
-            recursive=recursive, overwrite=overwrite, save_maps=save_maps, log_level=level,
+            recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
+            log_level=level,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

@@ -48,6 +48,14 @@ Workers = Annotated[
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")]
 SaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")]
+ExportTokens = Annotated[
+    bool,
+    typer.Option(
+        "--export-tokens",
+        help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision rows (the fields of "
+        "aptviz.qwen2vl), keys suffixed with the selection's label.",
+    ),
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
 
 # -- selections -------------------------------------------------------------------------------------

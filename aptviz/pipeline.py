@@ -41,6 +41,7 @@ OVERLAY_DIR = "02_patches_grid"
 IMAGES_DIR = "03_original_resized"
 STATS_NAME = "stats.json"
 MAPS_NAME = "maps.npz"
+TOKENS_NAME = "tokens.npz"
 
 
 @dataclass
@@ -75,9 +76,9 @@ def entropy_summary(ent) -> EntropySummary:
     return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_stats(sel: Selection) -> SelectionStats:
-    """One element of stats.json ``selections`` (no files yet)."""
-    return SelectionStats(
+def selection_stats(sel: Selection, params: Params) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files yet), with its ViT and LLM token counts."""
+    stats = SelectionStats(
         method=str(sel.method),
         alpha=sel.alpha,
         thresholds=list(sel.thresholds) if sel.thresholds is not None else None,
@@ -88,6 +89,7 @@ def selection_stats(sel: Selection) -> SelectionStats:
         target_retention=sel.target_retention,
         budget_info=sel.budget_info,
     )
+    return stats.with_token_counts(params.patch_size, params.merge_size)
 
 
 def build_stats(result: ImageResult) -> ImageStats:
@@ -108,7 +110,7 @@ def build_stats(result: ImageResult) -> ImageStats:
         params=result.params,
         grid={ps: tuple(m.shape) for ps, m in result.maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in result.maps.items()},
-        selections=[selection_stats(sel) for _, sel in result.selections],
+        selections=[selection_stats(sel, result.params) for _, sel in result.selections],
     )
 
 
@@ -223,7 +225,18 @@ def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     return arrays
 
 
-def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = False) -> dict:
+def _token_arrays(result: ImageResult) -> dict[str, np.ndarray]:
+    """tokens.npz: every selection's tokens as Qwen2-VL rows (docs/qwen2vl.md), NumPy only."""
+    from .packing import token_arrays
+
+    p = result.params
+    selections = [(spec.label, sel.masks) for spec, sel in result.selections]
+    return token_arrays(result.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
+
+
+def write_outputs(
+    result: ImageResult, out_dir: str | Path, save_maps: bool = False, export_tokens: bool = False
+) -> dict:
     """Render and write every file of one image; stats.json is written last.
 
     Parameters
@@ -234,6 +247,8 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
         The image's own folder (``OUTPUT/<name>``).
     save_maps : bool
         Also write ``maps.npz`` (entropy maps and every mask).
+    export_tokens : bool
+        Also write ``tokens.npz`` (each selection's tokens in Qwen2-VL's row layout).
 
     Returns
     -------
@@ -275,6 +290,9 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     if save_maps:
         files["maps"] = MAPS_NAME
         write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
+    if export_tokens:
+        files["tokens"] = TOKENS_NAME
+        write_npz_atomic(out / TOKENS_NAME, _token_arrays(result))
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
@@ -283,6 +301,8 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
             old.unlink(missing_ok=True)
     if not save_maps:
         (out / MAPS_NAME).unlink(missing_ok=True)
+    if not export_tokens:
+        (out / TOKENS_NAME).unlink(missing_ok=True)
     return stats
 
 
@@ -292,6 +312,7 @@ def process_image(
     runs: list[RunSpec],
     params: Params,
     save_maps: bool = False,
+    export_tokens: bool = False,
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs`; returns the stats written."""
-    return write_outputs(compute(path, runs, params), out_dir, save_maps)
+    return write_outputs(compute(path, runs, params), out_dir, save_maps, export_tokens)

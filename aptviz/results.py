@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 
 from .params import Params, RunSpec
+from .tokens import token_counts
 
 __all__ = [
     "BudgetInfo",
@@ -110,6 +111,11 @@ class SelectionStats:
     base_small_tokens: int
     retention: float
     target_retention: float | None
+    # Qwen2-VL's two ends (docs/qwen2vl.md): ViT tokens = tokens; LLM tokens after the 2x2 merger
+    vit_tokens: int | None = None
+    llm_tokens: int | None = None
+    llm_tokens_uniform: int | None = None
+    llm_retention: float | None = None
     budget_info: BudgetInfo | None = None
     files: dict[str, str] = field(default_factory=dict)
 
@@ -128,6 +134,15 @@ class SelectionStats:
 
     def to_dict(self) -> dict:
         return _to_dict(self)
+
+    def with_token_counts(self, patch_size: int, merge_size: int) -> SelectionStats:
+        """Fill ``vit_tokens`` and the LLM numbers from ``tokens_by_scale`` (in place; returns self)."""
+        counts = token_counts(self.tokens_by_scale, self.base_small_tokens, patch_size, merge_size)
+        self.vit_tokens = counts.vit_tokens
+        self.llm_tokens = counts.llm_tokens
+        self.llm_tokens_uniform = counts.llm_tokens_uniform
+        self.llm_retention = counts.llm_retention
+        return self
 
     @classmethod
     def from_dict(cls, data: dict) -> SelectionStats:
@@ -227,7 +242,14 @@ class ImageStats:
             },
             selections=[SelectionStats.from_dict(s) for s in data["selections"]],
             files=data.get("files"),
-        )
+        )._with_token_counts()
+
+    def _with_token_counts(self) -> ImageStats:
+        """Token counts for selections read from a stats.json written before they existed."""
+        for sel in self.selections:
+            if sel.vit_tokens is None:
+                sel.with_token_counts(self.params.patch_size, self.params.merge_size)
+        return self
 
 
 @dataclass(frozen=True)

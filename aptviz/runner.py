@@ -55,6 +55,7 @@ class RunOptions:
     recursive: bool = False
     overwrite: bool = False
     save_maps: bool = False
+    export_tokens: bool = False  # tokens.npz per image (APT's tokens as Qwen2-VL rows)
     log_level: str | None = None  # loguru level for worker processes
     summary_interval: float = 1.0  # seconds between summary rewrites while running
 
@@ -154,7 +155,7 @@ def run(
     on_progress : callable, optional
         Called with a :class:`ProgressEvent` at the start and per input.
     options : RunOptions, optional
-        recursive, overwrite, save_maps, log_level; or give them as keywords.
+        recursive, overwrite, save_maps, export_tokens, log_level; or give them as keywords.
 
     Returns
     -------
@@ -181,8 +182,9 @@ def run(
         rec.add(failure)
     try:
         for result in run_batch(
-            jobs, output, runs, params, options.workers, options.overwrite, options.save_maps, options.log_level
-        ):
+            jobs, output, runs, params, options.workers, options.overwrite, options.save_maps, options.log_level,
+            export_tokens=options.export_tokens,
+        ):  # fmt: skip
             rec.add(result)
     except KeyboardInterrupt:
         report.interrupted = True
