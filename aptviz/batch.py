@@ -127,7 +127,12 @@ def discover(
 
 
 def is_complete(
-    out_dir: str | Path, runs: list[RunSpec], params: Params, save_maps: bool, source: str | Path | None = None
+    out_dir: str | Path,
+    runs: list[RunSpec],
+    params: Params,
+    save_maps: bool,
+    export_tokens: bool = False,
+    source: str | Path | None = None,
 ) -> ImageStats | None:
     """The stats of a finished earlier run with the same input and parameters, or None.
 
@@ -159,12 +164,14 @@ def is_complete(
         if not all(sel.matches(spec) for sel, spec in zip(stats.selections, runs)):
             return None
         files = stats.files
-        if bool(files.get("maps")) != save_maps:
+        if bool(files.get("maps")) != save_maps or bool(files.get("tokens")) != export_tokens:
             return None
         listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
         listed += [sel.files["overlay"] for sel in stats.selections]
         if save_maps:
             listed.append(files["maps"])
+        if export_tokens:
+            listed.append(files["tokens"])
     except (KeyError, TypeError, AttributeError, ValueError):
         return None
     if not all((out / rel).is_file() for rel in listed):
@@ -184,13 +191,19 @@ def _same_input(stats: ImageStats, source: str | Path) -> bool:
 
 
 def _work(
-    path: Path, out_dir: Path, runs: list[RunSpec], params: Params, save_maps: bool, max_image_pixels: int | None = None
+    path: Path,
+    out_dir: Path,
+    runs: list[RunSpec],
+    params: Params,
+    save_maps: bool,
+    export_tokens: bool = False,
+    max_image_pixels: int | None = None,
 ) -> JobResult:
     """Process one image; every failure becomes a ``failed`` result."""
     from .pipeline import process_image
 
     try:
-        stats = process_image(path, out_dir, runs, params, save_maps, max_image_pixels)
+        stats = process_image(path, out_dir, runs, params, save_maps, export_tokens, max_image_pixels)
         return JobResult(path, None, Status.done, stats=stats)
     except InputError as exc:
         return JobResult.failed(path, str(exc), traceback.format_exc())
@@ -343,6 +356,7 @@ def run_batch(
     overwrite: bool = False,
     save_maps: bool = False,
     log_level: str | None = None,
+    export_tokens: bool = False,
     max_image_pixels: int | None = None,
 ) -> Iterator[JobResult]:
     """Process jobs, skipping complete ones, and yield each result as it finishes.
@@ -365,6 +379,8 @@ def run_batch(
         Also write maps.npz per image.
     log_level : str, optional
         Loguru level for worker processes.
+    export_tokens : bool
+        Also write tokens.npz per image.
     max_image_pixels : int, optional
         Decompression-bomb limit (see :mod:`aptviz.memory`).
 
@@ -377,7 +393,7 @@ def run_batch(
     output = Path(output)
     todo: list[Job] = []
     for job in jobs:
-        stats = None if overwrite else is_complete(output / job.name, runs, params, save_maps, job.path)
+        stats = None if overwrite else is_complete(output / job.name, runs, params, save_maps, export_tokens, job.path)
         if stats is not None:
             logger.debug("{}: complete with the same input and parameters, skipped", job.path)
             clean_stale_temp_files(output / job.name)  # a worker killed after stats.json was written
@@ -390,7 +406,7 @@ def run_batch(
     workers = min(default_workers() if workers is None else max(1, workers), len(todo))
     if workers <= 1:
         for job in todo:
-            res = _work(job.path, output / job.name, runs, params, save_maps, max_image_pixels)
+            res = _work(job.path, output / job.name, runs, params, save_maps, export_tokens, max_image_pixels)
             res.name = job.name
             yield res
         return
@@ -403,6 +419,7 @@ def run_batch(
         )
 
     def submit(pool: ProcessPoolExecutor, job: Job) -> Future:
-        return pool.submit(_work, job.path, output / job.name, runs, params, save_maps, max_image_pixels)
+        args = (runs, params, save_maps, export_tokens, max_image_pixels)
+        return pool.submit(_work, job.path, output / job.name, *args)
 
     yield from RecoveringPool(new_pool, workers, submit).run(todo)

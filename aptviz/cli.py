@@ -28,11 +28,13 @@ from pathlib import Path
 import typer
 
 from .cli_options import (
-    DEFAULT_THRESHOLDS_TEXT,
     EXIT_USAGE,
+    AggregateOpt,
     Alphas,
     Bins,
     DeviceOpt,
+    ExportTokens,
+    Importance,
     Inputs,
     JsonOut,
     MaxMemory,
@@ -41,6 +43,7 @@ from .cli_options import (
     Methods,
     MinPixels,
     NumScales,
+    OptionalThresholds,
     Output,
     Overwrite,
     PatchSize,
@@ -48,7 +51,6 @@ from .cli_options import (
     Recursive,
     SaveMaps,
     TemporalPatchSize,
-    Thresholds,
     Verbose,
     Version,
     Workers,
@@ -58,7 +60,7 @@ from .cli_options import (
     usage_error,
     warn_unused,
 )
-from .params import Device
+from .params import Device, Measure
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli_calibrate:app",
@@ -82,7 +84,7 @@ def run(
     output: Output = Path("visualizations"),
     methods: Methods = None,
     alphas: Alphas = None,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
+    thresholds: OptionalThresholds = None,
     patch_size: PatchSize = 14,
     merge_size: MergeSize = 2,
     temporal_patch_size: TemporalPatchSize = 2,
@@ -90,11 +92,14 @@ def run(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
     workers: Workers = None,
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
+    export_tokens: ExportTokens = False,
     max_memory: MaxMemory = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -110,12 +115,13 @@ def run(
     view = _view(json_out, quiet, verbose)
     try:
         params = params_from(locals())
-        runs = runs_from(methods, alphas, thresholds, params.num_scales)
+        runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
         memory = None if max_memory is None else parse_size(max_memory)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
-            recursive=recursive, overwrite=overwrite, save_maps=save_maps, log_level=level, max_memory=memory,
+            recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
+            log_level=level, max_memory=memory,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

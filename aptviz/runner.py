@@ -60,6 +60,7 @@ class RunOptions:
     recursive: bool = False
     overwrite: bool = False
     save_maps: bool = False
+    export_tokens: bool = False  # tokens.npz per image (APT's tokens as Qwen2-VL rows)
     log_level: str | None = None  # loguru level for worker processes
     summary_interval: float = 1.0  # seconds between summary rewrites while running
     max_memory: int | None = None  # bytes the run may use (None: half the machine's RAM)
@@ -130,8 +131,12 @@ def _stop_on_sigterm():
 def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
     """RunSpecs as given, or built from ``"v2:0.8,1"`` style text (the two may be mixed)."""
     runs: list[RunSpec] = []
-    for item in list(selections) or [RunSpec(Method.v1)]:
-        specs = [item] if isinstance(item, RunSpec) else build_runs([item], num_scales=params.num_scales)
+    for item in list(selections) or [None]:
+        if isinstance(item, RunSpec):
+            specs = [item]
+        else:  # v1 given as text (or by default) takes the default thresholds of the measure: entropy only
+            texts = [] if item is None else [item]
+            specs = build_runs(texts, thresholds=None, num_scales=params.num_scales, measure=params.importance)
         for spec in specs:
             if spec not in runs:
                 runs.append(spec.check_scales(params.num_scales))
@@ -199,7 +204,7 @@ def run(
     on_progress : callable, optional
         Called with a :class:`ProgressEvent` at the start and per input.
     options : RunOptions, optional
-        recursive, overwrite, save_maps, log_level; or give them as keywords.
+        recursive, overwrite, save_maps, export_tokens, log_level; or give them as keywords.
 
     Returns
     -------
@@ -241,7 +246,7 @@ def run(
             try:
                 for result in run_batch(
                     jobs, output, runs, params, budget.workers, options.overwrite, options.save_maps,
-                    options.log_level, max_image_pixels=budget.decode_pixels,
+                    options.log_level, export_tokens=options.export_tokens, max_image_pixels=budget.decode_pixels,
                 ):  # fmt: skip
                     rec.add(result)
             except KeyboardInterrupt:
@@ -280,7 +285,8 @@ def _check_nothing_to_write(jobs: list[Job], output: Path, runs: list[RunSpec], 
     from .batch import is_complete
 
     for job in jobs:
-        if options.overwrite or is_complete(output / job.name, runs, params, options.save_maps, job.path) is None:
+        done = is_complete(output / job.name, runs, params, options.save_maps, options.export_tokens, job.path)
+        if options.overwrite or done is None:
             raise ParameterError(
                 f"cannot write to the output folder {text_path(output)!r}: read-only file system "
                 f"({text_path(job.path)} needs computing)"
