@@ -55,6 +55,10 @@ RESIZED_BYTES_PER_PIXEL = 12
 """The resized image (Pillow and NumPy), gray and bin keys of a tile, one
 heatmap or overlay at a time with its encoded bytes."""
 
+MEASURE_BYTES_PER_PIXEL = {"laplacian": 20, "upsample-mse": 36}
+"""Extra bytes per resized pixel of the importance measures other than entropy
+(float32 gray or RGB, the filtered or resampled copies, the squared error)."""
+
 CELL_BYTES = 96
 """Per finest cell: the maps of every scale, their copies while assembling,
 and the float64 scores, sort keys and masks of a selection."""
@@ -142,6 +146,11 @@ def _tile_bytes(params: Params, resized: int) -> int:
     return int(cells * params.bins * 8 * 2.2 + tile_px * 20)
 
 
+def _measure_bytes(params: Params) -> int:
+    measure = getattr(params, "importance", "entropy")
+    return MEASURE_BYTES_PER_PIXEL.get(str(getattr(measure, "value", measure)), 0)
+
+
 def worker_bytes(params: Params, decode_pixels: int, threads: int = 1, save_maps: bool = False) -> dict[str, int]:
     """The parts of one worker's peak memory, in bytes.
 
@@ -157,7 +166,7 @@ def worker_bytes(params: Params, decode_pixels: int, threads: int = 1, save_maps
     return {
         "base": BASE_BYTES,
         "decode": int(DECODE_BYTES_PER_PIXEL * decode_pixels),
-        "resized": int(RESIZED_BYTES_PER_PIXEL * resized),
+        "resized": int((RESIZED_BYTES_PER_PIXEL + _measure_bytes(params)) * resized),
         "entropy": max(1, threads) * _tile_bytes(params, resized),
         "cells": int(cell_bytes * cells),
     }

@@ -37,6 +37,11 @@ CASES = [
     ("--patch-size 2 --bins 4096", "p12.png", ["--patch-size", "2", "--bins", "4096"]),
     ("--min/max-pixels 24000000", "p12.png", ["--min-pixels", "24000000", "--max-pixels", "24000000"]),
     ("48 MP JPEG, 3 methods, --save-maps", "p48.jpg", ["-m", "v1", "-m", "v2", "-m", "budget:0.3", "--save-maps"]),
+    (
+        "--importance upsample-mse, 12 MP resized",
+        "p12.png",
+        ["--importance", "upsample-mse", "-m", "budget:0.3", "--min-pixels", "12000000", "--max-pixels", "12000000"],
+    ),
 ]
 QUICK = {0, 1, 2}
 
@@ -61,6 +66,9 @@ def make_photo(path: Path, height: int, width: int) -> Path:
 def params_of(args: list[str]) -> Params:
     names = {"--patch-size": "patch_size", "--bins": "bins", "--min-pixels": "min_pixels", "--max-pixels": "max_pixels"}
     values = {names[a]: int(b) for a, b in zip(args, args[1:]) if a in names}
+    for a, b in zip(args, args[1:]):
+        if a == "--importance":
+            values["importance"] = b
     return Params(**values)
 
 
