@@ -6,6 +6,7 @@ composited over opaque white, 16-bit and float images scaled into 0..255.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-__all__ = ["LoadedImage", "load_image", "open_image", "to_rgb"]
+__all__ = ["LoadedImage", "load_image", "open_image", "open_image_bytes", "to_rgb"]
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,51 @@ def open_image(path: str | Path) -> LoadedImage:
     try:
         if p.stat().st_size == 0:
             raise InputError("empty file (0 bytes)")
+    except PermissionError as exc:
+        raise InputError("permission denied") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}") from exc
+    return _decode(p)
+
+
+def open_image_bytes(data: bytes) -> LoadedImage:
+    """Decode an image held in memory, with the same rules as :func:`open_image`.
+
+    For images stored inside containers (Parquet columns, tar shards): EXIF
+    orientation, first frame, RGB conversion and every refusal are exactly
+    those of a file on disk.
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded image (the bytes of a JPEG, PNG, ... file).
+
+    Returns
+    -------
+    LoadedImage
+
+    Raises
+    ------
+    InputError
+        As :func:`open_image` (empty, not an image, truncated, too large, ...).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> open_image_bytes(Path("sample_images/chelsea.png").read_bytes()).image.size
+    (451, 300)
+    """
+    if not data:
+        raise InputError("empty file (0 bytes)")
+    return _decode(io.BytesIO(data))
+
+
+def _decode(source) -> LoadedImage:
+    """Decode a path or binary file object into a :class:`LoadedImage` (SPEC §1.1)."""
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(source) as im:
                 frames = int(getattr(im, "n_frames", 1) or 1)
                 if frames > 1:
                     im.seek(0)

@@ -30,6 +30,7 @@ __all__ = [
     "ImageResult",
     "analyze",
     "compute",
+    "compute_loaded",
     "overlay_name",
     "process_image",
     "resolve_device",
@@ -132,7 +133,15 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
         When the image cannot be loaded or resized, or the GPU runs out of memory.
     """
     path = Path(path)
-    loaded = open_image(path)
+    return compute_loaded(path, open_image(path), runs, params)
+
+
+def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params) -> ImageResult:
+    """:func:`compute` for an image already decoded (from a file or from bytes).
+
+    ``path`` only names the image in the result; nothing is read from it.
+    """
+    path = Path(path)
     resized_img = resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels)
     resized = np.asarray(resized_img)
     logger.debug(

@@ -1,0 +1,303 @@
+"""``aptviz stats`` as a library call: dataset in, Parquet rows out, local or on Ray.
+
+:func:`run_stats` lists the inputs lazily, drops images whose rows are
+already in OUT (resume), sends small tasks to an engine -- a local process
+pool or Ray Data -- and writes the rows as atomic ``part-*.parquet`` files.
+Both engines run :func:`aptviz.datasets.run_task`, so they give identical rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from ._log import logger
+from .datasets import Task, Unit, chunk_tasks, iter_units, run_task
+from .errors import ParameterError
+from .params import Params, RunSpec
+from .rows import failed_rows, row_id, run_key
+from .stats_io import MissingExtraError, PartWriter, contains, existing_row_ids, require_pyarrow
+
+__all__ = ["Engine", "StatsProgress", "StatsReport", "run_stats"]
+
+
+class Engine(str, Enum):
+    """Where the per-image work runs."""
+
+    local = "local"
+    ray = "ray"
+
+
+@dataclass
+class StatsProgress:
+    """Counts so far; ``total`` is None until every input has been listed."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    listed: int = 0
+    total: int | None = None
+
+
+@dataclass
+class StatsReport:
+    """What a stats run did."""
+
+    output: Path
+    engine: str
+    images: int = 0  # processed in this run (ok or failed)
+    failed: int = 0
+    skipped: int = 0  # already in OUT with the same parameters
+    rows: int = 0
+    seconds: float = 0.0
+    parts: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def return_code(self) -> int:
+        """0 all images ok, 1 some failed, 130 interrupted."""
+        return 130 if self.interrupted else 1 if self.failed else 0
+
+
+def _pending_units(
+    units: Iterable[Unit], existing: np.ndarray, keys: list[str], progress: StatsProgress
+) -> Iterator[Unit]:
+    """Units that still miss a row for some selection (resume); counts listed/skipped."""
+    for unit in units:
+        progress.listed += 1
+        ids = [row_id(unit.ref.key, k) for k in keys]
+        if existing.size and contains(existing, ids).all():
+            progress.skipped += 1
+            continue
+        yield unit
+    progress.total = progress.listed
+
+
+def _init_local_worker(level: str | None) -> None:
+    from .batch import _init_worker
+
+    _init_worker(level)
+
+
+def _local_engine(
+    tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, log_level: str | None
+) -> Iterator[list[dict]]:
+    """Stream tasks through a process pool (at most 2 tasks per worker in flight)."""
+    if workers <= 1:
+        for task in tasks:
+            yield run_task(task, params, runs)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn" if params.device.startswith("cuda") else "fork")
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_local_worker, initargs=(log_level,))
+
+    pool = new_pool()
+    pending: dict[Future, Task] = {}
+    try:
+        while True:
+            for task in islice(tasks, 2 * workers - len(pending)):
+                pending[pool.submit(run_task, task, params, runs)] = task
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                task = pending.pop(fut)
+                try:
+                    yield fut.result()
+                except BrokenProcessPool:  # a worker was killed (memory?): its task fails, a new pool goes on
+                    yield [r for u in task.units for r in failed_rows(u.ref, params, runs, "worker process died")]
+                    for other, t in pending.items():
+                        other.cancel()
+                        tasks = _chain([t], tasks)
+                    pending.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = new_pool()
+                    break
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def require_ray():
+    """Import ray and Ray Data, or raise one line naming the extra."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError("--engine ray needs Ray Data: pip install 'aptviz[ray]'") from exc
+    return ray
+
+
+def _ray_map(batch, params: Params, runs: list[RunSpec]):
+    """Ray Data ``map_batches`` function: task JSON strings in, row table out."""
+    from .entropy import set_num_threads
+    from .stats_io import rows_to_table
+
+    set_num_threads(1)
+    rows: list[dict] = []
+    for text in batch.column("task").to_pylist():
+        rows += run_task(Task.from_json(text), params, runs)
+    return rows_to_table(rows)
+
+
+def _ray_engine(
+    tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, address: str | None, window: int
+):
+    """Run tasks on Ray Data, ``window`` tasks per dataset (bounded driver memory); yield Arrow tables."""
+    import logging
+
+    ray = require_ray()
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"address": address} if address else {"num_cpus": workers}
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kwargs)
+        started = True
+    for name in ("ray", "ray.data"):  # the caller shows progress; Ray's own lines would garble it
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        while chunk := list(islice(tasks, window)):
+            ds = ray.data.from_items([{"task": t.to_json()} for t in chunk], override_num_blocks=len(chunk))
+            ds = ds.map_batches(_ray_map, batch_size=1, batch_format="pyarrow", fn_kwargs={"params": params, "runs": runs})
+            yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_stats(
+    inputs: Iterable[str | Path],
+    output: str | Path,
+    runs: list[RunSpec],
+    params: Params,
+    *,
+    recursive: bool = False,
+    image_column: str = "image",
+    engine: Engine | str = Engine.local,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    rows_per_part: int = 20000,
+    task_size: int = 8,
+    log_level: str | None = None,
+    on_progress: Callable[[StatsProgress], None] | None = None,
+) -> StatsReport:
+    """Compute the numbers of every image of a dataset and write them to ``output`` as Parquet.
+
+    Parameters
+    ----------
+    inputs : iterable of str or Path
+        Image files, Parquet files, WebDataset ``.tar`` shards, folders of them.
+    output : str or Path
+        The dataset folder (``part-*.parquet``); created when missing.
+    runs : list of RunSpec
+        Selections (:func:`aptviz.params.expand_runs`).
+    params : Params
+        Pipeline parameters.
+    recursive : bool
+        Scan folders recursively.
+    image_column : str
+        Parquet column holding the images.
+    engine : {"local", "ray"}
+        Process pool on this machine, or Ray Data.
+    workers : int, optional
+        Local processes, or CPUs of the local Ray started when no ``ray_address``
+        is given (default: CPU cores).
+    ray_address : str, optional
+        Connect to this Ray cluster (``"auto"`` or ``"ray://host:10001"``).
+    rows_per_part : int
+        Rows per Parquet part file.
+    task_size : int
+        Images per task sent to a worker.
+    log_level : str, optional
+        Loguru level for local worker processes.
+    on_progress : callable, optional
+        Called with a :class:`StatsProgress` after each task.
+
+    Returns
+    -------
+    StatsReport
+        Counts, parts written, and whether Ctrl-C stopped the run (rows
+        finished before then are written as a last complete part).
+    """
+    from .batch import default_workers
+    from .device import resolve_device
+
+    engine = Engine(getattr(engine, "value", engine))
+    require_pyarrow()
+    if engine is Engine.ray:
+        require_ray()
+    if not runs:
+        raise ParameterError("no selection to run")
+    params = replace(params, device=resolve_device(params.device))
+    workers = default_workers() if workers is None else max(1, workers)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"output {out} exists and is not a folder")
+    report = StatsReport(out, engine.value)
+    start = time.monotonic()
+    existing = existing_row_ids(out) if out.is_dir() else np.empty(0, dtype=np.int64)
+    keys = [run_key(params, spec) for spec in runs]
+    progress = StatsProgress()
+    units = _pending_units(iter_units(inputs, recursive, image_column, exclude=out), existing, keys, progress)
+    tasks = chunk_tasks(units, image_column, task_size)
+    writer = PartWriter(out, rows_per_part=rows_per_part)
+    if engine is Engine.local:
+        results = _local_engine(tasks, params, runs, workers, log_level)
+    else:
+        results = _ray_engine(tasks, params, runs, workers, ray_address, window=4096)
+    try:
+        for rows in results:
+            _account(rows, len(runs), progress)
+            writer.add(_drop_existing(rows, existing))
+            if on_progress is not None:
+                on_progress(progress)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        writer.close()
+    report.images, report.failed, report.skipped = progress.done, progress.failed, progress.skipped
+    report.rows, report.parts = writer.rows_written, writer.parts
+    report.seconds = time.monotonic() - start
+    logger.info("{} images ({} failed, {} skipped) in {:.1f} s", report.images, report.failed, report.skipped, report.seconds)
+    return report
+
+
+def _account(rows, per_image: int, progress: StatsProgress) -> None:
+    """Update image counts from a batch of rows (one row per selection per image)."""
+    if isinstance(rows, list):
+        n, failed = len(rows), sum(r["status"] == "failed" for r in rows)
+    else:
+        import pyarrow.compute as pc
+
+        n = rows.num_rows
+        failed = int(pc.sum(pc.equal(rows.column("status"), "failed")).as_py() or 0)
+    progress.done += n // per_image
+    progress.failed += failed // per_image
+
+
+def _drop_existing(rows, existing: np.ndarray):
+    """Leave out rows already in OUT (an image redone for a selection it was missing)."""
+    if not existing.size:
+        return rows
+    if isinstance(rows, list):
+        keep = ~contains(existing, [r["row_id"] for r in rows])
+        return [r for r, k in zip(rows, keep) if k]
+    keep = ~contains(existing, rows.column("row_id").to_numpy(zero_copy_only=False))
+    return rows.filter(keep)
