@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,8 @@ class PartWriter:
         self._tables: list = []
         self._waiting = 0
         self._last = time.monotonic()
-        self._stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        # unique per writer: runs of one process, or of several machines, never share a name
+        self._stamp = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         self._seq = 0
         self.parts: list[Path] = []
         self.rows_written = 0
@@ -171,7 +173,7 @@ class PartWriter:
             return None
         pa = require_pyarrow()
         table = pa.concat_tables(self._tables).cast(row_schema())
-        name = f"part-{self._stamp}-{os.getpid()}-{self._seq:05d}.parquet"
+        name = f"part-{self._stamp}-{self._seq:05d}.parquet"
         final = self.out / name
         tmp = self.out / f".{name}.tmp"
         try:

@@ -175,7 +175,9 @@ def _ray_engine(
     try:
         while chunk := list(islice(tasks, window)):
             ds = ray.data.from_items([{"task": t.to_json()} for t in chunk], override_num_blocks=len(chunk))
-            ds = ds.map_batches(_ray_map, batch_size=1, batch_format="pyarrow", fn_kwargs={"params": params, "runs": runs})
+            ds = ds.map_batches(
+                _ray_map, batch_size=1, batch_format="pyarrow", fn_kwargs={"params": params, "runs": runs}
+            )
             yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
     finally:
         if started:
@@ -275,7 +277,9 @@ def run_stats(
     report.images, report.failed, report.skipped = progress.done, progress.failed, progress.skipped
     report.rows, report.parts = writer.rows_written, writer.parts
     report.seconds = time.monotonic() - start
-    logger.info("{} images ({} failed, {} skipped) in {:.1f} s", report.images, report.failed, report.skipped, report.seconds)
+    logger.info(
+        "{} images ({} failed, {} skipped) in {:.1f} s", report.images, report.failed, report.skipped, report.seconds
+    )
     return report
 
 
