@@ -1,0 +1,161 @@
+"""``aptviz stats`` throughput against the Pillow floor, measured side by side in one run.
+
+1. local engine, 2 workers: seconds per image  vs  the Pillow floor (decode +
+   smart_resize bicubic, per image, 2 processes)                 (target <= 1.5)
+2. Ray Data on a local 2-CPU Ray, once started: time for the same images
+   vs  the local engine                                          (target <= 2.0)
+   Ray's start-up time is reported apart.
+3. 1 vs 2 workers for the floor and both engines (images/s and rows/s).
+
+Each measurement is repeated (interleaved) and the fastest counts: on a shared
+machine the slower repeats measure the neighbours, not aptviz.
+
+Selections: v2 at alpha 1.0 and budget at 0.3 (two rows per image). The images
+are the sample photos enlarged to ``--size`` JPEGs (default 1600x1200, a
+typical web/camera-sized input).
+
+    python benchmarks/bench_stats.py [--images 200] [--size 1600x1200] [--no-ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aptviz.params import Params, RunSpec  # noqa: E402
+from aptviz.resize import smart_resize  # noqa: E402
+from aptviz.stats_run import run_stats  # noqa: E402
+
+TARGETS = {"local_vs_floor": 1.5, "ray_vs_local": 2.0}
+RUNS = [RunSpec("v2", 1.0), RunSpec("budget", 0.3)]
+
+
+def make_inputs(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    """``count`` JPEGs: the sample photos enlarged, shifted a little so that no two files are equal."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = [
+        Image.open(ROOT / "sample_images" / f"{n}.png").convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        for n in ("astronaut", "coffee", "chelsea")
+    ]
+    paths = []
+    for i in range(count):
+        img = sources[i % 3]
+        if i >= 3:
+            img = img.transform(size, Image.Transform.AFFINE, (1, 0, i % 7, 0, 1, i % 5))
+        p = folder / f"img_{i:04d}.jpg"
+        img.save(p, quality=92)
+        paths.append(p)
+    return paths
+
+
+def _floor_one(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    h, w = smart_resize(rgb.height, rgb.width)
+    return rgb.resize((w, h), Image.Resampling.BICUBIC).size
+
+
+def floor(paths: list[Path], workers: int) -> float:
+    """Wall seconds for the Pillow floor over all images with ``workers`` processes (pool start excluded)."""
+    if workers == 1:
+        t0 = time.perf_counter()
+        for p in paths:
+            _floor_one(p)
+        return time.perf_counter() - t0
+    with get_context("fork").Pool(workers) as pool:
+        pool.map(_floor_one, paths[:workers])  # start-up
+        t0 = time.perf_counter()
+        pool.map(_floor_one, paths, chunksize=8)
+        return time.perf_counter() - t0
+
+
+def local(paths: list[Path], workers: int, tmp: Path) -> float:
+    out = tmp / f"local{workers}"
+    shutil.rmtree(out, ignore_errors=True)
+    report = run_stats(paths, out, RUNS, Params(), workers=workers)
+    assert report.images == len(paths) and report.failed == 0, report
+    return report.seconds
+
+
+def ray_run(paths: list[Path], workers: int, tmp: Path, repeats: int) -> tuple[float, list[float]]:
+    """(start-up seconds, run seconds of each repeat) on a fresh local Ray with ``workers`` CPUs."""
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    startup = time.perf_counter() - t0
+    times = []
+    try:
+        for _ in range(repeats):
+            out = tmp / f"ray{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            report = run_stats(paths, out, RUNS, Params(), workers=workers, engine="ray")
+            assert report.images == len(paths) and report.failed == 0, report
+            times.append(report.seconds)
+        return startup, times
+    finally:
+        ray.shutdown()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--size", default="1600x1200", help="WxH of the generated JPEGs")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the fastest counts (shared machines)")
+    ap.add_argument("--no-ray", action="store_true", help="skip the Ray measurements")
+    args = ap.parse_args(argv)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    n = args.images
+    with tempfile.TemporaryDirectory(prefix="aptviz-bench-stats-") as tmpdir:
+        tmp = Path(tmpdir)
+        paths = make_inputs(tmp / "in", n, size)
+        times: dict[str, list[float]] = {}
+        for _ in range(args.repeats):  # interleaved, so that load from elsewhere hits both sides alike
+            for w in (1, 2):
+                times.setdefault(f"floor{w}", []).append(floor(paths, w))
+                times.setdefault(f"local{w}", []).append(local(paths, w, tmp))
+        startups = {}
+        if not args.no_ray:
+            for w in (1, 2):
+                startups[w], times[f"ray{w}"] = ray_run(paths, w, tmp, args.repeats)
+        results = {k: min(v) for k, v in times.items()}
+
+    print(f"{n} images of {size[0]}x{size[1]} (JPEG), selections v2 1.0 + budget 0.3 ({len(RUNS)} rows per image)")
+    print(f"fastest of {args.repeats} interleaved repeats")
+    print(f"{'':<22}{'workers':>8}{'seconds':>10}{'ms/image':>10}{'images/s':>10}{'rows/s':>10}")
+    for name, label in (("floor", "Pillow floor"), ("local", "stats, local engine"), ("ray", "stats, Ray engine")):
+        for w in (1, 2):
+            s = results.get(f"{name}{w}")
+            if s is not None:
+                print(f"{label:<22}{w:>8}{s:>10.2f}{1000 * s / n:>10.1f}{n / s:>10.1f}{len(RUNS) * n / s:>10.1f}")
+    ratio = results["local2"] / results["floor2"]
+    print(
+        f"local engine / Pillow floor (2 workers): {ratio:.2f}x (target <= {TARGETS['local_vs_floor']}) "
+        f"{'OK' if ratio <= TARGETS['local_vs_floor'] else 'MISSED'}"
+    )
+    print(f"local engine / Pillow floor (1 worker):  {results['local1'] / results['floor1']:.2f}x")
+    print(f"local engine speed-up 1 -> 2 workers: {results['local1'] / results['local2']:.2f}x")
+    if startups:
+        rr = results["ray2"] / results["local2"]
+        print(
+            f"Ray engine / local engine (2 CPUs, Ray started): {rr:.2f}x (target <= {TARGETS['ray_vs_local']}) "
+            f"{'OK' if rr <= TARGETS['ray_vs_local'] else 'MISSED'}"
+        )
+        print(f"Ray start-up: {startups[2]:.1f} s (2 CPUs), {startups[1]:.1f} s (1 CPU)")
+        print(f"Ray engine speed-up 1 -> 2 workers: {results['ray1'] / results['ray2']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
