@@ -7,6 +7,7 @@ The public API (SPEC §3)::
     aptviz.entropy_maps(image, patch_size=14, num_scales=3, bins=512, device="cpu")
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
+    aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
 
 Heavy modules (torch, matplotlib) are imported on first use only.
 """
@@ -19,11 +20,18 @@ from ._version import __version__
 
 __all__ = [
     "PAD",
+    "Device",
+    "Method",
+    "Params",
+    "RunReport",
+    "RunSpec",
     "Selection",
+    "Status",
     "__version__",
     "analyze",
     "entropy_maps",
     "load_image",
+    "run",
     "select_patches",
     "smart_resize",
 ]
@@ -36,6 +44,13 @@ _LAZY = {
     "select_patches": "selection",
     "Selection": "selection",
     "analyze": "pipeline",
+    "run": "runner",
+    "Params": "params",
+    "RunSpec": "params",
+    "Method": "params",
+    "Device": "params",
+    "RunReport": "results",
+    "Status": "results",
 }
 
 

@@ -2,7 +2,9 @@
 
 :func:`discover` turns files and folders into jobs with collision-free output
 folders; :func:`run_batch` runs them (skipping complete ones) and yields one
-:class:`JobResult` per input as it finishes.
+:class:`~aptviz.results.JobResult` per input as it finishes, using a
+:class:`RecoveringPool` that survives workers killed mid-image. The whole run
+(summary, plot, report) is :func:`aptviz.runner.run`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -23,11 +25,14 @@ from ._version import __version__
 from .errors import InputError
 from .output import read_json
 from .params import Params, RunSpec
+from .results import ImageStats, JobResult, Status
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "Job",
     "JobResult",
+    "RecoveringPool",
+    "default_workers",
     "discover",
     "is_complete",
     "run_batch",
@@ -42,18 +47,6 @@ class Job:
 
     path: Path
     name: str
-
-
-@dataclass
-class JobResult:
-    """What happened to one input: ``done``, ``skipped`` (already complete) or ``failed``."""
-
-    path: Path
-    name: str | None
-    status: str
-    stats: dict | None = None
-    error: str | None = None
-    detail: str | None = None  # traceback, for -v
 
 
 def discover(
@@ -103,13 +96,13 @@ def discover(
                 else:
                     logger.debug("skipping non-image file {}", f)
             if not found:
-                failures.append(JobResult(p, None, "failed", error="no images found in folder"))
+                failures.append(JobResult.failed(p, "no images found in folder"))
             for f in sorted(found, key=lambda f: f.as_posix()):
                 candidates.append((f, f.relative_to(p).with_suffix("").as_posix()))
         elif p.exists() or p.is_symlink():
             candidates.append((p, p.stem))
         else:
-            failures.append(JobResult(p, None, "failed", error="file not found"))
+            failures.append(JobResult.failed(p, "file not found"))
 
     jobs: list[Job] = []
     used: dict[str, str] = {}  # lower-cased name -> suffix of the file holding it
@@ -132,40 +125,39 @@ def discover(
     return jobs, failures
 
 
-def _selection_key(entry: dict) -> dict:
-    return {
-        "method": entry.get("method"),
-        "alpha": entry.get("alpha"),
-        "thresholds": entry.get("thresholds") if entry.get("method") == "v1" else None,
-    }
-
-
-def is_complete(out_dir: str | Path, runs: list[RunSpec], params: Params, save_maps: bool) -> dict | None:
+def is_complete(out_dir: str | Path, runs: list[RunSpec], params: Params, save_maps: bool) -> ImageStats | None:
     """The stats of a finished earlier run with the same parameters, or None.
 
     Same parameters means: same aptviz version, same pipeline parameters (the
     device is ignored: results do not depend on it), the same selections in
     the same order, and every file it lists still present.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> is_complete(tempfile.mkdtemp(), [RunSpec("v1")], Params(), False) is None
+    True
     """
     out = Path(out_dir)
-    stats = read_json(out / "stats.json")
-    if not isinstance(stats, dict) or stats.get("aptviz_version") != __version__:
+    data = read_json(out / "stats.json")
+    if not isinstance(data, dict) or data.get("aptviz_version") != __version__:
         return None
     try:
-        old = {k: v for k, v in stats["params"].items() if k != "device"}
+        stats = ImageStats.from_dict(data)
+        old = {k: v for k, v in stats.params.to_dict().items() if k != "device"}
         new = {k: v for k, v in params.to_dict().items() if k != "device"}
-        if old != new:
+        if old != new or len(stats.selections) != len(runs):
             return None
-        if [_selection_key(e) for e in stats["selections"]] != [r.key() for r in runs]:
+        if not all(sel.matches(spec) for sel, spec in zip(stats.selections, runs)):
             return None
-        files = stats["files"]
+        files = stats.files
         if bool(files.get("maps")) != save_maps:
             return None
         listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
-        listed += [e["files"]["overlay"] for e in stats["selections"]]
+        listed += [sel.files["overlay"] for sel in stats.selections]
         if save_maps:
             listed.append(files["maps"])
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, ValueError):
         return None
     if not all((out / rel).is_file() for rel in listed):
         return None
@@ -178,17 +170,15 @@ def _work(path: Path, out_dir: Path, runs: list[RunSpec], params: Params, save_m
 
     try:
         stats = process_image(path, out_dir, runs, params, save_maps)
-        return JobResult(path, None, "done", stats=stats)
+        return JobResult(path, None, Status.done, stats=stats)
     except InputError as exc:
-        return JobResult(path, None, "failed", error=str(exc), detail=traceback.format_exc())
+        return JobResult.failed(path, str(exc), traceback.format_exc())
     except MemoryError:
-        return JobResult(path, None, "failed", error="out of memory", detail=traceback.format_exc())
+        return JobResult.failed(path, "out of memory", traceback.format_exc())
     except OSError as exc:  # writing the outputs failed (disk full, permissions, ...)
-        return JobResult(path, None, "failed", error=f"cannot write outputs: {exc}", detail=traceback.format_exc())
+        return JobResult.failed(path, f"cannot write outputs: {exc}", traceback.format_exc())
     except Exception as exc:  # a bug: still one line, the rest of the batch goes on
-        return JobResult(
-            path, None, "failed", error=f"internal error: {type(exc).__name__}: {exc}", detail=traceback.format_exc()
-        )
+        return JobResult.failed(path, f"internal error: {type(exc).__name__}: {exc}", traceback.format_exc())
 
 
 def _init_worker(level: str | None) -> None:
@@ -211,6 +201,84 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+class RecoveringPool:
+    """A process pool that survives a worker dying mid-image (e.g. killed for memory).
+
+    When a worker dies, every image in flight is suspect: a fresh pool reruns
+    them one at a time, so only the image that kills its worker alone is
+    reported as failed. At most ``2 * workers`` images are in flight, so
+    Ctrl-C has little to cancel.
+
+    Parameters
+    ----------
+    new_pool : callable
+        Returns a fresh :class:`ProcessPoolExecutor`.
+    workers : int
+        Its number of processes.
+    submit : callable
+        ``submit(pool, job) -> Future`` of a :class:`JobResult`.
+    """
+
+    def __init__(self, new_pool: Callable[[], ProcessPoolExecutor], workers: int, submit: Callable):
+        self._new_pool = new_pool
+        self._workers = workers
+        self._submit = submit
+        self._pool = new_pool()
+        self._broken = False
+        self._pending: dict[Future, Job] = {}
+        self._alone: set[Future] = set()  # futures run with nothing else in flight
+        self._suspects: list[Job] = []  # jobs in flight when a worker died: rerun one by one
+
+    def run(self, jobs: list[Job]) -> Iterator[JobResult]:
+        """Yield one result per job, in completion order; on any exception, cancel and shut down."""
+        queue = list(reversed(jobs))
+        try:
+            while queue or self._pending or self._suspects:
+                self._fill(queue)
+                done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    res = self._collect(fut)
+                    if res is not None:
+                        yield res
+        except BaseException:
+            for fut in self._pending:
+                fut.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        self._pool.shutdown(wait=True)
+
+    def _fill(self, queue: list[Job]) -> None:
+        if self._broken:  # a worker died: start a fresh pool
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool, self._broken = self._new_pool(), False
+        if self._suspects:
+            if not self._pending:
+                job = self._suspects.pop(0)
+                fut = self._submit(self._pool, job)
+                self._pending[fut] = job
+                self._alone.add(fut)
+            return
+        while queue and len(self._pending) < 2 * self._workers:
+            job = queue.pop()
+            self._pending[self._submit(self._pool, job)] = job
+
+    def _collect(self, fut: Future) -> JobResult | None:
+        job = self._pending.pop(fut)
+        try:
+            res = fut.result()
+        except BrokenProcessPool:
+            self._broken = True
+            if fut not in self._alone:  # maybe another image killed the worker
+                self._suspects.append(job)
+                return None
+            res = JobResult.failed(job.path, "worker process died (out of memory?)")
+        except Exception as exc:
+            res = JobResult.failed(job.path, f"worker failed: {type(exc).__name__}: {exc}")
+        self._alone.discard(fut)
+        res.name = job.name
+        return res
 
 
 def run_batch(
@@ -256,19 +324,13 @@ def run_batch(
         stats = None if overwrite else is_complete(output / job.name, runs, params, save_maps)
         if stats is not None:
             logger.debug("{}: complete with the same parameters, skipped", job.path)
-            yield JobResult(job.path, job.name, "skipped", stats=stats)
+            yield JobResult(job.path, job.name, Status.skipped, stats=stats)
         else:
             todo.append(job)
     if not todo:
         return
-    if params.device == "auto":
-        from dataclasses import replace
-
-        from .device import resolve_device
-
-        params = replace(params, device=resolve_device("auto"))
-    workers = default_workers() if workers is None else max(1, workers)
-    workers = min(workers, len(todo))
+    params = params.resolved()
+    workers = min(default_workers() if workers is None else max(1, workers), len(todo))
     if workers <= 1:
         for job in todo:
             res = _work(job.path, output / job.name, runs, params, save_maps)
@@ -276,53 +338,12 @@ def run_batch(
             yield res
         return
 
-    method = "spawn" if params.device.startswith("cuda") else "fork"
-    ctx = multiprocessing.get_context(method)
+    ctx = multiprocessing.get_context("spawn" if params.device.startswith("cuda") else "fork")
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level,))
 
-    pool = new_pool()
-    broken = False
-    pending: dict[Future, Job] = {}
-    alone: set[Future] = set()  # futures run with nothing else in flight
-    suspects: list[Job] = []  # jobs in flight when a worker died: rerun one by one
-    queue = list(reversed(todo))
-    try:
-        while queue or pending or suspects:
-            if broken:  # a worker died (e.g. killed for memory): start a fresh pool
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool, broken = new_pool(), False
-            if suspects:
-                if not pending:
-                    job = suspects.pop(0)
-                    fut = pool.submit(_work, job.path, output / job.name, runs, params, save_maps)
-                    pending[fut] = job
-                    alone.add(fut)
-            else:
-                # keep at most 2 jobs per worker in flight so Ctrl-C has little to cancel
-                while queue and len(pending) < 2 * workers:
-                    job = queue.pop()
-                    pending[pool.submit(_work, job.path, output / job.name, runs, params, save_maps)] = job
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                job = pending.pop(fut)
-                try:
-                    res = fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    if fut not in alone:  # maybe another image killed the worker
-                        suspects.append(job)
-                        continue
-                    res = JobResult(job.path, None, "failed", error="worker process died (out of memory?)")
-                except Exception as exc:
-                    res = JobResult(job.path, None, "failed", error=f"worker failed: {type(exc).__name__}: {exc}")
-                alone.discard(fut)
-                res.name = job.name
-                yield res
-    except BaseException:
-        for fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    def submit(pool: ProcessPoolExecutor, job: Job) -> Future:
+        return pool.submit(_work, job.path, output / job.name, runs, params, save_maps)
+
+    yield from RecoveringPool(new_pool, workers, submit).run(todo)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ParameterError
+from .errors import ParameterError, require_torch
 
 __all__ = ["resolve_device"]
 
@@ -22,25 +22,29 @@ def _cuda_driver_present() -> bool:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """Turn ``auto`` into ``cuda`` or ``cpu``; refuse ``cuda`` without a GPU.
+    """Turn ``auto`` into ``cuda`` or ``cpu``; refuse ``cuda`` without a GPU or without torch.
+
+    The one place where a device is resolved (``Params.resolved`` calls it).
 
     Examples
     --------
     >>> resolve_device("cpu")
     'cpu'
     """
-    device = (device or "auto").lower()
+    from .params import parse_device
+
+    device = parse_device(device)
     if device == "cpu":
         return device
-    if device != "auto" and not device.startswith("cuda"):
-        raise ParameterError(f"unknown device {device!r} (choose auto, cpu or cuda)")
     if device == "auto":
         if not _cuda_driver_present():  # no NVIDIA driver: no need to import torch to know
             return "cpu"
-        import torch
-
+        try:
+            import torch
+        except ImportError:  # a GPU but the plain install: NumPy on the CPU gives the same numbers
+            return "cpu"
         return "cuda" if torch.cuda.is_available() else "cpu"
-    import torch
+    torch = require_torch("--device cuda")
 
     if not torch.cuda.is_available():
         raise ParameterError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")

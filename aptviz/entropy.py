@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._xp import concat
+from .errors import require_torch
 
 if TYPE_CHECKING:
     import torch
@@ -106,7 +107,7 @@ def _as_array(image) -> np.ndarray:
 
 
 def _as_tensor(image, device) -> torch.Tensor:
-    import torch
+    torch = require_torch(f"entropy maps on device {str(device)!r}")
 
     if isinstance(image, torch.Tensor):
         t = image
@@ -388,8 +389,7 @@ def entropy_maps(
     >>> float(maps[14].max()), float(maps[56][0, 1])
     (0.0, 1000000.0)
     """
-    import torch
-
+    torch = require_torch("aptviz.entropy_maps (it returns torch tensors; compute_maps returns NumPy arrays)")
     dev = torch.device(device)
     maps = compute_maps(image, patch_size, num_scales, bins, "cpu" if dev.type == "cpu" else dev)
     return {ps: torch.from_numpy(m) if isinstance(m, np.ndarray) else m for ps, m in maps.items()}

@@ -15,3 +15,22 @@ class InputError(AptvizError):
 
 class ParameterError(AptvizError, ValueError):
     """A parameter is outside its valid range (a usage error)."""
+
+
+class MissingExtraError(AptvizError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require_torch(feature: str):
+    """Import and return torch, or raise :class:`MissingExtraError` naming the extra.
+
+    Parameters
+    ----------
+    feature : str
+        What needs torch, for the message (e.g. ``"--device cuda"``).
+    """
+    try:
+        import torch
+    except ImportError:
+        raise MissingExtraError(f"{feature} needs torch, which is not installed: pip install 'aptviz[torch]'") from None
+    return torch

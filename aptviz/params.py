@@ -1,28 +1,165 @@
-"""Pipeline parameters and the list of selections to run, validated up front."""
+"""Parameters and selections: the one place where they are named and validated.
+
+* :class:`Method` and :class:`Device` are the choices (the command line uses
+  them as its option types too);
+* :class:`Params` (pipeline parameters) and :class:`RunSpec` (one selection)
+  validate themselves when built, so every entry point -- the command line,
+  :func:`aptviz.analyze`, :func:`aptviz.select_patches`, :func:`aptviz.run` --
+  gives the same error for the same bad value;
+* :func:`parse_method_spec` / :func:`build_runs` turn ``-m v2:0.8,1 -m v1``
+  style text into RunSpecs.
+
+Adding a selection method: a member of :class:`Method`, its alpha rule in
+:meth:`RunSpec.__post_init__`, and its algorithm in ``selection.py``.
+"""
 
 from __future__ import annotations
 
+import difflib
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
 
 from .errors import ParameterError
 from .resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
-__all__ = ["DEFAULT_THRESHOLDS", "Params", "RunSpec", "expand_runs"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "Device",
+    "Method",
+    "Params",
+    "RunSpec",
+    "build_runs",
+    "expand_runs",
+    "format_alpha",
+    "parse_floats",
+    "parse_method",
+    "parse_method_spec",
+]
 
 DEFAULT_THRESHOLDS = (3.0, 2.0)
 MAX_BINS = 4096  # histograms take cells x bins integers: keep them within memory
 MAX_COARSEST = 1024  # largest patch side in pixels
 
 
-@dataclass(frozen=True)
-class Params:
-    """Image-pipeline parameters (SPEC §1), recorded in stats.json ``params``.
+class Method(str, Enum):
+    """Patch selection methods (SPEC §1.4 of the pipeline, see docs/pipeline.md)."""
+
+    v1 = "v1"
+    v2 = "v2"
+    budget = "budget"
+
+    @property
+    def takes_alpha(self) -> bool:
+        """Whether the method uses ``alpha`` (v1 uses fixed thresholds instead)."""
+        return self is not Method.v1
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Device(str, Enum):
+    """Where entropy and selection run; ``auto`` picks CUDA when present."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _closest(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    match = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def parse_method(text: str | Method) -> Method:
+    """A :class:`Method` from its name, in any case.
 
     Examples
     --------
-    >>> Params().factor
-    28
+    >>> parse_method("Budget")
+    <Method.budget: 'budget'>
+    >>> parse_method("budgte")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: unknown method 'budgte' (did you mean 'budget'?); choose v1, v2 or budget
+    """
+    if isinstance(text, Method):
+        return text
+    name = str(text).strip().lower()
+    try:
+        return Method(name)
+    except ValueError:
+        names = [m.value for m in Method]
+        choices = ", ".join(names[:-1]) + " or " + names[-1]
+        raise ParameterError(f"unknown method {str(text)!r}{_closest(name, names)}; choose {choices}") from None
+
+
+def parse_device(text: str | Device) -> str:
+    """Normalize a device name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (any case).
+
+    Examples
+    --------
+    >>> parse_device("CUDA:1"), parse_device(Device.auto)
+    ('cuda:1', 'auto')
+    """
+    name = getattr(text, "value", text)
+    name = str(name or "auto").strip().lower()
+    if name in {d.value for d in Device}:
+        return name
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return name
+    raise ParameterError(
+        f"unknown device {str(text)!r}{_closest(name, [d.value for d in Device])}; choose auto, cpu or cuda"
+    )
+
+
+def parse_floats(text: str, what: str = "values") -> tuple[float, ...]:
+    """Comma- (or space-) separated numbers.
+
+    Examples
+    --------
+    >>> parse_floats("3,2"), parse_floats("0.8, 1,1.2")
+    ((3.0, 2.0), (0.8, 1.0, 1.2))
+    """
+    parts = [p for p in str(text).replace(" ", ",").split(",") if p]
+    try:
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise ParameterError(f"{what}: expected comma-separated numbers such as 3,2, got {text!r}") from None
+
+
+def format_alpha(alpha: float | None) -> str:
+    """An alpha as given (shortest exact form), ``-`` for none.
+
+    Examples
+    --------
+    >>> format_alpha(1.0), format_alpha(1.0000001), format_alpha(None)
+    ('1.0', '1.0000001', '-')
+    """
+    return "-" if alpha is None else repr(float(alpha))
+
+
+@dataclass(frozen=True)
+class Params:
+    """Image-pipeline parameters, recorded in stats.json ``params``.
+
+    Validated when built: an out-of-range value raises :class:`ParameterError`.
+    ``device`` may be ``"auto"``; :meth:`resolved` turns it into ``cpu`` or
+    ``cuda`` (the pipeline does so itself before computing).
+
+    Examples
+    --------
+    >>> Params().factor, Params().scales
+    (28, [14, 28, 56])
+    >>> Params(bins=0)
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: bins must be an integer >= 1, got 0
     """
 
     patch_size: int = 14
@@ -34,31 +171,10 @@ class Params:
     bins: int = 512
     device: str = "cpu"
 
-    @property
-    def factor(self) -> int:
-        """``patch_size * merge_size``: both resized sides are multiples of it."""
-        return self.patch_size * self.merge_size
-
-    @property
-    def scales(self) -> list[int]:
-        """Patch size of every scale, finest first."""
-        return [self.patch_size * 2**i for i in range(self.num_scales)]
-
-    def validate(self) -> Params:
-        """Raise :class:`ParameterError` for any value out of range; return self."""
-        minimum = {
-            "patch_size": 1,
-            "merge_size": 1,
-            "temporal_patch_size": 1,
-            "num_scales": 1,
-            "min_pixels": 1,
-            "max_pixels": 1,
-            "bins": 1,
-        }
-        for name, lo in minimum.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < lo:
-                raise ParameterError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {value!r}")
+    def __post_init__(self) -> None:
+        for name in ("patch_size", "merge_size", "temporal_patch_size", "num_scales", "min_pixels", "max_pixels"):
+            _check_int(name, getattr(self, name))
+        _check_int("bins", self.bins)
         if self.bins > MAX_BINS:
             raise ParameterError(f"bins must be <= {MAX_BINS}, got {self.bins}")
         coarsest = self.patch_size * 2 ** (self.num_scales - 1) if self.num_scales <= 16 else None
@@ -69,8 +185,36 @@ class Params:
             )
         if self.min_pixels > self.max_pixels:
             raise ParameterError(f"min-pixels ({self.min_pixels}) must not exceed max-pixels ({self.max_pixels})")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        object.__setattr__(self, "device", parse_device(self.device))
+
+    @property
+    def factor(self) -> int:
+        """``patch_size * merge_size``: both resized sides are multiples of it."""
+        return self.patch_size * self.merge_size
+
+    @property
+    def scales(self) -> list[int]:
+        """Patch size of every scale, finest first."""
+        return [self.patch_size * 2**i for i in range(self.num_scales)]
+
+    def resolved(self) -> Params:
+        """The same parameters with ``auto`` turned into ``cpu`` or ``cuda``.
+
+        Raises :class:`ParameterError` for ``cuda`` without a GPU, and
+        :class:`aptviz.errors.MissingExtraError` for ``cuda`` without torch.
+
+        Examples
+        --------
+        >>> Params(device="cpu").resolved().device
+        'cpu'
+        """
+        from .device import resolve_device
+
+        device = resolve_device(self.device)
+        return self if device == self.device else replace(self, device=device)
+
+    def validate(self) -> Params:
+        """Kept for callers of the first milestone: a Params is valid once built."""
         return self
 
     def to_dict(self) -> dict:
@@ -78,13 +222,62 @@ class Params:
         return asdict(self)
 
 
+def _check_int(name: str, value, lo: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ParameterError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One selection to run on every image: a method and its alpha/thresholds."""
+    """One selection to run on every image: a method and its alpha or thresholds.
 
-    method: str
+    Validated when built (``method`` may be given as text in any case). v1
+    takes thresholds and no alpha; v2 and budget take an alpha and no
+    thresholds.
+
+    Examples
+    --------
+    >>> RunSpec("Budget", 0.3)
+    RunSpec(method=<Method.budget: 'budget'>, alpha=0.3, thresholds=None)
+    >>> RunSpec("v1").thresholds
+    (3.0, 2.0)
+    >>> RunSpec("budget", 1.0000001)
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: budget alpha must be in [0, 1], got 1.0000001
+    """
+
+    method: Method
     alpha: float | None = None
     thresholds: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        method = parse_method(self.method)
+        object.__setattr__(self, "method", method)
+        if method is Method.v1:
+            thr = DEFAULT_THRESHOLDS if self.thresholds is None else tuple(float(t) for t in self.thresholds)
+            if any(math.isnan(t) for t in thr):
+                raise ParameterError("thresholds must be numbers")
+            object.__setattr__(self, "alpha", None)
+            object.__setattr__(self, "thresholds", thr)
+            return
+        alpha = 1.0 if self.alpha is None else _as_float(self.alpha)
+        if math.isnan(alpha) or math.isinf(alpha):
+            raise ParameterError(f"alpha must be a finite number, got {format_alpha(alpha)}")
+        if method is Method.budget and not 0.0 <= alpha <= 1.0:
+            raise ParameterError(f"budget alpha must be in [0, 1], got {format_alpha(alpha)}")
+        if method is Method.v2 and alpha < 0:
+            raise ParameterError(f"v2 alpha must be >= 0, got {format_alpha(alpha)}")
+        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "thresholds", None)
+
+    def check_scales(self, num_scales: int) -> RunSpec:
+        """Raise :class:`ParameterError` unless v1 has one threshold per scale above the finest."""
+        if self.thresholds is not None and len(self.thresholds) != num_scales - 1:
+            raise ParameterError(
+                f"--thresholds needs {num_scales - 1} value(s) for {num_scales} scales, got {len(self.thresholds)}"
+            )
+        return self
 
     @property
     def label(self) -> str:
@@ -99,32 +292,71 @@ class RunSpec:
         ('budget_alpha0.1234567', 'v2_alpha1')
         """
         if self.alpha is None:
-            return self.method
+            return self.method.value
         text = repr(float(self.alpha))
-        return f"{self.method}_alpha{text[:-2] if text.endswith('.0') else text}"
+        return f"{self.method.value}_alpha{text[:-2] if text.endswith('.0') else text}"
 
     def key(self) -> dict:
-        """What identifies this selection in stats.json (for resuming)."""
+        """What identifies this selection in stats.json (for resuming).
+
+        Examples
+        --------
+        >>> RunSpec("v1").key()
+        {'method': 'v1', 'alpha': None, 'thresholds': [3.0, 2.0]}
+        """
         return {
-            "method": self.method,
+            "method": self.method.value,
             "alpha": self.alpha,
             "thresholds": list(self.thresholds) if self.thresholds is not None else None,
         }
 
 
-def expand_runs(
-    methods=("v1",),
-    alphas=(1.0,),
-    thresholds=DEFAULT_THRESHOLDS,
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"alpha must be a number, got {value!r}") from None
+
+
+def parse_method_spec(text: str | Method) -> tuple[Method, tuple[float, ...] | None]:
+    """``"v2:0.8,1"`` -> ``(Method.v2, (0.8, 1.0))``; a bare name has no alphas of its own.
+
+    Examples
+    --------
+    >>> parse_method_spec("V2:0.8,1")
+    (<Method.v2: 'v2'>, (0.8, 1.0))
+    >>> parse_method_spec("budget")
+    (<Method.budget: 'budget'>, None)
+    """
+    if isinstance(text, Method):
+        return text, None
+    name, sep, rest = str(text).partition(":")
+    method = parse_method(name)
+    if not sep:
+        return method, None
+    alphas = parse_floats(rest, f"alphas of {method.value}")
+    if not alphas:
+        raise ParameterError(f"{text!r}: give at least one alpha after the colon, e.g. {method.value}:0.3")
+    if not method.takes_alpha:
+        raise ParameterError(f"{method.value} takes no alpha (it uses --thresholds), got {text!r}")
+    return method, alphas
+
+
+def build_runs(
+    methods: Sequence[str | Method] = (),
+    alphas: Sequence[float | str] = (),
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     num_scales: int = 3,
 ) -> list[RunSpec]:
-    """Every (method, alpha) combination, validated; v1 takes no alpha.
+    """Every selection asked for, validated, in the order given, without duplicates.
 
     Parameters
     ----------
-    methods : sequence of {"v1", "v2", "budget"}
+    methods : sequence of str or Method
+        ``"v1"``, ``"v2"``, ``"budget"`` (any case), optionally with their own
+        alphas: ``"v2:0.8,1,1.2"``. Empty: v1.
     alphas : sequence of float
-        v2: threshold multiplier (>= 0); budget: target retention in [0, 1].
+        Alphas of the methods given without their own list (default 1.0).
     thresholds : sequence of float
         v1 thresholds, one per scale above the finest.
     num_scales : int
@@ -133,40 +365,40 @@ def expand_runs(
     Returns
     -------
     list of RunSpec
-        In the order given, duplicates removed.
+
+    Examples
+    --------
+    >>> [r.label for r in build_runs(["v2:0.8,1.2", "budget", "v1"], [0.3])]
+    ['v2_alpha0.8', 'v2_alpha1.2', 'budget_alpha0.3', 'v1']
+    """
+    default_alphas = [_as_float(a) for a in alphas] or [1.0]
+    runs: list[RunSpec] = []
+    for text in list(methods) or [Method.v1]:
+        method, own = parse_method_spec(text)
+        if not method.takes_alpha:
+            specs = [RunSpec(method, None, tuple(thresholds)).check_scales(num_scales)]
+        else:
+            specs = [RunSpec(method, a) for a in (own or default_alphas)]
+        for spec in specs:
+            if spec not in runs:
+                runs.append(spec)
+    return runs
+
+
+def expand_runs(
+    methods: Sequence[str | Method] = ("v1",),
+    alphas: Sequence[float] = (1.0,),
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    num_scales: int = 3,
+) -> list[RunSpec]:
+    """Every (method, alpha) combination, validated; v1 takes no alpha.
+
+    The first milestone's name for :func:`build_runs` (which also accepts
+    ``"v2:0.8,1"`` style methods).
 
     Examples
     --------
     >>> [r.label for r in expand_runs(["v1", "budget"], [0.2, 0.4])]
     ['v1', 'budget_alpha0.2', 'budget_alpha0.4']
     """
-    methods = list(methods) or ["v1"]
-    alphas = [float(a) for a in alphas] or [1.0]
-    runs: list[RunSpec] = []
-    for method in methods:
-        method = getattr(method, "value", method)
-        if method == "v1":
-            thr = tuple(float(t) for t in thresholds)
-            if len(thr) != num_scales - 1:
-                raise ParameterError(
-                    f"--thresholds needs {num_scales - 1} value(s) for {num_scales} scales, got {len(thr)}"
-                )
-            if any(math.isnan(t) for t in thr):
-                raise ParameterError("thresholds must be numbers")
-            spec = RunSpec("v1", None, thr)
-            if spec not in runs:
-                runs.append(spec)
-            continue
-        if method not in ("v2", "budget"):
-            raise ParameterError(f"unknown method {method!r} (choose v1, v2 or budget)")
-        for alpha in alphas:
-            if math.isnan(alpha) or math.isinf(alpha):
-                raise ParameterError(f"alpha must be a finite number, got {alpha}")
-            if method == "budget" and not 0.0 <= alpha <= 1.0:
-                raise ParameterError(f"budget alpha must be in [0, 1], got {alpha:g}")
-            if method == "v2" and alpha < 0:
-                raise ParameterError(f"v2 alpha must be >= 0, got {alpha:g}")
-            spec = RunSpec(method, alpha)
-            if spec not in runs:
-                runs.append(spec)
-    return runs
+    return build_runs(methods, alphas, thresholds, num_scales)

@@ -16,15 +16,15 @@ import numpy as np
 from ._log import logger
 from ._version import __version__
 from ._xp import to_numpy
-from .device import resolve_device
 from .entropy import PAD, compute_maps
 from .errors import InputError
 from .loading import LoadedImage, open_image
 from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
-from .params import DEFAULT_THRESHOLDS, Params, RunSpec, expand_runs
+from .params import DEFAULT_THRESHOLDS, Params, RunSpec, build_runs
 from .render import draw_overlay, render_heatmap
 from .resize import resize_image
-from .selection import Selection, select_patches
+from .results import EntropySummary, ImageInfo, ImageStats, SelectionStats
+from .selection import Selection, select
 
 __all__ = [
     "ImageResult",
@@ -33,7 +33,6 @@ __all__ = [
     "compute_loaded",
     "overlay_name",
     "process_image",
-    "resolve_device",
     "write_outputs",
 ]
 
@@ -55,60 +54,62 @@ class ImageResult:
     params: Params
     selections: list[tuple[RunSpec, Selection]] = field(default_factory=list)
 
-    def stats(self) -> dict:
-        """The stats.json content (without ``files`` entries)."""
+    def stats(self) -> ImageStats:
+        """The stats.json content as :class:`ImageStats` (no ``files`` yet)."""
         return build_stats(self)
 
 
-def _entropy_summary(ent) -> dict:
+def entropy_summary(ent) -> EntropySummary:
+    """Min, mean and max over the non-PAD cells of one map, and the PAD count.
+
+    Examples
+    --------
+    >>> entropy_summary(np.array([[1.0, 3.0], [PAD, PAD]], np.float32))
+    EntropySummary(min=1.0, mean=2.0, max=3.0, pad_cells=2)
+    """
     ent = to_numpy(ent)
     valid = ent[ent != PAD].astype(np.float64)
     pad_cells = int(ent.size - valid.size)
     if valid.size == 0:
-        return {"min": None, "mean": None, "max": None, "pad_cells": pad_cells}
-    return {
-        "min": float(valid.min()),
-        "mean": float(valid.mean()),
-        "max": float(valid.max()),
-        "pad_cells": pad_cells,
-    }
+        return EntropySummary(None, None, None, pad_cells)
+    return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_entry(sel: Selection) -> dict:
-    """One element of stats.json ``selections``."""
-    return {
-        "method": sel.method,
-        "alpha": sel.alpha,
-        "thresholds": list(sel.thresholds) if sel.thresholds is not None else None,
-        "tokens_by_scale": {str(ps): n for ps, n in sel.tokens_by_scale.items()},
-        "tokens": sel.tokens,
-        "base_small_tokens": sel.base_small_tokens,
-        "retention": sel.retention,
-        "target_retention": sel.target_retention,
-        "budget_info": dict(sel.budget_info) if sel.budget_info is not None else None,
-        "files": {},
-    }
+def selection_stats(sel: Selection) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files yet)."""
+    return SelectionStats(
+        method=str(sel.method),
+        alpha=sel.alpha,
+        thresholds=list(sel.thresholds) if sel.thresholds is not None else None,
+        tokens_by_scale=dict(sel.tokens_by_scale),
+        tokens=sel.tokens,
+        base_small_tokens=sel.base_small_tokens,
+        retention=sel.retention,
+        target_retention=sel.target_retention,
+        budget_info=sel.budget_info,
+    )
 
 
-def build_stats(result: ImageResult) -> dict:
-    """Assemble the stats.json dictionary of SPEC §2."""
+def build_stats(result: ImageResult) -> ImageStats:
+    """Assemble the stats of one image (stats.json, see docs/pipeline.md)."""
     img = result.loaded.image
     h, w = result.resized.shape[:2]
-    return {
-        "aptviz_version": __version__,
-        "image": {
-            "path": str(result.path),
-            "original_size": [img.width, img.height],
-            "resized_size": [w, h],
-            "frames": result.loaded.frames,
-            "first_frame_only": result.loaded.frames > 1,
-            "source_mode": result.loaded.source_mode,
-        },
-        "params": result.params.to_dict(),
-        "grid": {str(ps): list(m.shape) for ps, m in result.maps.items()},
-        "entropy": {str(ps): _entropy_summary(m) for ps, m in result.maps.items()},
-        "selections": [selection_entry(sel) for _, sel in result.selections],
-    }
+    info = ImageInfo(
+        path=str(result.path),
+        original_size=(img.width, img.height),
+        resized_size=(w, h),
+        frames=result.loaded.frames,
+        first_frame_only=result.loaded.frames > 1,
+        source_mode=result.loaded.source_mode,
+    )
+    return ImageStats(
+        aptviz_version=__version__,
+        image=info,
+        params=result.params,
+        grid={ps: tuple(m.shape) for ps, m in result.maps.items()},
+        entropy={ps: entropy_summary(m) for ps, m in result.maps.items()},
+        selections=[selection_stats(sel) for _, sel in result.selections],
+    )
 
 
 def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResult:
@@ -121,7 +122,7 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
     runs : list of RunSpec
         Selections to run (see :func:`aptviz.params.expand_runs`).
     params : Params
-        Pipeline parameters (device already resolved).
+        Pipeline parameters (``device="auto"`` is resolved here).
 
     Returns
     -------
@@ -132,16 +133,16 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
     InputError
         When the image cannot be loaded or resized, or the GPU runs out of memory.
     """
-    path = Path(path)
-    return compute_loaded(path, open_image(path), runs, params)
+    return compute_loaded(path, open_image(Path(path)), runs, params)
 
 
 def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params) -> ImageResult:
-    """:func:`compute` for an image already decoded (from a file or from bytes).
+    """:func:`compute` for an image already decoded (from a file, or from bytes inside a dataset shard).
 
     ``path`` only names the image in the result; nothing is read from it.
     """
     path = Path(path)
+    params = params.resolved()
     resized_img = resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels)
     resized = np.asarray(resized_img)
     logger.debug(
@@ -151,13 +152,7 @@ def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], p
         maps = compute_maps(resized, params.patch_size, params.num_scales, params.bins, params.device)
         result = ImageResult(path, loaded, resized, maps, params)
         for spec in runs:
-            sel = select_patches(
-                maps,
-                spec.method,
-                alpha=spec.alpha if spec.alpha is not None else 1.0,
-                thresholds=spec.thresholds if spec.thresholds is not None else DEFAULT_THRESHOLDS,
-            )
-            result.selections.append((spec, sel))
+            result.selections.append((spec, select(maps, spec.check_scales(params.num_scales))))
     except Exception as exc:
         if _is_cuda_oom(exc):
             raise InputError("CUDA out of memory; retry with --device cpu") from exc
@@ -186,7 +181,8 @@ def analyze(
     path : str or Path
         Image file.
     methods : sequence of {"v1", "v2", "budget"}
-        Selection methods; every (method, alpha) combination is run.
+        Selection methods (any case; ``"v2:0.8,1"`` gives v2 its own alphas);
+        every (method, alpha) combination is run.
     alphas : sequence of float
         Alphas for v2 and budget (v1 takes none).
     thresholds : sequence of float
@@ -207,11 +203,9 @@ def analyze(
     >>> stats["selections"][0]["tokens"]
     209
     """
-    params = dict(params)
-    params["device"] = resolve_device(params.get("device", "cpu"))
-    p = Params(**params).validate()
-    runs = expand_runs(methods, alphas, thresholds, p.num_scales)
-    return compute(path, runs, p).stats()
+    p = Params(**params)
+    runs = build_runs(methods, alphas, thresholds, p.num_scales)
+    return compute(path, runs, p).stats().to_dict()
 
 
 def overlay_name(spec: RunSpec, single: bool) -> str:
@@ -245,7 +239,7 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
 
     Returns
     -------
-    dict
+    ImageStats
         The stats written, with the ``files`` entries filled in.
     """
     out = Path(out_dir)
@@ -256,9 +250,9 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     h, w = result.resized.shape[:2]
     files: dict = {"heatmaps": {}}
     # one colour scale for all scales of the image: the non-PAD range in stats["entropy"]
-    summaries = [e for e in stats["entropy"].values() if e["min"] is not None]
-    vmin = min((e["min"] for e in summaries), default=0.0)
-    vmax = max((e["max"] for e in summaries), default=0.0)
+    summaries = [e for e in stats.entropy.values() if e.min is not None]
+    vmin = min((e.min for e in summaries), default=0.0)
+    vmax = max((e.max for e in summaries), default=0.0)
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
         write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax))
@@ -272,16 +266,16 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     write_image(out / files["resized"], result.resized)
     single = len(result.selections) == 1
     overlays = set()
-    for entry, (spec, sel) in zip(stats["selections"], result.selections):
+    for entry, (spec, sel) in zip(stats.selections, result.selections):
         rel = overlay_name(spec, single)
         write_image(out / rel, draw_overlay(result.resized, sel.masks))
-        entry["files"] = {"overlay": rel}
+        entry.files = {"overlay": rel}
         overlays.add(Path(rel).name)
     if save_maps:
         files["maps"] = MAPS_NAME
         write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
-    stats["files"] = files
-    write_json_atomic(out / STATS_NAME, stats)
+    stats.files = files
+    write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
     for old in (out / OVERLAY_DIR).glob("patches_*.jpg"):
         if old.name not in overlays:
@@ -297,6 +291,6 @@ def process_image(
     runs: list[RunSpec],
     params: Params,
     save_maps: bool = False,
-) -> dict:
+) -> ImageStats:
     """:func:`compute` then :func:`write_outputs`; returns the stats written."""
     return write_outputs(compute(path, runs, params), out_dir, save_maps)

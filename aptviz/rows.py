@@ -173,7 +173,7 @@ def _base_row(ref: InputRef, params: Params, spec: RunSpec) -> dict:
         "input_key": _text(ref.key),
         "run_key": key,
         "selection": spec.label,
-        "method": spec.method,
+        "method": str(spec.method),
         "alpha": spec.alpha,
     }
 
@@ -189,7 +189,7 @@ def failed_rows(ref: InputRef, params: Params, runs: list[RunSpec], error: str) 
 
 
 def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result) -> list[dict]:
-    stats = result.stats()
+    stats = result.stats().to_dict()  # exactly the stats.json content
     image = stats["image"]
     scales = [int(ps) for ps in stats["grid"]]
     ent = list(stats["entropy"].values())

@@ -16,23 +16,16 @@ kind the maps came in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
 from . import _xp as xp
 from .entropy import PAD
 from .errors import ParameterError
+from .params import DEFAULT_THRESHOLDS, Method, RunSpec
+from .results import BudgetInfo
 
-__all__ = ["Method", "Selection", "coverage", "select_patches", "upsample"]
-
-
-class Method(str, Enum):
-    """Patch selection methods."""
-
-    v1 = "v1"
-    v2 = "v2"
-    budget = "budget"
+__all__ = ["Method", "Selection", "coverage", "select", "select_patches", "upsample"]
 
 
 @dataclass
@@ -50,15 +43,16 @@ class Selection:
     thresholds : list of float or None
         Thresholds per coarser scale (v1, v2; None entries for scales with
         no data), None for budget.
-    budget_info : dict or None
-        ``{alpha, base_small_tokens, base_tokens, budget, k, tokens}`` (budget).
+    budget_info : BudgetInfo or None
+        ``alpha, base_small_tokens, base_tokens, budget, k, tokens`` (budget;
+        also readable as ``info["k"]``).
     """
 
     method: str
     alpha: float | None
     masks: dict
     thresholds: list[float | None] | None = None
-    budget_info: dict | None = None
+    budget_info: BudgetInfo | None = None
     tokens_by_scale: dict[int, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -172,82 +166,107 @@ def _block_mean(finest, ratio: int, shape: tuple[int, int]):
     return out
 
 
-def _select_budget(maps, alpha: float) -> tuple[dict, dict]:
-    scales = sorted(maps)
-    finest = scales[0]
-    n_small = xp.size(maps[finest])
-    budget = round(alpha * n_small)
-    pad = {ps: maps[ps] == PAD for ps in scales}
-    shape = {ps: tuple(maps[ps].shape) for ps in scales}
-    finest_vals = xp.to_float64(maps[finest])
+@dataclass
+class _Grids:
+    """The scales of one set of maps with their shapes and PAD cells (finest first)."""
 
-    def parent_up(ps_index: int, grid):
-        """A coarser grid (scale index + 1) brought onto scale ``ps_index``."""
-        return upsample(grid, 2, shape[scales[ps_index]])
+    scales: list[int]
+    shape: dict
+    pad: dict
 
-    # base partition: coarsest cells inside the image, overhanging ones split until they fit
+    @classmethod
+    def of(cls, maps: dict) -> _Grids:
+        scales = sorted(maps)
+        return cls(scales, {ps: tuple(maps[ps].shape) for ps in scales}, {ps: maps[ps] == PAD for ps in scales})
+
+    def up(self, grid, to_index: int):
+        """A grid one scale coarser brought onto scale ``scales[to_index]``."""
+        return upsample(grid, 2, self.shape[self.scales[to_index]])
+
+
+def _base_partition(g: _Grids) -> dict:
+    """Coarsest cells inside the image; overhanging ones split until their parts fit."""
     base: dict = {}
-    for i in range(len(scales) - 1, -1, -1):
-        ps = scales[i]
-        if i == len(scales) - 1:
-            base[ps] = ~pad[ps]
+    top = len(g.scales) - 1
+    for i in range(top, -1, -1):
+        ps = g.scales[i]
+        if i == top:
+            base[ps] = ~g.pad[ps]
         else:
-            inherited = parent_up(i, pad[scales[i + 1]])
-            base[ps] = inherited if i == 0 else inherited & ~pad[ps]
-    base_tokens = sum(int(b.sum()) for b in base.values())
+            inherited = g.up(g.pad[g.scales[i + 1]], i)
+            base[ps] = inherited if i == 0 else inherited & ~g.pad[ps]
+    return base
 
-    # propagated scores of every splittable cell (scale > finest, inside the image)
+
+def _propagated_scores(maps: dict, g: _Grids, base: dict) -> dict:
+    """Score of every cell above the finest scale: mean finest entropy, capped by the parent's score.
+
+    Base cells keep their own score (they have no parent in the tree).
+    """
+    finest = g.scales[0]
+    finest_vals = xp.to_float64(maps[finest])
     prop: dict = {}
-    for i in range(len(scales) - 1, 0, -1):
-        ps = scales[i]
-        own = _block_mean(finest_vals, ps // finest, shape[ps])
-        if i < len(scales) - 1:
-            parent = parent_up(i, prop[scales[i + 1]])
-            own = xp.where(base[ps], own, xp.minimum(own, parent))
+    for i in range(len(g.scales) - 1, 0, -1):
+        ps = g.scales[i]
+        own = _block_mean(finest_vals, ps // finest, g.shape[ps])
+        if i < len(g.scales) - 1:
+            own = xp.where(base[ps], own, xp.minimum(own, g.up(prop[g.scales[i + 1]], i)))
         prop[ps] = own
-    order_scales = scales[:0:-1]  # coarsest first: ties go to the larger cell
-    splittable = sum(int((~pad[ps]).sum()) for ps in order_scales)
-    k = min(max(0, (budget - base_tokens) // 3), splittable)
+    return prop
 
-    split = {ps: xp.zeros_bool(shape[ps], maps[ps]) for ps in scales}
-    if k > 0:
-        neg_scores = xp.concat([xp.where(pad[ps], float("inf"), -prop[ps]).reshape(-1) for ps in order_scales])
-        # stable ascending sort of -score == descending score; ties keep the
-        # (larger scale, row, column) order of the concatenation
-        chosen = xp.argsort_stable(neg_scores)[:k]
-        flags = xp.zeros_bool((xp.size(neg_scores),), neg_scores)
-        flags[chosen] = True
-        offset = 0
-        for ps in order_scales:
-            count = shape[ps][0] * shape[ps][1]
-            split[ps] = flags[offset : offset + count].reshape(shape[ps])
-            offset += count
 
+def _choose_splits(maps: dict, g: _Grids, prop: dict, k: int) -> dict:
+    """The ``k`` highest-scoring splittable cells; ties: larger cell, then row, then column."""
+    split = {ps: xp.zeros_bool(g.shape[ps], maps[ps]) for ps in g.scales}
+    if k <= 0:
+        return split
+    order_scales = g.scales[:0:-1]  # coarsest first: ties go to the larger cell
+    neg_scores = xp.concat([xp.where(g.pad[ps], float("inf"), -prop[ps]).reshape(-1) for ps in order_scales])
+    # stable ascending sort of -score == descending score; ties keep the
+    # (larger scale, row, column) order of the concatenation
+    chosen = xp.argsort_stable(neg_scores)[:k]
+    flags = xp.zeros_bool((xp.size(neg_scores),), neg_scores)
+    flags[chosen] = True
+    offset = 0
+    for ps in order_scales:
+        count = g.shape[ps][0] * g.shape[ps][1]
+        split[ps] = flags[offset : offset + count].reshape(g.shape[ps])
+        offset += count
+    return split
+
+
+def _assemble_masks(g: _Grids, base: dict, split: dict) -> dict:
+    """Kept patches: cells in the tree (base or child of a split) that are not split themselves."""
     masks: dict = {}
-    in_tree = base[scales[-1]]
-    for i in range(len(scales) - 1, -1, -1):
-        ps = scales[i]
+    in_tree = base[g.scales[-1]]
+    for i in range(len(g.scales) - 1, -1, -1):
+        ps = g.scales[i]
         masks[ps] = in_tree & ~split[ps]
         if i > 0:
-            in_tree = parent_up(i - 1, split[ps]) | base[scales[i - 1]]
-    masks = dict(sorted(masks.items()))
+            in_tree = g.up(split[ps], i - 1) | base[g.scales[i - 1]]
+    return dict(sorted(masks.items()))
+
+
+def _select_budget(maps, alpha: float) -> tuple[dict, BudgetInfo]:
+    """Budget selection: base partition, propagated scores, top-k splits, masks (SPEC §1.4)."""
+    g = _Grids.of(maps)
+    n_small = xp.size(maps[g.scales[0]])
+    budget = round(alpha * n_small)
+    base = _base_partition(g)
+    base_tokens = sum(int(b.sum()) for b in base.values())
+    prop = _propagated_scores(maps, g, base)
+    splittable = sum(int((~g.pad[ps]).sum()) for ps in g.scales[1:])
+    k = min(max(0, (budget - base_tokens) // 3), splittable)
+    masks = _assemble_masks(g, base, _choose_splits(maps, g, prop, k))
     tokens = sum(int(m.sum()) for m in masks.values())
-    info = {
-        "alpha": float(alpha),
-        "base_small_tokens": n_small,
-        "base_tokens": base_tokens,
-        "budget": budget,
-        "k": k,
-        "tokens": tokens,
-    }
-    return masks, info
+    return masks, BudgetInfo(float(alpha), n_small, base_tokens, budget, k, tokens)
 
 
 def select_patches(
     maps: dict,
     method: str | Method = "v1",
     alpha: float = 1.0,
-    thresholds: tuple[float, ...] | list[float] = (3.0, 2.0),
+    thresholds: tuple[float, ...] | list[float] = DEFAULT_THRESHOLDS,
 ) -> Selection:
     """Select a mixed-size patch partition from entropy maps.
 
@@ -280,27 +299,27 @@ def select_patches(
     >>> sel.tokens, sel.budget_info["k"]
     (31, 9)
     """
-    method = Method(method).value
     if not maps:
         raise ParameterError("no entropy maps given")
     scales = sorted(maps)
     for a, b in zip(scales, scales[1:]):
         if b != 2 * a:
             raise ParameterError(f"scales must double each time, got {scales}")
-    if method == "v1":
-        thr = [float(t) for t in thresholds]
-        if len(thr) != len(scales) - 1:
-            raise ParameterError(
-                f"v1 needs {len(scales) - 1} threshold(s) (one per scale above the finest), got {len(thr)}"
-            )
+    spec = RunSpec(method, alpha, thresholds)
+    if spec.thresholds is not None and len(spec.thresholds) != len(scales) - 1:
+        raise ParameterError(
+            f"v1 needs {len(scales) - 1} threshold(s) (one per scale above the finest), got {len(spec.thresholds)}"
+        )
+    return select(maps, spec)
+
+
+def select(maps: dict, spec: RunSpec) -> Selection:
+    """Run one validated :class:`RunSpec` on entropy maps (see :func:`select_patches`)."""
+    if spec.method is Method.v1:
+        thr = list(spec.thresholds)
         return Selection("v1", None, _select_thresholds(maps, thr), thresholds=thr)
-    alpha = float(alpha)
-    if method == "v2":
-        if not alpha >= 0:
-            raise ParameterError(f"v2 alpha must be >= 0, got {alpha}")
-        thr2 = _v2_thresholds(maps, alpha)
-        return Selection("v2", alpha, _select_thresholds(maps, thr2), thresholds=thr2)
-    if not 0.0 <= alpha <= 1.0:
-        raise ParameterError(f"budget alpha must be in [0, 1], got {alpha}")
-    masks, info = _select_budget(maps, alpha)
-    return Selection("budget", alpha, masks, budget_info=info)
+    if spec.method is Method.v2:
+        thr2 = _v2_thresholds(maps, spec.alpha)
+        return Selection("v2", spec.alpha, _select_thresholds(maps, thr2), thresholds=thr2)
+    masks, info = _select_budget(maps, spec.alpha)
+    return Selection("budget", spec.alpha, masks, budget_info=info)

@@ -14,10 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from ._log import logger
-from .errors import AptvizError
+from .errors import MissingExtraError
 from .rows import PERCENTILES
 
-__all__ = ["ROW_FIELDS", "PartWriter", "existing_row_ids", "part_files", "require_pyarrow", "row_schema"]
+__all__ = [
+    "ROW_FIELDS",
+    "MissingExtraError",
+    "PartWriter",
+    "existing_row_ids",
+    "part_files",
+    "require_pyarrow",
+    "row_schema",
+]
 
 PART_GLOB = "part-*.parquet"
 
@@ -62,10 +70,6 @@ ROW_FIELDS: dict[str, str] = {
     "run_key": _S,
     "row_id": _I,
 }
-
-
-class MissingExtraError(AptvizError):
-    """An optional dependency is not installed."""
 
 
 def require_pyarrow():

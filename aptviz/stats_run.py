@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 from itertools import islice
 from pathlib import Path
@@ -21,10 +21,10 @@ import numpy as np
 
 from ._log import logger
 from .datasets import Task, Unit, chunk_tasks, iter_units, run_task
-from .errors import ParameterError
+from .errors import MissingExtraError, ParameterError
 from .params import Params, RunSpec
 from .rows import failed_rows, row_id, run_key
-from .stats_io import MissingExtraError, PartWriter, contains, existing_row_ids, require_pyarrow
+from .stats_io import PartWriter, contains, existing_row_ids, require_pyarrow
 
 __all__ = ["Engine", "StatsProgress", "StatsReport", "run_stats"]
 
@@ -239,7 +239,6 @@ def run_stats(
         finished before then are written as a last complete part).
     """
     from .batch import default_workers
-    from .device import resolve_device
 
     engine = Engine(getattr(engine, "value", engine))
     require_pyarrow()
@@ -247,7 +246,7 @@ def run_stats(
         require_ray()
     if not runs:
         raise ParameterError("no selection to run")
-    params = replace(params, device=resolve_device(params.device))
+    params = params.resolved()
     workers = default_workers() if workers is None else max(1, workers)
     out = Path(output)
     if out.exists() and not out.is_dir():

@@ -5,37 +5,42 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
 from .output import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from .params import format_alpha
+from .results import JobResult
 
-__all__ = ["Summary", "aggregate", "rows_for", "write_retention_plot"]
+__all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for", "write_retention_plot"]
 
 
-def rows_for(image: str, name: str | None, output: Path, stats: dict | None, error: str | None, scales) -> list[dict]:
+def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
     """Summary rows of one input: one per selection, or one failure row."""
+    image = str(result.path)
+    stats = result.stats
     if stats is None:
-        return [{"image": image, "status": "failed", "error": error, "output": None}]
-    folder = str(output / name) if name else None
-    w, h = stats["image"]["resized_size"]
+        return [{"image": image, "status": "failed", "error": result.error, "output": None}]
+    folder = str(output / result.name) if result.name else None
+    w, h = stats.image.resized_size
     rows = []
-    for sel in stats["selections"]:
+    for sel in stats.selections:
         row = {
             "image": image,
             "status": "ok",
-            "method": sel["method"],
-            "alpha": sel["alpha"],
+            "method": sel.method,
+            "alpha": sel.alpha,
             "resized_width": w,
             "resized_height": h,
         }
         for ps in scales:
-            row[f"tokens_{ps}"] = sel["tokens_by_scale"].get(str(ps))
+            row[f"tokens_{ps}"] = sel.tokens_by_scale.get(int(ps))
         row.update(
-            tokens=sel["tokens"],
-            base_small_tokens=sel["base_small_tokens"],
-            retention=sel["retention"],
-            target_retention=sel["target_retention"],
+            tokens=sel.tokens,
+            base_small_tokens=sel.base_small_tokens,
+            retention=sel.retention,
+            target_retention=sel.target_retention,
             output=folder,
             error=None,
         )
@@ -66,9 +71,9 @@ class Summary:
             + ["tokens", "base_small_tokens", "retention", "target_retention", "output", "error"]
         )
 
-    def add(self, image: str, name: str | None, stats: dict | None, error: str | None = None) -> None:
+    def add(self, result: JobResult) -> None:
         """Record (or replace) the rows of one input."""
-        self._rows[image] = rows_for(image, name, self.output, stats, error, self.scales)
+        self._rows[str(result.path)] = rows_for(result, self.output, self.scales)
 
     @property
     def rows(self) -> list[dict]:
@@ -87,7 +92,20 @@ class Summary:
         return True
 
 
-def aggregate(rows: list[dict]) -> list[dict]:
+@dataclass(frozen=True)
+class GroupStats:
+    """Retention and tokens of one (method, alpha) across the images of a batch."""
+
+    method: str
+    alpha: float | None
+    images: int
+    mean_retention: float
+    min_retention: float
+    max_retention: float
+    mean_tokens: float
+
+
+def aggregate(rows: list[dict]) -> list[GroupStats]:
     """Per (method, alpha): images, mean/min/max retention, mean tokens.
 
     Examples
@@ -95,7 +113,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
     >>> rows = [{"status": "ok", "method": "v1", "alpha": None, "retention": r, "tokens": t}
     ...         for r, t in ((0.5, 10), (1.0, 20))]
     >>> g = aggregate(rows)[0]
-    >>> g["images"], g["mean_retention"], g["min_retention"], g["max_retention"], g["mean_tokens"]
+    >>> g.images, g.mean_retention, g.min_retention, g.max_retention, g.mean_tokens
     (2, 0.75, 0.5, 1.0, 15.0)
     """
     groups: dict[tuple, list[dict]] = {}
@@ -106,65 +124,102 @@ def aggregate(rows: list[dict]) -> list[dict]:
     for (method, alpha), members in groups.items():
         ret = [r["retention"] for r in members]
         out.append(
-            {
-                "method": method,
-                "alpha": alpha,
-                "images": len(members),
-                "mean_retention": fmean(ret),
-                "min_retention": min(ret),
-                "max_retention": max(ret),
-                "mean_tokens": fmean(r["tokens"] for r in members),
-            }
+            GroupStats(
+                method=method,
+                alpha=alpha,
+                images=len(members),
+                mean_retention=fmean(ret),
+                min_retention=min(ret),
+                max_retention=max(ret),
+                mean_tokens=fmean(r["tokens"] for r in members),
+            )
         )
     return out
 
 
-def write_retention_plot(path: str | Path, rows: list[dict]) -> Path | None:
-    """Retention against alpha per method (mean, min-max band), and for v1/v2
-    a histogram of retention across images. Returns None when there is nothing to plot."""
+COLORS = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
+
+
+def _plot_retention_vs_alpha(ax, groups: list[GroupStats]) -> None:
+    """Mean retention per alpha with a min-max band; v1 (no alpha) as a dashed line and a grey band."""
+    for method in ("v2", "budget"):
+        pts = sorted((g for g in groups if g.method == method), key=lambda g: g.alpha)
+        if not pts:
+            continue
+        xs = [g.alpha for g in pts]
+        ax.plot(xs, [g.mean_retention for g in pts], "o-", color=COLORS[method], label=f"{method} (mean)")
+        ax.fill_between(
+            xs, [g.min_retention for g in pts], [g.max_retention for g in pts], color=COLORS[method], alpha=0.2
+        )
+    for g in groups:
+        if g.method == "v1":
+            ax.axhline(g.mean_retention, color=COLORS["v1"], ls="--", label="v1 (mean, no alpha)")
+            ax.axhspan(g.min_retention, g.max_retention, color=COLORS["v1"], alpha=0.12, label="v1 (min-max)")
+    if any(g.method == "budget" for g in groups):
+        ax.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="target (budget)")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("retention = tokens / N")
+    ax.set_title("Retention vs alpha (band: min-max across images)")
+    ax.legend(fontsize=8)
+
+
+def _blues(n: int) -> list:
+    """``n`` shades of the v2 blue, light to dark (v2 alphas in increasing order)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["Blues"]
+    return [cmap(0.45 + 0.5 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def _plot_retention_histogram(ax, groups: list[GroupStats], ok: list[dict]) -> None:
+    """Histogram of v1/v2 retention across images; integer counts, every group visible."""
+    from matplotlib.ticker import MaxNLocator
+
+    hist_groups = [g for g in groups if g.method in ("v1", "v2")]
+    if hist_groups:
+        values = [
+            [r["retention"] for r in ok if r["method"] == g.method and r["alpha"] == g.alpha] for g in hist_groups
+        ]
+        labels = [g.method if g.alpha is None else f"{g.method} alpha={format_alpha(g.alpha)}" for g in hist_groups]
+        n_v2 = sum(g.method == "v2" for g in hist_groups)
+        shades = iter(_blues(n_v2))
+        colors = [COLORS["v1"] if g.method == "v1" else next(shades) for g in hist_groups]
+        # one bar per group side by side within each bin: no group's bars hide another's
+        ax.hist(values, bins=20, range=(0, 1), histtype="bar", rwidth=0.9, label=labels, color=colors)
+    ax.set_xlabel("retention")
+    ax.set_ylabel("images")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Retention across images (v1 / v2)")
+    if hist_groups:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no v1 / v2 runs", ha="center", va="center", transform=ax.transAxes)
+
+
+def retention_figure(rows: list[dict]):
+    """The retention figure (a matplotlib Figure), or None when no row is ok."""
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    stats = aggregate(ok)
+    groups = aggregate(ok)
     fig = Figure(figsize=(11, 4.2), dpi=110)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
-    colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
-    for method in ("v2", "budget"):
-        pts = sorted((s for s in stats if s["method"] == method), key=lambda s: s["alpha"])
-        if not pts:
-            continue
-        xs = [s["alpha"] for s in pts]
-        ax1.plot(xs, [s["mean_retention"] for s in pts], "o-", color=colors[method], label=f"{method} (mean)")
-        ax1.fill_between(
-            xs, [s["min_retention"] for s in pts], [s["max_retention"] for s in pts], color=colors[method], alpha=0.2
-        )
-    for s in stats:
-        if s["method"] == "v1":
-            ax1.axhline(s["mean_retention"], color=colors["v1"], ls="--", label="v1 (mean, no alpha)")
-            ax1.axhspan(s["min_retention"], s["max_retention"], color=colors["v1"], alpha=0.12)
-    if any(s["method"] == "budget" for s in stats):
-        ax1.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="target (budget)")
-    ax1.set_xlabel("alpha")
-    ax1.set_ylabel("retention = tokens / N")
-    ax1.set_title("Retention vs alpha (band: min-max across images)")
-    ax1.legend(fontsize=8)
-    hist_groups = [s for s in stats if s["method"] in ("v1", "v2")]
-    for s in hist_groups:
-        vals = [r["retention"] for r in ok if r["method"] == s["method"] and r["alpha"] == s["alpha"]]
-        label = s["method"] if s["alpha"] is None else f"{s['method']} alpha={s['alpha']:g}"
-        ax2.hist(vals, bins=20, range=(0, 1), histtype="step", lw=1.5, label=label)
-    ax2.set_xlabel("retention")
-    ax2.set_ylabel("images")
-    ax2.set_title("Retention across images (v1 / v2)")
-    if hist_groups:
-        ax2.legend(fontsize=8)
-    else:
-        ax2.text(0.5, 0.5, "no v1 / v2 runs", ha="center", va="center", transform=ax2.transAxes)
+    _plot_retention_vs_alpha(ax1, groups)
+    _plot_retention_histogram(ax2, groups, ok)
     fig.tight_layout()
+    return fig
+
+
+def write_retention_plot(path: str | Path, rows: list[dict]) -> Path | None:
+    """Retention against alpha per method (mean, min-max band), and for v1/v2
+    a histogram of retention across images. Returns None when there is nothing to plot."""
+    fig = retention_figure(rows)
+    if fig is None:
+        return None
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return write_bytes_atomic(path, buf.getvalue())

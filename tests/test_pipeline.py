@@ -9,6 +9,7 @@ import aptviz
 from aptviz.output import write_bytes_atomic, write_json_atomic
 from aptviz.params import Params, expand_runs
 from aptviz.pipeline import compute, process_image, write_outputs
+from aptviz.results import ImageStats
 
 SCHEMA_IMAGE = {"path", "original_size", "resized_size", "frames"}
 SCHEMA_PARAMS = {
@@ -67,7 +68,7 @@ def test_process_image_writes_every_file(tmp_path, make_image):
     src = make_image("img.png", 150, 230)
     out = tmp_path / "out" / "img"
     stats = process_image(src, out, expand_runs(["budget"], [0.3]), Params(), save_maps=True)
-    w, h = stats["image"]["resized_size"]
+    w, h = stats.image.resized_size
     for ps in (14, 28, 56):
         heat = Image.open(out / f"01_heatmaps/importance_map_scale_{ps}.png")
         assert heat.height == h and heat.width > w
@@ -76,12 +77,13 @@ def test_process_image_writes_every_file(tmp_path, make_image):
     assert Image.open(out / "03_original_resized/original_image.jpg").size == (230, 150)
     assert Image.open(out / "03_original_resized/resized_image.jpg").size == (w, h)
     on_disk = json.loads((out / "stats.json").read_text(encoding="utf-8"))
-    assert on_disk == stats
+    assert on_disk == stats.to_dict()
+    assert ImageStats.from_dict(on_disk) == stats  # typed round trip through the JSON edge
     assert on_disk["selections"][0]["files"] == {"overlay": "02_patches_grid/patches_visualization.jpg"}
     npz = np.load(out / "maps.npz")
     maps = aptviz.entropy_maps(np.asarray(Image.open(out / "03_original_resized/resized_image.jpg")))
     assert npz["entropy_14"].shape == tuple(maps[14].shape)
-    assert int(sum(npz[f"mask_budget_alpha0.3_{ps}"].sum() for ps in (14, 28, 56))) == stats["selections"][0]["tokens"]
+    assert int(sum(npz[f"mask_budget_alpha0.3_{ps}"].sum() for ps in (14, 28, 56))) == stats.selections[0].tokens
     assert not [p for p in out.rglob("*.tmp")]
 
 
@@ -98,7 +100,7 @@ def test_several_selections_get_their_own_overlays(tmp_path, make_image):
         "patches_v2_alpha0.5.jpg",
         "patches_v2_alpha1.jpg",
     ]
-    assert len(stats["selections"]) == 5
+    assert len(stats.selections) == 5
     # a later run with one selection replaces the stale overlays
     process_image(src, out, expand_runs(["v1"]), Params())
     assert [p.name for p in (out / "02_patches_grid").iterdir()] == ["patches_visualization.jpg"]

@@ -249,7 +249,7 @@ def test_whole_pipeline_property(tmp_path_factory, h, ratio, seed, kind, alpha):
     path = folder / "img.png"
     Image.fromarray(arr).save(path)
     runs = expand_runs(["v1", "v2", "budget"], [alpha])
-    stats = process_image(path, folder / "out", runs, Params())
+    stats = process_image(path, folder / "out", runs, Params()).to_dict()
     assert json.loads((folder / "out" / "stats.json").read_text(encoding="utf-8")) == stats
     maps = aptviz.entropy_maps(np.asarray(Image.open(folder / "out" / "03_original_resized" / "resized_image.jpg")))
     assert stats["grid"] == {str(ps): list(m.shape) for ps, m in maps.items()}

@@ -1,32 +1,35 @@
 import csv
 import json
+from pathlib import Path
 
+from aptviz.params import Params
+from aptviz.results import ImageInfo, ImageStats, JobResult, SelectionStats, Status
 from aptviz.summary import Summary, aggregate, write_retention_plot
 
 
-def _stats(path, retention_by_alpha):
-    return {
-        "image": {"path": path, "resized_size": [448, 308]},
-        "selections": [
-            {
-                "method": "budget",
-                "alpha": a,
-                "tokens_by_scale": {"14": 10, "28": 2, "56": 1},
-                "tokens": 13,
-                "base_small_tokens": 704,
-                "retention": r,
-                "target_retention": a,
-            }
-            for a, r in retention_by_alpha
+def _stats(path, retention_by_alpha, name):
+    stats = ImageStats(
+        aptviz_version="0",
+        image=ImageInfo(path, (451, 300), (448, 308)),
+        params=Params(),
+        grid={14: (22, 32), 28: (11, 16), 56: (6, 8)},
+        entropy={},
+        selections=[
+            SelectionStats("budget", a, None, {14: 10, 28: 2, 56: 1}, 13, 704, r, a) for a, r in retention_by_alpha
         ],
-    }
+    )
+    return JobResult(Path(path), name, Status.done, stats=stats)
+
+
+def _failed(path, error):
+    return JobResult.failed(path, error)
 
 
 def test_rows_written_in_input_order_and_replaced(tmp_path):
     s = Summary(tmp_path, [14, 28, 56], order=["b.png", "a.png"], interval=3600)
-    s.add("a.png", "a", _stats("a.png", [(0.2, 0.19), (0.4, 0.39)]))
+    s.add(_stats("a.png", [(0.2, 0.19), (0.4, 0.39)], "a"))
     assert s.write(force=True)
-    s.add("b.png", None, None, "empty file (0 bytes)")
+    s.add(_failed("b.png", "empty file (0 bytes)"))
     assert not s.write()  # throttled: the interval has not passed
     s.write(force=True)
     with open(tmp_path / "summary.csv", newline="") as fh:
@@ -41,17 +44,17 @@ def test_rows_written_in_input_order_and_replaced(tmp_path):
     data = json.loads((tmp_path / "summary.json").read_text())
     assert data[2]["retention"] == 0.39 and data[0]["output"] is None
     # an image redone replaces its rows rather than adding more
-    s.add("a.png", "a", _stats("a.png", [(0.3, 0.29)]))
+    s.add(_stats("a.png", [(0.3, 0.29)], "a"))
     assert [r["alpha"] for r in s.rows if r["status"] == "ok"] == [0.3]
 
 
 def test_aggregate_and_plot(tmp_path):
     s = Summary(tmp_path, [14, 28, 56])
-    s.add("a.png", "a", _stats("a.png", [(0.2, 0.19), (0.4, 0.41)]))
-    s.add("b.png", "b", _stats("b.png", [(0.2, 0.21), (0.4, 0.39)]))
-    groups = {g["alpha"]: g for g in aggregate(s.rows)}
-    assert groups[0.2]["images"] == 2 and abs(groups[0.2]["mean_retention"] - 0.2) < 1e-12
-    assert groups[0.4]["min_retention"] == 0.39 and groups[0.4]["max_retention"] == 0.41
+    s.add(_stats("a.png", [(0.2, 0.19), (0.4, 0.41)], "a"))
+    s.add(_stats("b.png", [(0.2, 0.21), (0.4, 0.39)], "b"))
+    groups = {g.alpha: g for g in aggregate(s.rows)}
+    assert groups[0.2].images == 2 and abs(groups[0.2].mean_retention - 0.2) < 1e-12
+    assert groups[0.4].min_retention == 0.39 and groups[0.4].max_retention == 0.41
     out = write_retention_plot(tmp_path / "retention_vs_alpha.png", s.rows)
     assert out.stat().st_size > 10_000
     assert write_retention_plot(tmp_path / "none.png", []) is None

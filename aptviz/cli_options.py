@@ -1,0 +1,150 @@
+"""Option definitions shared by every aptviz command, and the helpers that turn them into library objects.
+
+Each option is an ``Annotated`` type, so a command declares it in one line
+and gets the same flags, help and checks as ``aptviz`` itself::
+
+    from aptviz.cli_options import Inputs, Methods, Alphas, Thresholds, PatchSize, ..., params_from, runs_from
+
+    @app.command()
+    def calibrate(inputs: Inputs, methods: Methods = None, patch_size: PatchSize = 14, ...):
+        params = params_from(locals())           # Params from the pipeline options present
+        runs = runs_from(methods, alphas, thresholds, params.num_scales)
+
+Nothing heavy is imported here: ``--help`` of every command stays instant.
+Errors: raise :func:`usage_error` (exit 2, one line ``aptviz: error: ...``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._version import __version__
+from .params import Device, Method
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+METHOD_METAVAR = "{" + ",".join(m.value for m in Method) + "}[:ALPHAS]"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"aptviz {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+# -- inputs and output ------------------------------------------------------------------------------
+Inputs = Annotated[list[str], typer.Argument(help="Image files and/or folders.", show_default=False)]
+Output = Annotated[Path, typer.Option("-o", "--output", help="Output folder.")]
+Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Scan folders recursively.")]
+Workers = Annotated[
+    int | None, typer.Option("-j", "--workers", help="Parallel worker processes. [default: CPU cores]", min=1)
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")]
+SaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
+
+# -- selections -------------------------------------------------------------------------------------
+Methods = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-m",
+        "--patch-selection-method",
+        metavar=METHOD_METAVAR,
+        help="Selection method, any case; repeat for several. A method may carry its own alphas: "
+        "-m v2:0.8,1,1.2 -m budget:0.3 -m v1. [default: v1]",
+        show_default=False,
+    ),
+]
+Alphas = Annotated[
+    list[float] | None,
+    typer.Option(
+        "-a",
+        "--alpha",
+        help="v2: threshold multiplier; budget: target retention in [0, 1]. Repeatable; applies to the methods "
+        "given without their own alphas. [default: 1.0]",
+        show_default=False,
+    ),
+]
+Thresholds = Annotated[
+    str, typer.Option("--thresholds", help="v1 entropy thresholds (bits), one per scale above the finest.")
+]
+
+# -- pipeline parameters (names match aptviz.params.Params fields) -----------------------------------
+PatchSize = Annotated[int, typer.Option("--patch-size", help="Finest patch size in pixels.")]
+MergeSize = Annotated[int, typer.Option("--merge-size", help="Qwen2-VL merge size (resize factor = patch * merge).")]
+TemporalPatchSize = Annotated[
+    int, typer.Option("--temporal-patch-size", help="Qwen2-VL temporal patch size (recorded).")
+]
+NumScales = Annotated[int, typer.Option("--num-scales", help="Number of patch scales (patch * 2**i).")]
+MinPixels = Annotated[int, typer.Option("--min-pixels", help="smart_resize minimum pixel count.")]
+MaxPixels = Annotated[int, typer.Option("--max-pixels", help="smart_resize maximum pixel count.")]
+Bins = Annotated[int, typer.Option("--bins", help="Histogram bins for the entropy.")]
+DeviceOpt = Annotated[
+    Device,
+    typer.Option("--device", case_sensitive=False, help="Where to compute entropy and selection."),
+]
+
+# -- verbosity ---------------------------------------------------------------------------------------
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging, tracebacks and every table.")]
+Version = Annotated[
+    bool | None,
+    typer.Option("--version", help="Print the version and exit.", callback=_version_callback, is_eager=True),
+]
+
+DEFAULT_THRESHOLDS_TEXT = "3,2"
+
+
+def usage_error(message: str) -> typer.Exit:
+    """Print ``aptviz: error: message`` on stderr; return the exit (status 2) to raise."""
+    sys.stderr.write(f"aptviz: error: {message}\n")
+    return typer.Exit(EXIT_USAGE)
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> str:
+    """Route aptviz's loguru messages to stderr at the level the flags ask for; return the level."""
+    from ._log import logger
+
+    level = "DEBUG" if verbose else ("ERROR" if quiet else "WARNING")
+    logger.remove()
+    logger.add(sys.stderr, level=level, format="{level}: {message}")
+    logger.enable("aptviz")
+    return level
+
+
+def params_from(values: dict):
+    """:class:`~aptviz.params.Params` from a command's option values (e.g. ``locals()``).
+
+    Only keys that are Params fields are used; a bad value raises
+    :class:`~aptviz.errors.ParameterError`.
+    """
+    from .params import Params
+
+    names = {f.name for f in fields(Params)}
+    return Params(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
+
+
+def runs_from(methods: list[str] | None, alphas: list[float] | None, thresholds: str, num_scales: int):
+    """The selections asked for (``-m``/``-a``/``--thresholds``), validated."""
+    from .params import build_runs, parse_floats
+
+    return build_runs(methods or [], alphas or [], parse_floats(thresholds, "--thresholds"), num_scales)
+
+
+def warn_unused(methods: list[str] | None, alphas: list[float] | None, thresholds: str) -> None:
+    """Warn when ``--alpha`` or ``--thresholds`` cannot apply to the methods chosen."""
+    from ._log import logger
+    from .params import parse_method_spec
+
+    chosen = [parse_method_spec(m) for m in (methods or ["v1"])]
+    if alphas and all(own is not None or not m.takes_alpha for m, own in chosen):
+        if all(m is Method.v1 for m, _ in chosen):
+            logger.warning("--alpha is ignored by v1 (fixed thresholds); add -m v2 or -m budget to use it")
+        else:
+            logger.warning("--alpha is ignored: every method given has its own alphas")
+    if thresholds != DEFAULT_THRESHOLDS_TEXT and all(m is not Method.v1 for m, _ in chosen):
+        logger.warning("--thresholds is used by v1 only")

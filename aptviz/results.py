@@ -1,0 +1,289 @@
+"""Typed results: what one selection, one image and one run produced.
+
+Dataclasses inside the library; dictionaries only at the JSON edge
+(``to_dict()`` writes stats.json, ``from_dict()`` reads it back for resuming).
+Field order is the key order of stats.json, so adding a number to the output
+is one field here (with a default, so older stats.json files still load).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+
+from .params import Params, RunSpec
+
+__all__ = [
+    "BudgetInfo",
+    "EntropySummary",
+    "Failure",
+    "ImageInfo",
+    "ImageStats",
+    "JobResult",
+    "RunReport",
+    "SelectionStats",
+    "Status",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _json(value):
+    """A value as JSON data: dataclasses via ``to_dict``, int keys as strings, tuples as lists."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    return value
+
+
+def _to_dict(obj) -> dict:
+    return {f.name: _json(getattr(obj, f.name)) for f in fields(obj)}
+
+
+def _known(cls, data: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+class Status(str, Enum):
+    """What happened to one input."""
+
+    done = "done"  # computed and written in this run
+    skipped = "skipped"  # already complete with the same parameters
+    failed = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class BudgetInfo:
+    """How the budget method met its token budget (SPEC: ``budget_info``).
+
+    Also readable as a mapping (``info["k"]``), as in the first milestone.
+
+    Examples
+    --------
+    >>> info = BudgetInfo(0.5, 64, 4, 32, 9, 31)
+    >>> info.k, info["tokens"], info.to_dict()["budget"]
+    (9, 31, 32)
+    """
+
+    alpha: float
+    base_small_tokens: int
+    base_tokens: int
+    budget: int
+    k: int
+    tokens: int
+
+    def __getitem__(self, key: str):
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+    def to_dict(self) -> dict:
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> BudgetInfo | None:
+        return None if data is None else cls(**_known(cls, data))
+
+
+@dataclass
+class SelectionStats:
+    """The numbers of one selection on one image (an element of stats.json ``selections``)."""
+
+    method: str
+    alpha: float | None
+    thresholds: list[float | None] | None
+    tokens_by_scale: dict[int, int]
+    tokens: int
+    base_small_tokens: int
+    retention: float
+    target_retention: float | None
+    budget_info: BudgetInfo | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def spec_key(self) -> dict:
+        """The selection's identity, comparable with :meth:`RunSpec.key`."""
+        return {
+            "method": self.method,
+            "alpha": self.alpha,
+            "thresholds": self.thresholds if self.method == "v1" else None,
+        }
+
+    def matches(self, spec: RunSpec) -> bool:
+        """Whether this is the result of ``spec``."""
+        return self.spec_key == spec.key()
+
+    def to_dict(self) -> dict:
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SelectionStats:
+        values = _known(cls, data)
+        values["tokens_by_scale"] = {int(k): v for k, v in data["tokens_by_scale"].items()}
+        values["budget_info"] = BudgetInfo.from_dict(data.get("budget_info"))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The input image: where it came from and its sizes ``[width, height]``."""
+
+    path: str
+    original_size: tuple[int, int]
+    resized_size: tuple[int, int]
+    frames: int = 1
+    first_frame_only: bool = False
+    source_mode: str | None = None
+
+    def to_dict(self) -> dict:
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImageInfo:
+        values = _known(cls, data)
+        values["original_size"] = tuple(data["original_size"])
+        values["resized_size"] = tuple(data["resized_size"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EntropySummary:
+    """Range and mean of one entropy map over its non-PAD cells (None when it has none)."""
+
+    min: float | None
+    mean: float | None
+    max: float | None
+    pad_cells: int
+
+    def to_dict(self) -> dict:
+        return _to_dict(self)
+
+
+@dataclass
+class ImageStats:
+    """Everything stats.json holds for one image."""
+
+    aptviz_version: str
+    image: ImageInfo
+    params: Params
+    grid: dict[int, tuple[int, int]]
+    entropy: dict[int, EntropySummary]
+    selections: list[SelectionStats]
+    files: dict | None = None  # None until the files are written
+
+    @property
+    def scales(self) -> list[int]:
+        return list(self.grid)
+
+    def to_dict(self) -> dict:
+        """The stats.json content (``files`` left out until written)."""
+        out = _to_dict(self)
+        if self.files is None:
+            del out["files"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImageStats:
+        """Read stats.json content back; raises KeyError/TypeError/ValueError when it is malformed."""
+        return cls(
+            aptviz_version=data["aptviz_version"],
+            image=ImageInfo.from_dict(data["image"]),
+            params=Params(**_known(Params, data["params"])),
+            grid={int(k): tuple(v) for k, v in data["grid"].items()},
+            entropy={int(k): EntropySummary(**_known(EntropySummary, v)) for k, v in data["entropy"].items()},
+            selections=[SelectionStats.from_dict(s) for s in data["selections"]],
+            files=data.get("files"),
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why one input failed: one line for the user, the traceback for ``-v``."""
+
+    error: str
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        return self.error
+
+
+@dataclass
+class JobResult:
+    """What happened to one input."""
+
+    path: Path
+    name: str | None  # output folder below OUTPUT (None when the input was never a job)
+    status: Status
+    stats: ImageStats | None = None
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not Status.failed
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else self.failure.error
+
+    @property
+    def detail(self) -> str | None:
+        return None if self.failure is None else self.failure.detail
+
+    @classmethod
+    def failed(cls, path, error: str, detail: str | None = None, name: str | None = None) -> JobResult:
+        return cls(Path(path), name, Status.failed, failure=Failure(error, detail))
+
+
+@dataclass
+class RunReport:
+    """The outcome of :func:`aptviz.run`: every result, and what went wrong around them.
+
+    Examples
+    --------
+    >>> report = RunReport(Path("out"), jobs=1)
+    >>> report.add(JobResult.failed("x.jpg", "file not found"))
+    >>> report.return_code, [str(f.failure) for f in report.failures]
+    (1, ['file not found'])
+    """
+
+    output: Path
+    jobs: int = 0  # images found (inputs that failed before becoming a job are not counted)
+    results: list[JobResult] = field(default_factory=list)  # in completion order
+    errors: list[str] = field(default_factory=list)  # not about one image: summary or plot could not be written
+    interrupted: bool = False
+    plot: Path | None = None  # the retention plot, when written in this run
+
+    def add(self, result: JobResult) -> None:
+        self.results.append(result)
+
+    @property
+    def images(self) -> list[JobResult]:
+        """Results with stats (done or skipped), in completion order."""
+        return [r for r in self.results if r.ok]
+
+    @property
+    def failures(self) -> list[JobResult]:
+        return [r for r in self.results if not r.ok]
+
+    def count(self, status: Status) -> int:
+        return sum(r.status is status for r in self.results)
+
+    @property
+    def return_code(self) -> int:
+        """0 all succeeded, 1 something failed, 130 interrupted."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failures or self.errors else EXIT_OK

@@ -1,0 +1,208 @@
+"""The library run API: a whole batch, from inputs to a :class:`RunReport`.
+
+:func:`run` discovers the inputs, skips complete images (resume), computes the
+rest on worker processes, keeps summary.csv/json up to date, decides and
+draws the retention plot, and returns a typed report. It prints nothing: the
+caller follows the run through ``on_progress`` and renders the report (the
+``aptviz`` command does exactly that).
+
+Examples
+--------
+>>> import aptviz, tempfile
+>>> report = aptviz.run(["sample_images/chelsea.png"], tempfile.mkdtemp(), ["budget:0.3"], workers=1)
+>>> report.return_code, report.images[0].stats.selections[0].tokens
+(0, 209)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._log import logger
+from .batch import Job, discover, run_batch
+from .errors import ParameterError
+from .params import Method, Params, RunSpec, build_runs
+from .results import JobResult, RunReport, Status
+
+__all__ = ["ProgressEvent", "RunOptions", "check_output", "run"]
+
+PLOT_NAME = "retention_vs_alpha.png"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to ``on_progress``: once at the start (``result`` None), then once per input.
+
+    ``done`` counts finished images out of ``total`` images found; inputs
+    that failed before becoming an image (missing file, empty folder) come
+    with their result and leave ``done`` unchanged.
+    """
+
+    done: int
+    total: int
+    result: JobResult | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, besides what to compute."""
+
+    workers: int | None = None  # None: every CPU core
+    recursive: bool = False
+    overwrite: bool = False
+    save_maps: bool = False
+    log_level: str | None = None  # loguru level for worker processes
+    summary_interval: float = 1.0  # seconds between summary rewrites while running
+
+
+def check_output(output: str | Path) -> Path:
+    """Create the output folder; :class:`ParameterError` when it cannot be used.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> check_output(pathlib.Path(tempfile.mkdtemp()) / "new").is_dir()
+    True
+    """
+    output = Path(output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"cannot use {str(output)!r} as the output folder: {exc.strerror or exc}") from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise ParameterError(f"cannot write to the output folder {str(output)!r}: permission denied")
+    return output
+
+
+def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
+    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text."""
+    items = list(selections) or [RunSpec(Method.v1)]
+    if all(isinstance(s, RunSpec) for s in items):
+        return [s.check_scales(params.num_scales) for s in items]
+    return build_runs([str(s) for s in items], num_scales=params.num_scales)
+
+
+class _Recorder:
+    """Collects results into the report and the summary, and tells the caller."""
+
+    def __init__(self, report: RunReport, summary, on_progress: Callable[[ProgressEvent], None] | None):
+        self.report = report
+        self.summary = summary
+        self.on_progress = on_progress
+        self.done = 0
+        self.summary_failed = False
+
+    def add(self, result: JobResult) -> None:
+        self.report.add(result)
+        self.summary.add(result)
+        if result.name is not None:
+            self.done += 1
+        self.write_summary()
+        self.tell(result)
+
+    def tell(self, result: JobResult | None = None) -> None:
+        if self.on_progress is not None:
+            self.on_progress(ProgressEvent(self.done, self.report.jobs, result))
+
+    def write_summary(self, force: bool = False) -> None:
+        try:
+            self.summary.write(force=force)
+        except OSError as exc:  # reported once; the images themselves go on
+            if not self.summary_failed:
+                self.summary_failed = True
+                self.report.errors.append(f"cannot write the summary in {self.report.output}: {exc}")
+
+
+def run(
+    inputs: Iterable[str | Path],
+    output: str | Path = "visualizations",
+    selections: Sequence[RunSpec | str] = (),
+    params: Params | None = None,
+    workers: int | None = None,
+    *,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+    options: RunOptions | None = None,
+    **option_values,
+) -> RunReport:
+    """Run every selection on every input image and write the outputs.
+
+    Parameters
+    ----------
+    inputs : iterable of str or Path
+        Image files and/or folders.
+    output : str or Path
+        Output folder (created).
+    selections : sequence of RunSpec or str
+        What to select: RunSpecs, or text as on the command line
+        (``"v1"``, ``"budget:0.3"``, ``"v2:0.8,1"``). Empty: v1.
+    params : Params, optional
+        Pipeline parameters (default ``Params()``); ``device="auto"`` is
+        resolved only when there is work to do.
+    workers : int, optional
+        Worker processes (default: CPU cores).
+    on_progress : callable, optional
+        Called with a :class:`ProgressEvent` at the start and per input.
+    options : RunOptions, optional
+        recursive, overwrite, save_maps, log_level; or give them as keywords.
+
+    Returns
+    -------
+    RunReport
+        Every result in completion order, errors not about one image, whether
+        it was interrupted (Ctrl-C), and ``return_code``.
+
+    Raises
+    ------
+    ParameterError
+        Before any work, for a bad value or an unusable output folder.
+    """
+    options = options or RunOptions(workers=workers, **option_values)
+    params = params or Params()
+    runs = _as_runs(selections, params)
+    output = check_output(output)
+    if params.device != "auto":  # cuda is checked now; auto only when there is work (resuming needs no torch)
+        params = params.resolved()
+    jobs, failures = discover(inputs, recursive=options.recursive, exclude=output)
+    report = RunReport(output, jobs=len(jobs))
+    rec = _Recorder(report, _new_summary(output, params, jobs, options), on_progress)
+    rec.tell()
+    for failure in failures:
+        rec.add(failure)
+    try:
+        for result in run_batch(
+            jobs, output, runs, params, options.workers, options.overwrite, options.save_maps, options.log_level
+        ):
+            rec.add(result)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        rec.write_summary(force=True)
+    _maybe_plot(report, rec.summary.rows, runs)
+    return report
+
+
+def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions):
+    from .summary import Summary
+
+    return Summary(output, params.scales, order=[str(j.path) for j in jobs], interval=options.summary_interval)
+
+
+def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec]) -> None:
+    """The retention plot: for a batch with 2+ selections, redrawn when something was computed."""
+    plot = report.output / PLOT_NAME
+    if len(runs) < 2 or report.jobs < 2 or report.interrupted:
+        return
+    if not report.count(Status.done) and plot.exists():
+        return
+    from .summary import write_retention_plot
+
+    started = time.monotonic()
+    try:
+        report.plot = write_retention_plot(plot, rows)
+    except (OSError, ValueError, RuntimeError) as exc:
+        report.errors.append(f"cannot write {plot}: {exc}")
+    logger.debug("retention plot in {:.2f} s", time.monotonic() - started)
