@@ -256,7 +256,7 @@ def run_task(task: Task, params: Params, runs: list[RunSpec]) -> list[dict]:
     rows: list[dict] = []
     for u in task.units:
         if u.error is not None:
-            logger.warning("{}: {}", u.ref.display, u.error)
+            logger.debug("{}: {}", u.ref.display, u.error)
             rows += failed_rows(u.ref, params, runs, u.error)
     if not todo:
         return rows
@@ -271,7 +271,7 @@ def run_task(task: Task, params: Params, runs: list[RunSpec]) -> list[dict]:
             sources = [error] * len(todo)
     for u, src in zip(todo, sources):
         if isinstance(src, str):  # an error message instead of bytes
-            logger.warning("{}: {}", u.ref.display, src)
+            logger.debug("{}: {}", u.ref.display, src)
             rows += failed_rows(u.ref, params, runs, src)
         else:
             rows += image_rows(src, u.ref, params, runs)

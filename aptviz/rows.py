@@ -274,5 +274,5 @@ def image_rows(source: bytes | str | Path, ref: InputRef, params: Params, runs: 
     except Exception as exc:  # a bug: still one row, the rest of the dataset goes on
         error = f"internal error: {type(exc).__name__}: {exc}"
         logger.debug("{}: {}", ref.display, traceback.format_exc())
-    logger.warning("{}: {}", ref.display, error)
+    logger.debug("{}: {}", ref.display, error)
     return failed_rows(ref, params, runs, error)

@@ -45,6 +45,7 @@ class StatsProgress:
     skipped: int = 0
     listed: int = 0
     total: int | None = None
+    new_failures: list[tuple[str, str]] = field(default_factory=list)  # (path, error) since the last call
 
 
 @dataclass
@@ -265,7 +266,7 @@ def run_stats(
         results = _ray_engine(tasks, params, runs, workers, ray_address, window=4096)
     try:
         for rows in results:
-            _account(rows, len(runs), progress)
+            _account(rows, runs[0].label, len(runs), progress)
             writer.add(_drop_existing(rows, existing))
             if on_progress is not None:
                 on_progress(progress)
@@ -282,17 +283,20 @@ def run_stats(
     return report
 
 
-def _account(rows, per_image: int, progress: StatsProgress) -> None:
-    """Update image counts from a batch of rows (one row per selection per image)."""
+def _account(rows, first_label: str, per_image: int, progress: StatsProgress) -> None:
+    """Update image counts and the latest failures from a batch of rows (one per selection per image)."""
     if isinstance(rows, list):
-        n, failed = len(rows), sum(r["status"] == "failed" for r in rows)
+        n = len(rows)
+        failures = [(r["path"], r["error"]) for r in rows if r["status"] == "failed" and r["selection"] == first_label]
     else:
         import pyarrow.compute as pc
 
         n = rows.num_rows
-        failed = int(pc.sum(pc.equal(rows.column("status"), "failed")).as_py() or 0)
+        bad = rows.filter(pc.and_(pc.equal(rows["status"], "failed"), pc.equal(rows["selection"], first_label)))
+        failures = list(zip(bad["path"].to_pylist(), bad["error"].to_pylist()))
     progress.done += n // per_image
-    progress.failed += failed // per_image
+    progress.failed += len(failures)
+    progress.new_failures = failures
 
 
 def _drop_existing(rows, existing: np.ndarray):

@@ -299,3 +299,53 @@ def test_missing_pyarrow_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'aptviz\[stats\]'"):
         require_pyarrow()
+
+
+def test_cli_stats_and_summary(folder, tmp_path, capsys):
+    from aptviz import cli_stats
+    from aptviz.cli import main
+
+    out = tmp_path / "o"
+    args = ["stats", str(folder), "-r", "-o", str(out), "-m", "v2", "-m", "budget:0.3", "-j", "2", "--summary"]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    assert info.value.code == 1  # one corrupt file
+    assert captured.err.count("aptviz: error:") == 1 and "broken.jpg: cannot decode image" in captured.err
+    assert "5 image(s)" in captured.out and "LLM retention median" in captured.out
+    t = _table(out)
+    assert sorted(set(t["selection"].to_pylist())) == ["budget_alpha0.3", "v2_alpha1"] and t.num_rows == 10
+    written = json.loads((out / "summary.json").read_text())
+    r = CliRunner().invoke(cli_stats.summary_app, [str(out), "--json"], catch_exceptions=False)
+    assert r.exit_code == 0 and json.loads(r.stdout) == written
+    budget = next(s for s in written["selections"] if s["method"] == "budget")
+    ok = t.filter(pc.and_(pc.equal(t["status"], "ok"), pc.equal(t["method"], "budget")))
+    assert budget["retention_mean"] == pytest.approx(np.mean(ok["retention"].to_numpy()), rel=1e-12)
+    assert (budget["images"], budget["failed"]) == (4, 1)
+
+    again = CliRunner().invoke(cli_stats.app, args[1:-1], catch_exceptions=False)
+    assert again.exit_code == 0 and "0 image(s)" in again.stdout and "5 already in" in again.stdout
+    assert _table(out).num_rows == 10
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bins", "0"], "bins must be an integer >= 1"),
+        (["-m", "budget:1.5"], "budget alpha must be in [0, 1]"),
+        (["--engine", "spark"], "Invalid value for '--engine'"),
+    ],
+)
+def test_cli_stats_usage_errors(folder, tmp_path, args, message):
+    from aptviz import cli_stats
+
+    r = CliRunner().invoke(cli_stats.app, [str(folder), "-o", str(tmp_path / "o"), *args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_stats_summary_of_a_folder_without_parts(tmp_path):
+    from aptviz import cli_stats
+
+    r = CliRunner().invoke(cli_stats.summary_app, [str(tmp_path)])
+    assert r.exit_code == 1 and "no part-*.parquet files" in r.output
