@@ -1,9 +1,10 @@
 """aptviz: see where Adaptive Patch Tokenization puts its patches.
 
-The public API (SPEC §3)::
+The public API (docs/pipeline.md §3)::
 
     aptviz.smart_resize(height, width, factor=28, min_pixels=3136, max_pixels=1003520)
     aptviz.load_image(path)
+    aptviz.resize_image(image, factor=28, min_pixels=3136, max_pixels=1003520)
     aptviz.entropy_maps(image, patch_size=14, num_scales=3, bins=512, device="cpu")
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
@@ -31,6 +32,7 @@ __all__ = [
     "analyze",
     "entropy_maps",
     "load_image",
+    "resize_image",
     "run",
     "select_patches",
     "smart_resize",
@@ -38,6 +40,7 @@ __all__ = [
 
 _LAZY = {
     "smart_resize": "resize",
+    "resize_image": "resize",
     "load_image": "loading",
     "entropy_maps": "entropy",
     "PAD": "entropy",

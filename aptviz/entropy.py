@@ -1,4 +1,4 @@
-"""Stage 3: multi-scale entropy maps (SPEC §1.3).
+"""Stage 3: multi-scale entropy maps (docs/pipeline.md §1.3).
 
 One pass over the pixels builds the finest-scale histograms (a single
 ``bincount`` over ``cell * bins + bin``); every coarser scale's histograms are
@@ -359,12 +359,17 @@ def entropy_maps(
     bins: int = 512,
     device: str | torch.device = "cpu",
 ) -> dict[int, torch.Tensor]:
-    """Shannon entropy (bits) of every patch, at every scale.
+    """Shannon entropy (bits) of every patch, at every scale, as torch tensors.
+
+    **The image is used as given: it is not resized.** For the Qwen2-VL view
+    (what the command line and :func:`aptviz.analyze` compute), pass
+    ``aptviz.resize_image(aptviz.load_image(path))``. Needs ``aptviz[torch]``;
+    :func:`compute_maps` is the torch-free variant (NumPy arrays).
 
     Parameters
     ----------
     image : ndarray, PIL.Image.Image or torch.Tensor
-        HxWx3 uint8 RGB image (usually the smart-resized one).
+        HxWx3 uint8 RGB image, normally the smart-resized one.
     patch_size : int
         Finest patch size; scale ``i`` uses ``patch_size * 2**i``.
     num_scales : int

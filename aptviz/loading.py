@@ -1,6 +1,6 @@
 """Stage 1: open an image file and convert it to RGB the way Qwen2-VL does.
 
-SPEC §1.1: EXIF orientation applied, first frame of multi-frame files, alpha
+docs/pipeline.md §1.1: EXIF orientation applied, first frame of multi-frame files, alpha
 composited over opaque white, 16-bit and float images scaled into 0..255.
 """
 
@@ -111,7 +111,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def open_image(path: str | Path) -> LoadedImage:
-    """Open, decode and convert one image file (SPEC §1.1).
+    """Open, decode and convert one image file (docs/pipeline.md §1.1).
 
     Parameters
     ----------
@@ -226,7 +226,7 @@ def _decode(source) -> LoadedImage:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Load an image file as RGB, exactly as SPEC §1.1 describes.
+    """Load an image file as RGB, exactly as docs/pipeline.md §1.1 describes.
 
     Parameters
     ----------

@@ -44,7 +44,7 @@ MAX_COARSEST = 1024  # largest patch side in pixels
 
 
 class Method(str, Enum):
-    """Patch selection methods (SPEC §1.4 of the pipeline, see docs/pipeline.md)."""
+    """Patch selection methods (docs/pipeline.md §1.4)."""
 
     v1 = "v1"
     v2 = "v2"

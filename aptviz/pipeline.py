@@ -195,7 +195,7 @@ def analyze(
     Returns
     -------
     dict
-        As stats.json (SPEC §2).
+        As stats.json (docs/pipeline.md §2).
 
     Examples
     --------

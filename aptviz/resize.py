@@ -1,4 +1,4 @@
-"""Stage 2: Qwen2-VL's ``smart_resize`` and the bicubic resize (SPEC §1.2)."""
+"""Stage 2: Qwen2-VL's ``smart_resize`` and the bicubic resize (docs/pipeline.md §1.2)."""
 
 from __future__ import annotations
 

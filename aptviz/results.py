@@ -64,7 +64,7 @@ class Status(str, Enum):
 
 @dataclass(frozen=True)
 class BudgetInfo:
-    """How the budget method met its token budget (SPEC: ``budget_info``).
+    """How the budget method met its token budget (docs/pipeline.md §1.4).
 
     Also readable as a mapping (``info["k"]``), as in the first milestone.
 

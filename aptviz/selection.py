@@ -1,4 +1,4 @@
-"""Stage 4: choose a mixed-size patch partition from the entropy maps (SPEC §1.4).
+"""Stage 4: choose a mixed-size patch partition from the entropy maps (docs/pipeline.md §1.4).
 
 Three methods:
 
@@ -248,7 +248,7 @@ def _assemble_masks(g: _Grids, base: dict, split: dict) -> dict:
 
 
 def _select_budget(maps, alpha: float) -> tuple[dict, BudgetInfo]:
-    """Budget selection: base partition, propagated scores, top-k splits, masks (SPEC §1.4)."""
+    """Budget selection: base partition, propagated scores, top-k splits, masks (docs/pipeline.md §1.4)."""
     g = _Grids.of(maps)
     n_small = xp.size(maps[g.scales[0]])
     budget = round(alpha * n_small)
@@ -276,7 +276,7 @@ def select_patches(
         Output of :func:`aptviz.entropy_maps` (scales must double each time).
         Masks come back on the same backend and device.
     method : {"v1", "v2", "budget"}
-        Selection method (SPEC §1.4).
+        Selection method (docs/pipeline.md §1.4).
     alpha : float
         v2: threshold multiplier (>= 0); budget: target retention in [0, 1].
         Ignored by v1.

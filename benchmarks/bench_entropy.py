@@ -1,6 +1,6 @@
 """Entropy-map benchmark: aptviz.entropy_maps against two baselines, same run.
 
-(a) the one-hot method of the original research code (SPEC §1.3): unfold each
+(a) the one-hot method of the original research code (docs/pipeline.md §1.3): unfold each
     scale into cells, build a (cells x pixels-per-cell x bins) one-hot tensor
     and sum it into histograms;
 (b) the floor: grayscale conversion plus one numpy.bincount over the pixels.

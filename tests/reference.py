@@ -1,4 +1,4 @@
-"""Independent, deliberately naive implementations of SPEC §1.3-1.4.
+"""Independent, deliberately naive implementations of docs/pipeline.md §1.3-1.4.
 
 Python loops over cells, float64 everywhere, geometry from the pixel size:
 nothing here shares code with aptviz, so agreement is evidence, not echo.
