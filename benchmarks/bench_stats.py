@@ -2,6 +2,7 @@
 
 1. local engine, 2 workers: seconds per image  vs  the Pillow floor (decode +
    smart_resize bicubic, per image, 2 processes)                 (target <= 1.5)
+   and the same per core: CPU time per image in one process, one thread.
 2. Ray Data on a local 2-CPU Ray, once started: time for the same images
    vs  the local engine                                          (target <= 2.0)
    Ray's start-up time is reported apart.
@@ -80,6 +81,28 @@ def floor(paths: list[Path], workers: int) -> float:
         return time.perf_counter() - t0
 
 
+def per_core(paths: list[Path]) -> tuple[float, float]:
+    """CPU seconds per image in this process, one thread: (Pillow floor, the stats per-image function).
+
+    CPU time hardly depends on what the rest of a shared machine is doing, so
+    this is the steadiest comparison, and the per-core figure that docs/scaling.md
+    multiplies out.
+    """
+    from aptviz.datasets import chunk_tasks, iter_units, run_task
+    from aptviz.entropy import set_num_threads
+
+    set_num_threads(1)
+    tasks = list(chunk_tasks(iter_units(paths)))
+    t0 = time.process_time()
+    for p in paths:
+        _floor_one(p)
+    t1 = time.process_time()
+    for task in tasks:
+        run_task(task, Params(), RUNS)
+    t2 = time.process_time()
+    return (t1 - t0) / len(paths), (t2 - t1) / len(paths)
+
+
 def local(paths: list[Path], workers: int, tmp: Path) -> float:
     out = tmp / f"local{workers}"
     shutil.rmtree(out, ignore_errors=True)
@@ -121,6 +144,8 @@ def main(argv=None) -> int:
         tmp = Path(tmpdir)
         paths = make_inputs(tmp / "in", n, size)
         times: dict[str, list[float]] = {}
+        cpu = [per_core(paths[: min(n, 60)]) for _ in range(args.repeats)]
+        cpu_floor, cpu_stats = min(c[0] for c in cpu), min(c[1] for c in cpu)
         for _ in range(args.repeats):  # interleaved, so that load from elsewhere hits both sides alike
             for w in (1, 2):
                 times.setdefault(f"floor{w}", []).append(floor(paths, w))
@@ -139,6 +164,10 @@ def main(argv=None) -> int:
             s = results.get(f"{name}{w}")
             if s is not None:
                 print(f"{label:<22}{w:>8}{s:>10.2f}{1000 * s / n:>10.1f}{n / s:>10.1f}{len(RUNS) * n / s:>10.1f}")
+    print(
+        f"per core (CPU time, 1 process, 1 thread): Pillow floor {1000 * cpu_floor:.1f} ms/image, "
+        f"stats {1000 * cpu_stats:.1f} ms/image: {cpu_stats / cpu_floor:.2f}x"
+    )
     ratio = results["local2"] / results["floor2"]
     print(
         f"local engine / Pillow floor (2 workers): {ratio:.2f}x (target <= {TARGETS['local_vs_floor']}) "
