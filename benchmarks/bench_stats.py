@@ -40,6 +40,7 @@ from aptviz.stats_run import run_stats  # noqa: E402
 
 TARGETS = {"local_vs_floor": 1.5, "ray_vs_local": 2.0}
 RUNS = [RunSpec("v2", 1.0), RunSpec("budget", 0.3)]
+BYTES: dict[str, float] = {}
 
 
 def make_inputs(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
@@ -108,6 +109,7 @@ def local(paths: list[Path], workers: int, tmp: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     report = run_stats(paths, out, RUNS, Params(), workers=workers)
     assert report.images == len(paths) and report.failed == 0, report
+    BYTES["parquet_per_row"] = sum(p.stat().st_size for p in report.parts) / report.rows
     return report.seconds
 
 
@@ -143,6 +145,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="aptviz-bench-stats-") as tmpdir:
         tmp = Path(tmpdir)
         paths = make_inputs(tmp / "in", n, size)
+        BYTES["input_per_image"] = sum(p.stat().st_size for p in paths) / n
         times: dict[str, list[float]] = {}
         cpu = [per_core(paths[: min(n, 60)]) for _ in range(args.repeats)]
         cpu_floor, cpu_stats = min(c[0] for c in cpu), min(c[1] for c in cpu)
@@ -157,7 +160,10 @@ def main(argv=None) -> int:
         results = {k: min(v) for k, v in times.items()}
 
     print(f"{n} images of {size[0]}x{size[1]} (JPEG), selections v2 1.0 + budget 0.3 ({len(RUNS)} rows per image)")
-    print(f"fastest of {args.repeats} interleaved repeats")
+    print(
+        f"fastest of {args.repeats} interleaved repeats; input {BYTES['input_per_image'] / 1000:.0f} kB/image, "
+        f"output {BYTES['parquet_per_row']:.0f} B/row of Parquet"
+    )
     print(f"{'':<22}{'workers':>8}{'seconds':>10}{'ms/image':>10}{'images/s':>10}{'rows/s':>10}")
     for name, label in (("floor", "Pillow floor"), ("local", "stats, local engine"), ("ray", "stats, Ray engine")):
         for w in (1, 2):
