@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from aptviz.entropy import set_num_threads  # noqa: E402
 from aptviz.params import Params, RunSpec  # noqa: E402
 from aptviz.resize import smart_resize  # noqa: E402
 from aptviz.stats_run import run_stats  # noqa: E402
@@ -68,18 +70,27 @@ def _floor_one(path: Path) -> tuple[int, int]:
     return rgb.resize((w, h), Image.Resampling.BICUBIC).size
 
 
-def floor(paths: list[Path], workers: int) -> float:
-    """Wall seconds for the Pillow floor over all images with ``workers`` processes (pool start excluded)."""
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def floor(paths: list[Path], workers: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for the Pillow floor over all images with ``workers`` processes."""
+    c0 = _cpu()
     if workers == 1:
         t0 = time.perf_counter()
         for p in paths:
             _floor_one(p)
-        return time.perf_counter() - t0
-    with get_context("fork").Pool(workers) as pool:
-        pool.map(_floor_one, paths[:workers])  # start-up
-        t0 = time.perf_counter()
-        pool.map(_floor_one, paths, chunksize=8)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, _cpu() - c0
+    pool = get_context("fork").Pool(workers)
+    t0 = time.perf_counter()
+    pool.map(_floor_one, paths, chunksize=8)
+    wall = time.perf_counter() - t0
+    pool.close()
+    pool.join()
+    return wall, _cpu() - c0
 
 
 def per_core(paths: list[Path]) -> tuple[float, float]:
@@ -90,9 +101,7 @@ def per_core(paths: list[Path]) -> tuple[float, float]:
     multiplies out.
     """
     from aptviz.datasets import chunk_tasks, iter_units, run_task
-    from aptviz.entropy import set_num_threads
 
-    set_num_threads(1)
     tasks = list(chunk_tasks(iter_units(paths)))
     t0 = time.process_time()
     for p in paths:
@@ -104,13 +113,15 @@ def per_core(paths: list[Path]) -> tuple[float, float]:
     return (t1 - t0) / len(paths), (t2 - t1) / len(paths)
 
 
-def local(paths: list[Path], workers: int, tmp: Path) -> float:
+def local(paths: list[Path], workers: int, tmp: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of the local engine, pool start-up and Parquet writing included."""
     out = tmp / f"local{workers}"
     shutil.rmtree(out, ignore_errors=True)
+    c0 = _cpu()
     report = run_stats(paths, out, RUNS, Params(), workers=workers)
     assert report.images == len(paths) and report.failed == 0, report
     BYTES["parquet_per_row"] = sum(p.stat().st_size for p in report.parts) / report.rows
-    return report.seconds
+    return report.seconds, _cpu() - c0
 
 
 def ray_run(paths: list[Path], workers: int, tmp: Path, repeats: int) -> tuple[float, list[float]]:
@@ -141,18 +152,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray measurements")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
+    set_num_threads(1)  # "1 worker" is one core: the local engine runs it in this process
     n = args.images
     with tempfile.TemporaryDirectory(prefix="aptviz-bench-stats-") as tmpdir:
         tmp = Path(tmpdir)
         paths = make_inputs(tmp / "in", n, size)
         BYTES["input_per_image"] = sum(p.stat().st_size for p in paths) / n
         times: dict[str, list[float]] = {}
+        cpus: dict[str, list[float]] = {}
         cpu = [per_core(paths[: min(n, 60)]) for _ in range(args.repeats)]
         cpu_floor, cpu_stats = min(c[0] for c in cpu), min(c[1] for c in cpu)
         for _ in range(args.repeats):  # interleaved, so that load from elsewhere hits both sides alike
             for w in (1, 2):
-                times.setdefault(f"floor{w}", []).append(floor(paths, w))
-                times.setdefault(f"local{w}", []).append(local(paths, w, tmp))
+                for name, fn in (("floor", floor), ("local", lambda p, w: local(p, w, tmp))):
+                    wall, used = fn(paths, w)
+                    times.setdefault(f"{name}{w}", []).append(wall)
+                    cpus.setdefault(f"{name}{w}", []).append(used)
         startups = {}
         if not args.no_ray:
             for w in (1, 2):
@@ -164,12 +179,14 @@ def main(argv=None) -> int:
         f"fastest of {args.repeats} interleaved repeats; input {BYTES['input_per_image'] / 1000:.0f} kB/image, "
         f"output {BYTES['parquet_per_row']:.0f} B/row of Parquet"
     )
-    print(f"{'':<22}{'workers':>8}{'seconds':>10}{'ms/image':>10}{'images/s':>10}{'rows/s':>10}")
+    head = f"{'':<22}{'workers':>8}{'seconds':>10}{'ms/image':>10}{'images/s':>10}{'rows/s':>10}"
+    print(head + f"{'CPU ms/image':>14}")
     for name, label in (("floor", "Pillow floor"), ("local", "stats, local engine"), ("ray", "stats, Ray engine")):
         for w in (1, 2):
             s = results.get(f"{name}{w}")
             if s is not None:
-                print(f"{label:<22}{w:>8}{s:>10.2f}{1000 * s / n:>10.1f}{n / s:>10.1f}{len(RUNS) * n / s:>10.1f}")
+                used = f"{1000 * min(cpus[f'{name}{w}']) / n:>14.1f}" if f"{name}{w}" in cpus else f"{'n/a':>14}"
+                print(f"{label:<22}{w:>8}{s:>10.2f}{1000 * s / n:>10.1f}{n / s:>10.1f}{len(RUNS) * n / s:>10.1f}{used}")
     print(
         f"per core (CPU time, 1 process, 1 thread): Pillow floor {1000 * cpu_floor:.1f} ms/image, "
         f"stats {1000 * cpu_stats:.1f} ms/image: {cpu_stats / cpu_floor:.2f}x"
@@ -180,6 +197,11 @@ def main(argv=None) -> int:
         f"{'OK' if ratio <= TARGETS['local_vs_floor'] else 'MISSED'}"
     )
     print(f"local engine / Pillow floor (1 worker):  {results['local1'] / results['floor1']:.2f}x")
+    for w in (1, 2):
+        print(
+            f"local engine / Pillow floor, CPU time per image ({w} worker(s)): "
+            f"{min(cpus[f'local{w}']) / min(cpus[f'floor{w}']):.2f}x"
+        )
     print(f"local engine speed-up 1 -> 2 workers: {results['local1'] / results['local2']:.2f}x")
     if startups:
         rr = results["ray2"] / results["local2"]
