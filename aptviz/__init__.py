@@ -6,6 +6,7 @@ The public API (docs/pipeline.md §3)::
     aptviz.load_image(path)
     aptviz.resize_image(image, factor=28, min_pixels=3136, max_pixels=1003520)
     aptviz.entropy_maps(image, patch_size=14, num_scales=3, bins=512, device="cpu")
+    aptviz.importance_maps(image, measure="entropy", aggregate="mean", patch_size=14, ...)
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
     aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
@@ -31,6 +32,7 @@ __all__ = [
     "__version__",
     "analyze",
     "entropy_maps",
+    "importance_maps",
     "load_image",
     "resize_image",
     "run",
@@ -43,6 +45,7 @@ _LAZY = {
     "resize_image": "resize",
     "load_image": "loading",
     "entropy_maps": "entropy",
+    "importance_maps": "importance",
     "PAD": "entropy",
     "select_patches": "selection",
     "Selection": "selection",

@@ -125,7 +125,9 @@ def discover(
     return jobs, failures
 
 
-def is_complete(out_dir: str | Path, runs: list[RunSpec], params: Params, save_maps: bool) -> ImageStats | None:
+def is_complete(
+    out_dir: str | Path, runs: list[RunSpec], params: Params, save_maps: bool, export_tokens: bool = False
+) -> ImageStats | None:
     """The stats of a finished earlier run with the same parameters, or None.
 
     Same parameters means: same aptviz version, same pipeline parameters (the
@@ -151,12 +153,14 @@ def is_complete(out_dir: str | Path, runs: list[RunSpec], params: Params, save_m
         if not all(sel.matches(spec) for sel, spec in zip(stats.selections, runs)):
             return None
         files = stats.files
-        if bool(files.get("maps")) != save_maps:
+        if bool(files.get("maps")) != save_maps or bool(files.get("tokens")) != export_tokens:
             return None
         listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
         listed += [sel.files["overlay"] for sel in stats.selections]
         if save_maps:
             listed.append(files["maps"])
+        if export_tokens:
+            listed.append(files["tokens"])
     except (KeyError, TypeError, AttributeError, ValueError):
         return None
     if not all((out / rel).is_file() for rel in listed):
@@ -164,12 +168,14 @@ def is_complete(out_dir: str | Path, runs: list[RunSpec], params: Params, save_m
     return stats
 
 
-def _work(path: Path, out_dir: Path, runs: list[RunSpec], params: Params, save_maps: bool) -> JobResult:
+def _work(
+    path: Path, out_dir: Path, runs: list[RunSpec], params: Params, save_maps: bool, export_tokens: bool = False
+) -> JobResult:
     """Process one image; every failure becomes a ``failed`` result."""
     from .pipeline import process_image
 
     try:
-        stats = process_image(path, out_dir, runs, params, save_maps)
+        stats = process_image(path, out_dir, runs, params, save_maps, export_tokens)
         return JobResult(path, None, Status.done, stats=stats)
     except InputError as exc:
         return JobResult.failed(path, str(exc), traceback.format_exc())
@@ -290,6 +296,7 @@ def run_batch(
     overwrite: bool = False,
     save_maps: bool = False,
     log_level: str | None = None,
+    export_tokens: bool = False,
 ) -> Iterator[JobResult]:
     """Process jobs, skipping complete ones, and yield each result as it finishes.
 
@@ -311,6 +318,8 @@ def run_batch(
         Also write maps.npz per image.
     log_level : str, optional
         Loguru level for worker processes.
+    export_tokens : bool
+        Also write tokens.npz per image.
 
     Yields
     ------
@@ -321,7 +330,7 @@ def run_batch(
     output = Path(output)
     todo: list[Job] = []
     for job in jobs:
-        stats = None if overwrite else is_complete(output / job.name, runs, params, save_maps)
+        stats = None if overwrite else is_complete(output / job.name, runs, params, save_maps, export_tokens)
         if stats is not None:
             logger.debug("{}: complete with the same parameters, skipped", job.path)
             yield JobResult(job.path, job.name, Status.skipped, stats=stats)
@@ -333,7 +342,7 @@ def run_batch(
     workers = min(default_workers() if workers is None else max(1, workers), len(todo))
     if workers <= 1:
         for job in todo:
-            res = _work(job.path, output / job.name, runs, params, save_maps)
+            res = _work(job.path, output / job.name, runs, params, save_maps, export_tokens)
             res.name = job.name
             yield res
         return
@@ -344,6 +353,6 @@ def run_batch(
         return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level,))
 
     def submit(pool: ProcessPoolExecutor, job: Job) -> Future:
-        return pool.submit(_work, job.path, output / job.name, runs, params, save_maps)
+        return pool.submit(_work, job.path, output / job.name, runs, params, save_maps, export_tokens)
 
     yield from RecoveringPool(new_pool, workers, submit).run(todo)

@@ -28,11 +28,13 @@ from pathlib import Path
 import typer
 
 from .cli_options import (
-    DEFAULT_THRESHOLDS_TEXT,
     EXIT_USAGE,
+    AggregateOpt,
     Alphas,
     Bins,
     DeviceOpt,
+    ExportTokens,
+    Importance,
     Inputs,
     JsonOut,
     MaxPixels,
@@ -40,6 +42,7 @@ from .cli_options import (
     Methods,
     MinPixels,
     NumScales,
+    OptionalThresholds,
     Output,
     Overwrite,
     PatchSize,
@@ -47,7 +50,6 @@ from .cli_options import (
     Recursive,
     SaveMaps,
     TemporalPatchSize,
-    Thresholds,
     Verbose,
     Version,
     Workers,
@@ -57,7 +59,7 @@ from .cli_options import (
     usage_error,
     warn_unused,
 )
-from .params import Device
+from .params import Device, Measure
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli_calibrate:app",
@@ -81,7 +83,7 @@ def run(
     output: Output = Path("visualizations"),
     methods: Methods = None,
     alphas: Alphas = None,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
+    thresholds: OptionalThresholds = None,
     patch_size: PatchSize = 14,
     merge_size: MergeSize = 2,
     temporal_patch_size: TemporalPatchSize = 2,
@@ -89,11 +91,14 @@ def run(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
     workers: Workers = None,
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
+    export_tokens: ExportTokens = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -107,11 +112,12 @@ def run(
     view = _view(json_out, quiet, verbose)
     try:
         params = params_from(locals())
-        runs = runs_from(methods, alphas, thresholds, params.num_scales)
+        runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
-            recursive=recursive, overwrite=overwrite, save_maps=save_maps, log_level=level,
+            recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
+            log_level=level,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from ._version import __version__
-from .params import Device, Method
+from .params import Aggregate, Device, Measure, Method
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 METHOD_METAVAR = "{" + ",".join(m.value for m in Method) + "}[:ALPHAS]"
@@ -37,14 +37,25 @@ def _version_callback(value: bool) -> None:
 
 
 # -- inputs and output ------------------------------------------------------------------------------
-Inputs = Annotated[list[str], typer.Argument(help="Image files and/or folders.", show_default=False)]
-Output = Annotated[Path, typer.Option("-o", "--output", help="Output folder.")]
+Inputs = Annotated[
+    list[str], typer.Argument(help="Image files and/or folders.", show_default=False, metavar="IMAGE_OR_FOLDER")
+]
+Output = Annotated[Path, typer.Option("-o", "--output", metavar="DIR", help="Output folder.")]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Scan folders recursively.")]
 Workers = Annotated[
-    int | None, typer.Option("-j", "--workers", help="Parallel worker processes. [default: CPU cores]", min=1)
+    int | None,
+    typer.Option("-j", "--workers", metavar="N", help="Parallel worker processes. [default: CPU cores]", min=1),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")]
 SaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")]
+ExportTokens = Annotated[
+    bool,
+    typer.Option(
+        "--export-tokens",
+        help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision rows (the fields of "
+        "aptviz.qwen2vl), keys suffixed with the selection's label.",
+    ),
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
 
 # -- selections -------------------------------------------------------------------------------------
@@ -64,25 +75,56 @@ Alphas = Annotated[
     typer.Option(
         "-a",
         "--alpha",
+        metavar="FLOAT",
         help="v2: threshold multiplier; budget: target retention in [0, 1]. Repeatable; applies to the methods "
         "given without their own alphas. [default: 1.0]",
         show_default=False,
     ),
 ]
 Thresholds = Annotated[
-    str, typer.Option("--thresholds", help="v1 entropy thresholds (bits), one per scale above the finest.")
+    str,
+    typer.Option("--thresholds", metavar="T1,T2", help="v1 entropy thresholds (bits), one per scale above the finest."),
+]
+OptionalThresholds = Annotated[
+    str | None,
+    typer.Option(
+        "--thresholds",
+        help="v1 thresholds, one per scale above the finest, in the measure's unit. "
+        "[default: 3,2 (bits) for entropy; required by v1 with the other measures]",
+        show_default=False,
+    ),
+]
+Importance = Annotated[
+    Measure,
+    typer.Option(
+        "--importance",
+        case_sensitive=False,
+        help="What scores a patch: entropy (bits), laplacian (|∇²| of gray/255) or upsample-mse "
+        "(error of a bilinear down-up reconstruction at the patch's scale).",
+    ),
+]
+AggregateOpt = Annotated[
+    Aggregate | None,
+    typer.Option(
+        "--aggregate",
+        case_sensitive=False,
+        help="Per-patch reduction of laplacian and upsample-mse values (std with n-1). [default: mean]",
+        show_default=False,
+    ),
 ]
 
 # -- pipeline parameters (names match aptviz.params.Params fields) -----------------------------------
-PatchSize = Annotated[int, typer.Option("--patch-size", help="Finest patch size in pixels.")]
-MergeSize = Annotated[int, typer.Option("--merge-size", help="Qwen2-VL merge size (resize factor = patch * merge).")]
-TemporalPatchSize = Annotated[
-    int, typer.Option("--temporal-patch-size", help="Qwen2-VL temporal patch size (recorded).")
+PatchSize = Annotated[int, typer.Option("--patch-size", metavar="N", help="Finest patch size in pixels.")]
+MergeSize = Annotated[
+    int, typer.Option("--merge-size", metavar="N", help="Qwen2-VL merge size (resize factor = patch * merge).")
 ]
-NumScales = Annotated[int, typer.Option("--num-scales", help="Number of patch scales (patch * 2**i).")]
-MinPixels = Annotated[int, typer.Option("--min-pixels", help="smart_resize minimum pixel count.")]
-MaxPixels = Annotated[int, typer.Option("--max-pixels", help="smart_resize maximum pixel count.")]
-Bins = Annotated[int, typer.Option("--bins", help="Histogram bins for the entropy.")]
+TemporalPatchSize = Annotated[
+    int, typer.Option("--temporal-patch-size", metavar="N", help="Qwen2-VL temporal patch size (recorded).")
+]
+NumScales = Annotated[int, typer.Option("--num-scales", metavar="N", help="Number of patch scales (patch * 2**i).")]
+MinPixels = Annotated[int, typer.Option("--min-pixels", metavar="N", help="smart_resize minimum pixel count.")]
+MaxPixels = Annotated[int, typer.Option("--max-pixels", metavar="N", help="smart_resize maximum pixel count.")]
+Bins = Annotated[int, typer.Option("--bins", metavar="N", help="Histogram bins for the entropy.")]
 DeviceOpt = Annotated[
     Device,
     typer.Option("--device", case_sensitive=False, help="Where to compute entropy and selection."),
@@ -128,14 +170,21 @@ def params_from(values: dict):
     return Params(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
 
 
-def runs_from(methods: list[str] | None, alphas: list[float] | None, thresholds: str, num_scales: int):
-    """The selections asked for (``-m``/``-a``/``--thresholds``), validated."""
+def runs_from(
+    methods: list[str] | None, alphas: list[float] | None, thresholds: str | None, num_scales: int, measure="entropy"
+):
+    """The selections asked for (``-m``/``-a``/``--thresholds``), validated.
+
+    ``thresholds`` None means not given: v1 then uses the measure's default
+    (entropy only; see :func:`aptviz.params.default_thresholds`).
+    """
     from .params import build_runs, parse_floats
 
-    return build_runs(methods or [], alphas or [], parse_floats(thresholds, "--thresholds"), num_scales)
+    thr = None if thresholds is None else parse_floats(thresholds, "--thresholds")
+    return build_runs(methods or [], alphas or [], thr, num_scales, measure)
 
 
-def warn_unused(methods: list[str] | None, alphas: list[float] | None, thresholds: str) -> None:
+def warn_unused(methods: list[str] | None, alphas: list[float] | None, thresholds: str | None) -> None:
     """Warn when ``--alpha`` or ``--thresholds`` cannot apply to the methods chosen."""
     from ._log import logger
     from .params import parse_method_spec
@@ -146,5 +195,5 @@ def warn_unused(methods: list[str] | None, alphas: list[float] | None, threshold
             logger.warning("--alpha is ignored by v1 (fixed thresholds); add -m v2 or -m budget to use it")
         else:
             logger.warning("--alpha is ignored: every method given has its own alphas")
-    if thresholds != DEFAULT_THRESHOLDS_TEXT and all(m is not Method.v1 for m, _ in chosen):
+    if thresholds not in (None, DEFAULT_THRESHOLDS_TEXT) and all(m is not Method.v1 for m, _ in chosen):
         logger.warning("--thresholds is used by v1 only")

@@ -20,20 +20,21 @@ import typer
 from rich.console import Console
 
 from .cli_options import (
-    DEFAULT_THRESHOLDS_TEXT,
+    AggregateOpt,
     Alphas,
     Bins,
     DeviceOpt,
+    Importance,
     MaxPixels,
     MergeSize,
     Methods,
     MinPixels,
     NumScales,
+    OptionalThresholds,
     PatchSize,
     Quiet,
     Recursive,
     TemporalPatchSize,
-    Thresholds,
     Verbose,
     Version,
     Workers,
@@ -43,7 +44,7 @@ from .cli_options import (
     usage_error,
     warn_unused,
 )
-from .params import Device
+from .params import Device, Measure
 
 __all__ = ["app", "summary_app"]
 
@@ -85,7 +86,7 @@ def stats(
     output: StatsOutput,
     methods: Methods = None,
     alphas: Alphas = None,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
+    thresholds: OptionalThresholds = None,
     patch_size: PatchSize = 14,
     merge_size: MergeSize = 2,
     temporal_patch_size: TemporalPatchSize = 2,
@@ -93,6 +94,8 @@ def stats(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
     workers: Workers = None,
@@ -112,7 +115,7 @@ def stats(
     view = StatsView(quiet)
     try:
         params = params_from(locals())
-        runs = runs_from(methods, alphas, thresholds, params.num_scales)
+        runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
         report = run_stats(
             inputs, output, runs, params, recursive=recursive, image_column=image_column, engine=engine.value,

@@ -26,14 +26,20 @@ from .resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "Aggregate",
     "Device",
+    "Measure",
     "Method",
     "Params",
     "RunSpec",
     "build_runs",
+    "check_aggregate",
+    "default_thresholds",
     "expand_runs",
     "format_alpha",
+    "parse_aggregate",
     "parse_floats",
+    "parse_measure",
     "parse_method",
     "parse_method_spec",
 ]
@@ -70,6 +76,33 @@ class Device(str, Enum):
         return self.value
 
 
+class Measure(str, Enum):
+    """What a cell's importance measures (``--importance``; see :mod:`aptviz.importance`)."""
+
+    entropy = "entropy"
+    laplacian = "laplacian"
+    upsample_mse = "upsample-mse"
+
+    @property
+    def takes_aggregate(self) -> bool:
+        """Whether per-pixel values are aggregated per cell (entropy is a statistic of the whole cell)."""
+        return self is not Measure.entropy
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Aggregate(str, Enum):
+    """How a measure's per-pixel values become one value per cell (``--aggregate``)."""
+
+    mean = "mean"
+    max = "max"
+    std = "std"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 def _closest(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     match = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.5)
@@ -97,6 +130,97 @@ def parse_method(text: str | Method) -> Method:
         names = [m.value for m in Method]
         choices = ", ".join(names[:-1]) + " or " + names[-1]
         raise ParameterError(f"unknown method {str(text)!r}{_closest(name, names)}; choose {choices}") from None
+
+
+def _choices(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def parse_measure(text: str | Measure) -> Measure:
+    """A :class:`Measure` from its name, in any case (``upsample_mse`` also works).
+
+    Examples
+    --------
+    >>> parse_measure("Laplacian"), parse_measure("upsample_mse")
+    (<Measure.laplacian: 'laplacian'>, <Measure.upsample_mse: 'upsample-mse'>)
+    >>> parse_measure("sobel")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: unknown importance measure 'sobel'; choose entropy, laplacian or upsample-mse
+    """
+    if isinstance(text, Measure):
+        return text
+    name = str(getattr(text, "value", text)).strip().lower().replace("_", "-")
+    names = [m.value for m in Measure]
+    try:
+        return Measure(name)
+    except ValueError:
+        raise ParameterError(
+            f"unknown importance measure {str(text)!r}{_closest(name, names)}; choose {_choices(names)}"
+        ) from None
+
+
+def parse_aggregate(text: str | Aggregate) -> Aggregate:
+    """An :class:`Aggregate` from its name, in any case.
+
+    Examples
+    --------
+    >>> parse_aggregate("STD")
+    <Aggregate.std: 'std'>
+    """
+    if isinstance(text, Aggregate):
+        return text
+    name = str(getattr(text, "value", text)).strip().lower()
+    names = [a.value for a in Aggregate]
+    try:
+        return Aggregate(name)
+    except ValueError:
+        raise ParameterError(
+            f"unknown aggregate {str(text)!r}{_closest(name, names)}; choose {_choices(names)}"
+        ) from None
+
+
+def check_aggregate(measure: Measure, aggregate: str | Aggregate | None) -> Aggregate | None:
+    """The aggregate a measure uses: ``mean`` by default, None for entropy (which takes none).
+
+    Examples
+    --------
+    >>> check_aggregate(Measure.laplacian, None), check_aggregate(Measure.entropy, None)
+    (<Aggregate.mean: 'mean'>, None)
+    >>> check_aggregate(Measure.entropy, "max")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: --aggregate max applies to laplacian and upsample-mse, not to entropy
+    """
+    if not measure.takes_aggregate:
+        if aggregate is not None and parse_aggregate(aggregate) is not Aggregate.mean:
+            raise ParameterError(
+                f"--aggregate {parse_aggregate(aggregate).value} applies to laplacian and upsample-mse, not to entropy"
+            )
+        return None
+    return Aggregate.mean if aggregate is None else parse_aggregate(aggregate)
+
+
+def default_thresholds(
+    method: str | Method, thresholds: Sequence[float] | None, measure: str | Measure = Measure.entropy
+) -> tuple[float, ...] | None:
+    """v1's thresholds: as given, else the default for entropy; the other measures have none.
+
+    Examples
+    --------
+    >>> default_thresholds("v1", None), default_thresholds("v1", [1, 0.5], "laplacian")
+    ((3.0, 2.0), (1.0, 0.5))
+    >>> default_thresholds("budget", None, "upsample-mse") is None
+    True
+    """
+    if thresholds is not None:
+        return tuple(float(t) for t in thresholds)
+    if parse_method(method) is not Method.v1:
+        return None
+    measure = parse_measure(measure)
+    if measure is not Measure.entropy:
+        raise ParameterError(f"v1 has no default thresholds for {measure.value}: give --thresholds")
+    return DEFAULT_THRESHOLDS
 
 
 def parse_device(text: str | Device) -> str:
@@ -160,6 +284,13 @@ class Params:
     Traceback (most recent call last):
     ...
     aptviz.errors.ParameterError: bins must be an integer >= 1, got 0
+
+    ``importance`` is the measure (``entropy``, ``laplacian``,
+    ``upsample-mse``); ``aggregate`` its per-cell reduction, ``mean`` unless
+    given, and None for entropy, which takes none:
+
+    >>> Params(importance="laplacian").aggregate, Params().aggregate
+    ('mean', None)
     """
 
     patch_size: int = 14
@@ -170,6 +301,8 @@ class Params:
     max_pixels: int = DEFAULT_MAX_PIXELS
     bins: int = 512
     device: str = "cpu"
+    importance: str = "entropy"
+    aggregate: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "merge_size", "temporal_patch_size", "num_scales", "min_pixels", "max_pixels"):
@@ -186,6 +319,15 @@ class Params:
         if self.min_pixels > self.max_pixels:
             raise ParameterError(f"min-pixels ({self.min_pixels}) must not exceed max-pixels ({self.max_pixels})")
         object.__setattr__(self, "device", parse_device(self.device))
+        measure = parse_measure(self.importance)
+        aggregate = check_aggregate(measure, self.aggregate)
+        object.__setattr__(self, "importance", measure.value)
+        object.__setattr__(self, "aggregate", None if aggregate is None else aggregate.value)
+
+    @property
+    def measure(self) -> Measure:
+        """The importance measure as a :class:`Measure`."""
+        return Measure(self.importance)
 
     @property
     def factor(self) -> int:
@@ -345,8 +487,9 @@ def parse_method_spec(text: str | Method) -> tuple[Method, tuple[float, ...] | N
 def build_runs(
     methods: Sequence[str | Method] = (),
     alphas: Sequence[float | str] = (),
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    thresholds: Sequence[float] | None = DEFAULT_THRESHOLDS,
     num_scales: int = 3,
+    measure: str | Measure = Measure.entropy,
 ) -> list[RunSpec]:
     """Every selection asked for, validated, in the order given, without duplicates.
 
@@ -357,10 +500,14 @@ def build_runs(
         alphas: ``"v2:0.8,1,1.2"``. Empty: v1.
     alphas : sequence of float
         Alphas of the methods given without their own list (default 1.0).
-    thresholds : sequence of float
-        v1 thresholds, one per scale above the finest.
+    thresholds : sequence of float or None
+        v1 thresholds, one per scale above the finest. None: the default of
+        the measure (entropy only; v1 on another measure then raises
+        :class:`ParameterError`).
     num_scales : int
         Number of scales (to check the threshold count).
+    measure : str or Measure
+        The importance measure the selections will run on.
 
     Returns
     -------
@@ -376,7 +523,7 @@ def build_runs(
     for text in list(methods) or [Method.v1]:
         method, own = parse_method_spec(text)
         if not method.takes_alpha:
-            specs = [RunSpec(method, None, tuple(thresholds)).check_scales(num_scales)]
+            specs = [RunSpec(method, None, default_thresholds(method, thresholds, measure)).check_scales(num_scales)]
         else:
             specs = [RunSpec(method, a) for a in (own or default_alphas)]
         for spec in specs:

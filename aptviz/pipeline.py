@@ -16,11 +16,12 @@ import numpy as np
 from ._log import logger
 from ._version import __version__
 from ._xp import to_numpy
-from .entropy import PAD, compute_maps
+from .entropy import PAD
 from .errors import InputError
+from .importance import compute_importance, measure_unit
 from .loading import LoadedImage, open_image
 from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
-from .params import DEFAULT_THRESHOLDS, Params, RunSpec, build_runs
+from .params import Measure, Params, RunSpec, build_runs
 from .render import draw_overlay, render_heatmap
 from .resize import resize_image
 from .results import EntropySummary, ImageInfo, ImageStats, SelectionStats
@@ -41,6 +42,7 @@ OVERLAY_DIR = "02_patches_grid"
 IMAGES_DIR = "03_original_resized"
 STATS_NAME = "stats.json"
 MAPS_NAME = "maps.npz"
+TOKENS_NAME = "tokens.npz"
 
 
 @dataclass
@@ -75,9 +77,9 @@ def entropy_summary(ent) -> EntropySummary:
     return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_stats(sel: Selection) -> SelectionStats:
-    """One element of stats.json ``selections`` (no files yet)."""
-    return SelectionStats(
+def selection_stats(sel: Selection, params: Params) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files yet), with its ViT and LLM token counts."""
+    stats = SelectionStats(
         method=str(sel.method),
         alpha=sel.alpha,
         thresholds=list(sel.thresholds) if sel.thresholds is not None else None,
@@ -88,6 +90,7 @@ def selection_stats(sel: Selection) -> SelectionStats:
         target_retention=sel.target_retention,
         budget_info=sel.budget_info,
     )
+    return stats.with_token_counts(params.patch_size, params.merge_size)
 
 
 def build_stats(result: ImageResult) -> ImageStats:
@@ -108,7 +111,7 @@ def build_stats(result: ImageResult) -> ImageStats:
         params=result.params,
         grid={ps: tuple(m.shape) for ps, m in result.maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in result.maps.items()},
-        selections=[selection_stats(sel) for _, sel in result.selections],
+        selections=[selection_stats(sel, result.params) for _, sel in result.selections],
     )
 
 
@@ -149,10 +152,13 @@ def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], p
         "{}: {}x{} -> {}x{}", path, loaded.image.width, loaded.image.height, resized.shape[1], resized.shape[0]
     )
     try:
-        maps = compute_maps(resized, params.patch_size, params.num_scales, params.bins, params.device)
+        maps = compute_importance(
+            resized, params.importance, params.aggregate, params.patch_size, params.num_scales, params.bins,
+            params.device,
+        )  # fmt: skip
         result = ImageResult(path, loaded, resized, maps, params)
         for spec in runs:
-            result.selections.append((spec, select(maps, spec.check_scales(params.num_scales))))
+            result.selections.append((spec, select(maps, spec.check_scales(params.num_scales), params.importance)))
     except Exception as exc:
         if _is_cuda_oom(exc):
             raise InputError("CUDA out of memory; retry with --device cpu") from exc
@@ -169,7 +175,7 @@ def analyze(
     path: str | Path,
     methods=("v1",),
     alphas=(1.0,),
-    thresholds=DEFAULT_THRESHOLDS,
+    thresholds=None,
     **params,
 ) -> dict:
     """Run the whole pipeline on one image and return the stats.json content.
@@ -185,12 +191,14 @@ def analyze(
         every (method, alpha) combination is run.
     alphas : sequence of float
         Alphas for v2 and budget (v1 takes none).
-    thresholds : sequence of float
-        v1 thresholds.
+    thresholds : sequence of float, optional
+        v1 thresholds; default ``(3.0, 2.0)`` for entropy, required for the
+        other measures.
     **params
         Any :class:`aptviz.params.Params` field (patch_size, merge_size,
         temporal_patch_size, num_scales, min_pixels, max_pixels, bins,
-        device -- "auto", "cpu" or "cuda").
+        device -- "auto", "cpu" or "cuda", importance -- "entropy",
+        "laplacian" or "upsample-mse", aggregate -- "mean", "max" or "std").
 
     Returns
     -------
@@ -204,7 +212,7 @@ def analyze(
     209
     """
     p = Params(**params)
-    runs = build_runs(methods, alphas, thresholds, p.num_scales)
+    runs = build_runs(methods, alphas, thresholds, p.num_scales, p.importance)
     return compute(path, runs, p).stats().to_dict()
 
 
@@ -218,14 +226,25 @@ def overlay_name(spec: RunSpec, single: bool) -> str:
 def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for ps, m in result.maps.items():
-        arrays[f"entropy_{ps}"] = to_numpy(m)
+        arrays[f"{result.params.importance}_{ps}"] = to_numpy(m)  # entropy_14, laplacian_14, upsample-mse_14
     for spec, sel in result.selections:
         for ps, mask in sel.masks.items():
             arrays[f"mask_{spec.label}_{ps}"] = to_numpy(mask)
     return arrays
 
 
-def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = False) -> dict:
+def _token_arrays(result: ImageResult) -> dict[str, np.ndarray]:
+    """tokens.npz: every selection's tokens as Qwen2-VL rows (docs/qwen2vl.md), NumPy only."""
+    from .packing import token_arrays
+
+    p = result.params
+    selections = [(spec.label, sel.masks) for spec, sel in result.selections]
+    return token_arrays(result.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
+
+
+def write_outputs(
+    result: ImageResult, out_dir: str | Path, save_maps: bool = False, export_tokens: bool = False
+) -> dict:
     """Render and write every file of one image; stats.json is written last.
 
     Parameters
@@ -236,6 +255,8 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
         The image's own folder (``OUTPUT/<name>``).
     save_maps : bool
         Also write ``maps.npz`` (entropy maps and every mask).
+    export_tokens : bool
+        Also write ``tokens.npz`` (each selection's tokens in Qwen2-VL's row layout).
 
     Returns
     -------
@@ -249,13 +270,16 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     stats = result.stats()
     h, w = result.resized.shape[:2]
     files: dict = {"heatmaps": {}}
-    # one colour scale for all scales of the image: the non-PAD range in stats["entropy"]
-    summaries = [e for e in stats.entropy.values() if e.min is not None]
+    # one colour scale for all scales of the image: the non-PAD range in stats["importance"]
+    summaries = [e for e in stats.importance.values() if e.min is not None]
     vmin = min((e.min for e in summaries), default=0.0)
     vmax = max((e.max for e in summaries), default=0.0)
+    p = result.params
+    unit = measure_unit(p.importance, p.aggregate or "mean")
+    label = None if p.measure is Measure.entropy else p.importance  # entropy's colorbar stays as it was
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
-        write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax))
+        write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax, unit=unit, measure=label))
         files["heatmaps"][str(ps)] = rel
     files["original"] = f"{IMAGES_DIR}/original_image.jpg"
     if result.loaded.is_plain_jpeg:  # the file itself: lossless and no re-encoding
@@ -274,6 +298,9 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
     if save_maps:
         files["maps"] = MAPS_NAME
         write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
+    if export_tokens:
+        files["tokens"] = TOKENS_NAME
+        write_npz_atomic(out / TOKENS_NAME, _token_arrays(result))
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
@@ -282,6 +309,8 @@ def write_outputs(result: ImageResult, out_dir: str | Path, save_maps: bool = Fa
             old.unlink(missing_ok=True)
     if not save_maps:
         (out / MAPS_NAME).unlink(missing_ok=True)
+    if not export_tokens:
+        (out / TOKENS_NAME).unlink(missing_ok=True)
     return stats
 
 
@@ -291,6 +320,7 @@ def process_image(
     runs: list[RunSpec],
     params: Params,
     save_maps: bool = False,
+    export_tokens: bool = False,
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs`; returns the stats written."""
-    return write_outputs(compute(path, runs, params), out_dir, save_maps)
+    return write_outputs(compute(path, runs, params), out_dir, save_maps, export_tokens)

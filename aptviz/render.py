@@ -1,4 +1,4 @@
-"""Stage 5: pictures -- entropy heatmaps and patch-boundary overlays.
+"""Stage 5: pictures -- importance heatmaps and patch-boundary overlays.
 
 Everything here is array work (NumPy lookups and repeats); no matplotlib
 figure is created per image. Text (colorbar ticks) is drawn with Pillow.
@@ -71,6 +71,23 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+@lru_cache(maxsize=8)
+def _unicode_font(size: int):
+    """A font with the glyphs of the units (∇, ²): DejaVu Sans from matplotlib's data, else the default."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    spec = find_spec("matplotlib")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if path.is_file():
+            try:
+                return ImageFont.truetype(str(path), size)
+            except OSError:  # pragma: no cover - unreadable font file
+                break
+    return _font(size)
+
+
 def _nice_ticks(vmin: float, vmax: float) -> list[float]:
     """About five round tick values between vmin and vmax.
 
@@ -89,20 +106,38 @@ def _nice_ticks(vmin: float, vmax: float) -> list[float]:
     return [round(float(t), 10) + 0.0 for t in ticks]
 
 
-def _colorbar(height: int, vmin: float, vmax: float, lut: np.ndarray, any_pad: bool, ps: int) -> np.ndarray:
-    """A white panel with a vertical colorbar (bits), tick labels and a no-data key."""
+def _colorbar(
+    height: int,
+    vmin: float,
+    vmax: float,
+    lut: np.ndarray,
+    any_pad: bool,
+    ps: int,
+    unit: str = "bits",
+    measure: str | None = None,
+) -> np.ndarray:
+    """A white panel with a vertical colorbar, tick labels and a no-data key.
+
+    Titled with the scale and the unit; a ``measure`` name (any but entropy,
+    whose panel is unchanged) goes between them, and the panel widens to fit.
+    """
     font_size = int(np.clip(height // 32, 9, 18))
+    titles = [f"{ps}px", unit] if measure is None else [f"{ps}px", measure, unit]
+    font = _font(font_size) if measure is None else _unicode_font(font_size)
     width = font_size * 6 + 24
+    if measure is not None:
+        labels = titles + [f"{t:g}" for t in _nice_ticks(vmin, vmax)]
+        width = max(width, 12 + int(max(font.getlength(t) for t in labels[:3])), 24 + max(8, font_size)
+                    + int(max(font.getlength(t) for t in labels[3:])))  # fmt: skip
     panel = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
-    font = _font(font_size)
-    top = font_size * 2 + 6
+    top = font_size * len(titles) + 6
     key = font_size * 3 if any_pad else 0
     bottom = height - font_size - 4 - key
     bar_w = max(8, font_size)
     x0 = 6
-    draw.text((x0, 2), f"{ps}px", fill=(0, 0, 0), font=font)
-    draw.text((x0, 2 + font_size + 1), "bits", fill=(0, 0, 0), font=font)
+    for i, title in enumerate(titles):
+        draw.text((x0, 2 + i * (font_size + 1)), title, fill=(0, 0, 0), font=font)
     if bottom - top >= 4:
         span = bottom - top
         levels = np.linspace(255, 0, span).round().astype(np.intp)
@@ -129,14 +164,16 @@ def render_heatmap(
     vmin: float | None = None,
     vmax: float | None = None,
     cmap: str = "inferno",
+    unit: str = "bits",
+    measure: str | None = None,
 ) -> np.ndarray:
-    """Render one entropy map as a crisp heatmap with a colorbar in bits.
+    """Render one importance map as a crisp heatmap with a colorbar in its unit.
 
     Parameters
     ----------
     entropy : (rows, cols) ndarray or torch.Tensor
-        Entropy map of one scale; :data:`aptviz.entropy.PAD` cells are drawn
-        as grey hatching ("no data").
+        Importance map of one scale (entropy or another measure);
+        :data:`aptviz.entropy.PAD` cells are drawn as grey hatching ("no data").
     patch_size : int
         Cell size in pixels at this scale.
     size : (int, int)
@@ -147,6 +184,11 @@ def render_heatmap(
         Pass one range for all scales of an image to make them comparable.
     cmap : str
         Matplotlib colormap name.
+    unit : str
+        Unit written on the colorbar (:func:`aptviz.importance.measure_unit`).
+    measure : str, optional
+        Measure named on the colorbar (None for entropy, whose colorbar shows
+        the scale and "bits" only).
 
     Returns
     -------
@@ -176,7 +218,7 @@ def render_heatmap(
     if pad.any():
         ys, xs = np.nonzero(_expand(pad, patch_size, height, width))
         pixels[ys, xs] = _hatch_colors(ys, xs)
-    bar = _colorbar(height, vmin, vmax, lut, bool(pad.any()), patch_size)
+    bar = _colorbar(height, vmin, vmax, lut, bool(pad.any()), patch_size, unit, measure)
     return np.concatenate([pixels, bar], axis=1)
 
 

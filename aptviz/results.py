@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 
 from .params import Params, RunSpec
+from .tokens import token_counts
 
 __all__ = [
     "BudgetInfo",
@@ -110,6 +111,11 @@ class SelectionStats:
     base_small_tokens: int
     retention: float
     target_retention: float | None
+    # Qwen2-VL's two ends (docs/qwen2vl.md): ViT tokens = tokens; LLM tokens after the 2x2 merger
+    vit_tokens: int | None = None
+    llm_tokens: int | None = None
+    llm_tokens_uniform: int | None = None
+    llm_retention: float | None = None
     budget_info: BudgetInfo | None = None
     files: dict[str, str] = field(default_factory=dict)
 
@@ -128,6 +134,15 @@ class SelectionStats:
 
     def to_dict(self) -> dict:
         return _to_dict(self)
+
+    def with_token_counts(self, patch_size: int, merge_size: int) -> SelectionStats:
+        """Fill ``vit_tokens`` and the LLM numbers from ``tokens_by_scale`` (in place; returns self)."""
+        counts = token_counts(self.tokens_by_scale, self.base_small_tokens, patch_size, merge_size)
+        self.vit_tokens = counts.vit_tokens
+        self.llm_tokens = counts.llm_tokens
+        self.llm_tokens_uniform = counts.llm_tokens_uniform
+        self.llm_retention = counts.llm_retention
+        return self
 
     @classmethod
     def from_dict(cls, data: dict) -> SelectionStats:
@@ -161,7 +176,7 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class EntropySummary:
-    """Range and mean of one entropy map over its non-PAD cells (None when it has none)."""
+    """Range and mean of one importance map over its non-PAD cells (None when it has none)."""
 
     min: float | None
     mean: float | None
@@ -174,7 +189,13 @@ class EntropySummary:
 
 @dataclass
 class ImageStats:
-    """Everything stats.json holds for one image."""
+    """Everything stats.json holds for one image.
+
+    ``entropy`` holds the per-scale summaries of the importance maps, whatever
+    the measure (``params.importance``); :attr:`importance` is the same. In
+    stats.json they are the ``"importance"`` block, with the ``"entropy"``
+    alias beside it while the measure is entropy.
+    """
 
     aptviz_version: str
     image: ImageInfo
@@ -188,9 +209,21 @@ class ImageStats:
     def scales(self) -> list[int]:
         return list(self.grid)
 
+    @property
+    def importance(self) -> dict[int, EntropySummary]:
+        """Per-scale summaries of the importance maps (an alias of ``entropy``)."""
+        return self.entropy
+
     def to_dict(self) -> dict:
         """The stats.json content (``files`` left out until written)."""
-        out = _to_dict(self)
+        out = {}
+        for key, value in _to_dict(self).items():
+            if key == "entropy":
+                if self.params.importance == "entropy":
+                    out["entropy"] = value
+                out["importance"] = value
+            else:
+                out[key] = value
         if self.files is None:
             del out["files"]
         return out
@@ -203,10 +236,20 @@ class ImageStats:
             image=ImageInfo.from_dict(data["image"]),
             params=Params(**_known(Params, data["params"])),
             grid={int(k): tuple(v) for k, v in data["grid"].items()},
-            entropy={int(k): EntropySummary(**_known(EntropySummary, v)) for k, v in data["entropy"].items()},
+            entropy={
+                int(k): EntropySummary(**_known(EntropySummary, v))
+                for k, v in (data["importance"] if "importance" in data else data["entropy"]).items()
+            },
             selections=[SelectionStats.from_dict(s) for s in data["selections"]],
             files=data.get("files"),
-        )
+        )._with_token_counts()
+
+    def _with_token_counts(self) -> ImageStats:
+        """Token counts for selections read from a stats.json written before they existed."""
+        for sel in self.selections:
+            if sel.vit_tokens is None:
+                sel.with_token_counts(self.params.patch_size, self.params.merge_size)
+        return self
 
 
 @dataclass(frozen=True)

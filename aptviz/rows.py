@@ -13,7 +13,6 @@ import hashlib
 import json
 import traceback
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ __all__ = [
     "InputRef",
     "failed_rows",
     "image_rows",
-    "llm_accounting",
     "row_id",
     "run_key",
 ]
@@ -111,43 +109,6 @@ def row_id(input_key: str, key: str) -> int:
     return int.from_bytes(digest, "little") >> 1  # fits a signed int64 column
 
 
-def llm_accounting(tokens_by_scale: dict[int, int], base_small_tokens: int, patch_size: int, merge_size: int) -> dict:
-    """Qwen2-VL's LLM-side token counts for a selection.
-
-    The merger turns every ``merge_size x merge_size`` group of ViT patches (a
-    merge unit of ``u = patch_size * merge_size`` px) into one LLM token: a
-    patch of ``s < u`` px counts ``(s/u)**2``, a patch of ``s >= u`` px counts 1.
-
-    Parameters
-    ----------
-    tokens_by_scale : dict of int to int
-        Kept patches per patch size.
-    base_small_tokens : int
-        ``N``, the finest-grid cell count.
-    patch_size, merge_size : int
-
-    Returns
-    -------
-    dict
-        ``vit_tokens``, ``llm_tokens``, ``llm_tokens_uniform`` (``N / merge_size**2``)
-        and ``llm_retention``.
-
-    Examples
-    --------
-    >>> llm_accounting({14: 352, 28: 38, 56: 63}, 1512, 14, 2)
-    {'vit_tokens': 453, 'llm_tokens': 189, 'llm_tokens_uniform': 378, 'llm_retention': 0.5}
-    """
-    unit = patch_size * merge_size
-    llm = sum(Fraction(n) * (Fraction(s, unit) ** 2 if s < unit else 1) for s, n in tokens_by_scale.items())
-    uniform = Fraction(base_small_tokens, merge_size**2)
-    return {
-        "vit_tokens": int(sum(tokens_by_scale.values())),
-        "llm_tokens": int(llm) if llm.denominator == 1 else float(llm),
-        "llm_tokens_uniform": int(uniform) if uniform.denominator == 1 else float(uniform),
-        "llm_retention": float(llm / uniform) if uniform else None,
-    }
-
-
 def _importance_columns(maps: dict) -> dict:
     """Per-scale percentiles of the importance over non-PAD cells, one list entry per scale."""
     out: dict[str, list] = {f"importance_p{q}": [] for q in PERCENTILES}
@@ -192,10 +153,12 @@ def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result) -> list
     stats = result.stats().to_dict()  # exactly the stats.json content
     image = stats["image"]
     scales = [int(ps) for ps in stats["grid"]]
-    ent = list(stats["entropy"].values())
+    ent = list(stats["importance"].values())
     common = {
         "status": "ok",
         "error": None,
+        "importance": stats["params"]["importance"],
+        "aggregate": stats["params"]["aggregate"],
         "frames": image["frames"],
         "original_width": image["original_size"][0],
         "original_height": image["original_size"][1],
@@ -223,7 +186,7 @@ def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result) -> list
             budget=budget.get("budget"),
             budget_base_tokens=budget.get("base_tokens"),
             budget_k=budget.get("k"),
-            **llm_accounting(by_scale, entry["base_small_tokens"], params.patch_size, params.merge_size),
+            **{k: entry[k] for k in ("vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention")},
         )
         rows.append(row)
     return rows

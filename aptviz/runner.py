@@ -55,6 +55,7 @@ class RunOptions:
     recursive: bool = False
     overwrite: bool = False
     save_maps: bool = False
+    export_tokens: bool = False  # tokens.npz per image (APT's tokens as Qwen2-VL rows)
     log_level: str | None = None  # loguru level for worker processes
     summary_interval: float = 1.0  # seconds between summary rewrites while running
 
@@ -79,11 +80,18 @@ def check_output(output: str | Path) -> Path:
 
 
 def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
-    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text."""
-    items = list(selections) or [RunSpec(Method.v1)]
-    if all(isinstance(s, RunSpec) for s in items):
-        return [s.check_scales(params.num_scales) for s in items]
-    return build_runs([str(s) for s in items], num_scales=params.num_scales)
+    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text (the two may be mixed)."""
+    runs: list[RunSpec] = []
+    for item in list(selections) or [None]:
+        if isinstance(item, RunSpec):
+            specs = [item]
+        else:  # v1 given as text (or by default) takes the default thresholds of the measure: entropy only
+            texts = [] if item is None else [item]
+            specs = build_runs(texts, thresholds=None, num_scales=params.num_scales, measure=params.importance)
+        for spec in specs:
+            if spec not in runs:
+                runs.append(spec.check_scales(params.num_scales))
+    return runs
 
 
 class _Recorder:
@@ -147,7 +155,7 @@ def run(
     on_progress : callable, optional
         Called with a :class:`ProgressEvent` at the start and per input.
     options : RunOptions, optional
-        recursive, overwrite, save_maps, log_level; or give them as keywords.
+        recursive, overwrite, save_maps, export_tokens, log_level; or give them as keywords.
 
     Returns
     -------
@@ -174,8 +182,9 @@ def run(
         rec.add(failure)
     try:
         for result in run_batch(
-            jobs, output, runs, params, options.workers, options.overwrite, options.save_maps, options.log_level
-        ):
+            jobs, output, runs, params, options.workers, options.overwrite, options.save_maps, options.log_level,
+            export_tokens=options.export_tokens,
+        ):  # fmt: skip
             rec.add(result)
     except KeyboardInterrupt:
         report.interrupted = True

@@ -22,7 +22,7 @@ import numpy as np
 from . import _xp as xp
 from .entropy import PAD
 from .errors import ParameterError
-from .params import DEFAULT_THRESHOLDS, Method, RunSpec
+from .params import Measure, Method, RunSpec, default_thresholds, parse_measure
 from .results import BudgetInfo
 
 __all__ = ["Method", "Selection", "coverage", "select", "select_patches", "upsample"]
@@ -198,17 +198,23 @@ def _base_partition(g: _Grids) -> dict:
     return base
 
 
-def _propagated_scores(maps: dict, g: _Grids, base: dict) -> dict:
-    """Score of every cell above the finest scale: mean finest entropy, capped by the parent's score.
+def _propagated_scores(maps: dict, g: _Grids, base: dict, own_value: bool = False) -> dict:
+    """Score of every cell above the finest scale, capped by the parent's score.
 
-    Base cells keep their own score (they have no parent in the tree).
+    A cell's own score is the mean of the finest values it covers, or with
+    ``own_value`` its own value at its scale (upsample-mse, whose finest map
+    is all zeros). Base cells keep their own score (they have no parent in
+    the tree).
     """
     finest = g.scales[0]
     finest_vals = xp.to_float64(maps[finest])
     prop: dict = {}
     for i in range(len(g.scales) - 1, 0, -1):
         ps = g.scales[i]
-        own = _block_mean(finest_vals, ps // finest, g.shape[ps])
+        if own_value:
+            own = xp.to_float64(maps[ps])
+        else:
+            own = _block_mean(finest_vals, ps // finest, g.shape[ps])
         if i < len(g.scales) - 1:
             own = xp.where(base[ps], own, xp.minimum(own, g.up(prop[g.scales[i + 1]], i)))
         prop[ps] = own
@@ -247,14 +253,14 @@ def _assemble_masks(g: _Grids, base: dict, split: dict) -> dict:
     return dict(sorted(masks.items()))
 
 
-def _select_budget(maps, alpha: float) -> tuple[dict, BudgetInfo]:
-    """Budget selection: base partition, propagated scores, top-k splits, masks (docs/pipeline.md §1.4)."""
+def _select_budget(maps, alpha: float, own_value: bool = False) -> tuple[dict, BudgetInfo]:
+    """Budget selection: base partition, propagated scores, top-k splits, masks (docs/pipeline.md §1.4, §7)."""
     g = _Grids.of(maps)
     n_small = xp.size(maps[g.scales[0]])
     budget = round(alpha * n_small)
     base = _base_partition(g)
     base_tokens = sum(int(b.sum()) for b in base.values())
-    prop = _propagated_scores(maps, g, base)
+    prop = _propagated_scores(maps, g, base, own_value)
     splittable = sum(int((~g.pad[ps]).sum()) for ps in g.scales[1:])
     k = min(max(0, (budget - base_tokens) // 3), splittable)
     masks = _assemble_masks(g, base, _choose_splits(maps, g, prop, k))
@@ -266,9 +272,10 @@ def select_patches(
     maps: dict,
     method: str | Method = "v1",
     alpha: float = 1.0,
-    thresholds: tuple[float, ...] | list[float] = DEFAULT_THRESHOLDS,
+    thresholds: tuple[float, ...] | list[float] | None = None,
+    measure: str | Measure = "entropy",
 ) -> Selection:
-    """Select a mixed-size patch partition from entropy maps.
+    """Select a mixed-size patch partition from importance maps.
 
     Parameters
     ----------
@@ -280,8 +287,14 @@ def select_patches(
     alpha : float
         v2: threshold multiplier (>= 0); budget: target retention in [0, 1].
         Ignored by v1.
-    thresholds : sequence of float
-        v1 only: one entropy threshold (bits) per scale above the finest.
+    thresholds : sequence of float, optional
+        v1 only: one threshold per scale above the finest, in the measure's
+        unit. Default ``(3.0, 2.0)`` bits for entropy; the other measures
+        have no default.
+    measure : {"entropy", "laplacian", "upsample-mse"}
+        What the maps measure (:func:`aptviz.importance_maps`). Budget scores
+        an upsample-mse cell by its own value (its finest map is all zeros),
+        every other measure by the mean of the finest cells it covers.
 
     Returns
     -------
@@ -298,6 +311,10 @@ def select_patches(
     >>> sel = select_patches(maps, "budget", alpha=0.5)
     >>> sel.tokens, sel.budget_info["k"]
     (31, 9)
+    >>> select_patches(maps, "v1", measure="laplacian")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: v1 has no default thresholds for laplacian: give --thresholds
     """
     if not maps:
         raise ParameterError("no entropy maps given")
@@ -305,21 +322,23 @@ def select_patches(
     for a, b in zip(scales, scales[1:]):
         if b != 2 * a:
             raise ParameterError(f"scales must double each time, got {scales}")
+    measure = parse_measure(measure)
+    thresholds = default_thresholds(method, thresholds, measure)
     spec = RunSpec(method, alpha, thresholds)
     if spec.thresholds is not None and len(spec.thresholds) != len(scales) - 1:
         raise ParameterError(
             f"v1 needs {len(scales) - 1} threshold(s) (one per scale above the finest), got {len(spec.thresholds)}"
         )
-    return select(maps, spec)
+    return select(maps, spec, measure)
 
 
-def select(maps: dict, spec: RunSpec) -> Selection:
-    """Run one validated :class:`RunSpec` on entropy maps (see :func:`select_patches`)."""
+def select(maps: dict, spec: RunSpec, measure: str | Measure = Measure.entropy) -> Selection:
+    """Run one validated :class:`RunSpec` on importance maps (see :func:`select_patches`)."""
     if spec.method is Method.v1:
         thr = list(spec.thresholds)
         return Selection("v1", None, _select_thresholds(maps, thr), thresholds=thr)
     if spec.method is Method.v2:
         thr2 = _v2_thresholds(maps, spec.alpha)
         return Selection("v2", spec.alpha, _select_thresholds(maps, thr2), thresholds=thr2)
-    masks, info = _select_budget(maps, spec.alpha)
+    masks, info = _select_budget(maps, spec.alpha, own_value=parse_measure(measure) is Measure.upsample_mse)
     return Selection("budget", spec.alpha, masks, budget_info=info)

@@ -56,6 +56,8 @@ ROW_FIELDS: dict[str, str] = {
     "budget": _I,
     "budget_base_tokens": _I,
     "budget_k": _I,
+    "importance": _S,
+    "aggregate": _S,
     "importance_mean": _LF,
     "importance_min": _LF,
     "importance_max": _LF,

@@ -31,6 +31,8 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             "status": "ok",
             "method": sel.method,
             "alpha": sel.alpha,
+            "importance": stats.params.importance,
+            "aggregate": stats.params.aggregate,
             "resized_width": w,
             "resized_height": h,
         }
@@ -41,6 +43,10 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             base_small_tokens=sel.base_small_tokens,
             retention=sel.retention,
             target_retention=sel.target_retention,
+            vit_tokens=sel.vit_tokens,
+            llm_tokens=sel.llm_tokens,
+            llm_tokens_uniform=sel.llm_tokens_uniform,
+            llm_retention=sel.llm_retention,
             output=folder,
             error=None,
         )
@@ -66,9 +72,10 @@ class Summary:
     @property
     def columns(self) -> list[str]:
         return (
-            ["image", "status", "method", "alpha", "resized_width", "resized_height"]
+            ["image", "status", "method", "alpha", "importance", "aggregate", "resized_width", "resized_height"]
             + [f"tokens_{ps}" for ps in self.scales]
-            + ["tokens", "base_small_tokens", "retention", "target_retention", "output", "error"]
+            + ["tokens", "base_small_tokens", "retention", "target_retention"]
+            + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention", "output", "error"]
         )
 
     def add(self, result: JobResult) -> None:
@@ -103,18 +110,24 @@ class GroupStats:
     min_retention: float
     max_retention: float
     mean_tokens: float
+    mean_llm_retention: float | None = None  # None when some image has no LLM count
+    min_llm_retention: float | None = None
+    max_llm_retention: float | None = None
+    mean_llm_tokens: float | None = None
 
 
 def aggregate(rows: list[dict]) -> list[GroupStats]:
-    """Per (method, alpha): images, mean/min/max retention, mean tokens.
+    """Per (method, alpha): images, mean/min/max retention and mean tokens, at the ViT and the LLM.
 
     Examples
     --------
-    >>> rows = [{"status": "ok", "method": "v1", "alpha": None, "retention": r, "tokens": t}
-    ...         for r, t in ((0.5, 10), (1.0, 20))]
+    >>> rows = [{"status": "ok", "method": "v1", "alpha": None, "retention": r, "tokens": t,
+    ...          "llm_retention": lr, "llm_tokens": lt} for r, t, lr, lt in ((0.5, 10, 0.75, 4), (1.0, 20, 1.0, 5))]
     >>> g = aggregate(rows)[0]
     >>> g.images, g.mean_retention, g.min_retention, g.max_retention, g.mean_tokens
     (2, 0.75, 0.5, 1.0, 15.0)
+    >>> g.mean_llm_retention, g.min_llm_retention, g.max_llm_retention, g.mean_llm_tokens
+    (0.875, 0.75, 1.0, 4.5)
     """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -123,6 +136,8 @@ def aggregate(rows: list[dict]) -> list[GroupStats]:
     out = []
     for (method, alpha), members in groups.items():
         ret = [r["retention"] for r in members]
+        llm = [r.get("llm_retention") for r in members]
+        llm = llm if None not in llm else []
         out.append(
             GroupStats(
                 method=method,
@@ -132,6 +147,10 @@ def aggregate(rows: list[dict]) -> list[GroupStats]:
                 min_retention=min(ret),
                 max_retention=max(ret),
                 mean_tokens=fmean(r["tokens"] for r in members),
+                mean_llm_retention=fmean(llm) if llm else None,
+                min_llm_retention=min(llm) if llm else None,
+                max_llm_retention=max(llm) if llm else None,
+                mean_llm_tokens=fmean(r["llm_tokens"] for r in members) if llm else None,
             )
         )
     return out
@@ -140,27 +159,37 @@ def aggregate(rows: list[dict]) -> list[GroupStats]:
 COLORS = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
 
 
-def _plot_retention_vs_alpha(ax, groups: list[GroupStats]) -> None:
-    """Mean retention per alpha with a min-max band; v1 (no alpha) as a dashed line and a grey band."""
+def _plot_retention_vs_alpha(ax, groups: list[GroupStats], llm: bool = True) -> None:
+    """Mean retention per alpha with a min-max band; v1 (no alpha) as a dashed line and a grey band.
+
+    With ``llm``, the LLM retention (after Qwen2-VL's merger) is drawn beside
+    it for every group that has it: open squares on a dashed line (v1: a
+    dash-dot line).
+    """
     for method in ("v2", "budget"):
         pts = sorted((g for g in groups if g.method == method), key=lambda g: g.alpha)
         if not pts:
             continue
         xs = [g.alpha for g in pts]
-        ax.plot(xs, [g.mean_retention for g in pts], "o-", color=COLORS[method], label=f"{method} (mean)")
+        ax.plot(xs, [g.mean_retention for g in pts], "o-", color=COLORS[method], label=f"{method} ViT (mean)")
         ax.fill_between(
             xs, [g.min_retention for g in pts], [g.max_retention for g in pts], color=COLORS[method], alpha=0.2
         )
+        if llm and all(g.mean_llm_retention is not None for g in pts):
+            ys = [g.mean_llm_retention for g in pts]
+            ax.plot(xs, ys, "s--", color=COLORS[method], mfc="none", label=f"{method} LLM (mean)")
     for g in groups:
         if g.method == "v1":
-            ax.axhline(g.mean_retention, color=COLORS["v1"], ls="--", label="v1 (mean, no alpha)")
-            ax.axhspan(g.min_retention, g.max_retention, color=COLORS["v1"], alpha=0.12, label="v1 (min-max)")
+            ax.axhline(g.mean_retention, color=COLORS["v1"], ls="--", label="v1 ViT (mean, no alpha)")
+            ax.axhspan(g.min_retention, g.max_retention, color=COLORS["v1"], alpha=0.12, label="v1 ViT (min-max)")
+            if llm and g.mean_llm_retention is not None:
+                ax.axhline(g.mean_llm_retention, color=COLORS["v1"], ls="-.", label="v1 LLM (mean)")
     if any(g.method == "budget" for g in groups):
         ax.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="target (budget)")
     ax.set_xlabel("alpha")
-    ax.set_ylabel("retention = tokens / N")
-    ax.set_title("Retention vs alpha (band: min-max across images)")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("retention (ViT: tokens / N; LLM: llm_tokens / uniform)" if llm else "retention = tokens / N")
+    ax.set_title("Retention vs alpha (band: min-max of ViT retention across images)")
+    ax.legend(fontsize=7)
 
 
 def _blues(n: int) -> list:
@@ -196,8 +225,11 @@ def _plot_retention_histogram(ax, groups: list[GroupStats], ok: list[dict]) -> N
         ax.text(0.5, 0.5, "no v1 / v2 runs", ha="center", va="center", transform=ax.transAxes)
 
 
-def retention_figure(rows: list[dict]):
-    """The retention figure (a matplotlib Figure), or None when no row is ok."""
+def retention_figure(rows: list[dict], llm: bool = True):
+    """The retention figure (a matplotlib Figure), or None when no row is ok.
+
+    ``llm``: also draw the LLM retention beside the ViT retention.
+    """
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return None
@@ -208,16 +240,17 @@ def retention_figure(rows: list[dict]):
     fig = Figure(figsize=(11, 4.2), dpi=110)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
-    _plot_retention_vs_alpha(ax1, groups)
+    _plot_retention_vs_alpha(ax1, groups, llm)
     _plot_retention_histogram(ax2, groups, ok)
     fig.tight_layout()
     return fig
 
 
-def write_retention_plot(path: str | Path, rows: list[dict]) -> Path | None:
-    """Retention against alpha per method (mean, min-max band), and for v1/v2
-    a histogram of retention across images. Returns None when there is nothing to plot."""
-    fig = retention_figure(rows)
+def write_retention_plot(path: str | Path, rows: list[dict], llm: bool = True) -> Path | None:
+    """Retention against alpha per method (mean, min-max band; with ``llm`` the LLM
+    retention beside it), and for v1/v2 a histogram of retention across images.
+    Returns None when there is nothing to plot."""
+    fig = retention_figure(rows, llm)
     if fig is None:
         return None
     buf = io.BytesIO()

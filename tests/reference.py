@@ -107,7 +107,8 @@ def v2_thresholds(maps, geo: Geometry, alpha: float):
     return out
 
 
-def select_budget(maps: dict[int, np.ndarray], geo: Geometry, alpha: float):
+def select_budget(maps: dict[int, np.ndarray], geo: Geometry, alpha: float, own_value: bool = False):
+    """Budget selection; ``own_value``: a cell scores its own map value (upsample-mse, docs/pipeline.md §7)."""
     finest = geo.finest
     rows, cols = geo.grid(finest)
     n = rows * cols
@@ -115,6 +116,8 @@ def select_budget(maps: dict[int, np.ndarray], geo: Geometry, alpha: float):
     fine = maps[finest]
 
     def score(cell):
+        if own_value:
+            return float(maps[cell[0]][cell[1], cell[2]])
         vals = [float(fine[rr, cc]) for rr, cc in geo.finest_cells(*cell)]
         return math.fsum(vals) / len(vals)
 

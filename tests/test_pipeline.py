@@ -21,6 +21,8 @@ SCHEMA_PARAMS = {
     "max_pixels",
     "bins",
     "device",
+    "importance",
+    "aggregate",
 }
 SCHEMA_SELECTION = {
     "method",
@@ -31,6 +33,10 @@ SCHEMA_SELECTION = {
     "base_small_tokens",
     "retention",
     "target_retention",
+    "vit_tokens",
+    "llm_tokens",
+    "llm_tokens_uniform",
+    "llm_retention",
     "budget_info",
     "files",
 }
@@ -47,6 +53,8 @@ def test_analyze_returns_full_schema_and_writes_nothing(tmp_path, monkeypatch):
     assert set(stats["params"]) == SCHEMA_PARAMS
     assert stats["grid"] == {"14": [28, 42], "28": [14, 21], "56": [7, 11]}
     assert stats["entropy"]["56"]["pad_cells"] == 7 and stats["entropy"]["14"]["pad_cells"] == 0
+    assert stats["params"]["importance"] == "entropy" and stats["params"]["aggregate"] is None
+    assert stats["importance"] == stats["entropy"]  # the "importance" block, "entropy" its alias
     sels = stats["selections"]
     assert [(s["method"], s["alpha"]) for s in sels] == [
         ("v1", None),
@@ -59,6 +67,9 @@ def test_analyze_returns_full_schema_and_writes_nothing(tmp_path, monkeypatch):
         assert set(s) == SCHEMA_SELECTION
         assert s["tokens"] == sum(s["tokens_by_scale"].values())
         assert s["retention"] == s["tokens"] / s["base_small_tokens"] == s["tokens"] / (28 * 42)
+        t14, t28, t56 = (s["tokens_by_scale"][k] for k in ("14", "28", "56"))
+        assert s["vit_tokens"] == s["tokens"] and s["llm_tokens"] == t14 // 4 + t28 + t56 and t14 % 4 == 0
+        assert s["llm_tokens_uniform"] == 28 * 42 // 4 and s["llm_retention"] == s["llm_tokens"] / (28 * 42 // 4)
     assert sels[0]["thresholds"] == [3.0, 2.0] and sels[0]["target_retention"] is None
     assert sels[4]["target_retention"] == 0.3 and sels[4]["budget_info"]["budget"] == round(0.3 * 1176)
     json.dumps(stats, allow_nan=False)
@@ -110,8 +121,8 @@ def test_compute_once_for_many_selections(make_image, monkeypatch):
     import aptviz.pipeline as pl
 
     calls = []
-    real = pl.compute_maps
-    monkeypatch.setattr(pl, "compute_maps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = pl.compute_importance
+    monkeypatch.setattr(pl, "compute_importance", lambda *a, **k: calls.append(1) or real(*a, **k))
     result = compute(make_image("x.png"), expand_runs(["v1", "v2", "budget"], [0.2, 0.4, 0.6]), Params())
     assert len(calls) == 1 and len(result.selections) == 7
 

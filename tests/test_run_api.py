@@ -104,3 +104,12 @@ def test_bad_parameters_fail_before_any_work(tmp_path):
     with pytest.raises(ParameterError, match="did you mean 'budget'"):
         aptviz.run([SAMPLES / "chelsea.png"], tmp_path / "o", ["budgte"])
     assert not (tmp_path / "o").exists()
+
+
+def test_selections_may_mix_runspecs_and_text(tmp_path):
+    report = aptviz.run([SAMPLES / "chelsea.png"], tmp_path, [RunSpec("v1"), "budget:0.3,0.5", "v1"], workers=1)
+    assert [(s.method, s.alpha) for s in report.images[0].stats.selections] == [
+        ("v1", None),
+        ("budget", 0.3),
+        ("budget", 0.5),
+    ]

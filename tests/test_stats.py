@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from aptviz.cli import app
 from aptviz.loading import open_image, open_image_bytes
 from aptviz.params import Params, expand_runs
-from aptviz.rows import llm_accounting
 from aptviz.stats_io import MissingExtraError, part_files, require_pyarrow
 from aptviz.stats_run import run_stats
 from aptviz.stats_summary import summarize
@@ -108,13 +107,6 @@ def test_bytes_load_like_files(tmp_path):
     assert errors[0] == errors[1] and errors[2] == "empty file (0 bytes)"
 
 
-def test_llm_accounting_counts_merge_units():
-    # 14 px patches: 4 per LLM token; 28 px: one; 56 px: one (saves 3)
-    acc = llm_accounting({14: 8, 28: 3, 56: 2}, 20 + 8, 14, 2)
-    assert acc == {"vit_tokens": 13, "llm_tokens": 7, "llm_tokens_uniform": 7, "llm_retention": 1.0}
-    assert llm_accounting({14: 0, 28: 0, 56: 7}, 112, 14, 2)["llm_retention"] == 7 / 28
-
-
 def test_local_rows_match_the_main_command_stats_json(folder, tmp_path):
     out = tmp_path / "stats"
     report = run_stats([folder], out, RUNS, Params(), recursive=True, workers=2)
@@ -149,14 +141,35 @@ def test_local_rows_match_the_main_command_stats_json(folder, tmp_path):
                 budget.get("base_tokens"),
                 budget.get("k"),
             )
+            assert (row["importance"], row["aggregate"]) == ("entropy", None)
             assert row["importance_mean"] == [e["mean"] for e in entropy]
             assert row["importance_max"] == [e["max"] for e in entropy]
+            for k in ("vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"):
+                assert row[k] == sel[k]
             t14 = sel["tokens_by_scale"]["14"]
             assert row["llm_tokens"] * 4 == t14 + 4 * (sel["tokens"] - t14)
-            assert row["llm_tokens_uniform"] * 4 == sel["base_small_tokens"]
             assert row["importance_p5"][0] <= row["importance_p50"][0] <= row["importance_p95"][0]
             compared += 1
     assert compared == 4 * len(RUNS)
+
+
+def test_other_importance_measure_matches_analyze(tmp_path):
+    from aptviz import analyze
+
+    image = SAMPLES / "chelsea.png"
+    runs = expand_runs(["v2", "budget"], [0.5])
+    run_stats([image], tmp_path / "o", runs, Params(importance="laplacian", aggregate="max"), workers=1)
+    rows = {r["selection"]: r for r in _table(tmp_path / "o").to_pylist()}
+    stats = analyze(image, methods=["v2", "budget"], alphas=[0.5], importance="laplacian", aggregate="max")
+    for spec, sel in zip(runs, stats["selections"]):
+        row = rows[spec.label]
+        assert (row["importance"], row["aggregate"]) == ("laplacian", "max")
+        assert (row["vit_tokens"], row["llm_tokens"], row["thresholds"]) == (
+            sel["tokens"],
+            sel["llm_tokens"],
+            sel["thresholds"],
+        )
+        assert row["importance_mean"] == [e["mean"] for e in stats["importance"].values()]
 
 
 def _parquet_and_tar(tmp_path) -> tuple:
