@@ -91,7 +91,12 @@ def _init_local_worker(level: str | None) -> None:
 def _local_engine(
     tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, log_level: str | None
 ) -> Iterator[list[dict]]:
-    """Stream tasks through a process pool (at most 2 tasks per worker in flight)."""
+    """Stream tasks through a process pool, at most 2 per worker in flight (Ctrl-C has little to cancel).
+
+    When a worker dies (killed for memory, say), every task in flight is
+    suspect: a fresh pool reruns them one at a time, then image by image, and
+    only an image that kills its worker alone gets failed rows.
+    """
     if workers <= 1:
         for task in tasks:
             yield run_task(task, params, runs)
@@ -105,35 +110,45 @@ def _local_engine(
 
     pool = new_pool()
     pending: dict[Future, Task] = {}
+    suspects: list[Task] = []
     try:
         while True:
-            for task in islice(tasks, 2 * workers - len(pending)):
-                pending[pool.submit(run_task, task, params, runs)] = task
+            if suspects:  # one at a time, alone in the pool
+                if not pending:
+                    task = suspects.pop(0)
+                    pending[pool.submit(run_task, task, params, runs)] = task
+            else:
+                for task in islice(tasks, 2 * workers - len(pending)):
+                    pending[pool.submit(run_task, task, params, runs)] = task
             if not pending:
                 break
+            alone = len(pending) == 1  # a death then is this task's own
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
             for fut in done:
                 task = pending.pop(fut)
                 try:
-                    yield fut.result()
-                except BrokenProcessPool:  # a worker was killed (memory?): its task fails, a new pool goes on
-                    yield [r for u in task.units for r in failed_rows(u.ref, params, runs, "worker process died")]
-                    for other, t in pending.items():
-                        other.cancel()
-                        tasks = _chain([t], tasks)
-                    pending.clear()
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = new_pool()
-                    break
+                    rows = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if not alone:
+                        suspects.append(task)
+                        continue
+                    if len(task.units) > 1:  # which of its images? each alone
+                        suspects += [Task(task.source, task.shard, task.image_column, (u,)) for u in task.units]
+                        continue
+                    error = "worker process died (out of memory?)"
+                    rows = [r for u in task.units for r in failed_rows(u.ref, params, runs, error)]
+                yield rows
+            if broken:  # a fresh pool; what was in flight is rerun one task at a time
+                suspects += pending.values()
+                pending.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
     finally:
         for fut in pending:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _chain(first: list, rest: Iterator) -> Iterator:
-    yield from first
-    yield from rest
 
 
 def require_ray():
@@ -273,6 +288,7 @@ def run_stats(
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
+        results.close()  # running tasks finish, queued ones are dropped
         writer.close()
     report.images, report.failed, report.skipped = progress.done, progress.failed, progress.skipped
     report.rows, report.parts = writer.rows_written, writer.parts

@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aptviz.cli import app
+from aptviz.datasets import run_task as _REAL_RUN_TASK
 from aptviz.loading import open_image, open_image_bytes
 from aptviz.params import Params, expand_runs
 from aptviz.stats_io import MissingExtraError, part_files, require_pyarrow
@@ -285,6 +286,25 @@ def test_ctrl_c_leaves_complete_parts_and_the_rerun_finishes(folder, tmp_path):
     rest = run_stats([folder], out, RUNS, Params(), recursive=True, workers=2)
     assert (rest.images, rest.skipped) == (4, 1)
     assert _table(out).num_rows == 5 * len(RUNS)
+
+
+def _dies_on_killer(task, params, runs):
+    if any("killer" in u.ref.path for u in task.units):
+        os._exit(1)
+    return _REAL_RUN_TASK(task, params, runs)
+
+
+def test_a_dying_worker_fails_only_its_image(folder, tmp_path, monkeypatch):
+    import aptviz.stats_run as stats_run
+
+    shutil.copy(SAMPLES / "coffee.png", folder / "killer.png")
+    monkeypatch.setattr(stats_run, "run_task", _dies_on_killer)
+    report = run_stats([folder], tmp_path / "o", RUNS[:1], Params(), recursive=True, workers=2)
+    rows = {os.path.basename(r["path"]): r for r in _table(tmp_path / "o").to_pylist()}
+    assert (report.images, report.failed, len(rows)) == (6, 2, 6)
+    assert rows["killer.png"]["error"] == "worker process died (out of memory?)"
+    assert rows["broken.jpg"]["status"] == "failed"
+    assert sum(r["status"] == "ok" for r in rows.values()) == 4
 
 
 def test_summary_matches_numpy(folder, tmp_path):
