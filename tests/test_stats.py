@@ -382,3 +382,16 @@ def test_cli_stats_summary_of_a_folder_without_parts(tmp_path):
 
     r = CliRunner().invoke(cli_stats.summary_app, [str(tmp_path)])
     assert r.exit_code == 1 and "no part-*.parquet files" in r.output
+
+
+def test_file_names_that_are_not_utf8(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    shutil.copy(SAMPLES / "chelsea.png", d / name)
+    report = run_stats([d], tmp_path / "o", RUNS[:1], Params(), workers=1)
+    assert (report.images, report.failed) == (1, 0)
+    [row] = _table(tmp_path / "o").to_pylist()
+    assert row["path"] == str(d / "caf\\xe9.png") and row["status"] == "ok"
+    again = run_stats([d], tmp_path / "o", RUNS[:1], Params(), workers=1)
+    assert again.skipped == 1
