@@ -25,6 +25,7 @@ from .cli_options import (
     Bins,
     DeviceOpt,
     Importance,
+    MaxMemory,
     MaxPixels,
     MergeSize,
     Methods,
@@ -102,6 +103,7 @@ def stats(
     image_column: ImageColumn = "image",
     engine: EngineOpt = EngineChoice.local,
     ray_address: RayAddress = None,
+    max_memory: MaxMemory = None,
     summary: Summary = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -109,6 +111,7 @@ def stats(
 ) -> None:
     """Parse, run :func:`~aptviz.stats_run.run_stats`, print, exit with the report's code."""
     from .errors import MissingExtraError, ParameterError
+    from .memory import parse_size
     from .stats_run import run_stats
 
     level = setup_logging(quiet, verbose)
@@ -120,6 +123,7 @@ def stats(
         report = run_stats(
             inputs, output, runs, params, recursive=recursive, image_column=image_column, engine=engine.value,
             workers=workers, ray_address=ray_address, log_level=level, on_progress=view.on_progress,
+            max_memory=None if max_memory is None else parse_size(max_memory),
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

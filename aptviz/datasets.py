@@ -246,11 +246,12 @@ def _read_tar_task(task: Task) -> list[bytes | str]:
     return out
 
 
-def run_task(task: Task, params: Params, runs: list[RunSpec]) -> list[dict]:
+def run_task(task: Task, params: Params, runs: list[RunSpec], max_image_pixels: int | None = None) -> list[dict]:
     """The rows of every image of a task (the per-image function of both engines).
 
     Never raises for bad input: a shard that cannot be read gives failed rows
-    for its images.
+    for its images. ``max_image_pixels`` is the decompression-bomb limit
+    (default: the main command's, from ``params.max_pixels``).
     """
     todo = [u for u in task.units if u.error is None]
     rows: list[dict] = []
@@ -274,5 +275,5 @@ def run_task(task: Task, params: Params, runs: list[RunSpec]) -> list[dict]:
             logger.debug("{}: {}", u.ref.display, src)
             rows += failed_rows(u.ref, params, runs, src)
         else:
-            rows += image_rows(src, u.ref, params, runs)
+            rows += image_rows(src, u.ref, params, runs, max_image_pixels)
     return rows

@@ -271,6 +271,10 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
     on ``input_ids`` + ``pixel_values``. Videos are not supported (transformers'
     video processor needs torchvision).
 
+    ``APTQwen2VLProcessor.from_pretrained(folder_or_id)`` loads a Qwen2-VL
+    checkpoint's tokenizer and image-processor settings into this class (the
+    APT options are then set per call or as attributes of ``image_processor``).
+
     Parameters
     ----------
     image_processor : APTQwen2VLImageProcessor, optional
@@ -284,3 +288,16 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
         image_processor = APTQwen2VLImageProcessor() if image_processor is None else image_processor
         # the parent's ``video_processor`` slot stays empty: this class's signature has no video attribute
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    @classmethod
+    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
+        """For ``from_pretrained``: the tokenizer as transformers loads it, and the checkpoint's
+        image-processor settings in an :class:`APTQwen2VLImageProcessor` (no video processor)."""
+        subfolder = kwargs.pop("subfolder", "")
+        tokenizer = cls._load_tokenizer_from_pretrained(
+            "tokenizer", pretrained_model_name_or_path, subfolder=subfolder, **kwargs
+        )
+        image_processor = APTQwen2VLImageProcessor.from_pretrained(
+            pretrained_model_name_or_path, subfolder=subfolder, **kwargs
+        )
+        return [image_processor, tokenizer]

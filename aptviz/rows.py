@@ -192,7 +192,13 @@ def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result) -> list
     return rows
 
 
-def image_rows(source: bytes | str | Path, ref: InputRef, params: Params, runs: list[RunSpec]) -> list[dict]:
+def image_rows(
+    source: bytes | str | Path,
+    ref: InputRef,
+    params: Params,
+    runs: list[RunSpec],
+    max_image_pixels: int | None = None,
+) -> list[dict]:
     """The rows of one image: one per selection, ``ok`` or ``failed`` (never raises for bad input).
 
     Parameters
@@ -205,6 +211,8 @@ def image_rows(source: bytes | str | Path, ref: InputRef, params: Params, runs: 
         Pipeline parameters (device resolved).
     runs : list of RunSpec
         Selections, as for the main command.
+    max_image_pixels : int, optional
+        Decompression-bomb limit (default: as the main command, from ``params.max_pixels``).
 
     Returns
     -------
@@ -220,14 +228,15 @@ def image_rows(source: bytes | str | Path, ref: InputRef, params: Params, runs: 
     >>> row["status"], row["vit_tokens"], row["llm_tokens"], row["tokens_by_scale"]
     ('ok', 209, 98, [148, 35, 26])
     """
-    from .loading import open_image, open_image_bytes
+    from .loading import decode_limit, open_image, open_image_bytes
     from .pipeline import compute_loaded
 
+    limit = decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels
     try:
         if isinstance(source, bytes | bytearray | memoryview):
-            loaded = open_image_bytes(bytes(source))
+            loaded = open_image_bytes(bytes(source), limit)
         else:
-            loaded = open_image(source)
+            loaded = open_image(source, limit)
         result = compute_loaded(ref.display, loaded, runs, params)
         return _ok_rows(ref, params, runs, result)
     except InputError as exc:

@@ -28,6 +28,8 @@ from .stats_io import PartWriter, contains, existing_row_ids, require_pyarrow
 
 __all__ = ["Engine", "StatsProgress", "StatsReport", "run_stats"]
 
+RAY_WINDOW = 4096  # tasks per Ray dataset: the driver holds at most this many task descriptors
+
 
 class Engine(str, Enum):
     """Where the per-image work runs."""
@@ -89,7 +91,7 @@ def _init_local_worker(level: str | None) -> None:
 
 
 def _local_engine(
-    tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, log_level: str | None
+    tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, log_level: str | None, limit: int
 ) -> Iterator[list[dict]]:
     """Stream tasks through a process pool, at most 2 per worker in flight (Ctrl-C has little to cancel).
 
@@ -99,7 +101,7 @@ def _local_engine(
     """
     if workers <= 1:
         for task in tasks:
-            yield run_task(task, params, runs)
+            yield run_task(task, params, runs, limit)
         return
     import multiprocessing
 
@@ -116,10 +118,10 @@ def _local_engine(
             if suspects:  # one at a time, alone in the pool
                 if not pending:
                     task = suspects.pop(0)
-                    pending[pool.submit(run_task, task, params, runs)] = task
+                    pending[pool.submit(run_task, task, params, runs, limit)] = task
             else:
                 for task in islice(tasks, 2 * workers - len(pending)):
-                    pending[pool.submit(run_task, task, params, runs)] = task
+                    pending[pool.submit(run_task, task, params, runs, limit)] = task
             if not pending:
                 break
             alone = len(pending) == 1  # a death then is this task's own
@@ -161,7 +163,7 @@ def require_ray():
     return ray
 
 
-def _ray_map(batch, params: Params, runs: list[RunSpec]):
+def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int):
     """Ray Data ``map_batches`` function: task JSON strings in, row table out."""
     from .entropy import set_num_threads
     from .stats_io import rows_to_table
@@ -169,12 +171,12 @@ def _ray_map(batch, params: Params, runs: list[RunSpec]):
     set_num_threads(1)
     rows: list[dict] = []
     for text in batch.column("task").to_pylist():
-        rows += run_task(Task.from_json(text), params, runs)
+        rows += run_task(Task.from_json(text), params, runs, limit)
     return rows_to_table(rows)
 
 
 def _ray_engine(
-    tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, address: str | None, window: int
+    tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, address: str | None, limit: int
 ):
     """Run tasks on Ray Data, ``window`` tasks per dataset (bounded driver memory); yield Arrow tables."""
     import logging
@@ -189,10 +191,13 @@ def _ray_engine(
         logging.getLogger(name).setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
-        while chunk := list(islice(tasks, window)):
+        while chunk := list(islice(tasks, RAY_WINDOW)):
             ds = ray.data.from_items([{"task": t.to_json()} for t in chunk], override_num_blocks=len(chunk))
             ds = ds.map_batches(
-                _ray_map, batch_size=1, batch_format="pyarrow", fn_kwargs={"params": params, "runs": runs}
+                _ray_map,
+                batch_size=1,
+                batch_format="pyarrow",
+                fn_kwargs={"params": params, "runs": runs, "limit": limit},
             )
             yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
     finally:
@@ -214,6 +219,7 @@ def run_stats(
     rows_per_part: int = 20000,
     task_size: int = 8,
     log_level: str | None = None,
+    max_memory: int | None = None,
     on_progress: Callable[[StatsProgress], None] | None = None,
 ) -> StatsReport:
     """Compute the numbers of every image of a dataset and write them to ``output`` as Parquet.
@@ -245,6 +251,11 @@ def run_stats(
         Images per task sent to a worker.
     log_level : str, optional
         Loguru level for local worker processes.
+    max_memory : int, optional
+        Bytes the local run may use (default: half the RAM): the options are
+        refused (ParameterError naming the estimate), or fewer workers used
+        when ``workers`` is not given, as for the main command. With Ray it
+        bounds each worker (one image at a time).
     on_progress : callable, optional
         Called with a :class:`StatsProgress` after each task.
 
@@ -263,6 +274,7 @@ def run_stats(
     if not runs:
         raise ParameterError("no selection to run")
     params = params.resolved()
+    budget = _memory_plan(params, engine, workers, max_memory)
     workers = default_workers() if workers is None else max(1, workers)
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -276,9 +288,9 @@ def run_stats(
     tasks = chunk_tasks(units, image_column, task_size)
     writer = PartWriter(out, rows_per_part=rows_per_part)
     if engine is Engine.local:
-        results = _local_engine(tasks, params, runs, workers, log_level)
+        results = _local_engine(tasks, params, runs, budget.workers, log_level, budget.decode_pixels)
     else:
-        results = _ray_engine(tasks, params, runs, workers, ray_address, window=4096)
+        results = _ray_engine(tasks, params, runs, workers, ray_address, budget.decode_pixels)
     try:
         for rows in results:
             _account(rows, runs[0].label, len(runs), progress)
@@ -297,6 +309,17 @@ def run_stats(
         "{} images ({} failed, {} skipped) in {:.1f} s", report.images, report.failed, report.skipped, report.seconds
     )
     return report
+
+
+def _memory_plan(params: Params, engine: Engine, workers: int | None, max_memory: int | None):
+    """Workers and decode limit within ``max_memory`` (the main command's estimate, :mod:`aptviz.memory`)."""
+    from .memory import plan
+
+    if engine is Engine.ray:  # a Ray worker holds one image at a time, on its own node
+        return plan(params, workers=1, max_memory=max_memory, threads=1, workers_given=True)
+    budget = plan(params, workers=workers, max_memory=max_memory, workers_given=workers is not None)
+    logger.debug("memory: {}", budget.describe())
+    return budget
 
 
 def _account(rows, first_label: str, per_image: int, progress: StatsProgress) -> None:

@@ -1,5 +1,7 @@
 """aptviz.qwen2vl against transformers' own Qwen2-VL image processor, offline."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -306,3 +308,28 @@ def test_save_and_load_keep_the_apt_options_offline(photos, tmp_path):
     assert loaded.last_budget_info == []
     a, b = ip(photos[0]), loaded(photos[0])
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_processor_from_a_qwen2vl_checkpoint_folder(photos, tmp_path):
+    # a checkpoint folder as Qwen2-VL ships it: its tokenizer and transformers' own image-processor config
+    _tiny_tokenizer().save_pretrained(tmp_path)
+    config = {
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2VLProcessor",
+        "min_pixels": 3136,
+        "max_pixels": 100_000,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+    }
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    proc = APTQwen2VLProcessor.from_pretrained(tmp_path)
+    assert type(proc.image_processor) is APTQwen2VLImageProcessor
+    prompt = "<|vision_start|><|image_pad|><|vision_end|> describe this image"
+    out = proc(images=photos[0], text=prompt, images_kwargs=SELECTIONS[0], return_tensors="np")
+    plain = Qwen2VLImageProcessorPil(max_pixels=100_000)(photos[0])
+    assert np.array_equal(out["image_grid_thw"], plain["image_grid_thw"])  # the checkpoint's max_pixels
+    assert int((out["input_ids"][0] == proc.image_token_id).sum()) == int(plain["image_grid_thw"].prod()) // 4
+    assert proc.image_processor.last_budget_info[0]["alpha"] == 0.3

@@ -288,10 +288,10 @@ def test_ctrl_c_leaves_complete_parts_and_the_rerun_finishes(folder, tmp_path):
     assert _table(out).num_rows == 5 * len(RUNS)
 
 
-def _dies_on_killer(task, params, runs):
+def _dies_on_killer(task, *args):
     if any("killer" in u.ref.path for u in task.units):
         os._exit(1)
-    return _REAL_RUN_TASK(task, params, runs)
+    return _REAL_RUN_TASK(task, *args)
 
 
 def test_a_dying_worker_fails_only_its_image(folder, tmp_path, monkeypatch):
@@ -367,6 +367,7 @@ def test_cli_stats_and_summary(folder, tmp_path, capsys):
         (["--bins", "0"], "bins must be an integer >= 1"),
         (["-m", "budget:1.5"], "budget alpha must be in [0, 1]"),
         (["--engine", "spark"], "Invalid value for '--engine'"),
+        (["--max-memory", "1M"], "need more memory than --max-memory"),
     ],
 )
 def test_cli_stats_usage_errors(folder, tmp_path, args, message):
