@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from itertools import islice
 from pathlib import Path
@@ -265,20 +265,7 @@ def run_stats(
         Counts, parts written, and whether Ctrl-C stopped the run (rows
         finished before then are written as a last complete part).
     """
-    from .batch import default_workers
-
-    engine = Engine(getattr(engine, "value", engine))
-    require_pyarrow()
-    if engine is Engine.ray:
-        require_ray()
-    if not runs:
-        raise ParameterError("no selection to run")
-    params = params.resolved()
-    budget = _memory_plan(params, engine, workers, max_memory)
-    workers = default_workers() if workers is None else max(1, workers)
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise ParameterError(f"output {out} exists and is not a folder")
+    engine, params, budget, out = _check(engine, runs, params, workers, max_memory, output)
     report = StatsReport(out, engine.value)
     start = time.monotonic()
     existing = existing_row_ids(out) if out.is_dir() else np.empty(0, dtype=np.int64)
@@ -290,7 +277,7 @@ def run_stats(
     if engine is Engine.local:
         results = _local_engine(tasks, params, runs, budget.workers, log_level, budget.decode_pixels)
     else:
-        results = _ray_engine(tasks, params, runs, workers, ray_address, budget.decode_pixels)
+        results = _ray_engine(tasks, params, runs, budget.workers, ray_address, budget.decode_pixels)
     try:
         for rows in results:
             _account(rows, runs[0].label, len(runs), progress)
@@ -305,18 +292,33 @@ def run_stats(
     report.images, report.failed, report.skipped = progress.done, progress.failed, progress.skipped
     report.rows, report.parts = writer.rows_written, writer.parts
     report.seconds = time.monotonic() - start
-    logger.info(
-        "{} images ({} failed, {} skipped) in {:.1f} s", report.images, report.failed, report.skipped, report.seconds
-    )
     return report
+
+
+def _check(engine, runs: list[RunSpec], params: Params, workers: int | None, max_memory: int | None, output):
+    """Everything a usage error can come from, checked before any work: (engine, params, memory plan, OUT)."""
+    engine = Engine(getattr(engine, "value", engine))
+    require_pyarrow()
+    if engine is Engine.ray:
+        require_ray()
+    if not runs:
+        raise ParameterError("no selection to run")
+    params = params.resolved()
+    budget = _memory_plan(params, engine, workers, max_memory)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"output {out} exists and is not a folder")
+    return engine, params, budget, out
 
 
 def _memory_plan(params: Params, engine: Engine, workers: int | None, max_memory: int | None):
     """Workers and decode limit within ``max_memory`` (the main command's estimate, :mod:`aptviz.memory`)."""
+    from .batch import default_workers
     from .memory import plan
 
     if engine is Engine.ray:  # a Ray worker holds one image at a time, on its own node
-        return plan(params, workers=1, max_memory=max_memory, threads=1, workers_given=True)
+        one = plan(params, workers=1, max_memory=max_memory, threads=1, workers_given=True)
+        return replace(one, workers=default_workers() if workers is None else max(1, workers))
     budget = plan(params, workers=workers, max_memory=max_memory, workers_given=workers is not None)
     logger.debug("memory: {}", budget.describe())
     return budget
