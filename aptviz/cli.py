@@ -35,10 +35,12 @@ from .cli_options import (
     Caption,
     ColorByScale,
     DeviceOpt,
+    ExportTokens,
     Importance,
     Inputs,
     JsonOut,
     LineWidth,
+    MaxMemory,
     MaxPixels,
     MergeSize,
     Methods,
@@ -106,6 +108,8 @@ def run(
     line_width: LineWidth = 2,
     caption: Caption = False,
     overlay_format: OverlayFormat = "jpg",
+    export_tokens: ExportTokens = False,
+    max_memory: MaxMemory = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -113,6 +117,7 @@ def run(
 ) -> None:
     """Parse, run the library, render the report, exit with its code."""
     from .errors import MissingExtraError, ParameterError
+    from .memory import parse_size
     from .runner import run as run_library
 
     level = setup_logging(quiet, verbose)
@@ -121,10 +126,12 @@ def run(
         params = params_from(locals())
         runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
+        memory = None if max_memory is None else parse_size(max_memory)
         render = render_from(color_by_scale, line_width, caption, overlay_format)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
-            recursive=recursive, overwrite=overwrite, save_maps=save_maps, log_level=level, render=render,
+            recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
+            log_level=level, max_memory=memory, render=render,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

@@ -16,6 +16,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from .output import clean_text, text_path
 from .params import format_alpha
 from .results import ImageStats, JobResult, RunReport, Status
 from .runner import ProgressEvent
@@ -36,27 +37,41 @@ def image_title(stats: ImageStats) -> str:
     return title
 
 
+def _num(value, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
 def image_table(stats: ImageStats) -> Table:
-    """Every selection of one image: tokens by scale, retention and (budget) target."""
+    """Every selection of one image: kept patches per scale, then ViT and LLM tokens and retention side by side.
+
+    ViT tokens are the kept patches; LLM tokens are what reaches the language
+    model after Qwen2-VL's merger. Both retentions are against plain Qwen2-VL
+    (``N`` finest patches, ``N / merge**2`` LLM tokens), named in the caption.
+    """
     scales = stats.scales
-    table = Table(title=image_title(stats), title_justify="left")
+    table = Table(title=image_title(stats), title_justify="left", caption_justify="left")
     table.add_column("method")
     table.add_column("alpha", justify="right")
-    for ps in scales:
-        table.add_column(f"{ps}px", justify="right")
-    for col in ("tokens", f"N ({scales[0]}px)", "retention", "target"):
+    table.add_column("/".join(str(ps) for ps in scales) + " px", justify="right")
+    for col in ("ViT\ntokens", "LLM\ntokens", "ViT\nret.", "LLM\nret.", "target"):
         table.add_column(col, justify="right")
     for sel in stats.selections:
         target = sel.target_retention
         table.add_row(
             sel.method,
             format_alpha(sel.alpha),
-            *(str(sel.tokens_by_scale[ps]) for ps in scales),
+            "/".join(str(sel.tokens_by_scale[ps]) for ps in scales),
             str(sel.tokens),
-            str(sel.base_small_tokens),
+            _num(sel.llm_tokens),
             f"{sel.retention:.4f}",
+            _num(sel.llm_retention, "{:.4f}"),
             "-" if target is None else f"{target:.4f}",
         )
+    if stats.selections:
+        first = stats.selections[0]
+        table.caption = f"ret.: retention against plain Qwen2-VL's {first.base_small_tokens} ViT tokens"
+        if first.llm_tokens_uniform is not None:
+            table.caption += f" and {first.llm_tokens_uniform} LLM tokens"
     views = [
         f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)} "
         f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)} "
@@ -65,7 +80,9 @@ def image_table(stats: ImageStats) -> Table:
         if sel.uniform_vit_tokens is not None
     ]
     if views:
-        table.caption = "PSNR dB, APT / uniform Qwen2-VL (its tokens): " + ", ".join(views)
+        table.caption = (table.caption + "; " if table.caption else "") + (
+            "PSNR dB, APT / uniform Qwen2-VL (its tokens): " + ", ".join(views)
+        )
         table.caption_justify = "left"
     return table
 
@@ -83,6 +100,10 @@ def _db(value: float | None, known) -> str:
     return f"{value:.1f}"
 
 
+def _num(value, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
 def image_line(result: JobResult) -> str:
     """One line per image for large batches: tokens and retention of each selection.
 
@@ -93,9 +114,10 @@ def image_line(result: JobResult) -> str:
     'x.jpg: failed'
     """
     if result.stats is None:
-        return f"{result.path}: failed"
+        return f"{text_path(result.path)}: failed"
     parts = [
         f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)}: {sel.tokens} ({sel.retention:.4f})"
+        + ("" if sel.llm_tokens is None else f" LLM {sel.llm_tokens} ({sel.llm_retention:.4f})")
         for sel in result.stats.selections
     ]
     skipped = "  [skipped: complete]" if result.status is Status.skipped else ""
@@ -103,9 +125,10 @@ def image_line(result: JobResult) -> str:
 
 
 def aggregate_table(groups) -> Table:
-    """Mean/min/max retention and mean tokens per (method, alpha) across the batch."""
+    """Per (method, alpha) across the batch: ViT retention (mean, min, max), LLM retention and mean tokens."""
     table = Table(title="Summary per method and alpha", title_justify="left")
-    for col in ("method", "alpha", "images", "mean retention", "min", "max", "mean tokens"):
+    headers = ("method", "alpha", "n", "ViT\nret.", "min", "max", "LLM\nret.", "ViT\ntokens", "LLM\ntokens")
+    for col in headers:
         table.add_column(col, justify="left" if col == "method" else "right")
     for g in groups:
         table.add_row(
@@ -115,8 +138,12 @@ def aggregate_table(groups) -> Table:
             f"{g.mean_retention:.4f}",
             f"{g.min_retention:.4f}",
             f"{g.max_retention:.4f}",
+            _num(g.mean_llm_retention, "{:.4f}"),
             f"{g.mean_tokens:.1f}",
+            _num(g.mean_llm_tokens, "{:.1f}"),
         )
+    table.caption = "ret. (retention), tokens: means over the n images; min, max: of the ViT ret."
+    table.caption_justify = "left"
     return table
 
 
@@ -168,7 +195,7 @@ class RunView:
 
     def _show(self, result: JobResult) -> None:
         if not result.ok:
-            self.error(f"{result.path}: {result.error}")
+            self.error(f"{text_path(result.path)}: {clean_text(result.error)}")
             if self.verbose and result.detail:
                 self._console(self.err).print(result.detail, markup=False)
             return
@@ -180,7 +207,8 @@ class RunView:
             return
         table = image_table(result.stats)
         if result.status is Status.skipped:
-            table.caption = "already complete with these parameters: skipped (use --overwrite to redo)"
+            skipped = "already complete with these parameters: skipped (use --overwrite to redo)"
+            table.caption = f"{table.caption}\n{skipped}" if table.caption else skipped
         out.print(table)
 
     def error(self, message: str) -> None:

@@ -19,8 +19,15 @@ from ._xp import to_numpy
 from .entropy import PAD
 from .errors import InputError
 from .importance import compute_importance, measure_unit
-from .loading import LoadedImage, open_image
-from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
+from .loading import LoadedImage, decode_limit, open_image
+from .output import (
+    clean_stale_temp_files,
+    text_path,
+    write_bytes_atomic,
+    write_image,
+    write_json_atomic,
+    write_npz_atomic,
+)
 from .params import Measure, Params, RunSpec, build_runs
 from .analysis import MODEL_VIEW_DIR, RenderOptions, kept_views, model_views, overlay_picture, write_extras
 from .figures import value_histogram
@@ -33,6 +40,7 @@ __all__ = [
     "ImageResult",
     "analyze",
     "compute",
+    "compute_loaded",
     "overlay_name",
     "process_image",
     "write_outputs",
@@ -43,6 +51,7 @@ OVERLAY_DIR = "02_patches_grid"
 IMAGES_DIR = "03_original_resized"
 STATS_NAME = "stats.json"
 MAPS_NAME = "maps.npz"
+TOKENS_NAME = "tokens.npz"
 
 
 @dataclass
@@ -78,10 +87,11 @@ def entropy_summary(ent) -> EntropySummary:
     return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_stats(sel: Selection, view=None) -> SelectionStats:
-    """One element of stats.json ``selections`` (no files yet); ``view``: its ModelView."""
+def selection_stats(sel: Selection, params: Params, view=None) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files yet), with its ViT and LLM token counts
+    and, given its ModelView, the model-view numbers."""
     numbers = view.stats.to_dict() if view is not None else {}
-    return SelectionStats(
+    stats = SelectionStats(
         method=str(sel.method),
         alpha=sel.alpha,
         thresholds=list(sel.thresholds) if sel.thresholds is not None else None,
@@ -93,19 +103,24 @@ def selection_stats(sel: Selection, view=None) -> SelectionStats:
         budget_info=sel.budget_info,
         **numbers,
     )
+    return stats.with_token_counts(params.patch_size, params.merge_size)
 
 
 def build_stats(result: ImageResult) -> ImageStats:
     """Assemble the stats of one image (stats.json, see docs/pipeline.md)."""
     img = result.loaded.image
     h, w = result.resized.shape[:2]
+    ident = result.loaded.identity
     info = ImageInfo(
-        path=str(result.path),
+        path=text_path(result.path),
         original_size=(img.width, img.height),
         resized_size=(w, h),
         frames=result.loaded.frames,
         first_frame_only=result.loaded.frames > 1,
         source_mode=result.loaded.source_mode,
+        resolved_path=None if ident is None else ident.resolved_path,
+        size_bytes=None if ident is None else ident.size_bytes,
+        mtime_ns=None if ident is None else ident.mtime_ns,
     )
     return ImageStats(
         aptviz_version=__version__,
@@ -114,13 +129,13 @@ def build_stats(result: ImageResult) -> ImageStats:
         grid={ps: tuple(m.shape) for ps, m in result.maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in result.maps.items()},
         selections=[
-            selection_stats(sel, view)
+            selection_stats(sel, result.params, view)
             for (_, sel), view in zip(result.selections, result.views or [None] * len(result.selections))
         ],
     )
 
 
-def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResult:
+def compute(path: str | Path, runs: list[RunSpec], params: Params, max_image_pixels: int | None = None) -> ImageResult:
     """Load, resize, compute entropy maps and run every selection for one image.
 
     Parameters
@@ -141,9 +156,18 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
     InputError
         When the image cannot be loaded or resized, or the GPU runs out of memory.
     """
+    params = params.resolved()
+    limit = decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels
+    return compute_loaded(path, open_image(Path(path), limit), runs, params)
+
+
+def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params) -> ImageResult:
+    """:func:`compute` for an image already decoded (from a file, or from bytes inside a dataset shard).
+
+    ``path`` only names the image in the result; nothing is read from it.
+    """
     path = Path(path)
     params = params.resolved()
-    loaded = open_image(path)
     resized_img = resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels)
     resized = np.asarray(resized_img)
     logger.debug(
@@ -232,8 +256,21 @@ def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _token_arrays(result: ImageResult) -> dict[str, np.ndarray]:
+    """tokens.npz: every selection's tokens as Qwen2-VL rows (docs/qwen2vl.md), NumPy only."""
+    from .packing import token_arrays
+
+    p = result.params
+    selections = [(spec.label, sel.masks) for spec, sel in result.selections]
+    return token_arrays(result.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
+
+
 def write_outputs(
-    result: ImageResult, out_dir: str | Path, save_maps: bool = False, render: RenderOptions | None = None
+    result: ImageResult,
+    out_dir: str | Path,
+    save_maps: bool = False,
+    export_tokens: bool = False,
+    render: RenderOptions | None = None,
 ) -> dict:
     """Render and write every file of one image; stats.json is written last.
 
@@ -245,6 +282,8 @@ def write_outputs(
         The image's own folder (``OUTPUT/<name>``).
     save_maps : bool
         Also write ``maps.npz`` (entropy maps and every mask).
+    export_tokens : bool
+        Also write ``tokens.npz`` (each selection's tokens in Qwen2-VL's row layout).
     render : RenderOptions, optional
         How overlays are drawn (default: 2 px green, JPEG).
 
@@ -254,9 +293,11 @@ def write_outputs(
         The stats written, with the ``files`` entries filled in.
     """
     out = Path(out_dir)
-    if out.is_dir():  # temp files left by a process that was killed while writing here
-        for stale in out.rglob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+    if out.is_dir():
+        # from here on the folder no longer describes an earlier run: its stats.json goes first,
+        # so a run stopped half-way (kill -9, full disk) leaves a folder that is redone, never trusted
+        (out / STATS_NAME).unlink(missing_ok=True)
+        clean_stale_temp_files(out)  # left by killed writers; a live run's files are kept
     stats = result.stats()
     h, w = result.resized.shape[:2]
     files: dict = {"heatmaps": {}}
@@ -299,6 +340,9 @@ def write_outputs(
     if save_maps:
         files["maps"] = MAPS_NAME
         write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
+    if export_tokens:
+        files["tokens"] = TOKENS_NAME
+        write_npz_atomic(out / TOKENS_NAME, _token_arrays(result))
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
@@ -307,6 +351,8 @@ def write_outputs(
             old.unlink(missing_ok=True)
     if not save_maps:
         (out / MAPS_NAME).unlink(missing_ok=True)
+    if not export_tokens:
+        (out / TOKENS_NAME).unlink(missing_ok=True)
     return stats
 
 
@@ -316,7 +362,11 @@ def process_image(
     runs: list[RunSpec],
     params: Params,
     save_maps: bool = False,
+    export_tokens: bool = False,
+    max_image_pixels: int | None = None,
     render: RenderOptions | None = None,
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs`; returns the stats written."""
-    return write_outputs(compute(path, runs, params), out_dir, save_maps, render)
+    return write_outputs(
+        compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens, render
+    )

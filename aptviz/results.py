@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 
 from .params import Params, RunSpec
+from .tokens import token_counts
 
 __all__ = [
     "BudgetInfo",
@@ -110,6 +111,11 @@ class SelectionStats:
     base_small_tokens: int
     retention: float
     target_retention: float | None
+    # Qwen2-VL's two ends (docs/qwen2vl.md): ViT tokens = tokens; LLM tokens after the 2x2 merger
+    vit_tokens: int | None = None
+    llm_tokens: int | None = None
+    llm_tokens_uniform: int | None = None
+    llm_retention: float | None = None
     budget_info: BudgetInfo | None = None
     # the model's view (SPEC §8): PSNR in dB against the resized image, None when identical
     psnr_apt: float | None = None
@@ -134,6 +140,15 @@ class SelectionStats:
     def to_dict(self) -> dict:
         return _to_dict(self)
 
+    def with_token_counts(self, patch_size: int, merge_size: int) -> SelectionStats:
+        """Fill ``vit_tokens`` and the LLM numbers from ``tokens_by_scale`` (in place; returns self)."""
+        counts = token_counts(self.tokens_by_scale, self.base_small_tokens, patch_size, merge_size)
+        self.vit_tokens = counts.vit_tokens
+        self.llm_tokens = counts.llm_tokens
+        self.llm_tokens_uniform = counts.llm_tokens_uniform
+        self.llm_retention = counts.llm_retention
+        return self
+
     @classmethod
     def from_dict(cls, data: dict) -> SelectionStats:
         values = _known(cls, data)
@@ -152,6 +167,10 @@ class ImageInfo:
     frames: int = 1
     first_frame_only: bool = False
     source_mode: str | None = None
+    # the input file's identity (docs/pipeline.md, trust): resume trusts a folder only for the same file
+    resolved_path: str | None = None
+    size_bytes: int | None = None
+    mtime_ns: int | None = None
 
     def to_dict(self) -> dict:
         return _to_dict(self)
@@ -237,7 +256,14 @@ class ImageStats:
             importance_histogram=data.get("importance_histogram"),
             render=data.get("render"),
             files=data.get("files"),
-        )
+        )._with_token_counts()
+
+    def _with_token_counts(self) -> ImageStats:
+        """Token counts for selections read from a stats.json written before they existed."""
+        for sel in self.selections:
+            if sel.vit_tokens is None:
+                sel.with_token_counts(self.params.patch_size, self.params.merge_size)
+        return self
 
 
 @dataclass(frozen=True)
@@ -295,6 +321,7 @@ class RunReport:
     results: list[JobResult] = field(default_factory=list)  # in completion order
     errors: list[str] = field(default_factory=list)  # not about one image: summary or plot could not be written
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal that interrupted the run (SIGINT: Ctrl-C, SIGTERM)
     plot: Path | None = None  # the retention plot, when written in this run
 
     def add(self, result: JobResult) -> None:
@@ -314,7 +341,7 @@ class RunReport:
 
     @property
     def return_code(self) -> int:
-        """0 all succeeded, 1 something failed, 130 interrupted."""
+        """0 all succeeded, 1 something failed, 130 interrupted by Ctrl-C, 143 stopped by SIGTERM."""
         if self.interrupted:
-            return EXIT_INTERRUPTED
+            return EXIT_INTERRUPTED if self.stop_signal in (None, 2) else 128 + self.stop_signal
         return EXIT_FAILED if self.failures or self.errors else EXIT_OK

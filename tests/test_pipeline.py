@@ -33,6 +33,10 @@ SCHEMA_SELECTION = {
     "base_small_tokens",
     "retention",
     "target_retention",
+    "vit_tokens",
+    "llm_tokens",
+    "llm_tokens_uniform",
+    "llm_retention",
     "budget_info",
     "psnr_apt",
     "uniform_vit_tokens",
@@ -67,6 +71,9 @@ def test_analyze_returns_full_schema_and_writes_nothing(tmp_path, monkeypatch):
         assert set(s) == SCHEMA_SELECTION
         assert s["tokens"] == sum(s["tokens_by_scale"].values())
         assert s["retention"] == s["tokens"] / s["base_small_tokens"] == s["tokens"] / (28 * 42)
+        t14, t28, t56 = (s["tokens_by_scale"][k] for k in ("14", "28", "56"))
+        assert s["vit_tokens"] == s["tokens"] and s["llm_tokens"] == t14 // 4 + t28 + t56 and t14 % 4 == 0
+        assert s["llm_tokens_uniform"] == 28 * 42 // 4 and s["llm_retention"] == s["llm_tokens"] / (28 * 42 // 4)
     assert sels[0]["thresholds"] == [3.0, 2.0] and sels[0]["target_retention"] is None
     assert sels[4]["target_retention"] == 0.3 and sels[4]["budget_info"]["budget"] == round(0.3 * 1176)
     json.dumps(stats, allow_nan=False)

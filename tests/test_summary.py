@@ -58,3 +58,23 @@ def test_aggregate_and_plot(tmp_path):
     out = write_retention_plot(tmp_path / "retention_vs_alpha.png", s.rows)
     assert out.stat().st_size > 10_000
     assert write_retention_plot(tmp_path / "none.png", []) is None
+
+
+def test_plot_draws_llm_retention_beside_vit_retention():
+    from aptviz.summary import retention_figure
+
+    rows = [
+        {"status": "ok", "method": "budget", "alpha": a, "retention": r, "tokens": 10, "llm_retention": lr,
+         "llm_tokens": 5}
+        for a, r, lr in ((0.2, 0.19, 0.40), (0.2, 0.21, 0.44), (0.4, 0.39, 0.60))
+    ]  # fmt: skip
+
+    def lines(fig):
+        return {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].get_lines()}
+
+    both = lines(retention_figure(rows))
+    assert both["budget ViT (mean)"] == [0.2, 0.39]
+    assert [round(y, 12) for y in both["budget LLM (mean)"]] == [0.42, 0.6]
+    assert "budget LLM (mean)" not in lines(retention_figure(rows, llm=False))
+    old = [{k: v for k, v in r.items() if not k.startswith("llm")} for r in rows]  # rows of an older summary
+    assert "budget LLM (mean)" not in lines(retention_figure(old))
