@@ -21,7 +21,7 @@ from statistics import fmean
 
 from ._log import logger
 from .figures import merge_histograms, percentiles, write_importance_histogram, write_psnr_curves
-from .output import read_json, write_json_atomic
+from .output import read_json, text_path, write_json_atomic
 from .report import write_report
 
 __all__ = ["DATASET_NAME", "dataset_summary", "write_dataset_view"]
@@ -77,43 +77,33 @@ def dataset_summary(stats_list: list[dict]) -> dict:
     }
 
 
-def write_dataset_view(output: str | Path, rows: list[dict], columns: list[str], figures: bool = True) -> dict:
+def write_dataset_view(output: str | Path, rows: list[dict], columns: list[str], figures: bool = True) -> list[str]:
     """Write dataset.json, the dataset figures (when ``figures``) and report.html.
 
     Returns
     -------
-    dict
-        ``{name: path}`` of what was written; failures are logged as one line
-        each and the rest goes on.
+    list of str
+        One line per problem (nothing is raised): the first file that cannot
+        be written stops the rest (a full disk fails every write alike).
     """
     output = Path(output)
     started = time.monotonic()
-    written: dict = {}
     stats_list = _stats_of(rows)
     summary = dataset_summary(stats_list)
-    try:
-        written["dataset"] = write_json_atomic(output / DATASET_NAME, summary)
-    except OSError as exc:
-        logger.error("cannot write {}: {}", output / DATASET_NAME, exc)
+    v1 = _v1_thresholds(stats_list)
+    v2_lines = [(float(a), thr) for a, thr in summary["v2_mean_thresholds"].items()]
+    steps = [(DATASET_NAME, lambda p: write_json_atomic(p, summary))]
     if figures and stats_list:
-        v1 = _v1_thresholds(stats_list)
-        v2_lines = [(float(a), thr) for a, thr in summary["v2_mean_thresholds"].items()]
-        for name, draw in (
-            (HISTOGRAM_NAME, lambda p: write_importance_histogram(p, summary["histogram"], v1, v2_lines)),
-            (PSNR_NAME, lambda p: write_psnr_curves(p, rows)),
-        ):
-            try:
-                path = draw(output / name)
-                if path is not None:
-                    written[name] = path
-            except (OSError, ValueError, RuntimeError) as exc:
-                logger.error("cannot write {}: {}", output / name, exc)
-    try:
-        written["report"] = write_report(output, rows, columns)
-    except (OSError, ValueError) as exc:
-        logger.error("cannot write {}: {}", output / "report.html", exc)
+        steps.append((HISTOGRAM_NAME, lambda p: write_importance_histogram(p, summary["histogram"], v1, v2_lines)))
+        steps.append((PSNR_NAME, lambda p: write_psnr_curves(p, rows)))
+    steps.append(("report.html", lambda p: write_report(output, rows, columns)))
+    for name, write in steps:
+        try:
+            write(output / name)
+        except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
+            return [f"cannot write {text_path(output / name)}: {exc}"]
     logger.debug("dataset view in {:.2f} s", time.monotonic() - started)
-    return written
+    return []
 
 
 def _v1_thresholds(stats_list: list[dict]) -> list[float] | None:

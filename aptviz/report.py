@@ -244,7 +244,7 @@ def build_report(
     """
     anchors = {}
     for i, (folder, stats) in enumerate(cards):
-        anchors[stats.get("image", {}).get("path")] = f"img{i}"
+        anchors[(stats.get("image") or {}).get("path")] = f"img{i}"
     table_rows = [dict(r, _anchor=anchors.get(r.get("image"))) for r in rows]
     failed = [r for r in rows if r.get("status") == "failed"]
     figs = []
@@ -293,6 +293,8 @@ def write_report(
             stats = read_json(Path(folder) / "stats.json")
         except (OSError, ValueError):
             continue
+        if not isinstance(stats, dict) or not isinstance(stats.get("image"), dict):
+            continue  # unreadable, or a folder name the summary can only show escaped
         try:
             rel = os.path.relpath(folder, output)
         except ValueError:

@@ -306,7 +306,7 @@ def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[Ru
 
     # the matplotlib figures follow the retention plot's rule: a batch with 2+ selections, redrawn when computed
     figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0
-    write_dataset_view(report.output, summary.rows, summary.columns, figures=figures)
+    report.errors += write_dataset_view(report.output, summary.rows, summary.columns, figures=figures)
 
 
 def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions, read_only: bool = False):
