@@ -23,7 +23,8 @@ from pathlib import Path
 from ._log import logger
 from ._version import __version__
 from .errors import InputError
-from .output import read_json
+from .loading import file_identity
+from .output import clean_stale_temp_files, read_json
 from .params import Params, RunSpec
 from .results import ImageStats, JobResult, Status
 
@@ -126,13 +127,21 @@ def discover(
 
 
 def is_complete(
-    out_dir: str | Path, runs: list[RunSpec], params: Params, save_maps: bool, export_tokens: bool = False
+    out_dir: str | Path,
+    runs: list[RunSpec],
+    params: Params,
+    save_maps: bool,
+    export_tokens: bool = False,
+    source: str | Path | None = None,
 ) -> ImageStats | None:
-    """The stats of a finished earlier run with the same parameters, or None.
+    """The stats of a finished earlier run with the same input and parameters, or None.
 
     Same parameters means: same aptviz version, same pipeline parameters (the
     device is ignored: results do not depend on it), the same selections in
-    the same order, and every file it lists still present.
+    the same order, and every file it lists still present. Same input (when
+    ``source`` is given) means the same resolved path, size in bytes and
+    modification time as recorded in stats.json: another file under the same
+    output name, or the same file changed since, is not complete.
 
     Examples
     --------
@@ -146,6 +155,8 @@ def is_complete(
         return None
     try:
         stats = ImageStats.from_dict(data)
+        if source is not None and not _same_input(stats, source):
+            return None
         old = {k: v for k, v in stats.params.to_dict().items() if k != "device"}
         new = {k: v for k, v in params.to_dict().items() if k != "device"}
         if old != new or len(stats.selections) != len(runs):
@@ -168,14 +179,31 @@ def is_complete(
     return stats
 
 
+def _same_input(stats: ImageStats, source: str | Path) -> bool:
+    """Whether ``stats`` was made from the file now at ``source`` (path, size, mtime)."""
+    now = file_identity(source)
+    img = stats.image
+    return now is not None and (img.resolved_path, img.size_bytes, img.mtime_ns) == (
+        now.resolved_path,
+        now.size_bytes,
+        now.mtime_ns,
+    )
+
+
 def _work(
-    path: Path, out_dir: Path, runs: list[RunSpec], params: Params, save_maps: bool, export_tokens: bool = False
+    path: Path,
+    out_dir: Path,
+    runs: list[RunSpec],
+    params: Params,
+    save_maps: bool,
+    export_tokens: bool = False,
+    max_image_pixels: int | None = None,
 ) -> JobResult:
     """Process one image; every failure becomes a ``failed`` result."""
     from .pipeline import process_image
 
     try:
-        stats = process_image(path, out_dir, runs, params, save_maps, export_tokens)
+        stats = process_image(path, out_dir, runs, params, save_maps, export_tokens, max_image_pixels)
         return JobResult(path, None, Status.done, stats=stats)
     except InputError as exc:
         return JobResult.failed(path, str(exc), traceback.format_exc())
@@ -187,9 +215,41 @@ def _work(
         return JobResult.failed(path, f"internal error: {type(exc).__name__}: {exc}", traceback.format_exc())
 
 
-def _init_worker(level: str | None) -> None:
-    """Worker start-up: leave Ctrl-C to the parent, one compute thread each."""
+def _die_with_parent(parent: int) -> None:
+    """Make this worker exit when the main process dies, however it dies (kill -9 included).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. Everywhere: a daemon thread
+    that exits the process once its parent is no longer ``parent``.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    import threading
+
+    threading.Thread(target=watch, name="aptviz-parent-watch", daemon=True).start()
+
+
+def _init_worker(level: str | None, parent: int | None = None) -> None:
+    """Worker start-up: die with the parent, leave Ctrl-C and SIGTERM to it, one compute thread each."""
+    if parent is not None:
+        _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops the run cleanly; it kills us if it dies
     from .entropy import set_num_threads
 
     set_num_threads(1)
@@ -297,6 +357,7 @@ def run_batch(
     save_maps: bool = False,
     log_level: str | None = None,
     export_tokens: bool = False,
+    max_image_pixels: int | None = None,
 ) -> Iterator[JobResult]:
     """Process jobs, skipping complete ones, and yield each result as it finishes.
 
@@ -320,6 +381,8 @@ def run_batch(
         Loguru level for worker processes.
     export_tokens : bool
         Also write tokens.npz per image.
+    max_image_pixels : int, optional
+        Decompression-bomb limit (see :mod:`aptviz.memory`).
 
     Yields
     ------
@@ -330,9 +393,10 @@ def run_batch(
     output = Path(output)
     todo: list[Job] = []
     for job in jobs:
-        stats = None if overwrite else is_complete(output / job.name, runs, params, save_maps, export_tokens)
+        stats = None if overwrite else is_complete(output / job.name, runs, params, save_maps, export_tokens, job.path)
         if stats is not None:
-            logger.debug("{}: complete with the same parameters, skipped", job.path)
+            logger.debug("{}: complete with the same input and parameters, skipped", job.path)
+            clean_stale_temp_files(output / job.name)  # a worker killed after stats.json was written
             yield JobResult(job.path, job.name, Status.skipped, stats=stats)
         else:
             todo.append(job)
@@ -342,7 +406,7 @@ def run_batch(
     workers = min(default_workers() if workers is None else max(1, workers), len(todo))
     if workers <= 1:
         for job in todo:
-            res = _work(job.path, output / job.name, runs, params, save_maps, export_tokens)
+            res = _work(job.path, output / job.name, runs, params, save_maps, export_tokens, max_image_pixels)
             res.name = job.name
             yield res
         return
@@ -350,9 +414,12 @@ def run_batch(
     ctx = multiprocessing.get_context("spawn" if params.device.startswith("cuda") else "fork")
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level,))
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level, os.getpid())
+        )
 
     def submit(pool: ProcessPoolExecutor, job: Job) -> Future:
-        return pool.submit(_work, job.path, output / job.name, runs, params, save_maps, export_tokens)
+        args = (runs, params, save_maps, export_tokens, max_image_pixels)
+        return pool.submit(_work, job.path, output / job.name, *args)
 
     yield from RecoveringPool(new_pool, workers, submit).run(todo)

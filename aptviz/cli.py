@@ -37,6 +37,7 @@ from .cli_options import (
     Importance,
     Inputs,
     JsonOut,
+    MaxMemory,
     MaxPixels,
     MergeSize,
     Methods,
@@ -99,6 +100,7 @@ def run(
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
     export_tokens: ExportTokens = False,
+    max_memory: MaxMemory = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -106,6 +108,7 @@ def run(
 ) -> None:
     """Parse, run the library, render the report, exit with its code."""
     from .errors import MissingExtraError, ParameterError
+    from .memory import parse_size
     from .runner import run as run_library
 
     level = setup_logging(quiet, verbose)
@@ -114,10 +117,11 @@ def run(
         params = params_from(locals())
         runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
+        memory = None if max_memory is None else parse_size(max_memory)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
             recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
-            log_level=level,
+            log_level=level, max_memory=memory,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

@@ -48,6 +48,16 @@ Workers = Annotated[
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")]
 SaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        help="Memory the run may use, e.g. 4G or 512M; options whose estimated peak exceeds it are refused, "
+        "and fewer workers are used when the default number does not fit. [default: half the RAM]",
+        show_default=False,
+    ),
+]
 ExportTokens = Annotated[
     bool,
     typer.Option(

@@ -16,6 +16,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from .output import clean_text, text_path
 from .params import format_alpha
 from .results import ImageStats, JobResult, RunReport, Status
 from .runner import ProgressEvent
@@ -88,7 +89,7 @@ def image_line(result: JobResult) -> str:
     'x.jpg: failed'
     """
     if result.stats is None:
-        return f"{result.path}: failed"
+        return f"{text_path(result.path)}: failed"
     parts = [
         f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)}: {sel.tokens} ({sel.retention:.4f})"
         + ("" if sel.llm_tokens is None else f" LLM {sel.llm_tokens} ({sel.llm_retention:.4f})")
@@ -169,7 +170,7 @@ class RunView:
 
     def _show(self, result: JobResult) -> None:
         if not result.ok:
-            self.error(f"{result.path}: {result.error}")
+            self.error(f"{text_path(result.path)}: {clean_text(result.error)}")
             if self.verbose and result.detail:
                 self._console(self.err).print(result.detail, markup=False)
             return

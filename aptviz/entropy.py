@@ -33,6 +33,8 @@ __all__ = [
     "PAD",
     "compute_maps",
     "entropy_maps",
+    "band_pixels",
+    "is_sparse",
     "get_num_threads",
     "grayscale",
     "pad_mask",
@@ -52,6 +54,41 @@ to ~1e-9 before the final float32 rounding, whatever the summation order."""
 BAND_PIXELS = 1 << 20
 """Rows are processed in bands of about this many pixels (at least one band
 per thread), so temporary memory stays bounded (~25 MB a band)."""
+
+BAND_HIST_ENTRIES = 1 << 22
+"""At most about this many histogram entries (finest cells x bins) per band:
+with small patches and many bins (``--patch-size 1``, ``--bins 4096``) the
+histograms, not the pixels, dominate, and a band holds them to ~100 MB."""
+
+
+SPARSE_RATIO = 16
+"""Bins per finest-cell pixel above which a cell's histogram is mostly empty
+and the sparse kernel (sorted keys) replaces the dense one (NumPy only)."""
+
+
+def is_sparse(patch_size: int, bins: int) -> bool:
+    """Whether the CPU kernel counts sorted bin keys instead of filling dense histograms.
+
+    Examples
+    --------
+    >>> is_sparse(14, 512), is_sparse(2, 4096), is_sparse(1, 512)
+    (False, True, True)
+    """
+    return bins >= SPARSE_RATIO * patch_size * patch_size
+
+
+def band_pixels(patch_size: int, bins: int, sparse: bool = False) -> int:
+    """Pixels per band for these options: :data:`BAND_PIXELS`, fewer when dense histograms dominate.
+
+    Examples
+    --------
+    >>> band_pixels(14, 512), band_pixels(1, 512), band_pixels(1, 512, sparse=True)
+    (1048576, 8192, 1048576)
+    """
+    if sparse:
+        return BAND_PIXELS
+    return max(1, min(BAND_PIXELS, BAND_HIST_ENTRIES * patch_size * patch_size // bins))
+
 
 _THREADS: int | None = None
 
@@ -155,28 +192,43 @@ def grayscale(image):
 
 
 def _bin_keys(img, ps: int, bins: int):
-    """``cell * bins + bin`` for every pixel, where ``bin = floor(gray * bins / 256)``.
+    """``cell * bins + bin`` for every pixel, where ``bin = min(floor(gray * bins / 256), bins - 1)``.
 
-    gray <= 254.975, so the bin index never reaches ``bins`` and needs no clamp.
+    The product is taken in float64 from the float32 gray value, which is
+    exact for any bin count (a 24-bit mantissa times ``bins <= 2**29`` fits
+    in 53 bits; dividing by 256 is exact). For a power-of-two bin count the
+    float32 product is already exact and is used as is.
+
+    Examples
+    --------
+    >>> gray_one = np.full((1, 1, 3), 1, np.uint8)  # gray 0.99990004 in float32
+    >>> int(_bin_keys(gray_one, 1, 256)[0, 0]), int(_bin_keys(gray_one, 1, 1000)[0, 0])
+    (0, 3)
     """
     numpy = isinstance(img, np.ndarray)
     height, width = int(img.shape[0]), int(img.shape[1])
     cols = -(-width // ps)
     gray = grayscale(img)
-    if bins & (bins - 1) == 0:  # power of two: one exact multiply
+    if bins & (bins - 1) == 0:  # power of two: one exact float32 multiply
         gray *= np.float32(bins / 256.0) if numpy else bins / 256.0
+        scaled = gray
+    elif numpy:
+        scaled = gray.astype(np.float64)
+        scaled *= bins / 256.0  # bins / 256 is exact, so is the product
     else:
-        gray *= np.float32(bins) if numpy else float(bins)
-        gray /= np.float32(256.0) if numpy else 256.0
+        import torch
+
+        scaled = gray.to(torch.float64) * (bins / 256.0)
     if numpy:
-        key = gray.astype(np.intp)
+        key = scaled.astype(np.intp)
+        np.minimum(key, bins - 1, out=key)
         key += ((np.arange(height) // ps) * (cols * bins))[:, None]
         key += ((np.arange(width) // ps) * bins)[None, :]
         return key
     import torch
 
     dev = img.device
-    key = gray.to(torch.int64)
+    key = scaled.to(torch.int64).clamp_(max=bins - 1)
     key += ((torch.arange(height, device=dev) // ps) * (cols * bins))[:, None]
     key += ((torch.arange(width, device=dev) // ps) * bins)[None, :]
     return key
@@ -208,6 +260,50 @@ def _sum2x2(hist):
     if cols % 2:
         quads = concat([quads, pairs[:, cols - 1 :]], axis=1)
     return quads
+
+
+def _runs(sorted_keys: np.ndarray) -> np.ndarray:
+    """Start index of every run of equal values in a sorted array."""
+    flags = np.empty(sorted_keys.size, dtype=bool)
+    flags[:1] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=flags[1:])
+    return np.flatnonzero(flags)
+
+
+def _sparse_maps(img: np.ndarray, scales: list[int], bins: int) -> list[np.ndarray]:
+    """Entropy maps of a tile from sorted ``cell * bins + bin`` keys (NumPy).
+
+    Only the non-empty (cell, bin) pairs are ever held, so memory and time do
+    not grow with ``bins``; the counts, the table lookups and the integer
+    sums are the dense kernel's, so the maps are bit-identical to it.
+    """
+    ps = scales[0]
+    rows, cols = -(-img.shape[0] // ps), -(-img.shape[1] // ps)
+    keys = _bin_keys(img, ps, bins).ravel()
+    keys.sort()
+    starts = _runs(keys)
+    counts = np.diff(np.append(starts, keys.size))
+    keys = keys[starts]
+    out = []
+    for i, size in enumerate(scales):
+        if i > 0:  # the next scale's cell of every (cell, bin) pair; merge equal keys, summing their counts
+            cell, b = np.divmod(keys, bins)
+            r, c = np.divmod(cell, cols)
+            rows, cols = -(-rows // 2), -(-cols // 2)
+            keys = ((r // 2) * cols + c // 2) * bins + b
+            order = np.argsort(keys, kind="stable")
+            keys, counts = keys[order], counts[order]
+            starts = _runs(keys)
+            counts = np.add.reduceat(counts, starts)
+            keys = keys[starts]
+        n = size * size
+        values = np.take(_entropy_table(n), counts)
+        cell = keys // bins
+        first = _runs(cell)
+        fixed = np.zeros(rows * cols, dtype=np.int64)
+        fixed[cell[first]] = np.add.reduceat(values, first)
+        out.append((fixed.astype(np.float64) * (2.0**-FIXED_POINT_BITS / n)).astype(np.float32).reshape(rows, cols))
+    return out
 
 
 def _entropy_table(n: int) -> np.ndarray:
@@ -257,11 +353,12 @@ def pad_mask(shape: tuple[int, int], ps: int, height: int, width: int) -> np.nda
     return mask
 
 
-def _bands(height: int, width: int, coarsest: int, threads: int) -> list[tuple[int, int]]:
+def _bands(height: int, width: int, coarsest: int, threads: int, per_band: int = BAND_PIXELS) -> list[tuple[int, int]]:
     """Split rows into bands at multiples of the coarsest cell.
 
     At least ``threads`` bands (when the image is tall enough) and at most
-    about :data:`BAND_PIXELS` pixels per band.
+    about ``per_band`` pixels per band (but never less than one row of
+    coarsest cells).
 
     Examples
     --------
@@ -273,10 +370,30 @@ def _bands(height: int, width: int, coarsest: int, threads: int) -> list[tuple[i
     23
     """
     cells = -(-height // coarsest)
-    wanted = max(threads, -(-height * width // BAND_PIXELS))
+    wanted = max(threads, -(-height * width // per_band))
     n = max(1, min(wanted, cells))
     cuts = [round(cells * i / n) * coarsest for i in range(n + 1)]
     cuts[-1] = height
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _column_cuts(rows: int, width: int, coarsest: int, per_band: int) -> list[tuple[int, int]]:
+    """Split a band of ``rows`` rows into column tiles of about ``per_band`` pixels.
+
+    Cuts fall at multiples of the coarsest cell, so very wide images (or a
+    band of tall coarsest cells) stay bounded too.
+
+    Examples
+    --------
+    >>> _column_cuts(56, 1008, 56, 1 << 20)
+    [(0, 1008)]
+    >>> _column_cuts(8, 1000, 8, 4096)
+    [(0, 496), (496, 1000)]
+    """
+    cells = -(-width // coarsest)
+    n = max(1, min(-(-rows * width // per_band), cells))
+    cuts = [round(cells * i / n) * coarsest for i in range(n + 1)]
+    cuts[-1] = width
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
@@ -315,8 +432,12 @@ def compute_maps(
     height, width = int(img.shape[0]), int(img.shape[1])
     scales = scales_for(patch_size, num_scales)
 
+    sparse = numpy and is_sparse(patch_size, bins)
+
     def one_band(band) -> list:
-        """Maps of a horizontal band whose height is a multiple of the coarsest cell."""
+        """Maps of a tile whose height and width (but at the image edge) are multiples of the coarsest cell."""
+        if sparse:
+            return _sparse_maps(band, scales, bins)
         hist = _finest_histograms(band, patch_size, bins)
         out = []
         for i, ps in enumerate(scales):
@@ -326,19 +447,33 @@ def compute_maps(
         return out
 
     threads = get_num_threads() if numpy else 1
-    bands = _bands(height, width, scales[-1], threads)
-    if len(bands) == 1:
-        per_band = [one_band(img)]
+    per_band = band_pixels(patch_size, bins, sparse)
+    tiles = [
+        (a, b, c, d)
+        for a, b in _bands(height, width, scales[-1], threads, per_band)
+        for c, d in _column_cuts(b - a, width, scales[-1], per_band)
+    ]
+    if len(tiles) == 1:
+        per_tile = [one_band(img)]
     elif threads == 1:
-        per_band = [one_band(img[a:b]) for a, b in bands]
-    else:  # NumPy releases the GIL: bands run in parallel threads
-        per_band = list(_pool(threads).map(lambda b: one_band(img[b[0] : b[1]]), bands))
+        per_tile = [one_band(img[a:b, c:d]) for a, b, c, d in tiles]
+    else:  # NumPy releases the GIL: tiles run in parallel threads
+        per_tile = list(_pool(threads).map(lambda t: one_band(img[t[0] : t[1], t[2] : t[3]]), tiles))
+
+    def assemble(i: int):
+        """Scale ``i`` of every tile joined back into one map (tiles are in row-major order)."""
+        rows, row = [], []
+        for tile, maps_of_tile in zip(tiles, per_tile):
+            row.append(maps_of_tile[i])
+            if tile[3] == width:
+                rows.append(row[0] if len(row) == 1 else concat(row, axis=1))
+                row = []
+        return rows[0] if len(rows) == 1 else concat(rows, axis=0)
 
     maps: dict = {}
     for i, ps in enumerate(scales):
         grid = (-(-height // ps), -(-width // ps))
-        parts = [band[i] for band in per_band]
-        ent = (parts[0] if len(parts) == 1 else concat(parts, axis=0))[: grid[0], : grid[1]]
+        ent = assemble(i)[: grid[0], : grid[1]]
         pad = pad_mask(grid, ps, height, width)
         if numpy:
             ent = np.ascontiguousarray(ent)

@@ -6,7 +6,9 @@ composited over opaque white, 16-bit and float images scaled into 0..255.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,112 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-__all__ = ["LoadedImage", "load_image", "open_image", "to_rgb"]
+__all__ = ["FileIdentity", "LoadedImage", "decode_limit", "file_identity", "load_image", "open_image", "to_rgb"]
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which file an output was made from: resolved path, size in bytes, modification time (ns).
+
+    Recorded in stats.json; an output folder is complete only for the same
+    identity (a different file under the same output name, or the same path
+    changed since, is redone).
+    """
+
+    resolved_path: str
+    size_bytes: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path, st: os.stat_result | None = None) -> FileIdentity:
+        """The identity of ``path`` now (``st``: its stat, if already taken).
+
+        Examples
+        --------
+        >>> FileIdentity.of("sample_images/chelsea.png").size_bytes > 0
+        True
+        """
+        from .output import text_path
+
+        st = os.stat(path) if st is None else st
+        return cls(text_path(os.path.realpath(path)), int(st.st_size), int(st.st_mtime_ns))
+
+
+def file_identity(path: str | Path) -> FileIdentity | None:
+    """:meth:`FileIdentity.of`, or None when the file cannot be read."""
+    try:
+        return FileIdentity.of(path)
+    except (OSError, ValueError):
+        return None
+
+
+def decode_limit(max_pixels: int = 0) -> int:
+    """The decompression-bomb limit for a run: Pillow's, or ``max_pixels`` when that asks for more.
+
+    Pillow refuses files with more than ``2 * Image.MAX_IMAGE_PIXELS``
+    pixels (about 179 megapixels); a ``--max-pixels`` above that raises the
+    limit to it. The memory estimate (:mod:`aptviz.memory`) counts the decode
+    of a file of this size.
+
+    Examples
+    --------
+    >>> decode_limit(), decode_limit(400_000_000)
+    (178956970, 400000000)
+    """
+    pillow = Image.MAX_IMAGE_PIXELS
+    return max(2 * pillow if pillow else 0, int(max_pixels))
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _open_regular(p: Path):
+    """Open ``p`` for reading if it is a regular file with content; else :class:`InputError`.
+
+    Checked with ``stat`` before opening (a FIFO is never opened, so never
+    blocks) and again on the open descriptor. A "regular" file that reports 0
+    bytes but has content (``/proc``, ``/sys``) is not an image file either.
+    """
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise InputError("file not found") from None
+    except PermissionError:
+        raise InputError("permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"not a regular file ({_kind(st.st_mode)})")
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except PermissionError:
+        raise InputError("permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}") from None
+    fh = os.fdopen(fd, "rb")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # replaced between the two checks
+            raise InputError(f"not a regular file ({_kind(st.st_mode)})")
+        if st.st_size == 0:
+            if fh.read(1):
+                raise InputError("not a regular file (reports 0 bytes but has content, e.g. in /proc)")
+            raise InputError("empty file (0 bytes)")
+    except BaseException:
+        fh.close()
+        raise
+    return fh, FileIdentity.of(p, st)
 
 
 @dataclass(frozen=True)
@@ -35,6 +142,8 @@ class LoadedImage:
         Pillow's name of the file format ("JPEG", "PNG", ...).
     orientation : int
         EXIF orientation tag of the file (1 = upright or absent).
+    identity : FileIdentity or None
+        The file as it was opened (from the open descriptor).
     """
 
     image: Image.Image
@@ -42,6 +151,7 @@ class LoadedImage:
     source_mode: str
     source_format: str | None = None
     orientation: int = 1
+    identity: FileIdentity | None = None
 
     @property
     def is_plain_jpeg(self) -> bool:
@@ -109,13 +219,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_image(path: str | Path) -> LoadedImage:
+def open_image(path: str | Path, max_image_pixels: int | None = None) -> LoadedImage:
     """Open, decode and convert one image file (docs/pipeline.md §1.1).
 
     Parameters
     ----------
     path : str or Path
         Image file to read.
+    max_image_pixels : int, optional
+        Files with more pixels are refused before decoding (decompression
+        bomb); default :func:`decode_limit` ``()``.
 
     Returns
     -------
@@ -126,7 +239,8 @@ def open_image(path: str | Path) -> LoadedImage:
     ------
     InputError
         With a one-line reason when the file is missing, empty, unreadable,
-        not an image, truncated, too large (decompression bomb) or otherwise
+        not a regular file (folder, FIFO, device, ``/proc`` file), not an
+        image, truncated, too large (decompression bomb) or otherwise
         undecodable.
 
     Examples
@@ -136,16 +250,20 @@ def open_image(path: str | Path) -> LoadedImage:
     ((451, 300), 1)
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError("file not found")
-    if p.is_dir():
-        raise InputError("is a folder, not an image file")
+    max_image_pixels = decode_limit() if max_image_pixels is None else int(max_image_pixels)
+    fh, identity = _open_regular(p)
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
-        if p.stat().st_size == 0:
-            raise InputError("empty file (0 bytes)")
-        with warnings.catch_warnings():
+        if pillow_limit is not None and max_image_pixels > 2 * pillow_limit:
+            Image.MAX_IMAGE_PIXELS = -(-max_image_pixels // 2)  # Pillow refuses above twice this
+        with fh, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(fh) as im:
+                if im.width * im.height > max_image_pixels:
+                    raise InputError(
+                        f"refused as a possible decompression bomb ({im.width * im.height:,} pixels, "
+                        f"limit {max_image_pixels:,}; a larger --max-pixels raises it)"
+                    )
                 frames = int(getattr(im, "n_frames", 1) or 1)
                 if frames > 1:
                     im.seek(0)
@@ -177,9 +295,11 @@ def open_image(path: str | Path) -> LoadedImage:
         raise InputError("not enough memory to decode the image") from exc
     except Exception as exc:  # any other decoder failure is still per-file
         raise InputError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     if rgb.width < 1 or rgb.height < 1:
         raise InputError("image has no pixels")
-    return LoadedImage(rgb, frames, source_mode, source_format, orientation)
+    return LoadedImage(rgb, frames, source_mode, source_format, orientation, identity)
 
 
 def load_image(path: str | Path) -> Image.Image:

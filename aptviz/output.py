@@ -7,6 +7,7 @@ either the previous complete file or the new complete file.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -16,7 +17,12 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "OutputLock",
+    "OutputInUse",
+    "clean_stale_temp_files",
+    "clean_text",
     "encode_image",
+    "text_path",
     "read_json",
     "write_bytes_atomic",
     "write_csv_atomic",
@@ -24,6 +30,101 @@ __all__ = [
     "write_json_atomic",
     "write_npz_atomic",
 ]
+
+
+def text_path(path: str | Path) -> str:
+    """A path as text for JSON, CSV and the terminal: valid UTF-8 whatever the OS bytes.
+
+    File names are bytes on POSIX. Bytes that are not UTF-8 (``caf\\xe9.png``
+    in Latin-1) reach Python as lone surrogates, which cannot be encoded; here
+    each such byte is written as ``\\xNN`` instead, so the text stays readable
+    and different names stay different.
+
+    Examples
+    --------
+    >>> text_path(os.fsdecode(b"caf\\xe9.png")), text_path("café.png")
+    ('caf\\\\xe9.png', 'café.png')
+    """
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+def clean_text(obj):
+    """``obj`` with every string made encodable (lone surrogates from OS names as ``\\xNN``).
+
+    Examples
+    --------
+    >>> clean_text({"error": "cannot open " + os.fsdecode(b"caf\\xe9")})
+    {'error': 'cannot open caf\\\\xe9'}
+    """
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+            return obj
+        except UnicodeEncodeError:
+            return obj.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(obj, dict):
+        return {clean_text(k): clean_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_text(v) for v in obj]
+    return obj
+
+
+def _temp_prefix(name: str) -> str:
+    """``.<name>.<pid>.``: the owner of a temporary file is known from its name."""
+    return f".{name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temp_files(folder: str | Path, depth: int = 3) -> int:
+    """Remove temporary files (``.<name>.<pid>.*.tmp``) whose writing process is dead.
+
+    Files of live processes (another run writing here) are left alone. Files
+    whose name carries no pid (``.<name>.<random>.tmp``, from aptviz before
+    0.2) are removed: the output lock (:class:`OutputLock`) guarantees that no
+    other run writes in this folder. Errors (read-only file system) are
+    ignored. Returns the number of files removed.
+
+    Examples
+    --------
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in (".x.png.999999999.ab.tmp", f".y.png.{os.getpid()}.cd.tmp", ".z.png.ef.tmp"):
+    ...     _ = (d / name).write_bytes(b"")
+    >>> clean_stale_temp_files(d), [p.name.split(".")[1] for p in d.iterdir()]
+    (2, ['y'])
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if depth > 0:
+                    removed += clean_stale_temp_files(entry.path, depth - 1)
+                continue
+            name = entry.name
+            if not (name.startswith(".") and name.endswith(".tmp")):
+                continue
+            parts = name.split(".")  # "", name..., pid, random, "tmp"
+            owner = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else 0
+            if not _pid_alive(owner):
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -50,7 +151,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -67,7 +168,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 
 def write_json_atomic(path: str | Path, obj) -> Path:
     """Write ``obj`` as indented UTF-8 JSON, atomically."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(clean_text(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
@@ -85,7 +186,7 @@ def write_csv_atomic(path: str | Path, rows: list[dict], columns: list[str]) -> 
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        writer.writerow({k: ("" if row.get(k) is None else clean_text(row.get(k))) for k in columns})
     return write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
 
 
@@ -134,3 +235,77 @@ def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return write_bytes_atomic(path, buf.getvalue())
+
+
+class OutputInUse(OSError):
+    """Another live run holds the output folder."""
+
+
+class OutputLock:
+    """An exclusive lock on an output folder for the length of a run.
+
+    ``OUTPUT/.aptviz.lock`` is locked with ``fcntl.lockf`` (a POSIX record
+    lock: it belongs to this process only -- forked workers do not inherit it
+    -- and the kernel releases it when the process dies, even by ``kill -9``).
+    A second run on the same folder fails at once with :class:`OutputInUse`.
+    On a read-only file system nothing can be written, so nothing is locked;
+    :attr:`read_only` tells the caller.
+
+    Examples
+    --------
+    >>> d = tempfile.mkdtemp()
+    >>> with OutputLock(d) as lock:
+    ...     lock.read_only
+    False
+    """
+
+    NAME = ".aptviz.lock"
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.read_only = False
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        import fcntl
+
+        path = self.folder / self.NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            if exc.errno == errno.EROFS:
+                self.read_only = True
+                return self
+            raise
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                holder = _read_pid(path)
+                who = f" (pid {holder})" if holder else ""
+                raise OutputInUse(exc.errno, f"output folder is in use by another aptviz run{who}") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock; the file stays (removing it would race)
+            self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None

@@ -202,14 +202,23 @@ def check_aggregate(measure: Measure, aggregate: str | Aggregate | None) -> Aggr
 
 
 def default_thresholds(
-    method: str | Method, thresholds: Sequence[float] | None, measure: str | Measure = Measure.entropy
+    method: str | Method,
+    thresholds: Sequence[float] | None,
+    measure: str | Measure = Measure.entropy,
+    num_scales: int = 3,
 ) -> tuple[float, ...] | None:
     """v1's thresholds: as given, else the default for entropy; the other measures have none.
+
+    The entropy default is ``3, 2`` bits for three scales; with ``num_scales``
+    scales, fewer scales take the first ones, more scales repeat the last
+    (2 bits) for every further scale.
 
     Examples
     --------
     >>> default_thresholds("v1", None), default_thresholds("v1", [1, 0.5], "laplacian")
     ((3.0, 2.0), (1.0, 0.5))
+    >>> default_thresholds("v1", None, num_scales=1), default_thresholds("v1", None, num_scales=5)
+    ((), (3.0, 2.0, 2.0, 2.0))
     >>> default_thresholds("budget", None, "upsample-mse") is None
     True
     """
@@ -220,7 +229,8 @@ def default_thresholds(
     measure = parse_measure(measure)
     if measure is not Measure.entropy:
         raise ParameterError(f"v1 has no default thresholds for {measure.value}: give --thresholds")
-    return DEFAULT_THRESHOLDS
+    last = DEFAULT_THRESHOLDS[-1]
+    return tuple(DEFAULT_THRESHOLDS[i] if i < len(DEFAULT_THRESHOLDS) else last for i in range(max(0, num_scales - 1)))
 
 
 def parse_device(text: str | Device) -> str:
@@ -400,6 +410,8 @@ class RunSpec:
             thr = DEFAULT_THRESHOLDS if self.thresholds is None else tuple(float(t) for t in self.thresholds)
             if any(math.isnan(t) for t in thr):
                 raise ParameterError("thresholds must be numbers")
+            if not all(math.isfinite(t) for t in thr):
+                raise ParameterError(f"thresholds must be finite numbers, got {','.join(repr(t) for t in thr)}")
             object.__setattr__(self, "alpha", None)
             object.__setattr__(self, "thresholds", thr)
             return
@@ -502,7 +514,8 @@ def build_runs(
         Alphas of the methods given without their own list (default 1.0).
     thresholds : sequence of float or None
         v1 thresholds, one per scale above the finest. None: the default of
-        the measure (entropy only; v1 on another measure then raises
+        the measure for ``num_scales`` (entropy only, see
+        :func:`default_thresholds`; v1 on another measure then raises
         :class:`ParameterError`).
     num_scales : int
         Number of scales (to check the threshold count).
@@ -523,7 +536,8 @@ def build_runs(
     for text in list(methods) or [Method.v1]:
         method, own = parse_method_spec(text)
         if not method.takes_alpha:
-            specs = [RunSpec(method, None, default_thresholds(method, thresholds, measure)).check_scales(num_scales)]
+            thr = default_thresholds(method, thresholds, measure, num_scales)
+            specs = [RunSpec(method, None, thr).check_scales(num_scales)]
         else:
             specs = [RunSpec(method, a) for a in (own or default_alphas)]
         for spec in specs:

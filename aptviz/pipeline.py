@@ -19,8 +19,15 @@ from ._xp import to_numpy
 from .entropy import PAD
 from .errors import InputError
 from .importance import compute_importance, measure_unit
-from .loading import LoadedImage, open_image
-from .output import write_bytes_atomic, write_image, write_json_atomic, write_npz_atomic
+from .loading import LoadedImage, decode_limit, open_image
+from .output import (
+    clean_stale_temp_files,
+    text_path,
+    write_bytes_atomic,
+    write_image,
+    write_json_atomic,
+    write_npz_atomic,
+)
 from .params import Measure, Params, RunSpec, build_runs
 from .render import draw_overlay, render_heatmap
 from .resize import resize_image
@@ -96,13 +103,17 @@ def build_stats(result: ImageResult) -> ImageStats:
     """Assemble the stats of one image (stats.json, see docs/pipeline.md)."""
     img = result.loaded.image
     h, w = result.resized.shape[:2]
+    ident = result.loaded.identity
     info = ImageInfo(
-        path=str(result.path),
+        path=text_path(result.path),
         original_size=(img.width, img.height),
         resized_size=(w, h),
         frames=result.loaded.frames,
         first_frame_only=result.loaded.frames > 1,
         source_mode=result.loaded.source_mode,
+        resolved_path=None if ident is None else ident.resolved_path,
+        size_bytes=None if ident is None else ident.size_bytes,
+        mtime_ns=None if ident is None else ident.mtime_ns,
     )
     return ImageStats(
         aptviz_version=__version__,
@@ -114,7 +125,7 @@ def build_stats(result: ImageResult) -> ImageStats:
     )
 
 
-def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResult:
+def compute(path: str | Path, runs: list[RunSpec], params: Params, max_image_pixels: int | None = None) -> ImageResult:
     """Load, resize, compute entropy maps and run every selection for one image.
 
     Parameters
@@ -137,7 +148,7 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params) -> ImageResul
     """
     path = Path(path)
     params = params.resolved()
-    loaded = open_image(path)
+    loaded = open_image(path, decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels)
     resized_img = resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels)
     resized = np.asarray(resized_img)
     logger.debug(
@@ -256,9 +267,11 @@ def write_outputs(
         The stats written, with the ``files`` entries filled in.
     """
     out = Path(out_dir)
-    if out.is_dir():  # temp files left by a process that was killed while writing here
-        for stale in out.rglob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+    if out.is_dir():
+        # from here on the folder no longer describes an earlier run: its stats.json goes first,
+        # so a run stopped half-way (kill -9, full disk) leaves a folder that is redone, never trusted
+        (out / STATS_NAME).unlink(missing_ok=True)
+        clean_stale_temp_files(out)  # left by killed writers; a live run's files are kept
     stats = result.stats()
     h, w = result.resized.shape[:2]
     files: dict = {"heatmaps": {}}
@@ -313,6 +326,7 @@ def process_image(
     params: Params,
     save_maps: bool = False,
     export_tokens: bool = False,
+    max_image_pixels: int | None = None,
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs`; returns the stats written."""
-    return write_outputs(compute(path, runs, params), out_dir, save_maps, export_tokens)
+    return write_outputs(compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens)

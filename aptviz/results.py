@@ -162,6 +162,10 @@ class ImageInfo:
     frames: int = 1
     first_frame_only: bool = False
     source_mode: str | None = None
+    # the input file's identity (docs/pipeline.md, trust): resume trusts a folder only for the same file
+    resolved_path: str | None = None
+    size_bytes: int | None = None
+    mtime_ns: int | None = None
 
     def to_dict(self) -> dict:
         return _to_dict(self)
@@ -307,6 +311,7 @@ class RunReport:
     results: list[JobResult] = field(default_factory=list)  # in completion order
     errors: list[str] = field(default_factory=list)  # not about one image: summary or plot could not be written
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal that interrupted the run (SIGINT: Ctrl-C, SIGTERM)
     plot: Path | None = None  # the retention plot, when written in this run
 
     def add(self, result: JobResult) -> None:
@@ -326,7 +331,7 @@ class RunReport:
 
     @property
     def return_code(self) -> int:
-        """0 all succeeded, 1 something failed, 130 interrupted."""
+        """0 all succeeded, 1 something failed, 130 interrupted by Ctrl-C, 143 stopped by SIGTERM."""
         if self.interrupted:
-            return EXIT_INTERRUPTED
+            return EXIT_INTERRUPTED if self.stop_signal in (None, 2) else 128 + self.stop_signal
         return EXIT_FAILED if self.failures or self.errors else EXIT_OK

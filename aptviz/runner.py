@@ -16,15 +16,20 @@ Examples
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._log import logger
-from .batch import Job, discover, run_batch
+from .batch import Job, default_workers, discover, run_batch
 from .errors import ParameterError
+from .output import OutputInUse, OutputLock, text_path
 from .params import Method, Params, RunSpec, build_runs
 from .results import JobResult, RunReport, Status
 
@@ -58,10 +63,14 @@ class RunOptions:
     export_tokens: bool = False  # tokens.npz per image (APT's tokens as Qwen2-VL rows)
     log_level: str | None = None  # loguru level for worker processes
     summary_interval: float = 1.0  # seconds between summary rewrites while running
+    max_memory: int | None = None  # bytes the run may use (None: half the machine's RAM)
 
 
 def check_output(output: str | Path) -> Path:
     """Create the output folder; :class:`ParameterError` when it cannot be used.
+
+    A folder on a read-only file system is accepted here (resuming a complete
+    output needs no writes); :func:`run` refuses it when there is work to do.
 
     Examples
     --------
@@ -73,10 +82,50 @@ def check_output(output: str | Path) -> Path:
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ParameterError(f"cannot use {str(output)!r} as the output folder: {exc.strerror or exc}") from None
-    if not os.access(output, os.W_OK | os.X_OK):
-        raise ParameterError(f"cannot write to the output folder {str(output)!r}: permission denied")
+        if exc.errno == errno.EROFS:
+            where = text_path(output)
+            raise ParameterError(f"cannot create the output folder {where!r}: read-only file system") from None
+        raise ParameterError(f"cannot use {text_path(output)!r} as the output folder: {exc.strerror or exc}") from None
+    if not os.access(output, os.W_OK | os.X_OK) and not _read_only_fs(output):
+        raise ParameterError(f"cannot write to the output folder {text_path(output)!r}: permission denied")
     return output
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # pragma: no cover - not POSIX
+        return False
+
+
+def _check_not_an_input(inputs: list, output: Path) -> None:
+    """An output folder that is one of the input folders would mix outputs with inputs."""
+    target = output.resolve()
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir() and p.resolve() == target:
+            raise ParameterError(
+                f"the output folder {text_path(output)!r} is also an input folder; choose another -o/--output"
+            )
+
+
+@contextmanager
+def _stop_on_sigterm():
+    """SIGTERM behaves like Ctrl-C: KeyboardInterrupt in the main thread; the signal is remembered."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def handler(signum, frame):
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
@@ -171,33 +220,86 @@ def run(
     options = options or RunOptions(workers=workers, **option_values)
     params = params or Params()
     runs = _as_runs(selections, params)
-    output = check_output(output)
+    inputs = list(inputs)
+    _check_not_an_input(inputs, Path(output))
     if params.device != "auto":  # cuda is checked now; auto only when there is work (resuming needs no torch)
         params = params.resolved()
     jobs, failures = discover(inputs, recursive=options.recursive, exclude=output)
-    report = RunReport(output, jobs=len(jobs))
-    rec = _Recorder(report, _new_summary(output, params, jobs, options), on_progress)
-    rec.tell()
-    for failure in failures:
-        rec.add(failure)
+    budget = _memory_plan(params, options, len(jobs))  # before anything is written
+    output = check_output(output)
     try:
-        for result in run_batch(
-            jobs, output, runs, params, options.workers, options.overwrite, options.save_maps, options.log_level,
-            export_tokens=options.export_tokens,
-        ):  # fmt: skip
-            rec.add(result)
-    except KeyboardInterrupt:
-        report.interrupted = True
+        lock = OutputLock(output).acquire()
+    except OutputInUse as exc:
+        raise ParameterError(f"{exc.strerror}: {text_path(output)}") from None
+    except OSError as exc:
+        raise ParameterError(f"cannot lock the output folder {text_path(output)!r}: {exc.strerror or exc}") from None
+    try:
+        if lock.read_only or _read_only_fs(output):
+            _check_nothing_to_write(jobs, output, runs, params, options)
+        report = RunReport(output, jobs=len(jobs))
+        summary = _new_summary(output, params, jobs, options, read_only=lock.read_only)
+        rec = _Recorder(report, summary, on_progress)
+        rec.tell()
+        for failure in failures:
+            rec.add(failure)
+        with _stop_on_sigterm() as caught:
+            try:
+                for result in run_batch(
+                    jobs, output, runs, params, budget.workers, options.overwrite, options.save_maps,
+                    options.log_level, export_tokens=options.export_tokens, max_image_pixels=budget.decode_pixels,
+                ):  # fmt: skip
+                    rec.add(result)
+            except KeyboardInterrupt:
+                report.interrupted = True
+                report.stop_signal = caught[0] if caught else signal.SIGINT
+                summary.refresh_from_disk()
+            finally:
+                rec.write_summary(force=True)
+        if not lock.read_only:
+            _maybe_plot(report, rec.summary.rows, runs)
     finally:
-        rec.write_summary(force=True)
-    _maybe_plot(report, rec.summary.rows, runs)
+        lock.release()
     return report
 
 
-def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions):
+def _memory_plan(params: Params, options: RunOptions, jobs: int):
+    """Workers and decode limit within ``--max-memory``; ParameterError naming the estimate otherwise."""
+    from .memory import plan
+
+    budget = plan(
+        params,
+        workers=options.workers,
+        max_memory=options.max_memory,
+        jobs=max(1, jobs),
+        save_maps=options.save_maps,
+        workers_given=options.workers is not None,
+    )
+    logger.debug("memory: {}", budget.describe())
+    if options.workers is None and budget.workers < min(default_workers(), jobs):
+        logger.warning("using {} worker(s) to stay within --max-memory ({})", budget.workers, budget.describe())
+    return budget
+
+
+def _check_nothing_to_write(jobs: list[Job], output: Path, runs: list[RunSpec], params: Params, options) -> None:
+    """On a read-only file system a run can only confirm that everything is complete."""
+    from .batch import is_complete
+
+    for job in jobs:
+        done = is_complete(output / job.name, runs, params, options.save_maps, options.export_tokens, job.path)
+        if options.overwrite or done is None:
+            raise ParameterError(
+                f"cannot write to the output folder {text_path(output)!r}: read-only file system "
+                f"({text_path(job.path)} needs computing)"
+            )
+
+
+def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions, read_only: bool = False):
     from .summary import Summary
 
-    return Summary(output, params.scales, order=[str(j.path) for j in jobs], interval=options.summary_interval)
+    order = [str(j.path) for j in jobs]
+    summary = Summary(output, params.scales, order=order, interval=options.summary_interval, enabled=not read_only)
+    summary.load_existing(skip={j.name for j in jobs})
+    return summary
 
 
 def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec]) -> None:

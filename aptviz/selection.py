@@ -190,8 +190,8 @@ def _base_partition(g: _Grids) -> dict:
     top = len(g.scales) - 1
     for i in range(top, -1, -1):
         ps = g.scales[i]
-        if i == top:
-            base[ps] = ~g.pad[ps]
+        if i == top:  # the finest scale covers every cell: with one scale, PAD cells too
+            base[ps] = ~g.pad[ps] if i > 0 else ~xp.zeros_bool(g.shape[ps], g.pad[ps])
         else:
             inherited = g.up(g.pad[g.scales[i + 1]], i)
             base[ps] = inherited if i == 0 else inherited & ~g.pad[ps]
@@ -323,7 +323,7 @@ def select_patches(
         if b != 2 * a:
             raise ParameterError(f"scales must double each time, got {scales}")
     measure = parse_measure(measure)
-    thresholds = default_thresholds(method, thresholds, measure)
+    thresholds = default_thresholds(method, thresholds, measure, len(scales))
     spec = RunSpec(method, alpha, thresholds)
     if spec.thresholds is not None and len(spec.thresholds) != len(scales) - 1:
         raise ParameterError(

@@ -9,20 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
-from .output import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from .output import read_json, text_path, write_bytes_atomic, write_csv_atomic, write_json_atomic
 from .params import format_alpha
-from .results import JobResult
+from .results import ImageStats, JobResult, Status
 
 __all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for", "write_retention_plot"]
 
 
 def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
-    """Summary rows of one input: one per selection, or one failure row."""
-    image = str(result.path)
+    """Summary rows of one input: one per selection, or one failure row.
+
+    Paths are written with :func:`aptviz.output.text_path` (valid UTF-8 for any file name).
+    """
+    image = text_path(result.path)
     stats = result.stats
     if stats is None:
         return [{"image": image, "status": "failed", "error": result.error, "output": None}]
-    folder = str(output / result.name) if result.name else None
+    folder = text_path(output / result.name) if result.name else None
     w, h = stats.image.resized_size
     rows = []
     for sel in stats.selections:
@@ -57,46 +60,107 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
 class Summary:
     """Collects rows as images finish and rewrites summary.csv/json atomically.
 
+    The summary describes every image folder of the output (docs/pipeline.md, trust): rows of
+    folders written by earlier runs are loaded from their stats.json
+    (:meth:`load_existing`) and replaced when this run redoes them; earlier
+    failure rows are kept unless this run has a row for the same input.
+
     Writes are throttled to one per ``interval`` seconds; :meth:`write` with
     ``force=True`` (at the end, or on Ctrl-C) always writes.
     """
 
-    def __init__(self, output: str | Path, scales, order: list[str] | None = None, interval: float = 1.0):
+    def __init__(
+        self, output: str | Path, scales, order: list[str] | None = None, interval: float = 1.0, enabled: bool = True
+    ):
         self.output = Path(output)
         self.scales = list(scales)
         self.interval = interval
-        self._order = {p: i for i, p in enumerate(order or [])}
-        self._rows: dict[str, list[dict]] = {}
+        self.enabled = enabled
+        self._order = {text_path(p): i for i, p in enumerate(order or [])}
+        self._rows: dict[str, list[dict]] = {}  # by output folder (images) or "failed:" + input (failures)
+        self._decided: set[str] = set()  # folders this run computed or confirmed
         self._last = 0.0
 
     @property
     def columns(self) -> list[str]:
+        scales = sorted(set(self.scales) | {int(k[7:]) for rows in self._rows.values() for r in rows for k in r
+                                            if k.startswith("tokens_") and k[7:].isdigit()})  # fmt: skip
         return (
             ["image", "status", "method", "alpha", "importance", "aggregate", "resized_width", "resized_height"]
-            + [f"tokens_{ps}" for ps in self.scales]
+            + [f"tokens_{ps}" for ps in scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention", "output", "error"]
         )
 
+    def _key(self, result: JobResult) -> str:
+        return f"folder:{result.name}" if result.ok and result.name else f"failed:{text_path(result.path)}"
+
     def add(self, result: JobResult) -> None:
         """Record (or replace) the rows of one input."""
-        self._rows[str(result.path)] = rows_for(result, self.output, self.scales)
+        scales = result.stats.scales if result.stats is not None else self.scales
+        if result.ok:  # an input that is done now has no failure row any more
+            self._rows.pop(f"failed:{text_path(result.path)}", None)
+            self._decided.add(result.name)
+        self._rows[self._key(result)] = rows_for(result, self.output, scales)
+
+    def load_existing(self, skip: set[str] = frozenset()) -> None:
+        """Rows of the image folders already in the output (from their stats.json) and earlier failures.
+
+        ``skip``: folder names this run will decide about itself.
+        """
+        for name, stats in _image_folders(self.output):
+            if name in skip:
+                continue
+            result = JobResult(Path(stats.image.path), name, Status.skipped, stats=stats)
+            self._rows[self._key(result)] = rows_for(result, self.output, stats.scales)
+        previous = read_json(self.output / "summary.json")
+        for row in previous if isinstance(previous, list) else []:
+            if isinstance(row, dict) and row.get("status") == "failed" and isinstance(row.get("image"), str):
+                self._rows.setdefault(f"failed:{row['image']}", [row])
+
+    def refresh_from_disk(self) -> None:
+        """After an interrupted run: folders this run did not finish are described as they are on disk.
+
+        A folder finished by a worker after the interruption gets its row; a
+        folder whose rewrite was cut short (no stats.json) loses its old row.
+        """
+        for key in [k for k in self._rows if k.startswith("folder:") and k[7:] not in self._decided]:
+            del self._rows[key]
+        self.load_existing(skip=self._decided)
 
     @property
     def rows(self) -> list[dict]:
-        keys = sorted(self._rows, key=lambda k: (self._order.get(k, len(self._order)), k))
-        return [row for k in keys for row in self._rows[k]]
+        def order(key: str):
+            image = self._rows[key][0].get("image") or ""
+            return (self._order.get(image, len(self._order)), image, key)
+
+        return [row for k in sorted(self._rows, key=order) for row in self._rows[k]]
 
     def write(self, force: bool = False) -> bool:
         """Write both files if forced or the interval has passed; True if written."""
         now = time.monotonic()
-        if not force and now - self._last < self.interval:
+        if not self.enabled or (not force and now - self._last < self.interval):
             return False
         rows = self.rows
         write_csv_atomic(self.output / "summary.csv", rows, self.columns)
         write_json_atomic(self.output / "summary.json", rows)
         self._last = now
         return True
+
+
+def _image_folders(output: Path):
+    """``(name, ImageStats)`` of every folder below ``output`` with a readable stats.json."""
+    import os
+
+    for root, dirs, files in os.walk(output):
+        dirs[:] = sorted(d for d in dirs if not d[:2].isdigit())  # 01_heatmaps etc. hold no image folders
+        if "stats.json" in files and Path(root) != output:
+            data = read_json(Path(root) / "stats.json")
+            try:
+                stats = ImageStats.from_dict(data)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            yield Path(root).relative_to(output).as_posix(), stats
 
 
 @dataclass(frozen=True)

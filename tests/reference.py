@@ -21,7 +21,12 @@ def gray_f32(img: np.ndarray) -> np.ndarray:
 
 
 def entropy_map(img: np.ndarray, ps: int, bins: int = 512) -> np.ndarray:
-    """Entropy of every ps x ps cell, zero-padded, PAD rows/cols, float64."""
+    """Entropy of every ps x ps cell, zero-padded, PAD rows/cols, float64.
+
+    The bin of a pixel is ``min(floor(gray * bins / 256), bins - 1)`` with the
+    product taken in float64 from the float32 gray (docs/pipeline.md §1.3), exact for any
+    bin count.
+    """
     gray = gray_f32(img).astype(np.float64)
     h, w = gray.shape
     rows, cols = math.ceil(h / ps), math.ceil(w / ps)

@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import aptviz
-from aptviz.entropy import PAD, _finest_histograms, compute_maps, entropy_maps, set_num_threads
+from aptviz.entropy import (
+    PAD,
+    _bin_keys,
+    _finest_histograms,
+    compute_maps,
+    entropy_maps,
+    set_num_threads,
+)
 from aptviz.resize import resize_image
 
 import reference as ref
@@ -56,6 +65,77 @@ def test_random_images_match_brute_force(h, w, levels, seed):
     _check_against_reference(img)
 
 
+@given(
+    h=st.integers(1, 70),
+    w=st.integers(1, 70),
+    patch_size=st.integers(1, 20),
+    num_scales=st.integers(1, 4),
+    bins=st.one_of(st.sampled_from([1, 2, 3, 7, 100, 255, 256, 1000, 4096]), st.integers(1, 4096)),
+    seed=st.integers(0, 2**16),
+)
+def test_any_patch_size_scale_count_and_bin_count_match_brute_force(h, w, patch_size, num_scales, bins, seed):
+    _check_against_reference(textured(h, w, seed=seed), patch_size, num_scales, bins)
+
+
+@functools.cache
+def _float32_boundary_colours(bins: int) -> np.ndarray:
+    """Colours whose bin differs between a float32 and the exact float64 ``gray * bins / 256``."""
+    v = np.arange(256, dtype=np.float32)
+    w = [np.float32(x) for x in (0.2989, 0.5870, 0.1140)]
+    gray = (v[:, None, None] * w[0] + v[None, :, None] * w[1]) + v[None, None, :] * w[2]  # as ref.gray_f32
+    f32 = np.floor(gray * np.float32(bins) / np.float32(256))
+    f64 = np.minimum(np.floor(gray.astype(np.float64) * bins / 256), bins - 1)
+    rgb = np.stack(np.nonzero(f32 != f64), axis=-1).astype(np.uint8)
+    assert np.array_equal(ref.gray_f32(rgb[None])[0], gray[tuple(rgb.T)])
+    return rgb
+
+
+@pytest.mark.parametrize("bins", [1000, 100, 3000])
+def test_bins_are_exact_for_any_bin_count(bins):
+    """docs/pipeline.md §1.3: the bin is taken in float64, so colours on a bin edge land in the exact bin."""
+    edge = _float32_boundary_colours(bins)
+    assert len(edge) > 100  # a float32 product would put all of these in the wrong bin
+    img = edge[None]
+    keys = _bin_keys(img, img.shape[1], bins)[0]
+    expected = np.minimum(np.floor(ref.gray_f32(img)[0].astype(np.float64) * bins / 256), bins - 1)
+    assert np.array_equal(keys, expected.astype(keys.dtype))
+    # whole maps: cells made of edge colours agree with the float64 reference
+    cells = np.resize(edge, (28 * 28, 3)).reshape(28, 28, 3)
+    _check_against_reference(cells, 14, 2, bins)
+
+
+@pytest.mark.parametrize("ps,scales,bins", [(1, 3, 512), (2, 4, 4096), (3, 2, 1000), (4, 1, 256)])
+def test_sparse_kernel_equals_dense_kernel(ps, scales, bins):
+    """Small patches with many bins count sorted keys (NumPy); the dense torch path gives the same bits."""
+    from aptviz.entropy import is_sparse
+
+    assert is_sparse(ps, bins)
+    img = textured(90, 131, seed=ps)
+    a = compute_maps(img, ps, scales, bins)
+    b = compute_maps(torch.from_numpy(img.copy()), ps, scales, bins, backend="torch")
+    for s in a:
+        assert np.array_equal(a[s], b[s].numpy())
+
+
+def test_small_patches_many_bins_use_bounded_tiles():
+    """Tiles (not the whole image) hold the histograms: same maps as one tile."""
+    img = textured(48, 100, seed=9)
+    whole = compute_maps(img, 2, 3, 4096, backend="torch")  # dense histograms, one tile
+    try:
+        set_num_threads(1)
+        import aptviz.entropy as entropy_module
+
+        saved = entropy_module.BAND_HIST_ENTRIES
+        entropy_module.BAND_HIST_ENTRIES = 1 << 15  # tiles of a few cells
+        tiled = compute_maps(torch.from_numpy(img), 2, 3, 4096, backend="torch")
+    finally:
+        entropy_module.BAND_HIST_ENTRIES = saved
+        set_num_threads(None)
+    for ps in whole:
+        assert torch.equal(whole[ps], tiled[ps])
+    _check_against_reference(img, 2, 3, 4096)
+
+
 def test_pad_rows_and_columns():
     maps = entropy_maps(np.zeros((84, 140, 3), np.uint8))  # 84 = 1.5 x 56, 140 = 2.5 x 56
     assert maps[14].shape == (6, 10) and not (maps[14] == PAD).any()
@@ -90,7 +170,8 @@ def test_accepts_pil_numpy_and_tensor():
 def test_numpy_and_torch_histograms_are_identical():
     """The torch path (used on CUDA) computes bit-identical histograms."""
     arr = textured(150, 211, seed=3)
-    for bins in (512, 100):
+    arr = np.concatenate([arr, np.resize(_float32_boundary_colours(1000), (150, 211, 3))], axis=0)
+    for bins in (512, 100, 1000):
         h_np = _finest_histograms(arr, 14, bins)
         h_t = _finest_histograms(torch.from_numpy(arr), 14, bins)
         assert np.array_equal(h_np, h_t.numpy())

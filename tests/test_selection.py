@@ -72,6 +72,42 @@ def test_all_methods_match_reference_and_partition(img, alpha, thr):
             assert not bool(sel.masks[ps][maps[ps] == PAD].any())
 
 
+@given(
+    img=images,
+    patch_size=st.integers(1, 24),
+    num_scales=st.integers(1, 4),
+    bins=st.sampled_from([2, 7, 256, 1000]),
+    alpha=st.floats(0, 1),
+    thr=st.lists(st.floats(0, 9), min_size=3, max_size=3),
+)
+def test_any_patch_size_and_scale_count_match_reference(img, patch_size, num_scales, bins, alpha, thr):
+    """Every method, with patch sizes, scale counts and bin counts other than the defaults."""
+    maps = entropy_maps(img, patch_size=patch_size, num_scales=num_scales, bins=bins)
+    geo = ref.Geometry(img.shape[0], img.shape[1], list(maps))
+    nm = _np_maps(maps)
+    thr = thr[: num_scales - 1]
+    v1 = select_patches(maps, "v1", thresholds=thr)
+    _assert_masks_equal(v1, ref.select_thresholds(nm, geo, thr))
+    v2 = select_patches(maps, "v2", alpha=alpha * 2)
+    assert v2.thresholds == ref.v2_thresholds(nm, geo, alpha * 2)
+    _assert_masks_equal(v2, ref.select_thresholds(nm, geo, v2.thresholds))
+    b = select_patches(maps, "budget", alpha=alpha)
+    masks, info = ref.select_budget(nm, geo, alpha)
+    _assert_masks_equal(b, masks)
+    assert b.budget_info.to_dict() == info
+    for sel in (v1, v2, b):
+        assert bool((coverage(sel.masks) == 1).all()), "masks must partition the image"
+
+
+def test_budget_with_one_scale_covers_pad_cells():
+    """One scale: every finest cell is a token, PAD cells included (20x20 at 14 px: N = 4, 3 of them PAD)."""
+    maps = entropy_maps(textured(20, 20), num_scales=1)
+    for alpha in (0.0, 0.5, 1.0):
+        sel = select_patches(maps, "budget", alpha=alpha)
+        assert bool((coverage(sel.masks) == 1).all())
+        assert sel.tokens == sel.budget_info.base_tokens == 4
+
+
 @given(img=images, alpha=st.floats(0, 1))
 def test_budget_tokens_are_base_plus_3k(img, alpha):
     sel = select_patches(entropy_maps(img), "budget", alpha=alpha)
