@@ -35,6 +35,7 @@ from .params import Params
 __all__ = [
     "DECODE_BYTES_PER_PIXEL",
     "RESIZED_BYTES_PER_PIXEL",
+    "TOKENS_BYTES_PER_PIXEL",
     "MemoryPlan",
     "default_max_memory",
     "format_bytes",
@@ -54,6 +55,12 @@ copies, and the array and buffer of the re-encoded original_image.jpg."""
 RESIZED_BYTES_PER_PIXEL = 12
 """The resized image (Pillow and NumPy), gray and bin keys of a tile, one
 heatmap or overlay at a time with its encoded bytes."""
+
+TOKENS_BYTES_PER_PIXEL = 72
+"""``--export-tokens``: the normalized float32 image and one selection's
+rows (repeated over time, 24 bytes a pixel when every patch is kept at
+14 px) with their gathered crops; tokens.npz is written one array at a time
+(measured: 56-64 bytes a resized pixel)."""
 
 MEASURE_BYTES_PER_PIXEL = {"laplacian": 20, "upsample-mse": 36}
 """Extra bytes per resized pixel of the importance measures other than entropy
@@ -151,7 +158,9 @@ def _measure_bytes(params: Params) -> int:
     return MEASURE_BYTES_PER_PIXEL.get(str(getattr(measure, "value", measure)), 0)
 
 
-def worker_bytes(params: Params, decode_pixels: int, threads: int = 1, save_maps: bool = False) -> dict[str, int]:
+def worker_bytes(
+    params: Params, decode_pixels: int, threads: int = 1, save_maps: bool = False, export_tokens: bool = False
+) -> dict[str, int]:
     """The parts of one worker's peak memory, in bytes.
 
     Examples
@@ -163,13 +172,16 @@ def worker_bytes(params: Params, decode_pixels: int, threads: int = 1, save_maps
     resized = resized_bound(params)
     cells = resized / (params.patch_size**2) * 1.1 + 4 * math.isqrt(resized) / params.patch_size
     cell_bytes = CELL_BYTES + (24 if save_maps else 0)
-    return {
+    parts = {
         "base": BASE_BYTES,
         "decode": int(DECODE_BYTES_PER_PIXEL * decode_pixels),
         "resized": int((RESIZED_BYTES_PER_PIXEL + _measure_bytes(params)) * resized),
         "entropy": max(1, threads) * _tile_bytes(params, resized),
         "cells": int(cell_bytes * cells),
     }
+    if export_tokens:
+        parts["tokens"] = int(TOKENS_BYTES_PER_PIXEL * resized)
+    return parts
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,7 @@ def plan(
     threads: int | None = None,
     save_maps: bool = False,
     workers_given: bool = False,
+    export_tokens: bool = False,
 ) -> MemoryPlan:
     """Workers and decode limit that keep the estimated peak within ``max_memory``.
 
@@ -228,6 +241,8 @@ def plan(
         Whether maps.npz is written.
     workers_given : bool
         The user chose the number of workers: refuse rather than use fewer.
+    export_tokens : bool
+        Whether tokens.npz is written.
 
     Returns
     -------
@@ -263,7 +278,7 @@ def plan(
 
     def parts_for(n: int, decode: int) -> dict[str, int]:
         alone_threads = get_num_threads() if threads is None else threads
-        return worker_bytes(params, decode, alone_threads if n <= 1 else 1, save_maps)
+        return worker_bytes(params, decode, alone_threads if n <= 1 else 1, save_maps, export_tokens)
 
     candidates = [wanted] if workers_given else list(range(wanted, 0, -1))
     for n in candidates:
