@@ -56,11 +56,12 @@ RESIZED_BYTES_PER_PIXEL = 12
 """The resized image (Pillow and NumPy), gray and bin keys of a tile, one
 heatmap or overlay at a time with its encoded bytes."""
 
-TOKENS_BYTES_PER_PIXEL = 72
+TOKENS_BYTES_PER_PIXEL = 80
 """``--export-tokens``: the normalized float32 image and one selection's
 rows (repeated over time, 24 bytes a pixel when every patch is kept at
-14 px) with their gathered crops; tokens.npz is written one array at a time
-(measured: 56-64 bytes a resized pixel)."""
+14 px) with their gathered crops, and NumPy's write buffer (up to one more
+copy of the rows, 16 MiB at most); tokens.npz is written one array at a
+time (measured: 56-71 bytes a resized pixel)."""
 
 MEASURE_BYTES_PER_PIXEL = {"laplacian": 20, "upsample-mse": 36}
 """Extra bytes per resized pixel of the importance measures other than entropy
