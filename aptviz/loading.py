@@ -6,6 +6,7 @@ composited over opaque white, 16-bit and float images scaled into 0..255.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -18,7 +19,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-__all__ = ["FileIdentity", "LoadedImage", "decode_limit", "file_identity", "load_image", "open_image", "to_rgb"]
+__all__ = [
+    "FileIdentity",
+    "LoadedImage",
+    "decode_limit",
+    "file_identity",
+    "load_image",
+    "open_image",
+    "open_image_bytes",
+    "to_rgb",
+]
 
 
 @dataclass(frozen=True)
@@ -249,14 +259,53 @@ def open_image(path: str | Path, max_image_pixels: int | None = None) -> LoadedI
     >>> loaded.image.size, loaded.frames
     ((451, 300), 1)
     """
-    p = Path(path)
+    fh, identity = _open_regular(Path(path))
+    with fh:
+        return _decode(fh, max_image_pixels, identity)
+
+
+def open_image_bytes(data: bytes, max_image_pixels: int | None = None) -> LoadedImage:
+    """Decode an image held in memory, with the same rules as :func:`open_image`.
+
+    For images stored inside containers (Parquet columns, tar shards): EXIF
+    orientation, first frame, RGB conversion and every refusal are exactly
+    those of a file on disk.
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded image (the bytes of a JPEG, PNG, ... file).
+    max_image_pixels : int, optional
+        As for :func:`open_image`.
+
+    Returns
+    -------
+    LoadedImage
+        With ``identity`` None (the container knows where the bytes came from).
+
+    Raises
+    ------
+    InputError
+        As :func:`open_image` (empty, not an image, truncated, too large, ...).
+
+    Examples
+    --------
+    >>> open_image_bytes(Path("sample_images/chelsea.png").read_bytes()).image.size
+    (451, 300)
+    """
+    if not data:
+        raise InputError("empty file (0 bytes)")
+    return _decode(io.BytesIO(data), max_image_pixels, None)
+
+
+def _decode(fh, max_image_pixels: int | None, identity: FileIdentity | None) -> LoadedImage:
+    """Decode an open binary file into a :class:`LoadedImage` (docs/pipeline.md §1.1)."""
     max_image_pixels = decode_limit() if max_image_pixels is None else int(max_image_pixels)
-    fh, identity = _open_regular(p)
     pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
         if pillow_limit is not None and max_image_pixels > 2 * pillow_limit:
             Image.MAX_IMAGE_PIXELS = -(-max_image_pixels // 2)  # Pillow refuses above twice this
-        with fh, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(fh) as im:
                 if im.width * im.height > max_image_pixels:

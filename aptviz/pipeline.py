@@ -39,6 +39,7 @@ __all__ = [
     "ImageResult",
     "analyze",
     "compute",
+    "compute_loaded",
     "overlay_name",
     "process_image",
     "write_outputs",
@@ -147,9 +148,18 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params, max_image_pix
     InputError
         When the image cannot be loaded or resized, or the GPU runs out of memory.
     """
+    params = params.resolved()
+    limit = decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels
+    return compute_loaded(path, open_image(Path(path), limit), runs, params)
+
+
+def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params) -> ImageResult:
+    """:func:`compute` for an image already decoded (from a file, or from bytes inside a dataset shard).
+
+    ``path`` only names the image in the result; nothing is read from it.
+    """
     path = Path(path)
     params = params.resolved()
-    loaded = open_image(path, decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels)
     resized_img = resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels)
     resized = np.asarray(resized_img)
     logger.debug(
