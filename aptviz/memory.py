@@ -35,7 +35,6 @@ from .params import Params
 __all__ = [
     "DECODE_BYTES_PER_PIXEL",
     "RESIZED_BYTES_PER_PIXEL",
-    "TOKENS_BYTES_PER_PIXEL",
     "MemoryPlan",
     "default_max_memory",
     "format_bytes",
@@ -56,16 +55,16 @@ RESIZED_BYTES_PER_PIXEL = 12
 """The resized image (Pillow and NumPy), gray and bin keys of a tile, one
 heatmap or overlay at a time with its encoded bytes."""
 
-TOKENS_BYTES_PER_PIXEL = 80
-"""``--export-tokens``: the normalized float32 image and one selection's
-rows (repeated over time, 24 bytes a pixel when every patch is kept at
-14 px) with their gathered crops, and NumPy's write buffer (up to one more
-copy of the rows, 16 MiB at most); tokens.npz is written one array at a
-time (measured: 56-71 bytes a resized pixel)."""
-
 MEASURE_BYTES_PER_PIXEL = {"laplacian": 20, "upsample-mse": 36}
 """Extra bytes per resized pixel of the importance measures other than entropy
 (float32 gray or RGB, the filtered or resampled copies, the squared error)."""
+
+EXPORT_TOKENS_BYTES_PER_PIXEL = 80
+"""``--export-tokens``: the normalized float32 image and one selection's
+rows (at most one row of ``3 * 2 * 14 * 14`` values per 196 pixels: 24 bytes
+a pixel) with their gathered crops, and NumPy's write buffer (up to one more
+copy of the rows, 16 MiB at most); tokens.npz is written one array at a
+time (measured: 56-71 bytes a resized pixel)."""
 
 CELL_BYTES = 96
 """Per finest cell: the maps of every scale, their copies while assembling,
@@ -173,16 +172,14 @@ def worker_bytes(
     resized = resized_bound(params)
     cells = resized / (params.patch_size**2) * 1.1 + 4 * math.isqrt(resized) / params.patch_size
     cell_bytes = CELL_BYTES + (24 if save_maps else 0)
-    parts = {
+    export = EXPORT_TOKENS_BYTES_PER_PIXEL if export_tokens else 0
+    return {
         "base": BASE_BYTES,
         "decode": int(DECODE_BYTES_PER_PIXEL * decode_pixels),
-        "resized": int((RESIZED_BYTES_PER_PIXEL + _measure_bytes(params)) * resized),
+        "resized": int((RESIZED_BYTES_PER_PIXEL + _measure_bytes(params) + export) * resized),
         "entropy": max(1, threads) * _tile_bytes(params, resized),
         "cells": int(cell_bytes * cells),
     }
-    if export_tokens:
-        parts["tokens"] = int(TOKENS_BYTES_PER_PIXEL * resized)
-    return parts
 
 
 @dataclass(frozen=True)
@@ -240,10 +237,10 @@ def plan(
         Entropy threads of a process that runs alone (default: CPU cores).
     save_maps : bool
         Whether maps.npz is written.
-    workers_given : bool
-        The user chose the number of workers: refuse rather than use fewer.
     export_tokens : bool
         Whether tokens.npz is written.
+    workers_given : bool
+        The user chose the number of workers: refuse rather than use fewer.
 
     Returns
     -------

@@ -80,6 +80,13 @@ def _temp_prefix(name: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie -- dead, not yet reaped -- does not).
+
+    Examples
+    --------
+    >>> _pid_alive(os.getpid()), _pid_alive(0)
+    (True, False)
+    """
     if pid <= 0:
         return False
     try:
@@ -88,7 +95,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # alive, owned by someone else
         return True
-    return True
+    try:  # Linux: a killed worker stays a zombie until its new parent reaps it
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def clean_stale_temp_files(folder: str | Path, depth: int = 3) -> int:

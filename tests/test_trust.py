@@ -101,6 +101,14 @@ def small_images(folder: Path, count: int, size=(112, 140), seed: int = 0) -> Pa
     return folder
 
 
+def _read(path: Path) -> str:
+    """A file's text, or "" when a running writer has just removed it."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def rows_of(out: Path) -> list[dict]:
     return json.loads((out / "summary.json").read_text())
 
@@ -183,7 +191,7 @@ def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
     proc = start(src, "-o", out, "--bins", "64", "-m", "v2:0.9", "-j", "2", "-q")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until the other run has rewritten a few folders
-        redone = [p for p in out.glob("*/stats.json") if '"bins": 64' in p.read_text()]
+        redone = [p for p in out.glob("*/stats.json") if '"bins": 64' in _read(p)]
         if len(redone) >= 3:
             break
         time.sleep(0.02)
