@@ -59,6 +59,13 @@ MEASURE_BYTES_PER_PIXEL = {"laplacian": 20, "upsample-mse": 36}
 """Extra bytes per resized pixel of the importance measures other than entropy
 (float32 gray or RGB, the filtered or resampled copies, the squared error)."""
 
+EXPORT_TOKENS_BYTES_PER_PIXEL = 80
+"""``--export-tokens``: the normalized float32 image and one selection's
+rows (at most one row of ``3 * 2 * 14 * 14`` values per 196 pixels: 24 bytes
+a pixel) with their gathered crops, and NumPy's write buffer (up to one more
+copy of the rows, 16 MiB at most); tokens.npz is written one array at a
+time (measured: 56-71 bytes a resized pixel)."""
+
 CELL_BYTES = 96
 """Per finest cell: the maps of every scale, their copies while assembling,
 and the float64 scores, sort keys and masks of a selection."""
@@ -151,7 +158,9 @@ def _measure_bytes(params: Params) -> int:
     return MEASURE_BYTES_PER_PIXEL.get(str(getattr(measure, "value", measure)), 0)
 
 
-def worker_bytes(params: Params, decode_pixels: int, threads: int = 1, save_maps: bool = False) -> dict[str, int]:
+def worker_bytes(
+    params: Params, decode_pixels: int, threads: int = 1, save_maps: bool = False, export_tokens: bool = False
+) -> dict[str, int]:
     """The parts of one worker's peak memory, in bytes.
 
     Examples
@@ -163,10 +172,11 @@ def worker_bytes(params: Params, decode_pixels: int, threads: int = 1, save_maps
     resized = resized_bound(params)
     cells = resized / (params.patch_size**2) * 1.1 + 4 * math.isqrt(resized) / params.patch_size
     cell_bytes = CELL_BYTES + (24 if save_maps else 0)
+    export = EXPORT_TOKENS_BYTES_PER_PIXEL if export_tokens else 0
     return {
         "base": BASE_BYTES,
         "decode": int(DECODE_BYTES_PER_PIXEL * decode_pixels),
-        "resized": int((RESIZED_BYTES_PER_PIXEL + _measure_bytes(params)) * resized),
+        "resized": int((RESIZED_BYTES_PER_PIXEL + _measure_bytes(params) + export) * resized),
         "entropy": max(1, threads) * _tile_bytes(params, resized),
         "cells": int(cell_bytes * cells),
     }
@@ -209,6 +219,7 @@ def plan(
     threads: int | None = None,
     save_maps: bool = False,
     workers_given: bool = False,
+    export_tokens: bool = False,
 ) -> MemoryPlan:
     """Workers and decode limit that keep the estimated peak within ``max_memory``.
 
@@ -226,6 +237,8 @@ def plan(
         Entropy threads of a process that runs alone (default: CPU cores).
     save_maps : bool
         Whether maps.npz is written.
+    export_tokens : bool
+        Whether tokens.npz is written.
     workers_given : bool
         The user chose the number of workers: refuse rather than use fewer.
 
@@ -263,7 +276,7 @@ def plan(
 
     def parts_for(n: int, decode: int) -> dict[str, int]:
         alone_threads = get_num_threads() if threads is None else threads
-        return worker_bytes(params, decode, alone_threads if n <= 1 else 1, save_maps)
+        return worker_bytes(params, decode, alone_threads if n <= 1 else 1, save_maps, export_tokens)
 
     candidates = [wanted] if workers_given else list(range(wanted, 0, -1))
     for n in candidates:

@@ -272,6 +272,7 @@ def _memory_plan(params: Params, options: RunOptions, jobs: int):
         max_memory=options.max_memory,
         jobs=max(1, jobs),
         save_maps=options.save_maps,
+        export_tokens=options.export_tokens,
         workers_given=options.workers is not None,
     )
     logger.debug("memory: {}", budget.describe())

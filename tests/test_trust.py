@@ -101,6 +101,14 @@ def small_images(folder: Path, count: int, size=(112, 140), seed: int = 0) -> Pa
     return folder
 
 
+def _read(path: Path) -> str:
+    """A file's text, or "" when a running writer has just removed it."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def rows_of(out: Path) -> list[dict]:
     return json.loads((out / "summary.json").read_text())
 
@@ -175,7 +183,7 @@ def test_two_different_files_under_one_output_name(tmp_path):
 # -- 2. kill -9 during a run with other parameters, then resume ---------------------------------------
 @needs_proc
 def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
-    src = small_images(tmp_path / "in", 24, size=(280, 336))
+    src = small_images(tmp_path / "in", 16, size=(280, 336))
     out, clean = tmp_path / "out", tmp_path / "clean"
     original = ["-m", "v1", "-m", "budget:0.3", "-j", "2", "-q"]
     assert aptviz(src, "-o", out, *original).returncode == 0
@@ -183,7 +191,7 @@ def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
     proc = start(src, "-o", out, "--bins", "64", "-m", "v2:0.9", "-j", "2", "-q")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until the other run has rewritten a few folders
-        redone = [p for p in out.glob("*/stats.json") if '"bins": 64' in p.read_text()]
+        redone = [p for p in out.glob("*/stats.json") if '"bins": 64' in _read(p)]
         if len(redone) >= 3:
             break
         time.sleep(0.02)
@@ -205,7 +213,7 @@ def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
             b = json.loads((out / folder.name / "stats.json").read_text())
             assert a["selections"] == b["selections"] and a["params"] == b["params"]
     assert not list(out.rglob("*.tmp"))
-    assert len(rows_of(out)) == 48 and all(r["status"] == "ok" for r in rows_of(out))
+    assert len(rows_of(out)) == 32 and all(r["status"] == "ok" for r in rows_of(out))
 
 
 # -- 3. a full disk ---------------------------------------------------------------------------------
@@ -309,8 +317,8 @@ def test_two_concurrent_runs_over_48_images(tmp_path):
     src = small_images(tmp_path / "in", 48, size=(56, 84))
     for attempt in range(2):
         out = tmp_path / f"out{attempt}"
-        a = start(src, "-o", out, "-m", "v1", "-m", "budget:0.3", "-j", "2", "-q")
-        b = start(src, "-o", out, "-m", "v1", "-m", "budget:0.3", "-j", "2", "-q")
+        a = start(src, "-o", out, "-m", "budget:0.3", "-j", "2", "-q")
+        b = start(src, "-o", out, "-m", "budget:0.3", "-j", "2", "-q")
         results = [(p.wait(120), p.communicate()[1]) for p in (a, b)]
         for code, err in results:
             assert code in (0, 2), err
@@ -318,9 +326,9 @@ def test_two_concurrent_runs_over_48_images(tmp_path):
                 assert "output folder is in use" in err, err
             assert "Traceback" not in err and "cannot write" not in err, err
         if any(code == 2 for code, _ in results):
-            assert aptviz(src, "-o", out, "-m", "v1", "-m", "budget:0.3", "-q").returncode == 0
+            assert aptviz(src, "-o", out, "-m", "budget:0.3", "-q").returncode == 0
         rows = rows_of(out)
-        assert len(rows) == 96 and all(row["status"] == "ok" for row in rows), rows
+        assert len(rows) == 48 and all(row["status"] == "ok" for row in rows), rows
         assert len(list(out.glob("*/stats.json"))) == 48
         assert not list(out.rglob("*.tmp"))
         assert_no_torn_folder(out)
@@ -441,7 +449,7 @@ def test_memory_heavy_options_that_fit_stay_under_3gb(tmp_path):
         "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True);"
         "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    sets = (["--patch-size", "1"], ["--patch-size", "2", "--bins", "4096"], ["--patch-size", "2", "--num-scales", "9"])
+    sets = (["--patch-size", "1"], ["--patch-size", "2", "--bins", "4096", "--num-scales", "9"])
     for extra in sets:
         cmd = [*PYTHON, "-m", "aptviz", str(photo), "-o", str(tmp_path / "out"), "-j", "1", "--max-memory", "3G"]
         out = subprocess.run([*PYTHON, "-c", code, *cmd, *extra], capture_output=True, text=True, cwd=ROOT)
