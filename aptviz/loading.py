@@ -170,10 +170,15 @@ class LoadedImage:
 
 
 def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
-    """Scale a high-bit-depth or float array into uint8 0..255."""
+    """Scale a high-bit-depth or float array into uint8 0..255.
+
+    The arithmetic is done in place on one float64 copy (about 11 bytes a
+    pixel at the peak instead of 26 for chained temporaries); the values are
+    the same.
+    """
     a = arr.astype(np.float64)
     if mode.startswith("I;16") or (mode == "I" and a.size and a.min() >= 0 and a.max() <= 65535):
-        a = a * (255.0 / 65535.0)
+        a *= 255.0 / 65535.0
     elif mode == "F":
         finite = a[np.isfinite(a)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -186,8 +191,14 @@ def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
         a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)
     else:  # 32-bit integers outside the 16-bit range: stretch min..max
         lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        if hi > lo:
+            a -= lo
+            a *= 255.0 / (hi - lo)
+        else:
+            a[...] = 0.0
+    np.rint(a, out=a)
+    np.clip(a, 0, 255, out=a)
+    return a.astype(np.uint8)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

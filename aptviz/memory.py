@@ -59,9 +59,12 @@ MEASURE_BYTES_PER_PIXEL = {"laplacian": 20, "upsample-mse": 36}
 """Extra bytes per resized pixel of the importance measures other than entropy
 (float32 gray or RGB, the filtered or resampled copies, the squared error)."""
 
-EXPORT_TOKENS_BYTES_PER_PIXEL = 64
-"""``--export-tokens``: every kept patch as float32 Qwen2-VL rows (at most one
-row of ``3 * 2 * 14 * 14`` values per 196 pixels) and the copies made packing it."""
+EXPORT_TOKENS_BYTES_PER_PIXEL = 80
+"""``--export-tokens``: the normalized float32 image and one selection's
+rows (at most one row of ``3 * 2 * 14 * 14`` values per 196 pixels: 24 bytes
+a pixel) with their gathered crops, and NumPy's write buffer (up to one more
+copy of the rows, 16 MiB at most); tokens.npz is written one array at a
+time (measured: 56-71 bytes a resized pixel)."""
 
 CELL_BYTES = 96
 """Per finest cell: the maps of every scale, their copies while assembling,

@@ -12,7 +12,10 @@ import io
 import json
 import os
 import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -29,6 +32,8 @@ __all__ = [
     "write_image",
     "write_json_atomic",
     "write_npz_atomic",
+    "write_npz_stream_atomic",
+    "write_stream_atomic",
 ]
 
 
@@ -138,6 +143,35 @@ def clean_stale_temp_files(folder: str | Path, depth: int = 3) -> int:
     return removed
 
 
+def write_stream_atomic(path: str | Path, fill: Callable[[BinaryIO], object]) -> Path:
+    """Call ``fill(file)`` on a temporary file in the same folder, then rename it to ``path``.
+
+    For content too large to hold in memory at once (written piece by piece).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> write_stream_atomic(d / "x.txt", lambda fh: fh.write(b"hi")).read_bytes()
+    b'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder.
 
@@ -160,21 +194,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     >>> write_bytes_atomic(d / "a" / "x.txt", b"hi").read_bytes()
     b'hi'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_stream_atomic(path, lambda fh: fh.write(data))
 
 
 def write_json_atomic(path: str | Path, obj) -> Path:
@@ -251,6 +271,30 @@ def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return write_bytes_atomic(path, buf.getvalue())
+
+
+def write_npz_stream_atomic(path: str | Path, arrays: Iterable[tuple[str, np.ndarray]]) -> Path:
+    """Write a compressed ``.npz`` atomically, one array at a time.
+
+    ``arrays`` may be a generator: each array is compressed straight into the
+    temporary file as it comes, so only one needs to be in memory. The file
+    is what :func:`numpy.savez_compressed` writes (``np.load`` reads it).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = write_npz_stream_atomic(pathlib.Path(tempfile.mkdtemp()) / "a.npz", ((k, np.arange(3)) for k in "xy"))
+    >>> sorted(np.load(p).files)
+    ['x', 'y']
+    """
+
+    def fill(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for name, array in arrays:
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+    return write_stream_atomic(path, fill)
 
 
 class OutputInUse(OSError):

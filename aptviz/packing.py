@@ -20,7 +20,7 @@ line's ``--export-tokens`` uses it as it is, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,7 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "PackedPatches",
+    "iter_token_arrays",
     "normalize_pixels",
     "pack_selection",
     "token_arrays",
@@ -101,11 +102,14 @@ def normalize_pixels(
     >>> [round(float(v), 4) for v in normalize_pixels(np.full((1, 1, 3), 255, np.uint8)).ravel()]
     [1.9303, 2.0749, 2.1459]
     """
-    chw = np.moveaxis(np.asarray(rgb), -1, 0)
-    scaled = (chw.astype(np.float64) * rescale_factor).astype(np.float32)
-    mean32 = np.asarray(mean, dtype=np.float32)[:, None, None]
-    std32 = np.asarray(std, dtype=np.float32)[:, None, None]
-    return (scaled - mean32) / std32
+    rgb = np.asarray(rgb)
+    mean32, std32 = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+    out = np.empty((rgb.shape[-1], *rgb.shape[:2]), dtype=np.float32)
+    for c in range(rgb.shape[-1]):  # one channel at a time: a float64 plane is the largest temporary
+        out[c] = (rgb[..., c].astype(np.float64) * rescale_factor).astype(np.float32)
+        out[c] -= mean32[c]
+        out[c] /= std32[c]
+    return out
 
 
 def token_keys(coords: np.ndarray, grid_width: int, merge_size: int = 2) -> np.ndarray:
@@ -255,6 +259,26 @@ def pack_selection(
     )
 
 
+def iter_token_arrays(
+    rgb: np.ndarray,
+    selections: Sequence[tuple[str, Mapping[int, np.ndarray]]],
+    patch_size: int = 14,
+    merge_size: int = 2,
+    temporal_patch_size: int = 2,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(key, array)`` pairs of :func:`token_arrays`, one selection packed at a time (to stream to a file)."""
+    pixels = normalize_pixels(rgb)
+    height, width = rgb.shape[:2]
+    yield "image_grid_thw", np.array([[1, height // patch_size, width // patch_size]], dtype=np.int64)
+    for label, masks in selections:
+        packed = pack_selection(pixels, masks, patch_size, merge_size, temporal_patch_size)
+        yield f"apt_pixel_values_{label}", packed.pixel_values
+        yield f"apt_patch_sizes_{label}", packed.patch_sizes
+        yield f"apt_patch_coords_{label}", packed.patch_coords
+        yield f"apt_vit_token_counts_{label}", np.array([packed.vit_tokens], dtype=np.int64)
+        yield f"apt_llm_token_counts_{label}", np.array([packed.llm_tokens], dtype=np.int64)
+
+
 def token_arrays(
     rgb: np.ndarray,
     selections: Sequence[tuple[str, Mapping[int, np.ndarray]]],
@@ -290,14 +314,4 @@ def token_arrays(
     >>> arrays["image_grid_thw"].tolist(), arrays["apt_pixel_values_v1"].shape, arrays["apt_llm_token_counts_v1"]
     ([[1, 2, 4]], (2, 1176), array([2]))
     """
-    pixels = normalize_pixels(rgb)
-    height, width = rgb.shape[:2]
-    arrays = {"image_grid_thw": np.array([[1, height // patch_size, width // patch_size]], dtype=np.int64)}
-    for label, masks in selections:
-        packed = pack_selection(pixels, masks, patch_size, merge_size, temporal_patch_size)
-        arrays[f"apt_pixel_values_{label}"] = packed.pixel_values
-        arrays[f"apt_patch_sizes_{label}"] = packed.patch_sizes
-        arrays[f"apt_patch_coords_{label}"] = packed.patch_coords
-        arrays[f"apt_vit_token_counts_{label}"] = np.array([packed.vit_tokens], dtype=np.int64)
-        arrays[f"apt_llm_token_counts_{label}"] = np.array([packed.llm_tokens], dtype=np.int64)
-    return arrays
+    return dict(iter_token_arrays(rgb, selections, patch_size, merge_size, temporal_patch_size))

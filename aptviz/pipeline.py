@@ -27,6 +27,7 @@ from .output import (
     write_image,
     write_json_atomic,
     write_npz_atomic,
+    write_npz_stream_atomic,
 )
 from .params import Measure, Params, RunSpec, build_runs
 from .analysis import MODEL_VIEW_DIR, RenderOptions, kept_views, model_views, overlay_picture, write_extras
@@ -256,13 +257,13 @@ def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _token_arrays(result: ImageResult) -> dict[str, np.ndarray]:
-    """tokens.npz: every selection's tokens as Qwen2-VL rows (docs/qwen2vl.md), NumPy only."""
-    from .packing import token_arrays
+def _token_arrays(result: ImageResult):
+    """tokens.npz: every selection's tokens as Qwen2-VL rows (docs/qwen2vl.md), NumPy only, one at a time."""
+    from .packing import iter_token_arrays
 
     p = result.params
     selections = [(spec.label, sel.masks) for spec, sel in result.selections]
-    return token_arrays(result.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
+    return iter_token_arrays(result.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
 
 
 def write_outputs(
@@ -342,7 +343,7 @@ def write_outputs(
         write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
     if export_tokens:
         files["tokens"] = TOKENS_NAME
-        write_npz_atomic(out / TOKENS_NAME, _token_arrays(result))
+        write_npz_stream_atomic(out / TOKENS_NAME, _token_arrays(result))
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here

@@ -123,7 +123,9 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
     ``patch_selection_method``, ``alpha`` and ``thresholds`` (see
     :class:`APTQwen2VLImageProcessorKwargs`): in the constructor, as
     attributes, or per call. ``num_scales`` (3) and ``bins`` (512) are class
-    attributes.
+    attributes. APT needs 8-bit RGB pixels: PIL images or uint8 arrays (with
+    ``do_convert_rgb``, the default, any PIL mode works); other input raises
+    ``ValueError``.
 
     The standard outputs are transformers' own: ``pixel_values`` and
     ``image_grid_thw`` are computed by the parent class, unchanged. APT's

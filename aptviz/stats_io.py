@@ -150,8 +150,7 @@ class PartWriter:
     """
 
     def __init__(self, out: str | Path, rows_per_part: int = 20000, seconds_per_part: float = 60.0):
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = Path(out)  # created with the first part: a run that writes nothing leaves nothing
         self.rows_per_part = rows_per_part
         self.seconds_per_part = seconds_per_part
         self._tables: list = []
@@ -182,6 +181,7 @@ class PartWriter:
         name = f"part-{self._stamp}-{self._seq:05d}.parquet"
         final = self.out / name
         tmp = self.out / f".{name}.tmp"
+        self.out.mkdir(parents=True, exist_ok=True)
         try:
             pa.parquet.write_table(table, tmp, compression="zstd")
             os.replace(tmp, final)

@@ -185,7 +185,11 @@ def _ray_engine(
     started = False
     if not ray.is_initialized():
         kwargs = {"address": address} if address else {"num_cpus": workers}
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kwargs)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kwargs)
+        except Exception as exc:  # no cluster there, or a local Ray that cannot start
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+            raise ParameterError(f"cannot start or reach {where}: {type(exc).__name__}: {exc}") from exc
         started = True
     for name in ("ray", "ray.data"):  # the caller shows progress; Ray's own lines would garble it
         logging.getLogger(name).setLevel(logging.ERROR)

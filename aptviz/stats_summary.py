@@ -17,6 +17,8 @@ from .stats_io import part_files, require_pyarrow
 __all__ = ["SelectionSummary", "summarize", "write_summary_json"]
 
 COLUMNS = [
+    "path",
+    "input_mtime_ns",
     "selection",
     "method",
     "alpha",
@@ -57,6 +59,13 @@ class SelectionSummary:
     llm_tokens_saved: int
 
 
+def _latest(pc, table):
+    """Only the rows of each path's latest version (a file changed and re-run leaves its old rows in OUT)."""
+    latest = table.group_by(["path", "run_key"], use_threads=False).aggregate([("input_mtime_ns", "max")])
+    joined = table.join(latest, ["path", "run_key"], use_threads=False)
+    return joined.filter(pc.equal(joined["input_mtime_ns"], joined["input_mtime_ns_max"]))
+
+
 def _stats(pc, column) -> dict:
     """mean, median (exact), p5 and p95 (linear interpolation, as NumPy's default)."""
     if len(column) == 0:
@@ -71,6 +80,9 @@ def _total(pc, column) -> int:
 
 def summarize(out: str | Path) -> list[SelectionSummary]:
     """Per selection (and parameter set): retention statistics, tokens saved, failed count.
+
+    An image whose file changed between runs has rows of both versions in
+    OUT; only the latest version's rows count.
 
     Parameters
     ----------
@@ -96,6 +108,7 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
         raise InputError(f"{out}: no part-*.parquet files (not an aptviz stats output?)")
     table = pds.dataset([str(f) for f in files], format="parquet").to_table(columns=COLUMNS)
     groups = table.select(["run_key"]).group_by("run_key", use_threads=False).aggregate([]).column("run_key")
+    table = _latest(pc, table)
     result = []
     for key in groups.to_pylist():
         sub = table.filter(pc.equal(table.column("run_key"), pa.scalar(key)))

@@ -60,3 +60,35 @@ def test_export_tokens_imports_neither_torch_nor_transformers(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.split() == ["0", "False", "False"], out.stderr
     assert (tmp_path / "chelsea" / "tokens.npz").is_file()
+
+
+def test_the_memory_estimate_counts_the_export():
+    from aptviz.memory import EXPORT_TOKENS_BYTES_PER_PIXEL, plan, resized_bound
+    from aptviz.params import Params
+
+    params = Params(max_pixels=20_000_000)
+    without = plan(params, workers=1, max_memory=64 << 30, threads=1)
+    with_tokens = plan(params, workers=1, max_memory=64 << 30, threads=1, export_tokens=True)
+    assert with_tokens.total - without.total == EXPORT_TOKENS_BYTES_PER_PIXEL * resized_bound(params)
+
+
+def test_export_tokens_runs_within_its_estimate(tmp_path):
+    """tokens.npz is written one array at a time: its peak stays under EXPORT_TOKENS_BYTES_PER_PIXEL a pixel."""
+    import tracemalloc
+
+    from aptviz.memory import EXPORT_TOKENS_BYTES_PER_PIXEL
+    from aptviz.output import write_npz_stream_atomic
+    from aptviz.params import Params, build_runs
+    from aptviz.pipeline import _token_arrays, compute
+
+    result = compute(ROOT / "sample_images" / "astronaut.png", build_runs(["budget:1", "v2:1", "budget:0.3"]), Params())
+    pixels = result.resized.shape[0] * result.resized.shape[1]
+    tracemalloc.start()
+    try:
+        write_npz_stream_atomic(tmp_path / "tokens.npz", _token_arrays(result))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < EXPORT_TOKENS_BYTES_PER_PIXEL * pixels
+    with np.load(tmp_path / "tokens.npz") as z:
+        assert z["apt_pixel_values_budget_alpha1"].shape == (pixels // 196, 1176)

@@ -262,12 +262,22 @@ def test_resume_skips_complete_images_and_redoes_changed_ones(folder, tmp_path):
     again = run_stats([folder], out, RUNS[:2], Params(), recursive=True, workers=2)
     assert (again.images, again.skipped, again.parts) == (0, 5, [])
     # a changed file is a different input; an added selection redoes only what is missing
-    (folder / "sub" / "rotated.jpg").write_bytes(_jpeg_bytes(7))
+    changed = folder / "sub" / "rotated.jpg"
+    changed.write_bytes(_jpeg_bytes(7))
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**10))
     more = run_stats([folder], out, RUNS[:3], Params(), recursive=True, workers=2)
     assert (more.images, more.skipped) == (5, 0)
     t = _table(out)
     assert t.num_rows == 5 * 2 + 1 * 2 + 5 * 1
     assert len(set(t["row_id"].to_pylist())) == t.num_rows
+    # the summary counts the changed file once, with its new numbers
+    v1 = next(s for s in summarize(out) if s.selection == "v1")
+    assert (v1.images, v1.failed) == (4, 1)
+    rows = [r for r in t.to_pylist() if r["selection"] == "v1" and r["status"] == "ok"]
+    assert len(rows) == 5  # rotated.jpg twice: before and after the change
+    newest = max(r["input_mtime_ns"] for r in rows if "rotated" in r["path"])
+    keep = [r["retention"] for r in rows if "rotated" not in r["path"] or r["input_mtime_ns"] == newest]
+    assert v1.retention_mean == pytest.approx(np.mean(keep), rel=1e-12)
     other = run_stats([folder], out, RUNS[:1], Params(bins=256), recursive=True, workers=1)
     assert (other.images, other.skipped) == (5, 0)
 
