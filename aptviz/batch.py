@@ -133,6 +133,7 @@ def is_complete(
     save_maps: bool,
     export_tokens: bool = False,
     source: str | Path | None = None,
+    render=None,
 ) -> ImageStats | None:
     """The stats of a finished earlier run with the same input and parameters, or None.
 
@@ -166,8 +167,11 @@ def is_complete(
         files = stats.files
         if bool(files.get("maps")) != save_maps or bool(files.get("tokens")) != export_tokens:
             return None
+        if stats.render != _render(render).to_dict():
+            return None
         listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
-        listed += [sel.files["overlay"] for sel in stats.selections]
+        listed += [files["blend"], files["compare"]]
+        listed += [sel.files[k] for sel in stats.selections for k in ("overlay", "model_view", "uniform")]
         if save_maps:
             listed.append(files["maps"])
         if export_tokens:
@@ -177,6 +181,12 @@ def is_complete(
     if not all((out / rel).is_file() for rel in listed):
         return None
     return stats
+
+
+def _render(render):
+    from .analysis import RenderOptions
+
+    return render or RenderOptions()
 
 
 def _same_input(stats: ImageStats, source: str | Path) -> bool:
@@ -198,12 +208,13 @@ def _work(
     save_maps: bool,
     export_tokens: bool = False,
     max_image_pixels: int | None = None,
+    render=None,
 ) -> JobResult:
     """Process one image; every failure becomes a ``failed`` result."""
     from .pipeline import process_image
 
     try:
-        stats = process_image(path, out_dir, runs, params, save_maps, export_tokens, max_image_pixels)
+        stats = process_image(path, out_dir, runs, params, save_maps, export_tokens, max_image_pixels, render)
         return JobResult(path, None, Status.done, stats=stats)
     except InputError as exc:
         return JobResult.failed(path, str(exc), traceback.format_exc())
@@ -358,6 +369,7 @@ def run_batch(
     log_level: str | None = None,
     export_tokens: bool = False,
     max_image_pixels: int | None = None,
+    render=None,
 ) -> Iterator[JobResult]:
     """Process jobs, skipping complete ones, and yield each result as it finishes.
 
@@ -383,6 +395,8 @@ def run_batch(
         Also write tokens.npz per image.
     max_image_pixels : int, optional
         Decompression-bomb limit (see :mod:`aptviz.memory`).
+    render : RenderOptions, optional
+        How the overlays are drawn (part of "same parameters" when resuming).
 
     Yields
     ------
@@ -393,7 +407,9 @@ def run_batch(
     output = Path(output)
     todo: list[Job] = []
     for job in jobs:
-        stats = None if overwrite else is_complete(output / job.name, runs, params, save_maps, export_tokens, job.path)
+        stats = None if overwrite else is_complete(
+            output / job.name, runs, params, save_maps, export_tokens, job.path, render
+        )
         if stats is not None:
             logger.debug("{}: complete with the same input and parameters, skipped", job.path)
             clean_stale_temp_files(output / job.name)  # a worker killed after stats.json was written
@@ -406,7 +422,7 @@ def run_batch(
     workers = min(default_workers() if workers is None else max(1, workers), len(todo))
     if workers <= 1:
         for job in todo:
-            res = _work(job.path, output / job.name, runs, params, save_maps, export_tokens, max_image_pixels)
+            res = _work(job.path, output / job.name, runs, params, save_maps, export_tokens, max_image_pixels, render)
             res.name = job.name
             yield res
         return
@@ -419,7 +435,7 @@ def run_batch(
         )
 
     def submit(pool: ProcessPoolExecutor, job: Job) -> Future:
-        args = (runs, params, save_maps, export_tokens, max_image_pixels)
+        args = (runs, params, save_maps, export_tokens, max_image_pixels, render)
         return pool.submit(_work, job.path, output / job.name, *args)
 
     yield from RecoveringPool(new_pool, workers, submit).run(todo)

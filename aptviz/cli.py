@@ -32,11 +32,14 @@ from .cli_options import (
     AggregateOpt,
     Alphas,
     Bins,
+    Caption,
+    ColorByScale,
     DeviceOpt,
     ExportTokens,
     Importance,
     Inputs,
     JsonOut,
+    LineWidth,
     MaxMemory,
     MaxPixels,
     MergeSize,
@@ -45,6 +48,7 @@ from .cli_options import (
     NumScales,
     OptionalThresholds,
     Output,
+    OverlayFormat,
     Overwrite,
     PatchSize,
     Quiet,
@@ -55,6 +59,7 @@ from .cli_options import (
     Version,
     Workers,
     params_from,
+    render_from,
     runs_from,
     setup_logging,
     usage_error,
@@ -99,6 +104,10 @@ def run(
     workers: Workers = None,
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
+    color_by_scale: ColorByScale = False,
+    line_width: LineWidth = 2,
+    caption: Caption = False,
+    overlay_format: OverlayFormat = "jpg",
     export_tokens: ExportTokens = False,
     max_memory: MaxMemory = None,
     json_out: JsonOut = False,
@@ -118,10 +127,11 @@ def run(
         runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
         warn_unused(methods, alphas, thresholds)
         memory = None if max_memory is None else parse_size(max_memory)
+        render = render_from(color_by_scale, line_width, caption, overlay_format)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
             recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
-            log_level=level, max_memory=memory,
+            log_level=level, max_memory=memory, render=render,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

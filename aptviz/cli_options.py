@@ -140,6 +140,19 @@ DeviceOpt = Annotated[
     typer.Option("--device", case_sensitive=False, help="Where to compute entropy and selection."),
 ]
 
+# -- pictures ----------------------------------------------------------------------------------------
+ColorByScale = Annotated[
+    bool, typer.Option("--color-by-scale", help="Overlays: one boundary colour per patch scale, with a legend.")
+]
+LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
+Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
+OverlayFormat = Annotated[
+    str,
+    typer.Option(
+        "--overlay-format", metavar="{jpg,png}", help="Overlay files: 4:4:4 JPEG, or PNG (lossless: lines exactly green)."
+    ),
+]
+
 # -- verbosity ---------------------------------------------------------------------------------------
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging, tracebacks and every table.")]
@@ -149,6 +162,13 @@ Version = Annotated[
 ]
 
 DEFAULT_THRESHOLDS_TEXT = "3,2"
+
+
+def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str):
+    """:class:`~aptviz.analysis.RenderOptions` from the picture options (ParameterError when bad)."""
+    from .analysis import RenderOptions
+
+    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."))
 
 
 def usage_error(message: str) -> typer.Exit:

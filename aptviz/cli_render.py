@@ -72,7 +72,32 @@ def image_table(stats: ImageStats) -> Table:
         table.caption = f"ret.: retention against plain Qwen2-VL's {first.base_small_tokens} ViT tokens"
         if first.llm_tokens_uniform is not None:
             table.caption += f" and {first.llm_tokens_uniform} LLM tokens"
+    views = [
+        f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)} "
+        f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)} "
+        f"({sel.uniform_vit_tokens})"
+        for sel in stats.selections
+        if sel.uniform_vit_tokens is not None
+    ]
+    if views:
+        table.caption = (table.caption + "; " if table.caption else "") + (
+            "PSNR dB, APT / uniform Qwen2-VL (its tokens): " + ", ".join(views)
+        )
+        table.caption_justify = "left"
     return table
+
+
+def _db(value: float | None, known) -> str:
+    """PSNR in dB; ``exact`` when the picture is identical (None with the numbers present).
+
+    Examples
+    --------
+    >>> _db(33.456, 10), _db(None, 10), _db(None, None)
+    ('33.5', 'exact', '-')
+    """
+    if value is None:
+        return "-" if known is None else "exact"
+    return f"{value:.1f}"
 
 
 def _num(value, fmt: str = "{}") -> str:

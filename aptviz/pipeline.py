@@ -30,7 +30,9 @@ from .output import (
     write_npz_stream_atomic,
 )
 from .params import Measure, Params, RunSpec, build_runs
-from .render import draw_overlay, render_heatmap
+from .analysis import MODEL_VIEW_DIR, RenderOptions, kept_views, model_views, overlay_picture, write_extras
+from .figures import value_histogram
+from .render import render_heatmap
 from .resize import resize_image
 from .results import EntropySummary, ImageInfo, ImageStats, SelectionStats
 from .selection import Selection, select
@@ -63,6 +65,7 @@ class ImageResult:
     maps: dict  # {ps: ndarray (CPU) or torch.Tensor (CUDA)}
     params: Params
     selections: list[tuple[RunSpec, Selection]] = field(default_factory=list)
+    views: list = field(default_factory=list)  # ModelView per selection (SPEC §8), same order
 
     def stats(self) -> ImageStats:
         """The stats.json content as :class:`ImageStats` (no ``files`` yet)."""
@@ -85,8 +88,10 @@ def entropy_summary(ent) -> EntropySummary:
     return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_stats(sel: Selection, params: Params) -> SelectionStats:
-    """One element of stats.json ``selections`` (no files yet), with its ViT and LLM token counts."""
+def selection_stats(sel: Selection, params: Params, view=None) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files yet), with its ViT and LLM token counts
+    and, given its ModelView, the model-view numbers."""
+    numbers = view.stats.to_dict() if view is not None else {}
     stats = SelectionStats(
         method=str(sel.method),
         alpha=sel.alpha,
@@ -97,6 +102,7 @@ def selection_stats(sel: Selection, params: Params) -> SelectionStats:
         retention=sel.retention,
         target_retention=sel.target_retention,
         budget_info=sel.budget_info,
+        **numbers,
     )
     return stats.with_token_counts(params.patch_size, params.merge_size)
 
@@ -123,7 +129,10 @@ def build_stats(result: ImageResult) -> ImageStats:
         params=result.params,
         grid={ps: tuple(m.shape) for ps, m in result.maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in result.maps.items()},
-        selections=[selection_stats(sel, result.params) for _, sel in result.selections],
+        selections=[
+            selection_stats(sel, result.params, view)
+            for (_, sel), view in zip(result.selections, result.views or [None] * len(result.selections))
+        ],
     )
 
 
@@ -173,6 +182,7 @@ def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], p
         result = ImageResult(path, loaded, resized, maps, params)
         for spec in runs:
             result.selections.append((spec, select(maps, spec.check_scales(params.num_scales), params.importance)))
+        result.views = model_views(result, [(sel.masks, sel.tokens) for _, sel in result.selections])
     except Exception as exc:
         if _is_cuda_oom(exc):
             raise InputError("CUDA out of memory; retry with --device cpu") from exc
@@ -230,11 +240,11 @@ def analyze(
     return compute(path, runs, p).stats().to_dict()
 
 
-def overlay_name(spec: RunSpec, single: bool) -> str:
+def overlay_name(spec: RunSpec, single: bool, suffix: str = ".jpg") -> str:
     """Overlay path (relative to the image folder) for one selection."""
     if single:
-        return f"{OVERLAY_DIR}/patches_visualization.jpg"
-    return f"{OVERLAY_DIR}/patches_{spec.label}.jpg"
+        return f"{OVERLAY_DIR}/patches_visualization{suffix}"
+    return f"{OVERLAY_DIR}/patches_{spec.label}{suffix}"
 
 
 def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
@@ -257,7 +267,11 @@ def _token_arrays(result: ImageResult):
 
 
 def write_outputs(
-    result: ImageResult, out_dir: str | Path, save_maps: bool = False, export_tokens: bool = False
+    result: ImageResult,
+    out_dir: str | Path,
+    save_maps: bool = False,
+    export_tokens: bool = False,
+    render: RenderOptions | None = None,
 ) -> dict:
     """Render and write every file of one image; stats.json is written last.
 
@@ -271,6 +285,8 @@ def write_outputs(
         Also write ``maps.npz`` (entropy maps and every mask).
     export_tokens : bool
         Also write ``tokens.npz`` (each selection's tokens in Qwen2-VL's row layout).
+    render : RenderOptions, optional
+        How overlays are drawn (default: 2 px green, JPEG).
 
     Returns
     -------
@@ -293,9 +309,14 @@ def write_outputs(
     p = result.params
     unit = measure_unit(p.importance, p.aggregate or "mean")
     label = None if p.measure is Measure.entropy else p.importance  # entropy's colorbar stays as it was
+    finest = min(result.maps)
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
-        write_image(out / rel, render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax, unit=unit, measure=label))
+        picture = render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax, unit=unit, measure=label)
+        write_image(out / rel, picture)
+        if ps == finest:
+            finest_heatmap = picture  # kept for compare.png
+        del picture
         files["heatmaps"][str(ps)] = rel
     files["original"] = f"{IMAGES_DIR}/original_image.jpg"
     if result.loaded.is_plain_jpeg:  # the file itself: lossless and no re-encoding
@@ -306,11 +327,17 @@ def write_outputs(
     write_image(out / files["resized"], result.resized)
     single = len(result.selections) == 1
     overlays = set()
+    render = render or RenderOptions()
     for entry, (spec, sel) in zip(stats.selections, result.selections):
-        rel = overlay_name(spec, single)
-        write_image(out / rel, draw_overlay(result.resized, sel.masks))
+        rel = overlay_name(spec, single, render.overlay_suffix)
+        numbers = entry.to_dict()
+        write_image(out / rel, overlay_picture(result.resized, sel.masks, numbers, render), chroma_444=True)
         entry.files = {"overlay": rel}
         overlays.add(Path(rel).name)
+    labels = [spec.label for spec, _ in result.selections]
+    files.update(write_extras(out, result, stats.selections, labels, finest_heatmap, (vmin, vmax), render))
+    stats.importance_histogram = value_histogram(result.maps, result.params.importance, result.params.bins)
+    stats.render = render.to_dict()
     if save_maps:
         files["maps"] = MAPS_NAME
         write_npz_atomic(out / MAPS_NAME, _maps_arrays(result))
@@ -320,8 +347,8 @@ def write_outputs(
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
-    for old in (out / OVERLAY_DIR).glob("patches_*.jpg"):
-        if old.name not in overlays:
+    for old in [*(out / OVERLAY_DIR).glob("patches_*.*"), *(out / MODEL_VIEW_DIR).glob("*.jpg")]:
+        if old.name not in overlays and old.relative_to(out).as_posix() not in kept_views(stats):
             old.unlink(missing_ok=True)
     if not save_maps:
         (out / MAPS_NAME).unlink(missing_ok=True)
@@ -338,6 +365,9 @@ def process_image(
     save_maps: bool = False,
     export_tokens: bool = False,
     max_image_pixels: int | None = None,
+    render: RenderOptions | None = None,
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs`; returns the stats written."""
-    return write_outputs(compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens)
+    return write_outputs(
+        compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens, render
+    )

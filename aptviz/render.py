@@ -16,11 +16,18 @@ from .entropy import PAD
 
 __all__ = [
     "BOUNDARY_COLOR",
+    "SCALE_COLORS",
+    "annotate",
+    "blend_heatmap",
     "boundary_mask",
     "colormap_lut",
     "draw_overlay",
     "patch_labels",
     "render_heatmap",
+    "scale_colors",
+    "scale_legend",
+    "scale_of_pixels",
+    "text_strip",
 ]
 
 BOUNDARY_COLOR = (0, 255, 0)
@@ -245,11 +252,36 @@ def patch_labels(masks: dict) -> np.ndarray:
     return labels
 
 
-def boundary_mask(masks: dict, height: int, width: int) -> np.ndarray:
-    """Pixels on the boundary of a kept patch: every edge once, 2 px wide.
+def _edge_positions(masks: dict, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels just right of / below every edge between two different patches.
+
+    ``(vert, horiz)``: ``vert[y, x]`` is True where a patch edge runs between
+    columns ``x - 1`` and ``x``; ``horiz`` likewise for rows.
+    """
+    ps = min(masks)
+    lab = patch_labels(masks)
+    vert = np.zeros((height, width), dtype=bool)
+    horiz = np.zeros((height, width), dtype=bool)
+    dv = lab[:, 1:] != lab[:, :-1]
+    if dv.size:
+        xs = np.arange(1, lab.shape[1]) * ps
+        keep = xs < width
+        vert[:, xs[keep]] = np.repeat(dv, ps, axis=0)[:height][:, keep]
+    dh = lab[1:, :] != lab[:-1, :]
+    if dh.size:
+        ys = np.arange(1, lab.shape[0]) * ps
+        keep = ys < height
+        horiz[ys[keep], :] = np.repeat(dh, ps, axis=1)[:, :width][keep]
+    return vert, horiz
+
+
+def boundary_mask(masks: dict, height: int, width: int, line_width: int = LINE_WIDTH) -> np.ndarray:
+    """Pixels on the boundary of a kept patch: every edge once, ``line_width`` px wide.
 
     An edge between two patches at pixel column ``x`` covers columns
-    ``x - 1`` and ``x``; the image border covers its outermost two pixels.
+    ``x - line_width // 2`` to ``x - line_width // 2 + line_width - 1`` (for
+    the default 2 px: ``x - 1`` and ``x``, one pixel in each patch); the image
+    border covers its outermost ``line_width`` pixels.
 
     Parameters
     ----------
@@ -257,37 +289,74 @@ def boundary_mask(masks: dict, height: int, width: int) -> np.ndarray:
         Selection masks (a partition).
     height, width : int
         Size of the resized image.
+    line_width : int
+        Line width in pixels (>= 1).
 
     Returns
     -------
     ndarray
         ``(height, width)`` bool.
+
+    Examples
+    --------
+    >>> m = {14: np.array([[True, True]]), 28: np.array([[False]])}
+    >>> edge = boundary_mask(m, 14, 28)
+    >>> edge[7, 12:16].tolist()
+    [False, True, True, False]
+    >>> boundary_mask(m, 14, 28, line_width=1)[7, 12:16].tolist()
+    [False, False, True, False]
     """
-    ps = min(masks)
-    lab = patch_labels(masks)
+    if line_width < 1:
+        raise ValueError(f"line width must be >= 1, got {line_width}")
+    vert, horiz = _edge_positions(masks, height, width)
     edge = np.zeros((height, width), dtype=bool)
-    # vertical edges between horizontally adjacent cells of different patches
-    dv = lab[:, 1:] != lab[:, :-1]
-    if dv.size:
-        xs = np.arange(1, lab.shape[1]) * ps
-        rows = np.repeat(dv, ps, axis=0)[:height]
-        edge[:, xs - 1] |= rows
-        edge[:, xs] |= rows
-    dh = lab[1:, :] != lab[:-1, :]
-    if dh.size:
-        ys = np.arange(1, lab.shape[0]) * ps
-        cols = np.repeat(dh, ps, axis=1)[:, :width]
-        edge[ys - 1, :] |= cols
-        edge[ys, :] |= cols
-    edge[:LINE_WIDTH, :] = True
-    edge[-LINE_WIDTH:, :] = True
-    edge[:, :LINE_WIDTH] = True
-    edge[:, -LINE_WIDTH:] = True
+    first = -(line_width // 2)
+    for d in range(first, first + line_width):
+        if d < 0:
+            edge[:, :d] |= vert[:, -d:]
+            edge[:d, :] |= horiz[-d:, :]
+        elif d > 0:
+            edge[:, d:] |= vert[:, :-d]
+            edge[d:, :] |= horiz[:-d, :]
+        else:
+            edge |= vert | horiz
+    edge[:line_width, :] = True
+    edge[-line_width:, :] = True
+    edge[:, :line_width] = True
+    edge[:, -line_width:] = True
     return edge
 
 
-def draw_overlay(image: np.ndarray, masks: dict) -> np.ndarray:
-    """The resized image with every kept patch outlined in green (0, 255, 0).
+def scale_of_pixels(masks: dict, height: int, width: int) -> np.ndarray:
+    """Index (0 = finest) of the scale of the kept patch covering each pixel.
+
+    Examples
+    --------
+    >>> m = {1: np.array([[True, False], [True, False]]), 2: np.array([[False]])}
+    >>> scale_of_pixels(m, 2, 2).tolist()
+    [[0, -1], [0, -1]]
+    """
+    finest = min(masks)
+    shape = tuple(to_numpy(masks[finest]).shape)
+    index = np.full(shape, -1, dtype=np.int8)
+    for i, ps in enumerate(sorted(masks)):
+        keep = _expand(to_numpy(masks[ps]).astype(bool), ps // finest, *shape)
+        index[keep] = i
+    return _expand(index, finest, height, width)
+
+
+def draw_overlay(
+    image: np.ndarray,
+    masks: dict,
+    line_width: int = LINE_WIDTH,
+    color_by_scale: bool = False,
+) -> np.ndarray:
+    """The resized image with every kept patch outlined.
+
+    By default every boundary is pure green (0, 255, 0), 2 px wide, each
+    edge once. With ``color_by_scale`` a boundary pixel takes the colour of
+    the scale of the patch it lies in (:data:`SCALE_COLORS`, finest first),
+    so with 2 px lines each patch shows a 1 px rim in its own colour.
 
     Parameters
     ----------
@@ -295,13 +364,140 @@ def draw_overlay(image: np.ndarray, masks: dict) -> np.ndarray:
         ``(H, W, 3)`` uint8 resized RGB image.
     masks : dict[int, ndarray or torch.Tensor]
         Selection masks.
+    line_width : int
+        Line width in pixels.
+    color_by_scale : bool
+        One colour per scale instead of green everywhere.
 
     Returns
     -------
     ndarray
         A new ``(H, W, 3)`` uint8 array.
+
+    Examples
+    --------
+    >>> m = {14: np.ones((1, 1), bool)}
+    >>> draw_overlay(np.zeros((14, 14, 3), np.uint8), m)[0, 0].tolist()
+    [0, 255, 0]
     """
     out = np.array(image, dtype=np.uint8, copy=True)
-    edge = boundary_mask(masks, out.shape[0], out.shape[1])
-    out[edge] = BOUNDARY_COLOR
+    edge = boundary_mask(masks, out.shape[0], out.shape[1], line_width)
+    if not color_by_scale:
+        out[edge] = BOUNDARY_COLOR
+        return out
+    scale = scale_of_pixels(masks, out.shape[0], out.shape[1])
+    palette = np.array(scale_colors(len(masks)), dtype=np.uint8)
+    ys, xs = np.nonzero(edge)
+    idx = scale[ys, xs]
+    covered = idx >= 0
+    out[ys[covered], xs[covered]] = palette[idx[covered]]
+    out[ys[~covered], xs[~covered]] = BOUNDARY_COLOR
+    return out
+
+
+SCALE_COLORS = ((0, 255, 0), (0, 170, 255), (255, 60, 255), (255, 230, 0), (255, 120, 0), (0, 255, 255))
+
+
+def scale_colors(n: int) -> list[tuple[int, int, int]]:
+    """Boundary colours of ``n`` scales, finest first (cycled beyond six).
+
+    Examples
+    --------
+    >>> scale_colors(2)
+    [(0, 255, 0), (0, 170, 255)]
+    """
+    return [SCALE_COLORS[i % len(SCALE_COLORS)] for i in range(n)]
+
+
+def text_strip(lines: list[str], width: int, font_size: int | None = None, swatches=None) -> np.ndarray:
+    """A white strip of ``width`` px with one line of text per entry.
+
+    ``swatches`` (optional): ``[(color, label), ...]`` drawn as a legend row
+    of coloured squares after the text lines.
+
+    Examples
+    --------
+    >>> text_strip(["hello"], 100).shape[1:]
+    (100, 3)
+    """
+    size = font_size or int(np.clip(width // 40, 10, 22))
+    rows = len(lines) + (1 if swatches else 0)
+    height = rows * (size + 4) + 6
+    panel = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(panel)
+    font = _font(size)
+    y = 3
+    for line in lines:
+        draw.text((4, y), line, fill=(0, 0, 0), font=font)
+        y += size + 4
+    if swatches:
+        x = 4
+        for color, label in swatches:
+            draw.rectangle((x, y + 1, x + size - 2, y + size - 1), fill=tuple(color), outline=(0, 0, 0))
+            x += size + 2
+            draw.text((x, y), label, fill=(0, 0, 0), font=font)
+            x += int(draw.textlength(label, font=font)) + size
+    return np.asarray(panel)
+
+
+def annotate(picture: np.ndarray, lines: list[str] | None = None, legend=None) -> np.ndarray:
+    """``picture`` with a caption (text lines) and/or a legend strip below it.
+
+    Examples
+    --------
+    >>> annotate(np.zeros((20, 30, 3), np.uint8), ["x"]).shape[0] > 20
+    True
+    """
+    if not lines and not legend:
+        return picture
+    strip = text_strip(list(lines or []), picture.shape[1], swatches=legend)
+    return np.concatenate([picture, strip], axis=0)
+
+
+def scale_legend(scales, tokens_by_scale: dict | None = None) -> list[tuple[tuple[int, int, int], str]]:
+    """Legend entries ``(colour, "14 px: 148")`` for an overlay coloured by scale.
+
+    Examples
+    --------
+    >>> scale_legend([14, 28], {14: 3, 28: 1})
+    [((0, 255, 0), '14 px: 3'), ((0, 170, 255), '28 px: 1')]
+    """
+    scales = sorted(scales)
+    out = []
+    for color, ps in zip(scale_colors(len(scales)), scales):
+        label = f"{ps} px" if tokens_by_scale is None else f"{ps} px: {tokens_by_scale.get(ps, 0)}"
+        out.append((color, label))
+    return out
+
+
+def blend_heatmap(image: np.ndarray, entropy, patch_size: int, vmin: float, vmax: float, opacity: float = 0.55,
+                  cmap: str = "inferno") -> np.ndarray:
+    """The importance map of one scale blended over the resized photo.
+
+    PAD cells keep the photo. ``opacity`` is the heatmap's weight.
+
+    Examples
+    --------
+    >>> img = np.full((14, 28, 3), 200, np.uint8)
+    >>> blend_heatmap(img, np.array([[0.0, PAD]]), 14, 0.0, 1.0)[0, 20].tolist()
+    [200, 200, 200]
+    """
+    ent = to_numpy(entropy).astype(np.float64)
+    height, width = image.shape[:2]
+    pad = ent == PAD
+    span = vmax - vmin
+    scaled = (np.where(pad, vmin, ent) - vmin) / span if span > 0 else np.zeros_like(ent)
+    idx = np.clip(np.rint(scaled * 255), 0, 255).astype(np.intp)
+    lut = colormap_lut(cmap)
+    w = int(round(opacity * 256))
+    out = np.empty_like(image)
+    band = max(patch_size, (1 << 20) // max(1, width * 3) // patch_size * patch_size)
+    for y in range(0, height, band):  # a band of cell rows at a time: bounded memory on huge images
+        cells = slice(y // patch_size, (y + band) // patch_size + 1)
+        h = min(band, height - y)
+        colors = _expand(lut[idx[cells]], patch_size, h, width).astype(np.uint16)
+        keep = _expand(pad[cells], patch_size, h, width)[..., None]
+        photo = image[y : y + h].astype(np.uint16)
+        mixed = ((photo * (256 - w) + colors * w + 128) >> 8).astype(np.uint8)
+        out[y : y + h] = np.where(keep, image[y : y + h], mixed)
     return out

@@ -117,6 +117,11 @@ class SelectionStats:
     llm_tokens_uniform: int | None = None
     llm_retention: float | None = None
     budget_info: BudgetInfo | None = None
+    # the model's view (SPEC §8): PSNR in dB against the resized image, None when identical
+    psnr_apt: float | None = None
+    uniform_vit_tokens: int | None = None
+    uniform_size: list[int] | None = None  # [W, H] plain Qwen2-VL resizes to at max_pixels = tokens * P * P
+    psnr_uniform: float | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -207,6 +212,8 @@ class ImageStats:
     grid: dict[int, tuple[int, int]]
     entropy: dict[int, EntropySummary]
     selections: list[SelectionStats]
+    importance_histogram: dict | None = None  # per scale: counts over equal bins (batch percentiles)
+    render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
 
     @property
@@ -228,8 +235,9 @@ class ImageStats:
                 out["importance"] = value
             else:
                 out[key] = value
-        if self.files is None:
-            del out["files"]
+        for key in ("importance_histogram", "render", "files"):  # written with the files only
+            if getattr(self, key) is None:
+                del out[key]
         return out
 
     @classmethod
@@ -245,6 +253,8 @@ class ImageStats:
                 for k, v in (data["importance"] if "importance" in data else data["entropy"]).items()
             },
             selections=[SelectionStats.from_dict(s) for s in data["selections"]],
+            importance_histogram=data.get("importance_histogram"),
+            render=data.get("render"),
             files=data.get("files"),
         )._with_token_counts()
 

@@ -63,6 +63,8 @@ class RunOptions:
     export_tokens: bool = False  # tokens.npz per image (APT's tokens as Qwen2-VL rows)
     log_level: str | None = None  # loguru level for worker processes
     summary_interval: float = 1.0  # seconds between summary rewrites while running
+    render: object = None  # RenderOptions: how overlays are drawn (None: 2 px green JPEG)
+    dataset_view: bool = True  # dataset.json, dataset figures and report.html at the end
     max_memory: int | None = None  # bytes the run may use (None: half the machine's RAM)
 
 
@@ -247,6 +249,7 @@ def run(
                 for result in run_batch(
                     jobs, output, runs, params, budget.workers, options.overwrite, options.save_maps,
                     options.log_level, export_tokens=options.export_tokens, max_image_pixels=budget.decode_pixels,
+                    render=options.render,
                 ):  # fmt: skip
                     rec.add(result)
             except KeyboardInterrupt:
@@ -257,6 +260,7 @@ def run(
                 rec.write_summary(force=True)
         if not lock.read_only:
             _maybe_plot(report, rec.summary.rows, runs)
+            _dataset_view(report, rec.summary, options, runs)
     finally:
         lock.release()
     return report
@@ -292,6 +296,17 @@ def _check_nothing_to_write(jobs: list[Job], output: Path, runs: list[RunSpec], 
                 f"cannot write to the output folder {text_path(output)!r}: read-only file system "
                 f"({text_path(job.path)} needs computing)"
             )
+
+
+def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[RunSpec]) -> None:
+    """dataset.json, the dataset figures (as the retention plot) and report.html."""
+    if report.interrupted or not options.dataset_view:
+        return
+    from .dataset import write_dataset_view
+
+    # the matplotlib figures follow the retention plot's rule: a batch with 2+ selections, redrawn when computed
+    figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0
+    report.errors += write_dataset_view(report.output, summary.rows, summary.columns, figures=figures)
 
 
 def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions, read_only: bool = False):

@@ -50,6 +50,9 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             llm_tokens=sel.llm_tokens,
             llm_tokens_uniform=sel.llm_tokens_uniform,
             llm_retention=sel.llm_retention,
+            psnr_apt=sel.psnr_apt,
+            uniform_vit_tokens=sel.uniform_vit_tokens,
+            psnr_uniform=sel.psnr_uniform,
             output=folder,
             error=None,
         )
@@ -89,7 +92,8 @@ class Summary:
             ["image", "status", "method", "alpha", "importance", "aggregate", "resized_width", "resized_height"]
             + [f"tokens_{ps}" for ps in scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
-            + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention", "output", "error"]
+            + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
+            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "output", "error"]
         )
 
     def _key(self, result: JobResult) -> str:

@@ -38,6 +38,10 @@ SCHEMA_SELECTION = {
     "llm_tokens_uniform",
     "llm_retention",
     "budget_info",
+    "psnr_apt",
+    "uniform_vit_tokens",
+    "uniform_size",
+    "psnr_uniform",
     "files",
 }
 
@@ -90,7 +94,13 @@ def test_process_image_writes_every_file(tmp_path, make_image):
     on_disk = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     assert on_disk == stats.to_dict()
     assert ImageStats.from_dict(on_disk) == stats  # typed round trip through the JSON edge
-    assert on_disk["selections"][0]["files"] == {"overlay": "02_patches_grid/patches_visualization.jpg"}
+    assert on_disk["selections"][0]["files"] == {
+        "overlay": "02_patches_grid/patches_visualization.jpg",
+        "model_view": "04_model_view/model_view.jpg",
+        "uniform": "04_model_view/uniform.jpg",
+    }
+    for rel in ("04_model_view/model_view.jpg", "04_model_view/uniform.jpg", "compare.png"):
+        assert (out / rel).is_file()
     npz = np.load(out / "maps.npz")
     maps = aptviz.entropy_maps(np.asarray(Image.open(out / "03_original_resized/resized_image.jpg")))
     assert npz["entropy_14"].shape == tuple(maps[14].shape)
@@ -146,7 +156,7 @@ def test_write_outputs_writes_stats_last(tmp_path, make_image, monkeypatch):
     import aptviz.pipeline as pl
 
     result = compute(make_image("x.png"), expand_runs(["v1"]), Params())
-    monkeypatch.setattr(pl, "draw_overlay", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
+    monkeypatch.setattr(pl, "overlay_picture", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
     with pytest.raises(RuntimeError):
         write_outputs(result, tmp_path / "x")
     assert not (tmp_path / "x" / "stats.json").exists()

@@ -231,9 +231,9 @@ def _umount(where: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 2 MB file system (tmpfs) for the output, or None where mounting is not allowed."""
+    """A 4 MB file system (tmpfs) for the output, or None where mounting is not allowed."""
     where = tmp_path / "disk"
-    if not _mount_tmpfs(where, "2m"):
+    if not _mount_tmpfs(where, "4m"):
         yield None
         return
     try:
