@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .figures import build_compare, display_blend, selection_title
+from .importance import informative_scale
 from .modelview import ModelView, compare_views
 from .output import encode_image, write_bytes_atomic, write_image
-from .render import LINE_WIDTH, annotate, blend_heatmap, draw_overlay, scale_legend
+from .render import LINE_WIDTH, annotate, draw_overlay, render_heatmap, scale_legend
 
 __all__ = ["RenderOptions", "kept_views", "model_views", "overlay_picture", "view_names", "write_extras"]
 
@@ -115,6 +116,7 @@ def write_extras(
     heatmap_finest: np.ndarray,
     vrange: tuple[float, float],
     options: RenderOptions,
+    heat_style: dict | None = None,
 ) -> dict:
     """Write the model views, the blended heatmap and compare.png; return the image-level files.
 
@@ -134,6 +136,8 @@ def write_extras(
         Colour range of the heatmaps.
     options : RenderOptions
         Overlay options (the compare figure follows ``color_by_scale``).
+    heat_style : dict, optional
+        ``unit`` and ``measure`` of the heatmap colorbar (redrawn larger for small images).
 
     Returns
     -------
@@ -146,10 +150,20 @@ def write_extras(
         write_bytes_atomic(out / names["model_view"], encode_image(view.apt, ".jpg", VIEW_QUALITY))
         write_bytes_atomic(out / names["uniform"], encode_image(view.uniform.image, ".jpg", VIEW_QUALITY))
         entry.files.update(names)
-    finest = min(result.maps)
-    blend = f"01_heatmaps/importance_blend_scale_{finest}.jpg"
-    write_image(out / blend, display_blend(result.resized, result.maps[finest], finest, vrange), chroma_444=True)
+    shown = informative_scale(result.params.importance, result.maps)  # upsample-mse: its finest map is all 0
+    blend = f"01_heatmaps/importance_blend_scale_{shown}.jpg"
+    write_image(out / blend, display_blend(result.resized, result.maps[shown], shown, vrange), chroma_444=True)
     panels = [(entry.to_dict(), sel.masks) for entry, (_, sel) in zip(entries, result.selections)]
-    fig = build_compare(result.loaded.image, result.resized, heatmap_finest, finest, panels, options.color_by_scale)
+    h, w = result.resized.shape[:2]
+
+    def heatmap_at(k: int) -> np.ndarray:  # the shown heatmap drawn k times larger, colorbar included
+        return render_heatmap(
+            result.maps[shown], shown * k, (w * k, h * k), *vrange, scale_label=shown, **(heat_style or {})
+        )
+
+    fig = build_compare(
+        result.loaded.image, result.resized, heatmap_finest, shown, panels, options.color_by_scale,
+        finest_scale=min(result.maps), heatmap_at=heatmap_at,
+    )  # fmt: skip
     write_image(out / COMPARE_NAME, fig)
     return {"blend": blend, "compare": COMPARE_NAME}

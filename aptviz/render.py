@@ -218,6 +218,7 @@ def render_heatmap(
     cmap: str = "inferno",
     unit: str = "bits",
     measure: str | None = None,
+    scale_label: int | None = None,
 ) -> np.ndarray:
     """Render one importance map as a crisp heatmap with a colorbar in its unit.
 
@@ -241,6 +242,9 @@ def render_heatmap(
     measure : str, optional
         Measure named on the colorbar (None for entropy, whose colorbar shows
         the scale and "bits" only).
+    scale_label : int, optional
+        Scale named on the colorbar (default ``patch_size``; set it when
+        drawing an enlarged copy).
 
     Returns
     -------
@@ -270,7 +274,7 @@ def render_heatmap(
     if pad.any():
         ys, xs = np.nonzero(_expand(pad, patch_size, height, width))
         pixels[ys, xs] = _hatch_colors(ys, xs)
-    bar = _colorbar(height, vmin, vmax, lut, bool(pad.any()), patch_size, unit, measure)
+    bar = _colorbar(height, vmin, vmax, lut, bool(pad.any()), scale_label or patch_size, unit, measure)
     return np.concatenate([pixels, bar], axis=1)
 
 
