@@ -21,7 +21,16 @@ from PIL import Image
 
 from ._xp import to_numpy
 from .entropy import PAD
-from .render import LINE_WIDTH, blend_heatmap, draw_overlay, text_strip
+from .render import (
+    BOUNDARY_COLOR,
+    LINE_WIDTH,
+    blend_heatmap,
+    draw_overlay,
+    patch_labels,
+    scale_colors,
+    scale_of_pixels,
+    text_strip,
+)
 
 __all__ = [
     "PERCENTILES",
@@ -75,25 +84,49 @@ def _zoom(picture: np.ndarray, zoom: float, resample=Image.Resampling.BOX) -> np
 
 
 def display_overlay(
-    resized: np.ndarray, masks: dict, zoom: float, color_by_scale: bool = False
+    resized: np.ndarray, masks: dict, zoom: float, color_by_scale: bool = False, small: np.ndarray | None = None
 ) -> np.ndarray:
-    """An overlay drawn for display at ``zoom`` with lines about 2 px wide on screen.
+    """An overlay drawn for display at ``zoom``.
 
-    Upscaling repeats the image's pixels and draws the lines at the new size;
-    downscaling draws lines ``ceil(2 / zoom)`` px wide and averages them down.
+    Upscaling repeats the image's pixels and draws 2 px lines at the new size.
+    Downscaling draws on the reduced image (``small``, computed when not
+    given): each display pixel takes the patch under its source pixel, and a
+    1 px line runs wherever that patch changes, so no edge is lost however far
+    the image is reduced and small cells stay visible.
 
     Examples
     --------
     >>> m = {14: np.ones((4, 4), bool)}
     >>> display_overlay(np.zeros((56, 56, 3), np.uint8), m, 6).shape
     (336, 336, 3)
+    >>> display_overlay(np.zeros((56, 56, 3), np.uint8), m, 0.5)[5, 6:9].tolist()
+    [[0, 0, 0], [0, 255, 0], [0, 0, 0]]
     """
     if zoom >= 1:
         k = int(zoom)
         big = _zoom(np.asarray(resized), k)
         return draw_overlay(big, {ps * k: m for ps, m in masks.items()}, LINE_WIDTH, color_by_scale)
-    width = max(LINE_WIDTH, math.ceil(LINE_WIDTH / zoom))
-    return _zoom(draw_overlay(resized, masks, width, color_by_scale), zoom)
+    if small is None:
+        small = _zoom(np.asarray(resized), zoom)
+    h, w = resized.shape[:2]
+    finest = min(masks)
+    ys = np.minimum((np.arange(small.shape[0]) / zoom).astype(np.intp), h - 1) // finest
+    xs = np.minimum((np.arange(small.shape[1]) / zoom).astype(np.intp), w - 1) // finest
+    labels = patch_labels(masks)[ys[:, None], xs[None, :]]
+    # 1 px lines where the patch changes: reduced cells are small, wider lines would hide them
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+    out = np.array(small, dtype=np.uint8, copy=True)
+    if not color_by_scale:
+        out[edge] = BOUNDARY_COLOR
+        return out
+    scale = scale_of_pixels(masks, h, w)[np.minimum((np.arange(small.shape[0]) / zoom).astype(np.intp), h - 1)[:, None],
+                                         np.minimum((np.arange(small.shape[1]) / zoom).astype(np.intp), w - 1)[None, :]]
+    palette = np.array(scale_colors(len(masks)), dtype=np.uint8)
+    out[edge] = palette[np.maximum(scale[edge], 0)]
+    return out
 
 
 def display_blend(resized: np.ndarray, entropy, patch_size: int, vrange: tuple[float, float]) -> np.ndarray:
@@ -257,7 +290,8 @@ def build_compare(
     size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
     resample = Image.Resampling.NEAREST if zoom >= 1 else Image.Resampling.BOX
     # the original is shown at display size: reduce the resized image (same picture, fewer pixels to read)
-    orig = _zoom(np.asarray(resized), zoom, resample) if zoom < 1 else np.asarray(original.convert("RGB").resize(size, resample))
+    small = _zoom(np.asarray(resized), zoom, resample) if zoom < 1 else None
+    orig = small if small is not None else np.asarray(original.convert("RGB").resize(size, resample))
     if heatmap_at is not None and zoom > 1:
         heat_zoom = heatmap_at(int(zoom))
     else:
@@ -267,7 +301,7 @@ def build_compare(
         (heat_zoom, [f"importance, {finest} px", _heatmap_note(finest, finest_scale)]),
     ]
     for entry, masks in selections:
-        panels.append((display_overlay(resized, masks, zoom, color_by_scale), selection_title(entry)))
+        panels.append((display_overlay(resized, masks, zoom, color_by_scale, small), selection_title(entry)))
     return compare_figure(panels)
 
 
