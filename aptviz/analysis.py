@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .figures import build_compare, display_blend, selection_title
+from .importance import informative_scale
 from .modelview import ModelView, compare_views
 from .output import encode_image, write_bytes_atomic, write_image
 from .render import LINE_WIDTH, annotate, blend_heatmap, draw_overlay, scale_legend
@@ -146,10 +147,13 @@ def write_extras(
         write_bytes_atomic(out / names["model_view"], encode_image(view.apt, ".jpg", VIEW_QUALITY))
         write_bytes_atomic(out / names["uniform"], encode_image(view.uniform.image, ".jpg", VIEW_QUALITY))
         entry.files.update(names)
-    finest = min(result.maps)
-    blend = f"01_heatmaps/importance_blend_scale_{finest}.jpg"
-    write_image(out / blend, display_blend(result.resized, result.maps[finest], finest, vrange), chroma_444=True)
+    shown = informative_scale(result.params.importance, result.maps)  # upsample-mse: its finest map is all 0
+    blend = f"01_heatmaps/importance_blend_scale_{shown}.jpg"
+    write_image(out / blend, display_blend(result.resized, result.maps[shown], shown, vrange), chroma_444=True)
     panels = [(entry.to_dict(), sel.masks) for entry, (_, sel) in zip(entries, result.selections)]
-    fig = build_compare(result.loaded.image, result.resized, heatmap_finest, finest, panels, options.color_by_scale)
+    fig = build_compare(
+        result.loaded.image, result.resized, heatmap_finest, shown, panels, options.color_by_scale,
+        finest_scale=min(result.maps),
+    )  # fmt: skip
     write_image(out / COMPARE_NAME, fig)
     return {"blend": blend, "compare": COMPARE_NAME}

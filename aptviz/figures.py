@@ -190,6 +190,17 @@ def compare_figure(panels: list[tuple[np.ndarray, list[str]]], per_row: int = 4,
     return np.concatenate(out, axis=0)
 
 
+def _heatmap_note(shown: int, finest: int | None) -> str:
+    """Second title line of the heatmap panel.
+
+    Examples
+    --------
+    >>> _heatmap_note(14, None), _heatmap_note(28, 14)
+    ('(finest scale)', '(14 px: all zero)')
+    """
+    return "(finest scale)" if finest is None or finest == shown else f"({finest} px: all zero)"
+
+
 def build_compare(
     original,
     resized: np.ndarray,
@@ -197,6 +208,7 @@ def build_compare(
     finest: int,
     selections: list[tuple[dict, dict]],
     color_by_scale: bool = False,
+    finest_scale: int | None = None,
 ) -> np.ndarray:
     """``compare.png`` of one image.
 
@@ -207,13 +219,16 @@ def build_compare(
     resized : ndarray
         The resized image.
     heatmap : ndarray
-        The finest-scale heatmap picture (image + colorbar) at the resized size.
+        The heatmap picture (image + colorbar) at the resized size: the
+        finest scale's, or for upsample-mse (all zeros there) the next one.
     finest : int
-        Finest patch size (for the heatmap title).
+        Patch size of that heatmap (for its title).
     selections : list of (dict, dict)
         ``(stats entry, masks)`` of every selection.
     color_by_scale : bool
         Colour the overlays by scale.
+    finest_scale : int, optional
+        The finest patch size, when the heatmap shows a coarser one.
 
     Returns
     -------
@@ -228,7 +243,7 @@ def build_compare(
     heat_zoom = _zoom(heatmap, zoom, Image.Resampling.BOX)
     panels = [
         (orig, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
-        (heat_zoom, [f"importance, {finest} px", "(finest scale)"]),
+        (heat_zoom, [f"importance, {finest} px", _heatmap_note(finest, finest_scale)]),
     ]
     for entry, masks in selections:
         panels.append((display_overlay(resized, masks, zoom, color_by_scale), selection_title(entry)))

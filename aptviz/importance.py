@@ -41,6 +41,7 @@ __all__ = [
     "Measure",
     "compute_importance",
     "importance_maps",
+    "informative_scale",
     "laplacian_response",
     "measure_unit",
     "reconstruction_error",
@@ -67,6 +68,25 @@ def measure_unit(measure: str | Measure, aggregate: str | Aggregate = "mean") ->
     if measure is Measure.laplacian:
         return f"{aggregate.value} |∇²|"
     return "MSE" if aggregate is Aggregate.mean else f"{aggregate.value} squared error"
+
+
+def informative_scale(measure: str | Measure, scales) -> int:
+    """The finest scale whose map carries information, for pictures that show one scale.
+
+    That is the finest scale, except for upsample-mse, whose finest map is
+    all zeros (nothing is lost at the finest size): then the next one.
+
+    Examples
+    --------
+    >>> informative_scale("entropy", [14, 28, 56]), informative_scale("upsample-mse", [14, 28, 56])
+    (14, 28)
+    >>> informative_scale("upsample-mse", [14])
+    14
+    """
+    scales = sorted(scales)
+    if parse_measure(measure) is Measure.upsample_mse and len(scales) > 1:
+        return scales[1]
+    return scales[0]
 
 
 def _check(measure, aggregate, patch_size: int, num_scales: int) -> tuple[Measure, Aggregate | None]:

@@ -18,7 +18,7 @@ from ._version import __version__
 from ._xp import to_numpy
 from .entropy import PAD
 from .errors import InputError
-from .importance import compute_importance, measure_unit
+from .importance import compute_importance, informative_scale, measure_unit
 from .loading import LoadedImage, decode_limit, open_image
 from .output import (
     clean_stale_temp_files,
@@ -309,12 +309,12 @@ def write_outputs(
     p = result.params
     unit = measure_unit(p.importance, p.aggregate or "mean")
     label = None if p.measure is Measure.entropy else p.importance  # entropy's colorbar stays as it was
-    finest = min(result.maps)
+    shown = informative_scale(p.importance, result.maps)  # the finest scale, but 28 px for upsample-mse
     for ps, ent in result.maps.items():
         rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
         picture = render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax, unit=unit, measure=label)
         write_image(out / rel, picture)
-        if ps == finest:
+        if ps == shown:
             finest_heatmap = picture  # kept for compare.png
         del picture
         files["heatmaps"][str(ps)] = rel

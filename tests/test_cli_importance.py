@@ -142,3 +142,13 @@ def test_run_api_takes_the_measure(tmp_path):
     assert stats.selections[0].tokens_by_scale == {
         int(k): v for k, v in expected["selections"][0]["tokens_by_scale"].items()
     }
+
+
+def test_single_scale_pictures_show_a_scale_with_data(tmp_path):
+    """upsample-mse's finest map is all zeros: the blend and compare.png show its 28 px map instead."""
+    for measure, shown in (("entropy", 14), ("upsample-mse", 28)):
+        r = invoke(CHELSEA, "-m", "budget", "-a", "0.3", "--importance", measure, "-q", "-o", tmp_path / measure)
+        assert r.exit_code == 0, r.output
+        files = json.loads((tmp_path / measure / "chelsea" / "stats.json").read_text())["files"]
+        assert files["blend"] == f"01_heatmaps/importance_blend_scale_{shown}.jpg"
+        assert (tmp_path / measure / "chelsea" / files["blend"]).is_file()
