@@ -19,7 +19,7 @@ from .figures import build_compare, display_blend, selection_title
 from .importance import informative_scale
 from .modelview import ModelView, compare_views
 from .output import encode_image, write_bytes_atomic, write_image
-from .render import LINE_WIDTH, annotate, blend_heatmap, draw_overlay, scale_legend
+from .render import LINE_WIDTH, annotate, draw_overlay, render_heatmap, scale_legend
 
 __all__ = ["RenderOptions", "kept_views", "model_views", "overlay_picture", "view_names", "write_extras"]
 
@@ -116,6 +116,7 @@ def write_extras(
     heatmap_finest: np.ndarray,
     vrange: tuple[float, float],
     options: RenderOptions,
+    heat_style: dict | None = None,
 ) -> dict:
     """Write the model views, the blended heatmap and compare.png; return the image-level files.
 
@@ -135,6 +136,8 @@ def write_extras(
         Colour range of the heatmaps.
     options : RenderOptions
         Overlay options (the compare figure follows ``color_by_scale``).
+    heat_style : dict, optional
+        ``unit`` and ``measure`` of the heatmap colorbar (redrawn larger for small images).
 
     Returns
     -------
@@ -151,9 +154,16 @@ def write_extras(
     blend = f"01_heatmaps/importance_blend_scale_{shown}.jpg"
     write_image(out / blend, display_blend(result.resized, result.maps[shown], shown, vrange), chroma_444=True)
     panels = [(entry.to_dict(), sel.masks) for entry, (_, sel) in zip(entries, result.selections)]
+    h, w = result.resized.shape[:2]
+
+    def heatmap_at(k: int) -> np.ndarray:  # the shown heatmap drawn k times larger, colorbar included
+        return render_heatmap(
+            result.maps[shown], shown * k, (w * k, h * k), *vrange, scale_label=shown, **(heat_style or {})
+        )
+
     fig = build_compare(
         result.loaded.image, result.resized, heatmap_finest, shown, panels, options.color_by_scale,
-        finest_scale=min(result.maps),
+        finest_scale=min(result.maps), heatmap_at=heatmap_at,
     )  # fmt: skip
     write_image(out / COMPARE_NAME, fig)
     return {"blend": blend, "compare": COMPARE_NAME}

@@ -37,21 +37,29 @@ __all__ = [
 ]
 
 DISPLAY_HEIGHT = 360  # panel height in compare.png
+MAX_PANEL_WIDTH = 1400  # and the widest a panel may be
 PERCENTILES = (5, 25, 50, 75, 95)
 HIST_BINS = 500  # linear bins over the measure's range (entropy: 0 .. log2(bins) bits)
 
 
-def display_scale(height: int, target: int = DISPLAY_HEIGHT) -> float:
+def display_scale(height: int, width: int | None = None, target: int = DISPLAY_HEIGHT) -> float:
     """Zoom of a panel: an integer upscale for small images, a downscale for large ones.
+
+    About ``target`` px tall, and never wider than ``MAX_PANEL_WIDTH`` (very
+    wide images are shown smaller).
 
     Examples
     --------
-    >>> display_scale(56), display_scale(360), display_scale(720)
-    (6, 1, 0.5)
+    >>> display_scale(56), display_scale(360), display_scale(720), display_scale(28, 2800)
+    (6, 1, 0.5, 0.5)
     """
     if height <= target:
-        return max(1, target // height)
-    return target / height
+        zoom = max(1, target // height)
+    else:
+        zoom = target / height
+    if width is not None and width * zoom > MAX_PANEL_WIDTH:
+        zoom = max(1, MAX_PANEL_WIDTH // width) if width <= MAX_PANEL_WIDTH else MAX_PANEL_WIDTH / width
+    return zoom
 
 
 def _zoom(picture: np.ndarray, zoom: float, resample=Image.Resampling.BOX) -> np.ndarray:
@@ -97,7 +105,7 @@ def display_blend(resized: np.ndarray, entropy, patch_size: int, vrange: tuple[f
     (28, 28, 3)
     """
     h, w = resized.shape[:2]
-    zoom = min(1.0, display_scale(h))
+    zoom = min(1.0, display_scale(h, w))
     if zoom == 1:
         return blend_heatmap(resized, entropy, patch_size, *vrange)
     small = _zoom(np.asarray(resized), zoom)
@@ -129,7 +137,8 @@ def selection_title(sel: dict) -> list[str]:
         pct = f" ({100 * llm_ret:.1f}%)" if llm_ret is not None else ""
         lines[-1] += f"  LLM {sel['llm_tokens']}/{sel.get('llm_tokens_uniform', '?')}{pct}"
     if "psnr_apt" in sel:
-        lines.append(f"PSNR {_db(sel.get('psnr_apt'))}  uniform {_db(sel.get('psnr_uniform'))}")
+        uni = f"uniform ({sel['uniform_vit_tokens']} tok)" if sel.get("uniform_vit_tokens") is not None else "uniform"
+        lines.append(f"PSNR {_db(sel.get('psnr_apt'))}  {uni} {_db(sel.get('psnr_uniform'))}")
     return lines
 
 
@@ -138,7 +147,10 @@ def _db(value) -> str:
 
 
 def _titled(picture: np.ndarray, lines: list[str], font_size: int) -> np.ndarray:
-    return np.concatenate([text_strip(lines, picture.shape[1], font_size), picture], axis=0)
+    """Title lines above a picture; narrow pictures get a white margin so the title fits."""
+    width = max(picture.shape[1], font_size * 20)
+    body = _pad_to(picture, picture.shape[0], width)
+    return np.concatenate([text_strip(lines, width, font_size), body], axis=0)
 
 
 def _pad_to(picture: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -147,15 +159,15 @@ def _pad_to(picture: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def compare_figure(panels: list[tuple[np.ndarray, list[str]]], per_row: int = 4, gap: int = 8) -> np.ndarray:
+def compare_figure(panels: list[tuple[np.ndarray, list[str]]], per_row: int | None = None, gap: int = 8) -> np.ndarray:
     """Titled panels side by side (``per_row`` to a row) on white.
 
     Parameters
     ----------
     panels : list of (ndarray, list of str)
         Pictures (uint8 RGB, already at display size) and their title lines.
-    per_row : int
-        Panels per row.
+    per_row : int, optional
+        Panels per row (default: up to 4, fewer for wide panels).
     gap : int
         White pixels between panels.
 
@@ -166,13 +178,15 @@ def compare_figure(panels: list[tuple[np.ndarray, list[str]]], per_row: int = 4,
 
     Examples
     --------
-    >>> fig = compare_figure([(np.zeros((40, 50, 3), np.uint8), ["a"]), (np.zeros((40, 30, 3), np.uint8), ["b"])])
-    >>> fig.shape[1]
-    104
+    >>> pics = [(np.zeros((300, 400, 3), np.uint8), ["a"]), (np.zeros((300, 500, 3), np.uint8), ["b"])]
+    >>> compare_figure(pics).shape[1]  # 8 + 400 + 8 + 500 + 8
+    924
     """
     heights = [p.shape[0] for p, _ in panels]
     font_size = int(np.clip(min(heights) // 18, 11, 18))
     titled = [_titled(p, lines, font_size) for p, lines in panels]
+    if per_row is None:
+        per_row = max(1, min(4, 2400 // max(p.shape[1] for p in titled)))
     rows = [titled[i : i + per_row] for i in range(0, len(titled), per_row)]
     row_pics = []
     width = 0
@@ -209,6 +223,7 @@ def build_compare(
     selections: list[tuple[dict, dict]],
     color_by_scale: bool = False,
     finest_scale: int | None = None,
+    heatmap_at=None,
 ) -> np.ndarray:
     """``compare.png`` of one image.
 
@@ -229,18 +244,24 @@ def build_compare(
         Colour the overlays by scale.
     finest_scale : int, optional
         The finest patch size, when the heatmap shows a coarser one.
+    heatmap_at : callable, optional
+        ``k -> picture``: the heatmap drawn ``k`` times larger (used for
+        integer zooms, so the colorbar stays readable); else ``heatmap`` is scaled.
 
     Returns
     -------
     ndarray
     """
     h, w = resized.shape[:2]
-    zoom = display_scale(h)
+    zoom = display_scale(h, w)
     size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
     resample = Image.Resampling.NEAREST if zoom >= 1 else Image.Resampling.BOX
     # the original is shown at display size: reduce the resized image (same picture, fewer pixels to read)
     orig = _zoom(np.asarray(resized), zoom, resample) if zoom < 1 else np.asarray(original.convert("RGB").resize(size, resample))
-    heat_zoom = _zoom(heatmap, zoom, Image.Resampling.BOX)
+    if heatmap_at is not None and zoom > 1:
+        heat_zoom = heatmap_at(int(zoom))
+    else:
+        heat_zoom = _zoom(heatmap, zoom, Image.Resampling.BOX)
     panels = [
         (orig, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
         (heat_zoom, [f"importance, {finest} px", _heatmap_note(finest, finest_scale)]),

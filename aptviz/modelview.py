@@ -25,23 +25,16 @@ from .resize import smart_resize
 __all__ = ["ModelView", "UniformView", "compare_views", "model_view", "psnr", "uniform_view"]
 
 
-def _block_means(image: np.ndarray, ratio: int) -> np.ndarray:
-    """Mean of every ``ratio x ratio`` pixel block (rounded half to even), one value per block.
-
-    The image is cropped to whole blocks.
+def _halve_sums(sums: np.ndarray) -> np.ndarray:
+    """Sum every 2x2 block (the image cropped to an even size).
 
     Examples
     --------
-    >>> a = np.arange(16, dtype=np.uint8).reshape(4, 4, 1)
-    >>> _block_means(a, 2)[..., 0].tolist()
-    [[2, 4], [10, 12]]
+    >>> _halve_sums(np.arange(16, dtype=np.uint16).reshape(4, 4, 1))[..., 0].tolist()
+    [[10, 18], [42, 50]]
     """
-    h = image.shape[0] // ratio * ratio
-    w = image.shape[1] // ratio * ratio
-    blocks = image[:h, :w].reshape(h // ratio, ratio, w // ratio, ratio, -1)
-    # uint8 sums fit uint32; dividing an integer by a power of two is exact, rint rounds half to even
-    sums = blocks.sum(axis=(1, 3), dtype=np.uint32)
-    return np.rint(sums / float(ratio * ratio)).astype(np.uint8)
+    h, w = sums.shape[0] // 2 * 2, sums.shape[1] // 2 * 2
+    return sums[:h:2, :w:2] + sums[1:h:2, :w:2] + sums[:h:2, 1:w:2] + sums[1:h:2, 1:w:2]
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
@@ -74,12 +67,16 @@ def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
     image = np.asarray(resized, dtype=np.uint8)
     finest = min(masks)
     out = image.copy()
+    sums, ratio = image.astype(np.uint16), 1  # block sums, refined 2x2 at a time (scales double)
     for ps in sorted(masks)[1:]:
+        if (2 * ratio) ** 2 * 255 > np.iinfo(sums.dtype).max:  # uint16 holds sums of up to 16x16 pixels
+            sums = sums.astype(np.uint32)
+        sums, ratio = _halve_sums(sums), ratio * 2
         mask = to_numpy(masks[ps]).astype(bool)
         if not mask.any():
             continue
-        ratio = ps // finest
-        means = _block_means(image, ratio)  # (H/r, W/r, 3): one value per P x P output pixel
+        # an integer sum divided by a power of two is exact in float64; rint rounds half to even
+        means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)  # one value per P x P output pixel
         keep = np.repeat(np.repeat(mask, finest, axis=0), finest, axis=1)[: means.shape[0], : means.shape[1]]
         hb, wb = keep.shape
         # write each mean into its r x r block through a 5-D view: no full-size repeated copies

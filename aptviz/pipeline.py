@@ -341,7 +341,10 @@ def write_outputs(
         entry.files = {"overlay": rel}
         overlays.add(Path(rel).name)
     labels = [spec.label for spec, _ in result.selections]
-    files.update(write_extras(out, result, stats.selections, labels, finest_heatmap, (vmin, vmax), render))
+    heat_style = {"unit": unit, "measure": label}
+    files.update(
+        write_extras(out, result, stats.selections, labels, finest_heatmap, (vmin, vmax), render, heat_style)
+    )
     stats.importance_histogram = value_histogram(result.maps, result.params.importance, result.params.bins)
     stats.render = render.to_dict()
     if save_maps:

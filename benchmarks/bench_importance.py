@@ -3,8 +3,10 @@
 The floor is bench_entropy.py's: grayscale conversion plus one numpy.bincount
 over the pixels (the least any per-pixel measure must do). Each measure runs
 on the CPU path the command line uses (NumPy + OpenCV, no torch), on the same
-1-megapixel photo. Prints median times and each measure's ratio to the floor
-(target: within 4x), and optionally the torch path (what --device cuda runs,
+1-megapixel photo. Each round times the floor and every measure in turn, so a
+ratio compares times taken under the same load (the machine may be shared);
+prints median times and the median of each measure's per-round ratio to the
+floor (target: within 4x), and optionally the torch path (what --device cuda runs,
 here on the CPU) for comparison.
 
     python benchmarks/bench_importance.py [--repeats 15] [--threads 2] [--torch]
@@ -49,6 +51,19 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Times of every function, run in turn in each round, so that all see the same load."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=15)
@@ -63,17 +78,21 @@ def main(argv=None) -> int:
     img = photo(1.0)
     h, w = img.shape[:2]
     print(f"image: astronaut enlarged and smart-resized to {w}x{h} ({w * h / 1e6:.2f} MP), {args.threads} threads")
-    floor = median_time(lambda: floor_baseline(img), args.repeats)
+    fns = {"floor": lambda: floor_baseline(img)}
+    for measure, aggregate in CASES:
+        name = measure if aggregate is None else f"{measure} ({aggregate})"
+        fns[name] = lambda m=measure, a=aggregate: compute_importance(img, m, a or "mean")
+    times = interleaved(fns, args.repeats)
+    floor = statistics.median(times["floor"])
+    print("(each round times the floor and every measure in turn; ratio = median over rounds of time / floor)")
     print(f"\n{'measure':26s} {'median':>10s} {'vs floor':>9s} {'target':>8s}")
     print(f"{'floor: gray + bincount':26s} {floor * 1000:8.1f}ms {'1.00x':>9s}")
     verdicts = []
-    for measure, aggregate in CASES:
-        t = median_time(lambda m=measure, a=aggregate: compute_importance(img, m, a or "mean"), args.repeats)
-        ratio = t / floor
+    for name in list(fns)[1:]:
+        ratio = statistics.median(t / f for t, f in zip(times[name], times["floor"]))
         verdict = "PASS" if ratio <= TARGET_VS_FLOOR else "FAIL"
         verdicts.append(verdict)
-        name = measure if aggregate is None else f"{measure} ({aggregate})"
-        print(f"{name:26s} {t * 1000:8.1f}ms {ratio:8.2f}x {'<= 4x':>8s} {verdict}")
+        print(f"{name:26s} {statistics.median(times[name]) * 1000:8.1f}ms {ratio:8.2f}x {'<= 4x':>8s} {verdict}")
     if args.torch:
         import torch
 
