@@ -16,6 +16,7 @@ runs the same steps with torch.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,12 @@ BAND_HIST_ENTRIES = 1 << 22
 with small patches and many bins (``--patch-size 1``, ``--bins 4096``) the
 histograms, not the pixels, dominate, and a band holds them to ~100 MB."""
 
+
+CACHE_TILE_PIXELS = 1 << 15
+"""Pixels per tile of the NumPy dense kernel (fewer than :func:`band_pixels`
+allows): a tile's keys, histograms and table lookups (~1 MB at 14 px, 512
+bins) stay in the core's cache, which makes the kernel about twice as fast
+as one pass over a whole band; the Python cost per tile is small by comparison."""
 
 SPARSE_RATIO = 16
 """Bins per finest-cell pixel above which a cell's histogram is mostly empty
@@ -234,6 +241,59 @@ def _bin_keys(img, ps: int, bins: int):
     return key
 
 
+_OFFSETS: dict = {}
+
+
+def _cell_offsets(height: int, width: int, ps: int, bins: int) -> np.ndarray:
+    """``cell * bins`` of every pixel of a ``height x width`` tile (cached: tiles repeat their shape).
+
+    Examples
+    --------
+    >>> _cell_offsets(2, 3, 2, 10).tolist()
+    [[0, 0, 10], [0, 0, 10]]
+    """
+    key = (height, width, ps, bins)
+    off = _OFFSETS.get(key)
+    if off is None:
+        cols = -(-width // ps)
+        off = ((np.arange(height) // ps) * (cols * bins))[:, None] + ((np.arange(width) // ps) * bins)[None, :]
+        off.flags.writeable = False
+        if len(_OFFSETS) >= 16:
+            _OFFSETS.clear()
+        _OFFSETS[key] = off
+    return off
+
+
+def _dense_tile_maps(img: np.ndarray, scales: list[int], bins: int) -> list[np.ndarray]:
+    """Entropy maps of a small tile (NumPy): the steps of :func:`_bin_keys`, :func:`_finest_histograms`,
+    :func:`_sum2x2` and :func:`_entropy_from_histograms`, fused so that a tile's arrays stay in cache.
+
+    The bin needs no clamp here: the gray value is below 255 (the weights sum
+    to less than 1), so ``gray * bins / 256`` is below ``bins - 1`` already.
+    """
+    ps = scales[0]
+    height, width = img.shape[0], img.shape[1]
+    rows, cols = -(-height // ps), -(-width // ps)
+    gray = grayscale(img)
+    if bins & (bins - 1) == 0:  # power of two: one exact float32 multiply
+        gray *= np.float32(bins / 256.0)
+        key = gray.astype(np.intp)
+    else:  # exact in float64 (see _bin_keys)
+        scaled = gray.astype(np.float64)
+        scaled *= bins / 256.0
+        key = scaled.astype(np.intp)
+    key += _cell_offsets(height, width, ps, bins)
+    hist = np.bincount(key.ravel(), minlength=rows * cols * bins).reshape(rows, cols, bins)
+    out = []
+    for i, size in enumerate(scales):
+        if i > 0:
+            hist = _sum2x2(hist)
+        n = size * size
+        fixed = np.take(_entropy_table(n), hist, mode="clip").sum(axis=-1)  # counts never exceed n
+        out.append((fixed.astype(np.float64) * (2.0**-FIXED_POINT_BITS / n)).astype(np.float32))
+    return out
+
+
 def _finest_histograms(img, ps: int, bins: int):
     """(rows, cols, bins) int64 histograms of the finest grid: one bincount."""
     rows, cols = -(-int(img.shape[0]) // ps), -(-int(img.shape[1]) // ps)
@@ -306,15 +366,23 @@ def _sparse_maps(img: np.ndarray, scales: list[int], bins: int) -> list[np.ndarr
     return out
 
 
+@functools.lru_cache(maxsize=32)
 def _entropy_table(n: int) -> np.ndarray:
-    """``T[c] = c * (log2(n) - log2(c))`` for c in 0..n, in int64 fixed point.
+    """``T[c] = c * (log2(n) - log2(c))`` for c in 0..n, in int64 fixed point (cached, read-only).
 
     The entropy of a cell of ``n`` pixels is ``sum(T[counts]) / n / 2**32``;
     a cell whose pixels all fall in one bin gets exactly 0.
+
+    Examples
+    --------
+    >>> _entropy_table(4)[[0, 2, 4]].tolist()  # 2 * (2 - 1) bits = 2 * 2**32
+    [0, 8589934592, 0]
     """
     c = np.arange(n + 1, dtype=np.float64)
     t = c * (np.log2(float(n)) - np.log2(np.maximum(c, 1.0)))
-    return np.rint(np.ldexp(t, FIXED_POINT_BITS)).astype(np.int64)
+    table = np.rint(np.ldexp(t, FIXED_POINT_BITS)).astype(np.int64)
+    table.flags.writeable = False
+    return table
 
 
 def _entropy_from_histograms(hist, n: int):
@@ -329,7 +397,7 @@ def _entropy_from_histograms(hist, n: int):
         return (fixed.astype(np.float64) * scale).astype(np.float32)
     import torch
 
-    fixed = torch.from_numpy(table).to(hist.device)[hist].sum(dim=-1)
+    fixed = torch.from_numpy(table.copy()).to(hist.device)[hist].sum(dim=-1)
     return (fixed.to(torch.float64) * scale).to(torch.float32)
 
 
@@ -438,6 +506,8 @@ def compute_maps(
         """Maps of a tile whose height and width (but at the image edge) are multiples of the coarsest cell."""
         if sparse:
             return _sparse_maps(band, scales, bins)
+        if numpy:
+            return _dense_tile_maps(band, scales, bins)
         hist = _finest_histograms(band, patch_size, bins)
         out = []
         for i, ps in enumerate(scales):
@@ -448,6 +518,8 @@ def compute_maps(
 
     threads = get_num_threads() if numpy else 1
     per_band = band_pixels(patch_size, bins, sparse)
+    if numpy and not sparse:
+        per_band = min(per_band, CACHE_TILE_PIXELS)
     tiles = [
         (a, b, c, d)
         for a, b in _bands(height, width, scales[-1], threads, per_band)

@@ -240,6 +240,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _is_plain_rgb(image: Image.Image) -> bool:
+    """Whether :func:`to_rgb` would only copy the image (8-bit RGB, no transparency)."""
+    return image.mode == "RGB" and "transparency" not in image.info
+
+
 def open_image(path: str | Path, max_image_pixels: int | None = None) -> LoadedImage:
     """Open, decode and convert one image file (docs/pipeline.md §1.1).
 
@@ -334,8 +339,8 @@ def _decode(fh, max_image_pixels: int | None, identity: FileIdentity | None) -> 
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
                 except Exception:  # unreadable EXIF: exif_transpose decides below
                     orientation = 0
-                oriented = ImageOps.exif_transpose(im)
-                rgb = to_rgb(oriented)
+                oriented = ImageOps.exif_transpose(im)  # always a new image, not tied to the file
+                rgb = oriented if _is_plain_rgb(oriented) else to_rgb(oriented)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:

@@ -162,10 +162,15 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params, max_image_pix
     return compute_loaded(path, open_image(Path(path), limit), runs, params)
 
 
-def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params) -> ImageResult:
+def compute_loaded(
+    path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params, views: bool = True
+) -> ImageResult:
     """:func:`compute` for an image already decoded (from a file, or from bytes inside a dataset shard).
 
     ``path`` only names the image in the result; nothing is read from it.
+    ``views=False`` skips the model views and uniform baselines (their PSNR
+    numbers are then absent from the stats): ``aptviz stats`` writes no
+    column of theirs, and they cost several times the rest of the pipeline.
     """
     path = Path(path)
     params = params.resolved()
@@ -182,7 +187,8 @@ def compute_loaded(path: str | Path, loaded: LoadedImage, runs: list[RunSpec], p
         result = ImageResult(path, loaded, resized, maps, params)
         for spec in runs:
             result.selections.append((spec, select(maps, spec.check_scales(params.num_scales), params.importance)))
-        result.views = model_views(result, [(sel.masks, sel.tokens) for _, sel in result.selections])
+        if views:
+            result.views = model_views(result, [(sel.masks, sel.tokens) for _, sel in result.selections])
     except Exception as exc:
         if _is_cuda_oom(exc):
             raise InputError("CUDA out of memory; retry with --device cpu") from exc
