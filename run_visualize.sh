@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Visualize APT patches: ./run_visualize.sh [IMAGE_OR_FOLDER ...] [aptviz options]
 # With no argument it visualizes sample_images/ into ./visualizations with all three methods.
-# Uses `aptviz` from PATH when installed, otherwise bootstraps ./.venv first.
+# Uses `aptviz` from PATH when installed, otherwise bootstraps ./.venv first
+# (aptviz with its plots extra, so the demo draws the batch figures too; no torch).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -13,5 +14,5 @@ if command -v aptviz >/dev/null 2>&1; then
     exec aptviz "$@"
 fi
 source "$here/scripts/bootstrap.sh"
-bootstrap_venv
+bootstrap_venv plots
 exec "$here/.venv/bin/aptviz" "$@"

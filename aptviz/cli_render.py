@@ -224,6 +224,9 @@ class RunView:
         """Errors not about one image, JSON, the aggregate and the closing lines."""
         for message in report.errors:
             self.error(message)
+        if not self.quiet:
+            for message in report.notices:  # stderr, so that --json output stays clean
+                self._console(self.err).print(f"aptviz: {message}", markup=False)
         if report.interrupted:
             self.err.print(
                 f"aptviz: interrupted after {len(report.images)} image(s); run the same command again to resume.",

@@ -22,6 +22,7 @@ __all__ = [
     "boundary_mask",
     "colormap_lut",
     "draw_overlay",
+    "legible",
     "patch_labels",
     "render_heatmap",
     "scale_colors",
@@ -48,8 +49,14 @@ def colormap_lut(name: str = "inferno") -> np.ndarray:
         from ._colormap_data import INFERNO_HEX
 
         return np.frombuffer(bytes.fromhex(INFERNO_HEX), dtype=np.uint8).reshape(256, 3).copy()
-    from matplotlib import colormaps
+    try:
+        from matplotlib import colormaps
+    except ImportError:
+        from .errors import MissingExtraError
 
+        raise MissingExtraError(
+            f"the colormap {name!r} needs matplotlib (only inferno is built in): pip install 'aptviz[plots]'"
+        ) from None
     rgba = colormaps[name](np.linspace(0.0, 1.0, 256))
     return np.rint(rgba[:, :3] * 255).astype(np.uint8)
 
@@ -80,11 +87,17 @@ def _font(size: int):
 
 @lru_cache(maxsize=8)
 def _unicode_font(size: int):
-    """A font with the glyphs of the units (∇, ²): DejaVu Sans from matplotlib's data, else the default."""
+    """A font with the glyphs of the units (∇, ²): DejaVu Sans from matplotlib's data, else the default.
+
+    Without matplotlib (the ``plots`` extra) text passes through :func:`legible`.
+    """
     from importlib.util import find_spec
     from pathlib import Path
 
-    spec = find_spec("matplotlib")
+    try:
+        spec = find_spec("matplotlib")
+    except (ImportError, ValueError):  # blocked or half-imported: as if absent
+        spec = None
     for folder in (spec.submodule_search_locations or []) if spec else []:
         path = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
         if path.is_file():
@@ -93,6 +106,38 @@ def _unicode_font(size: int):
             except OSError:  # pragma: no cover - unreadable font file
                 break
     return _font(size)
+
+
+# plain spellings for glyphs a font may lack (Pillow's default font has no ∇ or ²); longest first
+PLAIN_TEXT = (("|∇²|", "|laplacian|"), ("∇²", "laplacian"), ("∇", "grad"), ("²", "^2"))
+
+
+@lru_cache(maxsize=256)
+def _has_glyph(font, char: str) -> bool:
+    """Whether ``font`` draws ``char`` as itself, not as its missing-glyph box."""
+    try:
+        mask = font.getmask(char)
+        missing = font.getmask("\U0010fffd")  # a private-use code point: no font draws it
+    except (UnicodeError, OSError, ValueError):  # the bitmap font: Latin-1 only
+        return char.isascii()
+    return mask.size != missing.size or bytes(mask) != bytes(missing)
+
+
+def legible(text: str, font) -> str:
+    """``text`` as ``font`` can draw it: glyphs it lacks get a plain spelling (no boxes).
+
+    Examples
+    --------
+    >>> legible("mean |∇²|", _font(12))  # Pillow's default font has neither glyph
+    'mean |laplacian|'
+    >>> legible("bits", _font(12))
+    'bits'
+    """
+    if text.isascii() or all(_has_glyph(font, c) for c in set(text)):
+        return text
+    for fancy, plain in PLAIN_TEXT:
+        text = text.replace(fancy, plain)
+    return text
 
 
 def _nice_ticks(vmin: float, vmax: float) -> list[float]:
@@ -129,8 +174,8 @@ def _colorbar(
     whose panel is unchanged) goes between them, and the panel widens to fit.
     """
     font_size = int(np.clip(height // 32, 9, 18))
-    titles = [f"{ps}px", unit] if measure is None else [f"{ps}px", measure, unit]
     font = _font(font_size) if measure is None else _unicode_font(font_size)
+    titles = [legible(t, font) for t in ([f"{ps}px", unit] if measure is None else [f"{ps}px", measure, unit])]
     width = font_size * 6 + 24
     if measure is not None:
         labels = titles + [f"{t:g}" for t in _nice_ticks(vmin, vmax)]
@@ -432,13 +477,14 @@ def text_strip(lines: list[str], width: int, font_size: int | None = None, swatc
     font = _font(size)
     y = 3
     for line in lines:
-        draw.text((4, y), line, fill=(0, 0, 0), font=font)
+        draw.text((4, y), legible(line, font), fill=(0, 0, 0), font=font)
         y += size + 4
     if swatches:
         x = 4
         for color, label in swatches:
             draw.rectangle((x, y + 1, x + size - 2, y + size - 1), fill=tuple(color), outline=(0, 0, 0))
             x += size + 2
+            label = legible(label, font)
             draw.text((x, y), label, fill=(0, 0, 0), font=font)
             x += int(draw.textlength(label, font=font)) + size
     return np.asarray(panel)

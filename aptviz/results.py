@@ -320,6 +320,7 @@ class RunReport:
     jobs: int = 0  # images found (inputs that failed before becoming a job are not counted)
     results: list[JobResult] = field(default_factory=list)  # in completion order
     errors: list[str] = field(default_factory=list)  # not about one image: summary or plot could not be written
+    notices: list[str] = field(default_factory=list)  # informational, once each (batch figures skipped); exit code 0
     interrupted: bool = False
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT: Ctrl-C, SIGTERM)
     plot: Path | None = None  # the retention plot, when written in this run

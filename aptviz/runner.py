@@ -36,6 +36,7 @@ from .results import JobResult, RunReport, Status
 __all__ = ["ProgressEvent", "RunOptions", "check_output", "run"]
 
 PLOT_NAME = "retention_vs_alpha.png"
+PLOTS_NOTICE = "batch figures skipped: install aptviz[plots] (matplotlib)"
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[Ru
     from .dataset import write_dataset_view
 
     # the matplotlib figures follow the retention plot's rule: a batch with 2+ selections, redrawn when computed
-    figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0
+    figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0 and _can_plot(report)
     report.errors += write_dataset_view(report.output, summary.rows, summary.columns, figures=figures)
 
 
@@ -318,12 +319,26 @@ def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOpti
     return summary
 
 
+def _can_plot(report: RunReport) -> bool:
+    """Whether matplotlib (the ``plots`` extra) is importable; if not, the notice goes into the report once."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if PLOTS_NOTICE not in report.notices:
+            logger.debug(PLOTS_NOTICE)
+            report.notices.append(PLOTS_NOTICE)
+        return False
+    return True
+
+
 def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec]) -> None:
     """The retention plot: for a batch with 2+ selections, redrawn when something was computed."""
     plot = report.output / PLOT_NAME
     if len(runs) < 2 or report.jobs < 2 or report.interrupted:
         return
     if not report.count(Status.done) and plot.exists():
+        return
+    if not _can_plot(report):
         return
     from .summary import write_retention_plot
 

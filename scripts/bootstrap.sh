@@ -2,9 +2,9 @@
 # Shared by run_visualize.sh and run_tests.sh: create/update ./.venv and
 # install aptviz into it (with the given extras). Sourced, not run.
 # Usage: bootstrap_venv [extras]   e.g. bootstrap_venv test
-# The plain package needs no torch. With extras that need torch (test, torch,
-# qwen), torch==2.13.0 (CPU build) is installed first: a bare requirement
-# would pull a multi-GB CUDA build.
+# The plain package and the plots extra need no torch. With extras that need
+# torch (test, torch, qwen), torch==2.13.0 (CPU build) is installed first: a
+# bare requirement would pull a multi-GB CUDA build.
 set -euo pipefail
 
 bootstrap_venv() {
@@ -17,7 +17,7 @@ bootstrap_venv() {
         echo "aptviz: creating $venv" >&2
         "$py" -m venv "$venv"
     fi
-    if [ -n "$extras" ] && ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
+    if [[ ",$extras," =~ ,(test|torch|qwen), ]] && ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
         echo "aptviz: installing torch==2.13.0" >&2
         "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
     fi
