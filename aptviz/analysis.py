@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import build_compare, display_blend, selection_title
+from .figures import build_compare, display_blend, display_image, selection_title
 from .importance import informative_scale
 from .modelview import ModelView, compare_views
 from .output import encode_image, write_bytes_atomic, write_image
@@ -152,7 +152,9 @@ def write_extras(
         entry.files.update(names)
     shown = informative_scale(result.params.importance, result.maps)  # upsample-mse: its finest map is all 0
     blend = f"01_heatmaps/importance_blend_scale_{shown}.jpg"
-    write_image(out / blend, display_blend(result.resized, result.maps[shown], shown, vrange), chroma_444=True)
+    small = display_image(result.resized)  # one reduction for the blend and every compare panel
+    blended = display_blend(result.resized, result.maps[shown], shown, vrange, small)
+    write_image(out / blend, blended, chroma_444=True)
     panels = [(entry.to_dict(), sel.masks) for entry, (_, sel) in zip(entries, result.selections)]
     h, w = result.resized.shape[:2]
 
@@ -163,7 +165,7 @@ def write_extras(
 
     fig = build_compare(
         result.loaded.image, result.resized, heatmap_finest, shown, panels, options.color_by_scale,
-        finest_scale=min(result.maps), heatmap_at=heatmap_at,
+        finest_scale=min(result.maps), heatmap_at=heatmap_at, small=small,
     )  # fmt: skip
     write_image(out / COMPARE_NAME, fig)
     return {"blend": blend, "compare": COMPARE_NAME}

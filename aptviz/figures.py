@@ -129,7 +129,22 @@ def display_overlay(
     return out
 
 
-def display_blend(resized: np.ndarray, entropy, patch_size: int, vrange: tuple[float, float]) -> np.ndarray:
+def display_image(resized: np.ndarray) -> np.ndarray | None:
+    """The resized image reduced to compare.png's panel size (None when it is not reduced).
+
+    Examples
+    --------
+    >>> display_image(np.zeros((720, 100, 3), np.uint8)).shape, display_image(np.zeros((56, 56, 3), np.uint8))
+    ((360, 50, 3), None)
+    """
+    h, w = resized.shape[:2]
+    zoom = display_scale(h, w)
+    return _zoom(np.asarray(resized), zoom) if zoom < 1 else None
+
+
+def display_blend(
+    resized: np.ndarray, entropy, patch_size: int, vrange: tuple[float, float], small: np.ndarray | None = None
+) -> np.ndarray:
     """The importance map blended over the photo, at compare.png's panel size (never larger than the image).
 
     Examples
@@ -141,7 +156,8 @@ def display_blend(resized: np.ndarray, entropy, patch_size: int, vrange: tuple[f
     zoom = min(1.0, display_scale(h, w))
     if zoom == 1:
         return blend_heatmap(resized, entropy, patch_size, *vrange)
-    small = _zoom(np.asarray(resized), zoom)
+    if small is None:
+        small = display_image(resized)
     # the cell under each display pixel, then the same blend as at full size
     ys = np.minimum((np.arange(small.shape[0]) / zoom).astype(np.intp), h - 1)
     xs = np.minimum((np.arange(small.shape[1]) / zoom).astype(np.intp), w - 1)
@@ -257,6 +273,7 @@ def build_compare(
     color_by_scale: bool = False,
     finest_scale: int | None = None,
     heatmap_at=None,
+    small: np.ndarray | None = None,
 ) -> np.ndarray:
     """``compare.png`` of one image.
 
@@ -280,6 +297,8 @@ def build_compare(
     heatmap_at : callable, optional
         ``k -> picture``: the heatmap drawn ``k`` times larger (used for
         integer zooms, so the colorbar stays readable); else ``heatmap`` is scaled.
+    small : ndarray, optional
+        :func:`display_image` of ``resized`` when already computed.
 
     Returns
     -------
@@ -290,7 +309,8 @@ def build_compare(
     size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
     resample = Image.Resampling.NEAREST if zoom >= 1 else Image.Resampling.BOX
     # the original is shown at display size: reduce the resized image (same picture, fewer pixels to read)
-    small = _zoom(np.asarray(resized), zoom, resample) if zoom < 1 else None
+    if small is None and zoom < 1:
+        small = _zoom(np.asarray(resized), zoom, resample)
     orig = small if small is not None else np.asarray(original.convert("RGB").resize(size, resample))
     if heatmap_at is not None and zoom > 1:
         heat_zoom = heatmap_at(int(zoom))
