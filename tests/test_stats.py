@@ -317,6 +317,7 @@ def test_psnr_columns_match_stats_json_and_join_the_resume_key(folder, tmp_path)
     assert all(r[k] is None for r in rows.values() if r["status"] == "failed" for k in PSNR)
     again = run_stats([folder], out, runs, Params(), recursive=True, workers=1, psnr=True)
     assert (again.images, again.skipped) == (0, 5)
+    assert [s.images for s in summarize(out)] == [4] * 4  # parts with and without the columns, kept apart
 
 
 def test_ray_engine_gives_the_local_psnr_rows(tmp_path, ray_local):
