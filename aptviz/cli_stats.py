@@ -73,6 +73,10 @@ RayAddress = Annotated[
     typer.Option("--ray-address", help="Ray cluster to join (e.g. auto); without it a local Ray starts."),
 ]
 Summary = Annotated[bool, typer.Option("--summary", help="Print and write the summary afterwards.")]
+PsnrOpt = Annotated[
+    bool,
+    typer.Option("--psnr", help="Add psnr_apt, uniform_vit_tokens, psnr_uniform to each row (slower: model views)."),
+]
 JsonSummary = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout instead of a table.")]
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,6 +108,7 @@ def stats(
     engine: EngineOpt = EngineChoice.local,
     ray_address: RayAddress = None,
     max_memory: MaxMemory = None,
+    psnr: PsnrOpt = False,
     summary: Summary = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -123,7 +128,7 @@ def stats(
         report = run_stats(
             inputs, output, runs, params, recursive=recursive, image_column=image_column, engine=engine.value,
             workers=workers, ray_address=ray_address, log_level=level, on_progress=view.on_progress,
-            max_memory=None if max_memory is None else parse_size(max_memory),
+            max_memory=None if max_memory is None else parse_size(max_memory), psnr=psnr,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

@@ -15,15 +15,17 @@ import numpy as np
 
 from ._log import logger
 from .errors import MissingExtraError
-from .rows import PERCENTILES
+from .rows import PERCENTILES, PSNR_COLUMNS
 
 __all__ = [
+    "PSNR_FIELDS",
     "ROW_FIELDS",
     "MissingExtraError",
     "PartWriter",
     "existing_row_ids",
     "part_files",
     "require_pyarrow",
+    "row_fields",
     "row_schema",
 ]
 
@@ -72,6 +74,28 @@ ROW_FIELDS: dict[str, str] = {
     "run_key": _S,
     "row_id": _I,
 }
+#: The columns ``--psnr`` adds, placed after ``llm_retention``.
+PSNR_FIELDS: dict[str, str] = dict(zip(PSNR_COLUMNS, (_F, _I, _F)))
+
+
+def row_fields(psnr: bool = False) -> dict[str, str]:
+    """Column name -> Arrow type, in file order: :data:`ROW_FIELDS`, plus :data:`PSNR_FIELDS` with ``psnr``.
+
+    Examples
+    --------
+    >>> row_fields() == ROW_FIELDS
+    True
+    >>> names = list(row_fields(psnr=True)); names[names.index("llm_retention") + 1]
+    'psnr_apt'
+    """
+    if not psnr:
+        return ROW_FIELDS
+    out: dict[str, str] = {}
+    for name, t in ROW_FIELDS.items():
+        out[name] = t
+        if name == "llm_retention":
+            out.update(PSNR_FIELDS)
+    return out
 
 
 def require_pyarrow():
@@ -84,8 +108,8 @@ def require_pyarrow():
     return pyarrow
 
 
-def row_schema():
-    """The Arrow schema of the rows (stable whatever the number of scales)."""
+def row_schema(psnr: bool = False):
+    """The Arrow schema of the rows (stable whatever the number of scales; ``psnr`` adds its columns)."""
     pa = require_pyarrow()
     types = {
         _I: pa.int64(),
@@ -94,13 +118,13 @@ def row_schema():
         _LI: pa.list_(pa.int64()),
         _LF: pa.list_(pa.float64()),
     }
-    return pa.schema([(name, types[t]) for name, t in ROW_FIELDS.items()])
+    return pa.schema([(name, types[t]) for name, t in row_fields(psnr).items()])
 
 
-def rows_to_table(rows: list[dict]):
+def rows_to_table(rows: list[dict], psnr: bool = False):
     """Rows (dicts from :mod:`aptviz.rows`) as an Arrow table with :func:`row_schema`."""
     pa = require_pyarrow()
-    return pa.Table.from_pylist(rows, schema=row_schema())
+    return pa.Table.from_pylist(rows, schema=row_schema(psnr))
 
 
 def part_files(out: str | Path) -> list[Path]:
@@ -149,8 +173,11 @@ class PartWriter:
     the rows not yet flushed (their images are redone on the next run).
     """
 
-    def __init__(self, out: str | Path, rows_per_part: int = 20000, seconds_per_part: float = 60.0):
+    def __init__(
+        self, out: str | Path, rows_per_part: int = 20000, seconds_per_part: float = 60.0, psnr: bool = False
+    ):
         self.out = Path(out)  # created with the first part: a run that writes nothing leaves nothing
+        self.psnr = psnr  # the PSNR columns in the schema
         self.rows_per_part = rows_per_part
         self.seconds_per_part = seconds_per_part
         self._tables: list = []
@@ -164,7 +191,7 @@ class PartWriter:
 
     def add(self, rows) -> None:
         """Queue rows: a list of dicts or an Arrow table with :func:`row_schema`."""
-        table = rows_to_table(rows) if isinstance(rows, list) else rows
+        table = rows_to_table(rows, self.psnr) if isinstance(rows, list) else rows
         if table.num_rows == 0:
             return
         self._tables.append(table)
@@ -177,7 +204,7 @@ class PartWriter:
         if not self._waiting:
             return None
         pa = require_pyarrow()
-        table = pa.concat_tables(self._tables).cast(row_schema())
+        table = pa.concat_tables(self._tables).cast(row_schema(self.psnr))
         name = f"part-{self._stamp}-{self._seq:05d}.parquet"
         final = self.out / name
         tmp = self.out / f".{name}.tmp"

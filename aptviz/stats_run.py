@@ -91,7 +91,13 @@ def _init_local_worker(level: str | None) -> None:
 
 
 def _local_engine(
-    tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, log_level: str | None, limit: int
+    tasks: Iterator[Task],
+    params: Params,
+    runs: list[RunSpec],
+    workers: int,
+    log_level: str | None,
+    limit: int,
+    psnr: bool = False,
 ) -> Iterator[list[dict]]:
     """Stream tasks through a process pool, at most 2 per worker in flight (Ctrl-C has little to cancel).
 
@@ -101,7 +107,7 @@ def _local_engine(
     """
     if workers <= 1:
         for task in tasks:
-            yield run_task(task, params, runs, limit)
+            yield run_task(task, params, runs, limit, psnr)
         return
     import multiprocessing
 
@@ -118,10 +124,10 @@ def _local_engine(
             if suspects:  # one at a time, alone in the pool
                 if not pending:
                     task = suspects.pop(0)
-                    pending[pool.submit(run_task, task, params, runs, limit)] = task
+                    pending[pool.submit(run_task, task, params, runs, limit, psnr)] = task
             else:
                 for task in islice(tasks, 2 * workers - len(pending)):
-                    pending[pool.submit(run_task, task, params, runs, limit)] = task
+                    pending[pool.submit(run_task, task, params, runs, limit, psnr)] = task
             if not pending:
                 break
             alone = len(pending) == 1  # a death then is this task's own
@@ -140,7 +146,7 @@ def _local_engine(
                         suspects += [Task(task.source, task.shard, task.image_column, (u,)) for u in task.units]
                         continue
                     error = "worker process died (out of memory?)"
-                    rows = [r for u in task.units for r in failed_rows(u.ref, params, runs, error)]
+                    rows = [r for u in task.units for r in failed_rows(u.ref, params, runs, error, psnr)]
                 yield rows
             if broken:  # a fresh pool; what was in flight is rerun one task at a time
                 suspects += pending.values()
@@ -163,7 +169,7 @@ def require_ray():
     return ray
 
 
-def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int):
+def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int, psnr: bool = False):
     """Ray Data ``map_batches`` function: task JSON strings in, row table out."""
     from .entropy import set_num_threads
     from .stats_io import rows_to_table
@@ -171,12 +177,18 @@ def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int):
     set_num_threads(1)
     rows: list[dict] = []
     for text in batch.column("task").to_pylist():
-        rows += run_task(Task.from_json(text), params, runs, limit)
-    return rows_to_table(rows)
+        rows += run_task(Task.from_json(text), params, runs, limit, psnr)
+    return rows_to_table(rows, psnr)
 
 
 def _ray_engine(
-    tasks: Iterator[Task], params: Params, runs: list[RunSpec], workers: int, address: str | None, limit: int
+    tasks: Iterator[Task],
+    params: Params,
+    runs: list[RunSpec],
+    workers: int,
+    address: str | None,
+    limit: int,
+    psnr: bool = False,
 ):
     """Run tasks on Ray Data, ``window`` tasks per dataset (bounded driver memory); yield Arrow tables."""
     import logging
@@ -201,7 +213,7 @@ def _ray_engine(
                 _ray_map,
                 batch_size=1,
                 batch_format="pyarrow",
-                fn_kwargs={"params": params, "runs": runs, "limit": limit},
+                fn_kwargs={"params": params, "runs": runs, "limit": limit, "psnr": psnr},
             )
             yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
     finally:
@@ -224,6 +236,7 @@ def run_stats(
     task_size: int = 8,
     log_level: str | None = None,
     max_memory: int | None = None,
+    psnr: bool = False,
     on_progress: Callable[[StatsProgress], None] | None = None,
 ) -> StatsReport:
     """Compute the numbers of every image of a dataset and write them to ``output`` as Parquet.
@@ -260,6 +273,9 @@ def run_stats(
         refused (ParameterError naming the estimate), or fewer workers used
         when ``workers`` is not given, as for the main command. With Ray it
         bounds each worker (one image at a time).
+    psnr : bool
+        Add the stats.json PSNR fields (``psnr_apt``, ``uniform_vit_tokens``,
+        ``psnr_uniform``) to each row; part of the resume key.
     on_progress : callable, optional
         Called with a :class:`StatsProgress` after each task.
 
@@ -273,15 +289,15 @@ def run_stats(
     report = StatsReport(out, engine.value)
     start = time.monotonic()
     existing = existing_row_ids(out) if out.is_dir() else np.empty(0, dtype=np.int64)
-    keys = [run_key(params, spec) for spec in runs]
+    keys = [run_key(params, spec, psnr) for spec in runs]
     progress = StatsProgress()
     units = _pending_units(iter_units(inputs, recursive, image_column, exclude=out), existing, keys, progress)
     tasks = chunk_tasks(units, image_column, task_size)
-    writer = PartWriter(out, rows_per_part=rows_per_part)
+    writer = PartWriter(out, rows_per_part=rows_per_part, psnr=psnr)
     if engine is Engine.local:
-        results = _local_engine(tasks, params, runs, budget.workers, log_level, budget.decode_pixels)
+        results = _local_engine(tasks, params, runs, budget.workers, log_level, budget.decode_pixels, psnr)
     else:
-        results = _ray_engine(tasks, params, runs, budget.workers, ray_address, budget.decode_pixels)
+        results = _ray_engine(tasks, params, runs, budget.workers, ray_address, budget.decode_pixels, psnr)
     try:
         for rows in results:
             _account(rows, runs[0].label, len(runs), progress)

@@ -282,6 +282,54 @@ def test_resume_skips_complete_images_and_redoes_changed_ones(folder, tmp_path):
     assert (other.images, other.skipped) == (5, 0)
 
 
+PSNR = ["psnr_apt", "uniform_vit_tokens", "psnr_uniform"]
+
+
+def test_psnr_columns_match_stats_json_and_join_the_resume_key(folder, tmp_path):
+    """--psnr adds stats.json's PSNR fields row by row; without it they are absent; resume redoes images for it."""
+    from aptviz import cli_stats
+
+    out, runs = tmp_path / "o", expand_runs(["v2", "budget"], [0.3])
+    plain = run_stats([folder], out, runs, Params(), recursive=True, workers=2)
+    assert not set(PSNR) & set(_table(out).schema.names)
+    sel = ["-m", "v2", "-m", "budget", "-a", "0.3"]
+    args = [str(folder), "-r", "-o", str(out), *sel, "-j", "2", "-q", "--psnr"]
+    assert CliRunner().invoke(cli_stats.app, args, catch_exceptions=False).exit_code == 1
+    new_parts = sorted(set(part_files(out)) - set(plain.parts))
+    t = pds.dataset([str(f) for f in new_parts], format="parquet").to_table()
+    assert t.num_rows == 5 * len(runs)  # every image redone, none skipped
+    assert t.schema.names[t.schema.names.index("llm_retention") + 1 :][:3] == PSNR
+    old = pds.dataset([str(f) for f in plain.parts], format="parquet").to_table()
+    assert not set(t["row_id"].to_pylist()) & set(old["row_id"].to_pylist())
+    same = _numbers(_sorted(t)).drop_columns(PSNR + ["run_key"])
+    assert same.equals(_numbers(_sorted(old)).drop_columns(["run_key"]))  # the other columns are unchanged
+    viz = tmp_path / "viz"
+    assert CliRunner().invoke(app, [str(folder), "-r", "-o", str(viz), *sel, "-q"]).exit_code == 1
+    rows = {(r["path"], r["selection"]): r for r in t.to_pylist()}
+    compared = 0
+    for stats_file in viz.rglob("stats.json"):
+        stats = json.loads(stats_file.read_text())
+        for spec, sel in zip(runs, stats["selections"]):
+            row = rows[(stats["image"]["path"], spec.label)]
+            assert [row[k] for k in PSNR] == [sel[k] for k in PSNR]
+            compared += row["psnr_uniform"] is not None
+    assert compared >= 2 * len(runs)  # the photos; a tiny image can be reproduced exactly (PSNR None)
+    assert all(r[k] is None for r in rows.values() if r["status"] == "failed" for k in PSNR)
+    again = run_stats([folder], out, runs, Params(), recursive=True, workers=1, psnr=True)
+    assert (again.images, again.skipped) == (0, 5)
+    assert [s.images for s in summarize(out)] == [4] * 4  # parts with and without the columns, kept apart
+
+
+def test_ray_engine_gives_the_local_psnr_rows(tmp_path, ray_local):
+    inputs = [SAMPLES / "chelsea.png", SAMPLES / "coffee.png"]
+    runs = expand_runs(["budget"], [0.3])
+    run_stats(inputs, tmp_path / "local", runs, Params(), workers=1, psnr=True)
+    run_stats(inputs, tmp_path / "ray", runs, Params(), workers=2, engine="ray", psnr=True)
+    a = _sorted(_table(tmp_path / "local"), ("row_id",))
+    b = _sorted(_table(tmp_path / "ray"), ("row_id",))
+    assert a.num_rows == 2 and a.equals(b) and None not in a["psnr_apt"].to_pylist()
+
+
 def test_ctrl_c_leaves_complete_parts_and_the_rerun_finishes(folder, tmp_path):
     out = tmp_path / "o"
 
