@@ -10,8 +10,8 @@ Adding a subcommand ``aptviz foo``:
 
 1. write ``aptviz/cli_foo.py`` with ``app = typer.Typer(...)`` and one
    ``@app.command()`` whose options reuse :mod:`aptviz.cli_options`
-   (``Inputs``, ``Methods``, ``PatchSize``, ... and ``params_from`` /
-   ``runs_from`` / ``usage_error``);
+   (``Inputs``, ``Methods``, ``PatchSize``, ... and ``request_from`` /
+   ``usage_error``);
 2. add ``"foo": "aptviz.cli_foo:app"`` to :data:`SUBCOMMANDS`;
 3. test it through :func:`main` (``main(["foo", ...])``) or its own app.
 
@@ -58,12 +58,11 @@ from .cli_options import (
     Verbose,
     Version,
     Workers,
-    params_from,
+    memory_from,
     render_from,
-    runs_from,
+    request_from,
     setup_logging,
     usage_error,
-    warn_unused,
 )
 from .params import Device, Measure
 
@@ -117,16 +116,13 @@ def run(
 ) -> None:
     """Parse, run the library, render the report, exit with its code."""
     from .errors import MissingExtraError, ParameterError
-    from .memory import parse_size
     from .runner import run as run_library
 
     level = setup_logging(quiet, verbose)
     view = _view(json_out, quiet, verbose)
     try:
-        params = params_from(locals())
-        runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
-        warn_unused(methods, alphas, thresholds)
-        memory = None if max_memory is None else parse_size(max_memory)
+        params, runs = request_from(locals())
+        memory = memory_from(max_memory)
         render = render_from(color_by_scale, line_width, caption, overlay_format)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,

@@ -18,12 +18,12 @@ import typer
 
 from .cli_options import (
     DEFAULT_THRESHOLDS_TEXT,
-    AggregateOpt,
-    Importance,
     EXIT_FAILED,
     EXIT_OK,
+    AggregateOpt,
     Bins,
     DeviceOpt,
+    Importance,
     Inputs,
     MaxPixels,
     MergeSize,

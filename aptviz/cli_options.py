@@ -3,12 +3,11 @@
 Each option is an ``Annotated`` type, so a command declares it in one line
 and gets the same flags, help and checks as ``aptviz`` itself::
 
-    from aptviz.cli_options import Inputs, Methods, Alphas, Thresholds, PatchSize, ..., params_from, runs_from
+    from aptviz.cli_options import Inputs, Methods, Alphas, Thresholds, PatchSize, ..., request_from
 
     @app.command()
     def calibrate(inputs: Inputs, methods: Methods = None, patch_size: PatchSize = 14, ...):
-        params = params_from(locals())           # Params from the pipeline options present
-        runs = runs_from(methods, alphas, thresholds, params.num_scales)
+        params, runs = request_from(locals())    # Params + the validated selections
 
 Nothing heavy is imported here: ``--help`` of every command stays instant.
 Errors: raise :func:`usage_error` (exit 2, one line ``aptviz: error: ...``).
@@ -149,7 +148,9 @@ Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption wi
 OverlayFormat = Annotated[
     str,
     typer.Option(
-        "--overlay-format", metavar="{jpg,png}", help="Overlay files: 4:4:4 JPEG, or PNG (lossless: lines exactly green)."
+        "--overlay-format",
+        metavar="{jpg,png}",
+        help="Overlay files: 4:4:4 JPEG, or PNG (lossless: lines exactly green).",
     ),
 ]
 
@@ -212,6 +213,27 @@ def runs_from(
 
     thr = None if thresholds is None else parse_floats(thresholds, "--thresholds")
     return build_runs(methods or [], alphas or [], thr, num_scales, measure)
+
+
+def request_from(values: dict):
+    """``(Params, runs)`` from a command's option values (its ``locals()``).
+
+    Combines :func:`params_from`, :func:`runs_from` (with the params' scale
+    count and measure) and :func:`warn_unused`; a bad value raises
+    :class:`~aptviz.errors.ParameterError`.
+    """
+    params = params_from(values)
+    methods, alphas, thresholds = values.get("methods"), values.get("alphas"), values.get("thresholds")
+    runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
+    warn_unused(methods, alphas, thresholds)
+    return params, runs
+
+
+def memory_from(text: str | None) -> int | None:
+    """``--max-memory`` in bytes, or None when not given (the library's default then applies)."""
+    from .memory import parse_size
+
+    return None if text is None else parse_size(text)
 
 
 def warn_unused(methods: list[str] | None, alphas: list[float] | None, thresholds: str | None) -> None:

@@ -39,11 +39,10 @@ from .cli_options import (
     Verbose,
     Version,
     Workers,
-    params_from,
-    runs_from,
+    memory_from,
+    request_from,
     setup_logging,
     usage_error,
-    warn_unused,
 )
 from .params import Device, Measure
 
@@ -116,19 +115,16 @@ def stats(
 ) -> None:
     """Parse, run :func:`~aptviz.stats_run.run_stats`, print, exit with the report's code."""
     from .errors import MissingExtraError, ParameterError
-    from .memory import parse_size
     from .stats_run import run_stats
 
     level = setup_logging(quiet, verbose)
     view = StatsView(quiet)
     try:
-        params = params_from(locals())
-        runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
-        warn_unused(methods, alphas, thresholds)
+        params, runs = request_from(locals())
         report = run_stats(
             inputs, output, runs, params, recursive=recursive, image_column=image_column, engine=engine.value,
             workers=workers, ray_address=ray_address, log_level=level, on_progress=view.on_progress,
-            max_memory=None if max_memory is None else parse_size(max_memory), psnr=psnr,
+            max_memory=memory_from(max_memory), psnr=psnr,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None

@@ -16,8 +16,10 @@ import numpy as np
 from ._log import logger
 from ._version import __version__
 from ._xp import to_numpy
+from .analysis import MODEL_VIEW_DIR, RenderOptions, kept_views, model_views, overlay_picture, write_extras
 from .entropy import PAD
 from .errors import InputError
+from .figures import value_histogram
 from .importance import compute_importance, informative_scale, measure_unit
 from .loading import LoadedImage, decode_limit, open_image
 from .output import (
@@ -30,8 +32,6 @@ from .output import (
     write_npz_stream_atomic,
 )
 from .params import Measure, Params, RunSpec, build_runs
-from .analysis import MODEL_VIEW_DIR, RenderOptions, kept_views, model_views, overlay_picture, write_extras
-from .figures import value_histogram
 from .render import render_heatmap
 from .resize import resize_image
 from .results import EntropySummary, ImageInfo, ImageStats, SelectionStats

@@ -243,7 +243,7 @@ def build_report(
     True
     """
     anchors = {}
-    for i, (folder, stats) in enumerate(cards):
+    for i, (_folder, stats) in enumerate(cards):
         anchors[(stats.get("image") or {}).get("path")] = f"img{i}"
     table_rows = [dict(r, _anchor=anchors.get(r.get("image"))) for r in rows]
     failed = [r for r in rows if r.get("status") == "failed"]

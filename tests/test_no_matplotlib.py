@@ -9,9 +9,10 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from conftest import SAMPLES
 
 from aptviz.render import _font, _unicode_font, legible
+
+from conftest import SAMPLES
 
 NOTICE = "batch figures skipped: install aptviz[plots] (matplotlib)"
 FIGURES = ("retention_vs_alpha.png", "psnr_vs_retention.png", "importance_histogram.png")
