@@ -291,7 +291,9 @@ def _check_nothing_to_write(jobs: list[Job], output: Path, runs: list[RunSpec], 
     from .batch import is_complete
 
     for job in jobs:
-        done = is_complete(output / job.name, runs, params, options.save_maps, options.export_tokens, job.path)
+        done = is_complete(
+            output / job.name, runs, params, options.save_maps, options.export_tokens, job.path, options.render
+        )
         if options.overwrite or done is None:
             raise ParameterError(
                 f"cannot write to the output folder {text_path(output)!r}: read-only file system "

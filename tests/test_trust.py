@@ -490,11 +490,15 @@ def test_read_only_file_system(tmp_path, read_only_disk):
     src = small_images(tmp_path / "in", 3)
     out = read_only_disk / "out"
     assert aptviz(src, "-o", out, "-m", "v1", "-m", "budget:0.3", "-q").returncode == 0
+    drawn = read_only_disk / "drawn"  # non-default overlay options count as complete too
+    assert aptviz(src, "-o", drawn, "-m", "v1", "--line-width", "1", "--overlay-format", "png", "-q").returncode == 0
     summary = (out / "summary.csv").read_bytes()
     assert subprocess.run(["mount", "-o", "remount,ro", str(read_only_disk)]).returncode == 0
     again = aptviz(src, "-o", out, "-m", "v1", "-m", "budget:0.3")  # complete: nothing to write
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipped") == 3 and (out / "summary.csv").read_bytes() == summary
+    redrawn = aptviz(src, "-o", drawn, "-m", "v1", "--line-width", "1", "--overlay-format", "png")
+    assert redrawn.returncode == 0 and redrawn.stdout.count("skipped") == 3, redrawn.stderr
     other = aptviz(src, "-o", out, "-m", "v2")  # work to do
     assert other.returncode == 2 and "read-only file system" in other.stderr, other.stderr
     new = aptviz(src, "-o", read_only_disk / "new")
