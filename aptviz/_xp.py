@@ -73,6 +73,19 @@ def repeat2d(a, ratio: int):
     return a.repeat_interleave(ratio, dim=0).repeat_interleave(ratio, dim=1)
 
 
+def pool2x2(a, op):
+    """Combine the four children of every 2x2 block with ``op`` (odd last row/column dropped).
+
+    Examples
+    --------
+    >>> pool2x2(np.arange(16).reshape(4, 4), np.add).tolist()
+    [[10, 18], [42, 50]]
+    """
+    rows, cols = a.shape[0] // 2, a.shape[1] // 2
+    a = a[: 2 * rows, : 2 * cols]
+    return op(op(a[0::2, 0::2], a[0::2, 1::2]), op(a[1::2, 0::2], a[1::2, 1::2]))
+
+
 def concat(parts: list, axis: int = 0):
     """Concatenate along an axis."""
     if is_numpy(parts[0]):

@@ -302,13 +302,14 @@ def image_maps(paths: list[str], params, workers: int = 1) -> tuple[list[tuple[s
         done = [_maps_of(j) for j in jobs]
     else:
         import multiprocessing as mp
+        import os
         from concurrent.futures import ProcessPoolExecutor
 
-        from .batch import _init_worker  # one compute thread per worker, Ctrl-C left to the parent
+        from .batch import _init_worker  # one compute thread a worker, Ctrl-C left to the parent, dies with it
 
         ctx = mp.get_context("spawn" if str(params.device).startswith("cuda") else "fork")
         with ProcessPoolExecutor(
-            max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(None,)
+            max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(None, os.getpid())
         ) as pool:
             done = list(pool.map(_maps_of, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
     ok = [(p, m) for p, m, err in done if m is not None]

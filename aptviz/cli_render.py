@@ -100,10 +100,6 @@ def _db(value: float | None, known) -> str:
     return f"{value:.1f}"
 
 
-def _num(value, fmt: str = "{}") -> str:
-    return "-" if value is None else fmt.format(value)
-
-
 def image_line(result: JobResult) -> str:
     """One line per image for large batches: tokens and retention of each selection.
 

@@ -422,7 +422,8 @@ def percentiles(hist: dict, qs=PERCENTILES) -> dict:
     return out
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib Figure (Agg canvas, 110 dpi) of ``width`` x ``height`` inches, no pyplot state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -431,7 +432,8 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
+    """Lay out ``fig`` and write it as a PNG atomically; returns the path."""
     from .output import write_bytes_atomic
 
     fig.tight_layout()
@@ -465,7 +467,7 @@ def write_importance_histogram(
     scales = sorted(hist, key=int)
     if not scales or not any(sum(hist[s]["counts"]) for s in scales):
         return None
-    fig = _figure(3.6 * len(scales), 3.4)
+    fig = new_figure(3.6 * len(scales), 3.4)
     axes = fig.subplots(1, len(scales), squeeze=False)[0]
     colors = ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red")
     for i, (ax, s) in enumerate(zip(axes, scales)):
@@ -490,7 +492,7 @@ def write_importance_histogram(
             ax.legend(fontsize=7)
     fig.suptitle("Importance of all non-PAD cells in the batch (kept as one patch when below the threshold)",
                  fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
@@ -503,7 +505,7 @@ def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
     ok = [r for r in ok if r.get("psnr_apt") is not None]
     if not ok:
         return None
-    fig = _figure(6.4, 4.4)
+    fig = new_figure(6.4, 4.4)
     ax = fig.subplots()
     colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
     for method in ("v1", "v2", "budget"):
@@ -530,4 +532,4 @@ def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
     ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)

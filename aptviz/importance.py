@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._xp import pool2x2
 from .entropy import PAD, compute_maps, grayscale, scales_for
 from .errors import ParameterError
 from .params import Aggregate, Measure, check_aggregate, parse_aggregate, parse_measure
@@ -229,13 +230,6 @@ def _reconstruction_error(rgb, factor: int):
 # ----------------------------------------------------------------------------- per-cell aggregation
 
 
-def _pool2x2(a, op):
-    """Combine the four children of every 2x2 block with ``op`` (odd last row/column dropped)."""
-    rows, cols = a.shape[0] // 2, a.shape[1] // 2
-    a = a[: 2 * rows, : 2 * cols]
-    return op(op(a[0::2, 0::2], a[0::2, 1::2]), op(a[1::2, 0::2], a[1::2, 1::2]))
-
-
 def _cells_numpy(values: np.ndarray, ps: int, aggregate: Aggregate, levels: int) -> list[np.ndarray]:
     """Aggregates of the cells inside the image at ``ps, 2 ps, ...`` (``levels`` scales), float64.
 
@@ -249,14 +243,14 @@ def _cells_numpy(values: np.ndarray, ps: int, aggregate: Aggregate, levels: int)
     if aggregate is Aggregate.max:
         out = [blocks.max(axis=(1, 3), initial=-np.inf).astype(np.float64)]
         for _ in range(levels - 1):
-            out.append(_pool2x2(out[-1], np.maximum))
+            out.append(pool2x2(out[-1], np.maximum))
         return out
     n = ps * ps
     total = blocks.sum(axis=(1, 3), dtype=np.float64)
     if aggregate is Aggregate.mean:
         out = [total / n]
         for _ in range(levels - 1):
-            total, n = _pool2x2(total, np.add), 4 * n
+            total, n = pool2x2(total, np.add), 4 * n
             out.append(total / n)
         return out
     squares = np.square(blocks, dtype=np.float64).sum(axis=(1, 3))
@@ -265,10 +259,10 @@ def _cells_numpy(values: np.ndarray, ps: int, aggregate: Aggregate, levels: int)
     for _ in range(levels - 1):
         rows, cols = total.shape[0] // 2, total.shape[1] // 2
         mean = total[: 2 * rows, : 2 * cols] / n
-        total = _pool2x2(total, np.add)
-        parent_mean = _pool2x2(mean, np.add) / 4
+        total = pool2x2(total, np.add)
+        parent_mean = pool2x2(mean, np.add) / 4
         deviation = (mean - np.repeat(np.repeat(parent_mean, 2, 0), 2, 1)) ** 2
-        m2 = _pool2x2(m2, np.add) + n * _pool2x2(deviation, np.add)
+        m2 = pool2x2(m2, np.add) + n * pool2x2(deviation, np.add)
         n *= 4
         out.append(np.sqrt(m2 / (n - 1)))
     return out

@@ -19,22 +19,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from ._xp import to_numpy
+from ._xp import pool2x2, to_numpy
 from .resize import smart_resize
 
 __all__ = ["ModelView", "UniformView", "compare_views", "model_view", "psnr", "uniform_view"]
-
-
-def _halve_sums(sums: np.ndarray) -> np.ndarray:
-    """Sum every 2x2 block (the image cropped to an even size).
-
-    Examples
-    --------
-    >>> _halve_sums(np.arange(16, dtype=np.uint16).reshape(4, 4, 1))[..., 0].tolist()
-    [[10, 18], [42, 50]]
-    """
-    h, w = sums.shape[0] // 2 * 2, sums.shape[1] // 2 * 2
-    return sums[:h:2, :w:2] + sums[1:h:2, :w:2] + sums[:h:2, 1:w:2] + sums[1:h:2, 1:w:2]
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
@@ -71,7 +59,7 @@ def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
     for ps in sorted(masks)[1:]:
         if (2 * ratio) ** 2 * 255 > np.iinfo(sums.dtype).max:  # uint16 holds sums of up to 16x16 pixels
             sums = sums.astype(np.uint32)
-        sums, ratio = _halve_sums(sums), ratio * 2
+        sums, ratio = pool2x2(sums, np.add), ratio * 2
         mask = to_numpy(masks[ps]).astype(bool)
         if not mask.any():
             continue

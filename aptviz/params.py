@@ -365,10 +365,6 @@ class Params:
         device = resolve_device(self.device)
         return self if device == self.device else replace(self, device=device)
 
-    def validate(self) -> Params:
-        """Kept for callers of the first milestone: a Params is valid once built."""
-        return self
-
     def to_dict(self) -> dict:
         """The ``params`` object of stats.json."""
         return asdict(self)

@@ -84,12 +84,6 @@ def _pending_units(
     progress.total = progress.listed
 
 
-def _init_local_worker(level: str | None) -> None:
-    from .batch import _init_worker
-
-    _init_worker(level)
-
-
 def _local_engine(
     tasks: Iterator[Task],
     params: Params,
@@ -110,11 +104,14 @@ def _local_engine(
             yield run_task(task, params, runs, limit, psnr)
         return
     import multiprocessing
+    import os
+
+    from .batch import _init_worker
 
     ctx = multiprocessing.get_context("spawn" if params.device.startswith("cuda") else "fork")
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_local_worker, initargs=(log_level,))
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level, os.getpid()))
 
     pool = new_pool()
     pending: dict[Future, Task] = {}

@@ -3,13 +3,12 @@ retention-versus-alpha plot."""
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
-from .output import read_json, text_path, write_bytes_atomic, write_csv_atomic, write_json_atomic
+from .output import read_json, text_path, write_csv_atomic, write_json_atomic
 from .params import format_alpha
 from .results import ImageStats, JobResult, Status
 
@@ -301,12 +300,10 @@ def retention_figure(rows: list[dict], llm: bool = True):
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .figures import new_figure
 
     groups = aggregate(ok)
-    fig = Figure(figsize=(11, 4.2), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure(11, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
     _plot_retention_vs_alpha(ax1, groups, llm)
     _plot_retention_histogram(ax2, groups, ok)
@@ -318,9 +315,7 @@ def write_retention_plot(path: str | Path, rows: list[dict], llm: bool = True) -
     """Retention against alpha per method (mean, min-max band; with ``llm`` the LLM
     retention beside it), and for v1/v2 a histogram of retention across images.
     Returns None when there is nothing to plot."""
+    from .figures import save_figure
+
     fig = retention_figure(rows, llm)
-    if fig is None:
-        return None
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_bytes_atomic(path, buf.getvalue())
+    return None if fig is None else save_figure(fig, path)
