@@ -409,6 +409,22 @@ def test_kill_9_of_the_main_process_takes_the_workers_along(tmp_path):
     assert _gone_within(workers, 3), "orphaned workers"
 
 
+@needs_proc
+def test_kill_9_of_aptviz_stats_takes_its_workers_along(tmp_path):
+    pytest.importorskip("pyarrow")
+    src = small_images(tmp_path / "in", 60, size=(448, 560))
+    proc = start("stats", src, "-o", tmp_path / "rows", "-m", "budget:0.3", "-j", "2", "-q")
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+        workers = children(proc.pid)
+        time.sleep(0.02)
+    assert len(workers) >= 2, "no workers started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert _gone_within(workers, 3), "orphaned workers"
+
+
 # -- 7-9. options and messages ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "args,message",
