@@ -356,8 +356,9 @@ def write_outputs(
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
+    keep = kept_views(stats)
     for old in [*(out / OVERLAY_DIR).glob("patches_*.*"), *(out / MODEL_VIEW_DIR).glob("*.jpg")]:
-        if old.name not in overlays and old.relative_to(out).as_posix() not in kept_views(stats):
+        if old.name not in overlays and old.relative_to(out).as_posix() not in keep:
             old.unlink(missing_ok=True)
     if not save_maps:
         (out / MAPS_NAME).unlink(missing_ok=True)

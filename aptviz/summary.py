@@ -111,9 +111,7 @@ class Summary:
 
         ``skip``: folder names this run will decide about itself.
         """
-        for name, stats in _image_folders(self.output):
-            if name in skip:
-                continue
+        for name, stats in _image_folders(self.output, skip):
             result = JobResult(Path(stats.image.path), name, Status.skipped, stats=stats)
             self._rows[self._key(result)] = rows_for(result, self.output, stats.scales)
         previous = read_json(self.output / "summary.json")
@@ -151,19 +149,23 @@ class Summary:
         return True
 
 
-def _image_folders(output: Path):
-    """``(name, ImageStats)`` of every folder below ``output`` with a readable stats.json."""
+def _image_folders(output: Path, skip: set[str] = frozenset()):
+    """``(name, ImageStats)`` of every folder below ``output`` with a readable stats.json.
+
+    Folders named in ``skip`` are not read at all.
+    """
     import os
 
     for root, dirs, files in os.walk(output):
         dirs[:] = sorted(d for d in dirs if not d[:2].isdigit())  # 01_heatmaps etc. hold no image folders
-        if "stats.json" in files and Path(root) != output:
+        name = Path(root).relative_to(output).as_posix()
+        if "stats.json" in files and Path(root) != output and name not in skip:
             data = read_json(Path(root) / "stats.json")
             try:
                 stats = ImageStats.from_dict(data)
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
-            yield Path(root).relative_to(output).as_posix(), stats
+            yield name, stats
 
 
 @dataclass(frozen=True)
