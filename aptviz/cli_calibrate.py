@@ -90,15 +90,15 @@ def calibrate(
     from .calibrate import calibrate_paths
     from .errors import ParameterError
     from .output import write_json_atomic
-    from .params import parse_floats, parse_method
+    from .params import RunSpec, parse_floats, parse_method
 
     setup_logging(quiet, verbose)
     try:
         params = params_from(locals()).resolved()
         chosen = parse_method(method).value
         base = parse_floats(thresholds, "--thresholds")
-        if chosen == "v1" and len(base) != num_scales - 1:
-            raise ParameterError(f"v1 needs {num_scales - 1} threshold(s) (one per scale above the finest)")
+        if chosen == "v1":
+            RunSpec(chosen, None, tuple(base)).check_scales(num_scales)
         jobs, missing = discover(inputs, recursive)
         paths = [str(j.path) for j in jobs]
         if not paths:

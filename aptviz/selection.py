@@ -324,11 +324,7 @@ def select_patches(
             raise ParameterError(f"scales must double each time, got {scales}")
     measure = parse_measure(measure)
     thresholds = default_thresholds(method, thresholds, measure, len(scales))
-    spec = RunSpec(method, alpha, thresholds)
-    if spec.thresholds is not None and len(spec.thresholds) != len(scales) - 1:
-        raise ParameterError(
-            f"v1 needs {len(scales) - 1} threshold(s) (one per scale above the finest), got {len(spec.thresholds)}"
-        )
+    spec = RunSpec(method, alpha, thresholds).check_scales(len(scales))
     return select(maps, spec, measure)
 
 

@@ -146,7 +146,7 @@ def test_calibrate_then_sweep_gives_exactly_the_achieved_value(tmp_path, capsys)
         (["-m", "budget"], "calibrate works for v1 and v2"),
         (["--statistic", "max"], "max"),
         (["--target", "0"], "target must be in (0, 1]"),
-        (["-m", "v1", "--thresholds", "3"], "v1 needs 2 threshold"),
+        (["-m", "v1", "--thresholds", "3"], "--thresholds needs 2 value(s)"),
     ],
 )
 def test_calibrate_usage_errors(tmp_path, capsys, args, message):
