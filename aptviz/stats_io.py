@@ -6,7 +6,6 @@ turns its absence into one clear line.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from ._log import logger
 from .errors import MissingExtraError
+from .output import write_stream_atomic
 from .rows import PERCENTILES, PSNR_COLUMNS
 
 __all__ = [
@@ -206,15 +206,7 @@ class PartWriter:
         pa = require_pyarrow()
         table = pa.concat_tables(self._tables).cast(row_schema(self.psnr))
         name = f"part-{self._stamp}-{self._seq:05d}.parquet"
-        final = self.out / name
-        tmp = self.out / f".{name}.tmp"
-        self.out.mkdir(parents=True, exist_ok=True)
-        try:
-            pa.parquet.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        final = write_stream_atomic(self.out / name, lambda fh: pa.parquet.write_table(table, fh, compression="zstd"))
         self._seq += 1
         self._tables, self._waiting, self._last = [], 0, time.monotonic()
         self.parts.append(final)
