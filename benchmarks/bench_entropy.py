@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aptviz  # noqa: E402
-from aptviz.entropy import PAD, compute_maps, set_num_threads  # noqa: E402
+from aptviz.compute.entropy import PAD, compute_maps, set_num_threads  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 import entropy_previous  # noqa: E402

@@ -1,8 +1,8 @@
 """The previous NumPy entropy kernel of aptviz (before issue 21), frozen for comparison.
 
-Tests check that the current ``aptviz.entropy.compute_maps`` gives bit-identical
+Tests check that the current ``aptviz.compute.entropy.compute_maps`` gives bit-identical
 maps; ``benchmarks/bench_entropy.py`` times it as the "before" in the same run.
-Copied from aptviz/entropy.py as it was, torch parts removed; do not edit.
+Copied from aptviz/entropy.py (now aptviz/compute/entropy.py) as it was, torch parts removed; do not edit.
 """
 
 from __future__ import annotations
