@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,16 +36,9 @@ from aptviz.output.atomic import (
     write_npz_atomic,
     write_npz_stream_atomic,
 )
-from aptviz.render.extras import (
-    MODEL_VIEW_DIR,
-    RenderOptions,
-    kept_views,
-    model_views,
-    overlay_picture,
-    write_extras,
-)
-from aptviz.render.figures import value_histogram
-from aptviz.render.pictures import render_heatmap
+
+if TYPE_CHECKING:  # rendering is imported by write_outputs: compute (aptviz stats, analyze) draws nothing
+    from aptviz.render.extras import RenderOptions
 
 __all__ = [
     "ImageResult",
@@ -197,6 +191,8 @@ def compute_loaded(
         for spec in runs:
             result.selections.append((spec, select(maps, spec.check_scales(params.num_scales), params.importance)))
         if views:
+            from aptviz.render.extras import model_views
+
             result.views = model_views(result, [(sel.masks, sel.tokens) for _, sel in result.selections])
     except Exception as exc:
         if _is_cuda_oom(exc):
@@ -281,6 +277,15 @@ def _token_arrays(result: ImageResult):
     return iter_token_arrays(result.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
 
 
+def _drawing() -> tuple:
+    """What :func:`write_outputs` draws with, imported on first use: computing alone (``aptviz stats``) draws nothing."""
+    from aptviz.render.extras import MODEL_VIEW_DIR, RenderOptions, kept_views, overlay_picture, write_extras
+    from aptviz.render.figures import value_histogram
+    from aptviz.render.pictures import render_heatmap
+
+    return MODEL_VIEW_DIR, RenderOptions, kept_views, overlay_picture, write_extras, value_histogram, render_heatmap
+
+
 def write_outputs(
     result: ImageResult,
     out_dir: str | Path,
@@ -308,6 +313,7 @@ def write_outputs(
     ImageStats
         The stats written, with the ``files`` entries filled in.
     """
+    MODEL_VIEW_DIR, RenderOptions, kept_views, overlay_picture, write_extras, value_histogram, render_heatmap = _drawing()
     out = Path(out_dir)
     if out.is_dir():
         # from here on the folder no longer describes an earlier run: its stats.json goes first,

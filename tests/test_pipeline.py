@@ -153,10 +153,10 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
 
 def test_write_outputs_writes_stats_last(tmp_path, make_image, monkeypatch):
     """If rendering fails half way, no stats.json claims the image is complete."""
-    import aptviz.pipeline as pl
+    import aptviz.render.extras as extras  # write_outputs imports its drawing functions when called
 
     result = compute(make_image("x.png"), expand_runs(["v1"]), Params())
-    monkeypatch.setattr(pl, "overlay_picture", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
+    monkeypatch.setattr(extras, "overlay_picture", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
     with pytest.raises(RuntimeError):
         write_outputs(result, tmp_path / "x")
     assert not (tmp_path / "x" / "stats.json").exists()

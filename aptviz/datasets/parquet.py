@@ -291,7 +291,10 @@ class PartWriter:
         if not self._waiting:
             return None
         pa = require_pyarrow()
-        table = pa.concat_tables(self._tables).cast(row_schema(self.psnr))
+        schema = row_schema(self.psnr)
+        table = pa.concat_tables(self._tables)
+        if table.schema != schema:  # Ray's tables; a cast imports pyarrow.compute (0.1 s), so only when needed
+            table = table.cast(schema)
         name = f"part-{self._stamp}-{self._seq:05d}.parquet"
         final = write_stream_atomic(self.out / name, lambda fh: pa.parquet.write_table(table, fh, compression="zstd"))
         self._seq += 1
