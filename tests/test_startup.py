@@ -37,7 +37,7 @@ from conftest import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = expand_runs(["v1", "v2", "budget"], [0.3, 1.0])
-HEAVY = ("pandas", "ray", "torch", "matplotlib", "transformers", "aptviz.render", "pyarrow.compute")
+HEAVY = ("pandas", "ray", "torch", "matplotlib", "transformers", "aptviz.render", "aptviz.pipeline", "pyarrow.compute")
 
 
 def _ref(path: Path, member: str | None = None) -> InputRef:
