@@ -87,7 +87,7 @@ def test_image_named_like_a_layout_folder_survives_the_next_run(tmp_path, make_i
     import aptviz
 
     cat = make_image("in/12cat.jpg")
-    nested = make_image("in/sub/07_dog.png", seed=1)
+    make_image("in/sub/07_dog.png", seed=1)
     other = make_image("other.png", seed=2)
     out = tmp_path / "out"
     first = aptviz.run([cat.parent], out, ["budget:0.3"], workers=1, recursive=True)
