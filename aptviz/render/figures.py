@@ -16,7 +16,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from aptviz.compute.histogram import HIST_BINS
+from aptviz.compute.entropy import PAD
+from aptviz.compute.histogram import HIST_BINS, merge_histograms, value_histogram, value_range  # noqa: F401
 from aptviz.compute.xp import to_numpy
 from aptviz.render.pictures import (
     BOUNDARY_COLOR,
@@ -36,9 +37,11 @@ __all__ = [
     "display_scale",
     "figure_png",
     "importance_histogram_png",
+    "merge_histograms",
     "percentiles",
     "psnr_curves_png",
     "selection_title",
+    "value_histogram",
 ]
 
 DISPLAY_HEIGHT = 360  # panel height in compare.png
