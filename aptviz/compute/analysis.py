@@ -193,6 +193,9 @@ def analyse_loaded(
     maps = MappingProxyType({ps: _frozen(m) for ps, m in maps.items()})
     chosen = [replace(sel, masks={ps: _frozen(m) for ps, m in sel.masks.items()}) for sel in chosen]
     seen = _views(loaded, resized, chosen, params) if views else [None] * len(chosen)
+    for view in filter(None, seen):  # the views' pictures are read-only too
+        view.apt.flags.writeable = False
+        view.uniform.image.flags.writeable = False
     measure = params.importance
     return Analysis(
         path=path,
