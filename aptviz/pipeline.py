@@ -234,10 +234,12 @@ def analyze(
         v1 thresholds; default ``(3.0, 2.0)`` for entropy, required for the
         other measures.
     **params
-        Any :class:`aptviz.compute.params.Params` field (patch_size, merge_size,
-        temporal_patch_size, num_scales, min_pixels, max_pixels, bins,
-        device -- "auto", "cpu" or "cuda", importance -- "entropy",
-        "laplacian" or "upsample-mse", aggregate -- "mean", "max" or "std").
+        Any :class:`aptviz.compute.params.Params` field (model -- "qwen2-vl",
+        "qwen2.5-vl" or "qwen3-vl", which sets the three sizes below unless
+        they are given; patch_size, merge_size, temporal_patch_size,
+        num_scales, min_pixels, max_pixels, bins, device -- "auto", "cpu" or
+        "cuda", importance -- "entropy", "laplacian" or "upsample-mse",
+        aggregate -- "mean", "max" or "std").
 
     Returns
     -------
@@ -278,7 +280,8 @@ def _token_arrays(result: ImageResult):
 
     p = result.params
     selections = [(spec.label, sel.masks) for spec, sel in result.selections]
-    return iter_token_arrays(result.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
+    sizes = (p.patch_size, p.merge_size, p.temporal_patch_size)
+    return iter_token_arrays(result.resized, selections, *sizes, p.preset.image_mean, p.preset.image_std)
 
 
 def write_outputs(
