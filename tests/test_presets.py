@@ -222,3 +222,54 @@ def main_app(name: str):
 
     module, _, attr = SUBCOMMANDS[name].partition(":")
     return getattr(import_module(module), attr)
+
+
+# -- --show-windows ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [[], ["--color-by-scale", "--line-width", "3"]], ids=["green", "by-scale"])
+def test_show_windows_changes_only_the_112px_window_borders(tmp_path, extra):
+    from PIL import Image
+
+    base = [str(PHOTOS[1]), "--model", "qwen2.5-vl", "-m", "budget:0.3", "--overlay-format", "png", "-q", *extra]
+    for name, flags in (("plain", []), ("windows", ["--show-windows"])):
+        r = CliRunner().invoke(app, [*base, *flags, "-o", str(tmp_path / name)], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+    rel = "coffee/02_patches_grid/patches_visualization.png"
+    plain = np.asarray(Image.open(tmp_path / "plain" / rel))
+    windows = np.asarray(Image.open(tmp_path / "windows" / rel))
+    stats = json.loads((tmp_path / "windows" / "coffee" / "stats.json").read_text())
+    w, h = stats["image"]["resized_size"]
+    assert stats["render"]["window"] == 112 and "window" not in json.loads(
+        (tmp_path / "plain" / "coffee" / "stats.json").read_text()
+    )["render"]
+    lw = 3 if extra else 2
+    # the border at x = 112 k covers columns x - lw // 2 ... x - lw // 2 + lw - 1, as a patch edge does
+    near = lambda n: np.isin((np.arange(n) + lw // 2) % 112, np.arange(lw)) & (np.arange(n) >= 112 - lw // 2)  # noqa: E731
+    border = near(h)[:, None] | near(w)[None, :]
+    assert border.sum() > 0 and (w // 112, h // 112) == (5, 3)
+    changed = (plain[:h] != windows[:h]).any(axis=-1)
+    assert changed.any() and not changed[~border].any()  # only pixels on window borders change...
+    assert (windows[:h][border] == (255, 0, 0)).all()  # ... and all of them are drawn in the window colour
+    assert windows.shape[0] > h  # with a legend strip below the picture
+    legend = windows[h:]
+    assert ((legend == (255, 0, 0)).all(axis=-1)).sum() > 20  # the legend's red swatch
+
+
+@pytest.mark.parametrize("model", ["qwen2-vl", "qwen3-vl"])
+def test_show_windows_is_a_usage_error_for_models_without_windows(tmp_path, model):
+    r = CliRunner().invoke(app, [str(PHOTOS[0]), "--model", model, "--show-windows", "-o", str(tmp_path)])
+    assert r.exit_code == 2
+    assert f"--show-windows needs --model qwen2.5-vl: {model}'s vision tower attends to the whole image" in " ".join(
+        r.output.split()
+    )
+    assert not any(tmp_path.iterdir())
+
+
+def test_show_windows_is_part_of_the_resume_key(tmp_path):
+    args = [str(PHOTOS[0]), "--model", "qwen2.5-vl", "-m", "budget:0.3", "-o", str(tmp_path), "-q"]
+    stats = tmp_path / "chelsea" / "stats.json"
+    assert CliRunner().invoke(app, args).exit_code == 0
+    first = stats.stat().st_mtime_ns
+    assert CliRunner().invoke(app, [*args, "--show-windows"]).exit_code == 0
+    assert stats.stat().st_mtime_ns != first and json.loads(stats.read_text())["render"]["window"] == 112

@@ -55,6 +55,7 @@ from aptviz.cli.options import (
     Quiet,
     Recursive,
     SaveMaps,
+    ShowWindows,
     TemporalPatchSize,
     Verbose,
     Version,
@@ -64,6 +65,7 @@ from aptviz.cli.options import (
     request_from,
     setup_logging,
     usage_error,
+    window_from,
 )
 from aptviz.compute.params import Device, Measure
 from aptviz.compute.presets import Model
@@ -107,6 +109,7 @@ def run(
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
     color_by_scale: ColorByScale = False,
+    show_windows: ShowWindows = False,
     line_width: LineWidth = 2,
     caption: Caption = False,
     overlay_format: OverlayFormat = "jpg",
@@ -126,7 +129,7 @@ def run(
     try:
         params, runs = request_from(locals())
         memory = memory_from(max_memory)
-        render = render_from(color_by_scale, line_width, caption, overlay_format)
+        render = render_from(color_by_scale, line_width, caption, overlay_format, window_from(show_windows, params))
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
             recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,

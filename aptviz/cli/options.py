@@ -182,6 +182,14 @@ DeviceOpt = Annotated[
 ColorByScale = Annotated[
     bool, typer.Option("--color-by-scale", help="Overlays: one boundary colour per patch scale, with a legend.")
 ]
+ShowWindows = Annotated[
+    bool,
+    typer.Option(
+        "--show-windows",
+        help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge units) in red, with a "
+        "legend entry (needs --model qwen2.5-vl: the other models attend to the whole image).",
+    ),
+]
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
 Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
 OverlayFormat = Annotated[
@@ -204,11 +212,31 @@ Version = Annotated[
 DEFAULT_THRESHOLDS_TEXT = "3,2"
 
 
-def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str):
+def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, window: int = 0):
     """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad)."""
     from aptviz.render.extras import RenderOptions
 
-    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."))
+    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."), window)
+
+
+def window_from(show_windows: bool, params) -> int:
+    """``--show-windows``: the attention-window side in px to draw (0 when not asked).
+
+    Raises :class:`~aptviz.errors.ParameterError` for a model whose vision
+    tower has no windows (Qwen2-VL, Qwen3-VL), rather than drawing borders
+    that do not exist.
+    """
+    from aptviz.errors import ParameterError
+
+    if not show_windows:
+        return 0
+    window = params.attention_window
+    if not window:
+        raise ParameterError(
+            f"--show-windows needs --model qwen2.5-vl: {params.model}'s vision tower attends to the whole image "
+            "(no attention windows to draw)"
+        )
+    return window
 
 
 def usage_error(message: str) -> typer.Exit:

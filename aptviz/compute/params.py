@@ -362,6 +362,21 @@ class Params:
         return preset(self.model)
 
     @property
+    def attention_window(self) -> int | None:
+        """Side in px of the vision tower's attention windows, or None where it attends to the whole image.
+
+        Qwen2.5-VL attends within 112 px windows: ``112 // (patch * merge)``
+        merge units a side, as its vision tower computes them (4 x 28 px).
+
+        Examples
+        --------
+        >>> Params(model="qwen2.5-vl").attention_window, Params(model="qwen3-vl").attention_window
+        (112, None)
+        """
+        window = self.preset.window_size
+        return None if window is None else window // self.factor * self.factor
+
+    @property
     def measure(self) -> Measure:
         """The importance measure as a :class:`Measure`."""
         return Measure(self.importance)
