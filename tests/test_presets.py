@@ -273,3 +273,23 @@ def test_show_windows_is_part_of_the_resume_key(tmp_path):
     first = stats.stat().st_mtime_ns
     assert CliRunner().invoke(app, [*args, "--show-windows"]).exit_code == 0
     assert stats.stat().st_mtime_ns != first and json.loads(stats.read_text())["render"]["window"] == 112
+
+
+def test_the_worked_examples_in_the_docs_are_real_runs():
+    from conftest import ROOT
+
+    doc = " ".join((ROOT / "docs" / "models.md").read_text(encoding="utf-8").split())
+    for model, photo in (("qwen2-vl", "chelsea"), ("qwen3-vl", "chelsea"), ("qwen2.5-vl", "coffee")):
+        stats = aptviz.analyze(SAMPLES / f"{photo}.png", ["budget:0.3", "v2:1.0"], model=model)
+        w, h = stats["image"]["resized_size"]
+        assert f"→ {w}×{h}" in doc, (model, w, h)
+        budget = stats["selections"][0]
+        t = list(budget["tokens_by_scale"].values())
+        small = f"{t[0]}/4 + {t[1]} + {t[2]} = {budget['llm_tokens']}"
+        if photo == "chelsea":
+            assert f"| budget 0.3 | {t[0]}/{t[1]}/{t[2]} | {budget['vit_tokens']} | {small} |" in doc, model
+            v2 = stats["selections"][1]
+            assert f"| v2 1.0 | {'/'.join(map(str, v2['tokens_by_scale'].values()))} | {v2['vit_tokens']} |" in doc
+        else:
+            assert f"keeps {t[0]}/{t[1]}/{t[2]} patches: {budget['vit_tokens']} ViT tokens" in doc
+            assert f"{small} LLM tokens" in doc
