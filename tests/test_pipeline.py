@@ -25,6 +25,7 @@ SCHEMA_PARAMS = {
     "device",
     "importance",
     "aggregate",
+    "model",
 }
 SCHEMA_SELECTION = {
     "method",
