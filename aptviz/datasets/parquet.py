@@ -43,6 +43,7 @@ ROW_FIELDS: dict[str, str] = {
     "selection": _S,
     "method": _S,
     "alpha": _F,
+    "model": _S,
     "thresholds": _LF,
     "original_width": _I,
     "original_height": _I,

@@ -145,6 +145,7 @@ def _base_row(ref: InputRef, params: Params, spec: RunSpec, psnr: bool = False) 
         "selection": spec.label,
         "method": str(spec.method),
         "alpha": spec.alpha,
+        "model": params.model,
     }
 
 
