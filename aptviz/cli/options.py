@@ -231,10 +231,15 @@ def window_from(show_windows: bool, params) -> int:
     if not show_windows:
         return 0
     window = params.attention_window
-    if not window:
+    if window is None:
         raise ParameterError(
             f"--show-windows needs --model qwen2.5-vl: {params.model}'s vision tower attends to the whole image "
             "(no attention windows to draw)"
+        )
+    if window == 0:
+        raise ParameterError(
+            f"--show-windows: a {params.factor} px merge unit is larger than the {params.preset.window_size} px "
+            "attention window"
         )
     return window
 
