@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ._version import __version__
+from aptviz._version import __version__
 
 __all__ = [
     "PAD",
@@ -41,22 +41,22 @@ __all__ = [
 ]
 
 _LAZY = {
-    "smart_resize": "resize",
-    "resize_image": "resize",
-    "load_image": "loading",
-    "entropy_maps": "entropy",
-    "importance_maps": "importance",
-    "PAD": "entropy",
-    "select_patches": "selection",
-    "Selection": "selection",
+    "smart_resize": "compute.resize",
+    "resize_image": "compute.resize",
+    "load_image": "compute.loading",
+    "entropy_maps": "compute.entropy",
+    "importance_maps": "compute.importance",
+    "PAD": "compute.entropy",
+    "select_patches": "compute.selection",
+    "Selection": "compute.selection",
     "analyze": "pipeline",
-    "run": "runner",
-    "Params": "params",
-    "RunSpec": "params",
-    "Method": "params",
-    "Device": "params",
-    "RunReport": "results",
-    "Status": "results",
+    "run": "runs.runner",
+    "Params": "compute.params",
+    "RunSpec": "compute.params",
+    "Method": "compute.params",
+    "Device": "compute.params",
+    "RunReport": "runs.results",
+    "Status": "runs.results",
 }
 
 
