@@ -1,7 +1,7 @@
 """SSIM benchmark: what ``ssim_apt`` and ``ssim_uniform`` add to an image, against the PSNR path, same run.
 
 The baseline is the path that already gives ``psnr_apt`` and ``psnr_uniform``
-for each selection (aptviz.modelview.compare_views without SSIM): the model
+for each selection (aptviz.compute.views.compare_views without SSIM): the model
 view, the uniform baseline (Pillow BICUBIC down from the original, NEAREST
 back up) and two PSNRs. SSIM adds, per image, one :class:`SsimReference`
 (the resized image filtered once) and, per selection, two scores (model view
@@ -30,13 +30,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aptviz.importance import compute_importance  # noqa: E402
-from aptviz.loading import load_image  # noqa: E402
-from aptviz.modelview import compare_views  # noqa: E402
-from aptviz.params import RunSpec  # noqa: E402
-from aptviz.resize import resize_image  # noqa: E402
-from aptviz.selection import select  # noqa: E402
-from aptviz.ssim import SsimReference  # noqa: E402
+from aptviz.compute.importance import compute_importance  # noqa: E402
+from aptviz.compute.loading import load_image  # noqa: E402
+from aptviz.compute.views import compare_views  # noqa: E402
+from aptviz.compute.params import RunSpec  # noqa: E402
+from aptviz.compute.resize import resize_image  # noqa: E402
+from aptviz.compute.selection import select  # noqa: E402
+from aptviz.compute.ssim import SsimReference  # noqa: E402
 
 TARGET = 1.5
 RUNS = [RunSpec("budget", 0.3), RunSpec("v2", 1.0)]

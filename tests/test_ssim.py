@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from aptviz.entropy import entropy_maps
-from aptviz.loading import load_image
-from aptviz.modelview import model_view, uniform_view
-from aptviz.resize import resize_image
-from aptviz.selection import select_patches
-from aptviz.ssim import WIN_SIZE, SsimReference, gaussian_kernel, ssim
+from aptviz.compute.entropy import entropy_maps
+from aptviz.compute.loading import load_image
+from aptviz.compute.resize import resize_image
+from aptviz.compute.selection import select_patches
+from aptviz.compute.ssim import WIN_SIZE, SsimReference, gaussian_kernel, ssim
+from aptviz.compute.views import model_view, uniform_view
 
 from conftest import textured
 
