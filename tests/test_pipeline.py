@@ -42,6 +42,8 @@ SCHEMA_SELECTION = {
     "uniform_vit_tokens",
     "uniform_size",
     "psnr_uniform",
+    "ssim_apt",
+    "ssim_uniform",
     "files",
 }
 

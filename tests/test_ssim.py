@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -149,3 +153,34 @@ def test_bad_inputs_are_clear_errors():
         ssim(a, a.astype(np.float32))
     with pytest.raises(ValueError, match="H x W x 3"):
         ssim(a[..., 0], a[..., 0])
+
+
+def _run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aptviz", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+
+
+def test_cli_ssim_fields_are_skimages_on_the_views(tmp_path, sample_paths):
+    """stats.json's ssim_apt / ssim_uniform: scikit-image's SSIM of the model view and the uniform view."""
+    path = sample_paths[0]
+    r = _run_cli(path, "-m", "budget:0.3", "-m", "v2:1.0", "--save-maps", "-o", tmp_path)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((tmp_path / path.stem / "stats.json").read_text())
+    loaded = load_image(path)
+    resized = np.asarray(resize_image(loaded))
+    maps = np.load(tmp_path / path.stem / "maps.npz")
+    assert len(stats["selections"]) == 2
+    for sel in stats["selections"]:
+        label = f"{sel['method']}_alpha{sel['alpha']:g}"
+        masks = {ps: maps[f"mask_{label}_{ps}"] for ps in (14, 28, 56)}
+        apt = model_view(resized, masks)
+        uni = uniform_view(loaded, (resized.shape[1], resized.shape[0]), sel["tokens"]).image
+        assert abs(sel["ssim_apt"] - skimage_ssim(resized, apt)) < TOL
+        assert abs(sel["ssim_uniform"] - skimage_ssim(resized, uni)) < TOL
+        assert 0 < sel["ssim_apt"] < 1 and 0 < sel["ssim_uniform"] < 1
+    assert "SSIM, APT / uniform: budget 0.3 " in " ".join(r.stdout.split())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["ssim_apt"] for row in summary] == [s["ssim_apt"] for s in stats["selections"]]
+    assert [row["ssim_uniform"] for row in summary] == [s["ssim_uniform"] for s in stats["selections"]]
+    page = (tmp_path / "report.html").read_text()
+    assert "<td>SSIM APT</td>" in page and "<td>SSIM uniform</td>" in page and "<th>ssim_apt</th>" in page

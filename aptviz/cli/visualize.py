@@ -85,6 +85,14 @@ def image_table(stats: ImageStats) -> Table:
             "PSNR dB, APT / uniform Qwen2-VL (its tokens): " + ", ".join(views)
         )
         table.caption_justify = "left"
+    ssims = [
+        f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)} "
+        f"{sel.ssim_apt:.3f}/{sel.ssim_uniform:.3f}"
+        for sel in stats.selections
+        if sel.ssim_apt is not None and sel.ssim_uniform is not None
+    ]
+    if ssims:
+        table.caption += "; SSIM, APT / uniform: " + ", ".join(ssims)
     return table
 
 

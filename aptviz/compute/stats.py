@@ -107,6 +107,9 @@ class SelectionStats:
     uniform_vit_tokens: int | None = None
     uniform_size: list[int] | None = None  # [W, H] plain Qwen2-VL resizes to at max_pixels = tokens * P * P
     psnr_uniform: float | None = None
+    # SSIM (scikit-image's definition, docs/pipeline.md) of the same two views against the resized image
+    ssim_apt: float | None = None
+    ssim_uniform: float | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -6,6 +6,8 @@
   ``vit_tokens * P * P``: Pillow BICUBIC down from the original, Pillow
   NEAREST back to the resized size.
 * :func:`psnr` -- peak signal-to-noise ratio in dB against the resized image.
+* SSIM of both views against the resized image (:mod:`aptviz.compute.ssim`,
+  scikit-image's definition), with the resized image filtered once per image.
 
 Everything is array work: one block mean per scale over the whole image, no
 loop over patches.
@@ -20,9 +22,10 @@ import numpy as np
 from PIL import Image
 
 from aptviz.compute.resize import smart_resize
+from aptviz.compute.ssim import WIN_SIZE, SsimReference
 from aptviz.compute.xp import pool2x2, to_numpy
 
-__all__ = ["ModelView", "UniformView", "compare_views", "model_view", "psnr", "uniform_view"]
+__all__ = ["ModelView", "UniformView", "compare_views", "model_view", "psnr", "ssim_reference", "uniform_view"]
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
@@ -174,6 +177,8 @@ class ViewStats:
     uniform_vit_tokens: int
     uniform_size: list[int]
     psnr_uniform: float | None
+    ssim_apt: float | None = None  # None only for an image below SSIM's 11 x 11 window (never after smart_resize)
+    ssim_uniform: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -196,19 +201,38 @@ def compare_views(
     patch_size: int = 14,
     merge_size: int = 2,
     min_pixels: int = 56 * 56,
+    reference: SsimReference | None = None,
 ) -> ModelView:
-    """APT's model view and the uniform baseline, each with its PSNR against ``resized``.
+    """APT's model view and the uniform baseline, each with its PSNR and SSIM against ``resized``.
+
+    ``reference``: ``resized`` already filtered for SSIM (:class:`SsimReference`),
+    shared by the selections of one image; made here when not given.
 
     Examples
     --------
     >>> img = Image.new("RGB", (56, 56), (50, 60, 70))
     >>> masks = {14: np.zeros((4, 4), bool), 28: np.ones((2, 2), bool)}
     >>> mv = compare_views(img, np.asarray(img), masks, vit_tokens=4)
-    >>> mv.stats.psnr_apt is None, mv.stats.uniform_vit_tokens
-    (True, 4)
+    >>> mv.stats.psnr_apt is None, mv.stats.uniform_vit_tokens, round(mv.stats.ssim_apt, 6)
+    (True, 4, 1.0)
     """
     resized = np.asarray(resized, dtype=np.uint8)
     apt = model_view(resized, masks)
     uni = uniform_view(original, (resized.shape[1], resized.shape[0]), vit_tokens, patch_size, merge_size, min_pixels)
-    stats = ViewStats(psnr(resized, apt), uni.vit_tokens, list(uni.size), psnr(resized, uni.image))
+    if reference is None:
+        reference = ssim_reference(resized)
+    ssim_apt = None if reference is None else reference.score(apt)
+    ssim_uni = None if reference is None else reference.score(uni.image)
+    stats = ViewStats(psnr(resized, apt), uni.vit_tokens, list(uni.size), psnr(resized, uni.image), ssim_apt, ssim_uni)
     return ModelView(apt, uni, stats)
+
+
+def ssim_reference(resized: np.ndarray) -> SsimReference | None:
+    """The resized image filtered for SSIM, or None when it is smaller than SSIM's 11 x 11 window.
+
+    smart_resize never makes a side below 28 px, so None only comes from arrays made by hand.
+    """
+    resized = np.asarray(resized, dtype=np.uint8)
+    if min(resized.shape[:2]) < WIN_SIZE:
+        return None
+    return SsimReference(resized)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from aptviz.compute.importance import informative_scale
-from aptviz.compute.views import ModelView, compare_views
+from aptviz.compute.views import ModelView, compare_views, ssim_reference
 from aptviz.output.atomic import encode_image, write_bytes_atomic, write_image
 from aptviz.render.figures import build_compare, display_blend, display_image, selection_title
 from aptviz.render.pictures import (
@@ -88,8 +88,9 @@ def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: Rend
 def model_views(result, masks_and_tokens) -> list[ModelView]:
     """Model view and uniform baseline of every selection of one image."""
     p = result.params
+    ref = ssim_reference(result.resized)  # the resized image filtered once for every selection's SSIM
     return [
-        compare_views(result.loaded.image, result.resized, masks, tokens, p.patch_size, p.merge_size, p.min_pixels)
+        compare_views(result.loaded.image, result.resized, masks, tokens, p.patch_size, p.merge_size, p.min_pixels, ref)
         for masks, tokens in masks_and_tokens
     ]
 

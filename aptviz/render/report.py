@@ -36,6 +36,8 @@ NUMBER_KEYS = (
     ("psnr_apt", "PSNR APT (dB)"),
     ("uniform_vit_tokens", "uniform ViT tokens"),
     ("psnr_uniform", "PSNR uniform (dB)"),
+    ("ssim_apt", "SSIM APT"),
+    ("ssim_uniform", "SSIM uniform"),
 )
 
 CSS = """

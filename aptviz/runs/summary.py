@@ -54,6 +54,8 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             psnr_apt=sel.psnr_apt,
             uniform_vit_tokens=sel.uniform_vit_tokens,
             psnr_uniform=sel.psnr_uniform,
+            ssim_apt=sel.ssim_apt,
+            ssim_uniform=sel.ssim_uniform,
             output=folder,
             error=None,
         )
@@ -94,7 +96,7 @@ class Summary:
             + [f"tokens_{ps}" for ps in scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
-            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "output", "error"]
+            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform", "output", "error"]
         )
 
     def _key(self, result: JobResult) -> str:
