@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from aptviz._log import logger
-from aptviz.datasets.rows import PERCENTILES, PSNR_COLUMNS
+from aptviz.datasets.rows import FIDELITY_COLUMNS, PERCENTILES
 from aptviz.errors import MissingExtraError
 from aptviz.output.atomic import write_stream_atomic
 
 __all__ = [
-    "PSNR_FIELDS",
+    "FIDELITY_FIELDS",
     "ROW_FIELDS",
     "MissingExtraError",
     "PartWriter",
@@ -74,27 +74,27 @@ ROW_FIELDS: dict[str, str] = {
     "run_key": _S,
     "row_id": _I,
 }
-#: The columns ``--psnr`` adds, placed after ``llm_retention``.
-PSNR_FIELDS: dict[str, str] = dict(zip(PSNR_COLUMNS, (_F, _I, _F)))
+#: The columns ``--fidelity`` adds, placed after ``llm_retention``.
+FIDELITY_FIELDS: dict[str, str] = dict(zip(FIDELITY_COLUMNS, (_F, _I, _F, _F, _F)))
 
 
-def row_fields(psnr: bool = False) -> dict[str, str]:
-    """Column name -> Arrow type, in file order: :data:`ROW_FIELDS`, plus :data:`PSNR_FIELDS` with ``psnr``.
+def row_fields(fidelity: bool = False) -> dict[str, str]:
+    """Column name -> Arrow type, in file order: :data:`ROW_FIELDS`, plus :data:`FIDELITY_FIELDS` with ``fidelity``.
 
     Examples
     --------
     >>> row_fields() == ROW_FIELDS
     True
-    >>> names = list(row_fields(psnr=True)); names[names.index("llm_retention") + 1]
+    >>> names = list(row_fields(fidelity=True)); names[names.index("llm_retention") + 1]
     'psnr_apt'
     """
-    if not psnr:
+    if not fidelity:
         return ROW_FIELDS
     out: dict[str, str] = {}
     for name, t in ROW_FIELDS.items():
         out[name] = t
         if name == "llm_retention":
-            out.update(PSNR_FIELDS)
+            out.update(FIDELITY_FIELDS)
     return out
 
 
@@ -108,8 +108,8 @@ def require_pyarrow():
     return pyarrow
 
 
-def row_schema(psnr: bool = False):
-    """The Arrow schema of the rows (stable whatever the number of scales; ``psnr`` adds its columns)."""
+def row_schema(fidelity: bool = False):
+    """The Arrow schema of the rows (stable whatever the number of scales; ``fidelity`` adds its columns)."""
     pa = require_pyarrow()
     types = {
         _I: pa.int64(),
@@ -118,13 +118,13 @@ def row_schema(psnr: bool = False):
         _LI: pa.list_(pa.int64()),
         _LF: pa.list_(pa.float64()),
     }
-    return pa.schema([(name, types[t]) for name, t in row_fields(psnr).items()])
+    return pa.schema([(name, types[t]) for name, t in row_fields(fidelity).items()])
 
 
-def rows_to_table(rows: list[dict], psnr: bool = False):
+def rows_to_table(rows: list[dict], fidelity: bool = False):
     """Rows (dicts from :mod:`aptviz.datasets.rows`) as an Arrow table with :func:`row_schema`."""
     pa = require_pyarrow()
-    return pa.Table.from_pylist(rows, schema=row_schema(psnr))
+    return pa.Table.from_pylist(rows, schema=row_schema(fidelity))
 
 
 def part_files(out: str | Path) -> list[Path]:
@@ -174,10 +174,10 @@ class PartWriter:
     """
 
     def __init__(
-        self, out: str | Path, rows_per_part: int = 20000, seconds_per_part: float = 60.0, psnr: bool = False
+        self, out: str | Path, rows_per_part: int = 20000, seconds_per_part: float = 60.0, fidelity: bool = False
     ):
         self.out = Path(out)  # created with the first part: a run that writes nothing leaves nothing
-        self.psnr = psnr  # the PSNR columns in the schema
+        self.fidelity = fidelity  # the PSNR and SSIM columns in the schema
         self.rows_per_part = rows_per_part
         self.seconds_per_part = seconds_per_part
         self._tables: list = []
@@ -191,7 +191,7 @@ class PartWriter:
 
     def add(self, rows) -> None:
         """Queue rows: a list of dicts or an Arrow table with :func:`row_schema`."""
-        table = rows_to_table(rows, self.psnr) if isinstance(rows, list) else rows
+        table = rows_to_table(rows, self.fidelity) if isinstance(rows, list) else rows
         if table.num_rows == 0:
             return
         self._tables.append(table)
@@ -204,7 +204,7 @@ class PartWriter:
         if not self._waiting:
             return None
         pa = require_pyarrow()
-        table = pa.concat_tables(self._tables).cast(row_schema(self.psnr))
+        table = pa.concat_tables(self._tables).cast(row_schema(self.fidelity))
         name = f"part-{self._stamp}-{self._seq:05d}.parquet"
         final = write_stream_atomic(self.out / name, lambda fh: pa.parquet.write_table(table, fh, compression="zstd"))
         self._seq += 1
