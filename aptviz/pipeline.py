@@ -21,12 +21,12 @@ from aptviz._version import __version__
 from aptviz.compute.entropy import PAD
 from aptviz.compute.importance import compute_importance, informative_scale, measure_unit
 from aptviz.compute.loading import LoadedImage, decode_limit, open_image
-from aptviz.compute.params import Measure, Params, RunSpec, build_runs
+from aptviz.compute.params import Measure, Params, RunSpec, build_runs, params_and_measures
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import Selection, select
 from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats
 from aptviz.compute.xp import to_numpy
-from aptviz.errors import InputError
+from aptviz.errors import InputError, ParameterError
 from aptviz.output.atomic import (
     clean_stale_temp_files,
     write_bytes_atomic,
@@ -75,6 +75,12 @@ class ImageResult:
     params: Params
     selections: list[tuple[RunSpec, Selection]] = field(default_factory=list)
     views: list = field(default_factory=list)  # ModelView per selection (SPEC §8), same order
+    # runs of several measures: {measure: maps}, ``maps`` being the first's; empty for one measure
+    measure_maps: dict = field(default_factory=dict)
+
+    @property
+    def several_measures(self) -> bool:
+        return len(self.measure_maps) > 1
 
     def stats(self) -> ImageStats:
         """The stats.json content as :class:`ImageStats` (no ``files`` yet)."""
@@ -97,10 +103,11 @@ def entropy_summary(ent) -> EntropySummary:
     return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_stats(sel: Selection, params: Params, view=None) -> SelectionStats:
-    """One element of stats.json ``selections`` (no files yet), with its ViT and LLM token counts
-    and, given its ModelView, the model-view numbers."""
+def selection_stats(sel: Selection, params: Params, view=None, spec: RunSpec | None = None) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files yet), with its measure, its ViT and LLM token
+    counts and, given its ModelView, the model-view numbers."""
     numbers = view.stats.to_dict() if view is not None else {}
+    own = spec is not None and spec.importance is not None  # a run of several measures
     stats = SelectionStats(
         method=str(sel.method),
         alpha=sel.alpha,
@@ -110,6 +117,8 @@ def selection_stats(sel: Selection, params: Params, view=None) -> SelectionStats
         base_small_tokens=sel.base_small_tokens,
         retention=sel.retention,
         target_retention=sel.target_retention,
+        importance=spec.importance if own else params.importance,
+        aggregate=spec.aggregate if own else params.aggregate,
         budget_info=sel.budget_info,
         **numbers,
     )
@@ -139,10 +148,13 @@ def build_stats(result: ImageResult) -> ImageStats:
         grid={ps: tuple(m.shape) for ps, m in result.maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in result.maps.items()},
         selections=[
-            selection_stats(sel, result.params, view)
-            for (_, sel), view in zip(result.selections, result.views or [None] * len(result.selections))
+            selection_stats(sel, result.params, view, spec)
+            for (spec, sel), view in zip(result.selections, result.views or [None] * len(result.selections))
         ],
-    )
+        importance_by_measure={
+            m: {ps: entropy_summary(a) for ps, a in maps.items()} for m, maps in result.measure_maps.items()
+        } if result.several_measures else None,
+    )  # fmt: skip
 
 
 def compute(path: str | Path, runs: list[RunSpec], params: Params, max_image_pixels: int | None = None) -> ImageResult:
@@ -189,13 +201,18 @@ def compute_loaded(
         "{}: {}x{} -> {}x{}", path, loaded.image.width, loaded.image.height, resized.shape[1], resized.shape[0]
     )
     try:
-        maps = compute_importance(
-            resized, params.importance, params.aggregate, params.patch_size, params.num_scales, params.bins,
-            params.device,
-        )  # fmt: skip
-        result = ImageResult(path, loaded, resized, maps, params)
+        measures = _measures(runs, params)  # maps computed once per measure
+        all_maps = {
+            m: compute_importance(resized, m, agg, params.patch_size, params.num_scales, params.bins, params.device)
+            for m, agg in measures.items()
+        }
+        maps = next(iter(all_maps.values()))
+        result = ImageResult(path, loaded, resized, maps, params, measure_maps=all_maps if len(all_maps) > 1 else {})
         for spec in runs:
-            result.selections.append((spec, select(maps, spec.check_scales(params.num_scales), params.importance)))
+            measure = spec.importance or params.importance
+            result.selections.append(
+                (spec, select(all_maps[measure], spec.check_scales(params.num_scales), measure))
+            )
         if views:
             result.views = model_views(result, [(sel.masks, sel.tokens) for _, sel in result.selections])
     except Exception as exc:
@@ -203,6 +220,20 @@ def compute_loaded(
             raise InputError("CUDA out of memory; retry with --device cpu") from exc
         raise
     return result
+
+
+def _measures(runs: list[RunSpec], params: Params) -> dict[str, str | None]:
+    """``{measure: aggregate}`` the selections run on, in order: Params' measure unless a spec has its own.
+
+    Raises ParameterError when one measure is asked with two aggregates.
+    """
+    out: dict[str, str | None] = {}
+    for spec in runs or [None]:
+        own = spec is not None and spec.importance is not None
+        m, agg = (spec.importance, spec.aggregate) if own else (params.importance, params.aggregate)
+        if out.setdefault(m, agg) != agg:
+            raise ParameterError(f"{m} is asked with two aggregates ({out[m]} and {agg}); run them apart")
+    return out
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:
@@ -250,8 +281,8 @@ def analyze(
     >>> stats["selections"][0]["tokens"]
     209
     """
-    p = Params(**params)
-    runs = build_runs(methods, alphas, thresholds, p.num_scales, p.importance)
+    p, measures = params_and_measures(**params)
+    runs = build_runs(methods, alphas, thresholds, p.num_scales, measures, params.get("aggregate"))
     return compute(path, runs, p).stats().to_dict()
 
 
@@ -264,8 +295,9 @@ def overlay_name(spec: RunSpec, single: bool, suffix: str = ".jpg") -> str:
 
 def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
-    for ps, m in result.maps.items():
-        arrays[f"{result.params.importance}_{ps}"] = to_numpy(m)  # entropy_14, laplacian_14, upsample-mse_14
+    for measure, maps in (result.measure_maps or {result.params.importance: result.maps}).items():
+        for ps, m in maps.items():
+            arrays[f"{measure}_{ps}"] = to_numpy(m)  # entropy_14, laplacian_14, upsample-mse_14
     for spec, sel in result.selections:
         for ps, mask in sel.masks.items():
             arrays[f"mask_{spec.label}_{ps}"] = to_numpy(mask)
@@ -315,24 +347,8 @@ def write_outputs(
         (out / STATS_NAME).unlink(missing_ok=True)
         clean_stale_temp_files(out)  # left by killed writers; a live run's files are kept
     stats = result.stats()
-    h, w = result.resized.shape[:2]
-    files: dict = {"heatmaps": {}}
-    # one colour scale for all scales of the image: the non-PAD range in stats["importance"]
-    summaries = [e for e in stats.importance.values() if e.min is not None]
-    vmin = min((e.min for e in summaries), default=0.0)
-    vmax = max((e.max for e in summaries), default=0.0)
-    p = result.params
-    unit = measure_unit(p.importance, p.aggregate or "mean")
-    label = None if p.measure is Measure.entropy else p.importance  # entropy's colorbar stays as it was
-    shown = informative_scale(p.importance, result.maps)  # the finest scale, but 28 px for upsample-mse
-    for ps, ent in result.maps.items():
-        rel = f"{HEATMAP_DIR}/importance_map_scale_{ps}.png"
-        picture = render_heatmap(ent, ps, (w, h), vmin=vmin, vmax=vmax, unit=unit, measure=label)
-        write_image(out / rel, picture)
-        if ps == shown:
-            finest_heatmap = picture  # kept for compare.png
-        del picture
-        files["heatmaps"][str(ps)] = rel
+    files: dict = {}
+    (vmin, vmax), unit, label, finest_heatmap = _write_heatmaps(out, result, stats, files)
     files["original"] = f"{IMAGES_DIR}/original_image.jpg"
     if result.loaded.is_plain_jpeg:  # the file itself: lossless and no re-encoding
         write_bytes_atomic(out / files["original"], result.path.read_bytes())
@@ -345,7 +361,7 @@ def write_outputs(
     render = render or RenderOptions()
     for entry, (spec, sel) in zip(stats.selections, result.selections):
         rel = overlay_name(spec, single, render.overlay_suffix)
-        numbers = entry.to_dict()
+        numbers = dict(entry.to_dict(), show_measure=result.several_measures)  # the caption names the measure
         write_image(out / rel, overlay_picture(result.resized, sel.masks, numbers, render), chroma_444=True)
         entry.files = {"overlay": rel}
         overlays.add(Path(rel).name)
@@ -355,6 +371,10 @@ def write_outputs(
         write_extras(out, result, stats.selections, labels, finest_heatmap, (vmin, vmax), render, heat_style)
     )
     stats.importance_histogram = value_histogram(result.maps, result.params.importance, result.params.bins)
+    if result.several_measures:
+        stats.importance_histograms = {
+            m: value_histogram(maps, m, result.params.bins) for m, maps in result.measure_maps.items()
+        }
     stats.render = render.to_dict()
     if save_maps:
         files["maps"] = MAPS_NAME
@@ -365,8 +385,11 @@ def write_outputs(
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
-    keep = kept_views(stats)
-    for old in [*(out / OVERLAY_DIR).glob("patches_*.*"), *(out / MODEL_VIEW_DIR).glob("*.jpg")]:
+    keep = kept_views(stats) | {rel for per in files.get("heatmaps_by_measure", {}).values() for rel in per.values()}
+    keep |= set(files["heatmaps"].values())
+    stale = [*(out / OVERLAY_DIR).glob("patches_*.*"), *(out / MODEL_VIEW_DIR).glob("*.jpg")]
+    stale += (out / HEATMAP_DIR).glob("importance_map_*.png")  # another run's measures
+    for old in stale:
         if old.name not in overlays and old.relative_to(out).as_posix() not in keep:
             old.unlink(missing_ok=True)
     if not save_maps:
@@ -374,6 +397,46 @@ def write_outputs(
     if not export_tokens:
         (out / TOKENS_NAME).unlink(missing_ok=True)
     return stats
+
+
+def _write_heatmaps(out: Path, result: ImageResult, stats: ImageStats, files: dict):
+    """Write every heatmap; fill ``files["heatmaps"]`` (the first measure's) and, for several
+    measures, ``files["heatmaps_by_measure"]``. Returns the first measure's colour range, unit and
+    colorbar label, and its shown heatmap (for compare.png).
+
+    One colour scale for all scales of a measure: its non-PAD range. One measure keeps its names
+    (``importance_map_scale_14.png``); several name the measure (``importance_map_laplacian_scale_14.png``).
+    """
+    h, w = result.resized.shape[:2]
+    p = result.params
+    by_measure = stats.importance_by_measure or {p.importance: stats.importance}
+    aggregates = {s.importance: s.aggregate for s in stats.selections if s.importance is not None}
+    first = None
+    for measure, summaries in by_measure.items():
+        valid = [e for e in summaries.values() if e.min is not None]
+        vrange = (min((e.min for e in valid), default=0.0), max((e.max for e in valid), default=0.0))
+        aggregate = aggregates.get(measure, p.aggregate) if result.several_measures else p.aggregate
+        unit = measure_unit(measure, aggregate or "mean")
+        # entropy's colorbar stays as it was when it is the only measure
+        label = measure if result.several_measures or measure != Measure.entropy.value else None
+        maps = result.measure_maps.get(measure, result.maps)
+        shown = informative_scale(measure, maps)  # the finest scale, but 28 px for upsample-mse
+        names = {}
+        for ps, ent in maps.items():
+            infix = f"{measure}_" if result.several_measures else ""
+            rel = f"{HEATMAP_DIR}/importance_map_{infix}scale_{ps}.png"
+            picture = render_heatmap(ent, ps, (w, h), vmin=vrange[0], vmax=vrange[1], unit=unit, measure=label)
+            write_image(out / rel, picture)
+            if first is None and ps == shown:
+                shown_picture = picture  # kept for compare.png
+            del picture
+            names[str(ps)] = rel
+        if first is None:
+            first = (vrange, unit, label, shown_picture)
+            files["heatmaps"] = names
+        if result.several_measures:
+            files.setdefault("heatmaps_by_measure", {})[measure] = names
+    return first
 
 
 def process_image(

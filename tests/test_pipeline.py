@@ -33,6 +33,8 @@ SCHEMA_SELECTION = {
     "base_small_tokens",
     "retention",
     "target_retention",
+    "importance",
+    "aggregate",
     "vit_tokens",
     "llm_tokens",
     "llm_tokens_uniform",

@@ -64,7 +64,7 @@ from aptviz.cli.options import (
     setup_logging,
     usage_error,
 )
-from aptviz.compute.params import Device, Measure
+from aptviz.compute.params import Device
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli.calibrate:app",
@@ -96,7 +96,7 @@ def run(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
-    importance: Importance = Measure.entropy,
+    importance: Importance = None,
     aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,

@@ -132,8 +132,6 @@ class SsimReference:
         ValueError
             When ``other`` is not uint8 RGB of the reference's shape.
         """
-        import cv2
-
         b = _as_rgb(other, "the image")
         if b.shape != self.image.shape:
             raise ValueError(f"SSIM compares images of one size: {b.shape[1]}x{b.shape[0]} against "

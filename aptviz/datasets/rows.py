@@ -163,30 +163,34 @@ def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result, fidelit
     stats = result.stats().to_dict()  # exactly the stats.json content
     image = stats["image"]
     scales = [int(ps) for ps in stats["grid"]]
-    ent = list(stats["importance"].values())
     common = {
         "status": "ok",
         "error": None,
-        "importance": stats["params"]["importance"],
-        "aggregate": stats["params"]["aggregate"],
         "frames": image["frames"],
         "original_width": image["original_size"][0],
         "original_height": image["original_size"][1],
         "resized_width": image["resized_size"][0],
         "resized_height": image["resized_size"][1],
         "scales": scales,
-        "importance_mean": [e["mean"] for e in ent],
-        "importance_min": [e["min"] for e in ent],
-        "importance_max": [e["max"] for e in ent],
-        "pad_cells": [e["pad_cells"] for e in ent],
-        **_importance_columns(result.maps),
     }
+    by_measure = stats.get("importance_by_measure") or {stats["params"]["importance"]: stats["importance"]}
+    measures = {}  # the columns of each measure, computed once
+    for m, summaries in by_measure.items():
+        ent = list(summaries.values())
+        measures[m] = {
+            "importance_mean": [e["mean"] for e in ent],
+            "importance_min": [e["min"] for e in ent],
+            "importance_max": [e["max"] for e in ent],
+            "pad_cells": [e["pad_cells"] for e in ent],
+            **_importance_columns(result.measure_maps.get(m, result.maps)),
+        }
     rows = []
     for spec, entry in zip(runs, stats["selections"]):
         by_scale = {int(ps): n for ps, n in entry["tokens_by_scale"].items()}
         budget = entry["budget_info"] or {}
         row = _base_row(ref, params, spec, fidelity)
-        row.update(common)
+        own = {"importance": entry["importance"], "aggregate": entry["aggregate"], **measures[entry["importance"]]}
+        row.update(common, **own)
         row.update(
             thresholds=entry["thresholds"],
             tokens_by_scale=[by_scale[ps] for ps in scales],

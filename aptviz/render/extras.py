@@ -162,7 +162,10 @@ def write_extras(
     small = display_image(result.resized)  # one reduction for the blend and every compare panel
     blended = display_blend(result.resized, result.maps[shown], shown, vrange, small)
     write_image(out / blend, blended, chroma_444=True)
-    panels = [(entry.to_dict(), sel.masks) for entry, (_, sel) in zip(entries, result.selections)]
+    several = len({e.importance for e in entries}) > 1
+    panels = [
+        (dict(entry.to_dict(), show_measure=several), sel.masks) for entry, (_, sel) in zip(entries, result.selections)
+    ]
     h, w = result.resized.shape[:2]
 
     def heatmap_at(k: int) -> np.ndarray:  # the shown heatmap drawn k times larger, colorbar included

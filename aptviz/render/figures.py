@@ -168,8 +168,9 @@ def display_blend(
 def selection_title(sel: dict) -> list[str]:
     """Title lines of one selection panel from its stats.json entry.
 
-    Shows LLM tokens when the entry has them (``llm_tokens``), and the
-    model-view PSNRs and SSIMs when present.
+    Shows LLM tokens when the entry has them (``llm_tokens``), the
+    model-view PSNRs and SSIMs when present, and the measure first when the
+    entry says ``show_measure`` (runs of several measures).
 
     Examples
     --------
@@ -182,6 +183,8 @@ def selection_title(sel: dict) -> list[str]:
     ['PSNR 30.0 dB  uniform (4 tok) 28.0 dB', 'SSIM 0.912  uniform 0.800']
     """
     name = sel["method"] if sel.get("alpha") is None else f"{sel['method']}  alpha={sel['alpha']:g}"
+    if sel.get("show_measure") and sel.get("importance"):  # a run of several measures names each row's
+        name = f"{sel['importance']}  {name}"
     lines = [name]
     vit = sel.get("vit_tokens", sel["tokens"])
     lines.append(f"ViT {vit}/{sel['base_small_tokens']} ({100 * sel['retention']:.1f}%)")

@@ -61,11 +61,20 @@ def dataset_summary(stats_list: list[dict]) -> dict:
     v2: dict = {}
     for s in stats_list:
         for sel in s.get("selections", []):
-            if sel.get("method") == "v2" and sel.get("thresholds"):
+            own = sel.get("importance") in (None, (s.get("params") or {}).get("importance"))  # the histogram's
+            if own and sel.get("method") == "v2" and sel.get("thresholds"):
                 scales = sorted(s.get("grid", {}), key=int)[1:]
                 for ps, thr in zip(scales, sel["thresholds"]):
                     if thr is not None:
                         v2.setdefault(sel["alpha"], {}).setdefault(ps, []).append(thr)
+    by_measure = _histograms_by_measure(stats_list)
+    extra = {}
+    if len(by_measure) > 1:  # several measures in the batch: percentiles of each apart
+        extra["by_measure"] = {
+            m: {"cells": {ps: int(sum(h["counts"])) for ps, h in merged_m.items()},
+                "percentiles": {ps: percentiles(h) for ps, h in merged_m.items()}}
+            for m, merged_m in ((m, merge_histograms(hs)) for m, hs in by_measure.items())
+        }  # fmt: skip
     return {
         "images": len(stats_list),
         "measure": "entropy",
@@ -75,7 +84,21 @@ def dataset_summary(stats_list: list[dict]) -> dict:
         "v2_mean_thresholds": {
             repr(alpha): {ps: fmean(v) for ps, v in per.items()} for alpha, per in sorted(v2.items())
         },
+        **extra,
     }
+
+
+def _histograms_by_measure(stats_list: list[dict]) -> dict[str, list[dict]]:
+    """Every image's per-scale histograms, by measure (runs of several measures record each)."""
+    out: dict[str, list[dict]] = {}
+    for s in stats_list:
+        hists = s.get("importance_histograms") or {
+            (s.get("params") or {}).get("importance", "entropy"): s.get("importance_histogram")
+        }
+        for measure, h in hists.items():
+            if h:
+                out.setdefault(measure, []).append(h)
+    return out
 
 
 def write_dataset_view(output: str | Path, rows: list[dict], columns: list[str], figures: bool = True) -> list[str]:
