@@ -54,7 +54,8 @@ def test_two_measures_give_four_selections_with_single_run_tokens_and_skimage_ss
                                        "-o", tmp_path / measure).stdout)  # fmt: skip
         mine = [s for s in sels if s["importance"] == measure]
         for a, b in zip(mine, single["selections"]):
-            for key in ("tokens", "tokens_by_scale", "llm_tokens", "thresholds", "psnr_apt", "ssim_apt", "ssim_uniform"):
+            for key in ("tokens", "tokens_by_scale", "llm_tokens", "thresholds", "psnr_apt", "ssim_apt",
+                        "ssim_uniform"):  # fmt: skip
                 assert a[key] == b[key], (measure, key)
         maps = compute_importance(resized, measure, "mean" if measure != "entropy" else None)
         for s in mine:
@@ -75,7 +76,8 @@ def test_repeated_option_equals_comma_list_and_rows_carry_the_measure(tmp_path):
     photo = SAMPLES / "chelsea.png"
     a = aptviz_cli(photo, "--importance", "laplacian", "--importance", "entropy", "-m", "budget:0.5", "--json",
                    "-o", tmp_path / "a").stdout  # fmt: skip
-    b = aptviz_cli(photo, "--importance", "laplacian,entropy", "-m", "budget:0.5", "--json", "-o", tmp_path / "b").stdout
+    b = aptviz_cli(photo, "--importance", "laplacian,entropy", "-m", "budget:0.5", "--json",
+                   "-o", tmp_path / "b").stdout  # fmt: skip
     sa, sb = json.loads(a)["selections"], json.loads(b)["selections"]
     assert [(s["importance"], s["aggregate"], s["tokens"]) for s in sa] == [
         (s["importance"], s["aggregate"], s["tokens"]) for s in sb

@@ -24,6 +24,8 @@ __all__ = ["build_report", "write_report"]
 DATASET_FIGURES = (
     ("retention_vs_alpha.png", "Retention vs alpha"),
     ("psnr_vs_retention.png", "What the ViT sees: APT vs uniform at equal tokens"),
+    ("fidelity_vs_tokens.png", "Which measure, at which cost: PSNR and SSIM against LLM tokens, with uniform Qwen2-VL "
+     "and the Pareto front"),
     ("importance_histogram.png", "Importance distribution with thresholds"),
 )
 

@@ -10,6 +10,8 @@ Files in OUTPUT:
   non-PAD cells of the batch, cell counts, and the mean v2 thresholds;
 * ``importance_histogram.png`` -- per-scale histograms with v1/v2 thresholds;
 * ``psnr_vs_retention.png`` -- APT vs uniform at equal tokens;
+* ``fidelity_vs_tokens.png`` -- PSNR and SSIM against LLM tokens for every
+  measure x method, the uniform baseline and the Pareto front (rows with SSIM);
 * ``report.html``.
 """
 
@@ -22,7 +24,14 @@ from statistics import fmean
 from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.output.atomic import read_json, write_json_atomic
-from aptviz.render.figures import merge_histograms, percentiles, write_importance_histogram, write_psnr_curves
+from aptviz.render.fidelity import fidelity_figure, fidelity_points
+from aptviz.render.figures import (
+    merge_histograms,
+    percentiles,
+    save_figure,
+    write_importance_histogram,
+    write_psnr_curves,
+)
 from aptviz.render.report import write_report
 
 __all__ = ["DATASET_NAME", "dataset_summary", "write_dataset_view"]
@@ -30,6 +39,7 @@ __all__ = ["DATASET_NAME", "dataset_summary", "write_dataset_view"]
 DATASET_NAME = "dataset.json"
 HISTOGRAM_NAME = "importance_histogram.png"
 PSNR_NAME = "psnr_vs_retention.png"
+FIDELITY_NAME = "fidelity_vs_tokens.png"
 
 
 def _stats_of(rows: list[dict]) -> list[dict]:
@@ -114,12 +124,17 @@ def write_dataset_view(output: str | Path, rows: list[dict], columns: list[str],
     started = time.monotonic()
     stats_list = _stats_of(rows)
     summary = dataset_summary(stats_list)
+    fidelity = fidelity_points(rows)
+    if fidelity is not None:  # which measure, at which cost: also in dataset.json, with the figure's caption
+        summary["fidelity"] = fidelity.to_dict()
     v1 = _v1_thresholds(stats_list)
     v2_lines = [(float(a), thr) for a, thr in summary["v2_mean_thresholds"].items()]
     steps = [(DATASET_NAME, lambda p: write_json_atomic(p, summary))]
     if figures and stats_list:
         steps.append((HISTOGRAM_NAME, lambda p: write_importance_histogram(p, summary["histogram"], v1, v2_lines)))
         steps.append((PSNR_NAME, lambda p: write_psnr_curves(p, rows)))
+        if fidelity is not None:
+            steps.append((FIDELITY_NAME, lambda p: save_figure(fidelity_figure(fidelity), p)))
     steps.append(("report.html", lambda p: write_report(output, rows, columns)))
     for name, write in steps:
         try:
