@@ -184,3 +184,18 @@ def test_cli_ssim_fields_are_skimages_on_the_views(tmp_path, sample_paths):
     assert [row["ssim_uniform"] for row in summary] == [s["ssim_uniform"] for s in stats["selections"]]
     page = (tmp_path / "report.html").read_text()
     assert "<td>SSIM APT</td>" in page and "<td>SSIM uniform</td>" in page and "<th>ssim_apt</th>" in page
+
+
+def test_all_views_scores_every_selection_as_one_at_a_time(sample_paths):
+    """One banded pass over the image for every selection (uniform pictures shared by size) = each alone."""
+    from aptviz.compute.views import all_views, compare_views
+
+    loaded = load_image(sample_paths[1])
+    resized = np.asarray(resize_image(loaded))
+    maps = entropy_maps(resized)
+    sels = [select_patches(maps, method=m, alpha=a) for m, a in (("budget", 0.3), ("v2", 1.0), ("budget", 0.3))]
+    together = all_views(loaded, resized, [(s.masks, s.tokens) for s in sels])
+    for sel, view in zip(sels, together):
+        alone = compare_views(loaded, resized, sel.masks, sel.tokens)
+        assert view.stats == alone.stats
+        assert abs(view.stats.ssim_uniform - skimage_ssim(resized, view.uniform.image)) < TOL

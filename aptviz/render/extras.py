@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from aptviz.compute.importance import informative_scale
-from aptviz.compute.views import ModelView, compare_views, ssim_reference
+from aptviz.compute.views import ModelView, all_views
 from aptviz.output.atomic import encode_image, write_bytes_atomic, write_image
 from aptviz.render.figures import build_compare, display_blend, display_image, selection_title
 from aptviz.render.pictures import (
@@ -88,11 +88,7 @@ def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: Rend
 def model_views(result, masks_and_tokens) -> list[ModelView]:
     """Model view and uniform baseline of every selection of one image."""
     p = result.params
-    ref = ssim_reference(result.resized)  # the resized image filtered once for every selection's SSIM
-    return [
-        compare_views(result.loaded.image, result.resized, masks, tokens, p.patch_size, p.merge_size, p.min_pixels, ref)
-        for masks, tokens in masks_and_tokens
-    ]
+    return all_views(result.loaded.image, result.resized, masks_and_tokens, p.patch_size, p.merge_size, p.min_pixels)
 
 
 def view_names(label: str, single: bool) -> dict[str, str]:
