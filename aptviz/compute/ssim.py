@@ -80,8 +80,9 @@ class SsimReference:
 
     Each image scored against it costs three filterings (of its difference
     ``d`` from the reference, ``d**2`` and ``x * d``) instead of five; the
-    reference's two are done once per call of :meth:`scores`, band by band. Filtering runs in float32, three times faster than float64 in
-    OpenCV, on values the error cannot grow with:
+    reference's two are done once per call of :meth:`scores`, band by band.
+    Filtering runs in float32, three times faster than float64 in OpenCV, on
+    values the error cannot grow with:
 
     * the reference is shifted by its rounded mean per channel (variances and
       covariances do not change under a common shift);

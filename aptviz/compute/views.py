@@ -25,7 +25,16 @@ from aptviz.compute.resize import smart_resize
 from aptviz.compute.ssim import WIN_SIZE, SsimReference
 from aptviz.compute.xp import pool2x2, to_numpy
 
-__all__ = ["ModelView", "UniformView", "all_views", "compare_views", "model_view", "psnr", "ssim_reference", "uniform_view"]
+__all__ = [
+    "ModelView",
+    "UniformView",
+    "all_views",
+    "compare_views",
+    "model_view",
+    "psnr",
+    "ssim_reference",
+    "uniform_view",
+]
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
