@@ -76,7 +76,7 @@ def _as_rgb(image, name: str) -> np.ndarray:
 
 
 class SsimReference:
-    """A reference image with its local means and variances filtered once.
+    """A reference image for SSIM: its local statistics are filtered once per :meth:`scores` call.
 
     Each image scored against it costs three filterings (of its difference
     ``d`` from the reference, ``d**2`` and ``x * d``) instead of five; the
