@@ -105,22 +105,16 @@ def calibrate(
         if not paths:
             raise ParameterError("no images found in the inputs")
         n_workers = 1 if params.device != "cpu" else (workers or default_workers())
-        results = []  # one calibration per measure, on that measure's maps
+        results, failed = [], []  # one calibration per measure, on that measure's maps
         for p in _measure_params(params, measures, getattr(aggregate, "value", aggregate)):
             cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, p, n_workers)
             results.append((p, cal))
     except ParameterError as exc:
         raise usage_error(str(exc)) from None
-    for item in missing:
-        sys.stderr.write(f"aptviz: {item.path}: {item.error}\n")
-    for path, error in failed:
+    for path, error in [(item.path, item.error) for item in missing] + list(failed):
         sys.stderr.write(f"aptviz: {path}: {error}\n")
-    # one measure: calibration.json as before; several: {"measures": [that object with its "importance"], ...}
-    data = results[0][1].to_dict() if len(results) == 1 else {
-        "measures": [{"importance": p.importance, "aggregate": p.aggregate, **cal.to_dict()} for p, cal in results]
-    }  # fmt: skip
     try:
-        written = write_json_atomic(Path(output) / "calibration.json", data)
+        written = write_json_atomic(Path(output) / "calibration.json", _calibration_json(results))
     except OSError as exc:
         sys.stderr.write(f"aptviz: error: cannot write {Path(output) / 'calibration.json'}: {exc}\n")
         raise typer.Exit(EXIT_FAILED) from None
@@ -128,6 +122,13 @@ def calibrate(
         for p, cal in results:
             _print(cal, written, p.importance if len(results) > 1 else None)
     raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
+
+
+def _calibration_json(results: list) -> dict:
+    """One measure: calibration.json as before; several: ``{"measures": [that object with its measure], ...}``."""
+    if len(results) == 1:
+        return results[0][1].to_dict()
+    return {"measures": [{"importance": p.importance, "aggregate": p.aggregate, **c.to_dict()} for p, c in results]}
 
 
 def _measure_params(params, measures: list[str], aggregate: str | None) -> list:

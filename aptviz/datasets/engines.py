@@ -279,11 +279,9 @@ def run_stats(
         refused (ParameterError naming the estimate), or fewer workers used
         when ``workers`` is not given, as for the main command. With Ray it
         bounds each worker (one image at a time).
-    fidelity : bool
-        Add the stats.json PSNR and SSIM fields (``psnr_apt``, ``uniform_vit_tokens``,
-        ``psnr_uniform``, ``ssim_apt``, ``ssim_uniform``) to each row; part of the resume key.
-    psnr : bool
-        The former name of ``fidelity`` (same effect).
+    fidelity, psnr : bool
+        Add stats.json's PSNR and SSIM fields (psnr_apt, uniform_vit_tokens, psnr_uniform, ssim_apt,
+        ssim_uniform) to each row; part of the resume key. ``psnr`` is the former name.
     on_progress : callable, optional
         Called with a :class:`StatsProgress` after each task.
 
@@ -293,10 +291,8 @@ def run_stats(
         Counts, parts written, and whether Ctrl-C stopped the run (rows
         finished before then are written as a last complete part).
     """
-    fidelity = fidelity or psnr
-    engine, params, budget, out = _check(engine, runs, params, workers, max_memory, output)
-    report = StatsReport(out, engine.value)
-    start = time.monotonic()
+    fidelity, (engine, params, budget, out) = fidelity or psnr, _check(engine, runs, params, workers, max_memory, output)
+    report, start = StatsReport(out, engine.value), time.monotonic()
     existing = existing_row_ids(out) if out.is_dir() else np.empty(0, dtype=np.int64)
     keys = [run_key(params, spec, fidelity) for spec in runs]
     progress = StatsProgress()
