@@ -291,11 +291,11 @@ def run_stats(
         Counts, parts written, and whether Ctrl-C stopped the run (rows
         finished before then are written as a last complete part).
     """
-    fidelity, (engine, params, budget, out) = fidelity or psnr, _check(engine, runs, params, workers, max_memory, output)
-    report, start = StatsReport(out, engine.value), time.monotonic()
+    engine, params, budget, out = _check(engine, runs, params, workers, max_memory, output)
+    fidelity = fidelity or psnr
+    report, start, progress = StatsReport(out, engine.value), time.monotonic(), StatsProgress()
     existing = existing_row_ids(out) if out.is_dir() else np.empty(0, dtype=np.int64)
     keys = [run_key(params, spec, fidelity) for spec in runs]
-    progress = StatsProgress()
     units = _pending_units(iter_units(inputs, recursive, image_column, exclude=out), existing, keys, progress)
     tasks = chunk_tasks(units, image_column, task_size)
     writer = PartWriter(out, rows_per_part=rows_per_part, fidelity=fidelity)
