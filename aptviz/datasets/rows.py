@@ -182,7 +182,7 @@ def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result, fidelit
             "importance_min": [e["min"] for e in ent],
             "importance_max": [e["max"] for e in ent],
             "pad_cells": [e["pad_cells"] for e in ent],
-            **_importance_columns(result.measure_maps.get(m, result.maps)),
+            **_importance_columns(result.maps_by_measure[m]),
         }
     rows = []
     for spec, entry in zip(runs, stats["selections"]):
