@@ -199,7 +199,8 @@ def analyse_loaded(
     path = Path(path)
     params = params.resolved()
     resized = np.asarray(resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels))
-    logger.debug("{}: {}x{} -> {}x{}", path, loaded.image.width, loaded.image.height, resized.shape[1], resized.shape[0])
+    img = loaded.image
+    logger.debug("{}: {}x{} -> {}x{}", path, img.width, img.height, resized.shape[1], resized.shape[0])
     measures = _measures(runs, params)
     on = [spec.importance or params.importance for spec in runs]  # each selection's measure
     try:
@@ -216,6 +217,9 @@ def analyse_loaded(
     by_measure = {m: MappingProxyType({ps: _frozen(a) for ps, a in maps.items()}) for m, maps in all_maps.items()}
     chosen = [replace(sel, masks={ps: _frozen(m) for ps, m in sel.masks.items()}) for sel in chosen]
     seen = _views(loaded, resized, chosen, params) if views else [None] * len(chosen)
+    for view in filter(None, seen):  # the views' pictures are read-only too
+        view.apt.flags.writeable = False
+        view.uniform.image.flags.writeable = False
     first = next(iter(by_measure))
     return Analysis(
         path=path,
