@@ -37,6 +37,8 @@ SCHEMA_SELECTION = {
     "base_small_tokens",
     "retention",
     "target_retention",
+    "importance",
+    "aggregate",
     "vit_tokens",
     "llm_tokens",
     "llm_tokens_uniform",
@@ -46,6 +48,8 @@ SCHEMA_SELECTION = {
     "uniform_vit_tokens",
     "uniform_size",
     "psnr_uniform",
+    "ssim_apt",
+    "ssim_uniform",
     "files",
 }
 
