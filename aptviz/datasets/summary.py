@@ -19,6 +19,7 @@ __all__ = ["SelectionSummary", "summarize", "write_summary_json"]
 COLUMNS = [
     "path",
     "input_mtime_ns",
+    "input_key",
     "selection",
     "method",
     "alpha",
@@ -60,9 +61,17 @@ class SelectionSummary:
 
 
 def _latest(pc, table):
-    """Only the rows of each path's latest version (a file changed and re-run leaves its old rows in OUT)."""
-    latest = table.group_by(["path", "run_key"], use_threads=False).aggregate([("input_mtime_ns", "max")])
-    joined = table.join(latest, ["path", "run_key"], use_threads=False)
+    """Only the rows of each input's latest version (a file changed and re-run leaves its old rows in OUT).
+
+    An input is its identity without its version: the ``input_key`` (source,
+    resolved path, member, size, mtime) less its size and mtime. Two inputs
+    shown with the same relative ``path`` (runs from different folders) stay
+    two images.
+    """
+    identity = pc.replace_substring_regex(table["input_key"], pattern=r",\s*-?\d+,\s*-?\d+\]$", replacement="]")
+    table = table.append_column("_input", identity)
+    latest = table.group_by(["_input", "run_key"], use_threads=False).aggregate([("input_mtime_ns", "max")])
+    joined = table.join(latest, ["_input", "run_key"], use_threads=False)
     return joined.filter(pc.equal(joined["input_mtime_ns"], joined["input_mtime_ns_max"]))
 
 
