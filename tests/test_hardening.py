@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
+import subprocess
+import sys
+import tarfile
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as pds
+import pyarrow.parquet as pq
+import pytest
 
 from aptviz.compute.params import Params, expand_runs
 from aptviz.datasets.engines import run_stats
@@ -34,3 +43,119 @@ def test_summary_keeps_inputs_that_share_a_displayed_path(tmp_path, monkeypatch)
     run_stats(["x/p.png"], out, RUNS, Params(), workers=1)
     assert sorted(set(_table(out)["path"].to_pylist())) == ["x/p.png", "x/q.png"]
     assert [(s.images, s.failed) for s in summarize(out)] == [(3, 0)] * len(RUNS)
+
+
+def _rows(out):
+    return {r["member"]: r for r in _table(out).to_pylist() if r["selection"] == RUNS[0].label}
+
+
+def _tar(path, entries):
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _png(i: int) -> bytes:
+    return sorted(SAMPLES.glob("*.png"))[i].read_bytes()
+
+
+def test_tar_duplicate_member_gets_its_own_row(tmp_path):
+    shard = _tar(tmp_path / "dup.tar", [("a.png", _png(0)), ("a.png", _png(1)), ("b.png", _png(2))])
+    run_stats([shard], tmp_path / "o", RUNS, Params(), workers=1)
+    rows = _rows(tmp_path / "o")
+    assert sorted(rows) == ["a.png", "a.png#2", "b.png"]
+    assert {r["status"] for r in rows.values()} == {"ok"}
+    assert rows["a.png"]["base_small_tokens"] != rows["a.png#2"]["base_small_tokens"]  # two different images
+
+
+@pytest.mark.parametrize("cut", ["data", "header"])
+def test_truncated_tar_keeps_the_members_before_the_cut(tmp_path, cut):
+    whole = _tar(tmp_path / "whole.tar", [("a.png", _png(0)), ("b.png", _png(1)), ("c.png", _png(2))])
+    with tarfile.open(whole) as tar:
+        last = tar.getmembers()[-1]
+    end = last.offset_data + 1000 if cut == "data" else last.offset + 100  # inside c.png, or inside its header
+    shard = tmp_path / "cut.tar"
+    shard.write_bytes(whole.read_bytes()[:end])
+    run_stats([shard], tmp_path / "o", RUNS, Params(), workers=1)
+    rows = _rows(tmp_path / "o")
+    assert rows["a.png"]["status"] == rows["b.png"]["status"] == "ok"
+    if cut == "data":
+        assert sorted(rows) == ["a.png", "b.png", "c.png"] and rows["c.png"]["error"] == "truncated tar member"
+    else:
+        assert sorted(rows, key=str) == [None, "a.png", "b.png"]
+        assert rows[None]["error"].startswith("cannot read the rest of the tar file after 'b.png'")
+
+
+@pytest.mark.skipif(b"GNU tar" not in subprocess.run(["tar", "--version"], capture_output=True).stdout,
+                    reason="needs GNU tar to write a sparse member")  # fmt: skip
+def test_gnu_sparse_tar_member_reads_as_tar_x_does(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    holed = src / "a.png"
+    holed.write_bytes(_png(0))
+    os.truncate(holed, 3 << 20)  # a PNG followed by a 3 MB hole: GNU tar stores it sparse
+    subprocess.run(["tar", "--sparse", "--format=gnu", "-cf", str(tmp_path / "s.tar"), "a.png"], cwd=src, check=True)
+    with tarfile.open(tmp_path / "s.tar") as tar:
+        assert tar.getmembers()[0].type == tarfile.GNUTYPE_SPARSE
+    run_stats([tmp_path / "s.tar"], tmp_path / "o", RUNS, Params(), workers=1)
+    run_stats([holed], tmp_path / "ref", RUNS, Params(), workers=1)
+    got, want = _rows(tmp_path / "o")["a.png"], _rows(tmp_path / "ref")[None]
+    assert got["status"] == "ok"
+    assert {k: got[k] for k in NUMBERS} == {k: want[k] for k in NUMBERS}
+
+
+NUMBERS = ("retention", "llm_retention", "vit_tokens", "llm_tokens", "base_small_tokens", "importance_p50")
+
+
+def _struct_parquet(path, cells, value_type):
+    table = pa.table({"image": pa.array(cells, pa.struct([("bytes", value_type), ("path", pa.string())]))})
+    pq.write_table(table, path)
+    return path
+
+
+def test_parquet_struct_with_int_bytes_is_a_clear_failed_row(tmp_path):
+    shard = _struct_parquet(tmp_path / "ints.parquet", [{"bytes": 7, "path": "a.jpg"}], pa.int64())
+    report = run_stats([shard], tmp_path / "o", RUNS, Params(), workers=1)
+    (row,) = _rows(tmp_path / "o").values()
+    assert report.failed == 1
+    assert row["error"] == "image struct field 'bytes' holds int, not bytes"
+
+
+def test_parquet_text_in_an_error_is_capped(tmp_path):
+    """A {bytes: <35 KB string>} cell and a 35 KB path give short error texts, not the cell."""
+    big = "A" * 35_000
+    shard = _struct_parquet(
+        tmp_path / "text.parquet", [{"bytes": big, "path": "a.jpg"}, {"bytes": None, "path": big}], pa.string()
+    )
+    run_stats([shard], tmp_path / "o", RUNS, Params(), workers=1)
+    rows = _rows(tmp_path / "o")
+    assert rows["0"]["error"] == "image struct field 'bytes' holds str, not bytes"
+    assert rows["1"]["error"].startswith("no image bytes in this row (only a path: AAA")
+    assert len(rows["1"]["error"]) < 400 and "35000 characters" in rows["1"]["error"]
+
+
+READ_TASK = """
+import sys
+import pyarrow as pa
+from aptviz.compute.params import Params, expand_runs
+from aptviz.datasets.sources import chunk_tasks, iter_units, run_task
+tasks = list(chunk_tasks(iter_units([sys.argv[1]]), size=2))
+rows = run_task(tasks[-1], Params(), expand_runs(["v2"]))
+print(len(rows), pa.default_memory_pool().max_memory())
+"""
+
+
+def test_a_task_reads_only_its_rows_of_a_big_row_group(tmp_path):
+    """40 rows of 1 MB in one row group: the last 2-row task holds a few MB of Arrow memory, not 40 MB."""
+    rng = np.random.default_rng(0)
+    cells = [rng.bytes(1 << 20) for _ in range(40)]
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"image": pa.array(cells, pa.binary())}), path, row_group_size=40,
+                   use_dictionary=False, write_batch_size=1)  # fmt: skip
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    out = subprocess.run([sys.executable, "-c", READ_TASK, str(path)], capture_output=True, text=True, check=True)
+    rows, peak = map(int, out.stdout.split())
+    assert rows == 2 and peak < 12 << 20
