@@ -92,7 +92,10 @@ def calibrate(
     from aptviz.runs.batch import default_workers, discover
     from aptviz.runs.calibrate import calibrate_paths
 
+    from aptviz.runs.calibrate import NoImagesError
+
     setup_logging(quiet, verbose)
+    missing: list = []
     try:
         params = params_from(locals()).resolved()
         chosen = parse_method(method).value
@@ -105,12 +108,14 @@ def calibrate(
             raise ParameterError("no images found in the inputs")
         n_workers = 1 if params.device != "cpu" else (workers or default_workers())
         cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, params, n_workers)
+    except NoImagesError as exc:  # every reason, then the verdict
+        _reasons(missing, exc.failed)
+        sys.stderr.write(f"aptviz: error: {exc}\n")
+        raise typer.Exit(EXIT_FAILED) from None
     except ParameterError as exc:
+        _reasons(missing, [])
         raise usage_error(str(exc)) from None
-    for item in missing:
-        sys.stderr.write(f"aptviz: {item.path}: {item.error}\n")
-    for path, error in failed:
-        sys.stderr.write(f"aptviz: {path}: {error}\n")
+    _reasons(missing, failed)
     try:
         written = write_json_atomic(Path(output) / "calibration.json", cal.to_dict())
     except OSError as exc:
@@ -119,6 +124,14 @@ def calibrate(
     if not quiet:
         _print(cal, written)
     raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
+
+
+def _reasons(missing, failed) -> None:
+    """One line per input that gave no image: missing paths, then files that failed."""
+    for item in missing:
+        sys.stderr.write(f"aptviz: {item.path}: {item.error}\n")
+    for path, error in failed:
+        sys.stderr.write(f"aptviz: {path}: {error}\n")
 
 
 def _print(cal, written: Path) -> None:
