@@ -79,3 +79,26 @@ def test_plot_draws_llm_retention_beside_vit_retention():
     assert "budget LLM (mean)" not in lines(retention_figure(rows, llm=False))
     old = [{k: v for k, v in r.items() if not k.startswith("llm")} for r in rows]  # rows of an older summary
     assert "budget LLM (mean)" not in lines(retention_figure(old))
+
+
+def test_csv_cells_that_spreadsheets_run_as_formulas_are_quoted_in_csv_only(tmp_path, monkeypatch):
+    """Files named =..., +..., -..., @... given as inputs: a leading ' in summary.csv, unchanged in summary.json."""
+    import shutil
+
+    from aptviz.cli.command import main
+
+    names = ["=HYPERLINK(1).png", "+1.png", "-x.png", "@SUM(A1).png", "plain=.png"]
+    for name in names:
+        shutil.copy(Path(__file__).resolve().parents[1] / "sample_images" / "chelsea.png", tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    try:
+        main(["-o", "out", "-m", "v2", "-q", "-j", "1", "--", *names])
+    except SystemExit as exc:
+        assert exc.code == 0
+    with open(tmp_path / "out" / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert sorted(r["image"] for r in data) == sorted(names)
+    want = sorted(n if n.startswith("plain") else "'" + n for n in names)
+    assert sorted(r["image"] for r in rows) == want
+    assert all(r["output"].startswith("out/") and float(r["retention"]) > 0 for r in rows)
