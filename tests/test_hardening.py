@@ -159,3 +159,36 @@ def test_a_task_reads_only_its_rows_of_a_big_row_group(tmp_path):
     out = subprocess.run([sys.executable, "-c", READ_TASK, str(path)], capture_output=True, text=True, check=True)
     rows, peak = map(int, out.stdout.split())
     assert rows == 2 and peak < 12 << 20
+
+
+def _bad_parts(out):
+    """A truncated part, a foreign Parquet file named like a part and a folder named like one."""
+    parts = part_files(out)
+    data = parts[0].read_bytes()
+    (out / "part-trunc.parquet").write_bytes(data[: len(data) // 2])
+    pq.write_table(pa.table({"path": [1, 2], "other": ["a", "b"]}), out / "part-foreign.parquet")
+    pq.write_table(pa.table({c: pa.array([1], pa.int64()) for c in ["path", "status", "run_key"]}),
+                   out / "part-types.parquet")  # fmt: skip
+    (out / "part-x.parquet").mkdir()
+    return ["part-trunc.parquet", "part-foreign.parquet", "part-types.parquet", "part-x.parquet"]
+
+
+def test_stats_summary_leaves_out_bad_parts_with_one_line_each(tmp_path):
+    from aptviz.cli.command import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for p in sorted(SAMPLES.glob("*.png"))[:2]:
+        shutil.copy(p, src / p.name)
+    out = tmp_path / "out"
+    run_stats([src], out, RUNS, Params(), workers=1)
+    want = [(s.selection, s.images, s.retention_mean) for s in summarize(out)]
+    bad = _bad_parts(out)
+    assert [(s.selection, s.images, s.retention_mean) for s in summarize(out)] == want
+    for args in (["stats-summary", str(out)], ["stats", str(src), "-o", str(out), "-m", "v2", "-m", "budget:0.3",
+                                                "-j", "1", "--summary"]):  # fmt: skip
+        r = subprocess.run([sys.executable, "-m", "aptviz", *args], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr and "retention mean" in r.stdout
+        lines = [line for line in r.stderr.splitlines() if "left out" in line]
+        assert len(lines) == len(bad) and all(any(b in line for line in lines) for b in bad), r.stderr

@@ -10,7 +10,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aptviz.datasets.parquet import part_files, require_pyarrow
+from aptviz._log import logger
+from aptviz._text import text_path
+from aptviz.datasets.parquet import part_files, require_pyarrow, row_schema
 from aptviz.errors import InputError
 from aptviz.output.atomic import write_json_atomic
 
@@ -75,6 +77,29 @@ def _latest(pc, table):
     return joined.filter(pc.equal(joined["input_mtime_ns"], joined["input_mtime_ns_max"]))
 
 
+def _read_parts(pa, files: list[Path]):
+    """The summary's columns of every readable part, concatenated; None when no part is readable.
+
+    A part that is not a file, cannot be read (truncated) or is not an aptviz
+    stats part (missing columns, other types) is left out with one warning
+    line naming it and the reason.
+    """
+    want = pa.schema([row_schema().field(name) for name in COLUMNS])
+    tables = []
+    for f in files:
+        try:
+            if not f.is_file():
+                raise ValueError("not a file")
+            table = pa.parquet.read_table(f, columns=COLUMNS)
+            tables.append(table if table.schema.equals(want) else table.cast(want))
+        except Exception as exc:  # any unreadable or foreign part: one line, the others still count
+            reason = " ".join(str(exc).split())
+            reason = reason if len(reason) <= 200 else reason[:200] + "..."
+            logger.warning("{}: not a readable aptviz stats part, left out ({}: {})", text_path(f),
+                           type(exc).__name__, reason)  # fmt: skip
+    return pa.concat_tables(tables) if tables else None
+
+
 def _stats(pc, column) -> dict:
     """mean, median (exact), p5 and p95 (linear interpolation, as NumPy's default)."""
     if len(column) == 0:
@@ -110,12 +135,13 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
     """
     pa = require_pyarrow()
     import pyarrow.compute as pc
-    import pyarrow.dataset as pds
 
     files = part_files(out)
     if not files:
         raise InputError(f"{out}: no part-*.parquet files (not an aptviz stats output?)")
-    table = pds.dataset([str(f) for f in files], format="parquet").to_table(columns=COLUMNS)
+    table = _read_parts(pa, files)
+    if table is None:
+        raise InputError(f"{out}: no readable part-*.parquet files (not an aptviz stats output?)")
     groups = table.select(["run_key"]).group_by("run_key", use_threads=False).aggregate([]).column("run_key")
     table = _latest(pc, table)
     result = []
