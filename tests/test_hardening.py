@@ -192,3 +192,36 @@ def test_stats_summary_leaves_out_bad_parts_with_one_line_each(tmp_path):
         assert "Traceback" not in r.stderr and "retention mean" in r.stdout
         lines = [line for line in r.stderr.splitlines() if "left out" in line]
         assert len(lines) == len(bad) and all(any(b in line for line in lines) for b in bad), r.stderr
+
+
+HOSTILE = "a\x1b]0;pwned\x07b\x1b[2J\nFORGED: c\x9b"  # set the title, clear the screen, forge a line, C1 CSI
+
+
+def _clean_terminal(text: str) -> None:
+    assert not any(ch in text for ch in "\x1b\x07\x9b"), repr(text)
+    assert not any(line.startswith("FORGED") for line in text.splitlines()), text
+
+
+def test_control_characters_in_names_and_parquet_text_reach_the_terminal_escaped(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(sorted(SAMPLES.glob("*.png"))[0], src / f"{HOSTILE}.png")
+    (src / f"{HOSTILE}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    _tar(tmp_path / "s.tar", [(f"{HOSTILE}.jpg", b"\xff\xd8 not a jpeg")])
+    _struct_parquet(tmp_path / "t.parquet", [{"bytes": None, "path": HOSTILE}], pa.binary())
+    runs = [  # (arguments, how many times the name shows)
+        ([str(src), "-o", str(tmp_path / "o1"), "-m", "v2", "-j", "1"], 2),  # the error line and a table title
+        ([str(src / f"{HOSTILE}.png"), "-o", str(tmp_path / "o2"), "-m", "v2", "-j", "1"], 1),  # the image table
+        (["stats", str(src), str(tmp_path / "s.tar"), str(tmp_path / "t.parquet"), "-o", str(tmp_path / "o3"),
+          "-j", "1"], 3),  # a file, a tar member and a Parquet path in error lines
+        (["calibrate", str(src / f"{HOSTILE}.jpg"), "-o", str(tmp_path / "o4")], 1),
+        (["calibrate", str(src), "-o", str(tmp_path / "o5"), "-j", "1"], 2),  # a reason and the retention table
+    ]  # fmt: skip
+    for args, times in runs:
+        r = subprocess.run([sys.executable, "-m", "aptviz", *args], capture_output=True, text=True,
+                           errors="surrogateescape", env={**os.environ, "COLUMNS": "1000"})  # fmt: skip
+        assert "Traceback" not in r.stderr
+        _clean_terminal(r.stdout)
+        _clean_terminal(r.stderr)
+        shown = "".join((r.stdout + r.stderr).split())  # a table title may wrap (escaped, it cannot forge a line)
+        assert shown.count("\\x1b]0;pwned\\x07b\\x1b[2J\\x0aFORGED:c\\x9b") == times, (args, r.stdout, r.stderr)

@@ -119,7 +119,8 @@ def calibrate(
     try:
         written = write_json_atomic(Path(output) / "calibration.json", cal.to_dict())
     except OSError as exc:
-        sys.stderr.write(f"aptviz: error: cannot write {Path(output) / 'calibration.json'}: {exc}\n")
+        where = terminal_text(Path(output) / "calibration.json")
+        sys.stderr.write(f"aptviz: error: cannot write {where}: {terminal_text(exc)}\n")
         raise typer.Exit(EXIT_FAILED) from None
     if not quiet:
         _print(cal, written)
@@ -128,15 +129,20 @@ def calibrate(
 
 def _reasons(missing, failed) -> None:
     """One line per input that gave no image: missing paths, then files that failed."""
+    from aptviz._text import ERROR_CHARS, terminal_text
+
     for item in missing:
-        sys.stderr.write(f"aptviz: {item.path}: {item.error}\n")
+        sys.stderr.write(f"aptviz: {terminal_text(f'{item.path}: {item.error}', ERROR_CHARS)}\n")
     for path, error in failed:
-        sys.stderr.write(f"aptviz: {path}: {error}\n")
+        sys.stderr.write(f"aptviz: {terminal_text(f'{path}: {error}', ERROR_CHARS)}\n")
 
 
 def _print(cal, written: Path) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from aptviz._text import terminal_text
 
     name = "alpha" if cal.method == "v2" else "factor"
     console = Console()
@@ -144,7 +150,7 @@ def _print(cal, written: Path) -> None:
     table.add_column("image")
     table.add_column("retention", justify="right")
     for path, ret in zip(cal.paths, cal.retentions):
-        table.add_row(path, f"{ret:.4f}")
+        table.add_row(Text(terminal_text(path)), f"{ret:.4f}")
     if len(cal.retentions) <= 40:
         console.print(table)
     extra = f" (thresholds {', '.join(f'{t:g}' for t in cal.thresholds)})" if cal.thresholds else ""
