@@ -88,11 +88,8 @@ def calibrate(
     """Parse, calibrate, print, write calibration.json."""
     from aptviz.compute.params import RunSpec, parse_floats, parse_method
     from aptviz.errors import ParameterError
-    from aptviz.output.atomic import write_json_atomic
     from aptviz.runs.batch import default_workers, discover
-    from aptviz.runs.calibrate import calibrate_paths
-
-    from aptviz.runs.calibrate import NoImagesError
+    from aptviz.runs.calibrate import NoImagesError, calibrate_paths
 
     setup_logging(quiet, verbose)
     missing: list = []
@@ -116,15 +113,22 @@ def calibrate(
         _reasons(missing, [])
         raise usage_error(str(exc)) from None
     _reasons(missing, failed)
-    try:
-        written = write_json_atomic(Path(output) / "calibration.json", cal.to_dict())
-    except OSError as exc:
-        where = terminal_text(Path(output) / "calibration.json")
-        sys.stderr.write(f"aptviz: error: cannot write {where}: {terminal_text(exc)}\n")
-        raise typer.Exit(EXIT_FAILED) from None
+    written = _write(cal, Path(output) / "calibration.json")
     if not quiet:
         _print(cal, written)
     raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
+
+
+def _write(cal, path: Path) -> Path:
+    """Write calibration.json; a failure is one line and exit status 1."""
+    from aptviz._text import terminal_text
+    from aptviz.output.atomic import write_json_atomic
+
+    try:
+        return write_json_atomic(path, cal.to_dict())
+    except OSError as exc:
+        sys.stderr.write(f"aptviz: error: cannot write {terminal_text(path)}: {terminal_text(exc)}\n")
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _reasons(missing, failed) -> None:
