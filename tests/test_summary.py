@@ -2,6 +2,9 @@ import csv
 import json
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from aptviz.compute.params import Params
 from aptviz.compute.stats import ImageInfo, ImageStats, SelectionStats
 from aptviz.runs.results import JobResult, Status
@@ -145,3 +148,52 @@ def test_summary_images_are_the_stats_written(tmp_path, make_image):
     assert [stats for _, stats in s.images] == [
         json.loads((out / f"img{i}" / "stats.json").read_text()) for i in range(2)
     ]
+
+
+def _written(folder):
+    return (folder / "summary.csv").read_bytes(), (folder / "summary.json").read_bytes()
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a.png", "=b.png", "c\u00e9 d.png", "-e.png", "f,\"g\".png"]),
+                          st.booleans(), st.floats(0.01, 1.0)), min_size=0, max_size=12))  # fmt: skip
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_summary_files_equal_the_whole_file_writers(tmp_path, events):
+    """Rows serialized once and joined give the bytes the whole-file CSV and JSON writers give."""
+    from aptviz.output.atomic import write_csv_atomic, write_json_atomic
+
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    out.mkdir(exist_ok=True)
+    ref.mkdir(exist_ok=True)
+    s = Summary(out, [14, 28, 56], order=["=b.png", "a.png"], interval=3600)
+    for i, (name, ok, r) in enumerate(events):
+        s.add(_stats(name, [(0.3, r)], name.split(".")[0]) if ok else _failed(name, f"bad {i}\nline"))
+        if i % 3 == 0:  # written between events: cached rows must follow replacements
+            s.write(force=True)
+    s.write(force=True)
+    write_csv_atomic(ref / "summary.csv", s.rows, s.columns)
+    write_json_atomic(ref / "summary.json", s.rows)
+    assert _written(out) == _written(ref)
+
+
+def test_summary_rewrites_wait_longer_as_writes_get_slower(tmp_path, monkeypatch):
+    """A write that took d seconds is not followed by an unforced one before WRITE_SHARE * d (the per-image
+    cost of the rewrites stays flat as the summary grows); a forced write always happens."""
+    import aptviz.runs.summary as summary_mod
+
+    clock = [1000.0]
+    real_write = summary_mod.write_bytes_atomic
+
+    def slow_write(path, data):  # each file write takes 0.5 s on the fake clock
+        clock[0] += 0.5
+        return real_write(path, data)
+
+    monkeypatch.setattr(summary_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(summary_mod, "write_bytes_atomic", slow_write, raising=False)
+    s = Summary(tmp_path, [14, 28, 56], interval=1.0)
+    s.add(_stats("a.png", [(0.3, 0.2)], "a"))
+    assert s.write()  # took 1 s (two files)
+    clock[0] += 2.0
+    assert not s.write()  # 2 s after a 1 s write: too soon
+    clock[0] += getattr(summary_mod, "WRITE_SHARE", 20) * 1.0
+    assert s.write()
+    assert s.write(force=True)
