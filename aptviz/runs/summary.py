@@ -97,11 +97,11 @@ class Summary:
         self._last = 0.0
         self._wait = interval  # seconds until the next unforced write may happen
         self._text: dict[str, tuple[list[dict], tuple, str, str]] = {}  # key -> (rows, columns, CSV, JSON)
+        self._row_scales: dict[str, tuple[list[dict], frozenset]] = {}  # key -> (rows, scales of their columns)
 
     @property
     def columns(self) -> list[str]:
-        scales = sorted(set(self.scales) | {int(k[7:]) for rows in self._rows.values() for r in rows for k in r
-                                            if k.startswith("tokens_") and k[7:].isdigit()})  # fmt: skip
+        scales = sorted(set(self.scales).union(*(self._scales_of(key) for key in self._rows)))
         return (
             ["image", "status", "method", "alpha", "importance", "aggregate", "resized_width", "resized_height"]
             + [f"tokens_{ps}" for ps in scales]
@@ -109,6 +109,15 @@ class Summary:
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
             + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "output", "error"]
         )
+
+    def _scales_of(self, key: str) -> frozenset:
+        """The scales of the ``tokens_<s>`` columns of one input's rows (kept until its rows change)."""
+        rows = self._rows[key]
+        cached = self._row_scales.get(key)
+        if cached is None or cached[0] is not rows:
+            found = frozenset(int(k[7:]) for r in rows for k in r if k.startswith("tokens_") and k[7:].isdigit())
+            cached = self._row_scales[key] = (rows, found)
+        return cached[1]
 
     def _key(self, result: JobResult) -> str:
         return f"folder:{result.name}" if result.ok and result.name else f"failed:{text_path(result.path)}"
@@ -175,7 +184,9 @@ class Summary:
         columns = self.columns
         keys = self._sorted_keys()
         texts = [self._serialized(k, columns) for k in keys]
-        self._text = {k: self._text[k] for k in keys}  # forget inputs that have no rows any more
+        if len(self._text) > len(keys):  # forget inputs that have no rows any more
+            self._text = {k: self._text[k] for k in keys}
+            self._row_scales = {k: v for k, v in self._row_scales.items() if k in self._text}
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(columns)
         write_bytes_atomic(self.output / SUMMARY_CSV, (header.getvalue() + "".join(c for c, _ in texts)).encode("utf-8"))
