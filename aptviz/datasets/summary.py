@@ -13,6 +13,7 @@ from pathlib import Path
 from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.datasets.parquet import part_files, require_pyarrow, row_schema
+from aptviz.datasets.rows import FIDELITY_COLUMNS
 from aptviz.errors import InputError
 from aptviz.output.atomic import write_json_atomic
 
@@ -34,6 +35,8 @@ COLUMNS = [
     "llm_tokens",
     "llm_tokens_uniform",
 ]
+#: Means reported per selection when the rows have them (``aptviz stats --fidelity``).
+FIDELITY_MEANS = FIDELITY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,13 @@ class SelectionSummary:
     llm_tokens: int
     llm_tokens_uniform: int
     llm_tokens_saved: int
+    # means over the ok rows that have the value (--fidelity; None without it). PSNR is null for a
+    # lossless view and such rows are left out of the PSNR means (an infinite dB would swamp them)
+    psnr_apt_mean: float | None = None
+    uniform_vit_tokens_mean: float | None = None
+    psnr_uniform_mean: float | None = None
+    ssim_apt_mean: float | None = None
+    ssim_uniform_mean: float | None = None
 
 
 def _latest(pc, table):
@@ -78,26 +88,34 @@ def _latest(pc, table):
 
 
 def _read_parts(pa, files: list[Path]):
-    """The summary's columns of every readable part, concatenated; None when no part is readable.
+    """The summary's columns of every readable part, concatenated, and the ``--fidelity`` columns among them.
 
-    A part that is not a file, cannot be read (truncated) or is not an aptviz
-    stats part (missing columns, other types) is left out with one warning
-    line naming it and the reason.
+    Parts written with and without ``--fidelity`` differ in columns: they are
+    read under their union (a missing column is null). A part that is not a
+    file, cannot be read (truncated) or is not an aptviz stats part (missing
+    columns, other types) is left out with one warning line naming it and the
+    reason. ``(None, [])`` when no part is readable.
     """
-    want = pa.schema([row_schema().field(name) for name in COLUMNS])
+    full = row_schema(fidelity=True)
     tables = []
     for f in files:
         try:
             if not f.is_file():
                 raise ValueError("not a file")
-            table = pa.parquet.read_table(f, columns=COLUMNS)
+            names = set(pa.parquet.read_schema(f).names)
+            columns = COLUMNS + [c for c in FIDELITY_MEANS if c in names]
+            want = pa.schema([full.field(c) for c in columns])
+            table = pa.parquet.read_table(f, columns=columns).select(columns)
             tables.append(table if table.schema.equals(want) else table.cast(want))
         except Exception as exc:  # any unreadable or foreign part: one line, the others still count
             reason = " ".join(str(exc).split())
             reason = reason if len(reason) <= 200 else reason[:200] + "..."
             logger.warning("{}: not a readable aptviz stats part, left out ({}: {})", text_path(f),
                            type(exc).__name__, reason)  # fmt: skip
-    return pa.concat_tables(tables) if tables else None
+    if not tables:
+        return None, []
+    table = pa.concat_tables(tables, promote_options="default")
+    return table, [c for c in FIDELITY_MEANS if c in table.schema.names]
 
 
 def _stats(pc, column) -> dict:
@@ -139,7 +157,7 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
     files = part_files(out)
     if not files:
         raise InputError(f"{out}: no part-*.parquet files (not an aptviz stats output?)")
-    table = _read_parts(pa, files)
+    table, fidelity = _read_parts(pa, files)
     if table is None:
         raise InputError(f"{out}: no readable part-*.parquet files (not an aptviz stats output?)")
     groups = table.select(["run_key"]).group_by("run_key", use_threads=False).aggregate([]).column("run_key")
@@ -168,6 +186,7 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
                 llm_tokens=llm,
                 llm_tokens_uniform=llm_u,
                 llm_tokens_saved=llm_u - llm,
+                **{f"{c}_mean": pc.mean(ok.column(c)).as_py() for c in fidelity},
             )
         )
     return result
