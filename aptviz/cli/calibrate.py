@@ -112,10 +112,8 @@ def calibrate(
         for p in _measure_params(params, measures, getattr(aggregate, "value", aggregate)):
             cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, p, n_workers)
             results.append((p, cal))
-    except NoImagesError as exc:  # every reason, then the verdict
-        _reasons(missing, exc.failed)
-        sys.stderr.write(f"aptviz: error: {exc}\n")
-        raise typer.Exit(EXIT_FAILED) from None
+    except NoImagesError as exc:
+        raise _all_failed(missing, exc) from None
     except ParameterError as exc:
         _reasons(missing, [])
         raise usage_error(str(exc)) from None
@@ -137,6 +135,13 @@ def _write(data: dict, path: Path) -> Path:
     except OSError as exc:
         sys.stderr.write(f"aptviz: error: cannot write {terminal_text(path)}: {terminal_text(exc)}\n")
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def _all_failed(missing, exc) -> typer.Exit:
+    """Every input failed: each reason, then the verdict; return the exit (status 1) to raise."""
+    _reasons(missing, exc.failed)
+    sys.stderr.write(f"aptviz: error: {exc}\n")
+    return typer.Exit(EXIT_FAILED)
 
 
 def _reasons(missing, failed) -> None:
