@@ -68,6 +68,7 @@ from .params import Device, Measure
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli_calibrate:app",
+    "explore": "aptviz.cli_explore:app",
     "stats": "aptviz.cli_stats:app",
     "stats-summary": "aptviz.cli_stats:summary_app",
 }

@@ -305,6 +305,8 @@
     var x = {method: el.getAttribute("data-method") || "v2", alpha: {v2: 1.0, budget: 0.5},
       thresholds: m.scales.slice(1).map(function (ps, i) { return i === 0 ? 3 : i === 1 ? 2 : 1; })};
     if (d.measure !== "entropy") x.thresholds = m.scales.slice(1).map(function (ps) { return (d.means[ps] || 0); });
+    var t0 = JSON.parse(el.getAttribute("data-thresholds") || "null");
+    if (t0) x.thresholds = t0;
     var a0 = parseFloat(el.getAttribute("data-alpha"));
     if (!isNaN(a0) && x.method !== "v1") x.alpha[x.method] = a0;
     var body = el.querySelector(".apx-body") || el;

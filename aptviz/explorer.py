@@ -263,13 +263,19 @@ def _json_for_script(data) -> str:
 
 
 def explorer_element(name: str, data: dict | None = None, src: str | None = None, method: str = "v2",
-                     alpha: float | None = None, title: str | None = None) -> str:
-    """One explorer's HTML: the element, and its data inline (``data``) or as a lazily loaded file (``src``)."""
+                     alpha: float | None = None, title: str | None = None, thresholds=None) -> str:
+    """One explorer's HTML: the element, and its data inline (``data``) or as a lazily loaded file (``src``).
+
+    ``method``, ``alpha`` and ``thresholds`` (v1) are where the controls start.
+    """
     import html
+    import json
 
     attrs = [f'data-aptviz-explorer="" data-image="{html.escape(name)}" data-method="{html.escape(method)}"']
     if alpha is not None:
-        attrs.append(f'data-alpha="{alpha!r}"')
+        attrs.append(f'data-alpha="{float(alpha)!r}"')
+    if thresholds is not None:
+        attrs.append(f'data-thresholds="{html.escape(json.dumps([float(t) for t in thresholds]))}"')
     if src is not None:
         attrs.append(f'data-src="{html.escape(src)}"')
     head = f"<h3>{html.escape(title)}</h3>" if title else ""
@@ -295,7 +301,7 @@ def data_script(data: dict) -> str:
 
 
 def explorer_fragment(payloads: list[dict], dataset: bool | None = None, method: str = "v2",
-                      alpha: float | None = None) -> str:
+                      alpha: float | None = None, thresholds=None) -> str:
     """Self-contained HTML for a notebook cell or a page body: style, explorers, data and script.
 
     The script is idempotent: several fragments on one page share one copy.
@@ -304,13 +310,13 @@ def explorer_fragment(payloads: list[dict], dataset: bool | None = None, method:
     parts = [f"<style>{CSS}</style>"]
     if dataset:
         parts.append(dataset_element([p["name"] for p in payloads]))
-    parts += [explorer_element(p["name"], p, method=method, alpha=alpha, title=p["name"]) for p in payloads]
+    parts += [explorer_element(p["name"], p, method=method, alpha=alpha, title=p["name"], thresholds=thresholds) for p in payloads]
     parts.append(f"<script>{explorer_script()}</script>")
     return "".join(parts)
 
 
 def explorer_page(payloads: list[dict], title: str = "aptviz explorer", method: str = "v2",
-                  alpha: float | None = None) -> str:
+                  alpha: float | None = None, thresholds=None) -> str:
     """A standalone page (no network) with one explorer per image and, for several, the dataset explorer."""
     import html
 
@@ -319,5 +325,5 @@ def explorer_page(payloads: list[dict], title: str = "aptviz explorer", method: 
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title></head><body style=\"margin:0 1em 2em;background:#fafafa\">"
         f"<h1 style=\"font:600 1.3em system-ui,sans-serif\">{html.escape(title)}</h1>"
-        f"{explorer_fragment(payloads, method=method, alpha=alpha)}</body></html>"
+        f"{explorer_fragment(payloads, method=method, alpha=alpha, thresholds=thresholds)}</body></html>"
     )

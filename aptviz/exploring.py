@@ -38,6 +38,7 @@ class Explorer:
     payloads: list[dict] = field(default_factory=list)
     method: str = "v2"
     alpha: float | None = None
+    thresholds: list[float] | None = None
     title: str = "aptviz explorer"
 
     @property
@@ -48,13 +49,13 @@ class Explorer:
     def _repr_html_(self) -> str:
         from .explorer import explorer_fragment
 
-        return explorer_fragment(self.payloads, method=self.method, alpha=self.alpha)
+        return explorer_fragment(self.payloads, method=self.method, alpha=self.alpha, thresholds=self.thresholds)
 
     def html(self) -> str:
         """The standalone page (what :meth:`save` writes)."""
         from .explorer import explorer_page
 
-        return explorer_page(self.payloads, self.title, method=self.method, alpha=self.alpha)
+        return explorer_page(self.payloads, self.title, method=self.method, alpha=self.alpha, thresholds=self.thresholds)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the standalone page atomically; returns its path."""
@@ -88,8 +89,8 @@ def explorer_payload(loaded, name: str, params: Params, path: Path | None = None
     return explorer_data(name, loaded.image, result.resized, result.maps, result.params, image_url)
 
 
-def explore(image, method: str | Method = "v2", alpha: float | None = None, name: str | None = None,
-            **params) -> Explorer:
+def explore(image, method: str | Method = "v2", alpha: float | None = None, thresholds=None,
+            name: str | None = None, **params) -> Explorer:
     """Interactive explorers for one image or several (a list).
 
     Parameters
@@ -100,6 +101,8 @@ def explore(image, method: str | Method = "v2", alpha: float | None = None, name
         The method the controls start with.
     alpha : float, optional
         The alpha they start with (v2: 1.0, budget: 0.5 by default).
+    thresholds : sequence of float, optional
+        The v1 thresholds they start with (one per scale above the finest).
     name : str, optional
         ``data-image`` of a single explorer (default: the file stem, or ``image``).
     **params
@@ -129,4 +132,5 @@ def explore(image, method: str | Method = "v2", alpha: float | None = None, name
         seen.add(unique)
         logger.debug("explorer data for {}", unique)
         payloads.append(explorer_payload(loaded, unique, p, path))
-    return Explorer(payloads, parse_method(method).value, alpha)
+    thr = None if thresholds is None else [float(t) for t in thresholds]
+    return Explorer(payloads, parse_method(method).value, alpha, thr)
