@@ -75,10 +75,8 @@ def explore(
 ) -> None:
     """Parse, compute each image's explorer data, write the page."""
     from .batch import discover
-    from .errors import AptvizError, ParameterError
+    from .errors import ParameterError
     from .explorer import explorer_page
-    from .exploring import explorer_payload
-    from .loading import decode_limit, open_image
     from .output import write_bytes_atomic
     from .params import RunSpec, parse_floats, parse_method
 
@@ -96,14 +94,8 @@ def explore(
             raise ParameterError("no images found in the inputs")
     except ParameterError as exc:
         raise usage_error(str(exc)) from None
-    failed = [f"{item.path}: {item.error}" for item in missing]
-    payloads = []
-    for job in jobs:
-        try:
-            loaded = open_image(job.path, decode_limit(params.max_pixels))
-            payloads.append(explorer_payload(loaded, job.name, params, job.path))
-        except (AptvizError, OSError, ValueError) as exc:
-            failed.append(f"{job.path}: {exc}")
+    payloads, failed = _payloads(jobs, params)
+    failed = [f"{item.path}: {item.error}" for item in missing] + failed
     for line in failed:
         sys.stderr.write(f"aptviz: {line}\n")
     if not payloads:
@@ -117,3 +109,19 @@ def explore(
     if not quiet:
         sys.stdout.write(f"wrote {written} ({len(payloads)} image(s))\n")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _payloads(jobs, params) -> tuple[list[dict], list[str]]:
+    """Each image's explorer data; a file that fails is one line, and the others go on."""
+    from .errors import AptvizError
+    from .exploring import explorer_payload
+    from .loading import decode_limit, open_image
+
+    payloads, failed = [], []
+    for job in jobs:
+        try:
+            loaded = open_image(job.path, decode_limit(params.max_pixels))
+            payloads.append(explorer_payload(loaded, job.name, params, job.path))
+        except (AptvizError, OSError, ValueError) as exc:
+            failed.append(f"{job.path}: {exc}")
+    return payloads, failed

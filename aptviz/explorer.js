@@ -172,10 +172,10 @@
     if (w) w.forEach(function (f) { f(payload.name); });
     initNamed(payload.name);
   };
-  A.drain = function () {
+  A.drain = function (as) { // `as`: the name of the explorer whose data file just ran
     var q = window.aptvizPending || [];
     window.aptvizPending = [];
-    q.forEach(A.register);
+    q.forEach(function (p) { if (as) p.name = as; A.register(p); });
   };
   function scanData(root) {
     var tags = root.querySelectorAll("script[data-aptviz-data]");
@@ -191,7 +191,7 @@
     el._aptvizRequested = 1;
     var s = document.createElement("script");
     s.src = src;
-    s.onload = A.drain;
+    s.onload = function () { A.drain(name); }; // a script's load event follows its execution at once
     s.onerror = function () { status(el, "no explorer data (" + src + ")"); };
     document.head.appendChild(s);
   }
@@ -330,7 +330,7 @@
     el.__aptviz = st;
     st.apply = function (opts) { return apply(st, opts); };
     img.onload = function () { redraw(st); };
-    img.src = d.image_src || d.image;
+    img.src = el.getAttribute("data-picture") || d.image;
     wire(st);
     apply(st, {});
   }
@@ -479,13 +479,19 @@
       if (document.activeElement !== box) box.value = a;
       return {retentions: ret, llm_retentions: llm};
     }
-    sel.addEventListener("change", function () { st.method = sel.value; update(); });
-    sel.addEventListener("input", function () { st.method = sel.value; update(); });
-    function onAlpha(ev) { var v = parseFloat(ev.target.value); if (!isNaN(v)) { st.alpha[st.method] = v; update(); } }
+    var timer = null;
+    function later() { if (timer === null) timer = setTimeout(function () { timer = null; update(); }, 40); }
+    function loadAll() { // the images' data files, on the first use of the controls (the page opens without them)
+      if (st.loading) return;
+      st.loading = 1;
+      names.filter(function (n) { return !raw[n]; }).forEach(function (n) { A.load(n).then(later, function () {}); });
+    }
+    sel.addEventListener("change", function () { st.method = sel.value; loadAll(); update(); });
+    sel.addEventListener("input", function () { st.method = sel.value; loadAll(); update(); });
+    function onAlpha(ev) { var v = parseFloat(ev.target.value); if (!isNaN(v)) { st.alpha[st.method] = v; loadAll(); update(); } }
     range.addEventListener("input", onAlpha); box.addEventListener("input", onAlpha);
-    el.__aptviz = {update: update, state: st};
-    var pending = names.filter(function (n) { return !raw[n]; });
-    pending.forEach(function (n) { A.load(n).then(update, function () {}); });
+    el.addEventListener("pointerdown", loadAll); el.addEventListener("focusin", loadAll);
+    el.__aptviz = {update: update, state: st, loadAll: loadAll};
     update();
   }
 

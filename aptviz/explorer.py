@@ -80,11 +80,12 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
         ratio = ps // patch_size
         r_in, c_in = h // ps, w // ps
         if ratio > 1 and r_in and c_in:
-            region = image[: r_in * ps, : c_in * ps].astype(np.int64)
+            region = image[: r_in * ps, : c_in * ps]
             blocks = region.reshape(r_in * patch_size, ratio, c_in * patch_size, ratio, 3)
-            means = np.rint(blocks.sum(axis=(1, 3)) / float(ratio * ratio)).astype(np.int64)
-            sq = (blocks - means[:, None, :, None, :]) ** 2
-            err[:r_in, :c_in] = sq.reshape(r_in, ps, c_in, ps, 3).sum(axis=(1, 3, 4))
+            means = np.rint(blocks.sum(axis=(1, 3), dtype=np.int32) / float(ratio * ratio)).astype(np.int16)
+            diff = blocks.astype(np.int16) - means[:, None, :, None, :]
+            sq = np.square(diff, dtype=np.int32)  # at most 255**2 per value
+            err[:r_in, :c_in] = sq.reshape(r_in, ps, c_in, ps * 3).sum(axis=(1, 3), dtype=np.int64)
         out[ps] = err
     return out
 
@@ -110,12 +111,12 @@ def uniform_table(
     """The uniform baseline for every ViT token count ``t`` in ``[lo, hi]``.
 
     Returns ``[[t_from, uniform_vit_tokens, psnr_uniform], ...]``: the entry
-    with the largest ``t_from <= t`` is the baseline at ``t`` tokens (as
-    :func:`aptviz.modelview.uniform_view`). One view is computed per distinct
-    Qwen2-VL size, not per token count.
+    with the largest ``t_from <= t`` is the baseline at ``t`` tokens
+    (:func:`aptviz.modelview.uniform_view`). One view is computed per distinct
+    Qwen2-VL size (a few dozen), not per token count.
     """
     factor = patch_size * merge_size
-    size = (resized.shape[1], resized.shape[0])
+    size = (int(resized.shape[1]), int(resized.shape[0]))
     table: list[list] = []
     last = None
     for t in range(max(lo, 0), hi + 1):
@@ -263,10 +264,12 @@ def _json_for_script(data) -> str:
 
 
 def explorer_element(name: str, data: dict | None = None, src: str | None = None, method: str = "v2",
-                     alpha: float | None = None, title: str | None = None, thresholds=None) -> str:
+                     alpha: float | None = None, title: str | None = None, thresholds=None,
+                     picture: str | None = None) -> str:
     """One explorer's HTML: the element, and its data inline (``data``) or as a lazily loaded file (``src``).
 
-    ``method``, ``alpha`` and ``thresholds`` (v1) are where the controls start.
+    ``method``, ``alpha`` and ``thresholds`` (v1) are where the controls start;
+    ``picture`` is a URL of the resized image that replaces the data's own.
     """
     import html
     import json
@@ -278,6 +281,8 @@ def explorer_element(name: str, data: dict | None = None, src: str | None = None
         attrs.append(f'data-thresholds="{html.escape(json.dumps([float(t) for t in thresholds]))}"')
     if src is not None:
         attrs.append(f'data-src="{html.escape(src)}"')
+    if picture is not None:
+        attrs.append(f'data-picture="{html.escape(picture)}"')
     head = f"<h3>{html.escape(title)}</h3>" if title else ""
     inline = f'<script type="application/json" data-aptviz-data="">{_json_for_script(data)}</script>' if data else ""
     status = "loading the explorer&hellip;" if src else "the explorer needs JavaScript"

@@ -53,6 +53,7 @@ IMAGES_DIR = "03_original_resized"
 STATS_NAME = "stats.json"
 MAPS_NAME = "maps.npz"
 TOKENS_NAME = "tokens.npz"
+EXPLORER_NAME = "explorer.js"  # the report's explorer data for this image (docs/explorer.md)
 
 
 @dataclass
@@ -353,6 +354,7 @@ def write_outputs(
     if export_tokens:
         files["tokens"] = TOKENS_NAME
         write_npz_stream_atomic(out / TOKENS_NAME, _token_arrays(result))
+    files["explorer"] = _write_explorer(result, out, files["resized"])
     stats.files = files
     write_json_atomic(out / STATS_NAME, stats.to_dict())
     # overlays of an earlier run with other selections no longer belong here
@@ -365,6 +367,15 @@ def write_outputs(
     if not export_tokens:
         (out / TOKENS_NAME).unlink(missing_ok=True)
     return stats
+
+
+def _write_explorer(result: ImageResult, out: Path, picture: str) -> str:
+    """``explorer.js``: the image's explorer data, loaded by report.html when its card comes into view."""
+    from .explorer import data_script, explorer_data
+
+    data = explorer_data(out.name, result.loaded.image, result.resized, result.maps, result.params, picture)
+    write_bytes_atomic(out / EXPLORER_NAME, data_script(data).encode("utf-8"))
+    return EXPLORER_NAME
 
 
 def process_image(
