@@ -10,7 +10,6 @@ The public API (docs/pipeline.md §3)::
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
     aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
-    aptviz.explore(image_or_path, method="v2", alpha=None, **params) -> Explorer  # live, in a notebook
 
 Heavy modules (torch, matplotlib) are imported on first use only.
 """
@@ -19,7 +18,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ._version import __version__
+from aptviz._version import __version__
 
 __all__ = [
     "PAD",
@@ -43,23 +42,23 @@ __all__ = [
 ]
 
 _LAZY = {
-    "smart_resize": "resize",
-    "resize_image": "resize",
-    "load_image": "loading",
-    "entropy_maps": "entropy",
-    "importance_maps": "importance",
-    "PAD": "entropy",
-    "select_patches": "selection",
-    "Selection": "selection",
+    "smart_resize": "compute.resize",
+    "resize_image": "compute.resize",
+    "load_image": "compute.loading",
+    "entropy_maps": "compute.entropy",
+    "importance_maps": "compute.importance",
+    "PAD": "compute.entropy",
+    "select_patches": "compute.selection",
+    "Selection": "compute.selection",
     "analyze": "pipeline",
-    "explore": "exploring",
-    "run": "runner",
-    "Params": "params",
-    "RunSpec": "params",
-    "Method": "params",
-    "Device": "params",
-    "RunReport": "results",
-    "Status": "results",
+    "explore": "runs.explore",
+    "run": "runs.runner",
+    "Params": "compute.params",
+    "RunSpec": "compute.params",
+    "Method": "compute.params",
+    "Device": "compute.params",
+    "RunReport": "runs.results",
+    "Status": "runs.results",
 }
 
 

@@ -1,3 +1,3 @@
-from .cli import main
+from aptviz.cli import main
 
 main()

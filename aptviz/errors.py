@@ -1,8 +1,12 @@
 """Exceptions raised by aptviz.
 
 Every error that concerns one input image derives from :class:`InputError`,
-so a batch can record it against that file and carry on.
+so a batch can record it against that file and carry on. The process exit
+codes of every command are defined here, once.
 """
+
+#: exit codes: all done, something failed, usage error, interrupted (Ctrl-C; SIGTERM gives 128 + 15)
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class AptvizError(Exception):

@@ -13,29 +13,38 @@ from pathlib import Path
 
 import numpy as np
 
-from ._log import logger
-from ._version import __version__
-from ._xp import to_numpy
-from .analysis import MODEL_VIEW_DIR, RenderOptions, kept_views, model_views, overlay_picture, write_extras
-from .entropy import PAD
-from .errors import InputError
-from .figures import value_histogram
-from .importance import compute_importance, informative_scale, measure_unit
-from .loading import LoadedImage, decode_limit, open_image
-from .output import (
-    clean_stale_temp_files,
+from aptviz._log import logger
+from aptviz._text import (
     text_path,
+)
+from aptviz._version import __version__
+from aptviz.compute.entropy import PAD
+from aptviz.compute.importance import compute_importance, informative_scale, measure_unit
+from aptviz.compute.loading import LoadedImage, decode_limit, open_image
+from aptviz.compute.params import Measure, Params, RunSpec, build_runs
+from aptviz.compute.resize import resize_image
+from aptviz.compute.selection import Selection, select
+from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats
+from aptviz.compute.xp import to_numpy
+from aptviz.errors import InputError
+from aptviz.output.atomic import (
+    clean_stale_temp_files,
     write_bytes_atomic,
     write_image,
     write_json_atomic,
     write_npz_atomic,
     write_npz_stream_atomic,
 )
-from .params import Measure, Params, RunSpec, build_runs
-from .render import render_heatmap
-from .resize import resize_image
-from .results import EntropySummary, ImageInfo, ImageStats, SelectionStats
-from .selection import Selection, select
+from aptviz.render.extras import (
+    MODEL_VIEW_DIR,
+    RenderOptions,
+    kept_views,
+    model_views,
+    overlay_picture,
+    write_extras,
+)
+from aptviz.render.figures import value_histogram
+from aptviz.render.pictures import render_heatmap
 
 __all__ = [
     "ImageResult",
@@ -145,7 +154,7 @@ def compute(path: str | Path, runs: list[RunSpec], params: Params, max_image_pix
     path : str or Path
         Image file.
     runs : list of RunSpec
-        Selections to run (see :func:`aptviz.params.expand_runs`).
+        Selections to run (see :func:`aptviz.compute.params.expand_runs`).
     params : Params
         Pipeline parameters (``device="auto"`` is resolved here).
 
@@ -226,7 +235,7 @@ def analyze(
         v1 thresholds; default ``(3.0, 2.0)`` for entropy, required for the
         other measures.
     **params
-        Any :class:`aptviz.params.Params` field (patch_size, merge_size,
+        Any :class:`aptviz.compute.params.Params` field (patch_size, merge_size,
         temporal_patch_size, num_scales, min_pixels, max_pixels, bins,
         device -- "auto", "cpu" or "cuda", importance -- "entropy",
         "laplacian" or "upsample-mse", aggregate -- "mean", "max" or "std").
@@ -266,7 +275,7 @@ def _maps_arrays(result: ImageResult) -> dict[str, np.ndarray]:
 
 def _token_arrays(result: ImageResult):
     """tokens.npz: every selection's tokens as Qwen2-VL rows (docs/qwen2vl.md), NumPy only, one at a time."""
-    from .packing import iter_token_arrays
+    from aptviz.compute.packing import iter_token_arrays
 
     p = result.params
     selections = [(spec.label, sel.masks) for spec, sel in result.selections]
@@ -371,7 +380,7 @@ def write_outputs(
 
 def _write_explorer(result: ImageResult, out: Path, picture: str) -> str:
     """``explorer.js``: the image's explorer data, loaded by report.html when its card comes into view."""
-    from .explorer import data_script, explorer_data
+    from aptviz.render.explorer import data_script, explorer_data
 
     data = explorer_data(out.name, result.loaded.image, result.resized, result.maps, result.params, picture)
     write_bytes_atomic(out / EXPLORER_NAME, data_script(data).encode("utf-8"))

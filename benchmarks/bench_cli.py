@@ -28,7 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aptviz.resize import smart_resize  # noqa: E402
+from aptviz.compute.resize import smart_resize  # noqa: E402
 
 TARGETS = {"single": 1.6, "help": 2.0, "sweep": 6.0}
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aptviz  # noqa: E402
-from aptviz.entropy import PAD, set_num_threads  # noqa: E402
+from aptviz.compute.entropy import PAD, set_num_threads  # noqa: E402
 
 TARGET_VS_ONEHOT = 100.0
 TARGET_VS_FLOOR = 4.0

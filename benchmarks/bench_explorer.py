@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aptviz  # noqa: E402
-from aptviz.modelview import model_view, psnr  # noqa: E402
+from aptviz.compute.views import model_view, psnr  # noqa: E402
 from aptviz.pipeline import compute  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

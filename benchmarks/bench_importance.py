@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_entropy import floor_baseline, photo  # noqa: E402
 
-from aptviz.entropy import set_num_threads  # noqa: E402
-from aptviz.importance import compute_importance  # noqa: E402
+from aptviz.compute.entropy import set_num_threads  # noqa: E402
+from aptviz.compute.importance import compute_importance  # noqa: E402
 
 TARGET_VS_FLOOR = 4.0
 CASES = [

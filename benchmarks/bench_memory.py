@@ -1,10 +1,10 @@
-"""Memory benchmark: the estimate of aptviz.memory against the measured peak of real runs.
+"""Memory benchmark: the estimate of aptviz.runs.memory against the measured peak of real runs.
 
 Each option set runs ``aptviz PHOTO -o TMP -j 1 ...`` as a separate process
 on a 12-megapixel photo (the sample photos enlarged, with noise, written as
 PNG; the 48 MP case as JPEG) and reads its peak resident memory from
 ``getrusage(RUSAGE_CHILDREN)``. The baseline is the same command's estimate
-for a decode of exactly that photo (``aptviz.memory.worker_bytes``); the
+for a decode of exactly that photo (``aptviz.runs.memory.worker_bytes``); the
 ratio measured/estimate must stay <= 1 (the estimate is an upper bound) and
 should not be far below (a useless bound refuses good options). The worst-case
 estimate -- what ``--max-memory`` is checked against, with the decode of the
@@ -28,8 +28,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aptviz.memory import format_bytes, plan, worker_bytes  # noqa: E402
-from aptviz.params import Params  # noqa: E402
+from aptviz.compute.params import Params  # noqa: E402
+from aptviz.runs.memory import format_bytes, plan, worker_bytes  # noqa: E402
 
 CASES = [
     ("defaults, 12 MP PNG", "p12.png", []),

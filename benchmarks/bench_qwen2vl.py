@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil  # noqa: E402
 
-from aptviz.entropy import compute_maps, get_num_threads, set_num_threads  # noqa: E402
-from aptviz.packing import normalize_pixels, pack_selection  # noqa: E402
+from aptviz.compute.entropy import compute_maps, get_num_threads, set_num_threads  # noqa: E402
+from aptviz.compute.packing import normalize_pixels, pack_selection  # noqa: E402
+from aptviz.compute.resize import resize_image  # noqa: E402
+from aptviz.compute.selection import select_patches  # noqa: E402
 from aptviz.qwen2vl import APTQwen2VLImageProcessor  # noqa: E402
-from aptviz.resize import resize_image  # noqa: E402
-from aptviz.selection import select_patches  # noqa: E402
 
 TARGET = 2.0
 NAMES = ("astronaut", "chelsea", "coffee")

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aptviz.output import read_json  # noqa: E402
-from aptviz.report import build_report  # noqa: E402
+from aptviz.output.atomic import read_json  # noqa: E402
+from aptviz.render.report import build_report  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--disable-sync"]

@@ -35,10 +35,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aptviz.entropy import set_num_threads  # noqa: E402
-from aptviz.params import Params, RunSpec  # noqa: E402
-from aptviz.resize import smart_resize  # noqa: E402
-from aptviz.stats_run import run_stats  # noqa: E402
+from aptviz.compute.entropy import set_num_threads  # noqa: E402
+from aptviz.compute.params import Params, RunSpec  # noqa: E402
+from aptviz.compute.resize import smart_resize  # noqa: E402
+from aptviz.datasets.engines import run_stats  # noqa: E402
 
 TARGETS = {"local_vs_floor": 1.5, "ray_vs_local": 2.0}
 RUNS = [RunSpec("v2", 1.0), RunSpec("budget", 0.3)]
@@ -100,7 +100,7 @@ def per_core(paths: list[Path]) -> tuple[float, float]:
     this is the steadiest comparison, and the per-core figure that docs/scaling.md
     multiplies out.
     """
-    from aptviz.datasets import chunk_tasks, iter_units, run_task
+    from aptviz.datasets.sources import chunk_tasks, iter_units, run_task
 
     tasks = list(chunk_tasks(iter_units(paths)))
     t0 = time.process_time()

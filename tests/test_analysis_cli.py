@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from aptviz.cli import app, main
-from aptviz.entropy import entropy_maps
-from aptviz.loading import load_image
-from aptviz.render import SCALE_COLORS, boundary_mask
-from aptviz.resize import resize_image
+from aptviz.cli.command import app, main
+from aptviz.compute.entropy import entropy_maps
+from aptviz.compute.loading import load_image
+from aptviz.compute.resize import resize_image
+from aptviz.render.pictures import SCALE_COLORS, boundary_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"

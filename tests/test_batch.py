@@ -9,8 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from aptviz.batch import discover
-from aptviz.cli import app
+from aptviz.cli.command import app
+from aptviz.runs.batch import discover
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
@@ -195,19 +195,19 @@ def test_failed_image_never_removes_other_outputs(tmp_path):
 
 
 def _killer_work(path, *args):
-    """Stand-in for aptviz.batch._work (module level, so it pickles)."""
+    """Stand-in for aptviz.runs.batch._work (module level, so it pickles)."""
     if path.name == "killer.png":
         os._exit(9)
     return _REAL_WORK(path, *args)
 
 
-from aptviz.batch import _work as _REAL_WORK  # noqa: E402
+from aptviz.runs.batch import _work as _REAL_WORK  # noqa: E402
 
 
 def test_a_dying_worker_fails_only_its_image(tmp_path, monkeypatch):
     """An image whose worker process dies (as when killed for memory) is recorded; the rest completes."""
-    import aptviz.batch as batch
-    from aptviz.params import Params, expand_runs
+    import aptviz.runs.batch as batch
+    from aptviz.compute.params import Params, expand_runs
 
     src = copies(tmp_path / "in", "chelsea.png", 4, stem="ok")
     shutil.copy(SAMPLES / "chelsea.png", src / "killer.png")

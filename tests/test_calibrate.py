@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aptviz.calibrate import calibrate_maps, calibrate_paths, step_function
-from aptviz.entropy import entropy_maps
+from aptviz.compute.calibration import calibrate_maps, step_function
+from aptviz.compute.entropy import entropy_maps
+from aptviz.compute.loading import load_image
+from aptviz.compute.resize import resize_image
+from aptviz.compute.selection import select_patches
 from aptviz.errors import ParameterError
-from aptviz.loading import load_image
 from aptviz.pipeline import analyze
-from aptviz.resize import resize_image
-from aptviz.selection import select_patches
+from aptviz.runs.calibrate import calibrate_paths
 
 from conftest import textured
 

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from aptviz import __version__
-from aptviz.cli import app
+from aptviz.cli.command import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -209,7 +209,7 @@ def test_alpha_without_an_alpha_method_warns(tmp_path):
 
 
 def test_unwritable_summary_is_one_line_and_images_go_on(tmp_path, monkeypatch):
-    import aptviz.summary as summary
+    import aptviz.runs.summary as summary
 
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")

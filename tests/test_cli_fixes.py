@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from aptviz.cli import SUBCOMMANDS, app, main
+from aptviz.cli.command import SUBCOMMANDS, app, main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
@@ -161,7 +161,7 @@ def test_maps_npz_pad_cells_hold_1e6_as_documented(tmp_path):
 
 
 def test_retention_plot_counts_legend_and_bars(tmp_path):
-    from aptviz.summary import retention_figure
+    from aptviz.runs.summary import retention_figure
 
     src = copies(tmp_path / "in", 3, "coffee.png")
     shutil.copy(SAMPLES / "chelsea.png", src / "other.png")

@@ -10,11 +10,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import aptviz
-from aptviz.cli import app
-from aptviz.importance import compute_importance
-from aptviz.params import Params, build_runs
+from aptviz.cli.command import app
+from aptviz.compute.importance import compute_importance
+from aptviz.compute.params import Params, build_runs
 from aptviz.pipeline import compute, write_outputs
-from aptviz.render import render_heatmap
+from aptviz.render.pictures import render_heatmap
 
 ROOT = Path(__file__).resolve().parents[1]
 CHELSEA = ROOT / "sample_images" / "chelsea.png"

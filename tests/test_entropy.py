@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import aptviz
-from aptviz.entropy import (
+from aptviz.compute.entropy import (
     PAD,
     _bin_keys,
     _finest_histograms,
@@ -16,7 +16,7 @@ from aptviz.entropy import (
     entropy_maps,
     set_num_threads,
 )
-from aptviz.resize import resize_image
+from aptviz.compute.resize import resize_image
 
 import reference as ref
 from conftest import textured
@@ -107,7 +107,7 @@ def test_bins_are_exact_for_any_bin_count(bins):
 @pytest.mark.parametrize("ps,scales,bins", [(1, 3, 512), (2, 4, 4096), (3, 2, 1000), (4, 1, 256)])
 def test_sparse_kernel_equals_dense_kernel(ps, scales, bins):
     """Small patches with many bins count sorted keys (NumPy); the dense torch path gives the same bits."""
-    from aptviz.entropy import is_sparse
+    from aptviz.compute.entropy import is_sparse
 
     assert is_sparse(ps, bins)
     img = textured(90, 131, seed=ps)
@@ -123,7 +123,7 @@ def test_small_patches_many_bins_use_bounded_tiles():
     whole = compute_maps(img, 2, 3, 4096, backend="torch")  # dense histograms, one tile
     try:
         set_num_threads(1)
-        import aptviz.entropy as entropy_module
+        import aptviz.compute.entropy as entropy_module
 
         saved = entropy_module.BAND_HIST_ENTRIES
         entropy_module.BAND_HIST_ENTRIES = 1 << 15  # tiles of a few cells

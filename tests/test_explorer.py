@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 
 import aptviz
-from aptviz.entropy import PAD
-from aptviz.explorer import cell_errors, explorer_data
-from aptviz.exploring import explore
-from aptviz.modelview import compare_views, model_view, psnr
-from aptviz.params import Params
+from aptviz.compute.entropy import PAD
+from aptviz.compute.params import Params
+from aptviz.compute.tokens import token_counts
+from aptviz.compute.views import compare_views, model_view, psnr
 from aptviz.pipeline import compute
-from aptviz.tokens import token_counts
+from aptviz.render.explorer import cell_errors, explorer_data
+from aptviz.runs.explore import explore
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "sample_images").glob("*.png"))
@@ -143,7 +143,7 @@ def results():
 def explore_page(tmp_path_factory, results):
     out = tmp_path_factory.mktemp("explore") / "explore.html"
     payloads = [explorer_data(n, r.loaded.image, r.resized, r.maps, r.params) for n, r in results.items()]
-    from aptviz.explorer import explorer_page
+    from aptviz.render.explorer import explorer_page
 
     out.write_text(explorer_page(payloads), encoding="utf-8")
     return out
@@ -356,7 +356,7 @@ def test_repr_html_twice_on_one_page(browser, tmp_path):
 
 
 def test_data_is_json_and_safe_in_a_script():
-    from aptviz.explorer import _json_for_script
+    from aptviz.render.explorer import _json_for_script
 
     text = _json_for_script({"name": "</script><b>"})
     assert "</" not in text and json.loads(text) == {"name": "</script><b>"}

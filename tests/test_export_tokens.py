@@ -7,8 +7,8 @@ import sys
 import numpy as np
 from typer.testing import CliRunner
 
-from aptviz.cli import app
-from aptviz.tokens import llm_tokens
+from aptviz.cli.command import app
+from aptviz.compute.tokens import llm_tokens
 
 from conftest import ROOT
 
@@ -63,8 +63,8 @@ def test_export_tokens_imports_neither_torch_nor_transformers(tmp_path):
 
 
 def test_the_memory_estimate_counts_the_export():
-    from aptviz.memory import EXPORT_TOKENS_BYTES_PER_PIXEL, plan, resized_bound
-    from aptviz.params import Params
+    from aptviz.compute.params import Params
+    from aptviz.runs.memory import EXPORT_TOKENS_BYTES_PER_PIXEL, plan, resized_bound
 
     params = Params(max_pixels=20_000_000)
     without = plan(params, workers=1, max_memory=64 << 30, threads=1)
@@ -76,10 +76,10 @@ def test_export_tokens_runs_within_its_estimate(tmp_path):
     """tokens.npz is written one array at a time: its peak stays under EXPORT_TOKENS_BYTES_PER_PIXEL a pixel."""
     import tracemalloc
 
-    from aptviz.memory import EXPORT_TOKENS_BYTES_PER_PIXEL
-    from aptviz.output import write_npz_stream_atomic
-    from aptviz.params import Params, build_runs
+    from aptviz.compute.params import Params, build_runs
+    from aptviz.output.atomic import write_npz_stream_atomic
     from aptviz.pipeline import _token_arrays, compute
+    from aptviz.runs.memory import EXPORT_TOKENS_BYTES_PER_PIXEL
 
     result = compute(ROOT / "sample_images" / "astronaut.png", build_runs(["budget:1", "v2:1", "budget:0.3"]), Params())
     pixels = result.resized.shape[0] * result.resized.shape[1]

@@ -14,10 +14,16 @@ from PIL import Image, ImageDraw
 from research_ref import research_maps
 
 import aptviz
-from aptviz.entropy import PAD, entropy_maps, pad_mask
+from aptviz.compute.entropy import PAD, entropy_maps, pad_mask
+from aptviz.compute.importance import (
+    Aggregate,
+    Measure,
+    compute_importance,
+    importance_maps,
+    measure_unit,
+)
+from aptviz.compute.resize import resize_image
 from aptviz.errors import ParameterError
-from aptviz.importance import Aggregate, Measure, compute_importance, importance_maps, measure_unit
-from aptviz.resize import resize_image
 
 from conftest import ROOT, SAMPLES, textured
 
@@ -241,7 +247,7 @@ def test_bad_parameters_name_the_value(kwargs, words):
 def test_cpu_path_never_imports_torch():
     code = (
         "import sys, numpy as np\n"
-        "from aptviz.importance import compute_importance\n"
+        "from aptviz.compute.importance import compute_importance\n"
         "img = np.zeros((56, 84, 3), np.uint8)\n"
         "for m in ('laplacian', 'upsample-mse'):\n"
         "    for a in ('mean', 'max', 'std'):\n"

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from test_importance import SYNTHETIC
 
 import aptviz
+from aptviz.compute.importance import compute_importance
+from aptviz.compute.resize import resize_image
+from aptviz.compute.selection import coverage, select_patches
 from aptviz.errors import ParameterError
-from aptviz.importance import compute_importance
-from aptviz.resize import resize_image
-from aptviz.selection import coverage, select_patches
 
 import reference as ref
 from conftest import SAMPLES, textured

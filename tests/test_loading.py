@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 import aptviz
-from aptviz.loading import open_image
+from aptviz.compute.loading import open_image
 
 from conftest import textured
 

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from aptviz.entropy import entropy_maps
-from aptviz.loading import load_image
-from aptviz.modelview import compare_views, model_view, psnr, uniform_view
-from aptviz.resize import resize_image, smart_resize
-from aptviz.selection import select_patches
+from aptviz.compute.entropy import entropy_maps
+from aptviz.compute.loading import load_image
+from aptviz.compute.resize import resize_image, smart_resize
+from aptviz.compute.selection import select_patches
+from aptviz.compute.views import compare_views, model_view, psnr, uniform_view
 
 from conftest import textured
 

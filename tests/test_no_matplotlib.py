@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from aptviz.render import _font, _unicode_font, legible
+from aptviz.render.pictures import _font, _unicode_font, legible
 
 from conftest import SAMPLES
 

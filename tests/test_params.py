@@ -5,10 +5,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aptviz.entropy import compute_maps
+from aptviz.compute.entropy import compute_maps
+from aptviz.compute.params import (
+    Device,
+    Method,
+    Params,
+    RunSpec,
+    build_runs,
+    format_alpha,
+    parse_method,
+)
+from aptviz.compute.selection import select_patches
 from aptviz.errors import ParameterError
-from aptviz.params import Device, Method, Params, RunSpec, build_runs, format_alpha, parse_method
-from aptviz.selection import select_patches
 
 
 def test_per_method_alphas_and_default_list():

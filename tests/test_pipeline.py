@@ -6,10 +6,10 @@ import pytest
 from PIL import Image
 
 import aptviz
-from aptviz.output import write_bytes_atomic, write_json_atomic
-from aptviz.params import Params, expand_runs
+from aptviz.compute.params import Params, expand_runs
+from aptviz.compute.stats import ImageStats
+from aptviz.output.atomic import write_bytes_atomic, write_json_atomic
 from aptviz.pipeline import compute, process_image, write_outputs
-from aptviz.results import ImageStats
 
 SCHEMA_IMAGE = {"path", "original_size", "resized_size", "frames"}
 SCHEMA_PARAMS = {

@@ -10,11 +10,11 @@ pytest.importorskip("transformers")
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil  # noqa: E402
 
 import aptviz  # noqa: E402
-from aptviz.entropy import compute_maps  # noqa: E402
+from aptviz.compute.entropy import compute_maps  # noqa: E402
+from aptviz.compute.resize import resize_image  # noqa: E402
+from aptviz.compute.selection import select_patches  # noqa: E402
+from aptviz.compute.tokens import llm_tokens  # noqa: E402
 from aptviz.qwen2vl import APTQwen2VLImageProcessor, APTQwen2VLProcessor  # noqa: E402
-from aptviz.resize import resize_image  # noqa: E402
-from aptviz.selection import select_patches  # noqa: E402
-from aptviz.tokens import llm_tokens  # noqa: E402
 
 SELECTIONS = [
     {"patch_selection_method": "budget", "alpha": 0.3},
@@ -166,7 +166,7 @@ def test_three_ways_to_choose_the_selection(photos):
 def test_bad_values_raise_the_command_lines_message(photos, tmp_path, kwargs, cli_args, message):
     from typer.testing import CliRunner
 
-    from aptviz.cli import app
+    from aptviz.cli.command import app
 
     with pytest.raises(ValueError) as built:
         APTQwen2VLImageProcessor(**kwargs)
@@ -251,8 +251,8 @@ def test_import_aptviz_loads_no_transformers_or_torch():
     import sys
 
     code = (
-        "import sys, numpy as np, aptviz; from aptviz.packing import pack_selection, normalize_pixels; "
-        "import aptviz.tokens; print('transformers' in sys.modules, 'torch' in sys.modules)"
+        "import sys, numpy as np, aptviz; from aptviz.compute.packing import pack_selection, normalize_pixels; "
+        "import aptviz.compute.tokens; print('transformers' in sys.modules, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
@@ -261,7 +261,7 @@ def test_import_aptviz_loads_no_transformers_or_torch():
 def test_export_tokens_equal_the_processor(photos, sample_paths, tmp_path):
     from typer.testing import CliRunner
 
-    from aptviz.cli import app
+    from aptviz.cli.command import app
 
     args = [str(p) for p in sample_paths] + ["-m", "budget:0.3", "-m", "v2:1", "-o", str(tmp_path), "-q"]
     r = CliRunner().invoke(app, [*args, "--export-tokens"])

@@ -1,9 +1,15 @@
 import numpy as np
 import torch
 
-from aptviz.entropy import PAD, entropy_maps
-from aptviz.render import NO_DATA_COLORS, boundary_mask, colormap_lut, draw_overlay, render_heatmap
-from aptviz.selection import select_patches
+from aptviz.compute.entropy import PAD, entropy_maps
+from aptviz.compute.selection import select_patches
+from aptviz.render.pictures import (
+    NO_DATA_COLORS,
+    boundary_mask,
+    colormap_lut,
+    draw_overlay,
+    render_heatmap,
+)
 
 from conftest import textured
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aptviz.cli import app
+from aptviz.cli.command import app
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 import aptviz
+from aptviz.compute.resize import resize_image
 from aptviz.errors import InputError
-from aptviz.resize import resize_image
 
 
 def _transformers_smart_resize():

@@ -16,12 +16,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import aptviz
-from aptviz.cli import app
+from aptviz.cli.command import app
+from aptviz.compute.loading import open_image
+from aptviz.compute.params import Params, expand_runs
+from aptviz.compute.selection import coverage
 from aptviz.errors import InputError
-from aptviz.loading import open_image
-from aptviz.params import Params, expand_runs
 from aptviz.pipeline import process_image
-from aptviz.selection import coverage
 
 from conftest import textured
 
@@ -79,7 +79,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
     if os.geteuid() != 0:  # root reads anything: simulate the OS refusing instead
         path.chmod(0)
     else:
-        import aptviz.loading as loading
+        import aptviz.compute.loading as loading
 
         def deny(*a, **k):
             raise PermissionError(13, "Permission denied")
@@ -90,7 +90,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
 
 
 def test_any_other_decoder_exception_is_an_input_error(tmp_path, monkeypatch):
-    import aptviz.loading as loading
+    import aptviz.compute.loading as loading
 
     path = tmp_path / "x.png"
     Image.fromarray(textured(20, 20)).save(path)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 import aptviz
+from aptviz.compute.params import Params, RunSpec
 from aptviz.errors import ParameterError
-from aptviz.params import Params, RunSpec
-from aptviz.results import RunReport, Status
-from aptviz.runner import ProgressEvent
+from aptviz.runs.results import RunReport, Status
+from aptviz.runs.runner import ProgressEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+from aptviz.compute.params import Params, expand_runs
 from aptviz.errors import InputError
-from aptviz.params import Params, expand_runs
 
 from conftest import textured
 

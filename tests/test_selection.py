@@ -5,10 +5,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import aptviz
-from aptviz.entropy import PAD, entropy_maps
+from aptviz.compute.entropy import PAD, entropy_maps
+from aptviz.compute.resize import resize_image
+from aptviz.compute.selection import coverage, select_patches
 from aptviz.errors import ParameterError
-from aptviz.resize import resize_image
-from aptviz.selection import coverage, select_patches
 
 import reference as ref
 from conftest import textured
@@ -225,7 +225,7 @@ def test_cuda_selection_equals_cpu(sample_paths):
 @given(img=images, alpha=st.floats(0, 1))
 def test_numpy_and_torch_backends_select_identically(img, alpha):
     """The torch-free CPU path (NumPy) and the tensor path (CUDA, API) agree exactly."""
-    from aptviz.entropy import compute_maps
+    from aptviz.compute.entropy import compute_maps
 
     np_maps = compute_maps(img)
     t_maps = {ps: torch.from_numpy(m.copy()) for ps, m in np_maps.items()}

@@ -18,13 +18,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from aptviz.cli import app
-from aptviz.datasets import run_task as _REAL_RUN_TASK
-from aptviz.loading import open_image, open_image_bytes
-from aptviz.params import Params, expand_runs
-from aptviz.stats_io import MissingExtraError, part_files, require_pyarrow
-from aptviz.stats_run import run_stats
-from aptviz.stats_summary import summarize
+from aptviz.cli.command import app
+from aptviz.compute.loading import open_image, open_image_bytes
+from aptviz.compute.params import Params, expand_runs
+from aptviz.datasets.engines import run_stats
+from aptviz.datasets.parquet import MissingExtraError, part_files, require_pyarrow
+from aptviz.datasets.sources import run_task as _REAL_RUN_TASK
+from aptviz.datasets.summary import summarize
 
 from conftest import SAMPLES, textured
 
@@ -287,7 +287,7 @@ PSNR = ["psnr_apt", "uniform_vit_tokens", "psnr_uniform"]
 
 def test_psnr_columns_match_stats_json_and_join_the_resume_key(folder, tmp_path):
     """--psnr adds stats.json's PSNR fields row by row; without it they are absent; resume redoes images for it."""
-    from aptviz import cli_stats
+    from aptviz.cli import stats as cli_stats
 
     out, runs = tmp_path / "o", expand_runs(["v2", "budget"], [0.3])
     plain = run_stats([folder], out, runs, Params(), recursive=True, workers=2)
@@ -353,7 +353,7 @@ def _dies_on_killer(task, *args):
 
 
 def test_a_dying_worker_fails_only_its_image(folder, tmp_path, monkeypatch):
-    import aptviz.stats_run as stats_run
+    import aptviz.datasets.engines as stats_run
 
     shutil.copy(SAMPLES / "coffee.png", folder / "killer.png")
     monkeypatch.setattr(stats_run, "run_task", _dies_on_killer)
@@ -393,8 +393,8 @@ def test_missing_pyarrow_names_the_extra(monkeypatch):
 
 
 def test_cli_stats_and_summary(folder, tmp_path, capsys):
-    from aptviz import cli_stats
-    from aptviz.cli import main
+    from aptviz.cli import stats as cli_stats
+    from aptviz.cli.command import main
 
     out = tmp_path / "o"
     args = ["stats", str(folder), "-r", "-o", str(out), "-m", "v2", "-m", "budget:0.3", "-j", "2", "--summary"]
@@ -429,7 +429,7 @@ def test_cli_stats_and_summary(folder, tmp_path, capsys):
     ],
 )
 def test_cli_stats_usage_errors(folder, tmp_path, args, message):
-    from aptviz import cli_stats
+    from aptviz.cli import stats as cli_stats
 
     r = CliRunner().invoke(cli_stats.app, [str(folder), "-o", str(tmp_path / "o"), *args])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
@@ -437,7 +437,7 @@ def test_cli_stats_usage_errors(folder, tmp_path, args, message):
 
 
 def test_cli_stats_summary_of_a_folder_without_parts(tmp_path):
-    from aptviz import cli_stats
+    from aptviz.cli import stats as cli_stats
 
     r = CliRunner().invoke(cli_stats.summary_app, [str(tmp_path)])
     assert r.exit_code == 1 and "no part-*.parquet files" in r.output

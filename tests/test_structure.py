@@ -1,10 +1,135 @@
-"""Guards on the shape of the code base: short functions, a thin CLI, nothing pointing outside the repo."""
+"""Guards on the shape of the code base (docs/layout.md): packages and their import rules,
+no import cycle, short functions, a thin CLI, nothing pointing outside the repo."""
 
 import ast
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "aptviz"
+
+# what each package may import (besides itself and the top-level leaf modules)
+LEAVES = {"aptviz.errors", "aptviz._log", "aptviz._text", "aptviz._version"}
+ALLOWED = {
+    "compute": set(),
+    "render": {"compute"},
+    "output": {"compute"},
+    "runs": {"compute", "render", "output", "pipeline"},
+    "datasets": {"compute", "output", "runs", "pipeline"},
+    "qwen2vl": {"compute"},
+    "cli": {"compute", "render", "output", "runs", "datasets", "pipeline", "qwen2vl"},
+    "pipeline": {"compute", "render", "output"},
+}
+#: calls that write a file; the rendering package makes pictures and pages in memory only
+WRITERS = {"write_bytes", "write_text", "write_image", "write_bytes_atomic", "write_json_atomic", "savefig", "imwrite"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def imports_of(path: Path, name: str) -> set[str]:
+    """Every aptviz module imported anywhere in the file (function-level imports included)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            if target.startswith("aptviz"):
+                known = modules()
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    found.add(sub if sub in known else target)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("aptviz")}
+    return found - {name}
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: {t for t in imports_of(path, name) if t in mods} for name, path in mods.items()}
+
+
+def area(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_layout_few_top_level_modules_and_documented_packages():
+    top = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(top) <= 10, top
+    packages = [p for p in PKG.iterdir() if (p / "__init__.py").is_file()]
+    assert len(packages) >= 5
+    for pkg in packages:
+        doc = ast.get_docstring(ast.parse((pkg / "__init__.py").read_text(encoding="utf-8")))
+        assert doc and "May import" in doc, f"{pkg.name}/__init__.py must say what it is for and what it may import"
+
+
+def test_packages_import_only_what_they_may():
+    offenders = []
+    for name, targets in graph().items():
+        own = area(name)
+        if own not in ALLOWED or own == "cli":
+            continue
+        for t in targets:
+            if t in LEAVES or t == "aptviz" or area(t) == own:
+                continue
+            if area(t) not in ALLOWED[own]:
+                offenders.append(f"{name} imports {t}")
+    assert offenders == []
+
+
+def test_nothing_imports_the_cli():
+    offenders = [f"{n} imports {t}" for n, ts in graph().items() for t in ts if area(t) == "cli" and area(n) != "cli"]
+    offenders = [o for o in offenders if not o.startswith("aptviz.__main__")]
+    assert offenders == []
+
+
+def test_no_import_cycle():
+    g = graph()
+    # a package's __init__ re-exporting its own modules is not a cycle between stages
+    g = {n: {t for t in ts if not (n.count(".") == 1 and t.startswith(n + "."))} for n, ts in g.items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node, stack):
+        state[node] = 1
+        for t in sorted(g.get(node, ())):
+            if state.get(t) == 1:
+                cycles.append(" -> ".join(stack[stack.index(t):] + [t]))
+            elif t not in state:
+                visit(t, stack + [t])
+        state[node] = 2
+
+    for n in sorted(g):
+        if n not in state:
+            visit(n, [n])
+    assert cycles == []
+
+
+def test_rendering_writes_no_file():
+    offenders = []
+    for path in sorted((PKG / "render").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                fn = node.func
+                called = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)
+                mode = next((a.value for a in node.args[1:2] if isinstance(a, ast.Constant)), None)
+                if called in WRITERS or (called == "open" and isinstance(mode, str) and set(mode) & set("wax")):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {called}")
+    assert offenders == []
 
 
 def function_lengths(path: Path) -> dict[str, int]:
@@ -16,11 +141,26 @@ def function_lengths(path: Path) -> dict[str, int]:
     }
 
 
-def test_no_function_over_100_lines_and_cli_functions_short():
-    for path in sorted((ROOT / "aptviz").glob("*.py")):
+def test_no_function_over_80_lines_and_cli_functions_short():
+    for path in sorted(PKG.rglob("*.py")):
         for name, length in function_lengths(path).items():
-            limit = 60 if path.name.startswith("cli") else 100
-            assert length <= limit, f"{path.name}:{name} is {length} lines (limit {limit})"
+            limit = 60 if "cli" in path.relative_to(PKG).parts else 80
+            assert length <= limit, f"{path.relative_to(ROOT)}:{name} is {length} lines (limit {limit})"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sample_images/chelsea.png", "-o", "{tmp}", "-q"]])
+def test_cpu_command_imports_no_heavy_module(argv, tmp_path):
+    """--help and a CPU run import none of torch, matplotlib, transformers (the run: no batch figures)."""
+    argv = [a.replace("{tmp}", str(tmp_path / "out")) for a in argv]
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['aptviz', *{argv!r}]\n"
+        "try:\n    runpy.run_module('aptviz', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'matplotlib', 'transformers') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
 
 
 def test_no_tracked_file_points_outside_the_repo():

@@ -2,9 +2,10 @@ import csv
 import json
 from pathlib import Path
 
-from aptviz.params import Params
-from aptviz.results import ImageInfo, ImageStats, JobResult, SelectionStats, Status
-from aptviz.summary import Summary, aggregate, write_retention_plot
+from aptviz.compute.params import Params
+from aptviz.compute.stats import ImageInfo, ImageStats, SelectionStats
+from aptviz.runs.results import JobResult, Status
+from aptviz.runs.summary import Summary, aggregate, write_retention_plot
 
 
 def _stats(path, retention_by_alpha, name):
@@ -61,7 +62,7 @@ def test_aggregate_and_plot(tmp_path):
 
 
 def test_plot_draws_llm_retention_beside_vit_retention():
-    from aptviz.summary import retention_figure
+    from aptviz.runs.summary import retention_figure
 
     rows = [
         {"status": "ok", "method": "budget", "alpha": a, "retention": r, "tokens": 10, "llm_retention": lr,

@@ -3,10 +3,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aptviz.entropy import compute_maps
-from aptviz.packing import pack_selection
-from aptviz.selection import select_patches
-from aptviz.tokens import llm_retention, llm_tokens, llm_tokens_uniform, vit_tokens
+from aptviz.compute.entropy import compute_maps
+from aptviz.compute.packing import pack_selection
+from aptviz.compute.selection import select_patches
+from aptviz.compute.tokens import llm_retention, llm_tokens, llm_tokens_uniform, vit_tokens
 
 
 def test_issue_portrait_numbers():

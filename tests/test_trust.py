@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from aptviz import loading
+from aptviz.compute import loading
+from aptviz.compute.loading import open_image
 from aptviz.errors import InputError
-from aptviz.loading import open_image
 
 from conftest import textured
 
@@ -257,8 +257,8 @@ def test_full_disk_fails_in_one_line_and_never_leaves_a_mixed_folder(tmp_path, s
     else:  # no tmpfs here: inject ENOSPC into the renames after the first few
         from typer.testing import CliRunner
 
-        import aptviz.output as output_module
-        from aptviz.cli import app
+        import aptviz.output.atomic as output_module
+        from aptviz.cli.command import app
 
         real, calls = output_module.os.replace, []
 
@@ -338,7 +338,7 @@ def test_second_run_refuses_at_once_while_the_first_holds_the_folder(tmp_path):
     src = small_images(tmp_path / "in", 2)
     out = tmp_path / "out"
     out.mkdir()
-    from aptviz.output import OutputLock
+    from aptviz.output.lock import OutputLock
 
     with OutputLock(out):
         t0 = time.monotonic()
@@ -349,7 +349,7 @@ def test_second_run_refuses_at_once_while_the_first_holds_the_folder(tmp_path):
 
 
 def test_a_run_never_deletes_another_runs_live_temp_files(tmp_path):
-    from aptviz.output import clean_stale_temp_files
+    from aptviz.output.atomic import clean_stale_temp_files
 
     folder = tmp_path / "img"
     folder.mkdir()

@@ -1,0 +1,43 @@
+"""File names and other untrusted text made safe for JSON, CSV and the terminal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def text_path(path: str | Path) -> str:
+    """A path as text for JSON, CSV and the terminal: valid UTF-8 whatever the OS bytes.
+
+    File names are bytes on POSIX. Bytes that are not UTF-8 (``caf\\xe9.png``
+    in Latin-1) reach Python as lone surrogates, which cannot be encoded; here
+    each such byte is written as ``\\xNN`` instead, so the text stays readable
+    and different names stay different.
+
+    Examples
+    --------
+    >>> text_path(os.fsdecode(b"caf\\xe9.png")), text_path("café.png")
+    ('caf\\\\xe9.png', 'café.png')
+    """
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+def clean_text(obj):
+    """``obj`` with every string made encodable (lone surrogates from OS names as ``\\xNN``).
+
+    Examples
+    --------
+    >>> clean_text({"error": "cannot open " + os.fsdecode(b"caf\\xe9")})
+    {'error': 'cannot open caf\\\\xe9'}
+    """
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+            return obj
+        except UnicodeEncodeError:
+            return obj.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(obj, dict):
+        return {clean_text(k): clean_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_text(v) for v in obj]
+    return obj

@@ -1,0 +1,143 @@
+"""``aptviz calibrate``: the alpha (v2) or threshold factor (v1) that gives a target retention.
+
+    aptviz calibrate photos/ -m v2 --target 0.3 [--statistic mean|median] [-o DIR]
+
+Maps are computed once per image; the retention statistic is a step function
+of alpha, evaluated exactly at its steps (:mod:`aptviz.compute.calibration`). Prints the
+result and writes ``OUTPUT/calibration.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aptviz.cli.options import (
+    DEFAULT_THRESHOLDS_TEXT,
+    EXIT_FAILED,
+    EXIT_OK,
+    AggregateOpt,
+    Bins,
+    DeviceOpt,
+    Importance,
+    Inputs,
+    MaxPixels,
+    MergeSize,
+    MinPixels,
+    NumScales,
+    Output,
+    PatchSize,
+    Quiet,
+    Recursive,
+    TemporalPatchSize,
+    Thresholds,
+    Verbose,
+    Version,
+    Workers,
+    params_from,
+    setup_logging,
+    usage_error,
+)
+from aptviz.compute.params import Device, Measure
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+class Statistic(str, Enum):
+    mean = "mean"
+    median = "median"
+
+
+CalMethod = Annotated[
+    str,
+    typer.Option("-m", "--patch-selection-method", metavar="{v2,v1}", help="v2: find alpha; v1: find a factor on --thresholds."),
+]
+Target = Annotated[float, typer.Option("--target", help="Target retention (tokens / N) in (0, 1].")]
+StatisticOpt = Annotated[Statistic, typer.Option("--statistic", help="Statistic of the per-image retentions.")]
+
+
+@app.command(help="Find the v2 alpha (or v1 threshold factor) whose retention over the images is closest to a target "
+             "from below.")
+def calibrate(
+    inputs: Inputs,
+    method: CalMethod = "v2",
+    target: Target = 0.3,
+    statistic: StatisticOpt = Statistic.mean,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
+    output: Output = Path("visualizations"),
+    patch_size: PatchSize = 14,
+    merge_size: MergeSize = 2,
+    temporal_patch_size: TemporalPatchSize = 2,
+    num_scales: NumScales = 3,
+    min_pixels: MinPixels = 56 * 56,
+    max_pixels: MaxPixels = 28 * 28 * 1280,
+    bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
+    device: DeviceOpt = Device.auto,
+    recursive: Recursive = False,
+    workers: Workers = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    version: Version = None,
+) -> None:
+    """Parse, calibrate, print, write calibration.json."""
+    from aptviz.compute.params import RunSpec, parse_floats, parse_method
+    from aptviz.errors import ParameterError
+    from aptviz.output.atomic import write_json_atomic
+    from aptviz.runs.batch import default_workers, discover
+    from aptviz.runs.calibrate import calibrate_paths
+
+    setup_logging(quiet, verbose)
+    try:
+        params = params_from(locals()).resolved()
+        chosen = parse_method(method).value
+        base = parse_floats(thresholds, "--thresholds")
+        if chosen == "v1":
+            RunSpec(chosen, None, tuple(base)).check_scales(num_scales)
+        jobs, missing = discover(inputs, recursive)
+        paths = [str(j.path) for j in jobs]
+        if not paths:
+            raise ParameterError("no images found in the inputs")
+        n_workers = 1 if params.device != "cpu" else (workers or default_workers())
+        cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, params, n_workers)
+    except ParameterError as exc:
+        raise usage_error(str(exc)) from None
+    for item in missing:
+        sys.stderr.write(f"aptviz: {item.path}: {item.error}\n")
+    for path, error in failed:
+        sys.stderr.write(f"aptviz: {path}: {error}\n")
+    try:
+        written = write_json_atomic(Path(output) / "calibration.json", cal.to_dict())
+    except OSError as exc:
+        sys.stderr.write(f"aptviz: error: cannot write {Path(output) / 'calibration.json'}: {exc}\n")
+        raise typer.Exit(EXIT_FAILED) from None
+    if not quiet:
+        _print(cal, written)
+    raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
+
+
+def _print(cal, written: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    name = "alpha" if cal.method == "v2" else "factor"
+    console = Console()
+    table = Table(title=f"{cal.method} calibration over {len(cal.retentions)} image(s)", title_justify="left")
+    table.add_column("image")
+    table.add_column("retention", justify="right")
+    for path, ret in zip(cal.paths, cal.retentions):
+        table.add_row(path, f"{ret:.4f}")
+    if len(cal.retentions) <= 40:
+        console.print(table)
+    extra = f" (thresholds {', '.join(f'{t:g}' for t in cal.thresholds)})" if cal.thresholds else ""
+    where = "from below" if cal.below_target else "NOT reachable from below: smallest retention possible"
+    console.print(
+        f"{name} = {cal.value:g}{extra}: {cal.statistic} retention {cal.achieved:.4f} "
+        f"(target {cal.target:g}, {where})"
+    )
+    console.print(f"wrote {written}")

@@ -1,0 +1,167 @@
+"""The ``aptviz`` command: parses options, calls :func:`aptviz.run`, prints.
+
+``aptviz IMAGE... [options]`` is the main command (:data:`app`). The other
+commands live in their own modules and are found through :data:`SUBCOMMANDS`:
+``aptviz NAME ...`` imports ``module:attr`` (a Typer app) only when NAME is
+the first argument, so a missing or broken subcommand never affects the main
+command, and ``aptviz --help`` stays instant.
+
+Adding a subcommand ``aptviz foo``:
+
+1. write ``aptviz/cli/foo.py`` with ``app = typer.Typer(...)`` and one
+   ``@app.command()`` whose options reuse :mod:`aptviz.cli.options`
+   (``Inputs``, ``Methods``, ``PatchSize``, ... and ``request_from`` /
+   ``usage_error``);
+2. add ``"foo": "aptviz.cli.foo:app"`` to :data:`SUBCOMMANDS`;
+3. test it through :func:`main` (``main(["foo", ...])``) or its own app.
+
+A file that has a subcommand's name is processed with a path: ``aptviz ./stats``.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+from importlib.util import find_spec
+from pathlib import Path
+
+import typer
+
+from aptviz.cli.options import (
+    EXIT_USAGE,
+    AggregateOpt,
+    Alphas,
+    Bins,
+    Caption,
+    ColorByScale,
+    DeviceOpt,
+    ExportTokens,
+    Importance,
+    Inputs,
+    JsonOut,
+    LineWidth,
+    MaxMemory,
+    MaxPixels,
+    MergeSize,
+    Methods,
+    MinPixels,
+    NumScales,
+    OptionalThresholds,
+    Output,
+    OverlayFormat,
+    Overwrite,
+    PatchSize,
+    Quiet,
+    Recursive,
+    SaveMaps,
+    TemporalPatchSize,
+    Verbose,
+    Version,
+    Workers,
+    memory_from,
+    render_from,
+    request_from,
+    setup_logging,
+    usage_error,
+)
+from aptviz.compute.params import Device, Measure
+
+SUBCOMMANDS: dict[str, str] = {
+    "calibrate": "aptviz.cli.calibrate:app",
+    "explore": "aptviz.cli.explore:app",
+    "stats": "aptviz.cli.stats:app",
+    "stats-summary": "aptviz.cli.stats:summary_app",
+}
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _epilog() -> str:
+    names = [n for n, target in SUBCOMMANDS.items() if find_spec(target.partition(":")[0]) is not None]
+    if not names:
+        return ""
+    return "Other commands: " + ", ".join(f"aptviz {n}" for n in names) + " (see aptviz COMMAND --help)."
+
+
+@app.command(help="Show where Adaptive Patch Tokenization puts its patches (Qwen2-VL pipeline).", epilog=_epilog())
+def run(
+    inputs: Inputs,
+    output: Output = Path("visualizations"),
+    methods: Methods = None,
+    alphas: Alphas = None,
+    thresholds: OptionalThresholds = None,
+    patch_size: PatchSize = 14,
+    merge_size: MergeSize = 2,
+    temporal_patch_size: TemporalPatchSize = 2,
+    num_scales: NumScales = 3,
+    min_pixels: MinPixels = 56 * 56,
+    max_pixels: MaxPixels = 28 * 28 * 1280,
+    bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
+    device: DeviceOpt = Device.auto,
+    recursive: Recursive = False,
+    workers: Workers = None,
+    overwrite: Overwrite = False,
+    save_maps: SaveMaps = False,
+    color_by_scale: ColorByScale = False,
+    line_width: LineWidth = 2,
+    caption: Caption = False,
+    overlay_format: OverlayFormat = "jpg",
+    export_tokens: ExportTokens = False,
+    max_memory: MaxMemory = None,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    version: Version = None,
+) -> None:
+    """Parse, run the library, render the report, exit with its code."""
+    from aptviz.errors import MissingExtraError, ParameterError
+    from aptviz.runs.runner import run as run_library
+
+    level = setup_logging(quiet, verbose)
+    view = _view(json_out, quiet, verbose)
+    try:
+        params, runs = request_from(locals())
+        memory = memory_from(max_memory)
+        render = render_from(color_by_scale, line_width, caption, overlay_format)
+        report = run_library(
+            inputs, output, runs, params, workers, on_progress=view.on_progress,
+            recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
+            log_level=level, max_memory=memory, render=render,
+        )  # fmt: skip
+    except (ParameterError, MissingExtraError) as exc:
+        raise usage_error(str(exc)) from None
+    finally:
+        view.stop()
+    view.finish(report)
+    raise typer.Exit(report.return_code)
+
+
+def _view(json_out: bool, quiet: bool, verbose: bool):
+    from aptviz.cli.visualize import RunView
+
+    return RunView(json_out=json_out, quiet=quiet, verbose=verbose)
+
+
+def _dispatch(argv: list[str]) -> tuple[typer.Typer, str, list[str]]:
+    """Which app handles ``argv``: a registered subcommand or the main command."""
+    if argv and argv[0] in SUBCOMMANDS:
+        module, _, attr = SUBCOMMANDS[argv[0]].partition(":")
+        try:
+            sub = getattr(import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            sys.stderr.write(f"aptviz: error: the '{argv[0]}' command is not available: {exc}\n")
+            raise SystemExit(EXIT_USAGE) from None
+        return sub, f"aptviz {argv[0]}", argv[1:]
+    return app, "aptviz", argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: ``aptviz [COMMAND] ...``."""
+    target, prog, args = _dispatch(list(sys.argv[1:] if argv is None else argv))
+    target(args=args, prog_name=prog)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,259 @@
+"""Option definitions shared by every aptviz command, and the helpers that turn them into library objects.
+
+Each option is an ``Annotated`` type, so a command declares it in one line
+and gets the same flags, help and checks as ``aptviz`` itself::
+
+    from aptviz.cli.options import (
+        Inputs,
+        Methods,
+        Alphas,
+        Thresholds,
+        PatchSize,
+        ...,
+        request_from,
+    )
+
+    @app.command()
+    def calibrate(inputs: Inputs, methods: Methods = None, patch_size: PatchSize = 14, ...):
+        params, runs = request_from(locals())    # Params + the validated selections
+
+Nothing heavy is imported here: ``--help`` of every command stays instant.
+Errors: raise :func:`usage_error` (exit 2, one line ``aptviz: error: ...``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aptviz._version import __version__
+from aptviz.compute.params import Aggregate, Device, Measure, Method
+from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
+
+METHOD_METAVAR = "{" + ",".join(m.value for m in Method) + "}[:ALPHAS]"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"aptviz {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+# -- inputs and output ------------------------------------------------------------------------------
+Inputs = Annotated[
+    list[str], typer.Argument(help="Image files and/or folders.", show_default=False, metavar="IMAGE_OR_FOLDER")
+]
+Output = Annotated[Path, typer.Option("-o", "--output", metavar="DIR", help="Output folder.")]
+Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Scan folders recursively.")]
+Workers = Annotated[
+    int | None,
+    typer.Option("-j", "--workers", metavar="N", help="Parallel worker processes. [default: CPU cores]", min=1),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs are already complete.")]
+SaveMaps = Annotated[bool, typer.Option("--save-maps", help="Also write maps.npz (entropy maps and masks).")]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        help="Memory the run may use, e.g. 4G or 512M; options whose estimated peak exceeds it are refused, "
+        "and fewer workers are used when the default number does not fit. [default: half the RAM]",
+        show_default=False,
+    ),
+]
+ExportTokens = Annotated[
+    bool,
+    typer.Option(
+        "--export-tokens",
+        help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision rows (the fields of "
+        "aptviz.qwen2vl), keys suffixed with the selection's label.",
+    ),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
+
+# -- selections -------------------------------------------------------------------------------------
+Methods = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-m",
+        "--patch-selection-method",
+        metavar=METHOD_METAVAR,
+        help="Selection method, any case; repeat for several. A method may carry its own alphas: "
+        "-m v2:0.8,1,1.2 -m budget:0.3 -m v1. [default: v1]",
+        show_default=False,
+    ),
+]
+Alphas = Annotated[
+    list[float] | None,
+    typer.Option(
+        "-a",
+        "--alpha",
+        metavar="FLOAT",
+        help="v2: threshold multiplier; budget: target retention in [0, 1]. Repeatable; applies to the methods "
+        "given without their own alphas. [default: 1.0]",
+        show_default=False,
+    ),
+]
+Thresholds = Annotated[
+    str,
+    typer.Option("--thresholds", metavar="T1,T2", help="v1 entropy thresholds (bits), one per scale above the finest."),
+]
+OptionalThresholds = Annotated[
+    str | None,
+    typer.Option(
+        "--thresholds",
+        help="v1 thresholds, one per scale above the finest, in the measure's unit. "
+        "[default: 3,2 (bits) for entropy; required by v1 with the other measures]",
+        show_default=False,
+    ),
+]
+Importance = Annotated[
+    Measure,
+    typer.Option(
+        "--importance",
+        case_sensitive=False,
+        help="What scores a patch: entropy (bits), laplacian (|∇²| of gray/255) or upsample-mse "
+        "(error of a bilinear down-up reconstruction at the patch's scale).",
+    ),
+]
+AggregateOpt = Annotated[
+    Aggregate | None,
+    typer.Option(
+        "--aggregate",
+        case_sensitive=False,
+        help="Per-patch reduction of laplacian and upsample-mse values (std with n-1). [default: mean]",
+        show_default=False,
+    ),
+]
+
+# -- pipeline parameters (names match aptviz.compute.params.Params fields) -----------------------------------
+PatchSize = Annotated[int, typer.Option("--patch-size", metavar="N", help="Finest patch size in pixels.")]
+MergeSize = Annotated[
+    int, typer.Option("--merge-size", metavar="N", help="Qwen2-VL merge size (resize factor = patch * merge).")
+]
+TemporalPatchSize = Annotated[
+    int, typer.Option("--temporal-patch-size", metavar="N", help="Qwen2-VL temporal patch size (recorded).")
+]
+NumScales = Annotated[int, typer.Option("--num-scales", metavar="N", help="Number of patch scales (patch * 2**i).")]
+MinPixels = Annotated[int, typer.Option("--min-pixels", metavar="N", help="smart_resize minimum pixel count.")]
+MaxPixels = Annotated[int, typer.Option("--max-pixels", metavar="N", help="smart_resize maximum pixel count.")]
+Bins = Annotated[int, typer.Option("--bins", metavar="N", help="Histogram bins for the entropy.")]
+DeviceOpt = Annotated[
+    Device,
+    typer.Option("--device", case_sensitive=False, help="Where to compute entropy and selection."),
+]
+
+# -- pictures ----------------------------------------------------------------------------------------
+ColorByScale = Annotated[
+    bool, typer.Option("--color-by-scale", help="Overlays: one boundary colour per patch scale, with a legend.")
+]
+LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
+Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
+OverlayFormat = Annotated[
+    str,
+    typer.Option(
+        "--overlay-format",
+        metavar="{jpg,png}",
+        help="Overlay files: 4:4:4 JPEG, or PNG (lossless: lines exactly green).",
+    ),
+]
+
+# -- verbosity ---------------------------------------------------------------------------------------
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print errors only.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging, tracebacks and every table.")]
+Version = Annotated[
+    bool | None,
+    typer.Option("--version", help="Print the version and exit.", callback=_version_callback, is_eager=True),
+]
+
+DEFAULT_THRESHOLDS_TEXT = "3,2"
+
+
+def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str):
+    """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad)."""
+    from aptviz.render.extras import RenderOptions
+
+    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."))
+
+
+def usage_error(message: str) -> typer.Exit:
+    """Print ``aptviz: error: message`` on stderr; return the exit (status 2) to raise."""
+    sys.stderr.write(f"aptviz: error: {message}\n")
+    return typer.Exit(EXIT_USAGE)
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> str:
+    """Route aptviz's loguru messages to stderr at the level the flags ask for; return the level."""
+    from aptviz._log import logger
+
+    level = "DEBUG" if verbose else ("ERROR" if quiet else "WARNING")
+    logger.remove()
+    logger.add(sys.stderr, level=level, format="{level}: {message}")
+    logger.enable("aptviz")
+    return level
+
+
+def params_from(values: dict):
+    """:class:`~aptviz.compute.params.Params` from a command's option values (e.g. ``locals()``).
+
+    Only keys that are Params fields are used; a bad value raises
+    :class:`~aptviz.errors.ParameterError`.
+    """
+    from aptviz.compute.params import Params
+
+    names = {f.name for f in fields(Params)}
+    return Params(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
+
+
+def runs_from(
+    methods: list[str] | None, alphas: list[float] | None, thresholds: str | None, num_scales: int, measure="entropy"
+):
+    """The selections asked for (``-m``/``-a``/``--thresholds``), validated.
+
+    ``thresholds`` None means not given: v1 then uses the measure's default
+    (entropy only; see :func:`aptviz.compute.params.default_thresholds`).
+    """
+    from aptviz.compute.params import build_runs, parse_floats
+
+    thr = None if thresholds is None else parse_floats(thresholds, "--thresholds")
+    return build_runs(methods or [], alphas or [], thr, num_scales, measure)
+
+
+def request_from(values: dict):
+    """``(Params, runs)`` from a command's option values (its ``locals()``).
+
+    Combines :func:`params_from`, :func:`runs_from` (with the params' scale
+    count and measure) and :func:`warn_unused`; a bad value raises
+    :class:`~aptviz.errors.ParameterError`.
+    """
+    params = params_from(values)
+    methods, alphas, thresholds = values.get("methods"), values.get("alphas"), values.get("thresholds")
+    runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
+    warn_unused(methods, alphas, thresholds)
+    return params, runs
+
+
+def memory_from(text: str | None) -> int | None:
+    """``--max-memory`` in bytes, or None when not given (the library's default then applies)."""
+    from aptviz.runs.memory import parse_size
+
+    return None if text is None else parse_size(text)
+
+
+def warn_unused(methods: list[str] | None, alphas: list[float] | None, thresholds: str | None) -> None:
+    """Warn when ``--alpha`` or ``--thresholds`` cannot apply to the methods chosen."""
+    from aptviz._log import logger
+    from aptviz.compute.params import parse_method_spec
+
+    chosen = [parse_method_spec(m) for m in (methods or ["v1"])]
+    if alphas and all(own is not None or not m.takes_alpha for m, own in chosen):
+        if all(m is Method.v1 for m, _ in chosen):
+            logger.warning("--alpha is ignored by v1 (fixed thresholds); add -m v2 or -m budget to use it")
+        else:
+            logger.warning("--alpha is ignored: every method given has its own alphas")
+    if thresholds not in (None, DEFAULT_THRESHOLDS_TEXT) and all(m is not Method.v1 for m, _ in chosen):
+        logger.warning("--thresholds is used by v1 only")

@@ -1,0 +1,255 @@
+"""``aptviz stats`` and ``aptviz stats-summary``: numbers only, to a Parquet dataset.
+
+``aptviz stats INPUTS... -o OUT`` takes the selection and pipeline options of
+the main command (the same definitions, :mod:`aptviz.cli.options`) and calls
+:func:`aptviz.datasets.engines.run_stats`; ``aptviz stats-summary OUT`` calls
+:func:`aptviz.datasets.summary.summarize`. This module only parses and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from aptviz.cli.options import (
+    AggregateOpt,
+    Alphas,
+    Bins,
+    DeviceOpt,
+    Importance,
+    MaxMemory,
+    MaxPixels,
+    MergeSize,
+    Methods,
+    MinPixels,
+    NumScales,
+    OptionalThresholds,
+    PatchSize,
+    Quiet,
+    Recursive,
+    TemporalPatchSize,
+    Verbose,
+    Version,
+    Workers,
+    memory_from,
+    request_from,
+    setup_logging,
+    usage_error,
+)
+from aptviz.compute.params import Device, Measure
+
+__all__ = ["app", "summary_app"]
+
+SUMMARY_NAME = "summary.json"
+
+
+class EngineChoice(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+StatsInputs = Annotated[
+    list[str],
+    typer.Argument(help="Image files, Parquet files, WebDataset .tar shards, and folders of them.", show_default=False),
+]
+StatsOutput = Annotated[Path, typer.Option("-o", "--output", help="Output dataset folder (part-*.parquet).")]
+ImageColumn = Annotated[
+    str, typer.Option("--image-column", help="Parquet column holding the images (binary or {bytes, path}).")
+]
+EngineOpt = Annotated[
+    EngineChoice, typer.Option("--engine", case_sensitive=False, help="local: a process pool; ray: Ray Data.")
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster to join (e.g. auto); without it a local Ray starts."),
+]
+Summary = Annotated[bool, typer.Option("--summary", help="Print and write the summary afterwards.")]
+PsnrOpt = Annotated[
+    bool,
+    typer.Option("--psnr", help="Add psnr_apt, uniform_vit_tokens, psnr_uniform to each row (slower: model views)."),
+]
+JsonSummary = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout instead of a table.")]
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+summary_app = typer.Typer(
+    add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]}
+)
+
+
+@app.command(help="Numbers only, for datasets: one Parquet row per (image, selection), locally or on Ray.")
+def stats(
+    inputs: StatsInputs,
+    output: StatsOutput,
+    methods: Methods = None,
+    alphas: Alphas = None,
+    thresholds: OptionalThresholds = None,
+    patch_size: PatchSize = 14,
+    merge_size: MergeSize = 2,
+    temporal_patch_size: TemporalPatchSize = 2,
+    num_scales: NumScales = 3,
+    min_pixels: MinPixels = 56 * 56,
+    max_pixels: MaxPixels = 28 * 28 * 1280,
+    bins: Bins = 512,
+    importance: Importance = Measure.entropy,
+    aggregate: AggregateOpt = None,
+    device: DeviceOpt = Device.auto,
+    recursive: Recursive = False,
+    workers: Workers = None,
+    image_column: ImageColumn = "image",
+    engine: EngineOpt = EngineChoice.local,
+    ray_address: RayAddress = None,
+    max_memory: MaxMemory = None,
+    psnr: PsnrOpt = False,
+    summary: Summary = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    version: Version = None,
+) -> None:
+    """Parse, run :func:`~aptviz.datasets.engines.run_stats`, print, exit with the report's code."""
+    from aptviz.datasets.engines import run_stats
+    from aptviz.errors import MissingExtraError, ParameterError
+
+    level = setup_logging(quiet, verbose)
+    view = StatsView(quiet)
+    try:
+        params, runs = request_from(locals())
+        report = run_stats(
+            inputs, output, runs, params, recursive=recursive, image_column=image_column, engine=engine.value,
+            workers=workers, ray_address=ray_address, log_level=level, on_progress=view.on_progress,
+            max_memory=memory_from(max_memory), psnr=psnr,
+        )  # fmt: skip
+    except (ParameterError, MissingExtraError) as exc:
+        raise usage_error(str(exc)) from None
+    finally:
+        view.stop()
+    view.finish(report)
+    if summary and report.rows + report.skipped and not report.interrupted:
+        _summary(output, json_out=False, quiet=quiet)
+    raise typer.Exit(report.return_code)
+
+
+@summary_app.command(help="Aggregate an aptviz stats dataset per selection (table, and OUT/summary.json).")
+def stats_summary(
+    output: Annotated[Path, typer.Argument(help="The folder written by aptviz stats.", show_default=False)],
+    json_out: JsonSummary = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    version: Version = None,
+) -> None:
+    from aptviz.errors import InputError, MissingExtraError
+
+    setup_logging(quiet, verbose)
+    try:
+        _summary(output, json_out, quiet)
+    except MissingExtraError as exc:
+        raise usage_error(str(exc)) from None
+    except InputError as exc:
+        sys.stderr.write(f"aptviz: error: {exc}\n")
+        raise typer.Exit(1) from None
+
+
+def _summary(output: Path, json_out: bool, quiet: bool) -> None:
+    from aptviz.datasets.summary import summarize, write_summary_json
+
+    summaries = summarize(output)
+    path = output / SUMMARY_NAME
+    try:
+        write_summary_json(summaries, path)
+    except OSError as exc:
+        sys.stderr.write(f"aptviz: error: cannot write {path}: {exc}\n")
+        path = None
+    if json_out:
+        sys.stdout.write(json.dumps({"selections": [asdict(s) for s in summaries]}, indent=2) + "\n")
+    elif not quiet:
+        console = Console(highlight=False)
+        console.print(summary_table(summaries))
+        if path is not None:
+            console.print(f"Summary written to {path}", markup=False)
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else f"{v:,}"
+
+
+def summary_table(summaries):
+    """Rich table, one column per selection: retention and LLM retention statistics, tokens saved, failures."""
+    from rich.table import Table
+
+    from aptviz.compute.params import format_alpha
+
+    several = len({json.dumps(s.params, sort_keys=True) for s in summaries}) > 1
+    table = Table(title="aptviz stats summary", title_justify="left")
+    table.add_column("")
+    for i, s in enumerate(summaries):
+        head = s.method if s.alpha is None else f"{s.method} {format_alpha(s.alpha)}"
+        table.add_column(f"{head}\n(params {i + 1})" if several else head, justify="right")
+    rows = [("images", "images"), ("failed", "failed")]
+    rows += [(f"retention {k}", f"retention_{k}") for k in ("mean", "median", "p5", "p95")]
+    rows += [(f"LLM retention {k}", f"llm_retention_{k}") for k in ("mean", "median", "p5", "p95")]
+    rows += [("ViT tokens saved", "vit_tokens_saved"), ("  of uniform", "vit_tokens_uniform")]
+    rows += [("LLM tokens saved", "llm_tokens_saved"), ("  of uniform", "llm_tokens_uniform")]
+    for label, attr in rows:
+        table.add_row(label, *(_num(getattr(s, attr)) for s in summaries))
+    if several:
+        table.caption = "; ".join(
+            f"params {i + 1}: " + ", ".join(f"{k}={v}" for k, v in s.params.items()) for i, s in enumerate(summaries)
+        )
+    return table
+
+
+class StatsView:
+    """Progress bar (images, images/s) on stderr; failures printed above it, one line each."""
+
+    def __init__(self, quiet: bool):
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self.progress = None
+        self.task = None
+        if not quiet and self.err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("images"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                console=self.err,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("images", total=None, rate="")
+
+    def on_progress(self, p) -> None:
+        console = self.progress.console if self.progress is not None else self.err
+        for path, error in p.new_failures:
+            console.print(f"aptviz: error: {path}: {error}", markup=False)
+        if self.progress is not None:
+            rate = p.done / max(time.monotonic() - self.started, 1e-9)
+            total = None if p.total is None else p.total - p.skipped
+            self.progress.update(self.task, completed=p.done, total=total, rate=f"{rate:.1f} img/s")
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def finish(self, report) -> None:
+        rate = report.images / report.seconds if report.seconds > 0 else 0.0
+        line = (
+            f"{report.images} image(s) in {report.seconds:.1f} s ({rate:.1f} img/s): {report.failed} failed, "
+            f"{report.skipped} already in {report.output}/ (skipped); {report.rows} rows in {len(report.parts)} part(s)"
+        )
+        if report.interrupted:
+            self.err.print(f"aptviz: interrupted: {line}; run the same command again to resume.", markup=False)
+        elif not self.quiet:
+            Console(highlight=False).print(line, markup=False)

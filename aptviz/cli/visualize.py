@@ -1,0 +1,253 @@
+"""How the ``aptviz`` command shows a run: progress bar, per-image tables or lines, summary.
+
+:class:`RunView` receives :class:`~aptviz.runs.runner.ProgressEvent` callbacks and
+the final :class:`~aptviz.runs.results.RunReport`; it only prints. Human output
+goes to stdout (stderr with ``--json``), errors to stderr, and while the
+progress bar is on the terminal everything is printed through its console,
+so the bar is cleared before each line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from aptviz._text import clean_text, text_path
+from aptviz.compute.params import format_alpha
+from aptviz.compute.stats import ImageStats
+from aptviz.runs.results import JobResult, RunReport, Status
+from aptviz.runs.runner import ProgressEvent
+
+__all__ = ["COMPACT_ABOVE", "RunView", "aggregate_table", "image_line", "image_table"]
+
+COMPACT_ABOVE = 5  # more images than this: one line per image instead of a table (-v shows tables)
+
+
+def image_title(stats: ImageStats) -> str:
+    img = stats.image
+    (ow, oh), (rw, rh) = img.original_size, img.resized_size
+    title = f"{img.path}  {ow}x{oh} -> {rw}x{rh}"
+    if img.frames > 1:
+        title += f"  (first of {img.frames} frames)"
+    if stats.params.importance != "entropy":
+        title += f"  importance: {stats.params.importance} ({stats.params.aggregate})"
+    return title
+
+
+def _num(value, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def image_table(stats: ImageStats) -> Table:
+    """Every selection of one image: kept patches per scale, then ViT and LLM tokens and retention side by side.
+
+    ViT tokens are the kept patches; LLM tokens are what reaches the language
+    model after Qwen2-VL's merger. Both retentions are against plain Qwen2-VL
+    (``N`` finest patches, ``N / merge**2`` LLM tokens), named in the caption.
+    """
+    scales = stats.scales
+    table = Table(title=image_title(stats), title_justify="left", caption_justify="left")
+    table.add_column("method")
+    table.add_column("alpha", justify="right")
+    table.add_column("/".join(str(ps) for ps in scales) + " px", justify="right")
+    for col in ("ViT\ntokens", "LLM\ntokens", "ViT\nret.", "LLM\nret.", "target"):
+        table.add_column(col, justify="right")
+    for sel in stats.selections:
+        target = sel.target_retention
+        table.add_row(
+            sel.method,
+            format_alpha(sel.alpha),
+            "/".join(str(sel.tokens_by_scale[ps]) for ps in scales),
+            str(sel.tokens),
+            _num(sel.llm_tokens),
+            f"{sel.retention:.4f}",
+            _num(sel.llm_retention, "{:.4f}"),
+            "-" if target is None else f"{target:.4f}",
+        )
+    if stats.selections:
+        first = stats.selections[0]
+        table.caption = f"ret.: retention against plain Qwen2-VL's {first.base_small_tokens} ViT tokens"
+        if first.llm_tokens_uniform is not None:
+            table.caption += f" and {first.llm_tokens_uniform} LLM tokens"
+    views = [
+        f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)} "
+        f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)} "
+        f"({sel.uniform_vit_tokens})"
+        for sel in stats.selections
+        if sel.uniform_vit_tokens is not None
+    ]
+    if views:
+        table.caption = (table.caption + "; " if table.caption else "") + (
+            "PSNR dB, APT / uniform Qwen2-VL (its tokens): " + ", ".join(views)
+        )
+        table.caption_justify = "left"
+    return table
+
+
+def _db(value: float | None, known) -> str:
+    """PSNR in dB; ``exact`` when the picture is identical (None with the numbers present).
+
+    Examples
+    --------
+    >>> _db(33.456, 10), _db(None, 10), _db(None, None)
+    ('33.5', 'exact', '-')
+    """
+    if value is None:
+        return "-" if known is None else "exact"
+    return f"{value:.1f}"
+
+
+def image_line(result: JobResult) -> str:
+    """One line per image for large batches: tokens and retention of each selection.
+
+    Examples
+    --------
+    >>> from aptviz.runs.results import JobResult, Status
+    >>> image_line(JobResult.failed("x.jpg", "file not found"))
+    'x.jpg: failed'
+    """
+    if result.stats is None:
+        return f"{text_path(result.path)}: failed"
+    parts = [
+        f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)}: {sel.tokens} ({sel.retention:.4f})"
+        + ("" if sel.llm_tokens is None else f" LLM {sel.llm_tokens} ({sel.llm_retention:.4f})")
+        for sel in result.stats.selections
+    ]
+    skipped = "  [skipped: complete]" if result.status is Status.skipped else ""
+    return f"{image_title(result.stats)}  " + "  ".join(parts) + skipped
+
+
+def aggregate_table(groups) -> Table:
+    """Per (method, alpha) across the batch: ViT retention (mean, min, max), LLM retention and mean tokens."""
+    table = Table(title="Summary per method and alpha", title_justify="left")
+    headers = ("method", "alpha", "n", "ViT\nret.", "min", "max", "LLM\nret.", "ViT\ntokens", "LLM\ntokens")
+    for col in headers:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for g in groups:
+        table.add_row(
+            g.method,
+            format_alpha(g.alpha),
+            str(g.images),
+            f"{g.mean_retention:.4f}",
+            f"{g.min_retention:.4f}",
+            f"{g.max_retention:.4f}",
+            _num(g.mean_llm_retention, "{:.4f}"),
+            f"{g.mean_tokens:.1f}",
+            _num(g.mean_llm_tokens, "{:.1f}"),
+        )
+    table.caption = "ret. (retention), tokens: means over the n images; min, max: of the ViT ret."
+    table.caption_justify = "left"
+    return table
+
+
+class RunView:
+    """Renders one run for the terminal from progress events and the final report."""
+
+    def __init__(self, json_out: bool = False, quiet: bool = False, verbose: bool = False):
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = self.err if json_out else Console(highlight=False)
+        self.json_out, self.quiet, self.verbose = json_out, quiet, verbose
+        self.progress = None
+        self.task = None
+        self.started = time.monotonic()
+        self.total = 0
+
+    # -- while running ------------------------------------------------------------------------------
+    def on_progress(self, event: ProgressEvent) -> None:
+        if event.result is None:
+            self.total = event.total
+            self._start_bar(event.total)
+            return
+        self._show(event.result)
+        if self.progress is not None and event.result.name is not None:
+            rate = event.done / max(time.monotonic() - self.started, 1e-9)
+            self.progress.update(self.task, completed=event.done, rate=f"{rate:.2f} img/s")
+
+    def _start_bar(self, total: int) -> None:
+        if total <= 1 or self.quiet or not self.err.is_terminal:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("images", total=total, rate="")
+
+    def _console(self, console: Console) -> Console:
+        """While the bar is live, print through its console when both reach the same terminal."""
+        if self.progress is not None and console.is_terminal:
+            return self.progress.console
+        return console
+
+    def _show(self, result: JobResult) -> None:
+        if not result.ok:
+            self.error(f"{text_path(result.path)}: {clean_text(result.error)}")
+            if self.verbose and result.detail:
+                self._console(self.err).print(result.detail, markup=False)
+            return
+        if self.quiet:
+            return
+        out = self._console(self.out)
+        if self.total > COMPACT_ABOVE and not self.verbose:
+            out.print(image_line(result), markup=False)
+            return
+        table = image_table(result.stats)
+        if result.status is Status.skipped:
+            skipped = "already complete with these parameters: skipped (use --overwrite to redo)"
+            table.caption = f"{table.caption}\n{skipped}" if table.caption else skipped
+        out.print(table)
+
+    def error(self, message: str) -> None:
+        self._console(self.err).print(f"aptviz: error: {message}", markup=False)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    # -- at the end ---------------------------------------------------------------------------------
+    def finish(self, report: RunReport) -> None:
+        """Errors not about one image, JSON, the aggregate and the closing lines."""
+        for message in report.errors:
+            self.error(message)
+        if not self.quiet:
+            for message in report.notices:  # stderr, so that --json output stays clean
+                self._console(self.err).print(f"aptviz: {message}", markup=False)
+        if report.interrupted:
+            self.err.print(
+                f"aptviz: interrupted after {len(report.images)} image(s); run the same command again to resume.",
+                markup=False,
+            )
+            return
+        if self.json_out:
+            stats = [r.stats.to_dict() for r in report.images]
+            payload = stats[0] if len(stats) == 1 and report.jobs == 1 else stats
+            sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        if not self.quiet:
+            self._closing(report)
+
+    def _closing(self, report: RunReport) -> None:
+        from aptviz.runs.summary import aggregate, rows_for
+
+        images = report.images
+        if len(images) > 1:
+            rows = [row for r in images for row in rows_for(r, report.output, r.stats.scales)]
+            self.out.print(aggregate_table(aggregate(rows)))
+        failed = len(report.failures)
+        if failed:
+            self.err.print(f"{failed} of {len(report.results)} input(s) failed (errors above).", markup=False)
+        if images:
+            skipped = report.count(Status.skipped)
+            note = f" ({skipped} already complete, skipped)" if skipped and len(images) > COMPACT_ABOVE else ""
+            self.out.print(f"Outputs in {report.output}/{note}", markup=False)

@@ -1,0 +1,607 @@
+"""Stage 3: multi-scale entropy maps (docs/pipeline.md §1.3).
+
+One pass over the pixels builds the finest-scale histograms (a single
+``bincount`` over ``cell * bins + bin``); every coarser scale's histograms are
+2x2 sums of the next finer ones. The entropy of a cell of ``n`` pixels is
+``sum(c * log2(n / c)) / n`` over its bin counts ``c``, read from a lookup
+table in integer fixed point, so the result does not depend on the order of
+summation: NumPy on the CPU and torch on a GPU give bit-identical maps.
+
+Memory is linear in pixels and bounded per band of rows: nothing of size
+cells x pixels-per-cell x bins is ever built.
+
+The CPU backend is pure NumPy (torch is not even imported); ``device="cuda"``
+runs the same steps with torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aptviz.compute.xp import concat
+from aptviz.errors import require_torch
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+__all__ = [
+    "GRAY_WEIGHTS",
+    "PAD",
+    "compute_maps",
+    "entropy_maps",
+    "band_pixels",
+    "is_sparse",
+    "get_num_threads",
+    "grayscale",
+    "pad_mask",
+    "scales_for",
+    "set_num_threads",
+]
+
+PAD = 1e6
+"""Value of a cell whose grid overhangs the image (never kept, never counted)."""
+
+GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+FIXED_POINT_BITS = 32
+"""Entropy sums are accumulated as integers in units of 2**-32 bits: exact
+to ~1e-9 before the final float32 rounding, whatever the summation order."""
+
+BAND_PIXELS = 1 << 20
+"""Rows are processed in bands of about this many pixels (at least one band
+per thread), so temporary memory stays bounded (~25 MB a band)."""
+
+BAND_HIST_ENTRIES = 1 << 22
+"""At most about this many histogram entries (finest cells x bins) per band:
+with small patches and many bins (``--patch-size 1``, ``--bins 4096``) the
+histograms, not the pixels, dominate, and a band holds them to ~100 MB."""
+
+
+CACHE_TILE_PIXELS = 1 << 15
+"""Pixels per tile of the NumPy dense kernel (fewer than :func:`band_pixels`
+allows): a tile's keys, histograms and table lookups (~1 MB at 14 px, 512
+bins) stay in the core's cache, which makes the kernel about twice as fast
+as one pass over a whole band; the Python cost per tile is small by comparison."""
+
+SPARSE_RATIO = 16
+"""Bins per finest-cell pixel above which a cell's histogram is mostly empty
+and the sparse kernel (sorted keys) replaces the dense one (NumPy only)."""
+
+
+def is_sparse(patch_size: int, bins: int) -> bool:
+    """Whether the CPU kernel counts sorted bin keys instead of filling dense histograms.
+
+    Examples
+    --------
+    >>> is_sparse(14, 512), is_sparse(2, 4096), is_sparse(1, 512)
+    (False, True, True)
+    """
+    return bins >= SPARSE_RATIO * patch_size * patch_size
+
+
+def band_pixels(patch_size: int, bins: int, sparse: bool = False) -> int:
+    """Pixels per band for these options: :data:`BAND_PIXELS`, fewer when dense histograms dominate.
+
+    Examples
+    --------
+    >>> band_pixels(14, 512), band_pixels(1, 512), band_pixels(1, 512, sparse=True)
+    (1048576, 8192, 1048576)
+    """
+    if sparse:
+        return BAND_PIXELS
+    return max(1, min(BAND_PIXELS, BAND_HIST_ENTRIES * patch_size * patch_size // bins))
+
+
+_THREADS: int | None = None
+
+
+def set_num_threads(n: int | None) -> None:
+    """Threads for the CPU entropy kernel (None: every available core)."""
+    global _THREADS
+    _THREADS = None if n is None else max(1, int(n))
+
+
+def get_num_threads() -> int:
+    """Threads the CPU entropy kernel uses.
+
+    Examples
+    --------
+    >>> get_num_threads() >= 1
+    True
+    """
+    if _THREADS is not None:
+        return _THREADS
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def scales_for(patch_size: int, num_scales: int) -> list[int]:
+    """Patch sizes of every scale, finest first.
+
+    Examples
+    --------
+    >>> scales_for(14, 3)
+    [14, 28, 56]
+    """
+    return [patch_size * 2**i for i in range(num_scales)]
+
+
+def _check_shape(shape) -> None:
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 RGB image, got shape {tuple(shape)}")
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError("image has no pixels")
+
+
+def _as_array(image) -> np.ndarray:
+    if type(image).__module__.startswith("torch"):
+        image = image.detach().cpu().numpy()
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image, got {arr.dtype}")
+    _check_shape(arr.shape)
+    return arr
+
+
+def _as_tensor(image, device) -> torch.Tensor:
+    torch = require_torch(f"entropy maps on device {str(device)!r}")
+
+    if isinstance(image, torch.Tensor):
+        t = image
+    else:
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8:
+            raise TypeError(f"expected a uint8 image, got {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.dtype != torch.uint8:
+        raise TypeError(f"expected a uint8 image, got {t.dtype}")
+    _check_shape(tuple(t.shape))
+    return t.to(device)
+
+
+def grayscale(image):
+    """Luma in float32: ``0.2989*R + 0.5870*G + 0.1140*B`` (left to right).
+
+    Parameters
+    ----------
+    image : ndarray or torch.Tensor
+        HxWx3 uint8.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        HxW float32, same kind as the input.
+
+    Examples
+    --------
+    >>> float(grayscale(np.full((1, 1, 3), 255, np.uint8))[0, 0])
+    254.97451782226562
+    """
+    r, g, b = (np.float32(w) for w in GRAY_WEIGHTS)
+    if isinstance(image, np.ndarray):
+        gray = image[..., 0] * r
+        gray += image[..., 1] * g
+        gray += image[..., 2] * b
+        return gray
+    import torch
+
+    gray = image[..., 0].to(torch.float32) * float(r)
+    gray += image[..., 1].to(torch.float32) * float(g)
+    gray += image[..., 2].to(torch.float32) * float(b)
+    return gray
+
+
+def _bin_keys(img, ps: int, bins: int):
+    """``cell * bins + bin`` for every pixel, where ``bin = min(floor(gray * bins / 256), bins - 1)``.
+
+    The product is taken in float64 from the float32 gray value, which is
+    exact for any bin count (a 24-bit mantissa times ``bins <= 2**29`` fits
+    in 53 bits; dividing by 256 is exact). For a power-of-two bin count the
+    float32 product is already exact and is used as is.
+
+    Examples
+    --------
+    >>> gray_one = np.full((1, 1, 3), 1, np.uint8)  # gray 0.99990004 in float32
+    >>> int(_bin_keys(gray_one, 1, 256)[0, 0]), int(_bin_keys(gray_one, 1, 1000)[0, 0])
+    (0, 3)
+    """
+    numpy = isinstance(img, np.ndarray)
+    height, width = int(img.shape[0]), int(img.shape[1])
+    cols = -(-width // ps)
+    gray = grayscale(img)
+    if bins & (bins - 1) == 0:  # power of two: one exact float32 multiply
+        gray *= np.float32(bins / 256.0) if numpy else bins / 256.0
+        scaled = gray
+    elif numpy:
+        scaled = gray.astype(np.float64)
+        scaled *= bins / 256.0  # bins / 256 is exact, so is the product
+    else:
+        import torch
+
+        scaled = gray.to(torch.float64) * (bins / 256.0)
+    if numpy:
+        key = scaled.astype(np.intp)
+        np.minimum(key, bins - 1, out=key)
+        key += ((np.arange(height) // ps) * (cols * bins))[:, None]
+        key += ((np.arange(width) // ps) * bins)[None, :]
+        return key
+    import torch
+
+    dev = img.device
+    key = scaled.to(torch.int64).clamp_(max=bins - 1)
+    key += ((torch.arange(height, device=dev) // ps) * (cols * bins))[:, None]
+    key += ((torch.arange(width, device=dev) // ps) * bins)[None, :]
+    return key
+
+
+_OFFSETS: dict = {}
+
+
+def _cell_offsets(height: int, width: int, ps: int, bins: int) -> np.ndarray:
+    """``cell * bins`` of every pixel of a ``height x width`` tile (cached: tiles repeat their shape).
+
+    Examples
+    --------
+    >>> _cell_offsets(2, 3, 2, 10).tolist()
+    [[0, 0, 10], [0, 0, 10]]
+    """
+    key = (height, width, ps, bins)
+    off = _OFFSETS.get(key)
+    if off is None:
+        cols = -(-width // ps)
+        off = ((np.arange(height) // ps) * (cols * bins))[:, None] + ((np.arange(width) // ps) * bins)[None, :]
+        off.flags.writeable = False
+        if len(_OFFSETS) >= 16:
+            _OFFSETS.clear()
+        _OFFSETS[key] = off
+    return off
+
+
+def _dense_tile_maps(img: np.ndarray, scales: list[int], bins: int) -> list[np.ndarray]:
+    """Entropy maps of a small tile (NumPy): the steps of :func:`_bin_keys`, :func:`_finest_histograms`,
+    :func:`_sum2x2` and :func:`_entropy_from_histograms`, fused so that a tile's arrays stay in cache.
+
+    The bin needs no clamp here: the gray value is below 255 (the weights sum
+    to less than 1), so ``gray * bins / 256`` is below ``bins - 1`` already.
+    """
+    ps = scales[0]
+    height, width = img.shape[0], img.shape[1]
+    rows, cols = -(-height // ps), -(-width // ps)
+    gray = grayscale(img)
+    if bins & (bins - 1) == 0:  # power of two: one exact float32 multiply
+        gray *= np.float32(bins / 256.0)
+        key = gray.astype(np.intp)
+    else:  # exact in float64 (see _bin_keys)
+        scaled = gray.astype(np.float64)
+        scaled *= bins / 256.0
+        key = scaled.astype(np.intp)
+    key += _cell_offsets(height, width, ps, bins)
+    hist = np.bincount(key.ravel(), minlength=rows * cols * bins).reshape(rows, cols, bins)
+    out = []
+    for i, size in enumerate(scales):
+        if i > 0:
+            hist = _sum2x2(hist)
+        n = size * size
+        fixed = np.take(_entropy_table(n), hist, mode="clip").sum(axis=-1)  # counts never exceed n
+        out.append((fixed.astype(np.float64) * (2.0**-FIXED_POINT_BITS / n)).astype(np.float32))
+    return out
+
+
+def _finest_histograms(img, ps: int, bins: int):
+    """(rows, cols, bins) int64 histograms of the finest grid: one bincount."""
+    rows, cols = -(-int(img.shape[0]) // ps), -(-int(img.shape[1]) // ps)
+    key = _bin_keys(img, ps, bins)
+    if isinstance(key, np.ndarray):
+        hist = np.bincount(key.ravel(), minlength=rows * cols * bins)
+    else:
+        import torch
+
+        hist = torch.bincount(key.reshape(-1), minlength=rows * cols * bins)
+    return hist.reshape(rows, cols, bins)
+
+
+def _sum2x2(hist):
+    """Sum a (rows, cols, bins) histogram grid over 2x2 blocks (zero-padded).
+
+    Works on NumPy arrays and torch tensors alike.
+    """
+    rows, cols = hist.shape[0], hist.shape[1]
+    pairs = hist[0 : rows - 1 : 2] + hist[1::2]
+    if rows % 2:  # the last row has no partner: it is summed with zeros
+        pairs = concat([pairs, hist[rows - 1 :]], axis=0)
+    quads = pairs[:, 0 : cols - 1 : 2] + pairs[:, 1::2]
+    if cols % 2:
+        quads = concat([quads, pairs[:, cols - 1 :]], axis=1)
+    return quads
+
+
+def _runs(sorted_keys: np.ndarray) -> np.ndarray:
+    """Start index of every run of equal values in a sorted array."""
+    flags = np.empty(sorted_keys.size, dtype=bool)
+    flags[:1] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=flags[1:])
+    return np.flatnonzero(flags)
+
+
+def _sparse_maps(img: np.ndarray, scales: list[int], bins: int) -> list[np.ndarray]:
+    """Entropy maps of a tile from sorted ``cell * bins + bin`` keys (NumPy).
+
+    Only the non-empty (cell, bin) pairs are ever held, so memory and time do
+    not grow with ``bins``; the counts, the table lookups and the integer
+    sums are the dense kernel's, so the maps are bit-identical to it.
+    """
+    ps = scales[0]
+    rows, cols = -(-img.shape[0] // ps), -(-img.shape[1] // ps)
+    keys = _bin_keys(img, ps, bins).ravel()
+    keys.sort()
+    starts = _runs(keys)
+    counts = np.diff(np.append(starts, keys.size))
+    keys = keys[starts]
+    out = []
+    for i, size in enumerate(scales):
+        if i > 0:  # the next scale's cell of every (cell, bin) pair; merge equal keys, summing their counts
+            cell, b = np.divmod(keys, bins)
+            r, c = np.divmod(cell, cols)
+            rows, cols = -(-rows // 2), -(-cols // 2)
+            keys = ((r // 2) * cols + c // 2) * bins + b
+            order = np.argsort(keys, kind="stable")
+            keys, counts = keys[order], counts[order]
+            starts = _runs(keys)
+            counts = np.add.reduceat(counts, starts)
+            keys = keys[starts]
+        n = size * size
+        values = np.take(_entropy_table(n), counts)
+        cell = keys // bins
+        first = _runs(cell)
+        fixed = np.zeros(rows * cols, dtype=np.int64)
+        fixed[cell[first]] = np.add.reduceat(values, first)
+        out.append((fixed.astype(np.float64) * (2.0**-FIXED_POINT_BITS / n)).astype(np.float32).reshape(rows, cols))
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _entropy_table(n: int) -> np.ndarray:
+    """``T[c] = c * (log2(n) - log2(c))`` for c in 0..n, in int64 fixed point (cached, read-only).
+
+    The entropy of a cell of ``n`` pixels is ``sum(T[counts]) / n / 2**32``;
+    a cell whose pixels all fall in one bin gets exactly 0.
+
+    Examples
+    --------
+    >>> _entropy_table(4)[[0, 2, 4]].tolist()  # 2 * (2 - 1) bits = 2 * 2**32
+    [0, 8589934592, 0]
+    """
+    c = np.arange(n + 1, dtype=np.float64)
+    t = c * (np.log2(float(n)) - np.log2(np.maximum(c, 1.0)))
+    table = np.rint(np.ldexp(t, FIXED_POINT_BITS)).astype(np.int64)
+    table.flags.writeable = False
+    return table
+
+
+def _entropy_from_histograms(hist, n: int):
+    """float32 entropy (bits) of every cell of a (rows, cols, bins) histogram.
+
+    Counts of overhanging cells are below ``n``; their values become PAD anyway.
+    """
+    table = _entropy_table(n)
+    scale = 2.0**-FIXED_POINT_BITS / n
+    if isinstance(hist, np.ndarray):
+        fixed = np.take(table, hist).sum(axis=-1)
+        return (fixed.astype(np.float64) * scale).astype(np.float32)
+    import torch
+
+    fixed = torch.from_numpy(table.copy()).to(hist.device)[hist].sum(dim=-1)
+    return (fixed.to(torch.float64) * scale).to(torch.float32)
+
+
+def pad_mask(shape: tuple[int, int], ps: int, height: int, width: int) -> np.ndarray:
+    """Cells of a ``ceil(H/ps) x ceil(W/ps)`` grid that overhang the image.
+
+    The whole last row is PAD when the grid overhangs at the bottom, the
+    whole last column when it overhangs on the right.
+
+    Examples
+    --------
+    >>> pad_mask((2, 3), 56, 84, 168).astype(int).tolist()
+    [[0, 0, 0], [1, 1, 1]]
+    """
+    rows, cols = shape
+    mask = np.zeros((rows, cols), dtype=bool)
+    if rows * ps > height:
+        mask[-1, :] = True
+    if cols * ps > width:
+        mask[:, -1] = True
+    return mask
+
+
+def _bands(height: int, width: int, coarsest: int, threads: int, per_band: int = BAND_PIXELS) -> list[tuple[int, int]]:
+    """Split rows into bands at multiples of the coarsest cell.
+
+    At least ``threads`` bands (when the image is tall enough) and at most
+    about ``per_band`` pixels per band (but never less than one row of
+    coarsest cells).
+
+    Examples
+    --------
+    >>> _bands(1008, 1008, 56, 2)
+    [(0, 504), (504, 1008)]
+    >>> _bands(100, 100, 56, 4)
+    [(0, 56), (56, 100)]
+    >>> len(_bands(4000, 6000, 56, 1))
+    23
+    """
+    cells = -(-height // coarsest)
+    wanted = max(threads, -(-height * width // per_band))
+    n = max(1, min(wanted, cells))
+    cuts = [round(cells * i / n) * coarsest for i in range(n + 1)]
+    cuts[-1] = height
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _column_cuts(rows: int, width: int, coarsest: int, per_band: int) -> list[tuple[int, int]]:
+    """Split a band of ``rows`` rows into column tiles of about ``per_band`` pixels.
+
+    Cuts fall at multiples of the coarsest cell, so very wide images (or a
+    band of tall coarsest cells) stay bounded too.
+
+    Examples
+    --------
+    >>> _column_cuts(56, 1008, 56, 1 << 20)
+    [(0, 1008)]
+    >>> _column_cuts(8, 1000, 8, 4096)
+    [(0, 496), (496, 1000)]
+    """
+    cells = -(-width // coarsest)
+    n = max(1, min(-(-rows * width // per_band), cells))
+    cuts = [round(cells * i / n) * coarsest for i in range(n + 1)]
+    cuts[-1] = width
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+_POOL = None
+
+
+def _pool(workers: int):
+    global _POOL
+    if _POOL is None or _POOL._max_workers < workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aptviz-entropy")
+    return _POOL
+
+
+def compute_maps(
+    image, patch_size: int = 14, num_scales: int = 3, bins: int = 512, device="cpu", backend: str | None = None
+) -> dict:
+    """Entropy maps on the native backend: NumPy arrays on the CPU, torch tensors otherwise.
+
+    Same parameters and values as :func:`entropy_maps`; the pipeline uses
+    this so that a CPU run never imports torch. ``backend="torch"`` forces
+    the torch code path (what CUDA runs) on any device; both backends give
+    bit-identical maps.
+
+    Examples
+    --------
+    >>> maps = compute_maps(np.zeros((56, 84, 3), np.uint8))
+    >>> type(maps[14]).__name__, maps[14].dtype
+    ('ndarray', dtype('float32'))
+    """
+    if patch_size < 1 or num_scales < 1 or bins < 1:
+        raise ValueError("patch_size, num_scales and bins must all be >= 1")
+    numpy = (backend or ("numpy" if str(device) == "cpu" else "torch")) == "numpy"
+    img = _as_array(image) if numpy else _as_tensor(image, device)
+    height, width = int(img.shape[0]), int(img.shape[1])
+    scales = scales_for(patch_size, num_scales)
+
+    sparse = numpy and is_sparse(patch_size, bins)
+
+    def one_band(band) -> list:
+        """Maps of a tile whose height and width (but at the image edge) are multiples of the coarsest cell."""
+        if sparse:
+            return _sparse_maps(band, scales, bins)
+        if numpy:
+            return _dense_tile_maps(band, scales, bins)
+        hist = _finest_histograms(band, patch_size, bins)
+        out = []
+        for i, ps in enumerate(scales):
+            if i > 0:
+                hist = _sum2x2(hist)
+            out.append(_entropy_from_histograms(hist, ps * ps))
+        return out
+
+    threads = get_num_threads() if numpy else 1
+    per_band = band_pixels(patch_size, bins, sparse)
+    if numpy and not sparse:
+        per_band = min(per_band, CACHE_TILE_PIXELS)
+    tiles = [
+        (a, b, c, d)
+        for a, b in _bands(height, width, scales[-1], threads, per_band)
+        for c, d in _column_cuts(b - a, width, scales[-1], per_band)
+    ]
+    if len(tiles) == 1:
+        per_tile = [one_band(img)]
+    elif threads == 1:
+        per_tile = [one_band(img[a:b, c:d]) for a, b, c, d in tiles]
+    else:  # NumPy releases the GIL: tiles run in parallel threads
+        per_tile = list(_pool(threads).map(lambda t: one_band(img[t[0] : t[1], t[2] : t[3]]), tiles))
+
+    def assemble(i: int):
+        """Scale ``i`` of every tile joined back into one map (tiles are in row-major order)."""
+        rows, row = [], []
+        for tile, maps_of_tile in zip(tiles, per_tile):
+            row.append(maps_of_tile[i])
+            if tile[3] == width:
+                rows.append(row[0] if len(row) == 1 else concat(row, axis=1))
+                row = []
+        return rows[0] if len(rows) == 1 else concat(rows, axis=0)
+
+    maps: dict = {}
+    for i, ps in enumerate(scales):
+        grid = (-(-height // ps), -(-width // ps))
+        ent = assemble(i)[: grid[0], : grid[1]]
+        pad = pad_mask(grid, ps, height, width)
+        if numpy:
+            ent = np.ascontiguousarray(ent)
+            ent[pad] = PAD
+        else:
+            import torch
+
+            ent = ent.contiguous()
+            ent[torch.from_numpy(pad).to(ent.device)] = PAD
+        maps[ps] = ent
+    return maps
+
+
+def entropy_maps(
+    image: np.ndarray | Image.Image | torch.Tensor,
+    patch_size: int = 14,
+    num_scales: int = 3,
+    bins: int = 512,
+    device: str | torch.device = "cpu",
+) -> dict[int, torch.Tensor]:
+    """Shannon entropy (bits) of every patch, at every scale, as torch tensors.
+
+    **The image is used as given: it is not resized.** For the Qwen2-VL view
+    (what the command line and :func:`aptviz.analyze` compute), pass
+    ``aptviz.resize_image(aptviz.load_image(path))``. Needs ``aptviz[torch]``;
+    :func:`compute_maps` is the torch-free variant (NumPy arrays).
+
+    Parameters
+    ----------
+    image : ndarray, PIL.Image.Image or torch.Tensor
+        HxWx3 uint8 RGB image, normally the smart-resized one.
+    patch_size : int
+        Finest patch size; scale ``i`` uses ``patch_size * 2**i``.
+    num_scales : int
+        Number of scales (>= 1).
+    bins : int
+        Histogram bins over the gray range [0, 256).
+    device : str or torch.device
+        Where to compute ("cpu" or "cuda"); results are identical.
+
+    Returns
+    -------
+    dict[int, torch.Tensor]
+        ``{ps: float32 tensor of shape (ceil(H/ps), ceil(W/ps))}`` on
+        ``device``; cells that overhang the image hold :data:`PAD`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = entropy_maps(np.zeros((56, 84, 3), np.uint8))
+    >>> {ps: tuple(m.shape) for ps, m in maps.items()}
+    {14: (4, 6), 28: (2, 3), 56: (1, 2)}
+    >>> float(maps[14].max()), float(maps[56][0, 1])
+    (0.0, 1000000.0)
+    """
+    torch = require_torch("aptviz.entropy_maps (it returns torch tensors; compute_maps returns NumPy arrays)")
+    dev = torch.device(device)
+    maps = compute_maps(image, patch_size, num_scales, bins, "cpu" if dev.type == "cpu" else dev)
+    return {ps: torch.from_numpy(m) if isinstance(m, np.ndarray) else m for ps, m in maps.items()}

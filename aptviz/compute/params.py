@@ -1,0 +1,561 @@
+"""Parameters and selections: the one place where they are named and validated.
+
+* :class:`Method` and :class:`Device` are the choices (the command line uses
+  them as its option types too);
+* :class:`Params` (pipeline parameters) and :class:`RunSpec` (one selection)
+  validate themselves when built, so every entry point -- the command line,
+  :func:`aptviz.analyze`, :func:`aptviz.select_patches`, :func:`aptviz.run` --
+  gives the same error for the same bad value;
+* :func:`parse_method_spec` / :func:`build_runs` turn ``-m v2:0.8,1 -m v1``
+  style text into RunSpecs.
+
+Adding a selection method: a member of :class:`Method`, its alpha rule in
+:meth:`RunSpec.__post_init__`, and its algorithm in ``selection.py``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
+
+from aptviz.compute.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from aptviz.errors import ParameterError
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "Aggregate",
+    "Device",
+    "Measure",
+    "Method",
+    "Params",
+    "RunSpec",
+    "build_runs",
+    "check_aggregate",
+    "default_thresholds",
+    "expand_runs",
+    "format_alpha",
+    "parse_aggregate",
+    "parse_floats",
+    "parse_measure",
+    "parse_method",
+    "parse_method_spec",
+]
+
+DEFAULT_THRESHOLDS = (3.0, 2.0)
+MAX_BINS = 4096  # histograms take cells x bins integers: keep them within memory
+MAX_COARSEST = 1024  # largest patch side in pixels
+
+
+class Method(str, Enum):
+    """Patch selection methods (docs/pipeline.md §1.4)."""
+
+    v1 = "v1"
+    v2 = "v2"
+    budget = "budget"
+
+    @property
+    def takes_alpha(self) -> bool:
+        """Whether the method uses ``alpha`` (v1 uses fixed thresholds instead)."""
+        return self is not Method.v1
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Device(str, Enum):
+    """Where entropy and selection run; ``auto`` picks CUDA when present."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Measure(str, Enum):
+    """What a cell's importance measures (``--importance``; see :mod:`aptviz.compute.importance`)."""
+
+    entropy = "entropy"
+    laplacian = "laplacian"
+    upsample_mse = "upsample-mse"
+
+    @property
+    def takes_aggregate(self) -> bool:
+        """Whether per-pixel values are aggregated per cell (entropy is a statistic of the whole cell)."""
+        return self is not Measure.entropy
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Aggregate(str, Enum):
+    """How a measure's per-pixel values become one value per cell (``--aggregate``)."""
+
+    mean = "mean"
+    max = "max"
+    std = "std"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _closest(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    match = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def parse_method(text: str | Method) -> Method:
+    """A :class:`Method` from its name, in any case.
+
+    Examples
+    --------
+    >>> parse_method("Budget")
+    <Method.budget: 'budget'>
+    >>> parse_method("budgte")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: unknown method 'budgte' (did you mean 'budget'?); choose v1, v2 or budget
+    """
+    if isinstance(text, Method):
+        return text
+    name = str(text).strip().lower()
+    try:
+        return Method(name)
+    except ValueError:
+        names = [m.value for m in Method]
+        choices = ", ".join(names[:-1]) + " or " + names[-1]
+        raise ParameterError(f"unknown method {str(text)!r}{_closest(name, names)}; choose {choices}") from None
+
+
+def _choices(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def parse_measure(text: str | Measure) -> Measure:
+    """A :class:`Measure` from its name, in any case (``upsample_mse`` also works).
+
+    Examples
+    --------
+    >>> parse_measure("Laplacian"), parse_measure("upsample_mse")
+    (<Measure.laplacian: 'laplacian'>, <Measure.upsample_mse: 'upsample-mse'>)
+    >>> parse_measure("sobel")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: unknown importance measure 'sobel'; choose entropy, laplacian or upsample-mse
+    """
+    if isinstance(text, Measure):
+        return text
+    name = str(getattr(text, "value", text)).strip().lower().replace("_", "-")
+    names = [m.value for m in Measure]
+    try:
+        return Measure(name)
+    except ValueError:
+        raise ParameterError(
+            f"unknown importance measure {str(text)!r}{_closest(name, names)}; choose {_choices(names)}"
+        ) from None
+
+
+def parse_aggregate(text: str | Aggregate) -> Aggregate:
+    """An :class:`Aggregate` from its name, in any case.
+
+    Examples
+    --------
+    >>> parse_aggregate("STD")
+    <Aggregate.std: 'std'>
+    """
+    if isinstance(text, Aggregate):
+        return text
+    name = str(getattr(text, "value", text)).strip().lower()
+    names = [a.value for a in Aggregate]
+    try:
+        return Aggregate(name)
+    except ValueError:
+        raise ParameterError(
+            f"unknown aggregate {str(text)!r}{_closest(name, names)}; choose {_choices(names)}"
+        ) from None
+
+
+def check_aggregate(measure: Measure, aggregate: str | Aggregate | None) -> Aggregate | None:
+    """The aggregate a measure uses: ``mean`` by default, None for entropy (which takes none).
+
+    Examples
+    --------
+    >>> check_aggregate(Measure.laplacian, None), check_aggregate(Measure.entropy, None)
+    (<Aggregate.mean: 'mean'>, None)
+    >>> check_aggregate(Measure.entropy, "max")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: --aggregate max applies to laplacian and upsample-mse, not to entropy
+    """
+    if not measure.takes_aggregate:
+        if aggregate is not None and parse_aggregate(aggregate) is not Aggregate.mean:
+            raise ParameterError(
+                f"--aggregate {parse_aggregate(aggregate).value} applies to laplacian and upsample-mse, not to entropy"
+            )
+        return None
+    return Aggregate.mean if aggregate is None else parse_aggregate(aggregate)
+
+
+def default_thresholds(
+    method: str | Method,
+    thresholds: Sequence[float] | None,
+    measure: str | Measure = Measure.entropy,
+    num_scales: int = 3,
+) -> tuple[float, ...] | None:
+    """v1's thresholds: as given, else the default for entropy; the other measures have none.
+
+    The entropy default is ``3, 2`` bits for three scales; with ``num_scales``
+    scales, fewer scales take the first ones, more scales repeat the last
+    (2 bits) for every further scale.
+
+    Examples
+    --------
+    >>> default_thresholds("v1", None), default_thresholds("v1", [1, 0.5], "laplacian")
+    ((3.0, 2.0), (1.0, 0.5))
+    >>> default_thresholds("v1", None, num_scales=1), default_thresholds("v1", None, num_scales=5)
+    ((), (3.0, 2.0, 2.0, 2.0))
+    >>> default_thresholds("budget", None, "upsample-mse") is None
+    True
+    """
+    if thresholds is not None:
+        return tuple(float(t) for t in thresholds)
+    if parse_method(method) is not Method.v1:
+        return None
+    measure = parse_measure(measure)
+    if measure is not Measure.entropy:
+        raise ParameterError(f"v1 has no default thresholds for {measure.value}: give --thresholds")
+    last = DEFAULT_THRESHOLDS[-1]
+    return tuple(DEFAULT_THRESHOLDS[i] if i < len(DEFAULT_THRESHOLDS) else last for i in range(max(0, num_scales - 1)))
+
+
+def parse_device(text: str | Device) -> str:
+    """Normalize a device name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (any case).
+
+    Examples
+    --------
+    >>> parse_device("CUDA:1"), parse_device(Device.auto)
+    ('cuda:1', 'auto')
+    """
+    name = getattr(text, "value", text)
+    name = str(name or "auto").strip().lower()
+    if name in {d.value for d in Device}:
+        return name
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return name
+    raise ParameterError(
+        f"unknown device {str(text)!r}{_closest(name, [d.value for d in Device])}; choose auto, cpu or cuda"
+    )
+
+
+def parse_floats(text: str, what: str = "values") -> tuple[float, ...]:
+    """Comma- (or space-) separated numbers.
+
+    Examples
+    --------
+    >>> parse_floats("3,2"), parse_floats("0.8, 1,1.2")
+    ((3.0, 2.0), (0.8, 1.0, 1.2))
+    """
+    parts = [p for p in str(text).replace(" ", ",").split(",") if p]
+    try:
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise ParameterError(f"{what}: expected comma-separated numbers such as 3,2, got {text!r}") from None
+
+
+def format_alpha(alpha: float | None) -> str:
+    """An alpha as given (shortest exact form), ``-`` for none.
+
+    Examples
+    --------
+    >>> format_alpha(1.0), format_alpha(1.0000001), format_alpha(None)
+    ('1.0', '1.0000001', '-')
+    """
+    return "-" if alpha is None else repr(float(alpha))
+
+
+@dataclass(frozen=True)
+class Params:
+    """Image-pipeline parameters, recorded in stats.json ``params``.
+
+    Validated when built: an out-of-range value raises :class:`ParameterError`.
+    ``device`` may be ``"auto"``; :meth:`resolved` turns it into ``cpu`` or
+    ``cuda`` (the pipeline does so itself before computing).
+
+    Examples
+    --------
+    >>> Params().factor, Params().scales
+    (28, [14, 28, 56])
+    >>> Params(bins=0)
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: bins must be an integer >= 1, got 0
+
+    ``importance`` is the measure (``entropy``, ``laplacian``,
+    ``upsample-mse``); ``aggregate`` its per-cell reduction, ``mean`` unless
+    given, and None for entropy, which takes none:
+
+    >>> Params(importance="laplacian").aggregate, Params().aggregate
+    ('mean', None)
+    """
+
+    patch_size: int = 14
+    merge_size: int = 2
+    temporal_patch_size: int = 2
+    num_scales: int = 3
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    bins: int = 512
+    device: str = "cpu"
+    importance: str = "entropy"
+    aggregate: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("patch_size", "merge_size", "temporal_patch_size", "num_scales", "min_pixels", "max_pixels"):
+            _check_int(name, getattr(self, name))
+        _check_int("bins", self.bins)
+        if self.bins > MAX_BINS:
+            raise ParameterError(f"bins must be <= {MAX_BINS}, got {self.bins}")
+        coarsest = self.patch_size * 2 ** (self.num_scales - 1) if self.num_scales <= 16 else None
+        if coarsest is None or coarsest > MAX_COARSEST:
+            raise ParameterError(
+                f"the coarsest patch (patch-size * 2**(num-scales - 1)) must be <= {MAX_COARSEST} px, "
+                f"got patch-size {self.patch_size} with {self.num_scales} scales"
+            )
+        if self.min_pixels > self.max_pixels:
+            raise ParameterError(f"min-pixels ({self.min_pixels}) must not exceed max-pixels ({self.max_pixels})")
+        object.__setattr__(self, "device", parse_device(self.device))
+        measure = parse_measure(self.importance)
+        aggregate = check_aggregate(measure, self.aggregate)
+        object.__setattr__(self, "importance", measure.value)
+        object.__setattr__(self, "aggregate", None if aggregate is None else aggregate.value)
+
+    @property
+    def measure(self) -> Measure:
+        """The importance measure as a :class:`Measure`."""
+        return Measure(self.importance)
+
+    @property
+    def factor(self) -> int:
+        """``patch_size * merge_size``: both resized sides are multiples of it."""
+        return self.patch_size * self.merge_size
+
+    @property
+    def scales(self) -> list[int]:
+        """Patch size of every scale, finest first."""
+        return [self.patch_size * 2**i for i in range(self.num_scales)]
+
+    def resolved(self) -> Params:
+        """The same parameters with ``auto`` turned into ``cpu`` or ``cuda``.
+
+        Raises :class:`ParameterError` for ``cuda`` without a GPU, and
+        :class:`aptviz.errors.MissingExtraError` for ``cuda`` without torch.
+
+        Examples
+        --------
+        >>> Params(device="cpu").resolved().device
+        'cpu'
+        """
+        from aptviz.compute.device import resolve_device
+
+        device = resolve_device(self.device)
+        return self if device == self.device else replace(self, device=device)
+
+    def to_dict(self) -> dict:
+        """The ``params`` object of stats.json."""
+        return asdict(self)
+
+
+def _check_int(name: str, value, lo: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ParameterError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One selection to run on every image: a method and its alpha or thresholds.
+
+    Validated when built (``method`` may be given as text in any case). v1
+    takes thresholds and no alpha; v2 and budget take an alpha and no
+    thresholds.
+
+    Examples
+    --------
+    >>> RunSpec("Budget", 0.3)
+    RunSpec(method=<Method.budget: 'budget'>, alpha=0.3, thresholds=None)
+    >>> RunSpec("v1").thresholds
+    (3.0, 2.0)
+    >>> RunSpec("budget", 1.0000001)
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: budget alpha must be in [0, 1], got 1.0000001
+    """
+
+    method: Method
+    alpha: float | None = None
+    thresholds: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        method = parse_method(self.method)
+        object.__setattr__(self, "method", method)
+        if method is Method.v1:
+            thr = DEFAULT_THRESHOLDS if self.thresholds is None else tuple(float(t) for t in self.thresholds)
+            if any(math.isnan(t) for t in thr):
+                raise ParameterError("thresholds must be numbers")
+            if not all(math.isfinite(t) for t in thr):
+                raise ParameterError(f"thresholds must be finite numbers, got {','.join(repr(t) for t in thr)}")
+            object.__setattr__(self, "alpha", None)
+            object.__setattr__(self, "thresholds", thr)
+            return
+        alpha = 1.0 if self.alpha is None else _as_float(self.alpha)
+        if math.isnan(alpha) or math.isinf(alpha):
+            raise ParameterError(f"alpha must be a finite number, got {format_alpha(alpha)}")
+        if method is Method.budget and not 0.0 <= alpha <= 1.0:
+            raise ParameterError(f"budget alpha must be in [0, 1], got {format_alpha(alpha)}")
+        if method is Method.v2 and alpha < 0:
+            raise ParameterError(f"v2 alpha must be >= 0, got {format_alpha(alpha)}")
+        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "thresholds", None)
+
+    def check_scales(self, num_scales: int) -> RunSpec:
+        """Raise :class:`ParameterError` unless v1 has one threshold per scale above the finest."""
+        if self.thresholds is not None and len(self.thresholds) != num_scales - 1:
+            raise ParameterError(
+                f"--thresholds needs {num_scales - 1} value(s) for {num_scales} scales, got {len(self.thresholds)}"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """File-name friendly id: ``v1``, ``v2_alpha1``, ``budget_alpha0.3``.
+
+        The alpha is written in full (shortest exact form), so two different
+        alphas never share a file name.
+
+        Examples
+        --------
+        >>> RunSpec("budget", 0.1234567).label, RunSpec("v2", 1.0).label
+        ('budget_alpha0.1234567', 'v2_alpha1')
+        """
+        if self.alpha is None:
+            return self.method.value
+        text = repr(float(self.alpha))
+        return f"{self.method.value}_alpha{text[:-2] if text.endswith('.0') else text}"
+
+    def key(self) -> dict:
+        """What identifies this selection in stats.json (for resuming).
+
+        Examples
+        --------
+        >>> RunSpec("v1").key()
+        {'method': 'v1', 'alpha': None, 'thresholds': [3.0, 2.0]}
+        """
+        return {
+            "method": self.method.value,
+            "alpha": self.alpha,
+            "thresholds": list(self.thresholds) if self.thresholds is not None else None,
+        }
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"alpha must be a number, got {value!r}") from None
+
+
+def parse_method_spec(text: str | Method) -> tuple[Method, tuple[float, ...] | None]:
+    """``"v2:0.8,1"`` -> ``(Method.v2, (0.8, 1.0))``; a bare name has no alphas of its own.
+
+    Examples
+    --------
+    >>> parse_method_spec("V2:0.8,1")
+    (<Method.v2: 'v2'>, (0.8, 1.0))
+    >>> parse_method_spec("budget")
+    (<Method.budget: 'budget'>, None)
+    """
+    if isinstance(text, Method):
+        return text, None
+    name, sep, rest = str(text).partition(":")
+    method = parse_method(name)
+    if not sep:
+        return method, None
+    alphas = parse_floats(rest, f"alphas of {method.value}")
+    if not alphas:
+        raise ParameterError(f"{text!r}: give at least one alpha after the colon, e.g. {method.value}:0.3")
+    if not method.takes_alpha:
+        raise ParameterError(f"{method.value} takes no alpha (it uses --thresholds), got {text!r}")
+    return method, alphas
+
+
+def build_runs(
+    methods: Sequence[str | Method] = (),
+    alphas: Sequence[float | str] = (),
+    thresholds: Sequence[float] | None = DEFAULT_THRESHOLDS,
+    num_scales: int = 3,
+    measure: str | Measure = Measure.entropy,
+) -> list[RunSpec]:
+    """Every selection asked for, validated, in the order given, without duplicates.
+
+    Parameters
+    ----------
+    methods : sequence of str or Method
+        ``"v1"``, ``"v2"``, ``"budget"`` (any case), optionally with their own
+        alphas: ``"v2:0.8,1,1.2"``. Empty: v1.
+    alphas : sequence of float
+        Alphas of the methods given without their own list (default 1.0).
+    thresholds : sequence of float or None
+        v1 thresholds, one per scale above the finest. None: the default of
+        the measure for ``num_scales`` (entropy only, see
+        :func:`default_thresholds`; v1 on another measure then raises
+        :class:`ParameterError`).
+    num_scales : int
+        Number of scales (to check the threshold count).
+    measure : str or Measure
+        The importance measure the selections will run on.
+
+    Returns
+    -------
+    list of RunSpec
+
+    Examples
+    --------
+    >>> [r.label for r in build_runs(["v2:0.8,1.2", "budget", "v1"], [0.3])]
+    ['v2_alpha0.8', 'v2_alpha1.2', 'budget_alpha0.3', 'v1']
+    """
+    default_alphas = [_as_float(a) for a in alphas] or [1.0]
+    runs: list[RunSpec] = []
+    for text in list(methods) or [Method.v1]:
+        method, own = parse_method_spec(text)
+        if not method.takes_alpha:
+            thr = default_thresholds(method, thresholds, measure, num_scales)
+            specs = [RunSpec(method, None, thr).check_scales(num_scales)]
+        else:
+            specs = [RunSpec(method, a) for a in (own or default_alphas)]
+        for spec in specs:
+            if spec not in runs:
+                runs.append(spec)
+    return runs
+
+
+def expand_runs(
+    methods: Sequence[str | Method] = ("v1",),
+    alphas: Sequence[float] = (1.0,),
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    num_scales: int = 3,
+) -> list[RunSpec]:
+    """Every (method, alpha) combination, validated; v1 takes no alpha.
+
+    The first milestone's name for :func:`build_runs` (which also accepts
+    ``"v2:0.8,1"`` style methods).
+
+    Examples
+    --------
+    >>> [r.label for r in expand_runs(["v1", "budget"], [0.2, 0.4])]
+    ['v1', 'budget_alpha0.2', 'budget_alpha0.4']
+    """
+    return build_runs(methods, alphas, thresholds, num_scales)

@@ -1,0 +1,214 @@
+"""What the ViT sees, and a fair baseline at the same number of tokens (SPEC §8).
+
+* :func:`model_view` -- every kept patch area-averaged to ``P x P`` and shown
+  back at its own size by pixel repetition.
+* :func:`uniform_view` -- plain Qwen2-VL with ``max_pixels`` lowered to
+  ``vit_tokens * P * P``: Pillow BICUBIC down from the original, Pillow
+  NEAREST back to the resized size.
+* :func:`psnr` -- peak signal-to-noise ratio in dB against the resized image.
+
+Everything is array work: one block mean per scale over the whole image, no
+loop over patches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from aptviz.compute.resize import smart_resize
+from aptviz.compute.xp import pool2x2, to_numpy
+
+__all__ = ["ModelView", "UniformView", "compare_views", "model_view", "psnr", "uniform_view"]
+
+
+def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
+    """The resized image as the ViT sees it under one selection.
+
+    Every kept patch of size ``s`` is area-averaged to ``P x P`` (the mean of
+    each ``(s/P) x (s/P)`` block, rounded half to even, on the uint8 RGB) and
+    shown back at size ``s`` by repeating each of its pixels.
+
+    Parameters
+    ----------
+    resized : ndarray
+        ``(H, W, 3)`` uint8 resized image.
+    masks : dict[int, ndarray or torch.Tensor]
+        Selection masks ``{patch_size: bool grid}`` (a partition).
+
+    Returns
+    -------
+    ndarray
+        ``(H, W, 3)`` uint8; equal to ``resized`` where ``P`` px patches are kept.
+
+    Examples
+    --------
+    >>> img = np.zeros((28, 28, 3), np.uint8); img[0, 0] = 100
+    >>> masks = {14: np.zeros((2, 2), bool), 28: np.ones((1, 1), bool)}
+    >>> view = model_view(img, masks)
+    >>> int(view[0, 0, 0]), int(view[1, 1, 0]), int(view[2, 2, 0])
+    (25, 25, 0)
+    """
+    image = np.asarray(resized, dtype=np.uint8)
+    finest = min(masks)
+    out = image.copy()
+    sums, ratio = image.astype(np.uint16), 1  # block sums, refined 2x2 at a time (scales double)
+    for ps in sorted(masks)[1:]:
+        if (2 * ratio) ** 2 * 255 > np.iinfo(sums.dtype).max:  # uint16 holds sums of up to 16x16 pixels
+            sums = sums.astype(np.uint32)
+        sums, ratio = pool2x2(sums, np.add), ratio * 2
+        mask = to_numpy(masks[ps]).astype(bool)
+        if not mask.any():
+            continue
+        # an integer sum divided by a power of two is exact in float64; rint rounds half to even
+        means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)  # one value per P x P output pixel
+        keep = np.repeat(np.repeat(mask, finest, axis=0), finest, axis=1)[: means.shape[0], : means.shape[1]]
+        hb, wb = keep.shape
+        # write each mean into its r x r block through a 5-D view: no full-size repeated copies
+        region = out[: hb * ratio, : wb * ratio]
+        view = region.reshape(hb, ratio, wb, ratio, -1)  # a view whenever the blocks tile the image
+        np.copyto(view, means[:hb, None, :wb, None, :], where=keep[:, None, :, None, None])
+        if not np.shares_memory(view, out):
+            region[...] = view.reshape(region.shape)
+    return out
+
+
+def psnr(reference: np.ndarray, other: np.ndarray) -> float | None:
+    """Peak signal-to-noise ratio in dB (peak 255), None when the images are identical.
+
+    The mean squared error is taken over all pixels and channels in float64.
+
+    Examples
+    --------
+    >>> a = np.zeros((2, 2, 3), np.uint8); b = a.copy(); b[0, 0, 0] = 255
+    >>> round(psnr(a, b), 4)
+    10.7918
+    >>> psnr(a, a) is None
+    True
+    """
+    import cv2
+
+    a = np.ascontiguousarray(reference)
+    b = np.ascontiguousarray(other)
+    # the sum of squared uint8 differences over all channels: an integer below 2**53, so exact in float64
+    total = cv2.norm(a, b, cv2.NORM_L2SQR)
+    mse = total / a.size
+    if mse == 0.0:
+        return None
+    return 10.0 * math.log10(255.0**2 / mse)
+
+
+@dataclass(frozen=True)
+class UniformView:
+    """The uniform Qwen2-VL baseline at a lowered ``max_pixels``.
+
+    Attributes
+    ----------
+    image : ndarray
+        ``(H, W, 3)`` uint8 at the resized size (NEAREST up from ``size``).
+    size : (int, int)
+        ``(width, height)`` Qwen2-VL would resize to with the lowered max_pixels.
+    max_pixels : int
+        The lowered bound, ``vit_tokens * P * P``.
+    vit_tokens : int
+        ``(width / P) * (height / P)``.
+    """
+
+    image: np.ndarray
+    size: tuple[int, int]
+    max_pixels: int
+    vit_tokens: int
+
+
+def uniform_view(
+    original: Image.Image,
+    resized_size: tuple[int, int],
+    vit_tokens: int,
+    patch_size: int = 14,
+    merge_size: int = 2,
+    min_pixels: int = 56 * 56,
+) -> UniformView:
+    """Plain Qwen2-VL with ``max_pixels = vit_tokens * P * P``, shown at the resized size.
+
+    Parameters
+    ----------
+    original : PIL.Image.Image
+        The loaded RGB image (before any resize).
+    resized_size : (int, int)
+        ``(width, height)`` of APT's resized image.
+    vit_tokens : int
+        The APT selection's token count.
+    patch_size, merge_size : int
+        Qwen2-VL's patch and merge sizes.
+    min_pixels : int
+        smart_resize's lower bound; capped at the lowered ``max_pixels`` so the
+        bounds stay ordered.
+
+    Returns
+    -------
+    UniformView
+
+    Examples
+    --------
+    >>> img = Image.new("RGB", (112, 112), (9, 9, 9))
+    >>> u = uniform_view(img, (112, 112), vit_tokens=40)
+    >>> u.size, u.vit_tokens, u.image.shape
+    ((84, 84), 36, (112, 112, 3))
+    """
+    max_pixels = int(vit_tokens) * patch_size * patch_size
+    factor = patch_size * merge_size
+    h, w = smart_resize(original.height, original.width, factor, min(min_pixels, max_pixels), max(max_pixels, 1))
+    small = original if (w, h) == original.size else original.resize((w, h), Image.Resampling.BICUBIC)
+    shown = small if small.size == tuple(resized_size) else small.resize(tuple(resized_size), Image.Resampling.NEAREST)
+    return UniformView(np.asarray(shown.convert("RGB")), (w, h), max_pixels, (h // patch_size) * (w // patch_size))
+
+
+@dataclass(frozen=True)
+class ViewStats:
+    """The model-view numbers of one selection (stats.json fields)."""
+
+    psnr_apt: float | None
+    uniform_vit_tokens: int
+    uniform_size: list[int]
+    psnr_uniform: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """Both views of one selection and their numbers."""
+
+    apt: np.ndarray
+    uniform: UniformView
+    stats: ViewStats
+
+
+def compare_views(
+    original: Image.Image,
+    resized: np.ndarray,
+    masks: dict,
+    vit_tokens: int,
+    patch_size: int = 14,
+    merge_size: int = 2,
+    min_pixels: int = 56 * 56,
+) -> ModelView:
+    """APT's model view and the uniform baseline, each with its PSNR against ``resized``.
+
+    Examples
+    --------
+    >>> img = Image.new("RGB", (56, 56), (50, 60, 70))
+    >>> masks = {14: np.zeros((4, 4), bool), 28: np.ones((2, 2), bool)}
+    >>> mv = compare_views(img, np.asarray(img), masks, vit_tokens=4)
+    >>> mv.stats.psnr_apt is None, mv.stats.uniform_vit_tokens
+    (True, 4)
+    """
+    resized = np.asarray(resized, dtype=np.uint8)
+    apt = model_view(resized, masks)
+    uni = uniform_view(original, (resized.shape[1], resized.shape[0]), vit_tokens, patch_size, merge_size, min_pixels)
+    stats = ViewStats(psnr(resized, apt), uni.vit_tokens, list(uni.size), psnr(resized, uni.image))
+    return ModelView(apt, uni, stats)

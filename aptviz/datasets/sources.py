@@ -1,0 +1,282 @@
+"""Dataset inputs for ``aptviz stats``: image files, Parquet shards, WebDataset tars.
+
+The driver only lists what is there (:func:`iter_units`: file stats, Parquet
+footers, tar headers) and groups it into small :class:`Task` objects; a worker
+reads the bytes of a task's images itself (:func:`run_task`), so image bytes
+never pass through the driver and memory stays bounded by one task per worker.
+Tasks are plain JSON-able tuples, cheap to send to a process pool or a Ray
+cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from aptviz._log import logger
+from aptviz.compute.params import Params, RunSpec
+from aptviz.datasets.rows import InputRef, failed_rows, image_rows
+from aptviz.runs.batch import IMAGE_EXTENSIONS
+
+__all__ = ["TAR_IMAGE_EXTENSIONS", "Task", "Unit", "chunk_tasks", "iter_units", "run_task"]
+
+TAR_IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+PARQUET_EXTENSIONS = frozenset({".parquet"})
+TAR_EXTENSIONS = frozenset({".tar"})
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One image of the input and where its bytes are.
+
+    ``locator`` is ``()`` for a file, ``(row_group, index_in_group)`` for a
+    Parquet row and ``(offset, size)`` of the member's data for a tar member.
+    A unit with ``error`` set stands for an input that could not be listed
+    (an unreadable shard): it becomes failed rows.
+    """
+
+    ref: InputRef
+    locator: tuple = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """Units of one file or shard (one Parquet row group at most), processed together by a worker."""
+
+    source: str
+    shard: str | None
+    image_column: str
+    units: tuple[Unit, ...]
+
+    def to_json(self) -> str:
+        """Serialize (for Ray Data rows)."""
+        return json.dumps(
+            {
+                "source": self.source,
+                "shard": self.shard,
+                "image_column": self.image_column,
+                "units": [[list(_ref_fields(u.ref)), list(u.locator), u.error] for u in self.units],
+            },
+            ensure_ascii=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Task:
+        """Inverse of :meth:`to_json`."""
+        d = json.loads(text)
+        units = tuple(Unit(InputRef(*ref), tuple(loc), err) for ref, loc, err in d["units"])
+        return cls(d["source"], d["shard"], d["image_column"], units)
+
+
+def _ref_fields(ref: InputRef) -> tuple:
+    # file names that are not UTF-8 survive JSON as surrogate escapes
+    return (ref.source, ref.path, ref.member, ref.key_path, ref.size, ref.mtime_ns)
+
+
+def _file_ref(source: str, path: Path, member: str | None = None) -> InputRef:
+    st = path.stat()
+    return InputRef(source, os.fsdecode(path), member, os.fsdecode(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_EXTENSIONS:
+        return "parquet"
+    if suffix in TAR_EXTENSIONS:
+        return "tar"
+    if suffix in IMAGE_EXTENSIONS:
+        return "file"
+    return None
+
+
+def _scan(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
+    found = []
+    for f in folder.glob("**/*" if recursive else "*"):
+        if exclude is not None and f.resolve().is_relative_to(exclude):
+            continue
+        if f.is_file() and _kind(f) is not None:
+            found.append(f)
+    return sorted(found, key=lambda f: f.as_posix())
+
+
+def _unreadable(source: str, path: Path, error: str) -> Unit:
+    try:
+        ref = _file_ref(source, path)
+    except OSError:
+        ref = InputRef(source, os.fsdecode(path), None, os.fsdecode(path.absolute()), -1, -1)
+    return Unit(ref, (), error)
+
+
+def _parquet_units(path: Path, image_column: str) -> Iterator[Unit]:
+    from aptviz.datasets.parquet import require_pyarrow
+
+    pq = require_pyarrow().parquet
+    try:
+        meta = pq.ParquetFile(path).metadata
+        names = meta.schema.to_arrow_schema().names
+    except Exception as exc:
+        yield _unreadable("parquet", path, f"cannot read Parquet file: {exc}")
+        return
+    if image_column not in names:
+        yield _unreadable("parquet", path, f"no column {image_column!r} (columns: {', '.join(names)})")
+        return
+    shard = _file_ref("parquet", path)
+    row = 0
+    for rg in range(meta.num_row_groups):
+        for i in range(meta.row_group(rg).num_rows):
+            yield Unit(replace(shard, member=str(row)), (rg, i))
+            row += 1
+
+
+def _tar_units(path: Path) -> Iterator[Unit]:
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+    except (tarfile.TarError, OSError) as exc:
+        yield _unreadable("tar", path, f"cannot read tar file: {exc}")
+        return
+    shard = _file_ref("tar", path)
+    for m in members:
+        if Path(m.name).suffix.lower() in TAR_IMAGE_EXTENSIONS:
+            yield Unit(replace(shard, member=m.name), (m.offset_data, m.size))
+
+
+def iter_units(
+    inputs: Iterable[str | Path],
+    recursive: bool = False,
+    image_column: str = "image",
+    exclude: str | Path | None = None,
+) -> Iterator[Unit]:
+    """Every image of the inputs, in order, each input identity once.
+
+    Parameters
+    ----------
+    inputs : iterable of str or Path
+        Image files, ``.parquet`` files, ``.tar`` shards and folders of them.
+    recursive : bool
+        Scan sub-folders too.
+    image_column : str
+        Parquet column holding the images: binary, or a ``{bytes, path}`` struct.
+    exclude : str or Path, optional
+        A folder never scanned (the output dataset).
+
+    Yields
+    ------
+    Unit
+        Missing inputs and unreadable shards come as units with ``error`` set.
+    """
+    skip = Path(exclude).resolve() if exclude is not None else None
+    seen: set[str] = set()
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            files = _scan(p, recursive, skip)
+            if not files:
+                yield _unreadable("file", p, "no images, Parquet or tar files found in folder")
+        elif p.exists():
+            files = [p]
+        else:
+            yield _unreadable("file", p, "file not found")
+            continue
+        for f in files:
+            kind = _kind(f) or "file"
+            units = (
+                _parquet_units(f, image_column)
+                if kind == "parquet"
+                else _tar_units(f)
+                if kind == "tar"
+                else iter([Unit(_file_ref("file", f))])
+            )
+            for unit in units:
+                if unit.ref.key not in seen:
+                    seen.add(unit.ref.key)
+                    yield unit
+
+
+def chunk_tasks(units: Iterable[Unit], image_column: str = "image", size: int = 8) -> Iterator[Task]:
+    """Group consecutive units of one shard (and Parquet row group) into tasks of at most ``size``."""
+    batch: list[Unit] = []
+    group = None
+    for unit in units:
+        g = (unit.ref.source, unit.ref.path if unit.ref.source != "file" else None, unit.locator[:1])
+        if batch and (g != group or len(batch) >= size):
+            yield Task(group[0], group[1], image_column, tuple(batch))
+            batch = []
+        batch.append(unit)
+        group = g
+    if batch:
+        yield Task(group[0], group[1], image_column, tuple(batch))
+
+
+def _parquet_value(value) -> bytes | str:
+    """Image bytes from a Parquet cell (binary, or the Hugging Face ``{bytes, path}`` struct)."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return value["bytes"]
+        return "no image bytes in this row" + (f" (only a path: {value['path']})" if value.get("path") else "")
+    if value is None:
+        return "no image in this row (null)"
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    return f"image column holds {type(value).__name__}, not bytes"
+
+
+def _read_parquet_task(task: Task) -> list[bytes | str]:
+    from aptviz.datasets.parquet import require_pyarrow
+
+    pq = require_pyarrow().parquet
+    rg = task.units[0].locator[0]
+    column = pq.ParquetFile(task.shard).read_row_group(rg, columns=[task.image_column]).column(0)
+    return [_parquet_value(column[u.locator[1]].as_py()) for u in task.units]
+
+
+def _read_tar_task(task: Task) -> list[bytes | str]:
+    out: list[bytes | str] = []
+    with open(task.shard, "rb") as f:
+        for u in task.units:
+            offset, size = u.locator
+            f.seek(offset)
+            data = f.read(size)
+            out.append(data if len(data) == size else "truncated tar member")
+    return out
+
+
+def run_task(
+    task: Task, params: Params, runs: list[RunSpec], max_image_pixels: int | None = None, psnr: bool = False
+) -> list[dict]:
+    """The rows of every image of a task (the per-image function of both engines).
+
+    Never raises for bad input: a shard that cannot be read gives failed rows
+    for its images. ``max_image_pixels`` is the decompression-bomb limit
+    (default: the main command's, from ``params.max_pixels``); ``psnr`` adds
+    the PSNR columns (:func:`aptviz.datasets.rows.image_rows`).
+    """
+    todo = [u for u in task.units if u.error is None]
+    rows: list[dict] = []
+    for u in task.units:
+        if u.error is not None:
+            logger.debug("{}: {}", u.ref.display, u.error)
+            rows += failed_rows(u.ref, params, runs, u.error, psnr)
+    if not todo:
+        return rows
+    if task.source == "file":
+        sources: list = [Path(u.ref.path) for u in todo]
+    else:
+        reader = _read_parquet_task if task.source == "parquet" else _read_tar_task
+        try:
+            sources = reader(Task(task.source, task.shard, task.image_column, tuple(todo)))
+        except Exception as exc:
+            error = f"cannot read {task.source} shard: {type(exc).__name__}: {exc}"
+            sources = [error] * len(todo)
+    for u, src in zip(todo, sources):
+        if isinstance(src, str):  # an error message instead of bytes
+            logger.debug("{}: {}", u.ref.display, src)
+            rows += failed_rows(u.ref, params, runs, src, psnr)
+        else:
+            rows += image_rows(src, u.ref, params, runs, max_image_pixels, psnr)
+    return rows

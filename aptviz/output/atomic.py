@@ -1,0 +1,267 @@
+"""Stage 6: writing files -- always to a temporary file first, then renamed.
+
+A crash or Ctrl-C therefore never leaves a torn file behind: a reader sees
+either the previous complete file or the new complete file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from aptviz._text import clean_text
+
+__all__ = [
+    "clean_stale_temp_files",
+    "encode_image",
+    "read_json",
+    "write_bytes_atomic",
+    "write_csv_atomic",
+    "write_image",
+    "write_json_atomic",
+    "write_npz_atomic",
+    "write_npz_stream_atomic",
+    "write_stream_atomic",
+]
+
+
+
+
+
+
+def _temp_prefix(name: str) -> str:
+    """``.<name>.<pid>.``: the owner of a temporary file is known from its name."""
+    return f".{name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie -- dead, not yet reaped -- does not).
+
+    Examples
+    --------
+    >>> _pid_alive(os.getpid()), _pid_alive(0)
+    (True, False)
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    try:  # Linux: a killed worker stays a zombie until its new parent reaps it
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def clean_stale_temp_files(folder: str | Path, depth: int = 3) -> int:
+    """Remove temporary files (``.<name>.<pid>.*.tmp``) whose writing process is dead.
+
+    Files of live processes (another run writing here) are left alone. Files
+    whose name carries no pid (``.<name>.<random>.tmp``, from aptviz before
+    0.2) are removed: the output lock (:class:`OutputLock`) guarantees that no
+    other run writes in this folder. Errors (read-only file system) are
+    ignored. Returns the number of files removed.
+
+    Examples
+    --------
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in (".x.png.999999999.ab.tmp", f".y.png.{os.getpid()}.cd.tmp", ".z.png.ef.tmp"):
+    ...     _ = (d / name).write_bytes(b"")
+    >>> clean_stale_temp_files(d), [p.name.split(".")[1] for p in d.iterdir()]
+    (2, ['y'])
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if depth > 0:
+                    removed += clean_stale_temp_files(entry.path, depth - 1)
+                continue
+            name = entry.name
+            if not (name.startswith(".") and name.endswith(".tmp")):
+                continue
+            parts = name.split(".")  # "", name..., pid, random, "tmp"
+            owner = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else 0
+            if not _pid_alive(owner):
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def write_stream_atomic(path: str | Path, fill: Callable[[BinaryIO], object]) -> Path:
+    """Call ``fill(file)`` on a temporary file in the same folder, then rename it to ``path``.
+
+    For content too large to hold in memory at once (written piece by piece).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> write_stream_atomic(d / "x.txt", lambda fh: fh.write(b"hi")).read_bytes()
+    b'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination; its parent folders are created.
+    data : bytes
+        Full content.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> write_bytes_atomic(d / "a" / "x.txt", b"hi").read_bytes()
+    b'hi'
+    """
+    return write_stream_atomic(path, lambda fh: fh.write(data))
+
+
+def write_json_atomic(path: str | Path, obj) -> Path:
+    """Write ``obj`` as indented UTF-8 JSON, atomically."""
+    text = json.dumps(clean_text(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def read_json(path: str | Path):
+    """Read a JSON file; None when it is missing or not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_csv_atomic(path: str | Path, rows: list[dict], columns: list[str]) -> Path:
+    """Write ``rows`` (dicts) as CSV with the given columns, atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else clean_text(row.get(k))) for k in columns})
+    return write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
+
+
+def encode_image(rgb: np.ndarray, suffix: str, jpeg_quality: int = 95, chroma_444: bool = False) -> bytes:
+    """Encode an RGB uint8 array as JPEG or PNG bytes (OpenCV, fast).
+
+    Parameters
+    ----------
+    rgb : ndarray
+        ``(H, W, 3)`` uint8.
+    suffix : {".jpg", ".jpeg", ".png"}
+        Target format.
+    jpeg_quality : int
+        JPEG quality (0-100).
+    chroma_444 : bool
+        JPEG without chroma subsampling (4:4:4), so thin coloured lines keep
+        their colour (4:2:0 averages a 2 px green line with its neighbours).
+
+    Returns
+    -------
+    bytes
+    """
+    import cv2
+
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    if suffix.lower() in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+        if chroma_444:
+            params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    elif suffix.lower() == ".png":
+        # fast zlib level and the cheap "up" filter: 3x faster than adaptive filtering
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+        if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    else:
+        raise ValueError(f"unsupported image suffix {suffix!r}")
+    ok, buf = cv2.imencode(suffix, bgr, params)
+    if not ok:
+        raise OSError(f"could not encode {suffix} image")
+    return buf.tobytes()
+
+
+def write_image(path: str | Path, rgb: np.ndarray, chroma_444: bool = False) -> Path:
+    """Encode ``rgb`` by the file's suffix and write it atomically (JPEG: optionally 4:4:4)."""
+    path = Path(path)
+    return write_bytes_atomic(path, encode_image(rgb, path.suffix, chroma_444=chroma_444))
+
+
+def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write a compressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def write_npz_stream_atomic(path: str | Path, arrays: Iterable[tuple[str, np.ndarray]]) -> Path:
+    """Write a compressed ``.npz`` atomically, one array at a time.
+
+    ``arrays`` may be a generator: each array is compressed straight into the
+    temporary file as it comes, so only one needs to be in memory. The file
+    is what :func:`numpy.savez_compressed` writes (``np.load`` reads it).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = write_npz_stream_atomic(pathlib.Path(tempfile.mkdtemp()) / "a.npz", ((k, np.arange(3)) for k in "xy"))
+    >>> sorted(np.load(p).files)
+    ['x', 'y']
+    """
+
+    def fill(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for name, array in arrays:
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+    return write_stream_atomic(path, fill)
+
+
+
+
+
+

@@ -1,0 +1,325 @@
+"""Batch summaries: summary.csv / summary.json rows, aggregates and the
+retention-versus-alpha plot."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+
+from aptviz._text import text_path
+from aptviz.compute.params import format_alpha
+from aptviz.compute.stats import ImageStats
+from aptviz.output.atomic import read_json, write_csv_atomic, write_json_atomic
+from aptviz.runs.results import JobResult, Status
+
+__all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for", "write_retention_plot"]
+
+
+def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
+    """Summary rows of one input: one per selection, or one failure row.
+
+    Paths are written with :func:`aptviz._text.text_path` (valid UTF-8 for any file name).
+    """
+    image = text_path(result.path)
+    stats = result.stats
+    if stats is None:
+        return [{"image": image, "status": "failed", "error": result.error, "output": None}]
+    folder = text_path(output / result.name) if result.name else None
+    w, h = stats.image.resized_size
+    rows = []
+    for sel in stats.selections:
+        row = {
+            "image": image,
+            "status": "ok",
+            "method": sel.method,
+            "alpha": sel.alpha,
+            "importance": stats.params.importance,
+            "aggregate": stats.params.aggregate,
+            "resized_width": w,
+            "resized_height": h,
+        }
+        for ps in scales:
+            row[f"tokens_{ps}"] = sel.tokens_by_scale.get(int(ps))
+        row.update(
+            tokens=sel.tokens,
+            base_small_tokens=sel.base_small_tokens,
+            retention=sel.retention,
+            target_retention=sel.target_retention,
+            vit_tokens=sel.vit_tokens,
+            llm_tokens=sel.llm_tokens,
+            llm_tokens_uniform=sel.llm_tokens_uniform,
+            llm_retention=sel.llm_retention,
+            psnr_apt=sel.psnr_apt,
+            uniform_vit_tokens=sel.uniform_vit_tokens,
+            psnr_uniform=sel.psnr_uniform,
+            output=folder,
+            error=None,
+        )
+        rows.append(row)
+    return rows
+
+
+class Summary:
+    """Collects rows as images finish and rewrites summary.csv/json atomically.
+
+    The summary describes every image folder of the output (docs/pipeline.md, trust): rows of
+    folders written by earlier runs are loaded from their stats.json
+    (:meth:`load_existing`) and replaced when this run redoes them; earlier
+    failure rows are kept unless this run has a row for the same input.
+
+    Writes are throttled to one per ``interval`` seconds; :meth:`write` with
+    ``force=True`` (at the end, or on Ctrl-C) always writes.
+    """
+
+    def __init__(
+        self, output: str | Path, scales, order: list[str] | None = None, interval: float = 1.0, enabled: bool = True
+    ):
+        self.output = Path(output)
+        self.scales = list(scales)
+        self.interval = interval
+        self.enabled = enabled
+        self._order = {text_path(p): i for i, p in enumerate(order or [])}
+        self._rows: dict[str, list[dict]] = {}  # by output folder (images) or "failed:" + input (failures)
+        self._decided: set[str] = set()  # folders this run computed or confirmed
+        self._last = 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        scales = sorted(set(self.scales) | {int(k[7:]) for rows in self._rows.values() for r in rows for k in r
+                                            if k.startswith("tokens_") and k[7:].isdigit()})  # fmt: skip
+        return (
+            ["image", "status", "method", "alpha", "importance", "aggregate", "resized_width", "resized_height"]
+            + [f"tokens_{ps}" for ps in scales]
+            + ["tokens", "base_small_tokens", "retention", "target_retention"]
+            + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
+            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "output", "error"]
+        )
+
+    def _key(self, result: JobResult) -> str:
+        return f"folder:{result.name}" if result.ok and result.name else f"failed:{text_path(result.path)}"
+
+    def add(self, result: JobResult) -> None:
+        """Record (or replace) the rows of one input."""
+        scales = result.stats.scales if result.stats is not None else self.scales
+        if result.ok:  # an input that is done now has no failure row any more
+            self._rows.pop(f"failed:{text_path(result.path)}", None)
+            self._decided.add(result.name)
+        self._rows[self._key(result)] = rows_for(result, self.output, scales)
+
+    def load_existing(self, skip: set[str] = frozenset()) -> None:
+        """Rows of the image folders already in the output (from their stats.json) and earlier failures.
+
+        ``skip``: folder names this run will decide about itself.
+        """
+        for name, stats in _image_folders(self.output, skip):
+            result = JobResult(Path(stats.image.path), name, Status.skipped, stats=stats)
+            self._rows[self._key(result)] = rows_for(result, self.output, stats.scales)
+        previous = read_json(self.output / "summary.json")
+        for row in previous if isinstance(previous, list) else []:
+            if isinstance(row, dict) and row.get("status") == "failed" and isinstance(row.get("image"), str):
+                self._rows.setdefault(f"failed:{row['image']}", [row])
+
+    def refresh_from_disk(self) -> None:
+        """After an interrupted run: folders this run did not finish are described as they are on disk.
+
+        A folder finished by a worker after the interruption gets its row; a
+        folder whose rewrite was cut short (no stats.json) loses its old row.
+        """
+        for key in [k for k in self._rows if k.startswith("folder:") and k[7:] not in self._decided]:
+            del self._rows[key]
+        self.load_existing(skip=self._decided)
+
+    @property
+    def rows(self) -> list[dict]:
+        def order(key: str):
+            image = self._rows[key][0].get("image") or ""
+            return (self._order.get(image, len(self._order)), image, key)
+
+        return [row for k in sorted(self._rows, key=order) for row in self._rows[k]]
+
+    def write(self, force: bool = False) -> bool:
+        """Write both files if forced or the interval has passed; True if written."""
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < self.interval):
+            return False
+        rows = self.rows
+        write_csv_atomic(self.output / "summary.csv", rows, self.columns)
+        write_json_atomic(self.output / "summary.json", rows)
+        self._last = now
+        return True
+
+
+def _image_folders(output: Path, skip: set[str] = frozenset()):
+    """``(name, ImageStats)`` of every folder below ``output`` with a readable stats.json.
+
+    Folders named in ``skip`` are not read at all.
+    """
+    import os
+
+    for root, dirs, files in os.walk(output):
+        dirs[:] = sorted(d for d in dirs if not d[:2].isdigit())  # 01_heatmaps etc. hold no image folders
+        name = Path(root).relative_to(output).as_posix()
+        if "stats.json" in files and Path(root) != output and name not in skip:
+            data = read_json(Path(root) / "stats.json")
+            try:
+                stats = ImageStats.from_dict(data)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            yield name, stats
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Retention and tokens of one (method, alpha) across the images of a batch."""
+
+    method: str
+    alpha: float | None
+    images: int
+    mean_retention: float
+    min_retention: float
+    max_retention: float
+    mean_tokens: float
+    mean_llm_retention: float | None = None  # None when some image has no LLM count
+    min_llm_retention: float | None = None
+    max_llm_retention: float | None = None
+    mean_llm_tokens: float | None = None
+
+
+def aggregate(rows: list[dict]) -> list[GroupStats]:
+    """Per (method, alpha): images, mean/min/max retention and mean tokens, at the ViT and the LLM.
+
+    Examples
+    --------
+    >>> rows = [{"status": "ok", "method": "v1", "alpha": None, "retention": r, "tokens": t,
+    ...          "llm_retention": lr, "llm_tokens": lt} for r, t, lr, lt in ((0.5, 10, 0.75, 4), (1.0, 20, 1.0, 5))]
+    >>> g = aggregate(rows)[0]
+    >>> g.images, g.mean_retention, g.min_retention, g.max_retention, g.mean_tokens
+    (2, 0.75, 0.5, 1.0, 15.0)
+    >>> g.mean_llm_retention, g.min_llm_retention, g.max_llm_retention, g.mean_llm_tokens
+    (0.875, 0.75, 1.0, 4.5)
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row.get("status") == "ok":
+            groups.setdefault((row["method"], row["alpha"]), []).append(row)
+    out = []
+    for (method, alpha), members in groups.items():
+        ret = [r["retention"] for r in members]
+        llm = [r.get("llm_retention") for r in members]
+        llm = llm if None not in llm else []
+        out.append(
+            GroupStats(
+                method=method,
+                alpha=alpha,
+                images=len(members),
+                mean_retention=fmean(ret),
+                min_retention=min(ret),
+                max_retention=max(ret),
+                mean_tokens=fmean(r["tokens"] for r in members),
+                mean_llm_retention=fmean(llm) if llm else None,
+                min_llm_retention=min(llm) if llm else None,
+                max_llm_retention=max(llm) if llm else None,
+                mean_llm_tokens=fmean(r["llm_tokens"] for r in members) if llm else None,
+            )
+        )
+    return out
+
+
+COLORS = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
+
+
+def _plot_retention_vs_alpha(ax, groups: list[GroupStats], llm: bool = True) -> None:
+    """Mean retention per alpha with a min-max band; v1 (no alpha) as a dashed line and a grey band.
+
+    With ``llm``, the LLM retention (after Qwen2-VL's merger) is drawn beside
+    it for every group that has it: open squares on a dashed line (v1: a
+    dash-dot line).
+    """
+    for method in ("v2", "budget"):
+        pts = sorted((g for g in groups if g.method == method), key=lambda g: g.alpha)
+        if not pts:
+            continue
+        xs = [g.alpha for g in pts]
+        ax.plot(xs, [g.mean_retention for g in pts], "o-", color=COLORS[method], label=f"{method} ViT (mean)")
+        ax.fill_between(
+            xs, [g.min_retention for g in pts], [g.max_retention for g in pts], color=COLORS[method], alpha=0.2
+        )
+        if llm and all(g.mean_llm_retention is not None for g in pts):
+            ys = [g.mean_llm_retention for g in pts]
+            ax.plot(xs, ys, "s--", color=COLORS[method], mfc="none", label=f"{method} LLM (mean)")
+    for g in groups:
+        if g.method == "v1":
+            ax.axhline(g.mean_retention, color=COLORS["v1"], ls="--", label="v1 ViT (mean, no alpha)")
+            ax.axhspan(g.min_retention, g.max_retention, color=COLORS["v1"], alpha=0.12, label="v1 ViT (min-max)")
+            if llm and g.mean_llm_retention is not None:
+                ax.axhline(g.mean_llm_retention, color=COLORS["v1"], ls="-.", label="v1 LLM (mean)")
+    if any(g.method == "budget" for g in groups):
+        ax.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="target (budget)")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("retention (ViT: tokens / N; LLM: llm_tokens / uniform)" if llm else "retention = tokens / N")
+    ax.set_title("Retention vs alpha (band: min-max of ViT retention across images)")
+    ax.legend(fontsize=7)
+
+
+def _blues(n: int) -> list:
+    """``n`` shades of the v2 blue, light to dark (v2 alphas in increasing order)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["Blues"]
+    return [cmap(0.45 + 0.5 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def _plot_retention_histogram(ax, groups: list[GroupStats], ok: list[dict]) -> None:
+    """Histogram of v1/v2 retention across images; integer counts, every group visible."""
+    from matplotlib.ticker import MaxNLocator
+
+    hist_groups = [g for g in groups if g.method in ("v1", "v2")]
+    if hist_groups:
+        values = [
+            [r["retention"] for r in ok if r["method"] == g.method and r["alpha"] == g.alpha] for g in hist_groups
+        ]
+        labels = [g.method if g.alpha is None else f"{g.method} alpha={format_alpha(g.alpha)}" for g in hist_groups]
+        n_v2 = sum(g.method == "v2" for g in hist_groups)
+        shades = iter(_blues(n_v2))
+        colors = [COLORS["v1"] if g.method == "v1" else next(shades) for g in hist_groups]
+        # one bar per group side by side within each bin: no group's bars hide another's
+        ax.hist(values, bins=20, range=(0, 1), histtype="bar", rwidth=0.9, label=labels, color=colors)
+    ax.set_xlabel("retention")
+    ax.set_ylabel("images")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Retention across images (v1 / v2)")
+    if hist_groups:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no v1 / v2 runs", ha="center", va="center", transform=ax.transAxes)
+
+
+def retention_figure(rows: list[dict], llm: bool = True):
+    """The retention figure (a matplotlib Figure), or None when no row is ok.
+
+    ``llm``: also draw the LLM retention beside the ViT retention.
+    """
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return None
+    from aptviz.render.figures import new_figure
+
+    groups = aggregate(ok)
+    fig = new_figure(11, 4.2)
+    ax1, ax2 = fig.subplots(1, 2)
+    _plot_retention_vs_alpha(ax1, groups, llm)
+    _plot_retention_histogram(ax2, groups, ok)
+    fig.tight_layout()
+    return fig
+
+
+def write_retention_plot(path: str | Path, rows: list[dict], llm: bool = True) -> Path | None:
+    """Retention against alpha per method (mean, min-max band; with ``llm`` the LLM
+    retention beside it), and for v1/v2 a histogram of retention across images.
+    Returns None when there is nothing to plot."""
+    from aptviz.render.figures import save_figure
+
+    fig = retention_figure(rows, llm)
+    return None if fig is None else save_figure(fig, path)
