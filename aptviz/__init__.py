@@ -10,6 +10,7 @@ The public API (docs/pipeline.md §3)::
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
     aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
+    aptviz.explore(image_or_path, method="v2", alpha=None, **params) -> Explorer   # live, in a notebook
 
 Heavy modules (torch, matplotlib) are imported on first use only.
 """

@@ -360,3 +360,70 @@ def test_data_is_json_and_safe_in_a_script():
 
     text = _json_for_script({"name": "</script><b>"})
     assert "</" not in text and json.loads(text) == {"name": "</script><b>"}
+
+
+# ---- report.html ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from aptviz.cli import app
+
+    out = tmp_path_factory.mktemp("batch")
+    args = [str(ROOT / "sample_images"), "-m", "budget:0.3", "-m", "v2:1.2", "-q", "-o", str(out)]
+    r = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@needs_chromium
+def test_report_cards_load_their_explorer_when_shown(browser, batch):
+    pg = browser.new_page(viewport={"width": 1000, "height": 500})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.goto((batch / "report.html").as_uri(), wait_until="load")
+    names = pg.evaluate("Array.from(document.querySelectorAll('[data-aptviz-explorer]')).map(e => e.dataset.image)")
+    assert sorted(names) == sorted(p.stem for p in SAMPLES)
+    last = names[-1]
+    pg.wait_for_timeout(300)
+    assert pg.evaluate("(n) => !document.querySelector(`[data-image='${n}'] [data-field=vit_tokens]`)", last)  # lazy
+    pg.locator(f"[data-aptviz-explorer][data-image='{last}']").scroll_into_view_if_needed()
+    pg.wait_for_selector(f"[data-aptviz-explorer][data-image='{last}'] [data-field=vit_tokens]", timeout=10000,
+                         state="attached")
+    stats = json.loads((batch / last / "stats.json").read_text(encoding="utf-8"))
+    first = stats["selections"][0]  # the card's explorer starts at the card's first selection
+    shown = pg.evaluate("""(n) => Object.fromEntries(Array.from(document.querySelectorAll(
+        `[data-image='${n}'] [data-field]`)).map(e => [e.dataset.field, e.dataset.value]))""", last)
+    assert int(shown["vit_tokens"]) == first["vit_tokens"] and int(shown["llm_tokens"]) == first["llm_tokens"]
+    assert float(shown["retention"]) == first["retention"]
+    assert abs(float(shown["psnr_apt"]) - first["psnr_apt"]) < 0.01
+    assert int(shown["uniform_vit_tokens"]) == first["uniform_vit_tokens"]
+    assert float(shown["psnr_uniform"]) == pytest.approx(first["psnr_uniform"], abs=1e-5)
+    # every card, loaded through the API, selects as Python does
+    res = {p.stem: _result(p) for p in SAMPLES}
+    for name in names:
+        pg.evaluate("(n) => aptviz.load(n)", name)
+        for method, alpha in [("v2", 0.9), ("budget", 0.45), ("budget", 1.0)]:
+            got = _js_select_many(pg, name, [{"method": method, "alpha": alpha}])[0]
+            _check(res[name], got, method, alpha, with_views=False)
+    assert not errors, errors
+    pg.close()
+
+
+@needs_chromium
+def test_report_dataset_view_loads_every_image_and_averages(browser, batch):
+    pg = browser.new_page(viewport={"width": 1000, "height": 700})
+    pg.goto((batch / "report.html").as_uri(), wait_until="load")
+    ds = "[data-aptviz-dataset]"
+    pg.evaluate("""(s) => { const a = document.querySelector(s + ' input[name=alpha]'); a.value = '1.5';
+                            a.dispatchEvent(new Event('input')); }""", ds)
+    pg.wait_for_function("(s) => document.querySelector(s + ' [data-field=images]').dataset.value === '3'", arg=ds,
+                         timeout=10000)
+    got = float(pg.eval_on_selector(f"{ds} [data-field=mean_retention]", "e => e.dataset.value"))
+    res = [_result(p) for p in SAMPLES]
+    expected = np.mean([aptviz.select_patches(r.maps, "v2", 1.5).retention for r in res])
+    assert got == pytest.approx(expected, rel=1e-12)
+    pg.close()

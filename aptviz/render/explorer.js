@@ -517,9 +517,13 @@
       var el = els[i];
       if (el._aptvizSeen) continue;
       el._aptvizSeen = 1;
-      if (io && el.hasAttribute("data-src")) io.observe(el); else want(el);
+      if (io && el.hasAttribute("data-src")) lazy(el); else want(el);
     }
   };
+  function lazy(el) { // data files wait for the page's own load: a long report opens first, explorers fill in
+    if (document.readyState === "complete") io.observe(el);
+    else window.addEventListener("load", function () { io.observe(el); });
+  }
   A.explorer = function (el) { want(el); return el.__aptviz; };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", function () { A.scan(document); });
   else A.scan(document);
