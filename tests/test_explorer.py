@@ -131,6 +131,9 @@ CASES = {
     "coffee": ("coffee.png", {}),
     "chelsea_mse": ("chelsea.png", {"importance": "upsample-mse"}),  # budget scores by the cell's own value
     "coffee_lap": ("coffee.png", {"importance": "laplacian", "patch_size": 16}),
+    "astronaut_4": ("astronaut.png", {"num_scales": 4}),  # 14..112 px; the 112 px grid overhangs
+    "coffee_m1": ("coffee.png", {"merge_size": 1}),  # factor 14: the 28 px grid overhangs too; LLM = ViT tokens
+    "chelsea_m4": ("chelsea.png", {"merge_size": 4}),  # 56 px units: small patches may not fill whole units
 }
 
 
@@ -229,7 +232,7 @@ def test_budget_alphas_including_0_and_1(page, results, name):
 
 
 @needs_chromium
-@pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee_lap"])
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee_lap", "astronaut_4", "coffee_m1"])
 def test_v1_custom_thresholds(page, results, name):
     res = results[name]
     scales = sorted(res.maps)
@@ -238,7 +241,7 @@ def test_v1_custom_thresholds(page, results, name):
     sets = [[float(rng.uniform(0, h * 1.1)) for h in hi] for _ in range(20)]
     # thresholds equal to cell values: `cell < threshold` is strict
     sets += [[float(res.maps[ps][res.maps[ps] != PAD].reshape(-1)[k]) for ps in scales[1:]] for k in range(5)]
-    if res.params.importance == "entropy":
+    if res.params.importance == "entropy" and len(scales) == 3:
         sets.append([3.0, 2.0])
     got = _js_select_many(page, name, [{"method": "v1", "thresholds": t} for t in sets])
     for t, g in zip(sets, got):
@@ -390,9 +393,13 @@ def test_report_cards_load_their_explorer_when_shown(browser, batch):
     last = names[-1]
     pg.wait_for_timeout(300)
     assert pg.evaluate("(n) => !document.querySelector(`[data-image='${n}'] [data-field=vit_tokens]`)", last)  # lazy
-    pg.locator(f"[data-aptviz-explorer][data-image='{last}']").scroll_into_view_if_needed()
-    pg.wait_for_selector(f"[data-aptviz-explorer][data-image='{last}'] [data-field=vit_tokens]", timeout=10000,
-                         state="attached")
+    built = f"[data-aptviz-explorer][data-image='{last}'] [data-field=vit_tokens]"
+    for _ in range(10):  # cards above may grow as their explorers start: scroll again until it is in view
+        pg.locator(f"[data-aptviz-explorer][data-image='{last}']").scroll_into_view_if_needed()
+        pg.wait_for_timeout(400)
+        if pg.query_selector(built):
+            break
+    assert pg.query_selector(built), "the card's explorer did not start when shown"
     stats = json.loads((batch / last / "stats.json").read_text(encoding="utf-8"))
     first = stats["selections"][0]  # the card's explorer starts at the card's first selection
     shown = pg.evaluate("""(n) => Object.fromEntries(Array.from(document.querySelectorAll(

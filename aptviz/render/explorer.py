@@ -245,6 +245,7 @@ padding:.5em .8em;margin:.6em 0;background:#fff;color:#222;max-width:100%;box-si
 .apx-views figcaption{font-size:11px;color:#555}
 table.apx-num td{padding:1px 8px 1px 0;font-size:12px}table.apx-num td[data-field]{font-variant-numeric:tabular-nums}
 canvas.apx-strip{max-width:100%;border:1px solid #ccc}.apx-status{color:#777}
+[data-aptviz-explorer][data-src]{min-height:430px}
 """
 
 
@@ -300,9 +301,13 @@ def dataset_element(names: list[str] | None = None) -> str:
 
 
 def data_script(data: dict) -> str:
-    """A data file for lazy loading (``<script src>`` works from file:// where fetch does not)."""
-    return (f"(window.aptvizPending=window.aptvizPending||[]).push({_json_for_script(data)});"
-            "if(window.aptviz&&window.aptviz.drain)window.aptviz.drain();\n")
+    """A data file for lazy loading (``<script src>`` works from file:// where fetch does not).
+
+    It only queues its data: the explorer that inserted it registers the data
+    under its own name in the script's load event (which follows the script's
+    execution at once), or ``aptviz.scan()`` picks it up.
+    """
+    return f"(window.aptvizPending=window.aptvizPending||[]).push({_json_for_script(data)});\n"
 
 
 def explorer_fragment(payloads: list[dict], dataset: bool | None = None, method: str = "v2",
