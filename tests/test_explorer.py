@@ -249,6 +249,19 @@ def test_v1_custom_thresholds(page, results, name):
 
 
 @needs_chromium
+def test_one_scale_keeps_every_patch(browser, tmp_path):
+    """With one scale there is nothing to choose: every method keeps every finest patch, as in Python."""
+    ex = explore(ROOT / "sample_images" / "chelsea.png", num_scales=1)
+    pg = _open(browser, ex.save(tmp_path / "one.html").as_uri())
+    res = _result(ROOT / "sample_images" / "chelsea.png", num_scales=1)
+    calls = [{"method": "v2", "alpha": 1.0}, {"method": "budget", "alpha": 0.0}, {"method": "v1", "thresholds": []}]
+    for call, got in zip(calls, _js_select_many(pg, "chelsea", calls)):
+        _check(res, got, call["method"], call.get("alpha", 1.0), call.get("thresholds"))
+    assert not pg.errors, pg.errors
+    pg.close()
+
+
+@needs_chromium
 def test_controls_update_the_fields(page, results):
     res = results["astronaut"]
     el = "[data-aptviz-explorer][data-image='astronaut']"

@@ -136,12 +136,12 @@ def _budget(maps: dict, own_value: bool) -> dict:
     g = _sel._Grids.of(maps)
     base = _sel._base_partition(g)
     prop = _sel._propagated_scores(maps, g, base, own_value)
-    order, neg = _sel.split_order(g, prop)
     splittable = sum(int((~g.pad[ps]).sum()) for ps in g.scales[1:])
+    order = to_numpy(_sel.split_order(g, prop)[0]) if splittable else np.zeros(0, np.int32)
     return {
         "base": {str(ps): _b64(to_numpy(base[ps]), "u1") for ps in g.scales},
         "base_tokens": sum(int(b.sum()) for b in base.values()),
-        "order": _b64(to_numpy(order)[:splittable], "i4"),
+        "order": _b64(order[:splittable], "i4"),
         "own_value": own_value,
     }
 
@@ -154,6 +154,20 @@ def _histograms(maps: dict) -> dict:
         idx = np.clip((vals / hi * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
         out[str(ps)] = {"hi": hi, "counts": np.bincount(idx, minlength=HIST_BINS).tolist()}
     return out
+
+
+def explorer_files(analysis, stats):
+    """``(stats.files["explorer"], bytes)``: the image's explorer data file for report.html, when listed.
+
+    Its picture is the image folder's resized image (report cards point at it).
+    """
+    rel = (stats.files or {}).get("explorer")
+    if rel:
+        data = explorer_data(
+            analysis.path.stem, analysis.loaded.image, analysis.resized, analysis.maps, analysis.params,
+            image_url=stats.files.get("resized"),
+        )
+        yield rel, data_script(data).encode("utf-8")
 
 
 def preview_uri(resized: np.ndarray, side: int = PREVIEW_SIDE) -> str:
