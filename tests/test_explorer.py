@@ -394,6 +394,28 @@ def batch(tmp_path_factory):
     return out
 
 
+def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):
+    from aptviz.render.explorer import BATCH_UNIFORM_VIEWS
+
+    for path in SAMPLES:
+        text = (batch / path.stem / "explorer.js").read_text(encoding="utf-8")
+        data = json.loads(text[text.index("push(") + 5: text.rindex(");")])
+        stats = json.loads((batch / path.stem / "stats.json").read_text(encoding="utf-8"))
+        assert stats["files"]["explorer"] == "explorer.js"
+        table = data["uniform"]
+        computed = [e for e in table if len(e) == 3]
+        assert len(computed) <= BATCH_UNIFORM_VIEWS + len(stats["selections"]) and len(computed) < len(table)
+        res = _result(path)
+        masks = aptviz.select_patches(res.maps, "budget", 1.0).masks
+        for t, uvt, value in computed:
+            view = compare_views(res.loaded.image, res.resized, masks, t).stats
+            assert uvt == view.uniform_vit_tokens
+            assert value == (None if view.psnr_uniform is None else round(view.psnr_uniform, 6))
+        for sel in stats["selections"]:  # the batch's own selections are always in the table
+            entry = [e for e in table if e[0] <= sel["vit_tokens"]][-1]
+            assert entry[1] == sel["uniform_vit_tokens"] and len(entry) == 3
+
+
 @needs_chromium
 def test_report_cards_load_their_explorer_when_shown(browser, batch):
     pg = browser.new_page(viewport={"width": 1000, "height": 500})

@@ -153,7 +153,8 @@
       llm_tokens_uniform: llm === null ? null : llmUni,
       llm_retention: llm === null || llmUni === null ? null : llm / llmUni,
       psnr_apt: mse === 0 ? null : 10 * Math.log10(255 * 255 / mse),
-      uniform_vit_tokens: uni[1], psnr_uniform: uni[2], budget_info: info};
+      uniform_vit_tokens: uni[1], psnr_uniform: uni.length > 2 ? uni[2] : null, psnr_uniform_computed: uni.length > 2,
+      budget_info: info};
   }
 
   A.select = function (name, opts) {
@@ -380,6 +381,11 @@
     ["vit_tokens", "llm_tokens", "retention", "llm_retention", "psnr_apt", "uniform_vit_tokens", "psnr_uniform"].forEach(
       function (f) { setField(el, f, r[f]); });
     st.m.scales.forEach(function (ps) { setField(el, "tokens_" + ps, r.tokens_by_scale[ps]); });
+    if (!r.psnr_uniform_computed) {
+      el.querySelectorAll('[data-field="psnr_uniform"]').forEach(function (e) {
+        e.textContent = "not computed"; e.title = "the batch computes a few sizes; aptviz explore computes every size";
+      });
+    }
     redraw(st);
     return r;
   }

@@ -36,10 +36,20 @@ from aptviz.compute.resize import smart_resize
 from aptviz.compute.views import psnr, uniform_view
 from aptviz.compute.xp import to_numpy
 
-__all__ = ["HIST_BINS", "PREVIEW_SIDE", "cell_errors", "explorer_data", "uniform_table"]
+__all__ = [
+    "BATCH_UNIFORM_VIEWS",
+    "HIST_BINS",
+    "PREVIEW_SIDE",
+    "cell_errors",
+    "explorer_data",
+    "explorer_files",
+    "uniform_sizes",
+    "uniform_table",
+]
 
 HIST_BINS = 48
 PREVIEW_SIDE = 800  # longest side of the embedded picture, in px
+BATCH_UNIFORM_VIEWS = 6  # uniform baselines computed per image for report.html (aptviz explore: all)
 
 
 def _b64(arr: np.ndarray, dtype: str) -> str:
@@ -49,10 +59,17 @@ def _b64(arr: np.ndarray, dtype: str) -> str:
     )
 
 
-def _block_sums(image: np.ndarray, side: int, rows: int, cols: int) -> np.ndarray:
-    """Sums of ``side x side`` pixel blocks (int64) for the first ``rows x cols`` blocks."""
-    region = image[: rows * side, : cols * side].astype(np.int64)
-    return region.reshape(rows, side, cols, side, -1).sum(axis=(1, 3))
+def _block_sums(integral: np.ndarray, side: int, rows: int, cols: int) -> np.ndarray:
+    """Sums of ``side x side`` blocks (per channel) from an integral image, for the first ``rows x cols`` blocks."""
+    y = integral[: rows * side + 1 : side, : cols * side + 1 : side]
+    return y[1:, 1:] - y[:-1, 1:] - y[1:, :-1] + y[:-1, :-1]
+
+
+def _integral(image: np.ndarray) -> np.ndarray:
+    """The integral image in float64 (exact: every sum is an integer below 2**53)."""
+    import cv2
+
+    return cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_64F)
 
 
 def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: dict) -> dict[int, np.ndarray]:
@@ -73,6 +90,7 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
     """
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
+    whole = _integral(image)
     out: dict[int, np.ndarray] = {}
     for ps in scales:
         rows, cols = grids[ps]
@@ -80,12 +98,12 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
         ratio = ps // patch_size
         r_in, c_in = h // ps, w // ps
         if ratio > 1 and r_in and c_in:
-            region = image[: r_in * ps, : c_in * ps]
-            blocks = region.reshape(r_in * patch_size, ratio, c_in * patch_size, ratio, 3)
-            means = np.rint(blocks.sum(axis=(1, 3), dtype=np.int32) / float(ratio * ratio)).astype(np.int16)
-            diff = blocks.astype(np.int16) - means[:, None, :, None, :]
-            sq = np.square(diff, dtype=np.int32)  # at most 255**2 per value
-            err[:r_in, :c_in] = sq.reshape(r_in, ps, c_in, ps * 3).sum(axis=(1, 3), dtype=np.int64)
+            hb, wb = r_in * ps // ratio, c_in * ps // ratio
+            means = np.rint(_block_sums(whole, ratio, hb, wb) / float(ratio * ratio)).astype(np.uint8)
+            view = np.repeat(np.repeat(means, ratio, axis=0), ratio, axis=1)
+            diff = image[: r_in * ps, : c_in * ps].astype(np.float32) - view
+            sq = _integral(np.square(diff, out=diff))  # each at most 255**2: exact in float32
+            err[:r_in, :c_in] = _block_sums(sq, ps, r_in, c_in).sum(axis=2)
         out[ps] = err
     return out
 
@@ -94,41 +112,80 @@ def _cell_colours(resized: np.ndarray, scales: list[int], grids: dict) -> dict[i
     """Average colour (uint8 RGB, rounded) of every cell inside the image, per scale above the finest."""
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
+    whole = _integral(image)
     out = {}
     for ps in scales[1:]:
         rows, cols = grids[ps]
         col = np.zeros((rows, cols, 3), np.uint8)
         r_in, c_in = h // ps, w // ps
         if r_in and c_in:
-            col[:r_in, :c_in] = np.rint(_block_sums(image, ps, r_in, c_in) / float(ps * ps)).astype(np.uint8)
+            col[:r_in, :c_in] = np.rint(_block_sums(whole, ps, r_in, c_in) / float(ps * ps)).astype(np.uint8)
         out[ps] = col
     return out
 
 
+def uniform_sizes(original_hw: tuple[int, int], lo: int, hi: int, patch_size: int, merge_size: int,
+                  min_pixels: int) -> list[tuple[int, tuple[int, int]]]:
+    """``[(t_from, (h, w)), ...]``: the Qwen2-VL size of the uniform baseline for ViT token counts ``lo..hi``.
+
+    The entry with the largest ``t_from <= t`` holds at ``t`` tokens
+    (``max_pixels = t * P * P``, as :func:`aptviz.compute.views.uniform_view`).
+
+    Examples
+    --------
+    >>> uniform_sizes((300, 451), 700, 704, 14, 2, 3136)
+    [(700, (280, 448)), (704, (308, 448))]
+    """
+    factor = patch_size * merge_size
+    out: list[tuple[int, tuple[int, int]]] = []
+    for t in range(max(lo, 0), hi + 1):
+        mp = t * patch_size * patch_size
+        hw = smart_resize(original_hw[0], original_hw[1], factor, min(min_pixels, mp), max(mp, 1))
+        if not out or out[-1][1] != hw:
+            out.append((t, hw))
+    return out
+
+
 def uniform_table(
-    original: Image.Image, resized: np.ndarray, lo: int, hi: int, patch_size: int, merge_size: int, min_pixels: int
-) -> list[list]:
+    original: Image.Image, resized: np.ndarray, lo: int, hi: int, patch_size: int, merge_size: int, min_pixels: int,
+    views: int | None = None, known: dict | None = None,
+) -> list[list]:  # fmt: skip
     """The uniform baseline for every ViT token count ``t`` in ``[lo, hi]``.
 
     Returns ``[[t_from, uniform_vit_tokens, psnr_uniform], ...]``: the entry
     with the largest ``t_from <= t`` is the baseline at ``t`` tokens
-    (:func:`aptviz.compute.views.uniform_view`). One view is computed per distinct
-    Qwen2-VL size (a few dozen), not per token count.
+    (:func:`aptviz.compute.views.uniform_view`), one per distinct Qwen2-VL size.
+
+    ``views`` bounds the number of baselines computed (each is a Pillow resize
+    of the original): the others, spread evenly, get only their token count
+    (``[t_from, uniform_vit_tokens]``). ``known`` gives PSNRs already computed,
+    ``{t: psnr_uniform}`` (the batch's own selections).
     """
-    factor = patch_size * merge_size
+    sizes = uniform_sizes((original.height, original.width), lo, hi, patch_size, merge_size, min_pixels)
+    chosen = set(range(len(sizes)))
+    if views is not None and len(sizes) > views:
+        chosen = {round(i * (len(sizes) - 1) / max(views - 1, 1)) for i in range(views)}
+    known_at = {_entry_at(sizes, t): value for t, value in (known or {}).items()}
     size = (int(resized.shape[1]), int(resized.shape[0]))
     table: list[list] = []
-    last = None
-    for t in range(max(lo, 0), hi + 1):
-        mp = t * patch_size * patch_size
-        hw = smart_resize(original.height, original.width, factor, min(min_pixels, mp), max(mp, 1))
-        if hw == last:
-            continue
-        last = hw
-        uni = uniform_view(original, size, t, patch_size, merge_size, min_pixels)
-        value = psnr(resized, uni.image)
-        table.append([t, uni.vit_tokens, None if value is None else round(value, 6)])
+    for i, (t, (h, w)) in enumerate(sizes):
+        entry = [t, (h // patch_size) * (w // patch_size)]
+        if i in known_at:
+            entry.append(None if known_at[i] is None else round(known_at[i], 6))
+        elif i in chosen:
+            value = psnr(resized, uniform_view(original, size, t, patch_size, merge_size, min_pixels).image)
+            entry.append(None if value is None else round(value, 6))
+        table.append(entry)
     return table
+
+
+def _entry_at(sizes: list, t: int) -> int:
+    """Index of the entry of :func:`uniform_sizes` that holds at ``t`` tokens (-1 below the first)."""
+    index = -1
+    for i, (t_from, _) in enumerate(sizes):
+        if t_from <= t:
+            index = i
+    return index
 
 
 def _budget(maps: dict, own_value: bool) -> dict:
@@ -160,12 +217,16 @@ def explorer_files(analysis, stats):
     """``(stats.files["explorer"], bytes)``: the image's explorer data file for report.html, when listed.
 
     Its picture is the image folder's resized image (report cards point at it).
+    The uniform baseline's PSNR is computed at :data:`BATCH_UNIFORM_VIEWS`
+    sizes and at the batch's own selections (each is a resize of the original,
+    most of the data's cost); ``aptviz explore`` computes every size.
     """
     rel = (stats.files or {}).get("explorer")
     if rel:
+        known = {s.selection.tokens: s.view.stats.psnr_uniform for s in analysis.selections if s.view is not None}
         data = explorer_data(
             analysis.path.stem, analysis.loaded.image, analysis.resized, analysis.maps, analysis.params,
-            image_url=stats.files.get("resized"),
+            image_url=stats.files.get("resized"), uniform_views=BATCH_UNIFORM_VIEWS, known_uniform=known,
         )
         yield rel, data_script(data).encode("utf-8")
 
@@ -188,6 +249,8 @@ def explorer_data(
     maps: dict,
     params: Params,
     image_url: str | None = None,
+    uniform_views: int | None = None,
+    known_uniform: dict | None = None,
 ) -> dict:
     """The explorer's data for one analysed image (JSON-ready; see the module docstring).
 
@@ -205,6 +268,11 @@ def explorer_data(
         The pipeline parameters the maps were computed with.
     image_url : str, optional
         Where the page finds the picture; default: a downscaled JPEG data URI.
+    uniform_views : int, optional
+        At most this many uniform baselines are computed (default: every
+        distinct size); see :func:`uniform_table`.
+    known_uniform : dict, optional
+        ``{vit tokens: psnr_uniform}`` already computed.
 
     Returns
     -------
@@ -234,7 +302,8 @@ def explorer_data(
         "err": {str(ps): _b64(errors[ps], "f8") for ps in scales[1:]},
         "colours": {str(ps): _b64(colours[ps], "u1") for ps in scales[1:]},
         "uniform": uniform_table(
-            original, resized, budget["base_tokens"], n, params.patch_size, params.merge_size, params.min_pixels
+            original, resized, budget["base_tokens"], n, params.patch_size, params.merge_size, params.min_pixels,
+            uniform_views, known_uniform,
         ),
         "hist": _histograms(maps),
         "image": image_url or preview_uri(resized),
