@@ -49,7 +49,7 @@ __all__ = [
 
 HIST_BINS = 48
 PREVIEW_SIDE = 800  # longest side of the embedded picture, in px
-BATCH_UNIFORM_VIEWS = 6  # uniform baselines computed per image for report.html (aptviz explore: all)
+BATCH_UNIFORM_VIEWS = 4  # uniform baselines computed per image for report.html (aptviz explore: all)
 
 
 def _b64(arr: np.ndarray, dtype: str) -> str:
