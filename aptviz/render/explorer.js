@@ -127,12 +127,12 @@
       for (var i = 1; i < S; i++) thr.push(given[i - 1] === null || given[i - 1] === undefined ? null : Number(given[i - 1]));
       masks = thresholdMasks(m, thr); alpha = null;
     } else if (method === "v2") {
-      if (alpha === null) alpha = 1.0;
+      if (alpha === null) alpha = 1.0; // select_patches' default
       thr = [null];
       for (i = 1; i < S; i++) thr.push(m.means[i] === null ? null : alpha * m.means[i]);
       masks = thresholdMasks(m, thr);
     } else if (method === "budget") {
-      if (alpha === null) alpha = 0.5;
+      if (alpha === null) alpha = 1.0;
       var b = budgetMasks(m, alpha); masks = b.masks; info = b.info;
     } else throw new Error("aptviz: unknown method '" + method + "' (v1, v2 or budget)");
     var by = {}, vit = 0, small = 0, large = 0, unit = m.P * m.merge, sq = 0;
@@ -341,7 +341,11 @@
     function onMethod() { apply(st, {method: ui.method.value}); }
     ui.method.addEventListener("input", onMethod);
     ui.method.addEventListener("change", onMethod);
-    function onAlpha(ev) { var v = parseFloat(ev.target.value); if (!isNaN(v)) apply(st, {alpha: v}); }
+    function onAlpha(ev) {
+      var v = parseFloat(ev.target.value), ok = !isNaN(v) && v >= 0 && (x.method !== "budget" || v <= 1);
+      ev.target.setCustomValidity(ok ? "" : (x.method === "budget" ? "budget: 0 to 1" : "v2: 0 or more"));
+      if (ok) apply(st, {alpha: v});
+    }
     ui.range.addEventListener("input", onAlpha);
     ui.box.addEventListener("input", onAlpha);
     ui.box.addEventListener("change", onAlpha);
@@ -365,7 +369,8 @@
     var rg = RANGES[x.method];
     ui.range.parentNode.style.opacity = rg ? "1" : "0.4";
     if (rg) {
-      ui.range.max = String(rg[1]); ui.box.max = String(rg[1] * 10);
+      ui.range.max = String(rg[1]);
+      if (x.method === "budget") ui.box.max = "1"; else ui.box.removeAttribute("max");
       var a = String(x.alpha[x.method]);
       if (ui.range.value !== a && document.activeElement !== ui.range) ui.range.value = a;
       if (document.activeElement !== ui.box) ui.box.value = a;
