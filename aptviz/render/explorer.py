@@ -49,6 +49,7 @@ __all__ = [
 
 HIST_BINS = 48
 PREVIEW_SIDE = 800  # longest side of the embedded picture, in px
+BAND_PIXELS = 1 << 20  # pixels per band of cell rows in the per-cell sums (bounded memory)
 BATCH_UNIFORM_VIEWS = 4  # uniform baselines computed per image for report.html (aptviz explore: all)
 
 
@@ -72,6 +73,13 @@ def _integral(image: np.ndarray) -> np.ndarray:
     return cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_64F)
 
 
+def _bands(rows: int, side: int, width: int):
+    """Bands of cell rows of ``side`` px covering ``rows`` rows, about :data:`BAND_PIXELS` pixels each."""
+    step = max(1, BAND_PIXELS // max(1, side * side * width))
+    for r0 in range(0, rows, step):
+        yield r0, min(rows, r0 + step)
+
+
 def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: dict) -> dict[int, np.ndarray]:
     """Squared error of the model view inside every cell, for a patch of that cell's size kept there.
 
@@ -80,6 +88,7 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
     For every scale and cell the sum over its pixels and channels of
     ``(view - resized)**2`` is returned (float64, exact integers). Cells that
     overhang the image get 0 (they are never kept); the finest scale is 0.
+    Works on bands of cell rows: memory stays bounded for any image size.
 
     Examples
     --------
@@ -90,20 +99,19 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
     """
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
-    whole = _integral(image)
     out: dict[int, np.ndarray] = {}
     for ps in scales:
         rows, cols = grids[ps]
         err = np.zeros((rows, cols), np.float64)
         ratio = ps // patch_size
         r_in, c_in = h // ps, w // ps
-        if ratio > 1 and r_in and c_in:
-            hb, wb = r_in * ps // ratio, c_in * ps // ratio
-            means = np.rint(_block_sums(whole, ratio, hb, wb) / float(ratio * ratio)).astype(np.uint8)
-            view = np.repeat(np.repeat(means, ratio, axis=0), ratio, axis=1)
-            diff = image[: r_in * ps, : c_in * ps].astype(np.float32) - view
+        for r0, r1 in _bands(r_in, ps, c_in) if ratio > 1 and c_in else ():
+            band = image[r0 * ps : r1 * ps, : c_in * ps]
+            sums = _block_sums(_integral(band), ratio, (r1 - r0) * ps // ratio, c_in * ps // ratio)
+            means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)
+            diff = band.astype(np.float32) - np.repeat(np.repeat(means, ratio, axis=0), ratio, axis=1)
             sq = _integral(np.square(diff, out=diff))  # each at most 255**2: exact in float32
-            err[:r_in, :c_in] = _block_sums(sq, ps, r_in, c_in).sum(axis=2)
+            err[r0:r1, :c_in] = _block_sums(sq, ps, r1 - r0, c_in).sum(axis=2)
         out[ps] = err
     return out
 
@@ -112,14 +120,14 @@ def _cell_colours(resized: np.ndarray, scales: list[int], grids: dict) -> dict[i
     """Average colour (uint8 RGB, rounded) of every cell inside the image, per scale above the finest."""
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
-    whole = _integral(image)
     out = {}
     for ps in scales[1:]:
         rows, cols = grids[ps]
         col = np.zeros((rows, cols, 3), np.uint8)
         r_in, c_in = h // ps, w // ps
-        if r_in and c_in:
-            col[:r_in, :c_in] = np.rint(_block_sums(whole, ps, r_in, c_in) / float(ps * ps)).astype(np.uint8)
+        for r0, r1 in _bands(r_in, ps, c_in) if c_in else ():
+            sums = _block_sums(_integral(image[r0 * ps : r1 * ps, : c_in * ps]), ps, r1 - r0, c_in)
+            col[r0:r1, :c_in] = np.rint(sums / float(ps * ps)).astype(np.uint8)
         out[ps] = col
     return out
 
