@@ -134,6 +134,7 @@ CASES = {
     "astronaut_4": ("astronaut.png", {"num_scales": 4}),  # 14..112 px; the 112 px grid overhangs
     "coffee_m1": ("coffee.png", {"merge_size": 1}),  # factor 14: the 28 px grid overhangs too; LLM = ViT tokens
     "chelsea_m4": ("chelsea.png", {"merge_size": 4}),  # 56 px units: small patches may not fill whole units
+    "coffee_q3": ("coffee.png", {"model": "qwen3-vl"}),  # 16, 32, 64 px; 32 px merge unit
 }
 
 
@@ -339,11 +340,11 @@ def test_cli_explore_page_works_offline(browser, tmp_path):
     out = tmp_path / "explore.html"
     with pytest.raises(SystemExit) as exc:
         main(["explore", str(ROOT / "sample_images" / "chelsea.png"), str(ROOT / "sample_images" / "coffee.png"),
-              "-o", str(out), "--bins", "256", "-m", "budget", "-a", "0.4"])
+              "-o", str(out), "--bins", "256", "-m", "budget", "-a", "0.4", "--model", "qwen3-vl"])
     assert exc.value.code == 0
     pg = _open(browser, out.as_uri())
     _built(pg, 2)
-    res = _result(ROOT / "sample_images" / "coffee.png", bins=256)
+    res = _result(ROOT / "sample_images" / "coffee.png", bins=256, model="qwen3-vl")
     sel = aptviz.select_patches(res.maps, "budget", 0.4)
     shown = pg.eval_on_selector("[data-image='coffee'] [data-field=vit_tokens]", "e => e.textContent")
     assert shown == str(sel.tokens)

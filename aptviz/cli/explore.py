@@ -26,6 +26,7 @@ from aptviz.cli.options import (
     MaxPixels,
     MergeSize,
     MinPixels,
+    ModelOpt,
     NumScales,
     OptionalThresholds,
     PatchSize,
@@ -34,11 +35,12 @@ from aptviz.cli.options import (
     TemporalPatchSize,
     Verbose,
     Version,
-    params_from,
+    params_and_measures_from,
     setup_logging,
     usage_error,
 )
-from aptviz.compute.params import Device, Measure
+from aptviz.compute.params import Device
+from aptviz.compute.presets import Model
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -58,14 +60,15 @@ def explore(
     method: StartMethod = "v2",
     alpha: StartAlpha = None,
     thresholds: OptionalThresholds = None,
-    patch_size: PatchSize = 14,
-    merge_size: MergeSize = 2,
-    temporal_patch_size: TemporalPatchSize = 2,
+    model: ModelOpt = Model.qwen2_vl,
+    patch_size: PatchSize = None,
+    merge_size: MergeSize = None,
+    temporal_patch_size: TemporalPatchSize = None,
     num_scales: NumScales = 3,
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
-    importance: Importance = Measure.entropy,
+    importance: Importance = None,
     aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
@@ -74,7 +77,6 @@ def explore(
     version: Version = None,
 ) -> None:
     """Parse, compute each image's explorer data, write the page."""
-    from aptviz.compute.params import RunSpec, parse_floats, parse_method
     from aptviz.errors import ParameterError
     from aptviz.output.atomic import write_bytes_atomic
     from aptviz.render.explorer import explorer_page
@@ -82,13 +84,7 @@ def explore(
 
     setup_logging(quiet, verbose)
     try:
-        params = params_from(locals()).resolved()
-        start = parse_method(method).value
-        thr = None if thresholds is None else parse_floats(thresholds, "--thresholds")
-        if thr is not None:
-            RunSpec("v1", None, thr).check_scales(num_scales)
-        if alpha is not None and start != "v1":
-            RunSpec(start, alpha, None)
+        params, start, thr = _request(locals())
         jobs, missing = discover(inputs, recursive)
         if not jobs and not missing:
             raise ParameterError("no images found in the inputs")
@@ -109,6 +105,23 @@ def explore(
     if not quiet:
         sys.stdout.write(f"wrote {written} ({len(payloads)} image(s))\n")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _request(values: dict):
+    """``(Params, start method, v1 thresholds or None)`` from the options; ParameterError when bad."""
+    from aptviz.compute.params import RunSpec, parse_floats, parse_method
+    from aptviz.errors import ParameterError
+
+    params, measures = params_and_measures_from(values)
+    if len(measures) > 1:
+        raise ParameterError("aptviz explore shows one measure at a time: give one --importance")
+    start = parse_method(values["method"]).value
+    thr = None if values["thresholds"] is None else parse_floats(values["thresholds"], "--thresholds")
+    if thr is not None:
+        RunSpec("v1", None, thr).check_scales(params.num_scales)
+    if values["alpha"] is not None and start != "v1":
+        RunSpec(start, values["alpha"], None)
+    return params.resolved(), start, thr
 
 
 def _payloads(jobs, params) -> tuple[list[dict], list[str]]:

@@ -14,7 +14,7 @@ and gets the same flags, help and checks as ``aptviz`` itself::
     )
 
     @app.command()
-    def calibrate(inputs: Inputs, methods: Methods = None, patch_size: PatchSize = 14, ...):
+    def calibrate(inputs: Inputs, methods: Methods = None, model: ModelOpt = Model.qwen2_vl, ...):
         params, runs = request_from(locals())    # Params + the validated selections
 
 Nothing heavy is imported here: ``--help`` of every command stays instant.
@@ -31,7 +31,8 @@ from typing import Annotated
 import typer
 
 from aptviz._version import __version__
-from aptviz.compute.params import Aggregate, Device, Measure, Method
+from aptviz.compute.params import Aggregate, Device, Method
+from aptviz.compute.presets import Model
 from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
 
 METHOD_METAVAR = "{" + ",".join(m.value for m in Method) + "}[:ALPHAS]"
@@ -112,12 +113,14 @@ OptionalThresholds = Annotated[
     ),
 ]
 Importance = Annotated[
-    Measure,
+    list[str] | None,
     typer.Option(
         "--importance",
-        case_sensitive=False,
+        metavar="MEASURE[,MEASURE...]",
         help="What scores a patch: entropy (bits), laplacian (|∇²| of gray/255) or upsample-mse "
-        "(error of a bilinear down-up reconstruction at the patch's scale).",
+        "(error of a bilinear down-up reconstruction at the patch's scale). Several (comma list or repeated): "
+        "every selection runs on each, and labels and file names name the measure. [default: entropy]",
+        show_default=False,
     ),
 ]
 AggregateOpt = Annotated[
@@ -131,12 +134,42 @@ AggregateOpt = Annotated[
 ]
 
 # -- pipeline parameters (names match aptviz.compute.params.Params fields) -----------------------------------
-PatchSize = Annotated[int, typer.Option("--patch-size", metavar="N", help="Finest patch size in pixels.")]
+ModelOpt = Annotated[
+    Model,
+    typer.Option(
+        "--model",
+        case_sensitive=False,
+        help="Whose image pipeline: sets patch, merge and temporal patch size and the normalization "
+        "(qwen2-vl and qwen2.5-vl: 14 px patches, 28 px merge unit; qwen3-vl: 16 px, 32 px). "
+        "--patch-size/--merge-size still override.",
+    ),
+]
+PatchSize = Annotated[
+    int | None,
+    typer.Option(
+        "--patch-size",
+        metavar="N",
+        help="Finest patch size in pixels. [default: the model's, 14 or 16]",
+        show_default=False,
+    ),
+]
 MergeSize = Annotated[
-    int, typer.Option("--merge-size", metavar="N", help="Qwen2-VL merge size (resize factor = patch * merge).")
+    int | None,
+    typer.Option(
+        "--merge-size",
+        metavar="N",
+        help="Merge size (resize factor = patch * merge). [default: the model's, 2]",
+        show_default=False,
+    ),
 ]
 TemporalPatchSize = Annotated[
-    int, typer.Option("--temporal-patch-size", metavar="N", help="Qwen2-VL temporal patch size (recorded).")
+    int | None,
+    typer.Option(
+        "--temporal-patch-size",
+        metavar="N",
+        help="Temporal patch size (recorded; tokens.npz rows). [default: the model's, 2]",
+        show_default=False,
+    ),
 ]
 NumScales = Annotated[int, typer.Option("--num-scales", metavar="N", help="Number of patch scales (patch * 2**i).")]
 MinPixels = Annotated[int, typer.Option("--min-pixels", metavar="N", help="smart_resize minimum pixel count.")]
@@ -150,6 +183,14 @@ DeviceOpt = Annotated[
 # -- pictures ----------------------------------------------------------------------------------------
 ColorByScale = Annotated[
     bool, typer.Option("--color-by-scale", help="Overlays: one boundary colour per patch scale, with a legend.")
+]
+ShowWindows = Annotated[
+    bool,
+    typer.Option(
+        "--show-windows",
+        help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge units) in red, with a "
+        "legend entry (needs --model qwen2.5-vl: the other models attend to the whole image).",
+    ),
 ]
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
 Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
@@ -173,11 +214,36 @@ Version = Annotated[
 DEFAULT_THRESHOLDS_TEXT = "3,2"
 
 
-def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str):
+def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, window: int = 0):
     """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad)."""
     from aptviz.render.extras import RenderOptions
 
-    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."))
+    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."), window)
+
+
+def window_from(show_windows: bool, params) -> int:
+    """``--show-windows``: the attention-window side in px to draw (0 when not asked).
+
+    Raises :class:`~aptviz.errors.ParameterError` for a model whose vision
+    tower has no windows (Qwen2-VL, Qwen3-VL), rather than drawing borders
+    that do not exist.
+    """
+    from aptviz.errors import ParameterError
+
+    if not show_windows:
+        return 0
+    window = params.attention_window
+    if window is None:
+        raise ParameterError(
+            f"--show-windows needs --model qwen2.5-vl: {params.model}'s vision tower attends to the whole image "
+            "(no attention windows to draw)"
+        )
+    if window == 0:
+        raise ParameterError(
+            f"--show-windows: a {params.factor} px merge unit is larger than the {params.preset.window_size} px "
+            "attention window"
+        )
+    return window
 
 
 def usage_error(message: str) -> typer.Exit:
@@ -203,14 +269,24 @@ def params_from(values: dict):
     Only keys that are Params fields are used; a bad value raises
     :class:`~aptviz.errors.ParameterError`.
     """
-    from aptviz.compute.params import Params
+    return params_and_measures_from(values)[0]
+
+
+def params_and_measures_from(values: dict):
+    """``(Params, measures)`` from a command's option values: ``--importance`` may name several measures."""
+    from aptviz.compute.params import Params, params_and_measures
 
     names = {f.name for f in fields(Params)}
-    return Params(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
+    return params_and_measures(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
 
 
 def runs_from(
-    methods: list[str] | None, alphas: list[float] | None, thresholds: str | None, num_scales: int, measure="entropy"
+    methods: list[str] | None,
+    alphas: list[float] | None,
+    thresholds: str | None,
+    num_scales: int,
+    measure="entropy",
+    aggregate: str | None = None,
 ):
     """The selections asked for (``-m``/``-a``/``--thresholds``), validated.
 
@@ -220,7 +296,7 @@ def runs_from(
     from aptviz.compute.params import build_runs, parse_floats
 
     thr = None if thresholds is None else parse_floats(thresholds, "--thresholds")
-    return build_runs(methods or [], alphas or [], thr, num_scales, measure)
+    return build_runs(methods or [], alphas or [], thr, num_scales, measure, aggregate)
 
 
 def request_from(values: dict):
@@ -230,9 +306,10 @@ def request_from(values: dict):
     count and measure) and :func:`warn_unused`; a bad value raises
     :class:`~aptviz.errors.ParameterError`.
     """
-    params = params_from(values)
+    params, measures = params_and_measures_from(values)
     methods, alphas, thresholds = values.get("methods"), values.get("alphas"), values.get("thresholds")
-    runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
+    aggregate = getattr(values.get("aggregate"), "value", values.get("aggregate"))
+    runs = runs_from(methods, alphas, thresholds, params.num_scales, measures, aggregate)
     warn_unused(methods, alphas, thresholds)
     return params, runs
 
