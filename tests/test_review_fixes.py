@@ -67,3 +67,33 @@ def test_explorer_load_rejects_when_the_data_file_is_missing(tmp_path):
         got = pg.evaluate(settle, "coffee")
         browser.close()
     assert got.startswith("rejected: ") and "explorer.js" in got, got
+
+
+def test_fidelity_lossless_marks_stay_inside_the_psnr_panel(tmp_path):
+    """v1 on the sample photos is lossless for chelsea (infinite dB): its PSNR mark sat outside the axes."""
+    import json
+    import subprocess
+    import sys
+
+    from aptviz.render.fidelity import fidelity_figure, fidelity_points
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(ROOT / "sample_images"), "-m", "v1", "-m", "v2:1.0", "-m", "budget:0.3",
+         "-q", "-o", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = fidelity_points(json.loads((out / "summary.json").read_text()))
+    lossless = [p for p in summary.points if p.psnr is None]
+    assert lossless, "the sample photos' v1 selection is expected to reproduce one image exactly"
+    fig = fidelity_figure(summary)
+    fig.tight_layout()
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.get_window_extent()
+    marks = [t for t in ax.texts if t.get_text() == "lossless"]
+    assert len(marks) == len(lossless)
+    for t in marks:
+        e = t.get_window_extent()
+        assert box.x0 <= e.x0 and e.x1 <= box.x1, (e, box)

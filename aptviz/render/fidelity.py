@@ -186,6 +186,8 @@ def _panel(ax, summary: FidelitySummary, key: str, ylabel: str) -> None:
         ax.step([p.llm_tokens for p in front], [getattr(p, key) for p in front], where="post", color="gold",
                 lw=5, alpha=0.45, zorder=0, label="Pareto front")  # fmt: skip
     for p in lossless:  # infinite dB: marked at the top, never squashing the axis
+        # a faint line at its tokens also widens the x range to it (the mark is not drawn outside the panel)
+        ax.axvline(p.llm_tokens, color=MEASURE_COLORS.get(p.importance, "tab:purple"), lw=0.8, alpha=0.3)
         ax.annotate("lossless", (p.llm_tokens, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
                     fontsize=7, color=MEASURE_COLORS.get(p.importance, "tab:purple"))  # fmt: skip
     if summary.best is not None and getattr(summary.best, key) is not None:
