@@ -10,21 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from aptviz.cli.command import app, main
+from aptviz.cli.command import main
 from aptviz.compute.entropy import entropy_maps
 from aptviz.compute.loading import load_image
 from aptviz.compute.resize import resize_image
 from aptviz.render.pictures import SCALE_COLORS, boundary_mask
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_images"
-runner = CliRunner()
+from conftest import SAMPLES
+from conftest import invoke as _invoke
 
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return _invoke(*args, catch_exceptions=False)
 
 
 def _masks(folder: Path, label: str) -> dict:

@@ -10,7 +10,6 @@ result and writes ``OUTPUT/calibration.json``.
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,36 +19,19 @@ from aptviz.cli.options import (
     DEFAULT_THRESHOLDS_TEXT,
     EXIT_FAILED,
     EXIT_OK,
-    AggregateOpt,
-    Bins,
-    DeviceOpt,
-    Importance,
+    PIPELINE_OPTIONS,
+    SCAN_OPTIONS,
     Inputs,
-    MaxPixels,
-    MergeSize,
-    MinPixels,
-    NumScales,
     Output,
-    PatchSize,
-    Quiet,
-    Recursive,
-    TemporalPatchSize,
+    Shared,
     Thresholds,
-    Verbose,
-    Version,
-    Workers,
     params_from,
-    setup_logging,
     usage_error,
+    with_options,
 )
-from aptviz.compute.params import Device, Measure
+from aptviz.compute.params import Statistic
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
-
-
-class Statistic(str, Enum):
-    mean = "mean"
-    median = "median"
 
 
 CalMethod = Annotated[
@@ -62,6 +44,7 @@ StatisticOpt = Annotated[Statistic, typer.Option("--statistic", help="Statistic 
 
 @app.command(help="Find the v2 alpha (or v1 threshold factor) whose retention over the images is closest to a target "
              "from below.")
+@with_options(PIPELINE_OPTIONS, SCAN_OPTIONS, after="output")
 def calibrate(
     inputs: Inputs,
     method: CalMethod = "v2",
@@ -69,42 +52,31 @@ def calibrate(
     statistic: StatisticOpt = Statistic.mean,
     thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
     output: Output = Path("visualizations"),
-    patch_size: PatchSize = 14,
-    merge_size: MergeSize = 2,
-    temporal_patch_size: TemporalPatchSize = 2,
-    num_scales: NumScales = 3,
-    min_pixels: MinPixels = 56 * 56,
-    max_pixels: MaxPixels = 28 * 28 * 1280,
-    bins: Bins = 512,
-    importance: Importance = Measure.entropy,
-    aggregate: AggregateOpt = None,
-    device: DeviceOpt = Device.auto,
-    recursive: Recursive = False,
-    workers: Workers = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    version: Version = None,
+    *,
+    opts: Shared,
 ) -> None:
     """Parse, calibrate, print, write calibration.json."""
     from aptviz.compute.params import RunSpec, parse_floats, parse_method
     from aptviz.errors import ParameterError
     from aptviz.output.atomic import write_json_atomic
-    from aptviz.runs.batch import default_workers, discover
+    from aptviz.runs.batch import discover
+    from aptviz.runs.pool import default_workers
     from aptviz.runs.calibrate import calibrate_paths
 
-    setup_logging(quiet, verbose)
     try:
-        params = params_from(locals()).resolved()
+        params = params_from(opts.pipeline()).resolved()
         chosen = parse_method(method).value
         base = parse_floats(thresholds, "--thresholds")
         if chosen == "v1":
-            RunSpec(chosen, None, tuple(base)).check_scales(num_scales)
-        jobs, missing = discover(inputs, recursive)
+            RunSpec(chosen, None, tuple(base)).check_scales(params.num_scales)
+        jobs, missing = discover(inputs, opts.recursive)
         paths = [str(j.path) for j in jobs]
         if not paths:
             raise ParameterError("no images found in the inputs")
-        n_workers = 1 if params.device != "cpu" else (workers or default_workers())
-        cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, params, n_workers)
+        n_workers = 1 if params.device != "cpu" else (opts.workers or default_workers())
+        cal, failed = calibrate_paths(
+            paths, chosen, target, params=params, workers=n_workers, statistic=statistic.value, thresholds=base
+        )
     except ParameterError as exc:
         raise usage_error(str(exc)) from None
     for item in missing:
@@ -116,7 +88,7 @@ def calibrate(
     except OSError as exc:
         sys.stderr.write(f"aptviz: error: cannot write {Path(output) / 'calibration.json'}: {exc}\n")
         raise typer.Exit(EXIT_FAILED) from None
-    if not quiet:
+    if not opts.quiet:
         _print(cal, written)
     raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
 

@@ -12,7 +12,6 @@ import json
 import sys
 import time
 from dataclasses import asdict
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,40 +19,27 @@ import typer
 from rich.console import Console
 
 from aptviz.cli.options import (
-    AggregateOpt,
-    Alphas,
-    Bins,
-    DeviceOpt,
-    Importance,
+    PIPELINE_OPTIONS,
+    SCAN_OPTIONS,
+    SELECTION_OPTIONS,
     MaxMemory,
-    MaxPixels,
-    MergeSize,
-    Methods,
-    MinPixels,
-    NumScales,
-    OptionalThresholds,
-    PatchSize,
     Quiet,
-    Recursive,
-    TemporalPatchSize,
+    Shared,
     Verbose,
     Version,
-    Workers,
     memory_from,
     request_from,
     setup_logging,
+    start_progress,
     usage_error,
+    usage_errors,
+    with_options,
 )
-from aptviz.compute.params import Device, Measure
+from aptviz.compute.params import Engine
 
 __all__ = ["app", "summary_app"]
 
 SUMMARY_NAME = "summary.json"
-
-
-class EngineChoice(str, Enum):
-    local = "local"
-    ray = "ray"
 
 
 StatsInputs = Annotated[
@@ -65,7 +51,7 @@ ImageColumn = Annotated[
     str, typer.Option("--image-column", help="Parquet column holding the images (binary or {bytes, path}).")
 ]
 EngineOpt = Annotated[
-    EngineChoice, typer.Option("--engine", case_sensitive=False, help="local: a process pool; ray: Ray Data.")
+    Engine, typer.Option("--engine", case_sensitive=False, help="local: a process pool; ray: Ray Data.")
 ]
 RayAddress = Annotated[
     str | None,
@@ -85,54 +71,33 @@ summary_app = typer.Typer(
 
 
 @app.command(help="Numbers only, for datasets: one Parquet row per (image, selection), locally or on Ray.")
+@with_options(SELECTION_OPTIONS, PIPELINE_OPTIONS, SCAN_OPTIONS, after="output")
 def stats(
     inputs: StatsInputs,
     output: StatsOutput,
-    methods: Methods = None,
-    alphas: Alphas = None,
-    thresholds: OptionalThresholds = None,
-    patch_size: PatchSize = 14,
-    merge_size: MergeSize = 2,
-    temporal_patch_size: TemporalPatchSize = 2,
-    num_scales: NumScales = 3,
-    min_pixels: MinPixels = 56 * 56,
-    max_pixels: MaxPixels = 28 * 28 * 1280,
-    bins: Bins = 512,
-    importance: Importance = Measure.entropy,
-    aggregate: AggregateOpt = None,
-    device: DeviceOpt = Device.auto,
-    recursive: Recursive = False,
-    workers: Workers = None,
     image_column: ImageColumn = "image",
-    engine: EngineOpt = EngineChoice.local,
+    engine: EngineOpt = Engine.local,
     ray_address: RayAddress = None,
     max_memory: MaxMemory = None,
     psnr: PsnrOpt = False,
     summary: Summary = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    version: Version = None,
+    *,
+    opts: Shared,
 ) -> None:
     """Parse, run :func:`~aptviz.datasets.engines.run_stats`, print, exit with the report's code."""
     from aptviz.datasets.engines import run_stats
-    from aptviz.errors import MissingExtraError, ParameterError
 
-    level = setup_logging(quiet, verbose)
-    view = StatsView(quiet)
-    try:
-        params, runs = request_from(locals())
+    view = StatsView(opts.quiet)
+    with usage_errors(view):
+        params, runs = request_from(opts)
         report = run_stats(
-            inputs, output, runs, params, recursive=recursive, image_column=image_column, engine=engine.value,
-            workers=workers, ray_address=ray_address, log_level=level, on_progress=view.on_progress,
+            inputs, output, runs, params, recursive=opts.recursive, image_column=image_column, engine=engine.value,
+            workers=opts.workers, ray_address=ray_address, log_level=opts.log_level, on_progress=view.on_progress,
             max_memory=memory_from(max_memory), psnr=psnr,
         )  # fmt: skip
-    except (ParameterError, MissingExtraError) as exc:
-        raise usage_error(str(exc)) from None
-    finally:
-        view.stop()
     view.finish(report)
     if summary and report.rows + report.skipped and not report.interrupted:
-        _summary(output, json_out=False, quiet=quiet)
+        _summary(output, json_out=False, quiet=opts.quiet)
     raise typer.Exit(report.return_code)
 
 
@@ -215,19 +180,7 @@ class StatsView:
         self.progress = None
         self.task = None
         if not quiet and self.err.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(
-                TextColumn("images"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                console=self.err,
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("images", total=None, rate="")
+            self.progress, self.task = start_progress(self.err, None, elapsed=True)
 
     def on_progress(self, p) -> None:
         console = self.progress.console if self.progress is not None else self.err

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aptviz.datasets.parquet import part_files, require_pyarrow
-from aptviz.errors import InputError
+from aptviz.errors import ROW_OK, InputError
 from aptviz.output.atomic import write_json_atomic
 
 __all__ = ["SelectionSummary", "summarize", "write_summary_json"]
@@ -112,7 +112,7 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
     result = []
     for key in groups.to_pylist():
         sub = table.filter(pc.equal(table.column("run_key"), pa.scalar(key)))
-        ok = sub.filter(pc.equal(sub.column("status"), "ok"))
+        ok = sub.filter(pc.equal(sub.column("status"), ROW_OK))
         meta = json.loads(key)
         r, lr = _stats(pc, ok.column("retention")), _stats(pc, ok.column("llm_retention"))
         vit, vit_u = _total(pc, ok.column("vit_tokens")), _total(pc, ok.column("base_small_tokens"))

@@ -265,7 +265,7 @@ def plan(
     """
     from aptviz.compute.entropy import get_num_threads
     from aptviz.compute.loading import decode_limit
-    from aptviz.runs.batch import default_workers
+    from aptviz.runs.pool import default_workers
 
     limit = default_max_memory() if max_memory is None else int(max_memory)
     wanted = default_workers() if workers is None else max(1, int(workers))

@@ -11,6 +11,7 @@ from statistics import fmean
 from aptviz._text import text_path
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
+from aptviz.errors import ROW_FAILED, ROW_OK
 from aptviz.output.atomic import read_json, write_csv_atomic, write_json_atomic
 from aptviz.runs.results import JobResult, Status
 
@@ -25,14 +26,14 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
     image = text_path(result.path)
     stats = result.stats
     if stats is None:
-        return [{"image": image, "status": "failed", "error": result.error, "output": None}]
+        return [{"image": image, "status": ROW_FAILED, "error": result.error, "output": None}]
     folder = text_path(output / result.name) if result.name else None
     w, h = stats.image.resized_size
     rows = []
     for sel in stats.selections:
         row = {
             "image": image,
-            "status": "ok",
+            "status": ROW_OK,
             "method": sel.method,
             "alpha": sel.alpha,
             "importance": stats.params.importance,
@@ -118,7 +119,7 @@ class Summary:
             self._rows[self._key(result)] = rows_for(result, self.output, stats.scales)
         previous = read_json(self.output / "summary.json")
         for row in previous if isinstance(previous, list) else []:
-            if isinstance(row, dict) and row.get("status") == "failed" and isinstance(row.get("image"), str):
+            if isinstance(row, dict) and row.get("status") == ROW_FAILED and isinstance(row.get("image"), str):
                 self._rows.setdefault(f"failed:{row['image']}", [row])
 
     def refresh_from_disk(self) -> None:
@@ -202,7 +203,7 @@ def aggregate(rows: list[dict]) -> list[GroupStats]:
     """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        if row.get("status") == "ok":
+        if row.get("status") == ROW_OK:
             groups.setdefault((row["method"], row["alpha"]), []).append(row)
     out = []
     for (method, alpha), members in groups.items():
@@ -301,7 +302,7 @@ def retention_figure(rows: list[dict], llm: bool = True):
 
     ``llm``: also draw the LLM retention beside the ViT retention.
     """
-    ok = [r for r in rows if r.get("status") == "ok"]
+    ok = [r for r in rows if r.get("status") == ROW_OK]
     if not ok:
         return None
     from aptviz.render.figures import new_figure
