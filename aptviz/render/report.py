@@ -7,6 +7,8 @@ relative links loaded lazily, so a report of hundreds of images opens at once.
 * one card per image: its heatmaps and a selector over its selections that
   swaps the overlay, the model view, the uniform baseline and the numbers;
 * the dataset figures.
+
+The page is built as text from the stats already in memory; the runs package writes it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aptviz.errors import ROW_FAILED
-from aptviz.output.atomic import write_bytes_atomic
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["DATASET_FIGURES", "build_report", "report_cards"]
 
 DATASET_FIGURES = (
     ("retention_vs_alpha.png", "Retention vs alpha"),
@@ -269,38 +270,34 @@ def build_report(
     return "\n".join(page)
 
 
-def write_report(
-    output: str | Path,
-    rows: list[dict],
-    columns: list[str],
-    title: str = "aptviz report",
-) -> Path:
-    """Write ``OUTPUT/report.html`` from the summary rows and each image's stats.json.
+def report_cards(output: str | Path, images: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The cards of :func:`build_report` from the run's images, as they are in memory.
 
-    Image folders are taken from the rows' ``output`` entries; a folder whose
-    stats.json cannot be read gets no card (its row stays in the table).
+    Parameters
+    ----------
+    output : str or Path
+        The folder the report is in.
+    images : list of (str, dict)
+        ``(image folder, stats.json content)`` per image, in the summary's order.
+
+    Returns
+    -------
+    list of (str, dict)
+        ``(folder relative to the report, stats)``; a folder whose name the summary
+        can only show escaped (no image block) gets no card.
+
+    Examples
+    --------
+    >>> report_cards("out", [("out/a", {"image": {"path": "a.png"}}), ("out/b", {})])
+    [('a', {'image': {'path': 'a.png'}})]
     """
-    from aptviz.output.atomic import read_json
-
-    output = Path(output)
     cards = []
-    seen = set()
-    for row in rows:
-        folder = row.get("output")
-        if not folder or folder in seen:
-            continue
-        seen.add(folder)
-        try:
-            stats = read_json(Path(folder) / "stats.json")
-        except (OSError, ValueError):
-            continue
+    for folder, stats in images:
         if not isinstance(stats, dict) or not isinstance(stats.get("image"), dict):
-            continue  # unreadable, or a folder name the summary can only show escaped
+            continue
         try:
             rel = os.path.relpath(folder, output)
         except ValueError:
             rel = folder
         cards.append((rel, stats))
-    figures = [name for name, _ in DATASET_FIGURES if (output / name).exists()]
-    page = build_report(rows, cards, columns, figures, title)
-    return write_bytes_atomic(output / "report.html", page.encode("utf-8"))
+    return cards

@@ -235,22 +235,15 @@ def plan(
         Images to compute (no more workers than images).
     threads : int, optional
         Entropy threads of a process that runs alone (default: CPU cores).
-    save_maps : bool
-        Whether maps.npz is written.
-    export_tokens : bool
-        Whether tokens.npz is written.
+    save_maps, export_tokens : bool
+        Whether maps.npz, tokens.npz are written.
     workers_given : bool
         The user chose the number of workers: refuse rather than use fewer.
 
     Returns
     -------
     MemoryPlan
-
-    Raises
-    ------
-    ParameterError
-        When even the smallest plan exceeds ``max_memory``; the message names
-        the estimate.
+        Raises ParameterError naming the estimate when even the smallest plan exceeds ``max_memory``.
 
     Examples
     --------

@@ -189,7 +189,7 @@ class WorkerPool:
         self._method = "spawn" if str(device).startswith("cuda") else "fork"
         self._log_level = log_level
         self._on_failure = on_failure
-        self._split = split or _no_split
+        self.split = split or _no_split
 
     def map(self, items: Iterable) -> Iterator[tuple[object, object]]:
         """``(item, result)`` per item, in completion order.
@@ -263,7 +263,7 @@ class _Run:
             return item, fut.result()
         except BrokenProcessPool:
             self.broken = True
-            parts = self.pool._split(item)
+            parts = self.pool.split(item)
             if not alone or len(parts) > 1:  # maybe another item killed the worker; or which image?
                 self.suspects += [item] if not alone else parts
                 return None

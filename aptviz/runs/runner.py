@@ -26,6 +26,7 @@ from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.compute.params import Method, Params, RunSpec, build_runs
 from aptviz.errors import ParameterError
+from aptviz.output.layout import PLOT_NAME
 from aptviz.output.lock import check_not_an_input, check_output, lock_output, read_only_fs
 from aptviz.runs.batch import Job, discover, run_batch
 from aptviz.runs.pool import default_workers, stop_on_sigterm
@@ -33,7 +34,6 @@ from aptviz.runs.results import JobResult, RunReport, Status
 
 __all__ = ["ProgressEvent", "RunOptions", "check_output", "run"]
 
-PLOT_NAME = "retention_vs_alpha.png"
 PLOTS_NOTICE = "batch figures skipped: install aptviz[plots] (matplotlib)"
 
 
@@ -176,26 +176,31 @@ def run(
         rec.tell()
         for failure in failures:
             rec.add(failure)
-        with stop_on_sigterm() as caught:
-            try:
-                for result in run_batch(
-                    jobs, output, runs, params, budget.workers, options.overwrite, options.save_maps,
-                    options.log_level, export_tokens=options.export_tokens, max_image_pixels=budget.decode_pixels,
-                    render=options.render,
-                ):  # fmt: skip
-                    rec.add(result)
-            except KeyboardInterrupt:
-                report.interrupted = True
-                report.stop_signal = caught[0] if caught else signal.SIGINT
-                summary.refresh_from_disk()
-            finally:
-                rec.write_summary(force=True)
+        _run_jobs(rec, jobs, output, runs, params, budget, options)
         if not lock.read_only:
             _maybe_plot(report, rec.summary.rows, runs)
-            _dataset_view(report, rec.summary, options, runs)
+            _dataset_view(report, rec.summary, options, runs, params)
     finally:
         lock.release()
     return report
+
+
+def _run_jobs(rec: _Recorder, jobs: list[Job], output: Path, runs: list[RunSpec], params: Params, budget, options):
+    """The jobs on the worker pool, each result recorded, until done, Ctrl-C or SIGTERM; the summary written last."""
+    with stop_on_sigterm() as caught:
+        try:
+            for result in run_batch(
+                jobs, output, runs, params, budget.workers, options.overwrite, options.save_maps,
+                options.log_level, export_tokens=options.export_tokens, max_image_pixels=budget.decode_pixels,
+                render=options.render,
+            ):  # fmt: skip
+                rec.add(result)
+        except KeyboardInterrupt:
+            rec.report.interrupted = True
+            rec.report.stop_signal = caught[0] if caught else signal.SIGINT
+            rec.summary.refresh_from_disk()
+        finally:
+            rec.write_summary(force=True)
 
 
 def _memory_plan(params: Params, options: RunOptions, jobs: int):
@@ -232,7 +237,7 @@ def _check_nothing_to_write(jobs: list[Job], output: Path, runs: list[RunSpec], 
             )
 
 
-def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[RunSpec]) -> None:
+def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[RunSpec], params: Params) -> None:
     """dataset.json, the dataset figures (as the retention plot) and report.html."""
     if report.interrupted or not options.dataset_view:
         return
@@ -240,7 +245,10 @@ def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[Ru
 
     # the matplotlib figures follow the retention plot's rule: a batch with 2+ selections, redrawn when computed
     figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0 and _can_plot(report)
-    report.errors += write_dataset_view(report.output, summary.rows, summary.columns, figures=figures)
+    measure = (params.importance, params.aggregate)
+    report.errors += write_dataset_view(
+        report.output, summary.rows, summary.columns, summary.images, figures=figures, measure=measure
+    )
 
 
 def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions, read_only: bool = False):
