@@ -45,11 +45,13 @@ from aptviz.cli.options import (
     Overwrite,
     SaveMaps,
     Shared,
+    ShowWindows,
     memory_from,
     render_from,
     request_from,
     usage_error,
     usage_errors,
+    window_from,
     with_options,
 )
 
@@ -77,6 +79,7 @@ def run(
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
     color_by_scale: ColorByScale = False,
+    show_windows: ShowWindows = False,
     line_width: LineWidth = 2,
     caption: Caption = False,
     overlay_format: OverlayFormat = "jpg",
@@ -93,7 +96,7 @@ def run(
     with usage_errors(view):
         params, runs = request_from(opts)
         memory = memory_from(max_memory)
-        render = render_from(color_by_scale, line_width, caption, overlay_format)
+        render = render_from(color_by_scale, line_width, caption, overlay_format, window_from(show_windows, params))
         report = run_library(
             inputs, output, runs, params, opts.workers, on_progress=view.on_progress,
             recursive=opts.recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,

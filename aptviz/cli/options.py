@@ -3,7 +3,7 @@
 Each option is an ``Annotated`` type, so a command declares it in one line
 and gets the same flags, help and checks as ``aptviz`` itself. Options that
 several commands share come in groups -- the selections (``-m/-a/--thresholds``),
-the pipeline parameters (``--patch-size`` ... ``--device``: the fields of
+the pipeline parameters (``--model``, ``--patch-size`` ... ``--device``: the fields of
 :class:`~aptviz.compute.params.Params`, with their defaults read from
 ``Params``), ``-r/-j`` and ``-q/-v/--version`` -- and a command takes whole
 groups with :func:`with_options`, declaring only its own options::
@@ -35,6 +35,7 @@ import typer
 
 from aptviz._version import __version__
 from aptviz.compute.params import DEFAULT_THRESHOLDS, Aggregate, Device, Measure, Method, Params
+from aptviz.compute.presets import Model
 from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
 from aptviz.errors import MissingExtraError, ParameterError
 
@@ -71,12 +72,9 @@ MaxMemory = Annotated[
 ]
 ExportTokens = Annotated[
     bool,
-    typer.Option(
-        "--export-tokens",
-        help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision rows (the fields of "
-        "aptviz.qwen2vl), keys suffixed with the selection's label.",
-    ),
-]
+    typer.Option("--export-tokens", help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision "
+                 "rows (the fields of aptviz.qwen2vl), keys suffixed with the selection's label."),
+]  # fmt: skip
 JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
 
 # -- selections -------------------------------------------------------------------------------------
@@ -135,13 +133,27 @@ AggregateOpt = Annotated[
 ]
 
 # -- pipeline parameters (names match aptviz.compute.params.Params fields) -----------------------------------
-PatchSize = Annotated[int, typer.Option("--patch-size", metavar="N", help="Finest patch size in pixels.")]
-MergeSize = Annotated[
-    int, typer.Option("--merge-size", metavar="N", help="Qwen2-VL merge size (resize factor = patch * merge).")
+ModelOpt = Annotated[
+    Model,
+    typer.Option(
+        "--model",
+        case_sensitive=False,
+        help="Whose image pipeline: sets patch, merge and temporal patch size and the normalization "
+        "(qwen2-vl and qwen2.5-vl: 14 px patches, 28 px merge unit; qwen3-vl: 16 px, 32 px). "
+        "--patch-size/--merge-size still override.",
+    ),
 ]
-TemporalPatchSize = Annotated[
-    int, typer.Option("--temporal-patch-size", metavar="N", help="Qwen2-VL temporal patch size (recorded).")
-]
+
+
+def _model_size(flag: str, text: str, default: str):
+    """An integer option whose default is the ``--model``'s (None here; ``Params`` fills it in)."""
+    help_text = f"{text} [default: the model's, {default}]"
+    return Annotated[int | None, typer.Option(flag, metavar="N", help=help_text, show_default=False)]
+
+
+PatchSize = _model_size("--patch-size", "Finest patch size in pixels.", "14 or 16")
+MergeSize = _model_size("--merge-size", "Merge size (resize factor = patch * merge).", "2")
+TemporalPatchSize = _model_size("--temporal-patch-size", "Temporal patch size (recorded; tokens.npz rows).", "2")
 NumScales = Annotated[int, typer.Option("--num-scales", metavar="N", help="Number of patch scales (patch * 2**i).")]
 MinPixels = Annotated[int, typer.Option("--min-pixels", metavar="N", help="smart_resize minimum pixel count.")]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", metavar="N", help="smart_resize maximum pixel count.")]
@@ -155,6 +167,12 @@ DeviceOpt = Annotated[
 ColorByScale = Annotated[
     bool, typer.Option("--color-by-scale", help="Overlays: one boundary colour per patch scale, with a legend.")
 ]
+ShowWindows = Annotated[
+    bool,
+    typer.Option("--show-windows", help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge "
+                 "units) in red, with a legend entry (needs --model qwen2.5-vl: the other models attend to the whole "
+                 "image)."),
+]  # fmt: skip
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
 Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
 OverlayFormat = Annotated[
@@ -176,24 +194,22 @@ Version = Annotated[
 
 DEFAULT_THRESHOLDS_TEXT = ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)  # "3,2"
 
-_DEFAULT = Params()
+_DEFAULT = {f.name: f.default for f in fields(Params)}  # as declared: None sizes mean "the model's"
 
 #: Option groups: (name, option type, default). A command takes whole groups with :func:`with_options`.
 SELECTION_OPTIONS = (("methods", Methods, None), ("alphas", Alphas, None), ("thresholds", OptionalThresholds, None))
-#: The pipeline parameters: the defaults are ``Params()``'s, except ``--device``: the command line picks the
+#: The pipeline parameters, with ``Params``'s defaults, except ``--device``: the command line picks the
 #: GPU when there is one (``auto``); the library stays on the CPU unless asked.
 PIPELINE_OPTIONS = (
-    ("patch_size", PatchSize, _DEFAULT.patch_size),
-    ("merge_size", MergeSize, _DEFAULT.merge_size),
-    ("temporal_patch_size", TemporalPatchSize, _DEFAULT.temporal_patch_size),
-    ("num_scales", NumScales, _DEFAULT.num_scales),
-    ("min_pixels", MinPixels, _DEFAULT.min_pixels),
-    ("max_pixels", MaxPixels, _DEFAULT.max_pixels),
-    ("bins", Bins, _DEFAULT.bins),
-    ("importance", Importance, Measure(_DEFAULT.importance)),
-    ("aggregate", AggregateOpt, _DEFAULT.aggregate),
+    ("model", ModelOpt, Model(_DEFAULT["model"])),
+    *((name, kind, _DEFAULT[name]) for name, kind in (
+        ("patch_size", PatchSize), ("merge_size", MergeSize), ("temporal_patch_size", TemporalPatchSize),
+        ("num_scales", NumScales), ("min_pixels", MinPixels), ("max_pixels", MaxPixels), ("bins", Bins),
+    )),
+    ("importance", Importance, Measure(_DEFAULT["importance"])),
+    ("aggregate", AggregateOpt, _DEFAULT["aggregate"]),
     ("device", DeviceOpt, Device.auto),
-)
+)  # fmt: skip
 SCAN_OPTIONS = (("recursive", Recursive, False), ("workers", Workers, None))
 VERBOSITY_OPTIONS = (("quiet", Quiet, False), ("verbose", Verbose, False), ("version", Version, None))
 
@@ -252,11 +268,31 @@ def with_options(*groups, after: str | None = None):
     return wrap
 
 
-def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str):
+def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, window: int = 0):
     """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad)."""
     from aptviz.render.extras import RenderOptions
 
-    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."))
+    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."), window)
+
+
+def window_from(show_windows: bool, params) -> int:
+    """``--show-windows``: the attention-window side in px to draw (0 when not asked).
+
+    Raises :class:`~aptviz.errors.ParameterError` for a model whose vision
+    tower has no windows (Qwen2-VL, Qwen3-VL), rather than drawing borders
+    that do not exist.
+    """
+    from aptviz.errors import ParameterError
+
+    if not show_windows:
+        return 0
+    window = params.attention_window
+    if not window:
+        raise ParameterError(
+            f"--show-windows needs --model qwen2.5-vl: {params.model}'s vision tower attends to the whole image "
+            "(no attention windows to draw)"
+        )
+    return window
 
 
 def start_progress(console, total: int | None, label: str = "images", elapsed: bool = False):
