@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aptviz.compute.calibration import Calibration, calibrate_maps
+from aptviz.compute.params import DEFAULT_THRESHOLDS
 from aptviz.runs.pool import WorkerPool
 
 
@@ -47,14 +48,15 @@ def _died(job: tuple[str, object], message: str) -> tuple[str, None, str]:
 
 
 def calibrate_paths(
-    paths: list[str], method: str = "v2", target: float = 0.3, *, params=None, workers: int = 1, **options
-) -> tuple[Calibration, list[tuple[str, str]]]:
-    """:func:`calibrate_maps` over image files (``options``: its ``statistic``, ``thresholds``).
+    paths: list[str], method: str = "v2", target: float = 0.3, statistic: str = "mean",
+    thresholds=DEFAULT_THRESHOLDS, params=None, workers: int = 1,
+) -> tuple[Calibration, list[tuple[str, str]]]:  # fmt: skip
+    """:func:`calibrate_maps` over image files (maps computed on ``workers`` processes).
 
     Returns the calibration and the failures, ``(path, error)`` each.
     """
     from aptviz.compute.params import Params
 
     ok, failed = image_maps(paths, params or Params(), workers)
-    cal = calibrate_maps([m for _, m in ok], method, target, paths=[p for p, _ in ok], **options)
+    cal = calibrate_maps([m for _, m in ok], method, target, statistic, thresholds, [p for p, _ in ok])
     return cal, failed
