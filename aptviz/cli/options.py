@@ -34,7 +34,7 @@ from typing import Annotated
 import typer
 
 from aptviz._version import __version__
-from aptviz.compute.params import DEFAULT_THRESHOLDS, Aggregate, Device, Measure, Method, Params
+from aptviz.compute.params import DEFAULT_THRESHOLDS, Aggregate, Device, Method, Params
 from aptviz.compute.presets import Model
 from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
 from aptviz.errors import MissingExtraError, ParameterError
@@ -91,15 +91,10 @@ Methods = Annotated[
 ]
 Alphas = Annotated[
     list[float] | None,
-    typer.Option(
-        "-a",
-        "--alpha",
-        metavar="FLOAT",
-        help="v2: threshold multiplier; budget: target retention in [0, 1]. Repeatable; applies to the methods "
-        "given without their own alphas. [default: 1.0]",
-        show_default=False,
-    ),
-]
+    typer.Option("-a", "--alpha", metavar="FLOAT", show_default=False, help="v2: threshold multiplier; budget: "
+                 "target retention in [0, 1]. Repeatable; applies to the methods given without their own alphas. "
+                 "[default: 1.0]"),
+]  # fmt: skip
 Thresholds = Annotated[
     str,
     typer.Option("--thresholds", metavar="T1,T2", help="v1 entropy thresholds (bits), one per scale above the finest."),
@@ -114,12 +109,14 @@ OptionalThresholds = Annotated[
     ),
 ]
 Importance = Annotated[
-    Measure,
+    list[str] | None,
     typer.Option(
         "--importance",
-        case_sensitive=False,
+        metavar="MEASURE[,MEASURE...]",
         help="What scores a patch: entropy (bits), laplacian (|∇²| of gray/255) or upsample-mse "
-        "(error of a bilinear down-up reconstruction at the patch's scale).",
+        "(error of a bilinear down-up reconstruction at the patch's scale). Several (comma list or repeated): "
+        "every selection runs on each, and labels and file names name the measure. [default: entropy]",
+        show_default=False,
     ),
 ]
 AggregateOpt = Annotated[
@@ -206,7 +203,7 @@ PIPELINE_OPTIONS = (
         ("patch_size", PatchSize), ("merge_size", MergeSize), ("temporal_patch_size", TemporalPatchSize),
         ("num_scales", NumScales), ("min_pixels", MinPixels), ("max_pixels", MaxPixels), ("bins", Bins),
     )),
-    ("importance", Importance, Measure(_DEFAULT["importance"])),
+    ("importance", Importance, None),  # a list of measures; none given: Params' (entropy)
     ("aggregate", AggregateOpt, _DEFAULT["aggregate"]),
     ("device", DeviceOpt, Device.auto),
 )  # fmt: skip
@@ -287,10 +284,15 @@ def window_from(show_windows: bool, params) -> int:
     if not show_windows:
         return 0
     window = params.attention_window
-    if not window:
+    if window is None:
         raise ParameterError(
             f"--show-windows needs --model qwen2.5-vl: {params.model}'s vision tower attends to the whole image "
             "(no attention windows to draw)"
+        )
+    if window == 0:
+        raise ParameterError(
+            f"--show-windows: a {params.factor} px merge unit is larger than the {params.preset.window_size} px "
+            "attention window"
         )
     return window
 
@@ -354,14 +356,24 @@ def params_from(values: dict):
     Only keys that are Params fields are used; a bad value raises
     :class:`~aptviz.errors.ParameterError`.
     """
-    from aptviz.compute.params import Params
+    return params_and_measures_from(values)[0]
+
+
+def params_and_measures_from(values: dict):
+    """``(Params, measures)`` from a command's option values: ``--importance`` may name several measures."""
+    from aptviz.compute.params import Params, params_and_measures
 
     names = {f.name for f in fields(Params)}
-    return Params(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
+    return params_and_measures(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
 
 
 def runs_from(
-    methods: list[str] | None, alphas: list[float] | None, thresholds: str | None, num_scales: int, measure="entropy"
+    methods: list[str] | None,
+    alphas: list[float] | None,
+    thresholds: str | None,
+    num_scales: int,
+    measure="entropy",
+    aggregate: str | None = None,
 ):
     """The selections asked for (``-m``/``-a``/``--thresholds``), validated.
 
@@ -371,7 +383,7 @@ def runs_from(
     from aptviz.compute.params import build_runs, parse_floats
 
     thr = None if thresholds is None else parse_floats(thresholds, "--thresholds")
-    return build_runs(methods or [], alphas or [], thr, num_scales, measure)
+    return build_runs(methods or [], alphas or [], thr, num_scales, measure, aggregate)
 
 
 def request_from(values):
@@ -382,9 +394,10 @@ def request_from(values):
     :class:`~aptviz.errors.ParameterError`.
     """
     values = vars(values) if isinstance(values, Shared) else values
-    params = params_from(values)
+    params, measures = params_and_measures_from(values)
     methods, alphas, thresholds = values.get("methods"), values.get("alphas"), values.get("thresholds")
-    runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
+    aggregate = getattr(values.get("aggregate"), "value", values.get("aggregate"))
+    runs = runs_from(methods, alphas, thresholds, params.num_scales, measures, aggregate)
     warn_unused(methods, alphas, thresholds)
     return params, runs
 

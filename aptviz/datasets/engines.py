@@ -92,7 +92,7 @@ def _local_engine(
     workers: int,
     log_level: str | None,
     limit: int,
-    psnr: bool = False,
+    fidelity: bool = False,
 ) -> Iterator[list[dict]]:
     """Stream tasks through the worker pool (:class:`aptviz.runs.pool.WorkerPool`), yielding each task's rows.
 
@@ -102,11 +102,11 @@ def _local_engine(
     """
 
     def failed(task: Task, message: str) -> list[dict]:
-        return [r for u in task.units for r in failed_rows(u.ref, params, runs, message, psnr)]
+        return [r for u in task.units for r in failed_rows(u.ref, params, runs, message, fidelity)]
 
     pool = WorkerPool(
         run_task,
-        (params, runs, limit, psnr),
+        (params, runs, limit, fidelity),
         workers=workers,
         device=params.device,
         log_level=log_level,
@@ -131,7 +131,7 @@ def require_ray():
     return ray
 
 
-def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int, psnr: bool = False):
+def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int, fidelity: bool = False):
     """Ray Data ``map_batches`` function: task JSON strings in, row table out."""
     from aptviz.compute.entropy import set_num_threads
     from aptviz.datasets.parquet import rows_to_table
@@ -139,8 +139,8 @@ def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int, psnr: bool 
     set_num_threads(1)
     rows: list[dict] = []
     for text in batch.column("task").to_pylist():
-        rows += run_task(Task.from_json(text), params, runs, limit, psnr)
-    return rows_to_table(rows, psnr)
+        rows += run_task(Task.from_json(text), params, runs, limit, fidelity)
+    return rows_to_table(rows, fidelity)
 
 
 def _ray_engine(
@@ -150,7 +150,7 @@ def _ray_engine(
     workers: int,
     address: str | None,
     limit: int,
-    psnr: bool = False,
+    fidelity: bool = False,
 ):
     """Run tasks on Ray Data, ``window`` tasks per dataset (bounded driver memory); yield Arrow tables."""
     import logging
@@ -178,7 +178,7 @@ def _ray_engine(
                 _ray_map,
                 batch_size=1,
                 batch_format="pyarrow",
-                fn_kwargs={"params": params, "runs": runs, "limit": limit, "psnr": psnr},
+                fn_kwargs={"params": params, "runs": runs, "limit": limit, "fidelity": fidelity},
             )
             yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
     finally:
@@ -211,8 +211,9 @@ def run_stats(
     task_size: int = 8,
     log_level: str | None = None,
     max_memory: int | None = None,
-    psnr: bool = False,
+    fidelity: bool = False,
     on_progress: Callable[[StatsProgress], None] | None = None,
+    psnr: bool = False,
 ) -> StatsReport:
     """Compute the numbers of every image of a dataset and write them to ``output`` as Parquet.
 
@@ -222,10 +223,8 @@ def run_stats(
         Image files, Parquet files, WebDataset ``.tar`` shards, folders of them.
     output : str or Path
         The dataset folder (``part-*.parquet``); created when missing.
-    runs : list of RunSpec
-        Selections (:func:`aptviz.compute.params.expand_runs`).
-    params : Params
-        Pipeline parameters.
+    runs, params : list of RunSpec, Params
+        Selections (:func:`aptviz.compute.params.expand_runs`); pipeline parameters.
     recursive, image_column : bool, str
         Scan folders recursively; the Parquet column holding the images.
     engine : {"local", "ray"}
@@ -242,9 +241,9 @@ def run_stats(
         refused (ParameterError naming the estimate), or fewer workers used
         when ``workers`` is not given, as for the main command. With Ray it
         bounds each worker (one image at a time).
-    psnr : bool
-        Add the stats.json PSNR fields (``psnr_apt``, ``uniform_vit_tokens``,
-        ``psnr_uniform``) to each row; part of the resume key.
+    fidelity, psnr : bool
+        Add stats.json's PSNR and SSIM fields (psnr_apt, uniform_vit_tokens, psnr_uniform, ssim_apt,
+        ssim_uniform) to each row; part of the resume key. ``psnr`` is the former name.
     on_progress : callable, optional
         Called with a :class:`StatsProgress` after each task.
 
@@ -256,20 +255,20 @@ def run_stats(
         Usage errors raise ParameterError before any work: a bad value, OUT equal
         to an input folder, OUT in use by another run (:func:`aptviz.output.lock.lock_output`).
     """
-    inputs = list(inputs)
+    inputs, fidelity = list(inputs), fidelity or psnr
     engine, params, budget, out = _check(engine, runs, params, workers, max_memory, output, inputs)
     lock = lock_output(check_output(out))  # a second run on OUT is refused: it would write every row again
     try:
         clean_stale_temp_files(out, depth=0)  # parts of killed writers
         report, progress, start = StatsReport(out, engine.value), StatsProgress(), time.monotonic()
         existing = existing_row_ids(out)
-        keys = [run_key(params, spec, psnr) for spec in runs]
+        keys = [run_key(params, spec, fidelity) for spec in runs]
         units = _pending_units(iter_units(inputs, recursive, image_column, exclude=out), existing, keys, progress)
         tasks = chunk_tasks(units, image_column, task_size)
         where = (budget.workers, log_level) if engine is Engine.local else (budget.workers, ray_address)
         engine_run = _local_engine if engine is Engine.local else _ray_engine
-        results = engine_run(tasks, params, runs, *where, budget.decode_pixels, psnr)
-        writer = PartWriter(out, rows_per_part=rows_per_part, psnr=psnr)
+        results = engine_run(tasks, params, runs, *where, budget.decode_pixels, fidelity)
+        writer = PartWriter(out, rows_per_part=rows_per_part, fidelity=fidelity)
         _write(results, writer, existing, runs, progress, report, on_progress)
     finally:
         lock.release()

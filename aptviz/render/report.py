@@ -26,6 +26,8 @@ __all__ = ["DATASET_FIGURES", "build_report", "report_cards"]
 DATASET_FIGURES = (
     ("retention_vs_alpha.png", "Retention vs alpha"),
     ("psnr_vs_retention.png", "What the ViT sees: APT vs uniform at equal tokens"),
+    ("fidelity_vs_tokens.png", "Which measure, at which cost: PSNR and SSIM against LLM tokens, with uniform Qwen2-VL "
+     "and the Pareto front"),
     ("importance_histogram.png", "Importance distribution with thresholds"),
 )
 
@@ -38,6 +40,8 @@ NUMBER_KEYS = (
     ("psnr_apt", "PSNR APT (dB)"),
     ("uniform_vit_tokens", "uniform ViT tokens"),
     ("psnr_uniform", "PSNR uniform (dB)"),
+    ("ssim_apt", "SSIM APT"),
+    ("ssim_uniform", "SSIM uniform"),
 )
 
 CSS = """
@@ -149,8 +153,9 @@ def _img(src: str, caption: str, key: str | None = None) -> str:
     )
 
 
-def _selection_label(sel: dict) -> str:
-    return sel["method"] if sel.get("alpha") is None else f"{sel['method']}  alpha={sel['alpha']:g}"
+def _selection_label(sel: dict, measure: bool = False) -> str:
+    name = sel["method"] if sel.get("alpha") is None else f"{sel['method']}  alpha={sel['alpha']:g}"
+    return f"{sel['importance']}  {name}" if measure and sel.get("importance") else name
 
 
 def _card(index: int, folder: str, stats: dict) -> str:
@@ -175,14 +180,16 @@ def _card(index: int, folder: str, stats: dict) -> str:
         f"<h3>{title} <small>{ow}x{oh} &rarr; {rw}x{rh}</small></h3>",
         '<div class="row heat">',
     ]
-    for ps, rel in sorted(files.get("heatmaps", {}).items(), key=lambda kv: int(kv[0])):
-        parts.append(_img(_url(base + rel), f"importance {ps} px"))
+    by_measure = files.get("heatmaps_by_measure") or {None: files.get("heatmaps", {})}
+    for measure, heatmaps in by_measure.items():
+        for ps, rel in sorted(heatmaps.items(), key=lambda kv: int(kv[0])):
+            parts.append(_img(_url(base + rel), f"{measure or 'importance'} {ps} px"))
     if files.get("blend"):
         parts.append(_img(_url(base + files["blend"]), "importance over the photo"))
     parts.append("</div>")
     if sels:
         options = "".join(
-            f'<option value="{i}">{html.escape(_selection_label(s))}</option>'
+            f'<option value="{i}">{html.escape(_selection_label(s, len(by_measure) > 1))}</option>'
             for i, s in enumerate(stats["selections"])
         )
         first = sels[0]
