@@ -57,6 +57,7 @@ from aptviz.cli.options import (
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli.calibrate:app",
+    "explore": "aptviz.cli.explore:app",
     "stats": "aptviz.cli.stats:app",
     "stats-summary": "aptviz.cli.stats:summary_app",
 }

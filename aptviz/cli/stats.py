@@ -18,18 +18,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from aptviz._text import ERROR_CHARS, terminal_text
 from aptviz.cli.options import (
     PIPELINE_OPTIONS,
     SCAN_OPTIONS,
     SELECTION_OPTIONS,
     MaxMemory,
-    Quiet,
     Shared,
-    Verbose,
-    Version,
     memory_from,
     request_from,
-    setup_logging,
     start_progress,
     usage_error,
     usage_errors,
@@ -107,22 +104,21 @@ def stats(
 
 
 @summary_app.command(help="Aggregate an aptviz stats dataset per selection (table, and OUT/summary.json).")
+@with_options()
 def stats_summary(
     output: Annotated[Path, typer.Argument(help="The folder written by aptviz stats.", show_default=False)],
     json_out: JsonSummary = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    version: Version = None,
+    *,
+    opts: Shared,
 ) -> None:
     from aptviz.errors import InputError, MissingExtraError
 
-    setup_logging(quiet, verbose)
     try:
-        _summary(output, json_out, quiet)
+        _summary(output, json_out, opts.quiet)
     except MissingExtraError as exc:
         raise usage_error(str(exc)) from None
     except InputError as exc:
-        sys.stderr.write(f"aptviz: error: {exc}\n")
+        sys.stderr.write(f"aptviz: error: {terminal_text(exc, ERROR_CHARS)}\n")
         raise typer.Exit(1) from None
 
 
@@ -134,7 +130,7 @@ def _summary(output: Path, json_out: bool, quiet: bool) -> None:
     try:
         write_summary_json(summaries, path)
     except OSError as exc:
-        sys.stderr.write(f"aptviz: error: cannot write {path}: {exc}\n")
+        sys.stderr.write(f"aptviz: error: {terminal_text(f'cannot write {path}: {exc}', ERROR_CHARS)}\n")
         path = None
     if json_out:
         sys.stdout.write(json.dumps({"selections": [asdict(s) for s in summaries]}, indent=2) + "\n")
@@ -152,6 +148,7 @@ def _num(v) -> str:
 def summary_table(summaries):
     """Rich table, one column per selection: retention and LLM retention statistics, tokens saved, failures."""
     from rich.table import Table
+    from rich.text import Text
 
     from aptviz.compute.params import format_alpha
 
@@ -160,7 +157,8 @@ def summary_table(summaries):
     table.add_column("")
     for i, s in enumerate(summaries):
         head = s.method if s.alpha is None else f"{s.method} {format_alpha(s.alpha)}"
-        table.add_column(f"{head}\n(params {i + 1})" if several else head, justify="right")
+        head = terminal_text(head)  # the method comes from the part files
+        table.add_column(Text(f"{head}\n(params {i + 1})" if several else head), justify="right")
     rows = [("images", "images"), ("failed", "failed")]
     rows += [(f"retention {k}", f"retention_{k}") for k in ("mean", "median", "p5", "p95")]
     rows += [(f"LLM retention {k}", f"llm_retention_{k}") for k in ("mean", "median", "p5", "p95")]
@@ -173,9 +171,9 @@ def summary_table(summaries):
     for label, attr in rows:
         table.add_row(label, *(_num(getattr(s, attr)) for s in summaries))
     if several:
-        table.caption = "; ".join(
+        table.caption = Text(terminal_text("; ".join(
             f"params {i + 1}: " + ", ".join(f"{k}={v}" for k, v in s.params.items()) for i, s in enumerate(summaries)
-        )
+        )))  # fmt: skip
     return table
 
 
@@ -194,7 +192,7 @@ class StatsView:
     def on_progress(self, p) -> None:
         console = self.progress.console if self.progress is not None else self.err
         for path, error in p.new_failures:
-            console.print(f"aptviz: error: {path}: {error}", markup=False)
+            console.print(f"aptviz: error: {terminal_text(f'{path}: {error}', ERROR_CHARS)}", markup=False)
         if self.progress is not None:
             rate = p.done / max(time.monotonic() - self.started, 1e-9)
             total = None if p.total is None else p.total - p.skipped

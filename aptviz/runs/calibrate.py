@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aptviz.compute.calibration import Calibration, calibrate_maps
 from aptviz.compute.params import DEFAULT_THRESHOLDS
+from aptviz.errors import ParameterError
 from aptviz.runs.pool import WorkerPool
+
+
+class NoImagesError(ParameterError):
+    """Every input failed: nothing to calibrate on. ``failed`` holds each ``(path, reason)``."""
+
+    def __init__(self, failed: list[tuple[str, str]]) -> None:
+        super().__init__("no images to calibrate on: every input failed")
+        self.failed = failed
 
 
 def _maps_of(job: tuple[str, object]) -> tuple[str, dict | None, str | None]:
@@ -53,10 +62,13 @@ def calibrate_paths(
 ) -> tuple[Calibration, list[tuple[str, str]]]:  # fmt: skip
     """:func:`calibrate_maps` over image files (maps computed on ``workers`` processes).
 
-    Returns the calibration and the failures, ``(path, error)`` each.
+    Returns the calibration and the failures, ``(path, error)`` each; raises
+    :class:`NoImagesError` (carrying each reason) when every image failed.
     """
     from aptviz.compute.params import Params
 
     ok, failed = image_maps(paths, params or Params(), workers)
+    if not ok and failed:
+        raise NoImagesError(failed)
     cal = calibrate_maps([m for _, m in ok], method, target, statistic, thresholds, [p for p, _ in ok])
     return cal, failed
