@@ -207,7 +207,7 @@ def test_unwritable_summary_is_one_line_and_images_go_on(tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(summary, "write_csv_atomic", refuse)
+    monkeypatch.setattr(summary, "write_bytes_atomic", refuse)
     r = invoke(ROOT / "sample_images", "-o", tmp_path, "-q", "--workers", "1")
     assert r.exit_code == 1
     assert r.stderr.count("cannot write the summary") == 1 and "Traceback" not in r.stderr
