@@ -15,6 +15,7 @@ from aptviz.pipeline import compute, process_image, write_outputs
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
 SCHEMA_IMAGE = {"path", "original_size", "resized_size", "frames"}
 SCHEMA_PARAMS = {
+    "model",
     "patch_size",
     "merge_size",
     "temporal_patch_size",

@@ -49,9 +49,9 @@ def _real_rows(psnr: bool = False) -> list[dict]:
     """Rows of the sample photos (ok), of a corrupt file and a non-UTF-8 name (failed), as aptviz makes them."""
     rows = []
     for p in sorted(SAMPLES.glob("*.png"))[:2]:
-        rows += image_rows(p, _ref(p), Params().resolved(), RUNS, psnr=psnr)
+        rows += image_rows(p, _ref(p), Params().resolved(), RUNS, fidelity=psnr)
     bad = SAMPLES / "README.md"
-    rows += image_rows(bad, _ref(bad, member="caf\\xe9 \u00e9\u4e2d.jpg"), Params().resolved(), RUNS, psnr=psnr)
+    rows += image_rows(bad, _ref(bad, member="caf\\xe9 \u00e9\u4e2d.jpg"), Params().resolved(), RUNS, fidelity=psnr)
     rows += failed_rows(_ref(bad), Params().resolved(), RUNS[:1], "unreadable: \u00e9", psnr)
     return rows
 

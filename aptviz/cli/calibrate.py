@@ -91,7 +91,6 @@ def calibrate(
     """Parse, calibrate, print, write calibration.json."""
     from aptviz.compute.params import RunSpec, parse_floats, parse_method
     from aptviz.errors import ParameterError
-    from aptviz.output.atomic import write_json_atomic
     from aptviz.runs.batch import default_workers, discover
     from aptviz.runs.calibrate import calibrate_paths
 
@@ -116,15 +115,22 @@ def calibrate(
         raise usage_error(str(exc)) from None
     for path, error in [(item.path, item.error) for item in missing] + list(failed):
         sys.stderr.write(f"aptviz: {path}: {error}\n")
+    _write_and_print(results, Path(output) / "calibration.json", quiet)
+    raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
+
+
+def _write_and_print(results: list, path: Path, quiet: bool) -> None:
+    """Write calibration.json (exit 1 when it cannot be written), then print each measure's result."""
+    from aptviz.output.atomic import write_json_atomic
+
     try:
-        written = write_json_atomic(Path(output) / "calibration.json", _calibration_json(results))
+        written = write_json_atomic(path, _calibration_json(results))
     except OSError as exc:
-        sys.stderr.write(f"aptviz: error: cannot write {Path(output) / 'calibration.json'}: {exc}\n")
+        sys.stderr.write(f"aptviz: error: cannot write {path}: {exc}\n")
         raise typer.Exit(EXIT_FAILED) from None
     if not quiet:
         for p, cal in results:
             _print(cal, written, p.importance if len(results) > 1 else None)
-    raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
 
 
 def _calibration_json(results: list) -> dict:
