@@ -198,6 +198,8 @@ def summary_table(summaries):
     table.add_column("")
     for i, s in enumerate(summaries):
         head = s.method if s.alpha is None else f"{s.method} {format_alpha(s.alpha)}"
+        if not s.selection.startswith(s.method):  # runs of several measures: the label starts with the measure
+            head = f"{s.selection.split('_' + s.method)[0]}\n{head}"
         table.add_column(f"{head}\n(params {i + 1})" if several else head, justify="right")
     rows = [("images", "images"), ("failed", "failed")]
     rows += [(f"retention {k}", f"retention_{k}") for k in ("mean", "median", "p5", "p95")]
