@@ -26,6 +26,7 @@ SCHEMA_PARAMS = {
     "device",
     "importance",
     "aggregate",
+    "model",
 }
 SCHEMA_SELECTION = {
     "method",
@@ -65,6 +66,7 @@ def test_analyze_returns_full_schema_and_writes_nothing(tmp_path, monkeypatch):
     assert stats["grid"] == {"14": [28, 42], "28": [14, 21], "56": [7, 11]}
     assert stats["entropy"]["56"]["pad_cells"] == 7 and stats["entropy"]["14"]["pad_cells"] == 0
     assert stats["params"]["importance"] == "entropy" and stats["params"]["aggregate"] is None
+    assert stats["params"]["model"] == "qwen2-vl"
     assert stats["importance"] == stats["entropy"]  # the "importance" block, "entropy" its alias
     sels = stats["selections"]
     assert [(s["method"], s["alpha"]) for s in sels] == [

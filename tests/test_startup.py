@@ -45,24 +45,24 @@ def _ref(path: Path, member: str | None = None) -> InputRef:
     return InputRef("file" if member is None else "tar", str(path), member, str(path.resolve()), st_.st_size, st_.st_mtime_ns)
 
 
-def _real_rows(psnr: bool = False) -> list[dict]:
+def _real_rows(fidelity: bool = False) -> list[dict]:
     """Rows of the sample photos (ok), of a corrupt file and a non-UTF-8 name (failed), as aptviz makes them."""
     rows = []
     for p in sorted(SAMPLES.glob("*.png"))[:2]:
-        rows += image_rows(p, _ref(p), Params().resolved(), RUNS, fidelity=psnr)
+        rows += image_rows(p, _ref(p), Params().resolved(), RUNS, fidelity=fidelity)
     bad = SAMPLES / "README.md"
-    rows += image_rows(bad, _ref(bad, member="caf\\xe9 \u00e9\u4e2d.jpg"), Params().resolved(), RUNS, fidelity=psnr)
-    rows += failed_rows(_ref(bad), Params().resolved(), RUNS[:1], "unreadable: \u00e9", psnr)
+    rows += image_rows(bad, _ref(bad, member="caf\\xe9 \u00e9\u4e2d.jpg"), Params().resolved(), RUNS, fidelity=fidelity)
+    rows += failed_rows(_ref(bad), Params().resolved(), RUNS[:1], "unreadable: \u00e9", fidelity)
     return rows
 
 
-@pytest.mark.parametrize("psnr", [False, True])
-def test_rows_to_table_equals_from_pylist(psnr):
+@pytest.mark.parametrize("fidelity", [False, True])
+def test_rows_to_table_equals_from_pylist(fidelity):
     """The buffer-built table is the table ``Table.from_pylist`` makes, value for value and type for type."""
-    rows = _real_rows(psnr)
+    rows = _real_rows(fidelity)
     assert {r["status"] for r in rows} == {"ok", "failed"}
-    got = rows_to_table(rows, psnr)
-    expected = pa.Table.from_pylist(rows, schema=row_schema(psnr))
+    got = rows_to_table(rows, fidelity)
+    expected = pa.Table.from_pylist(rows, schema=row_schema(fidelity))
     got.validate(full=True)
     assert got.schema == expected.schema
     assert got.equals(expected)

@@ -10,7 +10,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aptviz.datasets.parquet import part_files, require_pyarrow
+from aptviz._log import logger
+from aptviz._text import text_path
+from aptviz.datasets.parquet import part_files, require_pyarrow, row_schema
 from aptviz.datasets.rows import FIDELITY_COLUMNS
 from aptviz.errors import InputError
 from aptviz.output.atomic import write_json_atomic
@@ -20,6 +22,7 @@ __all__ = ["SelectionSummary", "summarize", "write_summary_json"]
 COLUMNS = [
     "path",
     "input_mtime_ns",
+    "input_key",
     "selection",
     "method",
     "alpha",
@@ -70,10 +73,49 @@ class SelectionSummary:
 
 
 def _latest(pc, table):
-    """Only the rows of each path's latest version (a file changed and re-run leaves its old rows in OUT)."""
-    latest = table.group_by(["path", "run_key"], use_threads=False).aggregate([("input_mtime_ns", "max")])
-    joined = table.join(latest, ["path", "run_key"], use_threads=False)
+    """Only the rows of each input's latest version (a file changed and re-run leaves its old rows in OUT).
+
+    An input is its identity without its version: the ``input_key`` (source,
+    resolved path, member, size, mtime) less its size and mtime. Two inputs
+    shown with the same relative ``path`` (runs from different folders) stay
+    two images.
+    """
+    identity = pc.replace_substring_regex(table["input_key"], pattern=r",\s*-?\d+,\s*-?\d+\]$", replacement="]")
+    table = table.append_column("_input", identity)
+    latest = table.group_by(["_input", "run_key"], use_threads=False).aggregate([("input_mtime_ns", "max")])
+    joined = table.join(latest, ["_input", "run_key"], use_threads=False)
     return joined.filter(pc.equal(joined["input_mtime_ns"], joined["input_mtime_ns_max"]))
+
+
+def _read_parts(pa, files: list[Path]):
+    """The summary's columns of every readable part, concatenated, and the ``--fidelity`` columns among them.
+
+    Parts written with and without ``--fidelity`` differ in columns: they are
+    read under their union (a missing column is null). A part that is not a
+    file, cannot be read (truncated) or is not an aptviz stats part (missing
+    columns, other types) is left out with one warning line naming it and the
+    reason. ``(None, [])`` when no part is readable.
+    """
+    full = row_schema(fidelity=True)
+    tables = []
+    for f in files:
+        try:
+            if not f.is_file():
+                raise ValueError("not a file")
+            names = set(pa.parquet.read_schema(f).names)
+            columns = COLUMNS + [c for c in FIDELITY_MEANS if c in names]
+            want = pa.schema([full.field(c) for c in columns])
+            table = pa.parquet.read_table(f, columns=columns).select(columns)
+            tables.append(table if table.schema.equals(want) else table.cast(want))
+        except Exception as exc:  # any unreadable or foreign part: one line, the others still count
+            reason = " ".join(str(exc).split())
+            reason = reason if len(reason) <= 200 else reason[:200] + "..."
+            logger.warning("{}: not a readable aptviz stats part, left out ({}: {})", text_path(f),
+                           type(exc).__name__, reason)  # fmt: skip
+    if not tables:
+        return None, []
+    table = pa.concat_tables(tables, promote_options="default")
+    return table, [c for c in FIDELITY_MEANS if c in table.schema.names]
 
 
 def _stats(pc, column) -> dict:
@@ -111,16 +153,13 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
     """
     pa = require_pyarrow()
     import pyarrow.compute as pc
-    import pyarrow.dataset as pds
-    import pyarrow.parquet as pq
 
     files = part_files(out)
     if not files:
         raise InputError(f"{out}: no part-*.parquet files (not an aptviz stats output?)")
-    # parts written with and without --fidelity differ in columns: read them under their union
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
-    fidelity = [c for c in FIDELITY_MEANS if c in schema.names]
-    table = pds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table(columns=COLUMNS + fidelity)
+    table, fidelity = _read_parts(pa, files)
+    if table is None:
+        raise InputError(f"{out}: no readable part-*.parquet files (not an aptviz stats output?)")
     groups = table.select(["run_key"]).group_by("run_key", use_threads=False).aggregate([]).column("run_key")
     table = _latest(pc, table)
     result = []

@@ -204,8 +204,43 @@ def _card(index: int, folder: str, stats: dict) -> str:
             for k, label in NUMBER_KEYS
         )
         parts.append(f'<table class="num">{rows}</table></div>')
+    parts.append(explorer_html(folder, stats))
     parts.append("</div>")
     return "".join(parts)
+
+
+def explorer_html(folder: str, stats: dict) -> str:
+    """The card's explorer (docs/explorer.md), its data loaded from the image folder's explorer.js
+    when the card comes into view; empty for a folder written without one.
+
+    ``data-image`` is the folder relative to the report (the output name).
+    """
+    from aptviz.render.explorer import explorer_element
+
+    files = stats.get("files") or {}
+    if not files.get("explorer"):
+        return ""
+    base = folder.rstrip("/") + "/"
+    first = (stats.get("selections") or [{}])[0]
+    method = first.get("method") or "v2"
+    thresholds = first.get("thresholds") if method == "v1" else None
+    picture = _url(base + files["resized"]) if files.get("resized") else None
+    return explorer_element(
+        _safe(folder), src=_url(base + files["explorer"]), method=method, alpha=first.get("alpha"),
+        thresholds=thresholds, picture=picture, title="explorer",
+    )
+
+
+def _explorer_head(cards: list[tuple[str, dict]]) -> tuple[str, str]:
+    """The explorers' style and dataset view (top of the page) and script (end), when any card has one."""
+    from aptviz.render.explorer import CSS as EXPLORER_CSS
+    from aptviz.render.explorer import dataset_element, explorer_script
+
+    names = [_safe(folder) for folder, stats in cards if (stats.get("files") or {}).get("explorer")]
+    if not names:
+        return "", ""
+    top = f"<style>{EXPLORER_CSS}</style><h2>Explore alpha over the batch</h2>{dataset_element(names)}"
+    return top, f"<script>{explorer_script()}</script>"
 
 
 def _fmt(v) -> str:
@@ -269,9 +304,11 @@ def build_report(
     ]
     if figs:
         page += ["<h2>Dataset</h2>", f'<div class="figs">{"".join(figs)}</div>']
+    explorer_top, explorer_js = _explorer_head(cards)
+    page.append(explorer_top)
     page.append("<h2>Images</h2>")
     page += [_card(i, folder, stats) for i, (folder, stats) in enumerate(cards)]
-    page.append(f"<script>{JS}</script></body></html>")
+    page.append(f"<script>{JS}</script>{explorer_js}</body></html>")
     return "\n".join(page)
 
 
