@@ -42,7 +42,8 @@ HEAVY = ("pandas", "ray", "torch", "matplotlib", "transformers", "aptviz.render"
 
 def _ref(path: Path, member: str | None = None) -> InputRef:
     st_ = path.stat()
-    return InputRef("file" if member is None else "tar", str(path), member, str(path.resolve()), st_.st_size, st_.st_mtime_ns)
+    source = "file" if member is None else "tar"
+    return InputRef(source, str(path), member, str(path.resolve()), st_.st_size, st_.st_mtime_ns)
 
 
 def _real_rows(fidelity: bool = False) -> list[dict]:
@@ -163,9 +164,12 @@ def test_stats_with_a_failed_image_imports_no_pandas(tmp_path):
     assert result == {"code": 1, "heavy": [], "pyarrow": True}
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["stats", "--help"], ["calibrate", "--help"], ["stats-summary", "--help"]])
+HELPS = [["--help"], ["stats", "--help"], ["calibrate", "--help"], ["stats-summary", "--help"]]
+
+
+@pytest.mark.parametrize("argv", HELPS)
 def test_help_imports_no_numpy_pillow_or_loguru(argv):
-    """``--help`` loads typer and a few small aptviz modules: nothing of the pipeline (``aptviz --help``: not even Rich)."""
+    """``--help`` loads typer and a few small aptviz modules: nothing of the pipeline (``aptviz --help``: no Rich)."""
     heavy = ("numpy", "PIL", "loguru", "pyarrow", "pandas", "torch") + (("rich.console",) if len(argv) == 1 else ())
     code = (
         "import sys\nfrom aptviz.cli import main\n"
@@ -206,7 +210,8 @@ def test_latest_rows_equal_arrow_group_by_and_join():
 
     rng = np.random.default_rng(3)
     n = 400
-    keys = [f'["file", "/d/{i % 23}.png", null, {rng.integers(1, 9)}, {m}]' for i, m in enumerate(rng.integers(0, 5, n))]
+    mtimes = rng.integers(0, 5, n)
+    keys = [f'["file", "/d/{i % 23}.png", null, {rng.integers(1, 9)}, {m}]' for i, m in enumerate(mtimes)]
     table = pa.table(
         {
             "input_key": pa.array(keys, pa.string()),
