@@ -157,6 +157,8 @@ def summary_table(summaries):
     table.add_column("")
     for i, s in enumerate(summaries):
         head = s.method if s.alpha is None else f"{s.method} {format_alpha(s.alpha)}"
+        if not s.selection.startswith(s.method):  # runs of several measures: the label starts with the measure
+            head = f"{s.selection.split('_' + s.method)[0]}\n{head}"
         head = terminal_text(head)  # the method comes from the part files
         table.add_column(Text(f"{head}\n(params {i + 1})" if several else head), justify="right")
     rows = [("images", "images"), ("failed", "failed")]
