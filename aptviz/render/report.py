@@ -109,7 +109,8 @@ def _url(rel: str | os.PathLike) -> str:
     >>> _url("a b/c#1.png")
     'a%20b/c%231.png'
     """
-    return quote(os.fsencode(os.fspath(rel)).replace(b"\\", b"/"), safe="/")
+    # only the platform's separator becomes '/': on POSIX a backslash is a name's own byte (sent as %5C)
+    return quote(os.fsencode(Path(rel).as_posix()), safe="/")
 
 
 def _safe(value) -> str:
