@@ -169,6 +169,7 @@
   // ---- data: inline <script type="application/json" data-aptviz-data>, or lazily loaded .js files ----
   A.register = function (payload) {
     raw[payload.name] = payload;
+    delete models[payload.name]; // new data under a known name (a notebook cell run again) is decoded afresh
     var w = waiters[payload.name];
     delete waiters[payload.name];
     delete failers[payload.name];
@@ -509,7 +510,10 @@
     }
     sel.addEventListener("change", function () { st.method = sel.value; loadAll(); update(); });
     sel.addEventListener("input", function () { st.method = sel.value; loadAll(); update(); });
-    function onAlpha(ev) { var v = parseFloat(ev.target.value); if (!isNaN(v)) { st.alpha[st.method] = v; loadAll(); update(); } }
+    function onAlpha(ev) {
+      var v = parseFloat(ev.target.value), ok = !isNaN(v) && v >= 0 && (st.method !== "budget" || v <= 1);
+      if (ok) { st.alpha[st.method] = v; loadAll(); update(); }
+    }
     range.addEventListener("input", onAlpha); box.addEventListener("input", onAlpha);
     el.addEventListener("pointerdown", loadAll); el.addEventListener("focusin", loadAll);
     el.__aptviz = {update: update, state: st, loadAll: loadAll};

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import fmean, median
 
+from aptviz.errors import ROW_OK
+
 __all__ = ["FidelityPoint", "FidelitySummary", "fidelity_figure", "fidelity_points", "pareto"]
 
 FIELDS = ("psnr", "ssim")
@@ -115,7 +117,7 @@ def _interp(curve: list[FidelityPoint], x: float, key: str) -> float | None:
 
 def _usable(row: dict) -> bool:
     keys = ("llm_tokens", "ssim_apt", "ssim_uniform", "uniform_vit_tokens", "base_small_tokens", "llm_tokens_uniform")
-    return row.get("status") == "ok" and all(row.get(k) is not None for k in keys)
+    return row.get("status") == ROW_OK and all(row.get(k) is not None for k in keys)
 
 
 def _mean_point(importance, method, alpha, members: list[dict], uniform: bool) -> FidelityPoint:

@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
+from aptviz.errors import ROW_FAILED
+
 __all__ = ["DATASET_FIGURES", "build_report", "report_cards"]
 
 DATASET_FIGURES = (
@@ -289,7 +291,7 @@ def build_report(
     for i, (_folder, stats) in enumerate(cards):
         anchors[(stats.get("image") or {}).get("path")] = f"img{i}"
     table_rows = [dict(r, _anchor=anchors.get(r.get("image"))) for r in rows]
-    failed = [r for r in rows if r.get("status") == "failed"]
+    failed = [r for r in rows if r.get("status") == ROW_FAILED]
     figs = []
     for name, caption in DATASET_FIGURES:
         if name in (figures or []):
