@@ -199,3 +199,16 @@ def test_without_torch_the_cli_works_and_tensor_api_names_the_extra(tmp_path):
     assert lines[0] == "0", out.stderr
     assert lines[1] == "2 aptviz: error: --device cuda needs torch, which is not installed: pip install 'aptviz[torch]'"
     assert "aptviz.entropy_maps" in lines[2] and "pip install 'aptviz[torch]'" in lines[2]
+
+
+def test_explore_reports_a_bad_file_as_an_error_line(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    try:
+        main(["explore", str(SAMPLES / "chelsea.png"), str(bad), "-o", str(tmp_path / "explore.html"), "--bins", "64"])
+    except SystemExit as exc:
+        assert exc.code == 1  # one input failed, as in the other commands
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "bad.png" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"aptviz: error: {bad}: "), err
+    assert (tmp_path / "explore.html").is_file()

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from aptviz._text import ERROR_CHARS, terminal_text
 from aptviz.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -67,14 +68,14 @@ def explore(
     payloads, failed = _payloads(jobs, params)
     failed = [f"{item.path}: {item.error}" for item in missing] + failed
     for line in failed:
-        sys.stderr.write(f"aptviz: {line}\n")
+        sys.stderr.write(f"aptviz: error: {terminal_text(line, ERROR_CHARS)}\n")
     if not payloads:
         raise typer.Exit(EXIT_FAILED)
     page = explorer_page(payloads, "aptviz explorer", method=start, alpha=alpha, thresholds=thr)
     try:
         written = write_bytes_atomic(output, page.encode("utf-8"))
     except OSError as exc:
-        sys.stderr.write(f"aptviz: error: cannot write {output}: {exc}\n")
+        sys.stderr.write(f"aptviz: error: {terminal_text(f'cannot write {output}: {exc}', ERROR_CHARS)}\n")
         raise typer.Exit(EXIT_FAILED) from None
     if not opts.quiet:
         sys.stdout.write(f"wrote {written} ({len(payloads)} image(s))\n")
