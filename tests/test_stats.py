@@ -230,6 +230,24 @@ def _run(out, inputs, **kw):
     return out
 
 
+def test_failed_rows_name_their_importance_measure(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLES / "chelsea.png", src / "good.png")
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    from aptviz.cli.command import main
+
+    args = ["stats", str(src), "-o", str(tmp_path / "o"), "--importance", "entropy,laplacian", "-m", "budget:0.3", "-q"]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 1  # the bad file
+    rows = _table(tmp_path / "o").to_pylist()
+    ok = sorted((r["importance"], r["aggregate"], r["selection"]) for r in rows if r["status"] == "ok")
+    failed = sorted((r["importance"], r["aggregate"], r["selection"]) for r in rows if r["status"] == "failed")
+    assert len(ok) == 2 and ok[0][0] != ok[1][0]
+    assert failed == ok  # each failed row says which measure's selection it stands for, as the ok rows do
+
+
 def test_missing_column_or_bad_shard_is_a_failed_row(tmp_path):
     pq.write_table(pa.table({"x": [1]}), tmp_path / "nocol.parquet")
     (tmp_path / "junk.tar").write_bytes(b"\x00" * 10 + b"junk" * 300)

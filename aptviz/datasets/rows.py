@@ -147,11 +147,23 @@ def _base_row(ref: InputRef, params: Params, spec: RunSpec, fidelity: bool = Fal
 
 
 def failed_rows(ref: InputRef, params: Params, runs: list[RunSpec], error: str, fidelity: bool = False) -> list[dict]:
-    """One ``failed`` row per selection, carrying the error (every number null)."""
+    """One ``failed`` row per selection, carrying the error (every number null).
+
+    Each row names its selection's importance measure and aggregate as an ``ok``
+    row would (the run's own in runs of several measures, else Params'), so the
+    failed rows of ``--importance entropy,laplacian`` stay apart.
+    """
     rows = []
     for spec in runs:
         row = _base_row(ref, params, spec, fidelity)
-        row.update(status=ROW_FAILED, error=error, thresholds=list(spec.thresholds) if spec.thresholds else None)
+        own = spec.importance is not None
+        row.update(
+            status=ROW_FAILED,
+            error=error,
+            thresholds=list(spec.thresholds) if spec.thresholds else None,
+            importance=spec.importance if own else params.importance,
+            aggregate=spec.aggregate if own else params.aggregate,
+        )
         rows.append(row)
     return rows
 
