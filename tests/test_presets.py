@@ -210,6 +210,8 @@ def test_calibrate_takes_the_model(tmp_path):
         cal = json.loads((tmp_path / model / "calibration.json").read_text())
         expected, _ = calibrate_paths([str(p) for p in PHOTOS], "v2", 0.3, "mean", (3.0, 2.0), Params(model=model))
         assert cal["alpha"] == expected.value
+        recorded = {k: v for k, v in Params(model=model).to_dict().items() if k != "device"}
+        assert (cal["model"], cal["importance"], cal["params"]) == (model, "entropy", recorded)
     assert json.loads((tmp_path / "qwen2-vl" / "calibration.json").read_text()) != json.loads(
         (tmp_path / "qwen3-vl" / "calibration.json").read_text()
     )

@@ -122,10 +122,26 @@ def _reasons(missing, failed) -> None:
 
 
 def _calibration_json(results: list) -> dict:
-    """One measure: calibration.json as before; several: ``{"measures": [that object with its measure], ...}``."""
+    """calibration.json: the model, the measure(s) and the pipeline params the answer was found with.
+
+    One measure: ``model``, ``importance``, ``aggregate``, the calibration's
+    keys, then ``params`` (the stats.json ``params`` less ``device``, which does
+    not change the answer). Several: ``model``, ``importance`` (the list),
+    ``params`` (less the measure) and ``{"measures": [each calibration with its
+    measure]}``.
+    """
+    first = results[0][0]
+    params = {k: v for k, v in first.to_dict().items() if k != "device"}
     if len(results) == 1:
-        return results[0][1].to_dict()
-    return {"measures": [{"importance": p.importance, "aggregate": p.aggregate, **c.to_dict()} for p, c in results]}
+        return {"model": first.model, "importance": first.importance, "aggregate": first.aggregate,
+                **results[0][1].to_dict(), "params": params}  # fmt: skip
+    shared = {k: v for k, v in params.items() if k not in ("importance", "aggregate")}
+    return {
+        "model": first.model,
+        "importance": [p.importance for p, _ in results],
+        "params": shared,
+        "measures": [{"importance": p.importance, "aggregate": p.aggregate, **c.to_dict()} for p, c in results],
+    }
 
 
 def _measure_params(params, measures: list[str], aggregate: str | None) -> list:
