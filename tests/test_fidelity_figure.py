@@ -79,7 +79,43 @@ def test_rows_without_ssim_give_no_figure_and_lossless_psnr_is_kept_apart():
             dict(base, ssim_apt=0.98, ssim_uniform=0.8, psnr_apt=40.0, psnr_uniform=28.0)]  # fmt: skip
     s = fidelity_points(rows)
     [p] = s.points
-    assert p.psnr is None and p.ssim == 0.99  # one lossless image: no finite mean dB, marked instead
+    assert (p.psnr, p.lossless, p.ssim) == (40.0, 1, 0.99)  # one lossless image: left out of the mean dB
     [u] = s.uniform
     assert u.llm_tokens == 9.0 and u.psnr == 29.0  # 36 ViT tokens / 4 per LLM token
-    assert "lossless" in s.caption
+    assert s.to_dict()["psnr_lossless_images"] == 1 and "1 lossless image(s) left out" in s.caption
+    [p] = fidelity_points([dict(r, psnr_apt=None) for r in rows]).points
+    assert p.psnr is None and p.lossless == 2  # every image lossless: no finite mean, marked instead
+
+
+def test_one_lossless_image_does_not_empty_the_psnr_panel(tmp_path):
+    """A 1x1 PNG resizes to a flat picture every selection reproduces exactly (PSNR null = infinite dB)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        (src / name).write_bytes((SAMPLES / name).read_bytes())
+    Image.new("RGB", (1, 1), (120, 60, 30)).save(src / "dot.png")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(src), "--importance", "entropy,upsample-mse",
+         "-m", "budget:0.3", "-m", "v2:1", "-q", "-o", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((out / "summary.json").read_text())
+    dot = [r for r in rows if r["image"].endswith("dot.png")]
+    assert dot and all(r["psnr_apt"] is None for r in dot)  # the case this is about
+    data = json.loads((out / "dataset.json").read_text())["fidelity"]
+    for p in data["points"]:
+        mine = [r for r in rows if (r["importance"], r["method"], r["alpha"]) == (p["importance"], p["method"], p["alpha"])]
+        finite = [r["psnr_apt"] for r in mine if r["psnr_apt"] is not None]
+        assert p["psnr"] == fmean(finite) and p["psnr_lossless"] == len(mine) - len(finite) >= 1
+    assert all(u["psnr"] is not None for u in data["uniform"])
+    assert data["psnr_lossless_images"] == 1
+    assert "PSNR lossless" not in data["caption"] and "(1 lossless image(s) left out)" in data["caption"]
+    from aptviz.render.fidelity import fidelity_figure
+
+    fig = fidelity_figure(fidelity_points(rows))
+    psnr_panel = fig.axes[0]
+    labels = {line.get_label() for line in psnr_panel.get_lines() if np.isfinite(line.get_ydata()).all()}
+    assert {f"{m} {k}" for m in ("entropy", "upsample-mse") for k in ("budget", "v2")} <= labels, labels
+    assert any(label.startswith("uniform") for label in labels) and "Pareto front" in labels

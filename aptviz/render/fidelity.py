@@ -32,7 +32,8 @@ class FidelityPoint:
     images: int
     llm_tokens: float
     ssim: float
-    psnr: float | None  # None when some image was reproduced exactly (infinite dB): marked, not plotted
+    psnr: float | None  # mean over the finite values; None when every image was reproduced exactly (infinite dB)
+    lossless: int = 0  # images reproduced exactly (PSNR null, infinite dB): left out of the PSNR mean
 
     @property
     def name(self) -> str:
@@ -53,26 +54,30 @@ class FidelitySummary:
     best: FidelityPoint | None = None  # highest SSIM among APT points at <= the median token count
     uniform_at_best: dict[str, float | None] = field(default_factory=dict)  # the uniform curve there
 
+    lossless_images: int = 0  # images with a lossless (infinite dB) PSNR in some row: out of the PSNR means
+
     @property
     def caption(self) -> str:
-        """One line: the best point at the median token count, and the uniform baseline there."""
+        """One line: the best point at the median token count, the uniform baseline there, lossless images left out."""
         if self.best is None:
             return "no selection with fidelity numbers"
         b = self.best
-        psnr = "lossless" if b.psnr is None else f"{b.psnr:.2f} dB"
+        psnr = f"lossless in all {b.images} images" if b.psnr is None else f"{b.psnr:.2f} dB"
         line = (f"At <= {self.median_tokens:.0f} LLM tokens (the median), best SSIM: {b.name} "
                 f"(SSIM {b.ssim:.3f}, PSNR {psnr}, {b.llm_tokens:.0f} tokens)")  # fmt: skip
         u = self.uniform_at_best
         if u.get("ssim") is not None:
             line += f"; uniform at {b.llm_tokens:.0f} tokens: SSIM {u['ssim']:.3f}"
             line += f", PSNR {u['psnr']:.2f} dB" if u.get("psnr") is not None else ""
+        if self.lossless_images:
+            line += f"; PSNR means over finite values ({self.lossless_images} lossless image(s) left out)"
         return line
 
     def to_dict(self) -> dict:
         def pt(p: FidelityPoint | None):
             return None if p is None else {
                 "importance": p.importance, "method": p.method, "alpha": p.alpha, "images": p.images,
-                "llm_tokens": p.llm_tokens, "psnr": p.psnr, "ssim": p.ssim,
+                "llm_tokens": p.llm_tokens, "psnr": p.psnr, "psnr_lossless": p.lossless, "ssim": p.ssim,
             }  # fmt: skip
 
         return {
@@ -82,6 +87,7 @@ class FidelitySummary:
             "median_llm_tokens": self.median_tokens,
             "best": pt(self.best),
             "uniform_at_best": self.uniform_at_best,
+            "psnr_lossless_images": self.lossless_images,
             "caption": self.caption,
         }
 
@@ -127,15 +133,19 @@ def _mean_point(importance, method, alpha, members: list[dict], uniform: bool) -
     else:
         tokens = [r["llm_tokens"] for r in members]
         ssim, psnr = [r["ssim_apt"] for r in members], [r.get("psnr_apt") for r in members]
-    mean_psnr = None if None in psnr else fmean(psnr)
-    return FidelityPoint(importance, method, alpha, len(members), fmean(tokens), fmean(ssim), mean_psnr)
+    finite = [v for v in psnr if v is not None]  # null is infinite dB (lossless): one such image left out
+    mean_psnr = fmean(finite) if finite else None
+    return FidelityPoint(importance, method, alpha, len(members), fmean(tokens), fmean(ssim), mean_psnr,
+                         len(psnr) - len(finite))  # fmt: skip
 
 
 def fidelity_points(rows: list[dict]) -> FidelitySummary | None:
     """Means per (measure, method, alpha) over the images, the uniform baseline, fronts and the best point.
 
     ``rows`` are summary rows (summary.json); rows without SSIM are ignored.
-    None when no row has the numbers. The uniform curve has one point per
+    None when no row has the numbers. A null PSNR is an exact reproduction
+    (infinite dB): PSNR means are over the finite values, each point counts
+    the images left out (``lossless``) and the summary the distinct images. The uniform curve has one point per
     (measure, method, alpha) too: the mean over the images of the baseline
     resized to that selection's ViT tokens; points closer than half a token
     are merged.
@@ -155,6 +165,8 @@ def fidelity_points(rows: list[dict]) -> FidelitySummary | None:
             continue
         merged.append(p)
     summary = FidelitySummary(points, merged)
+    summary.lossless_images = len({r.get("image") for m in groups.values() for r in m
+                                   if r.get("psnr_apt") is None or r.get("psnr_uniform") is None})  # fmt: skip
     summary.front = {k: pareto(points + merged, k) for k in FIELDS}
     summary.median_tokens = median(p.llm_tokens for p in points)
     near = [p for p in points if p.llm_tokens <= summary.median_tokens]
