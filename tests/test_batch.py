@@ -153,6 +153,24 @@ def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.timing
+def test_ctrl_c_message_counts_what_the_summary_describes_as_done(tmp_path):
+    import re
+
+    src = copies(tmp_path / "in", 20)
+    out = tmp_path / "out"
+    proc = start(src, "-o", out, *"-m v1 -m v2:1 -m budget:0.3 --workers 2".split())
+    seen = wait_for(lambda: len(list(out.glob("*/stats.json"))))
+    assert seen, proc.communicate()[1]
+    os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole process group
+    _, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 130, err
+    said = re.search(r"aptviz: interrupted: (\d+) of 20 image\(s\) complete in the output; run the same command", err)
+    assert said, err
+    done = {row["image"] for row in summary_rows(out) if row["status"] == "ok"}
+    assert int(said.group(1)) == len(done) >= seen  # folders workers finished after Ctrl-C included
+
+
 def test_failed_image_never_removes_other_outputs(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -238,8 +238,10 @@ class RunView:
             for message in report.notices:  # stderr, so that --json output stays clean
                 self._console(self.err).print(f"aptviz: {terminal_text(message, ERROR_CHARS)}", markup=False)
         if report.interrupted:
+            done = len(report.images) if report.complete is None else report.complete
             self.err.print(
-                f"aptviz: interrupted after {len(report.images)} image(s); run the same command again to resume.",
+                f"aptviz: interrupted: {done} of {report.jobs} image(s) complete in the output; "
+                "run the same command again to resume.",
                 markup=False,
             )
             return

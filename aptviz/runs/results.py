@@ -68,6 +68,7 @@ class RunReport:
     notices: list[str] = field(default_factory=list)  # informational, once each (batch figures skipped); exit code 0
     interrupted: bool = False
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT: Ctrl-C, SIGTERM)
+    complete: int | None = None  # interrupted: this run's images the summary describes as done (workers included)
     plot: Path | None = None  # the retention plot, when written in this run
 
     def add(self, result: JobResult) -> None:

@@ -199,6 +199,7 @@ def _run_jobs(rec: _Recorder, jobs: list[Job], output: Path, runs: list[RunSpec]
             rec.report.interrupted = True
             rec.report.stop_signal = caught[0] if caught else signal.SIGINT
             rec.summary.refresh_from_disk()
+            rec.report.complete = rec.summary.complete(j.name for j in jobs)  # folders workers finished count too
         finally:
             rec.write_summary(force=True)
 

@@ -157,6 +157,10 @@ class Summary:
             self._stats.pop(key, None)
         self.load_existing(skip=self._decided)
 
+    def complete(self, names) -> int:
+        """How many of the folders ``names`` the summary describes as done (rows from their stats)."""
+        return sum(f"folder:{name}" in self._stats for name in set(names))
+
     def _sorted_keys(self) -> list[str]:
         def order(key: str):
             image = self._rows[key][0].get("image") or ""
