@@ -231,16 +231,17 @@ def explorer_html(folder: str, stats: dict) -> str:
     )
 
 
-def _explorer_head(cards: list[tuple[str, dict]]) -> tuple[str, str]:
-    """The explorers' style and dataset view (top of the page) and script (end), when any card has one."""
+def _explorer_parts(cards: list[tuple[str, dict]]) -> tuple[str, str, str]:
+    """The explorers' style (for the head: a style element in the body restyles the whole page once more),
+    the dataset view (top of the page) and the script (end), when any card has an explorer."""
     from aptviz.render.explorer import CSS as EXPLORER_CSS
     from aptviz.render.explorer import dataset_element, explorer_script
 
     names = [_safe(folder) for folder, stats in cards if (stats.get("files") or {}).get("explorer")]
     if not names:
-        return "", ""
-    top = f"<style>{EXPLORER_CSS}</style><h2>Explore alpha over the batch</h2>{dataset_element(names)}"
-    return top, f"<script>{explorer_script()}</script>"
+        return "", "", ""
+    top = f"<h2>Explore alpha over the batch</h2>{dataset_element(names)}"
+    return EXPLORER_CSS, top, f"<script>{explorer_script()}</script>"
 
 
 def _fmt(v) -> str:
@@ -294,9 +295,10 @@ def build_report(
         if name in (figures or []):
             figs.append(f'<figure><img loading="lazy" src="{_url(name)}" alt="{html.escape(caption)}">'
                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    explorer_css, explorer_top, explorer_js = _explorer_parts(cards)
     page = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{CSS}{explorer_css}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{len(cards)} image(s), {len(rows)} row(s), {len(failed)} failed. Click a column header to sort.</p>",
         "<h2>Summary</h2>",
@@ -304,7 +306,6 @@ def build_report(
     ]
     if figs:
         page += ["<h2>Dataset</h2>", f'<div class="figs">{"".join(figs)}</div>']
-    explorer_top, explorer_js = _explorer_head(cards)
     page.append(explorer_top)
     page.append("<h2>Images</h2>")
     page += [_card(i, folder, stats) for i, (folder, stats) in enumerate(cards)]
