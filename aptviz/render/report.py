@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
+from aptviz.errors import ROW_FAILED
+
 __all__ = ["DATASET_FIGURES", "build_report", "report_cards"]
 
 DATASET_FIGURES = (
@@ -107,7 +109,8 @@ def _url(rel: str | os.PathLike) -> str:
     >>> _url("a b/c#1.png")
     'a%20b/c%231.png'
     """
-    return quote(os.fsencode(os.fspath(rel)).replace(b"\\", b"/"), safe="/")
+    # only the platform's separator becomes '/': on POSIX a backslash is a name's own byte (sent as %5C)
+    return quote(os.fsencode(Path(rel).as_posix()), safe="/")
 
 
 def _safe(value) -> str:
@@ -289,7 +292,7 @@ def build_report(
     for i, (_folder, stats) in enumerate(cards):
         anchors[(stats.get("image") or {}).get("path")] = f"img{i}"
     table_rows = [dict(r, _anchor=anchors.get(r.get("image"))) for r in rows]
-    failed = [r for r in rows if r.get("status") == "failed"]
+    failed = [r for r in rows if r.get("status") == ROW_FAILED]
     figs = []
     for name, caption in DATASET_FIGURES:
         if name in (figures or []):
