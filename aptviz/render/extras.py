@@ -18,7 +18,7 @@ import numpy as np
 from aptviz.compute.importance import informative_scale
 from aptviz.compute.views import ModelView, compare_views
 from aptviz.output.atomic import encode_image, write_bytes_atomic, write_image
-from aptviz.render.figures import build_compare, display_blend, display_image, selection_title
+from aptviz.render.figures import build_compare, display_blend, display_image, encode_figure, selection_title
 from aptviz.render.pictures import (
     LINE_WIDTH,
     annotate,
@@ -31,6 +31,18 @@ __all__ = ["RenderOptions", "kept_views", "model_views", "overlay_picture", "vie
 
 MODEL_VIEW_DIR = "04_model_view"
 COMPARE_NAME = "compare.png"
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def compare_name(fmt: str = "png") -> str:
+    """File name of the comparison figure in ``fmt``.
+
+    Examples
+    --------
+    >>> compare_name("svg")
+    'compare.svg'
+    """
+    return f"compare.{fmt}"
 OVERLAY_FORMATS = ("jpg", "png")
 VIEW_QUALITY = 90  # model views have no thin lines: plain 4:2:0 JPEG
 
@@ -53,6 +65,7 @@ class RenderOptions:
     color_by_scale: bool = False
     caption: bool = False
     overlay_format: str = "jpg"
+    figure_format: str = "png"
 
     def __post_init__(self) -> None:
         from aptviz.errors import ParameterError
@@ -61,13 +74,19 @@ class RenderOptions:
             raise ParameterError(f"line-width must be an integer in [1, 16], got {self.line_width!r}")
         if self.overlay_format not in OVERLAY_FORMATS:
             raise ParameterError(f"overlay-format must be jpg or png, got {self.overlay_format!r}")
+        if self.figure_format not in FIGURE_FORMATS:
+            raise ParameterError(f"figure-format must be png, pdf or svg, got {self.figure_format!r}")
 
     @property
     def overlay_suffix(self) -> str:
         return "." + self.overlay_format
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options for stats.json; ``figure_format`` only when not png (folders of earlier runs still match)."""
+        out = asdict(self)
+        if out["figure_format"] == "png":
+            del out["figure_format"]
+        return out
 
 
 def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: RenderOptions) -> np.ndarray:
@@ -161,17 +180,10 @@ def write_extras(
     small = display_image(result.resized)  # one reduction for the blend and every compare panel
     blended = display_blend(result.resized, result.maps[shown], shown, vrange, small)
     write_image(out / blend, blended, chroma_444=True)
-    panels = [(entry.to_dict(), sel.masks) for entry, (_, sel) in zip(entries, result.selections)]
-    h, w = result.resized.shape[:2]
-
-    def heatmap_at(k: int) -> np.ndarray:  # the shown heatmap drawn k times larger, colorbar included
-        return render_heatmap(
-            result.maps[shown], shown * k, (w * k, h * k), *vrange, scale_label=shown, **(heat_style or {})
-        )
-
-    fig = build_compare(
-        result.loaded.image, result.resized, heatmap_finest, shown, panels, options.color_by_scale,
-        finest_scale=min(result.maps), heatmap_at=heatmap_at, small=small,
-    )  # fmt: skip
-    write_image(out / COMPARE_NAME, fig)
-    return {"blend": blend, "compare": COMPARE_NAME}
+    panels = [(entry.to_dict(), sel.masks, view) for entry, (_, sel), view in zip(entries, result.selections, result.views)]
+    heat = {"map": result.maps[shown], "scale": shown, "finest": min(result.maps), "vrange": vrange,
+            "style": heat_style or {}}  # fmt: skip
+    layout = build_compare(result.loaded.image, result.resized, heat, panels, options.color_by_scale)
+    name = compare_name(options.figure_format)
+    write_bytes_atomic(out / name, encode_figure(layout, options.figure_format))
+    return {"blend": blend, "compare": name}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,10 @@ from aptviz.compute.xp import to_numpy
 from aptviz.render.pictures import (
     BOUNDARY_COLOR,
     LINE_WIDTH,
+    _font,
     blend_heatmap,
     draw_overlay,
+    legible,
     patch_labels,
     scale_colors,
     scale_of_pixels,
@@ -195,62 +198,165 @@ def _db(value) -> str:
     return "lossless" if value is None else f"{value:.1f} dB"
 
 
-def _titled(picture: np.ndarray, lines: list[str], font_size: int) -> np.ndarray:
-    """Title lines above a picture; narrow pictures get a white margin so the title fits."""
-    width = max(picture.shape[1], font_size * 20)
-    body = _pad_to(picture, picture.shape[0], width)
-    return np.concatenate([text_strip(lines, width, font_size), body], axis=0)
+def _db_line(value) -> str:
+    return f"PSNR {_db(value)}"
 
 
-def _pad_to(picture: np.ndarray, height: int, width: int) -> np.ndarray:
-    out = np.full((height, width, 3), 255, dtype=np.uint8)
-    out[: picture.shape[0], : picture.shape[1]] = picture
-    return out
-
-
-def compare_figure(panels: list[tuple[np.ndarray, list[str]]], per_row: int | None = None, gap: int = 8) -> np.ndarray:
-    """Titled panels side by side (``per_row`` to a row) on white.
-
-    Parameters
-    ----------
-    panels : list of (ndarray, list of str)
-        Pictures (uint8 RGB, already at display size) and their title lines.
-    per_row : int, optional
-        Panels per row (default: up to 4, fewer for wide panels).
-    gap : int
-        White pixels between panels.
-
-    Returns
-    -------
-    ndarray
-        uint8 RGB figure.
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` px (words split only when one alone is too wide).
 
     Examples
     --------
-    >>> pics = [(np.zeros((300, 400, 3), np.uint8), ["a"]), (np.zeros((300, 500, 3), np.uint8), ["b"])]
-    >>> compare_figure(pics).shape[1]  # 8 + 400 + 8 + 500 + 8
-    924
+    >>> from aptviz.render.pictures import _font
+    >>> _wrap("budget  alpha=0.3", _font(15), 60)
+    ['budget', 'alpha=0.3']
     """
-    heights = [p.shape[0] for p, _ in panels]
-    font_size = int(np.clip(min(heights) // 18, 11, 18))
-    titled = [_titled(p, lines, font_size) for p, lines in panels]
-    if per_row is None:
-        per_row = max(1, min(4, 2400 // max(p.shape[1] for p in titled)))
-    rows = [titled[i : i + per_row] for i in range(0, len(titled), per_row)]
-    row_pics = []
+    lines: list[str] = []
+    for word in text.split():
+        while font.getlength(word) > width and len(word) > 1:  # a word alone too wide: split it
+            cut = max(1, max(i for i in range(1, len(word) + 1) if font.getlength(word[:i]) <= width or i == 1))
+            if lines and lines[-1] == "":
+                lines.pop()
+            lines.append(word[:cut])
+            word = word[cut:]
+        if lines and font.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def fit_text(lines: list[str], width: int, size: int, smallest: int = 10) -> tuple[list[str], int]:
+    """Title lines wrapped to ``width`` px; the font shrinks (to ``smallest``) before a word is split.
+
+    Returns the wrapped lines and the font size. Nothing is ever cut.
+
+    Examples
+    --------
+    >>> fit_text(["ViT 628/1225 (51.3%)"], 400, 15)
+    (['ViT 628/1225 (51.3%)'], 15)
+    >>> wrapped, size = fit_text(["ViT 628/1225 (51.3%)  LLM 310/306 (101.3%)"], 120, 15)
+    >>> len(wrapped) > 1 and all(_font(size).getlength(t) <= 120 for t in wrapped)
+    True
+    """
+    for s in range(size, smallest - 1, -1):
+        font = _font(s)
+        words = [w for line in lines for w in line.split()]
+        if all(font.getlength(w) <= width for w in words):
+            break
+    font = _font(s)
+    out = [w for line in lines for w in _wrap(legible(line, font), font, width)]
+    return out, s
+
+
+@dataclass
+class Layout:
+    """A figure as placed items, drawn as PNG (Pillow) or PDF/SVG (matplotlib).
+
+    ``images``: ``(x, y, uint8 RGB array)``; ``texts``: ``(x, y, text, size px)``
+    with ``(x, y)`` the top-left corner of the text.
+    """
+
+    width: int
+    height: int
+    images: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+
+
+LINE_GAP = 3  # px between title lines
+GAP = 10  # px between panels and around the figure
+TITLE_SIZE = 15  # px; shrinks to 10 for a long word in a narrow panel
+BAR_FONT = 16  # colorbar font in compare: digits about 11 px high
+
+
+def grid_layout(rows: list[list[tuple[np.ndarray, list[str]]]], gap: int = GAP) -> Layout:
+    """Rows of titled panels: every title wrapped to its panel, all panels of a row with one top edge.
+
+    Examples
+    --------
+    >>> lay = grid_layout([[(np.zeros((30, 40, 3), np.uint8), ["a"]), (np.zeros((20, 10, 3), np.uint8), ["b c"])]])
+    >>> [y for _, y, _ in lay.images]  # the same top edge
+    [43, 43]
+    """
+    placed = []
+    y = gap
     width = 0
     for row in rows:
-        h = max(p.shape[0] for p in row)
-        parts = []
-        for p in row:
-            parts += [_pad_to(p, h, p.shape[1]), np.full((h, gap, 3), 255, np.uint8)]
-        pic = np.concatenate([np.full((h, gap, 3), 255, np.uint8)] + parts, axis=1)
-        row_pics.append(pic)
-        width = max(width, pic.shape[1])
-    out = [np.full((gap, width, 3), 255, np.uint8)]
-    for pic in row_pics:
-        out += [_pad_to(pic, pic.shape[0], width), np.full((gap, width, 3), 255, np.uint8)]
-    return np.concatenate(out, axis=0)
+        titles = [fit_text(lines, max(p.shape[1], 8), TITLE_SIZE) for p, lines in row]
+        title_h = max(len(t) * (size + LINE_GAP) for t, size in titles) + 2
+        x = gap
+        for (pic, _), (lines, size) in zip(row, titles):
+            placed.append(("image", x, y + title_h, pic))
+            for i, line in enumerate(lines):
+                placed.append(("text", x, y + i * (size + LINE_GAP), line, size))
+            x += pic.shape[1] + gap
+        width = max(width, x)
+        y += title_h + max(p.shape[0] for p, _ in row) + gap
+    lay = Layout(width, y)
+    for item in placed:
+        (lay.images if item[0] == "image" else lay.texts).append(item[1:])
+    return lay
+
+
+def draw_png(layout: Layout) -> np.ndarray:
+    """The layout drawn with Pillow: a uint8 RGB array."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGB", (layout.width, layout.height), (255, 255, 255))
+    for x, y, pic in layout.images:
+        canvas.paste(Image.fromarray(np.ascontiguousarray(pic)), (int(x), int(y)))
+    draw = ImageDraw.Draw(canvas)
+    for x, y, text, size in layout.texts:
+        draw.text((x, y), text, fill=(0, 0, 0), font=_font(size))
+    return np.asarray(canvas)
+
+
+def draw_vector(layout: Layout, fmt: str) -> bytes:
+    """The layout as a PDF or SVG (matplotlib, the ``plots`` extra): text as vector, pictures embedded."""
+    fig = new_figure(layout.width / 100, layout.height / 100, dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, layout.width)
+    ax.set_ylim(layout.height, 0)
+    ax.set_axis_off()
+    for x, y, pic in layout.images:
+        h, w = pic.shape[:2]
+        ax.imshow(pic, extent=(x, x + w, y + h, y), interpolation="none")
+    for x, y, text, size in layout.texts:
+        ax.text(x, y, text, fontsize=size * 0.72 * 0.85, va="top", ha="left")  # px at 100 dpi -> pt
+    ax.set_xlim(0, layout.width)
+    ax.set_ylim(layout.height, 0)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=100)
+    return buf.getvalue()
+
+
+def encode_figure(layout: Layout, fmt: str = "png") -> bytes:
+    """The layout's file content in ``fmt`` (png, pdf or svg)."""
+    if fmt == "png":
+        from aptviz.output.atomic import encode_image
+
+        return encode_image(draw_png(layout), ".png")
+    require_vector(fmt)
+    return draw_vector(layout, fmt)
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def require_vector(fmt: str) -> None:
+    """Raise a clear error when ``fmt`` is not a figure format or matplotlib is missing for it."""
+    from aptviz.errors import MissingExtraError, ParameterError
+
+    if fmt not in FIGURE_FORMATS:
+        raise ParameterError(f"figure-format must be png, pdf or svg, got {fmt!r}")
+    if fmt == "png":
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            f"--figure-format {fmt} needs matplotlib: pip install 'aptviz[plots]' (or use png)"
+        ) from None
 
 
 def _heatmap_note(shown: int, finest: int | None) -> str:
@@ -264,65 +370,165 @@ def _heatmap_note(shown: int, finest: int | None) -> str:
     return "(finest scale)" if finest is None or finest == shown else f"({finest} px: all zero)"
 
 
+COMPARE_HEIGHT = 320  # target panel height in compare.png
+COMPARE_PANEL_WIDTH = 520  # and the widest a panel may be (5 panels to a row)
+BAR_MIN_HEIGHT = 220  # a colorbar is never shorter (wide panoramas)
+# ColorBrewer "Reds": white (no error) to dark red
+ERROR_STOPS = ((255, 255, 255), (252, 187, 161), (251, 106, 74), (203, 24, 29), (103, 0, 13))
+
+
+def compare_zoom(height: int, width: int) -> float:
+    """Zoom of every compare.png panel: whole numbers up for small images, fractions down.
+
+    Examples
+    --------
+    >>> compare_zoom(56, 56), compare_zoom(980, 980), compare_zoom(504, 2016)
+    (5, 0.32653061224489793, 0.25793650793650796)
+    """
+    if height <= COMPARE_HEIGHT and width <= COMPARE_PANEL_WIDTH:
+        return max(1, min(COMPARE_HEIGHT // height, COMPARE_PANEL_WIDTH // width))
+    return min(COMPARE_HEIGHT / height, COMPARE_PANEL_WIDTH / width)
+
+
+def error_lut() -> np.ndarray:
+    """(256, 3) uint8 ramp of :data:`ERROR_STOPS` (white = no error)."""
+    stops = np.array(ERROR_STOPS, dtype=np.float64)
+    pos = np.linspace(0, 255, len(stops))
+    x = np.arange(256)
+    return np.stack([np.interp(x, pos, stops[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
+
+
+def error_map(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
+    """``|view - resized|`` per pixel, the mean over the three channels (float32, 0 .. 255)."""
+    diff = np.abs(view.astype(np.int16) - resized.astype(np.int16))
+    return diff.mean(axis=2, dtype=np.float32)
+
+
+def _show(picture: np.ndarray, zoom: float) -> np.ndarray:
+    """A picture at display size: pixel repetition up, area average down."""
+    return _zoom(picture, zoom, Image.Resampling.BOX)
+
+
+def _sample(cells: np.ndarray, cell: int, size: tuple[int, int], zoom: float) -> np.ndarray:
+    """The cell under each display pixel (crisp cells at any zoom)."""
+    w, h = size
+    dh, dw = max(1, round(h * zoom)), max(1, round(w * zoom))
+    ys = np.minimum((np.arange(dh) / zoom).astype(np.intp), h - 1) // cell
+    xs = np.minimum((np.arange(dw) / zoom).astype(np.intp), w - 1) // cell
+    return cells[ys[:, None], xs[None, :]]
+
+
+def heat_panel(entropy, patch_size: int, size, vrange, zoom: float, style: dict | None = None) -> np.ndarray:
+    """The heatmap at display size with a colorbar whose labels stay readable (``BAR_FONT`` px)."""
+    from aptviz.render.pictures import PAD, _colorbar, _hatch_colors, colormap_lut
+
+    ent = to_numpy(entropy).astype(np.float64)
+    vmin, vmax = vrange
+    lut = colormap_lut()
+    pad = ent == PAD
+    span = vmax - vmin
+    scaled = (np.where(pad, vmin, ent) - vmin) / span if span > 0 else np.zeros_like(ent)
+    idx = np.clip(np.rint(scaled * 255), 0, 255).astype(np.intp)
+    pixels = lut[_sample(idx, patch_size, size, zoom)]
+    shown_pad = _sample(pad, patch_size, size, zoom)
+    if shown_pad.any():
+        ys, xs = np.nonzero(shown_pad)
+        pixels[ys, xs] = _hatch_colors(ys, xs)
+    style = style or {}
+    bar = _colorbar(max(pixels.shape[0], BAR_MIN_HEIGHT), vmin, vmax, lut, bool(pad.any()), patch_size,
+                    style.get("unit", "bits"), style.get("measure"), font_size=BAR_FONT)  # fmt: skip
+    return _side_by_side(pixels, bar)
+
+
+def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
+    h = max(left.shape[0], right.shape[0])
+    out = np.full((h, left.shape[1] + gap + right.shape[1], 3), 255, np.uint8)
+    out[: left.shape[0], : left.shape[1]] = left
+    out[: right.shape[0], left.shape[1] + gap :] = right
+    return out
+
+
+def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> tuple[list[np.ndarray], list[float], np.ndarray]:
+    """Error maps of ``views`` against ``resized`` on one shared colour scale, and its colorbar.
+
+    The scale runs from 0 to the 99.5th percentile of both maps (at least 1),
+    so one stray pixel does not wash the row out; larger errors take the top colour.
+    """
+    from aptviz.render.pictures import _colorbar
+
+    errors = [error_map(np.asarray(v), resized) for v in views]
+    top = max(1.0, float(np.percentile(np.concatenate([e.ravel() for e in errors]), 99.5)))
+    lut = error_lut()
+    shown = []
+    for err in errors:
+        small = err if zoom == 1 else np.asarray(Image.fromarray(err, mode="F").resize(
+            (max(1, round(err.shape[1] * zoom)), max(1, round(err.shape[0] * zoom))),
+            Image.Resampling.NEAREST if zoom > 1 else Image.Resampling.BOX))  # fmt: skip
+        shown.append(lut[np.clip(np.rint(small / top * 255), 0, 255).astype(np.intp)])
+    height = max(shown[0].shape[0], BAR_MIN_HEIGHT)
+    bar = _colorbar(height, 0.0, top, lut, False, 0, "0-255", None, font_size=BAR_FONT, title=["|error|"])
+    return shown, [float(e.mean()) for e in errors], bar
+
+
 def build_compare(
     original,
     resized: np.ndarray,
-    heatmap: np.ndarray,
-    finest: int,
-    selections: list[tuple[dict, dict]],
+    heat: dict,
+    selections: list[tuple[dict, dict, object]],
     color_by_scale: bool = False,
-    finest_scale: int | None = None,
-    heatmap_at=None,
-    small: np.ndarray | None = None,
-) -> np.ndarray:
-    """``compare.png`` of one image.
+) -> Layout:
+    """``compare`` of one image as a :class:`Layout` (draw it with :func:`encode_figure`).
+
+    The same grid for every image: a first row with the original, the
+    importance heatmap (with its colorbar) and the blend; then one row per
+    selection with its overlay, the model view, the uniform baseline at equal
+    tokens and the two error maps ``|view - resized|`` on one colour scale
+    (with its colorbar).
 
     Parameters
     ----------
     original : PIL.Image.Image
-        The loaded image.
+        The loaded image (for its size).
     resized : ndarray
         The resized image.
-    heatmap : ndarray
-        The heatmap picture (image + colorbar) at the resized size: the
-        finest scale's, or for upsample-mse (all zeros there) the next one.
-    finest : int
-        Patch size of that heatmap (for its title).
-    selections : list of (dict, dict)
-        ``(stats entry, masks)`` of every selection.
+    heat : dict
+        ``map`` (the shown importance map), ``scale`` (its patch size),
+        ``finest`` (the finest patch size), ``vrange`` (colour range),
+        ``style`` (``unit`` and ``measure`` of the colorbar).
+    selections : list of (dict, dict, ModelView)
+        ``(stats entry, masks, model view)`` of every selection.
     color_by_scale : bool
         Colour the overlays by scale.
-    finest_scale : int, optional
-        The finest patch size, when the heatmap shows a coarser one.
-    heatmap_at : callable, optional
-        ``k -> picture``: the heatmap drawn ``k`` times larger (used for
-        integer zooms, so the colorbar stays readable); else ``heatmap`` is scaled.
-    small : ndarray, optional
-        :func:`display_image` of ``resized`` when already computed.
 
     Returns
     -------
-    ndarray
+    Layout
     """
     h, w = resized.shape[:2]
-    zoom = display_scale(h, w)
-    size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
-    resample = Image.Resampling.NEAREST if zoom >= 1 else Image.Resampling.BOX
-    # the original is shown at display size: reduce the resized image (same picture, fewer pixels to read)
-    if small is None and zoom < 1:
-        small = _zoom(np.asarray(resized), zoom, resample)
-    orig = small if small is not None else np.asarray(original.convert("RGB").resize(size, resample))
-    if heatmap_at is not None and zoom > 1:
-        heat_zoom = heatmap_at(int(zoom))
-    else:
-        heat_zoom = _zoom(heatmap, zoom, Image.Resampling.BOX)
-    panels = [
-        (orig, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
-        (heat_zoom, [f"importance, {finest} px", _heatmap_note(finest, finest_scale)]),
-    ]
-    for entry, masks in selections:
-        panels.append((display_overlay(resized, masks, zoom, color_by_scale, small), selection_title(entry)))
-    return compare_figure(panels)
+    zoom = compare_zoom(h, w)
+    small = _show(np.asarray(resized), zoom)
+    ps = heat["scale"]
+    blend = blend_heatmap(small, _sample(to_numpy(heat["map"]), ps, (w, h), zoom), 1, *heat["vrange"])
+    first = [
+        (small, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
+        (heat_panel(heat["map"], ps, (w, h), heat["vrange"], zoom, heat.get("style")),
+         [f"importance, {ps} px", _heatmap_note(ps, heat.get("finest"))]),
+        (blend, ["importance over the photo"]),
+    ]  # fmt: skip
+    rows = [first]
+    for entry, masks, view in selections:
+        uniform = view.uniform.image
+        errors, means, bar = error_panels(resized, [view.apt, uniform], zoom)
+        tokens = entry.get("uniform_vit_tokens")
+        rows.append([
+            (display_overlay(resized, masks, zoom, color_by_scale, small if zoom < 1 else None), selection_title(entry)[:2]),
+            (_show(np.asarray(view.apt), zoom), ["what the ViT sees", _db_line(entry.get("psnr_apt"))]),
+            (_show(np.asarray(uniform), zoom),
+             [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform", _db_line(entry.get("psnr_uniform"))]),
+            (errors[0], ["|APT view - resized|", f"mean {means[0]:.2f} of 255"]),
+            (_side_by_side(errors[1], bar), ["|uniform - resized|", f"mean {means[1]:.2f} of 255"]),
+        ])  # fmt: skip
+    return grid_layout(rows)
 
 
 # ---------------------------------------------------------------- dataset view
@@ -422,24 +628,29 @@ def percentiles(hist: dict, qs=PERCENTILES) -> dict:
     return out
 
 
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float, dpi: int = 110):
     """A matplotlib Figure (Agg canvas, 110 dpi) of ``width`` x ``height`` inches, no pyplot state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
 
-def save_figure(fig, path) -> Path:
-    """Lay out ``fig`` and write it as a PNG atomically; returns the path."""
-    from aptviz.output.atomic import write_bytes_atomic
-
+def figure_bytes(fig, fmt: str = "png") -> bytes:
+    """Lay out ``fig`` and return its file content in ``fmt`` (png, pdf or svg)."""
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_bytes_atomic(path, buf.getvalue())
+    fig.savefig(buf, format=fmt)
+    return buf.getvalue()
+
+
+def save_figure(fig, path) -> Path:
+    """Lay out ``fig`` and write it atomically in the format its suffix names; returns the path."""
+    from aptviz.output.atomic import write_bytes_atomic
+
+    return write_bytes_atomic(path, figure_bytes(fig, Path(path).suffix.lstrip(".").lower() or "png"))
 
 
 def write_importance_histogram(

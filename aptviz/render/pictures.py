@@ -167,17 +167,24 @@ def _colorbar(
     ps: int,
     unit: str = "bits",
     measure: str | None = None,
+    font_size: int | None = None,
+    title: list[str] | None = None,
 ) -> np.ndarray:
     """A white panel with a vertical colorbar, tick labels and a no-data key.
 
     Titled with the scale and the unit; a ``measure`` name (any but entropy,
     whose panel is unchanged) goes between them, and the panel widens to fit.
+    ``font_size`` (default from the height) and ``title`` (lines above the
+    unit instead of the scale) are for figures that show the bar smaller;
+    with either, ticks closer than a line are thinned and the width fits the labels.
     """
-    font_size = int(np.clip(height // 32, 9, 18))
+    fixed = font_size is None and title is None
+    font_size = int(np.clip(height // 32, 9, 18)) if font_size is None else font_size
     font = _font(font_size) if measure is None else _unicode_font(font_size)
-    titles = [legible(t, font) for t in ([f"{ps}px", unit] if measure is None else [f"{ps}px", measure, unit])]
+    head = [f"{ps}px"] if title is None else list(title)
+    titles = [legible(t, font) for t in (head + [unit] if measure is None else head + [measure, unit])]
     width = font_size * 6 + 24
-    if measure is not None:
+    if measure is not None or not fixed:
         labels = titles + [f"{t:g}" for t in _nice_ticks(vmin, vmax)]
         width = max(width, 12 + int(max(font.getlength(t) for t in labels[:3])), 24 + max(8, font_size)
                     + int(max(font.getlength(t) for t in labels[3:])))  # fmt: skip
@@ -196,7 +203,11 @@ def _colorbar(
         bar = np.repeat(lut[levels][:, None, :], bar_w, axis=1)
         panel.paste(Image.fromarray(bar), (x0, top))
         draw.rectangle((x0 - 1, top - 1, x0 + bar_w, bottom), outline=(0, 0, 0))
-        for t in _nice_ticks(vmin, vmax):
+        ticks = _nice_ticks(vmin, vmax)
+        if not fixed and len(ticks) > 1:  # keep a line of space between labels
+            room = max(1, int(span // (font_size + 2)))
+            ticks = ticks[:: -(-len(ticks) // room)]
+        for t in ticks:
             y = bottom - 1 - ((t - vmin) / (vmax - vmin) if vmax > vmin else 0) * (span - 1)
             draw.line((x0 + bar_w, y, x0 + bar_w + 4, y), fill=(0, 0, 0))
             draw.text((x0 + bar_w + 6, y - font_size / 2), f"{t:g}", fill=(0, 0, 0), font=font)
