@@ -117,7 +117,7 @@ table.sum td.t{text-align:left}.pager{margin:.4em 0;font-size:12px}.pager button
 figure{margin:0;min-width:0;max-width:100%}figcaption{font-size:12px;color:#555}
 img{max-width:100%;height:auto;border:1px solid #ccc;background:#eee;image-rendering:auto}
 .view img{max-height:260px;width:auto}
-.hm{overflow:hidden;border:1px solid #ccc;max-width:100%}
+.hmf{max-width:100%}.hm{overflow:hidden;border:1px solid #ccc;width:100%}
 .hm img{height:100%;width:auto;max-width:none;max-height:none;border:0;display:block;image-rendering:pixelated}
 .blend img{max-height:150px;width:auto}
 .cbar{display:flex;height:150px;font-size:12px;line-height:1}
@@ -160,9 +160,9 @@ function colorbar(b){
 function heatPart(d){
   if(!d.heat.length&&!d.blend)return null;var row=el('div',{'class':'row heat'});
   d.heat.forEach(function(h){
-    var f=el('figure');var box=el('div',{'class':'hm'});
+    var f=el('figure',{'class':'hmf'});var box=el('div',{'class':'hm'});
     if(d.aspect){box.style.aspectRatio=d.aspect[0]+' / '+d.aspect[1];
-      box.style.width='min(100%, '+Math.round(D.heatHeight*d.aspect[0]/d.aspect[1])+'px)';}
+      f.style.width=Math.round(D.heatHeight*d.aspect[0]/d.aspect[1])+'px';}
     box.appendChild(el('img',{loading:'lazy',src:h.src,alt:h.caption}));f.appendChild(box);
     f.appendChild(el('figcaption',null,h.caption));row.appendChild(f);});
   if(d.bar)row.appendChild(colorbar(d.bar));
