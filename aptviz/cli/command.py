@@ -59,6 +59,7 @@ from aptviz.cli.options import (
     Version,
     Workers,
     memory_from,
+    FigureFormat,
     render_from,
     request_from,
     setup_logging,
@@ -107,6 +108,7 @@ def run(
     line_width: LineWidth = 2,
     caption: Caption = False,
     overlay_format: OverlayFormat = "jpg",
+    figure_format: FigureFormat = "png",
     export_tokens: ExportTokens = False,
     max_memory: MaxMemory = None,
     json_out: JsonOut = False,
@@ -123,7 +125,7 @@ def run(
     try:
         params, runs = request_from(locals())
         memory = memory_from(max_memory)
-        render = render_from(color_by_scale, line_width, caption, overlay_format)
+        render = render_from(color_by_scale, line_width, caption, overlay_format, figure_format)
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
             recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,

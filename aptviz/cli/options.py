@@ -153,6 +153,14 @@ ColorByScale = Annotated[
 ]
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
 Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
+FigureFormat = Annotated[
+    str,
+    typer.Option(
+        "--figure-format",
+        metavar="{png,pdf,svg}",
+        help="compare and the batch figures: PNG, or vector PDF/SVG (needs aptviz[plots]); heatmaps stay PNG.",
+    ),
+]
 OverlayFormat = Annotated[
     str,
     typer.Option(
@@ -173,11 +181,18 @@ Version = Annotated[
 DEFAULT_THRESHOLDS_TEXT = "3,2"
 
 
-def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str):
-    """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad)."""
-    from aptviz.render.extras import RenderOptions
+def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, figure_format: str = "png"):
+    """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad).
 
-    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."))
+    A vector ``figure_format`` without matplotlib is a MissingExtraError.
+    """
+    from aptviz.render.extras import RenderOptions
+    from aptviz.render.figures import require_vector
+
+    fmt = str(figure_format).lower().lstrip(".")
+    options = RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."), fmt)
+    require_vector(fmt)
+    return options
 
 
 def usage_error(message: str) -> typer.Exit:

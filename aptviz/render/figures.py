@@ -688,22 +688,61 @@ def write_importance_histogram(
         # 100 display bins
         group = HIST_BINS // 100
         disp = counts.reshape(-1, group).sum(axis=1)
-        ax.stairs(disp, edges[::group], fill=True, color="tab:purple", alpha=0.5)
+        ax.stairs(disp, edges[::group], fill=True, color="tab:purple", alpha=0.5, label="cells (100 bins)")
         pct = percentiles(h)
         ax.set_title(f"{s} px  (median {pct['p50']:.2f})" if pct["p50"] is not None else f"{s} px")
         ax.set_xlabel(f"importance ({unit})")
         if i == 0:
             ax.set_ylabel("cells")
         if i > 0 and v1_thresholds is not None and i - 1 < len(v1_thresholds):
-            ax.axvline(v1_thresholds[i - 1], color=colors[0], ls="--", lw=1.5, label=f"v1 {v1_thresholds[i - 1]:g}")
+            ax.axvline(v1_thresholds[i - 1], color=colors[0], ls="--", lw=1.5,
+                       label=f"v1: {v1_thresholds[i - 1]:g} {unit} at {s} px")  # fmt: skip
         for j, (alpha, thr) in enumerate(v2_lines or []):
             if i > 0 and thr.get(s) is not None:
-                ax.axvline(thr[s], color=colors[1 + j % 4], ls="-", lw=1.2, label=f"v2 a={alpha:g}: {thr[s]:.2f}")
-        if i > 0 and (v1_thresholds is not None or v2_lines):
-            ax.legend(fontsize=7)
+                ax.axvline(thr[s], color=colors[1 + j % 4], ls="-", lw=1.2,
+                           label=f"v2 alpha={alpha:g}: {thr[s]:.2f} {unit} at {s} px")  # fmt: skip
+        ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Importance of all non-PAD cells in the batch (kept as one patch when below the threshold)",
                  fontsize=9)
     return save_figure(fig, path)
+
+
+def informative_top(values: list[float]) -> float | None:
+    """Upper y limit that leaves out far outliers (a near-lossless point), or None when none is far.
+
+    An outlier lies more than 3 interquartile ranges (at least 3 dB) above the
+    upper quartile; the limit is the highest other value plus a margin.
+
+    Examples
+    --------
+    >>> informative_top([26.0, 28.0, 30.0, 31.0, 70.0])
+    32.5
+    >>> informative_top([26.0, 28.0, 30.0]) is None
+    True
+    """
+    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if vals.size < 3:
+        return None
+    q1, q3 = np.percentile(vals, [25, 75])
+    limit = q3 + 3 * max(q3 - q1, 1.0)
+    inside = vals[vals <= limit]
+    if inside.size == vals.size or not inside.size:
+        return None
+    return float(inside.max() + max(1.5, 0.05 * (inside.max() - inside.min())))
+
+
+def _mark_off_scale(ax, series, top: float, colors: dict) -> None:
+    """Points above ``top`` drawn as arrows at the top edge, each labelled with its value."""
+    marked = 0
+    for kind, method, xs, ys in series:
+        for x, y in zip(xs, ys):
+            if y > top:
+                ax.plot([x], [top], marker="^", ms=8, color=colors[method], ls="none",
+                        label=None if marked else "off scale (value in dB)")  # fmt: skip
+                ax.annotate(f"{y:.0f} dB", (x, top), textcoords="offset points", xytext=(-6, -12 - 10 * (marked % 3)),
+                            fontsize=7, ha="right")  # fmt: skip
+                marked += 1
+    ax.set_ylim(top=top + 0.5)
 
 
 def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
@@ -716,31 +755,36 @@ def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
     ok = [r for r in ok if r.get("psnr_apt") is not None]
     if not ok:
         return None
-    fig = new_figure(6.4, 4.4)
+    fig = new_figure(8.8, 4.4)
     ax = fig.subplots()
     colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
+    series = []  # (kind, method, xs, ys): plotted after the y range is known
     for method in ("v1", "v2", "budget"):
         mine = [r for r in ok if r["method"] == method]
         if not mine:
             continue
-        ax.scatter([r["retention"] for r in mine], [r["psnr_apt"] for r in mine], s=8, alpha=0.3,
-                   color=colors[method])
+        series.append(("dots", method, [r["retention"] for r in mine], [r["psnr_apt"] for r in mine]))
         groups: dict = {}
         for r in mine:
             groups.setdefault(r["alpha"], []).append(r)
-        apt, uni = [], []
-        for grp in groups.values():
-            apt.append((np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp])))
-            uni.append((
-                np.mean([g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp]),
-                np.mean([g["psnr_uniform"] for g in grp]),
-            ))
-        ax.plot(*zip(*sorted(apt)), "o-", color=colors[method], label=f"APT {method} (mean per alpha)")
-        ax.plot(*zip(*sorted(uni)), "s--", color=colors[method], mfc="white",
-                label=f"uniform Qwen2-VL at {method}'s tokens")
+        apt = sorted((np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp]))
+                     for grp in groups.values())  # fmt: skip
+        uni = sorted((np.mean([g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp]),
+                      np.mean([g["psnr_uniform"] for g in grp])) for grp in groups.values())  # fmt: skip
+        series += [("apt", method, *map(list, zip(*apt))), ("uniform", method, *map(list, zip(*uni)))]
+    top = informative_top([y for *_, ys in series for y in ys])
+    styles = {
+        "dots": lambda m: dict(ls="none", marker=".", ms=5, alpha=0.35, label=f"APT {m}, one image"),
+        "apt": lambda m: dict(ls="-", marker="o", label=f"APT {m} (mean per alpha)"),
+        "uniform": lambda m: dict(ls="--", marker="s", mfc="white", label=f"uniform Qwen2-VL at {m}'s tokens"),
+    }
+    for kind, method, xs, ys in series:
+        ax.plot(xs, np.minimum(ys, top) if top is not None else ys, color=colors[method], **styles[kind](method))
+    if top is not None:
+        _mark_off_scale(ax, series, top, colors)
     ax.set_xlabel("retention (ViT tokens / N)")
     ax.set_ylabel("PSNR vs resized image (dB)")
     ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, path)

@@ -78,8 +78,10 @@ def dataset_summary(stats_list: list[dict]) -> dict:
     }
 
 
-def write_dataset_view(output: str | Path, rows: list[dict], columns: list[str], figures: bool = True) -> list[str]:
-    """Write dataset.json, the dataset figures (when ``figures``) and report.html.
+def write_dataset_view(
+    output: str | Path, rows: list[dict], columns: list[str], figures: bool = True, figure_format: str = "png"
+) -> list[str]:
+    """Write dataset.json, the dataset figures (when ``figures``, as png, pdf or svg) and report.html.
 
     Returns
     -------
@@ -95,8 +97,9 @@ def write_dataset_view(output: str | Path, rows: list[dict], columns: list[str],
     v2_lines = [(float(a), thr) for a, thr in summary["v2_mean_thresholds"].items()]
     steps = [(DATASET_NAME, lambda p: write_json_atomic(p, summary))]
     if figures and stats_list:
-        steps.append((HISTOGRAM_NAME, lambda p: write_importance_histogram(p, summary["histogram"], v1, v2_lines)))
-        steps.append((PSNR_NAME, lambda p: write_psnr_curves(p, rows)))
+        steps.append((_named(HISTOGRAM_NAME, figure_format),
+                      lambda p: write_importance_histogram(p, summary["histogram"], v1, v2_lines)))
+        steps.append((_named(PSNR_NAME, figure_format), lambda p: write_psnr_curves(p, rows)))
     steps.append(("report.html", lambda p: write_report(output, rows, columns)))
     for name, write in steps:
         try:
@@ -105,6 +108,17 @@ def write_dataset_view(output: str | Path, rows: list[dict], columns: list[str],
             return [f"cannot write {text_path(output / name)}: {exc}"]
     logger.debug("dataset view in {:.2f} s", time.monotonic() - started)
     return []
+
+
+def _named(name: str, fmt: str) -> str:
+    """``name`` with the suffix of ``fmt``.
+
+    Examples
+    --------
+    >>> _named("psnr_vs_retention.png", "svg")
+    'psnr_vs_retention.svg'
+    """
+    return str(Path(name).with_suffix("." + fmt))
 
 
 def _v1_thresholds(stats_list: list[dict]) -> list[float] | None:

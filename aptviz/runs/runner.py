@@ -261,7 +261,7 @@ def run(
             finally:
                 rec.write_summary(force=True)
         if not lock.read_only:
-            _maybe_plot(report, rec.summary.rows, runs)
+            _maybe_plot(report, rec.summary.rows, runs, _figure_format(options))
             _dataset_view(report, rec.summary, options, runs)
     finally:
         lock.release()
@@ -310,7 +310,14 @@ def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[Ru
 
     # the matplotlib figures follow the retention plot's rule: a batch with 2+ selections, redrawn when computed
     figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0 and _can_plot(report)
-    report.errors += write_dataset_view(report.output, summary.rows, summary.columns, figures=figures)
+    report.errors += write_dataset_view(
+        report.output, summary.rows, summary.columns, figures=figures, figure_format=_figure_format(options)
+    )
+
+
+def _figure_format(options: RunOptions) -> str:
+    """png, pdf or svg: the batch figures' format (``RenderOptions.figure_format``)."""
+    return getattr(options.render, "figure_format", None) or "png"
 
 
 def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions, read_only: bool = False):
@@ -334,9 +341,9 @@ def _can_plot(report: RunReport) -> bool:
     return True
 
 
-def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec]) -> None:
+def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec], fmt: str = "png") -> None:
     """The retention plot: for a batch with 2+ selections, redrawn when something was computed."""
-    plot = report.output / PLOT_NAME
+    plot = report.output / PLOT_NAME.replace(".png", "." + fmt)
     if len(runs) < 2 or report.jobs < 2 or report.interrupted:
         return
     if not report.count(Status.done) and plot.exists():
