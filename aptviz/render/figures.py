@@ -26,6 +26,7 @@ from aptviz.render.pictures import (
     BOUNDARY_COLOR,
     LINE_WIDTH,
     _font,
+    _wrap,
     blend_heatmap,
     draw_overlay,
     legible,
@@ -202,30 +203,6 @@ def _db_line(value) -> str:
     return f"PSNR {_db(value)}"
 
 
-def _wrap(text: str, font, width: int) -> list[str]:
-    """``text`` broken into lines no wider than ``width`` px (words split only when one alone is too wide).
-
-    Examples
-    --------
-    >>> from aptviz.render.pictures import _font
-    >>> _wrap("budget  alpha=0.3", _font(15), 60)
-    ['budget', 'alpha=0.3']
-    """
-    lines: list[str] = []
-    for word in text.split():
-        while font.getlength(word) > width and len(word) > 1:  # a word alone too wide: split it
-            cut = max(1, max(i for i in range(1, len(word) + 1) if font.getlength(word[:i]) <= width or i == 1))
-            if lines and lines[-1] == "":
-                lines.pop()
-            lines.append(word[:cut])
-            word = word[cut:]
-        if lines and font.getlength(lines[-1] + " " + word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return lines or [""]
-
-
 def fit_text(lines: list[str], width: int, size: int, smallest: int = 10) -> tuple[list[str], int]:
     """Title lines wrapped to ``width`` px; the font shrinks (to ``smallest``) before a word is split.
 
@@ -276,7 +253,7 @@ def grid_layout(rows: list[list[tuple[np.ndarray, list[str]]]], gap: int = GAP) 
     --------
     >>> lay = grid_layout([[(np.zeros((30, 40, 3), np.uint8), ["a"]), (np.zeros((20, 10, 3), np.uint8), ["b c"])]])
     >>> [y for _, y, _ in lay.images]  # the same top edge
-    [43, 43]
+    [48, 48]
     """
     placed = []
     y = gap

@@ -469,6 +469,29 @@ def scale_colors(n: int) -> list[tuple[int, int, int]]:
     return [SCALE_COLORS[i % len(SCALE_COLORS)] for i in range(n)]
 
 
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` px (words split only when one alone is too wide).
+
+    Examples
+    --------
+    >>> _wrap("budget  alpha=0.3", _font(15), 70)
+    ['budget', 'alpha=0.3']
+    """
+    lines: list[str] = []
+    for word in text.split():
+        while font.getlength(word) > width and len(word) > 1:  # a word alone too wide: split it
+            cut = max(1, max(i for i in range(1, len(word) + 1) if font.getlength(word[:i]) <= width or i == 1))
+            if lines and lines[-1] == "":
+                lines.pop()
+            lines.append(word[:cut])
+            word = word[cut:]
+        if lines and font.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def text_strip(lines: list[str], width: int, font_size: int | None = None, swatches=None) -> np.ndarray:
     """A white strip of ``width`` px with one line of text per entry.
 
@@ -481,14 +504,16 @@ def text_strip(lines: list[str], width: int, font_size: int | None = None, swatc
     (100, 3)
     """
     size = font_size or int(np.clip(width // 40, 10, 22))
+    font = _font(size)
+    room = max(8, width - 8)
+    lines = [part for line in lines for part in _wrap(legible(line, font), font, room)]  # never cut at the edge
     rows = len(lines) + (1 if swatches else 0)
     height = rows * (size + 4) + 6
     panel = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
-    font = _font(size)
     y = 3
     for line in lines:
-        draw.text((4, y), legible(line, font), fill=(0, 0, 0), font=font)
+        draw.text((4, y), line, fill=(0, 0, 0), font=font)
         y += size + 4
     if swatches:
         x = 4
