@@ -349,7 +349,7 @@ def _heatmap_note(shown: int, finest: int | None) -> str:
 
 COMPARE_HEIGHT = 320  # target panel height in compare.png
 COMPARE_PANEL_WIDTH = 520  # and the widest a panel may be (5 panels to a row)
-BAR_MIN_HEIGHT = 220  # a colorbar is never shorter (wide panoramas)
+BAR_MIN_HEIGHT = 160  # a colorbar is never shorter (wide panoramas)
 # ColorBrewer "Reds": white (no error) to dark red
 ERROR_STOPS = ((255, 255, 255), (252, 187, 161), (251, 106, 74), (203, 24, 29), (103, 0, 13))
 

@@ -190,7 +190,7 @@ def _colorbar(
                     + int(max(font.getlength(t) for t in labels[3:])))  # fmt: skip
     panel = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
-    top = font_size * len(titles) + 6
+    top = font_size * len(titles) + 6 + (0 if fixed else font_size // 2)  # room for the top tick's label
     key = font_size * 3 if any_pad else 0
     bottom = height - font_size - 4 - key
     bar_w = max(8, font_size)
