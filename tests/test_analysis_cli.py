@@ -99,10 +99,12 @@ def test_compare_is_readable_for_a_tiny_input(tmp_path):
     r = invoke(src, "-m", "v1", "-m", "budget:0.5", "-q", "-o", tmp_path / "out")
     assert r.exit_code == 0, r.output
     fig = np.asarray(Image.open(tmp_path / "out/tiny/compare.png"))
-    # 56 px resized image shown 6x (336 px) in 4 panels side by side, with titles above
-    assert fig.shape[0] > 336 and fig.shape[1] >= 4 * 336
-    cols_with_green = ((fig == [0, 255, 0]).all(axis=2)).any(axis=0)
-    assert cols_with_green[2 * 336 :].sum() > 100  # the two overlay panels carry crisp green lines
+    # 56 px resized image shown 5x (280 px): a first row of 3 panels, then a row of 5 per selection
+    assert fig.shape[0] > 3 * 280 and fig.shape[1] >= 5 * 280
+    green = (fig == [0, 255, 0]).all(axis=2)
+    rows_with_green = green[:, :300].any(axis=1)
+    assert not rows_with_green[:300].any()  # the first row: original, heatmap, blend
+    assert rows_with_green[300:].sum() > 2 * 250  # each selection row starts with its overlay, crisp green lines
 
 
 def test_dataset_view_percentiles_and_report(tmp_path):
