@@ -157,3 +157,22 @@ def test_calibrate_usage_errors(tmp_path, capsys, args, message):
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "calibration.json").exists()
+
+
+def test_figure_format_svg_writes_compare_and_the_batch_figures_as_svg(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = invoke(SAMPLES / "chelsea.png", SAMPLES / "coffee.png", "-m", "v1", "-m", "budget:0.3",
+               "--figure-format", "svg", "-q", "-o", tmp_path)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    for name in ("retention_vs_alpha", "psnr_vs_retention", "importance_histogram"):
+        assert (tmp_path / f"{name}.svg").read_bytes().startswith(b"<?xml") and not (tmp_path / f"{name}.png").exists()
+    for folder in ("chelsea", "coffee"):
+        stats = json.loads((tmp_path / folder / "stats.json").read_text())
+        assert stats["files"]["compare"] == "compare.svg" and stats["render"]["figure_format"] == "svg"
+        assert b"<svg" in (tmp_path / folder / "compare.svg").read_bytes()[:2000]
+        assert (tmp_path / folder / "01_heatmaps/importance_map_scale_14.png").is_file()  # heatmaps stay PNG
+    assert "psnr_vs_retention.svg" in (tmp_path / "report.html").read_text()
+    again = invoke(SAMPLES / "chelsea.png", "-m", "v1", "-m", "budget:0.3", "-q", "-o", tmp_path)
+    assert again.exit_code == 0  # back to png: redone, not skipped as complete
+    assert json.loads((tmp_path / "chelsea/stats.json").read_text())["files"]["compare"] == "compare.png"
+    assert not (tmp_path / "chelsea/compare.svg").exists()

@@ -122,3 +122,12 @@ def test_legible_keeps_what_the_font_draws_and_spells_out_the_rest():
     if dejavu is default:
         pytest.skip("matplotlib's DejaVu Sans is not installed")
     assert legible("mean |∇²|", dejavu) == "mean |∇²|"
+
+
+@pytest.mark.parametrize("fmt", ["svg", "pdf"])
+def test_a_vector_figure_format_without_matplotlib_is_one_clear_line(tmp_path, fmt):
+    out = tmp_path / "out"
+    r = aptviz_without_matplotlib(tmp_path, SAMPLES / "chelsea.png", "--figure-format", fmt, "-o", out)
+    assert r.returncode == 2
+    assert f"--figure-format {fmt} needs matplotlib" in r.stderr and "aptviz[plots]" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()

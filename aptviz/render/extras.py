@@ -186,4 +186,7 @@ def write_extras(
     layout = build_compare(result.loaded.image, result.resized, heat, panels, options.color_by_scale)
     name = compare_name(options.figure_format)
     write_bytes_atomic(out / name, encode_figure(layout, options.figure_format))
+    for other in FIGURE_FORMATS:  # a comparison figure of an earlier run in another format no longer belongs here
+        if other != options.figure_format:
+            (out / compare_name(other)).unlink(missing_ok=True)
     return {"blend": blend, "compare": name}

@@ -102,6 +102,9 @@ def write_dataset_view(
         steps.append((_named(PSNR_NAME, figure_format), lambda p: write_psnr_curves(p, rows)))
     steps.append(("report.html", lambda p: write_report(output, rows, columns)))
     for name, write in steps:
+        for old in output.glob(f"{Path(name).stem}.*"):  # the same figure in another format, from an earlier run
+            if old.suffix in (".png", ".pdf", ".svg") and old.name != name:
+                old.unlink(missing_ok=True)
         try:
             write(output / name)
         except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:

@@ -353,6 +353,9 @@ def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec], fmt: s
     from aptviz.runs.summary import write_retention_plot
 
     started = time.monotonic()
+    for old in (plot.with_suffix(s) for s in (".png", ".pdf", ".svg")):  # the plot in another format
+        if old != plot:
+            old.unlink(missing_ok=True)
     try:
         report.plot = write_retention_plot(plot, rows)
     except (OSError, ValueError, RuntimeError) as exc:
