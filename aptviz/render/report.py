@@ -58,6 +58,8 @@ NUMBER_KEYS = (
     ("uniform_vit_tokens", "uniform: ViT tokens", "int"),
     ("psnr_uniform", "PSNR of uniform (dB)", "db"),
 )
+VIEWS = (("overlay", "patches"), ("model_view", "what the ViT sees"), ("uniform", "uniform, same tokens"))
+VIEW_KEYS = tuple(k for k, _ in VIEWS)
 LOSSLESS = "lossless"  # the one word for a PSNR of an identical picture, as in compare.png
 
 COLUMN_LABELS = {
@@ -157,39 +159,46 @@ function colorbar(b){
   box.appendChild(t);var side=el('div',{'class':'side'});side.appendChild(el('span',null,b.unit));
   if(b.pad){var p=el('span');p.appendChild(el('span',{'class':'nodata'}));p.appendChild(document.createTextNode(' no data'));side.appendChild(p);}
   box.appendChild(side);return box;}
+function url(d,rel){return rel?d.base+rel:null;}
+A.url=url;
 function heatPart(d){
   if(!d.heat.length&&!d.blend)return null;var row=el('div',{'class':'row heat'});
   d.heat.forEach(function(h){
     var f=el('figure',{'class':'hmf'});var box=el('div',{'class':'hm'});
     if(d.aspect){box.style.aspectRatio=d.aspect[0]+' / '+d.aspect[1];
       f.style.width=Math.round(D.heatHeight*d.aspect[0]/d.aspect[1])+'px';}
-    box.appendChild(el('img',{loading:'lazy',src:h.src,alt:h.caption}));f.appendChild(box);
-    f.appendChild(el('figcaption',null,h.caption));row.appendChild(f);});
+    box.appendChild(el('img',{loading:'lazy',src:url(d,h[1]),alt:h[0]}));f.appendChild(box);
+    f.appendChild(el('figcaption',null,h[0]));row.appendChild(f);});
   if(d.bar)row.appendChild(colorbar(d.bar));
-  if(d.blend)row.appendChild(figure('blend','importance over the photo',d.blend).fig);
+  if(d.blend)row.appendChild(figure('blend','importance over the photo',url(d,d.blend)).fig);
   return row;}
 function selectionPart(d){
   if(!d.sels.length)return null;var wrap=el('div');var p=el('p',null,'selection: ');
   var sel=el('select',{'aria-label':'selection'});
   d.sels.forEach(function(s,i){sel.appendChild(el('option',{value:String(i)},s.label));});
   p.appendChild(sel);
-  if(d.compare){p.appendChild(document.createTextNode(' \u00b7 '));p.appendChild(el('a',{href:d.compare},'comparison figure'));}
-  if(d.folder){p.appendChild(document.createTextNode(' \u00b7 '));p.appendChild(el('a',{href:d.folder},'all files'));}
+  if(d.compare){p.appendChild(document.createTextNode(' \u00b7 '));p.appendChild(el('a',{href:url(d,d.compare)},'comparison figure'));}
+  p.appendChild(document.createTextNode(' \u00b7 '));p.appendChild(el('a',{href:d.base},'all files'));
   wrap.appendChild(p);var row=el('div',{'class':'row'});var figs={};
   D.views.forEach(function(v){var f=figure('view',v[1],null,v[0]);figs[v[0]]=f;row.appendChild(f.fig);});
   var tbl=el('table',{'class':'num'});var cells=[];
-  D.numbers.forEach(function(n){var tr=el('tr');tr.appendChild(el('td',null,n[1]));
-    var td=el('td',{'data-n':n[0]});cells.push([td,n[0],n[2]]);tr.appendChild(td);tbl.appendChild(tr);});
+  D.numbers.forEach(function(n,j){var tr=el('tr');tr.appendChild(el('td',null,n[1]));
+    var td=el('td',{'data-n':n[0]});cells.push([td,j,n[2]]);tr.appendChild(td);tbl.appendChild(tr);});
   row.appendChild(tbl);
   function show(i){var s=d.sels[i];if(!s)return;
-    D.views.forEach(function(v){var f=figs[v[0]],src=s.files[v[0]];
+    D.views.forEach(function(v,j){var f=figs[v[0]],src=url(d,s.files[j]);
       if(src){f.img.setAttribute('src',src);f.fig.style.display='';}else{f.fig.style.display='none';}});
     cells.forEach(function(c){c[0].textContent=num(s.numbers[c[1]],c[2]);});}
   sel.addEventListener('change',function(){show(+sel.value);});show(0);wrap.appendChild(row);return wrap;}
 A.parts=[heatPart,selectionPart].concat(A.parts||[]);
+function S(i){return i===null||i===undefined?null:D.strings[i];}
+function restore(d){
+  d.heat=d.heat.map(function(h){return [S(h[0]),S(h[1])];});d.blend=S(d.blend);d.compare=S(d.compare);
+  d.sels.forEach(function(s){s.label=S(s.label);s.files=s.files.map(S);});return d;}
 function fill(card){
   if(card.hasAttribute('data-done'))return;card.setAttribute('data-done','');
   var d=D.cards[+card.getAttribute('data-i')];var body=card.querySelector('.body');if(!d||!body)return;
+  restore(d);
   A.parts.forEach(function(part){var n=part(d,card);if(n)body.appendChild(n);});}
 A.fill=fill;
 var cards=document.querySelectorAll('.card[data-i]');
@@ -204,6 +213,8 @@ function fillHash(){var t=location.hash&&document.getElementById(decodeURICompon
 window.addEventListener('hashchange',fillHash);fillHash();
 // the summary table: sorted over all rows, shown a page at a time
 var T=D.table,host=document.getElementById('summary');if(!host||!T.rows.length)return;
+Object.keys(T.dicts).forEach(function(c){var words=T.dicts[c];c=+c;
+  T.rows.forEach(function(r){if(r[c]!==null)r[c]=words[r[c]];});});
 var PAGE=D.page,page=0,order=T.rows.map(function(_,i){return i;}),sortCol=-1,asc=true;
 var box=el('div',{'class':'wrap'}),table=el('table',{'class':'sum'}),thead=el('thead'),hr=el('tr'),tbody=el('tbody');
 var pager=el('div',{'class':'pager'}),info=el('span'),prev=el('button',{type:'button'},'previous'),next=el('button',{type:'button'},'next');
@@ -272,6 +283,18 @@ def _plain(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return _safe(value)
+
+
+def _shown(value):
+    """A card number to 6 significant digits (shown with at most 4 decimals; the table keeps every digit).
+
+    Examples
+    --------
+    >>> _shown(0.07954545454545454), _shown(704), _shown(None)
+    (0.0795455, 704, None)
+    """
+    value = _plain(value)
+    return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
 def _script_json(data) -> str:
@@ -349,21 +372,31 @@ def card_data(folder: str, stats: dict) -> dict:
         The image folder relative to the report.
     stats : dict
         Its stats.json content (any value may be hostile: only numbers,
-        escaped text and links under ``folder`` come out).
+        text and links under ``folder`` come out).
 
     Returns
     -------
     dict
-        ``heat``, ``blend``, ``compare``, ``folder``, ``aspect``, ``bar``, ``sels``.
+        ``base`` (the folder's URL; every other link is relative to it),
+        ``heat`` (``[caption, link]`` per scale), ``blend``, ``compare``,
+        ``aspect`` (``[W, H]`` of the resized image), ``bar`` (the colour
+        scale), ``sels`` (``label``, ``files`` as
+        ``[overlay, model view, uniform]``, ``numbers`` in the order of
+        :data:`NUMBER_KEYS`).
+
+    Examples
+    --------
+    >>> d = card_data("a b", {"files": {"compare": "compare.png"}, "selections": []})
+    >>> d["base"], d["compare"]
+    ('a%20b/', 'compare.png')
     """
-    base = folder.rstrip("/") + "/"
 
     def link(rel):
-        return _url(base + rel) if isinstance(rel, str) and rel else None
+        return _url(rel) if isinstance(rel, str) and rel else None
 
     files = stats.get("files") if isinstance(stats.get("files"), dict) else {}
     heatmaps = files.get("heatmaps") if isinstance(files.get("heatmaps"), dict) else {}
-    heat = [{"src": link(rel), "caption": f"importance, {_safe(ps)} px"}
+    heat = [[f"importance, {_safe(ps)} px", link(rel)]
             for ps, rel in sorted(heatmaps.items(), key=lambda kv: (len(str(kv[0])), str(kv[0]))) if link(rel)]  # fmt: skip
     sels = []
     for sel in stats.get("selections") or []:
@@ -372,15 +405,15 @@ def card_data(folder: str, stats: dict) -> dict:
         sf = sel.get("files") if isinstance(sel.get("files"), dict) else {}
         sels.append({
             "label": _selection_label(sel),
-            "files": {k: link(sf.get(k)) for k in ("overlay", "model_view", "uniform") if link(sf.get(k))},
-            "numbers": {k: _plain(sel.get(k)) for k, _, _ in NUMBER_KEYS},
+            "files": [link(sf.get(k)) for k in VIEW_KEYS],
+            "numbers": [_shown(sel.get(k)) for k, _, _ in NUMBER_KEYS],
         })  # fmt: skip
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
     return {
+        "base": _url(folder.rstrip("/") + "/"),
         "heat": heat,
         "blend": link(files.get("blend")),
         "compare": link(files.get("compare")),
-        "folder": _url(base),
         "aspect": _size(image.get("resized_size")),
         "bar": _colour_scale(stats),
         "sels": sels,
@@ -421,11 +454,58 @@ def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_link
     return {
         "columns": list(columns),
         "labels": [column_label(c) for c in columns],
+        "dicts": _dictionary_encode(table_rows, len(columns)),
         "rows": table_rows,
         "link": "image",
         "db": list(DB_COLUMNS),
         "statusCol": columns.index("status") if "status" in columns else -1,
     }
+
+
+def _interned(card: dict, strings: dict[str, int]) -> dict:
+    """``card`` with its links and labels replaced by indices into ``strings`` (shared by every card).
+
+    Images of one batch share their relative file names and labels: each is sent once.
+    The page restores them before a card's parts see the data.
+    """
+
+    def ref(text):
+        return None if text is None else strings.setdefault(text, len(strings))
+
+    card["heat"] = [[ref(caption), ref(link)] for caption, link in card["heat"]]
+    card["blend"], card["compare"] = ref(card["blend"]), ref(card["compare"])
+    for sel in card["sels"]:
+        sel["label"] = ref(sel["label"])
+        sel["files"] = [ref(f) for f in sel["files"]]
+    return card
+
+
+def _dictionary_encode(rows: list[list], ncols: int) -> dict:
+    """Replace the text of repetitive text columns by indices into one list per column (a smaller page).
+
+    Returns ``{column index: [distinct texts]}``; the page decodes it.
+
+    Examples
+    --------
+    >>> rows = [["a.png", 1], ["a.png", 2], ["b.png", 3], ["a.png", 4]]
+    >>> _dictionary_encode(rows, 2), rows
+    ({0: ['a.png', 'b.png']}, [[0, 1], [0, 2], [1, 3], [0, 4]])
+    """
+    out = {}
+    for c in range(ncols):
+        values = [r[c] for r in rows]
+        texts = [v for v in values if v is not None]
+        if not texts or not all(isinstance(v, str) for v in texts):
+            continue
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) * 2 > len(texts):
+            continue
+        index = {v: i for i, v in enumerate(distinct)}
+        for r in rows:
+            if r[c] is not None:
+                r[c] = index[r[c]]
+        out[c] = distinct
+    return out
 
 
 def build_report(
@@ -476,16 +556,18 @@ def build_report(
         anchors.setdefault((stats.get("image") or {}).get("path"), i)
     failed = sum(1 for r in rows if r.get("status") == "failed")
     data_cards = []
+    strings: dict[str, int] = {}
     for folder, stats in cards:
-        data = card_data(folder, stats)
+        data = _interned(card_data(folder, stats), strings)
         if card_extra is not None:
             data.update(card_extra(folder, stats))
         data_cards.append(data)
     data = {
+        "strings": list(strings),
         "table": _table_data(rows, columns, anchors, output_links or {}),
         "cards": data_cards,
         "numbers": [list(n) for n in NUMBER_KEYS],
-        "views": [["overlay", "patches"], ["model_view", "what the ViT sees"], ["uniform", "uniform, same tokens"]],
+        "views": [list(v) for v in VIEWS],
         "lossless": LOSSLESS,
         "gradient": _gradient(),
         "heatHeight": HEAT_HEIGHT,
