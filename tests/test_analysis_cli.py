@@ -126,6 +126,24 @@ def test_dataset_view_percentiles_and_report(tmp_path):
             assert abs(data["percentiles"][str(ps)][f"p{q}"] - kth) <= width + 1e-9
 
 
+@pytest.mark.parametrize("measure", ["laplacian", "upsample-mse", "entropy"])
+def test_dataset_json_names_the_runs_measure(tmp_path, measure):
+    """Issue 16 bug: dataset.json of a ``--importance laplacian`` run said ``"measure": "entropy"``;
+    its histogram and percentiles are of the run's measure (the laplacian's reach beyond 0..9 bits)."""
+    from aptviz.compute.importance import importance_maps
+
+    pics = (SAMPLES / "chelsea.png", SAMPLES / "coffee.png")
+    r = invoke(*pics, "-m", "budget:0.3", "--importance", measure, "-q", "-o", tmp_path)
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "dataset.json").read_text())
+    assert data["measure"] == measure and data["images"] == 2
+    maps = [importance_maps(np.asarray(resize_image(load_image(path))), measure=measure) for path in pics]
+    for ps in (14, 28, 56):
+        top = max(float(m[ps][m[ps] != 1e6].max()) for m in maps)
+        expected = 9.0 if measure == "entropy" else (top if top > 0 else 1.0)  # the measure's own range
+        assert data["histogram"][str(ps)]["hi"] == pytest.approx(expected)
+
+
 def test_calibrate_then_sweep_gives_exactly_the_achieved_value(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["calibrate", str(SAMPLES), "-m", "v2", "--target", "0.3", "-o", str(tmp_path / "cal")])

@@ -25,19 +25,53 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+@pytest.mark.parametrize(
+    "photo,selections,options,render",
+    [
+        ("chelsea.png", ["v1", "v2:0.8,1", "budget:0.3"], [], {}),
+        ("astronaut.png", ["v1", "budget:0.2,0.5"], ["--importance", "laplacian", "--thresholds", "0.05,0.03"], {}),
+        ("coffee.png", ["v2:1", "budget:0.4"], ["--importance", "upsample-mse", "--color-by-scale"],
+         {"color_by_scale": True}),
+        ("coffee.png", ["budget:0.3"], ["--importance", "laplacian", "--aggregate", "max", "--caption",
+                                        "--overlay-format", "png"], {"caption": True, "overlay_format": "png"}),
+    ],
+)
+def test_json_equals_analyze_on_sample_photos(tmp_path, photo, selections, options, render):
+    """Acceptance (issue 16): ``aptviz IMG --json`` equals ``aptviz.analyze(IMG, ...)``, files aside."""
+    from aptviz.render.extras import RenderOptions
+
+    path = ROOT / "sample_images" / photo
+    args = [a for sel in selections for a in ("-m", sel)] + options
+    r = invoke(path, *args, "--json", "-o", tmp_path)
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.stdout)
+    assert stats == json.loads((tmp_path / path.stem / "stats.json").read_text())
+    params = dict(zip(options[::2], options[1::2]))
+    kw = {k: params[f"--{k}"] for k in ("importance", "aggregate") if f"--{k}" in params}
+    thresholds = [float(t) for t in params["--thresholds"].split(",")] if "--thresholds" in params else None
+    expected = aptviz.analyze(path, methods=selections, thresholds=thresholds, render=RenderOptions(**render), **kw)
+    written = stats.pop("files")
+    assert set(written) >= {"heatmaps", "original", "resized", "blend", "compare"}
+    for sel in stats["selections"]:
+        assert set(sel.pop("files")) == {"overlay", "model_view", "uniform"}
+    for sel in expected["selections"]:
+        assert sel.pop("files") == {}
+    assert "files" not in expected and stats == expected
+    assert stats["importance_histogram"] and stats["render"] == RenderOptions(**render).to_dict()
+
+
 @pytest.mark.parametrize("measure,aggregate", [("laplacian", None), ("upsample-mse", "std")])
 def test_json_equals_analyze(tmp_path, measure, aggregate):
+    """The command's stats (--json) are analyze()'s, files aside: importance_histogram and render included."""
     extra = [] if aggregate is None else ["--aggregate", aggregate]
     r = invoke(CHELSEA, "-m", "budget:0.3", "-m", "v2:1", "--importance", measure, *extra, "--json", "-o", tmp_path)
     assert r.exit_code == 0, r.output
     stats = json.loads(r.stdout)
     kw = {} if aggregate is None else {"aggregate": aggregate}
     expected = aptviz.analyze(CHELSEA, methods=["budget:0.3", "v2:1"], importance=measure, **kw)
-    for key in ("files", "render", "importance_histogram"):  # written with the files only
-        stats.pop(key)
+    stats.pop("files")  # the only block written with the files
     for sel in stats["selections"]:
         sel["files"] = {}
-    expected["params"]["device"] = stats["params"]["device"]
     assert stats == expected
     assert stats["params"]["importance"] == measure
     assert stats["params"]["aggregate"] == (aggregate or "mean")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from aptviz.compute.params import Params, expand_runs
-from aptviz.pipeline import compute
+from aptviz.compute.analysis import analyse_file, image_stats
 from aptviz.render.figures import (
     BAR_FONT,
     build_compare,
@@ -25,13 +25,13 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
 
 
 def _layout(path, runs):
-    result = compute(path, runs, Params())
+    result = analyse_file(path, runs, Params())
+    stats = image_stats(result)
     shown = min(result.maps)
-    summaries = [e for e in result.stats().importance.values() if e.min is not None]
+    summaries = [e for e in stats.importance.values() if e.min is not None]
     vrange = (min(e.min for e in summaries), max(e.max for e in summaries))
     heat = {"map": result.maps[shown], "scale": shown, "finest": shown, "vrange": vrange}
-    stats = result.stats()
-    sels = [(e.to_dict(), sel.masks, v) for e, (_, sel), v in zip(stats.selections, result.selections, result.views)]
+    sels = [(e.to_dict(), s.selection.masks, s.view) for e, s in zip(stats.selections, result.selections)]
     return result, build_compare(result.loaded.image, result.resized, heat, sels)
 
 
@@ -102,7 +102,7 @@ def _text_heights(panel: np.ndarray, x0: int) -> list[int]:
 
 
 def test_colorbar_tick_labels_are_at_least_10_px_high():
-    result = compute(SAMPLES / "coffee.png", expand_runs(["v1"]), Params())
+    result = analyse_file(SAMPLES / "coffee.png", expand_runs(["v1"]), Params())
     resized = result.resized
     for zoom in (0.3, 1, 5):
         panel = heat_panel(result.maps[14], 14, (resized.shape[1], resized.shape[0]), (0.0, 9.0), zoom)

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from aptviz.compute.stats import ImageStats
 from aptviz.output.atomic import write_bytes_atomic, write_json_atomic
 from aptviz.pipeline import compute, process_image, write_outputs
 
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
 SCHEMA_IMAGE = {"path", "original_size", "resized_size", "frames"}
 SCHEMA_PARAMS = {
     "patch_size",
@@ -128,11 +130,11 @@ def test_several_selections_get_their_own_overlays(tmp_path, make_image):
 
 
 def test_compute_once_for_many_selections(make_image, monkeypatch):
-    import aptviz.pipeline as pl
+    import aptviz.compute.analysis as an
 
     calls = []
-    real = pl.compute_importance
-    monkeypatch.setattr(pl, "compute_importance", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = an.compute_importance
+    monkeypatch.setattr(an, "compute_importance", lambda *a, **k: calls.append(1) or real(*a, **k))
     result = compute(make_image("x.png"), expand_runs(["v1", "v2", "budget"], [0.2, 0.4, 0.6]), Params())
     assert len(calls) == 1 and len(result.selections) == 7
 
@@ -153,10 +155,10 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
 
 def test_write_outputs_writes_stats_last(tmp_path, make_image, monkeypatch):
     """If rendering fails half way, no stats.json claims the image is complete."""
-    import aptviz.pipeline as pl
+    import aptviz.render.extras as ex
 
     result = compute(make_image("x.png"), expand_runs(["v1"]), Params())
-    monkeypatch.setattr(pl, "overlay_picture", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
+    monkeypatch.setattr(ex, "overlay_picture", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
     with pytest.raises(RuntimeError):
         write_outputs(result, tmp_path / "x")
     assert not (tmp_path / "x" / "stats.json").exists()
@@ -182,3 +184,89 @@ def test_library_is_silent_and_cli_verbose_logs(capfd, make_image):
         text=True,
     )
     assert "DEBUG" in r.stderr and "quiet.png" in r.stderr
+
+
+def test_analyze_has_the_importance_histogram_of_stats_json(tmp_path):
+    """Issue 16 bug: analyze() lacked the importance_histogram that stats.json has (it was
+    computed only while writing); now the numbers are the same, whether files are written or not."""
+    path = SAMPLES / "coffee.png"
+    numbers = aptviz.analyze(path, methods=["v1", "budget"], alphas=[0.3])
+    written = process_image(path, tmp_path / "coffee", expand_runs(["v1", "budget"], [0.3]), Params()).to_dict()
+    on_disk = json.loads((tmp_path / "coffee" / "stats.json").read_text())
+    assert numbers["importance_histogram"] == on_disk["importance_histogram"] == written["importance_histogram"]
+    assert sorted(numbers["importance_histogram"]) == ["14", "28", "56"]
+    for ps, hist in numbers["importance_histogram"].items():  # every non-PAD cell counted once
+        grid = on_disk["grid"][ps]
+        assert sum(hist["counts"]) == grid[0] * grid[1] - on_disk["importance"][ps]["pad_cells"]
+    on_disk.pop("files")
+    for sel in on_disk["selections"]:
+        sel["files"] = {}
+    assert numbers == on_disk
+
+
+def test_analysis_is_immutable_numpy_keyed_by_measure_method_alpha(make_image):
+    from dataclasses import FrozenInstanceError
+
+    a = compute(make_image("x.png"), expand_runs(["v1", "v2", "budget"], [0.4, 0.6]), Params(importance="entropy"))
+    assert a.keys == [
+        ("entropy", "v1", None), ("entropy", "v2", 0.4), ("entropy", "v2", 0.6),
+        ("entropy", "budget", 0.4), ("entropy", "budget", 0.6),
+    ]  # fmt: skip
+    assert a.selection("budget", 0.6).selection.alpha == 0.6 and a.selection("v1").spec.method.value == "v1"
+    with pytest.raises(KeyError):
+        a.selection("budget", 0.6, measure="laplacian")
+    arrays = [*a.maps.values(), *(m for s in a.selections for m in s.selection.masks.values())]
+    assert all(isinstance(x, np.ndarray) and not x.flags.writeable for x in arrays)
+    with pytest.raises(FrozenInstanceError):
+        a.params = Params()
+    with pytest.raises(TypeError):
+        a.maps[14] = a.maps[28]
+    assert a.stats().to_dict() == a.stats().to_dict()  # pure: the same numbers every time
+
+
+def test_torch_maps_are_converted_once_inside_compute(tmp_path, make_image, monkeypatch):
+    """On the torch backend the analysis holds NumPy arrays; nothing after it touches a tensor."""
+    torch = pytest.importorskip("torch")
+    import aptviz.compute.analysis as an
+    from aptviz.compute.importance import compute_importance
+
+    def on_torch(*args, **kwargs):
+        return compute_importance(*args, **{**kwargs, "backend": "torch"})
+
+    path = make_image("x.png")
+    runs = expand_runs(["v1", "budget"], [0.3])
+    plain = process_image(path, tmp_path / "numpy", runs, Params()).to_dict()
+    monkeypatch.setattr(an, "compute_importance", on_torch)
+    analysis = compute(path, runs, Params())
+    assert all(isinstance(m, np.ndarray) for m in analysis.maps.values())
+
+    def no_more(*a, **k):
+        raise AssertionError("a tensor was converted after compute")
+
+    monkeypatch.setattr(torch.Tensor, "cpu", no_more)
+    monkeypatch.setattr(torch.Tensor, "numpy", no_more)
+    stats = write_outputs(analysis, tmp_path / "torch").to_dict()
+    assert stats == plain
+
+
+def test_writer_writes_what_it_is_given_and_stats_last(tmp_path, make_image, monkeypatch):
+    """The writer computes nothing: the files are the pictures given, stats.json is the stats given, last."""
+    import aptviz.output.writer as wr
+    from aptviz.pipeline import complete_stats
+    from aptviz.render.extras import RenderOptions, render_pictures
+
+    analysis = compute(make_image("x.png"), expand_runs(["v1", "budget"], [0.3]), Params())
+    stats = complete_stats(analysis, RenderOptions())
+    pictures = render_pictures(analysis, stats)
+    listed = [*stats.files["heatmaps"].values(), *(stats.files[k] for k in ("original", "resized", "blend", "compare"))]
+    listed += [sel.files[k] for sel in stats.selections for k in ("overlay", "model_view", "uniform")]
+    assert sorted(pictures) == sorted(listed)
+    order = []
+    real = wr.write_bytes_atomic
+    monkeypatch.setattr(wr, "write_bytes_atomic", lambda p, d: order.append(p.name) or real(p, d))
+    monkeypatch.setattr(wr, "write_json_atomic", lambda p, d: order.append(p.name) or real(p, json.dumps(d).encode()))
+    out = tmp_path / "x"
+    wr.write_image_folder(out, stats, pictures.items())
+    assert order[-1] == "stats.json" and len(order) == len(listed) + 1
+    assert json.loads((out / "stats.json").read_text()) == stats.to_dict()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*") if p.name != "stats.json") == sorted(listed)

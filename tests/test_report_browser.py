@@ -203,7 +203,7 @@ def test_no_script_runs_from_a_planted_stats_json_or_summary(tmp_path, make_imag
 
     from typer.testing import CliRunner
 
-    from aptviz.render.report import write_report
+    from aptviz.render.report import build_report, output_links, report_cards
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -221,7 +221,9 @@ def test_no_script_runs_from_a_planted_stats_json_or_summary(tmp_path, make_imag
         if row["output"] == plain:
             row.update({c: ATTACKS[i % len(ATTACKS)] for i, c in enumerate(columns) if c not in ("output",)})
     rows.append({"image": ATTACKS[0], "status": "failed", "error": ATTACKS[1], "output": None})
-    page_path = write_report(out, rows, columns)
+    images = [(f, json.loads((Path(f) / "stats.json").read_text())) for f in dict.fromkeys(r["output"] for r in rows if r["output"])]
+    page_path = out / "report.html"
+    page_path.write_text(build_report(rows, report_cards(out, images), columns, [], output_links=output_links(out, rows)))
     text = page_path.read_text()
     assert "<script>window.__pwned" not in text and "<img src=x" not in text and "<b onmouseover" not in text
     pg = _open(browser, page_path)

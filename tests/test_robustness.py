@@ -258,6 +258,6 @@ def test_whole_pipeline_property(tmp_path_factory, h, ratio, seed, kind, alpha):
     from aptviz.pipeline import compute
 
     result = compute(path, runs, Params())
-    for _, sel in result.selections:
+    for sel in (s.selection for s in result.selections):
         assert bool((coverage(sel.masks) == 1).all())
-    assert [s["tokens"] for s in stats["selections"]] == [sel.tokens for _, sel in result.selections]
+    assert [s["tokens"] for s in stats["selections"]] == [s.selection.tokens for s in result.selections]

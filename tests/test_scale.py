@@ -47,6 +47,6 @@ def test_cuda_out_of_memory_says_retry_on_cpu(tmp_path, monkeypatch):
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(pl, "compute_importance", oom)
+    monkeypatch.setattr("aptviz.compute.analysis.compute_importance", oom)
     with pytest.raises(InputError, match="retry with --device cpu"):
         pl.compute(path, expand_runs(["v1"]), Params())

@@ -79,3 +79,46 @@ def test_plot_draws_llm_retention_beside_vit_retention():
     assert "budget LLM (mean)" not in lines(retention_figure(rows, llm=False))
     old = [{k: v for k, v in r.items() if not k.startswith("llm")} for r in rows]  # rows of an older summary
     assert "budget LLM (mean)" not in lines(retention_figure(old))
+
+
+def test_image_named_like_a_layout_folder_survives_the_next_run(tmp_path, make_image):
+    """Issue 16 bug: ``12cat.jpg`` (a name starting with two digits, like 01_heatmaps) stayed in
+    summary.json only for the run that computed it; the next run with other inputs dropped it."""
+    import aptviz
+
+    cat = make_image("in/12cat.jpg")
+    nested = make_image("in/sub/07_dog.png", seed=1)
+    other = make_image("other.png", seed=2)
+    out = tmp_path / "out"
+    first = aptviz.run([cat.parent], out, ["budget:0.3"], workers=1, recursive=True)
+    assert first.return_code == 0
+    second = aptviz.run([other], out, ["budget:0.3"], workers=1)
+    assert second.return_code == 0
+    rows = json.loads((out / "summary.json").read_text())
+    assert sorted(Path(r["image"]).name for r in rows) == ["07_dog.png", "12cat.jpg", "other.png"]
+    assert sorted(Path(r["output"]).relative_to(out).as_posix() for r in rows) == ["12cat", "other", "sub/07_dog"]
+    # the dataset view and the report count them too (from the summary's stats, not from files read again)
+    assert json.loads((out / "dataset.json").read_text())["images"] == 3
+    assert (out / "report.html").read_text().count('class="card"') == 3
+
+
+def test_summary_images_are_the_stats_written(tmp_path, make_image):
+    """The dataset view and report.html take the summary's stats: this run's results as written, and
+    the folders of earlier runs as read once when the summary loaded them (the same content)."""
+    import aptviz
+
+    paths = [make_image(f"img{i}.png", seed=i) for i in range(2)]
+    out = tmp_path / "out"
+    aptviz.run(paths[:1], out, ["v1", "budget:0.3"], workers=1)
+    fresh = Summary(out, [14, 28, 56])
+    fresh.load_existing()
+    on_disk = json.loads((out / "img0" / "stats.json").read_text())
+    assert fresh.images == [(str(out / "img0"), on_disk)]
+    report = aptviz.run(paths, out, ["v1", "budget:0.3"], workers=1)
+    s = Summary(out, [14, 28, 56])
+    for result in report.results:
+        s.add(result)
+    assert [folder for folder, _ in s.images] == [str(out / "img0"), str(out / "img1")]
+    assert [stats for _, stats in s.images] == [
+        json.loads((out / f"img{i}" / "stats.json").read_text()) for i in range(2)
+    ]

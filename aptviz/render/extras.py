@@ -1,23 +1,28 @@
-"""Per-image analysis outputs (SPEC §8), called by the pipeline when an image's files are written.
+"""Every picture of one image, in memory (SPEC §8); the output package writes them.
 
-* the overlay with the render options (line width, colour by scale with a
+:func:`iter_pictures` yields ``(relative path, picture)`` in the order they
+are written, one at a time (a large image's pictures are never all held):
+
+* the heatmaps of every scale and the original and resized images;
+* the overlays with the render options (line width, colour by scale with a
   legend, caption), 4:4:4 JPEG or PNG;
-* ``04_model_view/``: what the ViT sees and the uniform baseline at the same
+* the model views: what the ViT sees and the uniform baseline at the same
   tokens, per selection;
-* ``01_heatmaps/importance_blend_scale_<P>.jpg``: the finest map over the photo;
-* ``compare.png``.
+* the finest informative map blended over the photo, and ``compare.png``.
+
+The relative paths are the ``files`` entries of the stats (named by
+:mod:`aptviz.output.layout`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
-from aptviz.compute.importance import informative_scale
-from aptviz.compute.views import ModelView, compare_views
-from aptviz.output.atomic import encode_image, write_bytes_atomic, write_image
+from aptviz.compute.importance import measure_unit
+from aptviz.compute.params import Measure
 from aptviz.render.figures import build_compare, display_blend, display_image, encode_figure, selection_title
 from aptviz.render.pictures import (
     LINE_WIDTH,
@@ -27,24 +32,20 @@ from aptviz.render.pictures import (
     scale_legend,
 )
 
-__all__ = ["RenderOptions", "kept_views", "model_views", "overlay_picture", "view_names", "write_extras"]
+__all__ = ["Picture", "RenderOptions", "heat_style", "iter_pictures", "overlay_picture", "render_pictures"]
 
-MODEL_VIEW_DIR = "04_model_view"
-COMPARE_NAME = "compare.png"
 FIGURE_FORMATS = ("png", "pdf", "svg")
-
-
-def compare_name(fmt: str = "png") -> str:
-    """File name of the comparison figure in ``fmt``.
-
-    Examples
-    --------
-    >>> compare_name("svg")
-    'compare.svg'
-    """
-    return f"compare.{fmt}"
 OVERLAY_FORMATS = ("jpg", "png")
 VIEW_QUALITY = 90  # model views have no thin lines: plain 4:2:0 JPEG
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An RGB uint8 picture and how to encode it (the format comes from the file name)."""
+
+    pixels: np.ndarray
+    quality: int = 95  # JPEG quality
+    chroma_444: bool = False  # JPEG without chroma subsampling: thin coloured lines keep their colour
 
 
 @dataclass(frozen=True)
@@ -104,89 +105,69 @@ def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: Rend
     return annotate(pic, lines, legend)
 
 
-def model_views(result, masks_and_tokens) -> list[ModelView]:
-    """Model view and uniform baseline of every selection of one image."""
-    p = result.params
-    return [
-        compare_views(result.loaded.image, result.resized, masks, tokens, p.patch_size, p.merge_size, p.min_pixels)
-        for masks, tokens in masks_and_tokens
-    ]
+def heat_style(params) -> dict:
+    """``unit`` and ``measure`` of the heatmap colorbar (entropy's colorbar keeps its plain title)."""
+    unit = measure_unit(params.importance, params.aggregate or "mean")
+    return {"unit": unit, "measure": None if params.measure is Measure.entropy else params.importance}
 
 
-def view_names(label: str, single: bool) -> dict[str, str]:
-    """Relative paths of one selection's model view and uniform baseline.
-
-    Examples
-    --------
-    >>> view_names("budget_alpha0.3", False)["model_view"]
-    '04_model_view/model_view_budget_alpha0.3.jpg'
-    """
-    suffix = "" if single else f"_{label}"
-    return {
-        "model_view": f"{MODEL_VIEW_DIR}/model_view{suffix}.jpg",
-        "uniform": f"{MODEL_VIEW_DIR}/uniform{suffix}.jpg",
-    }
+def _value_range(stats) -> tuple[float, float]:
+    """One colour scale for all scales of the image: the non-PAD range in ``stats.importance``."""
+    summaries = [e for e in stats.importance.values() if e.min is not None]
+    return min((e.min for e in summaries), default=0.0), max((e.max for e in summaries), default=0.0)
 
 
-def kept_views(stats) -> set[str]:
-    """Relative paths of the model-view pictures a stats object lists."""
-    return {sel.files[k] for sel in stats.selections for k in ("model_view", "uniform") if sel.files.get(k)}
+def _original(analysis):
+    """original_image.jpg: a plain JPEG file's own bytes (lossless, no re-encoding), else the decoded pixels."""
+    if analysis.loaded.is_plain_jpeg:
+        return analysis.path.read_bytes()
+    return Picture(np.asarray(analysis.loaded.image))
 
 
-def write_extras(
-    out: Path,
-    result,
-    entries: list,
-    labels: list[str],
-    heatmap_finest: np.ndarray,
-    vrange: tuple[float, float],
-    options: RenderOptions,
-    heat_style: dict | None = None,
-) -> dict:
-    """Write the model views, the blended heatmap and compare.png; return the image-level files.
+def iter_pictures(analysis, stats, options: RenderOptions | None = None) -> Iterator[tuple[str, object]]:
+    """Every picture of one image as ``(path relative to its folder, Picture or encoded bytes)``.
 
     Parameters
     ----------
-    out : Path
-        The image's folder.
-    result : ImageResult
-        With ``views`` computed.
-    entries : list of SelectionStats
-        The selections' stats; their ``files`` get ``model_view`` and ``uniform``.
-    labels : list of str
-        The selections' labels (file names).
-    heatmap_finest : ndarray
-        The finest heatmap picture as written.
-    vrange : (float, float)
-        Colour range of the heatmaps.
-    options : RenderOptions
-        Overlay options (the compare figure follows ``color_by_scale``).
-    heat_style : dict, optional
-        ``unit`` and ``measure`` of the heatmap colorbar (redrawn larger for small images).
-
-    Returns
-    -------
-    dict
-        ``{"blend": ..., "compare": ...}``.
+    analysis : aptviz.compute.analysis.Analysis
+        The image, computed.
+    stats : ImageStats
+        Its stats with ``files`` filled in (the paths of the pictures).
+    options : RenderOptions, optional
+        How overlays are drawn (default: 2 px green, JPEG).
     """
-    single = len(entries) == 1
-    for entry, view, label in zip(entries, result.views, labels):
-        names = view_names(label, single)
-        write_bytes_atomic(out / names["model_view"], encode_image(view.apt, ".jpg", VIEW_QUALITY))
-        write_bytes_atomic(out / names["uniform"], encode_image(view.uniform.image, ".jpg", VIEW_QUALITY))
-        entry.files.update(names)
-    shown = informative_scale(result.params.importance, result.maps)  # upsample-mse: its finest map is all 0
-    blend = f"01_heatmaps/importance_blend_scale_{shown}.jpg"
-    small = display_image(result.resized)  # one reduction for the blend and every compare panel
-    blended = display_blend(result.resized, result.maps[shown], shown, vrange, small)
-    write_image(out / blend, blended, chroma_444=True)
-    panels = [(entry.to_dict(), sel.masks, view) for entry, (_, sel), view in zip(entries, result.selections, result.views)]
-    heat = {"map": result.maps[shown], "scale": shown, "finest": min(result.maps), "vrange": vrange,
-            "style": heat_style or {}}  # fmt: skip
-    layout = build_compare(result.loaded.image, result.resized, heat, panels, options.color_by_scale)
-    name = compare_name(options.figure_format)
-    write_bytes_atomic(out / name, encode_figure(layout, options.figure_format))
-    for other in FIGURE_FORMATS:  # a comparison figure of an earlier run in another format no longer belongs here
-        if other != options.figure_format:
-            (out / compare_name(other)).unlink(missing_ok=True)
-    return {"blend": blend, "compare": name}
+    options = options or RenderOptions()
+    files = stats.files
+    h, w = analysis.resized.shape[:2]
+    vrange = _value_range(stats)
+    style = heat_style(analysis.params)
+    for ps, ent in analysis.maps.items():
+        yield files["heatmaps"][str(ps)], Picture(render_heatmap(ent, ps, (w, h), vmin=vrange[0], vmax=vrange[1], **style))
+    yield files["original"], _original(analysis)
+    yield files["resized"], Picture(analysis.resized)
+    for entry, s in zip(stats.selections, analysis.selections):
+        pic = overlay_picture(analysis.resized, s.selection.masks, entry.to_dict(), options)
+        yield entry.files["overlay"], Picture(pic, chroma_444=True)
+    for entry, s in zip(stats.selections, analysis.selections):
+        if s.view is not None and entry.files.get("model_view"):
+            yield entry.files["model_view"], Picture(s.view.apt, VIEW_QUALITY)
+            yield entry.files["uniform"], Picture(s.view.uniform.image, VIEW_QUALITY)
+    yield from _blend_and_compare(analysis, stats, vrange, options, style)
+
+
+def _blend_and_compare(analysis, stats, vrange, options: RenderOptions, style: dict):
+    """The blended heatmap, and the comparison figure as file bytes (``options.figure_format``)."""
+    shown = analysis.shown_scale  # upsample-mse: its finest map is all 0
+    small = display_image(analysis.resized)  # the blend's size
+    blended = display_blend(analysis.resized, analysis.maps[shown], shown, vrange, small)
+    yield stats.files["blend"], Picture(blended, chroma_444=True)
+    del blended, small
+    panels = [(entry.to_dict(), s.selection.masks, s.view) for entry, s in zip(stats.selections, analysis.selections)]
+    heat = {"map": analysis.maps[shown], "scale": shown, "finest": min(analysis.maps), "vrange": vrange, "style": style}
+    layout = build_compare(analysis.loaded.image, analysis.resized, heat, panels, options.color_by_scale)
+    yield stats.files["compare"], encode_figure(layout, options.figure_format)
+
+
+def render_pictures(analysis, stats, options: RenderOptions | None = None) -> dict[str, object]:
+    """:func:`iter_pictures` as a dict ``{relative path: Picture or bytes}`` (all held at once)."""
+    return dict(iter_pictures(analysis, stats, options))

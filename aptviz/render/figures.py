@@ -1,26 +1,25 @@
 """Figures that explain themselves: the per-image comparison and the dataset view (SPEC §8).
 
-* :func:`compare_figure` -- ``compare.png``: the original, the finest heatmap
-  and every selection's overlay side by side, each with a title. Built with
-  Pillow and array operations (no matplotlib figure per image).
-* :func:`value_histogram` / :func:`merge_histograms` / :func:`percentiles` --
-  the per-scale importance distribution of a batch, from compact per-image
-  histograms stored in stats.json.
-* :func:`write_importance_histogram` and :func:`write_psnr_curves` -- the
-  batch figures (matplotlib, once per batch).
+* :func:`build_compare` -- ``compare.png``: a grid with one layout for every
+  image (original, heatmap, blend; per selection the overlay, the model view,
+  uniform at equal tokens and the two error maps), as a :class:`Layout` that
+  :func:`encode_figure` draws as PNG (Pillow, no matplotlib) or PDF/SVG.
+* :func:`percentiles` -- the per-scale importance distribution of a batch,
+  from the compact per-image histograms of :mod:`aptviz.compute.histogram`.
+* :func:`importance_histogram_png` and :func:`psnr_curves_png` -- the batch
+  figures as PNG, PDF or SVG bytes (matplotlib, once per batch); the caller writes them.
 """
 
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from aptviz.compute.entropy import PAD
+from aptviz.compute.histogram import HIST_BINS, merge_histograms, value_histogram, value_range  # noqa: F401
 from aptviz.compute.xp import to_numpy
 from aptviz.render.pictures import (
     BOUNDARY_COLOR,
@@ -37,22 +36,27 @@ from aptviz.render.pictures import (
 )
 
 __all__ = [
+    "FIGURE_FORMATS",
     "PERCENTILES",
-    "compare_figure",
+    "Layout",
+    "build_compare",
     "display_overlay",
     "display_scale",
+    "encode_figure",
+    "figure_bytes",
+    "figure_png",
+    "importance_histogram_png",
     "merge_histograms",
     "percentiles",
+    "psnr_curves_png",
+    "require_vector",
     "selection_title",
     "value_histogram",
-    "write_importance_histogram",
-    "write_psnr_curves",
 ]
 
 DISPLAY_HEIGHT = 360  # panel height in compare.png
 MAX_PANEL_WIDTH = 1400  # and the widest a panel may be
 PERCENTILES = (5, 25, 50, 75, 95)
-HIST_BINS = 500  # linear bins over the measure's range (entropy: 0 .. log2(bins) bits)
 
 
 def display_scale(height: int, width: int | None = None, target: int = DISPLAY_HEIGHT) -> float:
@@ -511,74 +515,6 @@ def build_compare(
 # ---------------------------------------------------------------- dataset view
 
 
-def value_range(importance: str = "entropy", bins: int = 512, values: np.ndarray | None = None) -> float:
-    """Upper end of the histogram range: ``log2(bins)`` bits for entropy, else the values' max."""
-    if importance == "entropy":
-        return math.log2(bins)
-    if values is None or values.size == 0:
-        return 1.0
-    top = float(values.max())
-    return top if top > 0 else 1.0
-
-
-def value_histogram(maps: dict, importance: str = "entropy", bins: int = 512) -> dict:
-    """Per-scale histogram of the non-PAD cell values of one image (for stats.json).
-
-    ``{"14": {"lo": 0.0, "hi": 9.0, "counts": [...]}, ...}`` with
-    :data:`HIST_BINS` equal bins over ``[lo, hi]`` (trailing zeros dropped).
-
-    Examples
-    --------
-    >>> h = value_histogram({14: np.array([[0.0, 9.0], [4.5, PAD]], np.float32)})
-    >>> h["14"]["hi"], sum(h["14"]["counts"]), len(h["14"]["counts"])
-    (9.0, 3, 500)
-    """
-    out = {}
-    for ps, m in sorted(maps.items()):
-        arr = to_numpy(m)
-        vals = arr[arr != PAD].astype(np.float64)
-        hi = value_range(importance, bins, vals)
-        idx = np.clip((vals / hi * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
-        counts = np.bincount(idx, minlength=HIST_BINS)
-        nz = np.nonzero(counts)[0]
-        counts = counts[: nz[-1] + 1] if nz.size else counts[:0]
-        out[str(ps)] = {"lo": 0.0, "hi": hi, "counts": counts.tolist()}
-    return out
-
-
-def merge_histograms(hists: list[dict]) -> dict:
-    """Sum per-image histograms scale by scale (images with another range are rebinned).
-
-    Examples
-    --------
-    >>> a = {"14": {"lo": 0.0, "hi": 9.0, "counts": [1, 2]}}
-    >>> merge_histograms([a, a])["14"]["counts"][:2]
-    [2, 4]
-    """
-    merged: dict = {}
-    for hist in hists:
-        for ps, h in hist.items():
-            counts = np.zeros(HIST_BINS, dtype=np.int64)
-            counts[: len(h["counts"])] = h["counts"]
-            if ps not in merged:
-                merged[ps] = {"lo": h["lo"], "hi": h["hi"], "counts": counts}
-                continue
-            m = merged[ps]
-            if h["hi"] != m["hi"]:  # rebin by bin centres onto the merged range (widening it if needed)
-                hi = max(h["hi"], m["hi"])
-                m["counts"] = _rebin(m["counts"], m["hi"], hi)
-                counts = _rebin(counts, h["hi"], hi)
-                m["hi"] = hi
-            m["counts"] = m["counts"] + counts
-    return {ps: {"lo": m["lo"], "hi": m["hi"], "counts": m["counts"].tolist()} for ps, m in merged.items()}
-
-
-def _rebin(counts: np.ndarray, hi: float, new_hi: float) -> np.ndarray:
-    centres = (np.arange(HIST_BINS) + 0.5) * hi / HIST_BINS
-    idx = np.clip((centres / new_hi * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
-    return np.bincount(idx, weights=counts, minlength=HIST_BINS).astype(np.int64)
-
-
 def percentiles(hist: dict, qs=PERCENTILES) -> dict:
     """Percentiles of a histogram (linear within a bin; accurate to one bin width).
 
@@ -616,33 +552,29 @@ def new_figure(width: float, height: float, dpi: int = 110):
 
 
 def figure_bytes(fig, fmt: str = "png") -> bytes:
-    """Lay out ``fig`` and return its file content in ``fmt`` (png, pdf or svg)."""
+    """Lay out ``fig`` and encode it in ``fmt`` (png, pdf or svg), into memory."""
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
+    fig.canvas.print_figure(buf, format=fmt)
     return buf.getvalue()
 
 
-def save_figure(fig, path) -> Path:
-    """Lay out ``fig`` and write it atomically in the format its suffix names; returns the path."""
-    from aptviz.output.atomic import write_bytes_atomic
-
-    return write_bytes_atomic(path, figure_bytes(fig, Path(path).suffix.lstrip(".").lower() or "png"))
+def figure_png(fig) -> bytes:
+    """Lay out ``fig`` and encode it as PNG bytes."""
+    return figure_bytes(fig, "png")
 
 
-def write_importance_histogram(
-    path: str | Path,
+def importance_histogram_png(
     hist: dict,
     v1_thresholds=None,
     v2_lines: list[tuple[float, dict]] | None = None,
     unit: str = "bits",
-) -> Path | None:
-    """Per-scale importance histograms of a batch with the v1/v2 thresholds marked.
+    fmt: str = "png",
+) -> bytes | None:
+    """Per-scale importance histograms of a batch with the v1/v2 thresholds marked, as file bytes (``fmt``).
 
     Parameters
     ----------
-    path : str or Path
-        PNG to write.
     hist : dict
         :func:`merge_histograms` output.
     v1_thresholds : sequence of float, optional
@@ -651,6 +583,11 @@ def write_importance_histogram(
         v2 thresholds (alpha times the scale's mean, averaged over images).
     unit : str
         Unit of the measure (axis label).
+
+    Returns
+    -------
+    bytes or None
+        None when there is no cell to show.
     """
     scales = sorted(hist, key=int)
     if not scales or not any(sum(hist[s]["counts"]) for s in scales):
@@ -681,7 +618,7 @@ def write_importance_histogram(
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Importance of all non-PAD cells in the batch (kept as one patch when below the threshold)",
                  fontsize=9)
-    return save_figure(fig, path)
+    return figure_bytes(fig, fmt)
 
 
 def informative_top(values: list[float]) -> float | None:
@@ -722,11 +659,11 @@ def _mark_off_scale(ax, series, top: float, colors: dict) -> None:
     ax.set_ylim(top=top + 0.5)
 
 
-def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
-    """Retention against PSNR for APT (per method) and uniform Qwen2-VL at the same tokens.
+def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
+    """Retention against PSNR for APT (per method) and uniform Qwen2-VL at the same tokens, as file bytes (``fmt``).
 
     Every (image, selection) row is a faint point; lines join the means per
-    (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``.
+    (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
     """
     ok = [r for r in rows if r.get("status") == "ok" and r.get("psnr_uniform") is not None]
     ok = [r for r in ok if r.get("psnr_apt") is not None]
@@ -764,4 +701,4 @@ def write_psnr_curves(path: str | Path, rows: list[dict]) -> Path | None:
     ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return save_figure(fig, path)
+    return figure_bytes(fig, fmt)

@@ -24,6 +24,8 @@ Cards are built by the page when they come near the screen (a report of
 order; :func:`card_data` makes ``data``. Another part (the explorer) is added
 by pushing a function before the page's script runs, and its data by passing
 ``card_extra`` to :func:`build_report`.
+
+The page is built as text from the stats already in memory; the runs package writes it.
 """
 
 from __future__ import annotations
@@ -36,9 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from aptviz.output.atomic import write_bytes_atomic
-
-__all__ = ["COLUMN_LABELS", "build_report", "card_data", "column_label", "write_report"]
+__all__ = ["COLUMN_LABELS", "DATASET_FIGURES", "build_report", "card_data", "column_label", "output_links", "report_cards"]
 
 DATASET_FIGURES = (
     ("retention_vs_alpha", "Retention vs alpha"),
@@ -606,40 +606,54 @@ def _figures_html(names: list[str]) -> str:
     return "".join(parts)
 
 
-def write_report(
-    output: str | Path,
-    rows: list[dict],
-    columns: list[str],
-    title: str = "aptviz report",
-) -> Path:
-    """Write ``OUTPUT/report.html`` from the summary rows and each image's stats.json.
+def output_links(output: str | Path, rows: list[dict]) -> dict[str, str]:
+    """``{row "output" folder: its URL relative to the report}`` for the summary table.
 
-    Image folders are taken from the rows' ``output`` entries; a folder whose
-    stats.json cannot be read gets no card (its row stays in the table).
+    Examples
+    --------
+    >>> output_links("out", [{"output": "out/a b"}, {"output": None}])
+    {'out/a b': 'a%20b/'}
     """
-    from aptviz.output.atomic import read_json
-
-    output = Path(output)
-    cards = []
     links = {}
-    seen = set()
     for row in rows:
         folder = row.get("output")
-        if not folder or folder in seen:
+        if isinstance(folder, str) and folder and folder not in links:
+            try:
+                rel = os.path.relpath(folder, output)
+            except ValueError:
+                rel = folder
+            links[folder] = _url(rel.rstrip("/") + "/")
+    return links
+
+
+def report_cards(output: str | Path, images: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The cards of :func:`build_report` from the run's images, as they are in memory.
+
+    Parameters
+    ----------
+    output : str or Path
+        The folder the report is in.
+    images : list of (str, dict)
+        ``(image folder, stats.json content)`` per image, in the summary's order.
+
+    Returns
+    -------
+    list of (str, dict)
+        ``(folder relative to the report, stats)``; a folder whose name the summary
+        can only show escaped (no image block) gets no card.
+
+    Examples
+    --------
+    >>> report_cards("out", [("out/a", {"image": {"path": "a.png"}}), ("out/b", {})])
+    [('a', {'image': {'path': 'a.png'}})]
+    """
+    cards = []
+    for folder, stats in images:
+        if not isinstance(stats, dict) or not isinstance(stats.get("image"), dict):
             continue
-        seen.add(folder)
         try:
             rel = os.path.relpath(folder, output)
         except ValueError:
             rel = folder
-        links[folder] = _url(rel.rstrip("/") + "/")
-        try:
-            stats = read_json(Path(folder) / "stats.json")
-        except (OSError, ValueError):
-            continue
-        if not isinstance(stats, dict) or not isinstance(stats.get("image"), dict):
-            continue  # unreadable, or a folder name the summary can only show escaped
         cards.append((rel, stats))
-    figures = sorted(p.name for p in output.glob("*") if p.stem in {s for s, _ in DATASET_FIGURES})
-    page = build_report(rows, cards, columns, figures, title, output_links=links)
-    return write_bytes_atomic(output / "report.html", page.encode("utf-8"))
+    return cards

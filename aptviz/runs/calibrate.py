@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aptviz.compute.calibration import Calibration, calibrate_maps
-from aptviz.compute.xp import to_numpy
 
 
 def _maps_of(job: tuple[str, object]) -> tuple[str, dict | None, str | None]:
@@ -18,7 +17,7 @@ def _maps_of(job: tuple[str, object]) -> tuple[str, dict | None, str | None]:
         return path, None, str(exc)
     except (OSError, ValueError) as exc:  # unreadable file and the like: one line, the batch goes on
         return path, None, f"{type(exc).__name__}: {exc}"
-    return path, {ps: to_numpy(m) for ps, m in result.maps.items()}, None
+    return path, dict(result.maps), None  # NumPy already
 
 
 def image_maps(paths: list[str], params, workers: int = 1) -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:

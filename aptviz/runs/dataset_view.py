@@ -1,8 +1,9 @@
 """The dataset view of a batch (SPEC §8): importance percentiles, figures and report.html.
 
-Everything is derived from the summary rows and each image folder's
-stats.json, so a resumed batch (images skipped as complete) gets the same
-view as one computed from scratch.
+Everything is derived from the summary rows and each image folder's stats,
+as the summary holds them in memory (this run's results, and the folders of
+earlier runs read once when the summary loaded them), so a resumed batch
+(images skipped as complete) gets the same view as one computed from scratch.
 
 Files in OUTPUT:
 
@@ -21,41 +22,41 @@ from statistics import fmean
 
 from aptviz._log import logger
 from aptviz._text import text_path
-from aptviz.output.atomic import read_json, write_json_atomic
-from aptviz.render.figures import merge_histograms, percentiles, write_importance_histogram, write_psnr_curves
-from aptviz.render.report import write_report
+from aptviz.compute.histogram import merge_histograms
+from aptviz.compute.importance import measure_unit
+from aptviz.output.atomic import write_bytes_atomic, write_json_atomic
+from aptviz.output.layout import DATASET_NAME, HISTOGRAM_NAME, PSNR_NAME, REPORT_NAME, figure_name
 
 __all__ = ["DATASET_NAME", "dataset_summary", "write_dataset_view"]
 
-DATASET_NAME = "dataset.json"
-HISTOGRAM_NAME = "importance_histogram.png"
-PSNR_NAME = "psnr_vs_retention.png"
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
-def _stats_of(rows: list[dict]) -> list[dict]:
-    """stats.json of every image folder named by the rows (unreadable ones left out)."""
-    out, seen = [], set()
-    for row in rows:
-        folder = row.get("output")
-        if row.get("status") != "ok" or not folder or folder in seen:
-            continue
-        seen.add(folder)
-        data = read_json(Path(folder) / "stats.json")
-        if isinstance(data, dict):
-            out.append(data)
-    return out
+def _measure(stats_list: list[dict]) -> str:
+    """The measure of the images (entropy when they have none, or several)."""
+    found = {(s.get("params") or {}).get("importance", "entropy") for s in stats_list}
+    return found.pop() if len(found) == 1 else "entropy"
 
 
-def dataset_summary(stats_list: list[dict]) -> dict:
+def dataset_summary(stats_list: list[dict], measure: str | None = None) -> dict:
     """Per-scale importance percentiles over every non-PAD cell, and the mean v2 thresholds.
+
+    Parameters
+    ----------
+    stats_list : list of dict
+        stats.json content of every image.
+    measure : str, optional
+        The importance measure (the run's); by default the images'.
 
     Examples
     --------
     >>> h = {"14": {"lo": 0.0, "hi": 9.0, "counts": [0] * 250 + [4]}}
     >>> s = dataset_summary([{"importance_histogram": h, "selections": []}])
-    >>> s["cells"]["14"], s["percentiles"]["14"]["p50"]
-    (4, 4.509)
+    >>> s["measure"], s["cells"]["14"], s["percentiles"]["14"]["p50"]
+    ('entropy', 4, 4.509)
     """
+    from aptviz.render.figures import percentiles
+
     hists = [s["importance_histogram"] for s in stats_list if s.get("importance_histogram")]
     merged = merge_histograms(hists)
     v2: dict = {}
@@ -68,7 +69,7 @@ def dataset_summary(stats_list: list[dict]) -> dict:
                         v2.setdefault(sel["alpha"], {}).setdefault(ps, []).append(thr)
     return {
         "images": len(stats_list),
-        "measure": "entropy",
+        "measure": measure or _measure(stats_list),
         "cells": {ps: int(sum(h["counts"])) for ps, h in merged.items()},
         "percentiles": {ps: percentiles(h) for ps, h in merged.items()},
         "histogram": merged,
@@ -79,9 +80,28 @@ def dataset_summary(stats_list: list[dict]) -> dict:
 
 
 def write_dataset_view(
-    output: str | Path, rows: list[dict], columns: list[str], figures: bool = True, figure_format: str = "png"
+    output: str | Path,
+    rows: list[dict],
+    columns: list[str],
+    images: list[tuple[str, dict]],
+    figures: bool = True,
+    measure: tuple[str, str] | None = None,
+    figure_format: str = "png",
 ) -> list[str]:
-    """Write dataset.json, the dataset figures (when ``figures``, as png, pdf or svg) and report.html.
+    """Write dataset.json, the dataset figures (when ``figures``; png, pdf or svg) and report.html.
+
+    Parameters
+    ----------
+    output : str or Path
+        The output folder.
+    rows, columns : list
+        The summary rows and columns (:class:`aptviz.runs.summary.Summary`).
+    images : list of (str, dict)
+        ``(image folder, stats.json content)`` of every image folder (:attr:`Summary.images`).
+    figures : bool
+        Draw the matplotlib figures.
+    measure : (str, str), optional
+        The run's importance measure and aggregate (default: the images' measure).
 
     Returns
     -------
@@ -89,21 +109,34 @@ def write_dataset_view(
         One line per problem (nothing is raised): the first file that cannot
         be written stops the rest (a full disk fails every write alike).
     """
+    from aptviz.render import figures as fig
+    from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
+
     output = Path(output)
     started = time.monotonic()
-    stats_list = _stats_of(rows)
-    summary = dataset_summary(stats_list)
+    stats_list = [stats for _, stats in images]
+    name, aggregate = measure or (_measure(stats_list), None)
+    summary = dataset_summary(stats_list, name)
     v1 = _v1_thresholds(stats_list)
     v2_lines = [(float(a), thr) for a, thr in summary["v2_mean_thresholds"].items()]
+    unit = measure_unit(name, aggregate or "mean")
     steps = [(DATASET_NAME, lambda p: write_json_atomic(p, summary))]
     if figures and stats_list:
-        steps.append((_named(HISTOGRAM_NAME, figure_format),
-                      lambda p: write_importance_histogram(p, summary["histogram"], v1, v2_lines)))
-        steps.append((_named(PSNR_NAME, figure_format), lambda p: write_psnr_curves(p, rows)))
-    steps.append(("report.html", lambda p: write_report(output, rows, columns)))
+        hist = summary["histogram"]
+        steps.append((figure_name(HISTOGRAM_NAME, figure_format),
+                      lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format))))
+        steps.append((figure_name(PSNR_NAME, figure_format), lambda p: _write(p, fig.psnr_curves_png(rows, figure_format))))
+
+    def page(path: Path) -> None:
+        stems = {stem for stem, _ in DATASET_FIGURES}
+        shown = sorted(p.name for p in output.glob("*.*") if p.stem in stems and p.suffix in FIGURE_SUFFIXES)
+        cards = report_cards(output, images)
+        _write(path, build_report(rows, cards, columns, shown, output_links=output_links(output, rows)).encode("utf-8"))
+
+    steps.append((REPORT_NAME, page))
     for name, write in steps:
         for old in output.glob(f"{Path(name).stem}.*"):  # the same figure in another format, from an earlier run
-            if old.suffix in (".png", ".pdf", ".svg") and old.name != name:
+            if old.suffix in FIGURE_SUFFIXES and old.name != name:
                 old.unlink(missing_ok=True)
         try:
             write(output / name)
@@ -113,15 +146,9 @@ def write_dataset_view(
     return []
 
 
-def _named(name: str, fmt: str) -> str:
-    """``name`` with the suffix of ``fmt``.
-
-    Examples
-    --------
-    >>> _named("psnr_vs_retention.png", "svg")
-    'psnr_vs_retention.svg'
-    """
-    return str(Path(name).with_suffix("." + fmt))
+def _write(path: Path, data: bytes | None) -> None:
+    if data is not None:  # None: nothing to draw
+        write_bytes_atomic(path, data)
 
 
 def _v1_thresholds(stats_list: list[dict]) -> list[float] | None:

@@ -30,13 +30,13 @@ from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.compute.params import Method, Params, RunSpec, build_runs
 from aptviz.errors import ParameterError
+from aptviz.output.layout import PLOT_NAME, figure_name
 from aptviz.output.lock import OutputInUse, OutputLock
 from aptviz.runs.batch import Job, default_workers, discover, run_batch
 from aptviz.runs.results import JobResult, RunReport, Status
 
 __all__ = ["ProgressEvent", "RunOptions", "check_output", "run"]
 
-PLOT_NAME = "retention_vs_alpha.png"
 PLOTS_NOTICE = "batch figures skipped: install aptviz[plots] (matplotlib)"
 
 
@@ -262,7 +262,7 @@ def run(
                 rec.write_summary(force=True)
         if not lock.read_only:
             _maybe_plot(report, rec.summary.rows, runs, _figure_format(options))
-            _dataset_view(report, rec.summary, options, runs)
+            _dataset_view(report, rec.summary, options, runs, params)
     finally:
         lock.release()
     return report
@@ -302,7 +302,7 @@ def _check_nothing_to_write(jobs: list[Job], output: Path, runs: list[RunSpec], 
             )
 
 
-def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[RunSpec]) -> None:
+def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[RunSpec], params: Params) -> None:
     """dataset.json, the dataset figures (as the retention plot) and report.html."""
     if report.interrupted or not options.dataset_view:
         return
@@ -310,9 +310,11 @@ def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[Ru
 
     # the matplotlib figures follow the retention plot's rule: a batch with 2+ selections, redrawn when computed
     figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0 and _can_plot(report)
+    measure = (params.importance, params.aggregate)
     report.errors += write_dataset_view(
-        report.output, summary.rows, summary.columns, figures=figures, figure_format=_figure_format(options)
-    )
+        report.output, summary.rows, summary.columns, summary.images, figures=figures, measure=measure,
+        figure_format=_figure_format(options),
+    )  # fmt: skip
 
 
 def _figure_format(options: RunOptions) -> str:
@@ -343,7 +345,7 @@ def _can_plot(report: RunReport) -> bool:
 
 def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec], fmt: str = "png") -> None:
     """The retention plot: for a batch with 2+ selections, redrawn when something was computed."""
-    plot = report.output / PLOT_NAME.replace(".png", "." + fmt)
+    plot = report.output / figure_name(PLOT_NAME, fmt)
     if len(runs) < 2 or report.jobs < 2 or report.interrupted:
         return
     if not report.count(Status.done) and plot.exists():

@@ -11,7 +11,8 @@ from statistics import fmean
 from aptviz._text import text_path
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
-from aptviz.output.atomic import read_json, write_csv_atomic, write_json_atomic
+from aptviz.output.atomic import read_json, write_bytes_atomic, write_csv_atomic, write_json_atomic
+from aptviz.output.layout import IMAGE_SUBDIRS, STATS_NAME, SUMMARY_CSV, SUMMARY_JSON
 from aptviz.runs.results import JobResult, Status
 
 __all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for", "write_retention_plot"]
@@ -68,6 +69,8 @@ class Summary:
     folders written by earlier runs are loaded from their stats.json
     (:meth:`load_existing`) and replaced when this run redoes them; earlier
     failure rows are kept unless this run has a row for the same input.
+    It keeps every folder's stats beside its rows (:attr:`images`), so the
+    dataset view and the report read no stats.json again.
 
     Writes are throttled to one per ``interval`` seconds; :meth:`write` with
     ``force=True`` (at the end, or on Ctrl-C) always writes.
@@ -82,6 +85,7 @@ class Summary:
         self.enabled = enabled
         self._order = {text_path(p): i for i, p in enumerate(order or [])}
         self._rows: dict[str, list[dict]] = {}  # by output folder (images) or "failed:" + input (failures)
+        self._stats: dict[str, ImageStats] = {}  # by output folder, as in _rows
         self._decided: set[str] = set()  # folders this run computed or confirmed
         self._last = 0.0
 
@@ -106,7 +110,10 @@ class Summary:
         if result.ok:  # an input that is done now has no failure row any more
             self._rows.pop(f"failed:{text_path(result.path)}", None)
             self._decided.add(result.name)
-        self._rows[self._key(result)] = rows_for(result, self.output, scales)
+        key = self._key(result)
+        self._rows[key] = rows_for(result, self.output, scales)
+        if result.ok and result.name and result.stats is not None:
+            self._stats[key] = result.stats
 
     def load_existing(self, skip: set[str] = frozenset()) -> None:
         """Rows of the image folders already in the output (from their stats.json) and earlier failures.
@@ -116,7 +123,8 @@ class Summary:
         for name, stats in _image_folders(self.output, skip):
             result = JobResult(Path(stats.image.path), name, Status.skipped, stats=stats)
             self._rows[self._key(result)] = rows_for(result, self.output, stats.scales)
-        previous = read_json(self.output / "summary.json")
+            self._stats[self._key(result)] = stats
+        previous = read_json(self.output / SUMMARY_JSON)
         for row in previous if isinstance(previous, list) else []:
             if isinstance(row, dict) and row.get("status") == "failed" and isinstance(row.get("image"), str):
                 self._rows.setdefault(f"failed:{row['image']}", [row])
@@ -129,15 +137,26 @@ class Summary:
         """
         for key in [k for k in self._rows if k.startswith("folder:") and k[7:] not in self._decided]:
             del self._rows[key]
+            self._stats.pop(key, None)
         self.load_existing(skip=self._decided)
 
-    @property
-    def rows(self) -> list[dict]:
+    def _sorted_keys(self) -> list[str]:
         def order(key: str):
             image = self._rows[key][0].get("image") or ""
             return (self._order.get(image, len(self._order)), image, key)
 
-        return [row for k in sorted(self._rows, key=order) for row in self._rows[k]]
+        return sorted(self._rows, key=order)
+
+    @property
+    def rows(self) -> list[dict]:
+        return [row for k in self._sorted_keys() for row in self._rows[k]]
+
+    @property
+    def images(self) -> list[tuple[str, dict]]:
+        """``(image folder, stats.json content)`` of every image folder, in the order of :attr:`rows`."""
+        return [
+            (text_path(self.output / k[7:]), self._stats[k].to_dict()) for k in self._sorted_keys() if k in self._stats
+        ]
 
     def write(self, force: bool = False) -> bool:
         """Write both files if forced or the interval has passed; True if written."""
@@ -145,8 +164,8 @@ class Summary:
         if not self.enabled or (not force and now - self._last < self.interval):
             return False
         rows = self.rows
-        write_csv_atomic(self.output / "summary.csv", rows, self.columns)
-        write_json_atomic(self.output / "summary.json", rows)
+        write_csv_atomic(self.output / SUMMARY_CSV, rows, self.columns)
+        write_json_atomic(self.output / SUMMARY_JSON, rows)
         self._last = now
         return True
 
@@ -154,15 +173,18 @@ class Summary:
 def _image_folders(output: Path, skip: set[str] = frozenset()):
     """``(name, ImageStats)`` of every folder below ``output`` with a readable stats.json.
 
-    Folders named in ``skip`` are not read at all.
+    An image folder is one that holds stats.json; its own subfolders
+    (01_heatmaps ...) are not searched, anything else is (image folders nest
+    like their inputs). Folders named in ``skip`` are not read at all.
     """
     import os
 
     for root, dirs, files in os.walk(output):
-        dirs[:] = sorted(d for d in dirs if not d[:2].isdigit())  # 01_heatmaps etc. hold no image folders
+        image_folder = STATS_NAME in files and Path(root) != output
+        dirs[:] = sorted(d for d in dirs if not (image_folder and d in IMAGE_SUBDIRS))
         name = Path(root).relative_to(output).as_posix()
-        if "stats.json" in files and Path(root) != output and name not in skip:
-            data = read_json(Path(root) / "stats.json")
+        if image_folder and name not in skip:
+            data = read_json(Path(root) / STATS_NAME)
             try:
                 stats = ImageStats.from_dict(data)
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -318,8 +340,9 @@ def retention_figure(rows: list[dict], llm: bool = True):
 def write_retention_plot(path: str | Path, rows: list[dict], llm: bool = True) -> Path | None:
     """Retention against alpha per method (mean, min-max band; with ``llm`` the LLM
     retention beside it), and for v1/v2 a histogram of retention across images.
-    Returns None when there is nothing to plot."""
-    from aptviz.render.figures import save_figure
+    Returns None when there is nothing to plot. The format follows the suffix (png, pdf or svg)."""
+    from aptviz.render.figures import figure_bytes
 
     fig = retention_figure(rows, llm)
-    return None if fig is None else save_figure(fig, path)
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    return None if fig is None else write_bytes_atomic(path, figure_bytes(fig, fmt))

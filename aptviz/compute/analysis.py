@@ -1,0 +1,292 @@
+"""One image, computed once: the immutable :class:`Analysis` and its complete stats.
+
+The flow of one image (docs/layout.md)::
+
+    load -> resize -> importance -> selections -> model views -> Analysis -> ImageStats
+
+:func:`analyse_loaded` runs it. Maps and masks come back as read-only NumPy
+arrays: on the torch backend they are converted here, once, and nothing
+downstream (pictures, files, rows) converts again. :func:`image_stats` turns
+an analysis into the stats.json numbers, purely: the same analysis gives the
+same stats whether or not any file is written (``files`` is the writer's).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+
+from aptviz._log import logger
+from aptviz._text import text_path
+from aptviz._version import __version__
+from aptviz.compute.entropy import PAD
+from aptviz.compute.histogram import value_histogram
+from aptviz.compute.importance import compute_importance, informative_scale
+from aptviz.compute.loading import LoadedImage, decode_limit, open_image
+from aptviz.compute.params import Params, RunSpec
+from aptviz.compute.resize import resize_image
+from aptviz.compute.selection import Selection, select
+from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats
+from aptviz.compute.views import ModelView, compare_views
+from aptviz.compute.xp import to_numpy
+from aptviz.errors import InputError
+
+__all__ = [
+    "Analysis",
+    "SelectionKey",
+    "SelectionResult",
+    "analyse_file",
+    "analyse_loaded",
+    "entropy_summary",
+    "image_stats",
+    "selection_stats",
+]
+
+SelectionKey = tuple  # (measure, method, alpha): what names one selection of an image
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    """One selection of one image: the measure it ran on, what was asked, what came out.
+
+    ``selection.masks`` are read-only NumPy arrays; ``view`` is None when the
+    model views were not computed (``aptviz stats`` without ``--psnr``).
+    """
+
+    measure: str
+    spec: RunSpec
+    selection: Selection
+    view: ModelView | None = None
+
+    @property
+    def key(self) -> SelectionKey:
+        """``(measure, method, alpha)``, e.g. ``("entropy", "budget", 0.3)``."""
+        return (self.measure, self.spec.method.value, self.spec.alpha)
+
+    @property
+    def label(self) -> str:
+        """The selection's file-name id (:attr:`aptviz.compute.params.RunSpec.label`)."""
+        return self.spec.label
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything computed for one image, as read-only NumPy arrays.
+
+    Attributes
+    ----------
+    path : Path
+        The image as named by the caller (nothing is read from it here).
+    loaded : LoadedImage
+        The decoded image.
+    resized : ndarray
+        ``(H, W, 3)`` uint8, the Qwen2-VL resize.
+    params : Params
+        The parameters, device resolved.
+    maps_by_measure : Mapping[str, Mapping[int, ndarray]]
+        ``{measure: {patch_size: map}}``; :attr:`maps` is the run's measure.
+    selections : tuple of SelectionResult
+        In the order asked.
+    shown_scale : int
+        The scale the one-scale pictures show (:func:`informative_scale`).
+    """
+
+    path: Path
+    loaded: LoadedImage
+    resized: np.ndarray
+    params: Params
+    maps_by_measure: Mapping[str, Mapping[int, np.ndarray]]
+    selections: tuple[SelectionResult, ...]
+    shown_scale: int
+
+    @property
+    def measure(self) -> str:
+        return self.params.importance
+
+    @property
+    def maps(self) -> Mapping[int, np.ndarray]:
+        """``{patch_size: importance map}`` of the run's measure."""
+        return self.maps_by_measure[self.measure]
+
+    @property
+    def keys(self) -> list[SelectionKey]:
+        """``(measure, method, alpha)`` of every selection, in order."""
+        return [s.key for s in self.selections]
+
+    def selection(self, method: str, alpha: float | None = None, measure: str | None = None) -> SelectionResult:
+        """The selection with this key (the run's measure by default); KeyError when absent."""
+        key = (measure or self.measure, str(method), alpha)
+        for s in self.selections:
+            if s.key == key:
+                return s
+        raise KeyError(key)
+
+    def stats(self, render: dict | None = None) -> ImageStats:
+        """:func:`image_stats` of this analysis."""
+        return image_stats(self, render)
+
+
+def _frozen(array) -> np.ndarray:
+    """``array`` as a read-only NumPy array (a torch tensor is copied to the host here, once)."""
+    out = to_numpy(array)
+    out.flags.writeable = False
+    return out
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def _views(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], p: Params) -> list:
+    return [
+        compare_views(loaded.image, resized, sel.masks, sel.tokens, p.patch_size, p.merge_size, p.min_pixels)
+        for sel in selections
+    ]
+
+
+def analyse_loaded(
+    path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params, views: bool = True
+) -> Analysis:
+    """Resize, compute the importance maps, run every selection and its model view, for a decoded image.
+
+    Parameters
+    ----------
+    path : str or Path
+        Names the image in the result; nothing is read from it.
+    loaded : LoadedImage
+        The decoded image.
+    runs : list of RunSpec
+        The selections, on ``params.importance``.
+    params : Params
+        ``device="auto"`` is resolved here.
+    views : bool
+        Compute the model views and uniform baselines (their PSNRs go into
+        the stats); they cost several times the rest.
+
+    Raises
+    ------
+    InputError
+        When the GPU runs out of memory.
+    """
+    path = Path(path)
+    params = params.resolved()
+    resized = np.asarray(resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels))
+    logger.debug("{}: {}x{} -> {}x{}", path, loaded.image.width, loaded.image.height, resized.shape[1], resized.shape[0])
+    try:
+        maps = compute_importance(
+            resized, params.importance, params.aggregate, params.patch_size, params.num_scales, params.bins,
+            params.device,
+        )  # fmt: skip
+        chosen = [select(maps, spec.check_scales(params.num_scales), params.importance) for spec in runs]
+    except Exception as exc:
+        if _is_cuda_oom(exc):
+            raise InputError("CUDA out of memory; retry with --device cpu") from exc
+        raise
+    # the one conversion to NumPy (a no-op on the CPU backend)
+    maps = MappingProxyType({ps: _frozen(m) for ps, m in maps.items()})
+    chosen = [replace(sel, masks={ps: _frozen(m) for ps, m in sel.masks.items()}) for sel in chosen]
+    seen = _views(loaded, resized, chosen, params) if views else [None] * len(chosen)
+    measure = params.importance
+    return Analysis(
+        path=path,
+        loaded=loaded,
+        resized=resized,
+        params=params,
+        maps_by_measure=MappingProxyType({measure: maps}),
+        selections=tuple(SelectionResult(measure, spec, sel, v) for spec, sel, v in zip(runs, chosen, seen)),
+        shown_scale=informative_scale(measure, maps),
+    )
+
+
+def analyse_file(
+    path: str | Path, runs: list[RunSpec], params: Params, max_image_pixels: int | None = None
+) -> Analysis:
+    """Load an image file and :func:`analyse_loaded` it.
+
+    Raises
+    ------
+    InputError
+        When the image cannot be loaded or resized, or the GPU runs out of memory.
+    """
+    params = params.resolved()
+    limit = decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels
+    return analyse_loaded(path, open_image(Path(path), limit), runs, params)
+
+
+def entropy_summary(ent) -> EntropySummary:
+    """Min, mean and max over the non-PAD cells of one map, and the PAD count.
+
+    Examples
+    --------
+    >>> entropy_summary(np.array([[1.0, 3.0], [PAD, PAD]], np.float32))
+    EntropySummary(min=1.0, mean=2.0, max=3.0, pad_cells=2)
+    """
+    ent = np.asarray(ent)
+    valid = ent[ent != PAD].astype(np.float64)
+    pad_cells = int(ent.size - valid.size)
+    if valid.size == 0:
+        return EntropySummary(None, None, None, pad_cells)
+    return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
+
+
+def selection_stats(sel: Selection, params: Params, view: ModelView | None = None) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files), with its ViT and LLM token counts
+    and, given its ModelView, the model-view numbers."""
+    numbers = view.stats.to_dict() if view is not None else {}
+    stats = SelectionStats(
+        method=str(sel.method),
+        alpha=sel.alpha,
+        thresholds=list(sel.thresholds) if sel.thresholds is not None else None,
+        tokens_by_scale=dict(sel.tokens_by_scale),
+        tokens=sel.tokens,
+        base_small_tokens=sel.base_small_tokens,
+        retention=sel.retention,
+        target_retention=sel.target_retention,
+        budget_info=sel.budget_info,
+        **numbers,
+    )
+    return stats.with_token_counts(params.patch_size, params.merge_size)
+
+
+def _image_info(analysis: Analysis) -> ImageInfo:
+    img = analysis.loaded.image
+    h, w = analysis.resized.shape[:2]
+    ident = analysis.loaded.identity
+    return ImageInfo(
+        path=text_path(analysis.path),
+        original_size=(img.width, img.height),
+        resized_size=(w, h),
+        frames=analysis.loaded.frames,
+        first_frame_only=analysis.loaded.frames > 1,
+        source_mode=analysis.loaded.source_mode,
+        resolved_path=None if ident is None else ident.resolved_path,
+        size_bytes=None if ident is None else ident.size_bytes,
+        mtime_ns=None if ident is None else ident.mtime_ns,
+    )
+
+
+def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
+    """The complete stats of one image: every number of stats.json (docs/pipeline.md §2), ``files`` aside.
+
+    Pure: nothing is read or written. ``render`` is the drawing options
+    recorded with the pictures (:class:`aptviz.render.extras.RenderOptions`
+    as a dict), left out when None.
+    """
+    p = analysis.params
+    maps = analysis.maps
+    return ImageStats(
+        aptviz_version=__version__,
+        image=_image_info(analysis),
+        params=p,
+        grid={ps: tuple(m.shape) for ps, m in maps.items()},
+        entropy={ps: entropy_summary(m) for ps, m in maps.items()},
+        selections=[selection_stats(s.selection, p, s.view) for s in analysis.selections],
+        importance_histogram=value_histogram(maps, p.importance, p.bins),
+        render=render,
+    )
