@@ -84,9 +84,12 @@ def test_batch_without_matplotlib_writes_everything_but_the_batch_figures(tmp_pa
     page = (out / "report.html").read_text()
     for fig in FIGURES:
         assert fig not in page
-    attrs = re.findall(r'(?:src|href)="([^"#?]+)"', page)  # img and a tags
-    in_json = re.findall(r"(?<![\w./%-])[\w.%-]+/[\w./%-]+\.(?:png|jpg)", page)  # the selector's files (data-sel)
-    linked = {unquote(m) for m in attrs + in_json}
+    data = json.loads(re.search(r'id="aptviz-data">(.*?)</script>', page, re.S).group(1))  # the cards' data
+    strings = data["strings"]
+    linked = set()
+    for card in data["cards"]:
+        rels = [h[1] for h in card["heat"]] + [card["blend"]] + [f for sel in card["sels"] for f in sel["files"]]
+        linked |= {unquote(card["base"] + strings[i]) for i in rels if i is not None}
     assert len(linked) >= 2 * 7  # heatmaps, blend, overlays and model views of both images
     assert all((out / rel).is_file() for rel in linked), sorted(r for r in linked if not (out / r).is_file())
 
