@@ -68,7 +68,8 @@ def test_readme_is_user_documentation():
     lines = README.splitlines()
     assert len(lines) <= 300
     assert "open `visualizations/report.html`" in "\n".join(lines[:60])
-    assert not re.search(r"\|\s*before\b|\bused to\b|\bnow\s*\|", README, re.I)  # no before/now table: history is in CHANGELOG.md
+    # no before/now table: history is in CHANGELOG.md
+    assert not re.search(r"\|\s*before\b|\bused to\b|\bnow\s*\|", README, re.I)
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     assert all(f"## Milestone {n}" in changelog for n in (1, 2, 3))
     for link in re.findall(r"\]\(((?:docs/)?[\w./-]+\.(?:md|jpg|png))\)", README):

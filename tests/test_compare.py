@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aptviz.compute.params import Params, expand_runs
 from aptviz.compute.analysis import analyse_file, image_stats
+from aptviz.compute.params import Params, expand_runs
 from aptviz.render.figures import (
     BAR_FONT,
     build_compare,

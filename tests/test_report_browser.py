@@ -88,7 +88,8 @@ def test_selector_swaps_overlay_and_numbers(page):
     assert after[0] != before[0] and "budget_alpha0.3" in after[0]
     assert after[1] != before[1]
     page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=overlay)
-    assert card.query_selector('img[data-k="model_view"]').get_attribute("src").endswith("model_view_budget_alpha0.3.jpg")
+    view = card.query_selector('img[data-k="model_view"]').get_attribute("src")
+    assert view.endswith("model_view_budget_alpha0.3.jpg")
 
 
 def _column(page, col: int) -> list[str]:
@@ -221,9 +222,11 @@ def test_no_script_runs_from_a_planted_stats_json_or_summary(tmp_path, make_imag
         if row["output"] == plain:
             row.update({c: ATTACKS[i % len(ATTACKS)] for i, c in enumerate(columns) if c not in ("output",)})
     rows.append({"image": ATTACKS[0], "status": "failed", "error": ATTACKS[1], "output": None})
-    images = [(f, json.loads((Path(f) / "stats.json").read_text())) for f in dict.fromkeys(r["output"] for r in rows if r["output"])]
+    folders = dict.fromkeys(r["output"] for r in rows if r["output"])
+    images = [(f, json.loads((Path(f) / "stats.json").read_text())) for f in folders]
     page_path = out / "report.html"
-    page_path.write_text(build_report(rows, report_cards(out, images), columns, [], output_links=output_links(out, rows)))
+    links = output_links(out, rows)
+    page_path.write_text(build_report(rows, report_cards(out, images), columns, [], output_links=links))
     text = page_path.read_text()
     assert "<script>window.__pwned" not in text and "<img src=x" not in text and "<b onmouseover" not in text
     pg = _open(browser, page_path)

@@ -142,7 +142,9 @@ def iter_pictures(analysis, stats, options: RenderOptions | None = None) -> Iter
     vrange = _value_range(stats)
     style = heat_style(analysis.params)
     for ps, ent in analysis.maps.items():
-        yield files["heatmaps"][str(ps)], Picture(render_heatmap(ent, ps, (w, h), vmin=vrange[0], vmax=vrange[1], **style))
+        heatmap = render_heatmap(ent, ps, (w, h), vmin=vrange[0], vmax=vrange[1], **style)
+        yield files["heatmaps"][str(ps)], Picture(heatmap)
+        del heatmap
     yield files["original"], _original(analysis)
     yield files["resized"], Picture(analysis.resized)
     for entry, s in zip(stats.selections, analysis.selections):

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from aptviz.compute.entropy import PAD
 from aptviz.compute.histogram import HIST_BINS, merge_histograms, value_histogram, value_range  # noqa: F401
 from aptviz.compute.xp import to_numpy
 from aptviz.render.pictures import (
@@ -32,7 +31,6 @@ from aptviz.render.pictures import (
     patch_labels,
     scale_colors,
     scale_of_pixels,
-    text_strip,
 )
 
 __all__ = [
@@ -429,7 +427,7 @@ def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarr
     return out
 
 
-def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> tuple[list[np.ndarray], list[float], np.ndarray]:
+def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> tuple[list, list[float], np.ndarray]:
     """Error maps of ``views`` against ``resized`` on one shared colour scale, and its colorbar.
 
     The scale runs from 0 to the 99.5th percentile of both maps (at least 1),
@@ -502,10 +500,12 @@ def build_compare(
         errors, means, bar = error_panels(resized, [view.apt, uniform], zoom)
         tokens = entry.get("uniform_vit_tokens")
         rows.append([
-            (display_overlay(resized, masks, zoom, color_by_scale, small if zoom < 1 else None), selection_title(entry)[:2]),
+            (display_overlay(resized, masks, zoom, color_by_scale, small if zoom < 1 else None),
+             selection_title(entry)[:2]),
             (_show(np.asarray(view.apt), zoom), ["what the ViT sees", _db_line(entry.get("psnr_apt"))]),
             (_show(np.asarray(uniform), zoom),
-             [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform", _db_line(entry.get("psnr_uniform"))]),
+             [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform",
+              _db_line(entry.get("psnr_uniform"))]),
             (errors[0], ["|APT view - resized|", f"mean {means[0]:.2f} of 255"]),
             (_side_by_side(errors[1], bar), ["|uniform - resized|", f"mean {means[1]:.2f} of 255"]),
         ])  # fmt: skip
@@ -648,7 +648,7 @@ def informative_top(values: list[float]) -> float | None:
 def _mark_off_scale(ax, series, top: float, colors: dict) -> None:
     """Points above ``top`` drawn as arrows at the top edge, each labelled with its value."""
     marked = 0
-    for kind, method, xs, ys in series:
+    for _kind, method, xs, ys in series:
         for x, y in zip(xs, ys):
             if y > top:
                 ax.plot([x], [top], marker="^", ms=8, color=colors[method], ls="none",

@@ -38,7 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["COLUMN_LABELS", "DATASET_FIGURES", "build_report", "card_data", "column_label", "output_links", "report_cards"]
+__all__ = [
+    "COLUMN_LABELS", "DATASET_FIGURES", "build_report", "card_data", "column_label", "output_links", "report_cards",
+]  # fmt: skip
 
 DATASET_FIGURES = (
     ("retention_vs_alpha", "Retention vs alpha"),
@@ -109,10 +111,12 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin:1.6em 0 .5em}
 .wrap{max-height:70vh;max-width:100%;overflow:auto;border:1px solid #ddd;background:#fff}
 table.sum{border-collapse:collapse;font-size:12px}
 table.sum th,table.sum td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
-table.sum th{background:#eee;cursor:pointer;position:sticky;top:0;user-select:none;white-space:normal;min-width:5em;vertical-align:bottom}
+table.sum th{background:#eee;cursor:pointer;position:sticky;top:0;user-select:none}
+table.sum th{white-space:normal;min-width:5em;vertical-align:bottom}
 table.sum th.asc::after{content:" \\25b2"}table.sum th.desc::after{content:" \\25bc"}
 table.sum td.t{text-align:left}.pager{margin:.4em 0;font-size:12px}.pager button{margin:0 .3em}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.6em 12px;break-inside:avoid;page-break-inside:avoid}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.6em 12px}
+.card{break-inside:avoid;page-break-inside:avoid}
 .card:not([data-done]){min-height:420px}
 .card h3{margin:.2em 0 .4em;font-size:1em;overflow-wrap:anywhere}.card h3 small{font-weight:normal;color:#555}
 .row{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
@@ -127,7 +131,8 @@ img{max-width:100%;height:auto;border:1px solid #ccc;background:#eee;image-rende
 .cbar .ticks span{position:absolute;left:5px;transform:translateY(50%)}
 .cbar .ticks span::before{content:"";position:absolute;left:-5px;top:50%;width:4px;border-top:1px solid #222}
 .cbar .side{display:flex;flex-direction:column;justify-content:space-between;font-size:12px}
-.nodata{display:inline-block;width:14px;height:12px;vertical-align:middle;background:repeating-linear-gradient(45deg,#aaa 0 4px,#6e6e6e 4px 8px)}
+.nodata{display:inline-block;width:14px;height:12px;vertical-align:middle}
+.nodata{background:repeating-linear-gradient(45deg,#aaa 0 4px,#6e6e6e 4px 8px)}
 table.num td{padding:1px 8px 1px 0;font-size:12px}.fail{color:#b00}
 .figs{display:flex;flex-wrap:wrap;gap:10px}
 .figs img{max-height:420px;width:auto;background:#fff}
@@ -157,7 +162,8 @@ function colorbar(b){
   var t=el('div',{'class':'ticks'});
   b.ticks.forEach(function(k){var s=el('span',null,k[1]);s.style.bottom=(100*k[0])+'%';t.appendChild(s);});
   box.appendChild(t);var side=el('div',{'class':'side'});side.appendChild(el('span',null,b.unit));
-  if(b.pad){var p=el('span');p.appendChild(el('span',{'class':'nodata'}));p.appendChild(document.createTextNode(' no data'));side.appendChild(p);}
+  if(b.pad){var p=el('span');p.appendChild(el('span',{'class':'nodata'}));
+    p.appendChild(document.createTextNode(' no data'));side.appendChild(p);}
   box.appendChild(side);return box;}
 function url(d,rel){return rel?d.base+rel:null;}
 A.url=url;
@@ -177,7 +183,8 @@ function selectionPart(d){
   var sel=el('select',{'aria-label':'selection'});
   d.sels.forEach(function(s,i){sel.appendChild(el('option',{value:String(i)},s.label));});
   p.appendChild(sel);
-  if(d.compare){p.appendChild(document.createTextNode(' \u00b7 '));p.appendChild(el('a',{href:url(d,d.compare)},'comparison figure'));}
+  if(d.compare){p.appendChild(document.createTextNode(' \u00b7 '));
+    p.appendChild(el('a',{href:url(d,d.compare)},'comparison figure'));}
   p.appendChild(document.createTextNode(' \u00b7 '));p.appendChild(el('a',{href:d.base},'all files'));
   wrap.appendChild(p);var row=el('div',{'class':'row'});var figs={};
   D.views.forEach(function(v){var f=figure('view',v[1],null,v[0]);figs[v[0]]=f;row.appendChild(f.fig);});
@@ -204,7 +211,8 @@ A.fill=fill;
 var cards=document.querySelectorAll('.card[data-i]');
 function fillAll(){for(var i=0;i<cards.length;i++)fill(cards[i]);}
 if('IntersectionObserver' in window){
-  var io=new IntersectionObserver(function(es){es.forEach(function(e){if(e.isIntersecting){io.unobserve(e.target);fill(e.target);}});},{rootMargin:'1200px 0px'});
+  var io=new IntersectionObserver(function(es){
+    es.forEach(function(e){if(e.isIntersecting){io.unobserve(e.target);fill(e.target);}});},{rootMargin:'1200px 0px'});
   for(var c=0;c<cards.length;c++)io.observe(cards[c]);
 }else fillAll();
 window.addEventListener('beforeprint',fillAll);
@@ -217,7 +225,8 @@ Object.keys(T.dicts).forEach(function(c){var words=T.dicts[c];c=+c;
   T.rows.forEach(function(r){if(r[c]!==null)r[c]=words[r[c]];});});
 var PAGE=D.page,page=0,order=T.rows.map(function(_,i){return i;}),sortCol=-1,asc=true;
 var box=el('div',{'class':'wrap'}),table=el('table',{'class':'sum'}),thead=el('thead'),hr=el('tr'),tbody=el('tbody');
-var pager=el('div',{'class':'pager'}),info=el('span'),prev=el('button',{type:'button'},'previous'),next=el('button',{type:'button'},'next');
+var pager=el('div',{'class':'pager'}),info=el('span');
+var prev=el('button',{type:'button'},'previous'),next=el('button',{type:'button'},'next');
 T.labels.forEach(function(label,i){var th=el('th',{title:T.columns[i]},label);hr.appendChild(th);
   th.addEventListener('click',function(){asc=(sortCol===i)?!asc:true;sortCol=i;sort();});});
 thead.appendChild(hr);table.appendChild(thead);table.appendChild(tbody);box.appendChild(table);
@@ -396,8 +405,8 @@ def card_data(folder: str, stats: dict) -> dict:
 
     files = stats.get("files") if isinstance(stats.get("files"), dict) else {}
     heatmaps = files.get("heatmaps") if isinstance(files.get("heatmaps"), dict) else {}
-    heat = [[f"importance, {_safe(ps)} px", link(rel)]
-            for ps, rel in sorted(heatmaps.items(), key=lambda kv: (len(str(kv[0])), str(kv[0]))) if link(rel)]  # fmt: skip
+    ordered = sorted(heatmaps.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))  # 14, 28, 56: by number
+    heat = [[f"importance, {_safe(ps)} px", link(rel)] for ps, rel in ordered if link(rel)]
     sels = []
     for sel in stats.get("selections") or []:
         if not isinstance(sel, dict):
@@ -435,8 +444,8 @@ def _gradient() -> str:
     from aptviz.render.pictures import colormap_lut
 
     lut = colormap_lut()
-    stops = ", ".join(f"#{bytes(lut[i]).hex()} {100 * i / 255:.1f}%" for i in range(0, 256, 32)) + f", #{bytes(lut[255]).hex()} 100%"
-    return f"linear-gradient(to top, {stops})"
+    stops = [f"#{bytes(lut[i]).hex()} {100 * i / 255:.1f}%" for i in (*range(0, 256, 32), 255)]
+    return f"linear-gradient(to top, {', '.join(stops)})"
 
 
 def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_links: dict) -> dict:
@@ -600,7 +609,8 @@ def _figures_html(names: list[str]) -> str:
         for name in shown[:1]:
             cap = html.escape(caption)
             if Path(name).suffix in FIGURE_SUFFIXES:
-                parts.append(f'<figure><img loading="lazy" src="{_url(name)}" alt="{cap}"><figcaption>{cap}</figcaption></figure>')
+                img = f'<img loading="lazy" src="{_url(name)}" alt="{cap}">'
+                parts.append(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")
             else:
                 parts.append(f'<p><a href="{_url(name)}">{cap} ({html.escape(Path(name).suffix[1:].upper())})</a></p>')
     return "".join(parts)

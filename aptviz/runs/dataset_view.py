@@ -125,7 +125,8 @@ def write_dataset_view(
         hist = summary["histogram"]
         steps.append((figure_name(HISTOGRAM_NAME, figure_format),
                       lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format))))
-        steps.append((figure_name(PSNR_NAME, figure_format), lambda p: _write(p, fig.psnr_curves_png(rows, figure_format))))
+        psnr = figure_name(PSNR_NAME, figure_format)
+        steps.append((psnr, lambda p: _write(p, fig.psnr_curves_png(rows, figure_format))))
 
     def page(path: Path) -> None:
         stems = {stem for stem, _ in DATASET_FIGURES}
