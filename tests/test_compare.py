@@ -138,3 +138,11 @@ def test_compare_in_every_figure_format(fmt):
     assert data.startswith(head)
     if fmt == "svg":
         assert data.count(b"<image") >= 3 + 5
+
+
+def test_a_flat_image_has_a_compare_figure(tmp_path):
+    """One grey level: every map is constant and both views are exact (a one-value colour scale)."""
+    Image.new("RGB", (120, 90), (128, 128, 128)).save(tmp_path / "flat.png")
+    result, layout = _layout(tmp_path / "flat.png", expand_runs(["v1", "budget"], [0.3]))
+    assert [len(r) for _, r in sorted(_rows(layout).items())] == [3, 5, 5]
+    assert encode_figure(layout).startswith(b"\x89PNG")

@@ -185,9 +185,9 @@ def _colorbar(
     titles = [legible(t, font) for t in (head + [unit] if measure is None else head + [measure, unit])]
     width = font_size * 6 + 24
     if measure is not None or not fixed:
-        labels = titles + [f"{t:g}" for t in _nice_ticks(vmin, vmax)]
-        width = max(width, 12 + int(max(font.getlength(t) for t in labels[:3])), 24 + max(8, font_size)
-                    + int(max(font.getlength(t) for t in labels[3:])))  # fmt: skip
+        ticks = [f"{t:g}" for t in _nice_ticks(vmin, vmax)]
+        width = max(width, 12 + int(max(font.getlength(t) for t in titles)), 24 + max(8, font_size)
+                    + int(max((font.getlength(t) for t in ticks), default=0)))  # fmt: skip
     panel = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
     top = font_size * len(titles) + 6 + (0 if fixed else font_size // 2)  # room for the top tick's label
