@@ -23,7 +23,14 @@ import numpy as np
 
 from aptviz.compute.importance import measure_unit
 from aptviz.compute.params import Measure
-from aptviz.render.figures import build_compare, display_blend, display_image, encode_figure, selection_title
+from aptviz.render.figures import (
+    build_compare,
+    display_blend,
+    display_image,
+    draw_png,
+    encode_figure,
+    selection_title,
+)
 from aptviz.render.pictures import (
     LINE_WIDTH,
     annotate,
@@ -167,7 +174,10 @@ def _blend_and_compare(analysis, stats, vrange, options: RenderOptions, style: d
     panels = [(entry.to_dict(), s.selection.masks, s.view) for entry, s in zip(stats.selections, analysis.selections)]
     heat = {"map": analysis.maps[shown], "scale": shown, "finest": min(analysis.maps), "vrange": vrange, "style": style}
     layout = build_compare(analysis.loaded.image, analysis.resized, heat, panels, options.color_by_scale)
-    yield stats.files["compare"], encode_figure(layout, options.figure_format)
+    if options.figure_format == "png":  # encoded by the writer, as every other picture
+        yield stats.files["compare"], Picture(draw_png(layout))
+    else:
+        yield stats.files["compare"], encode_figure(layout, options.figure_format)
 
 
 def render_pictures(analysis, stats, options: RenderOptions | None = None) -> dict[str, object]:

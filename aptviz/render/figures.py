@@ -305,16 +305,16 @@ def draw_vector(layout: Layout, fmt: str) -> bytes:
     ax.set_xlim(0, layout.width)
     ax.set_ylim(layout.height, 0)
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=100)
+    fig.canvas.print_figure(buf, format=fmt, dpi=100)
     return buf.getvalue()
 
 
 def encode_figure(layout: Layout, fmt: str = "png") -> bytes:
     """The layout's file content in ``fmt`` (png, pdf or svg)."""
     if fmt == "png":
-        from aptviz.output.atomic import encode_image
-
-        return encode_image(draw_png(layout), ".png")
+        buf = io.BytesIO()
+        Image.fromarray(draw_png(layout)).save(buf, format="PNG")
+        return buf.getvalue()
     require_vector(fmt)
     return draw_vector(layout, fmt)
 
