@@ -8,7 +8,7 @@ The public API (docs/pipeline.md §3)::
     aptviz.entropy_maps(image, patch_size=14, num_scales=3, bins=512, device="cpu")
     aptviz.importance_maps(image, measure="entropy", aggregate="mean", patch_size=14, ...)
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
-    aptviz.analyze(path, methods=("v1",), alphas=(1.0,), **params)
+    aptviz.analyze(path, methods=("v1",), alphas=(1.0,), model="qwen2-vl", **params)
     aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
 
 Heavy modules (torch, matplotlib) are imported on first use only.
@@ -24,6 +24,7 @@ __all__ = [
     "PAD",
     "Device",
     "Method",
+    "Model",
     "Params",
     "RunReport",
     "RunSpec",
@@ -55,6 +56,7 @@ _LAZY = {
     "RunSpec": "compute.params",
     "Method": "compute.params",
     "Device": "compute.params",
+    "Model": "compute.presets",
     "RunReport": "runs.results",
     "Status": "runs.results",
 }

@@ -65,10 +65,12 @@ def analyze(
         The drawing options recorded in ``render`` (as the command's; default
         2 px green JPEG overlays).
     **params
-        Any :class:`aptviz.compute.params.Params` field (patch_size, merge_size,
-        temporal_patch_size, num_scales, min_pixels, max_pixels, bins,
-        device -- "auto", "cpu" or "cuda", importance -- "entropy",
-        "laplacian" or "upsample-mse", aggregate -- "mean", "max" or "std").
+        Any :class:`aptviz.compute.params.Params` field (model -- "qwen2-vl",
+        "qwen2.5-vl" or "qwen3-vl", which sets the three sizes below unless
+        they are given; patch_size, merge_size, temporal_patch_size,
+        num_scales, min_pixels, max_pixels, bins, device -- "auto", "cpu" or
+        "cuda", importance -- "entropy", "laplacian" or "upsample-mse",
+        aggregate -- "mean", "max" or "std").
 
     Returns
     -------
@@ -92,7 +94,8 @@ def _token_arrays(analysis: Analysis):
 
     p = analysis.params
     selections = [(s.label, s.selection.masks) for s in analysis.selections]
-    return iter_token_arrays(analysis.resized, selections, p.patch_size, p.merge_size, p.temporal_patch_size)
+    sizes = (p.patch_size, p.merge_size, p.temporal_patch_size)
+    return iter_token_arrays(analysis.resized, selections, *sizes, p.preset.image_mean, p.preset.image_std)
 
 
 def complete_stats(

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +43,7 @@ from aptviz.compute.params import Params, RunSpec  # noqa: E402
 from aptviz.compute.resize import smart_resize  # noqa: E402
 from aptviz.datasets.engines import run_stats  # noqa: E402
 
-TARGETS = {"local_vs_floor": 1.5, "ray_vs_local": 2.0}
+TARGETS = {"local_vs_floor": 1.5, "command_vs_floor": 2.0, "ray_vs_local": 2.0}
 RUNS = [RunSpec("v2", 1.0), RunSpec("budget", 0.3)]
 BYTES: dict[str, float] = {}
 
@@ -124,6 +127,22 @@ def local(paths: list[Path], workers: int, tmp: Path) -> tuple[float, float]:
     return report.seconds, _cpu() - c0
 
 
+def aptviz_cmd() -> list[str]:
+    script = Path(sys.executable).with_name("aptviz")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aptviz"]
+
+
+def command(paths: list[Path], workers: int, tmp: Path) -> float:
+    """Wall seconds of ``aptviz stats PATHS -o OUT --workers N`` in a fresh process (start-up included)."""
+    out = tmp / f"command{workers}"
+    shutil.rmtree(out, ignore_errors=True)
+    argv = aptviz_cmd() + ["stats", *map(str, paths), "-o", str(out), "--workers", str(workers), "-q"]
+    argv += ["-m", "v2", "-m", "budget", "-a", "0.3"]  # two rows per image, as RUNS
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
 def ray_run(paths: list[Path], workers: int, tmp: Path, repeats: int) -> tuple[float, list[float]]:
     """(start-up seconds, run seconds of each repeat) on a fresh local Ray with ``workers`` CPUs."""
     import ray
@@ -144,12 +163,30 @@ def ray_run(paths: list[Path], workers: int, tmp: Path, repeats: int) -> tuple[f
         ray.shutdown()
 
 
+def _print_command(times: dict[str, list[float]], n: int, loads: list[float]) -> None:
+    """The whole-command lines: medians (and fastest) of the interleaved repeats, their ratio, the load."""
+    cmd, flo = times["command"], times["command_floor"]
+    ratio = statistics.median(cmd) / statistics.median(flo)
+    print(
+        f"aptviz stats command, {n} images, --workers 2 (start-up included): median {statistics.median(cmd):.2f} s "
+        f"(fastest {min(cmd):.2f}); Pillow floor, 2 processes: median {statistics.median(flo):.2f} s "
+        f"(fastest {min(flo):.2f})"
+    )
+    print(
+        f"command / Pillow floor: {ratio:.2f}x median, {min(cmd) / min(flo):.2f}x fastest "
+        f"(target <= {TARGETS['command_vs_floor']}) {'OK' if ratio <= TARGETS['command_vs_floor'] else 'MISSED'}; "
+        f"load average (1 min) {min(loads):.2f}..{max(loads):.2f} on {os.cpu_count()} CPUs"
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--size", default="1600x1200", help="WxH of the generated JPEGs")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the fastest counts (shared machines)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray measurements")
+    ap.add_argument("--command-images", type=int, default=48, help="images of the whole-command measurement")
+    ap.add_argument("--command-only", action="store_true", help="only the whole-command measurement (2)")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     set_num_threads(1)  # "1 worker" is one core: the local engine runs it in this process
@@ -160,6 +197,16 @@ def main(argv=None) -> int:
         BYTES["input_per_image"] = sum(p.stat().st_size for p in paths) / n
         times: dict[str, list[float]] = {}
         cpus: dict[str, list[float]] = {}
+        loads = [os.getloadavg()[0]]
+        few = paths[: args.command_images]
+        for _ in range(args.repeats):  # interleaved: the command, then the floor over the same images
+            times.setdefault("command", []).append(command(few, 2, tmp))
+            times.setdefault("command_floor", []).append(floor(few, 2)[0])
+            loads.append(os.getloadavg()[0])
+        _print_command(times, len(few), loads)
+        if args.command_only:
+            ratio = statistics.median(times["command"]) / statistics.median(times["command_floor"])
+            return 1 if ratio > TARGETS["command_vs_floor"] else 0
         cpu = [per_core(paths[: min(n, 60)]) for _ in range(args.repeats)]
         cpu_floor, cpu_stats = min(c[0] for c in cpu), min(c[1] for c in cpu)
         for _ in range(args.repeats):  # interleaved, so that load from elsewhere hits both sides alike
@@ -193,6 +240,7 @@ def main(argv=None) -> int:
     )
     ratio = results["local2"] / results["floor2"]
     missed = ratio > TARGETS["local_vs_floor"]
+    missed |= statistics.median(times["command"]) / statistics.median(times["command_floor"]) > TARGETS["command_vs_floor"]
     print(
         f"local engine / Pillow floor (2 workers): {ratio:.2f}x (target <= {TARGETS['local_vs_floor']}) "
         f"{'OK' if ratio <= TARGETS['local_vs_floor'] else 'MISSED'}"

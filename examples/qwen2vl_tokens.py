@@ -7,6 +7,7 @@ with APT and with plain Qwen2-VL.
 
     python examples/qwen2vl_tokens.py                          # the sample photos, budget 0.3
     python examples/qwen2vl_tokens.py photo.jpg -m v2 -a 1.0
+    python examples/qwen2vl_tokens.py --model qwen3-vl         # 16 px patches, 32 px merge units
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ def main(argv=None) -> None:
     ap.add_argument("images", nargs="*", type=Path, default=sorted((ROOT / "sample_images").glob("*.png")))
     ap.add_argument("-m", "--method", default="budget", help="v1, v2 or budget (default budget)")
     ap.add_argument("-a", "--alpha", type=float, default=0.3, help="v2 multiplier / budget retention (default 0.3)")
+    ap.add_argument("--model", default="qwen2-vl", help="qwen2-vl, qwen2.5-vl or qwen3-vl (default qwen2-vl)")
     args = ap.parse_args(argv)
 
-    processor = APTQwen2VLImageProcessor(patch_selection_method=args.method, alpha=args.alpha)
+    processor = APTQwen2VLImageProcessor.from_preset(args.model, patch_selection_method=args.method, alpha=args.alpha)
     images = [aptviz.load_image(p) for p in args.images]
     out = processor(images)  # one call for the batch; every field is concatenated over the images
 
     merge = processor.merge_size
-    uniform_vit = out["image_grid_thw"].prod(axis=1)  # plain Qwen2-VL: one ViT token per 14 px patch
+    uniform_vit = out["image_grid_thw"].prod(axis=1)  # plain Qwen2-VL: one ViT token per P px patch
     uniform_llm = uniform_vit // merge**2  # ... and one LLM token per 2x2 group of them
     print(f"APT {args.method}" + ("" if args.method == "v1" else f" alpha={args.alpha:g}"))
     scales = [processor.patch_size * 2**i for i in range(processor.num_scales)]
@@ -48,7 +50,7 @@ def main(argv=None) -> None:
         mix = "/".join(str(int((sizes == s).sum())) for s in scales)
         u_vit, u_llm = int(uniform_vit[i]), int(uniform_llm[i])
         print(
-            f"{path.name:<16} {gw * 14:>4}x{gh * 14:<4}  {vit:>5} / {u_vit:>5}  {vit / u_vit:>8.4f}"
+            f"{path.name:<16} {gw * processor.patch_size:>4}x{gh * processor.patch_size:<4}  {vit:>5} / {u_vit:>5}  {vit / u_vit:>8.4f}"
             f"  {llm:>5} / {u_llm:>4}  {llm / u_llm:>8.4f}   ({'/'.join(map(str, scales))} px: {mix})"
         )
     total_vit, total_llm = out["apt_vit_token_counts"].sum(), out["apt_llm_token_counts"].sum()

@@ -216,3 +216,73 @@ def test_torch_backend_equals_numpy_backend(sample_paths):
             for ps in a:
                 assert isinstance(a[ps], np.ndarray) and isinstance(b[ps], torch.Tensor)
                 assert np.array_equal(a[ps], b[ps].numpy())
+
+
+# --- the issue-21 kernel against the previous one: bit-identical for every bin count ---
+
+BIT_IDENTITY_BINS = [1, 2, 3, 7, 64, 100, 256, 512, 1000, 4096]
+
+
+def _assert_same_bits(img, ps, scales, bins, threads=1):
+    import entropy_previous as previous
+
+    before = previous.compute_maps(img, ps, scales, bins, threads=threads)
+    try:
+        set_num_threads(threads)
+        after = compute_maps(img, ps, scales, bins)
+    finally:
+        set_num_threads(None)
+    assert sorted(after) == sorted(before)
+    for s in before:
+        assert after[s].dtype == np.float32 and after[s].shape == before[s].shape
+        assert np.array_equal(after[s].view(np.uint32), before[s].view(np.uint32)), (ps, scales, bins, s)
+
+
+@functools.lru_cache(maxsize=None)
+def _photo(name: str) -> np.ndarray:
+    from conftest import SAMPLES
+
+    return np.asarray(resize_image(aptviz.load_image(SAMPLES / f"{name}.png")))
+
+
+@pytest.mark.parametrize("bins", BIT_IDENTITY_BINS)
+def test_new_kernel_is_bit_identical_on_photos(bins):
+    """The Qwen-view sample photos (up to ~1 MP, several tiles, 2 threads) at the default and other patch sizes."""
+    _assert_same_bits(_photo("astronaut"), 14, 3, bins, threads=2)
+    coffee, chelsea = _photo("coffee"), _photo("chelsea")
+    _assert_same_bits(coffee[37:, 11:], 17, 2, bins)  # odd offsets: partial cells at every edge
+    _assert_same_bits(chelsea[:301, :457], 9, 4, bins)
+    _assert_same_bits(chelsea[50:250, 100:400], 28, 1, bins)
+
+
+@pytest.mark.parametrize("bins", BIT_IDENTITY_BINS)
+@pytest.mark.parametrize("ps,scales", [(1, 3), (2, 2), (5, 3), (14, 3), (16, 2), (33, 2)])
+def test_new_kernel_is_bit_identical_on_synthetic_images(ps, scales, bins):
+    for h, w, seed in ((97, 131, ps), (64, 64, bins), (1, 300, 3)):
+        _assert_same_bits(textured(h, w, seed=seed), ps, scales, bins)
+
+
+def test_new_kernel_is_bit_identical_on_exact_bin_boundaries():
+    """Colours whose float32 product ``gray * bins / 256`` lands on the other side of a bin edge."""
+    for bins in (1000, 100, 3000, 7):
+        edge = _float32_boundary_colours(bins)
+        if len(edge):
+            cells = np.resize(edge, (60 * 90, 3)).reshape(60, 90, 3)
+            _assert_same_bits(cells, 15, 2, bins)
+    rng = np.random.default_rng(21)
+    every = rng.permutation(np.arange(1 << 24, dtype=np.uint32))[: 512 * 512]
+    img = np.stack([(every >> 16) & 255, (every >> 8) & 255, every & 255], axis=-1).astype(np.uint8)
+    for bins in BIT_IDENTITY_BINS:
+        _assert_same_bits(img.reshape(512, 512, 3), 14, 3, bins, threads=2)
+
+
+@given(
+    h=st.integers(1, 150),
+    w=st.integers(1, 150),
+    ps=st.integers(1, 40),
+    scales=st.integers(1, 4),
+    bins=st.one_of(st.sampled_from(BIT_IDENTITY_BINS), st.integers(1, 5000)),
+    seed=st.integers(0, 2**16),
+)
+def test_new_kernel_is_bit_identical_for_any_options(h, w, ps, scales, bins, seed):
+    _assert_same_bits(textured(h, w, seed=seed), ps, scales, bins)

@@ -25,6 +25,7 @@ SCHEMA_PARAMS = {
     "device",
     "importance",
     "aggregate",
+    "model",
 }
 SCHEMA_SELECTION = {
     "method",
@@ -216,6 +217,7 @@ def test_analysis_is_immutable_numpy_keyed_by_measure_method_alpha(make_image):
     with pytest.raises(KeyError):
         a.selection("budget", 0.6, measure="laplacian")
     arrays = [*a.maps.values(), *(m for s in a.selections for m in s.selection.masks.values())]
+    arrays += [x for s in a.selections for x in (s.view.apt, s.view.uniform.image)]
     assert all(isinstance(x, np.ndarray) and not x.flags.writeable for x in arrays)
     with pytest.raises(FrozenInstanceError):
         a.params = Params()

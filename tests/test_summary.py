@@ -87,7 +87,7 @@ def test_image_named_like_a_layout_folder_survives_the_next_run(tmp_path, make_i
     import aptviz
 
     cat = make_image("in/12cat.jpg")
-    nested = make_image("in/sub/07_dog.png", seed=1)
+    make_image("in/sub/07_dog.png", seed=1)
     other = make_image("other.png", seed=2)
     out = tmp_path / "out"
     first = aptviz.run([cat.parent], out, ["budget:0.3"], workers=1, recursive=True)
@@ -122,3 +122,29 @@ def test_summary_images_are_the_stats_written(tmp_path, make_image):
     assert [stats for _, stats in s.images] == [
         json.loads((out / f"img{i}" / "stats.json").read_text()) for i in range(2)
     ]
+
+
+def test_each_stats_json_is_read_once_per_run(tmp_path, make_image, monkeypatch):
+    """Resuming: a skipped image's stats.json is read once (the completeness check), an earlier
+    run's folder once (the summary loading it); the dataset view and the report read none."""
+    import aptviz
+    import aptviz.output.atomic as atomic
+
+    paths = [make_image(f"img{i}.png", seed=i) for i in range(3)]
+    out = tmp_path / "out"
+    assert aptviz.run(paths, out, ["v1", "budget:0.3"], workers=1).return_code == 0
+    reads = []
+    real = atomic.read_json
+
+    def counting(path):
+        if Path(path).name == "stats.json":
+            reads.append(Path(path).parent.name)
+        return real(path)
+
+    for module in ("aptviz.output.atomic", "aptviz.runs.batch", "aptviz.runs.summary"):
+        monkeypatch.setattr(f"{module}.read_json", counting)
+    report = aptviz.run(paths[:2], out, ["v1", "budget:0.3"], workers=1)
+    assert report.return_code == 0 and {str(r.status) for r in report.results} == {"skipped"}
+    assert sorted(reads) == ["img0", "img1", "img2"]
+    assert (out / "report.html").read_text().count('class="card"') == 3
+    assert json.loads((out / "dataset.json").read_text())["images"] == 3

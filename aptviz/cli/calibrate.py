@@ -28,6 +28,7 @@ from aptviz.cli.options import (
     MaxPixels,
     MergeSize,
     MinPixels,
+    ModelOpt,
     NumScales,
     Output,
     PatchSize,
@@ -43,6 +44,7 @@ from aptviz.cli.options import (
     usage_error,
 )
 from aptviz.compute.params import Device, Measure
+from aptviz.compute.presets import Model
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -69,9 +71,10 @@ def calibrate(
     statistic: StatisticOpt = Statistic.mean,
     thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
     output: Output = Path("visualizations"),
-    patch_size: PatchSize = 14,
-    merge_size: MergeSize = 2,
-    temporal_patch_size: TemporalPatchSize = 2,
+    model: ModelOpt = Model.qwen2_vl,
+    patch_size: PatchSize = None,
+    merge_size: MergeSize = None,
+    temporal_patch_size: TemporalPatchSize = None,
     num_scales: NumScales = 3,
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,

@@ -46,6 +46,7 @@ from aptviz.cli.options import (
     MergeSize,
     Methods,
     MinPixels,
+    ModelOpt,
     NumScales,
     OptionalThresholds,
     Output,
@@ -55,6 +56,7 @@ from aptviz.cli.options import (
     Quiet,
     Recursive,
     SaveMaps,
+    ShowWindows,
     TemporalPatchSize,
     Verbose,
     Version,
@@ -64,8 +66,10 @@ from aptviz.cli.options import (
     request_from,
     setup_logging,
     usage_error,
+    window_from,
 )
 from aptviz.compute.params import Device, Measure
+from aptviz.compute.presets import Model
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli.calibrate:app",
@@ -90,9 +94,10 @@ def run(
     methods: Methods = None,
     alphas: Alphas = None,
     thresholds: OptionalThresholds = None,
-    patch_size: PatchSize = 14,
-    merge_size: MergeSize = 2,
-    temporal_patch_size: TemporalPatchSize = 2,
+    model: ModelOpt = Model.qwen2_vl,
+    patch_size: PatchSize = None,
+    merge_size: MergeSize = None,
+    temporal_patch_size: TemporalPatchSize = None,
     num_scales: NumScales = 3,
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
@@ -105,6 +110,7 @@ def run(
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
     color_by_scale: ColorByScale = False,
+    show_windows: ShowWindows = False,
     line_width: LineWidth = 2,
     caption: Caption = False,
     overlay_format: OverlayFormat = "jpg",
@@ -125,7 +131,9 @@ def run(
     try:
         params, runs = request_from(locals())
         memory = memory_from(max_memory)
-        render = render_from(color_by_scale, line_width, caption, overlay_format, figure_format)
+        render = render_from(
+            color_by_scale, line_width, caption, overlay_format, window_from(show_windows, params), figure_format
+        )
         report = run_library(
             inputs, output, runs, params, workers, on_progress=view.on_progress,
             recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,

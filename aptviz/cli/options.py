@@ -14,7 +14,7 @@ and gets the same flags, help and checks as ``aptviz`` itself::
     )
 
     @app.command()
-    def calibrate(inputs: Inputs, methods: Methods = None, patch_size: PatchSize = 14, ...):
+    def calibrate(inputs: Inputs, methods: Methods = None, model: ModelOpt = Model.qwen2_vl, ...):
         params, runs = request_from(locals())    # Params + the validated selections
 
 Nothing heavy is imported here: ``--help`` of every command stays instant.
@@ -32,6 +32,7 @@ import typer
 
 from aptviz._version import __version__
 from aptviz.compute.params import Aggregate, Device, Measure, Method
+from aptviz.compute.presets import Model
 from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
 
 METHOD_METAVAR = "{" + ",".join(m.value for m in Method) + "}[:ALPHAS]"
@@ -131,12 +132,42 @@ AggregateOpt = Annotated[
 ]
 
 # -- pipeline parameters (names match aptviz.compute.params.Params fields) -----------------------------------
-PatchSize = Annotated[int, typer.Option("--patch-size", metavar="N", help="Finest patch size in pixels.")]
+ModelOpt = Annotated[
+    Model,
+    typer.Option(
+        "--model",
+        case_sensitive=False,
+        help="Whose image pipeline: sets patch, merge and temporal patch size and the normalization "
+        "(qwen2-vl and qwen2.5-vl: 14 px patches, 28 px merge unit; qwen3-vl: 16 px, 32 px). "
+        "--patch-size/--merge-size still override.",
+    ),
+]
+PatchSize = Annotated[
+    int | None,
+    typer.Option(
+        "--patch-size",
+        metavar="N",
+        help="Finest patch size in pixels. [default: the model's, 14 or 16]",
+        show_default=False,
+    ),
+]
 MergeSize = Annotated[
-    int, typer.Option("--merge-size", metavar="N", help="Qwen2-VL merge size (resize factor = patch * merge).")
+    int | None,
+    typer.Option(
+        "--merge-size",
+        metavar="N",
+        help="Merge size (resize factor = patch * merge). [default: the model's, 2]",
+        show_default=False,
+    ),
 ]
 TemporalPatchSize = Annotated[
-    int, typer.Option("--temporal-patch-size", metavar="N", help="Qwen2-VL temporal patch size (recorded).")
+    int | None,
+    typer.Option(
+        "--temporal-patch-size",
+        metavar="N",
+        help="Temporal patch size (recorded; tokens.npz rows). [default: the model's, 2]",
+        show_default=False,
+    ),
 ]
 NumScales = Annotated[int, typer.Option("--num-scales", metavar="N", help="Number of patch scales (patch * 2**i).")]
 MinPixels = Annotated[int, typer.Option("--min-pixels", metavar="N", help="smart_resize minimum pixel count.")]
@@ -150,6 +181,14 @@ DeviceOpt = Annotated[
 # -- pictures ----------------------------------------------------------------------------------------
 ColorByScale = Annotated[
     bool, typer.Option("--color-by-scale", help="Overlays: one boundary colour per patch scale, with a legend.")
+]
+ShowWindows = Annotated[
+    bool,
+    typer.Option(
+        "--show-windows",
+        help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge units) in red, with a "
+        "legend entry (needs --model qwen2.5-vl: the other models attend to the whole image).",
+    ),
 ]
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
 Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
@@ -181,7 +220,10 @@ Version = Annotated[
 DEFAULT_THRESHOLDS_TEXT = "3,2"
 
 
-def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, figure_format: str = "png"):
+def render_from(
+    color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, window: int = 0,
+    figure_format: str = "png",
+):  # fmt: skip
     """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad).
 
     A vector ``figure_format`` without matplotlib is a MissingExtraError.
@@ -190,9 +232,31 @@ def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_fo
     from aptviz.render.figures import require_vector
 
     fmt = str(figure_format).lower().lstrip(".")
-    options = RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."), fmt)
+    options = RenderOptions(
+        line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."), window, figure_format=fmt
+    )
     require_vector(fmt)
     return options
+
+
+def window_from(show_windows: bool, params) -> int:
+    """``--show-windows``: the attention-window side in px to draw (0 when not asked).
+
+    Raises :class:`~aptviz.errors.ParameterError` for a model whose vision
+    tower has no windows (Qwen2-VL, Qwen3-VL), rather than drawing borders
+    that do not exist.
+    """
+    from aptviz.errors import ParameterError
+
+    if not show_windows:
+        return 0
+    window = params.attention_window
+    if not window:
+        raise ParameterError(
+            f"--show-windows needs --model qwen2.5-vl: {params.model}'s vision tower attends to the whole image "
+            "(no attention windows to draw)"
+        )
+    return window
 
 
 def usage_error(message: str) -> typer.Exit:

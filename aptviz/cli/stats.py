@@ -30,6 +30,7 @@ from aptviz.cli.options import (
     MergeSize,
     Methods,
     MinPixels,
+    ModelOpt,
     NumScales,
     OptionalThresholds,
     PatchSize,
@@ -45,6 +46,7 @@ from aptviz.cli.options import (
     usage_error,
 )
 from aptviz.compute.params import Device, Measure
+from aptviz.compute.presets import Model
 
 __all__ = ["app", "summary_app"]
 
@@ -91,9 +93,10 @@ def stats(
     methods: Methods = None,
     alphas: Alphas = None,
     thresholds: OptionalThresholds = None,
-    patch_size: PatchSize = 14,
-    merge_size: MergeSize = 2,
-    temporal_patch_size: TemporalPatchSize = 2,
+    model: ModelOpt = Model.qwen2_vl,
+    patch_size: PatchSize = None,
+    merge_size: MergeSize = None,
+    temporal_patch_size: TemporalPatchSize = None,
     num_scales: NumScales = 3,
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,

@@ -70,7 +70,8 @@ def image_table(stats: ImageStats) -> Table:
         )
     if stats.selections:
         first = stats.selections[0]
-        table.caption = f"ret.: retention against plain Qwen2-VL's {first.base_small_tokens} ViT tokens"
+        name = stats.params.preset.title
+        table.caption = f"ret.: retention against plain {name}'s {first.base_small_tokens} ViT tokens"
         if first.llm_tokens_uniform is not None:
             table.caption += f" and {first.llm_tokens_uniform} LLM tokens"
     views = [
@@ -82,7 +83,7 @@ def image_table(stats: ImageStats) -> Table:
     ]
     if views:
         table.caption = (table.caption + "; " if table.caption else "") + (
-            "PSNR dB, APT / uniform Qwen2-VL (its tokens): " + ", ".join(views)
+            f"PSNR dB, APT / uniform {stats.params.preset.title} (its tokens): " + ", ".join(views)
         )
         table.caption_justify = "left"
     return table

@@ -177,7 +177,8 @@ def analyse_loaded(
     path = Path(path)
     params = params.resolved()
     resized = np.asarray(resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels))
-    logger.debug("{}: {}x{} -> {}x{}", path, loaded.image.width, loaded.image.height, resized.shape[1], resized.shape[0])
+    img = loaded.image
+    logger.debug("{}: {}x{} -> {}x{}", path, img.width, img.height, resized.shape[1], resized.shape[0])
     try:
         maps = compute_importance(
             resized, params.importance, params.aggregate, params.patch_size, params.num_scales, params.bins,
@@ -192,6 +193,9 @@ def analyse_loaded(
     maps = MappingProxyType({ps: _frozen(m) for ps, m in maps.items()})
     chosen = [replace(sel, masks={ps: _frozen(m) for ps, m in sel.masks.items()}) for sel in chosen]
     seen = _views(loaded, resized, chosen, params) if views else [None] * len(chosen)
+    for view in filter(None, seen):  # the views' pictures are read-only too
+        view.apt.flags.writeable = False
+        view.uniform.image.flags.writeable = False
     measure = params.importance
     return Analysis(
         path=path,

@@ -62,11 +62,11 @@ with small patches and many bins (``--patch-size 1``, ``--bins 4096``) the
 histograms, not the pixels, dominate, and a band holds them to ~100 MB."""
 
 
-CACHE_TILE_PIXELS = 1 << 15
+CACHE_TILE_PIXELS = 1 << 16
 """Pixels per tile of the NumPy dense kernel (fewer than :func:`band_pixels`
-allows): a tile's keys, histograms and table lookups (~1 MB at 14 px, 512
-bins) stay in the core's cache, which makes the kernel about twice as fast
-as one pass over a whole band; the Python cost per tile is small by comparison."""
+allows): a tile's keys, histograms and table lookups (~2 MB at 14 px, 512
+bins) stay near the core's cache, which makes the kernel faster than one pass
+over a whole band, while the Python cost per tile stays small by comparison."""
 
 SPARSE_RATIO = 16
 """Bins per finest-cell pixel above which a cell's histogram is mostly empty
@@ -241,57 +241,118 @@ def _bin_keys(img, ps: int, bins: int):
     return key
 
 
-_OFFSETS: dict = {}
+def _tile_weights(bins: int) -> tuple[tuple[np.floating, ...], np.float64 | None]:
+    """Gray weights for the dense kernel, and the float64 factor ``bins / 256`` still to apply (or None).
 
-
-def _cell_offsets(height: int, width: int, ps: int, bins: int) -> np.ndarray:
-    """``cell * bins`` of every pixel of a ``height x width`` tile (cached: tiles repeat their shape).
+    For a power-of-two bin count the factor is folded into the float32
+    weights: scaling by a power of two is exact, so ``R*(w*s) + G*(w*s) + ...``
+    rounds to exactly ``(R*w + G*w + ...) * s`` and the bin is the same.
 
     Examples
     --------
-    >>> _cell_offsets(2, 3, 2, 10).tolist()
-    [[0, 0, 10], [0, 0, 10]]
+    >>> _tile_weights(512)[0][0] == 2 * np.float32(GRAY_WEIGHTS[0]), _tile_weights(512)[1]
+    (np.True_, None)
+    >>> float(_tile_weights(1000)[1])
+    3.90625
     """
-    key = (height, width, ps, bins)
-    off = _OFFSETS.get(key)
-    if off is None:
-        cols = -(-width // ps)
-        off = ((np.arange(height) // ps) * (cols * bins))[:, None] + ((np.arange(width) // ps) * bins)[None, :]
-        off.flags.writeable = False
-        if len(_OFFSETS) >= 16:
-            _OFFSETS.clear()
-        _OFFSETS[key] = off
+    if bins & (bins - 1) == 0:
+        s = np.float32(bins / 256.0)
+        return tuple(np.float32(w) * s for w in GRAY_WEIGHTS), None
+    return tuple(np.float32(w) for w in GRAY_WEIGHTS), np.float64(bins / 256.0)
+
+
+def _interleave(v: np.ndarray, levels: int, shift: int) -> np.ndarray:
+    """Bit ``b`` of ``v`` (b < levels) moved to bit ``2b + shift``."""
+    out = np.zeros_like(v)
+    for b in range(levels):
+        out |= ((v >> b) & 1) << (2 * b + shift)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _nested_offsets(height: int, width: int, ps: int, levels: int, bins: int) -> np.ndarray:
+    """``cell * bins`` of every pixel of a tile, cells numbered in nested 2x2 order (cached, read-only).
+
+    The finest cells of one coarsest cell (``ps * 2**levels`` pixels) are
+    numbered together, each 2x2 block of siblings consecutively (bit ``2b+1``
+    of the number is bit ``b`` of the cell row, bit ``2b`` that of the column),
+    so that every coarser histogram is the sum of 4 consecutive finer ones.
+    int32 when the keys fit (a tile's histograms are far below 2**31 entries).
+
+    Examples
+    --------
+    >>> (_nested_offsets(2, 4, 1, 1, 10) // 10).tolist()
+    [[0, 1, 4, 5], [2, 3, 6, 7]]
+    """
+    coarsest = ps << levels
+    cols = -(-width // coarsest)
+    rows = -(-height // coarsest)
+    i = np.arange(height, dtype=np.int64) // ps
+    j = np.arange(width, dtype=np.int64) // ps
+    row_part = (i >> levels) * (cols << 2 * levels) + _interleave(i, levels, 1)
+    col_part = ((j >> levels) << 2 * levels) + _interleave(j, levels, 0)
+    small = rows * cols * (bins << 2 * levels) < 2**31
+    off = ((row_part * bins)[:, None] + (col_part * bins)[None, :]).astype(np.int32 if small else np.int64)
+    off.flags.writeable = False
     return off
 
 
-def _dense_tile_maps(img: np.ndarray, scales: list[int], bins: int) -> list[np.ndarray]:
-    """Entropy maps of a small tile (NumPy): the steps of :func:`_bin_keys`, :func:`_finest_histograms`,
-    :func:`_sum2x2` and :func:`_entropy_from_histograms`, fused so that a tile's arrays stay in cache.
+def _dense_tile_sums(img: np.ndarray, scales: list[int], bins: int) -> list[np.ndarray]:
+    """Fixed-point entropy sums of every cell of a tile (NumPy), per scale, in nested order.
+
+    The steps of :func:`_bin_keys`, :func:`_finest_histograms`, :func:`_sum2x2`
+    and :func:`_entropy_from_histograms`, fused so that a tile's arrays stay in
+    cache: one bincount over nested cell numbers (:func:`_nested_offsets`), and
+    every coarser scale's histograms are sums of 4 consecutive finer ones.
+    Scale ``m`` comes as an int64 array ``(R, Q, 4**(levels - m))`` over the
+    tile's ``R x Q`` coarsest cells (see :func:`_nested_to_grid`).
 
     The bin needs no clamp here: the gray value is below 255 (the weights sum
     to less than 1), so ``gray * bins / 256`` is below ``bins - 1`` already.
     """
-    ps = scales[0]
+    levels = len(scales) - 1
     height, width = img.shape[0], img.shape[1]
-    rows, cols = -(-height // ps), -(-width // ps)
-    gray = grayscale(img)
-    if bins & (bins - 1) == 0:  # power of two: one exact float32 multiply
-        gray *= np.float32(bins / 256.0)
-        key = gray.astype(np.intp)
-    else:  # exact in float64 (see _bin_keys)
-        scaled = gray.astype(np.float64)
-        scaled *= bins / 256.0
-        key = scaled.astype(np.intp)
-    key += _cell_offsets(height, width, ps, bins)
-    hist = np.bincount(key.ravel(), minlength=rows * cols * bins).reshape(rows, cols, bins)
+    rows, cols = -(-height // scales[-1]), -(-width // scales[-1])
+    weights, factor = _tile_weights(bins)
+    gray = img[..., 0] * weights[0]
+    gray += img[..., 1] * weights[1]
+    gray += img[..., 2] * weights[2]
+    if factor is not None:  # exact in float64 (see _bin_keys)
+        gray = np.multiply(gray, factor)
+    offsets = _nested_offsets(height, width, scales[0], levels, bins)
+    key = gray.astype(offsets.dtype)
+    key += offsets
+    hist = np.bincount(key.ravel(), minlength=rows * cols * (bins << 2 * levels))
     out = []
-    for i, size in enumerate(scales):
-        if i > 0:
-            hist = _sum2x2(hist)
-        n = size * size
-        fixed = np.take(_entropy_table(n), hist, mode="clip").sum(axis=-1)  # counts never exceed n
-        out.append((fixed.astype(np.float64) * (2.0**-FIXED_POINT_BITS / n)).astype(np.float32))
+    for m, size in enumerate(scales):
+        if m:
+            hist = hist.reshape(-1, 4, bins).sum(axis=1)
+        fixed = np.take(_entropy_table(size * size), hist, mode="clip")  # counts never exceed n
+        out.append(fixed.reshape(rows, cols, -1, bins).sum(axis=-1))
     return out
+
+
+def _nested_to_grid(fixed: np.ndarray, levels: int) -> np.ndarray:
+    """``(R, Q, 4**levels)`` values in nested order (:func:`_nested_offsets`) to the ``(R*2**l, Q*2**l)`` grid.
+
+    Examples
+    --------
+    >>> _nested_to_grid(np.arange(8).reshape(1, 2, 4), 1).tolist()
+    [[0, 1, 4, 5], [2, 3, 6, 7]]
+    """
+    rows, cols = fixed.shape[0], fixed.shape[1]
+    order = [0, *range(2, 2 + 2 * levels, 2), 1, *range(3, 3 + 2 * levels, 2)]
+    return fixed.reshape((rows, cols) + (2, 2) * levels).transpose(order).reshape(rows << levels, cols << levels)
+
+
+def _bits(fixed, n: int):
+    """float32 entropy (bits) of fixed-point sums over cells of ``n`` pixels (NumPy or torch)."""
+    scale = 2.0**-FIXED_POINT_BITS / n
+    if isinstance(fixed, np.ndarray):
+        return (fixed.astype(np.float64) * scale).astype(np.float32)
+    import torch
+
+    return (fixed.to(torch.float64) * scale).to(torch.float32)
 
 
 def _finest_histograms(img, ps: int, bins: int):
@@ -391,14 +452,11 @@ def _entropy_from_histograms(hist, n: int):
     Counts of overhanging cells are below ``n``; their values become PAD anyway.
     """
     table = _entropy_table(n)
-    scale = 2.0**-FIXED_POINT_BITS / n
     if isinstance(hist, np.ndarray):
-        fixed = np.take(table, hist).sum(axis=-1)
-        return (fixed.astype(np.float64) * scale).astype(np.float32)
+        return _bits(np.take(table, hist).sum(axis=-1), n)
     import torch
 
-    fixed = torch.from_numpy(table.copy()).to(hist.device)[hist].sum(dim=-1)
-    return (fixed.to(torch.float64) * scale).to(torch.float32)
+    return _bits(torch.from_numpy(table.copy()).to(hist.device)[hist].sum(dim=-1), n)
 
 
 def pad_mask(shape: tuple[int, int], ps: int, height: int, width: int) -> np.ndarray:
@@ -477,6 +535,35 @@ def _pool(workers: int):
     return _POOL
 
 
+def _tiles(height: int, width: int, coarsest: int, threads: int, per_band: int) -> list[tuple[int, int, int, int]]:
+    """``(top, bottom, left, right)`` of every tile, row-major; cuts at multiples of the coarsest cell."""
+    return [
+        (a, b, c, d)
+        for a, b in _bands(height, width, coarsest, threads, per_band)
+        for c, d in _column_cuts(b - a, width, coarsest, per_band)
+    ]
+
+
+def _run_tiles(one_tile, img, tiles: list, threads: int) -> list:
+    """``one_tile`` of every tile, in parallel threads when there are several (NumPy releases the GIL)."""
+    if len(tiles) == 1:
+        return [one_tile(img)]
+    if threads == 1:
+        return [one_tile(img[a:b, c:d]) for a, b, c, d in tiles]
+    return list(_pool(threads).map(lambda t: one_tile(img[t[0] : t[1], t[2] : t[3]]), tiles))
+
+
+def _assemble(tiles: list, per_tile: list, i: int, width: int):
+    """Item ``i`` of every tile's result joined back into one array (tiles in row-major order)."""
+    rows, row = [], []
+    for tile, parts in zip(tiles, per_tile):
+        row.append(parts[i])
+        if tile[3] == width:
+            rows.append(row[0] if len(row) == 1 else concat(row, axis=1))
+            row = []
+    return rows[0] if len(rows) == 1 else concat(rows, axis=0)
+
+
 def compute_maps(
     image, patch_size: int = 14, num_scales: int = 3, bins: int = 512, device="cpu", backend: str | None = None
 ) -> dict:
@@ -499,16 +586,16 @@ def compute_maps(
     img = _as_array(image) if numpy else _as_tensor(image, device)
     height, width = int(img.shape[0]), int(img.shape[1])
     scales = scales_for(patch_size, num_scales)
-
     sparse = numpy and is_sparse(patch_size, bins)
+    dense = numpy and not sparse  # fixed-point sums in nested order, made into maps once for the whole image
 
-    def one_band(band) -> list:
-        """Maps of a tile whose height and width (but at the image edge) are multiples of the coarsest cell."""
+    def one_tile(tile) -> list:
+        """Maps (sums when dense) of a tile whose sides, but at the image edge, are multiples of the coarsest cell."""
         if sparse:
-            return _sparse_maps(band, scales, bins)
-        if numpy:
-            return _dense_tile_maps(band, scales, bins)
-        hist = _finest_histograms(band, patch_size, bins)
+            return _sparse_maps(tile, scales, bins)
+        if dense:
+            return _dense_tile_sums(tile, scales, bins)
+        hist = _finest_histograms(tile, patch_size, bins)
         out = []
         for i, ps in enumerate(scales):
             if i > 0:
@@ -518,34 +605,19 @@ def compute_maps(
 
     threads = get_num_threads() if numpy else 1
     per_band = band_pixels(patch_size, bins, sparse)
-    if numpy and not sparse:
+    if dense:
         per_band = min(per_band, CACHE_TILE_PIXELS)
-    tiles = [
-        (a, b, c, d)
-        for a, b in _bands(height, width, scales[-1], threads, per_band)
-        for c, d in _column_cuts(b - a, width, scales[-1], per_band)
-    ]
-    if len(tiles) == 1:
-        per_tile = [one_band(img)]
-    elif threads == 1:
-        per_tile = [one_band(img[a:b, c:d]) for a, b, c, d in tiles]
-    else:  # NumPy releases the GIL: tiles run in parallel threads
-        per_tile = list(_pool(threads).map(lambda t: one_band(img[t[0] : t[1], t[2] : t[3]]), tiles))
-
-    def assemble(i: int):
-        """Scale ``i`` of every tile joined back into one map (tiles are in row-major order)."""
-        rows, row = [], []
-        for tile, maps_of_tile in zip(tiles, per_tile):
-            row.append(maps_of_tile[i])
-            if tile[3] == width:
-                rows.append(row[0] if len(row) == 1 else concat(row, axis=1))
-                row = []
-        return rows[0] if len(rows) == 1 else concat(rows, axis=0)
+    tiles = _tiles(height, width, scales[-1], threads, per_band)
+    per_tile = _run_tiles(one_tile, img, tiles, threads)
 
     maps: dict = {}
     for i, ps in enumerate(scales):
         grid = (-(-height // ps), -(-width // ps))
-        ent = assemble(i)[: grid[0], : grid[1]]
+        ent = _assemble(tiles, per_tile, i, width)
+        if dense:
+            ent = _bits(_nested_to_grid(ent, num_scales - 1 - i)[: grid[0], : grid[1]], ps * ps)
+        else:
+            ent = ent[: grid[0], : grid[1]]
         pad = pad_mask(grid, ps, height, width)
         if numpy:
             ent = np.ascontiguousarray(ent)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aptviz.compute.presets import CLIP_MEAN, CLIP_STD
 from aptviz.compute.tokens import llm_tokens
 from aptviz.compute.xp import to_numpy
 
@@ -40,10 +41,6 @@ __all__ = [
     "token_order",
 ]
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-"""Per-channel mean of Qwen2-VL's image processor (OpenAI CLIP)."""
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-"""Per-channel standard deviation of Qwen2-VL's image processor (OpenAI CLIP)."""
 
 
 @dataclass(frozen=True)
@@ -265,9 +262,11 @@ def iter_token_arrays(
     patch_size: int = 14,
     merge_size: int = 2,
     temporal_patch_size: int = 2,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """``(key, array)`` pairs of :func:`token_arrays`, one selection packed at a time (to stream to a file)."""
-    pixels = normalize_pixels(rgb)
+    pixels = normalize_pixels(rgb, mean=mean, std=std)
     height, width = rgb.shape[:2]
     yield "image_grid_thw", np.array([[1, height // patch_size, width // patch_size]], dtype=np.int64)
     for label, masks in selections:
@@ -285,6 +284,8 @@ def token_arrays(
     patch_size: int = 14,
     merge_size: int = 2,
     temporal_patch_size: int = 2,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
 ) -> dict[str, np.ndarray]:
     """The arrays of ``tokens.npz``: APT's fields for each selection of one image.
 
@@ -296,6 +297,8 @@ def token_arrays(
         Each selection's label (``RunSpec.label``) and masks.
     patch_size, merge_size, temporal_patch_size : int
         Qwen2-VL's parameters.
+    mean, std : sequence of float
+        The model's normalization (:attr:`aptviz.compute.presets.ModelPreset.image_mean`).
 
     Returns
     -------
@@ -314,4 +317,4 @@ def token_arrays(
     >>> arrays["image_grid_thw"].tolist(), arrays["apt_pixel_values_v1"].shape, arrays["apt_llm_token_counts_v1"]
     ([[1, 2, 4]], (2, 1176), array([2]))
     """
-    return dict(iter_token_arrays(rgb, selections, patch_size, merge_size, temporal_patch_size))
+    return dict(iter_token_arrays(rgb, selections, patch_size, merge_size, temporal_patch_size, mean, std))

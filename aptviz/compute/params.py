@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 
+from aptviz.compute.presets import Model, ModelPreset, parse_model, preset
 from aptviz.compute.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from aptviz.errors import ParameterError
 
@@ -30,6 +31,7 @@ __all__ = [
     "Device",
     "Measure",
     "Method",
+    "Model",
     "Params",
     "RunSpec",
     "build_runs",
@@ -301,11 +303,24 @@ class Params:
 
     >>> Params(importance="laplacian").aggregate, Params().aggregate
     ('mean', None)
+
+    ``model`` (``qwen2-vl``, ``qwen2.5-vl`` or ``qwen3-vl``; see
+    :mod:`aptviz.compute.presets`) sets ``patch_size``, ``merge_size`` and
+    ``temporal_patch_size`` where they are not given (None), and the
+    normalization of exported tokens; a value given explicitly wins. The
+    fields always hold the effective values once built (stats.json records
+    them), so ``dataclasses.replace(p, model=...)`` keeps ``p``'s sizes: build
+    a new ``Params`` to switch models.
+
+    >>> q = Params(model="qwen3-vl"); q.scales, q.factor, q.to_dict()["model"]
+    ([16, 32, 64], 32, 'qwen3-vl')
+    >>> Params(model="qwen3-vl", patch_size=14).scales
+    [14, 28, 56]
     """
 
-    patch_size: int = 14
-    merge_size: int = 2
-    temporal_patch_size: int = 2
+    patch_size: int | None = None
+    merge_size: int | None = None
+    temporal_patch_size: int | None = None
     num_scales: int = 3
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -313,8 +328,15 @@ class Params:
     device: str = "cpu"
     importance: str = "entropy"
     aggregate: str | None = None
+    model: str = "qwen2-vl"
 
     def __post_init__(self) -> None:
+        model = parse_model(self.model)
+        object.__setattr__(self, "model", model.value)
+        defaults = preset(model)
+        for name in ("patch_size", "merge_size", "temporal_patch_size"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(defaults, name))
         for name in ("patch_size", "merge_size", "temporal_patch_size", "num_scales", "min_pixels", "max_pixels"):
             _check_int(name, getattr(self, name))
         _check_int("bins", self.bins)
@@ -333,6 +355,26 @@ class Params:
         aggregate = check_aggregate(measure, self.aggregate)
         object.__setattr__(self, "importance", measure.value)
         object.__setattr__(self, "aggregate", None if aggregate is None else aggregate.value)
+
+    @property
+    def preset(self) -> ModelPreset:
+        """The :class:`~aptviz.compute.presets.ModelPreset` of ``model`` (its mean/std, window size...)."""
+        return preset(self.model)
+
+    @property
+    def attention_window(self) -> int | None:
+        """Side in px of the vision tower's attention windows, or None where it attends to the whole image.
+
+        Qwen2.5-VL attends within 112 px windows: ``112 // (patch * merge)``
+        merge units a side, as its vision tower computes them (4 x 28 px).
+
+        Examples
+        --------
+        >>> Params(model="qwen2.5-vl").attention_window, Params(model="qwen3-vl").attention_window
+        (112, None)
+        """
+        window = self.preset.window_size
+        return None if window is None else window // self.factor * self.factor
 
     @property
     def measure(self) -> Measure:
@@ -366,8 +408,15 @@ class Params:
         return self if device == self.device else replace(self, device=device)
 
     def to_dict(self) -> dict:
-        """The ``params`` object of stats.json."""
-        return asdict(self)
+        """The ``params`` object of stats.json: ``model`` first, then the effective values.
+
+        Examples
+        --------
+        >>> list(Params().to_dict())[:3]
+        ['model', 'patch_size', 'merge_size']
+        """
+        out = asdict(self)
+        return {"model": out.pop("model"), **out}
 
 
 def _check_int(name: str, value, lo: int = 1) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from aptviz.errors import InputError
+
+if TYPE_CHECKING:  # Pillow is imported on first resize: ``aptviz --help`` imports this module for the defaults
+    from PIL import Image
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MIN_PIXELS", "resize_image", "smart_resize"]
 
@@ -105,4 +107,6 @@ def resize_image(
         raise InputError(str(exc)) from exc
     if (w, h) == image.size:
         return image.copy()
+    from PIL import Image
+
     return image.resize((w, h), Image.Resampling.BICUBIC)

@@ -22,11 +22,14 @@ __all__ = [
     "ROW_FIELDS",
     "MissingExtraError",
     "PartWriter",
+    "arrow_column",
     "existing_row_ids",
+    "int64_values",
     "part_files",
     "require_pyarrow",
     "row_fields",
     "row_schema",
+    "rows_to_table",
 ]
 
 PART_GLOB = "part-*.parquet"
@@ -40,6 +43,7 @@ ROW_FIELDS: dict[str, str] = {
     "selection": _S,
     "method": _S,
     "alpha": _F,
+    "model": _S,
     "thresholds": _LF,
     "original_width": _I,
     "original_height": _I,
@@ -122,9 +126,77 @@ def row_schema(psnr: bool = False):
 
 
 def rows_to_table(rows: list[dict], psnr: bool = False):
-    """Rows (dicts from :mod:`aptviz.datasets.rows`) as an Arrow table with :func:`row_schema`."""
+    """Rows (dicts from :mod:`aptviz.datasets.rows`) as an Arrow table with :func:`row_schema`.
+
+    The columns are built from NumPy buffers (:func:`arrow_column`), not with
+    ``pa.array`` or ``Table.from_pylist``: those import pandas when it is
+    installed (Ray Data installs it), half a second of every ``aptviz stats``.
+    A key missing from a row is a null, as with ``from_pylist``.
+
+    Examples
+    --------
+    >>> t = rows_to_table([{"path": "a.png", "scales": [14, 28], "alpha": 0.5}, {"path": None}])
+    >>> t.num_rows, t.column("path").to_pylist(), t.column("scales").to_pylist(), t.column("alpha").to_pylist()
+    (2, ['a.png', None], [[14, 28], None], [0.5, None])
+    """
     pa = require_pyarrow()
-    return pa.Table.from_pylist(rows, schema=row_schema(psnr))
+    schema = row_schema(psnr)
+    columns = [arrow_column([r.get(name) for r in rows], kind, name) for name, kind in row_fields(psnr).items()]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def arrow_column(values: list, kind: str, name: str = "column"):
+    """An Arrow array of ``kind`` (a :data:`ROW_FIELDS` type) from Python values (None: null), without pandas.
+
+    Examples
+    --------
+    >>> arrow_column([1, None, 3], "int64").to_pylist()
+    [1, None, 3]
+    >>> arrow_column([[1.5], None, []], "list<float64>").to_pylist()
+    [[1.5], None, []]
+    >>> arrow_column(["é", None], "string").to_pylist()
+    ['é', None]
+    """
+    pa = require_pyarrow()
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    validity, nulls = _validity(pa, present)
+    if kind == _S:
+        try:
+            encoded = [v.encode("utf-8") if v is not None else b"" for v in values]
+        except AttributeError:
+            raise TypeError(f"column {name}: expected strings") from None
+        offsets = _offsets(map(len, encoded), len(values), name)
+        buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+        return pa.Array.from_buffers(pa.string(), len(values), buffers, nulls)
+    if kind in (_LI, _LF):
+        offsets = _offsets((0 if v is None else len(v) for v in values), len(values), name)
+        child = arrow_column([x for v in values if v is not None for x in v], kind[5:-1], name)
+        return pa.Array.from_buffers(
+            pa.list_(child.type), len(values), [validity, pa.py_buffer(offsets)], nulls, children=[child]
+        )
+    data = np.array([0 if v is None else v for v in values] or np.empty(0, np.int64))
+    if data.dtype.kind not in ("iub" if kind == _I else "iubf"):
+        raise TypeError(f"column {name}: expected {'integers' if kind == _I else 'numbers'}, got {data.dtype}")
+    data = data.astype(np.int64 if kind == _I else np.float64, copy=False)
+    arrow_type = pa.int64() if kind == _I else pa.float64()
+    return pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(data)], nulls)
+
+
+def _validity(pa, present: np.ndarray):
+    """(Arrow validity bitmap, null count) of a presence mask; no bitmap when nothing is null."""
+    nulls = int(present.size - np.count_nonzero(present))
+    if not nulls:
+        return None, 0
+    return pa.py_buffer(np.packbits(present, bitorder="little")), nulls
+
+
+def _offsets(lengths, count: int, name: str) -> np.ndarray:
+    """int32 Arrow offsets (``count + 1`` of them) of values of these lengths."""
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(lengths, dtype=np.int64, count=count), out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError(f"column {name}: more than 2 GB in one part")
+    return offsets.astype(np.int32)
 
 
 def part_files(out: str | Path) -> list[Path]:
@@ -136,17 +208,33 @@ def existing_row_ids(out: str | Path) -> np.ndarray:
     """Sorted ``row_id`` values already in OUT (8 bytes per row; no Python object per row).
 
     A part that cannot be read is skipped with a warning: its images are redone.
+    Read with ``ParquetFile`` and the column's buffers (``pyarrow.dataset`` and
+    ``to_numpy`` import pandas).
     """
     pq = require_pyarrow().parquet
     chunks = [np.empty(0, dtype=np.int64)]
     for f in part_files(out):
         try:
-            col = pq.read_table(f, columns=["row_id"]).column("row_id")
+            col = pq.ParquetFile(f).read(columns=["row_id"]).column("row_id")
+            chunks += [int64_values(chunk) for chunk in col.chunks]
         except Exception as exc:
             logger.warning("{}: unreadable part, its images are redone ({})", f, exc)
             continue
-        chunks.append(col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
     return np.unique(np.concatenate(chunks))
+
+
+def int64_values(array) -> np.ndarray:
+    """The values of an Arrow int64 array without nulls as NumPy (a view of its buffer; no pandas).
+
+    Examples
+    --------
+    >>> int64_values(arrow_column([4, 5, 6], "int64").slice(1)).tolist()
+    [5, 6]
+    """
+    if array.null_count:
+        raise ValueError("null values in an int64 column")
+    data = np.frombuffer(array.buffers()[1], dtype=np.int64)
+    return data[array.offset : array.offset + len(array)]
 
 
 def contains(sorted_ids: np.ndarray, ids) -> np.ndarray:
@@ -204,7 +292,10 @@ class PartWriter:
         if not self._waiting:
             return None
         pa = require_pyarrow()
-        table = pa.concat_tables(self._tables).cast(row_schema(self.psnr))
+        schema = row_schema(self.psnr)
+        table = pa.concat_tables(self._tables)
+        if table.schema != schema:  # Ray's tables; a cast imports pyarrow.compute (0.1 s), so only when needed
+            table = table.cast(schema)
         name = f"part-{self._stamp}-{self._seq:05d}.parquet"
         final = write_stream_atomic(self.out / name, lambda fh: pa.parquet.write_table(table, fh, compression="zstd"))
         self._seq += 1

@@ -1,7 +1,7 @@
 """Numbers only: one flat row per (image, selection), for datasets of any size.
 
 :func:`image_rows` runs the same code as the main command
-(:func:`aptviz.pipeline.compute_loaded` and the stats.json builder) and
+(:func:`aptviz.compute.analysis.analyse_loaded` and the stats.json builder) and
 flattens the stats.json content into rows; nothing is drawn or written. The
 rows hold plain Python values, so they travel between processes and machines
 cheaply and become Parquet columns (:mod:`aptviz.datasets.parquet`) unchanged.
@@ -145,6 +145,7 @@ def _base_row(ref: InputRef, params: Params, spec: RunSpec, psnr: bool = False) 
         "selection": spec.label,
         "method": str(spec.method),
         "alpha": spec.alpha,
+        "model": params.model,
     }
 
 
@@ -243,8 +244,8 @@ def image_rows(
     >>> row["status"], row["vit_tokens"], row["llm_tokens"], row["tokens_by_scale"]
     ('ok', 209, 98, [148, 35, 26])
     """
+    from aptviz.compute.analysis import analyse_loaded  # not aptviz.pipeline: rows draw nothing (no render import)
     from aptviz.compute.loading import decode_limit, open_image, open_image_bytes
-    from aptviz.pipeline import compute_loaded
 
     limit = decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels
     try:
@@ -252,7 +253,7 @@ def image_rows(
             loaded = open_image_bytes(bytes(source), limit)
         else:
             loaded = open_image(source, limit)
-        result = compute_loaded(ref.display, loaded, runs, params, views=psnr)  # views only for their PSNR
+        result = analyse_loaded(ref.display, loaded, runs, params, views=psnr)  # views only for their PSNR
         return _ok_rows(ref, params, runs, result, psnr)
     except InputError as exc:
         error = str(exc)

@@ -16,6 +16,14 @@ time, and returns
 tokenizer) that routes ``images_kwargs={"patch_selection_method", "alpha",
 "thresholds"}`` to it; it needs no video processor (nor torchvision).
 
+The whole Qwen2-VL family shares this processor, with its own settings:
+``APTQwen2VLImageProcessor.from_pretrained(folder)`` reads a Qwen2-VL,
+Qwen2.5-VL or Qwen3-VL checkpoint's ``preprocessor_config.json`` (patch
+size, mean/std, ``size`` or ``min_pixels``/``max_pixels``), and
+``APTQwen2VLImageProcessor.from_preset("qwen3-vl")`` builds one from
+aptviz's presets. APT then works on ``P = patch_size`` (16/32/64 px for
+Qwen3-VL) and counts LLM tokens in the configured merge unit.
+
 Everything works offline: nothing is downloaded to build either class.
 
 Examples
@@ -46,6 +54,7 @@ from aptviz._log import logger
 from aptviz.compute.entropy import compute_maps
 from aptviz.compute.packing import PackedPatches, pack_selection
 from aptviz.compute.params import DEFAULT_THRESHOLDS, RunSpec
+from aptviz.compute.presets import preset
 from aptviz.compute.selection import Selection, select
 
 __all__ = ["APTQwen2VLImageProcessor", "APTQwen2VLImageProcessorKwargs", "APTQwen2VLProcessor", "apt_selection"]
@@ -68,7 +77,7 @@ class APTQwen2VLImageProcessorKwargs(Qwen2VLImageProcessorKwargs, total=False):
         v2: threshold multiplier (>= 0; higher keeps more large patches, fewer tokens); budget: target retention
         in [0, 1]. Ignored by v1.
     thresholds (`list[float]`, *optional*, defaults to `(3.0, 2.0)`):
-        v1 only: entropy thresholds in bits, one per scale above the finest (28 px, 56 px).
+        v1 only: entropy thresholds in bits, one per scale above the finest (28 and 56 px at patch size 14).
     """
 
     patch_selection_method: str
@@ -164,6 +173,47 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         apt_selection(self.patch_selection_method, self.alpha, self.thresholds, self.num_scales)
         self.last_budget_info: list[dict | None] = []
         self.last_selections: list[Selection] = []
+
+    @classmethod
+    def from_preset(cls, name: str = "qwen2-vl", *, checkpoint_pixels: bool = False, **overrides):
+        """An image processor with a model preset's settings, built offline.
+
+        Parameters
+        ----------
+        name : {"qwen2-vl", "qwen2.5-vl", "qwen3-vl"}
+            The preset (:mod:`aptviz.compute.presets`): patch, merge and
+            temporal patch size and image mean/std.
+        checkpoint_pixels : bool
+            Use the official checkpoints' pixel bounds (Qwen2/2.5-VL 3136 /
+            12845056, Qwen3-VL 65536 / 16777216) instead of transformers'
+            class defaults (3136 / 1003520, as ``aptviz --model``).
+        **overrides
+            Any argument of the constructor (``patch_selection_method``,
+            ``alpha``, ``size``, ``max_pixels``, ...); they win over the preset.
+
+        Raises
+        ------
+        ValueError
+            An unknown preset name.
+
+        Examples
+        --------
+        >>> ip = APTQwen2VLImageProcessor.from_preset("qwen3-vl", patch_selection_method="budget", alpha=0.3)
+        >>> ip.patch_size, ip.merge_size, list(ip.image_mean), ip.size["longest_edge"]
+        (16, 2, [0.5, 0.5, 0.5], 1003520)
+        """
+        p = preset(name)
+        kwargs = {
+            "patch_size": p.patch_size,
+            "merge_size": p.merge_size,
+            "temporal_patch_size": p.temporal_patch_size,
+            "image_mean": list(p.image_mean),
+            "image_std": list(p.image_std),
+        }
+        if checkpoint_pixels:
+            kwargs["size"] = {"shortest_edge": p.checkpoint_pixels[0], "longest_edge": p.checkpoint_pixels[1]}
+        kwargs.update(overrides)
+        return cls(**kwargs)
 
     def to_dict(self) -> dict:
         """The saved configuration (``save_pretrained``): the APT options, not the last call's results."""

@@ -35,8 +35,10 @@ from aptviz.render.pictures import (
     LINE_WIDTH,
     annotate,
     draw_overlay,
+    draw_windows,
     render_heatmap,
     scale_legend,
+    window_legend,
 )
 
 __all__ = ["Picture", "RenderOptions", "heat_style", "iter_pictures", "overlay_picture", "render_pictures"]
@@ -73,11 +75,14 @@ class RenderOptions:
     color_by_scale: bool = False
     caption: bool = False
     overlay_format: str = "jpg"
+    window: int = 0  # attention-window side in px drawn on overlays (--show-windows); 0: none
     figure_format: str = "png"
 
     def __post_init__(self) -> None:
         from aptviz.errors import ParameterError
 
+        if not isinstance(self.window, int) or self.window < 0:
+            raise ParameterError(f"window must be an integer >= 0 px, got {self.window!r}")
         if not isinstance(self.line_width, int) or not 1 <= self.line_width <= 16:
             raise ParameterError(f"line-width must be an integer in [1, 16], got {self.line_width!r}")
         if self.overlay_format not in OVERLAY_FORMATS:
@@ -90,8 +95,11 @@ class RenderOptions:
         return "." + self.overlay_format
 
     def to_dict(self) -> dict:
-        """The options for stats.json; ``figure_format`` only when not png (folders of earlier runs still match)."""
+        """stats.json ``render``; ``window`` and ``figure_format`` only when not the default
+        (so the entries of other runs, and the folders of earlier runs, stay as they were)."""
         out = asdict(self)
+        if not self.window:
+            del out["window"]
         if out["figure_format"] == "png":
             del out["figure_format"]
         return out
@@ -101,13 +109,18 @@ def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: Rend
     """The overlay of one selection as written to ``02_patches_grid``.
 
     With default options exactly :func:`aptviz.render.pictures.draw_overlay` (2 px
-    green, the resized image's size); a legend (colour by scale) and/or a
-    caption (numbers of ``entry``) add a strip below.
+    green, the resized image's size); ``window`` draws the attention-window
+    borders over it (:func:`aptviz.render.pictures.draw_windows`); a legend
+    (colour by scale, windows) and/or a caption (numbers of ``entry``) add a
+    strip below.
     """
     pic = draw_overlay(resized, masks, options.line_width, options.color_by_scale)
     legend = None
     if options.color_by_scale:
         legend = scale_legend(sorted(masks), {int(k): v for k, v in entry.get("tokens_by_scale", {}).items()})
+    if options.window:
+        pic = draw_windows(pic, options.window, options.line_width)
+        legend = [*(legend or []), window_legend(options.window)]
     lines = [" | ".join(selection_title(entry))] if options.caption else None
     return annotate(pic, lines, legend)
 

@@ -17,11 +17,13 @@ from aptviz.compute.xp import to_numpy
 __all__ = [
     "BOUNDARY_COLOR",
     "SCALE_COLORS",
+    "WINDOW_COLOR",
     "annotate",
     "blend_heatmap",
     "boundary_mask",
     "colormap_lut",
     "draw_overlay",
+    "draw_windows",
     "legible",
     "patch_labels",
     "render_heatmap",
@@ -29,9 +31,12 @@ __all__ = [
     "scale_legend",
     "scale_of_pixels",
     "text_strip",
+    "window_legend",
+    "window_mask",
 ]
 
 BOUNDARY_COLOR = (0, 255, 0)
+WINDOW_COLOR = (255, 0, 0)  # attention-window borders (--show-windows): no scale uses red
 LINE_WIDTH = 2
 NO_DATA_COLORS = ((170, 170, 170), (110, 110, 110))
 
@@ -453,6 +458,58 @@ def draw_overlay(
     out[ys[covered], xs[covered]] = palette[idx[covered]]
     out[ys[~covered], xs[~covered]] = BOUNDARY_COLOR
     return out
+
+
+def window_mask(height: int, width: int, window: int, line_width: int = LINE_WIDTH) -> np.ndarray:
+    """Pixels on the borders between attention windows of ``window`` px (Qwen2.5-VL: 112).
+
+    Windows tile the image from its top-left corner, as the vision tower cuts
+    them; a border at column ``x`` (a multiple of ``window``) covers the same
+    pixels as a patch edge there (``x - line_width // 2`` onwards). The image
+    border is not a window border.
+
+    Examples
+    --------
+    >>> m = window_mask(4, 10, 4, line_width=2)
+    >>> m[0].astype(int).tolist()
+    [0, 0, 0, 1, 1, 0, 0, 1, 1, 0]
+    >>> m[:, 0].astype(int).tolist()
+    [0, 0, 0, 0]
+    """
+    edge = np.zeros((height, width), dtype=bool)
+    offsets = np.arange(line_width) - line_width // 2
+    xs = (np.arange(window, width, window)[:, None] + offsets).ravel()
+    ys = (np.arange(window, height, window)[:, None] + offsets).ravel()
+    edge[:, xs[(xs >= 0) & (xs < width)]] = True
+    edge[ys[(ys >= 0) & (ys < height)], :] = True
+    return edge
+
+
+def draw_windows(picture: np.ndarray, window: int, line_width: int = LINE_WIDTH) -> np.ndarray:
+    """A copy of ``picture`` (an overlay) with the attention-window borders in :data:`WINDOW_COLOR`.
+
+    Only pixels of :func:`window_mask` change; they are drawn over the patch
+    boundaries they cross.
+
+    Examples
+    --------
+    >>> draw_windows(np.zeros((8, 8, 3), np.uint8), 4)[0, 3].tolist()
+    [255, 0, 0]
+    """
+    out = np.array(picture, dtype=np.uint8, copy=True)
+    out[window_mask(out.shape[0], out.shape[1], window, line_width)] = WINDOW_COLOR
+    return out
+
+
+def window_legend(window: int) -> tuple[tuple[int, int, int], str]:
+    """The legend entry of the window borders.
+
+    Examples
+    --------
+    >>> window_legend(112)
+    ((255, 0, 0), '112 px attention window')
+    """
+    return WINDOW_COLOR, f"{window} px attention window"
 
 
 SCALE_COLORS = ((0, 255, 0), (0, 170, 255), (255, 60, 255), (255, 230, 0), (255, 120, 0), (0, 255, 255))

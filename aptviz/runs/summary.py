@@ -36,6 +36,7 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             "status": "ok",
             "method": sel.method,
             "alpha": sel.alpha,
+            "model": stats.params.model,
             "importance": stats.params.importance,
             "aggregate": stats.params.aggregate,
             "resized_width": w,
@@ -94,7 +95,7 @@ class Summary:
         scales = sorted(set(self.scales) | {int(k[7:]) for rows in self._rows.values() for r in rows for k in r
                                             if k.startswith("tokens_") and k[7:].isdigit()})  # fmt: skip
         return (
-            ["image", "status", "method", "alpha", "importance", "aggregate", "resized_width", "resized_height"]
+            ["image", "status", "method", "alpha", "model", "importance", "aggregate", "resized_width", "resized_height"]
             + [f"tokens_{ps}" for ps in scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
