@@ -180,6 +180,7 @@ ATTACKS = [
 def _plant(stats: dict, attack: str) -> dict:
     """Put ``attack`` into every stats.json field the report shows."""
     stats["image"]["path"] = attack
+    stats["image"]["frames"] = [attack]
     stats["image"]["original_size"] = [attack, attack]
     stats["image"]["resized_size"] = [attack, 7]
     stats["params"]["importance"] = attack
@@ -263,3 +264,14 @@ def test_a_backslash_in_a_file_name_keeps_the_images(tmp_path, make_image, brows
     assert len(sizes) >= 6 and all(w > 0 for _, w in sizes), sizes
     assert any("%5C" in s for s, _ in sizes)
     assert pg.errors == []
+
+
+def test_odd_json_types_in_stats_do_not_stop_the_report():
+    """Lists where text belongs, text where numbers belong: the page is still built (nothing raised)."""
+    from aptviz.render.report import build_report
+
+    stats = {"image": {"path": ["a", "b"], "original_size": "x", "resized_size": [0, -1]},
+             "selections": [{"method": {"x": 1}, "alpha": [1], "files": "nope"}, "not a dict"],
+             "files": {"heatmaps": ["a"], "blend": 3}, "importance": {"14": {"min": "a", "max": None}}}  # fmt: skip
+    page = build_report([{"image": ["x"], "status": "ok"}], [("f", stats)], ["image", "status"])
+    assert page.count('class="card"') == 1

@@ -455,10 +455,11 @@ def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_link
         values = []
         for c in columns:
             v = row.get(c)
-            if c == "output" and v is not None:
+            if c == "output" and isinstance(v, str):
                 v = output_links.get(v, _safe(v))
             values.append(_plain(v))
-        values.append(anchors.get(row.get("image")))
+        image = row.get("image")
+        values.append(anchors.get(image) if isinstance(image, str) else None)
         table_rows.append(values)
     return {
         "columns": list(columns),
@@ -517,6 +518,34 @@ def _dictionary_encode(rows: list[list], ncols: int) -> dict:
     return out
 
 
+def _page_data(rows, cards, columns, card_extra, output_links: dict) -> dict:
+    """Everything the page's script reads: the table, the cards and the constants."""
+    anchors: dict = {}
+    for i, (_folder, stats) in enumerate(cards):
+        path = (stats.get("image") or {}).get("path")
+        if isinstance(path, str):
+            anchors.setdefault(path, i)
+    data_cards = []
+    strings: dict[str, int] = {}
+    for folder, stats in cards:
+        data = _interned(card_data(folder, stats), strings)
+        if card_extra is not None:
+            data.update(card_extra(folder, stats))
+        data_cards.append(data)
+    data = {
+        "strings": list(strings),
+        "table": _table_data(rows, columns, anchors, output_links),
+        "cards": data_cards,
+        "numbers": [list(n) for n in NUMBER_KEYS],
+        "views": [list(v) for v in VIEWS],
+        "lossless": LOSSLESS,
+        "gradient": _gradient(),
+        "heatHeight": HEAT_HEIGHT,
+        "page": 100,
+    }
+    return data
+
+
 def build_report(
     rows: list[dict],
     cards: list[tuple[str, dict]],
@@ -560,28 +589,8 @@ def build_report(
     >>> page.startswith("<!DOCTYPE html>") and "a.png" in page and 'name="viewport"' in page
     True
     """
-    anchors = {}
-    for i, (_folder, stats) in enumerate(cards):
-        anchors.setdefault((stats.get("image") or {}).get("path"), i)
     failed = sum(1 for r in rows if r.get("status") == "failed")
-    data_cards = []
-    strings: dict[str, int] = {}
-    for folder, stats in cards:
-        data = _interned(card_data(folder, stats), strings)
-        if card_extra is not None:
-            data.update(card_extra(folder, stats))
-        data_cards.append(data)
-    data = {
-        "strings": list(strings),
-        "table": _table_data(rows, columns, anchors, output_links or {}),
-        "cards": data_cards,
-        "numbers": [list(n) for n in NUMBER_KEYS],
-        "views": [list(v) for v in VIEWS],
-        "lossless": LOSSLESS,
-        "gradient": _gradient(),
-        "heatHeight": HEAT_HEIGHT,
-        "page": 100,
-    }
+    data = _page_data(rows, cards, columns, card_extra, output_links or {})
     page = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
