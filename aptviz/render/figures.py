@@ -624,8 +624,8 @@ def importance_histogram_png(
 def informative_top(values: list[float]) -> float | None:
     """Upper y limit that leaves out far outliers (a near-lossless point), or None when none is far.
 
-    An outlier lies more than 3 interquartile ranges (at least 3 dB) above the
-    upper quartile; the limit is the highest other value plus a margin.
+    An outlier lies more than 1.5 interquartile ranges (at least 1.5 dB) above
+    the upper quartile (Tukey's fence); the limit is the highest other value plus a margin.
 
     Examples
     --------
@@ -638,7 +638,7 @@ def informative_top(values: list[float]) -> float | None:
     if vals.size < 3:
         return None
     q1, q3 = np.percentile(vals, [25, 75])
-    limit = q3 + 3 * max(q3 - q1, 1.0)
+    limit = q3 + 1.5 * max(q3 - q1, 1.0)
     inside = vals[vals <= limit]
     if inside.size == vals.size or not inside.size:
         return None
