@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aptviz.compute.analysis import Analysis, analyse_file, analyse_loaded, image_stats
-from aptviz.compute.params import Params, RunSpec, build_runs
+from aptviz.compute.params import Params, RunSpec, build_runs, params_and_measures
 from aptviz.compute.stats import ImageStats
 from aptviz.output.layout import image_files
 from aptviz.output.writer import maps_arrays, write_image_folder
@@ -69,8 +69,9 @@ def analyze(
         "qwen2.5-vl" or "qwen3-vl", which sets the three sizes below unless
         they are given; patch_size, merge_size, temporal_patch_size,
         num_scales, min_pixels, max_pixels, bins, device -- "auto", "cpu" or
-        "cuda", importance -- "entropy", "laplacian" or "upsample-mse",
-        aggregate -- "mean", "max" or "std").
+        "cuda", importance -- "entropy", "laplacian" or "upsample-mse", or
+        several as a list or ``"entropy,laplacian"`` (every selection on
+        each), aggregate -- "mean", "max" or "std").
 
     Returns
     -------
@@ -83,8 +84,8 @@ def analyze(
     >>> stats["selections"][0]["tokens"], sorted(stats["importance_histogram"])
     (209, ['14', '28', '56'])
     """
-    p = Params(**params)
-    runs = build_runs(methods, alphas, thresholds, p.num_scales, p.importance)
+    p, measures = params_and_measures(**params)
+    runs = build_runs(methods, alphas, thresholds, p.num_scales, measures, params.get("aggregate"))
     return image_stats(compute(path, runs, p), (render or RenderOptions()).to_dict()).to_dict()
 
 
@@ -106,6 +107,7 @@ def complete_stats(
     files, per_selection = image_files(
         list(analysis.maps), analysis.shown_scale, [s.label for s in analysis.selections], render.overlay_suffix,
         save_maps, export_tokens, views=all(s.view is not None for s in analysis.selections),
+        measures=list(analysis.maps_by_measure) if analysis.several_measures else None,
         figure_format=render.figure_format,
     )  # fmt: skip
     stats.files = files

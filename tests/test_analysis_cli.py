@@ -78,18 +78,18 @@ def test_color_by_scale_has_a_colour_per_scale_and_a_legend(tmp_path):
 def test_model_view_numbers_reach_stats_summary_and_table(tmp_path):
     r = invoke(SAMPLES / "astronaut.png", SAMPLES / "coffee.png", "-m", "budget:0.3,0.5", "-o", tmp_path)
     assert r.exit_code == 0, r.output
-    assert "PSNR dB, APT / uniform" in r.stdout
+    assert "PSNR dB, APT / uniform" in r.stdout and "SSIM, APT / uniform" in r.stdout
     rows = json.loads((tmp_path / "summary.json").read_text())
     for row in rows:
         stats = json.loads((Path(row["output"]) / "stats.json").read_text())
         sel = next(s for s in stats["selections"] if s["alpha"] == row["alpha"])
-        for key in ("psnr_apt", "uniform_vit_tokens", "psnr_uniform"):
+        for key in ("psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"):
             assert row[key] == sel[key] is not None
         assert sel["uniform_vit_tokens"] <= sel["tokens"]
         view = np.asarray(Image.open(Path(row["output"]) / sel["files"]["model_view"]))
         assert view.shape[:2] == tuple(stats["image"]["resized_size"][::-1])
     header = (tmp_path / "summary.csv").read_text().splitlines()[0].split(",")
-    assert {"psnr_apt", "uniform_vit_tokens", "psnr_uniform"} <= set(header)
+    assert {"psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"} <= set(header)
 
 
 def test_compare_is_readable_for_a_tiny_input(tmp_path):

@@ -15,6 +15,7 @@ from aptviz.pipeline import compute, process_image, write_outputs
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
 SCHEMA_IMAGE = {"path", "original_size", "resized_size", "frames"}
 SCHEMA_PARAMS = {
+    "model",
     "patch_size",
     "merge_size",
     "temporal_patch_size",
@@ -36,6 +37,8 @@ SCHEMA_SELECTION = {
     "base_small_tokens",
     "retention",
     "target_retention",
+    "importance",
+    "aggregate",
     "vit_tokens",
     "llm_tokens",
     "llm_tokens_uniform",
@@ -45,6 +48,8 @@ SCHEMA_SELECTION = {
     "uniform_vit_tokens",
     "uniform_size",
     "psnr_uniform",
+    "ssim_apt",
+    "ssim_uniform",
     "files",
 }
 
@@ -61,6 +66,7 @@ def test_analyze_returns_full_schema_and_writes_nothing(tmp_path, monkeypatch):
     assert stats["grid"] == {"14": [28, 42], "28": [14, 21], "56": [7, 11]}
     assert stats["entropy"]["56"]["pad_cells"] == 7 and stats["entropy"]["14"]["pad_cells"] == 0
     assert stats["params"]["importance"] == "entropy" and stats["params"]["aggregate"] is None
+    assert stats["params"]["model"] == "qwen2-vl"
     assert stats["importance"] == stats["entropy"]  # the "importance" block, "entropy" its alias
     sels = stats["selections"]
     assert [(s["method"], s["alpha"]) for s in sels] == [

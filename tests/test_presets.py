@@ -293,3 +293,9 @@ def test_the_worked_examples_in_the_docs_are_real_runs():
         else:
             assert f"keeps {t[0]}/{t[1]}/{t[2]} patches: {budget['vit_tokens']} ViT tokens" in doc
             assert f"{small} LLM tokens" in doc
+
+
+def test_show_windows_with_a_merge_unit_larger_than_the_window_is_a_usage_error(tmp_path):
+    args = [str(PHOTOS[0]), "--model", "qwen2.5-vl", "--patch-size", "64", "--num-scales", "2", "--show-windows"]
+    r = CliRunner().invoke(app, [*args, "-o", str(tmp_path)])
+    assert r.exit_code == 2 and "a 128 px merge unit is larger than the 112 px attention window" in r.output

@@ -282,23 +282,24 @@ def test_resume_skips_complete_images_and_redoes_changed_ones(folder, tmp_path):
     assert (other.images, other.skipped) == (5, 0)
 
 
-PSNR = ["psnr_apt", "uniform_vit_tokens", "psnr_uniform"]
+PSNR = ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"]  # what --fidelity adds
 
 
-def test_psnr_columns_match_stats_json_and_join_the_resume_key(folder, tmp_path):
-    """--psnr adds stats.json's PSNR fields row by row; without it they are absent; resume redoes images for it."""
+def test_fidelity_columns_match_stats_json_and_join_the_resume_key(folder, tmp_path):
+    """--fidelity adds stats.json's PSNR and SSIM fields row by row; without it they are absent; resume redoes
+    images for it; stats-summary reports their means per selection."""
     from aptviz.cli import stats as cli_stats
 
     out, runs = tmp_path / "o", expand_runs(["v2", "budget"], [0.3])
     plain = run_stats([folder], out, runs, Params(), recursive=True, workers=2)
     assert not set(PSNR) & set(_table(out).schema.names)
     sel = ["-m", "v2", "-m", "budget", "-a", "0.3"]
-    args = [str(folder), "-r", "-o", str(out), *sel, "-j", "2", "-q", "--psnr"]
+    args = [str(folder), "-r", "-o", str(out), *sel, "-j", "2", "-q", "--fidelity"]
     assert CliRunner().invoke(cli_stats.app, args, catch_exceptions=False).exit_code == 1
     new_parts = sorted(set(part_files(out)) - set(plain.parts))
     t = pds.dataset([str(f) for f in new_parts], format="parquet").to_table()
     assert t.num_rows == 5 * len(runs)  # every image redone, none skipped
-    assert t.schema.names[t.schema.names.index("llm_retention") + 1 :][:3] == PSNR
+    assert t.schema.names[t.schema.names.index("llm_retention") + 1 :][:5] == PSNR
     old = pds.dataset([str(f) for f in plain.parts], format="parquet").to_table()
     assert not set(t["row_id"].to_pylist()) & set(old["row_id"].to_pylist())
     same = _numbers(_sorted(t)).drop_columns(PSNR + ["run_key"])
@@ -315,9 +316,37 @@ def test_psnr_columns_match_stats_json_and_join_the_resume_key(folder, tmp_path)
             compared += row["psnr_uniform"] is not None
     assert compared >= 2 * len(runs)  # the photos; a tiny image can be reproduced exactly (PSNR None)
     assert all(r[k] is None for r in rows.values() if r["status"] == "failed" for k in PSNR)
-    again = run_stats([folder], out, runs, Params(), recursive=True, workers=1, psnr=True)
+    again = run_stats([folder], out, runs, Params(), recursive=True, workers=1, psnr=True)  # the former name
     assert (again.images, again.skipped) == (0, 5)
-    assert [s.images for s in summarize(out)] == [4] * 4  # parts with and without the columns, kept apart
+    summaries = summarize(out)
+    assert [s.images for s in summaries] == [4] * 4  # parts with and without the columns, kept apart
+    with_fidelity = [s for s in summaries if s.ssim_apt_mean is not None]
+    assert len(with_fidelity) == 2 and all(s.psnr_apt_mean is None for s in summaries if s not in with_fidelity)
+    for s in with_fidelity:
+        mine = [r for r in rows.values() if r["selection"] == s.selection and r["status"] == "ok"]
+        for k in PSNR:
+            values = [r[k] for r in mine if r[k] is not None]
+            assert getattr(s, f"{k}_mean") == pytest.approx(np.mean(values), rel=1e-12), k
+    r = CliRunner().invoke(cli_stats.summary_app, [str(out)], catch_exceptions=False)
+    assert r.exit_code == 0 and "SSIM APT mean" in r.output and "PSNR uniform mean (dB)" in r.output
+
+
+def test_psnr_is_an_alias_of_fidelity_on_the_real_command(tmp_path):
+    """`aptviz stats --psnr` and `--fidelity` write the same five columns and the same resume key."""
+    import subprocess
+
+    outs = {}
+    for flag in ("--fidelity", "--psnr"):
+        out = tmp_path / flag.strip("-")
+        cmd = [sys.executable, "-m", "aptviz", "stats", str(SAMPLES / "chelsea.png"), "-o", str(out), "-m", "budget",
+               "-a", "0.3", "-q", flag]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        outs[flag] = _table(out)
+    a, b = outs["--fidelity"], outs["--psnr"]
+    assert a.equals(b)
+    [row] = a.to_pylist()
+    assert all(row[k] is not None for k in PSNR) and 0 < row["ssim_apt"] < 1 and 0 < row["ssim_uniform"] < 1
 
 
 def test_ray_engine_gives_the_local_psnr_rows(tmp_path, ray_local):

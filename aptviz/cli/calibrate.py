@@ -39,11 +39,11 @@ from aptviz.cli.options import (
     Verbose,
     Version,
     Workers,
-    params_from,
+    params_and_measures_from,
     setup_logging,
     usage_error,
 )
-from aptviz.compute.params import Device, Measure
+from aptviz.compute.params import Device
 from aptviz.compute.presets import Model
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,7 +79,7 @@ def calibrate(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
-    importance: Importance = Measure.entropy,
+    importance: Importance = None,
     aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
@@ -97,7 +97,8 @@ def calibrate(
 
     setup_logging(quiet, verbose)
     try:
-        params = params_from(locals()).resolved()
+        params, measures = params_and_measures_from(locals())
+        params = params.resolved()
         chosen = parse_method(method).value
         base = parse_floats(thresholds, "--thresholds")
         if chosen == "v1":
@@ -107,30 +108,54 @@ def calibrate(
         if not paths:
             raise ParameterError("no images found in the inputs")
         n_workers = 1 if params.device != "cpu" else (workers or default_workers())
-        cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, params, n_workers)
+        results, failed = [], []  # one calibration per measure, on that measure's maps
+        for p in _measure_params(params, measures, getattr(aggregate, "value", aggregate)):
+            cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, p, n_workers)
+            results.append((p, cal))
     except ParameterError as exc:
         raise usage_error(str(exc)) from None
-    for item in missing:
-        sys.stderr.write(f"aptviz: {item.path}: {item.error}\n")
-    for path, error in failed:
+    for path, error in [(item.path, item.error) for item in missing] + list(failed):
         sys.stderr.write(f"aptviz: {path}: {error}\n")
     try:
-        written = write_json_atomic(Path(output) / "calibration.json", cal.to_dict())
+        written = write_json_atomic(Path(output) / "calibration.json", _calibration_json(results))
     except OSError as exc:
         sys.stderr.write(f"aptviz: error: cannot write {Path(output) / 'calibration.json'}: {exc}\n")
         raise typer.Exit(EXIT_FAILED) from None
     if not quiet:
-        _print(cal, written)
+        for p, cal in results:
+            _print(cal, written, p.importance if len(results) > 1 else None)
     raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
 
 
-def _print(cal, written: Path) -> None:
+def _calibration_json(results: list) -> dict:
+    """One measure: calibration.json as before; several: ``{"measures": [that object with its measure], ...}``."""
+    if len(results) == 1:
+        return results[0][1].to_dict()
+    return {"measures": [{"importance": p.importance, "aggregate": p.aggregate, **c.to_dict()} for p, c in results]}
+
+
+def _measure_params(params, measures: list[str], aggregate: str | None) -> list:
+    """The Params of each measure (its own aggregate: --aggregate, or mean, none for entropy)."""
+    from dataclasses import replace
+
+    from aptviz.compute.params import parse_measure
+
+    if len(measures) == 1:
+        return [params]
+    return [
+        replace(params, importance=m, aggregate=aggregate if parse_measure(m).takes_aggregate else None)
+        for m in measures
+    ]
+
+
+def _print(cal, written: Path, measure: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     name = "alpha" if cal.method == "v2" else "factor"
     console = Console()
-    table = Table(title=f"{cal.method} calibration over {len(cal.retentions)} image(s)", title_justify="left")
+    on = f" on {measure}" if measure else ""
+    table = Table(title=f"{cal.method} calibration{on} over {len(cal.retentions)} image(s)", title_justify="left")
     table.add_column("image")
     table.add_column("retention", justify="right")
     for path, ret in zip(cal.paths, cal.retentions):
@@ -140,7 +165,8 @@ def _print(cal, written: Path) -> None:
     extra = f" (thresholds {', '.join(f'{t:g}' for t in cal.thresholds)})" if cal.thresholds else ""
     where = "from below" if cal.below_target else "NOT reachable from below: smallest retention possible"
     console.print(
-        f"{name} = {cal.value:g}{extra}: {cal.statistic} retention {cal.achieved:.4f} "
+        f"{measure + ': ' if measure else ''}{name} = {cal.value:g}{extra}: "
+        f"{cal.statistic} retention {cal.achieved:.4f} "
         f"(target {cal.target:g}, {where})"
     )
     console.print(f"wrote {written}")

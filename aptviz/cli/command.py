@@ -68,7 +68,7 @@ from aptviz.cli.options import (
     usage_error,
     window_from,
 )
-from aptviz.compute.params import Device, Measure
+from aptviz.compute.params import Device
 from aptviz.compute.presets import Model
 
 SUBCOMMANDS: dict[str, str] = {
@@ -102,7 +102,7 @@ def run(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
-    importance: Importance = Measure.entropy,
+    importance: Importance = None,
     aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,

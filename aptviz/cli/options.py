@@ -31,7 +31,7 @@ from typing import Annotated
 import typer
 
 from aptviz._version import __version__
-from aptviz.compute.params import Aggregate, Device, Measure, Method
+from aptviz.compute.params import Aggregate, Device, Method
 from aptviz.compute.presets import Model
 from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
 
@@ -113,12 +113,14 @@ OptionalThresholds = Annotated[
     ),
 ]
 Importance = Annotated[
-    Measure,
+    list[str] | None,
     typer.Option(
         "--importance",
-        case_sensitive=False,
+        metavar="MEASURE[,MEASURE...]",
         help="What scores a patch: entropy (bits), laplacian (|∇²| of gray/255) or upsample-mse "
-        "(error of a bilinear down-up reconstruction at the patch's scale).",
+        "(error of a bilinear down-up reconstruction at the patch's scale). Several (comma list or repeated): "
+        "every selection runs on each, and labels and file names name the measure. [default: entropy]",
+        show_default=False,
     ),
 ]
 AggregateOpt = Annotated[
@@ -251,10 +253,15 @@ def window_from(show_windows: bool, params) -> int:
     if not show_windows:
         return 0
     window = params.attention_window
-    if not window:
+    if window is None:
         raise ParameterError(
             f"--show-windows needs --model qwen2.5-vl: {params.model}'s vision tower attends to the whole image "
             "(no attention windows to draw)"
+        )
+    if window == 0:
+        raise ParameterError(
+            f"--show-windows: a {params.factor} px merge unit is larger than the {params.preset.window_size} px "
+            "attention window"
         )
     return window
 
@@ -282,14 +289,24 @@ def params_from(values: dict):
     Only keys that are Params fields are used; a bad value raises
     :class:`~aptviz.errors.ParameterError`.
     """
-    from aptviz.compute.params import Params
+    return params_and_measures_from(values)[0]
+
+
+def params_and_measures_from(values: dict):
+    """``(Params, measures)`` from a command's option values: ``--importance`` may name several measures."""
+    from aptviz.compute.params import Params, params_and_measures
 
     names = {f.name for f in fields(Params)}
-    return Params(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
+    return params_and_measures(**{k: getattr(v, "value", v) for k, v in values.items() if k in names})
 
 
 def runs_from(
-    methods: list[str] | None, alphas: list[float] | None, thresholds: str | None, num_scales: int, measure="entropy"
+    methods: list[str] | None,
+    alphas: list[float] | None,
+    thresholds: str | None,
+    num_scales: int,
+    measure="entropy",
+    aggregate: str | None = None,
 ):
     """The selections asked for (``-m``/``-a``/``--thresholds``), validated.
 
@@ -299,7 +316,7 @@ def runs_from(
     from aptviz.compute.params import build_runs, parse_floats
 
     thr = None if thresholds is None else parse_floats(thresholds, "--thresholds")
-    return build_runs(methods or [], alphas or [], thr, num_scales, measure)
+    return build_runs(methods or [], alphas or [], thr, num_scales, measure, aggregate)
 
 
 def request_from(values: dict):
@@ -309,9 +326,10 @@ def request_from(values: dict):
     count and measure) and :func:`warn_unused`; a bad value raises
     :class:`~aptviz.errors.ParameterError`.
     """
-    params = params_from(values)
+    params, measures = params_and_measures_from(values)
     methods, alphas, thresholds = values.get("methods"), values.get("alphas"), values.get("thresholds")
-    runs = runs_from(methods, alphas, thresholds, params.num_scales, params.importance)
+    aggregate = getattr(values.get("aggregate"), "value", values.get("aggregate"))
+    runs = runs_from(methods, alphas, thresholds, params.num_scales, measures, aggregate)
     warn_unused(methods, alphas, thresholds)
     return params, runs
 

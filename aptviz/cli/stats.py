@@ -45,7 +45,7 @@ from aptviz.cli.options import (
     setup_logging,
     usage_error,
 )
-from aptviz.compute.params import Device, Measure
+from aptviz.compute.params import Device
 from aptviz.compute.presets import Model
 
 __all__ = ["app", "summary_app"]
@@ -74,9 +74,14 @@ RayAddress = Annotated[
     typer.Option("--ray-address", help="Ray cluster to join (e.g. auto); without it a local Ray starts."),
 ]
 Summary = Annotated[bool, typer.Option("--summary", help="Print and write the summary afterwards.")]
-PsnrOpt = Annotated[
+FidelityOpt = Annotated[
     bool,
-    typer.Option("--psnr", help="Add psnr_apt, uniform_vit_tokens, psnr_uniform to each row (slower: model views)."),
+    typer.Option(
+        "--fidelity",
+        "--psnr",
+        help="Add psnr_apt, uniform_vit_tokens, psnr_uniform, ssim_apt, ssim_uniform to each row (slower: model "
+        "views); --psnr is an alias.",
+    ),
 ]
 JsonSummary = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout instead of a table.")]
 
@@ -101,7 +106,7 @@ def stats(
     min_pixels: MinPixels = 56 * 56,
     max_pixels: MaxPixels = 28 * 28 * 1280,
     bins: Bins = 512,
-    importance: Importance = Measure.entropy,
+    importance: Importance = None,
     aggregate: AggregateOpt = None,
     device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
@@ -110,7 +115,7 @@ def stats(
     engine: EngineOpt = EngineChoice.local,
     ray_address: RayAddress = None,
     max_memory: MaxMemory = None,
-    psnr: PsnrOpt = False,
+    fidelity: FidelityOpt = False,
     summary: Summary = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -127,7 +132,7 @@ def stats(
         report = run_stats(
             inputs, output, runs, params, recursive=recursive, image_column=image_column, engine=engine.value,
             workers=workers, ray_address=ray_address, log_level=level, on_progress=view.on_progress,
-            max_memory=memory_from(max_memory), psnr=psnr,
+            max_memory=memory_from(max_memory), fidelity=fidelity,
         )  # fmt: skip
     except (ParameterError, MissingExtraError) as exc:
         raise usage_error(str(exc)) from None
@@ -199,6 +204,10 @@ def summary_table(summaries):
     rows += [(f"LLM retention {k}", f"llm_retention_{k}") for k in ("mean", "median", "p5", "p95")]
     rows += [("ViT tokens saved", "vit_tokens_saved"), ("  of uniform", "vit_tokens_uniform")]
     rows += [("LLM tokens saved", "llm_tokens_saved"), ("  of uniform", "llm_tokens_uniform")]
+    if any(s.ssim_apt_mean is not None or s.psnr_apt_mean is not None for s in summaries):  # --fidelity
+        rows += [("PSNR APT mean (dB)", "psnr_apt_mean"), ("PSNR uniform mean (dB)", "psnr_uniform_mean")]
+        rows += [("SSIM APT mean", "ssim_apt_mean"), ("SSIM uniform mean", "ssim_uniform_mean")]
+        rows += [("uniform ViT tokens mean", "uniform_vit_tokens_mean")]
     for label, attr in rows:
         table.add_row(label, *(_num(getattr(s, attr)) for s in summaries))
     if several:

@@ -33,7 +33,9 @@ def image_title(stats: ImageStats) -> str:
     title = f"{img.path}  {ow}x{oh} -> {rw}x{rh}"
     if img.frames > 1:
         title += f"  (first of {img.frames} frames)"
-    if stats.params.importance != "entropy":
+    if len(stats.measures) > 1:
+        title += "  importance: " + ", ".join(stats.measures)
+    elif stats.params.importance != "entropy":
         title += f"  importance: {stats.params.importance} ({stats.params.aggregate})"
     return title
 
@@ -50,7 +52,10 @@ def image_table(stats: ImageStats) -> Table:
     (``N`` finest patches, ``N / merge**2`` LLM tokens), named in the caption.
     """
     scales = stats.scales
+    several = len(stats.measures) > 1
     table = Table(title=image_title(stats), title_justify="left", caption_justify="left")
+    if several:
+        table.add_column("importance")
     table.add_column("method")
     table.add_column("alpha", justify="right")
     table.add_column("/".join(str(ps) for ps in scales) + " px", justify="right")
@@ -59,6 +64,7 @@ def image_table(stats: ImageStats) -> Table:
     for sel in stats.selections:
         target = sel.target_retention
         table.add_row(
+            *([sel.importance] if several else []),
             sel.method,
             format_alpha(sel.alpha),
             "/".join(str(sel.tokens_by_scale[ps]) for ps in scales),
@@ -75,7 +81,7 @@ def image_table(stats: ImageStats) -> Table:
         if first.llm_tokens_uniform is not None:
             table.caption += f" and {first.llm_tokens_uniform} LLM tokens"
     views = [
-        f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)} "
+        f"{_name(sel, several)} "
         f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)} "
         f"({sel.uniform_vit_tokens})"
         for sel in stats.selections
@@ -86,7 +92,20 @@ def image_table(stats: ImageStats) -> Table:
             f"PSNR dB, APT / uniform {stats.params.preset.title} (its tokens): " + ", ".join(views)
         )
         table.caption_justify = "left"
+    ssims = [
+        f"{_name(sel, several)} {sel.ssim_apt:.3f}/{sel.ssim_uniform:.3f}"
+        for sel in stats.selections
+        if sel.ssim_apt is not None and sel.ssim_uniform is not None
+    ]
+    if ssims:
+        table.caption += "; SSIM, APT / uniform: " + ", ".join(ssims)
     return table
+
+
+def _name(sel, several: bool) -> str:
+    """``budget 0.3``, or ``laplacian budget 0.3`` in a run of several measures."""
+    name = f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)}"
+    return f"{sel.importance} {name}" if several and sel.importance else name
 
 
 def _db(value: float | None, known) -> str:
@@ -113,8 +132,9 @@ def image_line(result: JobResult) -> str:
     """
     if result.stats is None:
         return f"{text_path(result.path)}: failed"
+    several = len(result.stats.measures) > 1
     parts = [
-        f"{sel.method}{'' if sel.alpha is None else ' ' + format_alpha(sel.alpha)}: {sel.tokens} ({sel.retention:.4f})"
+        f"{_name(sel, several)}: {sel.tokens} ({sel.retention:.4f})"
         + ("" if sel.llm_tokens is None else f" LLM {sel.llm_tokens} ({sel.llm_retention:.4f})")
         for sel in result.stats.selections
     ]
@@ -125,11 +145,13 @@ def image_line(result: JobResult) -> str:
 def aggregate_table(groups) -> Table:
     """Per (method, alpha) across the batch: ViT retention (mean, min, max), LLM retention and mean tokens."""
     table = Table(title="Summary per method and alpha", title_justify="left")
+    several = len({g.importance for g in groups}) > 1
     headers = ("method", "alpha", "n", "ViT\nret.", "min", "max", "LLM\nret.", "ViT\ntokens", "LLM\ntokens")
-    for col in headers:
-        table.add_column(col, justify="left" if col == "method" else "right")
+    for col in (("importance",) if several else ()) + headers:
+        table.add_column(col, justify="left" if col in ("method", "importance") else "right")
     for g in groups:
         table.add_row(
+            *([str(g.importance)] if several else []),
             g.method,
             format_alpha(g.alpha),
             str(g.images),

@@ -32,9 +32,9 @@ from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import Selection, select
 from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats
-from aptviz.compute.views import ModelView, compare_views
+from aptviz.compute.views import ModelView, all_views
 from aptviz.compute.xp import to_numpy
-from aptviz.errors import InputError
+from aptviz.errors import InputError, ParameterError
 
 __all__ = [
     "Analysis",
@@ -106,7 +106,14 @@ class Analysis:
 
     @property
     def measure(self) -> str:
-        return self.params.importance
+        """The run's measure (the first, when several were run)."""
+        return self.params.importance if self.params.importance in self.maps_by_measure else next(
+            iter(self.maps_by_measure))
+
+    @property
+    def several_measures(self) -> bool:
+        """Whether the selections ran on several measures (their labels then name the measure)."""
+        return len(self.maps_by_measure) > 1
 
     @property
     def maps(self) -> Mapping[int, np.ndarray]:
@@ -144,10 +151,23 @@ def _is_cuda_oom(exc: BaseException) -> bool:
 
 
 def _views(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], p: Params) -> list:
-    return [
-        compare_views(loaded.image, resized, sel.masks, sel.tokens, p.patch_size, p.merge_size, p.min_pixels)
-        for sel in selections
-    ]
+    """Model view and uniform baseline of every selection, their SSIMs in one pass over the image."""
+    pairs = [(sel.masks, sel.tokens) for sel in selections]
+    return all_views(loaded.image, resized, pairs, p.patch_size, p.merge_size, p.min_pixels)
+
+
+def _measures(runs: list[RunSpec], params: Params) -> dict[str, str | None]:
+    """``{measure: aggregate}`` the selections run on, in order: Params' unless a spec carries its own.
+
+    Raises ParameterError when one measure is asked with two aggregates.
+    """
+    out: dict[str, str | None] = {}
+    for spec in runs or [None]:
+        own = spec is not None and spec.importance is not None
+        m, agg = (spec.importance, spec.aggregate) if own else (params.importance, params.aggregate)
+        if out.setdefault(m, agg) != agg:
+            raise ParameterError(f"{m} is asked with two aggregates ({out[m]} and {agg}); run them apart")
+    return out
 
 
 def analyse_loaded(
@@ -162,7 +182,9 @@ def analyse_loaded(
     loaded : LoadedImage
         The decoded image.
     runs : list of RunSpec
-        The selections, on ``params.importance``.
+        The selections, on ``params.importance`` unless a spec carries its
+        own measure (runs of several measures: the maps are computed once per
+        measure).
     params : Params
         ``device="auto"`` is resolved here.
     views : bool
@@ -179,32 +201,34 @@ def analyse_loaded(
     resized = np.asarray(resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels))
     img = loaded.image
     logger.debug("{}: {}x{} -> {}x{}", path, img.width, img.height, resized.shape[1], resized.shape[0])
+    measures = _measures(runs, params)
+    on = [spec.importance or params.importance for spec in runs]  # each selection's measure
     try:
-        maps = compute_importance(
-            resized, params.importance, params.aggregate, params.patch_size, params.num_scales, params.bins,
-            params.device,
-        )  # fmt: skip
-        chosen = [select(maps, spec.check_scales(params.num_scales), params.importance) for spec in runs]
+        all_maps = {
+            m: compute_importance(resized, m, agg, params.patch_size, params.num_scales, params.bins, params.device)
+            for m, agg in measures.items()
+        }
+        chosen = [select(all_maps[m], spec.check_scales(params.num_scales), m) for spec, m in zip(runs, on)]
     except Exception as exc:
         if _is_cuda_oom(exc):
             raise InputError("CUDA out of memory; retry with --device cpu") from exc
         raise
     # the one conversion to NumPy (a no-op on the CPU backend)
-    maps = MappingProxyType({ps: _frozen(m) for ps, m in maps.items()})
+    by_measure = {m: MappingProxyType({ps: _frozen(a) for ps, a in maps.items()}) for m, maps in all_maps.items()}
     chosen = [replace(sel, masks={ps: _frozen(m) for ps, m in sel.masks.items()}) for sel in chosen]
     seen = _views(loaded, resized, chosen, params) if views else [None] * len(chosen)
     for view in filter(None, seen):  # the views' pictures are read-only too
         view.apt.flags.writeable = False
         view.uniform.image.flags.writeable = False
-    measure = params.importance
+    first = next(iter(by_measure))
     return Analysis(
         path=path,
         loaded=loaded,
         resized=resized,
         params=params,
-        maps_by_measure=MappingProxyType({measure: maps}),
-        selections=tuple(SelectionResult(measure, spec, sel, v) for spec, sel, v in zip(runs, chosen, seen)),
-        shown_scale=informative_scale(measure, maps),
+        maps_by_measure=MappingProxyType(by_measure),
+        selections=tuple(SelectionResult(m, spec, sel, v) for spec, m, sel, v in zip(runs, on, chosen, seen)),
+        shown_scale=informative_scale(first, by_measure[first]),
     )
 
 
@@ -239,10 +263,14 @@ def entropy_summary(ent) -> EntropySummary:
     return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
-def selection_stats(sel: Selection, params: Params, view: ModelView | None = None) -> SelectionStats:
-    """One element of stats.json ``selections`` (no files), with its ViT and LLM token counts
-    and, given its ModelView, the model-view numbers."""
+def selection_stats(
+    sel: Selection, params: Params, view: ModelView | None = None, spec: RunSpec | None = None
+) -> SelectionStats:
+    """One element of stats.json ``selections`` (no files), with its measure (``spec``'s own, in runs
+    of several, else Params'), its ViT and LLM token counts and, given its ModelView, the model-view
+    numbers."""
     numbers = view.stats.to_dict() if view is not None else {}
+    own = spec is not None and spec.importance is not None
     stats = SelectionStats(
         method=str(sel.method),
         alpha=sel.alpha,
@@ -252,6 +280,8 @@ def selection_stats(sel: Selection, params: Params, view: ModelView | None = Non
         base_small_tokens=sel.base_small_tokens,
         retention=sel.retention,
         target_retention=sel.target_retention,
+        importance=spec.importance if own else params.importance,
+        aggregate=spec.aggregate if own else params.aggregate,
         budget_info=sel.budget_info,
         **numbers,
     )
@@ -290,7 +320,13 @@ def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
         params=p,
         grid={ps: tuple(m.shape) for ps, m in maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in maps.items()},
-        selections=[selection_stats(s.selection, p, s.view) for s in analysis.selections],
-        importance_histogram=value_histogram(maps, p.importance, p.bins),
+        selections=[selection_stats(s.selection, p, s.view, s.spec) for s in analysis.selections],
+        importance_histogram=value_histogram(maps, analysis.measure, p.bins),
         render=render,
-    )
+        importance_by_measure={
+            m: {ps: entropy_summary(a) for ps, a in per.items()} for m, per in analysis.maps_by_measure.items()
+        } if analysis.several_measures else None,
+        importance_histograms={
+            m: value_histogram(per, m, p.bins) for m, per in analysis.maps_by_measure.items()
+        } if analysis.several_measures else None,
+    )  # fmt: skip

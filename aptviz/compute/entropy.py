@@ -64,7 +64,7 @@ histograms, not the pixels, dominate, and a band holds them to ~100 MB."""
 
 CACHE_TILE_PIXELS = 1 << 16
 """Pixels per tile of the NumPy dense kernel (fewer than :func:`band_pixels`
-allows): a tile's keys, histograms and table lookups (~2 MB at 14 px, 512
+allows): a tile's keys, histograms and table lookups (~3 MB at 14 px, 512
 bins) stay near the core's cache, which makes the kernel faster than one pass
 over a whole band, while the Python cost per tile stays small by comparison."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
 from aptviz.compute.presets import Model, ModelPreset, parse_model, preset
@@ -42,6 +42,9 @@ __all__ = [
     "parse_aggregate",
     "parse_floats",
     "parse_measure",
+    "params_and_measures",
+    "parse_measures",
+    "split_measures",
     "parse_method",
     "parse_method_spec",
 ]
@@ -160,6 +163,57 @@ def parse_measure(text: str | Measure) -> Measure:
         raise ParameterError(
             f"unknown importance measure {str(text)!r}{_closest(name, names)}; choose {_choices(names)}"
         ) from None
+
+
+def parse_measures(value) -> list[Measure]:
+    """Several measures: ``"entropy,upsample-mse"``, a list of names (each may hold commas), or one Measure.
+
+    Order kept, duplicates dropped.
+
+    Examples
+    --------
+    >>> [m.value for m in parse_measures(["entropy,upsample_mse", "laplacian", "entropy"])]
+    ['entropy', 'upsample-mse', 'laplacian']
+    >>> parse_measures(" , ")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: --importance: give at least one measure (entropy, laplacian or upsample-mse)
+    """
+    items = [value] if isinstance(value, (str, Measure)) or value is None else list(value)
+    names = [n for item in items for n in str(getattr(item, "value", item) or "").split(",") if n.strip()]
+    out: list[Measure] = []
+    for name in names:
+        m = parse_measure(name)
+        if m not in out:
+            out.append(m)
+    if not out:
+        raise ParameterError(f"--importance: give at least one measure ({_choices([m.value for m in Measure])})")
+    return out
+
+
+def split_measures(importance, aggregate=None) -> tuple[str, str | None, list[str]]:
+    """``(Params.importance, Params.aggregate, measures)`` for one or several measures.
+
+    One measure: as :class:`Params` takes it (``--aggregate`` is checked
+    against it). Several: ``Params`` records the first, the selections carry
+    each their own (:class:`RunSpec` ``importance`` and ``aggregate``), and
+    ``--aggregate`` applies to the measures that take one (entropy ignores it).
+
+    Examples
+    --------
+    >>> split_measures("entropy")
+    ('entropy', None, ['entropy'])
+    >>> split_measures(["entropy", "laplacian"], "max")
+    ('entropy', None, ['entropy', 'laplacian'])
+    """
+    measures = parse_measures(importance)
+    first = measures[0]
+    if len(measures) > 1 and aggregate is not None:
+        parse_aggregate(aggregate)  # a bad name is still an error
+        aggregate = aggregate if first.takes_aggregate else None
+    return first.value, None if aggregate is None else str(getattr(aggregate, "value", aggregate)), [
+        m.value for m in measures
+    ]
 
 
 def parse_aggregate(text: str | Aggregate) -> Aggregate:
@@ -419,6 +473,21 @@ class Params:
         return {"model": out.pop("model"), **out}
 
 
+def params_and_measures(**params) -> tuple[Params, list[str]]:
+    """:class:`Params` from keyword values whose ``importance`` may name several measures (a list, or
+    ``"entropy,laplacian"``), and the measures: Params records the first (see
+    :func:`aptviz.compute.params.split_measures`).
+
+    Examples
+    --------
+    >>> p, measures = params_and_measures(importance=["laplacian", "entropy"], aggregate="max")
+    >>> p.importance, p.aggregate, measures
+    ('laplacian', 'max', ['laplacian', 'entropy'])
+    """
+    importance, aggregate, measures = split_measures(params.get("importance") or "entropy", params.get("aggregate"))
+    return Params(**{**params, "importance": importance, "aggregate": aggregate}), measures
+
+
 def _check_int(name: str, value, lo: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise ParameterError(f"{name.replace('_', '-')} must be an integer >= {lo}, got {value!r}")
@@ -430,7 +499,10 @@ class RunSpec:
 
     Validated when built (``method`` may be given as text in any case). v1
     takes thresholds and no alpha; v2 and budget take an alpha and no
-    thresholds.
+    thresholds. ``importance`` (and its ``aggregate``) is set only in runs of
+    several measures: the selection then runs on that measure's maps and its
+    label names the measure; otherwise it runs on the measure of
+    :class:`Params`.
 
     Examples
     --------
@@ -447,10 +519,19 @@ class RunSpec:
     method: Method
     alpha: float | None = None
     thresholds: tuple[float, ...] | None = None
+    importance: str | None = field(default=None, repr=False)
+    aggregate: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         method = parse_method(self.method)
         object.__setattr__(self, "method", method)
+        if self.importance is not None:
+            measure = parse_measure(self.importance)
+            agg = check_aggregate(measure, self.aggregate if measure.takes_aggregate else None)
+            object.__setattr__(self, "importance", measure.value)
+            object.__setattr__(self, "aggregate", None if agg is None else agg.value)
+        elif self.aggregate is not None:
+            raise ParameterError("a selection's aggregate goes with its importance measure")
         if method is Method.v1:
             thr = DEFAULT_THRESHOLDS if self.thresholds is None else tuple(float(t) for t in self.thresholds)
             if any(math.isnan(t) for t in thr):
@@ -489,11 +570,14 @@ class RunSpec:
         --------
         >>> RunSpec("budget", 0.1234567).label, RunSpec("v2", 1.0).label
         ('budget_alpha0.1234567', 'v2_alpha1')
+        >>> RunSpec("budget", 0.3, importance="upsample-mse").label  # in a run of several measures
+        'upsample-mse_budget_alpha0.3'
         """
+        prefix = "" if self.importance is None else f"{self.importance}_"
         if self.alpha is None:
-            return self.method.value
+            return prefix + self.method.value
         text = repr(float(self.alpha))
-        return f"{self.method.value}_alpha{text[:-2] if text.endswith('.0') else text}"
+        return f"{prefix}{self.method.value}_alpha{text[:-2] if text.endswith('.0') else text}"
 
     def key(self) -> dict:
         """What identifies this selection in stats.json (for resuming).
@@ -503,11 +587,14 @@ class RunSpec:
         >>> RunSpec("v1").key()
         {'method': 'v1', 'alpha': None, 'thresholds': [3.0, 2.0]}
         """
-        return {
+        key = {
             "method": self.method.value,
             "alpha": self.alpha,
             "thresholds": list(self.thresholds) if self.thresholds is not None else None,
         }
+        if self.importance is not None:  # several measures; single-measure keys stay as they were
+            key.update(importance=self.importance, aggregate=self.aggregate)
+        return key
 
 
 def _as_float(value) -> float:
@@ -546,7 +633,8 @@ def build_runs(
     alphas: Sequence[float | str] = (),
     thresholds: Sequence[float] | None = DEFAULT_THRESHOLDS,
     num_scales: int = 3,
-    measure: str | Measure = Measure.entropy,
+    measure: str | Measure | Sequence[str | Measure] = Measure.entropy,
+    aggregate: str | None = None,
 ) -> list[RunSpec]:
     """Every selection asked for, validated, in the order given, without duplicates.
 
@@ -564,8 +652,12 @@ def build_runs(
         :class:`ParameterError`).
     num_scales : int
         Number of scales (to check the threshold count).
-    measure : str or Measure
-        The importance measure the selections will run on.
+    measure : str or Measure or sequence of them
+        The importance measure the selections will run on. Several (a list,
+        or ``"entropy,laplacian"``): every selection is run on each measure,
+        measure by measure, and carries it (``RunSpec.importance``).
+    aggregate : str, optional
+        With several measures: the aggregate of those that take one (default mean).
 
     Returns
     -------
@@ -575,7 +667,17 @@ def build_runs(
     --------
     >>> [r.label for r in build_runs(["v2:0.8,1.2", "budget", "v1"], [0.3])]
     ['v2_alpha0.8', 'v2_alpha1.2', 'budget_alpha0.3', 'v1']
+    >>> [r.label for r in build_runs(["budget:0.3", "v2"], measure="entropy,upsample-mse")]
+    ['entropy_budget_alpha0.3', 'entropy_v2_alpha1', 'upsample-mse_budget_alpha0.3', 'upsample-mse_v2_alpha1']
     """
+    measures = parse_measures(measure)
+    if len(measures) > 1:
+        return [
+            replace(spec, importance=m.value, aggregate=aggregate if m.takes_aggregate else None)
+            for m in measures
+            for spec in build_runs(methods, alphas, thresholds, num_scales, m)
+        ]
+    measure = measures[0]
     default_alphas = [_as_float(a) for a in alphas] or [1.0]
     runs: list[RunSpec] = []
     for text in list(methods) or [Method.v1]:

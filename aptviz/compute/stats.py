@@ -96,6 +96,9 @@ class SelectionStats:
     base_small_tokens: int
     retention: float
     target_retention: float | None
+    # the measure the selection ran on, and its aggregate (None for entropy): Params' unless several were run
+    importance: str | None = None
+    aggregate: str | None = None
     # Qwen2-VL's two ends (docs/qwen2vl.md): ViT tokens = tokens; LLM tokens after the 2x2 merger
     vit_tokens: int | None = None
     llm_tokens: int | None = None
@@ -107,6 +110,9 @@ class SelectionStats:
     uniform_vit_tokens: int | None = None
     uniform_size: list[int] | None = None  # [W, H] plain Qwen2-VL resizes to at max_pixels = tokens * P * P
     psnr_uniform: float | None = None
+    # SSIM (scikit-image's definition, docs/pipeline.md) of the same two views against the resized image
+    ssim_apt: float | None = None
+    ssim_uniform: float | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -118,9 +124,14 @@ class SelectionStats:
             "thresholds": self.thresholds if self.method == "v1" else None,
         }
 
-    def matches(self, spec: RunSpec) -> bool:
-        """Whether this is the result of ``spec``."""
-        return self.spec_key == spec.key()
+    def matches(self, spec: RunSpec, params: Params | None = None) -> bool:
+        """Whether this is the result of ``spec`` (run with ``params``' measure unless the spec has its own)."""
+        key = spec.key()
+        if spec.importance is not None:
+            return {**self.spec_key, "importance": self.importance, "aggregate": self.aggregate} == key
+        if params is not None and self.importance is not None and self.importance != params.importance:
+            return False
+        return self.spec_key == key
 
     def to_dict(self) -> dict:
         return _to_dict(self)
@@ -198,12 +209,20 @@ class ImageStats:
     entropy: dict[int, EntropySummary]
     selections: list[SelectionStats]
     importance_histogram: dict | None = None  # per scale: counts over equal bins (batch percentiles)
+    # runs of several measures only: the per-scale summaries and histograms of every measure, by name
+    importance_by_measure: dict[str, dict[int, EntropySummary]] | None = None
+    importance_histograms: dict[str, dict] | None = None
     render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
 
     @property
     def scales(self) -> list[int]:
         return list(self.grid)
+
+    @property
+    def measures(self) -> list[str]:
+        """The measures the selections ran on, in order (one unless several were run)."""
+        return list(self.importance_by_measure or [self.params.importance])
 
     @property
     def importance(self) -> dict[int, EntropySummary]:
@@ -220,7 +239,7 @@ class ImageStats:
                 out["importance"] = value
             else:
                 out[key] = value
-        for key in ("importance_histogram", "render", "files"):  # written with the files only
+        for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files"):
             if getattr(self, key) is None:
                 del out[key]
         return out
@@ -239,6 +258,11 @@ class ImageStats:
             },
             selections=[SelectionStats.from_dict(s) for s in data["selections"]],
             importance_histogram=data.get("importance_histogram"),
+            importance_by_measure={
+                m: {int(k): EntropySummary(**_known(EntropySummary, v)) for k, v in per.items()}
+                for m, per in data["importance_by_measure"].items()
+            } if data.get("importance_by_measure") else None,
+            importance_histograms=data.get("importance_histograms"),
             render=data.get("render"),
             files=data.get("files"),
         )._with_token_counts()

@@ -6,6 +6,8 @@
   ``vit_tokens * P * P``: Pillow BICUBIC down from the original, Pillow
   NEAREST back to the resized size.
 * :func:`psnr` -- peak signal-to-noise ratio in dB against the resized image.
+* SSIM of both views against the resized image (:mod:`aptviz.compute.ssim`,
+  scikit-image's definition), with the resized image filtered once per image.
 
 Everything is array work: one block mean per scale over the whole image, no
 loop over patches.
@@ -14,15 +16,25 @@ loop over patches.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image
 
 from aptviz.compute.resize import smart_resize
+from aptviz.compute.ssim import WIN_SIZE, SsimReference
 from aptviz.compute.xp import pool2x2, to_numpy
 
-__all__ = ["ModelView", "UniformView", "compare_views", "model_view", "psnr", "uniform_view"]
+__all__ = [
+    "ModelView",
+    "UniformView",
+    "all_views",
+    "compare_views",
+    "model_view",
+    "psnr",
+    "ssim_reference",
+    "uniform_view",
+]
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
@@ -174,6 +186,8 @@ class ViewStats:
     uniform_vit_tokens: int
     uniform_size: list[int]
     psnr_uniform: float | None
+    ssim_apt: float | None = None  # None only for an image below SSIM's 11 x 11 window (never after smart_resize)
+    ssim_uniform: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -196,19 +210,76 @@ def compare_views(
     patch_size: int = 14,
     merge_size: int = 2,
     min_pixels: int = 56 * 56,
+    reference: SsimReference | None = None,
+    with_ssim: bool = True,
 ) -> ModelView:
-    """APT's model view and the uniform baseline, each with its PSNR against ``resized``.
+    """APT's model view and the uniform baseline, each with its PSNR and SSIM against ``resized``.
+
+    ``reference``: ``resized`` as an :class:`SsimReference` (made here when not
+    given); ``with_ssim=False`` leaves the SSIM fields None (:func:`all_views`
+    scores every selection of an image in one pass instead).
 
     Examples
     --------
     >>> img = Image.new("RGB", (56, 56), (50, 60, 70))
     >>> masks = {14: np.zeros((4, 4), bool), 28: np.ones((2, 2), bool)}
     >>> mv = compare_views(img, np.asarray(img), masks, vit_tokens=4)
-    >>> mv.stats.psnr_apt is None, mv.stats.uniform_vit_tokens
-    (True, 4)
+    >>> mv.stats.psnr_apt is None, mv.stats.uniform_vit_tokens, round(mv.stats.ssim_apt, 6)
+    (True, 4, 1.0)
     """
     resized = np.asarray(resized, dtype=np.uint8)
     apt = model_view(resized, masks)
     uni = uniform_view(original, (resized.shape[1], resized.shape[0]), vit_tokens, patch_size, merge_size, min_pixels)
-    stats = ViewStats(psnr(resized, apt), uni.vit_tokens, list(uni.size), psnr(resized, uni.image))
+    if reference is None and with_ssim:
+        reference = ssim_reference(resized)
+    ssim_apt = ssim_uni = None
+    if reference is not None and with_ssim:
+        ssim_apt, ssim_uni = reference.scores([apt, uni.image])
+    stats = ViewStats(psnr(resized, apt), uni.vit_tokens, list(uni.size), psnr(resized, uni.image), ssim_apt, ssim_uni)
     return ModelView(apt, uni, stats)
+
+
+def all_views(
+    original: Image.Image,
+    resized: np.ndarray,
+    masks_and_tokens: list,
+    patch_size: int = 14,
+    merge_size: int = 2,
+    min_pixels: int = 56 * 56,
+) -> list[ModelView]:
+    """:func:`compare_views` of every selection of one image, their SSIMs computed in one pass over it.
+
+    Examples
+    --------
+    >>> img = Image.new("RGB", (56, 56), (50, 60, 70))
+    >>> masks = {14: np.zeros((4, 4), bool), 28: np.ones((2, 2), bool)}
+    >>> [round(v.stats.ssim_uniform, 6) for v in all_views(img, np.asarray(img), [(masks, 4), (masks, 16)])]
+    [1.0, 1.0]
+    """
+    resized = np.asarray(resized, dtype=np.uint8)
+    views = [
+        compare_views(original, resized, masks, tokens, patch_size, merge_size, min_pixels, with_ssim=False)
+        for masks, tokens in masks_and_tokens
+    ]
+    reference = ssim_reference(resized)
+    if reference is None or not views:
+        return views
+    # selections with the same uniform size share one uniform picture (budget runs of several measures)
+    uniform = {tuple(v.uniform.size): v.uniform.image for v in views}
+    scores = reference.scores([v.apt for v in views] + list(uniform.values()))
+    by_size = dict(zip(uniform, scores[len(views) :]))
+    return [
+        replace(v, stats=replace(v.stats, ssim_apt=s, ssim_uniform=by_size[tuple(v.uniform.size)]))
+        for v, s in zip(views, scores)
+    ]
+
+
+def ssim_reference(resized: np.ndarray) -> SsimReference | None:
+    """The resized image filtered for SSIM, or None when it is smaller than SSIM's 11 x 11 window.
+
+    smart_resize never makes a side below 28 px, so None only comes from arrays made by hand.
+    """
+    resized = np.asarray(resized, dtype=np.uint8)
+    if min(resized.shape[:2]) < WIN_SIZE:
+        return None
+    return SsimReference(resized)

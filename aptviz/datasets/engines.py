@@ -99,7 +99,7 @@ def _local_engine(
     workers: int,
     log_level: str | None,
     limit: int,
-    psnr: bool = False,
+    fidelity: bool = False,
 ) -> Iterator[list[dict]]:
     """Stream tasks through a process pool, at most 2 per worker in flight (Ctrl-C has little to cancel).
 
@@ -109,7 +109,7 @@ def _local_engine(
     """
     if workers <= 1:
         for task in tasks:
-            yield run_task(task, params, runs, limit, psnr)
+            yield run_task(task, params, runs, limit, fidelity)
         return
     import multiprocessing
     import os
@@ -129,10 +129,10 @@ def _local_engine(
             if suspects:  # one at a time, alone in the pool
                 if not pending:
                     task = suspects.pop(0)
-                    pending[pool.submit(run_task, task, params, runs, limit, psnr)] = task
+                    pending[pool.submit(run_task, task, params, runs, limit, fidelity)] = task
             else:
                 for task in islice(tasks, 2 * workers - len(pending)):
-                    pending[pool.submit(run_task, task, params, runs, limit, psnr)] = task
+                    pending[pool.submit(run_task, task, params, runs, limit, fidelity)] = task
             if not pending:
                 break
             alone = len(pending) == 1  # a death then is this task's own
@@ -151,7 +151,7 @@ def _local_engine(
                         suspects += [Task(task.source, task.shard, task.image_column, (u,)) for u in task.units]
                         continue
                     error = "worker process died (out of memory?)"
-                    rows = [r for u in task.units for r in failed_rows(u.ref, params, runs, error, psnr)]
+                    rows = [r for u in task.units for r in failed_rows(u.ref, params, runs, error, fidelity)]
                 yield rows
             if broken:  # a fresh pool; what was in flight is rerun one task at a time
                 suspects += pending.values()
@@ -174,7 +174,7 @@ def require_ray():
     return ray
 
 
-def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int, psnr: bool = False):
+def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int, fidelity: bool = False):
     """Ray Data ``map_batches`` function: task JSON strings in, row table out."""
     from aptviz.compute.entropy import set_num_threads
     from aptviz.datasets.parquet import rows_to_table
@@ -182,8 +182,8 @@ def _ray_map(batch, params: Params, runs: list[RunSpec], limit: int, psnr: bool 
     set_num_threads(1)
     rows: list[dict] = []
     for text in batch.column("task").to_pylist():
-        rows += run_task(Task.from_json(text), params, runs, limit, psnr)
-    return rows_to_table(rows, psnr)
+        rows += run_task(Task.from_json(text), params, runs, limit, fidelity)
+    return rows_to_table(rows, fidelity)
 
 
 def _ray_engine(
@@ -193,7 +193,7 @@ def _ray_engine(
     workers: int,
     address: str | None,
     limit: int,
-    psnr: bool = False,
+    fidelity: bool = False,
 ):
     """Run tasks on Ray Data, ``window`` tasks per dataset (bounded driver memory); yield Arrow tables."""
     import logging
@@ -218,7 +218,7 @@ def _ray_engine(
                 _ray_map,
                 batch_size=1,
                 batch_format="pyarrow",
-                fn_kwargs={"params": params, "runs": runs, "limit": limit, "psnr": psnr},
+                fn_kwargs={"params": params, "runs": runs, "limit": limit, "fidelity": fidelity},
             )
             yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
     finally:
@@ -241,8 +241,9 @@ def run_stats(
     task_size: int = 8,
     log_level: str | None = None,
     max_memory: int | None = None,
-    psnr: bool = False,
+    fidelity: bool = False,
     on_progress: Callable[[StatsProgress], None] | None = None,
+    psnr: bool = False,
 ) -> StatsReport:
     """Compute the numbers of every image of a dataset and write them to ``output`` as Parquet.
 
@@ -278,9 +279,9 @@ def run_stats(
         refused (ParameterError naming the estimate), or fewer workers used
         when ``workers`` is not given, as for the main command. With Ray it
         bounds each worker (one image at a time).
-    psnr : bool
-        Add the stats.json PSNR fields (``psnr_apt``, ``uniform_vit_tokens``,
-        ``psnr_uniform``) to each row; part of the resume key.
+    fidelity, psnr : bool
+        Add stats.json's PSNR and SSIM fields (psnr_apt, uniform_vit_tokens, psnr_uniform, ssim_apt,
+        ssim_uniform) to each row; part of the resume key. ``psnr`` is the former name.
     on_progress : callable, optional
         Called with a :class:`StatsProgress` after each task.
 
@@ -291,18 +292,17 @@ def run_stats(
         finished before then are written as a last complete part).
     """
     engine, params, budget, out = _check(engine, runs, params, workers, max_memory, output)
-    report = StatsReport(out, engine.value)
-    start = time.monotonic()
+    fidelity = fidelity or psnr
+    report, start, progress = StatsReport(out, engine.value), time.monotonic(), StatsProgress()
     existing = existing_row_ids(out) if out.is_dir() else np.empty(0, dtype=np.int64)
-    keys = [run_key(params, spec, psnr) for spec in runs]
-    progress = StatsProgress()
+    keys = [run_key(params, spec, fidelity) for spec in runs]
     units = _pending_units(iter_units(inputs, recursive, image_column, exclude=out), existing, keys, progress)
     tasks = chunk_tasks(units, image_column, task_size)
-    writer = PartWriter(out, rows_per_part=rows_per_part, psnr=psnr)
+    writer = PartWriter(out, rows_per_part=rows_per_part, fidelity=fidelity)
     if engine is Engine.local:
-        results = _local_engine(tasks, params, runs, budget.workers, log_level, budget.decode_pixels, psnr)
+        results = _local_engine(tasks, params, runs, budget.workers, log_level, budget.decode_pixels, fidelity)
     else:
-        results = _ray_engine(tasks, params, runs, budget.workers, ray_address, budget.decode_pixels, psnr)
+        results = _ray_engine(tasks, params, runs, budget.workers, ray_address, budget.decode_pixels, fidelity)
     try:
         for rows in results:
             _account(rows, runs[0].label, len(runs), progress)

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from aptviz._log import logger
-from aptviz.datasets.rows import PERCENTILES, PSNR_COLUMNS
+from aptviz.datasets.rows import FIDELITY_COLUMNS, PERCENTILES
 from aptviz.errors import MissingExtraError
 from aptviz.output.atomic import write_stream_atomic
 
 __all__ = [
-    "PSNR_FIELDS",
+    "FIDELITY_FIELDS",
     "ROW_FIELDS",
     "MissingExtraError",
     "PartWriter",
@@ -78,27 +78,27 @@ ROW_FIELDS: dict[str, str] = {
     "run_key": _S,
     "row_id": _I,
 }
-#: The columns ``--psnr`` adds, placed after ``llm_retention``.
-PSNR_FIELDS: dict[str, str] = dict(zip(PSNR_COLUMNS, (_F, _I, _F)))
+#: The columns ``--fidelity`` adds, placed after ``llm_retention``.
+FIDELITY_FIELDS: dict[str, str] = dict(zip(FIDELITY_COLUMNS, (_F, _I, _F, _F, _F)))
 
 
-def row_fields(psnr: bool = False) -> dict[str, str]:
-    """Column name -> Arrow type, in file order: :data:`ROW_FIELDS`, plus :data:`PSNR_FIELDS` with ``psnr``.
+def row_fields(fidelity: bool = False) -> dict[str, str]:
+    """Column name -> Arrow type, in file order: :data:`ROW_FIELDS`, plus :data:`FIDELITY_FIELDS` with ``fidelity``.
 
     Examples
     --------
     >>> row_fields() == ROW_FIELDS
     True
-    >>> names = list(row_fields(psnr=True)); names[names.index("llm_retention") + 1]
+    >>> names = list(row_fields(fidelity=True)); names[names.index("llm_retention") + 1]
     'psnr_apt'
     """
-    if not psnr:
+    if not fidelity:
         return ROW_FIELDS
     out: dict[str, str] = {}
     for name, t in ROW_FIELDS.items():
         out[name] = t
         if name == "llm_retention":
-            out.update(PSNR_FIELDS)
+            out.update(FIDELITY_FIELDS)
     return out
 
 
@@ -112,8 +112,8 @@ def require_pyarrow():
     return pyarrow
 
 
-def row_schema(psnr: bool = False):
-    """The Arrow schema of the rows (stable whatever the number of scales; ``psnr`` adds its columns)."""
+def row_schema(fidelity: bool = False):
+    """The Arrow schema of the rows (stable whatever the number of scales; ``fidelity`` adds its columns)."""
     pa = require_pyarrow()
     types = {
         _I: pa.int64(),
@@ -122,10 +122,10 @@ def row_schema(psnr: bool = False):
         _LI: pa.list_(pa.int64()),
         _LF: pa.list_(pa.float64()),
     }
-    return pa.schema([(name, types[t]) for name, t in row_fields(psnr).items()])
+    return pa.schema([(name, types[t]) for name, t in row_fields(fidelity).items()])
 
 
-def rows_to_table(rows: list[dict], psnr: bool = False):
+def rows_to_table(rows: list[dict], fidelity: bool = False):
     """Rows (dicts from :mod:`aptviz.datasets.rows`) as an Arrow table with :func:`row_schema`.
 
     The columns are built from NumPy buffers (:func:`arrow_column`), not with
@@ -140,8 +140,8 @@ def rows_to_table(rows: list[dict], psnr: bool = False):
     (2, ['a.png', None], [[14, 28], None], [0.5, None])
     """
     pa = require_pyarrow()
-    schema = row_schema(psnr)
-    columns = [arrow_column([r.get(name) for r in rows], kind, name) for name, kind in row_fields(psnr).items()]
+    schema = row_schema(fidelity)
+    columns = [arrow_column([r.get(name) for r in rows], kind, name) for name, kind in row_fields(fidelity).items()]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -262,10 +262,10 @@ class PartWriter:
     """
 
     def __init__(
-        self, out: str | Path, rows_per_part: int = 20000, seconds_per_part: float = 60.0, psnr: bool = False
+        self, out: str | Path, rows_per_part: int = 20000, seconds_per_part: float = 60.0, fidelity: bool = False
     ):
         self.out = Path(out)  # created with the first part: a run that writes nothing leaves nothing
-        self.psnr = psnr  # the PSNR columns in the schema
+        self.fidelity = fidelity  # the PSNR and SSIM columns in the schema
         self.rows_per_part = rows_per_part
         self.seconds_per_part = seconds_per_part
         self._tables: list = []
@@ -279,7 +279,7 @@ class PartWriter:
 
     def add(self, rows) -> None:
         """Queue rows: a list of dicts or an Arrow table with :func:`row_schema`."""
-        table = rows_to_table(rows, self.psnr) if isinstance(rows, list) else rows
+        table = rows_to_table(rows, self.fidelity) if isinstance(rows, list) else rows
         if table.num_rows == 0:
             return
         self._tables.append(table)
@@ -292,7 +292,7 @@ class PartWriter:
         if not self._waiting:
             return None
         pa = require_pyarrow()
-        schema = row_schema(self.psnr)
+        schema = row_schema(self.fidelity)
         table = pa.concat_tables(self._tables)
         if table.schema != schema:  # Ray's tables; a cast imports pyarrow.compute (0.1 s), so only when needed
             table = table.cast(schema)

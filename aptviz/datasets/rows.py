@@ -26,7 +26,7 @@ from aptviz.errors import InputError
 
 __all__ = [
     "PERCENTILES",
-    "PSNR_COLUMNS",
+    "FIDELITY_COLUMNS",
     "InputRef",
     "failed_rows",
     "image_rows",
@@ -35,8 +35,9 @@ __all__ = [
 ]
 
 PERCENTILES = (5, 25, 50, 75, 95)
-#: The stats.json fields ``--psnr`` adds to each row (SPEC §8), same names.
-PSNR_COLUMNS = ("psnr_apt", "uniform_vit_tokens", "psnr_uniform")
+#: The stats.json fields ``--fidelity`` (alias ``--psnr``) adds to each row, same names: PSNR and SSIM of
+#: the model view and of the uniform baseline (docs/analysis.md).
+FIDELITY_COLUMNS = ("psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform")
 
 
 @dataclass(frozen=True)
@@ -86,23 +87,23 @@ def _text(s: str) -> str:
     return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def run_key(params: Params, spec: RunSpec, psnr: bool = False) -> str:
-    """What makes two rows of one input comparable: version, pipeline parameters, selection, ``--psnr``.
+def run_key(params: Params, spec: RunSpec, fidelity: bool = False) -> str:
+    """What makes two rows of one input comparable: version, pipeline parameters, selection, ``--fidelity``.
 
-    The device is left out: results do not depend on it. ``psnr`` enters the
+    The device is left out: results do not depend on it. ``fidelity`` enters the
     key only when set, so keys of runs without it are unchanged.
 
     Examples
     --------
     >>> run_key(Params(), RunSpec("budget", 0.3)) == run_key(Params(device="cuda"), RunSpec("budget", 0.3))
     True
-    >>> run_key(Params(), RunSpec("budget", 0.3)) == run_key(Params(), RunSpec("budget", 0.3), psnr=True)
+    >>> run_key(Params(), RunSpec("budget", 0.3)) == run_key(Params(), RunSpec("budget", 0.3), fidelity=True)
     False
     """
     p = {k: v for k, v in params.to_dict().items() if k != "device"}
     key = {"aptviz_version": __version__, "params": p, "selection": spec.key()}
-    if psnr:
-        key["psnr"] = True
+    if fidelity:
+        key["fidelity"] = list(FIDELITY_COLUMNS)  # rows of the former --psnr (3 columns) do not match
     return json.dumps(key, sort_keys=True)
 
 
@@ -130,8 +131,8 @@ def _importance_columns(maps: dict) -> dict:
     return out
 
 
-def _base_row(ref: InputRef, params: Params, spec: RunSpec, psnr: bool = False) -> dict:
-    key = run_key(params, spec, psnr)
+def _base_row(ref: InputRef, params: Params, spec: RunSpec, fidelity: bool = False) -> dict:
+    key = run_key(params, spec, fidelity)
     return {
         "row_id": row_id(ref.key, key),
         "path": _text(ref.display),
@@ -149,44 +150,48 @@ def _base_row(ref: InputRef, params: Params, spec: RunSpec, psnr: bool = False) 
     }
 
 
-def failed_rows(ref: InputRef, params: Params, runs: list[RunSpec], error: str, psnr: bool = False) -> list[dict]:
+def failed_rows(ref: InputRef, params: Params, runs: list[RunSpec], error: str, fidelity: bool = False) -> list[dict]:
     """One ``failed`` row per selection, carrying the error (every number null)."""
     rows = []
     for spec in runs:
-        row = _base_row(ref, params, spec, psnr)
+        row = _base_row(ref, params, spec, fidelity)
         row.update(status="failed", error=error, thresholds=list(spec.thresholds) if spec.thresholds else None)
         rows.append(row)
     return rows
 
 
-def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result, psnr: bool = False) -> list[dict]:
+def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result, fidelity: bool = False) -> list[dict]:
     stats = result.stats().to_dict()  # exactly the stats.json content
     image = stats["image"]
     scales = [int(ps) for ps in stats["grid"]]
-    ent = list(stats["importance"].values())
     common = {
         "status": "ok",
         "error": None,
-        "importance": stats["params"]["importance"],
-        "aggregate": stats["params"]["aggregate"],
         "frames": image["frames"],
         "original_width": image["original_size"][0],
         "original_height": image["original_size"][1],
         "resized_width": image["resized_size"][0],
         "resized_height": image["resized_size"][1],
         "scales": scales,
-        "importance_mean": [e["mean"] for e in ent],
-        "importance_min": [e["min"] for e in ent],
-        "importance_max": [e["max"] for e in ent],
-        "pad_cells": [e["pad_cells"] for e in ent],
-        **_importance_columns(result.maps),
     }
+    by_measure = stats.get("importance_by_measure") or {stats["params"]["importance"]: stats["importance"]}
+    measures = {}  # the columns of each measure, computed once
+    for m, summaries in by_measure.items():
+        ent = list(summaries.values())
+        measures[m] = {
+            "importance_mean": [e["mean"] for e in ent],
+            "importance_min": [e["min"] for e in ent],
+            "importance_max": [e["max"] for e in ent],
+            "pad_cells": [e["pad_cells"] for e in ent],
+            **_importance_columns(result.maps_by_measure[m]),
+        }
     rows = []
     for spec, entry in zip(runs, stats["selections"]):
         by_scale = {int(ps): n for ps, n in entry["tokens_by_scale"].items()}
         budget = entry["budget_info"] or {}
-        row = _base_row(ref, params, spec, psnr)
-        row.update(common)
+        row = _base_row(ref, params, spec, fidelity)
+        own = {"importance": entry["importance"], "aggregate": entry["aggregate"], **measures[entry["importance"]]}
+        row.update(common, **own)
         row.update(
             thresholds=entry["thresholds"],
             tokens_by_scale=[by_scale[ps] for ps in scales],
@@ -198,8 +203,8 @@ def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result, psnr: b
             budget_k=budget.get("k"),
             **{k: entry[k] for k in ("vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention")},
         )
-        if psnr:
-            row.update({k: entry[k] for k in PSNR_COLUMNS})
+        if fidelity:
+            row.update({k: entry[k] for k in FIDELITY_COLUMNS})
         rows.append(row)
     return rows
 
@@ -210,7 +215,7 @@ def image_rows(
     params: Params,
     runs: list[RunSpec],
     max_image_pixels: int | None = None,
-    psnr: bool = False,
+    fidelity: bool = False,
 ) -> list[dict]:
     """The rows of one image: one per selection, ``ok`` or ``failed`` (never raises for bad input).
 
@@ -226,9 +231,10 @@ def image_rows(
         Selections, as for the main command.
     max_image_pixels : int, optional
         Decompression-bomb limit (default: as the main command, from ``params.max_pixels``).
-    psnr : bool
-        Also compute the model views and add :data:`PSNR_COLUMNS` (stats.json's
-        ``psnr_apt``, ``uniform_vit_tokens``, ``psnr_uniform``); several times slower.
+    fidelity : bool
+        Also compute the model views and add :data:`FIDELITY_COLUMNS` (stats.json's
+        ``psnr_apt``, ``uniform_vit_tokens``, ``psnr_uniform``, ``ssim_apt``,
+        ``ssim_uniform``); several times slower.
 
     Returns
     -------
@@ -253,8 +259,8 @@ def image_rows(
             loaded = open_image_bytes(bytes(source), limit)
         else:
             loaded = open_image(source, limit)
-        result = analyse_loaded(ref.display, loaded, runs, params, views=psnr)  # views only for their PSNR
-        return _ok_rows(ref, params, runs, result, psnr)
+        result = analyse_loaded(ref.display, loaded, runs, params, views=fidelity)  # views only for their PSNR and SSIM
+        return _ok_rows(ref, params, runs, result, fidelity)
     except InputError as exc:
         error = str(exc)
     except MemoryError:
@@ -263,4 +269,4 @@ def image_rows(
         error = f"internal error: {type(exc).__name__}: {exc}"
         logger.debug("{}: {}", ref.display, traceback.format_exc())
     logger.debug("{}: {}", ref.display, error)
-    return failed_rows(ref, params, runs, error, psnr)
+    return failed_rows(ref, params, runs, error, fidelity)

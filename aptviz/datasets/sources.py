@@ -247,21 +247,21 @@ def _read_tar_task(task: Task) -> list[bytes | str]:
 
 
 def run_task(
-    task: Task, params: Params, runs: list[RunSpec], max_image_pixels: int | None = None, psnr: bool = False
+    task: Task, params: Params, runs: list[RunSpec], max_image_pixels: int | None = None, fidelity: bool = False
 ) -> list[dict]:
     """The rows of every image of a task (the per-image function of both engines).
 
     Never raises for bad input: a shard that cannot be read gives failed rows
     for its images. ``max_image_pixels`` is the decompression-bomb limit
-    (default: the main command's, from ``params.max_pixels``); ``psnr`` adds
-    the PSNR columns (:func:`aptviz.datasets.rows.image_rows`).
+    (default: the main command's, from ``params.max_pixels``); ``fidelity`` adds
+    the PSNR and SSIM columns (:func:`aptviz.datasets.rows.image_rows`).
     """
     todo = [u for u in task.units if u.error is None]
     rows: list[dict] = []
     for u in task.units:
         if u.error is not None:
             logger.debug("{}: {}", u.ref.display, u.error)
-            rows += failed_rows(u.ref, params, runs, u.error, psnr)
+            rows += failed_rows(u.ref, params, runs, u.error, fidelity)
     if not todo:
         return rows
     if task.source == "file":
@@ -276,7 +276,7 @@ def run_task(
     for u, src in zip(todo, sources):
         if isinstance(src, str):  # an error message instead of bytes
             logger.debug("{}: {}", u.ref.display, src)
-            rows += failed_rows(u.ref, params, runs, src, psnr)
+            rows += failed_rows(u.ref, params, runs, src, fidelity)
         else:
-            rows += image_rows(src, u.ref, params, runs, max_image_pixels, psnr)
+            rows += image_rows(src, u.ref, params, runs, max_image_pixels, fidelity)
     return rows

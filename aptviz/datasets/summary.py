@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aptviz.datasets.parquet import part_files, require_pyarrow
+from aptviz.datasets.rows import FIDELITY_COLUMNS
 from aptviz.errors import InputError
 from aptviz.output.atomic import write_json_atomic
 
@@ -31,6 +32,8 @@ COLUMNS = [
     "llm_tokens",
     "llm_tokens_uniform",
 ]
+#: Means reported per selection when the rows have them (``aptviz stats --fidelity``).
+FIDELITY_MEANS = FIDELITY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,13 @@ class SelectionSummary:
     llm_tokens: int
     llm_tokens_uniform: int
     llm_tokens_saved: int
+    # means over the ok rows that have the value (--fidelity; None without it). PSNR is null for a
+    # lossless view and such rows are left out of the PSNR means (an infinite dB would swamp them)
+    psnr_apt_mean: float | None = None
+    uniform_vit_tokens_mean: float | None = None
+    psnr_uniform_mean: float | None = None
+    ssim_apt_mean: float | None = None
+    ssim_uniform_mean: float | None = None
 
 
 def _latest(pc, table):
@@ -102,11 +112,15 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
     pa = require_pyarrow()
     import pyarrow.compute as pc
     import pyarrow.dataset as pds
+    import pyarrow.parquet as pq
 
     files = part_files(out)
     if not files:
         raise InputError(f"{out}: no part-*.parquet files (not an aptviz stats output?)")
-    table = pds.dataset([str(f) for f in files], format="parquet").to_table(columns=COLUMNS)
+    # parts written with and without --fidelity differ in columns: read them under their union
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+    fidelity = [c for c in FIDELITY_MEANS if c in schema.names]
+    table = pds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table(columns=COLUMNS + fidelity)
     groups = table.select(["run_key"]).group_by("run_key", use_threads=False).aggregate([]).column("run_key")
     table = _latest(pc, table)
     result = []
@@ -133,6 +147,7 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
                 llm_tokens=llm,
                 llm_tokens_uniform=llm_u,
                 llm_tokens_saved=llm_u - llm,
+                **{f"{c}_mean": pc.mean(ok.column(c)).as_py() for c in fidelity},
             )
         )
     return result

@@ -6,6 +6,7 @@ An output folder (``OUTPUT``) holds the batch files and one folder per image
     OUTPUT/summary.csv, summary.json, dataset.json, report.html, *.png
     OUTPUT/<name>/stats.json            written last: its presence means "complete"
     OUTPUT/<name>/01_heatmaps/          importance_map_scale_<P>.png, importance_blend_scale_<P>.jpg
+                                        (several measures: importance_map_<measure>_scale_<P>.png)
     OUTPUT/<name>/02_patches_grid/      patches_visualization.jpg or patches_<label>.jpg
     OUTPUT/<name>/03_original_resized/  original_image.jpg, resized_image.jpg
     OUTPUT/<name>/04_model_view/        model_view[_<label>].jpg, uniform[_<label>].jpg
@@ -22,6 +23,7 @@ from pathlib import Path
 __all__ = [
     "COMPARE_NAME",
     "DATASET_NAME",
+    "FIDELITY_NAME",
     "HEATMAP_DIR",
     "HISTOGRAM_NAME",
     "IMAGES_DIR",
@@ -65,6 +67,7 @@ PLOT_NAME = "retention_vs_alpha.png"
 DATASET_NAME = "dataset.json"
 HISTOGRAM_NAME = "importance_histogram.png"
 PSNR_NAME = "psnr_vs_retention.png"
+FIDELITY_NAME = "fidelity_vs_tokens.png"
 REPORT_NAME = "report.html"
 
 
@@ -73,8 +76,10 @@ def is_image_folder(folder: str | Path) -> bool:
     return (Path(folder) / STATS_NAME).is_file()
 
 
-def heatmap_name(scale: int) -> str:
-    return f"{HEATMAP_DIR}/importance_map_scale_{scale}.png"
+def heatmap_name(scale: int, measure: str | None = None) -> str:
+    """``importance_map_scale_14.png``; in runs of several measures ``importance_map_<measure>_scale_14.png``."""
+    infix = "" if measure is None else f"{measure}_"
+    return f"{HEATMAP_DIR}/importance_map_{infix}scale_{scale}.png"
 
 
 def blend_name(scale: int) -> str:
@@ -133,9 +138,13 @@ def view_names(label: str, single: bool) -> dict[str, str]:
 
 def image_files(
     scales, shown: int, labels: list[str], overlay_suffix: str = ".jpg", save_maps: bool = False,
-    export_tokens: bool = False, views: bool = True, figure_format: str = "png",
+    export_tokens: bool = False, views: bool = True, measures: list[str] | None = None,
+    figure_format: str = "png",
 ) -> tuple[dict, list[dict]]:  # fmt: skip
     """The ``files`` entries of one image's stats.json: the image's, and one dict per selection.
+
+    ``measures`` (runs of several): the heatmaps are named by measure, listed
+    per measure in ``heatmaps_by_measure``; ``heatmaps`` is the first's.
 
     Examples
     --------
@@ -144,13 +153,16 @@ def image_files(
     ({'14': '01_heatmaps/importance_map_scale_14.png', '28': '01_heatmaps/importance_map_scale_28.png'}, \
 '01_heatmaps/importance_blend_scale_14.jpg', '02_patches_grid/patches_visualization.jpg')
     """
+    by_measure = {m: {str(ps): heatmap_name(ps, m) for ps in scales} for m in measures or []}
     files: dict = {
-        "heatmaps": {str(ps): heatmap_name(ps) for ps in scales},
+        "heatmaps": next(iter(by_measure.values())) if by_measure else {str(ps): heatmap_name(ps) for ps in scales},
         "original": ORIGINAL_NAME,
         "resized": RESIZED_NAME,
         "blend": blend_name(shown),
         "compare": compare_name(figure_format),
     }
+    if by_measure:
+        files["heatmaps_by_measure"] = by_measure
     if save_maps:
         files["maps"] = MAPS_NAME
     if export_tokens:

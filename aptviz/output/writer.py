@@ -21,14 +21,22 @@ from aptviz.output.atomic import (
     write_npz_atomic,
     write_npz_stream_atomic,
 )
-from aptviz.output.layout import MAPS_NAME, MODEL_VIEW_DIR, OVERLAY_DIR, STATS_NAME, TOKENS_NAME, kept_views
+from aptviz.output.layout import (
+    HEATMAP_DIR,
+    MAPS_NAME,
+    MODEL_VIEW_DIR,
+    OVERLAY_DIR,
+    STATS_NAME,
+    TOKENS_NAME,
+    kept_views,
+)
 
 __all__ = ["maps_arrays", "write_image_folder", "write_picture"]
 
 
 def maps_arrays(analysis) -> dict:
     """maps.npz: the importance maps (``<measure>_<P>``) and every mask (``mask_<label>_<P>``)."""
-    arrays = {f"{analysis.params.importance}_{ps}": m for ps, m in analysis.maps.items()}
+    arrays = {f"{measure}_{ps}": m for measure, maps in analysis.maps_by_measure.items() for ps, m in maps.items()}
     for s in analysis.selections:
         for ps, mask in s.selection.masks.items():
             arrays[f"mask_{s.label}_{ps}"] = mask
@@ -94,11 +102,14 @@ def write_image_folder(
 def _remove_stale(out: Path, stats: ImageStats) -> None:
     """Files of an earlier run with other selections or options no longer belong here."""
     overlays = {Path(sel.files["overlay"]).name for sel in stats.selections if sel.files.get("overlay")}
-    keep = kept_views(stats)
-    for old in [*(out / OVERLAY_DIR).glob("patches_*.*"), *(out / MODEL_VIEW_DIR).glob("*.jpg")]:
+    files = stats.files or {}
+    keep = kept_views(stats) | set(files.get("heatmaps", {}).values())
+    keep |= {rel for per in files.get("heatmaps_by_measure", {}).values() for rel in per.values()}
+    stale = [*(out / OVERLAY_DIR).glob("patches_*.*"), *(out / MODEL_VIEW_DIR).glob("*.jpg")]
+    stale += (out / HEATMAP_DIR).glob("importance_map_*.png")  # another run's measures
+    for old in stale:
         if old.name not in overlays and old.relative_to(out).as_posix() not in keep:
             old.unlink(missing_ok=True)
-    files = stats.files or {}
     for old in out.glob("compare.*"):  # the comparison figure of an earlier run in another format
         if old.name != files.get("compare") and old.suffix in (".png", ".pdf", ".svg"):
             old.unlink(missing_ok=True)

@@ -125,16 +125,38 @@ def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: Rend
     return annotate(pic, lines, legend)
 
 
-def heat_style(params) -> dict:
-    """``unit`` and ``measure`` of the heatmap colorbar (entropy's colorbar keeps its plain title)."""
+def heat_style(params, measure: str | None = None, aggregate: str | None = None) -> dict:
+    """``unit`` and ``measure`` of the heatmap colorbar (entropy's colorbar keeps its plain title).
+
+    ``measure`` (runs of several measures, with its ``aggregate``): that
+    measure's colorbar, always named.
+    """
+    if measure is not None:
+        return {"unit": measure_unit(measure, aggregate or "mean"), "measure": measure}
     unit = measure_unit(params.importance, params.aggregate or "mean")
     return {"unit": unit, "measure": None if params.measure is Measure.entropy else params.importance}
 
 
-def _value_range(stats) -> tuple[float, float]:
-    """One colour scale for all scales of the image: the non-PAD range in ``stats.importance``."""
-    summaries = [e for e in stats.importance.values() if e.min is not None]
+def _value_range(summaries: dict) -> tuple[float, float]:
+    """One colour scale for all scales of a measure: its non-PAD range (``stats.importance`` per scale)."""
+    summaries = [e for e in summaries.values() if e.min is not None]
     return min((e.min for e in summaries), default=0.0), max((e.max for e in summaries), default=0.0)
+
+
+def _heatmaps(analysis, stats) -> Iterator[tuple[str, object]]:
+    """Every heatmap: the run's measure, or each measure's (named by measure) in runs of several."""
+    h, w = analysis.resized.shape[:2]
+    several = analysis.several_measures
+    by_measure = stats.importance_by_measure if several else {analysis.measure: stats.importance}
+    names = stats.files.get("heatmaps_by_measure") if several else {analysis.measure: stats.files["heatmaps"]}
+    aggregates = {s.importance: s.aggregate for s in stats.selections}
+    for measure, summaries in by_measure.items():
+        vrange = _value_range(summaries)
+        style = heat_style(analysis.params, *((measure, aggregates.get(measure)) if several else ()))
+        for ps, ent in analysis.maps_by_measure[measure].items():
+            picture = render_heatmap(ent, ps, (w, h), vmin=vrange[0], vmax=vrange[1], **style)
+            yield names[measure][str(ps)], Picture(picture)
+            del picture
 
 
 def _original(analysis):
@@ -158,17 +180,17 @@ def iter_pictures(analysis, stats, options: RenderOptions | None = None) -> Iter
     """
     options = options or RenderOptions()
     files = stats.files
-    h, w = analysis.resized.shape[:2]
-    vrange = _value_range(stats)
-    style = heat_style(analysis.params)
-    for ps, ent in analysis.maps.items():
-        heatmap = render_heatmap(ent, ps, (w, h), vmin=vrange[0], vmax=vrange[1], **style)
-        yield files["heatmaps"][str(ps)], Picture(heatmap)
-        del heatmap
+    first = analysis.measure
+    vrange = _value_range(stats.importance_by_measure[first] if analysis.several_measures else stats.importance)
+    aggregate = next((s.aggregate for s in stats.selections if s.importance == first), None)
+    style = heat_style(analysis.params, first, aggregate) if analysis.several_measures else heat_style(analysis.params)
+    yield from _heatmaps(analysis, stats)
     yield files["original"], _original(analysis)
     yield files["resized"], Picture(analysis.resized)
+    several = analysis.several_measures  # captions and compare rows then name each selection's measure
     for entry, s in zip(stats.selections, analysis.selections):
-        pic = overlay_picture(analysis.resized, s.selection.masks, entry.to_dict(), options)
+        numbers = dict(entry.to_dict(), show_measure=several)
+        pic = overlay_picture(analysis.resized, s.selection.masks, numbers, options)
         yield entry.files["overlay"], Picture(pic, chroma_444=True)
     for entry, s in zip(stats.selections, analysis.selections):
         if s.view is not None and entry.files.get("model_view"):
@@ -184,7 +206,11 @@ def _blend_and_compare(analysis, stats, vrange, options: RenderOptions, style: d
     blended = display_blend(analysis.resized, analysis.maps[shown], shown, vrange, small)
     yield stats.files["blend"], Picture(blended, chroma_444=True)
     del blended, small
-    panels = [(entry.to_dict(), s.selection.masks, s.view) for entry, s in zip(stats.selections, analysis.selections)]
+    several = analysis.several_measures  # rows then name each selection's measure
+    panels = [
+        (dict(entry.to_dict(), show_measure=several), s.selection.masks, s.view)
+        for entry, s in zip(stats.selections, analysis.selections)
+    ]
     heat = {"map": analysis.maps[shown], "scale": shown, "finest": min(analysis.maps), "vrange": vrange, "style": style}
     layout = build_compare(analysis.loaded.image, analysis.resized, heat, panels, options.color_by_scale)
     if options.figure_format == "png":  # encoded by the writer, as every other picture

@@ -174,16 +174,23 @@ def display_blend(
 def selection_title(sel: dict) -> list[str]:
     """Title lines of one selection panel from its stats.json entry.
 
-    Shows LLM tokens when the entry has them (``llm_tokens``), and the
-    model-view PSNRs when present.
+    Shows LLM tokens when the entry has them (``llm_tokens``), the
+    model-view PSNRs and SSIMs when present, and the measure first when the
+    entry says ``show_measure`` (runs of several measures).
 
     Examples
     --------
     >>> selection_title({"method": "budget", "alpha": 0.3, "tokens": 209, "base_small_tokens": 704,
     ...                  "retention": 0.2969})
     ['budget  alpha=0.3', 'ViT 209/704 (29.7%)']
+    >>> selection_title({"method": "v1", "tokens": 9, "base_small_tokens": 16, "retention": 0.5625,
+    ...                  "psnr_apt": 30.04, "uniform_vit_tokens": 4, "psnr_uniform": 28.0,
+    ...                  "ssim_apt": 0.91234, "ssim_uniform": 0.8})[2:]
+    ['PSNR 30.0 dB  uniform (4 tok) 28.0 dB', 'SSIM 0.912  uniform 0.800']
     """
     name = sel["method"] if sel.get("alpha") is None else f"{sel['method']}  alpha={sel['alpha']:g}"
+    if sel.get("show_measure") and sel.get("importance"):  # a run of several measures names each row's
+        name = f"{sel['importance']}  {name}"
     lines = [name]
     vit = sel.get("vit_tokens", sel["tokens"])
     lines.append(f"ViT {vit}/{sel['base_small_tokens']} ({100 * sel['retention']:.1f}%)")
@@ -194,15 +201,37 @@ def selection_title(sel: dict) -> list[str]:
     if "psnr_apt" in sel:
         uni = f"uniform ({sel['uniform_vit_tokens']} tok)" if sel.get("uniform_vit_tokens") is not None else "uniform"
         lines.append(f"PSNR {_db(sel.get('psnr_apt'))}  {uni} {_db(sel.get('psnr_uniform'))}")
+    if sel.get("ssim_apt") is not None:
+        lines.append(f"SSIM {_ssim(sel['ssim_apt'])}  uniform {_ssim(sel.get('ssim_uniform'))}")
     return lines
+
+
+def _ssim(value) -> str:
+    """SSIM with three decimals (1.000 for a lossless view).
+
+    Examples
+    --------
+    >>> _ssim(0.91234), _ssim(None)
+    ('0.912', '-')
+    """
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _db(value) -> str:
     return "lossless" if value is None else f"{value:.1f} dB"
 
 
-def _db_line(value) -> str:
-    return f"PSNR {_db(value)}"
+def _fidelity_line(entry: dict, which: str) -> str:
+    """``PSNR 33.1 dB`` of one view, with its SSIM when the entry has one.
+
+    Examples
+    --------
+    >>> _fidelity_line({"psnr_apt": None}, "apt"), _fidelity_line({"psnr_uniform": 30.0, "ssim_uniform": 0.9}, "uniform")
+    ('PSNR lossless', 'PSNR 30.0 dB, SSIM 0.900')
+    """
+    line = f"PSNR {_db(entry.get(f'psnr_{which}'))}"
+    ssim = entry.get(f"ssim_{which}")
+    return line if ssim is None else f"{line}, SSIM {_ssim(ssim)}"
 
 
 def fit_text(lines: list[str], width: int, size: int, smallest: int = 10) -> tuple[list[str], int]:
@@ -502,10 +531,9 @@ def build_compare(
         rows.append([
             (display_overlay(resized, masks, zoom, color_by_scale, small if zoom < 1 else None),
              selection_title(entry)[:2]),
-            (_show(np.asarray(view.apt), zoom), ["what the ViT sees", _db_line(entry.get("psnr_apt"))]),
+            (_show(np.asarray(view.apt), zoom), ["what the ViT sees", _fidelity_line(entry, "apt")]),
             (_show(np.asarray(uniform), zoom),
-             [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform",
-              _db_line(entry.get("psnr_uniform"))]),
+             [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform", _fidelity_line(entry, "uniform")]),
             (errors[0], ["|APT view - resized|", f"mean {means[0]:.2f} of 255"]),
             (_side_by_side(errors[1], bar), ["|uniform - resized|", f"mean {means[1]:.2f} of 255"]),
         ])  # fmt: skip

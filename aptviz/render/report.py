@@ -45,6 +45,8 @@ __all__ = [
 DATASET_FIGURES = (
     ("retention_vs_alpha", "Retention vs alpha"),
     ("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal tokens"),
+    ("fidelity_vs_tokens", "Which measure, at which cost: PSNR and SSIM against LLM tokens, with uniform Qwen2-VL "
+     "and the Pareto front"),
     ("importance_histogram", "Importance distribution with thresholds"),
 )
 FIGURE_SUFFIXES = (".png", ".svg")  # what a browser shows inline (a PDF figure is linked)
@@ -59,6 +61,8 @@ NUMBER_KEYS = (
     ("psnr_apt", "PSNR of APT's view (dB)", "db"),
     ("uniform_vit_tokens", "uniform: ViT tokens", "int"),
     ("psnr_uniform", "PSNR of uniform (dB)", "db"),
+    ("ssim_apt", "SSIM of APT's view (0-1)", "ssim"),
+    ("ssim_uniform", "SSIM of uniform (0-1)", "ssim"),
 )
 VIEWS = (("overlay", "patches"), ("model_view", "what the ViT sees"), ("uniform", "uniform, same tokens"))
 VIEW_KEYS = tuple(k for k, _ in VIEWS)
@@ -151,7 +155,7 @@ A.el=el;
 function num(v,kind){
   if(v===null||v===undefined)return kind==='db'?D.lossless:'\u2013';
   if(typeof v!=='number')return String(v);
-  if(kind==='frac')return v.toFixed(4);if(kind==='db')return v.toFixed(2);
+  if(kind==='frac')return v.toFixed(4);if(kind==='db')return v.toFixed(2);if(kind==='ssim')return v.toFixed(3);
   return Number.isInteger(v)?String(v):String(Number(v.toPrecision(4)));}
 function figure(cls,caption,src,key){
   var f=el('figure',{'class':cls});var img=el('img',{loading:'lazy',alt:caption,src:src,'data-k':key});
@@ -331,20 +335,22 @@ def _size(value) -> tuple[int, int] | None:
     return None
 
 
-def _selection_label(sel: dict) -> str:
-    """``"budget  alpha=0.3"``: the method and (when it has one) alpha.
+def _selection_label(sel: dict, measure: bool = False) -> str:
+    """``"budget  alpha=0.3"``: the method, alpha when it has one, and the measure first when asked.
 
     Examples
     --------
     >>> _selection_label({"method": "v1", "alpha": None}), _selection_label({"method": "v2", "alpha": 1.2})
     ('v1', 'v2  alpha=1.2')
+    >>> _selection_label({"method": "v1", "importance": "laplacian"}, measure=True)
+    'laplacian  v1'
     """
-    method = _safe(sel.get("method"))
+    name = _safe(sel.get("method"))
     alpha = sel.get("alpha")
-    if alpha is None:
-        return method
-    number = _number(alpha)
-    return f"{method}  alpha={number:g}" if number is not None else f"{method}  alpha={_safe(alpha)}"
+    if alpha is not None:
+        number = _number(alpha)
+        name = f"{name}  alpha={number:g}" if number is not None else f"{name}  alpha={_safe(alpha)}"
+    return f"{_safe(sel['importance'])}  {name}" if measure and sel.get("importance") else name
 
 
 def _colour_scale(stats: dict) -> dict | None:
@@ -404,16 +410,22 @@ def card_data(folder: str, stats: dict) -> dict:
         return _url(rel) if isinstance(rel, str) and rel else None
 
     files = stats.get("files") if isinstance(stats.get("files"), dict) else {}
-    heatmaps = files.get("heatmaps") if isinstance(files.get("heatmaps"), dict) else {}
-    ordered = sorted(heatmaps.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))  # 14, 28, 56: by number
-    heat = [[f"importance, {_safe(ps)} px", link(rel)] for ps, rel in ordered if link(rel)]
+    by_measure = files.get("heatmaps_by_measure")
+    several = isinstance(by_measure, dict) and len(by_measure) > 1  # a run of several measures: each named
+    if not several:
+        by_measure = {"importance": files.get("heatmaps")}
+    heat = []
+    for measure, heatmaps in by_measure.items():
+        if isinstance(heatmaps, dict):
+            ordered = sorted(heatmaps.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))  # 14, 28, 56
+            heat += [[f"{_safe(measure)}, {_safe(ps)} px", link(rel)] for ps, rel in ordered if link(rel)]
     sels = []
     for sel in stats.get("selections") or []:
         if not isinstance(sel, dict):
             continue
         sf = sel.get("files") if isinstance(sel.get("files"), dict) else {}
         sels.append({
-            "label": _selection_label(sel),
+            "label": _selection_label(sel, several),
             "files": [link(sf.get(k)) for k in VIEW_KEYS],
             "numbers": [_shown(sel.get(k)) for k, _, _ in NUMBER_KEYS],
         })  # fmt: skip

@@ -163,7 +163,7 @@ def is_complete(
         new = {k: v for k, v in params.to_dict().items() if k != "device"}
         if old != new or len(stats.selections) != len(runs):
             return None
-        if not all(sel.matches(spec) for sel, spec in zip(stats.selections, runs)):
+        if not all(sel.matches(spec, params) for sel, spec in zip(stats.selections, runs)):
             return None
         files = stats.files
         if bool(files.get("maps")) != save_maps or bool(files.get("tokens")) != export_tokens:

@@ -11,6 +11,8 @@ Files in OUTPUT:
   non-PAD cells of the batch, cell counts, and the mean v2 thresholds;
 * ``importance_histogram.png`` -- per-scale histograms with v1/v2 thresholds;
 * ``psnr_vs_retention.png`` -- APT vs uniform at equal tokens;
+* ``fidelity_vs_tokens.png`` -- PSNR and SSIM against LLM tokens for every
+  measure x method, the uniform baseline and the Pareto front (rows with SSIM);
 * ``report.html``.
 """
 
@@ -25,7 +27,14 @@ from aptviz._text import text_path
 from aptviz.compute.histogram import merge_histograms
 from aptviz.compute.importance import measure_unit
 from aptviz.output.atomic import write_bytes_atomic, write_json_atomic
-from aptviz.output.layout import DATASET_NAME, HISTOGRAM_NAME, PSNR_NAME, REPORT_NAME, figure_name
+from aptviz.output.layout import (
+    DATASET_NAME,
+    FIDELITY_NAME,
+    HISTOGRAM_NAME,
+    PSNR_NAME,
+    REPORT_NAME,
+    figure_name,
+)
 
 __all__ = ["DATASET_NAME", "dataset_summary", "write_dataset_view"]
 
@@ -62,7 +71,8 @@ def dataset_summary(stats_list: list[dict], measure: str | None = None) -> dict:
     v2: dict = {}
     for s in stats_list:
         for sel in s.get("selections", []):
-            if sel.get("method") == "v2" and sel.get("thresholds"):
+            own = sel.get("importance") in (None, (s.get("params") or {}).get("importance"))  # the histogram's
+            if own and sel.get("method") == "v2" and sel.get("thresholds"):
                 scales = sorted(s.get("grid", {}), key=int)[1:]
                 for ps, thr in zip(scales, sel["thresholds"]):
                     if thr is not None:
@@ -76,7 +86,28 @@ def dataset_summary(stats_list: list[dict], measure: str | None = None) -> dict:
         "v2_mean_thresholds": {
             repr(alpha): {ps: fmean(v) for ps, v in per.items()} for alpha, per in sorted(v2.items())
         },
+        **_by_measure(stats_list, percentiles),
     }
+
+
+def _by_measure(stats_list: list[dict], percentiles) -> dict:
+    """``{"by_measure": {measure: {"cells", "percentiles"}}}`` when the batch holds several measures, else ``{}``."""
+    hists: dict[str, list[dict]] = {}
+    for s in stats_list:
+        per = s.get("importance_histograms") or {
+            (s.get("params") or {}).get("importance", "entropy"): s.get("importance_histogram")
+        }
+        for measure, h in per.items():
+            if h:
+                hists.setdefault(measure, []).append(h)
+    if len(hists) < 2:
+        return {}
+    merged = {m: merge_histograms(hs) for m, hs in hists.items()}
+    return {"by_measure": {
+        m: {"cells": {ps: int(sum(h["counts"])) for ps, h in mh.items()},
+            "percentiles": {ps: percentiles(h) for ps, h in mh.items()}}
+        for m, mh in merged.items()
+    }}  # fmt: skip
 
 
 def write_dataset_view(
@@ -110,6 +141,7 @@ def write_dataset_view(
         be written stops the rest (a full disk fails every write alike).
     """
     from aptviz.render import figures as fig
+    from aptviz.render.fidelity import fidelity_figure, fidelity_points
     from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
 
     output = Path(output)
@@ -117,6 +149,9 @@ def write_dataset_view(
     stats_list = [stats for _, stats in images]
     name, aggregate = measure or (_measure(stats_list), None)
     summary = dataset_summary(stats_list, name)
+    fidelity = fidelity_points(rows)
+    if fidelity is not None:  # which measure, at which cost: also in dataset.json, with the figure's caption
+        summary["fidelity"] = fidelity.to_dict()
     v1 = _v1_thresholds(stats_list)
     v2_lines = [(float(a), thr) for a, thr in summary["v2_mean_thresholds"].items()]
     unit = measure_unit(name, aggregate or "mean")
@@ -127,6 +162,9 @@ def write_dataset_view(
                       lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format))))
         psnr = figure_name(PSNR_NAME, figure_format)
         steps.append((psnr, lambda p: _write(p, fig.psnr_curves_png(rows, figure_format))))
+        if fidelity is not None:
+            fid = figure_name(FIDELITY_NAME, figure_format)
+            steps.append((fid, lambda p: _write(p, fig.figure_bytes(fidelity_figure(fidelity), figure_format))))
 
     def page(path: Path) -> None:
         stems = {stem for stem, _ in DATASET_FIGURES}

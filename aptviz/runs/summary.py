@@ -37,8 +37,9 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             "method": sel.method,
             "alpha": sel.alpha,
             "model": stats.params.model,
-            "importance": stats.params.importance,
-            "aggregate": stats.params.aggregate,
+            # the selection's own measure (several in one run), else the run's (stats.json before it was recorded)
+            "importance": sel.importance or stats.params.importance,
+            "aggregate": sel.aggregate if sel.importance else stats.params.aggregate,
             "resized_width": w,
             "resized_height": h,
         }
@@ -56,6 +57,8 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
             psnr_apt=sel.psnr_apt,
             uniform_vit_tokens=sel.uniform_vit_tokens,
             psnr_uniform=sel.psnr_uniform,
+            ssim_apt=sel.ssim_apt,
+            ssim_uniform=sel.ssim_uniform,
             output=folder,
             error=None,
         )
@@ -95,11 +98,12 @@ class Summary:
         scales = sorted(set(self.scales) | {int(k[7:]) for rows in self._rows.values() for r in rows for k in r
                                             if k.startswith("tokens_") and k[7:].isdigit()})  # fmt: skip
         return (
-            ["image", "status", "method", "alpha", "model", "importance", "aggregate", "resized_width", "resized_height"]
+            ["image", "status", "method", "alpha", "model", "importance", "aggregate"]
+            + ["resized_width", "resized_height"]
             + [f"tokens_{ps}" for ps in scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
-            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "output", "error"]
+            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform", "output", "error"]
         )
 
     def _key(self, result: JobResult) -> str:
@@ -208,6 +212,7 @@ class GroupStats:
     min_llm_retention: float | None = None
     max_llm_retention: float | None = None
     mean_llm_tokens: float | None = None
+    importance: str | None = None  # the measure (rows of several measures are grouped apart)
 
 
 def aggregate(rows: list[dict]) -> list[GroupStats]:
@@ -226,9 +231,9 @@ def aggregate(rows: list[dict]) -> list[GroupStats]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if row.get("status") == "ok":
-            groups.setdefault((row["method"], row["alpha"]), []).append(row)
+            groups.setdefault((row.get("importance"), row["method"], row["alpha"]), []).append(row)
     out = []
-    for (method, alpha), members in groups.items():
+    for (importance, method, alpha), members in groups.items():
         ret = [r["retention"] for r in members]
         llm = [r.get("llm_retention") for r in members]
         llm = llm if None not in llm else []
@@ -245,6 +250,7 @@ def aggregate(rows: list[dict]) -> list[GroupStats]:
                 min_llm_retention=min(llm) if llm else None,
                 max_llm_retention=max(llm) if llm else None,
                 mean_llm_tokens=fmean(r["llm_tokens"] for r in members) if llm else None,
+                importance=importance,
             )
         )
     return out
@@ -260,18 +266,22 @@ def _plot_retention_vs_alpha(ax, groups: list[GroupStats], llm: bool = True) -> 
     it for every group that has it: open squares on a dashed line (v1: a
     dash-dot line).
     """
-    for method in ("v2", "budget"):
-        pts = sorted((g for g in groups if g.method == method), key=lambda g: g.alpha)
+    measures = list(dict.fromkeys(g.importance for g in groups))
+    markers = dict(zip(measures, "o^vDP*"))  # one marker per measure when several were run
+    for method, measure in ((m, i) for m in ("v2", "budget") for i in measures):
+        pts = sorted((g for g in groups if g.method == method and g.importance == measure), key=lambda g: g.alpha)
         if not pts:
             continue
         xs = [g.alpha for g in pts]
-        ax.plot(xs, [g.mean_retention for g in pts], "o-", color=COLORS[method], label=f"{method} ViT (mean)")
+        name = f"{measure} {method}" if len(measures) > 1 else method
+        ax.plot(xs, [g.mean_retention for g in pts], f"{markers[measure]}-", color=COLORS[method],
+                label=f"{name} ViT (mean)")  # fmt: skip
         ax.fill_between(
             xs, [g.min_retention for g in pts], [g.max_retention for g in pts], color=COLORS[method], alpha=0.2
         )
         if llm and all(g.mean_llm_retention is not None for g in pts):
             ys = [g.mean_llm_retention for g in pts]
-            ax.plot(xs, ys, "s--", color=COLORS[method], mfc="none", label=f"{method} LLM (mean)")
+            ax.plot(xs, ys, "s--", color=COLORS[method], mfc="none", label=f"{name} LLM (mean)")
     for g in groups:
         if g.method == "v1":
             ax.axhline(g.mean_retention, color=COLORS["v1"], ls="--", label="v1 ViT (mean, no alpha)")

@@ -1,0 +1,85 @@
+"""fidelity_vs_tokens.png: the batch figure of every measure x method against uniform Qwen2-VL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from statistics import fmean, median
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from aptviz.render.fidelity import FidelityPoint, fidelity_points, pareto
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_images"
+
+
+def test_batch_over_three_measures_writes_the_figure_and_the_report_shows_it(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(SAMPLES), "--importance", "entropy,laplacian,upsample-mse",
+         "-m", "budget:0.3", "-m", "v2:1.0", "-q", "-o", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fig = np.asarray(Image.open(out / "fidelity_vs_tokens.png").convert("RGB"))
+    assert fig.shape[1] > 1000 and fig.std() > 10  # a drawn figure, not an empty canvas
+    page = (out / "report.html").read_text()
+    assert '<img loading="lazy" src="fidelity_vs_tokens.png"' in page
+    # the numbers behind it, recomputed from the summary rows
+    rows = json.loads((out / "summary.json").read_text())
+    data = json.loads((out / "dataset.json").read_text())["fidelity"]
+    assert len(data["points"]) == 6  # 3 measures x 2 selections
+    for p in data["points"]:
+        key = (p["importance"], p["method"], p["alpha"])
+        mine = [r for r in rows if (r["importance"], r["method"], r["alpha"]) == key]
+        assert len(mine) == 3 and p["images"] == 3
+        assert p["llm_tokens"] == fmean(r["llm_tokens"] for r in mine)
+        assert p["ssim"] == fmean(r["ssim_apt"] for r in mine)
+        assert p["psnr"] == fmean(r["psnr_apt"] for r in mine)
+    med = median(p["llm_tokens"] for p in data["points"])
+    best = max((p for p in data["points"] if p["llm_tokens"] <= med), key=lambda p: p["ssim"])
+    assert data["best"] == best and data["median_llm_tokens"] == med
+    assert f"best SSIM: {best['importance']} {best['method']}" in data["caption"]
+    uni_tokens = sorted({fmean(r["uniform_vit_tokens"] / 4 for r in rows if (r["importance"], r["method"], r["alpha"])
+                              == (p["importance"], p["method"], p["alpha"])) for p in data["points"]})  # fmt: skip
+    assert [u["llm_tokens"] for u in data["uniform"]] == sorted(set(uni_tokens))
+
+
+P = st.builds(
+    lambda t, s: FidelityPoint("entropy", "v2", 1.0, 1, float(t), float(s), None),
+    st.integers(1, 50),
+    st.floats(0, 1, allow_nan=False),
+)
+
+
+@given(st.lists(P, min_size=1, max_size=30))
+def test_pareto_front_is_exactly_the_undominated_points(points):
+    front = pareto(points, "ssim")
+
+    def dominated(p):
+        return any(q.llm_tokens <= p.llm_tokens and q.ssim >= p.ssim
+                   and (q.llm_tokens, q.ssim) != (p.llm_tokens, p.ssim) for q in points)  # fmt: skip
+
+    undominated = {(p.llm_tokens, p.ssim) for p in points if not dominated(p)}
+    assert {(p.llm_tokens, p.ssim) for p in front} == undominated
+    assert [p.llm_tokens for p in front] == sorted(p.llm_tokens for p in front)
+
+
+def test_rows_without_ssim_give_no_figure_and_lossless_psnr_is_kept_apart():
+    base = {"status": "ok", "importance": "entropy", "method": "v1", "alpha": None, "llm_tokens": 10,
+            "uniform_vit_tokens": 36, "base_small_tokens": 64, "llm_tokens_uniform": 16}  # fmt: skip
+    assert fidelity_points([dict(base, ssim_apt=None, ssim_uniform=None)]) is None
+    rows = [dict(base, ssim_apt=1.0, ssim_uniform=0.9, psnr_apt=None, psnr_uniform=30.0),
+            dict(base, ssim_apt=0.98, ssim_uniform=0.8, psnr_apt=40.0, psnr_uniform=28.0)]  # fmt: skip
+    s = fidelity_points(rows)
+    [p] = s.points
+    assert p.psnr is None and p.ssim == 0.99  # one lossless image: no finite mean dB, marked instead
+    [u] = s.uniform
+    assert u.llm_tokens == 9.0 and u.psnr == 29.0  # 36 ViT tokens / 4 per LLM token
+    assert "lossless" in s.caption
