@@ -226,8 +226,10 @@ def _fidelity_line(entry: dict, which: str) -> str:
 
     Examples
     --------
-    >>> _fidelity_line({"psnr_apt": None}, "apt"), _fidelity_line({"psnr_uniform": 30.0, "ssim_uniform": 0.9}, "uniform")
-    ('PSNR lossless', 'PSNR 30.0 dB, SSIM 0.900')
+    >>> _fidelity_line({"psnr_apt": None}, "apt")
+    'PSNR lossless'
+    >>> _fidelity_line({"psnr_uniform": 30.0, "ssim_uniform": 0.9}, "uniform")
+    'PSNR 30.0 dB, SSIM 0.900'
     """
     line = f"PSNR {_db(entry.get(f'psnr_{which}'))}"
     ssim = entry.get(f"ssim_{which}")
