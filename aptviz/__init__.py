@@ -10,6 +10,7 @@ The public API (docs/pipeline.md §3)::
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
     aptviz.analyze(path, methods=("v1",), alphas=(1.0,), model="qwen2-vl", **params)
     aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
+    aptviz.explore(image_or_path, method="v2", alpha=None, **params) -> Explorer   # live, in a notebook
 
 Heavy modules (torch, matplotlib) are imported on first use only.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "__version__",
     "analyze",
     "entropy_maps",
+    "explore",
     "importance_maps",
     "load_image",
     "resize_image",
@@ -51,6 +53,7 @@ _LAZY = {
     "select_patches": "compute.selection",
     "Selection": "compute.selection",
     "analyze": "pipeline",
+    "explore": "runs.explore",
     "run": "runs.runner",
     "Params": "compute.params",
     "RunSpec": "compute.params",

@@ -41,3 +41,30 @@ def clean_text(obj):
     if isinstance(obj, (list, tuple)):
         return [clean_text(v) for v in obj]
     return obj
+
+
+ERROR_CHARS = 5000
+"""Error lines printed are cut to this many characters (a path is at most 4096 bytes)."""
+
+#: C0 controls, DEL and C1 controls: what a terminal may act on (ESC sequences, OSC 52, a newline forging a line).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def terminal_text(text, limit: int | None = None) -> str:
+    """Text safe to print: non-UTF-8 bytes and control characters as ``\\xNN``, cut to ``limit`` characters.
+
+    File names, tar member names and Parquet text reach error lines and tables;
+    raw, their control characters would drive the terminal (``\\x1b]0;...``
+    sets its title, ``\\x1b[2J`` clears it, a ``\\n`` forges a line).
+
+    Examples
+    --------
+    >>> terminal_text("a\\x1b[2Jb\\nc.png")
+    'a\\\\x1b[2Jb\\\\x0ac.png'
+    >>> terminal_text("x" * 50, limit=10)
+    'xxxxxxxxxx... (50 characters)'
+    """
+    out = clean_text(str(text)).translate(_CONTROLS)
+    if limit is not None and len(out) > limit:
+        out = f"{out[:limit]}... ({len(out)} characters)"
+    return out

@@ -13,6 +13,7 @@ entry point and returns exactly the numbers stats.json holds.
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
 
 from aptviz.compute.analysis import Analysis, analyse_file, analyse_loaded, image_stats
@@ -20,6 +21,7 @@ from aptviz.compute.params import Params, RunSpec, build_runs, params_and_measur
 from aptviz.compute.stats import ImageStats
 from aptviz.output.layout import image_files
 from aptviz.output.writer import maps_arrays, write_image_folder
+from aptviz.render.explorer import explorer_files
 from aptviz.render.extras import RenderOptions, iter_pictures
 
 __all__ = [
@@ -145,7 +147,7 @@ def write_outputs(
     """
     render = render or RenderOptions()
     stats = complete_stats(analysis, render, save_maps, export_tokens)
-    pictures = iter_pictures(analysis, stats, render)
+    pictures = chain(iter_pictures(analysis, stats, render), explorer_files(analysis, stats))
     maps = maps_arrays(analysis) if save_maps else None
     tokens = _token_arrays(analysis) if export_tokens else None
     return write_image_folder(out_dir, stats, pictures, maps, tokens)

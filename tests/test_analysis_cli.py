@@ -194,3 +194,17 @@ def test_figure_format_svg_writes_compare_and_the_batch_figures_as_svg(tmp_path)
     assert again.exit_code == 0  # back to png: redone, not skipped as complete
     assert json.loads((tmp_path / "chelsea/stats.json").read_text())["files"]["compare"] == "compare.png"
     assert not (tmp_path / "chelsea/compare.svg").exists()
+
+
+def test_calibrate_prints_every_reason_when_all_inputs_fail(tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", str(tmp_path / "broken.jpg"), str(tmp_path / "empty.png"), str(tmp_path / "gone.png"),
+              "-o", str(tmp_path / "cal")])  # fmt: skip
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert exc.value.code == 1 and len(lines) == 4, err
+    assert "broken.jpg: cannot decode image" in err and "empty.png: " in err and "gone.png: " in err
+    assert lines[-1] == "aptviz: error: no images to calibrate on: every input failed"
+    assert not (tmp_path / "cal" / "calibration.json").exists()

@@ -6,7 +6,7 @@ import statistics
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aptviz.compute.calibration import calibrate_maps, step_function
@@ -94,3 +94,55 @@ def test_bad_arguments(kwargs, message):
     maps = entropy_maps(textured(56, 56))
     with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")):
         calibrate_maps([maps], **kwargs)
+
+
+def _old_calibrate_maps(maps_list, method, target, statistic, thresholds=(3.0, 2.0)):
+    """The implementation before the O(images + steps) curve: an images x steps matrix (the reference)."""
+    from aptviz.compute.calibration import _short_decimal
+
+    functions = [step_function(m, method, thresholds) for m in maps_list]
+    steps = np.unique(np.concatenate([f.lo for f in functions] + [f.hi for f in functions]))
+    steps = steps[np.isfinite(steps) & (steps >= 0)]
+    edges = np.unique(np.concatenate([[0.0], steps, [np.inf]]))
+    lows = np.concatenate([[0.0], edges[:-1]])
+    highs = np.concatenate([[0.0], edges[1:]])
+    inside = np.where(np.isinf(highs), lows + 1.0, (lows + highs) / 2.0)
+    values = np.stack([f.retention(inside) for f in functions])
+    curve = values.mean(axis=0) if statistic == "mean" else np.median(values, axis=0)
+    ok = np.nonzero(curve <= target + 1e-12)[0]
+    pick = ok[0] if ok.size else int(np.argmin(curve))
+    same = np.nonzero(curve == curve[pick])[0]
+    return _short_decimal(float(lows[same.min()]), float(highs[same.max()]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(28, 120), st.integers(28, 120), st.integers(0, 10**6), st.sampled_from([1, 7, 64])),
+             min_size=1, max_size=24),
+    st.floats(0.02, 1.0), st.sampled_from(["mean", "median"]), st.sampled_from(["v2", "v1"]),
+)
+def test_curve_equals_the_images_by_steps_matrix(images, target, statistic, method):
+    """The merged curve picks exactly the value the full images x steps matrix picked, on random maps."""
+    maps = []
+    for h, w, seed, levels in images:
+        img = np.random.default_rng(seed).integers(0, 256, (h, w, 3))
+        maps.append(entropy_maps(((img // (256 // levels if levels < 256 else 1)) * 3).astype(np.uint8)))
+    cal = calibrate_maps(maps, method, target=target, statistic=statistic)
+    assert cal.value == _old_calibrate_maps(maps, method, target, statistic)
+
+
+def test_calibrate_memory_is_linear_in_images():
+    """Four times the images take at most about four times the memory (the images x steps matrix took 16x)."""
+    import tracemalloc
+
+    maps = [entropy_maps(textured(56, 84, seed)) for seed in range(800)]
+
+    def peak(n):
+        tracemalloc.start()
+        calibrate_maps(maps[:n], "v2", target=0.4, statistic="median")
+        out = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return out
+
+    small, large = peak(200), peak(800)
+    assert large < 6 * small

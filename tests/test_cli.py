@@ -211,10 +211,14 @@ def test_alpha_without_an_alpha_method_warns(tmp_path):
 def test_unwritable_summary_is_one_line_and_images_go_on(tmp_path, monkeypatch):
     import aptviz.runs.summary as summary
 
-    def refuse(*a, **k):
-        raise PermissionError(13, "Permission denied")
+    real_write = summary.write_bytes_atomic
 
-    monkeypatch.setattr(summary, "write_csv_atomic", refuse)
+    def refuse(path, data):  # summary.csv/json only (the retention plot goes through the same writer)
+        if Path(path).name.startswith("summary."):
+            raise PermissionError(13, "Permission denied")
+        return real_write(path, data)
+
+    monkeypatch.setattr(summary, "write_bytes_atomic", refuse)
     r = invoke(ROOT / "sample_images", "-o", tmp_path, "-q", "--workers", "1")
     assert r.exit_code == 1
     assert r.stderr.count("cannot write the summary") == 1 and "Traceback" not in r.stderr

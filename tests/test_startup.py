@@ -42,27 +42,28 @@ HEAVY = ("pandas", "ray", "torch", "matplotlib", "transformers", "aptviz.render"
 
 def _ref(path: Path, member: str | None = None) -> InputRef:
     st_ = path.stat()
-    return InputRef("file" if member is None else "tar", str(path), member, str(path.resolve()), st_.st_size, st_.st_mtime_ns)
+    source = "file" if member is None else "tar"
+    return InputRef(source, str(path), member, str(path.resolve()), st_.st_size, st_.st_mtime_ns)
 
 
-def _real_rows(psnr: bool = False) -> list[dict]:
+def _real_rows(fidelity: bool = False) -> list[dict]:
     """Rows of the sample photos (ok), of a corrupt file and a non-UTF-8 name (failed), as aptviz makes them."""
     rows = []
     for p in sorted(SAMPLES.glob("*.png"))[:2]:
-        rows += image_rows(p, _ref(p), Params().resolved(), RUNS, psnr=psnr)
+        rows += image_rows(p, _ref(p), Params().resolved(), RUNS, fidelity=fidelity)
     bad = SAMPLES / "README.md"
-    rows += image_rows(bad, _ref(bad, member="caf\\xe9 \u00e9\u4e2d.jpg"), Params().resolved(), RUNS, psnr=psnr)
-    rows += failed_rows(_ref(bad), Params().resolved(), RUNS[:1], "unreadable: \u00e9", psnr)
+    rows += image_rows(bad, _ref(bad, member="caf\\xe9 \u00e9\u4e2d.jpg"), Params().resolved(), RUNS, fidelity=fidelity)
+    rows += failed_rows(_ref(bad), Params().resolved(), RUNS[:1], "unreadable: \u00e9", fidelity)
     return rows
 
 
-@pytest.mark.parametrize("psnr", [False, True])
-def test_rows_to_table_equals_from_pylist(psnr):
+@pytest.mark.parametrize("fidelity", [False, True])
+def test_rows_to_table_equals_from_pylist(fidelity):
     """The buffer-built table is the table ``Table.from_pylist`` makes, value for value and type for type."""
-    rows = _real_rows(psnr)
+    rows = _real_rows(fidelity)
     assert {r["status"] for r in rows} == {"ok", "failed"}
-    got = rows_to_table(rows, psnr)
-    expected = pa.Table.from_pylist(rows, schema=row_schema(psnr))
+    got = rows_to_table(rows, fidelity)
+    expected = pa.Table.from_pylist(rows, schema=row_schema(fidelity))
     got.validate(full=True)
     assert got.schema == expected.schema
     assert got.equals(expected)
@@ -163,9 +164,12 @@ def test_stats_with_a_failed_image_imports_no_pandas(tmp_path):
     assert result == {"code": 1, "heavy": [], "pyarrow": True}
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["stats", "--help"], ["calibrate", "--help"], ["stats-summary", "--help"]])
+HELPS = [["--help"], ["stats", "--help"], ["calibrate", "--help"], ["stats-summary", "--help"]]
+
+
+@pytest.mark.parametrize("argv", HELPS)
 def test_help_imports_no_numpy_pillow_or_loguru(argv):
-    """``--help`` loads typer and a few small aptviz modules: nothing of the pipeline (``aptviz --help``: not even Rich)."""
+    """``--help`` loads typer and a few small aptviz modules: nothing of the pipeline (``aptviz --help``: no Rich)."""
     heavy = ("numpy", "PIL", "loguru", "pyarrow", "pandas", "torch") + (("rich.console",) if len(argv) == 1 else ())
     code = (
         "import sys\nfrom aptviz.cli import main\n"
@@ -185,3 +189,42 @@ def test_smart_resize_alone_does_not_import_pillow():
     )
     assert r.stdout.split() == ["(308,", "448)", "False"], r.stderr
     assert math.prod((308, 448)) <= Params().max_pixels
+
+
+def test_stats_summary_imports_no_pandas(tmp_path):
+    """``aptviz stats-summary`` and ``aptviz stats --summary`` read and group without pyarrow.dataset/group_by."""
+    inputs = [str(p) for p in sorted(SAMPLES.glob("*.png"))[:2]]
+    out = str(tmp_path / "o")
+    summary_run = _stats_imports(["stats", *inputs, "-o", out, "-m", "v2", "-m", "budget", "-a", "0.3", "--summary"])
+    summary_only = _stats_imports(["stats-summary", out])
+    for result in (summary_run, summary_only):  # the summary computes with pyarrow.compute: that one is expected
+        assert result == {"code": 0, "heavy": ["pyarrow.compute"], "pyarrow": True}
+    assert len(json.loads((tmp_path / "o" / "summary.json").read_text())["selections"]) == 2
+
+
+def test_latest_rows_equal_arrow_group_by_and_join():
+    """The NumPy grouping of the summary keeps exactly the rows Arrow's group_by + join kept."""
+    import pyarrow.compute as pc
+
+    from aptviz.datasets.summary import _latest
+
+    rng = np.random.default_rng(3)
+    n = 400
+    mtimes = rng.integers(0, 5, n)
+    keys = [f'["file", "/d/{i % 23}.png", null, {rng.integers(1, 9)}, {m}]' for i, m in enumerate(mtimes)]
+    table = pa.table(
+        {
+            "input_key": pa.array(keys, pa.string()),
+            "run_key": pa.array([f"k{i % 3}" for i in range(n)], pa.string()),
+            "input_mtime_ns": pa.array([None if i % 50 == 7 else int(m) for i, m in enumerate(rng.integers(0, 5, n))]),
+            "row": pa.array(np.arange(n)),
+        }
+    )
+    identity = pc.replace_substring_regex(table["input_key"], pattern=r",\s*-?\d+,\s*-?\d+\]$", replacement="]")
+    ref = table.append_column("_input", identity)
+    latest = ref.group_by(["_input", "run_key"], use_threads=False).aggregate([("input_mtime_ns", "max")])
+    joined = ref.join(latest, ["_input", "run_key"], use_threads=False)
+    expected = joined.filter(pc.equal(joined["input_mtime_ns"], joined["input_mtime_ns_max"]))
+    got = _latest(pc, pa.concat_tables([table.slice(0, 150), table.slice(150)]))
+    assert sorted(got.column("row").to_pylist()) == sorted(expected.column("row").to_pylist())
+    assert 0 < got.num_rows < n

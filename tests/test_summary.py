@@ -2,6 +2,9 @@ import csv
 import json
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from aptviz.compute.params import Params
 from aptviz.compute.stats import ImageInfo, ImageStats, SelectionStats
 from aptviz.runs.results import JobResult, Status
@@ -81,6 +84,29 @@ def test_plot_draws_llm_retention_beside_vit_retention():
     assert "budget LLM (mean)" not in lines(retention_figure(old))
 
 
+def test_csv_cells_that_spreadsheets_run_as_formulas_are_quoted_in_csv_only(tmp_path, monkeypatch):
+    """Files named =..., +..., -..., @... given as inputs: a leading ' in summary.csv, unchanged in summary.json."""
+    import shutil
+
+    from aptviz.cli.command import main
+
+    names = ["=HYPERLINK(1).png", "+1.png", "-x.png", "@SUM(A1).png", "plain=.png"]
+    for name in names:
+        shutil.copy(Path(__file__).resolve().parents[1] / "sample_images" / "chelsea.png", tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    try:
+        main(["-o", "out", "-m", "v2", "-q", "-j", "1", "--", *names])
+    except SystemExit as exc:
+        assert exc.code == 0
+    with open(tmp_path / "out" / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert sorted(r["image"] for r in data) == sorted(names)
+    want = sorted(n if n.startswith("plain") else "'" + n for n in names)
+    assert sorted(r["image"] for r in rows) == want
+    assert all(r["output"].startswith("out/") and float(r["retention"]) > 0 for r in rows)
+
+
 def test_image_named_like_a_layout_folder_survives_the_next_run(tmp_path, make_image):
     """Issue 16 bug: ``12cat.jpg`` (a name starting with two digits, like 01_heatmaps) stayed in
     summary.json only for the run that computed it; the next run with other inputs dropped it."""
@@ -122,6 +148,55 @@ def test_summary_images_are_the_stats_written(tmp_path, make_image):
     assert [stats for _, stats in s.images] == [
         json.loads((out / f"img{i}" / "stats.json").read_text()) for i in range(2)
     ]
+
+
+def _written(folder):
+    return (folder / "summary.csv").read_bytes(), (folder / "summary.json").read_bytes()
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a.png", "=b.png", "c\u00e9 d.png", "-e.png", "f,\"g\".png"]),
+                          st.booleans(), st.floats(0.01, 1.0)), min_size=0, max_size=12))  # fmt: skip
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_summary_files_equal_the_whole_file_writers(tmp_path, events):
+    """Rows serialized once and joined give the bytes the whole-file CSV and JSON writers give."""
+    from aptviz.output.atomic import write_csv_atomic, write_json_atomic
+
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    out.mkdir(exist_ok=True)
+    ref.mkdir(exist_ok=True)
+    s = Summary(out, [14, 28, 56], order=["=b.png", "a.png"], interval=3600)
+    for i, (name, ok, r) in enumerate(events):
+        s.add(_stats(name, [(0.3, r)], name.split(".")[0]) if ok else _failed(name, f"bad {i}\nline"))
+        if i % 3 == 0:  # written between events: cached rows must follow replacements
+            s.write(force=True)
+    s.write(force=True)
+    write_csv_atomic(ref / "summary.csv", s.rows, s.columns)
+    write_json_atomic(ref / "summary.json", s.rows)
+    assert _written(out) == _written(ref)
+
+
+def test_summary_rewrites_wait_longer_as_writes_get_slower(tmp_path, monkeypatch):
+    """A write that took d seconds is not followed by an unforced one before WRITE_SHARE * d (the per-image
+    cost of the rewrites stays flat as the summary grows); a forced write always happens."""
+    import aptviz.runs.summary as summary_mod
+
+    clock = [1000.0]
+    real_write = summary_mod.write_bytes_atomic
+
+    def slow_write(path, data):  # each file write takes 0.5 s on the fake clock
+        clock[0] += 0.5
+        return real_write(path, data)
+
+    monkeypatch.setattr(summary_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(summary_mod, "write_bytes_atomic", slow_write, raising=False)
+    s = Summary(tmp_path, [14, 28, 56], interval=1.0)
+    s.add(_stats("a.png", [(0.3, 0.2)], "a"))
+    assert s.write()  # took 1 s (two files)
+    clock[0] += 2.0
+    assert not s.write()  # 2 s after a 1 s write: too soon
+    clock[0] += getattr(summary_mod, "WRITE_SHARE", 20) * 1.0
+    assert s.write()
+    assert s.write(force=True)
 
 
 def test_each_stats_json_is_read_once_per_run(tmp_path, make_image, monkeypatch):

@@ -60,3 +60,23 @@ def test_llm_tokens_of_nested_partitions_are_whole_units(case):
     units = {(int(r) // merge, int(c) // merge) for r, c in packed.patch_coords}
     assert n == len(units) == packed.llm_tokens
     assert 0 < llm_retention(sel.tokens_by_scale, sel.base_small_tokens, 14, merge) <= 1
+
+
+@pytest.mark.parametrize("num_scales", [2, 3])
+def test_merge_size_3_has_no_llm_count_with_any_number_of_scales(num_scales):
+    """28 px patches straddle 42 px merge units: null with 2 scales as with 3 (not the uniform count)."""
+    from aptviz.pipeline import analyze
+
+    from conftest import SAMPLES
+
+    stats = analyze(sorted(SAMPLES.glob("*.png"))[0], methods=["v2", "v1", "budget"], alphas=[1.0, 0.3],
+                    merge_size=3, num_scales=num_scales)  # fmt: skip
+    assert stats["selections"]
+    for sel in stats["selections"]:
+        assert (sel["llm_tokens"], sel["llm_tokens_uniform"], sel["llm_retention"]) == (None, None, None)
+        assert sel["vit_tokens"] > 0
+
+
+def test_merge_size_3_with_one_scale_nests():
+    """Only 14 px patches: each lies in one 42 px unit, so the count is defined (N / 9)."""
+    assert llm_tokens({14: 27}, merge_size=3) == 3

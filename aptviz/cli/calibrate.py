@@ -91,11 +91,11 @@ def calibrate(
     """Parse, calibrate, print, write calibration.json."""
     from aptviz.compute.params import RunSpec, parse_floats, parse_method
     from aptviz.errors import ParameterError
-    from aptviz.output.atomic import write_json_atomic
     from aptviz.runs.batch import default_workers, discover
-    from aptviz.runs.calibrate import calibrate_paths
+    from aptviz.runs.calibrate import NoImagesError, calibrate_paths
 
     setup_logging(quiet, verbose)
+    missing: list = []
     try:
         params, measures = params_and_measures_from(locals())
         params = params.resolved()
@@ -112,19 +112,46 @@ def calibrate(
         for p in _measure_params(params, measures, getattr(aggregate, "value", aggregate)):
             cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, p, n_workers)
             results.append((p, cal))
+    except NoImagesError as exc:
+        raise _all_failed(missing, exc) from None
     except ParameterError as exc:
+        _reasons(missing, [])
         raise usage_error(str(exc)) from None
-    for path, error in [(item.path, item.error) for item in missing] + list(failed):
-        sys.stderr.write(f"aptviz: {path}: {error}\n")
-    try:
-        written = write_json_atomic(Path(output) / "calibration.json", _calibration_json(results))
-    except OSError as exc:
-        sys.stderr.write(f"aptviz: error: cannot write {Path(output) / 'calibration.json'}: {exc}\n")
-        raise typer.Exit(EXIT_FAILED) from None
+    _reasons(missing, failed)
+    written = _write(_calibration_json(results), Path(output) / "calibration.json")
     if not quiet:
         for p, cal in results:
             _print(cal, written, p.importance if len(results) > 1 else None)
     raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)
+
+
+def _write(data: dict, path: Path) -> Path:
+    """Write calibration.json; a failure is one line and exit status 1."""
+    from aptviz._text import terminal_text
+    from aptviz.output.atomic import write_json_atomic
+
+    try:
+        return write_json_atomic(path, data)
+    except OSError as exc:
+        sys.stderr.write(f"aptviz: error: cannot write {terminal_text(path)}: {terminal_text(exc)}\n")
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _all_failed(missing, exc) -> typer.Exit:
+    """Every input failed: each reason, then the verdict; return the exit (status 1) to raise."""
+    _reasons(missing, exc.failed)
+    sys.stderr.write(f"aptviz: error: {exc}\n")
+    return typer.Exit(EXIT_FAILED)
+
+
+def _reasons(missing, failed) -> None:
+    """One line per input that gave no image: missing paths, then files that failed."""
+    from aptviz._text import ERROR_CHARS, terminal_text
+
+    for item in missing:
+        sys.stderr.write(f"aptviz: {terminal_text(f'{item.path}: {item.error}', ERROR_CHARS)}\n")
+    for path, error in failed:
+        sys.stderr.write(f"aptviz: {terminal_text(f'{path}: {error}', ERROR_CHARS)}\n")
 
 
 def _calibration_json(results: list) -> dict:
@@ -151,6 +178,9 @@ def _measure_params(params, measures: list[str], aggregate: str | None) -> list:
 def _print(cal, written: Path, measure: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from aptviz._text import terminal_text
 
     name = "alpha" if cal.method == "v2" else "factor"
     console = Console()
@@ -159,7 +189,7 @@ def _print(cal, written: Path, measure: str | None = None) -> None:
     table.add_column("image")
     table.add_column("retention", justify="right")
     for path, ret in zip(cal.paths, cal.retentions):
-        table.add_row(path, f"{ret:.4f}")
+        table.add_row(Text(terminal_text(path)), f"{ret:.4f}")
     if len(cal.retentions) <= 40:
         console.print(table)
     extra = f" (thresholds {', '.join(f'{t:g}' for t in cal.thresholds)})" if cal.thresholds else ""

@@ -73,6 +73,7 @@ from aptviz.compute.presets import Model
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli.calibrate:app",
+    "explore": "aptviz.cli.explore:app",
     "stats": "aptviz.cli.stats:app",
     "stats-summary": "aptviz.cli.stats:summary_app",
 }

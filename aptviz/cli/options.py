@@ -266,9 +266,21 @@ def window_from(show_windows: bool, params) -> int:
     return window
 
 
+def _terminal_sink(stream):
+    """A loguru sink writing each message as one line with control characters escaped (names come from files)."""
+    from aptviz._text import ERROR_CHARS, terminal_text
+
+    def sink(message) -> None:
+        stream.write(terminal_text(str(message).rstrip("\n"), ERROR_CHARS) + "\n")
+
+    return sink
+
+
 def usage_error(message: str) -> typer.Exit:
     """Print ``aptviz: error: message`` on stderr; return the exit (status 2) to raise."""
-    sys.stderr.write(f"aptviz: error: {message}\n")
+    from aptviz._text import ERROR_CHARS, terminal_text
+
+    sys.stderr.write(f"aptviz: error: {terminal_text(message, ERROR_CHARS)}\n")
     return typer.Exit(EXIT_USAGE)
 
 
@@ -278,7 +290,7 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> str:
 
     level = "DEBUG" if verbose else ("ERROR" if quiet else "WARNING")
     logger.remove()
-    logger.add(sys.stderr, level=level, format="{level}: {message}")
+    logger.add(_terminal_sink(sys.stderr), level=level, format="{level}: {message}")
     logger.enable("aptviz")
     return level
 

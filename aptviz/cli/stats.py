@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from aptviz._text import ERROR_CHARS, terminal_text
 from aptviz.cli.options import (
     AggregateOpt,
     Alphas,
@@ -160,7 +161,7 @@ def stats_summary(
     except MissingExtraError as exc:
         raise usage_error(str(exc)) from None
     except InputError as exc:
-        sys.stderr.write(f"aptviz: error: {exc}\n")
+        sys.stderr.write(f"aptviz: error: {terminal_text(exc, ERROR_CHARS)}\n")
         raise typer.Exit(1) from None
 
 
@@ -172,7 +173,7 @@ def _summary(output: Path, json_out: bool, quiet: bool) -> None:
     try:
         write_summary_json(summaries, path)
     except OSError as exc:
-        sys.stderr.write(f"aptviz: error: cannot write {path}: {exc}\n")
+        sys.stderr.write(f"aptviz: error: {terminal_text(f'cannot write {path}: {exc}', ERROR_CHARS)}\n")
         path = None
     if json_out:
         sys.stdout.write(json.dumps({"selections": [asdict(s) for s in summaries]}, indent=2) + "\n")
@@ -190,6 +191,7 @@ def _num(v) -> str:
 def summary_table(summaries):
     """Rich table, one column per selection: retention and LLM retention statistics, tokens saved, failures."""
     from rich.table import Table
+    from rich.text import Text
 
     from aptviz.compute.params import format_alpha
 
@@ -198,7 +200,10 @@ def summary_table(summaries):
     table.add_column("")
     for i, s in enumerate(summaries):
         head = s.method if s.alpha is None else f"{s.method} {format_alpha(s.alpha)}"
-        table.add_column(f"{head}\n(params {i + 1})" if several else head, justify="right")
+        if not s.selection.startswith(s.method):  # runs of several measures: the label starts with the measure
+            head = f"{s.selection.split('_' + s.method)[0]}\n{head}"
+        head = terminal_text(head)  # the method comes from the part files
+        table.add_column(Text(f"{head}\n(params {i + 1})" if several else head), justify="right")
     rows = [("images", "images"), ("failed", "failed")]
     rows += [(f"retention {k}", f"retention_{k}") for k in ("mean", "median", "p5", "p95")]
     rows += [(f"LLM retention {k}", f"llm_retention_{k}") for k in ("mean", "median", "p5", "p95")]
@@ -211,9 +216,9 @@ def summary_table(summaries):
     for label, attr in rows:
         table.add_row(label, *(_num(getattr(s, attr)) for s in summaries))
     if several:
-        table.caption = "; ".join(
+        table.caption = Text(terminal_text("; ".join(
             f"params {i + 1}: " + ", ".join(f"{k}={v}" for k, v in s.params.items()) for i, s in enumerate(summaries)
-        )
+        )))  # fmt: skip
     return table
 
 
@@ -244,7 +249,7 @@ class StatsView:
     def on_progress(self, p) -> None:
         console = self.progress.console if self.progress is not None else self.err
         for path, error in p.new_failures:
-            console.print(f"aptviz: error: {path}: {error}", markup=False)
+            console.print(f"aptviz: error: {terminal_text(f'{path}: {error}', ERROR_CHARS)}", markup=False)
         if self.progress is not None:
             rate = p.done / max(time.monotonic() - self.started, 1e-9)
             total = None if p.total is None else p.total - p.skipped

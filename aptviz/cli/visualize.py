@@ -15,8 +15,9 @@ import time
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from aptviz._text import clean_text, text_path
+from aptviz._text import ERROR_CHARS, clean_text, terminal_text, text_path
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
 from aptviz.runs.results import JobResult, RunReport, Status
@@ -30,7 +31,7 @@ COMPACT_ABOVE = 5  # more images than this: one line per image instead of a tabl
 def image_title(stats: ImageStats) -> str:
     img = stats.image
     (ow, oh), (rw, rh) = img.original_size, img.resized_size
-    title = f"{img.path}  {ow}x{oh} -> {rw}x{rh}"
+    title = f"{terminal_text(img.path)}  {ow}x{oh} -> {rw}x{rh}"
     if img.frames > 1:
         title += f"  (first of {img.frames} frames)"
     if len(stats.measures) > 1:
@@ -53,7 +54,7 @@ def image_table(stats: ImageStats) -> Table:
     """
     scales = stats.scales
     several = len(stats.measures) > 1
-    table = Table(title=image_title(stats), title_justify="left", caption_justify="left")
+    table = Table(title=Text(image_title(stats)), title_justify="left", caption_justify="left")
     if several:
         table.add_column("importance")
     table.add_column("method")
@@ -131,7 +132,7 @@ def image_line(result: JobResult) -> str:
     'x.jpg: failed'
     """
     if result.stats is None:
-        return f"{text_path(result.path)}: failed"
+        return f"{terminal_text(text_path(result.path))}: failed"
     several = len(result.stats.measures) > 1
     parts = [
         f"{_name(sel, several)}: {sel.tokens} ({sel.retention:.4f})"
@@ -232,7 +233,7 @@ class RunView:
         out.print(table)
 
     def error(self, message: str) -> None:
-        self._console(self.err).print(f"aptviz: error: {message}", markup=False)
+        self._console(self.err).print(f"aptviz: error: {terminal_text(message, ERROR_CHARS)}", markup=False)
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -246,7 +247,7 @@ class RunView:
             self.error(message)
         if not self.quiet:
             for message in report.notices:  # stderr, so that --json output stays clean
-                self._console(self.err).print(f"aptviz: {message}", markup=False)
+                self._console(self.err).print(f"aptviz: {terminal_text(message, ERROR_CHARS)}", markup=False)
         if report.interrupted:
             self.err.print(
                 f"aptviz: interrupted after {len(report.images)} image(s); run the same command again to resume.",

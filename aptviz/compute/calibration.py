@@ -180,9 +180,74 @@ class Calibration:
 
 
 def retention_curve(functions: list[StepFunction], xs: np.ndarray, statistic: str = "mean") -> np.ndarray:
-    """The retention statistic over images at each ``x``."""
-    values = np.stack([f.retention(xs) for f in functions])
-    return _statistic(values, statistic)
+    """The retention statistic over images at each ``x``.
+
+    Evaluated a block of ``x`` at a time, so memory stays bounded by
+    :data:`CURVE_BLOCK` values whatever the number of images and points.
+    """
+    xs = np.asarray(xs, dtype=np.float64)
+    out = np.empty(xs.shape, dtype=np.float64)
+    block = max(16, CURVE_BLOCK // max(1, len(functions)))
+    for start in range(0, xs.size, block):
+        values = np.stack([f.retention(xs[start : start + block]) for f in functions])
+        out[start : start + block] = _statistic(values, statistic)
+    return out
+
+
+CURVE_BLOCK = 1 << 20
+"""At most this many (image, x) retentions are held at once by :func:`retention_curve`."""
+
+
+class _Curve:
+    """The retention statistic of many images, evaluated one step at a time in O(images + steps) memory.
+
+    Every image's switch-on and switch-off points are kept once, concatenated
+    (each image's own points sorted, in input order); the statistic at ``x``
+    counts each image's points below ``x``, exactly as
+    :meth:`StepFunction.tokens` does, and combines the per-image retentions as
+    :func:`retention_curve` does (a sequential sum in image order for the mean,
+    ``np.median`` for the median), so every value equals that function's.
+    The intervals between consecutive steps are indexed: ``0`` is ``x = 0``
+    itself, ``j >= 1`` the open interval ``(edges[j-1], edges[j])``.
+    """
+
+    def __init__(self, functions: list[StepFunction], statistic: str) -> None:
+        self.statistic = statistic
+        self.n = np.array([f.n for f in functions], dtype=np.int64)
+        self.lo = np.concatenate([f.lo for f in functions])
+        self.hi = np.concatenate([f.hi for f in functions])
+        self.lo_at = np.cumsum([0] + [f.lo.size for f in functions[:-1]])
+        self.hi_at = np.cumsum([0] + [f.hi.size for f in functions[:-1]])
+        steps = np.unique(np.concatenate([self.lo, self.hi]))
+        steps = steps[np.isfinite(steps) & (steps > 0)]
+        self.edges = np.concatenate([[0.0], steps, [np.inf]])
+        self.size = self.edges.size  # x = 0, then one open interval per pair of consecutive edges
+
+    def bounds(self, j: int) -> tuple[float, float]:
+        """The interval ``j`` as ``(low, high)`` (``(0, 0)`` for ``x = 0``)."""
+        return (0.0, 0.0) if j == 0 else (float(self.edges[j - 1]), float(self.edges[j]))
+
+    def value(self, j: int) -> float:
+        """The statistic inside interval ``j``."""
+        lo, hi = self.bounds(j)
+        x = lo + 1.0 if math.isinf(hi) else (lo + hi) / 2.0
+        tokens = np.add.reduceat(self.lo < x, self.lo_at, dtype=np.int64)
+        tokens -= np.add.reduceat(self.hi < x, self.hi_at, dtype=np.int64)
+        ret = tokens / self.n
+        if self.statistic == "mean":  # what values.mean(axis=0) does: add the images in order, divide
+            return float(np.cumsum(ret)[-1] / ret.size)
+        return float(np.median(ret))
+
+    def first(self, accept, start: int = 0) -> int:
+        """The first ``j >= start`` whose value ``accept`` takes (``size`` if none); the curve is monotone."""
+        lo, hi = start, self.size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if accept(self.value(mid)):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
 
 def calibrate_maps(
@@ -235,22 +300,17 @@ def calibrate_maps(
     if not maps_list:
         raise ParameterError("no images to calibrate on")
     thresholds = [float(t) for t in thresholds]
-    functions = [step_function(m, method, thresholds) for m in maps_list]
-    steps = np.unique(np.concatenate([f.lo for f in functions] + [f.hi for f in functions]))
-    steps = steps[np.isfinite(steps) & (steps >= 0)]
-    # one point inside every interval between consecutive steps (plus below the first, above the last)
-    edges = np.unique(np.concatenate([[0.0], steps, [np.inf]]))
-    # x = 0 itself first (nothing coarse is kept there), then the open intervals
-    lows = np.concatenate([[0.0], edges[:-1]])
-    highs = np.concatenate([[0.0], edges[1:]])
-    inside = np.where(np.isinf(highs), lows + 1.0, (lows + highs) / 2.0)
-    curve = retention_curve(functions, inside, statistic)
-    ok = np.nonzero(curve <= target + 1e-12)[0]
-    below = ok.size > 0
-    pick = ok[0] if below else int(np.argmin(curve))  # curve is non-increasing: first hit is the best
+    curve = _Curve([step_function(m, method, thresholds) for m in maps_list], statistic)
+    # the statistic never increases with x: the first interval at or below the target is the best
+    pick = curve.first(lambda v: v <= target + 1e-12)
+    below = pick < curve.size
+    if not below:  # the smallest statistic possible, from the first interval that has it
+        least = curve.value(curve.size - 1)
+        pick = curve.first(lambda v: v <= least)
     # the whole run of intervals with that same statistic is acceptable: widen to it
-    same = np.nonzero(curve == curve[pick])[0]
-    lo, hi = lows[same.min()], highs[same.max()]
+    same = curve.value(pick)
+    last = curve.first(lambda v: v < same, pick) - 1
+    lo, hi = curve.bounds(pick)[0], curve.bounds(last)[1]
     value = _short_decimal(float(lo), float(hi))
     retentions = [_retention_at(m, method, value, thresholds) for m in maps_list]
     achieved = float(statistics.fmean(retentions) if statistic == "mean" else statistics.median(retentions))

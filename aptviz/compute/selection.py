@@ -227,16 +227,28 @@ def _propagated_scores(maps: dict, g: _Grids, base: dict, own_value: bool = Fals
     return prop
 
 
+def split_order(g: _Grids, prop: dict):
+    """Every cell above the finest scale, in the order budget splits them.
+
+    Indices into the concatenation of the flattened grids, coarsest scale
+    first (``g.scales[:0:-1]``): propagated score descending; ties: larger
+    cell, then row, then column; PAD cells last. The first ``k`` are split.
+    """
+    order_scales = g.scales[:0:-1]  # coarsest first: ties go to the larger cell
+    neg_scores = xp.concat([xp.where(g.pad[ps], float("inf"), -prop[ps]).reshape(-1) for ps in order_scales])
+    # stable ascending sort of -score == descending score; ties keep the
+    # (larger scale, row, column) order of the concatenation
+    return xp.argsort_stable(neg_scores), neg_scores
+
+
 def _choose_splits(maps: dict, g: _Grids, prop: dict, k: int) -> dict:
     """The ``k`` highest-scoring splittable cells; ties: larger cell, then row, then column."""
     split = {ps: xp.zeros_bool(g.shape[ps], maps[ps]) for ps in g.scales}
     if k <= 0:
         return split
-    order_scales = g.scales[:0:-1]  # coarsest first: ties go to the larger cell
-    neg_scores = xp.concat([xp.where(g.pad[ps], float("inf"), -prop[ps]).reshape(-1) for ps in order_scales])
-    # stable ascending sort of -score == descending score; ties keep the
-    # (larger scale, row, column) order of the concatenation
-    chosen = xp.argsort_stable(neg_scores)[:k]
+    order_scales = g.scales[:0:-1]
+    order, neg_scores = split_order(g, prop)
+    chosen = order[:k]
     flags = xp.zeros_bool((xp.size(neg_scores),), neg_scores)
     flags[chosen] = True
     offset = 0

@@ -57,9 +57,13 @@ def llm_tokens(tokens_by_scale: Mapping[int, int], patch_size: int = 14, merge_s
     Raises
     ------
     ValueError
-        When the patches smaller than a unit do not fill whole units, which
-        never happens for APT's nested partitions (every unit is either
-        covered by patches smaller than it or lies inside one larger patch).
+        When a patch scale does not nest in the merge units (a scale smaller
+        than a unit that does not divide it, or a larger one that is not a
+        whole number of units: 28 px patches straddle 42 px units), whatever
+        the counts; or when the patches smaller than a unit do not fill whole
+        units, which never happens for APT's nested partitions (every unit is
+        either covered by patches smaller than it or lies inside one larger
+        patch).
 
     Examples
     --------
@@ -69,8 +73,15 @@ def llm_tokens(tokens_by_scale: Mapping[int, int], patch_size: int = 14, merge_s
     Traceback (most recent call last):
         ...
     ValueError: the patches smaller than a 56 px merge unit fill 1.25 units, not a whole number
+    >>> llm_tokens({14: 9, 28: 0}, merge_size=3)   # u = 42
+    Traceback (most recent call last):
+        ...
+    ValueError: 28 px patches straddle 42 px merge units
     """
     unit = patch_size * merge_size
+    for s in sorted(tokens_by_scale):
+        if (unit % s if s < unit else s % unit) != 0:
+            raise ValueError(f"{s} px patches straddle {unit} px merge units")
     small = sum((Fraction(int(n) * s * s, unit * unit) for s, n in tokens_by_scale.items() if s < unit), Fraction(0))
     if small.denominator != 1:
         raise ValueError(
@@ -140,6 +151,8 @@ def token_counts(
     >>> token_counts({14: 352, 28: 38, 56: 63}, 1512)
     TokenCounts(vit_tokens=453, llm_tokens=189, llm_tokens_uniform=378, llm_retention=0.5)
     >>> token_counts({14: 9, 28: 4}, 27, merge_size=3).llm_tokens is None
+    True
+    >>> token_counts({14: 27, 28: 0}, 27, merge_size=3).llm_tokens is None  # 28 px patches straddle 42 px units
     True
     """
     vit = vit_tokens(tokens_by_scale)

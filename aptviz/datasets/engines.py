@@ -268,10 +268,8 @@ def run_stats(
         is given (default: CPU cores).
     ray_address : str, optional
         Connect to this Ray cluster (``"auto"`` or ``"ray://host:10001"``).
-    rows_per_part : int
-        Rows per Parquet part file.
-    task_size : int
-        Images per task sent to a worker.
+    rows_per_part, task_size : int
+        Rows per Parquet part file; images per task sent to a worker.
     log_level : str, optional
         Loguru level for local worker processes.
     max_memory : int, optional
@@ -303,6 +301,15 @@ def run_stats(
         results = _local_engine(tasks, params, runs, budget.workers, log_level, budget.decode_pixels, fidelity)
     else:
         results = _ray_engine(tasks, params, runs, budget.workers, ray_address, budget.decode_pixels, fidelity)
+    report.interrupted = _drain(results, writer, existing, runs, progress, on_progress)
+    report.images, report.failed, report.skipped = progress.done, progress.failed, progress.skipped
+    report.rows, report.parts = writer.rows_written, writer.parts
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _drain(results, writer, existing, runs: list[RunSpec], progress, on_progress) -> bool:
+    """Write the engine's rows as they come; True when Ctrl-C stopped it (the parts are complete either way)."""
     try:
         for rows in results:
             _account(rows, runs[0].label, len(runs), progress)
@@ -310,14 +317,11 @@ def run_stats(
             if on_progress is not None:
                 on_progress(progress)
     except KeyboardInterrupt:
-        report.interrupted = True
+        return True
     finally:
         results.close()  # running tasks finish, queued ones are dropped
         writer.close()
-    report.images, report.failed, report.skipped = progress.done, progress.failed, progress.skipped
-    report.rows, report.parts = writer.rows_written, writer.parts
-    report.seconds = time.monotonic() - start
-    return report
+    return False
 
 
 def _check(engine, runs: list[RunSpec], params: Params, workers: int | None, max_memory: int | None, output):

@@ -133,17 +133,56 @@ def _parquet_units(path: Path, image_column: str) -> Iterator[Unit]:
             row += 1
 
 
+def _tar_members(path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
+    """The file members of a tar, and why the listing stopped early (a truncated or damaged tar), if it did."""
+    members: list[tarfile.TarInfo] = []
+    with tarfile.open(path, "r:") as tar:
+        try:
+            for m in tar:
+                if m.isfile():
+                    members.append(m)
+        except (tarfile.TarError, OSError) as exc:
+            if not members:
+                raise
+            last = members[-1]
+            stored = sum(k for _, k in last.sparse) if last.sparse else last.size
+            if last.offset_data + stored > path.stat().st_size:  # cut inside the last member: its own row says so
+                return members, None
+            return members, f"cannot read the rest of the tar file after {last.name!r}: {exc}"
+        end = tar.offset  # where the listing stopped: the end-of-archive zeros, or a header tarfile gave up on
+    with open(path, "rb") as f:
+        f.seek(end)
+        rest = f.read(1 << 20)
+    if rest.strip(b"\0"):
+        after = repr(members[-1].name) if members else "its start"
+        return members, f"cannot read the rest of the tar file after {after}: truncated or damaged header at byte {end}"
+    return members, None
+
+
 def _tar_units(path: Path) -> Iterator[Unit]:
+    """One unit per image member; a member name seen before becomes ``name#2``, ``name#3``... (its own row)."""
     try:
-        with tarfile.open(path, "r:") as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
+        members, stopped = _tar_members(path)
     except (tarfile.TarError, OSError) as exc:
         yield _unreadable("tar", path, f"cannot read tar file: {exc}")
         return
     shard = _file_ref("tar", path)
+    used: set[str] = set()
     for m in members:
-        if Path(m.name).suffix.lower() in TAR_IMAGE_EXTENSIONS:
-            yield Unit(replace(shard, member=m.name), (m.offset_data, m.size))
+        if Path(m.name).suffix.lower() not in TAR_IMAGE_EXTENSIONS:
+            continue
+        name, n = m.name, 1
+        while name in used:
+            n += 1
+            name = f"{m.name}#{n}"
+        used.add(name)
+        if name != m.name:
+            logger.debug("{}: duplicate member {!r} read as {!r}", os.fsdecode(path), m.name, name)
+        # a GNU/PAX sparse member: its data pieces are stored one after another from offset_data
+        pieces = [[int(o), int(k)] for o, k in m.sparse if k] if m.sparse is not None else None
+        yield Unit(replace(shard, member=name), (m.offset_data, m.size) + ((pieces,) if pieces is not None else ()))
+    if stopped is not None:
+        yield Unit(shard, (), stopped)
 
 
 def iter_units(
@@ -213,12 +252,31 @@ def chunk_tasks(units: Iterable[Unit], image_column: str = "image", size: int = 
         yield Task(group[0], group[1], image_column, tuple(batch))
 
 
+ERROR_CHARS = 300
+"""Error texts taken from the data (a Parquet cell, a path in it) are cut to this many characters."""
+
+
+def _short(text: str, limit: int = ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was.
+
+    Examples
+    --------
+    >>> _short("x" * 400, 10)
+    'xxxxxxxxxx... (400 characters)'
+    """
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _parquet_value(value) -> bytes | str:
-    """Image bytes from a Parquet cell (binary, or the Hugging Face ``{bytes, path}`` struct)."""
+    """Image bytes from a Parquet cell (binary, or the Hugging Face ``{bytes, path}`` struct), or why not."""
     if isinstance(value, dict):
-        if value.get("bytes"):
-            return value["bytes"]
-        return "no image bytes in this row" + (f" (only a path: {value['path']})" if value.get("path") else "")
+        data = value.get("bytes")
+        if isinstance(data, bytes | bytearray) and data:
+            return bytes(data)
+        if data is not None and not isinstance(data, bytes | bytearray):
+            return f"image struct field 'bytes' holds {type(data).__name__}, not bytes"
+        path = value.get("path")
+        return "no image bytes in this row" + (f" (only a path: {_short(str(path))})" if path else "")
     if value is None:
         return "no image in this row (null)"
     if isinstance(value, bytes | bytearray):
@@ -227,23 +285,52 @@ def _parquet_value(value) -> bytes | str:
 
 
 def _read_parquet_task(task: Task) -> list[bytes | str]:
+    """The image cells of a task's rows, read a few rows at a time (not the whole row group).
+
+    The file is streamed (``buffer_size``, no pre-buffering) in batches of
+    the task's span, so memory holds one batch and the pages under it, not
+    every image of a large row group (``--max-memory`` plans for one task).
+    """
     from aptviz.datasets.parquet import require_pyarrow
 
     pq = require_pyarrow().parquet
     rg = task.units[0].locator[0]
-    column = pq.ParquetFile(task.shard).read_row_group(rg, columns=[task.image_column]).column(0)
-    return [_parquet_value(column[u.locator[1]].as_py()) for u in task.units]
+    wanted = [u.locator[1] for u in task.units]
+    start, stop = min(wanted), max(wanted) + 1
+    cells: dict[int, object] = {}
+    f = pq.ParquetFile(task.shard, buffer_size=1 << 20, pre_buffer=False)
+    seen = 0
+    for batch in f.iter_batches(batch_size=stop - start, row_groups=[rg], columns=[task.image_column], use_threads=False):
+        first, seen = seen, seen + batch.num_rows
+        if seen <= start:
+            continue
+        column = batch.column(0)
+        for i in range(max(start, first), min(stop, seen)):
+            cells[i] = column[i - first].as_py()
+        if seen >= stop:
+            break
+    return [_parquet_value(cells[i]) if i in cells else "row missing from its row group" for i in wanted]
+
+
+def _read_member(f, locator: tuple) -> bytes | str:
+    """A tar member's bytes: ``(offset, size)``, or ``(offset, size, pieces)`` for a sparse member."""
+    offset, size = locator[:2]
+    f.seek(offset)
+    if len(locator) == 2:
+        data = f.read(size)
+        return data if len(data) == size else "truncated tar member"
+    out = bytearray(size)  # the holes read as zeros, as tar -x writes them
+    for at, length in locator[2]:  # the stored pieces come one after another
+        piece = f.read(length)
+        if len(piece) != length or at + length > size:
+            return "truncated tar member"
+        out[at : at + length] = piece
+    return bytes(out)
 
 
 def _read_tar_task(task: Task) -> list[bytes | str]:
-    out: list[bytes | str] = []
     with open(task.shard, "rb") as f:
-        for u in task.units:
-            offset, size = u.locator
-            f.seek(offset)
-            data = f.read(size)
-            out.append(data if len(data) == size else "truncated tar member")
-    return out
+        return [_read_member(f, u.locator) for u in task.units]
 
 
 def run_task(

@@ -10,7 +10,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aptviz.datasets.parquet import part_files, require_pyarrow
+import numpy as np
+
+from aptviz._log import logger
+from aptviz._text import text_path
+from aptviz.datasets.parquet import arrow_column, part_files, require_pyarrow, row_schema
 from aptviz.datasets.rows import FIDELITY_COLUMNS
 from aptviz.errors import InputError
 from aptviz.output.atomic import write_json_atomic
@@ -20,6 +24,7 @@ __all__ = ["SelectionSummary", "summarize", "write_summary_json"]
 COLUMNS = [
     "path",
     "input_mtime_ns",
+    "input_key",
     "selection",
     "method",
     "alpha",
@@ -70,10 +75,79 @@ class SelectionSummary:
 
 
 def _latest(pc, table):
-    """Only the rows of each path's latest version (a file changed and re-run leaves its old rows in OUT)."""
-    latest = table.group_by(["path", "run_key"], use_threads=False).aggregate([("input_mtime_ns", "max")])
-    joined = table.join(latest, ["path", "run_key"], use_threads=False)
-    return joined.filter(pc.equal(joined["input_mtime_ns"], joined["input_mtime_ns_max"]))
+    """Only the rows of each input's latest version (a file changed and re-run leaves its old rows in OUT).
+
+    An input is its identity without its version: the ``input_key`` (source,
+    resolved path, member, size, mtime) less its size and mtime. Two inputs
+    shown with the same relative ``path`` (runs from different folders) stay
+    two images. Grouped with NumPy on dictionary codes (Arrow's ``group_by``
+    and ``join`` import pandas).
+    """
+    identity = pc.replace_substring_regex(table["input_key"], pattern=r",\s*-?\d+,\s*-?\d+\]$", replacement="]")
+    group = _codes(pc, identity) * (len(table) + 1) + _codes(pc, table["run_key"])
+    _, group = np.unique(group, return_inverse=True)
+    mtime = table["input_mtime_ns"].combine_chunks()
+    valid = ~_null_mask(mtime)
+    values = np.where(valid, _numbers(mtime), np.iinfo(np.int64).min)
+    latest = np.full(group.max(initial=-1) + 1, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, group, values)
+    keep = valid & (values == latest[group])  # a null mtime never counts, as the former join's equality
+    pa = require_pyarrow()
+    mask = pa.Array.from_buffers(pa.bool_(), len(keep), [None, pa.py_buffer(np.packbits(keep, bitorder="little"))])
+    return table.filter(mask)
+
+
+def _codes(pc, column) -> np.ndarray:
+    """int64 code of every value (equal values, equal codes; null its own code)."""
+    encoded = pc.dictionary_encode(column.combine_chunks() if hasattr(column, "combine_chunks") else column)
+    indices = encoded.indices
+    codes = np.frombuffer(indices.buffers()[1], dtype=np.int32)[indices.offset : indices.offset + len(indices)]
+    return np.where(_null_mask(indices), -1, codes).astype(np.int64) + 1
+
+
+def _null_mask(array) -> np.ndarray:
+    """True where an Arrow array is null (from its validity bitmap; no pandas)."""
+    if not array.null_count:
+        return np.zeros(len(array), dtype=bool)
+    bits = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")
+    return ~bits[array.offset : array.offset + len(array)].astype(bool)
+
+
+def _numbers(array) -> np.ndarray:
+    """The int64 values of an Arrow int64 array, nulls as 0."""
+    data = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array)]
+    return np.where(_null_mask(array), 0, data)
+
+
+def _read_parts(pa, files: list[Path]):
+    """The summary's columns of every readable part, concatenated, and the ``--fidelity`` columns among them.
+
+    Parts written with and without ``--fidelity`` differ in columns: they are
+    read under their union (a missing column is null). A part that is not a
+    file, cannot be read (truncated) or is not an aptviz stats part (missing
+    columns, other types) is left out with one warning line naming it and the
+    reason. ``(None, [])`` when no part is readable.
+    """
+    full = row_schema(fidelity=True)
+    tables = []
+    for f in files:
+        try:
+            if not f.is_file():
+                raise ValueError("not a file")
+            names = set(pa.parquet.read_schema(f).names)
+            columns = COLUMNS + [c for c in FIDELITY_MEANS if c in names]
+            want = pa.schema([full.field(c) for c in columns])
+            table = pa.parquet.ParquetFile(f).read(columns=columns).select(columns)  # read_table imports pandas
+            tables.append(table if table.schema.equals(want) else table.cast(want))
+        except Exception as exc:  # any unreadable or foreign part: one line, the others still count
+            reason = " ".join(str(exc).split())
+            reason = reason if len(reason) <= 200 else reason[:200] + "..."
+            logger.warning("{}: not a readable aptviz stats part, left out ({}: {})", text_path(f),
+                           type(exc).__name__, reason)  # fmt: skip
+    if not tables:
+        return None, []
+    table = pa.concat_tables(tables, promote_options="default")
+    return table, [c for c in FIDELITY_MEANS if c in table.schema.names]
 
 
 def _stats(pc, column) -> dict:
@@ -111,23 +185,21 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
     """
     pa = require_pyarrow()
     import pyarrow.compute as pc
-    import pyarrow.dataset as pds
-    import pyarrow.parquet as pq
 
     files = part_files(out)
     if not files:
         raise InputError(f"{out}: no part-*.parquet files (not an aptviz stats output?)")
-    # parts written with and without --fidelity differ in columns: read them under their union
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files])
-    fidelity = [c for c in FIDELITY_MEANS if c in schema.names]
-    table = pds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table(columns=COLUMNS + fidelity)
-    groups = table.select(["run_key"]).group_by("run_key", use_threads=False).aggregate([]).column("run_key")
+    table, fidelity = _read_parts(pa, files)
+    if table is None:
+        raise InputError(f"{out}: no readable part-*.parquet files (not an aptviz stats output?)")
+    groups = pc.unique(table["run_key"])  # in order of first appearance
     table = _latest(pc, table)
+    ok_status = arrow_column(["ok"], "string")[0]  # Arrow scalars: a Python value would be converted through pandas
     result = []
-    for key in groups.to_pylist():
-        sub = table.filter(pc.equal(table.column("run_key"), pa.scalar(key)))
-        ok = sub.filter(pc.equal(sub.column("status"), "ok"))
-        meta = json.loads(key)
+    for key in groups:
+        sub = table.filter(pc.equal(table.column("run_key"), key))
+        ok = sub.filter(pc.equal(sub.column("status"), ok_status))
+        meta = json.loads(key.as_py())
         r, lr = _stats(pc, ok.column("retention")), _stats(pc, ok.column("llm_retention"))
         vit, vit_u = _total(pc, ok.column("vit_tokens")), _total(pc, ok.column("base_small_tokens"))
         llm, llm_u = _total(pc, ok.column("llm_tokens")), _total(pc, ok.column("llm_tokens_uniform"))

@@ -22,6 +22,7 @@ from aptviz._text import clean_text
 
 __all__ = [
     "clean_stale_temp_files",
+    "csv_cell",
     "encode_image",
     "read_json",
     "write_bytes_atomic",
@@ -175,13 +176,37 @@ def read_json(path: str | Path):
         return None
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is a formula to spreadsheet tools (CSV injection)."""
+
+
+def csv_cell(value):
+    """A value as a CSV cell: None empty, text cleaned, and text a spreadsheet would run as a formula quoted.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a
+    leading ``'`` (what spreadsheet tools expect to show it as text); numbers
+    are left alone. JSON keeps the text as it is.
+
+    Examples
+    --------
+    >>> csv_cell("=HYPERLINK(1)"), csv_cell("-x.png"), csv_cell(-1.5), csv_cell("a=b"), csv_cell(None)
+    ("'=HYPERLINK(1)", "'-x.png", -1.5, 'a=b', '')
+    """
+    if value is None:
+        return ""
+    value = clean_text(value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_csv_atomic(path: str | Path, rows: list[dict], columns: list[str]) -> Path:
-    """Write ``rows`` (dicts) as CSV with the given columns, atomically."""
+    """Write ``rows`` (dicts) as CSV with the given columns, atomically (cells through :func:`csv_cell`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else clean_text(row.get(k))) for k in columns})
+        writer.writerow({k: csv_cell(row.get(k)) for k in columns})
     return write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
 
 

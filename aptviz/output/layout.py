@@ -11,6 +11,7 @@ An output folder (``OUTPUT``) holds the batch files and one folder per image
     OUTPUT/<name>/03_original_resized/  original_image.jpg, resized_image.jpg
     OUTPUT/<name>/04_model_view/        model_view[_<label>].jpg, uniform[_<label>].jpg
     OUTPUT/<name>/compare.png, maps.npz, tokens.npz
+    OUTPUT/<name>/explorer.js           the report's explorer data for the image (docs/explorer.md)
 
 A folder is an image folder when it holds ``stats.json``; its own
 subfolders (:data:`IMAGE_SUBDIRS`) never hold image folders.
@@ -23,6 +24,7 @@ from pathlib import Path
 __all__ = [
     "COMPARE_NAME",
     "DATASET_NAME",
+    "EXPLORER_NAME",
     "FIDELITY_NAME",
     "HEATMAP_DIR",
     "HISTOGRAM_NAME",
@@ -57,6 +59,7 @@ IMAGE_SUBDIRS = frozenset({HEATMAP_DIR, OVERLAY_DIR, IMAGES_DIR, MODEL_VIEW_DIR}
 COMPARE_NAME = "compare.png"
 MAPS_NAME = "maps.npz"
 TOKENS_NAME = "tokens.npz"
+EXPLORER_NAME = "explorer.js"
 ORIGINAL_NAME = f"{IMAGES_DIR}/original_image.jpg"
 RESIZED_NAME = f"{IMAGES_DIR}/resized_image.jpg"
 
@@ -161,6 +164,8 @@ def image_files(
         "blend": blend_name(shown),
         "compare": compare_name(figure_format),
     }
+    if views:  # a batch's image folder: report.html's explorer reads it
+        files["explorer"] = EXPLORER_NAME
     if by_measure:
         files["heatmaps_by_measure"] = by_measure
     if save_maps:

@@ -22,6 +22,7 @@ from aptviz.output.atomic import (
     write_npz_stream_atomic,
 )
 from aptviz.output.layout import (
+    EXPLORER_NAME,
     HEATMAP_DIR,
     MAPS_NAME,
     MODEL_VIEW_DIR,
@@ -117,3 +118,5 @@ def _remove_stale(out: Path, stats: ImageStats) -> None:
         (out / MAPS_NAME).unlink(missing_ok=True)
     if not files.get("tokens"):
         (out / TOKENS_NAME).unlink(missing_ok=True)
+    if not files.get("explorer"):
+        (out / EXPLORER_NAME).unlink(missing_ok=True)

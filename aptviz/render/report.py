@@ -441,14 +441,15 @@ def card_data(folder: str, stats: dict) -> dict:
     }
 
 
-def _card_head(index: int, stats: dict) -> str:
-    """A card's placeholder: its title (the input path as given, sizes) and an empty body."""
+def _card_head(index: int, stats: dict, extra: str = "") -> str:
+    """A card's placeholder: its title (the input path as given, sizes), an empty body, then ``extra`` markup
+    (the explorer, which loads its own data when it comes into view)."""
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
     sizes = [_size(image.get(k)) for k in ("original_size", "resized_size")]
     shown = " &rarr; ".join(f"{w}&times;{h} px" for w, h in (s for s in sizes if s))
     title = html.escape(_safe(image.get("path", "")))
     return (f'<div class="card" id="img{index}" data-i="{index}"><h3>{title} <small>{shown}</small></h3>'
-            '<div class="body"></div></div>')  # fmt: skip
+            f'<div class="body"></div>{extra}</div>')  # fmt: skip
 
 
 def _gradient() -> str:
@@ -557,6 +558,46 @@ def _page_data(rows, cards, columns, card_extra, output_links: dict) -> dict:
     }
     return data
 
+def explorer_html(folder: str, stats: dict) -> str:
+    """The card's explorer (docs/explorer.md), its data loaded from the image folder's explorer.js
+    when the card comes into view; empty for a folder written without one.
+
+    ``data-image`` is the folder relative to the report (the output name).
+    """
+    from aptviz.render.explorer import explorer_element
+
+    files = stats.get("files") if isinstance(stats.get("files"), dict) else {}
+    if not isinstance(files.get("explorer"), str) or not files["explorer"]:
+        return ""
+    base = folder.rstrip("/") + "/"
+    first = (stats.get("selections") or [{}])[0]
+    first = first if isinstance(first, dict) else {}
+    method = _safe(first.get("method") or "v2")
+    thresholds = first.get("thresholds") if method == "v1" else None
+    resized = files.get("resized")
+    picture = _url(base + resized) if isinstance(resized, str) and resized else None
+    try:  # values from a file: anything odd gives no explorer rather than no report
+        return explorer_element(
+            _safe(folder), src=_url(base + files["explorer"]), method=method, alpha=_number(first.get("alpha")),
+            thresholds=thresholds, picture=picture, title="explorer",
+        )
+    except (TypeError, ValueError):
+        return ""
+
+
+def _explorer_head(cards: list[tuple[str, dict]]) -> tuple[str, str]:
+    """The explorers' style and dataset view (top of the page) and script (end), when any card has one."""
+    from aptviz.render.explorer import CSS as EXPLORER_CSS
+    from aptviz.render.explorer import dataset_element, explorer_script
+
+    names = [_safe(folder) for folder, stats in cards if explorer_html(folder, stats)]
+    if not names:
+        return "", ""
+    top = f"<style>{EXPLORER_CSS}</style><h2>Explore alpha over the batch</h2>{dataset_element(names)}"
+    return top, f"<script>{explorer_script()}</script>"
+
+
+
 
 def build_report(
     rows: list[dict],
@@ -614,11 +655,12 @@ def build_report(
     figs = _figures_html(figures or [])
     if figs:
         page += ["<h2>Dataset</h2>", f'<div class="figs">{figs}</div>']
-    page.append("<h2>Images</h2>")
-    page += [_card_head(i, stats) for i, (_folder, stats) in enumerate(cards)]
+    explorer_top, explorer_js = _explorer_head(cards)
+    page += [explorer_top, "<h2>Images</h2>"]
+    page += [_card_head(i, stats, explorer_html(folder, stats)) for i, (folder, stats) in enumerate(cards)]
     page.append(f'<script type="application/json" id="aptviz-data">{_script_json(data)}</script>')
     page += [f"<script>{s}</script>" for s in scripts or []]
-    page.append(f"<script>{JS}</script></body></html>")
+    page.append(f"<script>{JS}</script>{explorer_js}</body></html>")
     return "\n".join(page)
 
 

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from aptviz.compute.calibration import Calibration, calibrate_maps
+from aptviz.errors import ParameterError
+
+
+class NoImagesError(ParameterError):
+    """Every input failed: nothing to calibrate on. ``failed`` holds each ``(path, reason)``."""
+
+    def __init__(self, failed: list[tuple[str, str]]) -> None:
+        super().__init__("no images to calibrate on: every input failed")
+        self.failed = failed
 
 
 def _maps_of(job: tuple[str, object]) -> tuple[str, dict | None, str | None]:
@@ -59,10 +68,18 @@ def calibrate_paths(
     params=None,
     workers: int = 1,
 ) -> tuple[Calibration, list[tuple[str, str]]]:
-    """:func:`calibrate_maps` over image files; returns the calibration and the failures."""
+    """:func:`calibrate_maps` over image files; returns the calibration and the failures.
+
+    Raises
+    ------
+    NoImagesError
+        When every image failed (it carries each reason).
+    """
     from aptviz.compute.params import Params
 
     params = params or Params()
     ok, failed = image_maps(paths, params, workers)
+    if not ok and failed:
+        raise NoImagesError(failed)
     cal = calibrate_maps([m for _, m in ok], method, target, statistic, thresholds, [p for p, _ in ok])
     return cal, failed

@@ -36,6 +36,7 @@ __all__ = [
     "DECODE_BYTES_PER_PIXEL",
     "RESIZED_BYTES_PER_PIXEL",
     "MemoryPlan",
+    "calibrate_bytes",
     "default_max_memory",
     "format_bytes",
     "parse_size",
@@ -295,3 +296,61 @@ def plan(
         f"these options need more memory than --max-memory {format_bytes(limit)} allows: {smallest.describe()}"
         + ("" if n == 1 else "; use fewer --workers")
     )
+
+
+CALIBRATE_IMAGE_BYTES = 8 << 10
+"""``aptviz calibrate``, per image held by the main process: its path, the
+dict and array headers of its maps, its step function's headers and its
+retention (measured: about 3 KB)."""
+
+CALIBRATE_CELL_BYTES = 96
+"""``aptviz calibrate``, per finest cell of an image held until the end: its
+maps at every scale (float32, 4/3 of the finest cells: 6 bytes), and the
+switch-on and switch-off points of every cell (float64, 2 x 4/3 of the
+finest cells) held four times at the peak -- per image, concatenated over the
+images, joined for the sorted unique steps and their sort (85 bytes). The
+curve itself is evaluated one step at a time (aptviz.compute.calibration),
+so nothing grows with images x steps."""
+
+
+def calibrate_bytes(params: Params, images: int, workers: int = 1, decode_pixels: int | None = None) -> dict[str, int]:
+    """The parts of the peak memory of ``aptviz calibrate`` over ``images`` images, in bytes.
+
+    The workers compute maps as a plain run does (:func:`worker_bytes`, with
+    Pillow's largest decode); the main process holds every image's maps and
+    step function, linear in the images.
+
+    Parameters
+    ----------
+    params : Params
+        Pipeline parameters.
+    images : int
+        Images to calibrate on.
+    workers : int
+        Worker processes (1: the main process computes the maps itself).
+    decode_pixels : int, optional
+        The largest decode (default: the largest file Pillow accepts).
+
+    Returns
+    -------
+    dict
+        ``base`` (the main process), ``workers`` (the map computation) and
+        ``images`` (what is held per image); their sum is the estimate.
+
+    Examples
+    --------
+    >>> parts = calibrate_bytes(Params(max_pixels=224 * 224), 10_000)
+    >>> sorted(parts), format_bytes(parts["images"])
+    (['base', 'images', 'workers'], '616 MB')
+    """
+    from aptviz.compute.loading import decode_limit
+
+    resized = resized_bound(params)
+    cells = resized / (params.patch_size**2) * 1.1 + 4 * math.isqrt(resized) / params.patch_size
+    decode = decode_limit(params.max_pixels) if decode_pixels is None else decode_pixels
+    per_worker = sum(worker_bytes(params, decode, threads=1).values())
+    return {
+        "base": BASE_BYTES,
+        "workers": per_worker * max(1, workers) if workers > 1 else per_worker - BASE_BYTES,
+        "images": int(images * (CALIBRATE_IMAGE_BYTES + CALIBRATE_CELL_BYTES * cells)),
+    }

@@ -3,15 +3,18 @@ retention-versus-alpha plot."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
-from aptviz._text import text_path
+from aptviz._text import clean_text, text_path
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
-from aptviz.output.atomic import read_json, write_bytes_atomic, write_csv_atomic, write_json_atomic
+from aptviz.output.atomic import csv_cell, read_json, write_bytes_atomic
 from aptviz.output.layout import IMAGE_SUBDIRS, STATS_NAME, SUMMARY_CSV, SUMMARY_JSON
 from aptviz.runs.results import JobResult, Status
 
@@ -76,8 +79,12 @@ class Summary:
     It keeps every folder's stats beside its rows (:attr:`images`), so the
     dataset view and the report read no stats.json again.
 
-    Writes are throttled to one per ``interval`` seconds; :meth:`write` with
-    ``force=True`` (at the end, or on Ctrl-C) always writes.
+    Writes are throttled to one per ``interval`` seconds, and further so that
+    writing takes at most 1/:data:`WRITE_SHARE` of the time between writes
+    (the files grow with the batch; the per-image cost stays flat). Each
+    input's rows are serialized once and kept, so a write joins text.
+    :meth:`write` with ``force=True`` (at the end, or on Ctrl-C) always
+    writes, complete.
     """
 
     def __init__(
@@ -92,11 +99,13 @@ class Summary:
         self._stats: dict[str, ImageStats] = {}  # by output folder, as in _rows
         self._decided: set[str] = set()  # folders this run computed or confirmed
         self._last = 0.0
+        self._wait = interval  # seconds until the next unforced write may happen
+        self._text: dict[str, tuple[list[dict], tuple, str, str]] = {}  # key -> (rows, columns, CSV, JSON)
+        self._row_scales: dict[str, tuple[list[dict], frozenset]] = {}  # key -> (rows, scales of their columns)
 
     @property
     def columns(self) -> list[str]:
-        scales = sorted(set(self.scales) | {int(k[7:]) for rows in self._rows.values() for r in rows for k in r
-                                            if k.startswith("tokens_") and k[7:].isdigit()})  # fmt: skip
+        scales = sorted(set(self.scales).union(*(self._scales_of(key) for key in self._rows)))
         return (
             ["image", "status", "method", "alpha", "model", "importance", "aggregate"]
             + ["resized_width", "resized_height"]
@@ -105,6 +114,15 @@ class Summary:
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
             + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform", "output", "error"]
         )
+
+    def _scales_of(self, key: str) -> frozenset:
+        """The scales of the ``tokens_<s>`` columns of one input's rows (kept until its rows change)."""
+        rows = self._rows[key]
+        cached = self._row_scales.get(key)
+        if cached is None or cached[0] is not rows:
+            found = frozenset(int(k[7:]) for r in rows for k in r if k.startswith("tokens_") and k[7:].isdigit())
+            cached = self._row_scales[key] = (rows, found)
+        return cached[1]
 
     def _key(self, result: JobResult) -> str:
         return f"folder:{result.name}" if result.ok and result.name else f"failed:{text_path(result.path)}"
@@ -164,15 +182,44 @@ class Summary:
         ]
 
     def write(self, force: bool = False) -> bool:
-        """Write both files if forced or the interval has passed; True if written."""
+        """Write both files if forced or the wait has passed; True if written."""
         now = time.monotonic()
-        if not self.enabled or (not force and now - self._last < self.interval):
+        if not self.enabled or (not force and now - self._last < self._wait):
             return False
-        rows = self.rows
-        write_csv_atomic(self.output / SUMMARY_CSV, rows, self.columns)
-        write_json_atomic(self.output / SUMMARY_JSON, rows)
-        self._last = now
+        columns = self.columns
+        keys = self._sorted_keys()
+        texts = [self._serialized(k, columns) for k in keys]
+        if len(self._text) > len(keys):  # forget inputs that have no rows any more
+            self._text = {k: self._text[k] for k in keys}
+            self._row_scales = {k: v for k, v in self._row_scales.items() if k in self._text}
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\n").writerow(columns)
+        write_bytes_atomic(self.output / SUMMARY_CSV, (header.getvalue() + "".join(c for c, _ in texts)).encode("utf-8"))
+        items = [j for _, j in texts if j]
+        body = "[\n" + ",\n".join(items) + "\n]\n" if items else "[]\n"
+        write_bytes_atomic(self.output / SUMMARY_JSON, body.encode("utf-8"))
+        self._last = time.monotonic()
+        self._wait = max(self.interval, WRITE_SHARE * (self._last - now))
         return True
+
+    def _serialized(self, key: str, columns: list[str]) -> tuple[str, str]:
+        """The CSV lines and the JSON list items of one input's rows (as the whole-file writers give them)."""
+        rows = self._rows[key]
+        cached = self._text.get(key)
+        if cached is not None and cached[0] is rows and cached[1] == tuple(columns):
+            return cached[2], cached[3]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        for row in rows:
+            writer.writerow({k: csv_cell(row.get(k)) for k in columns})
+        items = [json.dumps(clean_text(row), indent=2, ensure_ascii=False, allow_nan=False) for row in rows]
+        text = ",\n".join("\n".join("  " + line for line in item.split("\n")) for item in items)
+        self._text[key] = (rows, tuple(columns), buf.getvalue(), text)
+        return buf.getvalue(), text
+
+
+WRITE_SHARE = 20
+"""An unforced summary write waits at least this many times as long as the last write took."""
 
 
 def _image_folders(output: Path, skip: set[str] = frozenset()):

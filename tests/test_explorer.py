@@ -1,0 +1,472 @@
+"""The explorer: the page's selection equals aptviz.select_patches, in a real headless Chromium.
+
+Python side: the explorer's data (maps, means, budget order, per-cell model-view
+errors, uniform table) against the pipeline. Browser side: window.aptviz.select
+on the sample photos for many alphas (random, every v2 breakpoint of one scale,
+budget 0 and 1), v1 custom thresholds; the controls driven through the DOM; the
+dataset view; the `aptviz explore` page and `_repr_html_()` offline.
+Browser tests are skipped, with the reason, only when Playwright or Chromium is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import aptviz
+from aptviz.compute.entropy import PAD
+from aptviz.compute.params import Params
+from aptviz.compute.tokens import token_counts
+from aptviz.compute.views import compare_views, model_view, psnr
+from aptviz.pipeline import compute
+from aptviz.render.explorer import cell_errors, explorer_data
+from aptviz.runs.explore import explore
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "sample_images").glob("*.png"))
+CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]
+
+
+def _result(path: Path, **params):
+    return compute(path, [], Params(**params))
+
+
+def _decode(b64: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(b64), dtype=np.dtype(dtype).newbyteorder("<"))
+
+
+# ---- Python: the data --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_per_cell_errors_give_the_model_view_psnr(path):
+    res = _result(path)
+    scales = sorted(res.maps)
+    grids = {ps: res.maps[ps].shape for ps in scales}
+    err = cell_errors(res.resized, 14, scales, grids)
+    rng = np.random.default_rng(0)
+    for method, alpha in [("v2", 1.0), ("v2", 0.7), ("budget", 0.3), ("budget", 0.05), ("v1", None)]:
+        sel = aptviz.select_patches(res.maps, method, alpha if alpha is not None else 1.0)
+        total = sum(float(err[ps][np.asarray(sel.masks[ps])].sum()) for ps in scales)
+        expected = psnr(res.resized, model_view(res.resized, sel.masks))
+        got = None if total == 0 else 10 * np.log10(255.0**2 / (total / res.resized.size))
+        assert (got is None) == (expected is None)
+        assert got == pytest.approx(expected, abs=1e-9)
+    # a random partition-free check: a kept coarse cell's error is its block's squared deviation
+    ps = scales[1]
+    r, c = rng.integers(0, res.resized.shape[0] // ps), rng.integers(0, res.resized.shape[1] // ps)
+    block = res.resized[r * ps:(r + 1) * ps, c * ps:(c + 1) * ps].astype(np.int64)
+    means = np.rint(block.reshape(14, 2, 14, 2, 3).sum(axis=(1, 3)) / 4.0)
+    assert err[ps][r, c] == ((block - np.repeat(np.repeat(means, 2, 0), 2, 1)) ** 2).sum()
+
+
+def test_data_carries_the_maps_means_and_uniform_table():
+    path = ROOT / "sample_images" / "chelsea.png"
+    res = _result(path)
+    data = explorer_data("chelsea", res.loaded.image, res.resized, res.maps, res.params)
+    for ps, m in res.maps.items():
+        assert np.array_equal(_decode(data["maps"][str(ps)], "f4").reshape(m.shape), m)
+    for ps in sorted(res.maps)[1:]:
+        m = res.maps[ps]
+        assert data["means"][str(ps)] == float(m[m != PAD].astype(np.float64).sum()) / int((m != PAD).sum())
+    # every token count in range maps to the uniform baseline compare_views computes
+    table = data["uniform"]
+    n = res.maps[14].size
+    for t in sorted({table[0][0], n, *np.random.default_rng(1).integers(table[0][0], n, 6).tolist()}):
+        entry = [e for e in table if e[0] <= t][-1]
+        masks = aptviz.select_patches(res.maps, "budget", 1.0).masks  # any partition: the uniform side ignores it
+        view = compare_views(res.loaded.image, res.resized, masks, t).stats
+        assert entry[1] == view.uniform_vit_tokens
+        assert entry[2] == pytest.approx(view.psnr_uniform, abs=1e-5)
+
+
+def test_explore_api_names_and_page(tmp_path):
+    ex = explore([ROOT / "sample_images" / "chelsea.png", ROOT / "sample_images" / "chelsea.png"], bins=256)
+    assert ex.names == ["chelsea", "chelsea_2"]
+    out = ex.save(tmp_path / "e.html")
+    page = out.read_text(encoding="utf-8")
+    assert page.count("<div data-aptviz-explorer") == 2 and "<div data-aptviz-dataset" in page
+    assert "http://" not in page and "https://" not in page
+
+
+# ---- the browser ---------------------------------------------------------------------------------------------
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, url):
+    pg = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("request", lambda r: errors.append(f"network: {r.url}") if r.url.startswith(("http:", "https:")) else None)
+    pg.goto(url, wait_until="load")
+    pg.errors = errors
+    return pg
+
+
+CASES = {
+    # name: (image, params)
+    "astronaut": ("astronaut.png", {}),
+    "chelsea": ("chelsea.png", {}),  # 448x308: the 56 px grid overhangs at the bottom (PAD row)
+    "coffee": ("coffee.png", {}),
+    "chelsea_mse": ("chelsea.png", {"importance": "upsample-mse"}),  # budget scores by the cell's own value
+    "coffee_lap": ("coffee.png", {"importance": "laplacian", "patch_size": 16}),
+    "astronaut_4": ("astronaut.png", {"num_scales": 4}),  # 14..112 px; the 112 px grid overhangs
+    "coffee_m1": ("coffee.png", {"merge_size": 1}),  # factor 14: the 28 px grid overhangs too; LLM = ViT tokens
+    "chelsea_m4": ("chelsea.png", {"merge_size": 4}),  # 56 px units: small patches may not fill whole units
+    "coffee_q3": ("coffee.png", {"model": "qwen3-vl"}),  # 16, 32, 64 px; 32 px merge unit
+}
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {name: _result(ROOT / "sample_images" / img, **params) for name, (img, params) in CASES.items()}
+
+
+@pytest.fixture(scope="module")
+def explore_page(tmp_path_factory, results):
+    out = tmp_path_factory.mktemp("explore") / "explore.html"
+    payloads = [explorer_data(n, r.loaded.image, r.resized, r.maps, r.params) for n, r in results.items()]
+    from aptviz.render.explorer import explorer_page
+
+    out.write_text(explorer_page(payloads), encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def page(browser, explore_page):
+    pg = _open(browser, explore_page.as_uri())
+    yield pg
+    assert not pg.errors, pg.errors
+    pg.close()
+
+
+def _js_select_many(pg, name, calls):
+    return pg.evaluate(
+        """([name, calls]) => calls.map(c => {
+            const r = aptviz.select(name, c);
+            const masks = {};
+            for (const ps in r.masks) masks[ps] = r.masks[ps].join('');
+            return Object.assign({}, r, {masks});
+        })""",
+        [name, calls],
+    )
+
+
+def _check(res, got, method, alpha=1.0, thresholds=None, with_views=True):
+    p = res.params
+    sel = aptviz.select_patches(res.maps, method, alpha, thresholds, measure=p.importance)
+    for ps, m in sel.masks.items():
+        flat = "".join("1" if v else "0" for v in np.asarray(m).reshape(-1))
+        assert got["masks"][str(ps)] == flat, (method, alpha, thresholds, ps)
+    assert got["tokens_by_scale"] == {str(k): v for k, v in sel.tokens_by_scale.items()}
+    tc = token_counts(sel.tokens_by_scale, sel.base_small_tokens, p.patch_size, p.merge_size)
+    assert got["vit_tokens"] == tc.vit_tokens and got["llm_tokens"] == tc.llm_tokens
+    assert got["retention"] == sel.retention
+    if method == "budget":
+        assert got["budget_info"] == dict(sel.budget_info.to_dict() if hasattr(sel.budget_info, "to_dict")
+                                          else sel.budget_info)
+    else:
+        assert got["thresholds"] == sel.thresholds
+    if with_views:
+        view = compare_views(res.loaded.image, res.resized, sel.masks, sel.tokens, p.patch_size, p.merge_size,
+                             p.min_pixels).stats
+        if view.psnr_apt is None:
+            assert got["psnr_apt"] is None
+        else:
+            assert abs(got["psnr_apt"] - view.psnr_apt) < 0.01
+        assert got["uniform_vit_tokens"] == view.uniform_vit_tokens
+        assert got["psnr_uniform"] == pytest.approx(view.psnr_uniform, abs=1e-5)
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", list(CASES))
+def test_v2_random_alphas_and_every_breakpoint(page, results, name):
+    res = results[name]
+    m = res.maps[sorted(res.maps)[1]]
+    valid = m[m != PAD].astype(np.float64)
+    mean = float(valid.sum()) / valid.size
+    breaks = sorted({float(v) / mean for v in valid})  # alpha exactly at cell / mean: float64 decides
+    rng = np.random.default_rng(len(name))
+    alphas = [0.0, 3.0, 1.0, *rng.uniform(0, 3, 25).tolist(), *breaks, *np.nextafter(breaks, 0).tolist()[:40]]
+    got = _js_select_many(page, name, [{"method": "v2", "alpha": a} for a in alphas])
+    for i, (a, g) in enumerate(zip(alphas, got)):
+        _check(res, g, "v2", a, with_views=i < 30 or i % 10 == 0)
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", list(CASES))
+def test_budget_alphas_including_0_and_1(page, results, name):
+    res = results[name]
+    n = res.maps[min(res.maps)].size
+    rng = np.random.default_rng(7 + len(name))
+    sel0 = aptviz.select_patches(res.maps, "budget", 0.0, measure=res.params.importance)
+    base = sel0.budget_info.base_tokens
+    # alpha * N exactly half-way, where round-half-to-even and round-half-up give different k
+    halves = [(j + 0.5) / n for j in range(base, n) if j % 2 == 0 and (j + 1 - base) % 3 == 0]
+    halves = [a for a in halves if a * n == int(a * n) + 0.5][:: max(1, len(halves) // 20)]
+    assert halves
+    alphas = [0.0, 1.0, 0.5, 0.3, *rng.uniform(0, 1, 30).tolist(), *halves]
+    got = _js_select_many(page, name, [{"method": "budget", "alpha": a} for a in alphas])
+    for i, (a, g) in enumerate(zip(alphas, got)):
+        _check(res, g, "budget", a, with_views=i < 34 or i % 5 == 0)
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee_lap", "astronaut_4", "coffee_m1"])
+def test_v1_custom_thresholds(page, results, name):
+    res = results[name]
+    scales = sorted(res.maps)
+    rng = np.random.default_rng(3)
+    hi = [float(res.maps[ps][res.maps[ps] != PAD].max()) for ps in scales[1:]]
+    sets = [[float(rng.uniform(0, h * 1.1)) for h in hi] for _ in range(20)]
+    # thresholds equal to cell values: `cell < threshold` is strict
+    sets += [[float(res.maps[ps][res.maps[ps] != PAD].reshape(-1)[k]) for ps in scales[1:]] for k in range(5)]
+    if res.params.importance == "entropy" and len(scales) == 3:
+        sets.append([3.0, 2.0])
+    got = _js_select_many(page, name, [{"method": "v1", "thresholds": t} for t in sets])
+    for t, g in zip(sets, got):
+        _check(res, g, "v1", 1.0, t)
+
+
+@needs_chromium
+def test_one_scale_keeps_every_patch(browser, tmp_path):
+    """With one scale there is nothing to choose: every method keeps every finest patch, as in Python."""
+    ex = explore(ROOT / "sample_images" / "chelsea.png", num_scales=1)
+    pg = _open(browser, ex.save(tmp_path / "one.html").as_uri())
+    res = _result(ROOT / "sample_images" / "chelsea.png", num_scales=1)
+    calls = [{"method": "v2", "alpha": 1.0}, {"method": "budget", "alpha": 0.0}, {"method": "v1", "thresholds": []}]
+    for call, got in zip(calls, _js_select_many(pg, "chelsea", calls)):
+        _check(res, got, call["method"], call.get("alpha", 1.0), call.get("thresholds"))
+    assert not pg.errors, pg.errors
+    pg.close()
+
+
+@needs_chromium
+def test_controls_update_the_fields(page, results):
+    res = results["astronaut"]
+    el = "[data-aptviz-explorer][data-image='astronaut']"
+
+    def fields():
+        return page.evaluate(
+            """(sel) => Object.fromEntries(Array.from(document.querySelector(sel).querySelectorAll('[data-field]'))
+                 .map(e => [e.dataset.field, e.dataset.value]))""", el)
+
+    def move(selector, value):
+        page.evaluate("""([s, v]) => { const e = document.querySelector(s); e.value = v;
+                          e.dispatchEvent(new Event('input', {bubbles: true})); }""", [selector, value])
+
+    def expect(method, alpha=1.0, thresholds=None):
+        sel = aptviz.select_patches(res.maps, method, alpha, thresholds)
+        p = res.params
+        view = compare_views(res.loaded.image, res.resized, sel.masks, sel.tokens).stats
+        tc = token_counts(sel.tokens_by_scale, sel.base_small_tokens, p.patch_size, p.merge_size)
+        f = fields()
+        assert int(f["vit_tokens"]) == tc.vit_tokens and int(f["llm_tokens"]) == tc.llm_tokens
+        assert float(f["retention"]) == sel.retention
+        assert abs(float(f["psnr_apt"]) - view.psnr_apt) < 0.01
+        assert int(f["uniform_vit_tokens"]) == view.uniform_vit_tokens
+        assert float(f["psnr_uniform"]) == pytest.approx(view.psnr_uniform, abs=1e-5)
+        for ps, n in sel.tokens_by_scale.items():
+            assert int(f[f"tokens_{ps}"]) == n
+        shown = page.locator(f"{el} [data-field=vit_tokens]").text_content()
+        assert shown == str(tc.vit_tokens)
+
+    move(f"{el} select[name=method]", "v2")
+    move(f"{el} input[name=alpha]", "1.37")
+    expect("v2", 1.37)
+    move(f"{el} input[type=number][name=alpha]", "0.8")
+    expect("v2", 0.8)
+    assert page.eval_on_selector(f"{el} input[type=range][name=alpha]", "e => e.value") == "0.8"
+    move(f"{el} select[name=method]", "budget")
+    move(f"{el} input[name=alpha]", "0.25")
+    expect("budget", 0.25)
+    move(f"{el} select[name=method]", "v1")
+    move(f"{el} input[name=threshold-1]", "4.5")
+    move(f"{el} input[name=threshold-2]", "3.25")
+    expect("v1", thresholds=[4.5, 3.25])
+
+
+@needs_chromium
+def test_dataset_mean_is_the_mean_of_the_images(page):
+    ds = "[data-aptviz-dataset]"
+    for method, alpha in [("v2", "1.2"), ("budget", "0.35"), ("v2", "0.6")]:
+        page.evaluate("""([s, m, a]) => { const d = document.querySelector(s);
+            const sel = d.querySelector('select[name=method]'); sel.value = m; sel.dispatchEvent(new Event('input'));
+            const al = d.querySelector('input[name=alpha]'); al.value = a; al.dispatchEvent(new Event('input')); }""",
+                      [ds, method, alpha])
+        names = page.evaluate("Array.from(document.querySelectorAll('[data-aptviz-explorer]')).map(e => e.dataset.image)")
+        rets = page.evaluate("([n, m, a]) => n.map(x => aptviz.select(x, {method: m, alpha: a}))",
+                             [names, method, float(alpha)])
+        got = page.evaluate("""(s) => Object.fromEntries(Array.from(document.querySelector(s)
+                 .querySelectorAll('[data-field]')).map(e => [e.dataset.field, e.dataset.value]))""", ds)
+        r = [x["retention"] for x in rets]
+        lr = [x["llm_retention"] for x in rets]
+        assert float(got["mean_retention"]) == pytest.approx(float(np.mean(r)), rel=1e-12, abs=0)
+        assert float(got["median_retention"]) == pytest.approx(float(np.median(r)), rel=1e-12, abs=0)
+        assert float(got["mean_llm_retention"]) == pytest.approx(float(np.mean(lr)), rel=1e-12, abs=0)
+
+
+def _built(pg, count):
+    pg.wait_for_function(
+        f"document.querySelectorAll('[data-aptviz-explorer] [data-field=vit_tokens]').length >= {count}", timeout=10000
+    )
+
+
+@needs_chromium
+def test_cli_explore_page_works_offline(browser, tmp_path):
+    from aptviz.cli import main
+
+    out = tmp_path / "explore.html"
+    with pytest.raises(SystemExit) as exc:
+        main(["explore", str(ROOT / "sample_images" / "chelsea.png"), str(ROOT / "sample_images" / "coffee.png"),
+              "-o", str(out), "--bins", "256", "-m", "budget", "-a", "0.4", "--model", "qwen3-vl"])
+    assert exc.value.code == 0
+    pg = _open(browser, out.as_uri())
+    _built(pg, 2)
+    res = _result(ROOT / "sample_images" / "coffee.png", bins=256, model="qwen3-vl")
+    sel = aptviz.select_patches(res.maps, "budget", 0.4)
+    shown = pg.eval_on_selector("[data-image='coffee'] [data-field=vit_tokens]", "e => e.textContent")
+    assert shown == str(sel.tokens)
+    assert pg.eval_on_selector("[data-image='coffee'] select[name=method]", "e => e.value") == "budget"
+    assert not pg.errors, pg.errors
+    pg.close()
+
+
+@needs_chromium
+def test_repr_html_twice_on_one_page(browser, tmp_path):
+    a = explore(ROOT / "sample_images" / "chelsea.png", method="v2", alpha=1.2)
+    b = explore(ROOT / "sample_images" / "coffee.png", method="budget", alpha=0.2)
+    # a notebook's exported HTML: the cells' outputs one after the other, each with its own copy of the script
+    page = tmp_path / "notebook.html"
+    page.write_text(f"<!DOCTYPE html><html><body><div>{a._repr_html_()}</div><div>{b._repr_html_()}</div></body></html>",
+                    encoding="utf-8")
+    pg = _open(browser, page.as_uri())
+    _built(pg, 2)
+    got = pg.evaluate("aptviz.select('coffee', {method: 'budget', alpha: 0.2}).vit_tokens")
+    res = _result(ROOT / "sample_images" / "coffee.png")
+    assert got == aptviz.select_patches(res.maps, "budget", 0.2).tokens
+    assert pg.eval_on_selector("[data-image='chelsea'] input[type=number][name=alpha]", "e => e.value") == "1.2"
+    assert pg.evaluate("document.querySelectorAll('[data-image=chelsea] select[name=method]').length") == 1
+    assert not pg.errors, pg.errors
+    pg.close()
+
+
+def test_data_is_json_and_safe_in_a_script():
+    from aptviz.render.explorer import _json_for_script
+
+    text = _json_for_script({"name": "</script><b>"})
+    assert "</" not in text and json.loads(text) == {"name": "</script><b>"}
+
+
+# ---- report.html ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from aptviz.cli import app
+
+    out = tmp_path_factory.mktemp("batch")
+    args = [str(ROOT / "sample_images"), "-m", "budget:0.3", "-m", "v2:1.2", "-q", "-o", str(out)]
+    r = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):
+    from aptviz.render.explorer import BATCH_UNIFORM_VIEWS
+
+    for path in SAMPLES:
+        text = (batch / path.stem / "explorer.js").read_text(encoding="utf-8")
+        data = json.loads(text[text.index("push(") + 5: text.rindex(");")])
+        stats = json.loads((batch / path.stem / "stats.json").read_text(encoding="utf-8"))
+        assert stats["files"]["explorer"] == "explorer.js"
+        table = data["uniform"]
+        computed = [e for e in table if len(e) == 3]
+        assert len(computed) <= BATCH_UNIFORM_VIEWS + len(stats["selections"]) and len(computed) < len(table)
+        res = _result(path)
+        masks = aptviz.select_patches(res.maps, "budget", 1.0).masks
+        for t, uvt, value in computed:
+            view = compare_views(res.loaded.image, res.resized, masks, t).stats
+            assert uvt == view.uniform_vit_tokens
+            assert value == (None if view.psnr_uniform is None else round(view.psnr_uniform, 6))
+        for sel in stats["selections"]:  # the batch's own selections are always in the table
+            entry = [e for e in table if e[0] <= sel["vit_tokens"]][-1]
+            assert entry[1] == sel["uniform_vit_tokens"] and len(entry) == 3
+
+
+@needs_chromium
+def test_report_cards_load_their_explorer_when_shown(browser, batch):
+    pg = browser.new_page(viewport={"width": 1000, "height": 500})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.goto((batch / "report.html").as_uri(), wait_until="load")
+    names = pg.evaluate("Array.from(document.querySelectorAll('[data-aptviz-explorer]')).map(e => e.dataset.image)")
+    assert sorted(names) == sorted(p.stem for p in SAMPLES)
+    last = names[-1]
+    pg.wait_for_timeout(300)
+    assert pg.evaluate("(n) => !document.querySelector(`[data-image='${n}'] [data-field=vit_tokens]`)", last)  # lazy
+    built = f"[data-aptviz-explorer][data-image='{last}'] [data-field=vit_tokens]"
+    for _ in range(10):  # cards above may grow as their explorers start: scroll again until it is in view
+        pg.locator(f"[data-aptviz-explorer][data-image='{last}']").scroll_into_view_if_needed()
+        pg.wait_for_timeout(400)
+        if pg.query_selector(built):
+            break
+    assert pg.query_selector(built), "the card's explorer did not start when shown"
+    stats = json.loads((batch / last / "stats.json").read_text(encoding="utf-8"))
+    first = stats["selections"][0]  # the card's explorer starts at the card's first selection
+    shown = pg.evaluate("""(n) => Object.fromEntries(Array.from(document.querySelectorAll(
+        `[data-image='${n}'] [data-field]`)).map(e => [e.dataset.field, e.dataset.value]))""", last)
+    assert int(shown["vit_tokens"]) == first["vit_tokens"] and int(shown["llm_tokens"]) == first["llm_tokens"]
+    assert float(shown["retention"]) == first["retention"]
+    assert abs(float(shown["psnr_apt"]) - first["psnr_apt"]) < 0.01
+    assert int(shown["uniform_vit_tokens"]) == first["uniform_vit_tokens"]
+    assert float(shown["psnr_uniform"]) == pytest.approx(first["psnr_uniform"], abs=1e-5)
+    # every card, loaded through the API, selects as Python does
+    res = {p.stem: _result(p) for p in SAMPLES}
+    for name in names:
+        pg.evaluate("(n) => aptviz.load(n)", name)
+        for method, alpha in [("v2", 0.9), ("budget", 0.45), ("budget", 1.0)]:
+            got = _js_select_many(pg, name, [{"method": method, "alpha": alpha}])[0]
+            _check(res[name], got, method, alpha, with_views=False)
+    assert not errors, errors
+    pg.close()
+
+
+@needs_chromium
+def test_report_dataset_view_loads_every_image_and_averages(browser, batch):
+    pg = browser.new_page(viewport={"width": 1000, "height": 700})
+    pg.goto((batch / "report.html").as_uri(), wait_until="load")
+    ds = "[data-aptviz-dataset]"
+    pg.evaluate("""(s) => { const a = document.querySelector(s + ' input[name=alpha]'); a.value = '1.5';
+                            a.dispatchEvent(new Event('input')); }""", ds)
+    pg.wait_for_function("(s) => document.querySelector(s + ' [data-field=images]').dataset.value === '3'", arg=ds,
+                         timeout=10000)
+    got = float(pg.eval_on_selector(f"{ds} [data-field=mean_retention]", "e => e.dataset.value"))
+    res = [_result(p) for p in SAMPLES]
+    expected = np.mean([aptviz.select_patches(r.maps, "v2", 1.5).retention for r in res])
+    assert got == pytest.approx(expected, rel=1e-12)
+    pg.close()
