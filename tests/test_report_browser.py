@@ -234,14 +234,15 @@ def test_no_script_runs_from_a_planted_stats_json_or_summary(tmp_path, make_imag
     _fill_and_load_some(pg)
     for link in pg.query_selector_all("a"):
         link.hover()
-    for select in pg.query_selector_all("select"):
+    for select in pg.query_selector_all('select[aria-label="selection"]'):  # the cards' (not the explorers')
         select.select_option("1")
     pg.mouse.move(5, 5)
     assert pg.evaluate("window.__pwned") is None
     shown = pg.inner_text("body")
     assert ATTACKS[0] in shown and ATTACKS[1] in shown  # shown as text
     assert named.name in shown
-    assert pg.errors == [] or all(e.startswith("failed: ") for e in pg.errors)  # planted links 404
+    # planted links 404; the explorer refuses a planted method with its own message (text, not script)
+    assert all(e.startswith(("failed: ", "aptviz: unknown method")) for e in pg.errors), pg.errors
 
 
 def _fill_and_load_some(pg) -> None:
