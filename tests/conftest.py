@@ -17,6 +17,25 @@ settings.register_profile("dev", deadline=None, max_examples=60)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+def invoke(*args, catch_exceptions: bool = True):
+    """The ``aptviz`` command in this process (Typer's CliRunner): ``exit_code``, ``stdout``, ``stderr``, ``output``."""
+    from typer.testing import CliRunner
+
+    from aptviz.cli.command import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=catch_exceptions)
+
+
+def copies(folder: Path, count: int, sample: str = "chelsea.png", stem: str = "img") -> Path:
+    """``count`` copies of a sample photo in a new folder (``img0.png`` ..., two digits from 10 copies on)."""
+    import shutil
+
+    folder.mkdir(parents=True)
+    for i in range(count):
+        shutil.copy(SAMPLES / sample, folder / (f"{stem}{i:02d}.png" if count > 9 else f"{stem}{i}.png"))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES
@@ -53,3 +72,105 @@ def make_image(tmp_path):
         return path
 
     return _make
+
+
+# -- real processes: the command in a fresh interpreter, its workers, signals -------------------------
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+PYTHON = [sys.executable, *(["-S"] if sys.flags.no_site else [])]  # -S: as this interpreter was started
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+#: Generous deadlines for tests that wait on other processes: the suite must pass on a loaded 2-core
+#: machine, so waits poll until something happens and give up only after this long.
+DEADLINE = 120.0
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "timing: waits on other processes, signals or the clock (sleep/kill/SIGTERM); polls with generous "
+        "deadlines (conftest.DEADLINE) instead of fixed sleeps. Deselect with -m 'not timing'.",
+    )
+
+
+def aptviz(*args, **kw) -> subprocess.CompletedProcess:
+    """The real command in a fresh process."""
+    kw.setdefault("timeout", DEADLINE)
+    return subprocess.run([*PYTHON, "-m", "aptviz", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def start(*args) -> subprocess.Popen:
+    """The real command, started in its own session (signals reach it alone)."""
+    return subprocess.Popen(
+        [*PYTHON, "-m", "aptviz", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def small_images(folder: Path, count: int, size=(112, 140), seed: int = 0) -> Path:
+    """``count`` generated PNGs ``img00.png`` ... in ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(textured(*size, seed=seed + i)).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+def summary_rows(out: Path) -> list[dict]:
+    """The rows of OUTPUT/summary.json."""
+    return json.loads((out / "summary.json").read_text())
+
+
+def children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(condition, seconds: float = DEADLINE, every: float = 0.02):
+    """Poll ``condition()`` until it returns something true (returned) or ``seconds`` pass (None)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    return None
+
+
+def gone_within(pids: list[int], seconds: float = 10.0) -> bool:
+    """Whether every process of ``pids`` has exited within ``seconds``."""
+    return wait_for(lambda: not [p for p in pids if alive(p)], seconds) is not None
+
+
+def workers_of(proc: subprocess.Popen, count: int = 2) -> list[int]:
+    """The worker processes of a started command, once ``count`` run (an empty list if it ended first)."""
+
+    def check():
+        found = children(proc.pid)
+        return (found,) if len(found) >= count or proc.poll() is not None else None
+
+    return (wait_for(check) or ([],))[0]

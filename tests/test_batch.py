@@ -2,22 +2,15 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from typer.testing import CliRunner
+import pytest
 
-from aptviz.cli.command import app
 from aptviz.runs.batch import discover
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_images"
+from conftest import DEADLINE, SAMPLES, copies, invoke, start, summary_rows, wait_for
 
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def build_tree(root: Path) -> Path:
@@ -30,10 +23,6 @@ def build_tree(root: Path) -> Path:
     (root / "b" / "broken.jpg").write_bytes((SAMPLES / "chelsea.png").read_bytes()[:2000])
     (root / "notes.txt").write_text("not an image")
     return root
-
-
-def rows_of(out: Path):
-    return json.loads((out / "summary.json").read_text())
 
 
 def test_discover_mirrors_paths_and_resolves_collisions(tmp_path):
@@ -75,7 +64,7 @@ def test_sweep_acceptance(tmp_path):
     args = [src, "-r", "-m", "v1", "-m", "budget", "-a", "0.2", "-a", "0.4", "--workers", "2", "-o", out]
     r = invoke(*args)
     assert r.exit_code == 1, r.output
-    rows = rows_of(out)
+    rows = summary_rows(out)
     ok = [row for row in rows if row["status"] == "ok"]
     per_image = {}
     for row in ok:
@@ -104,7 +93,7 @@ def test_sweep_acceptance(tmp_path):
     assert r2.exit_code == 1
     assert r2.stdout.count("skipped") == 3
     assert {p: p.stat().st_mtime_ns for p in out.rglob("stats.json")} == mtimes
-    assert len([row for row in rows_of(out) if row["status"] == "ok"]) == 9
+    assert len([row for row in summary_rows(out) if row["status"] == "ok"]) == 9
 
     # different parameters: redone
     r3 = invoke(src, "-r", "-m", "budget", "-a", "0.3", "--workers", "2", "-o", out)
@@ -121,16 +110,8 @@ def test_sweep_acceptance(tmp_path):
     assert (out / "a/rocket/stats.json").stat().st_mtime_ns > before
 
 
-def copies(folder: Path, sample: str, count: int, stem: str = "img") -> Path:
-    """``count`` copies of a sample photo in a new folder."""
-    folder.mkdir(parents=True)
-    for i in range(count):
-        shutil.copy(SAMPLES / sample, folder / f"{stem}{i:02d}.png" if count > 9 else folder / f"{stem}{i}.png")
-    return folder
-
-
 def test_resume_after_a_partial_run(tmp_path):
-    src = copies(tmp_path / "in", "chelsea.png", 3)
+    src = copies(tmp_path / "in", 3)
     out = tmp_path / "out"
     assert invoke(src, "-o", out, "-q", "--workers", "1").exit_code == 0
     # as if killed mid-image: img1 lost its stats.json and one overlay, a temp file is left over
@@ -148,21 +129,14 @@ def test_resume_after_a_partial_run(tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.timing
 def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
-    src = copies(tmp_path / "in", "astronaut.png", 40)
+    src = copies(tmp_path / "in", 40, "astronaut.png")
     out = tmp_path / "out"
-    args = "-m v1 -m budget -a 0.3 --workers 2 -q".split()
-    cmd = [sys.executable, "-m", "aptviz", str(src), "-o", str(out), *args]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(out.glob("*/stats.json"))) < 2:
-        time.sleep(0.05)
+    proc = start(src, "-o", out, *"-m v1 -m budget -a 0.3 --workers 2 -q".split())
+    assert wait_for(lambda: len(list(out.glob("*/stats.json"))) >= 2), proc.communicate()[1]
     os.killpg(proc.pid, signal.SIGINT)  # like Ctrl-C in a terminal: the whole process group
-    t0 = time.monotonic()
-    _, err = proc.communicate(timeout=30)
-    assert time.monotonic() - t0 < 10
+    _, err = proc.communicate(timeout=DEADLINE)  # quickly: the images in flight only (checked below)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     done = list(out.glob("*/stats.json"))
@@ -174,7 +148,7 @@ def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
     r = invoke(src, "-o", out, "-m", "v1", "-m", "budget", "-a", "0.3", "--workers", "2", "-q")
     assert r.exit_code == 0
     assert len(list(out.glob("*/stats.json"))) == 40
-    rows = rows_of(out)
+    rows = summary_rows(out)
     assert len(rows) == 80 and all(row["status"] == "ok" for row in rows)
     assert not list(out.rglob("*.tmp"))
 
@@ -190,7 +164,7 @@ def test_failed_image_never_removes_other_outputs(tmp_path):
     r = invoke(src, "-o", out, "-q")
     assert r.exit_code == 1
     assert sorted(p.relative_to(out) for p in (out / "good").rglob("*")) == files
-    rows = rows_of(out)
+    rows = summary_rows(out)
     assert [(Path(row["image"]).name, row["status"]) for row in rows] == [("bad.png", "failed"), ("good.png", "ok")]
 
 
@@ -204,12 +178,13 @@ def _killer_work(path, *args):
 from aptviz.runs.batch import _work as _REAL_WORK  # noqa: E402
 
 
+@pytest.mark.timing
 def test_a_dying_worker_fails_only_its_image(tmp_path, monkeypatch):
     """An image whose worker process dies (as when killed for memory) is recorded; the rest completes."""
     import aptviz.runs.batch as batch
     from aptviz.compute.params import Params, expand_runs
 
-    src = copies(tmp_path / "in", "chelsea.png", 4, stem="ok")
+    src = copies(tmp_path / "in", 4, stem="ok")
     shutil.copy(SAMPLES / "chelsea.png", src / "killer.png")
     monkeypatch.setattr(batch, "_work", _killer_work)
     jobs, _ = discover([src])
@@ -222,10 +197,10 @@ def test_a_dying_worker_fails_only_its_image(tmp_path, monkeypatch):
 
 def test_output_inside_input_is_not_rescanned(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    copies(tmp_path / "photos", "chelsea.png", 2)
+    copies(tmp_path / "photos", 2)
     args = [".", "-r", "-m", "v1", "-m", "budget", "-a", "0.3", "-o", "visualizations", "-q", "--workers", "1"]
     assert invoke(*args).exit_code == 0
     assert invoke(*args, "--overwrite").exit_code == 0  # a second pass sees only the two photos
-    rows = rows_of(tmp_path / "visualizations")
+    rows = summary_rows(tmp_path / "visualizations")
     assert sorted({Path(r["image"]).name for r in rows}) == ["img0.png", "img1.png"]
     assert not (tmp_path / "visualizations" / "visualizations").exists()

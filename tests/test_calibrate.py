@@ -42,7 +42,7 @@ def test_step_function_equals_selection_everywhere(method):
 @pytest.mark.parametrize("method", ["v2", "v1"])
 def test_calibrate_is_rechecked_by_a_sweep(sample_paths, method, statistic):
     target = 0.3
-    cal, failed = calibrate_paths([str(p) for p in sample_paths], method, target, statistic)
+    cal, failed = calibrate_paths([str(p) for p in sample_paths], method, target, statistic=statistic)
     assert not failed
     # a sweep at the value found, through the public API
     key = {"alphas": [cal.value]} if method == "v2" else {"thresholds": [3.0 * cal.value, 2.0 * cal.value]}

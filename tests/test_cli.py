@@ -5,17 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from aptviz import __version__
-from aptviz.cli.command import app
 
-ROOT = Path(__file__).resolve().parents[1]
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from conftest import ROOT, invoke
 
 
 def aptviz_cmd(*args, **kw):

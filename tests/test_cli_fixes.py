@@ -10,24 +10,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from typer.testing import CliRunner
 
-from aptviz.cli.command import SUBCOMMANDS, app, main
+from aptviz.cli.command import SUBCOMMANDS, main
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_images"
+from conftest import ROOT, SAMPLES, copies, invoke
+
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def copies(folder: Path, count: int, sample: str = "chelsea.png") -> Path:
-    folder.mkdir(parents=True)
-    for i in range(count):
-        shutil.copy(SAMPLES / sample, folder / f"img{i}.png")
-    return folder
 
 
 def run_in_terminal(args: list[str], cwd: Path) -> str:

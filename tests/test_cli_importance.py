@@ -2,27 +2,25 @@
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import aptviz
-from aptviz.cli.command import app
 from aptviz.compute.importance import compute_importance
 from aptviz.compute.params import Params, build_runs
 from aptviz.pipeline import compute, write_outputs
 from aptviz.render.pictures import render_heatmap
 
-ROOT = Path(__file__).resolve().parents[1]
-CHELSEA = ROOT / "sample_images" / "chelsea.png"
-runner = CliRunner()
+from conftest import SAMPLES
+from conftest import invoke as _invoke
+
+CHELSEA = SAMPLES / "chelsea.png"
 
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return _invoke(*args, catch_exceptions=False)
 
 
 @pytest.mark.parametrize(
@@ -40,7 +38,7 @@ def test_json_equals_analyze_on_sample_photos(tmp_path, photo, selections, optio
     """Acceptance (issue 16): ``aptviz IMG --json`` equals ``aptviz.analyze(IMG, ...)``, files aside."""
     from aptviz.render.extras import RenderOptions
 
-    path = ROOT / "sample_images" / photo
+    path = SAMPLES / photo
     args = [a for sel in selections for a in ("-m", sel)] + options
     r = invoke(path, *args, "--json", "-o", tmp_path)
     assert r.exit_code == 0, r.output
@@ -99,7 +97,7 @@ def test_entropy_stats_keep_the_alias(tmp_path):
     ],
 )
 def test_usage_errors(tmp_path, args, needle):
-    r = runner.invoke(app, [str(CHELSEA), "-o", str(tmp_path / "o"), *args])
+    r = _invoke(CHELSEA, "-o", tmp_path / "o", *args)
     assert r.exit_code == 2, r.output
     assert needle in r.output
     assert not (tmp_path / "o" / "chelsea").exists()

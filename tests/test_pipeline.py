@@ -1,6 +1,5 @@
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,8 @@ from aptviz.compute.stats import ImageStats
 from aptviz.output.atomic import write_bytes_atomic, write_json_atomic
 from aptviz.pipeline import compute, process_image, write_outputs
 
-SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
+from conftest import SAMPLES
+
 SCHEMA_IMAGE = {"path", "original_size", "resized_size", "frames"}
 SCHEMA_PARAMS = {
     "model",

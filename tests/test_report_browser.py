@@ -14,7 +14,8 @@ import pytest
 
 from aptviz.cli.command import app
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--disable-sync"]

@@ -25,7 +25,6 @@ from aptviz.pipeline import process_image
 
 from conftest import textured
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def png_bomb(path: Path, width=30000, height=30000) -> Path:

@@ -2,7 +2,6 @@ import json
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +10,7 @@ from PIL import Image
 from aptviz.compute.params import Params, expand_runs
 from aptviz.errors import InputError
 
-from conftest import textured
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, textured
 
 
 def test_24_megapixel_photo_under_2_gb(tmp_path):

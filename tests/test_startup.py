@@ -33,9 +33,8 @@ from aptviz.datasets.parquet import (
 )
 from aptviz.datasets.rows import InputRef, failed_rows, image_rows
 
-from conftest import SAMPLES
+from conftest import ROOT, SAMPLES
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = expand_runs(["v1", "v2", "budget"], [0.3, 1.0])
 HEAVY = ("pandas", "ray", "torch", "matplotlib", "transformers", "aptviz.render", "aptviz.pipeline", "pyarrow.compute")
 

@@ -368,7 +368,10 @@ def test_ctrl_c_leaves_complete_parts_and_the_rerun_finishes(folder, tmp_path):
 
     report = run_stats([folder], out, RUNS, Params(), recursive=True, workers=1, task_size=1, on_progress=stop)
     assert report.interrupted and report.return_code == 130 and report.images == 1
-    assert [p.name for p in out.iterdir()] == [p.name for p in part_files(out)]  # no temp file left
+    from aptviz.output.lock import OutputLock
+
+    left = [p.name for p in out.iterdir() if p.name != OutputLock.NAME]
+    assert left == [p.name for p in part_files(out)]  # no temp file left
     assert _table(out).num_rows == len(RUNS)
     rest = run_stats([folder], out, RUNS, Params(), recursive=True, workers=2)
     assert (rest.images, rest.skipped) == (4, 1)
@@ -483,3 +486,128 @@ def test_file_names_that_are_not_utf8(tmp_path):
     assert row["path"] == str(d / "caf\\xe9.png") and row["status"] == "ok"
     again = run_stats([d], tmp_path / "o", RUNS[:1], Params(), workers=1)
     assert again.skipped == 1
+
+
+# -- faults of aptviz stats (issue 21: 1, 7, 8, 10, 16) ------------------------------------------------
+from conftest import DEADLINE, aptviz, children, gone_within, needs_proc, small_images, start  # noqa: E402
+
+
+def test_a_second_run_on_one_output_refuses_at_once(tmp_path):
+    """Fault 1: the main command's lock; two runs would write every row twice."""
+    from aptviz.output.lock import OutputLock
+
+    src = small_images(tmp_path / "in", 2)
+    out = tmp_path / "rows"
+    out.mkdir()
+    with OutputLock(out):
+        r = aptviz("stats", src, "-o", out, "-m", "budget:0.3")
+    assert r.returncode == 2 and "output folder is in use" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not part_files(out)
+
+
+@pytest.mark.timing
+def test_two_concurrent_runs_never_duplicate_a_row(tmp_path):
+    src = small_images(tmp_path / "in", 24, size=(56, 84))
+    out = tmp_path / "rows"
+    runs = [start("stats", src, "-o", out, "-m", "budget:0.3", "-j", "2", "-q") for _ in range(2)]
+    results = [(p.wait(DEADLINE), p.communicate()[1]) for p in runs]
+    for code, err in results:
+        assert code == 0 or (code == 2 and "output folder is in use" in err), err
+    ids = _table(out)["row_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 24
+
+
+def test_output_equal_to_an_input_folder_is_refused(tmp_path):
+    """Fault 16: as the main command does; nothing is written into the input folder."""
+    src = small_images(tmp_path / "in", 2)
+    r = aptviz("stats", src, "-o", src)
+    assert r.returncode == 2 and "is also an input folder" in r.stderr, r.stderr
+    assert sorted(p.name for p in src.iterdir()) == ["img00.png", "img01.png"]
+
+
+def test_temp_parts_of_dead_writers_are_cleaned(tmp_path):
+    """Fault 10: a killed writer's temporary part goes; a live writer's stays."""
+    import subprocess
+
+    out = tmp_path / "rows"
+    out.mkdir()
+    dead = out / ".part-20250101-000000-abcdef12-00000.parquet.999999999.k1ll3d00.tmp"
+    dead.write_bytes(b"half a part")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        mine = out / f".part-20250101-000000-abcdef12-00001.parquet.{live.pid}.l1ve0000.tmp"
+        mine.write_bytes(b"being written")
+        report = run_stats([SAMPLES / "chelsea.png"], out, RUNS[:1], Params(), workers=1)
+        assert report.rows == 1 and not dead.exists() and mine.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("name", ["shard.tar", "table.parquet", "photo.png"])
+def test_a_fifo_input_is_refused_and_never_opened(tmp_path, name):
+    """Fault 7: a FIFO named like an input, given directly or in a folder, is one failed row; no hang."""
+    src = small_images(tmp_path / "in", 1)
+    os.mkfifo(src / name)
+    for inputs in ([src / name, src / "img00.png"], [src]):
+        out = tmp_path / f"rows{len(inputs)}"
+        r = aptviz("stats", *inputs, "-o", out, "-m", "budget:0.3", "-q")  # a hang ends in a timeout
+        assert r.returncode == 1, r.stderr
+        assert f"{name}: not a regular file (a named pipe)" in r.stderr and "Traceback" not in r.stderr
+        rows = {os.path.basename(row["path"]): row for row in _table(out).to_pylist()}
+        assert rows[name]["status"] == "failed" and rows["img00.png"]["status"] == "ok"
+
+
+SIGTERM_AFTER_ONE = """
+import os, signal, sys
+from aptviz.compute.params import Params, expand_runs
+from aptviz.datasets.engines import run_stats
+
+def stop(progress):
+    if progress.done >= 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+report = run_stats([sys.argv[1]], sys.argv[2], expand_runs(["budget"], [0.3]), Params(), workers=int(sys.argv[3]),
+                   engine=sys.argv[4], task_size=1, on_progress=stop)
+print(report.images, report.rows, report.interrupted)
+sys.exit(report.return_code)
+"""
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("engine,workers", [("local", 1), ("local", 2), ("ray", 2)])
+def test_sigterm_flushes_the_finished_rows_and_exits_143(tmp_path, engine, workers):
+    """Fault 8: SIGTERM acts like Ctrl-C: rows finished so far are written, exit 143 (with Ray: no stack dump)."""
+    import subprocess
+
+    if engine == "ray":
+        pytest.importorskip("ray")
+    src = small_images(tmp_path / "in", 12)
+    out = tmp_path / "rows"
+    r = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_ONE, str(src), str(out), str(workers), engine],
+                       capture_output=True, text=True, timeout=2 * DEADLINE)  # fmt: skip
+    assert r.returncode == 143, r.stderr
+    assert "SIGTERM received" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    images, rows, interrupted = r.stdout.split()
+    assert interrupted == "True" and 2 <= int(images) < 12 and int(rows) == int(images)
+    assert _table(out).num_rows == int(rows) and not [p for p in out.iterdir() if p.suffix == ".tmp"]
+
+
+@needs_proc
+@pytest.mark.timing
+def test_sigterm_on_the_command_stops_it_cleanly(tmp_path):
+    import signal
+
+    src = small_images(tmp_path / "in", 40, size=(448, 560))
+    proc = start("stats", src, "-o", tmp_path / "rows", "-m", "budget:0.3", "-j", "2", "-q")
+    from conftest import workers_of
+
+    workers = workers_of(proc)
+    assert len(workers) >= 2, proc.communicate()[1]
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 143, err
+    assert "aptviz: interrupted" in err and "Traceback" not in err
+    assert gone_within(workers), "orphaned workers"
+    assert not children(proc.pid)

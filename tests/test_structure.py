@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 PKG = ROOT / "aptviz"
 
 # what each package may import (besides itself and the top-level leaf modules)

@@ -29,6 +29,7 @@ from conftest import textured
     ],
     ids=["dev-zero", "fifo", "proc", "folder", "empty"],
 )
+@pytest.mark.timing
 def test_special_files_are_not_regular_files(tmp_path, make, reason):
     path = make(tmp_path)
     if not path.exists():
@@ -62,43 +63,28 @@ def test_decode_limit_rises_with_max_pixels(tmp_path, monkeypatch):
     assert Image.MAX_IMAGE_PIXELS == 1000  # restored
 
 
-# -- helpers for real processes ---------------------------------------------------------------------
+# -- helpers for real processes (the shared ones are in conftest) ---------------------------------------
 import errno  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_images"
-
-
-PYTHON = [sys.executable, *(["-S"] if sys.flags.no_site else [])]  # -S: as this interpreter was started
-
-
-def aptviz(*args, **kw) -> subprocess.CompletedProcess:
-    """The real command in a fresh process."""
-    return subprocess.run([*PYTHON, "-m", "aptviz", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw)
-
-
-def start(*args) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*PYTHON, "-m", "aptviz", *map(str, args)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def small_images(folder: Path, count: int, size=(112, 140), seed: int = 0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        Image.fromarray(textured(*size, seed=seed + i)).save(folder / f"img{i:02d}.png")
-    return folder
+from conftest import (  # noqa: E402
+    DEADLINE,
+    PYTHON,
+    ROOT,
+    SAMPLES,
+    aptviz,
+    children,
+    gone_within,
+    needs_proc,
+    small_images,
+    start,
+    wait_for,
+    workers_of,
+)
+from conftest import summary_rows as rows_of  # noqa: E402
 
 
 def _read(path: Path) -> str:
@@ -107,32 +93,6 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
-
-
-def rows_of(out: Path) -> list[dict]:
-    return json.loads((out / "summary.json").read_text())
-
-
-def children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def assert_no_torn_folder(out: Path) -> None:
@@ -148,9 +108,6 @@ def assert_no_torn_folder(out: Path) -> None:
             assert (folder / rel).stat().st_mtime_ns <= written, f"{folder / rel} is newer than its stats.json"
         overlays = {Path(s["files"]["overlay"]).name for s in stats["selections"]}
         assert {p.name for p in (folder / "02_patches_grid").iterdir()} == overlays
-
-
-needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
 
 # -- 1. resume checks which input made a folder ------------------------------------------------------
@@ -182,6 +139,7 @@ def test_two_different_files_under_one_output_name(tmp_path):
 
 # -- 2. kill -9 during a run with other parameters, then resume ---------------------------------------
 @needs_proc
+@pytest.mark.timing
 def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
     src = small_images(tmp_path / "in", 16, size=(280, 336))
     out, clean = tmp_path / "out", tmp_path / "clean"
@@ -189,17 +147,12 @@ def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
     assert aptviz(src, "-o", out, *original).returncode == 0
     assert aptviz(src, "-o", clean, *original).returncode == 0
     proc = start(src, "-o", out, "--bins", "64", "-m", "v2:0.9", "-j", "2", "-q")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # until the other run has rewritten a few folders
-        redone = [p for p in out.glob("*/stats.json") if '"bins": 64' in _read(p)]
-        if len(redone) >= 3:
-            break
-        time.sleep(0.02)
+    # until the other run has rewritten a few folders
+    wait_for(lambda: len([p for p in out.glob("*/stats.json") if '"bins": 64' in _read(p)]) >= 3)
     workers = children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-    time.sleep(0.5)
-    assert not [w for w in workers if alive(w)], "workers outlived the main process"
+    proc.wait(DEADLINE)
+    assert gone_within(workers), "workers outlived the main process"
     assert_no_torn_folder(out)
     # resume with the original parameters: every folder ends as a clean run makes it
     r = aptviz(src, "-o", out, *original)
@@ -313,13 +266,14 @@ def test_non_utf8_name_among_good_files(tmp_path):
 
 
 # -- 5. two runs on one output folder at once ---------------------------------------------------------
+@pytest.mark.timing
 def test_two_concurrent_runs_over_48_images(tmp_path):
     src = small_images(tmp_path / "in", 48, size=(56, 84))
     for attempt in range(2):
         out = tmp_path / f"out{attempt}"
         a = start(src, "-o", out, "-m", "budget:0.3", "-j", "2", "-q")
         b = start(src, "-o", out, "-m", "budget:0.3", "-j", "2", "-q")
-        results = [(p.wait(120), p.communicate()[1]) for p in (a, b)]
+        results = [(p.wait(DEADLINE), p.communicate()[1]) for p in (a, b)]
         for code, err in results:
             assert code in (0, 2), err
             if code == 2:
@@ -341,13 +295,12 @@ def test_second_run_refuses_at_once_while_the_first_holds_the_folder(tmp_path):
     from aptviz.output.lock import OutputLock
 
     with OutputLock(out):
-        t0 = time.monotonic()
-        r = aptviz(src, "-o", out, "-q")
+        r = aptviz(src, "-o", out, "-q")  # at once: it never waits for the lock
     assert r.returncode == 2 and "output folder is in use" in r.stderr, r.stderr
-    assert time.monotonic() - t0 < 10
     assert not list(out.glob("*/stats.json"))
 
 
+@pytest.mark.timing
 def test_a_run_never_deletes_another_runs_live_temp_files(tmp_path):
     from aptviz.output.atomic import clean_stale_temp_files
 
@@ -367,34 +320,25 @@ def test_a_run_never_deletes_another_runs_live_temp_files(tmp_path):
 
 
 # -- 6. signals and the death of the main process -----------------------------------------------------
-def _gone_within(pids: list[int], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while [p for p in pids if alive(p)] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not [p for p in pids if alive(p)]
-
-
 def _start_with_workers(tmp_path, count=24):
     src = small_images(tmp_path / "in", count, size=(448, 560))
     out = tmp_path / "out"
     proc = start(src, "-o", out, "-m", "v1", "-m", "budget:0.3", "-j", "2", "-q")
-    deadline = time.monotonic() + 60
-    workers: list[int] = []
-    while time.monotonic() < deadline and (len(workers) < 2 or not list(out.glob("*/stats.json"))):
-        workers = children(proc.pid)
-        time.sleep(0.02)
+    assert wait_for(lambda: list(out.glob("*/stats.json")) or proc.poll() is not None), "nothing written"
+    workers = workers_of(proc)
     assert len(workers) >= 2, "no workers started"
     return proc, workers, out
 
 
 @needs_proc
+@pytest.mark.timing
 def test_sigterm_with_workers_running_stops_cleanly(tmp_path):
     proc, workers, out = _start_with_workers(tmp_path)
     os.kill(proc.pid, signal.SIGTERM)  # to the main process only, as `kill PID` does
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 143, err  # 128 + SIGTERM; Ctrl-C gives 130
     assert "interrupted" in err and "Traceback" not in err
-    assert _gone_within(workers, 3), "orphaned workers"
+    assert gone_within(workers), "orphaned workers"
     rows = rows_of(out)  # written on the way out
     assert rows and all(r["status"] == "ok" for r in rows)
     assert len(rows) == 2 * len(list(out.glob("*/stats.json")))
@@ -402,27 +346,25 @@ def test_sigterm_with_workers_running_stops_cleanly(tmp_path):
 
 
 @needs_proc
+@pytest.mark.timing
 def test_kill_9_of_the_main_process_takes_the_workers_along(tmp_path):
     proc, workers, out = _start_with_workers(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)  # returns only once nobody holds stdout/stderr open: workers gone
-    assert _gone_within(workers, 3), "orphaned workers"
+    proc.communicate(timeout=DEADLINE)  # returns only once nobody holds stdout/stderr open: workers gone
+    assert gone_within(workers), "orphaned workers"
 
 
 @needs_proc
+@pytest.mark.timing
 def test_kill_9_of_aptviz_stats_takes_its_workers_along(tmp_path):
     pytest.importorskip("pyarrow")
     src = small_images(tmp_path / "in", 60, size=(448, 560))
     proc = start("stats", src, "-o", tmp_path / "rows", "-m", "budget:0.3", "-j", "2", "-q")
-    deadline = time.monotonic() + 60
-    workers: list[int] = []
-    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
-        workers = children(proc.pid)
-        time.sleep(0.02)
+    workers = workers_of(proc)
     assert len(workers) >= 2, "no workers started"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
-    assert _gone_within(workers, 3), "orphaned workers"
+    assert gone_within(workers), "orphaned workers"
 
 
 # -- 7-9. options and messages ------------------------------------------------------------------------

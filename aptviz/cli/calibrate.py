@@ -10,7 +10,6 @@ result and writes ``OUTPUT/calibration.json``.
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,38 +19,19 @@ from aptviz.cli.options import (
     DEFAULT_THRESHOLDS_TEXT,
     EXIT_FAILED,
     EXIT_OK,
-    AggregateOpt,
-    Bins,
-    DeviceOpt,
-    Importance,
+    PIPELINE_OPTIONS,
+    SCAN_OPTIONS,
     Inputs,
-    MaxPixels,
-    MergeSize,
-    MinPixels,
-    ModelOpt,
-    NumScales,
     Output,
-    PatchSize,
-    Quiet,
-    Recursive,
-    TemporalPatchSize,
+    Shared,
     Thresholds,
-    Verbose,
-    Version,
-    Workers,
     params_and_measures_from,
-    setup_logging,
     usage_error,
+    with_options,
 )
-from aptviz.compute.params import Device
-from aptviz.compute.presets import Model
+from aptviz.compute.params import Statistic
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
-
-
-class Statistic(str, Enum):
-    mean = "mean"
-    median = "median"
 
 
 CalMethod = Annotated[
@@ -64,6 +44,7 @@ StatisticOpt = Annotated[Statistic, typer.Option("--statistic", help="Statistic 
 
 @app.command(help="Find the v2 alpha (or v1 threshold factor) whose retention over the images is closest to a target "
              "from below.")
+@with_options(PIPELINE_OPTIONS, SCAN_OPTIONS, after="output")
 def calibrate(
     inputs: Inputs,
     method: CalMethod = "v2",
@@ -71,45 +52,31 @@ def calibrate(
     statistic: StatisticOpt = Statistic.mean,
     thresholds: Thresholds = DEFAULT_THRESHOLDS_TEXT,
     output: Output = Path("visualizations"),
-    model: ModelOpt = Model.qwen2_vl,
-    patch_size: PatchSize = None,
-    merge_size: MergeSize = None,
-    temporal_patch_size: TemporalPatchSize = None,
-    num_scales: NumScales = 3,
-    min_pixels: MinPixels = 56 * 56,
-    max_pixels: MaxPixels = 28 * 28 * 1280,
-    bins: Bins = 512,
-    importance: Importance = None,
-    aggregate: AggregateOpt = None,
-    device: DeviceOpt = Device.auto,
-    recursive: Recursive = False,
-    workers: Workers = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    version: Version = None,
+    *,
+    opts: Shared,
 ) -> None:
     """Parse, calibrate, print, write calibration.json."""
     from aptviz.compute.params import RunSpec, parse_floats, parse_method
     from aptviz.errors import ParameterError
-    from aptviz.runs.batch import default_workers, discover
+    from aptviz.runs.batch import discover
     from aptviz.runs.calibrate import NoImagesError, calibrate_paths
+    from aptviz.runs.pool import default_workers
 
-    setup_logging(quiet, verbose)
     missing: list = []
     try:
-        params, measures = params_and_measures_from(locals())
+        params, measures = params_and_measures_from(opts.pipeline())
         params = params.resolved()
         chosen = parse_method(method).value
         base = parse_floats(thresholds, "--thresholds")
         if chosen == "v1":
-            RunSpec(chosen, None, tuple(base)).check_scales(num_scales)
-        jobs, missing = discover(inputs, recursive)
+            RunSpec(chosen, None, tuple(base)).check_scales(params.num_scales)
+        jobs, missing = discover(inputs, opts.recursive)
         paths = [str(j.path) for j in jobs]
         if not paths:
             raise ParameterError("no images found in the inputs")
-        n_workers = 1 if params.device != "cpu" else (workers or default_workers())
+        n_workers = 1 if params.device != "cpu" else (opts.workers or default_workers())
         results, failed = [], []  # one calibration per measure, on that measure's maps
-        for p in _measure_params(params, measures, getattr(aggregate, "value", aggregate)):
+        for p in _measure_params(params, measures, getattr(opts.aggregate, "value", opts.aggregate)):
             cal, failed = calibrate_paths(paths, chosen, target, statistic.value, base, p, n_workers)
             results.append((p, cal))
     except NoImagesError as exc:
@@ -119,7 +86,7 @@ def calibrate(
         raise usage_error(str(exc)) from None
     _reasons(missing, failed)
     written = _write(_calibration_json(results), Path(output) / "calibration.json")
-    if not quiet:
+    if not opts.quiet:
         for p, cal in results:
             _print(cal, written, p.importance if len(results) > 1 else None)
     raise typer.Exit(EXIT_FAILED if (failed or missing) else EXIT_OK)

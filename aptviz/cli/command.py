@@ -10,7 +10,8 @@ Adding a subcommand ``aptviz foo``:
 
 1. write ``aptviz/cli/foo.py`` with ``app = typer.Typer(...)`` and one
    ``@app.command()`` whose options reuse :mod:`aptviz.cli.options`
-   (``Inputs``, ``Methods``, ``PatchSize``, ... and ``request_from`` /
+   (``Inputs``, ``Output``, ... and whole groups with ``with_options``:
+   selections, pipeline parameters, ``-r/-j``; then ``request_from`` /
    ``usage_error``);
 2. add ``"foo": "aptviz.cli.foo:app"`` to :data:`SUBCOMMANDS`;
 3. test it through :func:`main` (``main(["foo", ...])``) or its own app.
@@ -29,47 +30,31 @@ import typer
 
 from aptviz.cli.options import (
     EXIT_USAGE,
-    AggregateOpt,
-    Alphas,
-    Bins,
+    PIPELINE_OPTIONS,
+    SCAN_OPTIONS,
+    SELECTION_OPTIONS,
     Caption,
     ColorByScale,
-    DeviceOpt,
     ExportTokens,
     FigureFormat,
-    Importance,
     Inputs,
     JsonOut,
     LineWidth,
     MaxMemory,
-    MaxPixels,
-    MergeSize,
-    Methods,
-    MinPixels,
-    ModelOpt,
-    NumScales,
-    OptionalThresholds,
     Output,
     OverlayFormat,
     Overwrite,
-    PatchSize,
-    Quiet,
-    Recursive,
     SaveMaps,
+    Shared,
     ShowWindows,
-    TemporalPatchSize,
-    Verbose,
-    Version,
-    Workers,
     memory_from,
     render_from,
     request_from,
-    setup_logging,
     usage_error,
+    usage_errors,
     window_from,
+    with_options,
 )
-from aptviz.compute.params import Device
-from aptviz.compute.presets import Model
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli.calibrate:app",
@@ -89,25 +74,10 @@ def _epilog() -> str:
 
 
 @app.command(help="Show where Adaptive Patch Tokenization puts its patches (Qwen2-VL pipeline).", epilog=_epilog())
+@with_options(SELECTION_OPTIONS, PIPELINE_OPTIONS, SCAN_OPTIONS, after="output")
 def run(
     inputs: Inputs,
     output: Output = Path("visualizations"),
-    methods: Methods = None,
-    alphas: Alphas = None,
-    thresholds: OptionalThresholds = None,
-    model: ModelOpt = Model.qwen2_vl,
-    patch_size: PatchSize = None,
-    merge_size: MergeSize = None,
-    temporal_patch_size: TemporalPatchSize = None,
-    num_scales: NumScales = 3,
-    min_pixels: MinPixels = 56 * 56,
-    max_pixels: MaxPixels = 28 * 28 * 1280,
-    bins: Bins = 512,
-    importance: Importance = None,
-    aggregate: AggregateOpt = None,
-    device: DeviceOpt = Device.auto,
-    recursive: Recursive = False,
-    workers: Workers = None,
     overwrite: Overwrite = False,
     save_maps: SaveMaps = False,
     color_by_scale: ColorByScale = False,
@@ -119,31 +89,24 @@ def run(
     export_tokens: ExportTokens = False,
     max_memory: MaxMemory = None,
     json_out: JsonOut = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    version: Version = None,
+    *,
+    opts: Shared,
 ) -> None:
     """Parse, run the library, render the report, exit with its code."""
-    from aptviz.errors import MissingExtraError, ParameterError
     from aptviz.runs.runner import run as run_library
 
-    level = setup_logging(quiet, verbose)
-    view = _view(json_out, quiet, verbose)
-    try:
-        params, runs = request_from(locals())
+    view = _view(json_out, opts.quiet, opts.verbose)
+    with usage_errors(view):
+        params, runs = request_from(opts)
         memory = memory_from(max_memory)
         render = render_from(
             color_by_scale, line_width, caption, overlay_format, window_from(show_windows, params), figure_format
         )
         report = run_library(
-            inputs, output, runs, params, workers, on_progress=view.on_progress,
-            recursive=recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
-            log_level=level, max_memory=memory, render=render,
+            inputs, output, runs, params, opts.workers, on_progress=view.on_progress,
+            recursive=opts.recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
+            log_level=opts.log_level, max_memory=memory, render=render,
         )  # fmt: skip
-    except (ParameterError, MissingExtraError) as exc:
-        raise usage_error(str(exc)) from None
-    finally:
-        view.stop()
     view.finish(report)
     raise typer.Exit(report.return_code)
 

@@ -18,29 +18,15 @@ import typer
 from aptviz.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
-    AggregateOpt,
-    Bins,
-    DeviceOpt,
-    Importance,
+    PIPELINE_OPTIONS,
     Inputs,
-    MaxPixels,
-    MergeSize,
-    MinPixels,
-    ModelOpt,
-    NumScales,
     OptionalThresholds,
-    PatchSize,
-    Quiet,
     Recursive,
-    TemporalPatchSize,
-    Verbose,
-    Version,
+    Shared,
     params_and_measures_from,
-    setup_logging,
     usage_error,
+    with_options,
 )
-from aptviz.compute.params import Device
-from aptviz.compute.presets import Model
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -54,27 +40,16 @@ StartAlpha = Annotated[
 
 
 @app.command(help="Write a standalone page to choose alpha by looking: live selection, tokens and PSNR per image.")
+@with_options(PIPELINE_OPTIONS, after="thresholds")
 def explore(
     inputs: Inputs,
     output: PageOut = Path("explore.html"),
     method: StartMethod = "v2",
     alpha: StartAlpha = None,
     thresholds: OptionalThresholds = None,
-    model: ModelOpt = Model.qwen2_vl,
-    patch_size: PatchSize = None,
-    merge_size: MergeSize = None,
-    temporal_patch_size: TemporalPatchSize = None,
-    num_scales: NumScales = 3,
-    min_pixels: MinPixels = 56 * 56,
-    max_pixels: MaxPixels = 28 * 28 * 1280,
-    bins: Bins = 512,
-    importance: Importance = None,
-    aggregate: AggregateOpt = None,
-    device: DeviceOpt = Device.auto,
     recursive: Recursive = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    version: Version = None,
+    *,
+    opts: Shared,
 ) -> None:
     """Parse, compute each image's explorer data, write the page."""
     from aptviz.errors import ParameterError
@@ -82,9 +57,8 @@ def explore(
     from aptviz.render.explorer import explorer_page
     from aptviz.runs.batch import discover
 
-    setup_logging(quiet, verbose)
     try:
-        params, start, thr = _request(locals())
+        params, start, thr = _request({**opts.pipeline(), "method": method, "alpha": alpha, "thresholds": thresholds})
         jobs, missing = discover(inputs, recursive)
         if not jobs and not missing:
             raise ParameterError("no images found in the inputs")
@@ -102,7 +76,7 @@ def explore(
     except OSError as exc:
         sys.stderr.write(f"aptviz: error: cannot write {output}: {exc}\n")
         raise typer.Exit(EXIT_FAILED) from None
-    if not quiet:
+    if not opts.quiet:
         sys.stdout.write(f"wrote {written} ({len(payloads)} image(s))\n")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 

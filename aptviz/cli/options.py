@@ -1,29 +1,32 @@
 """Option definitions shared by every aptviz command, and the helpers that turn them into library objects.
 
 Each option is an ``Annotated`` type, so a command declares it in one line
-and gets the same flags, help and checks as ``aptviz`` itself::
+and gets the same flags, help and checks as ``aptviz`` itself. Options that
+several commands share come in groups -- the selections (``-m/-a/--thresholds``),
+the pipeline parameters (``--model``, ``--patch-size`` ... ``--device``: the fields of
+:class:`~aptviz.compute.params.Params`, with their defaults read from
+``Params``), ``-r/-j`` and ``-q/-v/--version`` -- and a command takes whole
+groups with :func:`with_options`, declaring only its own options::
 
-    from aptviz.cli.options import (
-        Inputs,
-        Methods,
-        Alphas,
-        Thresholds,
-        PatchSize,
-        ...,
-        request_from,
-    )
+    from aptviz.cli.options import PIPELINE_OPTIONS, SELECTION_OPTIONS, Inputs, Shared, request_from, with_options
 
     @app.command()
-    def calibrate(inputs: Inputs, methods: Methods = None, model: ModelOpt = Model.qwen2_vl, ...):
-        params, runs = request_from(locals())    # Params + the validated selections
+    @with_options(SELECTION_OPTIONS, PIPELINE_OPTIONS, after="inputs")
+    def foo(inputs: Inputs, *, opts: Shared):
+        params, runs = request_from(opts)    # Params + the validated selections
 
-Nothing heavy is imported here: ``--help`` of every command stays instant.
-Errors: raise :func:`usage_error` (exit 2, one line ``aptviz: error: ...``).
+Adding a pipeline parameter: a field of ``Params``, and its line in
+:data:`PIPELINE_OPTIONS`; every command that computes then has it. Nothing heavy is
+imported here: ``--help`` of every command stays instant. Errors: raise
+:func:`usage_error` (exit 2, one line ``aptviz: error: ...``).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
@@ -31,9 +34,10 @@ from typing import Annotated
 import typer
 
 from aptviz._version import __version__
-from aptviz.compute.params import Aggregate, Device, Method
+from aptviz.compute.params import DEFAULT_THRESHOLDS, Aggregate, Device, Method, Params
 from aptviz.compute.presets import Model
 from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
+from aptviz.errors import MissingExtraError, ParameterError
 
 METHOD_METAVAR = "{" + ",".join(m.value for m in Method) + "}[:ALPHAS]"
 
@@ -68,12 +72,9 @@ MaxMemory = Annotated[
 ]
 ExportTokens = Annotated[
     bool,
-    typer.Option(
-        "--export-tokens",
-        help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision rows (the fields of "
-        "aptviz.qwen2vl), keys suffixed with the selection's label.",
-    ),
-]
+    typer.Option("--export-tokens", help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision "
+                 "rows (the fields of aptviz.qwen2vl), keys suffixed with the selection's label."),
+]  # fmt: skip
 JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
 
 # -- selections -------------------------------------------------------------------------------------
@@ -90,15 +91,10 @@ Methods = Annotated[
 ]
 Alphas = Annotated[
     list[float] | None,
-    typer.Option(
-        "-a",
-        "--alpha",
-        metavar="FLOAT",
-        help="v2: threshold multiplier; budget: target retention in [0, 1]. Repeatable; applies to the methods "
-        "given without their own alphas. [default: 1.0]",
-        show_default=False,
-    ),
-]
+    typer.Option("-a", "--alpha", metavar="FLOAT", show_default=False, help="v2: threshold multiplier; budget: "
+                 "target retention in [0, 1]. Repeatable; applies to the methods given without their own alphas. "
+                 "[default: 1.0]"),
+]  # fmt: skip
 Thresholds = Annotated[
     str,
     typer.Option("--thresholds", metavar="T1,T2", help="v1 entropy thresholds (bits), one per scale above the finest."),
@@ -144,33 +140,17 @@ ModelOpt = Annotated[
         "--patch-size/--merge-size still override.",
     ),
 ]
-PatchSize = Annotated[
-    int | None,
-    typer.Option(
-        "--patch-size",
-        metavar="N",
-        help="Finest patch size in pixels. [default: the model's, 14 or 16]",
-        show_default=False,
-    ),
-]
-MergeSize = Annotated[
-    int | None,
-    typer.Option(
-        "--merge-size",
-        metavar="N",
-        help="Merge size (resize factor = patch * merge). [default: the model's, 2]",
-        show_default=False,
-    ),
-]
-TemporalPatchSize = Annotated[
-    int | None,
-    typer.Option(
-        "--temporal-patch-size",
-        metavar="N",
-        help="Temporal patch size (recorded; tokens.npz rows). [default: the model's, 2]",
-        show_default=False,
-    ),
-]
+
+
+def _model_size(flag: str, text: str, default: str):
+    """An integer option whose default is the ``--model``'s (None here; ``Params`` fills it in)."""
+    help_text = f"{text} [default: the model's, {default}]"
+    return Annotated[int | None, typer.Option(flag, metavar="N", help=help_text, show_default=False)]
+
+
+PatchSize = _model_size("--patch-size", "Finest patch size in pixels.", "14 or 16")
+MergeSize = _model_size("--merge-size", "Merge size (resize factor = patch * merge).", "2")
+TemporalPatchSize = _model_size("--temporal-patch-size", "Temporal patch size (recorded; tokens.npz rows).", "2")
 NumScales = Annotated[int, typer.Option("--num-scales", metavar="N", help="Number of patch scales (patch * 2**i).")]
 MinPixels = Annotated[int, typer.Option("--min-pixels", metavar="N", help="smart_resize minimum pixel count.")]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", metavar="N", help="smart_resize maximum pixel count.")]
@@ -186,12 +166,10 @@ ColorByScale = Annotated[
 ]
 ShowWindows = Annotated[
     bool,
-    typer.Option(
-        "--show-windows",
-        help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge units) in red, with a "
-        "legend entry (needs --model qwen2.5-vl: the other models attend to the whole image).",
-    ),
-]
+    typer.Option("--show-windows", help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge "
+                 "units) in red, with a legend entry (needs --model qwen2.5-vl: the other models attend to the whole "
+                 "image)."),
+]  # fmt: skip
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
 Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
 FigureFormat = Annotated[
@@ -219,7 +197,80 @@ Version = Annotated[
     typer.Option("--version", help="Print the version and exit.", callback=_version_callback, is_eager=True),
 ]
 
-DEFAULT_THRESHOLDS_TEXT = "3,2"
+DEFAULT_THRESHOLDS_TEXT = ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)  # "3,2"
+
+_DEFAULT = {f.name: f.default for f in fields(Params)}  # as declared: None sizes mean "the model's"
+
+#: Option groups: (name, option type, default). A command takes whole groups with :func:`with_options`.
+SELECTION_OPTIONS = (("methods", Methods, None), ("alphas", Alphas, None), ("thresholds", OptionalThresholds, None))
+#: The pipeline parameters, with ``Params``'s defaults, except ``--device``: the command line picks the
+#: GPU when there is one (``auto``); the library stays on the CPU unless asked.
+PIPELINE_OPTIONS = (
+    ("model", ModelOpt, Model(_DEFAULT["model"])),
+    *((name, kind, _DEFAULT[name]) for name, kind in (
+        ("patch_size", PatchSize), ("merge_size", MergeSize), ("temporal_patch_size", TemporalPatchSize),
+        ("num_scales", NumScales), ("min_pixels", MinPixels), ("max_pixels", MaxPixels), ("bins", Bins),
+    )),
+    ("importance", Importance, None),  # a list of measures; none given: Params' (entropy)
+    ("aggregate", AggregateOpt, _DEFAULT["aggregate"]),
+    ("device", DeviceOpt, Device.auto),
+)  # fmt: skip
+SCAN_OPTIONS = (("recursive", Recursive, False), ("workers", Workers, None))
+VERBOSITY_OPTIONS = (("quiet", Quiet, False), ("verbose", Verbose, False), ("version", Version, None))
+
+
+class Shared:
+    """The values of a command's shared option groups, as attributes (``opts.quiet``, ``opts.patch_size``)."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+
+    def pipeline(self) -> dict:
+        """The pipeline parameters given (``Params`` field names), for :func:`params_from`."""
+        return {name: self.__dict__[name] for name, _, _ in PIPELINE_OPTIONS if name in self.__dict__}
+
+
+def with_options(*groups, after: str | None = None):
+    """Give a Typer command the option groups (and :data:`VERBOSITY_OPTIONS`, always, last).
+
+    The groups' options come right after the command's own parameter ``after``
+    (first when None), so ``--help`` lists them in one order everywhere. The
+    command declares a keyword-only parameter ``opts`` and receives their
+    values in it as a :class:`Shared`; logging is already set up as ``-q``/``-v``
+    ask (:func:`setup_logging`; its level in ``opts.log_level``).
+
+    Examples
+    --------
+    >>> @with_options(SCAN_OPTIONS, after="name")
+    ... def cmd(name: str, force: bool = False, *, opts: Shared):
+    ...     return name, opts.recursive, opts.quiet
+    >>> list(inspect.signature(cmd).parameters)
+    ['name', 'recursive', 'workers', 'force', 'quiet', 'verbose', 'version']
+    """
+    shared = [opt for group in groups for opt in group]
+
+    def wrap(command):
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "opts"]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        at = next((i + 1 for i, p in enumerate(own) if p.name == after), 0)
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+            for name, kind, default in (*shared, *VERBOSITY_OPTIONS)
+        ]
+        names = {p.name for p in added}
+
+        @functools.wraps(command)
+        def with_shared(**values):
+            opts = Shared({name: values.pop(name) for name in list(values) if name in names})
+            opts.log_level = setup_logging(opts.quiet, opts.verbose)
+            return command(**values, opts=opts)
+
+        params = own[:at] + added[: len(shared)] + own[at:] + added[len(shared) :]
+        with_shared.__signature__ = inspect.Signature(params)
+        with_shared.__annotations__ = {p.name: p.annotation for p in params}
+        return with_shared
+
+    return wrap
 
 
 def render_from(
@@ -264,6 +315,42 @@ def window_from(show_windows: bool, params) -> int:
             "attention window"
         )
     return window
+
+
+def start_progress(console, total: int | None, label: str = "images", elapsed: bool = False):
+    """A live progress bar of images on ``console`` (transient): ``(progress, task)``.
+
+    Columns: ``label``, the bar, done/total, the rate (task field ``rate``),
+    and the time elapsed (``elapsed``) or remaining.
+    """
+    from rich import progress as rp
+
+    clock = rp.TimeElapsedColumn() if elapsed else rp.TimeRemainingColumn()
+    columns = (rp.TextColumn(label), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[rate]}"), clock)
+    progress = rp.Progress(*columns, console=console, transient=True)
+    progress.start()
+    return progress, progress.add_task("images", total=total, rate="")
+
+
+@contextmanager
+def usage_errors(view=None):
+    """Inside, a :class:`ParameterError` or :class:`MissingExtraError` becomes one line and exit 2; ``view`` stops.
+
+    Examples
+    --------
+    >>> with usage_errors():
+    ...     raise ParameterError("bins must be an integer >= 1, got 0")
+    Traceback (most recent call last):
+    ...
+    typer.exceptions.Exit: 2
+    """
+    try:
+        yield
+    except (ParameterError, MissingExtraError) as exc:
+        raise usage_error(str(exc)) from None
+    finally:
+        if view is not None:
+            view.stop()
 
 
 def _terminal_sink(stream):
@@ -331,13 +418,14 @@ def runs_from(
     return build_runs(methods or [], alphas or [], thr, num_scales, measure, aggregate)
 
 
-def request_from(values: dict):
-    """``(Params, runs)`` from a command's option values (its ``locals()``).
+def request_from(values):
+    """``(Params, runs)`` from a command's option values (a :class:`Shared`, or a dict such as ``locals()``).
 
     Combines :func:`params_from`, :func:`runs_from` (with the params' scale
     count and measure) and :func:`warn_unused`; a bad value raises
     :class:`~aptviz.errors.ParameterError`.
     """
+    values = vars(values) if isinstance(values, Shared) else values
     params, measures = params_and_measures_from(values)
     methods, alphas, thresholds = values.get("methods"), values.get("alphas"), values.get("thresholds")
     aggregate = getattr(values.get("aggregate"), "value", values.get("aggregate"))

@@ -12,7 +12,6 @@ import json
 import sys
 import time
 from dataclasses import asdict
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,42 +20,23 @@ from rich.console import Console
 
 from aptviz._text import ERROR_CHARS, terminal_text
 from aptviz.cli.options import (
-    AggregateOpt,
-    Alphas,
-    Bins,
-    DeviceOpt,
-    Importance,
+    PIPELINE_OPTIONS,
+    SCAN_OPTIONS,
+    SELECTION_OPTIONS,
     MaxMemory,
-    MaxPixels,
-    MergeSize,
-    Methods,
-    MinPixels,
-    ModelOpt,
-    NumScales,
-    OptionalThresholds,
-    PatchSize,
-    Quiet,
-    Recursive,
-    TemporalPatchSize,
-    Verbose,
-    Version,
-    Workers,
+    Shared,
     memory_from,
     request_from,
-    setup_logging,
+    start_progress,
     usage_error,
+    usage_errors,
+    with_options,
 )
-from aptviz.compute.params import Device
-from aptviz.compute.presets import Model
+from aptviz.compute.params import Engine
 
 __all__ = ["app", "summary_app"]
 
 SUMMARY_NAME = "summary.json"
-
-
-class EngineChoice(str, Enum):
-    local = "local"
-    ray = "ray"
 
 
 StatsInputs = Annotated[
@@ -68,7 +48,7 @@ ImageColumn = Annotated[
     str, typer.Option("--image-column", help="Parquet column holding the images (binary or {bytes, path}).")
 ]
 EngineOpt = Annotated[
-    EngineChoice, typer.Option("--engine", case_sensitive=False, help="local: a process pool; ray: Ray Data.")
+    Engine, typer.Option("--engine", case_sensitive=False, help="local: a process pool; ray: Ray Data.")
 ]
 RayAddress = Annotated[
     str | None,
@@ -93,71 +73,48 @@ summary_app = typer.Typer(
 
 
 @app.command(help="Numbers only, for datasets: one Parquet row per (image, selection), locally or on Ray.")
+@with_options(SELECTION_OPTIONS, PIPELINE_OPTIONS, SCAN_OPTIONS, after="output")
 def stats(
     inputs: StatsInputs,
     output: StatsOutput,
-    methods: Methods = None,
-    alphas: Alphas = None,
-    thresholds: OptionalThresholds = None,
-    model: ModelOpt = Model.qwen2_vl,
-    patch_size: PatchSize = None,
-    merge_size: MergeSize = None,
-    temporal_patch_size: TemporalPatchSize = None,
-    num_scales: NumScales = 3,
-    min_pixels: MinPixels = 56 * 56,
-    max_pixels: MaxPixels = 28 * 28 * 1280,
-    bins: Bins = 512,
-    importance: Importance = None,
-    aggregate: AggregateOpt = None,
-    device: DeviceOpt = Device.auto,
-    recursive: Recursive = False,
-    workers: Workers = None,
     image_column: ImageColumn = "image",
-    engine: EngineOpt = EngineChoice.local,
+    engine: EngineOpt = Engine.local,
     ray_address: RayAddress = None,
     max_memory: MaxMemory = None,
     fidelity: FidelityOpt = False,
     summary: Summary = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    version: Version = None,
+    *,
+    opts: Shared,
 ) -> None:
     """Parse, run :func:`~aptviz.datasets.engines.run_stats`, print, exit with the report's code."""
     from aptviz.datasets.engines import run_stats
-    from aptviz.errors import MissingExtraError, ParameterError
 
-    level = setup_logging(quiet, verbose)
-    view = StatsView(quiet)
-    try:
-        params, runs = request_from(locals())
+    view = StatsView(opts.quiet)
+    with usage_errors(view):
+        params, runs = request_from(opts)
         report = run_stats(
-            inputs, output, runs, params, recursive=recursive, image_column=image_column, engine=engine.value,
-            workers=workers, ray_address=ray_address, log_level=level, on_progress=view.on_progress,
+            inputs, output, runs, params, recursive=opts.recursive, image_column=image_column, engine=engine.value,
+            workers=opts.workers, ray_address=ray_address, log_level=opts.log_level, on_progress=view.on_progress,
             max_memory=memory_from(max_memory), fidelity=fidelity,
         )  # fmt: skip
-    except (ParameterError, MissingExtraError) as exc:
-        raise usage_error(str(exc)) from None
-    finally:
-        view.stop()
     view.finish(report)
     if summary and report.rows + report.skipped and not report.interrupted:
-        _summary(output, json_out=False, quiet=quiet)
+        _summary(output, json_out=False, quiet=opts.quiet)
     raise typer.Exit(report.return_code)
 
 
 @summary_app.command(help="Aggregate an aptviz stats dataset per selection (table, and OUT/summary.json).")
+@with_options()
 def stats_summary(
     output: Annotated[Path, typer.Argument(help="The folder written by aptviz stats.", show_default=False)],
     json_out: JsonSummary = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    version: Version = None,
+    *,
+    opts: Shared,
 ) -> None:
     from aptviz.errors import InputError, MissingExtraError
 
-    setup_logging(quiet, verbose)
     try:
-        _summary(output, json_out, quiet)
+        _summary(output, json_out, opts.quiet)
     except MissingExtraError as exc:
         raise usage_error(str(exc)) from None
     except InputError as exc:
@@ -232,19 +189,7 @@ class StatsView:
         self.progress = None
         self.task = None
         if not quiet and self.err.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(
-                TextColumn("images"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                console=self.err,
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("images", total=None, rate="")
+            self.progress, self.task = start_progress(self.err, None, elapsed=True)
 
     def on_progress(self, p) -> None:
         console = self.progress.console if self.progress is not None else self.err

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aptviz._text import ERROR_CHARS, clean_text, terminal_text, text_path
+from aptviz.cli.options import start_progress
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
 from aptviz.runs.results import JobResult, RunReport, Status
@@ -194,19 +195,7 @@ class RunView:
     def _start_bar(self, total: int) -> None:
         if total <= 1 or self.quiet or not self.err.is_terminal:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=self.err,
-            transient=True,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task("images", total=total, rate="")
+        self.progress, self.task = start_progress(self.err, total, "[progress.description]{task.description}")
 
     def _console(self, console: Console) -> Console:
         """While the bar is live, print through its console when both reach the same terminal."""

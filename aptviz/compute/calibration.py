@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aptviz.compute.entropy import PAD
+from aptviz.compute.params import Statistic
 from aptviz.compute.selection import select_patches
 from aptviz.compute.xp import to_numpy
 from aptviz.errors import ParameterError
 
 __all__ = ["Calibration", "calibrate_maps", "retention_curve", "step_function"]
 
-STATISTICS = ("mean", "median")
+STATISTICS = tuple(s.value for s in Statistic)  # the choices of --statistic
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,8 @@ def _check_shape(shape) -> None:
         raise ValueError("image has no pixels")
 
 
-def _as_array(image) -> np.ndarray:
+def as_image_array(image) -> np.ndarray:
+    """An HxWx3 uint8 image (array or tensor) as a NumPy array; TypeError/ValueError for anything else."""
     if type(image).__module__.startswith("torch"):
         image = image.detach().cpu().numpy()
     arr = np.asarray(image)
@@ -150,7 +151,8 @@ def _as_array(image) -> np.ndarray:
     return arr
 
 
-def _as_tensor(image, device) -> torch.Tensor:
+def as_image_tensor(image, device) -> torch.Tensor:
+    """An HxWx3 uint8 image as a torch tensor (for the torch backend); TypeError/ValueError for anything else."""
     torch = require_torch(f"entropy maps on device {str(device)!r}")
 
     if isinstance(image, torch.Tensor):
@@ -583,7 +585,7 @@ def compute_maps(
     if patch_size < 1 or num_scales < 1 or bins < 1:
         raise ValueError("patch_size, num_scales and bins must all be >= 1")
     numpy = (backend or ("numpy" if str(device) == "cpu" else "torch")) == "numpy"
-    img = _as_array(image) if numpy else _as_tensor(image, device)
+    img = as_image_array(image) if numpy else as_image_tensor(image, device)
     height, width = int(img.shape[0]), int(img.shape[1])
     scales = scales_for(patch_size, num_scales)
     sparse = numpy and is_sparse(patch_size, bins)

@@ -333,10 +333,10 @@ def compute_importance(
     measure, aggregate = _check(measure, aggregate, patch_size, num_scales)
     if measure is Measure.entropy:
         return compute_maps(image, patch_size, num_scales, bins, device, backend=backend)
-    from aptviz.compute.entropy import _as_array, _as_tensor
+    from aptviz.compute.entropy import as_image_array, as_image_tensor
 
     numpy = (backend or ("numpy" if str(device) == "cpu" else "torch")) == "numpy"
-    img = _as_array(image) if numpy else _as_tensor(image, device)
+    img = as_image_array(image) if numpy else as_image_tensor(image, device)
     height, width = int(img.shape[0]), int(img.shape[1])
     scales = scales_for(patch_size, num_scales)
     grids = {ps: (-(-height // ps), -(-width // ps)) for ps in scales}

@@ -22,6 +22,7 @@ from aptviz.errors import InputError
 __all__ = [
     "FileIdentity",
     "LoadedImage",
+    "check_regular",
     "decode_limit",
     "file_identity",
     "load_image",
@@ -98,12 +99,18 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def _open_regular(p: Path):
-    """Open ``p`` for reading if it is a regular file with content; else :class:`InputError`.
+def check_regular(p: str | Path) -> os.stat_result:
+    """``stat`` of ``p`` when it is a regular file; else :class:`InputError` saying what it is.
 
-    Checked with ``stat`` before opening (a FIFO is never opened, so never
-    blocks) and again on the open descriptor. A "regular" file that reports 0
-    bytes but has content (``/proc``, ``/sys``) is not an image file either.
+    Every input is checked so before it is opened: a FIFO is never opened (an
+    open without a writer would block forever), nor a device or a folder.
+
+    Examples
+    --------
+    >>> check_regular("/dev/null")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.InputError: not a regular file (a character device)
     """
     try:
         st = os.stat(p)
@@ -115,6 +122,17 @@ def _open_regular(p: Path):
         raise InputError(f"cannot read file: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"not a regular file ({_kind(st.st_mode)})")
+    return st
+
+
+def _open_regular(p: Path):
+    """Open ``p`` for reading if it is a regular file with content; else :class:`InputError`.
+
+    Checked with :func:`check_regular` before opening (a FIFO is never opened,
+    so never blocks) and again on the open descriptor. A "regular" file that
+    reports 0 bytes but has content (``/proc``, ``/sys``) is not an image file either.
+    """
+    check_regular(p)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except PermissionError:

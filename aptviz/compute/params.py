@@ -29,11 +29,13 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "Aggregate",
     "Device",
+    "Engine",
     "Measure",
     "Method",
     "Model",
     "Params",
     "RunSpec",
+    "Statistic",
     "build_runs",
     "check_aggregate",
     "default_thresholds",
@@ -54,7 +56,14 @@ MAX_BINS = 4096  # histograms take cells x bins integers: keep them within memor
 MAX_COARSEST = 1024  # largest patch side in pixels
 
 
-class Method(str, Enum):
+class Choice(str, Enum):
+    """A choice among named values (an option's type on the command line); ``str()`` is the name."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Method(Choice):
     """Patch selection methods (docs/pipeline.md §1.4)."""
 
     v1 = "v1"
@@ -66,22 +75,28 @@ class Method(str, Enum):
         """Whether the method uses ``alpha`` (v1 uses fixed thresholds instead)."""
         return self is not Method.v1
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Device(str, Enum):
+class Device(Choice):
     """Where entropy and selection run; ``auto`` picks CUDA when present."""
 
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
-    def __str__(self) -> str:
-        return self.value
+
+class Engine(Choice):
+    """Where ``aptviz stats`` runs the per-image work: the local worker pool, or Ray Data."""
+
+    local, ray = "local", "ray"
 
 
-class Measure(str, Enum):
+class Statistic(Choice):
+    """How calibration summarises the per-image retentions (``aptviz calibrate --statistic``)."""
+
+    mean, median = "mean", "median"
+
+
+class Measure(Choice):
     """What a cell's importance measures (``--importance``; see :mod:`aptviz.compute.importance`)."""
 
     entropy = "entropy"
@@ -93,19 +108,13 @@ class Measure(str, Enum):
         """Whether per-pixel values are aggregated per cell (entropy is a statistic of the whole cell)."""
         return self is not Measure.entropy
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Aggregate(str, Enum):
+class Aggregate(Choice):
     """How a measure's per-pixel values become one value per cell (``--aggregate``)."""
 
     mean = "mean"
     max = "max"
     std = "std"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _closest(word: str, choices: Iterable[str]) -> str:
@@ -126,19 +135,24 @@ def parse_method(text: str | Method) -> Method:
     ...
     aptviz.errors.ParameterError: unknown method 'budgte' (did you mean 'budget'?); choose v1, v2 or budget
     """
-    if isinstance(text, Method):
-        return text
-    name = str(text).strip().lower()
-    try:
-        return Method(name)
-    except ValueError:
-        names = [m.value for m in Method]
-        choices = ", ".join(names[:-1]) + " or " + names[-1]
-        raise ParameterError(f"unknown method {str(text)!r}{_closest(name, names)}; choose {choices}") from None
+    return _parse_choice(Method, text, "method")
 
 
 def _choices(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _parse_choice(kind: type[Enum], text, what: str, dashes: bool = False):
+    """The member of ``kind`` named ``text`` in any case (``_`` read as ``-`` when ``dashes``); else one line."""
+    if isinstance(text, kind):
+        return text
+    name = str(getattr(text, "value", text)).strip().lower()
+    name = name.replace("_", "-") if dashes else name
+    names = [m.value for m in kind]
+    try:
+        return kind(name)
+    except ValueError:
+        raise ParameterError(f"unknown {what} {str(text)!r}{_closest(name, names)}; choose {_choices(names)}") from None
 
 
 def parse_measure(text: str | Measure) -> Measure:
@@ -153,16 +167,7 @@ def parse_measure(text: str | Measure) -> Measure:
     ...
     aptviz.errors.ParameterError: unknown importance measure 'sobel'; choose entropy, laplacian or upsample-mse
     """
-    if isinstance(text, Measure):
-        return text
-    name = str(getattr(text, "value", text)).strip().lower().replace("_", "-")
-    names = [m.value for m in Measure]
-    try:
-        return Measure(name)
-    except ValueError:
-        raise ParameterError(
-            f"unknown importance measure {str(text)!r}{_closest(name, names)}; choose {_choices(names)}"
-        ) from None
+    return _parse_choice(Measure, text, "importance measure", dashes=True)
 
 
 def parse_measures(value) -> list[Measure]:
@@ -224,16 +229,7 @@ def parse_aggregate(text: str | Aggregate) -> Aggregate:
     >>> parse_aggregate("STD")
     <Aggregate.std: 'std'>
     """
-    if isinstance(text, Aggregate):
-        return text
-    name = str(getattr(text, "value", text)).strip().lower()
-    names = [a.value for a in Aggregate]
-    try:
-        return Aggregate(name)
-    except ValueError:
-        raise ParameterError(
-            f"unknown aggregate {str(text)!r}{_closest(name, names)}; choose {_choices(names)}"
-        ) from None
+    return _parse_choice(Aggregate, text, "aggregate")
 
 
 def check_aggregate(measure: Measure, aggregate: str | Aggregate | None) -> Aggregate | None:

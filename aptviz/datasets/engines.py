@@ -8,19 +8,17 @@ Both engines run :func:`aptviz.datasets.sources.run_task`, so they give identica
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from aptviz._log import logger
-from aptviz.compute.params import Params, RunSpec
+from aptviz.compute.params import Engine, Params, RunSpec
 from aptviz.datasets.parquet import PartWriter, contains, existing_row_ids, require_pyarrow
 from aptviz.datasets.rows import failed_rows, row_id, run_key
 from aptviz.datasets.sources import (
@@ -30,18 +28,14 @@ from aptviz.datasets.sources import (
     iter_units,
     run_task,
 )
-from aptviz.errors import MissingExtraError, ParameterError
+from aptviz.errors import ROW_FAILED, MissingExtraError, ParameterError, exit_code
+from aptviz.output.atomic import clean_stale_temp_files
+from aptviz.output.lock import check_not_an_input, check_output, lock_output
+from aptviz.runs.pool import WorkerPool, default_workers, stop_on_sigterm
 
 __all__ = ["Engine", "StatsProgress", "StatsReport", "run_stats"]
 
 RAY_WINDOW = 4096  # tasks per Ray dataset: the driver holds at most this many task descriptors
-
-
-class Engine(str, Enum):
-    """Where the per-image work runs."""
-
-    local = "local"
-    ray = "ray"
 
 
 @dataclass
@@ -69,13 +63,12 @@ class StatsReport:
     seconds: float = 0.0
     parts: list[Path] = field(default_factory=list)
     interrupted: bool = False
+    stop_signal: int | None = None  # what interrupted the run: SIGINT (Ctrl-C) or SIGTERM
 
     @property
     def return_code(self) -> int:
-        """0 all images ok, 1 some failed, 130 interrupted."""
-        from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-
-        return EXIT_INTERRUPTED if self.interrupted else EXIT_FAILED if self.failed else EXIT_OK
+        """0 all images ok, 1 some failed, 130 interrupted by Ctrl-C, 143 stopped by SIGTERM."""
+        return exit_code(bool(self.failed), self.interrupted, self.stop_signal)
 
 
 def _pending_units(
@@ -101,67 +94,31 @@ def _local_engine(
     limit: int,
     fidelity: bool = False,
 ) -> Iterator[list[dict]]:
-    """Stream tasks through a process pool, at most 2 per worker in flight (Ctrl-C has little to cancel).
+    """Stream tasks through the worker pool (:class:`aptviz.runs.pool.WorkerPool`), yielding each task's rows.
 
     When a worker dies (killed for memory, say), every task in flight is
-    suspect: a fresh pool reruns them one at a time, then image by image, and
-    only an image that kills its worker alone gets failed rows.
+    rerun alone, then image by image, and only an image that kills its
+    worker alone gets failed rows.
     """
-    if workers <= 1:
-        for task in tasks:
-            yield run_task(task, params, runs, limit, fidelity)
-        return
-    import multiprocessing
-    import os
 
-    from aptviz.runs.batch import _init_worker
+    def failed(task: Task, message: str) -> list[dict]:
+        return [r for u in task.units for r in failed_rows(u.ref, params, runs, message, fidelity)]
 
-    ctx = multiprocessing.get_context("spawn" if params.device.startswith("cuda") else "fork")
+    pool = WorkerPool(
+        run_task,
+        (params, runs, limit, fidelity),
+        workers=workers,
+        device=params.device,
+        log_level=log_level,
+        on_failure=failed,
+        split=_one_task_per_image,
+    )
+    for _, rows in pool.map(tasks):
+        yield rows
 
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level, os.getpid()))
 
-    pool = new_pool()
-    pending: dict[Future, Task] = {}
-    suspects: list[Task] = []
-    try:
-        while True:
-            if suspects:  # one at a time, alone in the pool
-                if not pending:
-                    task = suspects.pop(0)
-                    pending[pool.submit(run_task, task, params, runs, limit, fidelity)] = task
-            else:
-                for task in islice(tasks, 2 * workers - len(pending)):
-                    pending[pool.submit(run_task, task, params, runs, limit, fidelity)] = task
-            if not pending:
-                break
-            alone = len(pending) == 1  # a death then is this task's own
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            broken = False
-            for fut in done:
-                task = pending.pop(fut)
-                try:
-                    rows = fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    if not alone:
-                        suspects.append(task)
-                        continue
-                    if len(task.units) > 1:  # which of its images? each alone
-                        suspects += [Task(task.source, task.shard, task.image_column, (u,)) for u in task.units]
-                        continue
-                    error = "worker process died (out of memory?)"
-                    rows = [r for u in task.units for r in failed_rows(u.ref, params, runs, error, fidelity)]
-                yield rows
-            if broken:  # a fresh pool; what was in flight is rerun one task at a time
-                suspects += pending.values()
-                pending.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = new_pool()
-    finally:
-        for fut in pending:
-            fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+def _one_task_per_image(task: Task) -> list[Task]:
+    return [replace(task, units=(u,)) for u in task.units]
 
 
 def require_ray():
@@ -202,11 +159,14 @@ def _ray_engine(
     started = False
     if not ray.is_initialized():
         kwargs = {"address": address} if address else {"num_cpus": workers}
+        ours = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kwargs)
         except Exception as exc:  # no cluster there, or a local Ray that cannot start
             where = f"the Ray cluster at {address!r}" if address else "a local Ray"
             raise ParameterError(f"cannot start or reach {where}: {type(exc).__name__}: {exc}") from exc
+        finally:  # Ray's own handlers dump a stack and abort: Ctrl-C and SIGTERM stay ours (a clean stop)
+            _restore_handlers(ours)
         started = True
     for name in ("ray", "ray.data"):  # the caller shows progress; Ray's own lines would garble it
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -224,6 +184,16 @@ def _ray_engine(
     finally:
         if started:
             ray.shutdown()
+
+
+def _restore_handlers(handlers: dict) -> None:
+    """Put back the Python signal handlers a library replaced (in the main thread; elsewhere nothing to do)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def run_stats(
@@ -253,25 +223,19 @@ def run_stats(
         Image files, Parquet files, WebDataset ``.tar`` shards, folders of them.
     output : str or Path
         The dataset folder (``part-*.parquet``); created when missing.
-    runs : list of RunSpec
-        Selections (:func:`aptviz.compute.params.expand_runs`).
-    params : Params
-        Pipeline parameters.
-    recursive : bool
-        Scan folders recursively.
-    image_column : str
-        Parquet column holding the images.
+    runs, params : list of RunSpec, Params
+        Selections (:func:`aptviz.compute.params.expand_runs`); pipeline parameters.
+    recursive, image_column : bool, str
+        Scan folders recursively; the Parquet column holding the images.
     engine : {"local", "ray"}
-        Process pool on this machine, or Ray Data.
-    workers : int, optional
+        The worker pool on this machine, or Ray Data.
+    workers, ray_address : int, str, optional
         Local processes, or CPUs of the local Ray started when no ``ray_address``
-        is given (default: CPU cores).
-    ray_address : str, optional
-        Connect to this Ray cluster (``"auto"`` or ``"ray://host:10001"``).
+        is given (default: CPU cores); the Ray cluster to join (``"auto"``, ``"ray://host:10001"``).
     rows_per_part, task_size : int
         Rows per Parquet part file; images per task sent to a worker.
     log_level : str, optional
-        Loguru level for local worker processes.
+        Loguru level for local workers.
     max_memory : int, optional
         Bytes the local run may use (default: half the RAM): the options are
         refused (ParameterError naming the estimate), or fewer workers used
@@ -286,45 +250,51 @@ def run_stats(
     Returns
     -------
     StatsReport
-        Counts, parts written, and whether Ctrl-C stopped the run (rows
-        finished before then are written as a last complete part).
+        Counts, parts written, and whether Ctrl-C or SIGTERM stopped the run
+        (rows finished before then are written as a last complete part).
+        Usage errors raise ParameterError before any work: a bad value, OUT equal
+        to an input folder, OUT in use by another run (:func:`aptviz.output.lock.lock_output`).
     """
-    engine, params, budget, out = _check(engine, runs, params, workers, max_memory, output)
-    fidelity = fidelity or psnr
-    report, start, progress = StatsReport(out, engine.value), time.monotonic(), StatsProgress()
-    existing = existing_row_ids(out) if out.is_dir() else np.empty(0, dtype=np.int64)
-    keys = [run_key(params, spec, fidelity) for spec in runs]
-    units = _pending_units(iter_units(inputs, recursive, image_column, exclude=out), existing, keys, progress)
-    tasks = chunk_tasks(units, image_column, task_size)
-    writer = PartWriter(out, rows_per_part=rows_per_part, fidelity=fidelity)
-    if engine is Engine.local:
-        results = _local_engine(tasks, params, runs, budget.workers, log_level, budget.decode_pixels, fidelity)
-    else:
-        results = _ray_engine(tasks, params, runs, budget.workers, ray_address, budget.decode_pixels, fidelity)
-    report.interrupted = _drain(results, writer, existing, runs, progress, on_progress)
+    inputs, fidelity = list(inputs), fidelity or psnr
+    engine, params, budget, out = _check(engine, runs, params, workers, max_memory, output, inputs)
+    lock = lock_output(check_output(out))  # a second run on OUT is refused: it would write every row again
+    try:
+        clean_stale_temp_files(out, depth=0)  # parts of killed writers
+        report, progress, start = StatsReport(out, engine.value), StatsProgress(), time.monotonic()
+        existing = existing_row_ids(out)
+        keys = [run_key(params, spec, fidelity) for spec in runs]
+        units = _pending_units(iter_units(inputs, recursive, image_column, exclude=out), existing, keys, progress)
+        tasks = chunk_tasks(units, image_column, task_size)
+        where = (budget.workers, log_level) if engine is Engine.local else (budget.workers, ray_address)
+        engine_run = _local_engine if engine is Engine.local else _ray_engine
+        results = engine_run(tasks, params, runs, *where, budget.decode_pixels, fidelity)
+        writer = PartWriter(out, rows_per_part=rows_per_part, fidelity=fidelity)
+        _write(results, writer, existing, runs, progress, report, on_progress)
+    finally:
+        lock.release()
     report.images, report.failed, report.skipped = progress.done, progress.failed, progress.skipped
-    report.rows, report.parts = writer.rows_written, writer.parts
-    report.seconds = time.monotonic() - start
+    report.rows, report.parts, report.seconds = writer.rows_written, writer.parts, time.monotonic() - start
     return report
 
 
-def _drain(results, writer, existing, runs: list[RunSpec], progress, on_progress) -> bool:
-    """Write the engine's rows as they come; True when Ctrl-C stopped it (the parts are complete either way)."""
-    try:
-        for rows in results:
-            _account(rows, runs[0].label, len(runs), progress)
-            writer.add(_drop_existing(rows, existing))
-            if on_progress is not None:
-                on_progress(progress)
-    except KeyboardInterrupt:
-        return True
-    finally:
-        results.close()  # running tasks finish, queued ones are dropped
-        writer.close()
-    return False
+def _write(results, writer: PartWriter, existing, runs, progress: StatsProgress, report: StatsReport, on_progress):
+    """Rows from the engine to part files until done, Ctrl-C or SIGTERM (then what is finished is flushed)."""
+    with stop_on_sigterm() as caught:
+        try:
+            for rows in results:
+                _account(rows, runs[0].label, len(runs), progress)
+                writer.add(_drop_existing(rows, existing))
+                if on_progress is not None:
+                    on_progress(progress)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            report.stop_signal = caught[0] if caught else signal.SIGINT
+        finally:
+            results.close()  # running tasks finish, queued ones are dropped
+            writer.close()
 
 
-def _check(engine, runs: list[RunSpec], params: Params, workers: int | None, max_memory: int | None, output):
+def _check(engine, runs: list[RunSpec], params: Params, workers: int | None, max_memory: int | None, output, inputs):
     """Everything a usage error can come from, checked before any work: (engine, params, memory plan, OUT)."""
     engine = Engine(getattr(engine, "value", engine))
     require_pyarrow()
@@ -337,12 +307,12 @@ def _check(engine, runs: list[RunSpec], params: Params, workers: int | None, max
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"output {out} exists and is not a folder")
+    check_not_an_input(inputs, out)
     return engine, params, budget, out
 
 
 def _memory_plan(params: Params, engine: Engine, workers: int | None, max_memory: int | None):
     """Workers and decode limit within ``max_memory`` (the main command's estimate, :mod:`aptviz.runs.memory`)."""
-    from aptviz.runs.batch import default_workers
     from aptviz.runs.memory import plan
 
     if engine is Engine.ray:  # a Ray worker holds one image at a time, on its own node
@@ -357,12 +327,13 @@ def _account(rows, first_label: str, per_image: int, progress: StatsProgress) ->
     """Update image counts and the latest failures from a batch of rows (one per selection per image)."""
     if isinstance(rows, list):
         n = len(rows)
-        failures = [(r["path"], r["error"]) for r in rows if r["status"] == "failed" and r["selection"] == first_label]
+        first = [r for r in rows if r["selection"] == first_label]
+        failures = [(r["path"], r["error"]) for r in first if r["status"] == ROW_FAILED]
     else:
         import pyarrow.compute as pc
 
         n = rows.num_rows
-        bad = rows.filter(pc.and_(pc.equal(rows["status"], "failed"), pc.equal(rows["selection"], first_label)))
+        bad = rows.filter(pc.and_(pc.equal(rows["status"], ROW_FAILED), pc.equal(rows["selection"], first_label)))
         failures = list(zip(bad["path"].to_pylist(), bad["error"].to_pylist()))
     progress.done += n // per_image
     progress.failed += len(failures)

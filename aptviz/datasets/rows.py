@@ -15,14 +15,13 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from aptviz._log import logger
 from aptviz._version import __version__
 from aptviz.compute.entropy import PAD
 from aptviz.compute.params import Params, RunSpec
+from aptviz.compute.percentiles import PERCENTILES, exact_percentiles
 from aptviz.compute.xp import to_numpy
-from aptviz.errors import InputError
+from aptviz.errors import ROW_FAILED, ROW_OK, InputError
 
 __all__ = [
     "PERCENTILES",
@@ -34,7 +33,6 @@ __all__ = [
     "run_key",
 ]
 
-PERCENTILES = (5, 25, 50, 75, 95)
 #: The stats.json fields ``--fidelity`` (alias ``--psnr``) adds to each row, same names: PSNR and SSIM of
 #: the model view and of the uniform baseline (docs/analysis.md).
 FIDELITY_COLUMNS = ("psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform")
@@ -124,10 +122,8 @@ def _importance_columns(maps: dict) -> dict:
     out: dict[str, list] = {f"importance_p{q}": [] for q in PERCENTILES}
     for m in maps.values():
         a = to_numpy(m)
-        valid = a[a != PAD].astype(np.float64)
-        values = np.percentile(valid, PERCENTILES) if valid.size else [None] * len(PERCENTILES)
-        for q, v in zip(PERCENTILES, values):
-            out[f"importance_p{q}"].append(None if v is None else float(v))
+        for q, v in zip(PERCENTILES, exact_percentiles(a[a != PAD], PERCENTILES)):
+            out[f"importance_p{q}"].append(v)
     return out
 
 
@@ -155,7 +151,7 @@ def failed_rows(ref: InputRef, params: Params, runs: list[RunSpec], error: str, 
     rows = []
     for spec in runs:
         row = _base_row(ref, params, spec, fidelity)
-        row.update(status="failed", error=error, thresholds=list(spec.thresholds) if spec.thresholds else None)
+        row.update(status=ROW_FAILED, error=error, thresholds=list(spec.thresholds) if spec.thresholds else None)
         rows.append(row)
     return rows
 
@@ -165,7 +161,7 @@ def _ok_rows(ref: InputRef, params: Params, runs: list[RunSpec], result, fidelit
     image = stats["image"]
     scales = [int(ps) for ps in stats["grid"]]
     common = {
-        "status": "ok",
+        "status": ROW_OK,
         "error": None,
         "frames": image["frames"],
         "original_width": image["original_size"][0],

@@ -20,13 +20,16 @@ from pathlib import Path
 from aptviz._log import logger
 from aptviz.compute.params import Params, RunSpec
 from aptviz.datasets.rows import InputRef, failed_rows, image_rows
-from aptviz.runs.batch import IMAGE_EXTENSIONS
+from aptviz.compute.loading import check_regular
+from aptviz.errors import InputError
+from aptviz.runs.scan import IMAGE_EXTENSIONS, scan_inputs
 
 __all__ = ["TAR_IMAGE_EXTENSIONS", "Task", "Unit", "chunk_tasks", "iter_units", "run_task"]
 
 TAR_IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 PARQUET_EXTENSIONS = frozenset({".parquet"})
 TAR_EXTENSIONS = frozenset({".tar"})
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS | PARQUET_EXTENSIONS | TAR_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -92,16 +95,6 @@ def _kind(path: Path) -> str | None:
     if suffix in IMAGE_EXTENSIONS:
         return "file"
     return None
-
-
-def _scan(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
-    found = []
-    for f in folder.glob("**/*" if recursive else "*"):
-        if exclude is not None and f.resolve().is_relative_to(exclude):
-            continue
-        if f.is_file() and _kind(f) is not None:
-            found.append(f)
-    return sorted(found, key=lambda f: f.as_posix())
 
 
 def _unreadable(source: str, path: Path, error: str) -> Unit:
@@ -209,32 +202,31 @@ def iter_units(
     Unit
         Missing inputs and unreadable shards come as units with ``error`` set.
     """
-    skip = Path(exclude).resolve() if exclude is not None else None
     seen: set[str] = set()
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            files = _scan(p, recursive, skip)
-            if not files:
-                yield _unreadable("file", p, "no images, Parquet or tar files found in folder")
-        elif p.exists():
-            files = [p]
-        else:
-            yield _unreadable("file", p, "file not found")
+    for found in scan_inputs(inputs, recursive, INPUT_EXTENSIONS, exclude, what="images, Parquet or tar files"):
+        if found.error is not None:
+            yield _unreadable("file", found.path, found.error)
             continue
-        for f in files:
-            kind = _kind(f) or "file"
-            units = (
-                _parquet_units(f, image_column)
-                if kind == "parquet"
-                else _tar_units(f)
-                if kind == "tar"
-                else iter([Unit(_file_ref("file", f))])
-            )
-            for unit in units:
-                if unit.ref.key not in seen:
-                    seen.add(unit.ref.key)
-                    yield unit
+        for unit in _units_of(found.path, image_column):
+            if unit.ref.key not in seen:
+                seen.add(unit.ref.key)
+                yield unit
+
+
+def _units_of(path: Path, image_column: str) -> Iterator[Unit]:
+    """The units of one file: an image, or a shard's images; what is no regular file is one failed unit."""
+    kind = _kind(path) or "file"
+    try:
+        check_regular(path)  # a FIFO named x.tar is never opened: that would block forever
+    except InputError as exc:
+        yield _unreadable(kind, path, str(exc))
+        return
+    if kind == "parquet":
+        yield from _parquet_units(path, image_column)
+    elif kind == "tar":
+        yield from _tar_units(path)
+    else:
+        yield Unit(_file_ref("file", path))
 
 
 def chunk_tasks(units: Iterable[Unit], image_column: str = "image", size: int = 8) -> Iterator[Task]:

@@ -16,7 +16,7 @@ from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.datasets.parquet import arrow_column, part_files, require_pyarrow, row_schema
 from aptviz.datasets.rows import FIDELITY_COLUMNS
-from aptviz.errors import InputError
+from aptviz.errors import ROW_OK, InputError
 from aptviz.output.atomic import write_json_atomic
 
 __all__ = ["SelectionSummary", "summarize", "write_summary_json"]
@@ -194,7 +194,7 @@ def summarize(out: str | Path) -> list[SelectionSummary]:
         raise InputError(f"{out}: no readable part-*.parquet files (not an aptviz stats output?)")
     groups = pc.unique(table["run_key"])  # in order of first appearance
     table = _latest(pc, table)
-    ok_status = arrow_column(["ok"], "string")[0]  # Arrow scalars: a Python value would be converted through pandas
+    ok_status = arrow_column([ROW_OK], "string")[0]  # Arrow scalars: a Python value would be converted through pandas
     result = []
     for key in groups:
         sub = table.filter(pc.equal(table.column("run_key"), key))

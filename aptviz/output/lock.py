@@ -1,11 +1,25 @@
-"""The output folder's lock: one run at a time per folder."""
+"""The output folder: the checks before a run uses it, and its lock (one run at a time per folder).
+
+Every command that writes into an output folder (``aptviz``, ``aptviz stats``)
+claims it the same way: :func:`check_not_an_input` (an output folder equal to
+an input folder is refused), :func:`check_output` (created, writable) and
+:func:`lock_output` (a second run on the same folder is refused at once with
+"output folder is in use"). Each raises :class:`~aptviz.errors.ParameterError`
+(a usage error, exit 2) with one line.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import tempfile  # noqa: F401 (doctest)
+from collections.abc import Iterable
 from pathlib import Path
+
+from aptviz._text import text_path
+from aptviz.errors import ParameterError
+
+__all__ = ["OutputInUse", "OutputLock", "check_not_an_input", "check_output", "lock_output", "read_only_fs"]
 
 
 class OutputInUse(OSError):
@@ -80,3 +94,75 @@ def _read_pid(path: Path) -> int | None:
         return int(text) if text.isdigit() else None
     except OSError:
         return None
+
+
+def lock_output(output: str | Path) -> OutputLock:
+    """Take ``output``'s lock for this run; :class:`ParameterError` when another run holds it.
+
+    The lock is a POSIX record lock: another process that asks for it is
+    refused at once ("output folder is in use by another aptviz run (pid N)").
+
+    Examples
+    --------
+    >>> lock = lock_output(tempfile.mkdtemp())
+    >>> lock.read_only, lock.release()
+    (False, None)
+    """
+    try:
+        return OutputLock(output).acquire()
+    except OutputInUse as exc:
+        raise ParameterError(f"{exc.strerror}: {text_path(output)}") from None
+    except OSError as exc:
+        raise ParameterError(f"cannot lock the output folder {text_path(output)!r}: {exc.strerror or exc}") from None
+
+
+def check_output(output: str | Path) -> Path:
+    """Create the output folder; :class:`ParameterError` when it cannot be used.
+
+    A folder on a read-only file system is accepted here (resuming a complete
+    output needs no writes); the caller refuses it when there is work to do.
+
+    Examples
+    --------
+    >>> import pathlib
+    >>> check_output(pathlib.Path(tempfile.mkdtemp()) / "new").is_dir()
+    True
+    """
+    output = Path(output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            where = text_path(output)
+            raise ParameterError(f"cannot create the output folder {where!r}: read-only file system") from None
+        raise ParameterError(f"cannot use {text_path(output)!r} as the output folder: {exc.strerror or exc}") from None
+    if not os.access(output, os.W_OK | os.X_OK) and not read_only_fs(output):
+        raise ParameterError(f"cannot write to the output folder {text_path(output)!r}: permission denied")
+    return output
+
+
+def read_only_fs(path: str | Path) -> bool:
+    """Whether ``path`` lies on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # pragma: no cover - not POSIX
+        return False
+
+
+def check_not_an_input(inputs: Iterable[str | Path], output: str | Path) -> None:
+    """An output folder that is one of the input folders would mix outputs with inputs: :class:`ParameterError`.
+
+    Examples
+    --------
+    >>> check_not_an_input(["."], ".")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: the output folder '.' is also an input folder; choose another -o/--output
+    """
+    target = Path(output).resolve()
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir() and p.resolve() == target:
+            raise ParameterError(
+                f"the output folder {text_path(output)!r} is also an input folder; choose another -o/--output"
+            )

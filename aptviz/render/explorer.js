@@ -15,6 +15,7 @@
   var raw = {};     // name -> payload (JSON), decoded on first use
   var models = {};  // name -> decoded model
   var waiters = {}; // name -> [resolve]
+  var failers = {}; // name -> [reject], called when its data file fails to load
 
   function bytes(b64) {
     var s = atob(b64), n = s.length, u = new Uint8Array(n);
@@ -171,6 +172,7 @@
     delete models[payload.name]; // new data under a known name (a notebook cell run again) is decoded afresh
     var w = waiters[payload.name];
     delete waiters[payload.name];
+    delete failers[payload.name];
     if (w) w.forEach(function (f) { f(payload.name); });
     initNamed(payload.name);
   };
@@ -194,13 +196,21 @@
     var s = document.createElement("script");
     s.src = src;
     s.onload = function () { A.drain(name); }; // a script's load event follows its execution at once
-    s.onerror = function () { status(el, "no explorer data (" + src + ")"); };
+    s.onerror = function () {
+      status(el, "no explorer data (" + src + ")");
+      var f = failers[name];
+      delete failers[name];
+      delete waiters[name];
+      el._aptvizRequested = 0; // a later load() tries again
+      if (f) f.forEach(function (g) { g(new Error("aptviz: could not load " + src + " for '" + name + "'")); });
+    };
     document.head.appendChild(s);
   }
   A.load = function (name) {
     if (raw[name]) return Promise.resolve(name);
     return new Promise(function (resolve, reject) {
       (waiters[name] = waiters[name] || []).push(resolve);
+      (failers[name] = failers[name] || []).push(reject);
       var els = explorersNamed(name);
       if (!els.length) reject(new Error("aptviz: no explorer named '" + name + "'"));
       els.forEach(requestData);

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import fmean, median
 
+from aptviz.errors import ROW_OK
+
 __all__ = ["FidelityPoint", "FidelitySummary", "fidelity_figure", "fidelity_points", "pareto"]
 
 FIELDS = ("psnr", "ssim")
@@ -115,7 +117,7 @@ def _interp(curve: list[FidelityPoint], x: float, key: str) -> float | None:
 
 def _usable(row: dict) -> bool:
     keys = ("llm_tokens", "ssim_apt", "ssim_uniform", "uniform_vit_tokens", "base_small_tokens", "llm_tokens_uniform")
-    return row.get("status") == "ok" and all(row.get(k) is not None for k in keys)
+    return row.get("status") == ROW_OK and all(row.get(k) is not None for k in keys)
 
 
 def _mean_point(importance, method, alpha, members: list[dict], uniform: bool) -> FidelityPoint:
@@ -186,6 +188,8 @@ def _panel(ax, summary: FidelitySummary, key: str, ylabel: str) -> None:
         ax.step([p.llm_tokens for p in front], [getattr(p, key) for p in front], where="post", color="gold",
                 lw=5, alpha=0.45, zorder=0, label="Pareto front")  # fmt: skip
     for p in lossless:  # infinite dB: marked at the top, never squashing the axis
+        # a faint line at its tokens also widens the x range to it (the mark is not drawn outside the panel)
+        ax.axvline(p.llm_tokens, color=MEASURE_COLORS.get(p.importance, "tab:purple"), lw=0.8, alpha=0.3)
         ax.annotate("lossless", (p.llm_tokens, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
                     fontsize=7, color=MEASURE_COLORS.get(p.importance, "tab:purple"))  # fmt: skip
     if summary.best is not None and getattr(summary.best, key) is not None:

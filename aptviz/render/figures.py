@@ -19,7 +19,9 @@ import numpy as np
 from PIL import Image
 
 from aptviz.compute.histogram import HIST_BINS, merge_histograms, value_histogram, value_range  # noqa: F401
+from aptviz.compute.percentiles import PERCENTILES, histogram_percentiles
 from aptviz.compute.xp import to_numpy
+from aptviz.errors import ROW_OK
 from aptviz.render.pictures import (
     BOUNDARY_COLOR,
     LINE_WIDTH,
@@ -54,7 +56,6 @@ __all__ = [
 
 DISPLAY_HEIGHT = 360  # panel height in compare.png
 MAX_PANEL_WIDTH = 1400  # and the widest a panel may be
-PERCENTILES = (5, 25, 50, 75, 95)
 
 
 def display_scale(height: int, width: int | None = None, target: int = DISPLAY_HEIGHT) -> float:
@@ -546,7 +547,8 @@ def build_compare(
 
 
 def percentiles(hist: dict, qs=PERCENTILES) -> dict:
-    """Percentiles of a histogram (linear within a bin; accurate to one bin width).
+    """Percentiles of a histogram made by :func:`value_histogram` (the one rule:
+    :func:`aptviz.compute.percentiles.histogram_percentiles`; within one bin width of the exact value).
 
     Examples
     --------
@@ -554,21 +556,9 @@ def percentiles(hist: dict, qs=PERCENTILES) -> dict:
     >>> percentiles(h)["p50"]
     5.01
     """
-    counts = np.asarray(hist["counts"], dtype=np.float64)
-    total = counts.sum()
-    if total == 0:
-        return {f"p{q}": None for q in qs}
     width = (hist["hi"] - hist["lo"]) / HIST_BINS
-    cum = np.cumsum(counts)
-    out = {}
-    for q in qs:
-        rank = q / 100 * total
-        i = int(np.searchsorted(cum, rank, side="left"))
-        i = min(i, counts.size - 1)
-        before = cum[i - 1] if i else 0.0
-        frac = (rank - before) / counts[i] if counts[i] else 0.5
-        out[f"p{q}"] = round(hist["lo"] + (i + float(np.clip(frac, 0, 1))) * width, 6)
-    return out
+    values = histogram_percentiles(hist["counts"], hist["lo"], width, qs)
+    return {f"p{q}": None if v is None else round(v, 6) for q, v in zip(qs, values)}
 
 
 def new_figure(width: float, height: float, dpi: int = 110):
@@ -695,7 +685,7 @@ def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
     Every (image, selection) row is a faint point; lines join the means per
     (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
     """
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("psnr_uniform") is not None]
+    ok = [r for r in rows if r.get("status") == ROW_OK and r.get("psnr_uniform") is not None]
     ok = [r for r in ok if r.get("psnr_apt") is not None]
     if not ok:
         return None

@@ -38,6 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from aptviz.errors import ROW_FAILED
+
 __all__ = [
     "COLUMN_LABELS", "DATASET_FIGURES", "build_report", "card_data", "column_label", "output_links", "report_cards",
 ]  # fmt: skip
@@ -276,10 +278,8 @@ def _url(rel: str | os.PathLike) -> str:
     >>> _url("a b/c#1.png"), _url("back\\\\slash.png")
     ('a%20b/c%231.png', 'back%5Cslash.png')
     """
-    text = os.fspath(rel)
-    if os.sep != "/":  # pragma: no cover - Windows paths
-        text = text.replace(os.sep, "/")
-    return quote(os.fsencode(text), safe="/")
+    # only the platform's separator becomes '/': on POSIX a backslash is a name's own byte (sent as %5C)
+    return quote(os.fsencode(Path(rel).as_posix()), safe="/")
 
 
 def _safe(value) -> str:
@@ -431,7 +431,7 @@ def card_data(folder: str, stats: dict) -> dict:
         })  # fmt: skip
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
     return {
-        "base": _url(folder.rstrip("/") + "/"),
+        "base": _url(folder.rstrip("/")) + "/",
         "heat": heat,
         "blend": link(files.get("blend")),
         "compare": link(files.get("compare")),
@@ -642,7 +642,7 @@ def build_report(
     >>> page.startswith("<!DOCTYPE html>") and "a.png" in page and 'name="viewport"' in page
     True
     """
-    failed = sum(1 for r in rows if r.get("status") == "failed")
+    failed = sum(1 for r in rows if r.get("status") == ROW_FAILED)
     data = _page_data(rows, cards, columns, card_extra, output_links or {})
     page = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
@@ -695,7 +695,7 @@ def output_links(output: str | Path, rows: list[dict]) -> dict[str, str]:
                 rel = os.path.relpath(folder, output)
             except ValueError:
                 rel = folder
-            links[folder] = _url(rel.rstrip("/") + "/")
+            links[folder] = _url(rel.rstrip("/")) + "/"
     return links
 
 

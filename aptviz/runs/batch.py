@@ -2,21 +2,16 @@
 
 :func:`discover` turns files and folders into jobs with collision-free output
 folders; :func:`run_batch` runs them (skipping complete ones) and yields one
-:class:`~aptviz.runs.results.JobResult` per input as it finishes, using a
-:class:`RecoveringPool` that survives workers killed mid-image. The whole run
+:class:`~aptviz.runs.results.JobResult` per input as it finishes, on the
+worker pool (:class:`aptviz.runs.pool.WorkerPool`) that survives workers
+killed mid-image. Inputs are expanded by :func:`aptviz.runs.scan.scan_inputs`. The whole run
 (summary, plot, report) is :func:`aptviz.runs.runner.run`.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,21 +22,18 @@ from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.stats import ImageStats
 from aptviz.errors import InputError
 from aptviz.output.atomic import clean_stale_temp_files, read_json
+from aptviz.runs.pool import WorkerPool, default_workers
 from aptviz.runs.results import JobResult, Status
+from aptviz.runs.scan import IMAGE_EXTENSIONS, scan_inputs
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "Job",
     "JobResult",
-    "RecoveringPool",
-    "default_workers",
     "discover",
     "is_complete",
     "run_batch",
 ]
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-
 
 @dataclass(frozen=True)
 class Job:
@@ -82,29 +74,14 @@ def discover(
     candidates: list[tuple[Path, str]] = []
     failures: list[JobResult] = []
     seen: set[Path] = set()
-    skip = Path(exclude).resolve() if exclude is not None else None
 
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            # the output folder matters only when it lies inside this input folder
-            guard = skip if skip is not None and skip.is_relative_to(p.resolve()) else None
-            found = []
-            for f in p.glob("**/*" if recursive else "*"):
-                if not f.is_file() or (guard is not None and f.resolve().is_relative_to(guard)):
-                    continue
-                if f.suffix.lower() in IMAGE_EXTENSIONS:
-                    found.append(f)
-                else:
-                    logger.debug("skipping non-image file {}", f)
-            if not found:
-                failures.append(JobResult.failed(p, "no images found in folder"))
-            for f in sorted(found, key=lambda f: f.as_posix()):
-                candidates.append((f, f.relative_to(p).with_suffix("").as_posix()))
-        elif p.exists() or p.is_symlink():
-            candidates.append((p, p.stem))
+    for found in scan_inputs(inputs, recursive, IMAGE_EXTENSIONS, exclude):
+        if found.error is not None:
+            failures.append(JobResult.failed(found.path, found.error))
+        elif found.folder is not None:  # mirrors the path below the folder given
+            candidates.append((found.path, found.path.relative_to(found.folder).with_suffix("").as_posix()))
         else:
-            failures.append(JobResult.failed(p, "file not found"))
+            candidates.append((found.path, found.path.stem))
 
     jobs: list[Job] = []
     used: dict[str, str] = {}  # lower-cased name -> suffix of the file holding it
@@ -227,138 +204,6 @@ def _work(
         return JobResult.failed(path, f"internal error: {type(exc).__name__}: {exc}", traceback.format_exc())
 
 
-def _die_with_parent(parent: int) -> None:
-    """Make this worker exit when the main process dies, however it dies (kill -9 included).
-
-    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``. Everywhere: a daemon thread
-    that exits the process once its parent is no longer ``parent``.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
-            pass
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(1)
-
-    def watch() -> None:
-        import time
-
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    import threading
-
-    threading.Thread(target=watch, name="aptviz-parent-watch", daemon=True).start()
-
-
-def _init_worker(level: str | None, parent: int | None = None) -> None:
-    """Worker start-up: die with the parent, leave Ctrl-C and SIGTERM to it, one compute thread each."""
-    if parent is not None:
-        _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops the run cleanly; it kills us if it dies
-    from aptviz.compute.entropy import set_num_threads
-
-    set_num_threads(1)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    if level is not None:
-        logger.remove()
-        logger.add(sys.stderr, level=level, format="{level}: {message}")
-        logger.enable("aptviz")
-
-
-def default_workers() -> int:
-    """Number of CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-class RecoveringPool:
-    """A process pool that survives a worker dying mid-image (e.g. killed for memory).
-
-    When a worker dies, every image in flight is suspect: a fresh pool reruns
-    them one at a time, so only the image that kills its worker alone is
-    reported as failed. At most ``2 * workers`` images are in flight, so
-    Ctrl-C has little to cancel.
-
-    Parameters
-    ----------
-    new_pool : callable
-        Returns a fresh :class:`ProcessPoolExecutor`.
-    workers : int
-        Its number of processes.
-    submit : callable
-        ``submit(pool, job) -> Future`` of a :class:`JobResult`.
-    """
-
-    def __init__(self, new_pool: Callable[[], ProcessPoolExecutor], workers: int, submit: Callable):
-        self._new_pool = new_pool
-        self._workers = workers
-        self._submit = submit
-        self._pool = new_pool()
-        self._broken = False
-        self._pending: dict[Future, Job] = {}
-        self._alone: set[Future] = set()  # futures run with nothing else in flight
-        self._suspects: list[Job] = []  # jobs in flight when a worker died: rerun one by one
-
-    def run(self, jobs: list[Job]) -> Iterator[JobResult]:
-        """Yield one result per job, in completion order; on any exception, cancel and shut down."""
-        queue = list(reversed(jobs))
-        try:
-            while queue or self._pending or self._suspects:
-                self._fill(queue)
-                done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    res = self._collect(fut)
-                    if res is not None:
-                        yield res
-        except BaseException:
-            for fut in self._pending:
-                fut.cancel()
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        self._pool.shutdown(wait=True)
-
-    def _fill(self, queue: list[Job]) -> None:
-        if self._broken:  # a worker died: start a fresh pool
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool, self._broken = self._new_pool(), False
-        if self._suspects:
-            if not self._pending:
-                job = self._suspects.pop(0)
-                fut = self._submit(self._pool, job)
-                self._pending[fut] = job
-                self._alone.add(fut)
-            return
-        while queue and len(self._pending) < 2 * self._workers:
-            job = queue.pop()
-            self._pending[self._submit(self._pool, job)] = job
-
-    def _collect(self, fut: Future) -> JobResult | None:
-        job = self._pending.pop(fut)
-        try:
-            res = fut.result()
-        except BrokenProcessPool:
-            self._broken = True
-            if fut not in self._alone:  # maybe another image killed the worker
-                self._suspects.append(job)
-                return None
-            res = JobResult.failed(job.path, "worker process died (out of memory?)")
-        except Exception as exc:
-            res = JobResult.failed(job.path, f"worker failed: {type(exc).__name__}: {exc}")
-        self._alone.discard(fut)
-        res.name = job.name
-        return res
-
-
 def run_batch(
     jobs: list[Job],
     output: str | Path,
@@ -421,22 +266,24 @@ def run_batch(
         return
     params = params.resolved()
     workers = min(default_workers() if workers is None else max(1, workers), len(todo))
-    if workers <= 1:
-        for job in todo:
-            res = _work(job.path, output / job.name, runs, params, save_maps, export_tokens, max_image_pixels, render)
-            res.name = job.name
-            yield res
-        return
+    pool = WorkerPool(
+        _work_job,
+        (output, runs, params, save_maps, export_tokens, max_image_pixels, render),
+        workers=workers,
+        device=params.device,
+        log_level=log_level,
+        on_failure=_job_failed,
+    )
+    for job, res in pool.map(todo):
+        res.name = job.name
+        yield res
 
-    ctx = multiprocessing.get_context("spawn" if params.device.startswith("cuda") else "fork")
 
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(log_level, os.getpid())
-        )
+def _work_job(job: Job, output: Path, *args) -> JobResult:
+    """:func:`_work` for one job (what the worker pool calls)."""
+    return _work(job.path, output / job.name, *args)
 
-    def submit(pool: ProcessPoolExecutor, job: Job) -> Future:
-        args = (runs, params, save_maps, export_tokens, max_image_pixels, render)
-        return pool.submit(_work, job.path, output / job.name, *args)
 
-    yield from RecoveringPool(new_pool, workers, submit).run(todo)
+def _job_failed(job: Job, message: str) -> JobResult:
+    """The result of a job whose worker process died (or failed outside :func:`_work`)."""
+    return JobResult.failed(job.path, message)

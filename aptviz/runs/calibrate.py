@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from aptviz.compute.calibration import Calibration, calibrate_maps
+from aptviz.compute.params import DEFAULT_THRESHOLDS
 from aptviz.errors import ParameterError
+from aptviz.runs.pool import WorkerPool
 
 
 class NoImagesError(ParameterError):
@@ -30,7 +32,10 @@ def _maps_of(job: tuple[str, object]) -> tuple[str, dict | None, str | None]:
 
 
 def image_maps(paths: list[str], params, workers: int = 1) -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:
-    """Maps of every image, computed once each (in ``workers`` processes).
+    """Maps of every image, computed once each (in ``workers`` processes of the worker pool).
+
+    A worker that dies on an image (killed for memory, say) fails that image
+    only, with one line naming it; the others go on.
 
     Returns
     -------
@@ -38,47 +43,31 @@ def image_maps(paths: list[str], params, workers: int = 1) -> tuple[list[tuple[s
         In input order.
     """
     jobs = [(str(p), params) for p in paths]
-    if workers <= 1 or len(jobs) <= 1:
-        done = [_maps_of(j) for j in jobs]
-    else:
-        import multiprocessing as mp
-        import os
-        from concurrent.futures import ProcessPoolExecutor
-
-        from aptviz.runs.batch import (
-            _init_worker,  # one compute thread a worker, Ctrl-C left to the parent, dies with it
-        )
-
-        ctx = mp.get_context("spawn" if str(params.device).startswith("cuda") else "fork")
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker, initargs=(None, os.getpid())
-        ) as pool:
-            done = list(pool.map(_maps_of, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
-    ok = [(p, m) for p, m, err in done if m is not None]
-    failed = [(p, err) for p, m, err in done if m is None]
+    pool = WorkerPool(_maps_of, workers=min(workers, len(jobs)), device=str(params.device), on_failure=_died)
+    done = dict(pool.map(jobs))
+    results = [done[j] for j in jobs]
+    ok = [(p, m) for p, m, err in results if m is not None]
+    failed = [(p, err) for p, m, err in results if m is None]
     return ok, failed
 
 
-def calibrate_paths(
-    paths: list[str],
-    method: str = "v2",
-    target: float = 0.3,
-    statistic: str = "mean",
-    thresholds=(3.0, 2.0),
-    params=None,
-    workers: int = 1,
-) -> tuple[Calibration, list[tuple[str, str]]]:
-    """:func:`calibrate_maps` over image files; returns the calibration and the failures.
+def _died(job: tuple[str, object], message: str) -> tuple[str, None, str]:
+    """The failure of an image whose worker process died."""
+    return job[0], None, message
 
-    Raises
-    ------
-    NoImagesError
-        When every image failed (it carries each reason).
+
+def calibrate_paths(
+    paths: list[str], method: str = "v2", target: float = 0.3, statistic: str = "mean",
+    thresholds=DEFAULT_THRESHOLDS, params=None, workers: int = 1,
+) -> tuple[Calibration, list[tuple[str, str]]]:  # fmt: skip
+    """:func:`calibrate_maps` over image files (maps computed on ``workers`` processes).
+
+    Returns the calibration and the failures, ``(path, error)`` each; raises
+    :class:`NoImagesError` (carrying each reason) when every image failed.
     """
     from aptviz.compute.params import Params
 
-    params = params or Params()
-    ok, failed = image_maps(paths, params, workers)
+    ok, failed = image_maps(paths, params or Params(), workers)
     if not ok and failed:
         raise NoImagesError(failed)
     cal = calibrate_maps([m for _, m in ok], method, target, statistic, thresholds, [p for p, _ in ok])

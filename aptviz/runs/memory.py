@@ -236,22 +236,15 @@ def plan(
         Images to compute (no more workers than images).
     threads : int, optional
         Entropy threads of a process that runs alone (default: CPU cores).
-    save_maps : bool
-        Whether maps.npz is written.
-    export_tokens : bool
-        Whether tokens.npz is written.
+    save_maps, export_tokens : bool
+        Whether maps.npz, tokens.npz are written.
     workers_given : bool
         The user chose the number of workers: refuse rather than use fewer.
 
     Returns
     -------
     MemoryPlan
-
-    Raises
-    ------
-    ParameterError
-        When even the smallest plan exceeds ``max_memory``; the message names
-        the estimate.
+        Raises ParameterError naming the estimate when even the smallest plan exceeds ``max_memory``.
 
     Examples
     --------
@@ -266,7 +259,7 @@ def plan(
     """
     from aptviz.compute.entropy import get_num_threads
     from aptviz.compute.loading import decode_limit
-    from aptviz.runs.batch import default_workers
+    from aptviz.runs.pool import default_workers
 
     limit = default_max_memory() if max_memory is None else int(max_memory)
     wanted = default_workers() if workers is None else max(1, int(workers))

@@ -1,24 +1,14 @@
-"""What happened to each input of a run: status, failure, the run report, exit codes."""
+"""What happened to each input of a run: status (:class:`aptviz.errors.Status`), failure, the run report."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 from aptviz.compute.stats import ImageStats
-from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from aptviz.errors import Status, exit_code
 
-
-class Status(str, Enum):
-    """What happened to one input."""
-
-    done = "done"  # computed and written in this run
-    skipped = "skipped"  # already complete with the same parameters
-    failed = "failed"
-
-    def __str__(self) -> str:
-        return self.value
+__all__ = ["Failure", "JobResult", "RunReport", "Status"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +88,4 @@ class RunReport:
     @property
     def return_code(self) -> int:
         """0 all succeeded, 1 something failed, 130 interrupted by Ctrl-C, 143 stopped by SIGTERM."""
-        if self.interrupted:
-            return EXIT_INTERRUPTED if self.stop_signal in (None, 2) else 128 + self.stop_signal
-        return EXIT_FAILED if self.failures or self.errors else EXIT_OK
+        return exit_code(bool(self.failures or self.errors), self.interrupted, self.stop_signal)

@@ -16,13 +16,9 @@ Examples
 
 from __future__ import annotations
 
-import errno
-import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +27,9 @@ from aptviz._text import text_path
 from aptviz.compute.params import Method, Params, RunSpec, build_runs
 from aptviz.errors import ParameterError
 from aptviz.output.layout import PLOT_NAME, figure_name
-from aptviz.output.lock import OutputInUse, OutputLock
-from aptviz.runs.batch import Job, default_workers, discover, run_batch
+from aptviz.output.lock import check_not_an_input, check_output, lock_output, read_only_fs
+from aptviz.runs.batch import Job, discover, run_batch
+from aptviz.runs.pool import default_workers, stop_on_sigterm
 from aptviz.runs.results import JobResult, RunReport, Status
 
 __all__ = ["ProgressEvent", "RunOptions", "check_output", "run"]
@@ -68,68 +65,6 @@ class RunOptions:
     render: object = None  # RenderOptions: how overlays are drawn (None: 2 px green JPEG)
     dataset_view: bool = True  # dataset.json, dataset figures and report.html at the end
     max_memory: int | None = None  # bytes the run may use (None: half the machine's RAM)
-
-
-def check_output(output: str | Path) -> Path:
-    """Create the output folder; :class:`ParameterError` when it cannot be used.
-
-    A folder on a read-only file system is accepted here (resuming a complete
-    output needs no writes); :func:`run` refuses it when there is work to do.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> check_output(pathlib.Path(tempfile.mkdtemp()) / "new").is_dir()
-    True
-    """
-    output = Path(output)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        if exc.errno == errno.EROFS:
-            where = text_path(output)
-            raise ParameterError(f"cannot create the output folder {where!r}: read-only file system") from None
-        raise ParameterError(f"cannot use {text_path(output)!r} as the output folder: {exc.strerror or exc}") from None
-    if not os.access(output, os.W_OK | os.X_OK) and not _read_only_fs(output):
-        raise ParameterError(f"cannot write to the output folder {text_path(output)!r}: permission denied")
-    return output
-
-
-def _read_only_fs(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # pragma: no cover - not POSIX
-        return False
-
-
-def _check_not_an_input(inputs: list, output: Path) -> None:
-    """An output folder that is one of the input folders would mix outputs with inputs."""
-    target = output.resolve()
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir() and p.resolve() == target:
-            raise ParameterError(
-                f"the output folder {text_path(output)!r} is also an input folder; choose another -o/--output"
-            )
-
-
-@contextmanager
-def _stop_on_sigterm():
-    """SIGTERM behaves like Ctrl-C: KeyboardInterrupt in the main thread; the signal is remembered."""
-    caught: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield caught
-        return
-
-    def handler(signum, frame):
-        caught.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield caught
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
@@ -225,20 +160,15 @@ def run(
     params = params or Params()
     runs = _as_runs(selections, params)
     inputs = list(inputs)
-    _check_not_an_input(inputs, Path(output))
+    check_not_an_input(inputs, output)
     if params.device != "auto":  # cuda is checked now; auto only when there is work (resuming needs no torch)
         params = params.resolved()
     jobs, failures = discover(inputs, recursive=options.recursive, exclude=output)
     budget = _memory_plan(params, options, len(jobs))  # before anything is written
     output = check_output(output)
+    lock = lock_output(output)
     try:
-        lock = OutputLock(output).acquire()
-    except OutputInUse as exc:
-        raise ParameterError(f"{exc.strerror}: {text_path(output)}") from None
-    except OSError as exc:
-        raise ParameterError(f"cannot lock the output folder {text_path(output)!r}: {exc.strerror or exc}") from None
-    try:
-        if lock.read_only or _read_only_fs(output):
+        if lock.read_only or read_only_fs(output):
             _check_nothing_to_write(jobs, output, runs, params, options)
         report = RunReport(output, jobs=len(jobs))
         summary = _new_summary(output, params, jobs, options, read_only=lock.read_only)
@@ -246,26 +176,31 @@ def run(
         rec.tell()
         for failure in failures:
             rec.add(failure)
-        with _stop_on_sigterm() as caught:
-            try:
-                for result in run_batch(
-                    jobs, output, runs, params, budget.workers, options.overwrite, options.save_maps,
-                    options.log_level, export_tokens=options.export_tokens, max_image_pixels=budget.decode_pixels,
-                    render=options.render,
-                ):  # fmt: skip
-                    rec.add(result)
-            except KeyboardInterrupt:
-                report.interrupted = True
-                report.stop_signal = caught[0] if caught else signal.SIGINT
-                summary.refresh_from_disk()
-            finally:
-                rec.write_summary(force=True)
+        _run_jobs(rec, jobs, output, runs, params, budget, options)
         if not lock.read_only:
             _maybe_plot(report, rec.summary.rows, runs, _figure_format(options))
             _dataset_view(report, rec.summary, options, runs, params)
     finally:
         lock.release()
     return report
+
+
+def _run_jobs(rec: _Recorder, jobs: list[Job], output: Path, runs: list[RunSpec], params: Params, budget, options):
+    """The jobs on the worker pool, each result recorded, until done, Ctrl-C or SIGTERM; the summary written last."""
+    with stop_on_sigterm() as caught:
+        try:
+            for result in run_batch(
+                jobs, output, runs, params, budget.workers, options.overwrite, options.save_maps,
+                options.log_level, export_tokens=options.export_tokens, max_image_pixels=budget.decode_pixels,
+                render=options.render,
+            ):  # fmt: skip
+                rec.add(result)
+        except KeyboardInterrupt:
+            rec.report.interrupted = True
+            rec.report.stop_signal = caught[0] if caught else signal.SIGINT
+            rec.summary.refresh_from_disk()
+        finally:
+            rec.write_summary(force=True)
 
 
 def _memory_plan(params: Params, options: RunOptions, jobs: int):

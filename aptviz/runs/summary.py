@@ -14,11 +14,20 @@ from statistics import fmean
 from aptviz._text import clean_text, text_path
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
+from aptviz.errors import ROW_FAILED, ROW_OK
 from aptviz.output.atomic import csv_cell, read_json, write_bytes_atomic
 from aptviz.output.layout import IMAGE_SUBDIRS, STATS_NAME, SUMMARY_CSV, SUMMARY_JSON
 from aptviz.runs.results import JobResult, Status
 
 __all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for", "write_retention_plot"]
+
+
+#: The numbers of a selection a summary row carries (SelectionStats fields), in column order.
+SELECTION_NUMBERS = (
+    "tokens", "base_small_tokens", "retention", "target_retention", "vit_tokens", "llm_tokens",
+    "llm_tokens_uniform", "llm_retention", "psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt",
+    "ssim_uniform",
+)  # fmt: skip
 
 
 def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
@@ -29,14 +38,14 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
     image = text_path(result.path)
     stats = result.stats
     if stats is None:
-        return [{"image": image, "status": "failed", "error": result.error, "output": None}]
+        return [{"image": image, "status": ROW_FAILED, "error": result.error, "output": None}]
     folder = text_path(output / result.name) if result.name else None
     w, h = stats.image.resized_size
     rows = []
     for sel in stats.selections:
         row = {
             "image": image,
-            "status": "ok",
+            "status": ROW_OK,
             "method": sel.method,
             "alpha": sel.alpha,
             "model": stats.params.model,
@@ -48,23 +57,8 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
         }
         for ps in scales:
             row[f"tokens_{ps}"] = sel.tokens_by_scale.get(int(ps))
-        row.update(
-            tokens=sel.tokens,
-            base_small_tokens=sel.base_small_tokens,
-            retention=sel.retention,
-            target_retention=sel.target_retention,
-            vit_tokens=sel.vit_tokens,
-            llm_tokens=sel.llm_tokens,
-            llm_tokens_uniform=sel.llm_tokens_uniform,
-            llm_retention=sel.llm_retention,
-            psnr_apt=sel.psnr_apt,
-            uniform_vit_tokens=sel.uniform_vit_tokens,
-            psnr_uniform=sel.psnr_uniform,
-            ssim_apt=sel.ssim_apt,
-            ssim_uniform=sel.ssim_uniform,
-            output=folder,
-            error=None,
-        )
+        row.update({name: getattr(sel, name) for name in SELECTION_NUMBERS})
+        row.update(output=folder, error=None)
         rows.append(row)
     return rows
 
@@ -149,7 +143,7 @@ class Summary:
             self._stats[self._key(result)] = stats
         previous = read_json(self.output / SUMMARY_JSON)
         for row in previous if isinstance(previous, list) else []:
-            if isinstance(row, dict) and row.get("status") == "failed" and isinstance(row.get("image"), str):
+            if isinstance(row, dict) and row.get("status") == ROW_FAILED and isinstance(row.get("image"), str):
                 self._rows.setdefault(f"failed:{row['image']}", [row])
 
     def refresh_from_disk(self) -> None:
@@ -277,7 +271,7 @@ def aggregate(rows: list[dict]) -> list[GroupStats]:
     """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        if row.get("status") == "ok":
+        if row.get("status") == ROW_OK:
             groups.setdefault((row.get("importance"), row["method"], row["alpha"]), []).append(row)
     out = []
     for (importance, method, alpha), members in groups.items():
@@ -381,7 +375,7 @@ def retention_figure(rows: list[dict], llm: bool = True):
 
     ``llm``: also draw the LLM retention beside the ViT retention.
     """
-    ok = [r for r in rows if r.get("status") == "ok"]
+    ok = [r for r in rows if r.get("status") == ROW_OK]
     if not ok:
         return None
     from aptviz.render.figures import new_figure

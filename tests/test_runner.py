@@ -12,8 +12,7 @@ from aptviz.errors import ParameterError
 from aptviz.runs.results import RunReport, Status
 from aptviz.runs.runner import ProgressEvent
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_images"
+from conftest import SAMPLES
 
 
 def test_one_image(tmp_path):
