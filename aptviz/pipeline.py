@@ -110,6 +110,7 @@ def complete_stats(
         list(analysis.maps), analysis.shown_scale, [s.label for s in analysis.selections], render.overlay_suffix,
         save_maps, export_tokens, views=all(s.view is not None for s in analysis.selections),
         measures=list(analysis.maps_by_measure) if analysis.several_measures else None,
+        figure_format=render.figure_format,
     )  # fmt: skip
     stats.files = files
     for entry, names in zip(stats.selections, per_selection):

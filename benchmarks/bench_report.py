@@ -1,4 +1,4 @@
-"""Benchmark: opening report.html of a 500-image batch in headless Chromium (target < 2 s).
+"""Benchmark: opening report.html of a 5,000-image batch in headless Chromium (target <= 3 s).
 
 Builds a batch of the three sample photos, then a report of 500 cards that
 point at those folders (the page cost depends on the number of cards and
@@ -29,13 +29,13 @@ from aptviz.render.report import build_report  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--disable-sync"]
-TARGET = 2.0
+TARGET = 3.0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
@@ -58,6 +58,7 @@ def main(argv=None) -> int:
             many_rows += [dict(r, image=f"{i}_{r['image']}") for r in rows if r["output"] == folder]
         (out / "big.html").write_text(build_report(many_rows, cards, columns, ["retention_vs_alpha.png"]))
         (out / "table.html").write_text(build_report(many_rows, [], columns))
+        size = (out / "big.html").stat().st_size
         times = {}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
@@ -67,6 +68,10 @@ def main(argv=None) -> int:
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
                     t0 = time.perf_counter()
                     page.goto((out / name).as_uri(), wait_until="load")
+                    page.wait_for_function(  # the table drawn and the first cards built
+                        "document.querySelector('table.sum tbody tr') && "
+                        "(!document.querySelector('.card') || document.querySelector('.card[data-done]'))"
+                    )
                     runs.append(time.perf_counter() - t0)
                     page.close()
                 times[name] = statistics.median(runs)
@@ -75,7 +80,9 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     big, table = times["big.html"], times["table.html"]
     ok = big < TARGET
-    print(f"report.html, {args.images} image cards + table: {big:.3f}s  (target < {TARGET}s) {'PASS' if ok else 'FAIL'}")
+    verdict = "PASS" if ok else "FAIL"
+    print(f"report.html, {args.images} image cards + table: {big:.3f}s  (target < {TARGET}s) {verdict}")
+    print(f"page size: {size / 1e6:.1f} MB, {len(many_rows)} rows")
     print(f"baseline: the same summary table alone:        {table:.3f}s  ratio {big / table:.2f}")
     print(json.dumps({"report_s": round(big, 3), "table_only_s": round(table, 3)}))
     return 0 if ok else 1

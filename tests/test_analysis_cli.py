@@ -97,10 +97,12 @@ def test_compare_is_readable_for_a_tiny_input(tmp_path):
     r = invoke(src, "-m", "v1", "-m", "budget:0.5", "-q", "-o", tmp_path / "out")
     assert r.exit_code == 0, r.output
     fig = np.asarray(Image.open(tmp_path / "out/tiny/compare.png"))
-    # 56 px resized image shown 6x (336 px) in 4 panels side by side, with titles above
-    assert fig.shape[0] > 336 and fig.shape[1] >= 4 * 336
-    cols_with_green = ((fig == [0, 255, 0]).all(axis=2)).any(axis=0)
-    assert cols_with_green[2 * 336 :].sum() > 100  # the two overlay panels carry crisp green lines
+    # 56 px resized image shown 5x (280 px): a first row of 3 panels, then a row of 5 per selection
+    assert fig.shape[0] > 3 * 280 and fig.shape[1] >= 5 * 280
+    green = (fig == [0, 255, 0]).all(axis=2)
+    rows_with_green = green[:, :300].any(axis=1)
+    assert not rows_with_green[:300].any()  # the first row: original, heatmap, blend
+    assert rows_with_green[300:].sum() > 2 * 250  # each selection row starts with its overlay, crisp green lines
 
 
 def test_dataset_view_percentiles_and_report(tmp_path):
@@ -171,6 +173,25 @@ def test_calibrate_usage_errors(tmp_path, capsys, args, message):
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "calibration.json").exists()
+
+
+def test_figure_format_svg_writes_compare_and_the_batch_figures_as_svg(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = invoke(SAMPLES / "chelsea.png", SAMPLES / "coffee.png", "-m", "v1", "-m", "budget:0.3",
+               "--figure-format", "svg", "-q", "-o", tmp_path)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    for name in ("retention_vs_alpha", "psnr_vs_retention", "importance_histogram"):
+        assert (tmp_path / f"{name}.svg").read_bytes().startswith(b"<?xml") and not (tmp_path / f"{name}.png").exists()
+    for folder in ("chelsea", "coffee"):
+        stats = json.loads((tmp_path / folder / "stats.json").read_text())
+        assert stats["files"]["compare"] == "compare.svg" and stats["render"]["figure_format"] == "svg"
+        assert b"<svg" in (tmp_path / folder / "compare.svg").read_bytes()[:2000]
+        assert (tmp_path / folder / "01_heatmaps/importance_map_scale_14.png").is_file()  # heatmaps stay PNG
+    assert "psnr_vs_retention.svg" in (tmp_path / "report.html").read_text()
+    again = invoke(SAMPLES / "chelsea.png", "-m", "v1", "-m", "budget:0.3", "-q", "-o", tmp_path)
+    assert again.exit_code == 0  # back to png: redone, not skipped as complete
+    assert json.loads((tmp_path / "chelsea/stats.json").read_text())["files"]["compare"] == "compare.png"
+    assert not (tmp_path / "chelsea/compare.svg").exists()
 
 
 def test_calibrate_prints_every_reason_when_all_inputs_fail(tmp_path, capsys):

@@ -52,6 +52,18 @@ def test_progress_bar_is_cleared_before_each_image(tmp_path):
         assert before.endswith(("\n", "\x1b[2K")), repr(before[-80:])
 
 
+def test_readme_is_user_documentation():
+    lines = README.splitlines()
+    assert len(lines) <= 300
+    assert "open `visualizations/report.html`" in "\n".join(lines[:60])
+    # no before/now table: history is in CHANGELOG.md
+    assert not re.search(r"\|\s*before\b|\bused to\b|\bnow\s*\|", README, re.I)
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert all(f"## Milestone {n}" in changelog for n in (1, 2, 3))
+    for link in re.findall(r"\]\(((?:docs/)?[\w./-]+\.(?:md|jpg|png))\)", README):
+        assert (ROOT / link).is_file(), link
+
+
 def test_readme_quick_start_says_how_to_reach_aptviz():
     first_block = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
     assert first_block.split("\n")[:2] == ["./run_visualize.sh", "./run_tests.sh"]
@@ -139,7 +151,7 @@ def test_readme_api_snippet_gives_the_command_line_numbers(tmp_path, monkeypatch
 
 
 def test_maps_npz_pad_cells_hold_1e6_as_documented(tmp_path):
-    assert "PAD cells hold 1e6" in README
+    assert "PAD cells hold 1e6" in (ROOT / "docs" / "output.md").read_text(encoding="utf-8")
     assert invoke(SAMPLES / "chelsea.png", "--save-maps", "-q", "-o", tmp_path).exit_code == 0
     npz = np.load(tmp_path / "chelsea" / "maps.npz")
     ent = npz["entropy_56"]  # 308 rows / 56 px = 5.5: the last row overhangs

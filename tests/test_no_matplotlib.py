@@ -84,9 +84,12 @@ def test_batch_without_matplotlib_writes_everything_but_the_batch_figures(tmp_pa
     page = (out / "report.html").read_text()
     for fig in FIGURES:
         assert fig not in page
-    attrs = re.findall(r'(?:src|href)="([^"#?]+)"', page)  # img and a tags
-    in_json = re.findall(r"(?<![\w./%-])[\w.%-]+/[\w./%-]+\.(?:png|jpg)", page)  # the selector's files (data-sel)
-    linked = {unquote(m) for m in attrs + in_json}
+    data = json.loads(re.search(r'id="aptviz-data">(.*?)</script>', page, re.S).group(1))  # the cards' data
+    strings = data["strings"]
+    linked = set()
+    for card in data["cards"]:
+        rels = [h[1] for h in card["heat"]] + [card["blend"]] + [f for sel in card["sels"] for f in sel["files"]]
+        linked |= {unquote(card["base"] + strings[i]) for i in rels if i is not None}
     assert len(linked) >= 2 * 7  # heatmaps, blend, overlays and model views of both images
     assert all((out / rel).is_file() for rel in linked), sorted(r for r in linked if not (out / r).is_file())
 
@@ -122,3 +125,12 @@ def test_legible_keeps_what_the_font_draws_and_spells_out_the_rest():
     if dejavu is default:
         pytest.skip("matplotlib's DejaVu Sans is not installed")
     assert legible("mean |∇²|", dejavu) == "mean |∇²|"
+
+
+@pytest.mark.parametrize("fmt", ["svg", "pdf"])
+def test_a_vector_figure_format_without_matplotlib_is_one_clear_line(tmp_path, fmt):
+    out = tmp_path / "out"
+    r = aptviz_without_matplotlib(tmp_path, SAMPLES / "chelsea.png", "--figure-format", fmt, "-o", out)
+    assert r.returncode == 2
+    assert f"--figure-format {fmt} needs matplotlib" in r.stderr and "aptviz[plots]" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -183,7 +184,11 @@ def test_cli_ssim_fields_are_skimages_on_the_views(tmp_path, sample_paths):
     assert [row["ssim_apt"] for row in summary] == [s["ssim_apt"] for s in stats["selections"]]
     assert [row["ssim_uniform"] for row in summary] == [s["ssim_uniform"] for s in stats["selections"]]
     page = (tmp_path / "report.html").read_text()
-    assert "<td>SSIM APT</td>" in page and "<td>SSIM uniform</td>" in page and "<th>ssim_apt</th>" in page
+    data = json.loads(re.search(r'id="aptviz-data">(.*?)</script>', page, re.S).group(1))  # what the page shows
+    keys = [n[0] for n in data["numbers"]]
+    assert {"ssim_apt", "ssim_uniform"} <= set(keys) and "ssim_apt" in data["table"]["columns"]
+    card = data["cards"][0]["sels"][0]["numbers"]
+    assert abs(card[keys.index("ssim_apt")] - stats["selections"][0]["ssim_apt"]) < 1e-5
 
 
 def test_all_views_scores_every_selection_as_one_at_a_time(sample_paths):

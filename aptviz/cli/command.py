@@ -36,6 +36,7 @@ from aptviz.cli.options import (
     Caption,
     ColorByScale,
     ExportTokens,
+    FigureFormat,
     Inputs,
     JsonOut,
     LineWidth,
@@ -84,6 +85,7 @@ def run(
     line_width: LineWidth = 2,
     caption: Caption = False,
     overlay_format: OverlayFormat = "jpg",
+    figure_format: FigureFormat = "png",
     export_tokens: ExportTokens = False,
     max_memory: MaxMemory = None,
     json_out: JsonOut = False,
@@ -97,7 +99,9 @@ def run(
     with usage_errors(view):
         params, runs = request_from(opts)
         memory = memory_from(max_memory)
-        render = render_from(color_by_scale, line_width, caption, overlay_format, window_from(show_windows, params))
+        render = render_from(
+            color_by_scale, line_width, caption, overlay_format, window_from(show_windows, params), figure_format
+        )
         report = run_library(
             inputs, output, runs, params, opts.workers, on_progress=view.on_progress,
             recursive=opts.recursive, overwrite=overwrite, save_maps=save_maps, export_tokens=export_tokens,
@@ -126,9 +130,69 @@ def _dispatch(argv: list[str]) -> tuple[typer.Typer, str, list[str]]:
     return app, "aptviz", argv
 
 
+METHOD_FLAGS = ("-m", "--patch-selection-method")
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by exactly one inserted, deleted or replaced character.
+
+    Examples
+    --------
+    >>> _one_edit("stat", "stats"), _one_edit("stas", "stats"), _one_edit("stats", "stats"), _one_edit("st", "stats")
+    (True, True, False, False)
+    """
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    return a[i + 1 :] == b[i + 1 :] if len(a) == len(b) else a[i + (len(a) > len(b)) :] == b[i + (len(b) > len(a)) :]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def slip_hint(args: list[str]) -> str | None:
+    """A hint for a newcomer's slip that would otherwise run and fail on a strange file name.
+
+    * a missing input that parses as a number right after ``-m METHOD``
+      (a space instead of ``:``);
+    * a missing first input one edit away from a subcommand (a typo).
+
+    Examples
+    --------
+    >>> slip_hint(["no-such.jpg", "-m", "budget", "0.3"])
+    '0.3: no such file; did you mean -m budget:0.3?'
+    >>> slip_hint(["stat", "folder/"])
+    'stat: no such file or folder; did you mean `aptviz stats`?'
+    >>> slip_hint(["photo.jpg", "-m", "budget:0.3"]) is None
+    True
+    """
+    for i, token in enumerate(args[:-2]):
+        value = args[i + 2]
+        if token in METHOD_FLAGS and _is_number(value) and not Path(value).exists():
+            return f"{value}: no such file; did you mean {token} {args[i + 1]}:{value}?"
+    if args and not args[0].startswith("-") and not Path(args[0]).exists():
+        close = [name for name in SUBCOMMANDS if _one_edit(args[0], name)]
+        if close:
+            return f"{args[0]}: no such file or folder; did you mean `aptviz {close[0]}`?"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: ``aptviz [COMMAND] ...``."""
-    target, prog, args = _dispatch(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in SUBCOMMANDS:
+        hint = slip_hint(args)
+        if hint:
+            sys.stderr.write(f"aptviz: error: {hint}\n")
+            raise SystemExit(EXIT_USAGE)
+    target, prog, args = _dispatch(args)
     target(args=args, prog_name=prog)
 
 

@@ -172,6 +172,14 @@ ShowWindows = Annotated[
 ]  # fmt: skip
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
 Caption = Annotated[bool, typer.Option("--caption", help="Overlays: a caption with the selection's numbers.")]
+FigureFormat = Annotated[
+    str,
+    typer.Option(
+        "--figure-format",
+        metavar="{png,pdf,svg}",
+        help="compare and the batch figures: PNG, or vector PDF/SVG (needs aptviz[plots]); heatmaps stay PNG.",
+    ),
+]
 OverlayFormat = Annotated[
     str,
     typer.Option(
@@ -265,11 +273,23 @@ def with_options(*groups, after: str | None = None):
     return wrap
 
 
-def render_from(color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, window: int = 0):
-    """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad)."""
-    from aptviz.render.extras import RenderOptions
+def render_from(
+    color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, window: int = 0,
+    figure_format: str = "png",
+):  # fmt: skip
+    """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad).
 
-    return RenderOptions(line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."), window)
+    A vector ``figure_format`` without matplotlib is a MissingExtraError.
+    """
+    from aptviz.render.extras import RenderOptions
+    from aptviz.render.figures import require_vector
+
+    fmt = str(figure_format).lower().lstrip(".")
+    options = RenderOptions(
+        line_width, color_by_scale, caption, str(overlay_format).lower().lstrip("."), window, figure_format=fmt
+    )
+    require_vector(fmt)
+    return options
 
 
 def window_from(show_windows: bool, params) -> int:

@@ -111,15 +111,15 @@ def _name(sel, several: bool) -> str:
 
 
 def _db(value: float | None, known) -> str:
-    """PSNR in dB; ``exact`` when the picture is identical (None with the numbers present).
+    """PSNR in dB; ``lossless`` when the picture is identical (None with the numbers present), as everywhere.
 
     Examples
     --------
     >>> _db(33.456, 10), _db(None, 10), _db(None, None)
-    ('33.5', 'exact', '-')
+    ('33.5', 'lossless', '-')
     """
     if value is None:
-        return "-" if known is None else "exact"
+        return "-" if known is None else "lossless"
     return f"{value:.1f}"
 
 

@@ -40,6 +40,8 @@ __all__ = [
     "SUMMARY_CSV",
     "SUMMARY_JSON",
     "TOKENS_NAME",
+    "compare_name",
+    "figure_name",
     "image_files",
     "is_image_folder",
     "kept_views",
@@ -87,6 +89,28 @@ def blend_name(scale: int) -> str:
     return f"{HEATMAP_DIR}/importance_blend_scale_{scale}.jpg"
 
 
+def compare_name(fmt: str = "png") -> str:
+    """The comparison figure's file name in ``fmt`` (png, pdf or svg).
+
+    Examples
+    --------
+    >>> compare_name(), compare_name("svg")
+    ('compare.png', 'compare.svg')
+    """
+    return f"compare.{fmt}"
+
+
+def figure_name(name: str, fmt: str = "png") -> str:
+    """A batch figure's file name (``PLOT_NAME``, ``HISTOGRAM_NAME``, ``PSNR_NAME``) in ``fmt``.
+
+    Examples
+    --------
+    >>> figure_name(PSNR_NAME, "svg")
+    'psnr_vs_retention.svg'
+    """
+    return str(Path(name).with_suffix("." + fmt))
+
+
 def overlay_name(label: str, single: bool, suffix: str = ".jpg") -> str:
     """Overlay path (relative to the image folder) of one selection.
 
@@ -118,6 +142,7 @@ def view_names(label: str, single: bool) -> dict[str, str]:
 def image_files(
     scales, shown: int, labels: list[str], overlay_suffix: str = ".jpg", save_maps: bool = False,
     export_tokens: bool = False, views: bool = True, measures: list[str] | None = None,
+    figure_format: str = "png",
 ) -> tuple[dict, list[dict]]:  # fmt: skip
     """The ``files`` entries of one image's stats.json: the image's, and one dict per selection.
 
@@ -137,7 +162,7 @@ def image_files(
         "original": ORIGINAL_NAME,
         "resized": RESIZED_NAME,
         "blend": blend_name(shown),
-        "compare": COMPARE_NAME,
+        "compare": compare_name(figure_format),
     }
     if views:  # a batch's image folder: report.html's explorer reads it
         files["explorer"] = EXPLORER_NAME

@@ -111,6 +111,9 @@ def _remove_stale(out: Path, stats: ImageStats) -> None:
     for old in stale:
         if old.name not in overlays and old.relative_to(out).as_posix() not in keep:
             old.unlink(missing_ok=True)
+    for old in out.glob("compare.*"):  # the comparison figure of an earlier run in another format
+        if old.name != files.get("compare") and old.suffix in (".png", ".pdf", ".svg"):
+            old.unlink(missing_ok=True)
     if not files.get("maps"):
         (out / MAPS_NAME).unlink(missing_ok=True)
     if not files.get("tokens"):

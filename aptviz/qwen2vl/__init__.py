@@ -9,17 +9,30 @@ May import: ``aptviz.compute`` and the top-level leaves.
 
 from importlib.util import find_spec
 
-if find_spec("transformers") is None or find_spec("torch") is None:
-    raise ImportError(
-        "aptviz.qwen2vl needs the qwen extra: pip install 'aptviz[qwen]' "
-        "(for a CPU-only machine install a CPU build of torch first; see docs/qwen2vl.md)"
-    )
-
-from aptviz.qwen2vl.processor import (  # noqa: E402
-    APTQwen2VLImageProcessor,
-    APTQwen2VLImageProcessorKwargs,
-    APTQwen2VLProcessor,
-    apt_selection,
+MISSING = (
+    "aptviz.qwen2vl needs the qwen extra: pip install 'aptviz[qwen]' "
+    "(for a CPU-only machine install a CPU build of torch first; see docs/qwen2vl.md)"
 )
+
+
+def _missing(name: str) -> bool:
+    try:
+        return find_spec(name) is None
+    except (ImportError, ValueError):  # blocked or half-installed: as if absent
+        return True
+
+
+if _missing("transformers") or _missing("torch"):
+    raise ImportError(MISSING)
+
+try:
+    from aptviz.qwen2vl.processor import (
+        APTQwen2VLImageProcessor,
+        APTQwen2VLImageProcessorKwargs,
+        APTQwen2VLProcessor,
+        apt_selection,
+    )
+except ModuleNotFoundError as exc:  # a dependency of transformers or torch is missing
+    raise ImportError(f"{MISSING}: {exc}") from None
 
 __all__ = ["APTQwen2VLImageProcessor", "APTQwen2VLImageProcessorKwargs", "APTQwen2VLProcessor", "apt_selection"]

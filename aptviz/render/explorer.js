@@ -521,15 +521,23 @@
   }
 
   // ---- start: every explorer builds when it comes into view (its data loaded then, if it is a separate file) ----
-  var io = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
-    entries.forEach(function (e) {
-      if (!e.isIntersecting) return;
-      io.unobserve(e.target);
-      want(e.target);
-    });
-  }, {rootMargin: "400px"}) : null;
+  var hasIO = "IntersectionObserver" in window, io = null;
+  function observe(el) { // the observer is made at first use, after the page's load
+    if (!io) io = new IntersectionObserver(function (entries) {
+      entries.forEach(function (e) {
+        if (!e.isIntersecting) return;
+        io.unobserve(e.target);
+        want(e.target);
+      });
+    }, {rootMargin: "400px"});
+    io.observe(el);
+  }
   function want(el) {
-    if (el.hasAttribute("data-aptviz-dataset")) { buildDataset(el); return; }
+    if (el.hasAttribute("data-aptviz-dataset")) { // after the page's load: building it must not hold up a long report
+      if (document.readyState === "complete") buildDataset(el);
+      else window.addEventListener("load", function () { buildDataset(el); });
+      return;
+    }
     el._aptvizWanted = 1;
     if (raw[el.getAttribute("data-image")]) build(el); else requestData(el);
   }
@@ -542,12 +550,12 @@
       var el = els[i];
       if (el._aptvizSeen) continue;
       el._aptvizSeen = 1;
-      if (io && el.hasAttribute("data-src")) lazy(el); else want(el);
+      if (hasIO && el.hasAttribute("data-src")) lazy(el); else want(el);
     }
   };
   function lazy(el) { // data files wait for the page's own load: a long report opens first, explorers fill in
-    if (document.readyState === "complete") io.observe(el);
-    else window.addEventListener("load", function () { io.observe(el); });
+    if (document.readyState === "complete") observe(el);
+    else window.addEventListener("load", function () { observe(el); });
   }
   A.explorer = function (el) { want(el); return el.__aptviz; };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", function () { A.scan(document); });

@@ -23,7 +23,14 @@ import numpy as np
 
 from aptviz.compute.importance import measure_unit
 from aptviz.compute.params import Measure
-from aptviz.render.figures import build_compare, display_blend, display_image, selection_title
+from aptviz.render.figures import (
+    build_compare,
+    display_blend,
+    display_image,
+    draw_png,
+    encode_figure,
+    selection_title,
+)
 from aptviz.render.pictures import (
     LINE_WIDTH,
     annotate,
@@ -36,6 +43,7 @@ from aptviz.render.pictures import (
 
 __all__ = ["Picture", "RenderOptions", "heat_style", "iter_pictures", "overlay_picture", "render_pictures"]
 
+FIGURE_FORMATS = ("png", "pdf", "svg")
 OVERLAY_FORMATS = ("jpg", "png")
 VIEW_QUALITY = 90  # model views have no thin lines: plain 4:2:0 JPEG
 
@@ -68,6 +76,7 @@ class RenderOptions:
     caption: bool = False
     overlay_format: str = "jpg"
     window: int = 0  # attention-window side in px drawn on overlays (--show-windows); 0: none
+    figure_format: str = "png"
 
     def __post_init__(self) -> None:
         from aptviz.errors import ParameterError
@@ -78,16 +87,21 @@ class RenderOptions:
             raise ParameterError(f"line-width must be an integer in [1, 16], got {self.line_width!r}")
         if self.overlay_format not in OVERLAY_FORMATS:
             raise ParameterError(f"overlay-format must be jpg or png, got {self.overlay_format!r}")
+        if self.figure_format not in FIGURE_FORMATS:
+            raise ParameterError(f"figure-format must be png, pdf or svg, got {self.figure_format!r}")
 
     @property
     def overlay_suffix(self) -> str:
         return "." + self.overlay_format
 
     def to_dict(self) -> dict:
-        """stats.json ``render``; ``window`` only when windows are drawn (so other runs' entries stay as they were)."""
+        """stats.json ``render``; ``window`` and ``figure_format`` only when not the default
+        (so the entries of other runs, and the folders of earlier runs, stay as they were)."""
         out = asdict(self)
         if not self.window:
             del out["window"]
+        if out["figure_format"] == "png":
+            del out["figure_format"]
         return out
 
 
@@ -129,11 +143,8 @@ def _value_range(summaries: dict) -> tuple[float, float]:
     return min((e.min for e in summaries), default=0.0), max((e.max for e in summaries), default=0.0)
 
 
-def _heatmaps(analysis, stats, shown_out: list) -> Iterator[tuple[str, object]]:
-    """Every heatmap: the run's measure, or each measure's (named by measure) in runs of several.
-
-    The first measure's shown scale is appended to ``shown_out`` (for compare.png).
-    """
+def _heatmaps(analysis, stats) -> Iterator[tuple[str, object]]:
+    """Every heatmap: the run's measure, or each measure's (named by measure) in runs of several."""
     h, w = analysis.resized.shape[:2]
     several = analysis.several_measures
     by_measure = stats.importance_by_measure if several else {analysis.measure: stats.importance}
@@ -144,8 +155,6 @@ def _heatmaps(analysis, stats, shown_out: list) -> Iterator[tuple[str, object]]:
         style = heat_style(analysis.params, *((measure, aggregates.get(measure)) if several else ()))
         for ps, ent in analysis.maps_by_measure[measure].items():
             picture = render_heatmap(ent, ps, (w, h), vmin=vrange[0], vmax=vrange[1], **style)
-            if not shown_out and ps == analysis.shown_scale:
-                shown_out.append(picture)  # kept for compare.png
             yield names[measure][str(ps)], Picture(picture)
             del picture
 
@@ -175,8 +184,7 @@ def iter_pictures(analysis, stats, options: RenderOptions | None = None) -> Iter
     vrange = _value_range(stats.importance_by_measure[first] if analysis.several_measures else stats.importance)
     aggregate = next((s.aggregate for s in stats.selections if s.importance == first), None)
     style = heat_style(analysis.params, first, aggregate) if analysis.several_measures else heat_style(analysis.params)
-    shown: list = []
-    yield from _heatmaps(analysis, stats, shown)
+    yield from _heatmaps(analysis, stats)
     yield files["original"], _original(analysis)
     yield files["resized"], Picture(analysis.resized)
     several = analysis.several_measures  # captions and compare rows then name each selection's measure
@@ -188,31 +196,27 @@ def iter_pictures(analysis, stats, options: RenderOptions | None = None) -> Iter
         if s.view is not None and entry.files.get("model_view"):
             yield entry.files["model_view"], Picture(s.view.apt, VIEW_QUALITY)
             yield entry.files["uniform"], Picture(s.view.uniform.image, VIEW_QUALITY)
-    yield from _blend_and_compare(analysis, stats, shown[0] if shown else None, vrange, options, style)
+    yield from _blend_and_compare(analysis, stats, vrange, options, style)
 
 
-def _blend_and_compare(analysis, stats, heatmap_shown, vrange, options: RenderOptions, style: dict):
-    """The blended heatmap and compare.png."""
+def _blend_and_compare(analysis, stats, vrange, options: RenderOptions, style: dict):
+    """The blended heatmap, and the comparison figure as file bytes (``options.figure_format``)."""
     shown = analysis.shown_scale  # upsample-mse: its finest map is all 0
-    small = display_image(analysis.resized)  # one reduction for the blend and every compare panel
+    small = display_image(analysis.resized)  # the blend's size
     blended = display_blend(analysis.resized, analysis.maps[shown], shown, vrange, small)
     yield stats.files["blend"], Picture(blended, chroma_444=True)
-    del blended
-    several = analysis.several_measures
+    del blended, small
+    several = analysis.several_measures  # rows then name each selection's measure
     panels = [
-        (dict(entry.to_dict(), show_measure=several), s.selection.masks)
+        (dict(entry.to_dict(), show_measure=several), s.selection.masks, s.view)
         for entry, s in zip(stats.selections, analysis.selections)
     ]
-    h, w = analysis.resized.shape[:2]
-
-    def heatmap_at(k: int) -> np.ndarray:  # the shown heatmap drawn k times larger, colorbar included
-        return render_heatmap(analysis.maps[shown], shown * k, (w * k, h * k), *vrange, scale_label=shown, **style)
-
-    fig = build_compare(
-        analysis.loaded.image, analysis.resized, heatmap_shown, shown, panels, options.color_by_scale,
-        finest_scale=min(analysis.maps), heatmap_at=heatmap_at, small=small,
-    )  # fmt: skip
-    yield stats.files["compare"], Picture(fig)
+    heat = {"map": analysis.maps[shown], "scale": shown, "finest": min(analysis.maps), "vrange": vrange, "style": style}
+    layout = build_compare(analysis.loaded.image, analysis.resized, heat, panels, options.color_by_scale)
+    if options.figure_format == "png":  # encoded by the writer, as every other picture
+        yield stats.files["compare"], Picture(draw_png(layout))
+    else:
+        yield stats.files["compare"], encode_figure(layout, options.figure_format)
 
 
 def render_pictures(analysis, stats, options: RenderOptions | None = None) -> dict[str, object]:

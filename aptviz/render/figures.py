@@ -1,22 +1,23 @@
 """Figures that explain themselves: the per-image comparison and the dataset view (SPEC §8).
 
-* :func:`compare_figure` -- ``compare.png``: the original, the finest heatmap
-  and every selection's overlay side by side, each with a title. Built with
-  Pillow and array operations (no matplotlib figure per image).
+* :func:`build_compare` -- ``compare.png``: a grid with one layout for every
+  image (original, heatmap, blend; per selection the overlay, the model view,
+  uniform at equal tokens and the two error maps), as a :class:`Layout` that
+  :func:`encode_figure` draws as PNG (Pillow, no matplotlib) or PDF/SVG.
 * :func:`percentiles` -- the per-scale importance distribution of a batch,
   from the compact per-image histograms of :mod:`aptviz.compute.histogram`.
 * :func:`importance_histogram_png` and :func:`psnr_curves_png` -- the batch
-  figures as PNG bytes (matplotlib, once per batch); the caller writes them.
+  figures as PNG, PDF or SVG bytes (matplotlib, once per batch); the caller writes them.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-from aptviz.compute.entropy import PAD
 from aptviz.compute.histogram import HIST_BINS, merge_histograms, value_histogram, value_range  # noqa: F401
 from aptviz.compute.percentiles import PERCENTILES, histogram_percentiles
 from aptviz.compute.xp import to_numpy
@@ -24,24 +25,31 @@ from aptviz.errors import ROW_OK
 from aptviz.render.pictures import (
     BOUNDARY_COLOR,
     LINE_WIDTH,
+    _font,
+    _wrap,
     blend_heatmap,
     draw_overlay,
+    legible,
     patch_labels,
     scale_colors,
     scale_of_pixels,
-    text_strip,
 )
 
 __all__ = [
+    "FIGURE_FORMATS",
     "PERCENTILES",
-    "compare_figure",
+    "Layout",
+    "build_compare",
     "display_overlay",
     "display_scale",
+    "encode_figure",
+    "figure_bytes",
     "figure_png",
     "importance_histogram_png",
     "merge_histograms",
     "percentiles",
     "psnr_curves_png",
+    "require_vector",
     "selection_title",
     "value_histogram",
 ]
@@ -214,62 +222,152 @@ def _db(value) -> str:
     return "lossless" if value is None else f"{value:.1f} dB"
 
 
-def _titled(picture: np.ndarray, lines: list[str], font_size: int) -> np.ndarray:
-    """Title lines above a picture; narrow pictures get a white margin so the title fits."""
-    width = max(picture.shape[1], font_size * 20)
-    body = _pad_to(picture, picture.shape[0], width)
-    return np.concatenate([text_strip(lines, width, font_size), body], axis=0)
-
-
-def _pad_to(picture: np.ndarray, height: int, width: int) -> np.ndarray:
-    out = np.full((height, width, 3), 255, dtype=np.uint8)
-    out[: picture.shape[0], : picture.shape[1]] = picture
-    return out
-
-
-def compare_figure(panels: list[tuple[np.ndarray, list[str]]], per_row: int | None = None, gap: int = 8) -> np.ndarray:
-    """Titled panels side by side (``per_row`` to a row) on white.
-
-    Parameters
-    ----------
-    panels : list of (ndarray, list of str)
-        Pictures (uint8 RGB, already at display size) and their title lines.
-    per_row : int, optional
-        Panels per row (default: up to 4, fewer for wide panels).
-    gap : int
-        White pixels between panels.
-
-    Returns
-    -------
-    ndarray
-        uint8 RGB figure.
+def _fidelity_line(entry: dict, which: str) -> str:
+    """``PSNR 33.1 dB`` of one view, with its SSIM when the entry has one.
 
     Examples
     --------
-    >>> pics = [(np.zeros((300, 400, 3), np.uint8), ["a"]), (np.zeros((300, 500, 3), np.uint8), ["b"])]
-    >>> compare_figure(pics).shape[1]  # 8 + 400 + 8 + 500 + 8
-    924
+    >>> _fidelity_line({"psnr_apt": None}, "apt")
+    'PSNR lossless'
+    >>> _fidelity_line({"psnr_uniform": 30.0, "ssim_uniform": 0.9}, "uniform")
+    'PSNR 30.0 dB, SSIM 0.900'
     """
-    heights = [p.shape[0] for p, _ in panels]
-    font_size = int(np.clip(min(heights) // 18, 11, 18))
-    titled = [_titled(p, lines, font_size) for p, lines in panels]
-    if per_row is None:
-        per_row = max(1, min(4, 2400 // max(p.shape[1] for p in titled)))
-    rows = [titled[i : i + per_row] for i in range(0, len(titled), per_row)]
-    row_pics = []
+    line = f"PSNR {_db(entry.get(f'psnr_{which}'))}"
+    ssim = entry.get(f"ssim_{which}")
+    return line if ssim is None else f"{line}, SSIM {_ssim(ssim)}"
+
+
+def fit_text(lines: list[str], width: int, size: int, smallest: int = 10) -> tuple[list[str], int]:
+    """Title lines wrapped to ``width`` px; the font shrinks (to ``smallest``) before a word is split.
+
+    Returns the wrapped lines and the font size. Nothing is ever cut.
+
+    Examples
+    --------
+    >>> fit_text(["ViT 628/1225 (51.3%)"], 400, 15)
+    (['ViT 628/1225 (51.3%)'], 15)
+    >>> wrapped, size = fit_text(["ViT 628/1225 (51.3%)  LLM 310/306 (101.3%)"], 120, 15)
+    >>> len(wrapped) > 1 and all(_font(size).getlength(t) <= 120 for t in wrapped)
+    True
+    """
+    for s in range(size, smallest - 1, -1):
+        font = _font(s)
+        words = [w for line in lines for w in line.split()]
+        if all(font.getlength(w) <= width for w in words):
+            break
+    font = _font(s)
+    out = [w for line in lines for w in _wrap(legible(line, font), font, width)]
+    return out, s
+
+
+@dataclass
+class Layout:
+    """A figure as placed items, drawn as PNG (Pillow) or PDF/SVG (matplotlib).
+
+    ``images``: ``(x, y, uint8 RGB array)``; ``texts``: ``(x, y, text, size px)``
+    with ``(x, y)`` the top-left corner of the text.
+    """
+
+    width: int
+    height: int
+    images: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+
+
+LINE_GAP = 3  # px between title lines
+GAP = 10  # px between panels and around the figure
+TITLE_SIZE = 15  # px; shrinks to 10 for a long word in a narrow panel
+BAR_FONT = 16  # colorbar font in compare: digits about 11 px high
+
+
+def grid_layout(rows: list[list[tuple[np.ndarray, list[str]]]], gap: int = GAP) -> Layout:
+    """Rows of titled panels: every title wrapped to its panel, all panels of a row with one top edge.
+
+    Examples
+    --------
+    >>> lay = grid_layout([[(np.zeros((30, 40, 3), np.uint8), ["a"]), (np.zeros((20, 10, 3), np.uint8), ["b c"])]])
+    >>> [y for _, y, _ in lay.images]  # the same top edge
+    [48, 48]
+    """
+    placed = []
+    y = gap
     width = 0
     for row in rows:
-        h = max(p.shape[0] for p in row)
-        parts = []
-        for p in row:
-            parts += [_pad_to(p, h, p.shape[1]), np.full((h, gap, 3), 255, np.uint8)]
-        pic = np.concatenate([np.full((h, gap, 3), 255, np.uint8)] + parts, axis=1)
-        row_pics.append(pic)
-        width = max(width, pic.shape[1])
-    out = [np.full((gap, width, 3), 255, np.uint8)]
-    for pic in row_pics:
-        out += [_pad_to(pic, pic.shape[0], width), np.full((gap, width, 3), 255, np.uint8)]
-    return np.concatenate(out, axis=0)
+        titles = [fit_text(lines, max(p.shape[1], 8), TITLE_SIZE) for p, lines in row]
+        title_h = max(len(t) * (size + LINE_GAP) for t, size in titles) + 2
+        x = gap
+        for (pic, _), (lines, size) in zip(row, titles):
+            placed.append(("image", x, y + title_h, pic))
+            for i, line in enumerate(lines):
+                placed.append(("text", x, y + i * (size + LINE_GAP), line, size))
+            x += pic.shape[1] + gap
+        width = max(width, x)
+        y += title_h + max(p.shape[0] for p, _ in row) + gap
+    lay = Layout(width, y)
+    for item in placed:
+        (lay.images if item[0] == "image" else lay.texts).append(item[1:])
+    return lay
+
+
+def draw_png(layout: Layout) -> np.ndarray:
+    """The layout drawn with Pillow: a uint8 RGB array."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGB", (layout.width, layout.height), (255, 255, 255))
+    for x, y, pic in layout.images:
+        canvas.paste(Image.fromarray(np.ascontiguousarray(pic)), (int(x), int(y)))
+    draw = ImageDraw.Draw(canvas)
+    for x, y, text, size in layout.texts:
+        draw.text((x, y), text, fill=(0, 0, 0), font=_font(size))
+    return np.asarray(canvas)
+
+
+def draw_vector(layout: Layout, fmt: str) -> bytes:
+    """The layout as a PDF or SVG (matplotlib, the ``plots`` extra): text as vector, pictures embedded."""
+    fig = new_figure(layout.width / 100, layout.height / 100, dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, layout.width)
+    ax.set_ylim(layout.height, 0)
+    ax.set_axis_off()
+    for x, y, pic in layout.images:
+        h, w = pic.shape[:2]
+        ax.imshow(pic, extent=(x, x + w, y + h, y), interpolation="none")
+    for x, y, text, size in layout.texts:
+        ax.text(x, y, text, fontsize=size * 0.72 * 0.85, va="top", ha="left")  # px at 100 dpi -> pt
+    ax.set_xlim(0, layout.width)
+    ax.set_ylim(layout.height, 0)
+    buf = io.BytesIO()
+    fig.canvas.print_figure(buf, format=fmt, dpi=100)
+    return buf.getvalue()
+
+
+def encode_figure(layout: Layout, fmt: str = "png") -> bytes:
+    """The layout's file content in ``fmt`` (png, pdf or svg)."""
+    if fmt == "png":
+        buf = io.BytesIO()
+        Image.fromarray(draw_png(layout)).save(buf, format="PNG")
+        return buf.getvalue()
+    require_vector(fmt)
+    return draw_vector(layout, fmt)
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def require_vector(fmt: str) -> None:
+    """Raise a clear error when ``fmt`` is not a figure format or matplotlib is missing for it."""
+    from aptviz.errors import MissingExtraError, ParameterError
+
+    if fmt not in FIGURE_FORMATS:
+        raise ParameterError(f"figure-format must be png, pdf or svg, got {fmt!r}")
+    if fmt == "png":
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            f"--figure-format {fmt} needs matplotlib: pip install 'aptviz[plots]' (or use png)"
+        ) from None
 
 
 def _heatmap_note(shown: int, finest: int | None) -> str:
@@ -283,65 +381,166 @@ def _heatmap_note(shown: int, finest: int | None) -> str:
     return "(finest scale)" if finest is None or finest == shown else f"({finest} px: all zero)"
 
 
+COMPARE_HEIGHT = 320  # target panel height in compare.png
+COMPARE_PANEL_WIDTH = 520  # and the widest a panel may be (5 panels to a row)
+BAR_MIN_HEIGHT = 160  # a colorbar is never shorter (wide panoramas)
+# ColorBrewer "Reds": white (no error) to dark red
+ERROR_STOPS = ((255, 255, 255), (252, 187, 161), (251, 106, 74), (203, 24, 29), (103, 0, 13))
+
+
+def compare_zoom(height: int, width: int) -> float:
+    """Zoom of every compare.png panel: whole numbers up for small images, fractions down.
+
+    Examples
+    --------
+    >>> compare_zoom(56, 56), compare_zoom(980, 980), compare_zoom(504, 2016)
+    (5, 0.32653061224489793, 0.25793650793650796)
+    """
+    if height <= COMPARE_HEIGHT and width <= COMPARE_PANEL_WIDTH:
+        return max(1, min(COMPARE_HEIGHT // height, COMPARE_PANEL_WIDTH // width))
+    return min(COMPARE_HEIGHT / height, COMPARE_PANEL_WIDTH / width)
+
+
+def error_lut() -> np.ndarray:
+    """(256, 3) uint8 ramp of :data:`ERROR_STOPS` (white = no error)."""
+    stops = np.array(ERROR_STOPS, dtype=np.float64)
+    pos = np.linspace(0, 255, len(stops))
+    x = np.arange(256)
+    return np.stack([np.interp(x, pos, stops[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
+
+
+def error_map(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
+    """``|view - resized|`` per pixel, the mean over the three channels (float32, 0 .. 255)."""
+    diff = np.abs(view.astype(np.int16) - resized.astype(np.int16))
+    return diff.mean(axis=2, dtype=np.float32)
+
+
+def _show(picture: np.ndarray, zoom: float) -> np.ndarray:
+    """A picture at display size: pixel repetition up, area average down."""
+    return _zoom(picture, zoom, Image.Resampling.BOX)
+
+
+def _sample(cells: np.ndarray, cell: int, size: tuple[int, int], zoom: float) -> np.ndarray:
+    """The cell under each display pixel (crisp cells at any zoom)."""
+    w, h = size
+    dh, dw = max(1, round(h * zoom)), max(1, round(w * zoom))
+    ys = np.minimum((np.arange(dh) / zoom).astype(np.intp), h - 1) // cell
+    xs = np.minimum((np.arange(dw) / zoom).astype(np.intp), w - 1) // cell
+    return cells[ys[:, None], xs[None, :]]
+
+
+def heat_panel(entropy, patch_size: int, size, vrange, zoom: float, style: dict | None = None) -> np.ndarray:
+    """The heatmap at display size with a colorbar whose labels stay readable (``BAR_FONT`` px)."""
+    from aptviz.render.pictures import PAD, _colorbar, _hatch_colors, colormap_lut
+
+    ent = to_numpy(entropy).astype(np.float64)
+    vmin, vmax = vrange
+    lut = colormap_lut()
+    pad = ent == PAD
+    span = vmax - vmin
+    scaled = (np.where(pad, vmin, ent) - vmin) / span if span > 0 else np.zeros_like(ent)
+    idx = np.clip(np.rint(scaled * 255), 0, 255).astype(np.intp)
+    pixels = lut[_sample(idx, patch_size, size, zoom)]
+    shown_pad = _sample(pad, patch_size, size, zoom)
+    if shown_pad.any():
+        ys, xs = np.nonzero(shown_pad)
+        pixels[ys, xs] = _hatch_colors(ys, xs)
+    style = style or {}
+    bar = _colorbar(max(pixels.shape[0], BAR_MIN_HEIGHT), vmin, vmax, lut, bool(pad.any()), patch_size,
+                    style.get("unit", "bits"), style.get("measure"), font_size=BAR_FONT)  # fmt: skip
+    return _side_by_side(pixels, bar)
+
+
+def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
+    h = max(left.shape[0], right.shape[0])
+    out = np.full((h, left.shape[1] + gap + right.shape[1], 3), 255, np.uint8)
+    out[: left.shape[0], : left.shape[1]] = left
+    out[: right.shape[0], left.shape[1] + gap :] = right
+    return out
+
+
+def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> tuple[list, list[float], np.ndarray]:
+    """Error maps of ``views`` against ``resized`` on one shared colour scale, and its colorbar.
+
+    The scale runs from 0 to the 99.5th percentile of both maps (at least 1),
+    so one stray pixel does not wash the row out; larger errors take the top colour.
+    """
+    from aptviz.render.pictures import _colorbar
+
+    errors = [error_map(np.asarray(v), resized) for v in views]
+    top = max(1.0, float(np.percentile(np.concatenate([e.ravel() for e in errors]), 99.5)))
+    lut = error_lut()
+    shown = []
+    for err in errors:
+        small = err if zoom == 1 else np.asarray(Image.fromarray(err, mode="F").resize(
+            (max(1, round(err.shape[1] * zoom)), max(1, round(err.shape[0] * zoom))),
+            Image.Resampling.NEAREST if zoom > 1 else Image.Resampling.BOX))  # fmt: skip
+        shown.append(lut[np.clip(np.rint(small / top * 255), 0, 255).astype(np.intp)])
+    height = max(shown[0].shape[0], BAR_MIN_HEIGHT)
+    bar = _colorbar(height, 0.0, top, lut, False, 0, "0-255", None, font_size=BAR_FONT, title=["|error|"])
+    return shown, [float(e.mean()) for e in errors], bar
+
+
 def build_compare(
     original,
     resized: np.ndarray,
-    heatmap: np.ndarray,
-    finest: int,
-    selections: list[tuple[dict, dict]],
+    heat: dict,
+    selections: list[tuple[dict, dict, object]],
     color_by_scale: bool = False,
-    finest_scale: int | None = None,
-    heatmap_at=None,
-    small: np.ndarray | None = None,
-) -> np.ndarray:
-    """``compare.png`` of one image.
+) -> Layout:
+    """``compare`` of one image as a :class:`Layout` (draw it with :func:`encode_figure`).
+
+    The same grid for every image: a first row with the original, the
+    importance heatmap (with its colorbar) and the blend; then one row per
+    selection with its overlay, the model view, the uniform baseline at equal
+    tokens and the two error maps ``|view - resized|`` on one colour scale
+    (with its colorbar).
 
     Parameters
     ----------
     original : PIL.Image.Image
-        The loaded image.
+        The loaded image (for its size).
     resized : ndarray
         The resized image.
-    heatmap : ndarray
-        The heatmap picture (image + colorbar) at the resized size: the
-        finest scale's, or for upsample-mse (all zeros there) the next one.
-    finest : int
-        Patch size of that heatmap (for its title).
-    selections : list of (dict, dict)
-        ``(stats entry, masks)`` of every selection.
+    heat : dict
+        ``map`` (the shown importance map), ``scale`` (its patch size),
+        ``finest`` (the finest patch size), ``vrange`` (colour range),
+        ``style`` (``unit`` and ``measure`` of the colorbar).
+    selections : list of (dict, dict, ModelView)
+        ``(stats entry, masks, model view)`` of every selection.
     color_by_scale : bool
         Colour the overlays by scale.
-    finest_scale : int, optional
-        The finest patch size, when the heatmap shows a coarser one.
-    heatmap_at : callable, optional
-        ``k -> picture``: the heatmap drawn ``k`` times larger (used for
-        integer zooms, so the colorbar stays readable); else ``heatmap`` is scaled.
-    small : ndarray, optional
-        :func:`display_image` of ``resized`` when already computed.
 
     Returns
     -------
-    ndarray
+    Layout
     """
     h, w = resized.shape[:2]
-    zoom = display_scale(h, w)
-    size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
-    resample = Image.Resampling.NEAREST if zoom >= 1 else Image.Resampling.BOX
-    # the original is shown at display size: reduce the resized image (same picture, fewer pixels to read)
-    if small is None and zoom < 1:
-        small = _zoom(np.asarray(resized), zoom, resample)
-    orig = small if small is not None else np.asarray(original.convert("RGB").resize(size, resample))
-    if heatmap_at is not None and zoom > 1:
-        heat_zoom = heatmap_at(int(zoom))
-    else:
-        heat_zoom = _zoom(heatmap, zoom, Image.Resampling.BOX)
-    panels = [
-        (orig, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
-        (heat_zoom, [f"importance, {finest} px", _heatmap_note(finest, finest_scale)]),
-    ]
-    for entry, masks in selections:
-        panels.append((display_overlay(resized, masks, zoom, color_by_scale, small), selection_title(entry)))
-    return compare_figure(panels)
+    zoom = compare_zoom(h, w)
+    small = _show(np.asarray(resized), zoom)
+    ps = heat["scale"]
+    blend = blend_heatmap(small, _sample(to_numpy(heat["map"]), ps, (w, h), zoom), 1, *heat["vrange"])
+    first = [
+        (small, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
+        (heat_panel(heat["map"], ps, (w, h), heat["vrange"], zoom, heat.get("style")),
+         [f"importance, {ps} px", _heatmap_note(ps, heat.get("finest"))]),
+        (blend, ["importance over the photo"]),
+    ]  # fmt: skip
+    rows = [first]
+    for entry, masks, view in selections:
+        uniform = view.uniform.image
+        errors, means, bar = error_panels(resized, [view.apt, uniform], zoom)
+        tokens = entry.get("uniform_vit_tokens")
+        rows.append([
+            (display_overlay(resized, masks, zoom, color_by_scale, small if zoom < 1 else None),
+             selection_title(entry)[:2]),
+            (_show(np.asarray(view.apt), zoom), ["what the ViT sees", _fidelity_line(entry, "apt")]),
+            (_show(np.asarray(uniform), zoom),
+             [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform", _fidelity_line(entry, "uniform")]),
+            (errors[0], ["|APT view - resized|", f"mean {means[0]:.2f} of 255"]),
+            (_side_by_side(errors[1], bar), ["|uniform - resized|", f"mean {means[1]:.2f} of 255"]),
+        ])  # fmt: skip
+    return grid_layout(rows)
 
 
 # ---------------------------------------------------------------- dataset view
@@ -362,22 +561,27 @@ def percentiles(hist: dict, qs=PERCENTILES) -> dict:
     return {f"p{q}": None if v is None else round(v, 6) for q, v in zip(qs, values)}
 
 
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float, dpi: int = 110):
     """A matplotlib Figure (Agg canvas, 110 dpi) of ``width`` x ``height`` inches, no pyplot state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
 
-def figure_png(fig) -> bytes:
-    """Lay out ``fig`` and encode it as PNG bytes (as ``savefig`` would, into memory)."""
+def figure_bytes(fig, fmt: str = "png") -> bytes:
+    """Lay out ``fig`` and encode it in ``fmt`` (png, pdf or svg), into memory."""
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.canvas.print_figure(buf, format="png")
+    fig.canvas.print_figure(buf, format=fmt)
     return buf.getvalue()
+
+
+def figure_png(fig) -> bytes:
+    """Lay out ``fig`` and encode it as PNG bytes."""
+    return figure_bytes(fig, "png")
 
 
 def importance_histogram_png(
@@ -385,8 +589,9 @@ def importance_histogram_png(
     v1_thresholds=None,
     v2_lines: list[tuple[float, dict]] | None = None,
     unit: str = "bits",
+    fmt: str = "png",
 ) -> bytes | None:
-    """Per-scale importance histograms of a batch with the v1/v2 thresholds marked, as PNG bytes.
+    """Per-scale importance histograms of a batch with the v1/v2 thresholds marked, as file bytes (``fmt``).
 
     Parameters
     ----------
@@ -417,26 +622,65 @@ def importance_histogram_png(
         # 100 display bins
         group = HIST_BINS // 100
         disp = counts.reshape(-1, group).sum(axis=1)
-        ax.stairs(disp, edges[::group], fill=True, color="tab:purple", alpha=0.5)
+        ax.stairs(disp, edges[::group], fill=True, color="tab:purple", alpha=0.5, label="cells (100 bins)")
         pct = percentiles(h)
         ax.set_title(f"{s} px  (median {pct['p50']:.2f})" if pct["p50"] is not None else f"{s} px")
         ax.set_xlabel(f"importance ({unit})")
         if i == 0:
             ax.set_ylabel("cells")
         if i > 0 and v1_thresholds is not None and i - 1 < len(v1_thresholds):
-            ax.axvline(v1_thresholds[i - 1], color=colors[0], ls="--", lw=1.5, label=f"v1 {v1_thresholds[i - 1]:g}")
+            ax.axvline(v1_thresholds[i - 1], color=colors[0], ls="--", lw=1.5,
+                       label=f"v1: {v1_thresholds[i - 1]:g} {unit} at {s} px")  # fmt: skip
         for j, (alpha, thr) in enumerate(v2_lines or []):
             if i > 0 and thr.get(s) is not None:
-                ax.axvline(thr[s], color=colors[1 + j % 4], ls="-", lw=1.2, label=f"v2 a={alpha:g}: {thr[s]:.2f}")
-        if i > 0 and (v1_thresholds is not None or v2_lines):
-            ax.legend(fontsize=7)
+                ax.axvline(thr[s], color=colors[1 + j % 4], ls="-", lw=1.2,
+                           label=f"v2 alpha={alpha:g}: {thr[s]:.2f} {unit} at {s} px")  # fmt: skip
+        ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Importance of all non-PAD cells in the batch (kept as one patch when below the threshold)",
                  fontsize=9)
-    return figure_png(fig)
+    return figure_bytes(fig, fmt)
 
 
-def psnr_curves_png(rows: list[dict]) -> bytes | None:
-    """Retention against PSNR for APT (per method) and uniform Qwen2-VL at the same tokens, as PNG bytes.
+def informative_top(values: list[float]) -> float | None:
+    """Upper y limit that leaves out far outliers (a near-lossless point), or None when none is far.
+
+    An outlier lies more than 1.5 interquartile ranges (at least 1.5 dB) above
+    the upper quartile (Tukey's fence); the limit is the highest other value plus a margin.
+
+    Examples
+    --------
+    >>> informative_top([26.0, 28.0, 30.0, 31.0, 70.0])
+    32.5
+    >>> informative_top([26.0, 28.0, 30.0]) is None
+    True
+    """
+    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if vals.size < 3:
+        return None
+    q1, q3 = np.percentile(vals, [25, 75])
+    limit = q3 + 1.5 * max(q3 - q1, 1.0)
+    inside = vals[vals <= limit]
+    if inside.size == vals.size or not inside.size:
+        return None
+    return float(inside.max() + max(1.5, 0.05 * (inside.max() - inside.min())))
+
+
+def _mark_off_scale(ax, series, top: float, colors: dict) -> None:
+    """Points above ``top`` drawn as arrows at the top edge, each labelled with its value."""
+    marked = 0
+    for _kind, method, xs, ys in series:
+        for x, y in zip(xs, ys):
+            if y > top:
+                ax.plot([x], [top], marker="^", ms=8, color=colors[method], ls="none",
+                        label=None if marked else "off scale (value in dB)")  # fmt: skip
+                ax.annotate(f"{y:.0f} dB", (x, top), textcoords="offset points", xytext=(-6, -12 - 10 * (marked % 3)),
+                            fontsize=7, ha="right")  # fmt: skip
+                marked += 1
+    ax.set_ylim(top=top + 0.5)
+
+
+def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
+    """Retention against PSNR for APT (per method) and uniform Qwen2-VL at the same tokens, as file bytes (``fmt``).
 
     Every (image, selection) row is a faint point; lines join the means per
     (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
@@ -445,31 +689,36 @@ def psnr_curves_png(rows: list[dict]) -> bytes | None:
     ok = [r for r in ok if r.get("psnr_apt") is not None]
     if not ok:
         return None
-    fig = new_figure(6.4, 4.4)
+    fig = new_figure(8.8, 4.4)
     ax = fig.subplots()
     colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
+    series = []  # (kind, method, xs, ys): plotted after the y range is known
     for method in ("v1", "v2", "budget"):
         mine = [r for r in ok if r["method"] == method]
         if not mine:
             continue
-        ax.scatter([r["retention"] for r in mine], [r["psnr_apt"] for r in mine], s=8, alpha=0.3,
-                   color=colors[method])
+        series.append(("dots", method, [r["retention"] for r in mine], [r["psnr_apt"] for r in mine]))
         groups: dict = {}
         for r in mine:
             groups.setdefault(r["alpha"], []).append(r)
-        apt, uni = [], []
-        for grp in groups.values():
-            apt.append((np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp])))
-            uni.append((
-                np.mean([g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp]),
-                np.mean([g["psnr_uniform"] for g in grp]),
-            ))
-        ax.plot(*zip(*sorted(apt)), "o-", color=colors[method], label=f"APT {method} (mean per alpha)")
-        ax.plot(*zip(*sorted(uni)), "s--", color=colors[method], mfc="white",
-                label=f"uniform Qwen2-VL at {method}'s tokens")
+        apt = sorted((np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp]))
+                     for grp in groups.values())  # fmt: skip
+        uni = sorted((np.mean([g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp]),
+                      np.mean([g["psnr_uniform"] for g in grp])) for grp in groups.values())  # fmt: skip
+        series += [("apt", method, *map(list, zip(*apt))), ("uniform", method, *map(list, zip(*uni)))]
+    top = informative_top([y for *_, ys in series for y in ys])
+    styles = {
+        "dots": lambda m: dict(ls="none", marker=".", ms=5, alpha=0.35, label=f"APT {m}, one image"),
+        "apt": lambda m: dict(ls="-", marker="o", label=f"APT {m} (mean per alpha)"),
+        "uniform": lambda m: dict(ls="--", marker="s", mfc="white", label=f"uniform Qwen2-VL at {m}'s tokens"),
+    }
+    for kind, method, xs, ys in series:
+        ax.plot(xs, np.minimum(ys, top) if top is not None else ys, color=colors[method], **styles[kind](method))
+    if top is not None:
+        _mark_off_scale(ax, series, top, colors)
     ax.set_xlabel("retention (ViT tokens / N)")
     ax.set_ylabel("PSNR vs resized image (dB)")
     ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return figure_png(fig)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure_bytes(fig, fmt)

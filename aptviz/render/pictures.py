@@ -172,23 +172,30 @@ def _colorbar(
     ps: int,
     unit: str = "bits",
     measure: str | None = None,
+    font_size: int | None = None,
+    title: list[str] | None = None,
 ) -> np.ndarray:
     """A white panel with a vertical colorbar, tick labels and a no-data key.
 
     Titled with the scale and the unit; a ``measure`` name (any but entropy,
     whose panel is unchanged) goes between them, and the panel widens to fit.
+    ``font_size`` (default from the height) and ``title`` (lines above the
+    unit instead of the scale) are for figures that show the bar smaller;
+    with either, ticks closer than a line are thinned and the width fits the labels.
     """
-    font_size = int(np.clip(height // 32, 9, 18))
+    fixed = font_size is None and title is None
+    font_size = int(np.clip(height // 32, 9, 18)) if font_size is None else font_size
     font = _font(font_size) if measure is None else _unicode_font(font_size)
-    titles = [legible(t, font) for t in ([f"{ps}px", unit] if measure is None else [f"{ps}px", measure, unit])]
+    head = [f"{ps}px"] if title is None else list(title)
+    titles = [legible(t, font) for t in (head + [unit] if measure is None else head + [measure, unit])]
     width = font_size * 6 + 24
-    if measure is not None:
-        labels = titles + [f"{t:g}" for t in _nice_ticks(vmin, vmax)]
-        width = max(width, 12 + int(max(font.getlength(t) for t in labels[:3])), 24 + max(8, font_size)
-                    + int(max(font.getlength(t) for t in labels[3:])))  # fmt: skip
+    if measure is not None or not fixed:
+        ticks = [f"{t:g}" for t in _nice_ticks(vmin, vmax)]
+        width = max(width, 12 + int(max(font.getlength(t) for t in titles)), 24 + max(8, font_size)
+                    + int(max((font.getlength(t) for t in ticks), default=0)))  # fmt: skip
     panel = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
-    top = font_size * len(titles) + 6
+    top = font_size * len(titles) + 6 + (0 if fixed else font_size // 2)  # room for the top tick's label
     key = font_size * 3 if any_pad else 0
     bottom = height - font_size - 4 - key
     bar_w = max(8, font_size)
@@ -201,7 +208,11 @@ def _colorbar(
         bar = np.repeat(lut[levels][:, None, :], bar_w, axis=1)
         panel.paste(Image.fromarray(bar), (x0, top))
         draw.rectangle((x0 - 1, top - 1, x0 + bar_w, bottom), outline=(0, 0, 0))
-        for t in _nice_ticks(vmin, vmax):
+        ticks = _nice_ticks(vmin, vmax)
+        if not fixed and len(ticks) > 1:  # keep a line of space between labels
+            room = max(1, int(span // (font_size + 2)))
+            ticks = ticks[:: -(-len(ticks) // room)]
+        for t in ticks:
             y = bottom - 1 - ((t - vmin) / (vmax - vmin) if vmax > vmin else 0) * (span - 1)
             draw.line((x0 + bar_w, y, x0 + bar_w + 4, y), fill=(0, 0, 0))
             draw.text((x0 + bar_w + 6, y - font_size / 2), f"{t:g}", fill=(0, 0, 0), font=font)
@@ -515,6 +526,29 @@ def scale_colors(n: int) -> list[tuple[int, int, int]]:
     return [SCALE_COLORS[i % len(SCALE_COLORS)] for i in range(n)]
 
 
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` px (words split only when one alone is too wide).
+
+    Examples
+    --------
+    >>> _wrap("budget  alpha=0.3", _font(15), 70)
+    ['budget', 'alpha=0.3']
+    """
+    lines: list[str] = []
+    for word in text.split():
+        while font.getlength(word) > width and len(word) > 1:  # a word alone too wide: split it
+            cut = max(1, max(i for i in range(1, len(word) + 1) if font.getlength(word[:i]) <= width or i == 1))
+            if lines and lines[-1] == "":
+                lines.pop()
+            lines.append(word[:cut])
+            word = word[cut:]
+        if lines and font.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def text_strip(lines: list[str], width: int, font_size: int | None = None, swatches=None) -> np.ndarray:
     """A white strip of ``width`` px with one line of text per entry.
 
@@ -527,14 +561,16 @@ def text_strip(lines: list[str], width: int, font_size: int | None = None, swatc
     (100, 3)
     """
     size = font_size or int(np.clip(width // 40, 10, 22))
+    font = _font(size)
+    room = max(8, width - 8)
+    lines = [part for line in lines for part in _wrap(legible(line, font), font, room)]  # never cut at the edge
     rows = len(lines) + (1 if swatches else 0)
     height = rows * (size + 4) + 6
     panel = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
-    font = _font(size)
     y = 3
     for line in lines:
-        draw.text((4, y), legible(line, font), fill=(0, 0, 0), font=font)
+        draw.text((4, y), line, fill=(0, 0, 0), font=font)
         y += size + 4
     if swatches:
         x = 4

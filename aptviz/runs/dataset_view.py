@@ -27,9 +27,18 @@ from aptviz._text import text_path
 from aptviz.compute.histogram import merge_histograms
 from aptviz.compute.importance import measure_unit
 from aptviz.output.atomic import write_bytes_atomic, write_json_atomic
-from aptviz.output.layout import DATASET_NAME, FIDELITY_NAME, HISTOGRAM_NAME, PSNR_NAME, REPORT_NAME
+from aptviz.output.layout import (
+    DATASET_NAME,
+    FIDELITY_NAME,
+    HISTOGRAM_NAME,
+    PSNR_NAME,
+    REPORT_NAME,
+    figure_name,
+)
 
 __all__ = ["DATASET_NAME", "dataset_summary", "write_dataset_view"]
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def _measure(stats_list: list[dict]) -> str:
@@ -108,8 +117,9 @@ def write_dataset_view(
     images: list[tuple[str, dict]],
     figures: bool = True,
     measure: tuple[str, str] | None = None,
+    figure_format: str = "png",
 ) -> list[str]:
-    """Write dataset.json, the dataset figures (when ``figures``) and report.html.
+    """Write dataset.json, the dataset figures (when ``figures``; png, pdf or svg) and report.html.
 
     Parameters
     ----------
@@ -132,7 +142,7 @@ def write_dataset_view(
     """
     from aptviz.render import figures as fig
     from aptviz.render.fidelity import fidelity_figure, fidelity_points
-    from aptviz.render.report import DATASET_FIGURES, build_report, report_cards
+    from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
 
     output = Path(output)
     started = time.monotonic()
@@ -148,17 +158,25 @@ def write_dataset_view(
     steps = [(DATASET_NAME, lambda p: write_json_atomic(p, summary))]
     if figures and stats_list:
         hist = summary["histogram"]
-        steps.append((HISTOGRAM_NAME, lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit))))
-        steps.append((PSNR_NAME, lambda p: _write(p, fig.psnr_curves_png(rows))))
+        steps.append((figure_name(HISTOGRAM_NAME, figure_format),
+                      lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format))))
+        psnr = figure_name(PSNR_NAME, figure_format)
+        steps.append((psnr, lambda p: _write(p, fig.psnr_curves_png(rows, figure_format))))
         if fidelity is not None:
-            steps.append((FIDELITY_NAME, lambda p: _write(p, fig.figure_png(fidelity_figure(fidelity)))))
+            fid = figure_name(FIDELITY_NAME, figure_format)
+            steps.append((fid, lambda p: _write(p, fig.figure_bytes(fidelity_figure(fidelity), figure_format))))
 
     def page(path: Path) -> None:
-        shown = [n for n, _ in DATASET_FIGURES if (output / n).exists()]
-        _write(path, build_report(rows, report_cards(output, images), columns, shown).encode("utf-8"))
+        stems = {stem for stem, _ in DATASET_FIGURES}
+        shown = sorted(p.name for p in output.glob("*.*") if p.stem in stems and p.suffix in FIGURE_SUFFIXES)
+        cards = report_cards(output, images)
+        _write(path, build_report(rows, cards, columns, shown, output_links=output_links(output, rows)).encode("utf-8"))
 
     steps.append((REPORT_NAME, page))
     for name, write in steps:
+        for old in output.glob(f"{Path(name).stem}.*"):  # the same figure in another format, from an earlier run
+            if old.suffix in FIGURE_SUFFIXES and old.name != name:
+                old.unlink(missing_ok=True)
         try:
             write(output / name)
         except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:

@@ -26,7 +26,7 @@ from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.compute.params import Method, Params, RunSpec, build_runs
 from aptviz.errors import ParameterError
-from aptviz.output.layout import PLOT_NAME
+from aptviz.output.layout import PLOT_NAME, figure_name
 from aptviz.output.lock import check_not_an_input, check_output, lock_output, read_only_fs
 from aptviz.runs.batch import Job, discover, run_batch
 from aptviz.runs.pool import default_workers, stop_on_sigterm
@@ -178,7 +178,7 @@ def run(
             rec.add(failure)
         _run_jobs(rec, jobs, output, runs, params, budget, options)
         if not lock.read_only:
-            _maybe_plot(report, rec.summary.rows, runs)
+            _maybe_plot(report, rec.summary.rows, runs, _figure_format(options))
             _dataset_view(report, rec.summary, options, runs, params)
     finally:
         lock.release()
@@ -248,8 +248,14 @@ def _dataset_view(report: RunReport, summary, options: RunOptions, runs: list[Ru
     figures = len(runs) >= 2 and report.jobs >= 2 and report.count(Status.done) > 0 and _can_plot(report)
     measure = (params.importance, params.aggregate)
     report.errors += write_dataset_view(
-        report.output, summary.rows, summary.columns, summary.images, figures=figures, measure=measure
-    )
+        report.output, summary.rows, summary.columns, summary.images, figures=figures, measure=measure,
+        figure_format=_figure_format(options),
+    )  # fmt: skip
+
+
+def _figure_format(options: RunOptions) -> str:
+    """png, pdf or svg: the batch figures' format (``RenderOptions.figure_format``)."""
+    return getattr(options.render, "figure_format", None) or "png"
 
 
 def _new_summary(output: Path, params: Params, jobs: list[Job], options: RunOptions, read_only: bool = False):
@@ -273,9 +279,9 @@ def _can_plot(report: RunReport) -> bool:
     return True
 
 
-def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec]) -> None:
+def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec], fmt: str = "png") -> None:
     """The retention plot: for a batch with 2+ selections, redrawn when something was computed."""
-    plot = report.output / PLOT_NAME
+    plot = report.output / figure_name(PLOT_NAME, fmt)
     if len(runs) < 2 or report.jobs < 2 or report.interrupted:
         return
     if not report.count(Status.done) and plot.exists():
@@ -285,6 +291,9 @@ def _maybe_plot(report: RunReport, rows: list[dict], runs: list[RunSpec]) -> Non
     from aptviz.runs.summary import write_retention_plot
 
     started = time.monotonic()
+    for old in (plot.with_suffix(s) for s in (".png", ".pdf", ".svg")):  # the plot in another format
+        if old != plot:
+            old.unlink(missing_ok=True)
     try:
         report.plot = write_retention_plot(plot, rows)
     except (OSError, ValueError, RuntimeError) as exc:

@@ -396,8 +396,9 @@ def retention_figure(rows: list[dict], llm: bool = True):
 def write_retention_plot(path: str | Path, rows: list[dict], llm: bool = True) -> Path | None:
     """Retention against alpha per method (mean, min-max band; with ``llm`` the LLM
     retention beside it), and for v1/v2 a histogram of retention across images.
-    Returns None when there is nothing to plot."""
-    from aptviz.render.figures import figure_png
+    Returns None when there is nothing to plot. The format follows the suffix (png, pdf or svg)."""
+    from aptviz.render.figures import figure_bytes
 
     fig = retention_figure(rows, llm)
-    return None if fig is None else write_bytes_atomic(path, figure_png(fig))
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    return None if fig is None else write_bytes_atomic(path, figure_bytes(fig, fmt))

@@ -1,0 +1,66 @@
+"""Hints for newcomer slips: a space instead of ``:`` after ``-m``, a subcommand typo, a missing extra."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aptviz.cli.command import main
+from aptviz.errors import EXIT_USAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _main(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return exc.value.code, capsys.readouterr().err
+
+
+def test_a_number_after_method_is_taken_for_an_alpha(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = _main([str(ROOT / "sample_images" / "chelsea.png"), "-m", "budget", "0.3", "-o", "out"], capsys)
+    assert code == EXIT_USAGE
+    assert "did you mean -m budget:0.3?" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_a_real_file_named_like_a_number_runs(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    Image.open(ROOT / "sample_images" / "chelsea.png").save(tmp_path / "0.3", format="PNG")
+    code, err = _main(["0.3", "-m", "budget", "0.3", "-q", "-o", "out"], capsys)
+    assert "did you mean" not in err and code == 0
+    assert len(list((tmp_path / "out").glob("*/stats.json"))) == 1
+
+
+def test_a_subcommand_typo(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    code, err = _main(["stat", "folder/"], capsys)
+    assert code == EXIT_USAGE and "did you mean `aptviz stats`?" in err
+    assert not (tmp_path / "visualizations").exists()
+
+
+def test_qwen2vl_without_transformers_is_one_import_error():
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'transformers':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "try:\n"
+        "    import aptviz.qwen2vl\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ImportError ") and "aptviz[qwen]" in r.stdout and "CPU build of torch" in r.stdout
+    assert "Traceback" not in r.stderr
