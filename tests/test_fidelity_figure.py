@@ -1,4 +1,4 @@
-"""fidelity_vs_tokens.png: the batch figure of every measure x method against uniform Qwen2-VL."""
+"""fidelity_vs_tokens.png: the batch figure of every measure x method against the uniform baseline of the run's model."""
 
 from __future__ import annotations
 
@@ -119,3 +119,31 @@ def test_one_lossless_image_does_not_empty_the_psnr_panel(tmp_path):
     labels = {line.get_label() for line in psnr_panel.get_lines() if np.isfinite(line.get_ydata()).all()}
     assert {f"{m} {k}" for m in ("entropy", "upsample-mse") for k in ("budget", "v2")} <= labels, labels
     assert any(label.startswith("uniform") for label in labels) and "Pareto front" in labels
+
+
+def test_batch_figures_name_the_runs_model(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(SAMPLES / "chelsea.png"), str(SAMPLES / "coffee.png"),
+         "--model", "qwen3-vl", "-m", "budget:0.3", "-m", "v2:1", "-q", "-o", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((out / "summary.json").read_text())
+    assert {r["model"] for r in rows} == {"qwen3-vl"}
+    data = json.loads((out / "dataset.json").read_text())["fidelity"]
+    assert data["model"] == "Qwen3-VL"
+    from aptviz.render import figures
+    from aptviz.render.fidelity import fidelity_figure
+
+    drawn = []
+    real = figures.new_figure
+    monkeypatch.setattr(figures, "new_figure", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    assert figures.psnr_curves_png(rows) is not None
+    fig = fidelity_figure(fidelity_points(rows))
+    texts = [fig.get_suptitle()]
+    for f in (drawn[0], fig):
+        texts += [line.get_label() for ax in f.axes for line in ax.get_lines()]
+    uniform = [t for t in texts if "uniform" in t]
+    assert len(uniform) >= 3 and all("Qwen3-VL" in t for t in uniform), uniform
+    assert not any("Qwen2-VL" in t for t in texts), texts

@@ -35,6 +35,7 @@ __all__ = [
     "ModelPreset",
     "parse_model",
     "preset",
+    "models_title",
 ]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -160,3 +161,20 @@ def preset(name: str | Model | None = None) -> ModelPreset:
     ('Qwen3-VL', 16, 32, (0.5, 0.5, 0.5))
     """
     return PRESETS[parse_model(name)]
+
+
+def models_title(models) -> str:
+    """How figures name the model(s) of some rows: one title, or several joined by `` / `` (default Qwen2-VL).
+
+    Examples
+    --------
+    >>> models_title(["qwen3-vl", "qwen3-vl"]), models_title([]), models_title(["qwen3-vl", None, "qwen2.5-vl"])
+    ('Qwen3-VL', 'Qwen2-VL', 'Qwen2-VL / Qwen2.5-VL / Qwen3-VL')
+    """
+    seen = set()
+    for m in models:
+        try:
+            seen.add(parse_model(m))  # None (rows from before models were recorded): the default
+        except ParameterError:
+            continue
+    return " / ".join(PRESETS[m].title for m in Model if m in seen) or PRESETS[DEFAULT_MODEL].title

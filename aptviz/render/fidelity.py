@@ -1,8 +1,8 @@
 """``fidelity_vs_tokens.png``: which measure, at which cost (docs/analysis.md).
 
 For every (measure, method, alpha) of a batch, the mean LLM tokens over the
-images against the mean PSNR and SSIM of the model view; the uniform Qwen2-VL
-baseline from the same rows (each selection's ``uniform_vit_tokens`` resize:
+images against the mean PSNR and SSIM of the model view; the uniform baseline
+of the run's model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL: the rows' ``model``) from the same rows (each selection's ``uniform_vit_tokens`` resize:
 no extra run); the Pareto front of all those points; and one caption line
 naming the best point at the median token count.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import fmean, median
 
+from aptviz.compute.presets import models_title
 from aptviz.errors import ROW_OK
 
 __all__ = ["FidelityPoint", "FidelitySummary", "fidelity_figure", "fidelity_points", "pareto"]
@@ -38,7 +39,7 @@ class FidelityPoint:
     @property
     def name(self) -> str:
         if self.method == "uniform":
-            return "uniform Qwen2-VL"
+            return "uniform"  # the model is the summary's (FidelitySummary.model)
         alpha = "" if self.alpha is None else f" a={self.alpha:g}"
         return f"{self.importance} {self.method}{alpha}"
 
@@ -54,6 +55,7 @@ class FidelitySummary:
     best: FidelityPoint | None = None  # highest SSIM among APT points at <= the median token count
     uniform_at_best: dict[str, float | None] = field(default_factory=dict)  # the uniform curve there
 
+    model: str = "Qwen2-VL"  # the rows' model(s), as figures name them (compute.presets.models_title)
     lossless_images: int = 0  # images with a lossless (infinite dB) PSNR in some row: out of the PSNR means
 
     @property
@@ -88,6 +90,7 @@ class FidelitySummary:
             "best": pt(self.best),
             "uniform_at_best": self.uniform_at_best,
             "psnr_lossless_images": self.lossless_images,
+            "model": self.model,
             "caption": self.caption,
         }
 
@@ -164,7 +167,7 @@ def fidelity_points(rows: list[dict]) -> FidelitySummary | None:
         if merged and p.llm_tokens - merged[-1].llm_tokens < 0.5:
             continue
         merged.append(p)
-    summary = FidelitySummary(points, merged)
+    summary = FidelitySummary(points, merged, model=models_title(r.get("model") for m in groups.values() for r in m))
     summary.lossless_images = len({r.get("image") for m in groups.values() for r in m
                                    if r.get("psnr_apt") is None or r.get("psnr_uniform") is None})  # fmt: skip
     summary.front = {k: pareto(points + merged, k) for k in FIELDS}
@@ -194,7 +197,7 @@ def _panel(ax, summary: FidelitySummary, key: str, ylabel: str) -> None:
     uni = [p for p in summary.uniform if getattr(p, key) is not None]
     if uni:
         ax.plot([p.llm_tokens for p in uni], [getattr(p, key) for p in uni], "k--", marker="x", ms=5, lw=1.2,
-                label="uniform Qwen2-VL (same resizes)")  # fmt: skip
+                label=f"uniform {summary.model} (same resizes)")  # fmt: skip
     front = summary.front.get(key, [])
     if front:
         ax.step([p.llm_tokens for p in front], [getattr(p, key) for p in front], where="post", color="gold",
@@ -226,6 +229,6 @@ def fidelity_figure(summary: FidelitySummary):
     ax2.set_title("SSIM vs LLM tokens")
     handles, labels = ax2.get_legend_handles_labels()
     ax2.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: hides no mark
-    title = "Which measure, at which cost: APT (measure x method, mean per alpha) vs uniform Qwen2-VL"
+    title = f"Which measure, at which cost: APT (measure x method, mean per alpha) vs uniform {summary.model}"
     fig.suptitle(f"{title}\n{summary.caption}", fontsize=9)  # the caption line under the title
     return fig

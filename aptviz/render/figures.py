@@ -20,6 +20,7 @@ from PIL import Image
 
 from aptviz.compute.histogram import HIST_BINS, merge_histograms, value_histogram, value_range  # noqa: F401
 from aptviz.compute.percentiles import PERCENTILES, histogram_percentiles
+from aptviz.compute.presets import models_title
 from aptviz.compute.xp import to_numpy
 from aptviz.errors import ROW_OK
 from aptviz.render.pictures import (
@@ -680,7 +681,7 @@ def _mark_off_scale(ax, series, top: float, colors: dict) -> None:
 
 
 def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
-    """Retention against PSNR for APT (per method) and uniform Qwen2-VL at the same tokens, as file bytes (``fmt``).
+    """Retention against PSNR for APT (per method) and the rows' model, uniform, at the same tokens, as bytes (``fmt``).
 
     Every (image, selection) row is a faint point; lines join the means per
     (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
@@ -707,10 +708,11 @@ def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
                       np.mean([g["psnr_uniform"] for g in grp])) for grp in groups.values())  # fmt: skip
         series += [("apt", method, *map(list, zip(*apt))), ("uniform", method, *map(list, zip(*uni)))]
     top = informative_top([y for *_, ys in series for y in ys])
+    model = models_title(r.get("model") for r in ok)  # the run's model, not always Qwen2-VL
     styles = {
         "dots": lambda m: dict(ls="none", marker=".", ms=5, alpha=0.35, label=f"APT {m}, one image"),
         "apt": lambda m: dict(ls="-", marker="o", label=f"APT {m} (mean per alpha)"),
-        "uniform": lambda m: dict(ls="--", marker="s", mfc="white", label=f"uniform Qwen2-VL at {m}'s tokens"),
+        "uniform": lambda m: dict(ls="--", marker="s", mfc="white", label=f"uniform {model} at {m}'s tokens"),
     }
     for kind, method, xs, ys in series:
         ax.plot(xs, np.minimum(ys, top) if top is not None else ys, color=colors[method], **styles[kind](method))
