@@ -2,8 +2,9 @@
 
 For every (measure, method, alpha) of a batch, the mean LLM tokens over the
 images against the mean PSNR and SSIM of the model view; the uniform baseline
-of the run's model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL: the rows' ``model``) from the same rows (each selection's ``uniform_vit_tokens`` resize:
-no extra run); the Pareto front of all those points; and one caption line
+of the run's model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL: the rows' ``model``)
+from the same rows (each selection's ``uniform_vit_tokens`` resize: no extra
+run); the Pareto front of all those points; and one caption line
 naming the best point at the median token count.
 
 :func:`fidelity_points` is the arithmetic (plain data, testable without
@@ -130,7 +131,7 @@ def _usable(row: dict) -> bool:
 
 
 def _mean_point(importance, method, alpha, members: list[dict], uniform: bool) -> FidelityPoint:
-    if uniform:  # plain Qwen2-VL at the lowered max_pixels: its LLM tokens are its ViT tokens / merge**2
+    if uniform:  # the plain model at the lowered max_pixels: its LLM tokens are its ViT tokens / merge**2
         tokens = [r["uniform_vit_tokens"] * r["llm_tokens_uniform"] / r["base_small_tokens"] for r in members]
         ssim, psnr = [r["ssim_uniform"] for r in members], [r.get("psnr_uniform") for r in members]
     else:
