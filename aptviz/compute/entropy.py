@@ -161,7 +161,8 @@ def as_image_tensor(image, device) -> torch.Tensor:
         arr = np.asarray(image)
         if arr.dtype != np.uint8:
             raise TypeError(f"expected a uint8 image, got {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch wants writable memory
     if t.dtype != torch.uint8:
         raise TypeError(f"expected a uint8 image, got {t.dtype}")
     _check_shape(tuple(t.shape))
