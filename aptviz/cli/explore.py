@@ -54,8 +54,7 @@ def explore(
 ) -> None:
     """Parse, compute each image's explorer data, write the page."""
     from aptviz.errors import ParameterError
-    from aptviz.output.atomic import write_bytes_atomic
-    from aptviz.render.explorer import explorer_page
+    from aptviz.output.lock import check_output_file, lock_folder_of
     from aptviz.runs.batch import discover
 
     try:
@@ -63,21 +62,39 @@ def explore(
         jobs, missing = discover(inputs, recursive)
         if not jobs and not missing:
             raise ParameterError("no images found in the inputs")
+        check_output_file(output, [*inputs, *(job.path for job in jobs)])
+        lock = lock_folder_of(output)  # a run's output folder: not while that run writes its report.html
     except ParameterError as exc:
         raise usage_error(str(exc)) from None
+    try:
+        _write_page(output, jobs, missing, params, (start, alpha, thr), opts.quiet)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _write_page(output: Path, jobs, missing, params, controls: tuple, quiet: bool) -> None:
+    """Compute each image's explorer data and write the page; exits with the command's status.
+
+    ``controls`` is ``(method, alpha, v1 thresholds)`` the page starts with.
+    """
+    from aptviz.output.atomic import write_bytes_atomic
+    from aptviz.render.explorer import explorer_page
+
     payloads, failed = _payloads(jobs, params)
     failed = [f"{item.path}: {item.error}" for item in missing] + failed
     for line in failed:
         sys.stderr.write(f"aptviz: error: {terminal_text(line, ERROR_CHARS)}\n")
     if not payloads:
         raise typer.Exit(EXIT_FAILED)
+    start, alpha, thr = controls
     page = explorer_page(payloads, "aptviz explorer", method=start, alpha=alpha, thresholds=thr)
     try:
         written = write_bytes_atomic(output, page.encode("utf-8"))
     except OSError as exc:
         sys.stderr.write(f"aptviz: error: {terminal_text(f'cannot write {output}: {exc}', ERROR_CHARS)}\n")
         raise typer.Exit(EXIT_FAILED) from None
-    if not opts.quiet:
+    if not quiet:
         sys.stdout.write(f"wrote {written} ({len(payloads)} image(s))\n")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 

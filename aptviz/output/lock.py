@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib  # noqa: F401 (doctest)
 import tempfile  # noqa: F401 (doctest)
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +20,10 @@ from pathlib import Path
 from aptviz._text import text_path
 from aptviz.errors import ParameterError
 
-__all__ = ["OutputInUse", "OutputLock", "check_not_an_input", "check_output", "lock_output", "read_only_fs"]
+__all__ = [
+    "OutputInUse", "OutputLock", "check_not_an_input", "check_output", "check_output_file", "lock_folder_of",
+    "lock_output", "read_only_fs",
+]  # fmt: skip
 
 
 class OutputInUse(OSError):
@@ -166,3 +170,58 @@ def check_not_an_input(inputs: Iterable[str | Path], output: str | Path) -> None
             raise ParameterError(
                 f"the output folder {text_path(output)!r} is also an input folder; choose another -o/--output"
             )
+
+
+def check_output_file(output: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """A single output file (``aptviz explore -o``) that may be replaced: :class:`ParameterError` otherwise.
+
+    Refused: one of ``inputs`` (the same file, by device and inode: a hard
+    link or a symbolic link to an input is the input), and anything that
+    exists and is not a regular file (a folder, ``/dev/null``, a FIFO): the
+    atomic write renames over it, which would replace the device itself.
+
+    Examples
+    --------
+    >>> check_output_file("/dev/null")
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: cannot write '/dev/null': not a regular file; choose another -o/--output
+    """
+    import stat
+
+    output = Path(output)
+    try:
+        st = os.stat(output)
+    except FileNotFoundError:
+        return output
+    except OSError as exc:
+        raise ParameterError(f"cannot write {text_path(output)!r}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ParameterError(f"cannot write {text_path(output)!r}: not a regular file; choose another -o/--output")
+    for raw in inputs:
+        try:
+            other = os.stat(raw)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            raise ParameterError(f"the output {text_path(output)!r} is also an input; choose another -o/--output")
+    return output
+
+
+def lock_folder_of(output: str | Path) -> OutputLock | None:
+    """The lock of the output folder ``output`` is written into, when that folder is an aptviz output folder.
+
+    A file written into an output folder (``aptviz explore -o OUT/report.html``)
+    must not race a run there: the folder's lock is taken (None when the folder
+    has no lock file, so that no lock file is left in an ordinary folder).
+    :class:`ParameterError` ("output folder is in use ...") when a run holds it.
+
+    Examples
+    --------
+    >>> lock_folder_of(pathlib.Path(tempfile.mkdtemp()) / "explore.html") is None
+    True
+    """
+    folder = Path(output).parent
+    if not (folder / OutputLock.NAME).is_file():
+        return None
+    return lock_output(folder)

@@ -58,10 +58,11 @@ class Explorer:
         return explorer_page(self.payloads, self.title, method=self.method, alpha=self.alpha, thresholds=self.thresholds)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the standalone page atomically; returns its path."""
+        """Write the standalone page atomically; returns its path (never over a folder or a device)."""
         from aptviz.output.atomic import write_bytes_atomic
+        from aptviz.output.lock import check_output_file
 
-        return write_bytes_atomic(Path(path), self.html().encode("utf-8"))
+        return write_bytes_atomic(check_output_file(path), self.html().encode("utf-8"))
 
 
 def _loaded(image, params: Params):
