@@ -470,3 +470,135 @@ def test_report_dataset_view_loads_every_image_and_averages(browser, batch):
     expected = np.mean([aptviz.select_patches(r.maps, "v2", 1.5).retention for r in res])
     assert got == pytest.approx(expected, rel=1e-12)
     pg.close()
+
+
+# ---- hardening: the page refuses and reports as Python does; any image name works ---------------------------
+
+
+@pytest.fixture(scope="module")
+def odd_page(browser, tmp_path_factory):
+    """Merge sizes whose units the scales do not nest in, next to the default, on one page."""
+    from aptviz.render.explorer import explorer_page
+
+    cases = {"m3s2": {"merge_size": 3, "num_scales": 2}, "m3": {"merge_size": 3}, "plain": {}}
+    res = {name: _result(ROOT / "sample_images" / "chelsea.png", **p) for name, p in cases.items()}
+    out = tmp_path_factory.mktemp("odd") / "odd.html"
+    out.write_text(explorer_page([explorer_data(n, r.loaded.image, r.resized, r.maps, r.params)
+                                  for n, r in res.items()]), encoding="utf-8")
+    pg = _open(browser, out.as_uri())
+    yield pg, res
+    pg.close()
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", ["m3s2", "m3", "plain"])
+def test_llm_tokens_are_null_where_python_gives_null(odd_page, name):
+    pg, results = odd_page
+    res = results[name]
+    p = res.params
+    calls = [{"method": "v2", "alpha": a} for a in (0.0, 0.5, 1.0, 2.0, 3.0, 100.0)]
+    calls += [{"method": "budget", "alpha": a} for a in (0.0, 0.3, 1.0)]
+    got = _js_select_many(pg, name, calls)
+    for call, g in zip(calls, got):
+        sel = aptviz.select_patches(res.maps, call["method"], call["alpha"], measure=p.importance)
+        tc = token_counts(sel.tokens_by_scale, sel.base_small_tokens, p.patch_size, p.merge_size)
+        assert (g["vit_tokens"], g["llm_tokens"], g["llm_tokens_uniform"], g["llm_retention"]) == (
+            tc.vit_tokens, tc.llm_tokens, tc.llm_tokens_uniform, tc.llm_retention), (name, call)
+        if name != "plain":
+            assert g["llm_tokens"] is None
+    if name == "m3s2":  # the numbers shown: a dash, not a count
+        sel = "[data-image=m3s2] [data-field=llm_tokens]"
+        pg.wait_for_selector(sel)
+        assert pg.eval_on_selector(sel, "e => e.dataset.value") == ""
+        assert pg.eval_on_selector("[data-image=m3s2] [data-field=llm_retention]", "e => e.dataset.value") == ""
+    assert not pg.errors, pg.errors
+
+
+BAD_CALLS = [  # (JavaScript options, select_patches arguments): both refuse
+    ("{method: 'v2', alpha: NaN}", ("v2", float("nan"))),
+    ("{method: 'v2', alpha: Infinity}", ("v2", float("inf"))),
+    ("{method: 'v2', alpha: -0.5}", ("v2", -0.5)),
+    ("{method: 'budget', alpha: 1e300}", ("budget", 1e300)),
+    ("{method: 'budget', alpha: -1e-9}", ("budget", -1e-9)),
+    ("{method: 'budget', alpha: 1.0000001}", ("budget", 1.0000001)),
+    ("{method: 'v2', alpha: 'abc'}", ("v2", "abc")),
+    ("{method: 'v1', thresholds: [3]}", ("v1", 1.0, [3])),
+    ("{method: 'v1', thresholds: [3, 2, 1]}", ("v1", 1.0, [3, 2, 1])),
+    ("{method: 'v1', thresholds: [3, NaN]}", ("v1", 1.0, [3, float("nan")])),
+    ("{method: 'v1', thresholds: ['a', 2]}", ("v1", 1.0, ["a", 2])),
+    ("{method: 'v1', thresholds: [3, Infinity]}", ("v1", 1.0, [3, float("inf")])),
+    ("{method: 'v3', alpha: 1}", ("v3", 1.0)),
+]
+
+
+@needs_chromium
+def test_select_refuses_what_python_refuses(odd_page):
+    pg, results = odd_page
+    res = results["plain"]
+    for js, args in BAD_CALLS:
+        with pytest.raises(ValueError):
+            aptviz.select_patches(res.maps, *args)
+        err = pg.evaluate(f"() => {{ try {{ aptviz.select('plain', {js}); return null; }} "
+                          "catch (e) { return [e.name, e.message]; } }")
+        assert err is not None and err[0] == "ValueError" and err[1], (js, err)
+    # still accepted, as in Python: any v2 alpha >= 0, a method in any case, budget's ends, v1's defaults
+    for js, args in [("{method: 'V2', alpha: 1e300}", ("v2", 1e300)), ("{method: 'budget', alpha: 1}", ("budget", 1.0)),
+                     ("{method: 'v1'}", ("v1",)), ("{method: ' budget ', alpha: 0}", ("budget", 0.0))]:
+        got = pg.evaluate(f"() => aptviz.select('plain', {js}).vit_tokens")
+        assert got == aptviz.select_patches(res.maps, *args).tokens, js
+    assert not pg.errors, pg.errors
+
+
+PROTO_NAMES = ["constructor", "toString", "__proto__", "hasOwnProperty"]
+
+
+@needs_chromium
+def test_images_named_like_object_properties_work_on_the_explore_page(browser, tmp_path):
+    from aptviz.cli.explore import app
+    from typer.testing import CliRunner
+
+    from conftest import small_images
+
+    folder = small_images(tmp_path / "imgs", len(PROTO_NAMES))
+    for i, name in enumerate(PROTO_NAMES):
+        (folder / f"img{i:02d}.png").rename(folder / f"{name}.png")
+    out = tmp_path / "explore.html"
+    r = CliRunner().invoke(app, [str(folder), "-o", str(out), "--bins", "64", "-q"])
+    assert r.exit_code == 0, r.output
+    pg = _open(browser, out.as_uri())
+    _built(pg, len(PROTO_NAMES))
+    for name in PROTO_NAMES:
+        assert pg.evaluate("(n) => aptviz.select(n, {method: 'v2', alpha: 1}).vit_tokens", name) > 0
+    ds = "[data-aptviz-dataset]"
+    pg.evaluate("""(s) => { const a = document.querySelector(s + ' input[type=range][name=alpha]'); a.value = '0.5';
+                            a.dispatchEvent(new Event('input')); }""", ds)
+    assert pg.eval_on_selector(f"{ds} [data-field=images]", "e => e.dataset.value") == str(len(PROTO_NAMES))
+    assert float(pg.eval_on_selector(f"{ds} [data-field=mean_retention]", "e => e.dataset.value")) > 0
+    assert not pg.errors, pg.errors
+    pg.close()
+
+
+@needs_chromium
+def test_images_named_like_object_properties_work_in_the_report(browser, tmp_path):
+    from typer.testing import CliRunner
+
+    from aptviz.cli import app
+    from conftest import small_images
+
+    folder = small_images(tmp_path / "imgs", len(PROTO_NAMES))
+    for i, name in enumerate(PROTO_NAMES):
+        (folder / f"img{i:02d}.png").rename(folder / f"{name}.png")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, [str(folder), "-o", str(out), "-q", "--bins", "64"])
+    assert r.exit_code == 0, r.output
+    pg = _open(browser, (out / "report.html").as_uri())
+    for name in PROTO_NAMES:  # every card's explorer loads its data file and starts
+        pg.locator(f"[data-aptviz-explorer][data-image='{name}']").scroll_into_view_if_needed()
+        pg.wait_for_selector(f"[data-aptviz-explorer][data-image='{name}'] [data-field=vit_tokens]", timeout=10000)
+    ds = "[data-aptviz-dataset]"
+    pg.evaluate("""(s) => { const a = document.querySelector(s + ' input[type=range][name=alpha]'); a.value = '0.5';
+                            a.dispatchEvent(new Event('input')); }""", ds)
+    pg.wait_for_function("(s) => document.querySelector(s + ' [data-field=images]').dataset.value === '4'", arg=ds,
+                         timeout=10000)
+    assert not pg.errors, pg.errors
+    pg.close()

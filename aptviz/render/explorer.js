@@ -12,10 +12,11 @@
   if (A._explorer) { A.scan(document); return; }
   A._explorer = 1;
   var PAD = 1e6;
-  var raw = {};     // name -> payload (JSON), decoded on first use
-  var models = {};  // name -> decoded model
-  var waiters = {}; // name -> [resolve]
-  var failers = {}; // name -> [reject], called when its data file fails to load
+  // maps keyed by image names have no prototype: an image named "constructor" or "__proto__" is just a name
+  var raw = Object.create(null);     // name -> payload (JSON), decoded on first use
+  var models = Object.create(null);  // name -> decoded model
+  var waiters = Object.create(null); // name -> [resolve]
+  var failers = Object.create(null); // name -> [reject], called when its data file fails to load
 
   function bytes(b64) {
     var s = atob(b64), n = s.length, u = new Uint8Array(n);
@@ -136,30 +137,70 @@
       if (alpha === null) alpha = 1.0;
       var b = budgetMasks(m, alpha); masks = b.masks; info = b.info;
     } else throw new Error("aptviz: unknown method '" + method + "' (v1, v2 or budget)");
-    var by = {}, vit = 0, small = 0, large = 0, unit = m.P * m.merge, sq = 0;
+    var by = {}, vit = 0, small = 0, large = 0, unit = m.P * m.merge, sq = 0, nest = true;
     for (i = 0; i < S; i++) {
       var ps = m.scales[i], n = count(masks[i]);
       by[ps] = n; vit += n;
       if (ps < unit) small += n * ps * ps; else large += n;
+      if ((ps < unit ? unit % ps : ps % unit) !== 0) nest = false; // straddles merge units, whatever the counts
       if (i > 0 && n) { var e = m.err[i], mk = masks[i]; for (var j = 0; j < mk.length; j++) if (mk[j]) sq += e[j]; }
     }
-    var llm = small % (unit * unit) === 0 ? small / (unit * unit) + large : null;
-    var m2 = m.merge * m.merge, llmUni = m.N % m2 === 0 ? m.N / m2 : null;
+    // LLM tokens as aptviz.compute.tokens.token_counts: all three null unless every scale nests in the merge
+    // units, the small patches fill whole units and the finest grid is a whole number of units
+    var m2 = m.merge * m.merge, llm = null, llmUni = null;
+    if (nest && small % (unit * unit) === 0 && m.N % m2 === 0) {
+      llm = small / (unit * unit) + large; llmUni = m.N / m2;
+    }
     var mse = sq / (m.W * m.H * 3);
     var uni = m.uniform[0] || [0, null, null];
     for (var u = 0; u < m.uniform.length && m.uniform[u][0] <= vit; u++) uni = m.uniform[u];
     if (info) info.tokens = vit;
     return {method: method, alpha: alpha, thresholds: thr ? thr.slice(1) : null, masks: masks, tokens_by_scale: by,
       vit_tokens: vit, tokens: vit, base_small_tokens: m.N, retention: vit / m.N, llm_tokens: llm,
-      llm_tokens_uniform: llm === null ? null : llmUni,
-      llm_retention: llm === null || llmUni === null ? null : llm / llmUni,
+      llm_tokens_uniform: llmUni, llm_retention: llm === null ? null : llm / llmUni,
       psnr_apt: mse === 0 ? null : 10 * Math.log10(255 * 255 / mse),
       uniform_vit_tokens: uni[1], psnr_uniform: uni.length > 2 ? uni[2] : null, psnr_uniform_computed: uni.length > 2,
       budget_info: info};
   }
 
+  // ---- what aptviz.select_patches refuses (RunSpec, check_scales, default_thresholds), refused here too ----
+  function valueError(text) { var e = new Error(text); e.name = "ValueError"; return e; }
+  function shown(v) { return typeof v === "string" ? JSON.stringify(v) : String(v); }
+  function checked(m, opts) {
+    var method = opts.method === undefined || opts.method === null ? "v2" : opts.method, S = m.scales.length;
+    if (typeof method === "string") method = method.trim().toLowerCase();
+    if (method !== "v1" && method !== "v2" && method !== "budget") {
+      throw valueError("unknown method " + shown(opts.method) + "; choose v1, v2 or budget");
+    }
+    if (method === "v1") {
+      var thr = opts.thresholds;
+      if (thr === undefined || thr === null) {
+        if (m.d.measure !== "entropy") {
+          throw valueError("v1 has no default thresholds for " + m.d.measure + ": give thresholds");
+        }
+        thr = m.scales.slice(1).map(function (ps, i) { return i === 0 ? 3 : 2; }); // 3, 2, 2, ... bits
+      }
+      if (!Array.isArray(thr)) throw valueError("thresholds must be a list of numbers, got " + shown(thr));
+      if (thr.length !== S - 1) {
+        throw valueError("thresholds needs " + (S - 1) + " value(s) for " + S + " scales, got " + thr.length);
+      }
+      thr.forEach(function (t) {
+        if (typeof t !== "number" || !isFinite(t)) {
+          throw valueError("thresholds must be finite numbers, got " + thr.map(shown).join(","));
+        }
+      });
+      return {method: method, thresholds: thr};
+    }
+    var a = opts.alpha === undefined || opts.alpha === null ? 1.0 : opts.alpha;
+    if (typeof a !== "number") throw valueError("alpha must be a number, got " + shown(a));
+    if (!isFinite(a)) throw valueError("alpha must be a finite number, got " + shown(a));
+    if (method === "budget" && !(a >= 0 && a <= 1)) throw valueError("budget alpha must be in [0, 1], got " + shown(a));
+    if (method === "v2" && a < 0) throw valueError("v2 alpha must be >= 0, got " + shown(a));
+    return {method: method, alpha: a};
+  }
+
   A.select = function (name, opts) {
-    var m = model(name), r = compute(m, opts || {}), out = {};
+    var m = model(name), r = compute(m, checked(m, opts || {})), out = {};
     for (var k in r) if (k !== "masks") out[k] = r[k];
     out.masks = {};
     for (var i = 0; i < m.scales.length; i++) out.masks[m.scales[i]] = Array.prototype.slice.call(r.masks[i]);
