@@ -602,3 +602,89 @@ def test_images_named_like_object_properties_work_in_the_report(browser, tmp_pat
                          timeout=10000)
     assert not pg.errors, pg.errors
     pg.close()
+
+
+# ---- report.html runs only the explorer data aptviz wrote, from the image folder --------------------------------
+
+
+def _small_batch(tmp_path):
+    from typer.testing import CliRunner
+
+    from aptviz.cli import app
+    from conftest import small_images
+
+    folder = small_images(tmp_path / "imgs", 3)
+    out = tmp_path / "out"
+
+    def run():
+        r = CliRunner().invoke(app, [str(folder), "-o", str(out), "-q", "--bins", "64"])
+        assert r.exit_code == 0, r.output
+        return out
+
+    return run
+
+
+def _sources(report: Path) -> list[str]:
+    import re
+
+    return re.findall(r'data-src="([^"]*)"', report.read_text(encoding="utf-8"))
+
+
+PLANTED = "window.pwned=1;(window.aptvizPending=window.aptvizPending||[]).push({});\n"
+
+
+def test_a_planted_explorer_file_or_a_path_outside_the_folder_is_never_run(tmp_path):
+    run = _small_batch(tmp_path)
+    out = run()
+    assert _sources(out / "report.html") == ["img00/explorer.js", "img01/explorer.js", "img02/explorer.js"]
+    (tmp_path / "evil").mkdir()
+    (tmp_path / "evil" / "x.js").write_text("window.pwned=2;")
+    (out / "img01" / "explorer.js").write_text(PLANTED)
+    stats = json.loads((out / "img02" / "stats.json").read_text())
+    stats["files"]["explorer"] = "../../evil/x.js"
+    (out / "img02" / "stats.json").write_text(json.dumps(stats))
+    run()  # the resumed batch: both images are written again, every explorer is the run's own
+    sources = _sources(out / "report.html")
+    assert sources == ["img00/explorer.js", "img01/explorer.js", "img02/explorer.js"]
+    from aptviz.render.explorer import is_data_script
+
+    assert all(is_data_script((out / s).read_bytes()) for s in sources)
+
+
+def test_the_report_drops_an_explorer_file_planted_after_the_run(tmp_path, capfd):
+    from aptviz._log import logger
+    from aptviz.runs.dataset_view import write_dataset_view
+
+    out = _small_batch(tmp_path)()
+    rows = json.loads((out / "summary.json").read_text())
+    images = [(str(out / f"img{i:02d}"), json.loads((out / f"img{i:02d}" / "stats.json").read_text())) for i in range(3)]
+    (out / "img01" / "explorer.js").write_text(PLANTED)
+    images[2][1]["files"]["explorer"] = "../../evil/x.js"
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    logger.enable("aptviz")
+    try:
+        assert write_dataset_view(out, rows, list(rows[0]), images, figures=False) == []
+    finally:
+        logger.remove(sink)
+    assert _sources(out / "report.html") == ["img00/explorer.js"]
+    assert len(lines) == 2 and all("is not the explorer data aptviz writes" in line for line in lines)
+
+
+@pytest.mark.parametrize("content", [
+    b"alert(1)",
+    PLANTED.encode(),
+    b"(window.aptvizPending=window.aptvizPending||[]).push({});alert(1);\n",
+    b"(window.aptvizPending=window.aptvizPending||[]).push({}),alert(1)//);\n",
+    b"(window.aptvizPending=window.aptvizPending||[]).push({}),alert({});\n",
+    b"(window.aptvizPending=window.aptvizPending||[]).push(NaN);\n",
+    b"(window.aptvizPending=window.aptvizPending||[]).push([alert]);\n",
+    b"(window.aptvizPending=window.aptvizPending||[]).push({\"a\":1});\n//x",
+    b"\xef\xbb\xbf(window.aptvizPending=window.aptvizPending||[]).push({});\n",
+    b"(window.aptvizPending=window.aptvizPending||[]).push({\"a\":\"\xff\"});\n",
+])
+def test_only_pure_data_passes_as_an_explorer_file(content):
+    from aptviz.render.explorer import data_script, is_data_script
+
+    assert not is_data_script(content)
+    assert is_data_script(data_script({"name": "</script>\u2028", "v": [1.5, None, True]}).encode("utf-8"))

@@ -43,6 +43,7 @@ __all__ = [
     "cell_errors",
     "explorer_data",
     "explorer_files",
+    "is_data_script",
     "uniform_sizes",
     "uniform_table",
 ]
@@ -391,6 +392,9 @@ def dataset_element(names: list[str] | None = None) -> str:
             '<span class="apx-status">the dataset explorer needs JavaScript</span></div></div>')
 
 
+DATA_HEAD, DATA_TAIL = "(window.aptvizPending=window.aptvizPending||[]).push(", ");\n"
+
+
 def data_script(data: dict) -> str:
     """A data file for lazy loading (``<script src>`` works from file:// where fetch does not).
 
@@ -398,7 +402,40 @@ def data_script(data: dict) -> str:
     under its own name in the script's load event (which follows the script's
     execution at once), or ``aptviz.scan()`` picks it up.
     """
-    return f"(window.aptvizPending=window.aptvizPending||[]).push({_json_for_script(data)});\n"
+    return f"{DATA_HEAD}{_json_for_script(data)}{DATA_TAIL}"
+
+
+def is_data_script(content: bytes) -> bool:
+    """Whether ``content`` is a data file as :func:`data_script` writes it: data only, no other script.
+
+    A page runs such a file as script (``<script src>``): only the exact head,
+    one JSON object (no ``NaN`` or ``Infinity``, UTF-8) and the exact tail pass,
+    so a file put in its place cannot run code in report.html.
+
+    Examples
+    --------
+    >>> is_data_script(data_script({"name": "a"}).encode()), is_data_script(b"alert(1)")
+    (True, False)
+    >>> is_data_script(data_script({"name": "a"}).replace("})", "}),alert(1)").encode())
+    False
+    """
+    import json
+
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if not (text.startswith(DATA_HEAD) and text.endswith(DATA_TAIL)):
+        return False
+    try:
+        value = json.loads(text[len(DATA_HEAD) : len(text) - len(DATA_TAIL)], parse_constant=_no_constant)
+    except ValueError:
+        return False
+    return isinstance(value, dict)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def explorer_fragment(payloads: list[dict], dataset: bool | None = None, method: str = "v2",

@@ -567,7 +567,7 @@ def explorer_html(folder: str, stats: dict) -> str:
     from aptviz.render.explorer import explorer_element
 
     files = stats.get("files") if isinstance(stats.get("files"), dict) else {}
-    if not isinstance(files.get("explorer"), str) or not files["explorer"]:
+    if not _in_folder(files.get("explorer")):  # a script: never one from outside the image folder
         return ""
     base = folder.rstrip("/") + "/"
     first = (stats.get("selections") or [{}])[0]
@@ -575,7 +575,7 @@ def explorer_html(folder: str, stats: dict) -> str:
     method = _safe(first.get("method") or "v2")
     thresholds = first.get("thresholds") if method == "v1" else None
     resized = files.get("resized")
-    picture = _url(base + resized) if isinstance(resized, str) and resized else None
+    picture = _url(base + resized) if _in_folder(resized) else None
     try:  # values from a file: anything odd gives no explorer rather than no report
         return explorer_element(
             _safe(folder), src=_url(base + files["explorer"]), method=method, alpha=_number(first.get("alpha")),
@@ -583,6 +583,19 @@ def explorer_html(folder: str, stats: dict) -> str:
         )
     except (TypeError, ValueError):
         return ""
+
+
+def _in_folder(rel) -> bool:
+    """Whether ``rel`` (a link from stats.json) is a file path inside its image folder.
+
+    Examples
+    --------
+    >>> [_in_folder(r) for r in ("explorer.js", "a/b.png", "../../evil/x.js", "/x.js", "a\\\\b.js", "a//b", "")]
+    [True, True, False, False, False, False, False]
+    """
+    if not isinstance(rel, str) or not rel or "\\" in rel:
+        return False
+    return all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
 def _explorer_parts(cards: list[tuple[str, dict]]) -> tuple[str, str, str]:

@@ -158,6 +158,10 @@ def is_complete(
         return None
     if not all((out / rel).is_file() for rel in listed):
         return None
+    from aptviz.runs.dataset_view import explorer_file_ok
+
+    if files.get("explorer") is not None and not explorer_file_ok(out, files["explorer"]):
+        return None  # a file planted in place of the explorer data (report.html runs it): written again
     return stats
 
 

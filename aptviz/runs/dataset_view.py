@@ -36,7 +36,7 @@ from aptviz.output.layout import (
     figure_name,
 )
 
-__all__ = ["DATASET_NAME", "dataset_summary", "write_dataset_view"]
+__all__ = ["DATASET_NAME", "dataset_summary", "explorer_file_ok", "own_explorer", "write_dataset_view"]
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -169,7 +169,7 @@ def write_dataset_view(
     def page(path: Path) -> None:
         stems = {stem for stem, _ in DATASET_FIGURES}
         shown = sorted(p.name for p in output.glob("*.*") if p.stem in stems and p.suffix in FIGURE_SUFFIXES)
-        cards = report_cards(output, images)
+        cards = report_cards(output, [(folder, own_explorer(folder, stats)) for folder, stats in images])
         _write(path, build_report(rows, cards, columns, shown, output_links=output_links(output, rows)).encode("utf-8"))
 
     steps.append((REPORT_NAME, page))
@@ -196,3 +196,49 @@ def _v1_thresholds(stats_list: list[dict]) -> list[float] | None:
             if sel.get("method") == "v1" and sel.get("thresholds"):
                 return sel["thresholds"]
     return None
+
+
+def own_explorer(folder: str | Path, stats: dict) -> dict:
+    """``stats`` as report.html may use it: ``files.explorer`` only when it is the data file aptviz writes.
+
+    The report runs an image's explorer data file as script (``<script src>``):
+    it is referenced only when :func:`explorer_file_ok`. Otherwise the card
+    has no explorer, with one warning; ``stats`` itself is not changed.
+
+    Examples
+    --------
+    >>> own_explorer("/nowhere", {"files": {"explorer": "../../evil/x.js", "blend": "b.png"}})
+    {'files': {'blend': 'b.png'}}
+    """
+    files = stats.get("files") if isinstance(stats, dict) else None
+    if not isinstance(files, dict) or files.get("explorer") is None or explorer_file_ok(folder, files["explorer"]):
+        return stats
+    logger.warning("report.html: no explorer for {}: {!r} is not the explorer data aptviz writes",
+                   text_path(folder), files["explorer"])
+    return {**stats, "files": {k: v for k, v in files.items() if k != "explorer"}}
+
+
+def explorer_file_ok(folder: str | Path, rel) -> bool:
+    """Whether ``rel`` (stats.json ``files.explorer``) is the explorer data file aptviz writes in ``folder``.
+
+    That is ``explorer.js`` in the image folder, a regular file (not a link)
+    holding data and nothing else (:func:`aptviz.render.explorer.is_data_script`):
+    a file planted in its place, or a name pointing elsewhere, is not.
+    """
+    import os
+    import stat
+
+    from aptviz.output.layout import EXPLORER_NAME
+    from aptviz.render.explorer import is_data_script
+
+    if rel != EXPLORER_NAME:
+        return False
+    path = Path(folder) / EXPLORER_NAME
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            return is_data_script(fh.read())
+    except OSError:
+        return False
