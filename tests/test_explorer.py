@@ -25,7 +25,7 @@ from aptviz.compute.params import Params
 from aptviz.compute.tokens import token_counts
 from aptviz.compute.views import compare_views, model_view, psnr
 from aptviz.pipeline import compute
-from aptviz.render.explorer import cell_errors, explorer_data
+from aptviz.render.explorer import cell_errors, explorer_data, explorer_script
 from aptviz.runs.explore import explore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -543,7 +543,8 @@ def test_select_refuses_what_python_refuses(odd_page):
         assert err is not None and err[0] == "ValueError" and err[1], (js, err)
     # still accepted, as in Python: any v2 alpha >= 0, a method in any case, budget's ends, v1's defaults
     for js, args in [("{method: 'V2', alpha: 1e300}", ("v2", 1e300)), ("{method: 'budget', alpha: 1}", ("budget", 1.0)),
-                     ("{method: 'v1'}", ("v1",)), ("{method: ' budget ', alpha: 0}", ("budget", 0.0))]:
+                     ("{method: 'v1'}", ("v1",)), ("{method: ' budget ', alpha: 0}", ("budget", 0.0)),
+                     ("{method: 'v1', thresholds: new Float64Array([2.5, 1.5])}", ("v1", 1.0, [2.5, 1.5]))]:
         got = pg.evaluate(f"() => aptviz.select('plain', {js}).vit_tokens")
         assert got == aptviz.select_patches(res.maps, *args).tokens, js
     assert not pg.errors, pg.errors
@@ -682,9 +683,30 @@ def test_the_report_drops_an_explorer_file_planted_after_the_run(tmp_path, capfd
     b"(window.aptvizPending=window.aptvizPending||[]).push({\"a\":1});\n//x",
     b"\xef\xbb\xbf(window.aptvizPending=window.aptvizPending||[]).push({});\n",
     b"(window.aptvizPending=window.aptvizPending||[]).push({\"a\":\"\xff\"});\n",
+    b"(window.aptvizPending=window.aptvizPending||[]).push({\"a\":" + b"[" * 200000 + b"]" * 200000 + b"});\n",
 ])
 def test_only_pure_data_passes_as_an_explorer_file(content):
     from aptviz.render.explorer import data_script, is_data_script
 
     assert not is_data_script(content)
     assert is_data_script(data_script({"name": "</script>\u2028", "v": [1.5, None, True]}).encode("utf-8"))
+
+
+@needs_chromium
+def test_an_unknown_start_method_starts_with_v2(browser, results, tmp_path):
+    """``data-method`` comes from stats.json in a report: a name that is no method must not break the card."""
+    from aptviz.render.explorer import explorer_element
+
+    res = results["chelsea"]
+    data = explorer_data("chelsea", res.loaded.image, res.resized, res.maps, res.params)
+    page = tmp_path / "m.html"
+    page.write_text(f"<!DOCTYPE html><html><body>{explorer_element('chelsea', data, method='constructor')}"
+                    f"<script>{explorer_script()}</script></body></html>", encoding="utf-8")
+    pg = _open(browser, page.as_uri())
+    _built(pg, 1)
+    assert pg.eval_on_selector("[data-image=chelsea] select[name=method]", "e => e.value") == "v2"
+    shown = pg.eval_on_selector("[data-image=chelsea] [data-field=vit_tokens]", "e => e.dataset.value")
+    assert int(shown) == aptviz.select_patches(res.maps, "v2", 1.0).tokens
+    assert not pg.errors, pg.errors
+    pg.close()
+

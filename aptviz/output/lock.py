@@ -60,7 +60,9 @@ class OutputLock:
 
         path = self.folder / self.NAME
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            # O_NOFOLLOW: a link planted as the lock file must not make the run truncate the file it points at
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(path, flags, 0o644)
         except OSError as exc:
             if exc.errno == errno.EROFS:
                 self.read_only = True

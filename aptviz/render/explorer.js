@@ -180,6 +180,7 @@
         }
         thr = m.scales.slice(1).map(function (ps, i) { return i === 0 ? 3 : 2; }); // 3, 2, 2, ... bits
       }
+      if (ArrayBuffer.isView(thr)) thr = Array.prototype.slice.call(thr); // a Float64Array is a list of numbers
       if (!Array.isArray(thr)) throw valueError("thresholds must be a list of numbers, got " + shown(thr));
       if (thr.length !== S - 1) {
         throw valueError("thresholds needs " + (S - 1) + " value(s) for " + S + " scales, got " + thr.length);
@@ -355,7 +356,8 @@
     if (el._aptviz || !raw[name]) return;
     var m = model(name), d = m.d;
     el._aptviz = 1;
-    var x = {method: el.getAttribute("data-method") || "v2", alpha: {v2: 1.0, budget: 0.5},
+    var m0 = el.getAttribute("data-method"); // from a file in a report: only a method name is taken
+    var x = {method: m0 === "v1" || m0 === "budget" ? m0 : "v2", alpha: {v2: 1.0, budget: 0.5},
       thresholds: m.scales.slice(1).map(function (ps, i) { return i === 0 ? 3 : i === 1 ? 2 : 1; })};
     if (d.measure !== "entropy") x.thresholds = m.scales.slice(1).map(function (ps) { return (d.means[ps] || 0); });
     var t0 = JSON.parse(el.getAttribute("data-thresholds") || "null");

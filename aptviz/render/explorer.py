@@ -429,7 +429,7 @@ def is_data_script(content: bytes) -> bool:
         return False
     try:
         value = json.loads(text[len(DATA_HEAD) : len(text) - len(DATA_TAIL)], parse_constant=_no_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested a million deep
         return False
     return isinstance(value, dict)
 
