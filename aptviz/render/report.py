@@ -407,7 +407,7 @@ def card_data(folder: str, stats: dict) -> dict:
     """
 
     def link(rel):
-        return _url(rel) if isinstance(rel, str) and rel else None
+        return _url(rel) if _in_folder(rel) else None  # the image folder's own files only
 
     files = stats.get("files") if isinstance(stats.get("files"), dict) else {}
     by_measure = files.get("heatmaps_by_measure")
