@@ -49,6 +49,7 @@ __all__ = [
     "importance_histogram_png",
     "merge_histograms",
     "percentiles",
+    "ocr_curves_png",
     "psnr_curves_png",
     "require_vector",
     "selection_title",
@@ -723,4 +724,65 @@ def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
     ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure_bytes(fig, fmt)
+
+
+def _ocr_points(rows: list[dict]) -> dict:
+    """``{(measure, method): [(llm retention, apt, uniform ViT-equal x, uniform, uniform LLM-equal), ...]}``,
+    one tuple per (measure, method, alpha): means over the images with text (rows with ``ocr_apt``)."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("status") != ROW_OK or r.get("ocr_apt") is None or r.get("llm_retention") is None:
+            continue
+        groups.setdefault((r.get("importance") or "entropy", r["method"], r.get("alpha")), []).append(r)
+    out: dict = {}
+    for (measure, method, _alpha), grp in groups.items():
+        # the equal-ViT uniform view's own LLM retention: (uniform_vit_tokens / m**2) / (N / m**2)
+        uni_x = [g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp if g.get("uniform_vit_tokens") is not None]
+        llm = [g["ocr_uniform_llm"] for g in grp if g.get("ocr_uniform_llm") is not None]
+        out.setdefault((measure, method), []).append((
+            float(np.mean([g["llm_retention"] for g in grp])),
+            float(np.mean([g["ocr_apt"] for g in grp])),
+            float(np.mean(uni_x)) if uni_x else None,
+            float(np.mean([g["ocr_uniform"] for g in grp])),
+            float(np.mean(llm)) if llm else None,
+        ))  # fmt: skip
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def ocr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
+    """Tesseract's character accuracy against LLM retention: APT and both uniform baselines, as bytes (``fmt``).
+
+    One point per (measure, method, alpha), the mean over the images with text
+    (``--ocr`` rows whose resized image has text); uniform at equal LLM tokens
+    sits at APT's LLM retention, uniform at equal ViT tokens at its own
+    (``uniform_vit_tokens / N``: every uniform ViT token is a finest patch). None
+    when no row has an OCR score.
+    """
+    points = _ocr_points(rows)
+    if not points:
+        return None
+    fig = new_figure(8.8, 4.4)
+    ax = fig.subplots()
+    palette = ("tab:orange", "tab:blue", "tab:gray", "tab:green", "tab:purple", "tab:brown")
+    several = len({m for m, _ in points}) > 1
+    for i, ((measure, method), pts) in enumerate(sorted(points.items())):
+        color, name = palette[i % len(palette)], f"{measure} {method}" if several else method
+        xs = [p[0] for p in pts]
+        ax.plot(xs, [p[1] for p in pts], color=color, marker="o", label=f"APT {name}")
+        uni = [(p[2], p[3]) for p in pts if p[2] is not None]
+        if uni:
+            ax.plot(*zip(*uni), color=color, ls=":", marker="s", mfc="white",
+                    label=f"uniform, equal ViT tokens ({name})")  # fmt: skip
+        llm = [(p[0], p[4]) for p in pts if p[4] is not None]
+        if llm:
+            ax.plot(*zip(*llm), color=color, ls="--", marker="D", mfc="white",
+                    label=f"uniform, equal LLM tokens ({name})")  # fmt: skip
+    ax.set_xlabel("LLM retention (LLM tokens / plain model's)")
+    ax.set_ylabel("character accuracy (1 - CER)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Text fidelity: Tesseract on each view against the resized image (mean over images with text)")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure_bytes(fig, fmt)
