@@ -742,10 +742,18 @@ def importance_histogram_png(
     bytes or None
         None when there is no cell to show.
     """
+    figure = importance_histogram_figure(hist, v1_thresholds, v2_lines, unit)
+    return None if figure is None else figure_bytes(figure, fmt)
+
+
+def importance_histogram_figure(hist: dict, v1_thresholds=None, v2_lines=None, unit: str = "bits"):
+    """The matplotlib Figure of :func:`importance_histogram_png` (None when there is no cell);
+    each panel's legend sits below it, off the bars and the threshold lines."""
     scales = sorted(hist, key=int)
     if not scales or not any(sum(hist[s]["counts"]) for s in scales):
         return None
-    fig = new_figure(3.6 * len(scales), 3.4)
+    entries = 2 + len(v2_lines or [])  # the most legend lines of a panel: cells, v1, every v2 alpha
+    fig = new_figure(3.6 * len(scales), 3.4 + 0.17 * entries)
     axes = fig.subplots(1, len(scales), squeeze=False)[0]
     colors = ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red")
     for i, (ax, s) in enumerate(zip(axes, scales)):
@@ -768,10 +776,11 @@ def importance_histogram_png(
             if i > 0 and thr.get(s) is not None:
                 ax.axvline(thr[s], color=colors[1 + j % 4], ls="-", lw=1.2,
                            label=f"v2 alpha={alpha:g}: {thr[s]:.2f} {unit} at {s} px")  # fmt: skip
-        ax.legend(fontsize=7, loc="upper left")
+        # below the panel, off the bars and the threshold lines
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.suptitle("Importance of all non-PAD cells in the batch (kept as one patch when below the threshold)",
                  fontsize=9)
-    return figure_bytes(fig, fmt)
+    return fig
 
 
 def informative_top(values: list[float]) -> float | None:
@@ -798,18 +807,30 @@ def informative_top(values: list[float]) -> float | None:
     return float(inside.max() + max(1.5, 0.05 * (inside.max() - inside.min())))
 
 
-def _mark_off_scale(ax, series, top: float, colors: dict) -> None:
-    """Points above ``top`` drawn as arrows at the top edge, each labelled with its value."""
-    marked = 0
+def _mark_off_scale(ax, series, top: float, colors: dict) -> list:
+    """Points above ``top`` drawn as arrows at the top edge, each tied to its value by a leader line.
+
+    Points that share a marker (same method, same x to 0.005) share one label
+    listing their values; labels are staggered downwards from the top edge,
+    left to right, in the series' colour. Returns the annotations.
+    """
+    marks: dict = {}  # (method, x rounded) -> (x, [values])
     for _kind, method, xs, ys in series:
         for x, y in zip(xs, ys):
             if y > top:
-                ax.plot([x], [top], marker="^", ms=8, color=colors[method], ls="none",
-                        label=None if marked else "off scale (value in dB)")  # fmt: skip
-                ax.annotate(f"{y:.0f} dB", (x, top), textcoords="offset points", xytext=(-6, -12 - 10 * (marked % 3)),
-                            fontsize=7, ha="right")  # fmt: skip
-                marked += 1
+                marks.setdefault((method, round(x / 0.005)), (x, []))[1].append(y)
+    notes = []
+    for i, ((method, _), (x, values)) in enumerate(sorted(marks.items(), key=lambda kv: kv[1][0])):
+        ax.plot([x], [top], marker="^", ms=8, color=colors[method], ls="none")
+        text = ", ".join(f"{v:.0f}" for v in sorted(set(round(v) for v in values))) + " dB"
+        notes.append(ax.annotate(
+            text, (x, top), textcoords="offset points", xytext=(0, -16 - 11 * (i % 4)), fontsize=7, ha="center",
+            va="top", color=colors[method], arrowprops=dict(arrowstyle="-", lw=0.6, color=colors[method]),
+        ))  # fmt: skip
+    if marks:  # one legend entry, in black: the colour is the method's
+        ax.plot([], [], marker="^", ms=8, color="black", ls="none", label="off scale (value in dB)")
     ax.set_ylim(top=top + 0.5)
+    return notes
 
 
 def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
@@ -818,6 +839,12 @@ def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
     Every (image, selection) row is a faint point; lines join the means per
     (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
     """
+    figure = psnr_curves_figure(rows)
+    return None if figure is None else figure_bytes(figure, fmt)
+
+
+def psnr_curves_figure(rows: list[dict]):
+    """The matplotlib Figure of :func:`psnr_curves_png`, or None when no row has PSNRs."""
     ok = [r for r in rows if r.get("status") == ROW_OK and r.get("psnr_uniform") is not None]
     ok = [r for r in ok if r.get("psnr_apt") is not None]
     if not ok:
@@ -855,7 +882,7 @@ def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
     ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return figure_bytes(fig, fmt)
+    return fig
 
 
 def _ocr_points(rows: list[dict]) -> dict:
