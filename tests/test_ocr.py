@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import invoke
+from conftest import SAMPLES, invoke
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +15,7 @@ import aptviz
 from aptviz.compute.ocr import character_accuracy, edit_distance, llm_uniform_view, normalize_text
 from aptviz.compute.views import uniform_view
 
+SAMPLES_PHOTO = SAMPLES / "chelsea.png"
 needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
 
 LINES = [
@@ -171,3 +172,18 @@ def test_ocr_figure_only_with_text_rows():
     rows = [dict(base, alpha=a, llm_retention=a + 0.2, ocr_apt=a, ocr_uniform=a, ocr_uniform_llm=1.0) for a in (0.3, 0.6)]
     png = ocr_curves_png(rows)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_terminal_table_names_the_ocr_scores():
+    from rich.console import Console
+
+    from aptviz.cli.visualize import image_table
+    from aptviz.compute.stats import ImageStats
+
+    data = aptviz.analyze(SAMPLES_PHOTO, ["budget:0.3"])
+    data["params"]["ocr"] = True
+    data["selections"][0].update(ocr_apt=0.5, ocr_uniform=0.25, ocr_uniform_llm=1.0)
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(image_table(ImageStats.from_dict(data)))
+    text = " ".join(console.export_text().split())
+    assert "OCR accuracy, APT / uniform at equal ViT / at equal LLM tokens: budget 0.3 0.500/0.250/1.000" in text
