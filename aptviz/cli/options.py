@@ -172,8 +172,8 @@ ColorByScale = Annotated[
 ]
 ShowWindows = Annotated[
     bool,
-    typer.Option("--show-windows", help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge "
-                 "units) in red, with a legend entry (needs --model qwen2.5-vl: the other models attend to the whole "
+    typer.Option("--show-windows", help="Overlays and compare.png: draw Qwen2.5-VL's attention-window borders (112 "
+                 "px, 4x4 merge units) in red (needs --model qwen2.5-vl: the other models attend to the whole "
                  "image)."),
 ]  # fmt: skip
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
