@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,35 @@ def test_the_terminal_table_names_the_ocr_scores():
     console.print(image_table(ImageStats.from_dict(data)))
     text = " ".join(console.export_text().split())
     assert "OCR accuracy, APT / uniform at equal ViT / at equal LLM tokens: budget 0.3 0.500/0.250/1.000" in text
+
+
+@needs_tesseract
+@pytest.mark.slow
+def test_report_cards_show_ocr_scores_in_a_browser(tmp_path, samples):
+    """report.html of an --ocr batch, opened in headless Chromium: the page's numbers and "no text" for a photo."""
+    sync = pytest.importorskip("playwright.sync_api").sync_playwright
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("no Chromium (apt-get install chromium)")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    page(folder / "apage.png")
+    shutil.copy(samples / "chelsea.png", folder / "chelsea.png")
+    out = tmp_path / "out"
+    assert invoke(folder, "-o", out, "-m", "budget:0.1", "--ocr", "-j", "1", "-q").exit_code == 0
+    expected = json.loads((out / "apage" / "stats.json").read_text())["selections"][0]["ocr_apt"]
+    with sync() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto((out / "report.html").as_uri(), wait_until="load")
+        for card in pg.query_selector_all(".card"):
+            card.scroll_into_view_if_needed()
+        pg.wait_for_function("document.querySelectorAll('.card[data-done] td[data-n=\"ocr_apt\"]').length == 2")
+        shown = pg.eval_on_selector_all('td[data-n="ocr_apt"]', "t => t.map(x => x.textContent)")
+        labels = pg.eval_on_selector_all("table.num td:first-child", "t => t.map(x => x.textContent)")
+        browser.close()
+    assert sorted(shown) == sorted([f"{expected:.3f}", "no text"])
+    assert "OCR accuracy of uniform, equal LLM tokens (0-1)" in labels
+    assert errors == []
