@@ -220,3 +220,19 @@ def test_report_cards_show_ocr_scores_in_a_browser(tmp_path, samples):
     assert sorted(shown) == sorted([f"{expected:.3f}", "no text"])
     assert "OCR accuracy of uniform, equal LLM tokens (0-1)" in labels
     assert errors == []
+
+
+@needs_tesseract
+def test_ocr_is_part_of_the_resume_key(tmp_path):
+    from aptviz.compute.params import Params, RunSpec
+    from aptviz.runs.batch import is_complete
+
+    path = page(tmp_path / "page.png")
+    out = tmp_path / "out"
+    assert invoke(path, "-o", out, "-m", "budget:0.3", "-q").exit_code == 0
+    runs = [RunSpec("budget", 0.3)]
+    assert is_complete(out / "page", runs, Params(), False) is not None
+    assert is_complete(out / "page", runs, Params(ocr=True), False) is None  # asked now: computed again
+    assert invoke(path, "-o", out, "-m", "budget:0.3", "-q", "--ocr").exit_code == 0
+    assert "ocr_apt" in json.loads((out / "page" / "stats.json").read_text())["selections"][0]
+    assert is_complete(out / "page", runs, Params(ocr=True), False) is not None

@@ -101,13 +101,20 @@ def image_table(stats: ImageStats) -> Table:
     ]
     if ssims:
         table.caption += "; SSIM, APT / uniform: " + ", ".join(ssims)
-    if stats.params.ocr:  # --ocr: Tesseract's character accuracy
-        ocr = [f"{_name(sel, several)} " + "/".join(_num(v, "{:.3f}") for v in (
-            sel.ocr_apt, sel.ocr_uniform, sel.ocr_uniform_llm)) for sel in stats.selections]  # fmt: skip
-        no_text = all(sel.ocr_apt is None for sel in stats.selections)
-        table.caption += "; OCR accuracy, APT / uniform at equal ViT / at equal LLM tokens: " + (
-            "no text in the image" if no_text else ", ".join(ocr))
+    if stats.params.ocr:
+        table.caption += "; " + _ocr_caption(stats, several)
     return table
+
+
+def _ocr_caption(stats: ImageStats, several: bool) -> str:
+    """``--ocr``: Tesseract's character accuracy of every selection's three views, or that the image has no text."""
+    if all(sel.ocr_apt is None for sel in stats.selections):
+        return "OCR accuracy: no text in the image"
+    scores = [
+        f"{_name(sel, several)} " + "/".join(_num(v, "{:.3f}") for v in (sel.ocr_apt, sel.ocr_uniform, sel.ocr_uniform_llm))
+        for sel in stats.selections
+    ]
+    return "OCR accuracy, APT / uniform at equal ViT / at equal LLM tokens: " + ", ".join(scores)
 
 
 def _selection(method: str, alpha) -> str:
