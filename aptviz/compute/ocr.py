@@ -67,7 +67,7 @@ def normalize_text(text: str) -> str:
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance between two strings (insert, delete, substitute: cost 1 each).
 
-    One NumPy row per character of ``a``; the insertions along a row are a
+    One NumPy row per character of the shorter string; the insertions along a row are a
     running minimum (``D[j] = j + min_{k<=j}(T[k] - k)``), so nothing loops over ``b``.
 
     Examples
@@ -77,6 +77,8 @@ def edit_distance(a: str, b: str) -> int:
     """
     if not a or not b:
         return max(len(a), len(b))
+    if len(a) > len(b):  # symmetric: one row per character of the shorter string
+        a, b = b, a
     bs = np.frombuffer(b.encode("utf-32-le"), dtype=np.uint32)
     cols = np.arange(len(bs) + 1, dtype=np.int64)
     row = cols.copy()
