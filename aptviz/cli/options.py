@@ -75,6 +75,12 @@ ExportTokens = Annotated[
     typer.Option("--export-tokens", help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision "
                  "rows (the fields of aptviz.qwen2vl), keys suffixed with the selection's label."),
 ]  # fmt: skip
+Ocr = Annotated[
+    bool,
+    typer.Option("--ocr", help="Text fidelity: Tesseract's character accuracy (1 - CER, 0-1) on each model view and "
+                 "both uniform views against its text on the resized image (ocr_apt, ocr_uniform, ocr_uniform_llm; "
+                 "empty without text). Needs the tesseract program (system package tesseract-ocr)."),
+]  # fmt: skip
 JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
 
 # -- selections -------------------------------------------------------------------------------------
@@ -166,8 +172,8 @@ ColorByScale = Annotated[
 ]
 ShowWindows = Annotated[
     bool,
-    typer.Option("--show-windows", help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge "
-                 "units) in red, with a legend entry (needs --model qwen2.5-vl: the other models attend to the whole "
+    typer.Option("--show-windows", help="Overlays and compare.png: draw Qwen2.5-VL's attention-window borders (112 "
+                 "px, 4x4 merge units) in red (needs --model qwen2.5-vl: the other models attend to the whole "
                  "image)."),
 ]  # fmt: skip
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]

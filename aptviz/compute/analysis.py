@@ -28,6 +28,7 @@ from aptviz.compute.entropy import PAD
 from aptviz.compute.histogram import value_histogram
 from aptviz.compute.importance import compute_importance, informative_scale
 from aptviz.compute.loading import LoadedImage, decode_limit, open_image
+from aptviz.compute.ocr import OcrScores
 from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import Selection, select
@@ -62,6 +63,7 @@ class SelectionResult:
     spec: RunSpec
     selection: Selection
     view: ModelView | None = None
+    ocr: OcrScores | None = None  # --ocr only
 
     @property
     def key(self) -> SelectionKey:
@@ -156,6 +158,26 @@ def _views(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection]
     return all_views(loaded.image, resized, pairs, p.patch_size, p.merge_size, p.min_pixels)
 
 
+def _ocr(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], seen: list, p: Params) -> list:
+    """Tesseract's character accuracy on every selection's model view and both uniform views (``--ocr``).
+
+    The view at equal LLM tokens is made here by the rule of
+    :func:`aptviz.compute.ocr.llm_uniform_view`; a selection without an LLM
+    count (merge units straddled) scores None there.
+    """
+    from aptviz.compute.ocr import llm_uniform_view, ocr_scores
+    from aptviz.compute.tokens import token_counts
+
+    size = (resized.shape[1], resized.shape[0])
+    triples = []
+    for sel, view in zip(selections, seen):
+        llm = token_counts(sel.tokens_by_scale, sel.base_small_tokens, p.patch_size, p.merge_size).llm_tokens
+        uniform_llm = None if llm is None else llm_uniform_view(
+            loaded.image, size, llm, p.patch_size, p.merge_size, p.min_pixels).image
+        triples.append((view.apt, view.uniform.image, uniform_llm))
+    return ocr_scores(resized, triples)
+
+
 def _measures(runs: list[RunSpec], params: Params) -> dict[str, str | None]:
     """``{measure: aggregate}`` the selections run on, in order: Params' unless a spec carries its own.
 
@@ -220,6 +242,7 @@ def analyse_loaded(
     for view in filter(None, seen):  # the views' pictures are read-only too
         view.apt.flags.writeable = False
         view.uniform.image.flags.writeable = False
+    scored = _ocr(loaded, resized, chosen, seen, params) if params.ocr and views else [None] * len(chosen)
     first = next(iter(by_measure))
     return Analysis(
         path=path,
@@ -227,7 +250,9 @@ def analyse_loaded(
         resized=resized,
         params=params,
         maps_by_measure=MappingProxyType(by_measure),
-        selections=tuple(SelectionResult(m, spec, sel, v) for spec, m, sel, v in zip(runs, on, chosen, seen)),
+        selections=tuple(
+            SelectionResult(m, spec, sel, v, o) for spec, m, sel, v, o in zip(runs, on, chosen, seen, scored)
+        ),
         shown_scale=informative_scale(first, by_measure[first]),
     )
 
@@ -264,12 +289,15 @@ def entropy_summary(ent) -> EntropySummary:
 
 
 def selection_stats(
-    sel: Selection, params: Params, view: ModelView | None = None, spec: RunSpec | None = None
+    sel: Selection, params: Params, view: ModelView | None = None, spec: RunSpec | None = None,
+    ocr: OcrScores | None = None,
 ) -> SelectionStats:
     """One element of stats.json ``selections`` (no files), with its measure (``spec``'s own, in runs
     of several, else Params'), its ViT and LLM token counts and, given its ModelView, the model-view
     numbers."""
     numbers = view.stats.to_dict() if view is not None else {}
+    if ocr is not None:
+        numbers.update(ocr.to_dict())
     own = spec is not None and spec.importance is not None
     stats = SelectionStats(
         method=str(sel.method),
@@ -320,7 +348,7 @@ def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
         params=p,
         grid={ps: tuple(m.shape) for ps, m in maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in maps.items()},
-        selections=[selection_stats(s.selection, p, s.view, s.spec) for s in analysis.selections],
+        selections=[selection_stats(s.selection, p, s.view, s.spec, s.ocr) for s in analysis.selections],
         importance_histogram=value_histogram(maps, analysis.measure, p.bins),
         render=render,
         importance_by_measure={

@@ -379,8 +379,11 @@ class Params:
     importance: str = "entropy"
     aggregate: str | None = None
     model: str = "qwen2-vl"
+    ocr: bool = False  # --ocr: Tesseract's character accuracy on every view (recorded only when on)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ocr, bool):
+            raise ParameterError(f"ocr must be true or false, got {self.ocr!r}")
         model = parse_model(self.model)
         object.__setattr__(self, "model", model.value)
         defaults = preset(model)
@@ -466,6 +469,8 @@ class Params:
         ['model', 'patch_size', 'merge_size']
         """
         out = asdict(self)
+        if not out["ocr"]:  # recorded only when on: the params of other runs stay as they were
+            del out["ocr"]
         return {"model": out.pop("model"), **out}
 
 

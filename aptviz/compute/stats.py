@@ -24,6 +24,9 @@ __all__ = [
 
 
 
+OCR_FIELDS = ("ocr_apt", "ocr_uniform", "ocr_uniform_llm")  # SelectionStats' --ocr numbers
+
+
 def _json(value):
     """A value as JSON data: dataclasses via ``to_dict``, int keys as strings, tuples as lists."""
     if hasattr(value, "to_dict"):
@@ -113,6 +116,11 @@ class SelectionStats:
     # SSIM (scikit-image's definition, docs/pipeline.md) of the same two views against the resized image
     ssim_apt: float | None = None
     ssim_uniform: float | None = None
+    # --ocr (SPEC 17): Tesseract's character accuracy (1 - CER) on the views against the resized image;
+    # None without text; in stats.json only when the run asked for it (ImageStats.to_dict)
+    ocr_apt: float | None = None
+    ocr_uniform: float | None = None
+    ocr_uniform_llm: float | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -242,6 +250,10 @@ class ImageStats:
         for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files"):
             if getattr(self, key) is None:
                 del out[key]
+        if not self.params.ocr:
+            for sel in out["selections"]:
+                for key in OCR_FIELDS:
+                    del sel[key]
         return out
 
     @classmethod

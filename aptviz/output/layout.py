@@ -31,6 +31,7 @@ __all__ = [
     "IMAGES_DIR",
     "IMAGE_SUBDIRS",
     "MAPS_NAME",
+    "OCR_NAME",
     "MODEL_VIEW_DIR",
     "OVERLAY_DIR",
     "PLOT_NAME",
@@ -71,6 +72,7 @@ DATASET_NAME = "dataset.json"
 HISTOGRAM_NAME = "importance_histogram.png"
 PSNR_NAME = "psnr_vs_retention.png"
 FIDELITY_NAME = "fidelity_vs_tokens.png"
+OCR_NAME = "ocr_vs_tokens.png"  # --ocr runs only
 REPORT_NAME = "report.html"
 
 

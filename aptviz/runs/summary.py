@@ -13,7 +13,7 @@ from statistics import fmean
 
 from aptviz._text import clean_text, text_path
 from aptviz.compute.params import format_alpha
-from aptviz.compute.stats import ImageStats
+from aptviz.compute.stats import OCR_FIELDS, ImageStats
 from aptviz.errors import ROW_FAILED, ROW_OK
 from aptviz.output.atomic import csv_cell, read_json, write_bytes_atomic
 from aptviz.output.layout import IMAGE_SUBDIRS, STATS_NAME, SUMMARY_CSV, SUMMARY_JSON
@@ -58,6 +58,8 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
         for ps in scales:
             row[f"tokens_{ps}"] = sel.tokens_by_scale.get(int(ps))
         row.update({name: getattr(sel, name) for name in SELECTION_NUMBERS})
+        if stats.params.ocr:  # --ocr runs only
+            row.update({name: getattr(sel, name) for name in OCR_FIELDS})
         row.update(output=folder, error=None)
         rows.append(row)
     return rows
@@ -106,7 +108,9 @@ class Summary:
             + [f"tokens_{ps}" for ps in scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
-            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform", "output", "error"]
+            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"]
+            + (list(OCR_FIELDS) if any(s.params.ocr for s in self._stats.values()) else [])
+            + ["output", "error"]
         )
 
     def _scales_of(self, key: str) -> frozenset:
