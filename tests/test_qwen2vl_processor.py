@@ -69,6 +69,7 @@ def _stock_pads(images, max_pixels: int) -> list[int]:
 def test_apt_tokens_put_apt_llm_token_counts_pads_in_the_text_by_every_route(photos, checkpoint):
     images = [photos[0], photos[2], photos[1]]  # one text with an image, one with two: three sizes
     stock = _stock_pads(images, 150_000)
+    grid = Qwen2VLImageProcessorPil(max_pixels=150_000)(images)["image_grid_thw"]
     default = APTQwen2VLProcessor.from_pretrained(checkpoint)
     routes = {
         "constructor": (APTQwen2VLProcessor(default.image_processor, default.tokenizer, apt_tokens=True), {}),
@@ -83,7 +84,7 @@ def test_apt_tokens_put_apt_llm_token_counts_pads_in_the_text_by_every_route(pho
         counts = out["apt_llm_token_counts"].tolist()
         assert _pads_per_image(out, proc) == counts, name
         assert int(out["mm_token_type_ids"].sum()) == sum(counts), name  # the model's image-token mask agrees
-        assert np.array_equal(out["image_grid_thw"], Qwen2VLImageProcessorPil(max_pixels=150_000)(images)["image_grid_thw"])
+        assert np.array_equal(out["image_grid_thw"], grid)
     assert all(a < b for a, b in zip(counts, stock))  # budget 0.3 saves LLM tokens: the two counts differ
     # the default keeps the stock count, and a call's apt_tokens=False wins over the processor's True
     plain = default(images=images, text=PROMPTS, padding=True, images_kwargs=dict(BUDGET), return_tensors="np")
@@ -101,8 +102,9 @@ def test_all_finest_patches_give_the_stock_pad_count(photos):
 
 
 def test_from_pretrained_returns_the_apt_image_processor_with_the_checkpoints_settings(checkpoint):
-    proc = APTQwen2VLProcessor.from_pretrained(checkpoint, patch_selection_method="v2", alpha=0.5)
+    proc = APTQwen2VLProcessor.from_pretrained(checkpoint, patch_selection_method="v2", alpha=0.5, padding_side="left")
     assert type(proc.image_processor) is APTQwen2VLImageProcessor
+    assert proc.tokenizer.padding_side == "left"  # as transformers' own from_pretrained: for batched generation
     assert proc.image_processor.size["longest_edge"] == 150_000  # the checkpoint's max_pixels
     assert (proc.image_processor.patch_selection_method, proc.image_processor.alpha) == ("v2", 0.5)
     assert proc.chat_template == (checkpoint / "chat_template.jinja").read_text()

@@ -335,9 +335,9 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
 
     ``APTQwen2VLProcessor.from_pretrained(folder_or_id)`` loads a Qwen2-VL
     family checkpoint's tokenizer, chat template and image-processor settings
-    into this class; keyword arguments other than the loading ones (``cache_dir``,
-    ``revision``, ...) set the image processor (``patch_selection_method``,
-    ``alpha``, ``max_pixels``, ...).
+    into this class; its keyword arguments set the image processor
+    (``patch_selection_method``, ``alpha``, ``max_pixels``, ...) or else the
+    tokenizer (``padding_side="left"``).
 
     Parameters
     ----------
@@ -376,17 +376,22 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
         **kwargs
             Loading options (``cache_dir``, ``force_download``,
             ``local_files_only``, ``token``, ``revision``, ``subfolder``) go to
-            every loader; the rest set the image processor.
+            every loader; the image processor's options (``patch_selection_method``,
+            ``alpha``, ``max_pixels``, ...) set it; the rest go to the tokenizer
+            (``padding_side="left"``, ...).
         """
         from transformers import AutoTokenizer
 
         path = pretrained_model_name_or_path
         loading = {k: kwargs.pop(k) for k in _LOADING_KWARGS if k in kwargs}
+        image_options = APTQwen2VLImageProcessor.valid_kwargs.__annotations__
+        image_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in image_options}
         tokenizer = kwargs.pop("tokenizer", None)
-        tokenizer = AutoTokenizer.from_pretrained(path, **loading) if tokenizer is None else tokenizer
+        if tokenizer is None:  # the options the image processor does not take (padding_side, ...) are the tokenizer's
+            tokenizer = AutoTokenizer.from_pretrained(path, **loading, **kwargs)
         image_processor = kwargs.pop("image_processor", None)
         if image_processor is None:
-            image_processor = APTQwen2VLImageProcessor.from_pretrained(path, **loading, **kwargs)
+            image_processor = APTQwen2VLImageProcessor.from_pretrained(path, **loading, **image_kwargs)
         processor_dict, _ = cls.get_processor_dict(path, **loading)
         if apt_tokens is None:
             apt_tokens = bool(processor_dict.get("apt_tokens", False))
