@@ -19,7 +19,8 @@ from pathlib import Path
 from aptviz.compute.analysis import Analysis, analyse_file, analyse_loaded, image_stats
 from aptviz.compute.params import Params, RunSpec, build_runs, params_and_measures
 from aptviz.compute.stats import ImageStats
-from aptviz.output.layout import image_files
+from aptviz.compute.video import VideoAnalysis, analyse_video, is_video, video_stats
+from aptviz.output.layout import image_files, video_files
 from aptviz.output.writer import maps_arrays, write_image_folder
 from aptviz.render.explorer import explorer_files
 from aptviz.render.extras import RenderOptions, iter_pictures
@@ -32,6 +33,7 @@ __all__ = [
     "image_stats",
     "process_image",
     "write_outputs",
+    "write_video_outputs",
 ]
 
 compute = analyse_file
@@ -88,6 +90,8 @@ def analyze(
     """
     p, measures = params_and_measures(**params)
     runs = build_runs(methods, alphas, thresholds, p.num_scales, measures, params.get("aggregate"))
+    if is_video(path):
+        return video_stats(analyse_video(path, runs, p), (render or RenderOptions()).to_dict()).to_dict()
     return image_stats(compute(path, runs, p), (render or RenderOptions()).to_dict()).to_dict()
 
 
@@ -163,5 +167,25 @@ def process_image(
     max_image_pixels: int | None = None,
     render: RenderOptions | None = None,
 ) -> ImageStats:
-    """:func:`compute` then :func:`write_outputs`; returns the stats written."""
+    """:func:`compute` then :func:`write_outputs` (a video: :func:`write_video_outputs`); returns the stats written."""
+    if is_video(path):
+        return write_video_outputs(analyse_video(path, runs, params), out_dir, render)
     return write_outputs(compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens, render)
+
+
+def write_video_outputs(analysis: VideoAnalysis, out_dir: str | Path, render: RenderOptions | None = None) -> ImageStats:
+    """Stats, pictures and files of one computed video (docs/video.md); stats.json is written last.
+
+    The same flow as an image with a time axis: :func:`aptviz.compute.video.video_stats`
+    (every tubelet's selections summed, and per tubelet), the pictures in
+    memory (:func:`aptviz.render.video.iter_video_pictures`), the writer.
+    """
+    from aptviz.render.video import iter_video_pictures
+
+    render = render or RenderOptions()
+    stats = video_stats(analysis, render.to_dict())
+    files, per_selection = video_files([s.label for s in analysis.tubelets[0].selections], render.overlay_suffix)
+    stats.files = files
+    for entry, names in zip(stats.selections, per_selection):
+        entry.files = names
+    return write_image_folder(out_dir, stats, iter_video_pictures(analysis, stats, render))

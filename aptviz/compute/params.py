@@ -36,6 +36,7 @@ __all__ = [
     "Params",
     "RunSpec",
     "Statistic",
+    "VIDEO_FIELDS",
     "build_runs",
     "check_aggregate",
     "default_thresholds",
@@ -379,6 +380,14 @@ class Params:
     importance: str = "entropy"
     aggregate: str | None = None
     model: str = "qwen2-vl"
+    # videos only (docs/video.md): sampling, per-frame pixel bounds (None: u-based defaults), static tokens.
+    # stats.json records them only when they differ from these defaults, so image outputs do not change.
+    fps: float = 2.0
+    nframes: int | None = None
+    video_min_pixels: int | None = None
+    video_max_pixels: int | None = None
+    video_total_pixels: int | None = None
+    static_threshold: float | None = None
 
     def __post_init__(self) -> None:
         model = parse_model(self.model)
@@ -405,6 +414,23 @@ class Params:
         aggregate = check_aggregate(measure, self.aggregate)
         object.__setattr__(self, "importance", measure.value)
         object.__setattr__(self, "aggregate", None if aggregate is None else aggregate.value)
+        self._check_video()
+
+    def _check_video(self) -> None:
+        """Validate the video fields (sampling rate, frame count, pixel bounds, static threshold)."""
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps < math.inf:
+            raise ParameterError(f"fps must be a number > 0, got {self.fps!r}")
+        object.__setattr__(self, "fps", float(self.fps))
+        if self.nframes is not None:
+            _check_int("nframes", self.nframes, 2)
+        for name in ("video_min_pixels", "video_max_pixels", "video_total_pixels"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name))
+        t = self.static_threshold
+        if t is not None:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf:
+                raise ParameterError(f"static-threshold must be a gray level >= 0, got {t!r}")
+            object.__setattr__(self, "static_threshold", float(t))
 
     @property
     def preset(self) -> ModelPreset:
@@ -466,7 +492,16 @@ class Params:
         ['model', 'patch_size', 'merge_size']
         """
         out = asdict(self)
+        for name in VIDEO_FIELDS:  # recorded only when set: image outputs stay as they were
+            if out[name] == _VIDEO_DEFAULTS[name]:
+                del out[name]
         return {"model": out.pop("model"), **out}
+
+
+VIDEO_FIELDS = ("fps", "nframes", "video_min_pixels", "video_max_pixels", "video_total_pixels", "static_threshold")
+"""The :class:`Params` fields that only videos use."""
+
+_VIDEO_DEFAULTS = {name: Params.__dataclass_fields__[name].default for name in VIDEO_FIELDS}
 
 
 def params_and_measures(**params) -> tuple[Params, list[str]]:

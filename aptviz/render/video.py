@@ -1,0 +1,250 @@
+"""A video's pictures, in memory (docs/video.md): token timeline, contact sheet, animated overlay, report card.
+
+Everything is drawn from the computed :class:`~aptviz.compute.video.VideoAnalysis`
+and its stats (counts per tubelet); nothing is computed here. Each tubelet
+is shown by its first frame with the boundaries of its APT patches; with a
+static threshold, its static merge units are shaded (patches lying wholly
+in them are the ones the static rule drops).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+from aptviz.compute.stats import ImageStats
+from aptviz.compute.video import VideoAnalysis
+from aptviz.render.extras import Picture, RenderOptions
+from aptviz.render.figures import figure_bytes, new_figure
+from aptviz.render.pictures import draw_overlay, text_strip
+
+__all__ = [
+    "CONTACT_TUBELETS",
+    "STATIC_COLOR",
+    "contact_sheet",
+    "iter_video_pictures",
+    "shade_static",
+    "shown_tubelets",
+    "timeline_png",
+    "tubelet_overlay",
+]
+
+CONTACT_TUBELETS = 16  # tubelets on the contact sheet
+SCRUBBER_TUBELETS = 64  # tubelets the report card's scrubber steps through
+ANIMATION_TUBELETS = 128  # frames of the animated overlay at most
+THUMB_WIDTH = 320  # contact sheet and scrubber tiles
+ANIMATION_WIDTH = 480
+STATIC_COLOR = (40, 70, 200)  # static units: blended half-way towards this blue
+GAP = 6
+
+
+def shown_tubelets(n: int, most: int) -> list[int]:
+    """At most ``most`` tubelet indices spread evenly over ``n`` (first and last included).
+
+    Examples
+    --------
+    >>> shown_tubelets(5, 16), shown_tubelets(100, 4)
+    ([0, 1, 2, 3, 4], [0, 33, 66, 99])
+    """
+    return sorted({int(i) for i in np.round(np.linspace(0, n - 1, min(n, most)))})
+
+
+def shade_static(picture: np.ndarray, static: np.ndarray, unit: int) -> np.ndarray:
+    """``picture`` with its static merge units blended half-way towards :data:`STATIC_COLOR`.
+
+    Examples
+    --------
+    >>> pic = shade_static(np.zeros((28, 56, 3), np.uint8), np.array([[True, False]]), 28)
+    >>> pic[0, 0].tolist(), pic[0, 30].tolist()
+    [[20, 35, 100], [0, 0, 0]]
+    """
+    cover = np.repeat(np.repeat(static, unit, axis=0), unit, axis=1)[: picture.shape[0], : picture.shape[1]]
+    out = picture.copy()
+    tint = np.array(STATIC_COLOR, dtype=np.uint16)
+    out[cover] = ((out[cover].astype(np.uint16) + tint) // 2).astype(np.uint8)
+    return out
+
+
+def _scaled(picture: np.ndarray, width: int) -> np.ndarray:
+    """``picture`` scaled (area-averaged) to ``width`` px wide when wider."""
+    h, w = picture.shape[:2]
+    if w <= width:
+        return picture
+    size = (width, max(1, round(h * width / w)))
+    return np.asarray(Image.fromarray(picture).resize(size, Image.Resampling.BOX))
+
+
+def tubelet_overlay(
+    frame: np.ndarray, masks: dict, static: np.ndarray | None, unit: int, options: RenderOptions, width: int
+) -> np.ndarray:
+    """One tubelet's first frame, static units shaded, APT boundaries drawn, scaled to ``width`` px at most.
+
+    Lines are drawn thick enough to stay ``options.line_width`` px wide once scaled.
+    """
+    zoom = min(1.0, width / frame.shape[1])
+    line = max(1, min(16, round(options.line_width / zoom)))
+    pic = frame if static is None else shade_static(frame, static, unit)
+    return _scaled(draw_overlay(pic, masks, line, options.color_by_scale), width)
+
+
+def _tile_caption(stats: ImageStats, j: int, i: int) -> list[str]:
+    sel, time = stats.selections[j], stats.time
+    seconds = time.tubelet_seconds[i] if time and time.tubelet_seconds else 0.0
+    text = f"tubelet {i} · {seconds:.2f} s · LLM {sel.tubelet_llm_tokens[i]}/{sel.tubelet_uniform_llm_tokens[i]}"
+    if sel.tubelet_static_llm_tokens is not None:
+        text += f" · static {sel.tubelet_static_llm_tokens[i]}"
+    return [text]
+
+
+def contact_sheet(tiles: list[np.ndarray], captions: list[list[str]], columns: int = 4) -> np.ndarray:
+    """Tiles (same width) with their captions, in a grid of ``columns``, on white.
+
+    Examples
+    --------
+    >>> sheet = contact_sheet([np.zeros((10, 40, 3), np.uint8)] * 5, [["a"]] * 5, columns=4)
+    >>> sheet.shape[1], sheet.dtype
+    (190, dtype('uint8'))
+    """
+    width = tiles[0].shape[1]
+    cells = [np.concatenate([t, text_strip(c, width, font_size=12)]) for t, c in zip(tiles, captions)]
+    height = max(c.shape[0] for c in cells)
+    columns = min(columns, len(cells))
+    rows = -(-len(cells) // columns)
+    sheet = np.full((rows * (height + GAP) + GAP, columns * (width + GAP) + GAP, 3), 255, np.uint8)
+    for k, cell in enumerate(cells):
+        y, x = GAP + (k // columns) * (height + GAP), GAP + (k % columns) * (width + GAP)
+        sheet[y : y + cell.shape[0], x : x + cell.shape[1]] = cell
+    return sheet
+
+
+def timeline_png(seconds: list[float], end: float, uniform: list[int], lines: list[tuple[str, list[int], str]],
+                 title: str = "") -> bytes:  # fmt: skip
+    """LLM tokens per tubelet against time, as PNG bytes.
+
+    Each tubelet is a step from its start (``seconds``) to the next one's
+    (the last to ``end``): uniform, and each ``(label, counts, linestyle)``.
+    """
+    fig = new_figure(7.5, 3.4)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = [*seconds, max(end, seconds[-1])]
+    ax.step(xs, [*uniform, uniform[-1]], where="post", color="0.4", linewidth=1.6, label="uniform (Qwen2-VL)")
+    for label, counts, style in lines:
+        ax.step(xs, [*counts, counts[-1]], where="post", linestyle=style, linewidth=1.4, label=label)
+    ax.set_xlabel("time (s, tubelet start)")
+    ax.set_ylabel("LLM tokens per tubelet")
+    ax.set_ylim(bottom=0)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return figure_bytes(fig, "png")
+
+
+def _gif(frames: list[np.ndarray], duration_ms: int) -> bytes:
+    """An endlessly looping GIF of ``frames`` (one palette each), ``duration_ms`` per frame."""
+    images = [Image.fromarray(f).quantize(colors=255, method=Image.Quantize.MEDIANCUT) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return buf.getvalue()
+
+
+def _card(stats: ImageStats, files: dict, per: list[dict], tile: tuple[int, int], shown: list[int]) -> bytes:
+    """card.html: the video's numbers, its timeline, and a tubelet scrubber over the scrubber strip."""
+    time = stats.time
+    sel = stats.selections[0]
+    rows = [
+        {
+            "i": i,
+            "t": round(time.tubelet_seconds[i], 3),
+            "apt": sel.tubelet_llm_tokens[i],
+            "uniform": sel.tubelet_uniform_llm_tokens[i],
+            "static": None if sel.tubelet_static_llm_tokens is None else sel.tubelet_static_llm_tokens[i],
+        }
+        for i in shown
+    ]
+    totals = "".join(
+        f"<tr><td>{html.escape(s.method)} {'' if s.alpha is None else s.alpha}</td><td>{s.llm_tokens_uniform}</td>"
+        f"<td>{s.llm_tokens}</td><td>{'-' if s.static_llm_tokens is None else s.static_llm_tokens}</td></tr>"
+        for s in stats.selections
+    )
+    w, h = tile
+    name = html.escape(stats.image.path)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{name}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:1.5em;max-width:60em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
+#tile{{width:{w}px;height:{h}px;background:url('{files['scrubber']}') 0 0 no-repeat;border:1px solid #888}}</style>
+</head><body>
+<h1>{name}</h1>
+<p>{time.frames} frames of {time.total_frames} ({time.fps:.3g} per second of a {time.video_fps:.3g} fps video),
+{time.tubelets} tubelets of {stats.params.temporal_patch_size} frames, {stats.image.resized_size[0]}x{stats.image.resized_size[1]} px each.
+Static threshold: {'off' if time.static_threshold is None else time.static_threshold}.</p>
+<table><tr><th>selection</th><th>LLM uniform</th><th>LLM APT</th><th>LLM APT + static</th></tr>{totals}</table>
+<h2>Tubelets ({html.escape(per[0]['contact_sheet'])})</h2>
+<input id="scrub" type="range" min="0" max="{len(rows) - 1}" value="0" style="width:{w}px" aria-label="tubelet">
+<p id="label"></p><div id="tile" role="img" aria-label="tubelet overlay"></div>
+<h2>LLM tokens per tubelet</h2><img src="{files['timeline']}" alt="token timeline" style="max-width:100%">
+<script>
+const rows = {json.dumps(rows)};
+const scrub = document.getElementById("scrub"), label = document.getElementById("label");
+const tile = document.getElementById("tile");
+function show(k) {{
+  const r = rows[k];
+  tile.style.backgroundPosition = "0 -" + (k * {h}) + "px";
+  label.textContent = "tubelet " + r.i + " at " + r.t + " s: LLM tokens " + r.apt + " (uniform " + r.uniform + ")"
+    + (r.static === null ? "" : ", " + r.static + " with the static rule");
+}}
+scrub.addEventListener("input", () => show(+scrub.value));
+show(0);
+</script>
+</body></html>
+"""
+    return page.encode("utf-8")
+
+
+def iter_video_pictures(va: VideoAnalysis, stats: ImageStats, options: RenderOptions) -> Iterator[tuple[str, object]]:
+    """Every picture of one video's folder, keyed by its path in the folder (``stats.files`` names them).
+
+    Yields the timeline, then per selection its contact sheet and animated
+    overlay, then the scrubber strip and the report card.
+    """
+    unit = va.params.factor
+    time = stats.time
+    seconds = time.tubelet_seconds
+    first = stats.selections[0]
+    lines = []
+    for s in stats.selections:
+        label = f"APT {s.method}" + ("" if s.alpha is None else f" {s.alpha:g}")
+        lines.append((label, s.tubelet_llm_tokens, "-"))
+        if s.tubelet_static_llm_tokens is not None:
+            lines.append((f"{label} + static (T={time.static_threshold:g})", s.tubelet_static_llm_tokens, "--"))
+    end = time.total_frames / time.video_fps
+    yield stats.files["timeline"], timeline_png(seconds, end, first.tubelet_uniform_llm_tokens, lines,
+                                                 stats.image.path)  # fmt: skip
+
+    def overlays(j: int, shown: list[int], width: int) -> list[np.ndarray]:
+        return [
+            tubelet_overlay(va.tubelets[i].resized, va.tubelets[i].selections[j].selection.masks,
+                            None if va.static is None else va.static[i], unit, options, width)
+            for i in shown
+        ]  # fmt: skip
+
+    n = len(va.tubelets)
+    for j, sel in enumerate(stats.selections):
+        shown = shown_tubelets(n, CONTACT_TUBELETS)
+        tiles = overlays(j, shown, THUMB_WIDTH)
+        sheet = contact_sheet(tiles, [_tile_caption(stats, j, i) for i in shown])
+        yield sel.files["contact_sheet"], Picture(sheet, 95, chroma_444=True)
+        frames = overlays(j, shown_tubelets(n, ANIMATION_TUBELETS), ANIMATION_WIDTH)
+        step_ms = max(20, round(1000 * va.temporal / max(time.fps, 1e-6)))
+        yield sel.files["animation"], _gif(frames, step_ms)
+    shown = shown_tubelets(n, SCRUBBER_TUBELETS)
+    strip = np.concatenate(overlays(0, shown, THUMB_WIDTH))
+    tile = (strip.shape[1], strip.shape[0] // len(shown))
+    yield stats.files["scrubber"], Picture(strip, 90, chroma_444=True)
+    yield stats.files["card"], _card(stats, stats.files, [s.files for s in stats.selections], tile, shown)
