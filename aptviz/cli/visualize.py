@@ -33,7 +33,10 @@ def image_title(stats: ImageStats) -> str:
     img = stats.image
     (ow, oh), (rw, rh) = img.original_size, img.resized_size
     title = f"{terminal_text(img.path)}  {ow}x{oh} -> {rw}x{rh}"
-    if img.frames > 1:
+    time = stats.time
+    if time is not None and time.total_frames is not None:  # a video (docs/video.md)
+        title += f"  ({time.frames} of {time.total_frames} frames, {time.tubelets} tubelets)"
+    elif img.frames > 1:
         title += f"  (first of {img.frames} frames)"
     if len(stats.measures) > 1:
         title += "  importance: " + ", ".join(stats.measures)

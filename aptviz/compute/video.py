@@ -114,14 +114,25 @@ def smart_nframes(total: int, video_fps: float, fps: float = 2.0, nframes: int |
 
 
 def sample_indices(total: int, nframes: int) -> list[int]:
-    """Frame indices ``round(linspace(0, total - 1, nframes))`` (halves to even, as torch rounds).
+    """Frame indices ``round(linspace(0, total - 1, nframes))`` exactly as qwen-vl-utils takes them.
+
+    That is ``torch.linspace(...).round()``: float32 values (a float32 step;
+    the first half counted up from 0, the second down from ``total - 1``, each
+    value rounded once) and halves rounded to even. A float64 linspace
+    differs where a value lies near ``k + 0.5``.
 
     Examples
     --------
-    >>> sample_indices(10, 4)
-    [0, 3, 6, 9]
+    >>> sample_indices(10, 4), sample_indices(2524, 291)[25]
+    ([0, 3, 6, 9], 218)
     """
-    return [int(i) for i in np.round(np.linspace(0, total - 1, nframes))]
+    if nframes == 1:
+        return [0]
+    step = float(np.float32(total - 1) / np.float32(nframes - 1))
+    i = np.arange(nframes, dtype=np.float64)
+    # step * i is exact in float64 (24 x 32 bits), so each value is rounded to float32 once (as torch's FMA does)
+    values = np.where(i < nframes // 2, step * i, (total - 1) - step * (nframes - 1 - i)).astype(np.float32)
+    return [int(v) for v in np.round(values)]
 
 
 def video_pixel_bounds(
