@@ -361,3 +361,23 @@ def test_analyze_returns_a_videos_stats(tmp_path):
     stats = api.analyze(path, methods=["budget"], alphas=[0.5], static_threshold=0)
     assert stats["time"]["tubelets"] == 2 and stats["selections"][0]["tubelet_static_vit_tokens"][1] == 0
     assert replace(Params(), fps=1.0).fps == 1.0
+
+
+def test_stats_command_gives_one_row_per_video_and_selection_with_totals(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "sq.mkv", moving_square_frames(), fps=4.0)
+    (src / "a.png").write_bytes((SAMPLES / "chelsea.png").read_bytes())
+    (src / "bad.avi").write_bytes(b"RIFF" + b"\x00" * 100)
+    res = aptviz("stats", src, "-m", "budget:0.3", "-m", "v1", "--nframes", "12", "-o", tmp_path / "rows", "-j", "1")
+    assert res.returncode == 1, res.stderr
+    rows = [r for f in sorted((tmp_path / "rows").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    video = [r for r in rows if r["path"].endswith("sq.mkv")]
+    assert [r["method"] for r in video] == ["budget", "v1"]
+    stats = json.loads(json.dumps(video_stats(analyse_video(src / "sq.mkv", [RunSpec("budget", 0.3)],
+                                                            Params(nframes=12))).to_dict()))  # fmt: skip
+    assert video[0]["vit_tokens"] == stats["selections"][0]["vit_tokens"] == sum(
+        stats["selections"][0]["tubelet_vit_tokens"])
+    assert video[0]["llm_tokens_uniform"] == 6 * (H // U) * (W // U) and video[0]["frames"] == 12
+    assert [r["status"] for r in rows if r["path"].endswith("bad.avi")] == ["failed", "failed"]

@@ -430,6 +430,15 @@ class VideoAnalysis:
         """Frames per tubelet."""
         return self.params.temporal_patch_size
 
+    @property
+    def maps_by_measure(self) -> dict:
+        """``{measure: {ps: map}}`` with every tubelet's map stacked along the rows (as one image's, for rows)."""
+        return {m: _stacked(self, m) for m in self.tubelets[0].maps_by_measure}
+
+    def stats(self, render: dict | None = None) -> ImageStats:
+        """:func:`video_stats` of this analysis."""
+        return video_stats(self, render)
+
     def tubelet_seconds(self) -> list[float]:
         """Start time in seconds of every tubelet (its first frame's index over the frame rate)."""
         step, fps = self.temporal, self.clip.video_fps
