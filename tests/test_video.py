@@ -347,6 +347,11 @@ def test_command_on_a_folder_of_images_and_videos(tmp_path):
     assert "fps" not in image["params"] and "tubelet_vit_tokens" not in image["selections"][0]
     rows = {Path(r["image"]).name: r for r in json.loads((out / "summary.json").read_text())}
     assert rows["sq.mkv"]["llm_tokens"] == sel["llm_tokens"] and rows["broken.mov"]["status"] == "failed"
+    from aptviz.render.report import NUMBER_KEYS, card_data
+
+    numbers = dict(zip([k for k, _, _ in NUMBER_KEYS], card_data("sq", stats)["sels"][0]["numbers"]))
+    assert numbers["psnr_apt"] == numbers["psnr_uniform"] == "\u2013"  # not measured, not "lossless"
+    assert numbers["llm_tokens"] == sel["llm_tokens"]
     before = (out / "sq" / "stats.json").stat().st_mtime_ns
     again = aptviz(src, "-m", "budget:0.3", "--nframes", "12", "--static-threshold", "0", "-o", out, "-j", "1")
     assert again.returncode == 1 and (out / "sq" / "stats.json").stat().st_mtime_ns == before  # resumed: skipped

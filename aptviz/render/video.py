@@ -185,7 +185,9 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
 {time.tubelets} tubelets of {stats.params.temporal_patch_size} frames, {stats.image.resized_size[0]}x{stats.image.resized_size[1]} px each.
 Static threshold: {'off' if time.static_threshold is None else time.static_threshold}.</p>
 <table><tr><th>selection</th><th>LLM uniform</th><th>LLM APT</th><th>LLM APT + static</th></tr>{totals}</table>
-<h2>Tubelets ({html.escape(per[0]['contact_sheet'])})</h2>
+<h2>Tubelets</h2>
+<p>{" · ".join(f'<a href="{html.escape(f["contact_sheet"])}">contact sheet</a> · '
+               f'<a href="{html.escape(f["animation"])}">animation</a>' for f in per)}</p>
 <input id="scrub" type="range" min="0" max="{len(rows) - 1}" value="0" style="width:{w}px" aria-label="tubelet">
 <p id="label"></p><div id="tile" role="img" aria-label="tubelet overlay"></div>
 <h2>LLM tokens per tubelet</h2><img src="{files['timeline']}" alt="token timeline" style="max-width:100%">
