@@ -61,13 +61,11 @@ def shade_static(picture: np.ndarray, static: np.ndarray, unit: int) -> np.ndarr
     --------
     >>> pic = shade_static(np.zeros((28, 56, 3), np.uint8), np.array([[True, False]]), 28)
     >>> pic[0, 0].tolist(), pic[0, 30].tolist()
-    [[20, 35, 100], [0, 0, 0]]
+    ([20, 35, 100], [0, 0, 0])
     """
     cover = np.repeat(np.repeat(static, unit, axis=0), unit, axis=1)[: picture.shape[0], : picture.shape[1]]
-    out = picture.copy()
-    tint = np.array(STATIC_COLOR, dtype=np.uint16)
-    out[cover] = ((out[cover].astype(np.uint16) + tint) // 2).astype(np.uint8)
-    return out
+    blended = ((picture.astype(np.uint16) + np.array(STATIC_COLOR, dtype=np.uint16)) // 2).astype(np.uint8)
+    return np.where(cover[..., None], blended, picture)
 
 
 def _scaled(picture: np.ndarray, width: int) -> np.ndarray:
@@ -147,7 +145,7 @@ def timeline_png(seconds: list[float], end: float, uniform: list[int], lines: li
 
 def _gif(frames: list[np.ndarray], duration_ms: int) -> bytes:
     """An endlessly looping GIF of ``frames`` (one palette each), ``duration_ms`` per frame."""
-    images = [Image.fromarray(f).quantize(colors=255, method=Image.Quantize.MEDIANCUT) for f in frames]
+    images = [Image.fromarray(f).quantize(255, Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE) for f in frames]
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
     return buf.getvalue()
@@ -229,12 +227,19 @@ def iter_video_pictures(va: VideoAnalysis, stats: ImageStats, options: RenderOpt
     yield stats.files["timeline"], timeline_png(seconds, end, first.tubelet_uniform_llm_tokens, lines,
                                                  stats.image.path)  # fmt: skip
 
+    thumbs: dict = {}  # the first selection's thumbnails: the scrubber reuses the contact sheet's
+
+    def overlay(j: int, i: int, width: int) -> np.ndarray:
+        if (j, i, width) in thumbs:
+            return thumbs[j, i, width]
+        pic = tubelet_overlay(va.tubelets[i].resized, va.tubelets[i].selections[j].selection.masks,
+                              None if va.static is None else va.static[i], unit, options, width)  # fmt: skip
+        if j == 0 and width == THUMB_WIDTH:
+            thumbs[j, i, width] = pic
+        return pic
+
     def overlays(j: int, shown: list[int], width: int) -> list[np.ndarray]:
-        return [
-            tubelet_overlay(va.tubelets[i].resized, va.tubelets[i].selections[j].selection.masks,
-                            None if va.static is None else va.static[i], unit, options, width)
-            for i in shown
-        ]  # fmt: skip
+        return [overlay(j, i, width) for i in shown]
 
     n = len(va.tubelets)
     for j, sel in enumerate(stats.selections):
