@@ -86,7 +86,7 @@ def test_smart_nframes_is_qwen_vl_utils(total, video_fps, fps, nframes):
     try:
         want = reference_nframes(total, video_fps, fps, nframes)
     except ValueError:
-        with pytest.raises(InputError, match="at least 2 are needed"):
+        with pytest.raises(InputError, match="at least 2 are needed|--nframes"):
             smart_nframes(total, video_fps, fps, nframes)
         return
     got = smart_nframes(total, video_fps, fps, nframes)
@@ -386,3 +386,16 @@ def test_stats_command_gives_one_row_per_video_and_selection_with_totals(tmp_pat
         stats["selections"][0]["tubelet_vit_tokens"])
     assert video[0]["llm_tokens_uniform"] == 6 * (H // U) * (W // U) and video[0]["frames"] == 12
     assert [r["status"] for r in rows if r["path"].endswith("bad.avi")] == ["failed", "failed"]
+
+
+def test_terminal_table_names_frames_tubelets_and_static_tokens(static_clip):
+    from rich.console import Console
+
+    from aptviz.cli.visualize import image_table
+
+    stats = video_stats(analyse_video(static_clip, [RunSpec("budget", 0.3)], Params(nframes=10, static_threshold=1)))
+    console = Console(width=300, record=True)
+    console.print(image_table(stats))
+    text = " ".join(console.export_text().split())  # titles wrap at the table width
+    assert "(10 of 10 frames, 5 tubelets)" in text
+    assert f"static rule (T=1), all 5 tubelets: budget 0.3 {stats.selections[0].tubelet_llm_tokens[0]}" in text

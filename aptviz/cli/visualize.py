@@ -104,6 +104,11 @@ def image_table(stats: ImageStats) -> Table:
     ]
     if ssims:
         table.caption += "; SSIM, APT / uniform: " + ", ".join(ssims)
+    static = [f"{_name(sel, several)} {sel.static_llm_tokens}" for sel in stats.selections
+              if sel.static_llm_tokens is not None]  # fmt: skip
+    if static and stats.time is not None:  # a video with --static-threshold (docs/video.md)
+        table.caption += (f"; LLM tokens with the static rule (T={stats.time.static_threshold:g}), all "
+                          f"{stats.time.tubelets} tubelets: " + ", ".join(static))  # fmt: skip
     return table
 
 

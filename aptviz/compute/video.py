@@ -108,7 +108,9 @@ def smart_nframes(total: int, video_fps: float, fps: float = 2.0, nframes: int |
         n = total / video_fps * fps
         n = min(min(max(n, lo), hi), total)
         n = math.floor(n / FRAME_FACTOR) * FRAME_FACTOR
-    if not FRAME_FACTOR <= n <= total:
+    if n > total:
+        raise InputError(f"cannot sample {n} frames (--nframes) from a video of {total} frames")
+    if n < FRAME_FACTOR:
         raise InputError(f"cannot sample {n} frames from a video of {total} frame(s): at least 2 are needed")
     return int(n)
 
