@@ -399,3 +399,35 @@ def test_terminal_table_names_frames_tubelets_and_static_tokens(static_clip):
     text = " ".join(console.export_text().split())  # titles wrap at the table width
     assert "(10 of 10 frames, 5 tubelets)" in text
     assert f"static rule (T=1), all 5 tubelets: budget 0.3 {stats.selections[0].tubelet_llm_tokens[0]}" in text
+
+
+def panned_zoomed_frames(n: int = 16) -> list[np.ndarray]:
+    """A sample photo panned right and zoomed in over ``n`` frames, at the video's size."""
+    from PIL import Image
+
+    img = Image.open(SAMPLES / "astronaut.png").convert("RGB")
+    frames = []
+    for k in range(n):
+        side = img.width * (1 - 0.03 * k)
+        x0 = 6.0 * k
+        box = (x0, 0, x0 + side, side * H / W)
+        frames.append(np.asarray(img.resize((W, H), Image.Resampling.BICUBIC, box=box)))
+    return frames
+
+
+def test_panned_photo_gets_a_budget_per_tubelet(tmp_path):
+    path = write_clip(tmp_path / "pan.mkv", panned_zoomed_frames(), fps=8.0)
+    va = analyse_video(path, [RunSpec("budget", 0.3), RunSpec("v2", 1.0)], Params())  # 2 s at 2 fps: 4 frames
+    assert va.clip.frame_indices == sample_indices(16, 4) and len(va.tubelets) == 2
+    stats = video_stats(va)
+    n = (H // 14) * (W // 14)
+    budget, v2 = stats.selections
+    for i, tub in enumerate(va.tubelets):
+        info = tub.selections[0].selection.budget_info
+        assert info.budget == round(0.3 * n) and abs(info.tokens - info.budget) <= 3
+        assert budget.tubelet_vit_tokens[i] == info.tokens
+        frames = va.clip.frames[2 * i : 2 * i + 2]
+        assert np.array_equal(tub.maps[14], entropy_maps_over_time(frames)[14])
+    assert budget.budget_info.budget == 2 * round(0.3 * n) and budget.base_small_tokens == 2 * n
+    assert v2.thresholds is None and v2.tokens == sum(v2.tubelet_vit_tokens)
+    assert len(set(map(tuple, (t.selections[0].selection.masks[14].ravel() for t in va.tubelets)))) == 2
