@@ -16,11 +16,13 @@ from __future__ import annotations
 from itertools import chain
 from pathlib import Path
 
+import numpy as np
+
 from aptviz.compute.analysis import Analysis, analyse_file, analyse_loaded, image_stats
 from aptviz.compute.params import Params, RunSpec, build_runs, params_and_measures
 from aptviz.compute.stats import ImageStats
 from aptviz.compute.video import VideoAnalysis, analyse_video, is_video, video_stats
-from aptviz.output.layout import image_files, video_files
+from aptviz.output.layout import TOKENS_NAME, image_files, video_files
 from aptviz.output.writer import maps_arrays, write_image_folder
 from aptviz.render.explorer import explorer_files
 from aptviz.render.extras import RenderOptions, iter_pictures
@@ -169,23 +171,47 @@ def process_image(
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs` (a video: :func:`write_video_outputs`); returns the stats written."""
     if is_video(path):
-        return write_video_outputs(analyse_video(path, runs, params), out_dir, render)
+        return write_video_outputs(analyse_video(path, runs, params), out_dir, render, export_tokens)
     return write_outputs(compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens, render)
 
 
-def write_video_outputs(analysis: VideoAnalysis, out_dir: str | Path, render: RenderOptions | None = None) -> ImageStats:
+def _video_token_arrays(analysis: VideoAnalysis):
+    """tokens.npz of a video: every selection's rows per tubelet (and, with the static rule, ``<label>_static``)."""
+    from aptviz.compute.packing import iter_video_token_arrays
+
+    p, tubelets = analysis.params, analysis.tubelets
+    selections = []
+    for j, s in enumerate(tubelets[0].selections):
+        selections.append((s.label, [t.selections[j].selection.masks for t in tubelets]))
+        if analysis.kept is not None:
+            selections.append((f"{s.label}_static", list(analysis.kept[j])))
+    frames = analysis.clip.frames
+    extra = -frames.shape[0] % p.temporal_patch_size  # padded as the tubelets were (the last frame repeated)
+    if extra:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], extra, axis=0)])
+    sizes = (p.patch_size, p.merge_size, p.temporal_patch_size)
+    return iter_video_token_arrays(frames, selections, *sizes, p.preset.image_mean, p.preset.image_std)
+
+
+def write_video_outputs(
+    analysis: VideoAnalysis, out_dir: str | Path, render: RenderOptions | None = None, export_tokens: bool = False
+) -> ImageStats:
     """Stats, pictures and files of one computed video (docs/video.md); stats.json is written last.
 
     The same flow as an image with a time axis: :func:`aptviz.compute.video.video_stats`
     (every tubelet's selections summed, and per tubelet), the pictures in
     memory (:func:`aptviz.render.video.iter_video_pictures`), the writer.
+    ``export_tokens`` also writes tokens.npz (:func:`aptviz.compute.packing.iter_video_token_arrays`).
     """
     from aptviz.render.video import iter_video_pictures
 
     render = render or RenderOptions()
     stats = video_stats(analysis, render.to_dict())
     files, per_selection = video_files([s.label for s in analysis.tubelets[0].selections], render.overlay_suffix)
+    if export_tokens:
+        files["tokens"] = TOKENS_NAME
     stats.files = files
     for entry, names in zip(stats.selections, per_selection):
         entry.files = names
-    return write_image_folder(out_dir, stats, iter_video_pictures(analysis, stats, render))
+    tokens = _video_token_arrays(analysis) if export_tokens else None
+    return write_image_folder(out_dir, stats, iter_video_pictures(analysis, stats, render), None, tokens)

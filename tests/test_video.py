@@ -431,3 +431,42 @@ def test_panned_photo_gets_a_budget_per_tubelet(tmp_path):
     assert budget.budget_info.budget == 2 * round(0.3 * n) and budget.base_small_tokens == 2 * n
     assert v2.thresholds is None and v2.tokens == sum(v2.tubelet_vit_tokens)
     assert len(set(map(tuple, (t.selections[0].selection.masks[14].ravel() for t in va.tubelets)))) == 2
+
+
+def video_patchify(frames: np.ndarray, patch_size: int = 14, merge_size: int = 2, temporal: int = 2) -> np.ndarray:
+    """transformers' ``Qwen2VLVideoProcessor.patchify`` (5.x) in NumPy, one video: ``(T, C, H, W)`` -> rows."""
+    t, c, h, w = frames.shape
+    gt, gh, gw = t // temporal, h // patch_size, w // patch_size
+    patches = frames.reshape(gt, temporal, c, gh // merge_size, merge_size, patch_size, gw // merge_size,
+                             merge_size, patch_size)  # fmt: skip
+    patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return patches.reshape(gt * gh * gw, c * temporal * patch_size * patch_size)
+
+
+def test_exported_video_tokens_are_qwen2_vl_video_rows(tmp_path):
+    from aptviz.compute.packing import normalize_pixels
+
+    frames = moving_square_frames(8)
+    path = write_clip(tmp_path / "sq.mkv", frames)
+    out = tmp_path / "out"
+    res = aptviz(path, "-m", "budget:1", "-m", "budget:0.3", "--nframes", "8", "--static-threshold", "0",
+                 "--export-tokens", "-o", out, "-q")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    tokens = np.load(out / "sq" / "tokens.npz")
+    assert tokens["video_grid_thw"].tolist() == [[4, H // 14, W // 14]]
+    normalized = np.stack([normalize_pixels(f) for f in frames])  # (T, C, H, W)
+    assert np.array_equal(tokens["apt_pixel_values_budget_alpha1"], video_patchify(normalized))
+    stats = json.loads((out / "sq" / "stats.json").read_text())
+    full, apt = stats["selections"]
+    assert tokens["apt_vit_token_counts_budget_alpha0.3"].tolist() == apt["tubelet_vit_tokens"]
+    assert tokens["apt_llm_token_counts_budget_alpha0.3_static"].tolist() == apt["tubelet_static_llm_tokens"]
+    assert len(tokens["apt_pixel_values_budget_alpha0.3_static"]) == apt["static_vit_tokens"]
+    # a kept row after the static rule is the same row as without it (same patch, same tubelet)
+    rows, coords = tokens["apt_pixel_values_budget_alpha0.3"], tokens["apt_patch_coords_budget_alpha0.3"]
+    counts = np.cumsum([0, *apt["tubelet_vit_tokens"]])
+    first = {tuple(c): r for c, r in zip(coords[counts[1] : counts[2]], rows[counts[1] : counts[2]])}
+    s_counts = np.cumsum([0, *apt["tubelet_static_vit_tokens"]])
+    s_rows = tokens["apt_pixel_values_budget_alpha0.3_static"][s_counts[1] : s_counts[2]]
+    s_coords = tokens["apt_patch_coords_budget_alpha0.3_static"][s_counts[1] : s_counts[2]]
+    assert len(s_rows) and all(np.array_equal(first[tuple(c)], r) for c, r in zip(s_coords, s_rows))
+    assert full["tubelet_static_vit_tokens"][0] == full["tubelet_vit_tokens"][0]

@@ -104,12 +104,18 @@ def image_table(stats: ImageStats) -> Table:
     ]
     if ssims:
         table.caption += "; SSIM, APT / uniform: " + ", ".join(ssims)
+    table.caption += _static_caption(stats, several)
+    return table
+
+
+def _static_caption(stats: ImageStats, several: bool) -> str:
+    """A video's LLM tokens with the static rule, per selection (docs/video.md); empty otherwise."""
     static = [f"{_name(sel, several)} {sel.static_llm_tokens}" for sel in stats.selections
               if sel.static_llm_tokens is not None]  # fmt: skip
-    if static and stats.time is not None:  # a video with --static-threshold (docs/video.md)
-        table.caption += (f"; LLM tokens with the static rule (T={stats.time.static_threshold:g}), all "
-                          f"{stats.time.tubelets} tubelets: " + ", ".join(static))  # fmt: skip
-    return table
+    if not static or stats.time is None:
+        return ""
+    return (f"; LLM tokens with the static rule (T={stats.time.static_threshold:g}), all "
+            f"{stats.time.tubelets} tubelets: " + ", ".join(static))  # fmt: skip
 
 
 def _name(sel, several: bool) -> str:
