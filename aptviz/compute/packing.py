@@ -191,9 +191,8 @@ def pack_selection(
     pixels : ndarray, float32, (C, H, W) or (C, T, H, W)
         The normalized resized image (:func:`normalize_pixels`, or the
         array transformers' processor builds); H and W multiples of
-        ``patch_size * merge_size``. With a time axis, the ``T =
-        temporal_patch_size`` frames of one video tubelet: each row holds
-        every frame's patch, as Qwen2-VL's video processor lays them out.
+        ``patch_size * merge_size``; with a time axis, a video tubelet's
+        ``T = temporal_patch_size`` frames (:func:`_kept_frames`).
     masks : mapping of int to bool grid
         ``Selection.masks``: ``{patch size: True where kept}`` (NumPy arrays
         or torch tensors), a partition of the image.
@@ -223,10 +222,7 @@ def pack_selection(
     (5, 1176)
     """
     pixels = np.asarray(pixels, dtype=np.float32)
-    channels, width = pixels.shape[0], pixels.shape[-1]
-    frames = pixels.shape[1] if pixels.ndim == 4 else None  # a time axis: (C, T, H, W), one tubelet
-    if frames is not None and frames != temporal_patch_size:
-        raise ValueError(f"a tubelet has {temporal_patch_size} frames, got {frames}")
+    channels, width = pixels.shape[0], pixels.shape[-1]  # (C, H, W), or (C, T, H, W) for a tubelet
     cells = {ps: np.argwhere(to_numpy(mask)) for ps, mask in sorted(masks.items())}
     counts = {ps: len(c) for ps, c in cells.items()}
     coords = np.concatenate([c.astype(np.int64) * (ps // patch_size) for ps, c in cells.items()]).reshape(-1, 2)
@@ -248,11 +244,7 @@ def pack_selection(
         part = slice(start, start + len(kept))
         start += len(kept)
         if len(kept) and (ps != patch_size or rows is None):
-            if frames is None:  # the patch repeated over time, as Qwen2-VL does for a still image
-                blocks[dest[part]] = _kept_blocks(pixels, kept, ps, patch_size)[:, :, None]
-            else:  # each frame's own patch (T = temporal_patch_size, a few), as for video
-                blocks[dest[part]] = np.stack([_kept_blocks(pixels[:, t], kept, ps, patch_size)
-                                               for t in range(frames)], axis=2)  # fmt: skip
+            blocks[dest[part]] = _kept_frames(pixels, kept, ps, patch_size)
     try:
         llm = llm_tokens(counts, patch_size, merge_size)
     except ValueError:  # patches that straddle merge units: no LLM count
@@ -263,6 +255,15 @@ def pack_selection(
         patch_coords=coords[order],
         llm_tokens=llm,
     )
+
+
+def _kept_frames(pixels: np.ndarray, cells: np.ndarray, ps: int, patch_size: int) -> np.ndarray:
+    """The kept patches over time: (n, C, 1, P, P) for an image (the row repeats it over time, as
+    Qwen2-VL does for a still image), (n, C, T, P, P) for a tubelet's ``(C, T, H, W)`` frames (each
+    frame's own patch, as its video processor lays them out)."""
+    if pixels.ndim == 3:
+        return _kept_blocks(pixels, cells, ps, patch_size)[:, :, None]
+    return np.stack([_kept_blocks(pixels[:, t], cells, ps, patch_size) for t in range(pixels.shape[1])], axis=2)
 
 
 def iter_token_arrays(
