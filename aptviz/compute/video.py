@@ -213,28 +213,38 @@ def _resize(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BICUBIC))
 
 
-def _read(path: Path, wanted: list[int], size_of) -> tuple[dict[int, np.ndarray], int, object]:
-    """Decode every frame in order, keep the ``wanted`` ones resized; also the frame count and first frame."""
+def _read(path: Path, wanted: list[int], size_of) -> tuple[np.ndarray | None, int, object]:
+    """Decode every frame in order and keep the ``wanted`` ones resized, in one preallocated array.
+
+    Returns the ``(len(wanted), h, w, 3)`` frames (None when none was reached),
+    the number of frames that decode, and the first wanted frame at its own size.
+    """
     import cv2
     from PIL import Image
 
+    slots: dict[int, list[int]] = {}
+    for k, i in enumerate(wanted):
+        slots.setdefault(i, []).append(k)
     cap = cv2.VideoCapture(os.fspath(path))
     try:
-        keep, index, first, size = {}, 0, None, None
-        want = set(wanted)
+        out, index, first, size, filled = None, 0, None, None, 0
         while cap.grab():
-            if index in want:
+            if index in slots:
                 ok, frame = cap.retrieve()
                 if not ok or frame is None or frame.ndim != 3:
                     raise InputError(f"cannot decode frame {index}")
-                if size is None:
+                if out is None:
                     first = Image.fromarray(np.ascontiguousarray(frame[..., ::-1]))
                     size = size_of(frame.shape[0], frame.shape[1])
-                keep[index] = _resize(frame, size)
+                    out = np.empty((len(wanted), *size, 3), dtype=np.uint8)
+                small = _resize(frame, size)
+                for k in slots[index]:
+                    out[k] = small
+                    filled += 1
             index += 1
     finally:
         cap.release()
-    return keep, index, first
+    return (out if filled == len(wanted) else None), index, first
 
 
 def decode_video(path: str | Path, params: Params) -> VideoClip:
@@ -272,8 +282,13 @@ def decode_video(path: str | Path, params: Params) -> VideoClip:
     if not (video_fps > 0 and math.isfinite(video_fps)):
         raise InputError("the video has no frame rate")
     total = max(header_total, 0)
-    for _ in range(2):  # a second pass only when the header's frame count was wrong
-        n = smart_nframes(total, video_fps, params.fps, params.nframes) if total else 0
+    for attempt in range(2):  # a second pass only when the header's frame count was wrong
+        try:
+            n = smart_nframes(total, video_fps, params.fps, params.nframes) if total else 0
+        except InputError:
+            if attempt:
+                raise
+            n = 0  # the header's count may be wrong: count the frames that decode first
         indices = sample_indices(total, n) if n else []
         lo, hi = video_pixel_bounds(
             n or 1, params.factor, params.video_min_pixels, params.video_max_pixels, params.video_total_pixels
@@ -290,13 +305,13 @@ def decode_video(path: str | Path, params: Params) -> VideoClip:
             raise InputError("no frame could be decoded (empty or damaged video)")
         if decoded < header_total and header_total - decoded > max(2, TRUNCATED_SLACK * header_total):
             raise InputError(f"truncated video: {decoded} of the {header_total} frames its header announces decode")
-        if decoded == total and len(kept) == len(indices):
+        if decoded == total and kept is not None:
             break
         logger.debug("{}: {} frames decode, the header said {}; sampling again", path, decoded, total)
         total = decoded
     else:  # pragma: no cover - the second pass reads the count the first one found
         raise InputError("the video's frame count changed between two reads")
-    frames = np.stack([kept[i] for i in indices])
+    frames = kept
     frames.flags.writeable = False
     return VideoClip(frames, first, total, video_fps, indices, file_identity(path))
 
