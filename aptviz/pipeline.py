@@ -22,7 +22,7 @@ from aptviz.compute.analysis import Analysis, analyse_file, analyse_loaded, imag
 from aptviz.compute.params import Params, RunSpec, build_runs, params_and_measures
 from aptviz.compute.stats import ImageStats
 from aptviz.compute.video import VideoAnalysis, analyse_video, is_video, video_stats
-from aptviz.output.layout import TOKENS_NAME, image_files, video_files
+from aptviz.output.layout import MAPS_NAME, TOKENS_NAME, image_files, video_files
 from aptviz.output.writer import maps_arrays, write_image_folder
 from aptviz.render.explorer import explorer_files
 from aptviz.render.extras import RenderOptions, iter_pictures
@@ -171,7 +171,7 @@ def process_image(
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs` (a video: :func:`write_video_outputs`); returns the stats written."""
     if is_video(path):
-        return write_video_outputs(analyse_video(path, runs, params), out_dir, render, export_tokens)
+        return write_video_outputs(analyse_video(path, runs, params), out_dir, render, export_tokens, save_maps)
     return write_outputs(compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens, render)
 
 
@@ -193,15 +193,30 @@ def _video_token_arrays(analysis: VideoAnalysis):
     return iter_video_token_arrays(frames, selections, *sizes, p.preset.image_mean, p.preset.image_std)
 
 
+def _video_maps(analysis: VideoAnalysis) -> dict:
+    """maps.npz of a video: every map and mask with a leading tubelet axis, and the static units if any."""
+    tubelets = analysis.tubelets
+    arrays = {f"{m}_{ps}": np.stack([t.maps_by_measure[m][ps] for t in tubelets])
+              for m in tubelets[0].maps_by_measure for ps in tubelets[0].maps_by_measure[m]}  # fmt: skip
+    for j, s in enumerate(tubelets[0].selections):
+        for ps in s.selection.masks:
+            arrays[f"mask_{s.label}_{ps}"] = np.stack([t.selections[j].selection.masks[ps] for t in tubelets])
+    if analysis.static is not None:
+        arrays["static_units"] = analysis.static
+    return arrays
+
+
 def write_video_outputs(
-    analysis: VideoAnalysis, out_dir: str | Path, render: RenderOptions | None = None, export_tokens: bool = False
-) -> ImageStats:
+    analysis: VideoAnalysis, out_dir: str | Path, render: RenderOptions | None = None, export_tokens: bool = False,
+    save_maps: bool = False,
+) -> ImageStats:  # fmt: skip
     """Stats, pictures and files of one computed video (docs/video.md); stats.json is written last.
 
     The same flow as an image with a time axis: :func:`aptviz.compute.video.video_stats`
     (every tubelet's selections summed, and per tubelet), the pictures in
     memory (:func:`aptviz.render.video.iter_video_pictures`), the writer.
-    ``export_tokens`` also writes tokens.npz (:func:`aptviz.compute.packing.iter_video_token_arrays`).
+    ``export_tokens`` also writes tokens.npz (:func:`aptviz.compute.packing.iter_video_token_arrays`),
+    ``save_maps`` maps.npz (every tubelet's maps and masks, and the static units).
     """
     from aptviz.render.video import iter_video_pictures
 
@@ -210,8 +225,11 @@ def write_video_outputs(
     files, per_selection = video_files([s.label for s in analysis.tubelets[0].selections], render.overlay_suffix)
     if export_tokens:
         files["tokens"] = TOKENS_NAME
+    if save_maps:
+        files["maps"] = MAPS_NAME
     stats.files = files
     for entry, names in zip(stats.selections, per_selection):
         entry.files = names
     tokens = _video_token_arrays(analysis) if export_tokens else None
-    return write_image_folder(out_dir, stats, iter_video_pictures(analysis, stats, render), None, tokens)
+    maps = _video_maps(analysis) if save_maps else None
+    return write_image_folder(out_dir, stats, iter_video_pictures(analysis, stats, render), maps, tokens)

@@ -470,3 +470,36 @@ def test_exported_video_tokens_are_qwen2_vl_video_rows(tmp_path):
     s_coords = tokens["apt_patch_coords_budget_alpha0.3_static"][s_counts[1] : s_counts[2]]
     assert len(s_rows) and all(np.array_equal(first[tuple(c)], r) for c, r in zip(s_coords, s_rows))
     assert full["tubelet_static_vit_tokens"][0] == full["tubelet_vit_tokens"][0]
+
+
+def test_saved_maps_hold_every_tubelet_and_the_static_units(tmp_path):
+    path = write_clip(tmp_path / "sq.mkv", moving_square_frames(8))
+    out = tmp_path / "out"
+    args = (path, "-m", "budget:0.3", "--nframes", "8", "--static-threshold", "0", "--save-maps", "-o", out, "-q")
+    assert aptviz(*args).returncode == 0
+    va = analyse_video(path, [RunSpec("budget", 0.3)], Params(nframes=8, static_threshold=0))
+    with np.load(out / "sq" / "maps.npz") as maps:
+        assert np.array_equal(maps["static_units"], va.static)
+        for i, tub in enumerate(va.tubelets):
+            assert np.array_equal(maps["entropy_28"][i], tub.maps[28])
+            assert np.array_equal(maps["mask_budget_alpha0.3_56"][i], tub.selections[0].selection.masks[56])
+    before = (out / "sq" / "stats.json").stat().st_mtime_ns
+    assert aptviz(*args).returncode == 0 and (out / "sq" / "stats.json").stat().st_mtime_ns == before  # resumed
+
+
+@given(seed=st.integers(0, 10_000), p_static=st.floats(0, 1))
+def test_drop_static_matches_a_patch_by_patch_reference(seed, p_static):
+    from aptviz.compute.selection import select_patches
+
+    rng = np.random.default_rng(seed)
+    h, w = 4 * U + U, 5 * U  # the 56 px grid overhangs at the bottom
+    maps = compute_maps((rng.integers(0, 256, (h, w, 3)) // rng.integers(1, 64)).astype(np.uint8))
+    masks = {ps: np.asarray(m) for ps, m in select_patches(maps, "budget", float(rng.random())).masks.items()}
+    static = rng.random((h // U, w // U)) < p_static
+    got = drop_static(masks, static, U)
+    for ps, mask in masks.items():
+        for r, c in np.argwhere(mask):
+            y0, x0 = r * ps // U, c * ps // U
+            units = static[y0 : y0 + max(1, ps // U), x0 : x0 + max(1, ps // U)]
+            assert got[ps][r, c] == (not units.all()), (ps, r, c)
+        assert not (got[ps] & ~mask).any()

@@ -165,7 +165,8 @@ def is_complete(
 
 def _video_listed(stats: ImageStats) -> list[str]:
     """The files a video's stats.json lists (KeyError when one is missing from it)."""
-    listed = [stats.files[k] for k in ("timeline", "card", "scrubber", "tokens") if k != "tokens" or k in stats.files]
+    listed = [stats.files[k] for k in ("timeline", "card", "scrubber")]
+    listed += [stats.files[k] for k in ("tokens", "maps") if k in stats.files]
     return listed + [sel.files[k] for sel in stats.selections for k in ("contact_sheet", "animation")]
 
 
