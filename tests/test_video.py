@@ -313,6 +313,7 @@ def test_drop_static_drops_a_large_patch_only_when_all_its_units_are_static():
 # ----------------------------------------------------------------------------- outputs
 
 
+@pytest.mark.slow
 def test_command_on_a_folder_of_images_and_videos(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -443,6 +444,7 @@ def video_patchify(frames: np.ndarray, patch_size: int = 14, merge_size: int = 2
     return patches.reshape(gt * gh * gw, c * temporal * patch_size * patch_size)
 
 
+@pytest.mark.slow
 def test_exported_video_tokens_are_qwen2_vl_video_rows(tmp_path):
     from aptviz.compute.packing import normalize_pixels
 
@@ -472,6 +474,7 @@ def test_exported_video_tokens_are_qwen2_vl_video_rows(tmp_path):
     assert full["tubelet_static_vit_tokens"][0] == full["tubelet_vit_tokens"][0]
 
 
+@pytest.mark.slow
 def test_saved_maps_hold_every_tubelet_and_the_static_units(tmp_path):
     path = write_clip(tmp_path / "sq.mkv", moving_square_frames(8))
     out = tmp_path / "out"
