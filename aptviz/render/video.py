@@ -180,7 +180,8 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
 </head><body>
 <h1>{name}</h1>
 <p>{time.frames} frames of {time.total_frames} ({time.fps:.3g} per second of a {time.video_fps:.3g} fps video),
-{time.tubelets} tubelets of {stats.params.temporal_patch_size} frames, {stats.image.resized_size[0]}x{stats.image.resized_size[1]} px each.
+{time.tubelets} tubelets of {stats.params.temporal_patch_size} frames,
+{stats.image.resized_size[0]}x{stats.image.resized_size[1]} px each.
 Static threshold: {'off' if time.static_threshold is None else time.static_threshold}.</p>
 <table><tr><th>selection</th><th>LLM uniform</th><th>LLM APT</th><th>LLM APT + static</th></tr>{totals}</table>
 <h2>Tubelets</h2>
