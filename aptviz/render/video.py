@@ -20,7 +20,6 @@ from PIL import Image
 from aptviz.compute.stats import ImageStats
 from aptviz.compute.video import VideoAnalysis
 from aptviz.render.extras import Picture, RenderOptions
-from aptviz.render.figures import figure_bytes, new_figure
 from aptviz.render.pictures import draw_overlay, text_strip
 
 __all__ = [
@@ -28,6 +27,7 @@ __all__ = [
     "STATIC_COLOR",
     "contact_sheet",
     "iter_video_pictures",
+    "nice_step",
     "shade_static",
     "shown_tubelets",
     "timeline_png",
@@ -120,27 +120,127 @@ def contact_sheet(tiles: list[np.ndarray], captions: list[list[str]], columns: i
     return sheet
 
 
+LINE_COLORS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (140, 86, 75), (23, 190, 207))
+UNIFORM_COLOR = (110, 110, 110)
+
+
+def nice_step(span: float, most: int = 8) -> float:
+    """A tick step of 1, 2 or 5 times a power of ten giving at most ``most`` intervals over ``span``.
+
+    Examples
+    --------
+    >>> nice_step(3.0), nice_step(132), nice_step(0)
+    (0.5, 20.0, 1.0)
+    """
+    if span <= 0:
+        return 1.0
+    power = 10.0 ** np.floor(np.log10(span / most))
+    return float(next(m * power for m in (1, 2, 5, 10) if span / (m * power) <= most))
+
+
+def _dashed(draw, points: list[tuple[float, float]], color, width: int, on: int = 7, off: int = 5) -> None:
+    """A dashed polyline of axis-aligned segments (the steps of a step plot)."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        length = abs(x1 - x0) + abs(y1 - y0)
+        for a in np.arange(0, length, on + off):
+            b = min(a + on, length)
+            f0, f1 = a / length, b / length
+            draw.line([(x0 + (x1 - x0) * f0, y0 + (y1 - y0) * f0), (x0 + (x1 - x0) * f1, y0 + (y1 - y0) * f1)],
+                      fill=color, width=width)  # fmt: skip
+
+
+def _legend_rows(entries: list, font, width: float) -> list[list]:
+    """Legend entries ``(name, colour, style)`` in rows that fit ``width`` px (a 34 px line sample before each)."""
+    from PIL import ImageDraw
+
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows, row, used = [], [], 0.0
+    for entry in entries:
+        need = 34 + measure.textlength(entry[0], font=font) + 18
+        if row and used + need > width:
+            rows.append(row)
+            row, used = [], 0.0
+        row.append(entry)
+        used += need
+    return [*rows, row] if row else rows
+
+
 def timeline_png(seconds: list[float], end: float, uniform: list[int], lines: list[tuple[str, list[int], str]],
                  title: str = "") -> bytes:  # fmt: skip
-    """LLM tokens per tubelet against time, as PNG bytes.
+    """LLM tokens per tubelet against time, as PNG bytes (Pillow: no matplotlib needed).
 
     Each tubelet is a step from its start (``seconds``) to the next one's
-    (the last to ``end``): uniform, and each ``(label, counts, linestyle)``.
+    (the last to ``end``): uniform in grey, and each ``(label, counts,
+    linestyle)`` (``"-"`` solid, ``"--"`` dashed) in turn in the line colours
+    (a dashed line takes the colour of the solid line before it).
     """
-    fig = new_figure(7.5, 3.4)
-    ax = fig.add_subplot(1, 1, 1)
-    xs = [*seconds, max(end, seconds[-1])]
-    ax.step(xs, [*uniform, uniform[-1]], where="post", color="0.4", linewidth=1.6, label="uniform (Qwen2-VL)")
-    for label, counts, style in lines:
-        ax.step(xs, [*counts, counts[-1]], where="post", linestyle=style, linewidth=1.4, label=label)
-    ax.set_xlabel("time (s, tubelet start)")
-    ax.set_ylabel("LLM tokens per tubelet")
-    ax.set_ylim(bottom=0)
+    from PIL import ImageDraw, ImageFont
+
+    width, left, right, top = 820, 70, 20, 34
+    font = ImageFont.load_default(size=13)
+    legend_rows = _legend_rows([("uniform (Qwen2-VL)", UNIFORM_COLOR, "-")] + [(n, None, s) for n, _, s in lines],
+                               font, width - left - right)  # fmt: skip
+    bottom = 52 + 18 * len(legend_rows)
+    height = 300 + bottom
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    xs = [*seconds, max(end, seconds[-1] + 1e-9)]
+    top_value = max([*uniform, *(max(c) for _, c, _ in lines), 1]) * 1.08
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(t: float, v: float) -> tuple[float, float]:
+        return left + plot_w * t / xs[-1], top + plot_h * (1 - v / top_value)
+
+    for v in np.arange(0, top_value, nice_step(top_value)):
+        y = px(0, v)[1]
+        draw.line([(left, y), (width - right, y)], fill=(230, 230, 230))
+        draw.text((left - 6, y), f"{v:g}", fill=(0, 0, 0), font=font, anchor="rm")
+    for t in np.arange(0, xs[-1] + 1e-9, nice_step(xs[-1])):
+        x = px(t, 0)[0]
+        draw.line([(x, top + plot_h), (x, top + plot_h + 4)], fill=(0, 0, 0))
+        draw.text((x, top + plot_h + 6), f"{t:g}", fill=(0, 0, 0), font=font, anchor="mt")
+    draw.rectangle([(left, top), (width - right, top + plot_h)], outline=(0, 0, 0))
+    draw.text((left + plot_w / 2, top + plot_h + 24), "time (s, tubelet start)", fill=(0, 0, 0), font=font,
+              anchor="mt")  # fmt: skip
+    label = Image.new("RGB", (plot_h, 18), (255, 255, 255))
+    ImageDraw.Draw(label).text((plot_h / 2, 9), "LLM tokens per tubelet", fill=(0, 0, 0), font=font, anchor="mm")
+    img.paste(label.rotate(90, expand=True), (4, top))
     if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return figure_bytes(fig, "png")
+        draw.text((left + plot_w / 2, 8), title[-100:], fill=(0, 0, 0), font=font, anchor="mt")
+
+    def steps(counts: list[int]) -> list[tuple[float, float]]:
+        pts = []
+        for i, c in enumerate(counts):
+            pts += [px(xs[i], c), px(xs[i + 1], c)]
+        return pts
+
+    legend = [("uniform (Qwen2-VL)", UNIFORM_COLOR, "-")]
+    draw.line(steps(uniform), fill=UNIFORM_COLOR, width=2)
+    k = -1
+    for name, counts, style in lines:
+        k += style != "--"
+        color = LINE_COLORS[max(k, 0) % len(LINE_COLORS)]
+        if style == "--":
+            _dashed(draw, steps(counts), color, 2)
+        else:
+            draw.line(steps(counts), fill=color, width=2)
+        legend.append((name, color, style))
+    colors = iter(legend)
+    y = top + plot_h + 44
+    for row in legend_rows:
+        x = left
+        for name, _, style in row:
+            color = next(colors)[1]
+            if style == "--":
+                _dashed(draw, [(x, y + 7), (x + 28, y + 7)], color, 2, 5, 3)
+            else:
+                draw.line([(x, y + 7), (x + 28, y + 7)], fill=color, width=2)
+            draw.text((x + 34, y), name, fill=(0, 0, 0), font=font)
+            x += 34 + draw.textlength(name, font=font) + 18
+        y += 18
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
 
 
 def _gif(frames: list[np.ndarray], duration_ms: int) -> bytes:
