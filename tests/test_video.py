@@ -364,7 +364,9 @@ def test_command_on_a_folder_of_images_and_videos(tmp_path):
     assert rows["sq.mkv"]["llm_tokens"] == sel["llm_tokens"] and rows["broken.mov"]["status"] == "failed"
     from aptviz.render.report import NUMBER_KEYS, card_data
 
-    numbers = dict(zip([k for k, _, _ in NUMBER_KEYS], card_data("sq", stats)["sels"][0]["numbers"]))
+    card = card_data("sq", stats)["sels"][0]
+    assert card["files"] == ["05_video/contact_sheet.jpg", None, None]  # the report's card shows the tubelets
+    numbers = dict(zip([k for k, _, _ in NUMBER_KEYS], card["numbers"]))
     assert numbers["psnr_apt"] == numbers["psnr_uniform"] == "\u2013"  # not measured, not "lossless"
     assert numbers["llm_tokens"] == sel["llm_tokens"]
     before = (out / "sq" / "stats.json").stat().st_mtime_ns

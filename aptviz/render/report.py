@@ -427,7 +427,7 @@ def card_data(folder: str, stats: dict) -> dict:
         if isinstance(heatmaps, dict):
             ordered = sorted(heatmaps.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))  # 14, 28, 56
             heat += [[f"{_safe(measure)}, {_safe(ps)} px", link(rel)] for ps, rel in ordered if link(rel)]
-    video = "timeline" in files  # a video's folder (docs/video.md): no model view, so no PSNR, not "lossless"
+    video = "timeline" in files  # a video (docs/video.md): its contact sheet; no model view, so no PSNR
     sels = []
     for sel in stats.get("selections") or []:
         if not isinstance(sel, dict):
@@ -435,7 +435,7 @@ def card_data(folder: str, stats: dict) -> dict:
         sf = sel.get("files") if isinstance(sel.get("files"), dict) else {}
         sels.append({
             "label": _selection_label(sel, several),
-            "files": [link(sf.get(k)) for k in VIEW_KEYS],
+            "files": [link(sf.get("contact_sheet" if video and k == "overlay" else k)) for k in VIEW_KEYS],
             "numbers": [NOT_MEASURED if video and kind == "db" and sel.get(k) is None else _shown(sel.get(k))
                         for k, _, kind in NUMBER_KEYS],
         })  # fmt: skip
