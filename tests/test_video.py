@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -175,6 +176,9 @@ def test_bad_videos_are_one_clear_error(tmp_path):
         decode_video(tmp_path / "junk.webm", p)
     with pytest.raises(InputError, match="at least 2 are needed"):
         decode_video(tmp_path / "one.mkv", p)
+    os.mkfifo(tmp_path / "pipe.mp4")  # never opened: a FIFO without a writer would block
+    with pytest.raises(InputError, match="not a regular file"):
+        decode_video(tmp_path / "pipe.mp4", p)
 
 
 def test_video_params_validated_and_recorded_only_when_set():
