@@ -182,7 +182,8 @@ def test_bad_videos_are_one_clear_error(tmp_path):
 
 
 def test_video_params_validated_and_recorded_only_when_set():
-    for bad in ({"fps": 0}, {"fps": -1.0}, {"nframes": 1}, {"static_threshold": -0.5}, {"video_max_pixels": 0}):
+    for bad in ({"fps": 0}, {"fps": -1.0}, {"nframes": 1}, {"static_threshold": -0.5}, {"video_max_pixels": 0},
+                {"fps": 1.0, "nframes": 8}):
         with pytest.raises(ParameterError):
             Params(**bad)
     assert "fps" not in Params().to_dict() and "static_threshold" not in Params().to_dict()

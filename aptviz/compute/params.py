@@ -423,6 +423,8 @@ class Params:
         object.__setattr__(self, "fps", float(self.fps))
         if self.nframes is not None:
             _check_int("nframes", self.nframes, 2)
+            if self.fps != Params.__dataclass_fields__["fps"].default:  # qwen-vl-utils takes one or the other
+                raise ParameterError("give --fps or --nframes, not both")
         for name in ("video_min_pixels", "video_max_pixels", "video_total_pixels"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name))
