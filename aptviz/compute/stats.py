@@ -8,7 +8,10 @@ is one field here (with a default, so older stats.json files still load).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 
 from aptviz.compute.params import Params, RunSpec
@@ -265,7 +268,7 @@ class ImageStats:
             importance_histograms=data.get("importance_histograms"),
             render=data.get("render"),
             files=data.get("files"),
-        )._with_token_counts()
+        )._checked()._with_token_counts()
 
     def _with_token_counts(self) -> ImageStats:
         """Token counts for selections read from a stats.json written before they existed."""
@@ -274,8 +277,78 @@ class ImageStats:
                 sel.with_token_counts(self.params.patch_size, self.params.merge_size)
         return self
 
+    def _checked(self) -> ImageStats:
+        """Self, or TypeError when a value read from stats.json has the wrong type (``"frames": "2"``).
+
+        A stats.json edited by hand, or by another program, must not reach the
+        summary, the figures or the report: resume redoes such an image and the
+        summary leaves its folder out (docs/pipeline.md, trust).
+        """
+        from aptviz.compute.histogram import is_histogram
+
+        bad = _wrong_field(self.image) or _wrong_field(self.params)
+        bad = bad or next((f"selection {s.method!r}: {b}" for s in self.selections if (b := _wrong_field(s))), None)
+        if bad is None and not (isinstance(self.aptviz_version, str) and _conforms(self.grid, dict[int, tuple[int, int]])):
+            bad = "grid"
+        for name in ("entropy", "importance_by_measure", "render"):
+            hint = typing.get_type_hints(ImageStats)[name]
+            if bad is None and not _conforms(getattr(self, name), hint):
+                bad = name
+        several = self.importance_histograms
+        if bad is None and not (self.importance_histogram is None or is_histogram(self.importance_histogram)):
+            bad = "importance_histogram"
+        if bad is None and several is not None and not (
+            isinstance(several, dict) and all(isinstance(m, str) and is_histogram(h) for m, h in several.items())
+        ):
+            bad = "importance_histograms"
+        if bad is None and self.files is not None and not _text_tree(self.files):
+            bad = "files"
+        if bad is not None:
+            raise TypeError(f"stats.json: wrong type of {bad}")
+        return self
 
 
+def _conforms(value, hint) -> bool:
+    """Whether a value read from JSON has the type ``hint`` (a field annotation).
+
+    ``float`` takes finite ints and floats, ``int`` no bool, dataclasses are
+    checked field by field.
+
+    Examples
+    --------
+    >>> _conforms([1, 2.5, None], list[float | None]), _conforms("2", int), _conforms(float("nan"), float)
+    (True, False, False)
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if origin is tuple:
+        return isinstance(value, tuple) and len(value) == len(args) and all(map(_conforms, value, args))
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items())
+    if is_dataclass(hint):
+        return isinstance(value, hint) and _wrong_field(value) is None
+    return isinstance(value, origin or hint)
 
 
+def _wrong_field(obj) -> str | None:
+    """The name of the first field of dataclass ``obj`` whose value does not have its annotated type, or None."""
+    hints = typing.get_type_hints(type(obj))
+    return next((f.name for f in fields(obj) if not _conforms(getattr(obj, f.name), hints[f.name])), None)
 
+
+def _text_tree(value) -> bool:
+    """Whether ``value`` is text, or a dict of such (stats.json ``files``)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _text_tree(v) for k, v in value.items())
+    return isinstance(value, str)

@@ -23,6 +23,7 @@ from aptviz._text import clean_text
 __all__ = [
     "clean_stale_temp_files",
     "csv_cell",
+    "csv_lines",
     "encode_image",
     "read_json",
     "write_bytes_atomic",
@@ -202,12 +203,48 @@ def csv_cell(value):
 
 def write_csv_atomic(path: str | Path, rows: list[dict], columns: list[str]) -> Path:
     """Write ``rows`` (dicts) as CSV with the given columns, atomically (cells through :func:`csv_cell`)."""
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(columns)
+    return write_bytes_atomic(path, (header.getvalue() + csv_lines(rows, columns)).encode("utf-8"))
+
+
+#: What ``str.splitlines`` ends a line at; a CSV field holding one is quoted (Python's writer quotes only "\n").
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def csv_lines(rows: list[dict], columns: list[str]) -> str:
+    """The CSV lines of ``rows`` (cells through :func:`csv_cell`), a field holding a line break quoted.
+
+    Python's writer with ``lineterminator="\\n"`` leaves a field holding a
+    carriage return bare: a reader then ends the row there, and the text after
+    it (``\\r=1+1.png``) starts a cell of its own, past the formula guard.
+    Rows without such a field are exactly what :class:`csv.DictWriter` writes.
+
+    Examples
+    --------
+    >>> csv_lines([{"a": "x\\r=1+1", "b": 2}], ["a", "b"])
+    '"x\\r=1+1",2\\n'
+    """
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buf, lineterminator="\n")
     for row in rows:
-        writer.writerow({k: csv_cell(row.get(k)) for k in columns})
-    return write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
+        values = [csv_cell(row.get(k)) for k in columns]
+        if not any(isinstance(v, str) and not LINE_BREAKS.isdisjoint(v) for v in values):
+            writer.writerow(values)
+            continue
+        buf.write(",".join(_quoted_field(v) for v in values) + "\n")
+    return buf.getvalue()
+
+
+def _quoted_field(value) -> str:
+    """One CSV field as Python's writer writes it alone, quoted when it holds a line break."""
+    if isinstance(value, str) and not LINE_BREAKS.isdisjoint(value):
+        return '"' + value.replace('"', '""') + '"'
+    if value == "":
+        return ""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([value])
+    return buf.getvalue()[:-1]
 
 
 def encode_image(rgb: np.ndarray, suffix: str, jpeg_quality: int = 95, chroma_444: bool = False) -> bytes:
