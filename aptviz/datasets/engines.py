@@ -31,7 +31,7 @@ from aptviz.datasets.sources import (
 from aptviz.errors import ROW_FAILED, MissingExtraError, ParameterError, exit_code
 from aptviz.output.atomic import clean_stale_temp_files
 from aptviz.output.lock import check_not_an_input, check_output, lock_output
-from aptviz.runs.pool import WorkerPool, default_workers, stop_on_sigterm
+from aptviz.runs.pool import STOP_SIGNALS, WorkerPool, default_workers, stop_on_sigterm
 
 __all__ = ["Engine", "StatsProgress", "StatsReport", "run_stats"]
 
@@ -159,13 +159,13 @@ def _ray_engine(
     started = False
     if not ray.is_initialized():
         kwargs = {"address": address} if address else {"num_cpus": workers}
-        ours = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        ours = {s: signal.getsignal(s) for s in STOP_SIGNALS}
         try:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kwargs)
         except Exception as exc:  # no cluster there, or a local Ray that cannot start
             where = f"the Ray cluster at {address!r}" if address else "a local Ray"
             raise ParameterError(f"cannot start or reach {where}: {type(exc).__name__}: {exc}") from exc
-        finally:  # Ray's own handlers dump a stack and abort: Ctrl-C and SIGTERM stay ours (a clean stop)
+        finally:  # Ray's own handlers dump a stack and abort: Ctrl-C, SIGTERM and SIGHUP stay ours (a clean stop)
             _restore_handlers(ours)
         started = True
     for name in ("ray", "ray.data"):  # the caller shows progress; Ray's own lines would garble it
