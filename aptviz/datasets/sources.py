@@ -126,6 +126,11 @@ def _parquet_units(path: Path, image_column: str) -> Iterator[Unit]:
             row += 1
 
 
+#: What reading a damaged tar raises: a base-256 size or offset field past 2**63 makes tarfile's seek raise
+#: ValueError ("cannot fit 'int' into an offset-sized integer") or OverflowError, not TarError.
+TAR_ERRORS = (tarfile.TarError, OSError, ValueError, OverflowError)
+
+
 def _tar_members(path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
     """The file members of a tar, and why the listing stopped early (a truncated or damaged tar), if it did."""
     members: list[tarfile.TarInfo] = []
@@ -134,7 +139,7 @@ def _tar_members(path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
             for m in tar:
                 if m.isfile():
                     members.append(m)
-        except (tarfile.TarError, OSError) as exc:
+        except TAR_ERRORS as exc:
             if not members:
                 raise
             last = members[-1]
@@ -156,7 +161,7 @@ def _tar_units(path: Path) -> Iterator[Unit]:
     """One unit per image member; a member name seen before becomes ``name#2``, ``name#3``... (its own row)."""
     try:
         members, stopped = _tar_members(path)
-    except (tarfile.TarError, OSError) as exc:
+    except TAR_ERRORS as exc:
         yield _unreadable("tar", path, f"cannot read tar file: {exc}")
         return
     shard = _file_ref("tar", path)
@@ -304,13 +309,22 @@ def _read_parquet_task(task: Task) -> list[bytes | str]:
     return [_parquet_value(cells[i]) if i in cells else "row missing from its row group" for i in wanted]
 
 
+MAX_SPARSE_BYTES = 1 << 30
+"""A sparse tar member is expanded in memory up to this size (its header may claim any size, holes cost nothing on disk)."""
+
+
 def _read_member(f, locator: tuple) -> bytes | str:
     """A tar member's bytes: ``(offset, size)``, or ``(offset, size, pieces)`` for a sparse member."""
     offset, size = locator[:2]
+    stored = sum(length for _, length in locator[2]) if len(locator) > 2 else size
+    if offset + stored > os.fstat(f.fileno()).st_size:  # a size field past the file's end: read nothing, hold nothing
+        return "truncated tar member"
     f.seek(offset)
     if len(locator) == 2:
         data = f.read(size)
         return data if len(data) == size else "truncated tar member"
+    if size > MAX_SPARSE_BYTES:  # mostly holes: the zeros would be made in memory
+        return f"sparse tar member of {size} bytes (at most {MAX_SPARSE_BYTES} are read)"
     out = bytearray(size)  # the holes read as zeros, as tar -x writes them
     for at, length in locator[2]:  # the stored pieces come one after another
         piece = f.read(length)
