@@ -145,7 +145,7 @@ def _summary(output: Path, json_out: bool, quiet: bool) -> None:
         console = Console(highlight=False)
         console.print(summary_table(summaries))
         if path is not None:
-            console.print(f"Summary written to {path}", markup=False)
+            console.print(f"Summary written to {terminal_text(path)}", markup=False)
 
 
 def _num(v) -> str:
