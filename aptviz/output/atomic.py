@@ -41,8 +41,47 @@ __all__ = [
 
 
 def _temp_prefix(name: str) -> str:
-    """``.<name>.<pid>.``: the owner of a temporary file is known from its name."""
-    return f".{name}.{os.getpid()}."
+    """``.<name>.<pid>-<start>.``: the owner of a temporary file is known from its name.
+
+    ``start`` is the process's start time (Linux ``/proc``): a pid alone may
+    be reused by another, live process after its writer was killed, and its
+    temporary files were then never cleaned. Without ``/proc``, ``.<name>.<pid>.``.
+    """
+    pid = os.getpid()
+    start = _start_time(pid)
+    return f".{name}.{pid}." if start is None else f".{name}.{pid}-{start}."
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22), None if unknown.
+
+    Examples
+    --------
+    >>> _start_time(os.getpid()) == _start_time(os.getpid()), _start_time(999999999)
+    (True, None)
+    """
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _owner_alive(tag: str) -> bool:
+    """Whether the writer named by a temporary file's ``<pid>`` or ``<pid>-<start>`` still runs.
+
+    With a start time, a live process under the same pid that started at
+    another time is not the writer (its pid was reused).
+
+    Examples
+    --------
+    >>> me = _temp_prefix("x").split(".")[-2]
+    >>> _owner_alive(me), _owner_alive(f"{os.getpid()}-1"), _owner_alive("abc"), _owner_alive("999999999")
+    (True, False, False, False)
+    """
+    pid, _, start = tag.partition("-")
+    if not pid.isdigit() or not (start == "" or start.isdigit()) or not _pid_alive(int(pid)):
+        return False
+    return start == "" or _start_time(int(pid)) in (None, int(start))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -69,9 +108,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_temp_files(folder: str | Path, depth: int = 3) -> int:
-    """Remove temporary files (``.<name>.<pid>.*.tmp``) whose writing process is dead.
+    """Remove temporary files (``.<name>.<pid>-<start>.*.tmp``) whose writing process is dead.
 
-    Files of live processes (another run writing here) are left alone. Files
+    Files of live processes (another run writing here) are left alone; a
+    live process whose start time differs from the one in the name only
+    reused the pid of a dead writer. Files
     whose name carries no pid (``.<name>.<random>.tmp``, from aptviz before
     0.2) are removed: the output lock (:class:`OutputLock`) guarantees that no
     other run writes in this folder. Errors (read-only file system) are
@@ -99,9 +140,8 @@ def clean_stale_temp_files(folder: str | Path, depth: int = 3) -> int:
             name = entry.name
             if not (name.startswith(".") and name.endswith(".tmp")):
                 continue
-            parts = name.split(".")  # "", name..., pid, random, "tmp"
-            owner = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else 0
-            if not _pid_alive(owner):
+            parts = name.split(".")  # "", name..., pid[-start], random, "tmp"
+            if not (len(parts) >= 5 and _owner_alive(parts[-3])):
                 os.unlink(entry.path)
                 removed += 1
         except OSError:
