@@ -288,6 +288,8 @@ def test_stats_json_of_the_wrong_types_is_redone_and_the_other_rows_kept(tmp_pat
         (("grid", "14"), [1, 2, 3]),
         (("selections", 0, "tokens_by_scale", "14"), None),
         (("importance", "28", "mean"), "nan"),
+        (("selections", 0, "base_small_tokens"), 0),  # a number the report divides by
+        (("image", "frames"), -5),
     ]
     for where, value in breaks:
         _broken_stats(out / "img1" / "stats.json", where, value)

@@ -303,9 +303,24 @@ class ImageStats:
             bad = "importance_histograms"
         if bad is None and self.files is not None and not _text_tree(self.files):
             bad = "files"
+        bad = bad or self._out_of_range()
         if bad is not None:
-            raise TypeError(f"stats.json: wrong type of {bad}")
+            raise TypeError(f"stats.json: wrong type or value of {bad}")
         return self
+
+
+    def _out_of_range(self) -> str | None:
+        """The first count or size that cannot be (a size or frame count below 1, a negative token count,
+        no finest cell: the summary divides by it), or None. Called once the types are right."""
+        img = self.image
+        if min(*img.original_size, *img.resized_size, img.frames) < 1:
+            return "image sizes"
+        for sel in self.selections:
+            counts = [sel.tokens, *sel.tokens_by_scale.values(), sel.vit_tokens, sel.llm_tokens]
+            counts += [sel.llm_tokens_uniform, sel.uniform_vit_tokens]
+            if sel.base_small_tokens < 1 or min(c for c in counts if c is not None) < 0:
+                return f"selection {sel.method!r}: token counts"
+        return None
 
 
 def _conforms(value, hint) -> bool:
