@@ -46,7 +46,16 @@ import torch.nn.functional as F
 
 from aptviz._log import logger
 
-__all__ = ["APT_INPUTS", "APTPlan", "apt_plan", "enable_apt", "feature_fidelity", "is_apt_enabled"]
+__all__ = [
+    "APT_INPUTS",
+    "APTPlan",
+    "apt_image_features",
+    "apt_plan",
+    "covered_units",
+    "enable_apt",
+    "feature_fidelity",
+    "is_apt_enabled",
+]
 
 #: The processor's APT fields that an APT-enabled model accepts.
 APT_INPUTS = (
@@ -696,3 +705,109 @@ def is_apt_enabled(model) -> bool:
     except TypeError:
         return False
     return isinstance(inner, _APTModel)
+
+
+# --- what the model loses ---------------------------------------------------------------------------
+
+
+def covered_units(plan: APTPlan, grid_thw: torch.Tensor, merge_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stock merge units (LLM tokens) each APT LLM token covers.
+
+    Parameters
+    ----------
+    plan : APTPlan
+    grid_thw : Tensor, (images, 3)
+    merge_size : int
+
+    Returns
+    -------
+    index : Tensor, int64, (L, S * S)
+        Indices into the batch's stock image features (images concatenated,
+        units in raster order); ``S`` is the largest span.
+    valid : Tensor, bool, (L, S * S)
+        Which entries of ``index`` are real (a token of span ``s`` covers ``s * s`` units).
+    """
+    device = plan.token_units.device
+    grid = grid_thw.to(device).long()
+    counts = torch.as_tensor(plan.llm_counts, device=device)
+    image = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+    units_w = (grid[:, 2] // merge_size)[image]
+    offset = _offsets((grid[:, 1] // merge_size) * (grid[:, 2] // merge_size))[image]
+    row, col = plan.token_units // units_w, plan.token_units % units_w
+    top = int(plan.token_spans.max()) if len(plan.token_spans) else 1
+    step = torch.arange(top, device=device)
+    span = plan.token_spans.view(-1, 1, 1)
+    valid = (step.view(1, top, 1) < span) & (step.view(1, 1, top) < span)
+    index = (row.view(-1, 1, 1) + step.view(1, top, 1)) * units_w.view(-1, 1, 1) + col.view(-1, 1, 1) + step.view(1, 1, top)
+    index = torch.where(valid, index, index[:, :1, :1]) + offset.view(-1, 1, 1)
+    return index.reshape(len(span), -1), valid.reshape(len(span), -1)
+
+
+def _run_spec(selection):
+    """A selection given as a RunSpec, ``"budget:0.3"`` (the command line's ``-m``) or images_kwargs."""
+    from aptviz.compute.params import Method, RunSpec, parse_method_spec
+
+    if isinstance(selection, RunSpec):
+        return selection
+    if isinstance(selection, dict):
+        return RunSpec(selection.get("patch_selection_method", "v1"), selection.get("alpha"), selection.get("thresholds"))
+    method, values = parse_method_spec(selection)
+    if method is Method.v1:
+        return RunSpec(method, thresholds=values)
+    if values is not None and len(values) != 1:
+        raise ValueError(f"one alpha per selection, got {selection!r}")
+    return RunSpec(method, None if values is None else values[0])
+
+
+def feature_fidelity(model, processor, image, selections) -> dict[str, float]:
+    """How close APT's image features are to the stock ones, per selection.
+
+    For each APT LLM token, the cosine similarity between its image feature
+    (the merger's output) and the mean of the stock features of the merge
+    units it covers; averaged over the tokens. 1.0 means the LLM sees what it
+    would see without APT (every selection with only ``P``-px patches gives
+    exactly 1). Meaningful with real weights (see docs/qwen2vl.md).
+
+    Parameters
+    ----------
+    model : a Qwen2-VL-family model (:func:`enable_apt` runs on it if it has not)
+    processor : APTQwen2VLProcessor or APTQwen2VLImageProcessor
+        Its image processor cuts the image.
+    image : PIL image or uint8 array (H, W, 3)
+    selections : iterable
+        Each a :class:`aptviz.RunSpec`-like selection: ``"budget:0.3"``,
+        ``"v2:1"``, ``"v1"``, a ``RunSpec``, or images_kwargs
+        (``{"patch_selection_method": "budget", "alpha": 0.3}``).
+
+    Returns
+    -------
+    dict of str to float
+        ``{selection label: mean cosine similarity}``, e.g. ``{"budget_alpha0.3": 0.93}``.
+    """
+    inner, _ = _inner(model)
+    if not isinstance(inner, _APTModel):
+        enable_apt(model)
+    ip = getattr(processor, "image_processor", processor)
+    device = inner.visual.device
+    merge = int(inner.visual.config.spatial_merge_size)
+    stock = None
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for selection in selections:
+            spec = _run_spec(selection)
+            kwargs = {"patch_selection_method": spec.method.value, "alpha": 1.0 if spec.alpha is None else spec.alpha}
+            if spec.thresholds is not None:
+                kwargs["thresholds"] = list(spec.thresholds)
+            batch = ip(images=[image], return_tensors="pt", **kwargs)
+            grid = batch["image_grid_thw"].to(device)
+            if stock is None:
+                stock = inner.get_image_features(batch["pixel_values"].to(device), grid).pooler_output[0]
+            apt = {name: batch[name].to(device) for name in APT_INPUTS}
+            features = inner.get_apt_image_features(grid, **apt)
+            index, valid = covered_units(features.apt_plan, grid, merge)
+            weights = valid.to(stock.dtype)[..., None]
+            mean = (stock[index] * weights).sum(1) / weights.sum(1)
+            cos = F.cosine_similarity(features.pooler_output[0].double(), mean.double(), dim=-1)
+            out[spec.label] = float(cos.mean())
+            logger.debug("feature fidelity {}: {:.4f} over {} tokens", spec.label, out[spec.label], len(cos))
+    return out
