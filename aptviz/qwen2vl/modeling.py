@@ -738,7 +738,8 @@ def covered_units(plan: APTPlan, grid_thw: torch.Tensor, merge_size: int) -> tup
     step = torch.arange(top, device=device)
     span = plan.token_spans.view(-1, 1, 1)
     valid = (step.view(1, top, 1) < span) & (step.view(1, 1, top) < span)
-    index = (row.view(-1, 1, 1) + step.view(1, top, 1)) * units_w.view(-1, 1, 1) + col.view(-1, 1, 1) + step.view(1, 1, top)
+    rows = row.view(-1, 1, 1) + step.view(1, top, 1)
+    index = rows * units_w.view(-1, 1, 1) + col.view(-1, 1, 1) + step.view(1, 1, top)
     index = torch.where(valid, index, index[:, :1, :1]) + offset.view(-1, 1, 1)
     return index.reshape(len(span), -1), valid.reshape(len(span), -1)
 
@@ -750,7 +751,8 @@ def _run_spec(selection):
     if isinstance(selection, RunSpec):
         return selection
     if isinstance(selection, dict):
-        return RunSpec(selection.get("patch_selection_method", "v1"), selection.get("alpha"), selection.get("thresholds"))
+        method = selection.get("patch_selection_method", "v1")
+        return RunSpec(method, selection.get("alpha"), selection.get("thresholds"))
     method, values = parse_method_spec(selection)
     if method is Method.v1:
         return RunSpec(method, thresholds=values)
