@@ -115,6 +115,73 @@ def _offsets(counts: torch.Tensor) -> torch.Tensor:
     return F.pad(counts.cumsum(0), (1, 0))[:-1]
 
 
+def _check_rows(sizes, coords, counts, grid, patch_size: int, m: int):
+    """Each row's size in cells and image; raise unless the rows partition the images in nested patches."""
+    device, n = coords.device, sizes.numel()
+    if len(counts) != len(grid) or int(counts.sum()) != n or len(coords) != n:
+        raise ValueError(
+            f"apt_vit_token_counts ({counts.tolist()}) must hold one count per image of image_grid_thw "
+            f"({len(grid)}) and sum to the {n} APT rows"
+        )
+    if (grid[:, 0] != 1).any():
+        raise ValueError("APT runs on still images (image_grid_thw with t = 1), not on videos")
+    if (sizes % patch_size).any() or (sizes <= 0).any():
+        raise ValueError(f"APT patch sizes must be multiples of the {patch_size} px patch size")
+    k = sizes // patch_size
+    image = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+    gh, gw = grid[image, 1], grid[image, 2]
+    r, c = coords[:, 0], coords[:, 1]
+    nests = torch.where(k < m, m % k == 0, k % m == 0)
+    inside = (r % k == 0) & (c % k == 0) & (r >= 0) & (c >= 0) & (r + k <= gh) & (c + k <= gw)
+    if not bool((nests & inside).all()):
+        bad = sorted({int(s) for s in sizes[~(nests & inside)].tolist()})
+        raise ValueError(
+            f"APT patches of {bad} px do not nest into the model's {patch_size * m} px merge units "
+            f"(patch size {patch_size}, merge size {m})"
+        )
+    area = torch.zeros(len(grid), dtype=torch.long, device=device).index_add_(0, image, k * k)
+    if not bool((area == grid[:, 1] * grid[:, 2]).all()):
+        raise ValueError("APT rows do not tile their images (the patches must partition each image)")
+    return k, image
+
+
+def _merger_slots(k, r, c, token, tokens: int, m: int) -> torch.Tensor:
+    """(tokens, m * m): the row filling each merger slot; a patch fills the min(k, m)^2 slots it covers."""
+    device = k.device
+    n = k.numel()
+    step = torch.arange(m, device=device)
+    kk = k.clamp(max=m).view(-1, 1, 1)
+    covered = (step.view(1, m, 1) < kk) & (step.view(1, 1, m) < kk)
+    slot = ((r % m).view(-1, 1, 1) + step.view(1, m, 1)) * m + (c % m).view(-1, 1, 1) + step.view(1, 1, m)
+    flat = (token.view(-1, 1, 1) * m * m + slot)[covered]
+    rows = torch.arange(n, device=device).view(-1, 1, 1).expand(n, m, m)[covered]
+    if not bool((torch.bincount(flat, minlength=tokens * m * m) == 1).all()):
+        raise ValueError("APT patches overlap or leave merge-unit slots empty")
+    return torch.empty(tokens * m * m, dtype=torch.long, device=device).scatter_(0, flat, rows).view(tokens, m * m)
+
+
+def _llm_tokens(r, c, image, grid, m: int, llm_token_counts=None):
+    """LLM tokens: one per merge unit holding a patch's top-left, in the rows' (unit-major) order.
+
+    Returns each token's unit key (over the batch), each row's token, each token's image and the
+    tokens per image.
+    """
+    device = r.device
+    units_w = grid[:, 2] // m
+    unit_offset = _offsets((grid[:, 1] // m) * units_w)
+    unit = (r // m) * units_w[image] + c // m
+    keys, token = torch.unique(unit_offset[image] + unit, sorted=True, return_inverse=True)
+    token_image = torch.zeros(len(keys), dtype=torch.long, device=device).scatter_(0, token, image)
+    llm_counts = torch.bincount(token_image, minlength=len(grid))
+    if llm_token_counts is not None:
+        expected = torch.as_tensor(llm_token_counts, device=device).long().reshape(-1)
+        if not torch.equal(expected, llm_counts):
+            raise ValueError(
+                f"apt_llm_token_counts {expected.tolist()} do not match the patches ({llm_counts.tolist()} LLM tokens)"
+            )
+    return keys, token, token_image, llm_counts
+
+
 def apt_plan(
     patch_sizes: torch.Tensor,
     patch_coords: torch.Tensor,
@@ -167,56 +234,13 @@ def apt_plan(
     counts = torch.as_tensor(vit_token_counts, device=device).long().reshape(-1)
     grid = torch.as_tensor(grid_thw, device=device).long().reshape(-1, 3)
     m, n = merge_size, sizes.numel()
-    if len(counts) != len(grid) or int(counts.sum()) != n or len(coords) != n:
-        raise ValueError(
-            f"apt_vit_token_counts ({counts.tolist()}) must hold one count per image of image_grid_thw "
-            f"({len(grid)}) and sum to the {n} APT rows"
-        )
-    if (grid[:, 0] != 1).any():
-        raise ValueError("APT runs on still images (image_grid_thw with t = 1), not on videos")
-    if (sizes % patch_size).any() or (sizes <= 0).any():
-        raise ValueError(f"APT patch sizes must be multiples of the {patch_size} px patch size")
-    k = sizes // patch_size
-    image = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
-    gh, gw = grid[image, 1], grid[image, 2]
+    k, image = _check_rows(sizes, coords, counts, grid, patch_size, m)
     r, c = coords[:, 0], coords[:, 1]
-    nests = torch.where(k < m, m % k == 0, k % m == 0)
-    inside = (r % k == 0) & (c % k == 0) & (r >= 0) & (c >= 0) & (r + k <= gh) & (c + k <= gw)
-    if not bool((nests & inside).all()):
-        bad = sorted({int(s) for s in sizes[~(nests & inside)].tolist()})
-        raise ValueError(
-            f"APT patches of {bad} px do not nest into the model's {patch_size * m} px merge units "
-            f"(patch size {patch_size}, merge size {m})"
-        )
-    area = torch.zeros(len(grid), dtype=torch.long, device=device).index_add_(0, image, k * k)
-    if not bool((area == grid[:, 1] * grid[:, 2]).all()):
-        raise ValueError("APT rows do not tile their images (the patches must partition each image)")
 
-    # LLM tokens: one per merge unit holding a patch's top-left, in the rows' (unit-major) order
-    units_w = grid[:, 2] // m
-    unit_offset = _offsets((grid[:, 1] // m) * units_w)
-    unit = (r // m) * units_w[image] + c // m
-    keys, token = torch.unique(unit_offset[image] + unit, sorted=True, return_inverse=True)
+    keys, token, token_image, llm_counts = _llm_tokens(r, c, image, grid, m, llm_token_counts)
     tokens = len(keys)
-    token_image = torch.zeros(tokens, dtype=torch.long, device=device).scatter_(0, token, image)
-    llm_counts = torch.bincount(token_image, minlength=len(grid))
-    if llm_token_counts is not None:
-        expected = torch.as_tensor(llm_token_counts, device=device).long().reshape(-1)
-        if not torch.equal(expected, llm_counts):
-            raise ValueError(
-                f"apt_llm_token_counts {expected.tolist()} do not match the patches ({llm_counts.tolist()} LLM tokens)"
-            )
-
-    # merger slots: a patch fills the min(k, m)^2 slots it covers in its token's m x m block
-    step = torch.arange(m, device=device)
-    kk = k.clamp(max=m).view(-1, 1, 1)
-    covered = (step.view(1, m, 1) < kk) & (step.view(1, 1, m) < kk)
-    slot = ((r % m).view(-1, 1, 1) + step.view(1, m, 1)) * m + (c % m).view(-1, 1, 1) + step.view(1, 1, m)
-    flat = (token.view(-1, 1, 1) * m * m + slot)[covered]
-    rows = torch.arange(n, device=device).view(-1, 1, 1).expand(n, m, m)[covered]
-    if not bool((torch.bincount(flat, minlength=tokens * m * m) == 1).all()):
-        raise ValueError("APT patches overlap or leave merge-unit slots empty")
-    slots = torch.empty(tokens * m * m, dtype=torch.long, device=device).scatter_(0, flat, rows).view(tokens, m * m)
+    unit_offset = _offsets((grid[:, 1] // m) * (grid[:, 2] // m))
+    slots = _merger_slots(k, r, c, token, tokens, m)
 
     spans = torch.zeros(tokens, dtype=torch.long, device=device).scatter_reduce(
         0, token, (k // m).clamp(min=1), reduce="amax", include_self=False
