@@ -48,9 +48,9 @@ def _text(**extra) -> dict:
     )
 
 
-def tiny_model(family: str, device: str = "cpu", seed: int = 0):
-    """A random two-layer model of ``family`` (float64, eval mode) and its preset's name."""
-    ids = dict(image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=START, vision_end_token_id=END)
+def tiny_model(family: str, device: str = "cpu", seed: int = 0, ids: dict | None = None):
+    """A random two-layer model of ``family`` (float64, eval mode)."""
+    ids = ids or dict(image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=START, vision_end_token_id=END)
     torch.manual_seed(seed)
     if family == "qwen2-vl":
         vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2)
@@ -315,3 +315,30 @@ def test_qwen3_learned_position_embedding_is_the_mean_over_the_cells_a_patch_cov
     for row, (size, (r, c)) in enumerate(zip(batch["apt_patch_sizes"].tolist(), batch["apt_patch_coords"].tolist())):
         k = size // ip.patch_size
         assert torch.allclose(got[row], cells[:, r : r + k, c : c + k].mean((1, 2)), atol=1e-7)  # float32 taps
+
+
+def test_the_processors_apt_tokens_output_goes_straight_into_generate(sample_paths):
+    from PIL import Image
+
+    from aptviz.qwen2vl import APTQwen2VLImageProcessorKwargs, APTQwen2VLProcessor
+
+    if "apt_tokens" not in getattr(APTQwen2VLImageProcessorKwargs, "__annotations__", {}):
+        pytest.skip("this processor has no apt_tokens option")
+    from test_qwen2vl import _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    ids = {name: tok.convert_tokens_to_ids(token) for name, token in [
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
+    model = enable_apt(tiny_model("qwen2-vl", ids=ids))
+    proc = APTQwen2VLProcessor(image_processor=processor("qwen2-vl", max_pixels=200_000), tokenizer=tok)
+    image = Image.open(sample_paths[0]).convert("RGB")
+    prompt = "<|im_start|> user <|vision_start|><|image_pad|><|vision_end|> describe this image <|im_end|>"
+    budget = {"patch_selection_method": "budget", "alpha": 0.3}
+    stock = proc(images=image, text=prompt, images_kwargs=budget, return_tensors="pt")
+    with pytest.raises(ValueError, match=r"apt_tokens=True"):
+        model.generate(**stock, max_new_tokens=2)
+    batch = proc(images=image, text=prompt, images_kwargs={**budget, "apt_tokens": True}, return_tensors="pt")
+    assert (batch["input_ids"] == ids["image_token_id"]).sum() == batch["apt_llm_token_counts"].sum()
+    out = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, batch["input_ids"].shape[1] + 3)
