@@ -342,3 +342,26 @@ def test_the_processors_apt_tokens_output_goes_straight_into_generate(sample_pat
     assert (batch["input_ids"] == ids["image_token_id"]).sum() == batch["apt_llm_token_counts"].sum()
     out = model.generate(**batch, max_new_tokens=3, do_sample=False)
     assert out.shape == (1, batch["input_ids"].shape[1] + 3)
+
+
+def test_the_generate_example_prints_stock_and_apt_tokens(capsys):
+    import re
+    import runpy
+
+    from PIL import Image
+
+    from aptviz.qwen2vl import APTQwen2VLImageProcessorKwargs
+    from conftest import ROOT
+
+    if "apt_tokens" not in getattr(APTQwen2VLImageProcessorKwargs, "__annotations__", {}):
+        pytest.skip("this processor has no apt_tokens option")
+    module = runpy.run_path(str(ROOT / "examples" / "apt_generate.py"))
+    module["main"](["--tiny", "--max-new-tokens", "2", "--device", "cpu", str(ROOT / "sample_images" / "chelsea.png")])
+    lines = capsys.readouterr().out.splitlines()
+    pattern = re.compile(r"(stock|APT)\s+ViT tokens\s+(\d+)\s+LLM image tokens\s+(\d+)")
+    found = {m[1]: (int(m[2]), int(m[3])) for m in map(pattern.search, lines) if m}
+    image = Image.open(ROOT / "sample_images" / "chelsea.png").convert("RGB")
+    out = APTQwen2VLImageProcessor(patch_selection_method="budget", alpha=0.3)(images=[image])
+    cells = int(out["image_grid_thw"][0].prod())
+    assert found["stock"] == (cells, cells // 4)
+    assert found["APT"] == (int(out["apt_vit_token_counts"][0]), int(out["apt_llm_token_counts"][0]))
