@@ -677,6 +677,25 @@ def _inner(model):
     )
 
 
+def _check_hooks(inner) -> None:
+    """Raise unless this transformers has the precomputed-input hooks APT hands its tensors to."""
+    import transformers
+
+    try:
+        import transformers.vision_utils  # noqa: F401  (position_ids, cu_seqlens, windows, interp taps)
+    except ImportError:
+        found = False
+    else:
+        found = hasattr(inner, "get_rope_index") and hasattr(inner, "get_image_features")
+        if _family(inner.visual) == "qwen2.5-vl":
+            found = found and hasattr(inner.visual, "permute_input_for_window_attn")
+    if not found:
+        raise RuntimeError(
+            f"enable_apt needs a transformers with transformers.vision_utils' precomputed vision inputs "
+            f"(5.25 is tested); this is transformers {transformers.__version__}"
+        )
+
+
 def enable_apt(model, position: str = "centre"):
     """Let a Qwen2-VL, Qwen2.5-VL or Qwen3-VL model run on APT's tokens; in place, no new weights.
 
@@ -702,12 +721,15 @@ def enable_apt(model, position: str = "centre"):
         Another model.
     ValueError
         An unknown position.
+    RuntimeError
+        A transformers without the precomputed vision inputs (``transformers.vision_utils``).
     """
     if position == "center":
         position = "centre"
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
     inner, outer = _inner(model)
+    _check_hooks(inner)
     _swap(inner, _APTModel)
     _swap(inner.visual, _APTVision)
     for merger in _mergers(inner.visual):
