@@ -365,3 +365,26 @@ def test_the_generate_example_prints_stock_and_apt_tokens(capsys):
     cells = int(out["image_grid_thw"][0].prod())
     assert found["stock"] == (cells, cells // 4)
     assert found["APT"] == (int(out["apt_vit_token_counts"][0]), int(out["apt_llm_token_counts"][0]))
+
+
+def test_qwen2_5_windows_group_rows_by_the_window_of_their_top_left_cell():
+    from aptviz.qwen2vl.modeling import _windowed
+
+    ip = processor("qwen2.5-vl", patch_selection_method="budget", alpha=0.3)
+    out = ip(images=two_images("qwen2.5-vl"), return_tensors="pt")
+    sizes, coords, counts, grid = (out[k] for k in ("apt_patch_sizes", "apt_patch_coords", "apt_vit_token_counts",
+                                                     "image_grid_thw"))
+    assert sizes.max() > 28
+    plan = _windowed(apt_plan(sizes, coords, counts, grid, 14, 2), coords, counts, grid, 2, window_units=2)
+    # naive: (image, window row, window col) of each row's top-left cell, windows of 2 x 2 merge units
+    image = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    window = [(int(i), int(r) // 4, int(c) // 4) for i, (r, c) in zip(image, coords)]
+    ordered = [window[i] for i in plan.row_perm.tolist()]
+    assert ordered == sorted(window)  # grouped window by window, images first, windows in raster order
+    assert plan.row_perm.tolist() == sorted(range(len(window)), key=lambda i: window[i])  # stable inside a window
+    sizes_by_window = [ordered.count(w) for w in sorted(set(window))]
+    assert plan.extra["cu_window_seqlens"].tolist() == np.cumsum([0, *sizes_by_window]).tolist()
+    # the merger reads the permuted rows; argsort(window_index) puts its tokens back in order
+    rows = torch.randn(len(sizes), 3)
+    merged = rows[plan.row_perm][plan.merger_slots][torch.argsort(plan.extra["window_index"])]
+    assert torch.equal(merged, rows[plan.slots])
