@@ -240,6 +240,16 @@ def test_stock_pads_with_apt_features_name_apt_tokens(family):
         model.generate(**batch, max_new_tokens=2)
 
 
+def test_apt_features_of_a_model_not_enabled_name_enable_apt():
+    from aptviz.qwen2vl.modeling import apt_image_features
+
+    model = tiny_model("qwen2-vl")
+    batch = inputs(processor("qwen2-vl", patch_selection_method="budget", alpha=0.3), two_images("qwen2-vl"))
+    apt = {k: v for k, v in batch.items() if k.startswith("apt_")}
+    with pytest.raises(ValueError, match="enable_apt"):
+        apt_image_features(model.model, apt, batch["image_grid_thw"])
+
+
 def test_the_inner_model_takes_apt_inputs_too():
     outer = tiny_model("qwen2-vl")
     ip = processor("qwen2-vl", patch_selection_method="budget", alpha=0.3)

@@ -381,6 +381,8 @@ def apt_image_features(model, apt: dict, image_grid_thw: torch.Tensor):
         ``pooler_output``: a tuple of (LLM tokens, hidden) tensors, one per image
         (Qwen3-VL: ``deepstack_features`` split the same way).
     """
+    if not isinstance(model, _APTModel):
+        raise ValueError(f"{type(model).__name__} is not APT-enabled: call aptviz.qwen2vl.enable_apt(model) first")
     visual = model.visual
     plan = _vision_plan(model, apt, image_grid_thw)
     mergers = _mergers(visual)
