@@ -658,7 +658,7 @@ def _apt_class(mixin: type, base: type) -> type:
 
     namespace = {"__module__": base.__module__, "__qualname__": base.__qualname__, "_apt_base": base}
     for name, fn in (("forward", forward), ("get_image_features", get_image_features)):
-        if hasattr(mixin, f"_apt_{name}"):  # base's signature plus apt_*: generate() reads signatures
+        if hasattr(mixin, f"_apt_{name}") and hasattr(base, name):  # base's signature + apt_*: generate reads it
             namespace[name] = _with_apt_parameters(fn, getattr(base, name))
     return type(base.__name__, (mixin, base), namespace)
 
