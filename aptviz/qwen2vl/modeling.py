@@ -851,7 +851,7 @@ def feature_fidelity(model, processor, image, selections) -> dict[str, float]:
             batch = ip(images=[image], return_tensors="pt", **kwargs)
             grid = batch["image_grid_thw"].to(device)
             if stock is None:
-                stock = inner.get_image_features(batch["pixel_values"].to(device), grid).pooler_output[0]
+                stock = inner.get_image_features(batch["pixel_values"].to(device), grid).pooler_output[0].float()
             apt = {name: batch[name].to(device) for name in APT_INPUTS}
             features = inner.get_apt_image_features(grid, **apt)
             index, valid = covered_units(features.apt_plan, grid, merge)
