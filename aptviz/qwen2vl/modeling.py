@@ -712,7 +712,7 @@ def _check_hooks(inner) -> None:
     if not found:
         raise RuntimeError(
             f"enable_apt needs a transformers with transformers.vision_utils' precomputed vision inputs "
-            f"(5.25 is tested); this is transformers {transformers.__version__}"
+            f"(5.18 to 5.25 are tested); this is transformers {transformers.__version__}"
         )
 
 
