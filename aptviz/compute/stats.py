@@ -8,6 +8,7 @@ is one field here (with a default, so older stats.json files still load).
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import typing
@@ -291,7 +292,7 @@ class ImageStats:
         if bad is None and not (isinstance(self.aptviz_version, str) and _conforms(self.grid, dict[int, tuple[int, int]])):
             bad = "grid"
         for name in ("entropy", "importance_by_measure", "render"):
-            hint = typing.get_type_hints(ImageStats)[name]
+            hint = _hints(ImageStats)[name]
             if bad is None and not _conforms(getattr(self, name), hint):
                 bad = name
         several = self.importance_histograms
@@ -334,17 +335,19 @@ def _conforms(value, hint) -> bool:
     >>> _conforms([1, 2.5, None], list[float | None]), _conforms("2", int), _conforms(float("nan"), float)
     (True, False, False)
     """
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is typing.Any:
-        return True
+    if hint is int:
+        return type(value) is int
+    if hint is float:
+        return type(value) in (int, float) and math.isfinite(value)
+    if hint is str or hint is bool:
+        return type(value) is hint
+    origin, args = _shape(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_conforms(value, a) for a in args)
+        return (value is None and type(None) in args) or any(_conforms(value, a) for a in args)
     if hint is type(None):
         return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is typing.Any:
+        return True
     if origin is list:
         return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
     if origin is tuple:
@@ -358,8 +361,20 @@ def _conforms(value, hint) -> bool:
 
 def _wrong_field(obj) -> str | None:
     """The name of the first field of dataclass ``obj`` whose value does not have its annotated type, or None."""
-    hints = typing.get_type_hints(type(obj))
-    return next((f.name for f in fields(obj) if not _conforms(getattr(obj, f.name), hints[f.name])), None)
+    return next((name for name, hint in _hints(type(obj)).items() if not _conforms(getattr(obj, name), hint)), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _shape(hint) -> tuple:
+    """``(typing.get_origin(hint), typing.get_args(hint))``, once per annotation."""
+    return typing.get_origin(hint), typing.get_args(hint)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    """The resolved annotations of a dataclass's fields (``typing.get_type_hints``, once per class)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
 
 
 def _text_tree(value) -> bool:
