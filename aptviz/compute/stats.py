@@ -289,7 +289,7 @@ class ImageStats:
 
         bad = _wrong_field(self.image) or _wrong_field(self.params)
         bad = bad or next((f"selection {s.method!r}: {b}" for s in self.selections if (b := _wrong_field(s))), None)
-        if bad is None and not (isinstance(self.aptviz_version, str) and _conforms(self.grid, dict[int, tuple[int, int]])):
+        if bad is None and not (isinstance(self.aptviz_version, str) and _conforms(self.grid, _GRID)):
             bad = "grid"
         for name in ("entropy", "importance_by_measure", "render"):
             hint = _hints(ImageStats)[name]
@@ -324,6 +324,10 @@ class ImageStats:
         return None
 
 
+_GRID = dict[int, tuple[int, int]]
+"""The type of ImageStats.grid: finest-first scales to ``(rows, columns)``."""
+
+
 def _conforms(value, hint) -> bool:
     """Whether a value read from JSON has the type ``hint`` (a field annotation).
 
@@ -353,7 +357,8 @@ def _conforms(value, hint) -> bool:
     if origin is tuple:
         return isinstance(value, tuple) and len(value) == len(args) and all(map(_conforms, value, args))
     if origin is dict:
-        return isinstance(value, dict) and all(_conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items())
+        key, item = args
+        return isinstance(value, dict) and all(_conforms(k, key) and _conforms(v, item) for k, v in value.items())
     if is_dataclass(hint):
         return isinstance(value, hint) and _wrong_field(value) is None
     return isinstance(value, origin or hint)
