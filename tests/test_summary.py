@@ -290,6 +290,7 @@ def test_stats_json_of_the_wrong_types_is_redone_and_the_other_rows_kept(tmp_pat
         (("importance", "28", "mean"), "nan"),
         (("selections", 0, "base_small_tokens"), 0),  # a number the report divides by
         (("image", "frames"), -5),
+        (("selections", 1, "retention"), 10**400),  # an int no float holds
     ]
     for where, value in breaks:
         _broken_stats(out / "img1" / "stats.json", where, value)

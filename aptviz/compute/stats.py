@@ -309,7 +309,6 @@ class ImageStats:
             raise TypeError(f"stats.json: wrong type or value of {bad}")
         return self
 
-
     def _out_of_range(self) -> str | None:
         """The first count or size that cannot be (a size or frame count below 1, a negative token count,
         no finest cell: the summary divides by it), or None. Called once the types are right."""
@@ -331,18 +330,18 @@ _GRID = dict[int, tuple[int, int]]
 def _conforms(value, hint) -> bool:
     """Whether a value read from JSON has the type ``hint`` (a field annotation).
 
-    ``float`` takes finite ints and floats, ``int`` no bool, dataclasses are
-    checked field by field.
+    ``float`` takes finite floats and ints, ``int`` no bool, both within 64
+    bits; dataclasses are checked field by field.
 
     Examples
     --------
     >>> _conforms([1, 2.5, None], list[float | None]), _conforms("2", int), _conforms(float("nan"), float)
     (True, False, False)
     """
-    if hint is int:
-        return type(value) is int
+    if hint is int:  # 64 bits, as Parquet and NumPy hold them (a 400-digit int would overflow a float mean)
+        return type(value) is int and -(2**63) <= value < 2**63
     if hint is float:
-        return type(value) in (int, float) and math.isfinite(value)
+        return (type(value) is float and math.isfinite(value)) or (type(value) is int and -(2**63) <= value < 2**63)
     if hint is str or hint is bool:
         return type(value) is hint
     origin, args = _shape(hint)
