@@ -157,3 +157,25 @@ def test_sighup_on_the_batch_writes_the_summary_and_the_report(tmp_path):
     rows = json.loads((out / "summary.json").read_text())
     assert rows and all(r["status"] == "ok" for r in rows)
     assert len(rows) == 2 * len(list(out.glob("*/stats.json")))
+
+
+@pytest.mark.timing
+def test_sighup_ignored_by_nohup_lets_the_run_finish(tmp_path):
+    """``nohup aptviz stats ...`` starts it with SIGHUP ignored: a closed terminal must not stop it."""
+    import signal
+    import subprocess
+    import sys
+
+    import pyarrow.dataset as pds
+
+    from conftest import small_images
+
+    src = small_images(tmp_path / "in", 6)
+    out = tmp_path / "rows"
+    r = subprocess.run([sys.executable, "-c", HANG_UP_AFTER_TWO, str(src), str(out)], capture_output=True, text=True,
+                       timeout=240, start_new_session=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    images, rows, interrupted = r.stdout.split()
+    assert interrupted == "False" and int(images) == 6 == int(rows)
+    assert pds.dataset(out, format="parquet").count_rows() == 6

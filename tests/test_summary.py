@@ -292,6 +292,7 @@ def test_stats_json_of_the_wrong_types_is_redone_and_the_other_rows_kept(tmp_pat
         (("image", "frames"), -5),
         (("time",), "2"),  # the time axis (a video's frames and tubelets)
         (("time",), {"frames": "2", "tubelets": 1}),
+        (("selections", 1, "retention"), 10**400),  # an int no float holds
     ]
     for where, value in breaks:
         _broken_stats(out / "img1" / "stats.json", where, value)
@@ -316,3 +317,10 @@ def test_summary_leaves_out_a_folder_whose_stats_json_has_the_wrong_types(tmp_pa
     assert aptviz.run(paths[:1], out, ["v1", "v2"], workers=1).return_code == 0
     rows = json.loads((out / "summary.json").read_text())
     assert sorted(Path(r["image"]).name for r in rows) == ["img0.png", "img0.png", "img1.png", "img1.png"]
+    from conftest import aptviz as command  # the command says so, in one line
+
+    r = command(paths[0], "-o", out, "-m", "v1", "-m", "v2", "-j", "1")
+    assert r.returncode == 0 and r.stderr == (
+        f"WARNING: {out / 'img2' / 'stats.json'}: left out of the summary "
+        "(stats.json: wrong type or value of resized_size)\n"
+    ), r.stderr

@@ -106,7 +106,7 @@ def is_histogram(hist) -> bool:
             isinstance(key, str) and key.isdigit() and isinstance(h, dict)
             and number(h.get("lo")) and number(h.get("hi")) and h["lo"] < h["hi"]
             and isinstance(h.get("counts"), list) and len(h["counts"]) <= HIST_BINS
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in h["counts"])
+            and set(map(type, h["counts"])) <= {int} and min(h["counts"], default=0) >= 0
         )  # fmt: skip
 
     return isinstance(hist, dict) and all(scale(k, h) for k, h in hist.items())

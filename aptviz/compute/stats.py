@@ -8,6 +8,7 @@ is one field here (with a default, so older stats.json files still load).
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import typing
@@ -348,10 +349,10 @@ class ImageStats:
         bad = _wrong_field(self.image) or _wrong_field(self.params)
         bad = bad or next((f"selection {s.method!r}: {b}" for s in self.selections if (b := _wrong_field(s))), None)
         bad = bad or (f"time: {b}" if self.time is not None and (b := _wrong_field(self.time)) else None)
-        if bad is None and not (isinstance(self.aptviz_version, str) and _conforms(self.grid, dict[int, tuple[int, int]])):
+        if bad is None and not (isinstance(self.aptviz_version, str) and _conforms(self.grid, _GRID)):
             bad = "grid"
         for name in ("entropy", "importance_by_measure", "render"):
-            hint = typing.get_type_hints(ImageStats)[name]
+            hint = _hints(ImageStats)[name]
             if bad is None and not _conforms(getattr(self, name), hint):
                 bad = name
         several = self.importance_histograms
@@ -368,7 +369,6 @@ class ImageStats:
             raise TypeError(f"stats.json: wrong type or value of {bad}")
         return self
 
-
     def _out_of_range(self) -> str | None:
         """The first count or size that cannot be (a size or frame count below 1, a negative token count,
         no finest cell: the summary divides by it), or None. Called once the types are right."""
@@ -383,34 +383,41 @@ class ImageStats:
         return None
 
 
+_GRID = dict[int, tuple[int, int]]
+"""The type of ImageStats.grid: finest-first scales to ``(rows, columns)``."""
+
+
 def _conforms(value, hint) -> bool:
     """Whether a value read from JSON has the type ``hint`` (a field annotation).
 
-    ``float`` takes finite ints and floats, ``int`` no bool, dataclasses are
-    checked field by field.
+    ``float`` takes finite floats and ints, ``int`` no bool, both within 64
+    bits; dataclasses are checked field by field.
 
     Examples
     --------
     >>> _conforms([1, 2.5, None], list[float | None]), _conforms("2", int), _conforms(float("nan"), float)
     (True, False, False)
     """
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is typing.Any:
-        return True
+    if hint is int:  # 64 bits, as Parquet and NumPy hold them (a 400-digit int would overflow a float mean)
+        return type(value) is int and -(2**63) <= value < 2**63
+    if hint is float:
+        return (type(value) is float and math.isfinite(value)) or (type(value) is int and -(2**63) <= value < 2**63)
+    if hint is str or hint is bool:
+        return type(value) is hint
+    origin, args = _shape(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_conforms(value, a) for a in args)
+        return (value is None and type(None) in args) or any(_conforms(value, a) for a in args)
     if hint is type(None):
         return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is typing.Any:
+        return True
     if origin is list:
         return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
     if origin is tuple:
         return isinstance(value, tuple) and len(value) == len(args) and all(map(_conforms, value, args))
     if origin is dict:
-        return isinstance(value, dict) and all(_conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items())
+        key, item = args
+        return isinstance(value, dict) and all(_conforms(k, key) and _conforms(v, item) for k, v in value.items())
     if is_dataclass(hint):
         return isinstance(value, hint) and _wrong_field(value) is None
     return isinstance(value, origin or hint)
@@ -418,8 +425,20 @@ def _conforms(value, hint) -> bool:
 
 def _wrong_field(obj) -> str | None:
     """The name of the first field of dataclass ``obj`` whose value does not have its annotated type, or None."""
-    hints = typing.get_type_hints(type(obj))
-    return next((f.name for f in fields(obj) if not _conforms(getattr(obj, f.name), hints[f.name])), None)
+    return next((name for name, hint in _hints(type(obj)).items() if not _conforms(getattr(obj, name), hint)), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _shape(hint) -> tuple:
+    """``(typing.get_origin(hint), typing.get_args(hint))``, once per annotation."""
+    return typing.get_origin(hint), typing.get_args(hint)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    """The resolved annotations of a dataclass's fields (``typing.get_type_hints``, once per class)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
 
 
 def _text_tree(value) -> bool:

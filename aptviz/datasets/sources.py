@@ -310,7 +310,8 @@ def _read_parquet_task(task: Task, limit: int | None = None) -> Iterable[bytes |
     f = pq.ParquetFile(task.shard, buffer_size=1 << 20, pre_buffer=False)
     meta = f.metadata.row_group(rg)
     leaves = [meta.column(i) for i in range(meta.num_columns)]
-    stored = sum(c.total_uncompressed_size for c in leaves if (c.path_in_schema + ".").startswith(task.image_column + "."))
+    prefix = task.image_column + "."
+    stored = sum(c.total_uncompressed_size for c in leaves if (c.path_in_schema + ".").startswith(prefix))
     per_row = max(1, stored // max(1, meta.num_rows))
     batch = max(1, min(max(wanted) + 1 - min(wanted), BATCH_BYTES // per_row))
     if wanted != sorted(set(wanted)):  # not from chunk_tasks: read them all, then give them in order
@@ -345,7 +346,8 @@ def _cells(f, rg: int, column: str, rows: list[int], batch: int) -> Iterator[tup
 
 
 MAX_SPARSE_BYTES = 1 << 30
-"""A sparse tar member is expanded in memory up to this size (its header may claim any size, holes cost nothing on disk)."""
+"""A sparse tar member is expanded in memory up to this size (its header may claim any size: holes cost
+nothing on disk)."""
 
 
 def _read_member(f, locator: tuple) -> bytes | str:

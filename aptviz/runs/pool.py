@@ -143,7 +143,10 @@ def stop_on_sigterm():
         else:
             raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    # SIGHUP already ignored (``nohup aptviz ...``): the run is meant to outlive the terminal, it stays ignored
+    hangup = getattr(signal, "SIGHUP", None)
+    stops = [s for s in STOP_SIGNALS if s != hangup or signal.getsignal(s) != signal.SIG_IGN]
+    previous = {s: signal.signal(s, handler) for s in stops}
     try:
         yield caught
     finally:

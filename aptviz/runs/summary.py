@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
+from aptviz._log import logger
 from aptviz._text import clean_text, text_path
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import OCR_FIELDS, ImageStats
@@ -238,7 +239,9 @@ def _image_folders(output: Path, skip: set[str] = frozenset()):
             data = read_json(Path(root) / STATS_NAME)
             try:
                 stats = ImageStats.from_dict(data)
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                why = "not valid JSON" if data is None else str(exc) if isinstance(exc, TypeError) else repr(exc)
+                logger.warning("{}: left out of the summary ({})", text_path(Path(root) / STATS_NAME), why)
                 continue
             yield name, stats
 
