@@ -32,7 +32,8 @@ from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import Selection, select
 from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats
-from aptviz.compute.views import ModelView, all_views
+from aptviz.compute.tokens import llm_tokens
+from aptviz.compute.views import SWEEP_RETENTIONS, ModelView, all_views, uniform_sweep
 from aptviz.compute.xp import to_numpy
 from aptviz.errors import InputError, ParameterError
 
@@ -103,6 +104,8 @@ class Analysis:
     maps_by_measure: Mapping[str, Mapping[int, np.ndarray]]
     selections: tuple[SelectionResult, ...]
     shown_scale: int
+    # the uniform baseline at a sweep of sizes (compute.views.uniform_sweep): fidelity_vs_tokens.png's curve
+    uniform_sweep: tuple = ()
 
     @property
     def measure(self) -> str:
@@ -151,9 +154,28 @@ def _is_cuda_oom(exc: BaseException) -> bool:
 
 
 def _views(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], p: Params) -> list:
-    """Model view and uniform baseline of every selection, their SSIMs in one pass over the image."""
-    pairs = [(sel.masks, sel.tokens) for sel in selections]
-    return all_views(loaded.image, resized, pairs, p.patch_size, p.merge_size, p.min_pixels)
+    """Model view and uniform baselines (equal ViT and equal LLM tokens) of every selection, their SSIMs in one
+    pass over the image."""
+    items = [(sel.masks, sel.tokens, _llm_tokens(sel, p)) for sel in selections]
+    return all_views(loaded.image, resized, items, p.patch_size, p.merge_size, p.min_pixels)
+
+
+def _llm_tokens(sel: Selection, p: Params) -> int | None:
+    """The selection's LLM tokens, None when its patches do not fill whole merge units (compute.tokens)."""
+    try:
+        return llm_tokens(sel.tokens_by_scale, p.patch_size, p.merge_size)
+    except ValueError:
+        return None
+
+
+def _sweep(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], p: Params) -> tuple:
+    """The uniform baseline at :data:`SWEEP_RETENTIONS` and down to the image's lowest selection retention."""
+    n = max(1, selections[0].base_small_tokens) if selections else 1
+    m2 = p.merge_size * p.merge_size
+    lows = [sel.retention for sel in selections]
+    lows += [t * m2 / n for t in (_llm_tokens(sel, p) for sel in selections) if t is not None]  # LLM retention
+    targets = set(SWEEP_RETENTIONS) | {r for r in lows if 0 < r < min(SWEEP_RETENTIONS)}
+    return tuple(uniform_sweep(loaded.image, resized, sorted(targets), p.patch_size, p.merge_size, p.min_pixels))
 
 
 def _measures(runs: list[RunSpec], params: Params) -> dict[str, str | None]:
@@ -171,7 +193,8 @@ def _measures(runs: list[RunSpec], params: Params) -> dict[str, str | None]:
 
 
 def analyse_loaded(
-    path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params, views: bool = True
+    path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params, views: bool = True,
+    sweep: bool | None = None,
 ) -> Analysis:
     """Resize, compute the importance maps, run every selection and its model view, for a decoded image.
 
@@ -190,6 +213,9 @@ def analyse_loaded(
     views : bool
         Compute the model views and uniform baselines (their PSNRs go into
         the stats); they cost several times the rest.
+    sweep : bool, optional
+        Compute the uniform baseline at a sweep of sizes (``uniform_sweep``
+        in the stats, for fidelity_vs_tokens.png); default: as ``views``.
 
     Raises
     ------
@@ -221,6 +247,7 @@ def analyse_loaded(
         view.apt.flags.writeable = False
         view.uniform.image.flags.writeable = False
     first = next(iter(by_measure))
+    swept = _sweep(loaded, resized, chosen, params) if (views if sweep is None else sweep) else ()
     return Analysis(
         path=path,
         loaded=loaded,
@@ -229,6 +256,7 @@ def analyse_loaded(
         maps_by_measure=MappingProxyType(by_measure),
         selections=tuple(SelectionResult(m, spec, sel, v) for spec, m, sel, v in zip(runs, on, chosen, seen)),
         shown_scale=informative_scale(first, by_measure[first]),
+        uniform_sweep=swept,
     )
 
 
@@ -329,4 +357,5 @@ def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
         importance_histograms={
             m: value_histogram(per, m, p.bins) for m, per in analysis.maps_by_measure.items()
         } if analysis.several_measures else None,
+        uniform_sweep=[dict(point) for point in analysis.uniform_sweep] or None,
     )  # fmt: skip

@@ -113,6 +113,11 @@ class SelectionStats:
     # SSIM (scikit-image's definition, docs/pipeline.md) of the same two views against the resized image
     ssim_apt: float | None = None
     ssim_uniform: float | None = None
+    # the baseline at equal LLM tokens (SPEC §17): max_pixels = llm_tokens * (P*m)**2, same resize and display
+    llm_uniform_tokens: int | None = None  # its LLM tokens (<= llm_tokens)
+    llm_uniform_size: list[int] | None = None  # [W, H]
+    psnr_uniform_llm: float | None = None
+    ssim_uniform_llm: float | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -214,6 +219,8 @@ class ImageStats:
     importance_histograms: dict[str, dict] | None = None
     render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
+    # the uniform baseline at a sweep of sizes: [{"vit_tokens", "llm_tokens", "retention", "psnr", "ssim"}, ...]
+    uniform_sweep: list[dict] | None = None
 
     @property
     def scales(self) -> list[int]:
@@ -239,7 +246,8 @@ class ImageStats:
                 out["importance"] = value
             else:
                 out[key] = value
-        for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files"):
+        for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files",
+                    "uniform_sweep"):
             if getattr(self, key) is None:
                 del out[key]
         return out
@@ -265,6 +273,7 @@ class ImageStats:
             importance_histograms=data.get("importance_histograms"),
             render=data.get("render"),
             files=data.get("files"),
+            uniform_sweep=data.get("uniform_sweep"),
         )._with_token_counts()
 
     def _with_token_counts(self) -> ImageStats:

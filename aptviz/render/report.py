@@ -46,7 +46,7 @@ __all__ = [
 
 DATASET_FIGURES = (
     ("retention_vs_alpha", "Retention vs alpha"),
-    ("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal tokens"),
+    ("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal ViT tokens"),
     ("fidelity_vs_tokens", "Which measure, at which cost: PSNR and SSIM against LLM tokens, with the uniform baseline "
      "of the run's model and the Pareto front"),
     ("importance_histogram", "Importance distribution with thresholds"),
@@ -66,7 +66,7 @@ NUMBER_KEYS = (
     ("ssim_apt", "SSIM of APT's view (0-1)", "ssim"),
     ("ssim_uniform", "SSIM of uniform (0-1)", "ssim"),
 )
-VIEWS = (("overlay", "patches"), ("model_view", "what the ViT sees"), ("uniform", "uniform, same tokens"))
+VIEWS = (("overlay", "patches"), ("model_view", "what the ViT sees"), ("uniform", "uniform, equal ViT tokens"))
 VIEW_KEYS = tuple(k for k, _ in VIEWS)
 LOSSLESS = "lossless"  # the one word for a PSNR of an identical picture, as in compare.png
 

@@ -10,7 +10,7 @@ Files in OUTPUT:
 * ``dataset.json`` -- per-scale importance percentiles (p5 .. p95) over all
   non-PAD cells of the batch, cell counts, and the mean v2 thresholds;
 * ``importance_histogram.png`` -- per-scale histograms with v1/v2 thresholds;
-* ``psnr_vs_retention.png`` -- APT vs uniform at equal tokens;
+* ``psnr_vs_retention.png`` -- APT vs uniform at equal ViT tokens;
 * ``fidelity_vs_tokens.png`` -- PSNR and SSIM against LLM tokens for every
   measure x method, the uniform baseline and the Pareto front (rows with SSIM);
 * ``report.html``.

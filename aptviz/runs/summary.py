@@ -26,7 +26,7 @@ __all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for",
 SELECTION_NUMBERS = (
     "tokens", "base_small_tokens", "retention", "target_retention", "vit_tokens", "llm_tokens",
     "llm_tokens_uniform", "llm_retention", "psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt",
-    "ssim_uniform",
+    "ssim_uniform", "llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm",
 )  # fmt: skip
 
 
@@ -106,7 +106,8 @@ class Summary:
             + [f"tokens_{ps}" for ps in scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
-            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform", "output", "error"]
+            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"]
+            + ["llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm", "output", "error"]
         )
 
     def _scales_of(self, key: str) -> frozenset:
