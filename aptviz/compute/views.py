@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Target retentions of :func:`uniform_sweep` (share of the full-size tokens; the same at both ends for uniform).
-SWEEP_RETENTIONS = (0.03, 0.06, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0)
+SWEEP_RETENTIONS = (0.03, 0.06, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97, 1.0)
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
