@@ -219,7 +219,7 @@ class ImageStats:
     importance_histograms: dict[str, dict] | None = None
     render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
-    # the uniform baseline at a sweep of sizes: [{"vit_tokens", "llm_tokens", "retention", "psnr", "ssim"}, ...]
+    # the uniform baseline at a sweep of sizes: [{"size", "vit_tokens", "llm_tokens", "retention", "psnr", "ssim"}, ...]
     uniform_sweep: list[dict] | None = None
 
     @property

@@ -349,15 +349,16 @@ def uniform_sweep(
     Returns
     -------
     list of dict
-        ``{"vit_tokens", "llm_tokens", "retention", "psnr", "ssim"}`` sorted by
-        retention (``retention = vit_tokens / N``; ``psnr`` None when
+        ``{"size", "vit_tokens", "llm_tokens", "retention", "psnr", "ssim"}``
+        sorted by retention (``size`` = ``[W, H]``, ``retention = vit_tokens / N``; ``psnr`` None when
         identical to the resized image, ``ssim`` None below SSIM's window).
 
     Examples
     --------
     >>> img = Image.new("RGB", (112, 112), (9, 9, 9))
-    >>> [(p["vit_tokens"], p["retention"], p["psnr"], p["ssim"]) for p in uniform_sweep(img, np.asarray(img), (0.5, 1.0))]
-    [(36, 0.5625, None, 1.0), (64, 1.0, None, 1.0)]
+    >>> sweep = uniform_sweep(img, np.asarray(img), (0.5, 1.0))  # a flat picture: every size is lossless
+    >>> [(p["size"], p["vit_tokens"], p["retention"], p["psnr"], p["ssim"]) for p in sweep]
+    [([56, 56], 16, 0.25, None, 1.0), ([112, 112], 64, 1.0, None, 1.0)]
     """
     resized = np.asarray(resized, dtype=np.uint8)
     h, w = resized.shape[:2]
@@ -373,7 +374,8 @@ def uniform_sweep(
     reference = ssim_reference(resized) if scored else None
     ssims = dict(zip([u.size for u in scored], reference.scores([u.image for u in scored]))) if reference else {}
     return [
-        {"vit_tokens": u.vit_tokens, "llm_tokens": u.vit_tokens // m2, "retention": u.vit_tokens / n,
+        {"size": list(u.size), "vit_tokens": u.vit_tokens, "llm_tokens": u.vit_tokens // m2,
+         "retention": u.vit_tokens / n,
          "psnr": psnr(resized, u.image) if u.size != (w, h) else None,
          "ssim": 1.0 if u.size == (w, h) else ssims.get(u.size)}
         for u in views

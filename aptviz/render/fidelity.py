@@ -132,18 +132,25 @@ class FidelitySummary:
     panels: list[CostPanel]
     model: str = "Qwen2-VL"  # the rows' model(s), as figures name them (compute.presets.models_title)
     lossless_images: int = 0  # images with a lossless (infinite dB) PSNR in some row: out of the PSNR means
+    uniform_images: int = 0  # images the uniform curve averages
+    uniform_left_out: int = 0  # images whose smallest uniform size costs more than the cheapest APT point
 
     @property
     def caption(self) -> str:
-        """One line per cost, then the lossless images left out of the PSNR means."""
+        """One line per cost, then the images left out of the PSNR means or of the uniform curve."""
         lines = [p.caption(self.model) for p in self.panels]
+        notes = []
         if self.lossless_images:
-            lines.append(f"PSNR means over finite values ({self.lossless_images} lossless image(s) left out)")
-        return "\n".join(lines)
+            notes.append(f"PSNR means over finite values ({self.lossless_images} lossless image(s) left out)")
+        if self.uniform_left_out:
+            notes.append(f"uniform: mean over {self.uniform_images} of {self.uniform_images + self.uniform_left_out} "
+                         "images (the others cannot be made as small as the cheapest APT point)")  # fmt: skip
+        return "\n".join(lines + (["; ".join(notes)] if notes else []))
 
     def to_dict(self) -> list[dict]:
         """dataset.json ``fidelity``: one entry per cost (SPEC §17), with the model and the lossless count."""
-        return [dict(p.to_dict(self.model), model=self.model, psnr_lossless_images=self.lossless_images)
+        return [dict(p.to_dict(self.model), model=self.model, psnr_lossless_images=self.lossless_images,
+                     uniform_images=self.uniform_images, uniform_left_out=self.uniform_left_out)
                 for p in self.panels]  # fmt: skip
 
     def panel(self, cost: str) -> CostPanel:
@@ -206,7 +213,8 @@ def uniform_curve(sweeps: list[list[dict]], step: float = GRID_STEP, at=()) -> l
     linearly in retention on one grid (every ``step``, the two ends and the
     retentions ``at``, e.g. the APT points'), over the range every image
     covers; the curve is the mean there. A PSNR is None where some image's
-    segment reaches a lossless (null) point.
+    segment reaches a lossless (null) point; an image lossless at every size
+    is left out of the PSNR mean.
 
     Examples
     --------
@@ -230,11 +238,15 @@ def uniform_curve(sweeps: list[list[dict]], step: float = GRID_STEP, at=()) -> l
     lo, hi = max(c[0][0] for c in curves), min(c[0][-1] for c in curves)
     if lo > hi:
         return []
-    inner = np.arange(np.ceil(lo / step - 1e-9), np.floor(hi / step + 1e-9) + 1) * step
+    inner = np.round(np.arange(np.ceil(lo / step - 1e-9), np.floor(hi / step + 1e-9) + 1) * step, 12)
     extra = np.asarray([r for r in at if lo < r < hi], np.float64)
-    grid = np.unique(np.round(np.concatenate([[lo], inner[(inner > lo) & (inner < hi)], extra, [hi]]), 12))
+    grid = np.unique(np.concatenate([[lo], inner[(inner > lo) & (inner < hi)], extra, [hi]]))
+    grid = grid[np.concatenate([[True], np.diff(grid) > 1e-12])]  # one of values a rounding apart
     ssim = np.mean([np.interp(grid, x, s) for x, s, _ in curves], axis=0)
-    psnr = np.mean([_interp_nan(grid, x, p) for x, _, p in curves], axis=0)  # nan (lossless) stays nan
+    # an image lossless at every size (a flat picture) is left out of the PSNR mean, as for APT's points; any
+    # other lossless point (the full size) leaves the mean undefined where it is used
+    finite = [c for c in curves if not np.isnan(c[2]).all()]
+    psnr = np.mean([_interp_nan(grid, x, p) for x, _, p in finite], axis=0) if finite else np.full(len(grid), np.nan)
     return [{"retention": float(g), "psnr": None if np.isnan(p) else float(p), "ssim": float(s)}
             for g, s, p in zip(grid, ssim, psnr)]  # fmt: skip
 
@@ -324,9 +336,13 @@ def fidelity_points(rows: list[dict], sweeps: list[list[dict]] | None = None) ->
                 by_image.setdefault(r.get("image"), []).append(r)
         swept = [c for c in (_curve_from_rows(rs) for rs in by_image.values()) if c]
     at = [fmean(r[k] for r in m) for m in groups.values() for _, k, _, _ in COSTS]  # every APT point's retention
-    uniform = uniform_curve(swept, at=at)
+    # an image whose smallest uniform size costs more than the cheapest APT point (a tiny picture: smart_resize's
+    # min_pixels) cannot give the curve there: left out of it, and counted
+    covering = [s for s in swept if min(p["retention"] for p in s) <= min(at) + 1e-12] or swept
+    uniform = uniform_curve(covering, at=at)
     panels = [_panel(*cost, groups, uniform) for cost in COSTS]
     summary = FidelitySummary(panels, model=models_title(r.get("model") for m in groups.values() for r in m))
+    summary.uniform_images, summary.uniform_left_out = len(covering), len(swept) - len(covering)
     summary.lossless_images = len({r.get("image") for m in groups.values() for r in m if r.get("psnr_apt") is None})
     return summary
 
@@ -362,7 +378,7 @@ def _draw(ax, panel: CostPanel, key: str, ylabel: str, model: str) -> None:
     best = panel.best
     if best is not None and getattr(best, key) is not None:
         ax.plot([100 * best.retention], [getattr(best, key)], "o", ms=14, mfc="none", mec="black",
-                label="best SSIM at <= the APT median (uniform included)")  # fmt: skip
+                label="best SSIM at <= the APT median (APT or the plain model)")  # fmt: skip
     if panel.median_retention is not None:
         ax.axvline(100 * panel.median_retention, color="gray", ls=":", lw=1, label="APT median")
     if uni:  # the APT points' range, so the front and the marks stay readable
