@@ -168,14 +168,22 @@ def _llm_tokens(sel: Selection, p: Params) -> int | None:
         return None
 
 
-def _sweep(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], p: Params) -> tuple:
-    """The uniform baseline at :data:`SWEEP_RETENTIONS` and down to the image's lowest selection retention."""
+def _sweep(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], p: Params, views: list) -> tuple:
+    """The uniform baseline at :data:`SWEEP_RETENTIONS`, down to the image's lowest selection retention, and at the
+    selections' own baselines (``views``: already scored, not computed again)."""
     n = max(1, selections[0].base_small_tokens) if selections else 1
     m2 = p.merge_size * p.merge_size
     lows = [sel.retention for sel in selections]
     lows += [t * m2 / n for t in (_llm_tokens(sel, p) for sel in selections) if t is not None]  # LLM retention
     targets = set(SWEEP_RETENTIONS) | {r for r in lows if 0 < r < min(SWEEP_RETENTIONS)}
-    return tuple(uniform_sweep(loaded.image, resized, sorted(targets), p.patch_size, p.merge_size, p.min_pixels))
+    known = {}
+    for v in filter(None, views):
+        if v.stats.ssim_uniform is not None:
+            known[tuple(v.uniform.size)] = (v.stats.psnr_uniform, v.stats.ssim_uniform)
+        if v.uniform_llm is not None and v.stats.ssim_uniform_llm is not None:
+            known[tuple(v.uniform_llm.size)] = (v.stats.psnr_uniform_llm, v.stats.ssim_uniform_llm)
+    return tuple(uniform_sweep(loaded.image, resized, sorted(targets), p.patch_size, p.merge_size, p.min_pixels,
+                               known))  # fmt: skip
 
 
 def _measures(runs: list[RunSpec], params: Params) -> dict[str, str | None]:
@@ -247,7 +255,7 @@ def analyse_loaded(
         view.apt.flags.writeable = False
         view.uniform.image.flags.writeable = False
     first = next(iter(by_measure))
-    swept = _sweep(loaded, resized, chosen, params) if (views if sweep is None else sweep) else ()
+    swept = _sweep(loaded, resized, chosen, params, seen) if (views if sweep is None else sweep) else ()
     return Analysis(
         path=path,
         loaded=loaded,

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Target retentions of :func:`uniform_sweep` (share of the full-size tokens; the same at both ends for uniform).
-SWEEP_RETENTIONS = (0.03, 0.06, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97, 1.0)
+SWEEP_RETENTIONS = (0.03, 0.08, 0.15, 0.25, 0.4, 0.6, 0.8, 0.95, 1.0)
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
@@ -338,8 +338,13 @@ def uniform_sweep(
     patch_size: int = 14,
     merge_size: int = 2,
     min_pixels: int = 56 * 56,
+    known: dict | None = None,
 ) -> list[dict]:
     """The uniform baseline at a sweep of sizes: one fidelity point per distinct Qwen2-VL size.
+
+    ``known``: ``{(W, H): (psnr, ssim)}`` of baselines already scored (the
+    selections' own, at equal ViT and LLM tokens): they join the sweep as
+    points and are not computed again.
 
     For each target retention ``r`` the baseline is :func:`uniform_view` at
     ``round(r * N)`` ViT tokens (``N`` = the resized image's finest cells).
@@ -368,17 +373,21 @@ def uniform_sweep(
     for r in sorted(set(retentions)):
         u = uniform_view(original, (w, h), max(1, round(r * n)), patch_size, merge_size, min_pixels)
         seen.setdefault(u.size, u)
-    views = sorted(seen.values(), key=lambda u: u.vit_tokens)
+    known = {tuple(k): v for k, v in (known or {}).items()}
     # the full size is the resized image itself (the same Pillow resize): lossless, nothing to score
-    scored = [u for u in views if u.size != (w, h)]
+    known[(w, h)] = (None, 1.0)
+    scored = [u for u in seen.values() if u.size not in known]
     reference = ssim_reference(resized) if scored else None
-    ssims = dict(zip([u.size for u in scored], reference.scores([u.image for u in scored]))) if reference else {}
+    ssims = reference.scores([u.image for u in scored]) if reference else [None] * len(scored)
+    for u, value in zip(scored, ssims):
+        known[u.size] = (psnr(resized, u.image), value)
+    sizes = sorted(known, key=lambda s: ((s[0] // patch_size) * (s[1] // patch_size), s))
     return [
-        {"size": list(u.size), "vit_tokens": u.vit_tokens, "llm_tokens": u.vit_tokens // m2,
-         "retention": u.vit_tokens / n,
-         "psnr": psnr(resized, u.image) if u.size != (w, h) else None,
-         "ssim": 1.0 if u.size == (w, h) else ssims.get(u.size)}
-        for u in views
+        {"size": [sw, sh], "vit_tokens": (sw // patch_size) * (sh // patch_size),
+         "llm_tokens": (sw // patch_size) * (sh // patch_size) // m2,
+         "retention": (sw // patch_size) * (sh // patch_size) / n, "psnr": known[(sw, sh)][0],
+         "ssim": known[(sw, sh)][1]}
+        for sw, sh in sizes
     ]  # fmt: skip
 
 
