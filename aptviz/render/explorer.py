@@ -451,8 +451,9 @@ def _median(values: list[float]) -> float | None:
 
 
 def dataset_start(stats_list: list[dict]) -> dict | None:
-    """The dataset explorer's starting point from the images' stats: the first v2 or budget selection every
-    image has, with each image's retentions and their mean and median (as the page computes them).
+    """The dataset explorer's starting point from the images' stats: the first v2 selection every image has
+    (else the first budget one), with each image's retentions and their mean and median (as the page computes
+    them).
 
     None when the images share no such selection (the page then loads their data at once).
 
@@ -479,7 +480,7 @@ def dataset_start(stats_list: list[dict]) -> dict | None:
     per = [own(s) if isinstance(s, dict) else {} for s in stats_list]
     if not per:
         return None
-    for key in per[0]:
+    for key in sorted(per[0], key=lambda k: k[0] != "v2"):  # v2 first (the page's own default), in order
         sels = [p.get(key) for p in per]
         ret = [s.get("retention") if s else None for s in sels]
         llm = [s.get("llm_retention") if s else None for s in sels]

@@ -371,10 +371,13 @@ def _draw(ax, panel: CostPanel, key: str, ylabel: str, model: str) -> None:
     if front:
         ax.step([100 * p.retention for p in front], [getattr(p, key) for p in front], where="post", color="gold",
                 lw=5, alpha=0.45, zorder=0, label="Pareto front (where both are measured)")  # fmt: skip
+    lo, hi = _x_range(panel, front) if uni else (0.0, 101.0)
     for p in lossless:  # infinite dB: marked at the top, never squashing the axis
-        ax.axvline(100 * p.retention, color=MEASURE_COLORS.get(p.importance, "tab:purple"), lw=0.8, alpha=0.3)
-        ax.annotate("lossless", (100 * p.retention, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
-                    fontsize=7, color=MEASURE_COLORS.get(p.importance, "tab:purple"))  # fmt: skip
+        x = 100 * p.retention
+        ax.axvline(x, color=MEASURE_COLORS.get(p.importance, "tab:purple"), lw=0.8, alpha=0.3)
+        ha = "right" if x > hi - 6 else "left" if x < lo + 6 else "center"  # the word stays inside the panel
+        ax.annotate("lossless", (x, 1.0), xycoords=("data", "axes fraction"), ha=ha, va="top", fontsize=7,
+                    color=MEASURE_COLORS.get(p.importance, "tab:purple"))  # fmt: skip
     best = panel.best
     if best is not None and getattr(best, key) is not None:
         ax.plot([100 * best.retention], [getattr(best, key)], "o", ms=14, mfc="none", mec="black",
@@ -382,11 +385,16 @@ def _draw(ax, panel: CostPanel, key: str, ylabel: str, model: str) -> None:
     if panel.median_retention is not None:
         ax.axvline(100 * panel.median_retention, color="gray", ls=":", lw=1, label="APT median")
     if uni:  # the APT points' range, so the front and the marks stay readable
-        xs = [100 * p.retention for p in panel.points] + [100 * p.retention for p in front]
-        ax.set_xlim(max(0.0, min(xs) - 5), min(100.0, max(xs) + 5) + 1)
+        ax.set_xlim(lo, hi)
     ax.set_xlabel(f"{panel.words}: share of plain {model}'s (%, mean over the images)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+
+
+def _x_range(panel: CostPanel, front: list[FidelityPoint]) -> tuple[float, float]:
+    """The x range of a panel (percent): the APT points and the front, with a margin."""
+    xs = [100 * p.retention for p in panel.points] + [100 * p.retention for p in front]
+    return max(0.0, min(xs) - 5), min(100.0, max(xs) + 5) + 1
 
 
 def fidelity_figure(summary: FidelitySummary):
