@@ -47,8 +47,8 @@ __all__ = [
 DATASET_FIGURES = (
     ("retention_vs_alpha", "Retention vs alpha"),
     ("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal ViT tokens"),
-    ("fidelity_vs_tokens", "Which measure, at which cost: PSNR and SSIM against LLM tokens, with the uniform baseline "
-     "of the run's model and the Pareto front"),
+    ("fidelity_vs_tokens", "Which measure, at which cost: SSIM and PSNR against LLM tokens and against ViT tokens, "
+     "with the run's model uniform at every size and the Pareto front"),
     ("importance_histogram", "Importance distribution with thresholds"),
 )
 FIGURE_SUFFIXES = (".png", ".svg")  # what a browser shows inline (a PDF figure is linked)
