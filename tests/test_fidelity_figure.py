@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from aptviz.render.fidelity import FidelityPoint, fidelity_points, pareto
+from aptviz.compute.fidelity import FidelityPoint, fidelity_points, pareto
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"

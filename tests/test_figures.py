@@ -33,7 +33,7 @@ def test_histogram_legends_are_off_the_data_and_the_threshold_lines(batch):
     data = json.loads((batch / "dataset.json").read_text())
     stats = [json.loads(p.read_text()) for p in batch.glob("*/stats.json")]
     v2 = [(float(a), thr) for a, thr in data["v2_mean_thresholds"].items()]
-    fig = importance_histogram_figure(data["histogram"], _v1_thresholds(stats), v2)
+    fig = importance_histogram_figure(data["histogram"], _v1_thresholds(stats), v2, percentiles=data["percentiles"])
     renderer = _drawn(fig)
     for ax in fig.axes:
         legend = ax.get_legend()

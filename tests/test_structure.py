@@ -207,23 +207,24 @@ def _is_type_or_constant(module: str, name: str) -> bool:
     return isinstance(obj, type)
 
 
-@pytest.mark.xfail(strict=True, reason="render/ still calls computing functions (explorer data, uniform table, PSNR, percentiles, measure_unit, models_title)")
+@pytest.mark.xfail(strict=True, reason="render/ still calls measure_unit (report) and models_title (psnr figure)")
 def test_render_imports_only_types_and_constants_from_compute():
-    """Drawing takes plain data: from ``aptviz.compute`` it imports classes and constants, never a function or a module."""
+    """Drawing takes plain data: from ``aptviz.compute`` it imports classes and constants, never a function."""
     offenders = []
     for name, path in modules().items():
         if area(name) != "render":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
-                offenders += [f"{name}:{node.lineno} import {a.name}" for a in node.names if a.name.startswith("aptviz.compute")]
+                compute = [a.name for a in node.names if a.name.startswith("aptviz.compute")]
+                offenders += [f"{name}:{node.lineno} import {m}" for m in compute]
         for line, target, imported in _from_imports(path, name):
-            if (target == "aptviz.compute" or target.startswith("aptviz.compute.")) and not _is_type_or_constant(target, imported):
+            from_compute = target == "aptviz.compute" or target.startswith("aptviz.compute.")
+            if from_compute and not _is_type_or_constant(target, imported):
                 offenders.append(f"{name}:{line} {target}.{imported}")
     assert not offenders, "\n".join(offenders)
 
 
-@pytest.mark.xfail(strict=True, reason="selection's _Grids/_base_partition/..., pictures' _font/_wrap/_hatch/_colorbar/_nice_ticks")
 def test_no_private_name_crosses_modules():
     """A name starting with ``_`` stays in its module: neither imported nor reached as ``module._name`` elsewhere."""
     offenders = []
@@ -245,7 +246,6 @@ def test_no_private_name_crosses_modules():
     assert not offenders, "\n".join(offenders)
 
 
-@pytest.mark.xfail(strict=True, reason="to_numpy in render/explorer, figures, pictures")
 def test_render_never_converts_tensors():
     """``to_numpy`` is computing's: what render gets is NumPy already (the Analysis converts once)."""
     offenders = []

@@ -366,7 +366,7 @@ def _selection_label(sel: dict, measure: bool = False) -> str:
 def _colour_scale(stats: dict) -> dict | None:
     """The card heatmaps' shared colour scale: range, ticks, unit and whether PAD cells exist."""
     from aptviz.compute.importance import measure_unit
-    from aptviz.render.pictures import _nice_ticks as nice_ticks
+    from aptviz.render.pictures import nice_ticks
 
     summaries = stats.get("importance") or stats.get("entropy") or {}
     if not isinstance(summaries, dict):

@@ -67,7 +67,7 @@ def dataset_summary(stats_list: list[dict], measure: str | None = None) -> dict:
     >>> s["measure"], s["cells"]["14"], s["percentiles"]["14"]["p50"]
     ('entropy', 4, 4.509)
     """
-    from aptviz.render.figures import percentiles
+    from aptviz.compute.histogram import binned_percentiles as percentiles
 
     hists = [s["importance_histogram"] for s in stats_list if s.get("importance_histogram")]
     merged = merge_histograms(hists)
@@ -143,8 +143,9 @@ def write_dataset_view(
         One line per problem (nothing is raised): the first file that cannot
         be written stops the rest (a full disk fails every write alike).
     """
+    from aptviz.compute.fidelity import fidelity_points
     from aptviz.render import figures as fig
-    from aptviz.render.fidelity import fidelity_figure, fidelity_points
+    from aptviz.render.fidelity import fidelity_figure
     from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
 
     output = Path(output)
@@ -160,9 +161,9 @@ def write_dataset_view(
     unit = measure_unit(name, aggregate or "mean")
     steps = [(DATASET_NAME, lambda p: write_json_atomic(p, summary))]
     if figures and stats_list:
-        hist = summary["histogram"]
+        hist, pct = summary["histogram"], summary["percentiles"]
         steps.append((figure_name(HISTOGRAM_NAME, figure_format),
-                      lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format))))
+                      lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format, pct))))
         psnr = figure_name(PSNR_NAME, figure_format)
         steps.append((psnr, lambda p: _write(p, fig.psnr_curves_png(rows, figure_format))))
         if fidelity is not None:
