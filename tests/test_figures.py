@@ -11,6 +11,7 @@ pytest.importorskip("matplotlib")
 
 from conftest import SAMPLES, invoke  # noqa: E402
 
+from aptviz.compute.fidelity import retention_curves  # noqa: E402
 from aptviz.render.figures import importance_histogram_figure, psnr_curves_figure  # noqa: E402
 from aptviz.runs.dataset_view import _v1_thresholds  # noqa: E402
 
@@ -44,7 +45,7 @@ def test_histogram_legends_are_off_the_data_and_the_threshold_lines(batch):
 
 def test_off_scale_labels_are_tied_to_their_points(batch):
     rows = json.loads((batch / "summary.json").read_text())
-    fig = psnr_curves_figure(rows)
+    fig = psnr_curves_figure(retention_curves(rows))
     ax = fig.axes[0]
     top = ax.get_ylim()[1] - 0.5
     notes = [t for t in ax.texts if t.get_text().endswith(" dB")]

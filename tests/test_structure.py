@@ -207,7 +207,6 @@ def _is_type_or_constant(module: str, name: str) -> bool:
     return isinstance(obj, type)
 
 
-@pytest.mark.xfail(strict=True, reason="render/ still calls measure_unit (report) and models_title (psnr figure)")
 def test_render_imports_only_types_and_constants_from_compute():
     """Drawing takes plain data: from ``aptviz.compute`` it imports classes and constants, never a function."""
     offenders = []

@@ -9,6 +9,8 @@ naming the best point at the median token count.
 
 :func:`fidelity_points` is the arithmetic (plain data, testable without
 matplotlib); :func:`aptviz.render.fidelity.fidelity_figure` draws it.
+:func:`retention_curves` is the same for ``psnr_vs_tokens`` (retention against
+PSNR), drawn by :func:`aptviz.render.figures.psnr_curves_png`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import fmean, median
 
+import numpy as np
+
 from aptviz.compute.presets import models_title
 from aptviz.errors import ROW_OK
 
-__all__ = ["FidelityPoint", "FidelitySummary", "fidelity_points", "pareto"]
+__all__ = [
+    "FidelityPoint",
+    "FidelitySummary",
+    "RetentionCurves",
+    "fidelity_points",
+    "informative_top",
+    "pareto",
+    "retention_curves",
+]
 
 FIELDS = ("psnr", "ssim")
 
@@ -177,3 +189,65 @@ def fidelity_points(rows: list[dict]) -> FidelitySummary | None:
     summary.best = max(near, key=lambda p: (p.ssim, -p.llm_tokens))
     summary.uniform_at_best = {k: _interp(merged, summary.best.llm_tokens, k) for k in FIELDS}
     return summary
+
+
+@dataclass(frozen=True)
+class RetentionCurves:
+    """The numbers of ``psnr_vs_tokens``: retention against PSNR, APT per method and uniform at the same tokens."""
+
+    series: list  # (kind, method, xs, ys); kind: "dots" (one row each), "apt" or "uniform" (means per alpha)
+    top: float | None  # the y axis' upper limit leaving out far outliers (:func:`informative_top`); None: all shown
+    model: str  # the rows' model(s), as figures name them (compute.presets.models_title)
+
+
+def retention_curves(rows: list[dict]) -> RetentionCurves | None:
+    """:class:`RetentionCurves` of the summary rows, or None when no row has PSNRs.
+
+    Per method (v1, v2, budget): every row as a dot, the means per alpha of
+    APT's retention and PSNR, and of uniform's (``uniform_vit_tokens / N``) and its PSNR.
+    """
+    ok = [r for r in rows if r.get("status") == ROW_OK and r.get("psnr_uniform") is not None]
+    ok = [r for r in ok if r.get("psnr_apt") is not None]
+    if not ok:
+        return None
+    series = []  # (kind, method, xs, ys): plotted after the y range is known
+    for method in ("v1", "v2", "budget"):
+        mine = [r for r in ok if r["method"] == method]
+        if not mine:
+            continue
+        series.append(("dots", method, [r["retention"] for r in mine], [r["psnr_apt"] for r in mine]))
+        groups: dict = {}
+        for r in mine:
+            groups.setdefault(r["alpha"], []).append(r)
+        apt = sorted((np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp]))
+                     for grp in groups.values())  # fmt: skip
+        uni = sorted((np.mean([g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp]),
+                      np.mean([g["psnr_uniform"] for g in grp])) for grp in groups.values())  # fmt: skip
+        series += [("apt", method, *map(list, zip(*apt))), ("uniform", method, *map(list, zip(*uni)))]
+    top = informative_top([y for *_, ys in series for y in ys])
+    model = models_title(r.get("model") for r in ok)  # the run's model, not always Qwen2-VL
+    return RetentionCurves(series, top, model)
+
+
+def informative_top(values: list[float]) -> float | None:
+    """Upper y limit that leaves out far outliers (a near-lossless point), or None when none is far.
+
+    An outlier lies more than 1.5 interquartile ranges (at least 1.5 dB) above
+    the upper quartile (Tukey's fence); the limit is the highest other value plus a margin.
+
+    Examples
+    --------
+    >>> informative_top([26.0, 28.0, 30.0, 31.0, 70.0])
+    32.5
+    >>> informative_top([26.0, 28.0, 30.0]) is None
+    True
+    """
+    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if vals.size < 3:
+        return None
+    q1, q3 = np.percentile(vals, [25, 75])
+    limit = q3 + 1.5 * max(q3 - q1, 1.0)
+    inside = vals[vals <= limit]
+    if inside.size == vals.size or not inside.size:
+        return None
+    return float(inside.max() + max(1.5, 0.05 * (inside.max() - inside.min())))

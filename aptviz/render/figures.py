@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from aptviz.compute.fidelity import RetentionCurves
 from aptviz.compute.histogram import HIST_BINS
-from aptviz.compute.presets import models_title
 from aptviz.errors import ROW_OK
 from aptviz.render.pictures import (
     BOUNDARY_COLOR,
@@ -763,30 +763,6 @@ def importance_histogram_figure(hist: dict, v1_thresholds=None, v2_lines=None, u
     return fig
 
 
-def informative_top(values: list[float]) -> float | None:
-    """Upper y limit that leaves out far outliers (a near-lossless point), or None when none is far.
-
-    An outlier lies more than 1.5 interquartile ranges (at least 1.5 dB) above
-    the upper quartile (Tukey's fence); the limit is the highest other value plus a margin.
-
-    Examples
-    --------
-    >>> informative_top([26.0, 28.0, 30.0, 31.0, 70.0])
-    32.5
-    >>> informative_top([26.0, 28.0, 30.0]) is None
-    True
-    """
-    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if vals.size < 3:
-        return None
-    q1, q3 = np.percentile(vals, [25, 75])
-    limit = q3 + 1.5 * max(q3 - q1, 1.0)
-    inside = vals[vals <= limit]
-    if inside.size == vals.size or not inside.size:
-        return None
-    return float(inside.max() + max(1.5, 0.05 * (inside.max() - inside.min())))
-
-
 def _mark_off_scale(ax, series, top: float, colors: dict) -> list:
     """Points above ``top`` drawn as arrows at the top edge, each tied to its value by a leader line.
 
@@ -813,41 +789,25 @@ def _mark_off_scale(ax, series, top: float, colors: dict) -> list:
     return notes
 
 
-def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
+def psnr_curves_png(curves: RetentionCurves | None, fmt: str = "png") -> bytes | None:
     """Retention against PSNR for APT (per method) and the rows' model, uniform, at the same tokens, as bytes (``fmt``).
 
     Every (image, selection) row is a faint point; lines join the means per
-    (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
+    (method, alpha) (:func:`aptviz.compute.fidelity.retention_curves`). Uniform
+    points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
     """
-    figure = psnr_curves_figure(rows)
+    figure = psnr_curves_figure(curves)
     return None if figure is None else figure_bytes(figure, fmt)
 
 
-def psnr_curves_figure(rows: list[dict]):
+def psnr_curves_figure(curves: RetentionCurves | None):
     """The matplotlib Figure of :func:`psnr_curves_png`, or None when no row has PSNRs."""
-    ok = [r for r in rows if r.get("status") == ROW_OK and r.get("psnr_uniform") is not None]
-    ok = [r for r in ok if r.get("psnr_apt") is not None]
-    if not ok:
+    if curves is None:
         return None
     fig = new_figure(8.8, 4.4)
     ax = fig.subplots()
     colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
-    series = []  # (kind, method, xs, ys): plotted after the y range is known
-    for method in ("v1", "v2", "budget"):
-        mine = [r for r in ok if r["method"] == method]
-        if not mine:
-            continue
-        series.append(("dots", method, [r["retention"] for r in mine], [r["psnr_apt"] for r in mine]))
-        groups: dict = {}
-        for r in mine:
-            groups.setdefault(r["alpha"], []).append(r)
-        apt = sorted((np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp]))
-                     for grp in groups.values())  # fmt: skip
-        uni = sorted((np.mean([g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp]),
-                      np.mean([g["psnr_uniform"] for g in grp])) for grp in groups.values())  # fmt: skip
-        series += [("apt", method, *map(list, zip(*apt))), ("uniform", method, *map(list, zip(*uni)))]
-    top = informative_top([y for *_, ys in series for y in ys])
-    model = models_title(r.get("model") for r in ok)  # the run's model, not always Qwen2-VL
+    series, top, model = curves.series, curves.top, curves.model
     styles = {
         "dots": lambda m: dict(ls="none", marker=".", ms=5, alpha=0.35, label=f"APT {m}, one image"),
         "apt": lambda m: dict(ls="-", marker="o", label=f"APT {m} (mean per alpha)"),

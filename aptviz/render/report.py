@@ -365,7 +365,7 @@ def _selection_label(sel: dict, measure: bool = False) -> str:
 
 def _colour_scale(stats: dict) -> dict | None:
     """The card heatmaps' shared colour scale: range, ticks, unit and whether PAD cells exist."""
-    from aptviz.compute.importance import measure_unit
+    from aptviz.compute.importance import UNITS
     from aptviz.render.pictures import nice_ticks
 
     summaries = stats.get("importance") or stats.get("entropy") or {}
@@ -378,10 +378,8 @@ def _colour_scale(stats: dict) -> dict | None:
         return None
     lo, hi = min(lows), max(highs)
     params = stats.get("params") if isinstance(stats.get("params"), dict) else {}
-    try:
-        unit = measure_unit(params.get("importance") or "entropy", params.get("aggregate") or "mean")
-    except (ValueError, TypeError, KeyError):
-        unit = "importance"
+    measure, aggregate = params.get("importance") or "entropy", params.get("aggregate") or "mean"
+    unit = UNITS.get((str(measure).lower().replace("_", "-"), str(aggregate).lower()), "importance")
     span = hi - lo
     ticks = [[round((t - lo) / span, 4) if span > 0 else 0.0, f"{t:g}"] for t in nice_ticks(lo, hi)]
     pad = any((_number(e.get("pad_cells")) or 0) > 0 for e in entries)

@@ -143,7 +143,7 @@ def write_dataset_view(
         One line per problem (nothing is raised): the first file that cannot
         be written stops the rest (a full disk fails every write alike).
     """
-    from aptviz.compute.fidelity import fidelity_points
+    from aptviz.compute.fidelity import fidelity_points, retention_curves
     from aptviz.render import figures as fig
     from aptviz.render.fidelity import fidelity_figure
     from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
@@ -165,7 +165,8 @@ def write_dataset_view(
         steps.append((figure_name(HISTOGRAM_NAME, figure_format),
                       lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format, pct))))
         psnr = figure_name(PSNR_NAME, figure_format)
-        steps.append((psnr, lambda p: _write(p, fig.psnr_curves_png(rows, figure_format))))
+        curves = retention_curves(rows)
+        steps.append((psnr, lambda p: _write(p, fig.psnr_curves_png(curves, figure_format))))
         if fidelity is not None:
             fid = figure_name(FIDELITY_NAME, figure_format)
             steps.append((fid, lambda p: _write(p, fig.figure_bytes(fidelity_figure(fidelity), figure_format))))
