@@ -10,7 +10,8 @@ naming the best point at the median token count.
 :func:`fidelity_points` is the arithmetic (plain data, testable without
 matplotlib); :func:`aptviz.render.fidelity.fidelity_figure` draws it.
 :func:`retention_curves` is the same for ``psnr_vs_tokens`` (retention against
-PSNR), drawn by :func:`aptviz.render.figures.psnr_curves_png`.
+PSNR), drawn by :func:`aptviz.render.figures.psnr_curves_png`, and
+:func:`ocr_points` for ``ocr_vs_tokens`` (:func:`aptviz.render.figures.ocr_curves_png`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "RetentionCurves",
     "fidelity_points",
     "informative_top",
+    "ocr_points",
     "pareto",
     "retention_curves",
 ]
@@ -251,3 +253,26 @@ def informative_top(values: list[float]) -> float | None:
     if inside.size == vals.size or not inside.size:
         return None
     return float(inside.max() + max(1.5, 0.05 * (inside.max() - inside.min())))
+
+
+def ocr_points(rows: list[dict]) -> dict:
+    """``{(measure, method): [(llm retention, apt, uniform ViT-equal x, uniform, uniform LLM-equal), ...]}``,
+    one tuple per (measure, method, alpha): means over the images with text (rows with ``ocr_apt``)."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("status") != ROW_OK or r.get("ocr_apt") is None or r.get("llm_retention") is None:
+            continue
+        groups.setdefault((r.get("importance") or "entropy", r["method"], r.get("alpha")), []).append(r)
+    out: dict = {}
+    for (measure, method, _alpha), grp in groups.items():
+        # the equal-ViT uniform view's own LLM retention: (uniform_vit_tokens / m**2) / (N / m**2)
+        uni_x = [g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp if g.get("uniform_vit_tokens") is not None]
+        llm = [g["ocr_uniform_llm"] for g in grp if g.get("ocr_uniform_llm") is not None]
+        out.setdefault((measure, method), []).append((
+            float(np.mean([g["llm_retention"] for g in grp])),
+            float(np.mean([g["ocr_apt"] for g in grp])),
+            float(np.mean(uni_x)) if uni_x else None,
+            float(np.mean([g["ocr_uniform"] for g in grp])),
+            float(np.mean(llm)) if llm else None,
+        ))  # fmt: skip
+    return {k: sorted(v) for k, v in out.items()}

@@ -18,7 +18,6 @@ from PIL import Image
 
 from aptviz.compute.fidelity import RetentionCurves
 from aptviz.compute.histogram import HIST_BINS
-from aptviz.errors import ROW_OK
 from aptviz.render.pictures import (
     BOUNDARY_COLOR,
     LINE_WIDTH,
@@ -825,39 +824,15 @@ def psnr_curves_figure(curves: RetentionCurves | None):
     return fig
 
 
-def _ocr_points(rows: list[dict]) -> dict:
-    """``{(measure, method): [(llm retention, apt, uniform ViT-equal x, uniform, uniform LLM-equal), ...]}``,
-    one tuple per (measure, method, alpha): means over the images with text (rows with ``ocr_apt``)."""
-    groups: dict = {}
-    for r in rows:
-        if r.get("status") != ROW_OK or r.get("ocr_apt") is None or r.get("llm_retention") is None:
-            continue
-        groups.setdefault((r.get("importance") or "entropy", r["method"], r.get("alpha")), []).append(r)
-    out: dict = {}
-    for (measure, method, _alpha), grp in groups.items():
-        # the equal-ViT uniform view's own LLM retention: (uniform_vit_tokens / m**2) / (N / m**2)
-        uni_x = [g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp if g.get("uniform_vit_tokens") is not None]
-        llm = [g["ocr_uniform_llm"] for g in grp if g.get("ocr_uniform_llm") is not None]
-        out.setdefault((measure, method), []).append((
-            float(np.mean([g["llm_retention"] for g in grp])),
-            float(np.mean([g["ocr_apt"] for g in grp])),
-            float(np.mean(uni_x)) if uni_x else None,
-            float(np.mean([g["ocr_uniform"] for g in grp])),
-            float(np.mean(llm)) if llm else None,
-        ))  # fmt: skip
-    return {k: sorted(v) for k, v in out.items()}
-
-
-def ocr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
+def ocr_curves_png(points: dict, fmt: str = "png") -> bytes | None:
     """Tesseract's character accuracy against LLM retention: APT and both uniform baselines, as bytes (``fmt``).
 
     One point per (measure, method, alpha), the mean over the images with text
     (``--ocr`` rows whose resized image has text); uniform at equal LLM tokens
     sits at APT's LLM retention, uniform at equal ViT tokens at its own
     (``uniform_vit_tokens / N``: every uniform ViT token is a finest patch). None
-    when no row has an OCR score.
+    when no row has an OCR score (``points``: :func:`aptviz.compute.fidelity.ocr_points`).
     """
-    points = _ocr_points(rows)
     if not points:
         return None
     fig = new_figure(8.8, 4.4)

@@ -143,7 +143,7 @@ def write_dataset_view(
         One line per problem (nothing is raised): the first file that cannot
         be written stops the rest (a full disk fails every write alike).
     """
-    from aptviz.compute.fidelity import fidelity_points, retention_curves
+    from aptviz.compute.fidelity import fidelity_points, ocr_points, retention_curves
     from aptviz.render import figures as fig
     from aptviz.render.fidelity import fidelity_figure
     from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
@@ -171,8 +171,8 @@ def write_dataset_view(
             fid = figure_name(FIDELITY_NAME, figure_format)
             steps.append((fid, lambda p: _write(p, fig.figure_bytes(fidelity_figure(fidelity), figure_format))))
         if any(r.get("ocr_apt") is not None for r in rows):  # --ocr, on images with text
-            ocr = figure_name(OCR_NAME, figure_format)
-            steps.append((ocr, lambda p: _write(p, fig.ocr_curves_png(rows, figure_format))))
+            ocr, points = figure_name(OCR_NAME, figure_format), ocr_points(rows)
+            steps.append((ocr, lambda p: _write(p, fig.ocr_curves_png(points, figure_format))))
 
     def page(path: Path) -> None:
         stems = {stem for stem, _ in DATASET_FIGURES}
