@@ -33,7 +33,10 @@ def image_title(stats: ImageStats) -> str:
     img = stats.image
     (ow, oh), (rw, rh) = img.original_size, img.resized_size
     title = f"{terminal_text(img.path)}  {ow}x{oh} -> {rw}x{rh}"
-    if img.frames > 1:
+    time = stats.time
+    if time is not None and time.total_frames is not None:  # a video (docs/video.md)
+        title += f"  ({time.frames} of {time.total_frames} frames, {time.tubelets} tubelets)"
+    elif img.frames > 1:
         title += f"  (first of {img.frames} frames)"
     if len(stats.measures) > 1:
         title += "  importance: " + ", ".join(stats.measures)
@@ -103,6 +106,7 @@ def image_table(stats: ImageStats) -> Table:
         table.caption += "; SSIM, APT / uniform: " + ", ".join(ssims)
     if stats.params.ocr:
         table.caption += "; " + _ocr_caption(stats, several)
+    table.caption += _static_caption(stats, several)
     return table
 
 
@@ -144,6 +148,16 @@ def _by_measure(table: Table, items, several: bool, measure=lambda item: item.im
         table.add_row(Text(str(name), style="bold"), *blanks)
         for j, item in enumerate(group):
             yield item, j == len(group) - 1 and i < len(groups) - 1
+
+
+def _static_caption(stats: ImageStats, several: bool) -> str:
+    """A video's LLM tokens with the static rule, per selection (docs/video.md); empty otherwise."""
+    static = [f"{_name(sel, several)} {sel.static_llm_tokens}" for sel in stats.selections
+              if sel.static_llm_tokens is not None]  # fmt: skip
+    if not static or stats.time is None:
+        return ""
+    return (f"; LLM tokens with the static rule (T={stats.time.static_threshold:g}), all "
+            f"{stats.time.tubelets} tubelets: " + ", ".join(static))  # fmt: skip
 
 
 def _name(sel, several: bool) -> str:

@@ -32,7 +32,7 @@ from aptviz.compute.ocr import OcrScores
 from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import Selection, select
-from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats
+from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats, TimeAxis
 from aptviz.compute.views import ModelView, all_views
 from aptviz.compute.xp import to_numpy
 from aptviz.errors import InputError, ParameterError
@@ -42,6 +42,7 @@ __all__ = [
     "SelectionKey",
     "SelectionResult",
     "analyse_file",
+    "analyse_frames",
     "analyse_loaded",
     "entropy_summary",
     "image_stats",
@@ -96,6 +97,9 @@ class Analysis:
         In the order asked.
     shown_scale : int
         The scale the one-scale pictures show (:func:`informative_scale`).
+    clip : ndarray or None
+        The time axis: ``(T, H, W, 3)`` uint8 frames analysed together (a
+        video tubelet, ``resized`` is its first frame), None for an image (T = 1).
     """
 
     path: Path
@@ -105,6 +109,12 @@ class Analysis:
     maps_by_measure: Mapping[str, Mapping[int, np.ndarray]]
     selections: tuple[SelectionResult, ...]
     shown_scale: int
+    clip: np.ndarray | None = None
+
+    @property
+    def frames(self) -> int:
+        """Frames analysed together: 1 for an image, the temporal patch size for a video tubelet."""
+        return 1 if self.clip is None else int(self.clip.shape[0])
 
     @property
     def measure(self) -> str:
@@ -223,11 +233,33 @@ def analyse_loaded(
     resized = np.asarray(resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels))
     img = loaded.image
     logger.debug("{}: {}x{} -> {}x{}", path, img.width, img.height, resized.shape[1], resized.shape[0])
+    return analyse_frames(path, loaded, resized, runs, params, views)
+
+
+def analyse_frames(
+    path: str | Path, loaded: LoadedImage, resized: np.ndarray, runs: list[RunSpec], params: Params,
+    views: bool = True,
+) -> Analysis:  # fmt: skip
+    """Importance maps, selections and model views of resized pixels with a time axis (t >= 1).
+
+    ``resized`` is one ``(H, W, 3)`` image (t = 1), or ``(T, H, W, 3)``
+    frames analysed together (a video tubelet): each cell's importance then
+    covers every frame's pixels (:func:`aptviz.compute.importance.importance_over_time`,
+    NumPy) and the selections are the image methods' on those maps. Model
+    views are computed for t = 1 only. Parameters as :func:`analyse_loaded`.
+    """
+    path, params = Path(path), params.resolved()
+    clip = None
+    if resized.ndim == 4:
+        clip = resized if resized.shape[0] > 1 else None
+        resized = resized[0]
+        views = views and clip is None
+    pixels = resized if clip is None else clip
     measures = _measures(runs, params)
     on = [spec.importance or params.importance for spec in runs]  # each selection's measure
     try:
         all_maps = {
-            m: compute_importance(resized, m, agg, params.patch_size, params.num_scales, params.bins, params.device)
+            m: compute_importance(pixels, m, agg, params.patch_size, params.num_scales, params.bins, params.device)
             for m, agg in measures.items()
         }
         chosen = [select(all_maps[m], spec.check_scales(params.num_scales), m) for spec, m in zip(runs, on)]
@@ -254,6 +286,7 @@ def analyse_loaded(
             SelectionResult(m, spec, sel, v, o) for spec, m, sel, v, o in zip(runs, on, chosen, seen, scored)
         ),
         shown_scale=informative_scale(first, by_measure[first]),
+        clip=None if clip is None else _frozen(clip),
     )
 
 
@@ -357,4 +390,5 @@ def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
         importance_histograms={
             m: value_histogram(per, m, p.bins) for m, per in analysis.maps_by_measure.items()
         } if analysis.several_measures else None,
+        time=TimeAxis(frames=analysis.frames, tubelets=1),
     )  # fmt: skip

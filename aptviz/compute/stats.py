@@ -20,11 +20,16 @@ __all__ = [
     "ImageInfo",
     "ImageStats",
     "SelectionStats",
+    "TimeAxis",
 ]
 
 
 
 OCR_FIELDS = ("ocr_apt", "ocr_uniform", "ocr_uniform_llm")  # SelectionStats' --ocr numbers
+VIDEO_SELECTION_FIELDS = (
+    "static_vit_tokens", "static_llm_tokens", "tubelet_vit_tokens", "tubelet_llm_tokens",
+    "tubelet_static_vit_tokens", "tubelet_static_llm_tokens", "tubelet_uniform_llm_tokens",
+)  # fmt: skip
 
 
 def _json(value):
@@ -121,6 +126,14 @@ class SelectionStats:
     ocr_apt: float | None = None
     ocr_uniform: float | None = None
     ocr_uniform_llm: float | None = None
+    # videos only (docs/video.md), absent for images: totals with the static rule, and one entry per tubelet
+    static_vit_tokens: int | None = None
+    static_llm_tokens: int | None = None
+    tubelet_vit_tokens: list[int] | None = None
+    tubelet_llm_tokens: list[int] | None = None
+    tubelet_static_vit_tokens: list[int] | None = None
+    tubelet_static_llm_tokens: list[int] | None = None
+    tubelet_uniform_llm_tokens: list[int] | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -142,7 +155,11 @@ class SelectionStats:
         return self.spec_key == key
 
     def to_dict(self) -> dict:
-        return _to_dict(self)
+        out = _to_dict(self)
+        for name in VIDEO_SELECTION_FIELDS:
+            if out[name] is None:
+                del out[name]
+        return out
 
     def with_token_counts(self, patch_size: int, merge_size: int) -> SelectionStats:
         """Fill ``vit_tokens`` and the LLM numbers from ``tokens_by_scale`` (in place; returns self)."""
@@ -188,6 +205,31 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class TimeAxis:
+    """The time axis of an analysis: 1 frame for an image; a video's sampled frames and tubelets.
+
+    Only ``frames`` and ``tubelets`` are set for an image; stats.json leaves
+    the video fields out when None.
+    """
+
+    frames: int = 1
+    tubelets: int = 1
+    fps: float | None = None  # frames sampled per second of video
+    video_fps: float | None = None  # the file's frame rate
+    total_frames: int | None = None  # frames in the file (decoded)
+    frame_indices: list[int] | None = None
+    tubelet_seconds: list[float] | None = None  # start time of every tubelet
+    static_threshold: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in _to_dict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> TimeAxis | None:
+        return None if data is None else cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
 class EntropySummary:
     """Range and mean of one importance map over its non-PAD cells (None when it has none)."""
 
@@ -222,6 +264,7 @@ class ImageStats:
     importance_histograms: dict[str, dict] | None = None
     render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
+    time: TimeAxis | None = None  # frames and tubelets (t = 1 for an image); None in stats written before it
 
     @property
     def scales(self) -> list[int]:
@@ -247,7 +290,8 @@ class ImageStats:
                 out["importance"] = value
             else:
                 out[key] = value
-        for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files"):
+        for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files",
+                    "time"):
             if getattr(self, key) is None:
                 del out[key]
         if not self.params.ocr:
@@ -277,6 +321,7 @@ class ImageStats:
             importance_histograms=data.get("importance_histograms"),
             render=data.get("render"),
             files=data.get("files"),
+            time=TimeAxis.from_dict(data.get("time")),
         )._with_token_counts()
 
     def _with_token_counts(self) -> ImageStats:

@@ -22,14 +22,14 @@ from aptviz.compute.params import Params, RunSpec
 from aptviz.datasets.rows import InputRef, failed_rows, image_rows
 from aptviz.compute.loading import check_regular
 from aptviz.errors import InputError
-from aptviz.runs.scan import IMAGE_EXTENSIONS, scan_inputs
+from aptviz.runs.scan import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, scan_inputs
 
 __all__ = ["TAR_IMAGE_EXTENSIONS", "Task", "Unit", "chunk_tasks", "iter_units", "run_task"]
 
 TAR_IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 PARQUET_EXTENSIONS = frozenset({".parquet"})
 TAR_EXTENSIONS = frozenset({".tar"})
-INPUT_EXTENSIONS = IMAGE_EXTENSIONS | PARQUET_EXTENSIONS | TAR_EXTENSIONS
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | PARQUET_EXTENSIONS | TAR_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _kind(path: Path) -> str | None:
         return "parquet"
     if suffix in TAR_EXTENSIONS:
         return "tar"
-    if suffix in IMAGE_EXTENSIONS:
+    if suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS:
         return "file"
     return None
 

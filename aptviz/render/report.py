@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from aptviz.compute.video import VIDEO_EXTENSIONS
 from aptviz.errors import ROW_FAILED
 
 __all__ = [
@@ -78,6 +79,13 @@ NO_TEXT = "no text"
 VIEWS = (("overlay", "patches"), ("model_view", "what the ViT sees"), ("uniform", "uniform, same tokens"))
 VIEW_KEYS = tuple(k for k, _ in VIEWS)
 LOSSLESS = "lossless"  # the one word for a PSNR of an identical picture, as in compare.png
+NOT_MEASURED = "\u2013"  # a video's PSNR: not measured (its rows and card would otherwise read "lossless")
+
+
+def _is_video(row: dict) -> bool:
+    """Whether a summary row is a video's (by its input's extension, docs/video.md)."""
+    image = row.get("image")
+    return isinstance(image, str) and Path(image).suffix.lower() in VIDEO_EXTENSIONS
 
 COLUMN_LABELS = {
     "image": "input path",
@@ -433,6 +441,7 @@ def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS) -> dict:
         if isinstance(heatmaps, dict):
             ordered = sorted(heatmaps.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))  # 14, 28, 56
             heat += [[f"{_safe(measure)}, {_safe(ps)} px", link(rel)] for ps, rel in ordered if link(rel)]
+    video = "timeline" in files  # a video (docs/video.md): its contact sheet; no model view, so no PSNR
     sels = []
     for sel in stats.get("selections") or []:
         if not isinstance(sel, dict):
@@ -440,8 +449,9 @@ def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS) -> dict:
         sf = sel.get("files") if isinstance(sel.get("files"), dict) else {}
         sels.append({
             "label": _selection_label(sel, several),
-            "files": [link(sf.get(k)) for k in VIEW_KEYS],
-            "numbers": [_shown(sel.get(k)) for k, _, _ in keys],
+            "files": [link(sf.get("contact_sheet" if video and k == "overlay" else k)) for k in VIEW_KEYS],
+            "numbers": [NOT_MEASURED if video and kind == "db" and sel.get(k) is None else _shown(sel.get(k))
+                        for k, _, kind in keys],
         })  # fmt: skip
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
     return {
@@ -484,7 +494,7 @@ def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_link
             v = row.get(c)
             if c == "output" and isinstance(v, str):
                 v = output_links.get(v, _safe(v))
-            values.append(_plain(v))
+            values.append(NOT_MEASURED if v is None and c in DB_COLUMNS and _is_video(row) else _plain(v))
         image = row.get("image")
         values.append(anchors.get(image) if isinstance(image, str) else None)
         table_rows.append(values)
