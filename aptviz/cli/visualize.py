@@ -322,4 +322,4 @@ class RunView:
         if images:
             skipped = report.count(Status.skipped)
             note = f" ({skipped} already complete, skipped)" if skipped and len(images) > COMPACT_ABOVE else ""
-            self.out.print(f"Outputs in {report.output}/{note}", markup=False)
+            self.out.print(f"Outputs in {terminal_text(report.output)}/{note}", markup=False)

@@ -14,7 +14,7 @@ import numpy as np
 from aptviz.compute.entropy import PAD
 from aptviz.compute.percentiles import PERCENTILES, histogram_percentiles
 
-__all__ = ["HIST_BINS", "binned_percentiles", "merge_histograms", "value_histogram", "value_range"]
+__all__ = ["HIST_BINS", "binned_percentiles", "is_histogram", "merge_histograms", "value_histogram", "value_range"]
 
 HIST_BINS = 500  # linear bins over the measure's range (entropy: 0 .. log2(bins) bits)
 
@@ -100,3 +100,29 @@ def binned_percentiles(hist: dict, qs=PERCENTILES) -> dict:
     width = (hist["hi"] - hist["lo"]) / HIST_BINS
     values = histogram_percentiles(hist["counts"], hist["lo"], width, qs)
     return {f"p{q}": None if v is None else round(v, 6) for q, v in zip(qs, values)}
+
+
+def is_histogram(hist) -> bool:
+    """Whether ``hist`` is a per-scale histogram as :func:`value_histogram` writes it (from an untrusted stats.json).
+
+    Scale keys are digit strings; ``lo`` and ``hi`` finite numbers with
+    ``lo < hi``; ``counts`` at most :data:`HIST_BINS` non-negative integers.
+
+    Examples
+    --------
+    >>> is_histogram({"14": {"lo": 0.0, "hi": 9.0, "counts": [1, 2]}}), is_histogram({"x": "y"})
+    (True, False)
+    """
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def scale(key, h) -> bool:
+        return (
+            isinstance(key, str) and key.isdigit() and isinstance(h, dict)
+            and number(h.get("lo")) and number(h.get("hi")) and h["lo"] < h["hi"]
+            and isinstance(h.get("counts"), list) and len(h["counts"]) <= HIST_BINS
+            and set(map(type, h["counts"])) <= {int} and min(h["counts"], default=0) >= 0
+        )  # fmt: skip
+
+    return isinstance(hist, dict) and all(scale(k, h) for k, h in hist.items())

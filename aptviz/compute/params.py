@@ -412,6 +412,7 @@ class Params:
             )
         if self.min_pixels > self.max_pixels:
             raise ParameterError(f"min-pixels ({self.min_pixels}) must not exceed max-pixels ({self.max_pixels})")
+        _check_factor_fits(self.patch_size, self.merge_size, self.max_pixels)
         object.__setattr__(self, "device", parse_device(self.device))
         measure = parse_measure(self.importance)
         aggregate = check_aggregate(measure, self.aggregate)
@@ -524,6 +525,28 @@ def params_and_measures(**params) -> tuple[Params, list[str]]:
     """
     importance, aggregate, measures = split_measures(params.get("importance") or "entropy", params.get("aggregate"))
     return Params(**{**params, "importance": importance, "aggregate": aggregate}), measures
+
+
+def _check_factor_fits(patch_size: int, merge_size: int, max_pixels: int) -> None:
+    """ParameterError when one resize unit (``patch_size * merge_size`` px square) is more than ``max_pixels``.
+
+    smart_resize makes both sides multiples of that unit, at least one unit
+    each: with ``--merge-size 1000`` every image became 14000 x 14000 pixels
+    (196 million, 7 GB), whatever ``--max-pixels`` said.
+
+    Examples
+    --------
+    >>> _check_factor_fits(14, 1000, 1003520)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: patch-size x merge-size is 14 x 1000 = 14000 px: one 14000x14000 unit is ...
+    """
+    factor = patch_size * merge_size
+    if factor * factor > max_pixels:
+        raise ParameterError(
+            f"patch-size x merge-size is {patch_size} x {merge_size} = {factor} px: one {factor}x{factor} unit "
+            f"is {factor * factor} pixels, more than max-pixels ({max_pixels})"
+        )
 
 
 def _check_int(name: str, value, lo: int = 1) -> None:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
+from aptviz._log import logger
 from aptviz._text import clean_text, text_path
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import OCR_FIELDS, ImageStats
 from aptviz.errors import ROW_FAILED, ROW_OK
-from aptviz.output.atomic import csv_cell, read_json, write_bytes_atomic
+from aptviz.output.atomic import csv_lines, read_json, write_bytes_atomic
 from aptviz.output.layout import IMAGE_SUBDIRS, STATS_NAME, SUMMARY_CSV, SUMMARY_JSON
 from aptviz.runs.results import JobResult, Status
 
@@ -210,14 +211,11 @@ class Summary:
         cached = self._text.get(key)
         if cached is not None and cached[0] is rows and cached[1] == tuple(columns):
             return cached[2], cached[3]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        for row in rows:
-            writer.writerow({k: csv_cell(row.get(k)) for k in columns})
+        lines = csv_lines(rows, columns)
         items = [json.dumps(clean_text(row), indent=2, ensure_ascii=False, allow_nan=False) for row in rows]
         text = ",\n".join("\n".join("  " + line for line in item.split("\n")) for item in items)
-        self._text[key] = (rows, tuple(columns), buf.getvalue(), text)
-        return buf.getvalue(), text
+        self._text[key] = (rows, tuple(columns), lines, text)
+        return lines, text
 
 
 WRITE_SHARE = 20
@@ -241,7 +239,9 @@ def _image_folders(output: Path, skip: set[str] = frozenset()):
             data = read_json(Path(root) / STATS_NAME)
             try:
                 stats = ImageStats.from_dict(data)
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                why = "not valid JSON" if data is None else str(exc) if isinstance(exc, TypeError) else repr(exc)
+                logger.warning("{}: left out of the summary ({})", text_path(Path(root) / STATS_NAME), why)
                 continue
             yield name, stats
 
