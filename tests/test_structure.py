@@ -227,7 +227,8 @@ def test_render_imports_only_types_and_constants_from_compute():
 def test_no_private_name_crosses_modules():
     """A name starting with ``_`` stays in its module: neither imported nor reached as ``module._name`` elsewhere."""
     offenders = []
-    for name, path in modules().items():
+    known = modules()
+    for name, path in known.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         module_aliases = set()
         for line, target, imported in _from_imports(path, name):
@@ -235,7 +236,7 @@ def test_no_private_name_crosses_modules():
                 offenders.append(f"{name}:{line} imports {target}.{imported}")
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
-                module_aliases |= {a.asname or a.name for a in node.names if f"{node.module}.{a.name}" in modules()}
+                module_aliases |= {a.asname or a.name for a in node.names if f"{node.module}.{a.name}" in known}
             elif isinstance(node, ast.Import):
                 module_aliases |= {a.asname or a.name for a in node.names if a.name.startswith("aptviz")}
         for node in ast.walk(tree):
