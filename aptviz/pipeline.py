@@ -3,7 +3,11 @@
 * :func:`compute` -- :class:`~aptviz.compute.analysis.Analysis`: load, resize,
   importance, selections, model views (NumPy arrays, read-only);
 * :func:`image_stats` -- the complete stats.json numbers, pure;
-* :func:`aptviz.render.extras.iter_pictures` -- the pictures, in memory;
+* what the pictures show, computed before drawing: the heatmaps' units,
+  colour ranges and shown scales (:func:`aptviz.compute.heatmaps.heat_scales`),
+  the explorer's data (:mod:`aptviz.compute.explorer_data`);
+* :func:`aptviz.render.extras.iter_pictures` -- the pictures, in memory, drawn
+  from those numbers;
 * :func:`aptviz.output.writer.write_image_folder` -- the files, stats.json last.
 
 :func:`write_outputs` chains the last three; :func:`process_image` all four
@@ -19,12 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from aptviz.compute.analysis import Analysis, analyse_file, analyse_loaded, image_stats
+from aptviz.compute.explorer_data import image_explorer_data
+from aptviz.compute.heatmaps import heat_scales
 from aptviz.compute.params import Params, RunSpec, build_runs, params_and_measures
 from aptviz.compute.stats import ImageStats
 from aptviz.compute.video import VideoAnalysis, analyse_video, is_video, video_stats
 from aptviz.output.layout import MAPS_NAME, TOKENS_NAME, image_files, video_files
 from aptviz.output.writer import maps_arrays, write_image_folder
-from aptviz.render.explorer import explorer_files
+from aptviz.render.explorer import explorer_file
 from aptviz.render.extras import RenderOptions, iter_pictures
 
 __all__ = [
@@ -153,7 +159,9 @@ def write_outputs(
     """
     render = render or RenderOptions()
     stats = complete_stats(analysis, render, save_maps, export_tokens)
-    pictures = chain(iter_pictures(analysis, stats, render), explorer_files(analysis, stats))
+    heat = heat_scales(analysis, stats)  # every number is computed before anything is drawn
+    explorer = explorer_file(stats, image_explorer_data(analysis, stats))
+    pictures = chain(iter_pictures(analysis, stats, heat, render), explorer)
     maps = maps_arrays(analysis) if save_maps else None
     tokens = _token_arrays(analysis) if export_tokens else None
     return write_image_folder(out_dir, stats, pictures, maps, tokens)

@@ -21,7 +21,7 @@ from aptviz.render.figures import (
     error_panels,
     heat_panel,
 )
-from aptviz.render.pictures import _font
+from aptviz.render.pictures import get_font
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
 
@@ -80,7 +80,7 @@ def test_every_title_fits_its_panel(shapes):
         starts = sorted({x for x, _, _ in layout.images})
         panel_width = {x: max(p.shape[1] for px, _, p in layout.images if px == x) for x in starts}
         for x, _y, text, size in layout.texts:
-            assert _font(size).getlength(text) <= panel_width[x], (path.name, text)
+            assert get_font(size).getlength(text) <= panel_width[x], (path.name, text)
             assert size >= 10
 
 
@@ -202,6 +202,7 @@ def test_several_measures_give_one_heatmap_each(monkeypatch):
     """--importance entropy,laplacian: compare.png's first row shows both maps, each named, then the blend."""
     import aptviz.render.extras as extras
     from aptviz.compute.params import build_runs
+    from aptviz.compute.heatmaps import heat_scales
     from aptviz.pipeline import complete_stats
 
     runs = build_runs(["budget"], [0.3], measure=["entropy", "laplacian"])
@@ -210,7 +211,7 @@ def test_several_measures_give_one_heatmap_each(monkeypatch):
     made = []
     real = extras.build_compare
     monkeypatch.setattr(extras, "build_compare", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
-    dict(extras.iter_pictures(result, stats))
+    dict(extras.iter_pictures(result, stats, heat_scales(result, stats)))
     first = _columns(made[0])[0]
     assert len(first) == 4  # original, entropy, laplacian, blend
     texts = " ".join(t for _, _, t, _ in made[0].texts)

@@ -25,7 +25,8 @@ from aptviz.compute.params import Params
 from aptviz.compute.tokens import token_counts
 from aptviz.compute.views import compare_views, model_view, psnr
 from aptviz.pipeline import compute
-from aptviz.render.explorer import cell_errors, explorer_data, explorer_script
+from aptviz.compute.explorer_data import cell_errors, explorer_data
+from aptviz.render.explorer import explorer_script
 from aptviz.runs.explore import explore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -415,7 +416,7 @@ def batch(tmp_path_factory):
 
 
 def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):
-    from aptviz.render.explorer import BATCH_UNIFORM_VIEWS
+    from aptviz.compute.explorer_data import BATCH_UNIFORM_VIEWS
 
     for path in SAMPLES:
         text = (batch / path.stem / "explorer.js").read_text(encoding="utf-8")

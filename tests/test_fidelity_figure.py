@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from aptviz.render.fidelity import FidelityPoint, fidelity_points, pareto, uniform_curve
+from aptviz.compute.fidelity import FidelityPoint, fidelity_points, pareto, retention_curves, uniform_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
@@ -213,7 +213,7 @@ def test_batch_figures_name_the_runs_model(tmp_path, monkeypatch):
     drawn = []
     real = figures.new_figure
     monkeypatch.setattr(figures, "new_figure", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
-    assert figures.psnr_curves_png(rows) is not None
+    assert figures.psnr_curves_png(retention_curves(rows)) is not None
     fig = fidelity_figure(fidelity_points(rows))
     texts = [fig.get_suptitle()]
     for f in (drawn[0], fig):

@@ -11,6 +11,7 @@ pytest.importorskip("matplotlib")
 
 from conftest import SAMPLES, invoke  # noqa: E402
 
+from aptviz.compute.fidelity import retention_curves  # noqa: E402
 from aptviz.render.figures import importance_histogram_figure, psnr_curves_figure  # noqa: E402
 from aptviz.runs.dataset_view import _v1_thresholds  # noqa: E402
 
@@ -33,7 +34,7 @@ def test_histogram_legends_are_off_the_data_and_the_threshold_lines(batch):
     data = json.loads((batch / "dataset.json").read_text())
     stats = [json.loads(p.read_text()) for p in batch.glob("*/stats.json")]
     v2 = [(float(a), thr) for a, thr in data["v2_mean_thresholds"].items()]
-    fig = importance_histogram_figure(data["histogram"], _v1_thresholds(stats), v2)
+    fig = importance_histogram_figure(data["histogram"], _v1_thresholds(stats), v2, percentiles=data["percentiles"])
     renderer = _drawn(fig)
     for ax in fig.axes:
         legend = ax.get_legend()
@@ -44,7 +45,7 @@ def test_histogram_legends_are_off_the_data_and_the_threshold_lines(batch):
 
 def test_off_scale_labels_are_tied_to_their_points(batch):
     rows = json.loads((batch / "summary.json").read_text())
-    fig = psnr_curves_figure(rows)
+    fig = psnr_curves_figure(retention_curves(rows))
     ax = fig.axes[0]
     top = ax.get_ylim()[1] - 0.5
     notes = [t for t in ax.texts if t.get_text().endswith(" dB")]

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from aptviz.render.pictures import _font, _unicode_font, legible
+from aptviz.render.pictures import _unicode_font, get_font, legible
 
 from conftest import SAMPLES
 
@@ -116,7 +116,7 @@ def test_laplacian_heatmaps_without_matplotlib(tmp_path):
 
 
 def test_legible_keeps_what_the_font_draws_and_spells_out_the_rest():
-    default = _font(14)
+    default = get_font(14)
     assert legible("mean |∇²|", default) == "mean |laplacian|"
     assert legible("std |∇²|", default) == "std |laplacian|"
     assert legible("MSE", default) == "MSE"

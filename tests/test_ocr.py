@@ -166,13 +166,14 @@ def test_ocr_batch_summary_report_and_figure(tmp_path, samples):
 
 
 def test_ocr_figure_only_with_text_rows():
+    from aptviz.compute.fidelity import ocr_points
     from aptviz.render.figures import ocr_curves_png
 
     base = {"status": "ok", "method": "budget", "importance": "entropy", "base_small_tokens": 100,
             "llm_tokens_uniform": 25, "uniform_vit_tokens": 40}  # fmt: skip
-    assert ocr_curves_png([dict(base, alpha=0.3, llm_retention=0.5, ocr_apt=None)]) is None
+    assert ocr_curves_png(ocr_points([dict(base, alpha=0.3, llm_retention=0.5, ocr_apt=None)])) is None
     rows = [dict(base, alpha=a, llm_retention=a + 0.2, ocr_apt=a, ocr_uniform=a, ocr_uniform_llm=1.0) for a in (0.3, 0.6)]
-    png = ocr_curves_png(rows)
+    png = ocr_curves_png(ocr_points(rows))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -6,9 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aptviz.compute.histogram import HIST_BINS, value_histogram
+from aptviz.compute.histogram import HIST_BINS, binned_percentiles, value_histogram
 from aptviz.compute.percentiles import PERCENTILES, exact_percentiles, histogram_percentiles
-from aptviz.render.figures import percentiles
 
 counts_lists = st.lists(st.integers(0, 6), min_size=1, max_size=12).filter(lambda c: sum(c) > 0)
 
@@ -28,7 +27,7 @@ def test_within_one_bin_of_the_exact_percentile(values):
     hist = value_histogram(maps)["14"]
     width = (hist["hi"] - hist["lo"]) / HIST_BINS
     exact = exact_percentiles(np.asarray(values, dtype=np.float32))
-    approx = percentiles(hist)
+    approx = binned_percentiles(hist)
     for q, e in zip(PERCENTILES, exact):
         assert abs(approx[f"p{q}"] - e) <= width + 1e-6
 

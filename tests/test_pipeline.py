@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,11 +266,12 @@ def test_writer_writes_what_it_is_given_and_stats_last(tmp_path, make_image, mon
     """The writer computes nothing: the files are the pictures given, stats.json is the stats given, last."""
     import aptviz.output.writer as wr
     from aptviz.pipeline import complete_stats
+    from aptviz.compute.heatmaps import heat_scales
     from aptviz.render.extras import RenderOptions, render_pictures
 
     analysis = compute(make_image("x.png"), expand_runs(["v1", "budget"], [0.3]), Params())
     stats = complete_stats(analysis, RenderOptions())
-    pictures = render_pictures(analysis, stats)
+    pictures = render_pictures(analysis, stats, heat_scales(analysis, stats))
     listed = [*stats.files["heatmaps"].values(), *(stats.files[k] for k in ("original", "resized", "blend", "compare"))]
     listed += [sel.files[k] for sel in stats.selections for k in ("overlay", "model_view", "uniform")]
     assert sorted(pictures) == sorted(listed)
@@ -282,3 +284,88 @@ def test_writer_writes_what_it_is_given_and_stats_last(tmp_path, make_image, mon
     assert order[-1] == "stats.json" and len(order) == len(listed) + 1
     assert json.loads((out / "stats.json").read_text()) == stats.to_dict()
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*") if p.name != "stats.json") == sorted(listed)
+
+
+# ---- one image's walk through the modules (docs/layout.md "One image, start to end") ----------------------
+
+#: the flow's stages, in order; pipeline.py drives them and every package may use the top-level leaves
+STAGES = {"compute": 0, "render": 1, "output": 2}
+LEAVES = {"errors.py", "_log.py", "_text.py", "_version.py"}
+
+
+def module_walk(run) -> list[tuple[str, str]]:
+    """The walk of ``run()`` through aptviz's modules: its ``(caller, callee)`` module pairs, first seen first.
+
+    Every call event is traced (``sys.setprofile``; a generator resumed is a call too), named by
+    the module of the called code and by the module of the nearest aptviz frame below it. Left out:
+    calls inside one module, calls between two computing modules (computing's own helpers), the
+    top-level leaves, and methods and properties of classes (reading a dataclass, a type's own behaviour).
+    """
+    import sys
+
+    root = str(Path(aptviz.__file__).parent) + os.sep
+
+    def module(frame):
+        name = frame.f_code.co_filename
+        if not name.startswith(root) or name[len(root):] in LEAVES:
+            return None
+        return name[len(root):]
+
+    def is_type_member(frame) -> bool:
+        qual = frame.f_code.co_qualname
+        return "." in qual and "<locals>" not in qual.split(".")[0]
+
+    pairs: dict[tuple[str, str], None] = {}
+
+    def profile(frame, event, arg):
+        if event != "call" or (callee := module(frame)) is None:
+            return
+        below = frame.f_back
+        while below is not None and module(below) is None:
+            below = below.f_back
+        caller = module(below) if below is not None else None
+        if caller is None or caller == callee or (caller.startswith("compute/") and callee.startswith("compute/")):
+            return
+        if is_type_member(frame):
+            return
+        pairs[(caller, callee)] = None
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return list(pairs)
+
+
+def walk_summary(pairs: list[tuple[str, str]]) -> tuple[dict[str, list[str]], list[str]]:
+    """``({module: the modules of other packages it is entered from}, [the climbs back])``.
+
+    A climb back is a pair that leaves its stage from anywhere but pipeline.py (render or output
+    calling back into computing, output pulling render's pictures, computing calling up), or a
+    second way into a module from outside its package (a package's modules share their helpers).
+    """
+    stage = lambda m: STAGES.get(m.split("/")[0])  # noqa: E731
+    package = lambda m: m.split("/")[0]  # noqa: E731
+    entered: dict[str, list[str]] = {}
+    for caller, callee in pairs:
+        if package(caller) != package(callee):
+            entered.setdefault(callee, []).append(caller)
+    climbs = [f"{a} -> {b}" for a, b in pairs if a != "pipeline.py" and stage(a) != stage(b)]
+    climbs += [f"{b} re-entered from {a}" for b, callers in entered.items() for a in callers[1:]]
+    return entered, climbs
+
+
+def test_one_image_walk_climbs_back_at_most_10_times(tmp_path):
+    """process_image of a real photo (three methods, the batch's explorer data): computing first, then
+    drawing from plain data, then the writer. The walk is described in docs/layout.md."""
+    src = SAMPLES / "chelsea.png"
+    runs = expand_runs(["v1", "v2", "budget"], [0.5])
+    process_image(src, tmp_path / "warm", runs, Params(device="cpu"))  # lazy imports and caches out of the walk
+    pairs = module_walk(lambda: process_image(src, tmp_path / "chelsea", runs, Params(device="cpu")))
+    entered, climbs = walk_summary(pairs)
+    walk = "\n".join(f"{a} -> {b}" for a, b in pairs)
+    report = f"{len(climbs)} climbs back:\n" + "\n".join(climbs) + "\nwalk:\n" + walk
+    assert (tmp_path / "chelsea" / "stats.json").is_file() and (tmp_path / "chelsea" / "explorer.js").is_file()
+    assert len(climbs) <= 10, report
+    assert all(len(callers) == 1 for callers in entered.values()), report

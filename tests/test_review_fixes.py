@@ -78,7 +78,8 @@ def test_fidelity_lossless_marks_stay_inside_the_psnr_panel(tmp_path):
     import subprocess
     import sys
 
-    from aptviz.render.fidelity import fidelity_figure, fidelity_points
+    from aptviz.compute.fidelity import fidelity_points
+    from aptviz.render.fidelity import fidelity_figure
 
     out = tmp_path / "out"
     done = subprocess.run(

@@ -174,3 +174,87 @@ def test_no_tracked_file_points_outside_the_repo():
             if needle in path.read_text(encoding="utf-8", errors="replace"):
                 offenders.append(name)
     assert offenders == []
+
+
+# ---- render only draws (SPEC §15) ----------------------------------------------------------------------------
+
+
+def _from_imports(path: Path, name: str):
+    """``(line, absolute module, imported name)`` of every ``from ... import`` of an aptviz module in the file."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            if target == "aptviz" or target.startswith("aptviz."):
+                for alias in node.names:
+                    yield node.lineno, target, alias.name
+
+
+def _is_type_or_constant(module: str, name: str) -> bool:
+    """A class (dataclass, enum, ...) or an UPPER_CASE constant; a function or a module is neither."""
+    import importlib
+
+    if name.isupper():
+        return True
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except AttributeError:  # a submodule
+        return False
+    return isinstance(obj, type)
+
+
+def test_render_imports_only_types_and_constants_from_compute():
+    """Drawing takes plain data: from ``aptviz.compute`` it imports classes and constants, never a function."""
+    offenders = []
+    for name, path in modules().items():
+        if area(name) != "render":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                compute = [a.name for a in node.names if a.name.startswith("aptviz.compute")]
+                offenders += [f"{name}:{node.lineno} import {m}" for m in compute]
+        for line, target, imported in _from_imports(path, name):
+            from_compute = target == "aptviz.compute" or target.startswith("aptviz.compute.")
+            if from_compute and not _is_type_or_constant(target, imported):
+                offenders.append(f"{name}:{line} {target}.{imported}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_private_name_crosses_modules():
+    """A name starting with ``_`` stays in its module: neither imported nor reached as ``module._name`` elsewhere."""
+    offenders = []
+    known = modules()
+    for name, path in known.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        module_aliases = set()
+        for line, target, imported in _from_imports(path, name):
+            if imported.startswith("_") and not imported.startswith("__"):
+                offenders.append(f"{name}:{line} imports {target}.{imported}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module_aliases |= {a.asname or a.name for a in node.names if f"{node.module}.{a.name}" in known}
+            elif isinstance(node, ast.Import):
+                module_aliases |= {a.asname or a.name for a in node.names if a.name.startswith("aptviz")}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in module_aliases:
+                if node.attr.startswith("_") and not node.attr.startswith("__"):
+                    offenders.append(f"{name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_render_never_converts_tensors():
+    """``to_numpy`` is computing's: what render gets is NumPy already (the Analysis converts once)."""
+    offenders = []
+    for name, path in modules().items():
+        if area(name) != "render":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                fn = node.func
+                if (fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)) == "to_numpy":
+                    offenders.append(f"{name}:{node.lineno}")
+    assert not offenders, "\n".join(offenders)

@@ -85,6 +85,15 @@ def image_table(stats: ImageStats) -> Table:
         table.caption = f"ret.: retention against plain {name}'s {first.base_small_tokens} ViT tokens"
         if first.llm_tokens_uniform is not None:
             table.caption += f" and {first.llm_tokens_uniform} LLM tokens"
+    extra = _fidelity_caption(stats, several, bool(table.caption))
+    if extra:
+        table.caption = (table.caption or "") + extra
+    return table
+
+
+def _fidelity_caption(stats: ImageStats, several: bool, after: bool) -> str:
+    """The caption's fidelity part: PSNR and SSIM of APT and both uniform baselines, OCR, a video's static rule."""
+    text = ""
     views = [
         f"{_name(sel, several)} "
         f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)}"
@@ -94,11 +103,10 @@ def image_table(stats: ImageStats) -> Table:
         if sel.uniform_vit_tokens is not None
     ]
     if views:
-        table.caption = (table.caption + "; " if table.caption else "") + (
+        text = ("; " if after else "") + (
             f"PSNR dB, APT / uniform {stats.params.preset.title} at equal ViT tokens / at equal LLM tokens "
             "(their ViT / LLM tokens): " + ", ".join(views)
         )
-        table.caption_justify = "left"
     ssims = [
         f"{_name(sel, several)} {sel.ssim_apt:.3f}/{sel.ssim_uniform:.3f}"
         f"{_llm_part(None if sel.ssim_uniform_llm is None else f'{sel.ssim_uniform_llm:.3f}', sel)}"
@@ -106,11 +114,10 @@ def image_table(stats: ImageStats) -> Table:
         if sel.ssim_apt is not None and sel.ssim_uniform is not None
     ]
     if ssims:
-        table.caption += "; SSIM, APT / uniform at equal ViT / equal LLM tokens: " + ", ".join(ssims)
+        text += "; SSIM, APT / uniform at equal ViT / equal LLM tokens: " + ", ".join(ssims)
     if stats.params.ocr:
-        table.caption += "; " + _ocr_caption(stats, several)
-    table.caption += _static_caption(stats, several)
-    return table
+        text += "; " + _ocr_caption(stats, several)
+    return text + _static_caption(stats, several)
 
 
 def _ocr_caption(stats: ImageStats, several: bool) -> str:

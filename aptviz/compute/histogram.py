@@ -12,8 +12,9 @@ import math
 import numpy as np
 
 from aptviz.compute.entropy import PAD
+from aptviz.compute.percentiles import PERCENTILES, histogram_percentiles
 
-__all__ = ["HIST_BINS", "is_histogram", "merge_histograms", "value_histogram", "value_range"]
+__all__ = ["HIST_BINS", "binned_percentiles", "is_histogram", "merge_histograms", "value_histogram", "value_range"]
 
 HIST_BINS = 500  # linear bins over the measure's range (entropy: 0 .. log2(bins) bits)
 
@@ -84,6 +85,21 @@ def _rebin(counts: np.ndarray, hi: float, new_hi: float) -> np.ndarray:
     centres = (np.arange(HIST_BINS) + 0.5) * hi / HIST_BINS
     idx = np.clip((centres / new_hi * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
     return np.bincount(idx, weights=counts, minlength=HIST_BINS).astype(np.int64)
+
+
+def binned_percentiles(hist: dict, qs=PERCENTILES) -> dict:
+    """Percentiles of a histogram made by :func:`value_histogram` (the one rule:
+    :func:`aptviz.compute.percentiles.histogram_percentiles`; within one bin width of the exact value).
+
+    Examples
+    --------
+    >>> h = {"lo": 0.0, "hi": 10.0, "counts": [0] * 250 + [10]}
+    >>> binned_percentiles(h)["p50"]
+    5.01
+    """
+    width = (hist["hi"] - hist["lo"]) / HIST_BINS
+    values = histogram_percentiles(hist["counts"], hist["lo"], width, qs)
+    return {f"p{q}": None if v is None else round(v, 6) for q, v in zip(qs, values)}
 
 
 def is_histogram(hist) -> bool:

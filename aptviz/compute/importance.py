@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAPLACIAN_KERNEL",
+    "UNITS",
     "Aggregate",
     "Measure",
     "compute_importance",
@@ -76,6 +77,11 @@ def measure_unit(measure: str | Measure, aggregate: str | Aggregate = "mean") ->
     if measure is Measure.laplacian:
         return f"{aggregate.value} |∇²|"
     return "MSE" if aggregate is Aggregate.mean else f"{aggregate.value} squared error"
+
+
+#: every measure's unit for every aggregate, ``UNITS[(measure, aggregate)]`` (:func:`measure_unit`), for
+#: pages drawn from stats.json (which holds the names, not the units)
+UNITS = {(m.value, a.value): measure_unit(m, a) for m in Measure for a in Aggregate}
 
 
 def informative_scale(measure: str | Measure, scales) -> int:

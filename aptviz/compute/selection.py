@@ -356,3 +356,33 @@ def select(maps: dict, spec: RunSpec, measure: str | Measure = Measure.entropy) 
         return Selection("v2", spec.alpha, _select_thresholds(maps, thr2), thresholds=thr2)
     masks, info = _select_budget(maps, spec.alpha, own_value=parse_measure(measure) is Measure.upsample_mse)
     return Selection("budget", spec.alpha, masks, budget_info=info)
+
+
+def v2_means(maps: dict) -> list[float | None]:
+    """The per-scale means v2 multiplies by alpha (above the finest; None for a scale of PAD only).
+
+    The float64 sum of the float32 non-PAD cells divided by their count: the
+    very numbers :func:`select_patches` uses (``alpha * mean``).
+    """
+    return _v2_thresholds(maps, 1.0)  # 1.0 * mean == mean
+
+
+def budget_split_order(maps: dict, own_value: bool = False) -> tuple[list[int], dict, np.ndarray]:
+    """Budget's base partition and the order it splits cells in (what the explorer page redoes).
+
+    Returns
+    -------
+    scales : list of int
+        The scales, finest first.
+    base : dict
+        ``{patch size: bool mask}`` of the base partition (NumPy).
+    order : ndarray
+        int32 indices of the splittable cells (non-PAD, above the finest) in
+        split order (:func:`split_order`); the page splits the first ``k``.
+    """
+    g = _Grids.of(maps)
+    base = _base_partition(g)
+    prop = _propagated_scores(maps, g, base, own_value)
+    splittable = sum(int((~g.pad[ps]).sum()) for ps in g.scales[1:])
+    order = xp.to_numpy(split_order(g, prop)[0]) if splittable else np.zeros(0, np.int32)
+    return g.scales, {ps: xp.to_numpy(b) for ps, b in base.items()}, order[:splittable]

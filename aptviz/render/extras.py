@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from aptviz.compute.importance import informative_scale, measure_unit
-from aptviz.compute.params import Measure
+from aptviz.compute.heatmaps import HeatScale
 from aptviz.render.figures import (
     build_compare,
     display_blend,
@@ -41,7 +40,7 @@ from aptviz.render.pictures import (
     window_legend,
 )
 
-__all__ = ["Picture", "RenderOptions", "heat_style", "iter_pictures", "overlay_picture", "render_pictures"]
+__all__ = ["Picture", "RenderOptions", "iter_pictures", "overlay_picture", "render_pictures"]
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
 OVERLAY_FORMATS = ("jpg", "png")
@@ -127,36 +126,14 @@ def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: Rend
     return annotate(pic, lines, legend)
 
 
-def heat_style(params, measure: str | None = None, aggregate: str | None = None) -> dict:
-    """``unit`` and ``measure`` of the heatmap colorbar (entropy's colorbar keeps its plain title).
-
-    ``measure`` (runs of several measures, with its ``aggregate``): that
-    measure's colorbar, always named.
-    """
-    if measure is not None:
-        return {"unit": measure_unit(measure, aggregate or "mean"), "measure": measure}
-    unit = measure_unit(params.importance, params.aggregate or "mean")
-    return {"unit": unit, "measure": None if params.measure is Measure.entropy else params.importance}
-
-
-def _value_range(summaries: dict) -> tuple[float, float]:
-    """One colour scale for all scales of a measure: its non-PAD range (``stats.importance`` per scale)."""
-    summaries = [e for e in summaries.values() if e.min is not None]
-    return min((e.min for e in summaries), default=0.0), max((e.max for e in summaries), default=0.0)
-
-
-def _heatmaps(analysis, stats) -> Iterator[tuple[str, object]]:
+def _heatmaps(analysis, stats, heat: dict[str, HeatScale]) -> Iterator[tuple[str, object]]:
     """Every heatmap: the run's measure, or each measure's (named by measure) in runs of several."""
     h, w = analysis.resized.shape[:2]
     several = analysis.several_measures
-    by_measure = stats.importance_by_measure if several else {analysis.measure: stats.importance}
     names = stats.files.get("heatmaps_by_measure") if several else {analysis.measure: stats.files["heatmaps"]}
-    aggregates = {s.importance: s.aggregate for s in stats.selections}
-    for measure, summaries in by_measure.items():
-        vrange = _value_range(summaries)
-        style = heat_style(analysis.params, *((measure, aggregates.get(measure)) if several else ()))
+    for measure, look in heat.items():
         for ps, ent in analysis.maps_by_measure[measure].items():
-            picture = render_heatmap(ent, ps, (w, h), vmin=vrange[0], vmax=vrange[1], **style)
+            picture = render_heatmap(ent, ps, (w, h), vmin=look.vmin, vmax=look.vmax, **look.style)
             yield names[measure][str(ps)], Picture(picture)
             del picture
 
@@ -168,7 +145,9 @@ def _original(analysis):
     return Picture(np.asarray(analysis.loaded.image))
 
 
-def iter_pictures(analysis, stats, options: RenderOptions | None = None) -> Iterator[tuple[str, object]]:
+def iter_pictures(
+    analysis, stats, heat: dict[str, HeatScale], options: RenderOptions | None = None
+) -> Iterator[tuple[str, object]]:
     """Every picture of one image as ``(path relative to its folder, Picture or encoded bytes)``.
 
     Parameters
@@ -177,16 +156,14 @@ def iter_pictures(analysis, stats, options: RenderOptions | None = None) -> Iter
         The image, computed.
     stats : ImageStats
         Its stats with ``files`` filled in (the paths of the pictures).
+    heat : dict
+        ``{measure: HeatScale}`` (:func:`aptviz.compute.heatmaps.heat_scales`), the run's measure first.
     options : RenderOptions, optional
         How overlays are drawn (default: 2 px green, JPEG).
     """
     options = options or RenderOptions()
     files = stats.files
-    first = analysis.measure
-    vrange = _value_range(stats.importance_by_measure[first] if analysis.several_measures else stats.importance)
-    aggregate = next((s.aggregate for s in stats.selections if s.importance == first), None)
-    style = heat_style(analysis.params, first, aggregate) if analysis.several_measures else heat_style(analysis.params)
-    yield from _heatmaps(analysis, stats)
+    yield from _heatmaps(analysis, stats, heat)
     yield files["original"], _original(analysis)
     yield files["resized"], Picture(analysis.resized)
     several = analysis.several_measures  # captions and compare rows then name each selection's measure
@@ -198,12 +175,13 @@ def iter_pictures(analysis, stats, options: RenderOptions | None = None) -> Iter
         if s.view is not None and entry.files.get("model_view"):
             yield entry.files["model_view"], Picture(s.view.apt, VIEW_QUALITY)
             yield entry.files["uniform"], Picture(s.view.uniform.image, VIEW_QUALITY)
-    yield from _blend_and_compare(analysis, stats, vrange, options, style)
+    yield from _blend_and_compare(analysis, stats, heat, options)
 
 
-def _blend_and_compare(analysis, stats, vrange, options: RenderOptions, style: dict):
+def _blend_and_compare(analysis, stats, heat: dict[str, HeatScale], options: RenderOptions):
     """The blended heatmap, and the comparison figure as file bytes (``options.figure_format``)."""
     shown = analysis.shown_scale  # upsample-mse: its finest map is all 0
+    vrange = heat[analysis.measure].vrange
     small = display_image(analysis.resized)  # the blend's size
     blended = display_blend(analysis.resized, analysis.maps[shown], shown, vrange, small)
     yield stats.files["blend"], Picture(blended, chroma_444=True)
@@ -213,17 +191,17 @@ def _blend_and_compare(analysis, stats, vrange, options: RenderOptions, style: d
         (dict(entry.to_dict(), show_measure=several), s.selection.masks, s.view)
         for entry, s in zip(stats.selections, analysis.selections)
     ]
-    heat = [{"map": analysis.maps[shown], "scale": shown, "finest": min(analysis.maps), "vrange": vrange, "style": style}]
+    style = heat[analysis.measure].style
+    heatmaps = [
+        {"map": analysis.maps[shown], "scale": shown, "finest": min(analysis.maps), "vrange": vrange, "style": style}
+    ]
     if several:  # one heatmap per measure, each on its own colour scale
-        aggregates = {s.importance: s.aggregate for s in stats.selections}
         for measure in list(analysis.maps_by_measure)[1:]:
-            maps = analysis.maps_by_measure[measure]
-            scale = informative_scale(measure, maps)
-            heat.append({"map": maps[scale], "scale": scale, "finest": min(maps),
-                         "vrange": _value_range(stats.importance_by_measure[measure]),
-                         "style": heat_style(analysis.params, measure, aggregates.get(measure))})  # fmt: skip
+            maps, look = analysis.maps_by_measure[measure], heat[measure]
+            heatmaps.append({"map": maps[look.scale], "scale": look.scale, "finest": min(maps),
+                             "vrange": look.vrange, "style": look.style})  # fmt: skip
     layout = build_compare(
-        analysis.loaded.image, analysis.resized, heat, panels, options.color_by_scale, options.window
+        analysis.loaded.image, analysis.resized, heatmaps, panels, options.color_by_scale, options.window
     )
     if options.figure_format == "png":  # encoded by the writer, as every other picture
         yield stats.files["compare"], Picture(draw_png(layout))
@@ -231,6 +209,8 @@ def _blend_and_compare(analysis, stats, vrange, options: RenderOptions, style: d
         yield stats.files["compare"], encode_figure(layout, options.figure_format)
 
 
-def render_pictures(analysis, stats, options: RenderOptions | None = None) -> dict[str, object]:
+def render_pictures(
+    analysis, stats, heat: dict[str, HeatScale], options: RenderOptions | None = None
+) -> dict[str, object]:
     """:func:`iter_pictures` as a dict ``{relative path: Picture or bytes}`` (all held at once)."""
-    return dict(iter_pictures(analysis, stats, options))
+    return dict(iter_pictures(analysis, stats, heat, options))

@@ -4,8 +4,6 @@
   image (original, heatmap, blend; per selection the overlay, the model view,
   uniform at equal ViT tokens and at equal LLM tokens, the two error maps), as a :class:`Layout` that
   :func:`encode_figure` draws as PNG (Pillow, no matplotlib) or PDF/SVG.
-* :func:`percentiles` -- the per-scale importance distribution of a batch,
-  from the compact per-image histograms of :mod:`aptviz.compute.histogram`.
 * :func:`importance_histogram_png` and :func:`psnr_curves_png` -- the batch
   figures as PNG, PDF or SVG bytes (matplotlib, once per batch); the caller writes them.
 """
@@ -18,27 +16,23 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from aptviz.compute.histogram import HIST_BINS, merge_histograms, value_histogram, value_range  # noqa: F401
-from aptviz.compute.percentiles import PERCENTILES, histogram_percentiles
-from aptviz.compute.presets import models_title
-from aptviz.compute.xp import to_numpy
-from aptviz.errors import ROW_OK
+from aptviz.compute.fidelity import RetentionCurves
+from aptviz.compute.histogram import HIST_BINS
 from aptviz.render.pictures import (
     BOUNDARY_COLOR,
     LINE_WIDTH,
-    _font,
-    _wrap,
     blend_heatmap,
     draw_overlay,
+    get_font,
     legible,
     patch_labels,
     scale_colors,
     scale_of_pixels,
+    wrap_text,
 )
 
 __all__ = [
     "FIGURE_FORMATS",
-    "PERCENTILES",
     "Layout",
     "build_compare",
     "display_overlay",
@@ -47,13 +41,10 @@ __all__ = [
     "figure_bytes",
     "figure_png",
     "importance_histogram_png",
-    "merge_histograms",
-    "percentiles",
     "ocr_curves_png",
     "psnr_curves_png",
     "require_vector",
     "selection_title",
-    "value_histogram",
 ]
 
 DISPLAY_HEIGHT = 360  # panel height in compare.png
@@ -170,7 +161,7 @@ def display_blend(
     # the cell under each display pixel, then the same blend as at full size
     ys = np.minimum((np.arange(small.shape[0]) / zoom).astype(np.intp), h - 1)
     xs = np.minimum((np.arange(small.shape[1]) / zoom).astype(np.intp), w - 1)
-    ent = to_numpy(entropy)[ys[:, None] // patch_size, xs[None, :] // patch_size]
+    ent = np.asarray(entropy)[ys[:, None] // patch_size, xs[None, :] // patch_size]
     return blend_heatmap(small, ent, 1, *vrange)
 
 
@@ -249,16 +240,16 @@ def fit_text(lines: list[str], width: int, size: int, smallest: int = 10) -> tup
     >>> fit_text(["ViT 628/1225 (51.3%)"], 400, 15)
     (['ViT 628/1225 (51.3%)'], 15)
     >>> wrapped, size = fit_text(["ViT 628/1225 (51.3%)  LLM 310/306 (101.3%)"], 120, 15)
-    >>> len(wrapped) > 1 and all(_font(size).getlength(t) <= 120 for t in wrapped)
+    >>> len(wrapped) > 1 and all(get_font(size).getlength(t) <= 120 for t in wrapped)
     True
     """
     for s in range(size, smallest - 1, -1):
-        font = _font(s)
+        font = get_font(s)
         words = [w for line in lines for w in line.split()]
         if all(font.getlength(w) <= width for w in words):
             break
-    font = _font(s)
-    out = [w for line in lines for w in _wrap(legible(line, font), font, width)]
+    font = get_font(s)
+    out = [w for line in lines for w in wrap_text(legible(line, font), font, width)]
     return out, s
 
 
@@ -325,7 +316,7 @@ def draw_png(layout: Layout) -> np.ndarray:
         canvas.paste(Image.fromarray(np.ascontiguousarray(pic)), (int(x), int(y)))
     draw = ImageDraw.Draw(canvas)
     for x, y, text, size in layout.texts:
-        draw.text((x, y), text, fill=(0, 0, 0), font=_font(size))
+        draw.text((x, y), text, fill=(0, 0, 0), font=get_font(size))
     return np.asarray(canvas)
 
 
@@ -442,9 +433,9 @@ def heat_panel(entropy, patch_size: int, size, vrange, zoom: float, style: dict 
     The scale runs under the map, as wide as it, so the panel is exactly as
     wide as the photo panels of its column (the unit goes in the panel's title).
     """
-    from aptviz.render.pictures import PAD, _hatch_colors, colormap_lut
+    from aptviz.render.pictures import PAD, hatch_colors, colormap_lut
 
-    ent = to_numpy(entropy).astype(np.float64)
+    ent = np.asarray(entropy).astype(np.float64)
     vmin, vmax = vrange
     lut = colormap_lut()
     pad = ent == PAD
@@ -455,7 +446,7 @@ def heat_panel(entropy, patch_size: int, size, vrange, zoom: float, style: dict 
     shown_pad = _sample(pad, patch_size, size, zoom)
     if shown_pad.any():
         ys, xs = np.nonzero(shown_pad)
-        pixels[ys, xs] = _hatch_colors(ys, xs)
+        pixels[ys, xs] = hatch_colors(ys, xs)
     bar = scale_bar(pixels.shape[1], vmin, vmax, lut, bool(pad.any()))
     return np.concatenate([pixels, np.full((4, pixels.shape[1], 3), 255, np.uint8), bar], axis=0)
 
@@ -475,9 +466,9 @@ def scale_bar(width: int, vmin: float, vmax: float, lut: np.ndarray, any_pad: bo
     """
     from PIL import ImageDraw
 
-    from aptviz.render.pictures import _hatch, _nice_ticks
+    from aptviz.render.pictures import hatch, nice_ticks
 
-    font = _font(font_size)
+    font = get_font(font_size)
     ramp_h = max(8, font_size * 3 // 4)
     key_w = int(font_size + 8 + font.getlength("no data")) if any_pad else 0
     bar_w = max(8, width - key_w - 2)
@@ -488,7 +479,7 @@ def scale_bar(width: int, vmin: float, vmax: float, lut: np.ndarray, any_pad: bo
     draw = ImageDraw.Draw(panel)
     draw.rectangle((0, 0, bar_w + 1, ramp_h), outline=(0, 0, 0))
     right = -1.0  # the end of the last label drawn
-    for t in _nice_ticks(vmin, vmax):
+    for t in nice_ticks(vmin, vmax):
         x = 1 + ((t - vmin) / (vmax - vmin) if vmax > vmin else 0.0) * (bar_w - 1)
         label = f"{t:g}"
         lw = font.getlength(label)
@@ -500,7 +491,7 @@ def scale_bar(width: int, vmin: float, vmax: float, lut: np.ndarray, any_pad: bo
         right = left + lw
     if any_pad:
         kx = width - key_w + 6
-        panel.paste(Image.fromarray(_hatch(ramp_h, font_size)), (kx, 0))
+        panel.paste(Image.fromarray(hatch(ramp_h, font_size)), (kx, 0))
         draw.text((kx + font_size + 3, 0), "no data", fill=(0, 0, 0), font=font)
     return np.asarray(panel)[:, :width]
 
@@ -519,7 +510,7 @@ def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> t
     The colorbar is None when every view is identical to ``resized`` (all means 0). The scale runs from 0 to the 99.5th percentile of both maps (at least 1),
     so one stray pixel does not wash the row out; larger errors take the top colour.
     """
-    from aptviz.render.pictures import _colorbar
+    from aptviz.render.pictures import colorbar
 
     errors = [error_map(np.asarray(v), resized) for v in views]
     top = max(1.0, float(np.percentile(np.concatenate([e.ravel() for e in errors]), 99.5)))
@@ -534,7 +525,7 @@ def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> t
     if not any(means):  # every view identical to the resized image: nothing to scale
         return shown, means, None
     height = max(shown[0].shape[0], BAR_MIN_HEIGHT)
-    bar = _colorbar(height, 0.0, top, lut, False, 0, "0-255", None, font_size=BAR_FONT, title=["|error|"])
+    bar = colorbar(height, 0.0, top, lut, False, 0, "0-255", None, font_size=BAR_FONT, title=["|error|"])
     return shown, means, bar
 
 
@@ -553,7 +544,7 @@ def lossless_panel(height: int, width: int) -> np.ndarray:
     draw = ImageDraw.Draw(panel)
     draw.rectangle((0, 0, panel.width - 1, panel.height - 1), outline=(200, 200, 200))
     size = max(8, min(TITLE_SIZE + 5, panel.width // 6))
-    font = _font(size)
+    font = get_font(size)
     text_w = font.getlength("lossless")
     draw.text(((panel.width - text_w) / 2, (panel.height - size) / 2), "lossless", fill=(90, 90, 90), font=font)
     return np.asarray(panel)
@@ -652,7 +643,7 @@ def build_compare(
     small = _show(np.asarray(resized), zoom)
     heats = [heat] if isinstance(heat, dict) else list(heat)
     first = heats[0]
-    blend = blend_heatmap(small, _sample(to_numpy(first["map"]), first["scale"], (w, h), zoom), 1, *first["vrange"])
+    blend = blend_heatmap(small, _sample(np.asarray(first["map"]), first["scale"], (w, h), zoom), 1, *first["vrange"])
     blend_name = (first.get("style") or {}).get("measure") if len(heats) > 1 else None
     rows = [[
         (small, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
@@ -690,21 +681,6 @@ def _llm_uniform_panel(entry: dict, view, zoom: float) -> list:
 # ---------------------------------------------------------------- dataset view
 
 
-def percentiles(hist: dict, qs=PERCENTILES) -> dict:
-    """Percentiles of a histogram made by :func:`value_histogram` (the one rule:
-    :func:`aptviz.compute.percentiles.histogram_percentiles`; within one bin width of the exact value).
-
-    Examples
-    --------
-    >>> h = {"lo": 0.0, "hi": 10.0, "counts": [0] * 250 + [10]}
-    >>> percentiles(h)["p50"]
-    5.01
-    """
-    width = (hist["hi"] - hist["lo"]) / HIST_BINS
-    values = histogram_percentiles(hist["counts"], hist["lo"], width, qs)
-    return {f"p{q}": None if v is None else round(v, 6) for q, v in zip(qs, values)}
-
-
 def new_figure(width: float, height: float, dpi: int = 110):
     """A matplotlib Figure (Agg canvas, 110 dpi) of ``width`` x ``height`` inches, no pyplot state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -734,6 +710,7 @@ def importance_histogram_png(
     v2_lines: list[tuple[float, dict]] | None = None,
     unit: str = "bits",
     fmt: str = "png",
+    percentiles: dict | None = None,
 ) -> bytes | None:
     """Per-scale importance histograms of a batch with the v1/v2 thresholds marked, as file bytes (``fmt``).
 
@@ -747,17 +724,19 @@ def importance_histogram_png(
         v2 thresholds (alpha times the scale's mean, averaged over images).
     unit : str
         Unit of the measure (axis label).
+    percentiles : dict, optional
+        ``{scale: {"p50": median, ...}}`` (dataset.json ``percentiles``): each panel's title names the median.
 
     Returns
     -------
     bytes or None
         None when there is no cell to show.
     """
-    figure = importance_histogram_figure(hist, v1_thresholds, v2_lines, unit)
+    figure = importance_histogram_figure(hist, v1_thresholds, v2_lines, unit, percentiles)
     return None if figure is None else figure_bytes(figure, fmt)
 
 
-def importance_histogram_figure(hist: dict, v1_thresholds=None, v2_lines=None, unit: str = "bits"):
+def importance_histogram_figure(hist: dict, v1_thresholds=None, v2_lines=None, unit: str = "bits", percentiles=None):
     """The matplotlib Figure of :func:`importance_histogram_png` (None when there is no cell);
     each panel's legend sits below it, off the bars and the threshold lines."""
     scales = sorted(hist, key=int)
@@ -775,8 +754,8 @@ def importance_histogram_figure(hist: dict, v1_thresholds=None, v2_lines=None, u
         group = HIST_BINS // 100
         disp = counts.reshape(-1, group).sum(axis=1)
         ax.stairs(disp, edges[::group], fill=True, color="tab:purple", alpha=0.5, label="cells (100 bins)")
-        pct = percentiles(h)
-        ax.set_title(f"{s} px  (median {pct['p50']:.2f})" if pct["p50"] is not None else f"{s} px")
+        median = (percentiles or {}).get(s, {}).get("p50")
+        ax.set_title(f"{s} px  (median {median:.2f})" if median is not None else f"{s} px")
         ax.set_xlabel(f"importance ({unit})")
         if i == 0:
             ax.set_ylabel("cells")
@@ -792,30 +771,6 @@ def importance_histogram_figure(hist: dict, v1_thresholds=None, v2_lines=None, u
     fig.suptitle("Importance of all non-PAD cells in the batch (kept as one patch when below the threshold)",
                  fontsize=9)
     return fig
-
-
-def informative_top(values: list[float]) -> float | None:
-    """Upper y limit that leaves out far outliers (a near-lossless point), or None when none is far.
-
-    An outlier lies more than 1.5 interquartile ranges (at least 1.5 dB) above
-    the upper quartile (Tukey's fence); the limit is the highest other value plus a margin.
-
-    Examples
-    --------
-    >>> informative_top([26.0, 28.0, 30.0, 31.0, 70.0])
-    32.5
-    >>> informative_top([26.0, 28.0, 30.0]) is None
-    True
-    """
-    vals = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if vals.size < 3:
-        return None
-    q1, q3 = np.percentile(vals, [25, 75])
-    limit = q3 + 1.5 * max(q3 - q1, 1.0)
-    inside = vals[vals <= limit]
-    if inside.size == vals.size or not inside.size:
-        return None
-    return float(inside.max() + max(1.5, 0.05 * (inside.max() - inside.min())))
 
 
 def _mark_off_scale(ax, series, top: float, colors: dict) -> list:
@@ -844,41 +799,25 @@ def _mark_off_scale(ax, series, top: float, colors: dict) -> list:
     return notes
 
 
-def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
+def psnr_curves_png(curves: RetentionCurves | None, fmt: str = "png") -> bytes | None:
     """Retention against PSNR for APT (per method) and the rows' model, uniform, at equal ViT tokens, as bytes (``fmt``).
 
     Every (image, selection) row is a faint point; lines join the means per
-    (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
+    (method, alpha) (:func:`aptviz.compute.fidelity.retention_curves`). Uniform
+    points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
     """
-    figure = psnr_curves_figure(rows)
+    figure = psnr_curves_figure(curves)
     return None if figure is None else figure_bytes(figure, fmt)
 
 
-def psnr_curves_figure(rows: list[dict]):
+def psnr_curves_figure(curves: RetentionCurves | None):
     """The matplotlib Figure of :func:`psnr_curves_png`, or None when no row has PSNRs."""
-    ok = [r for r in rows if r.get("status") == ROW_OK and r.get("psnr_uniform") is not None]
-    ok = [r for r in ok if r.get("psnr_apt") is not None]
-    if not ok:
+    if curves is None:
         return None
     fig = new_figure(8.8, 4.4)
     ax = fig.subplots()
     colors = {"v1": "tab:gray", "v2": "tab:blue", "budget": "tab:orange"}
-    series = []  # (kind, method, xs, ys): plotted after the y range is known
-    for method in ("v1", "v2", "budget"):
-        mine = [r for r in ok if r["method"] == method]
-        if not mine:
-            continue
-        series.append(("dots", method, [r["retention"] for r in mine], [r["psnr_apt"] for r in mine]))
-        groups: dict = {}
-        for r in mine:
-            groups.setdefault(r["alpha"], []).append(r)
-        apt = sorted((np.mean([g["retention"] for g in grp]), np.mean([g["psnr_apt"] for g in grp]))
-                     for grp in groups.values())  # fmt: skip
-        uni = sorted((np.mean([g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp]),
-                      np.mean([g["psnr_uniform"] for g in grp])) for grp in groups.values())  # fmt: skip
-        series += [("apt", method, *map(list, zip(*apt))), ("uniform", method, *map(list, zip(*uni)))]
-    top = informative_top([y for *_, ys in series for y in ys])
-    model = models_title(r.get("model") for r in ok)  # the run's model, not always Qwen2-VL
+    series, top, model = curves.series, curves.top, curves.model
     styles = {
         "dots": lambda m: dict(ls="none", marker=".", ms=5, alpha=0.35, label=f"APT {m}, one image"),
         "apt": lambda m: dict(ls="-", marker="o", label=f"APT {m} (mean per alpha)"),
@@ -896,39 +835,15 @@ def psnr_curves_figure(rows: list[dict]):
     return fig
 
 
-def _ocr_points(rows: list[dict]) -> dict:
-    """``{(measure, method): [(llm retention, apt, uniform ViT-equal x, uniform, uniform LLM-equal), ...]}``,
-    one tuple per (measure, method, alpha): means over the images with text (rows with ``ocr_apt``)."""
-    groups: dict = {}
-    for r in rows:
-        if r.get("status") != ROW_OK or r.get("ocr_apt") is None or r.get("llm_retention") is None:
-            continue
-        groups.setdefault((r.get("importance") or "entropy", r["method"], r.get("alpha")), []).append(r)
-    out: dict = {}
-    for (measure, method, _alpha), grp in groups.items():
-        # the equal-ViT uniform view's own LLM retention: (uniform_vit_tokens / m**2) / (N / m**2)
-        uni_x = [g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp if g.get("uniform_vit_tokens") is not None]
-        llm = [g["ocr_uniform_llm"] for g in grp if g.get("ocr_uniform_llm") is not None]
-        out.setdefault((measure, method), []).append((
-            float(np.mean([g["llm_retention"] for g in grp])),
-            float(np.mean([g["ocr_apt"] for g in grp])),
-            float(np.mean(uni_x)) if uni_x else None,
-            float(np.mean([g["ocr_uniform"] for g in grp])),
-            float(np.mean(llm)) if llm else None,
-        ))  # fmt: skip
-    return {k: sorted(v) for k, v in out.items()}
-
-
-def ocr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
+def ocr_curves_png(points: dict, fmt: str = "png") -> bytes | None:
     """Tesseract's character accuracy against LLM retention: APT and both uniform baselines, as bytes (``fmt``).
 
     One point per (measure, method, alpha), the mean over the images with text
     (``--ocr`` rows whose resized image has text); uniform at equal LLM tokens
     sits at APT's LLM retention, uniform at equal ViT tokens at its own
     (``uniform_vit_tokens / N``: every uniform ViT token is a finest patch). None
-    when no row has an OCR score.
+    when no row has an OCR score (``points``: :func:`aptviz.compute.fidelity.ocr_points`).
     """
-    points = _ocr_points(rows)
     if not points:
         return None
     fig = new_figure(8.8, 4.4)

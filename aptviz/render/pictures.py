@@ -12,7 +12,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from aptviz.compute.entropy import PAD
-from aptviz.compute.xp import to_numpy
 
 __all__ = [
     "BOUNDARY_COLOR",
@@ -71,19 +70,19 @@ def _expand(cells: np.ndarray, ps: int, height: int, width: int) -> np.ndarray:
     return np.repeat(np.repeat(cells, ps, axis=0), ps, axis=1)[:height, :width]
 
 
-def _hatch(height: int, width: int) -> np.ndarray:
+def hatch(height: int, width: int) -> np.ndarray:
     """Diagonal grey stripes: the 'no data' pattern."""
     yy, xx = np.ogrid[:height, :width]
-    return _hatch_colors(yy, xx)
+    return hatch_colors(yy, xx)
 
 
-def _hatch_colors(yy, xx) -> np.ndarray:
+def hatch_colors(yy, xx) -> np.ndarray:
     stripes = ((yy + xx) // 6) % 2
     return np.array(NO_DATA_COLORS, dtype=np.uint8)[stripes]
 
 
 @lru_cache(maxsize=8)
-def _font(size: int):
+def get_font(size: int):
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType: fixed bitmap font
@@ -110,7 +109,7 @@ def _unicode_font(size: int):
                 return ImageFont.truetype(str(path), size)
             except OSError:  # pragma: no cover - unreadable font file
                 break
-    return _font(size)
+    return get_font(size)
 
 
 # plain spellings for glyphs a font may lack (Pillow's default font has no ∇ or ²); longest first
@@ -133,9 +132,9 @@ def legible(text: str, font) -> str:
 
     Examples
     --------
-    >>> legible("mean |∇²|", _font(12))  # Pillow's default font has neither glyph
+    >>> legible("mean |∇²|", get_font(12))  # Pillow's default font has neither glyph
     'mean |laplacian|'
-    >>> legible("bits", _font(12))
+    >>> legible("bits", get_font(12))
     'bits'
     """
     if text.isascii() or all(_has_glyph(font, c) for c in set(text)):
@@ -145,12 +144,12 @@ def legible(text: str, font) -> str:
     return text
 
 
-def _nice_ticks(vmin: float, vmax: float) -> list[float]:
+def nice_ticks(vmin: float, vmax: float) -> list[float]:
     """About five round tick values between vmin and vmax.
 
     Examples
     --------
-    >>> _nice_ticks(0.0, 8.2)
+    >>> nice_ticks(0.0, 8.2)
     [0.0, 2.5, 5.0, 7.5]
     """
     if vmax <= vmin:
@@ -163,7 +162,7 @@ def _nice_ticks(vmin: float, vmax: float) -> list[float]:
     return [round(float(t), 10) + 0.0 for t in ticks]
 
 
-def _colorbar(
+def colorbar(
     height: int,
     vmin: float,
     vmax: float,
@@ -185,12 +184,12 @@ def _colorbar(
     """
     fixed = font_size is None and title is None
     font_size = int(np.clip(height // 32, 9, 18)) if font_size is None else font_size
-    font = _font(font_size) if measure is None else _unicode_font(font_size)
+    font = get_font(font_size) if measure is None else _unicode_font(font_size)
     head = [f"{ps}px"] if title is None else list(title)
     titles = [legible(t, font) for t in (head + [unit] if measure is None else head + [measure, unit])]
     width = font_size * 6 + 24
     if measure is not None or not fixed:
-        ticks = [f"{t:g}" for t in _nice_ticks(vmin, vmax)]
+        ticks = [f"{t:g}" for t in nice_ticks(vmin, vmax)]
         width = max(width, 12 + int(max(font.getlength(t) for t in titles)), 24 + max(8, font_size)
                     + int(max((font.getlength(t) for t in ticks), default=0)))  # fmt: skip
     panel = Image.new("RGB", (width, height), (255, 255, 255))
@@ -208,7 +207,7 @@ def _colorbar(
         bar = np.repeat(lut[levels][:, None, :], bar_w, axis=1)
         panel.paste(Image.fromarray(bar), (x0, top))
         draw.rectangle((x0 - 1, top - 1, x0 + bar_w, bottom), outline=(0, 0, 0))
-        ticks = _nice_ticks(vmin, vmax)
+        ticks = nice_ticks(vmin, vmax)
         if not fixed and len(ticks) > 1:  # keep a line of space between labels
             room = max(1, int(span // (font_size + 2)))
             ticks = ticks[:: -(-len(ticks) // room)]
@@ -218,7 +217,7 @@ def _colorbar(
             draw.text((x0 + bar_w + 6, y - font_size / 2), f"{t:g}", fill=(0, 0, 0), font=font)
     if any_pad:
         ky = height - key
-        swatch = _hatch(font_size + 4, bar_w)
+        swatch = hatch(font_size + 4, bar_w)
         panel.paste(Image.fromarray(swatch), (x0, ky))
         draw.text((x0 + bar_w + 4, ky), "no", fill=(0, 0, 0), font=font)
         draw.text((x0 + bar_w + 4, ky + font_size), "data", fill=(0, 0, 0), font=font)
@@ -274,7 +273,7 @@ def render_heatmap(
     >>> pic.shape[0], pic.shape[2]
     (14, 3)
     """
-    ent = to_numpy(entropy).astype(np.float64)
+    ent = np.asarray(entropy).astype(np.float64)
     width, height = size
     pad = ent == PAD
     valid = ent[~pad]
@@ -289,8 +288,8 @@ def render_heatmap(
     pixels = _expand(lut[idx], patch_size, height, width)
     if pad.any():
         ys, xs = np.nonzero(_expand(pad, patch_size, height, width))
-        pixels[ys, xs] = _hatch_colors(ys, xs)
-    bar = _colorbar(height, vmin, vmax, lut, bool(pad.any()), scale_label or patch_size, unit, measure)
+        pixels[ys, xs] = hatch_colors(ys, xs)
+    bar = colorbar(height, vmin, vmax, lut, bool(pad.any()), scale_label or patch_size, unit, measure)
     return np.concatenate([pixels, bar], axis=1)
 
 
@@ -308,7 +307,7 @@ def patch_labels(masks: dict) -> np.ndarray:
     labels = np.full(shape, -1, dtype=np.int64)
     offset = 0
     for ps in sorted(masks):
-        m = to_numpy(masks[ps])
+        m = np.asarray(masks[ps])
         ids = np.arange(m.size, dtype=np.int64).reshape(m.shape) + offset
         ratio = ps // finest
         keep = _expand(m, ratio, *shape)
@@ -402,10 +401,10 @@ def scale_of_pixels(masks: dict, height: int, width: int) -> np.ndarray:
     [[0, -1], [0, -1]]
     """
     finest = min(masks)
-    shape = tuple(to_numpy(masks[finest]).shape)
+    shape = tuple(np.asarray(masks[finest]).shape)
     index = np.full(shape, -1, dtype=np.int8)
     for i, ps in enumerate(sorted(masks)):
-        keep = _expand(to_numpy(masks[ps]).astype(bool), ps // finest, *shape)
+        keep = _expand(np.asarray(masks[ps]).astype(bool), ps // finest, *shape)
         index[keep] = i
     return _expand(index, finest, height, width)
 
@@ -526,12 +525,12 @@ def scale_colors(n: int) -> list[tuple[int, int, int]]:
     return [SCALE_COLORS[i % len(SCALE_COLORS)] for i in range(n)]
 
 
-def _wrap(text: str, font, width: int) -> list[str]:
+def wrap_text(text: str, font, width: int) -> list[str]:
     """``text`` broken into lines no wider than ``width`` px (words split only when one alone is too wide).
 
     Examples
     --------
-    >>> _wrap("budget  alpha=0.3", _font(15), 70)
+    >>> wrap_text("budget  alpha=0.3", get_font(15), 70)
     ['budget', 'alpha=0.3']
     """
     lines: list[str] = []
@@ -561,9 +560,9 @@ def text_strip(lines: list[str], width: int, font_size: int | None = None, swatc
     (100, 3)
     """
     size = font_size or int(np.clip(width // 40, 10, 22))
-    font = _font(size)
+    font = get_font(size)
     room = max(8, width - 8)
-    lines = [part for line in lines for part in _wrap(legible(line, font), font, room)]  # never cut at the edge
+    lines = [part for line in lines for part in wrap_text(legible(line, font), font, room)]  # never cut at the edge
     rows = len(lines) + (1 if swatches else 0)
     height = rows * (size + 4) + 6
     panel = Image.new("RGB", (width, height), (255, 255, 255))
@@ -625,7 +624,7 @@ def blend_heatmap(image: np.ndarray, entropy, patch_size: int, vmin: float, vmax
     >>> blend_heatmap(img, np.array([[0.0, PAD]]), 14, 0.0, 1.0)[0, 20].tolist()
     [200, 200, 200]
     """
-    ent = to_numpy(entropy).astype(np.float64)
+    ent = np.asarray(entropy).astype(np.float64)
     height, width = image.shape[:2]
     pad = ent == PAD
     span = vmax - vmin

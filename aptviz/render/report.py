@@ -400,8 +400,8 @@ def _selection_label(sel: dict, measure: bool = False) -> str:
 
 def _colour_scale(stats: dict) -> dict | None:
     """The card heatmaps' shared colour scale: range, ticks, unit and whether PAD cells exist."""
-    from aptviz.compute.importance import measure_unit
-    from aptviz.render.pictures import _nice_ticks as nice_ticks
+    from aptviz.compute.importance import UNITS
+    from aptviz.render.pictures import nice_ticks
 
     summaries = stats.get("importance") or stats.get("entropy") or {}
     if not isinstance(summaries, dict):
@@ -413,10 +413,8 @@ def _colour_scale(stats: dict) -> dict | None:
         return None
     lo, hi = min(lows), max(highs)
     params = stats.get("params") if isinstance(stats.get("params"), dict) else {}
-    try:
-        unit = measure_unit(params.get("importance") or "entropy", params.get("aggregate") or "mean")
-    except (ValueError, TypeError, KeyError):
-        unit = "importance"
+    measure, aggregate = params.get("importance") or "entropy", params.get("aggregate") or "mean"
+    unit = UNITS.get((str(measure).lower().replace("_", "-"), str(aggregate).lower()), "importance")
     span = hi - lo
     ticks = [[round((t - lo) / span, 4) if span > 0 else 0.0, f"{t:g}"] for t in nice_ticks(lo, hi)]
     pad = any((_number(e.get("pad_cells")) or 0) > 0 for e in entries)
@@ -692,17 +690,17 @@ def _in_folder(rel) -> bool:
     return all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
-def _explorer_parts(cards: list[tuple[str, dict]]) -> tuple[str, str, str]:
+def _explorer_parts(cards: list[tuple[str, dict]], start: dict | None = None) -> tuple[str, str, str]:
     """The explorers' style (for the head: a style element in the body restyles the whole page once more),
     the dataset view (top of the page) and the script (end), when any card has an explorer."""
     from aptviz.render.explorer import CSS as EXPLORER_CSS
-    from aptviz.render.explorer import dataset_element, dataset_start, explorer_script
+    from aptviz.render.explorer import dataset_element, explorer_script
 
     shown = [(_safe(folder), stats) for folder, stats in cards if explorer_html(folder, stats)]
     names = [name for name, _ in shown]
     if not names:
         return "", "", ""
-    top = f"<h2>Explore alpha over the batch</h2>{dataset_element(names, dataset_start([s for _, s in shown]))}"
+    top = f"<h2>Explore alpha over the batch</h2>{dataset_element(names, start)}"
     return EXPLORER_CSS, top, f"<script>{explorer_script()}</script>"
 
 
@@ -717,6 +715,7 @@ def build_report(
     card_extra: Callable[[str, dict], dict] | None = None,
     scripts: list[str] | None = None,
     output_links: dict | None = None,
+    dataset_start: dict | None = None,
 ) -> str:
     """The report page as a string.
 
@@ -739,6 +738,9 @@ def build_report(
         JavaScript run before the page's own (to push card parts).
     output_links : dict, optional
         ``{row "output" value: URL relative to the report}``.
+    dataset_start : dict, optional
+        Where the dataset explorer starts and the numbers it shows before it
+        loads the images' data (:func:`aptviz.compute.explorer_data.dataset_start`).
 
     Returns
     -------
@@ -753,7 +755,7 @@ def build_report(
     """
     failed = sum(1 for r in rows if r.get("status") == ROW_FAILED)
     data = _page_data(rows, cards, columns, card_extra, output_links or {})
-    explorer_css, explorer_top, explorer_js = _explorer_parts(cards)
+    explorer_css, explorer_top, explorer_js = _explorer_parts(cards, dataset_start)
     page = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -68,7 +68,7 @@ def dataset_summary(stats_list: list[dict], measure: str | None = None) -> dict:
     >>> s["measure"], s["cells"]["14"], s["percentiles"]["14"]["p50"]
     ('entropy', 4, 4.509)
     """
-    from aptviz.render.figures import percentiles
+    from aptviz.compute.histogram import binned_percentiles as percentiles
 
     hists = [s["importance_histogram"] for s in stats_list if s.get("importance_histogram")]
     merged = merge_histograms(hists)
@@ -141,11 +141,12 @@ def write_dataset_view(
     Returns
     -------
     list of str
-        One line per problem (nothing is raised): the first file that cannot
-        be written stops the rest (a full disk fails every write alike).
+        One line per problem (nothing is raised): the first file that cannot be written stops the rest.
     """
+    from aptviz.compute.explorer_data import dataset_start
+    from aptviz.compute.fidelity import fidelity_points, ocr_points, retention_curves
     from aptviz.render import figures as fig
-    from aptviz.render.fidelity import fidelity_figure, fidelity_points
+    from aptviz.render.fidelity import fidelity_figure
     from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
 
     output = Path(output)
@@ -161,23 +162,26 @@ def write_dataset_view(
     unit = measure_unit(name, aggregate or "mean")
     steps = [(DATASET_NAME, lambda p: write_json_atomic(p, summary))]
     if figures and stats_list:
-        hist = summary["histogram"]
+        hist, pct = summary["histogram"], summary["percentiles"]
         steps.append((figure_name(HISTOGRAM_NAME, figure_format),
-                      lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format))))
+                      lambda p: _write(p, fig.importance_histogram_png(hist, v1, v2_lines, unit, figure_format, pct))))
         psnr = figure_name(PSNR_NAME, figure_format)
-        steps.append((psnr, lambda p: _write(p, fig.psnr_curves_png(rows, figure_format))))
+        curves = retention_curves(rows)
+        steps.append((psnr, lambda p: _write(p, fig.psnr_curves_png(curves, figure_format))))
         if fidelity is not None:
             fid = figure_name(FIDELITY_NAME, figure_format)
             steps.append((fid, lambda p: _write(p, fig.figure_bytes(fidelity_figure(fidelity), figure_format))))
         if any(r.get("ocr_apt") is not None for r in rows):  # --ocr, on images with text
-            ocr = figure_name(OCR_NAME, figure_format)
-            steps.append((ocr, lambda p: _write(p, fig.ocr_curves_png(rows, figure_format))))
+            ocr, points = figure_name(OCR_NAME, figure_format), ocr_points(rows)
+            steps.append((ocr, lambda p: _write(p, fig.ocr_curves_png(points, figure_format))))
 
     def page(path: Path) -> None:
         stems = {stem for stem, _ in DATASET_FIGURES}
         shown = sorted(p.name for p in output.glob("*.*") if p.stem in stems and p.suffix in FIGURE_SUFFIXES)
         cards = report_cards(output, [(folder, own_explorer(folder, stats)) for folder, stats in images])
-        _write(path, build_report(rows, cards, columns, shown, output_links=output_links(output, rows)).encode("utf-8"))
+        start = dataset_start([stats for _, stats in cards if (stats.get("files") or {}).get("explorer")])
+        _write(path, build_report(rows, cards, columns, shown, output_links=output_links(output, rows),
+                                  dataset_start=start).encode("utf-8"))  # fmt: skip
 
     steps.append((REPORT_NAME, page))
     for name, write in steps:

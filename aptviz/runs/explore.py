@@ -1,7 +1,7 @@
 """``aptviz.explore``: the explorer for images given in Python (a notebook, a script).
 
 ``aptviz.explore(path_or_image, ...)`` runs the pipeline up to the importance
-maps, computes the explorer's data (:mod:`aptviz.render.explorer`) and returns an
+maps, computes the explorer's data (:mod:`aptviz.compute.explorer_data`) and returns an
 :class:`Explorer`: shown inline by Jupyter (``_repr_html_``, self-contained,
 no network) and written as a standalone page by :meth:`Explorer.save`.
 """
@@ -28,7 +28,7 @@ class Explorer:
     Attributes
     ----------
     payloads : list of dict
-        The explorer data of each image (:func:`aptviz.render.explorer.explorer_data`).
+        The explorer data of each image (:func:`aptviz.compute.explorer_data.explorer_data`).
     method : str
         The method the controls start with.
     alpha : float or None
@@ -84,7 +84,7 @@ def _loaded(image, params: Params):
 def explorer_payload(loaded, name: str, params: Params, path: Path | None = None, image_url: str | None = None) -> dict:
     """The explorer data of one decoded image (resize and importance maps computed here)."""
     from aptviz.pipeline import compute_loaded
-    from aptviz.render.explorer import explorer_data
+    from aptviz.compute.explorer_data import explorer_data
 
     result = compute_loaded(path or Path(name), loaded, [], params, views=False)
     return explorer_data(name, loaded.image, result.resized, result.maps, result.params, image_url)

@@ -1,0 +1,421 @@
+"""The explorer's data: everything about one image that does not depend on alpha (docs/explorer.md).
+
+The page redoes the selection itself (``explorer.js``), exactly as
+:func:`aptviz.select_patches`, from what is computed here once:
+
+* the float32 map values of every scale (base64, little-endian), so the page
+  compares the very same numbers in float64;
+* the per-scale means v2 multiplies by alpha (float64 sum of the float32
+  non-PAD cells divided by their count, as :mod:`aptviz.compute.selection` does);
+* budget's base partition and its split order (propagated score descending,
+  ties to the larger cell, then row, then column): the page splits the first k;
+* per-cell squared errors of the model view at every scale (a kept patch of
+  that size at that cell), so that any selection's ``psnr_apt`` is a sum over
+  its kept cells;
+* the uniform baseline's token count and PSNR for every achievable ViT token
+  count (one entry per distinct Qwen2-VL size), and likewise the baseline at
+  equal LLM tokens for every LLM token count (``uniform_llm``);
+* per-cell average colours (the model view drawn as flat blocks), value
+  histograms and a downscaled JPEG of the resized image for the canvases.
+
+Nothing here writes a file or depends on alpha; :mod:`aptviz.render.explorer` makes
+the pages and the data file from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+from aptviz.compute.entropy import PAD
+from aptviz.compute.importance import measure_unit
+from aptviz.compute.params import Measure, Params, parse_measure
+from aptviz.compute.resize import smart_resize
+from aptviz.compute.selection import budget_split_order, v2_means
+from aptviz.compute.views import llm_uniform_view, psnr, uniform_view
+from aptviz.compute.xp import to_numpy
+
+__all__ = [
+    "BATCH_UNIFORM_VIEWS",
+    "HIST_BINS",
+    "PREVIEW_SIDE",
+    "cell_errors",
+    "explorer_data",
+    "dataset_start",
+    "image_explorer_data",
+    "llm_uniform_table",
+    "preview_uri",
+    "uniform_sizes",
+    "uniform_table",
+]
+
+HIST_BINS = 48
+PREVIEW_SIDE = 800  # longest side of the embedded picture, in px
+BAND_PIXELS = 1 << 20  # pixels per band of cell rows in the per-cell sums (bounded memory)
+BATCH_UNIFORM_VIEWS = 4  # uniform baselines computed per image for report.html (aptviz explore: all)
+
+
+def _b64(arr: np.ndarray, dtype: str) -> str:
+    """Base64 of the array's little-endian bytes in ``dtype`` (row-major)."""
+    return base64.b64encode(np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode(
+        "ascii"
+    )
+
+
+def _block_sums(integral: np.ndarray, side: int, rows: int, cols: int) -> np.ndarray:
+    """Sums of ``side x side`` blocks (per channel) from an integral image, for the first ``rows x cols`` blocks."""
+    y = integral[: rows * side + 1 : side, : cols * side + 1 : side]
+    return y[1:, 1:] - y[:-1, 1:] - y[1:, :-1] + y[:-1, :-1]
+
+
+def _integral(image: np.ndarray) -> np.ndarray:
+    """The integral image in float64 (exact: every sum is an integer below 2**53)."""
+    import cv2
+
+    return cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_64F)
+
+
+def _bands(rows: int, side: int, width: int):
+    """Bands of cell rows of ``side`` px covering ``rows`` rows, about :data:`BAND_PIXELS` pixels each."""
+    step = max(1, BAND_PIXELS // max(1, side * side * width))
+    for r0 in range(0, rows, step):
+        yield r0, min(rows, r0 + step)
+
+
+def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: dict) -> dict[int, np.ndarray]:
+    """Squared error of the model view inside every cell, for a patch of that cell's size kept there.
+
+    The model view of a kept ``s`` px patch is its ``(s/P) x (s/P)`` block means
+    (rounded half to even) repeated back (:func:`aptviz.compute.views.model_view`).
+    For every scale and cell the sum over its pixels and channels of
+    ``(view - resized)**2`` is returned (float64, exact integers). Cells that
+    overhang the image get 0 (they are never kept); the finest scale is 0.
+    Works on bands of cell rows: memory stays bounded for any image size.
+
+    Examples
+    --------
+    >>> img = np.zeros((28, 28, 3), np.uint8); img[0, 0] = 100
+    >>> err = cell_errors(img, 14, [14, 28], {14: (2, 2), 28: (1, 1)})
+    >>> float(err[28][0, 0]) == 3 * (75**2 + 3 * 25**2)
+    True
+    """
+    image = np.asarray(resized, dtype=np.uint8)
+    h, w = image.shape[:2]
+    out: dict[int, np.ndarray] = {}
+    for ps in scales:
+        rows, cols = grids[ps]
+        err = np.zeros((rows, cols), np.float64)
+        ratio = ps // patch_size
+        r_in, c_in = h // ps, w // ps
+        for r0, r1 in _bands(r_in, ps, c_in) if ratio > 1 and c_in else ():
+            band = image[r0 * ps : r1 * ps, : c_in * ps]
+            sums = _block_sums(_integral(band), ratio, (r1 - r0) * ps // ratio, c_in * ps // ratio)
+            means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)
+            diff = band.astype(np.float32) - np.repeat(np.repeat(means, ratio, axis=0), ratio, axis=1)
+            sq = _integral(np.square(diff, out=diff))  # each at most 255**2: exact in float32
+            err[r0:r1, :c_in] = _block_sums(sq, ps, r1 - r0, c_in).sum(axis=2)
+        out[ps] = err
+    return out
+
+
+def _cell_colours(resized: np.ndarray, scales: list[int], grids: dict) -> dict[int, np.ndarray]:
+    """Average colour (uint8 RGB, rounded) of every cell inside the image, per scale above the finest."""
+    image = np.asarray(resized, dtype=np.uint8)
+    h, w = image.shape[:2]
+    out = {}
+    for ps in scales[1:]:
+        rows, cols = grids[ps]
+        col = np.zeros((rows, cols, 3), np.uint8)
+        r_in, c_in = h // ps, w // ps
+        for r0, r1 in _bands(r_in, ps, c_in) if c_in else ():
+            sums = _block_sums(_integral(image[r0 * ps : r1 * ps, : c_in * ps]), ps, r1 - r0, c_in)
+            col[r0:r1, :c_in] = np.rint(sums / float(ps * ps)).astype(np.uint8)
+        out[ps] = col
+    return out
+
+
+def uniform_sizes(original_hw: tuple[int, int], lo: int, hi: int, patch_size: int, merge_size: int,
+                  min_pixels: int, token_side: int | None = None) -> list[tuple[int, tuple[int, int]]]:
+    """``[(t_from, (h, w)), ...]``: the Qwen2-VL size of the uniform baseline for ViT token counts ``lo..hi``.
+
+    The entry with the largest ``t_from <= t`` holds at ``t`` tokens
+    (``max_pixels = t * P * P``, as :func:`aptviz.compute.views.uniform_view`;
+    ``token_side = P * m`` counts LLM tokens instead: ``max_pixels = t * (P*m)**2``).
+
+    Examples
+    --------
+    >>> uniform_sizes((300, 451), 700, 704, 14, 2, 3136)
+    [(700, (280, 448)), (704, (308, 448))]
+    >>> uniform_sizes((300, 451), 175, 176, 14, 2, 3136, token_side=28)
+    [(175, (280, 448)), (176, (308, 448))]
+    """
+    factor = patch_size * merge_size
+    side = token_side or patch_size
+    out: list[tuple[int, tuple[int, int]]] = []
+    for t in range(max(lo, 0), hi + 1):
+        mp = t * side * side
+        hw = smart_resize(original_hw[0], original_hw[1], factor, min(min_pixels, mp), max(mp, 1))
+        if not out or out[-1][1] != hw:
+            out.append((t, hw))
+    return out
+
+
+def uniform_table(
+    original: Image.Image, resized: np.ndarray, lo: int, hi: int, patch_size: int, merge_size: int, min_pixels: int,
+    views: int | None = None, known: dict | None = None,
+) -> list[list]:  # fmt: skip
+    """The uniform baseline for every ViT token count ``t`` in ``[lo, hi]``.
+
+    Returns ``[[t_from, uniform_vit_tokens, psnr_uniform], ...]``: the entry
+    with the largest ``t_from <= t`` is the baseline at ``t`` tokens
+    (:func:`aptviz.compute.views.uniform_view`), one per distinct Qwen2-VL size.
+
+    ``views`` bounds the number of baselines computed (each is a Pillow resize
+    of the original): the others, spread evenly, get only their token count
+    (``[t_from, uniform_vit_tokens]``). ``known`` gives PSNRs already computed,
+    ``{t: psnr_uniform}`` (the batch's own selections).
+    """
+    sizes = uniform_sizes((original.height, original.width), lo, hi, patch_size, merge_size, min_pixels)
+    chosen = set(range(len(sizes)))
+    if views is not None and len(sizes) > views:
+        chosen = {round(i * (len(sizes) - 1) / max(views - 1, 1)) for i in range(views)}
+    known_at = {_entry_at(sizes, t): value for t, value in (known or {}).items()}
+    size = (int(resized.shape[1]), int(resized.shape[0]))
+    table: list[list] = []
+    for i, (t, (h, w)) in enumerate(sizes):
+        entry = [t, (h // patch_size) * (w // patch_size)]
+        if i in known_at:
+            entry.append(None if known_at[i] is None else round(known_at[i], 6))
+        elif i in chosen:
+            value = psnr(resized, uniform_view(original, size, t, patch_size, merge_size, min_pixels).image)
+            entry.append(None if value is None else round(value, 6))
+        table.append(entry)
+    return table
+
+
+def llm_uniform_table(
+    original: Image.Image, resized: np.ndarray, hi: int, patch_size: int, merge_size: int, min_pixels: int,
+    views: int | None = None, known: dict | None = None,
+) -> list[list]:  # fmt: skip
+    """The baseline at equal LLM tokens for every LLM token count ``l`` in ``[1, hi]``.
+
+    Returns ``[[l_from, llm_uniform_tokens, psnr_uniform_llm], ...]`` like
+    :func:`uniform_table` (``max_pixels = l * (P*m)**2``,
+    :func:`aptviz.compute.views.llm_uniform_view`); ``views`` and ``known``
+    (``{llm tokens: psnr_uniform_llm}``) as there.
+    """
+    unit = patch_size * merge_size
+    sizes = uniform_sizes((original.height, original.width), 1, hi, patch_size, merge_size, min_pixels, unit)
+    chosen = set(range(len(sizes)))
+    if views is not None and len(sizes) > views:
+        chosen = {round(i * (len(sizes) - 1) / max(views - 1, 1)) for i in range(views)}
+    known_at = {_entry_at(sizes, t): value for t, value in (known or {}).items()}
+    size = (int(resized.shape[1]), int(resized.shape[0]))
+    table: list[list] = []
+    for i, (t, (h, w)) in enumerate(sizes):
+        entry = [t, (h // unit) * (w // unit)]
+        if i in known_at:
+            entry.append(None if known_at[i] is None else round(known_at[i], 6))
+        elif i in chosen:
+            value = psnr(resized, llm_uniform_view(original, size, t, patch_size, merge_size, min_pixels).image)
+            entry.append(None if value is None else round(value, 6))
+        table.append(entry)
+    return table
+
+
+def _entry_at(sizes: list, t: int) -> int:
+    """Index of the entry of :func:`uniform_sizes` that holds at ``t`` tokens (-1 below the first)."""
+    index = -1
+    for i, (t_from, _) in enumerate(sizes):
+        if t_from <= t:
+            index = i
+    return index
+
+
+def _budget(maps: dict, own_value: bool) -> dict:
+    """Base partition and split order of the budget method (:func:`aptviz.compute.selection.budget_split_order`)."""
+    scales, base, order = budget_split_order(maps, own_value)
+    return {
+        "base": {str(ps): _b64(base[ps], "u1") for ps in scales},
+        "base_tokens": sum(int(b.sum()) for b in base.values()),
+        "order": _b64(order, "i4"),
+        "own_value": own_value,
+    }
+
+
+def _histograms(maps: dict) -> dict:
+    out = {}
+    for ps, m in maps.items():
+        vals = m[m != PAD].astype(np.float64)
+        hi = float(vals.max()) if vals.size and vals.max() > 0 else 1.0
+        idx = np.clip((vals / hi * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
+        out[str(ps)] = {"hi": hi, "counts": np.bincount(idx, minlength=HIST_BINS).tolist()}
+    return out
+
+
+def image_explorer_data(analysis, stats) -> dict | None:
+    """The explorer data of one image folder for report.html (``None`` when ``stats.files`` lists none).
+
+    Its picture is the image folder's resized image (report cards point at it).
+    The uniform baseline's PSNR is computed at :data:`BATCH_UNIFORM_VIEWS`
+    sizes and at the batch's own selections (each is a resize of the original,
+    most of the data's cost); ``aptviz explore`` computes every size.
+    """
+    if not (stats.files or {}).get("explorer"):
+        return None
+    known = {s.selection.tokens: s.view.stats.psnr_uniform for s in analysis.selections if s.view is not None}
+    known_llm = {e.llm_tokens: e.psnr_uniform_llm for e in stats.selections if e.llm_uniform_tokens is not None}
+    return explorer_data(
+        analysis.path.stem, analysis.loaded.image, analysis.resized, analysis.maps, analysis.params,
+        image_url=stats.files.get("resized"), uniform_views=BATCH_UNIFORM_VIEWS, known_uniform=known,
+        known_uniform_llm=known_llm,
+    )
+
+
+def preview_uri(resized: np.ndarray, side: int = PREVIEW_SIDE) -> str:
+    """A JPEG data URI of the resized image, downscaled so its longest side is at most ``side``."""
+    img = Image.fromarray(np.asarray(resized, dtype=np.uint8))
+    scale = min(1.0, side / max(img.size))
+    if scale < 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BOX)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def explorer_data(
+    name: str,
+    original: Image.Image,
+    resized: np.ndarray,
+    maps: dict,
+    params: Params,
+    image_url: str | None = None,
+    uniform_views: int | None = None,
+    known_uniform: dict | None = None,
+    known_uniform_llm: dict | None = None,
+) -> dict:
+    """The explorer's data for one analysed image (JSON-ready; see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        The explorer's name (``data-image``; the output folder name in a report).
+    original : PIL.Image.Image
+        The loaded RGB image (for the uniform baseline).
+    resized : ndarray
+        ``(H, W, 3)`` uint8 resized image.
+    maps : dict
+        Importance maps ``{patch size: grid}`` (NumPy or torch).
+    params : Params
+        The pipeline parameters the maps were computed with.
+    image_url : str, optional
+        Where the page finds the picture; default: a downscaled JPEG data URI.
+    uniform_views : int, optional
+        At most this many uniform baselines are computed (default: every
+        distinct size); see :func:`uniform_table`.
+    known_uniform : dict, optional
+        ``{vit tokens: psnr_uniform}`` already computed.
+    known_uniform_llm : dict, optional
+        ``{llm tokens: psnr_uniform_llm}`` already computed.
+
+    Returns
+    -------
+    dict
+    """
+    maps = {int(ps): np.asarray(to_numpy(m), dtype=np.float32) for ps, m in sorted(maps.items())}
+    scales = sorted(maps)
+    grids = {ps: tuple(int(n) for n in m.shape) for ps, m in maps.items()}
+    measure = parse_measure(params.importance)
+    means = v2_means(maps)  # the very float64 v2 multiplies by alpha
+    budget = _budget(maps, measure is Measure.upsample_mse)
+    n = grids[scales[0]][0] * grids[scales[0]][1]
+    errors = cell_errors(resized, params.patch_size, scales, grids)
+    colours = _cell_colours(resized, scales, grids)
+    return {
+        "name": name,
+        "size": [int(resized.shape[1]), int(resized.shape[0])],
+        "patch": params.patch_size,
+        "merge": params.merge_size,
+        "scales": scales,
+        "grid": {str(ps): list(grids[ps]) for ps in scales},
+        "measure": measure.value,
+        "unit": measure_unit(measure, params.aggregate or "mean"),
+        "maps": {str(ps): _b64(maps[ps], "f4") for ps in scales},
+        "means": {str(ps): v for ps, v in zip(scales[1:], means)},
+        "budget": budget,
+        "err": {str(ps): _b64(errors[ps], "f8") for ps in scales[1:]},
+        "colours": {str(ps): _b64(colours[ps], "u1") for ps in scales[1:]},
+        "uniform": uniform_table(
+            original, resized, budget["base_tokens"], n, params.patch_size, params.merge_size, params.min_pixels,
+            uniform_views, known_uniform,
+        ),
+        "uniform_llm": llm_uniform_table(
+            original, resized, n // (params.merge_size * params.merge_size), params.patch_size, params.merge_size,
+            params.min_pixels, uniform_views, known_uniform_llm,
+        ),
+        "hist": _histograms(maps),
+        "image": image_url or preview_uri(resized),
+        "max_value": {str(ps): _finite_max(maps[ps]) for ps in scales},
+    }
+
+
+def _finite_max(m: np.ndarray) -> float:
+    vals = m[m != PAD]
+    return float(vals.max()) if vals.size else 0.0
+
+
+def _median(values: list[float]) -> float | None:
+    s = sorted(values)
+    n = len(s)
+    if not n:
+        return None
+    return s[(n - 1) // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def dataset_start(stats_list: list[dict]) -> dict | None:
+    """The dataset explorer's starting point from the images' stats: the first v2 selection every image has
+    (else the first budget one), with each image's retentions and their mean and median (as the page computes
+    them).
+
+    None when the images share no such selection (the page then loads their data at once).
+
+    Examples
+    --------
+    >>> one = {"selections": [{"method": "v1"}, {"method": "budget", "alpha": 0.3, "retention": 0.25,
+    ...                                          "llm_retention": 0.5}]}
+    >>> two = {"selections": [{"method": "budget", "alpha": 0.3, "retention": 0.35, "llm_retention": 0.7}]}
+    >>> start = dataset_start([one, two])
+    >>> start["method"], start["alpha"], start["retention"], round(start["median_llm_retention"], 6)
+    ('budget', 0.3, [0.25, 0.35], 0.6)
+    """
+    def own(stats: dict) -> dict:
+        measure = (stats.get("params") or {}).get("importance") if isinstance(stats.get("params"), dict) else None
+        out = {}
+        for sel in stats.get("selections") or []:
+            if not isinstance(sel, dict) or sel.get("importance") not in (None, measure):
+                continue
+            key = (sel.get("method"), sel.get("alpha"))
+            if key[0] in ("v2", "budget") and isinstance(key[1], (int, float)) and not isinstance(key[1], bool):
+                out.setdefault(key, sel)
+        return out
+
+    per = [own(s) if isinstance(s, dict) else {} for s in stats_list]
+    if not per:
+        return None
+    for key in sorted(per[0], key=lambda k: k[0] != "v2"):  # v2 first (the page's own default), in order
+        sels = [p.get(key) for p in per]
+        ret = [s.get("retention") if s else None for s in sels]
+        llm = [s.get("llm_retention") if s else None for s in sels]
+        if any(not isinstance(r, (int, float)) or isinstance(r, bool) for r in ret):
+            continue
+        llm_ok = [v for v in llm if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return {
+            "method": key[0], "alpha": float(key[1]), "retention": [float(r) for r in ret],
+            "mean_retention": sum(ret) / len(ret), "median_retention": _median(ret),
+            "mean_llm_retention": sum(llm_ok) / len(llm_ok) if llm_ok else None,
+            "median_llm_retention": _median(llm_ok),
+        }  # fmt: skip
+    return None

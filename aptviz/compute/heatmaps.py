@@ -1,0 +1,80 @@
+"""What each measure's heatmaps show, computed before anything is drawn.
+
+:func:`heat_scales` gives, per measure, the colorbar's unit and title, the
+one colour range of all its scales and the scale the one-scale pictures show
+(the blend, compare.png); the rendering package draws from these numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aptviz.compute.importance import informative_scale, measure_unit
+from aptviz.compute.params import Measure
+
+__all__ = ["HeatScale", "heat_scales", "heat_style", "value_range"]
+
+
+@dataclass(frozen=True)
+class HeatScale:
+    """One measure's heatmaps: colorbar unit and title, colour range, the scale shown alone."""
+
+    unit: str
+    measure: str | None  # named on the colorbar; None: entropy's plain title
+    vmin: float
+    vmax: float
+    scale: int  # :func:`aptviz.compute.importance.informative_scale`
+
+    @property
+    def style(self) -> dict:
+        """``{"unit", "measure"}``: the colorbar's keywords."""
+        return {"unit": self.unit, "measure": self.measure}
+
+    @property
+    def vrange(self) -> tuple[float, float]:
+        return self.vmin, self.vmax
+
+
+def heat_style(params, measure: str | None = None, aggregate: str | None = None) -> dict:
+    """``unit`` and ``measure`` of the heatmap colorbar (entropy's colorbar keeps its plain title).
+
+    ``measure`` (runs of several measures, with its ``aggregate``): that
+    measure's colorbar, always named.
+
+    Examples
+    --------
+    >>> from aptviz.compute.params import Params
+    >>> heat_style(Params()), heat_style(Params(), "laplacian", "max")
+    ({'unit': 'bits', 'measure': None}, {'unit': 'max |∇²|', 'measure': 'laplacian'})
+    """
+    if measure is not None:
+        return {"unit": measure_unit(measure, aggregate or "mean"), "measure": measure}
+    unit = measure_unit(params.importance, params.aggregate or "mean")
+    return {"unit": unit, "measure": None if params.measure is Measure.entropy else params.importance}
+
+
+def value_range(summaries: dict) -> tuple[float, float]:
+    """One colour scale for all scales of a measure: its non-PAD range (``stats.importance`` per scale)."""
+    summaries = [e for e in summaries.values() if e.min is not None]
+    return min((e.min for e in summaries), default=0.0), max((e.max for e in summaries), default=0.0)
+
+
+def heat_scales(analysis, stats) -> dict[str, HeatScale]:
+    """``{measure: HeatScale}`` of one image, in the order of its heatmaps (the run's measure first).
+
+    Parameters
+    ----------
+    analysis : aptviz.compute.analysis.Analysis
+        The image, computed.
+    stats : aptviz.compute.stats.ImageStats
+        Its stats (the per-scale summaries give the colour ranges).
+    """
+    several = analysis.several_measures
+    by_measure = stats.importance_by_measure if several else {analysis.measure: stats.importance}
+    aggregates = {s.importance: s.aggregate for s in stats.selections}
+    out = {}
+    for measure, summaries in by_measure.items():
+        style = heat_style(analysis.params, *((measure, aggregates.get(measure)) if several else ()))
+        scale = informative_scale(measure, analysis.maps_by_measure[measure])
+        out[measure] = HeatScale(style["unit"], style["measure"], *value_range(summaries), scale)
+    return out
