@@ -3,7 +3,7 @@
 * :func:`compute` -- :class:`~aptviz.compute.analysis.Analysis`: load, resize,
   importance, selections, model views (NumPy arrays, read-only);
 * :func:`image_stats` -- the complete stats.json numbers, pure;
-* :func:`aptviz.render.extras.iter_pictures` -- the pictures, in memory;
+* :func:`aptviz.render.image_pictures.iter_pictures` -- the pictures, in memory;
 * :func:`aptviz.output.writer.write_image_folder` -- the files, stats.json last.
 
 :func:`write_outputs` chains the last three; :func:`process_image` all four
@@ -22,7 +22,7 @@ from aptviz.compute.stats import ImageStats
 from aptviz.output.layout import image_files
 from aptviz.output.writer import maps_arrays, write_image_folder
 from aptviz.render.explorer import explorer_files
-from aptviz.render.extras import RenderOptions, iter_pictures
+from aptviz.render.image_pictures import RenderOptions, iter_pictures
 
 __all__ = [
     "Analysis",

@@ -162,7 +162,7 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
 
 def test_write_outputs_writes_stats_last(tmp_path, make_image, monkeypatch):
     """If rendering fails half way, no stats.json claims the image is complete."""
-    import aptviz.render.extras as ex
+    import aptviz.render.image_pictures as ex
 
     result = compute(make_image("x.png"), expand_runs(["v1"]), Params())
     monkeypatch.setattr(ex, "overlay_picture", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
@@ -261,7 +261,7 @@ def test_writer_writes_what_it_is_given_and_stats_last(tmp_path, make_image, mon
     """The writer computes nothing: the files are the pictures given, stats.json is the stats given, last."""
     import aptviz.output.writer as wr
     from aptviz.pipeline import complete_stats
-    from aptviz.render.extras import RenderOptions, render_pictures
+    from aptviz.render.image_pictures import RenderOptions, render_pictures
 
     analysis = compute(make_image("x.png"), expand_runs(["v1", "budget"], [0.3]), Params())
     stats = complete_stats(analysis, RenderOptions())

@@ -277,11 +277,11 @@ def render_from(
     color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, window: int = 0,
     figure_format: str = "png",
 ):  # fmt: skip
-    """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad).
+    """:class:`~aptviz.render.image_pictures.RenderOptions` from the picture options (ParameterError when bad).
 
     A vector ``figure_format`` without matplotlib is a MissingExtraError.
     """
-    from aptviz.render.extras import RenderOptions
+    from aptviz.render.image_pictures import RenderOptions
     from aptviz.render.figures import require_vector
 
     fmt = str(figure_format).lower().lstrip(".")

@@ -16,7 +16,7 @@ from aptviz.compute.tokens import token_counts
 
 __all__ = [
     "BudgetInfo",
-    "EntropySummary",
+    "ImportanceSummary",
     "ImageInfo",
     "ImageStats",
     "SelectionStats",
@@ -180,7 +180,7 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
-class EntropySummary:
+class ImportanceSummary:
     """Range and mean of one importance map over its non-PAD cells (None when it has none)."""
 
     min: float | None
@@ -206,11 +206,11 @@ class ImageStats:
     image: ImageInfo
     params: Params
     grid: dict[int, tuple[int, int]]
-    entropy: dict[int, EntropySummary]
+    entropy: dict[int, ImportanceSummary]
     selections: list[SelectionStats]
     importance_histogram: dict | None = None  # per scale: counts over equal bins (batch percentiles)
     # runs of several measures only: the per-scale summaries and histograms of every measure, by name
-    importance_by_measure: dict[str, dict[int, EntropySummary]] | None = None
+    importance_by_measure: dict[str, dict[int, ImportanceSummary]] | None = None
     importance_histograms: dict[str, dict] | None = None
     render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
@@ -225,7 +225,7 @@ class ImageStats:
         return list(self.importance_by_measure or [self.params.importance])
 
     @property
-    def importance(self) -> dict[int, EntropySummary]:
+    def importance(self) -> dict[int, ImportanceSummary]:
         """Per-scale summaries of the importance maps (an alias of ``entropy``)."""
         return self.entropy
 
@@ -253,13 +253,13 @@ class ImageStats:
             params=Params(**_known(Params, data["params"])),
             grid={int(k): tuple(v) for k, v in data["grid"].items()},
             entropy={
-                int(k): EntropySummary(**_known(EntropySummary, v))
+                int(k): ImportanceSummary(**_known(ImportanceSummary, v))
                 for k, v in (data["importance"] if "importance" in data else data["entropy"]).items()
             },
             selections=[SelectionStats.from_dict(s) for s in data["selections"]],
             importance_histogram=data.get("importance_histogram"),
             importance_by_measure={
-                m: {int(k): EntropySummary(**_known(EntropySummary, v)) for k, v in per.items()}
+                m: {int(k): ImportanceSummary(**_known(ImportanceSummary, v)) for k, v in per.items()}
                 for m, per in data["importance_by_measure"].items()
             } if data.get("importance_by_measure") else None,
             importance_histograms=data.get("importance_histograms"),

@@ -162,7 +162,7 @@ def is_complete(
 
 
 def _render(render):
-    from aptviz.render.extras import RenderOptions
+    from aptviz.render.image_pictures import RenderOptions
 
     return render or RenderOptions()
 
