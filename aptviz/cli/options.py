@@ -34,6 +34,7 @@ from typing import Annotated
 import typer
 
 from aptviz._version import __version__
+from aptviz.compute.measures import DEFAULT_MEASURE, MEASURES
 from aptviz.compute.params import DEFAULT_THRESHOLDS, Aggregate, Device, Method, Params
 from aptviz.compute.presets import Model
 from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
@@ -99,12 +100,26 @@ Thresholds = Annotated[
     str,
     typer.Option("--thresholds", metavar="T1,T2", help="v1 entropy thresholds (bits), one per scale above the finest."),
 ]
+
+
+def _listed(words: list[str], last: str) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" {last} " + words[-1]
+
+
+_MEASURES_HELP = _listed([spec.help for spec in MEASURES], "or")
+_AGGREGATED_HELP = _listed([spec.name for spec in MEASURES if spec.takes_aggregate], "and")
+_DEFAULT_THRESHOLDS_HELP = "; ".join(
+    f"{','.join(f'{t:g}' for t in spec.default_thresholds)} ({spec.unit}) for {spec.name}"
+    for spec in MEASURES
+    if spec.default_thresholds is not None
+)
+
 OptionalThresholds = Annotated[
     str | None,
     typer.Option(
         "--thresholds",
         help="v1 thresholds, one per scale above the finest, in the measure's unit. "
-        "[default: 3,2 (bits) for entropy; required by v1 with the other measures]",
+        f"[default: {_DEFAULT_THRESHOLDS_HELP}; required by v1 with the other measures]",
         show_default=False,
     ),
 ]
@@ -113,9 +128,8 @@ Importance = Annotated[
     typer.Option(
         "--importance",
         metavar="MEASURE[,MEASURE...]",
-        help="What scores a patch: entropy (bits), laplacian (|∇²| of gray/255) or upsample-mse "
-        "(error of a bilinear down-up reconstruction at the patch's scale). Several (comma list or repeated): "
-        "every selection runs on each, and labels and file names name the measure. [default: entropy]",
+        help=f"What scores a patch: {_MEASURES_HELP}. Several (comma list or repeated): "
+        f"every selection runs on each, and labels and file names name the measure. [default: {DEFAULT_MEASURE}]",
         show_default=False,
     ),
 ]
@@ -124,7 +138,7 @@ AggregateOpt = Annotated[
     typer.Option(
         "--aggregate",
         case_sensitive=False,
-        help="Per-patch reduction of laplacian and upsample-mse values (std with n-1). [default: mean]",
+        help=f"Per-patch reduction of {_AGGREGATED_HELP} values (std with n-1). [default: mean]",
         show_default=False,
     ),
 ]
@@ -404,7 +418,7 @@ def runs_from(
     alphas: list[float] | None,
     thresholds: str | None,
     num_scales: int,
-    measure="entropy",
+    measure=DEFAULT_MEASURE,
     aggregate: str | None = None,
 ):
     """The selections asked for (``-m``/``-a``/``--thresholds``), validated.

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from aptviz._text import ERROR_CHARS, clean_text, terminal_text, text_path
 from aptviz.cli.options import start_progress
+from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
 from aptviz.runs.results import JobResult, RunReport, Status
@@ -37,7 +38,7 @@ def image_title(stats: ImageStats) -> str:
         title += f"  (first of {img.frames} frames)"
     if len(stats.measures) > 1:
         title += "  importance: " + ", ".join(stats.measures)
-    elif stats.params.importance != "entropy":
+    elif stats.params.importance != DEFAULT_MEASURE:
         title += f"  importance: {stats.params.importance} ({stats.params.aggregate})"
     return title
 

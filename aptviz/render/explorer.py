@@ -31,7 +31,7 @@ from PIL import Image
 from aptviz.compute import selection as _sel
 from aptviz.compute.entropy import PAD
 from aptviz.compute.importance import measure_unit
-from aptviz.compute.params import Measure, Params, parse_measure
+from aptviz.compute.params import Params, parse_measure
 from aptviz.compute.resize import smart_resize
 from aptviz.compute.views import psnr, uniform_view
 from aptviz.compute.xp import to_numpy
@@ -291,7 +291,7 @@ def explorer_data(
     grids = {ps: tuple(int(n) for n in m.shape) for ps, m in maps.items()}
     measure = parse_measure(params.importance)
     means = _sel._v2_thresholds(maps, 1.0)  # 1.0 * mean == mean: the very float64 v2 multiplies by alpha
-    budget = _budget(maps, measure is Measure.upsample_mse)
+    budget = _budget(maps, measure.spec.finest_is_zero)
     n = grids[scales[0]][0] * grids[scales[0]][1]
     errors = cell_errors(resized, params.patch_size, scales, grids)
     colours = _cell_colours(resized, scales, grids)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import fmean, median
 
+from aptviz.compute.measures import DEFAULT_MEASURE, MEASURES
 from aptviz.compute.presets import models_title
 from aptviz.errors import ROW_OK
 
@@ -157,7 +158,7 @@ def fidelity_points(rows: list[dict]) -> FidelitySummary | None:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if _usable(r):
-            groups.setdefault((r.get("importance") or "entropy", r["method"], r["alpha"]), []).append(r)
+            groups.setdefault((r.get("importance") or DEFAULT_MEASURE, r["method"], r["alpha"]), []).append(r)
     if not groups:
         return None
     points = [_mean_point(*key, members, uniform=False) for key, members in groups.items()]
@@ -179,7 +180,7 @@ def fidelity_points(rows: list[dict]) -> FidelitySummary | None:
     return summary
 
 
-MEASURE_COLORS = {"entropy": "tab:blue", "laplacian": "tab:green", "upsample-mse": "tab:red"}
+MEASURE_COLORS = {spec.name: spec.color for spec in MEASURES}
 METHOD_MARKERS = {"v1": "o", "v2": "^", "budget": "s"}
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from aptviz.compute.importance import measure_unit
-from aptviz.compute.params import Measure
+from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.render.figures import (
     build_compare,
     display_blend,
@@ -134,7 +134,7 @@ def heat_style(params, measure: str | None = None, aggregate: str | None = None)
     if measure is not None:
         return {"unit": measure_unit(measure, aggregate or "mean"), "measure": measure}
     unit = measure_unit(params.importance, params.aggregate or "mean")
-    return {"unit": unit, "measure": None if params.measure is Measure.entropy else params.importance}
+    return {"unit": unit, "measure": None if params.importance == DEFAULT_MEASURE else params.importance}
 
 
 def _value_range(summaries: dict) -> tuple[float, float]:

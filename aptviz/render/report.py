@@ -356,6 +356,7 @@ def _selection_label(sel: dict, measure: bool = False) -> str:
 def _colour_scale(stats: dict) -> dict | None:
     """The card heatmaps' shared colour scale: range, ticks, unit and whether PAD cells exist."""
     from aptviz.compute.importance import measure_unit
+    from aptviz.compute.measures import DEFAULT_MEASURE
     from aptviz.render.pictures import _nice_ticks as nice_ticks
 
     summaries = stats.get("importance") or stats.get("entropy") or {}
@@ -369,7 +370,7 @@ def _colour_scale(stats: dict) -> dict | None:
     lo, hi = min(lows), max(highs)
     params = stats.get("params") if isinstance(stats.get("params"), dict) else {}
     try:
-        unit = measure_unit(params.get("importance") or "entropy", params.get("aggregate") or "mean")
+        unit = measure_unit(params.get("importance") or DEFAULT_MEASURE, params.get("aggregate") or "mean")
     except (ValueError, TypeError, KeyError):
         unit = "importance"
     span = hi - lo

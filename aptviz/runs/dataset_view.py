@@ -26,6 +26,7 @@ from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.compute.histogram import merge_histograms
 from aptviz.compute.importance import measure_unit
+from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.output.atomic import write_bytes_atomic, write_json_atomic
 from aptviz.output.layout import (
     DATASET_NAME,
@@ -42,9 +43,9 @@ FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def _measure(stats_list: list[dict]) -> str:
-    """The measure of the images (entropy when they have none, or several)."""
-    found = {(s.get("params") or {}).get("importance", "entropy") for s in stats_list}
-    return found.pop() if len(found) == 1 else "entropy"
+    """The measure of the images (the default measure when they have none, or several)."""
+    found = {(s.get("params") or {}).get("importance", DEFAULT_MEASURE) for s in stats_list}
+    return found.pop() if len(found) == 1 else DEFAULT_MEASURE
 
 
 def dataset_summary(stats_list: list[dict], measure: str | None = None) -> dict:
@@ -95,7 +96,7 @@ def _by_measure(stats_list: list[dict], percentiles) -> dict:
     hists: dict[str, list[dict]] = {}
     for s in stats_list:
         per = s.get("importance_histograms") or {
-            (s.get("params") or {}).get("importance", "entropy"): s.get("importance_histogram")
+            (s.get("params") or {}).get("importance", DEFAULT_MEASURE): s.get("importance_histogram")
         }
         for measure, h in per.items():
             if h:
