@@ -278,3 +278,19 @@ def test_writer_writes_what_it_is_given_and_stats_last(tmp_path, make_image, mon
     assert order[-1] == "stats.json" and len(order) == len(listed) + 1
     assert json.loads((out / "stats.json").read_text()) == stats.to_dict()
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*") if p.name != "stats.json") == sorted(listed)
+
+
+def test_an_images_files_are_the_one_list_of_layout(tmp_path):
+    """What process_image writes is exactly layout.listed_files (+ stats.json), with several measures and maps."""
+    from aptviz.output.layout import listed_files
+    from aptviz.render.image_pictures import RenderOptions
+
+    from aptviz.compute.params import build_runs
+
+    runs = build_runs(["v1", "budget:0.3"], thresholds=(0.05, 0.05), measure="laplacian,upsample-mse")
+    out = tmp_path / "cat"
+    stats = process_image(SAMPLES / "chelsea.png", out, runs, Params(importance="laplacian"), save_maps=True,
+                          render=RenderOptions())  # fmt: skip
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*") if p.name != "stats.json")
+    assert written == sorted(listed_files(stats))
+    assert len(stats.files["heatmaps_by_measure"]) == 2 and stats.files.get("maps")

@@ -45,6 +45,7 @@ __all__ = [
     "image_files",
     "is_image_folder",
     "kept_views",
+    "listed_files",
     "overlay_name",
     "view_names",
 ]
@@ -178,6 +179,32 @@ def image_files(
         for label in labels
     ]
     return files, per
+
+
+def listed_files(stats) -> list[str]:
+    """Every file one image's stats list (``files`` and each selection's), in order, without repeats.
+
+    The one list of an image's files: :func:`image_files` names them, the
+    renderer and the writer make them, resume (``is_complete``) checks them
+    all, the report links them.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> files, per = image_files([14, 28], 14, ["v1"], views=False)
+    >>> listed_files(NS(files=files, selections=[NS(files=f) for f in per]))[-3:]
+    ['01_heatmaps/importance_blend_scale_14.jpg', 'compare.png', '02_patches_grid/patches_visualization.jpg']
+    """
+
+    def walk(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from walk(v)
+
+    found = [*walk(stats.files or {}), *(rel for sel in stats.selections for rel in walk(sel.files or {}))]
+    return list(dict.fromkeys(found))
 
 
 def kept_views(stats) -> set[str]:

@@ -22,6 +22,7 @@ from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.stats import ImageStats
 from aptviz.errors import InputError
 from aptviz.output.atomic import clean_stale_temp_files, read_json
+from aptviz.output.layout import listed_files
 from aptviz.runs.pool import WorkerPool, default_workers
 from aptviz.runs.results import JobResult, Status
 from aptviz.runs.scan import IMAGE_EXTENSIONS, scan_inputs
@@ -147,13 +148,11 @@ def is_complete(
             return None
         if stats.render != _render(render).to_dict():
             return None
-        listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
-        listed += [files["blend"], files["compare"]]
-        listed += [sel.files[k] for sel in stats.selections for k in ("overlay", "model_view", "uniform")]
-        if save_maps:
-            listed.append(files["maps"])
-        if export_tokens:
-            listed.append(files["tokens"])
+        needed = [files[k] for k in ("heatmaps", "original", "resized", "blend", "compare")]
+        needed += [sel.files[k] for sel in stats.selections for k in ("overlay", "model_view", "uniform")]
+        if not all(needed):
+            return None
+        listed = listed_files(stats)  # every file it lists: each measure's heatmaps, explorer.js too
     except (KeyError, TypeError, AttributeError, ValueError):
         return None
     if not all((out / rel).is_file() for rel in listed):
