@@ -25,11 +25,9 @@ from aptviz.render.explorer import explorer_files
 from aptviz.render.image_pictures import RenderOptions, iter_pictures
 
 __all__ = [
-    "Analysis",
     "analyze",
     "compute",
     "compute_loaded",
-    "image_stats",
     "process_image",
     "write_outputs",
 ]

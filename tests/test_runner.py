@@ -8,8 +8,8 @@ import pytest
 
 import aptviz
 from aptviz.compute.params import Params, RunSpec
-from aptviz.errors import ParameterError
-from aptviz.runs.results import RunReport, Status
+from aptviz.errors import ParameterError, Status
+from aptviz.runs.results import RunReport
 from aptviz.runs.runner import ProgressEvent
 
 from conftest import SAMPLES

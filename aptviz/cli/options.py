@@ -37,7 +37,7 @@ from aptviz._version import __version__
 from aptviz.compute.measures import DEFAULT_MEASURE, MEASURES
 from aptviz.compute.params import DEFAULT_THRESHOLDS, Aggregate, Device, Method, Params
 from aptviz.compute.presets import Model
-from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
+from aptviz.errors import EXIT_OK, EXIT_USAGE
 from aptviz.errors import MissingExtraError, ParameterError
 
 METHOD_METAVAR = "{" + ",".join(m.value for m in Method) + "}[:ALPHAS]"

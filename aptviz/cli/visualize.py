@@ -22,7 +22,8 @@ from aptviz.cli.options import start_progress
 from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
-from aptviz.runs.results import JobResult, RunReport, Status
+from aptviz.errors import Status
+from aptviz.runs.results import JobResult, RunReport
 from aptviz.runs.runner import ProgressEvent
 
 __all__ = ["COMPACT_ABOVE", "RunView", "aggregate_table", "image_line", "image_table"]
@@ -129,7 +130,8 @@ def image_line(result: JobResult) -> str:
 
     Examples
     --------
-    >>> from aptviz.runs.results import JobResult, Status
+    >>> from aptviz.errors import Status
+    >>> from aptviz.runs.results import JobResult
     >>> image_line(JobResult.failed("x.jpg", "file not found"))
     'x.jpg: failed'
     """

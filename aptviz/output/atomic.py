@@ -27,7 +27,6 @@ __all__ = [
     "read_json",
     "write_bytes_atomic",
     "write_csv_atomic",
-    "write_image",
     "write_json_atomic",
     "write_npz_atomic",
     "write_npz_stream_atomic",
@@ -247,12 +246,6 @@ def encode_image(rgb: np.ndarray, suffix: str, jpeg_quality: int = 95, chroma_44
     if not ok:
         raise OSError(f"could not encode {suffix} image")
     return buf.tobytes()
-
-
-def write_image(path: str | Path, rgb: np.ndarray, chroma_444: bool = False) -> Path:
-    """Encode ``rgb`` by the file's suffix and write it atomically (JPEG: optionally 4:4:4)."""
-    path = Path(path)
-    return write_bytes_atomic(path, encode_image(rgb, path.suffix, chroma_444=chroma_444))
 
 
 def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:

@@ -45,7 +45,6 @@ __all__ = [
     "display_scale",
     "encode_figure",
     "figure_bytes",
-    "figure_png",
     "importance_histogram_png",
     "merge_histograms",
     "percentiles",
@@ -578,11 +577,6 @@ def figure_bytes(fig, fmt: str = "png") -> bytes:
     buf = io.BytesIO()
     fig.canvas.print_figure(buf, format=fmt)
     return buf.getvalue()
-
-
-def figure_png(fig) -> bytes:
-    """Lay out ``fig`` and encode it as PNG bytes."""
-    return figure_bytes(fig, "png")
 
 
 def importance_histogram_png(

@@ -41,16 +41,9 @@ from urllib.parse import quote
 from aptviz.errors import ROW_FAILED
 
 __all__ = [
-    "COLUMN_LABELS", "DATASET_FIGURES", "build_report", "card_data", "column_label", "output_links", "report_cards",
+    "COLUMN_LABELS", "build_report", "card_data", "column_label", "output_links", "report_cards",
 ]  # fmt: skip
 
-DATASET_FIGURES = (
-    ("retention_vs_alpha", "Retention vs alpha"),
-    ("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal tokens"),
-    ("fidelity_vs_tokens", "Which measure, at which cost: PSNR and SSIM against LLM tokens, with the uniform baseline "
-     "of the run's model and the Pareto front"),
-    ("importance_histogram", "Importance distribution with thresholds"),
-)
 FIGURE_SUFFIXES = (".png", ".svg")  # what a browser shows inline (a PDF figure is linked)
 
 # (stats key, label, kind): kind "int", "frac" (4 decimals) or "db" (null = lossless)
@@ -605,7 +598,7 @@ def build_report(
     rows: list[dict],
     cards: list[tuple[str, dict]],
     columns: list[str],
-    figures: list[str] | None = None,
+    figures: list[tuple[str, str]] | None = None,
     title: str = "aptviz report",
     card_extra: Callable[[str, dict], dict] | None = None,
     scripts: list[str] | None = None,
@@ -621,8 +614,9 @@ def build_report(
         ``(folder relative to the report, stats.json content)`` per image.
     columns : list of str
         Summary columns, in order.
-    figures : list of str, optional
-        Dataset figure file names present beside the report.
+    figures : list of (str, str), optional
+        ``(file name, caption)`` of the dataset figures present beside the
+        report, in the order shown (``aptviz.output.layout.BATCH_FIGURES``).
     title : str
         Page title.
     card_extra : callable, optional
@@ -666,18 +660,16 @@ def build_report(
     return "\n".join(page)
 
 
-def _figures_html(names: list[str]) -> str:
-    """The dataset figures present (our own file names), shown inline or linked (PDF)."""
+def _figures_html(figures: list[tuple[str, str]]) -> str:
+    """The dataset figures present (our own file names, with their captions), shown inline or linked (PDF)."""
     parts = []
-    for stem, caption in DATASET_FIGURES:
-        shown = [n for n in names if Path(n).stem == stem]
-        for name in shown[:1]:
-            cap = html.escape(caption)
-            if Path(name).suffix in FIGURE_SUFFIXES:
-                img = f'<img loading="lazy" src="{_url(name)}" alt="{cap}">'
-                parts.append(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")
-            else:
-                parts.append(f'<p><a href="{_url(name)}">{cap} ({html.escape(Path(name).suffix[1:].upper())})</a></p>')
+    for name, caption in figures:
+        cap = html.escape(caption)
+        if Path(name).suffix in FIGURE_SUFFIXES:
+            img = f'<img loading="lazy" src="{_url(name)}" alt="{cap}">'
+            parts.append(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")
+        else:
+            parts.append(f'<p><a href="{_url(name)}">{cap} ({html.escape(Path(name).suffix[1:].upper())})</a></p>')
     return "".join(parts)
 
 

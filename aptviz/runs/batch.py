@@ -20,17 +20,15 @@ from aptviz._version import __version__
 from aptviz.compute.loading import file_identity
 from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.stats import ImageStats
-from aptviz.errors import InputError
+from aptviz.errors import InputError, Status
 from aptviz.output.atomic import clean_stale_temp_files, read_json
 from aptviz.output.layout import listed_files
 from aptviz.runs.pool import WorkerPool, default_workers
-from aptviz.runs.results import JobResult, Status
+from aptviz.runs.results import JobResult
 from aptviz.runs.scan import IMAGE_EXTENSIONS, scan_inputs
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "Job",
-    "JobResult",
     "discover",
     "is_complete",
     "run_batch",

@@ -35,6 +35,7 @@ from aptviz.output.layout import (
     PSNR_NAME,
     REPORT_NAME,
     figure_name,
+    shown_figures,
 )
 
 __all__ = ["DATASET_NAME", "dataset_summary", "write_dataset_view"]
@@ -143,7 +144,7 @@ def write_dataset_view(
     """
     from aptviz.render import figures as fig
     from aptviz.render.fidelity import fidelity_figure, fidelity_points
-    from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
+    from aptviz.render.report import build_report, output_links, report_cards
 
     output = Path(output)
     started = time.monotonic()
@@ -168,8 +169,7 @@ def write_dataset_view(
             steps.append((fid, lambda p: _write(p, fig.figure_bytes(fidelity_figure(fidelity), figure_format))))
 
     def page(path: Path) -> None:
-        stems = {stem for stem, _ in DATASET_FIGURES}
-        shown = sorted(p.name for p in output.glob("*.*") if p.stem in stems and p.suffix in FIGURE_SUFFIXES)
+        shown = shown_figures(p.name for p in output.glob("*.*"))
         cards = report_cards(output, images)
         _write(path, build_report(rows, cards, columns, shown, output_links=output_links(output, rows)).encode("utf-8"))
 

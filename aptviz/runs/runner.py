@@ -25,14 +25,14 @@ from pathlib import Path
 from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.compute.params import Method, Params, RunSpec, build_runs
-from aptviz.errors import ParameterError
+from aptviz.errors import ParameterError, Status
 from aptviz.output.layout import PLOT_NAME, figure_name
 from aptviz.output.lock import check_not_an_input, check_output, lock_output, read_only_fs
 from aptviz.runs.batch import Job, discover, run_batch
 from aptviz.runs.pool import default_workers, stop_on_sigterm
-from aptviz.runs.results import JobResult, RunReport, Status
+from aptviz.runs.results import JobResult, RunReport
 
-__all__ = ["ProgressEvent", "RunOptions", "check_output", "run"]
+__all__ = ["ProgressEvent", "RunOptions", "run"]
 
 PLOTS_NOTICE = "batch figures skipped: install aptviz[plots] (matplotlib)"
 
