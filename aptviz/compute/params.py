@@ -37,6 +37,7 @@ __all__ = [
     "Params",
     "RunSpec",
     "Statistic",
+    "as_runs",
     "build_runs",
     "check_aggregate",
     "default_thresholds",
@@ -721,3 +722,41 @@ def expand_runs(
     ['v1', 'budget_alpha0.2', 'budget_alpha0.4']
     """
     return build_runs(methods, alphas, thresholds, num_scales)
+
+
+def as_runs(
+    selections=(),
+    alphas: Sequence[float | str] = (),
+    thresholds: Sequence[float] | None = None,
+    num_scales: int = 3,
+    measure: str | Measure | Sequence[str | Measure] = DEFAULT_MEASURE,
+    aggregate: str | None = None,
+) -> list[RunSpec]:
+    """The one way the API takes selections: RunSpecs, or text as on the command line, mixed.
+
+    Text (``"v1"``, ``"budget:0.3"``, ``"v2:0.8,1"``) is read by
+    :func:`build_runs` (``alphas``, ``thresholds``, ``measure`` and
+    ``aggregate`` apply to it); a RunSpec is taken as it is. One string or
+    RunSpec is a list of one; empty: v1. Duplicates are dropped, the scale
+    count checked.
+
+    Examples
+    --------
+    >>> [r.label for r in as_runs("budget:0.3")], [r.label for r in as_runs([RunSpec("v2", 0.8), "v1"])]
+    (['budget_alpha0.3'], ['v2_alpha0.8', 'v1'])
+    """
+    items = [selections] if isinstance(selections, (str, RunSpec, Method)) else list(selections or ())
+    if not any(isinstance(item, RunSpec) for item in items):
+        specs = build_runs(items, alphas, thresholds, num_scales, measure, aggregate)
+    else:
+        specs = [
+            spec
+            for item in items
+            for spec in ([item] if isinstance(item, RunSpec) else
+                         build_runs([item], alphas, thresholds, num_scales, measure, aggregate))
+        ]  # fmt: skip
+    runs: list[RunSpec] = []
+    for spec in specs:
+        if spec not in runs:
+            runs.append(spec.check_scales(num_scales))
+    return runs

@@ -18,6 +18,7 @@ __all__ = [
     "BudgetInfo",
     "ImportanceSummary",
     "ImageInfo",
+    "ImageResult",
     "ImageStats",
     "SelectionStats",
 ]
@@ -279,3 +280,35 @@ class ImageStats:
 
 
 
+
+
+class ImageResult(dict):
+    """What :func:`aptviz.analyze` returns: the typed :class:`ImageStats`, readable as the stats.json dict too.
+
+    ``result.stats`` (and any of its fields as an attribute: ``result.selections``,
+    ``result.image``) are typed; ``result["selections"]`` and ``result.to_dict()``
+    are the stats.json content (``files`` aside), as ``analyze`` returned before.
+
+    Examples
+    --------
+    >>> s = ImageStats("0", ImageInfo("a.png", (28, 28), (28, 28)), Params(), {}, {}, [])
+    >>> r = ImageResult(s)
+    >>> r.image.path, r["image"]["path"], r.to_dict() == r, type(r.to_dict()).__name__
+    ('a.png', 'a.png', True, 'dict')
+    """
+
+    def __init__(self, stats: ImageStats) -> None:
+        super().__init__(stats.to_dict())
+        self.stats = stats
+
+    def __getattr__(self, name: str):
+        if name == "stats":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.stats, name)
+
+    def __reduce__(self):
+        return ImageResult, (self.stats,)
+
+    def to_dict(self) -> dict:
+        """The stats.json content as a plain dict (``files`` aside)."""
+        return dict(self)
