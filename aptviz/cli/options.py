@@ -36,7 +36,7 @@ import typer
 from aptviz._version import __version__
 from aptviz.compute.measures import DEFAULT_MEASURE, MEASURES
 from aptviz.compute.params import DEFAULT_THRESHOLDS, Aggregate, Device, Method, Params
-from aptviz.compute.presets import Model
+from aptviz.compute.presets import PRESETS, Model
 from aptviz.errors import EXIT_OK, EXIT_USAGE
 from aptviz.errors import MissingExtraError, ParameterError
 
@@ -144,14 +144,27 @@ AggregateOpt = Annotated[
 ]
 
 # -- pipeline parameters (names match aptviz.compute.params.Params fields) -----------------------------------
+
+
+def _model_sizes_help() -> str:
+    """``qwen2-vl and qwen2.5-vl: 14 px patches, 28 px merge unit; qwen3-vl: 16 px, 32 px`` from the presets."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for model, spec in PRESETS.items():
+        groups.setdefault((spec.patch_size, spec.unit), []).append(model.value)
+    parts = [
+        f"{_listed(names, 'and')}: " + (f"{p} px patches, {u} px merge unit" if i == 0 else f"{p} px, {u} px")
+        for i, ((p, u), names) in enumerate(groups.items())
+    ]
+    return "; ".join(parts)
+
+
 ModelOpt = Annotated[
     Model,
     typer.Option(
         "--model",
         case_sensitive=False,
         help="Whose image pipeline: sets patch, merge and temporal patch size and the normalization "
-        "(qwen2-vl and qwen2.5-vl: 14 px patches, 28 px merge unit; qwen3-vl: 16 px, 32 px). "
-        "--patch-size/--merge-size still override.",
+        f"({_model_sizes_help()}). --patch-size/--merge-size still override.",
     ),
 ]
 

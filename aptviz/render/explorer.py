@@ -50,7 +50,8 @@ __all__ = [
 HIST_BINS = 48
 PREVIEW_SIDE = 800  # longest side of the embedded picture, in px
 BAND_PIXELS = 1 << 20  # pixels per band of cell rows in the per-cell sums (bounded memory)
-BATCH_UNIFORM_VIEWS = 4  # uniform baselines computed per image for report.html (aptviz explore: all)
+BATCH_UNIFORM_VIEWS = 0  # uniform baselines computed per image for report.html besides the selections' own
+# (reused from the analysis; aptviz explore computes all)
 
 
 def _b64(arr: np.ndarray, dtype: str) -> str:
@@ -145,13 +146,35 @@ def uniform_sizes(original_hw: tuple[int, int], lo: int, hi: int, patch_size: in
     [(700, (280, 448)), (704, (308, 448))]
     """
     factor = patch_size * merge_size
-    out: list[tuple[int, tuple[int, int]]] = []
-    for t in range(max(lo, 0), hi + 1):
-        mp = t * patch_size * patch_size
-        hw = smart_resize(original_hw[0], original_hw[1], factor, min(min_pixels, mp), max(mp, 1))
-        if not out or out[-1][1] != hw:
-            out.append((t, hw))
-    return out
+    ts = np.arange(max(lo, 0), hi + 1, dtype=np.int64)
+    if not ts.size:
+        return []
+    h, w = _smart_sizes(int(original_hw[0]), int(original_hw[1]), factor, ts * (patch_size * patch_size), min_pixels)
+    new = np.ones(ts.size, bool)
+    new[1:] = (h[1:] != h[:-1]) | (w[1:] != w[:-1])
+    return [(int(t), (int(a), int(b))) for t, a, b in zip(ts[new], h[new], w[new])]
+
+
+def _smart_sizes(height: int, width: int, factor: int, max_pixels: np.ndarray, min_pixels: int):
+    """``smart_resize(height, width, factor, min(min_pixels, m), max(m, 1))`` for every ``m`` of ``max_pixels``.
+
+    The same float64 operations in the same order as
+    :func:`aptviz.compute.resize.smart_resize`, on arrays: the same sizes.
+    """
+    smart_resize(height, width, factor)  # its aspect-ratio check
+    lows, highs = np.minimum(min_pixels, max_pixels), np.maximum(max_pixels, 1)
+    h0, w0 = round(height / factor) * factor, round(width / factor) * factor
+    h, w = np.full(highs.size, h0, np.int64), np.full(highs.size, w0, np.int64)
+    area = height * width
+    down = h0 * w0 > highs
+    beta = np.sqrt(area / highs[down].astype(np.float64))
+    h[down] = np.maximum(factor, np.floor(height / beta / factor).astype(np.int64) * factor)
+    w[down] = np.maximum(factor, np.floor(width / beta / factor).astype(np.int64) * factor)
+    up = ~down & (h0 * w0 < lows)
+    beta = np.sqrt(lows[up].astype(np.float64) / area)
+    h[up] = np.ceil(height * beta / factor).astype(np.int64) * factor
+    w[up] = np.ceil(width * beta / factor).astype(np.int64) * factor
+    return h, w
 
 
 def uniform_table(
@@ -225,9 +248,10 @@ def explorer_files(analysis, stats):
     """``(stats.files["explorer"], bytes)``: the image's explorer data file for report.html, when listed.
 
     Its picture is the image folder's resized image (report cards point at it).
-    The uniform baseline's PSNR is computed at :data:`BATCH_UNIFORM_VIEWS`
-    sizes and at the batch's own selections (each is a resize of the original,
-    most of the data's cost); ``aptviz explore`` computes every size.
+    The uniform baseline's PSNR comes from the batch's own selections (their
+    uniform views, already computed by the analysis) plus :data:`BATCH_UNIFORM_VIEWS`
+    more sizes (each a resize of the original, most of the data's cost);
+    ``aptviz explore`` computes every size.
     """
     rel = (stats.files or {}).get("explorer")
     if rel:
