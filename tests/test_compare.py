@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from aptviz.compute.analysis import analyse_file, image_stats
@@ -146,3 +148,15 @@ def test_a_flat_image_has_a_compare_figure(tmp_path):
     result, layout = _layout(tmp_path / "flat.png", expand_runs(["v1", "budget"], [0.3]))
     assert [len(r) for _, r in sorted(_rows(layout).items())] == [3, 5, 5]
     assert encode_figure(layout).startswith(b"\x89PNG")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 40))
+def test_error_map_is_the_float32_channel_mean(seed, h, w):
+    """error_map's integer channel sum / 3 is bit-identical to the float32 mean of |view - resized|."""
+    from aptviz.render.figures import error_map
+
+    rng = np.random.default_rng(seed)
+    a, b = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2))
+    expected = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2, dtype=np.float32)
+    assert np.array_equal(error_map(a, b).view(np.uint32), expected.view(np.uint32))
