@@ -160,3 +160,20 @@ def test_error_map_is_the_float32_channel_mean(seed, h, w):
     a, b = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2))
     expected = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2, dtype=np.float32)
     assert np.array_equal(error_map(a, b).view(np.uint32), expected.view(np.uint32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from([99.5, 50.0, 0.0, 100.0, 12.3]))
+def test_error_percentile_is_numpys(seed, parts, q):
+    """The colour scale's top from counts is bit-identical to np.percentile over every error value."""
+    from aptviz.render.figures import error_percentile
+
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(parts):
+        shape = tuple(int(s) for s in rng.integers(1, 40, 2))
+        k = rng.integers(0, 766, shape) if rng.random() < 0.5 else np.minimum(rng.geometric(0.2, shape) - 1, 765)
+        maps.append(k.astype(np.float32) / np.float32(3))
+    expected = np.percentile(np.concatenate([m.ravel() for m in maps]), q)
+    got = error_percentile(maps, q)
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()

@@ -74,6 +74,21 @@ def _integral(image: np.ndarray) -> np.ndarray:
     return cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_64F)
 
 
+def _repeat(image: np.ndarray, ratio: int) -> np.ndarray:
+    """Every pixel repeated ``ratio x ratio`` times (nearest neighbour at a whole, power-of-two factor: exact)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    return cv2.resize(image, (w * ratio, h * ratio), interpolation=cv2.INTER_NEAREST)
+
+
+def _channel_sum(image: np.ndarray) -> np.ndarray:
+    """The sum of the three channels of a float32 image (one pass, OpenCV)."""
+    import cv2
+
+    return cv2.transform(image, np.ones((1, 3), np.float32))
+
+
 def _bands(rows: int, side: int, width: int):
     """Bands of cell rows of ``side`` px covering ``rows`` rows, about :data:`BAND_PIXELS` pixels each."""
     step = max(1, BAND_PIXELS // max(1, side * side * width))
@@ -98,6 +113,8 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
     >>> float(err[28][0, 0]) == 3 * (75**2 + 3 * 25**2)
     True
     """
+    import cv2
+
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
     out: dict[int, np.ndarray] = {}
@@ -110,9 +127,9 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
             band = image[r0 * ps : r1 * ps, : c_in * ps]
             sums = _block_sums(_integral(band), ratio, (r1 - r0) * ps // ratio, c_in * ps // ratio)
             means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)
-            diff = band.astype(np.float32) - np.repeat(np.repeat(means, ratio, axis=0), ratio, axis=1)
-            sq = _integral(np.square(diff, out=diff))  # each at most 255**2: exact in float32
-            err[r0:r1, :c_in] = _block_sums(sq, ps, r1 - r0, c_in).sum(axis=2)
+            diff = cv2.subtract(band, _repeat(means, ratio), dtype=cv2.CV_32F)  # exact
+            sq = _channel_sum(np.square(diff, out=diff))  # at most 3 * 255**2 a pixel: exact in float32
+            err[r0:r1, :c_in] = _block_sums(_integral(sq), ps, r1 - r0, c_in)
         out[ps] = err
     return out
 

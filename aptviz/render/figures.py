@@ -431,6 +431,34 @@ def error_map(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
     return out
 
 
+def error_percentile(errors: list[np.ndarray], q: float) -> np.float32:
+    """``np.percentile`` (linear) of all the values of :func:`error_map` maps, from their counts.
+
+    Their values are ``k / 3`` in float32 (``k`` = 0 .. 765), so the two order
+    statistics come from a bincount instead of a partition of every value;
+    the interpolation is NumPy's, step by step (float32 values, float64 index).
+
+    Examples
+    --------
+    >>> e = [np.array([[0, 1, 2]], np.float32) / np.float32(3), np.array([[765]], np.float32) / np.float32(3)]
+    >>> bool(error_percentile(e, 99.5) == np.percentile(np.concatenate([x.ravel() for x in e]), 99.5))
+    True
+    """
+    counts = sum(np.bincount(np.rint(e.ravel() * np.float32(3)).astype(np.intp), minlength=766) for e in errors)
+    n = int(counts.sum())
+    virtual = (n - 1) * np.true_divide(q, 100)
+    below = int(np.floor(virtual))
+    if virtual >= n - 1:
+        below = n - 1
+    cumulative = np.cumsum(counts)
+    k_lo, k_hi = np.searchsorted(cumulative, [below, min(below + 1, n - 1)], side="right")
+    values = np.arange(766, dtype=np.float32) / np.float32(3)
+    a, b = values[k_lo], values[k_hi]
+    gamma = float(virtual - below) if virtual < n - 1 else 0.0
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
 def _show(picture: np.ndarray, zoom: float) -> np.ndarray:
     """A picture at display size: pixel repetition up, area average down."""
     return _zoom(picture, zoom, Image.Resampling.BOX)
@@ -484,7 +512,7 @@ def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> t
     from aptviz.render.pictures import _colorbar
 
     errors = [error_map(np.asarray(v), resized) for v in views]
-    top = max(1.0, float(np.percentile(np.concatenate([e.ravel() for e in errors]), 99.5)))
+    top = max(1.0, float(error_percentile(errors, 99.5)))
     lut = error_lut()
     shown = []
     for err in errors:
