@@ -162,9 +162,20 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 
 
 def write_json_atomic(path: str | Path, obj) -> Path:
-    """Write ``obj`` as indented UTF-8 JSON, atomically."""
-    text = json.dumps(clean_text(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    """Write ``obj`` as indented UTF-8 JSON, atomically (text that UTF-8 cannot encode made encodable).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, os
+    >>> p = write_json_atomic(pathlib.Path(tempfile.mkdtemp()) / "a.json", {"path": os.fsdecode(b"caf\\xe9")})
+    >>> json.loads(p.read_text(encoding="utf-8"))["path"]
+    'caf\\\\xe9'
+    """
+    try:  # the common case: every string encodes, and cleaning would change nothing
+        data = (json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from an OS name somewhere
+        data = (json.dumps(clean_text(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    return write_bytes_atomic(path, data)
 
 
 def read_json(path: str | Path):
