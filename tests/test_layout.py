@@ -1,4 +1,4 @@
-"""output/layout.py: the one list of batch figures (names, captions) that the runner, the dataset view and the report use."""
+"""output/layout.py: the one list of batch figures (names, captions) the runner, dataset view and report use."""
 
 import html
 
