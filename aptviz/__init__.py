@@ -8,9 +8,13 @@ The public API (docs/pipeline.md §3)::
     aptviz.entropy_maps(image, patch_size=14, num_scales=3, bins=512, device="cpu")
     aptviz.importance_maps(image, measure="entropy", aggregate="mean", patch_size=14, ...)
     aptviz.select_patches(maps, method="v1", alpha=1.0, thresholds=(3.0, 2.0))
-    aptviz.analyze(path, methods=("v1",), alphas=(1.0,), model="qwen2-vl", **params)
+    aptviz.analyze(path, selections="v1", model="qwen2-vl", **params) -> ImageResult (typed; also the stats dict)
     aptviz.run(inputs, output, selections, params, workers, on_progress=...) -> RunReport
-    aptviz.explore(image_or_path, method="v2", alpha=None, **params) -> Explorer   # live, in a notebook
+    aptviz.explore(image_or_path, selection="v2", **params) -> Explorer   # live, in a notebook
+    aptviz.calibrate(inputs, selection="v2", target=0.3, **params) -> Calibration
+
+Selections are given one way everywhere: text as on the command line
+(``"budget:0.3"``, ``"v2:0.8,1"``, ``"v1"``) or :class:`RunSpec` objects.
 
 Heavy modules (torch, matplotlib) are imported on first use only.
 """
@@ -33,6 +37,7 @@ __all__ = [
     "Status",
     "__version__",
     "analyze",
+    "calibrate",
     "entropy_maps",
     "explore",
     "importance_maps",
@@ -53,6 +58,7 @@ _LAZY = {
     "select_patches": "compute.selection",
     "Selection": "compute.selection",
     "analyze": "pipeline",
+    "calibrate": "runs.calibrate",
     "explore": "runs.explore",
     "run": "runs.runner",
     "Params": "compute.params",
@@ -61,7 +67,7 @@ _LAZY = {
     "Device": "compute.params",
     "Model": "compute.presets",
     "RunReport": "runs.results",
-    "Status": "runs.results",
+    "Status": "errors",
 }
 
 

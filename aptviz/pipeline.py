@@ -6,7 +6,7 @@
 * what the pictures show, computed before drawing: the heatmaps' units,
   colour ranges and shown scales (:func:`aptviz.compute.heatmaps.heat_scales`),
   the explorer's data (:mod:`aptviz.compute.explorer_data`);
-* :func:`aptviz.render.extras.iter_pictures` -- the pictures, in memory, drawn
+* :func:`aptviz.render.image_pictures.iter_pictures` -- the pictures, in memory, drawn
   from those numbers;
 * :func:`aptviz.output.writer.write_image_folder` -- the files, stats.json last.
 
@@ -25,20 +25,19 @@ import numpy as np
 from aptviz.compute.analysis import Analysis, analyse_file, analyse_loaded, image_stats
 from aptviz.compute.explorer_data import image_explorer_data
 from aptviz.compute.heatmaps import heat_scales
-from aptviz.compute.params import Params, RunSpec, build_runs, params_and_measures
-from aptviz.compute.stats import ImageStats
+from aptviz.compute.params import Params, RunSpec, as_runs, params_and_measures
+from aptviz.compute.stats import ImageResult, ImageStats
 from aptviz.compute.video import VideoAnalysis, analyse_video, is_video, video_stats
+from aptviz.errors import ParameterError
 from aptviz.output.layout import MAPS_NAME, TOKENS_NAME, image_files, video_files
 from aptviz.output.writer import maps_arrays, write_image_folder
 from aptviz.render.explorer import explorer_file
-from aptviz.render.extras import RenderOptions, iter_pictures
+from aptviz.render.image_pictures import RenderOptions, iter_pictures
 
 __all__ = [
-    "Analysis",
     "analyze",
     "compute",
     "compute_loaded",
-    "image_stats",
     "process_image",
     "write_outputs",
     "write_video_outputs",
@@ -50,12 +49,14 @@ compute_loaded = analyse_loaded
 
 def analyze(
     path: str | Path,
-    methods=("v1",),
+    selections=None,
     alphas=(1.0,),
     thresholds=None,
     render: RenderOptions | None = None,
+    *,
+    methods=None,
     **params,
-) -> dict:
+) -> ImageResult:
     """Run the whole pipeline on one image and return the stats.json numbers.
 
     No file is written: the result is stats.json without ``files`` (the
@@ -65,11 +66,14 @@ def analyze(
     ----------
     path : str or Path
         Image file.
-    methods : sequence of {"v1", "v2", "budget"}
-        Selection methods (any case; ``"v2:0.8,1"`` gives v2 its own alphas);
-        every (method, alpha) combination is run.
+    selections : str, RunSpec or a sequence of them
+        What to select, as everywhere in the API (:func:`aptviz.compute.params.as_runs`):
+        ``"budget:0.3"``, ``"v2:0.8,1"``, ``"v1"`` (any case) or
+        :class:`~aptviz.compute.params.RunSpec` objects. Default: v1.
     alphas : sequence of float
-        Alphas for v2 and budget (v1 takes none).
+        Alphas of the v2 and budget selections given as text without their own.
+    methods : optional
+        The earlier name of ``selections`` (keyword only).
     thresholds : sequence of float, optional
         v1 thresholds; default ``(3.0, 2.0)`` for entropy, required for the
         other measures.
@@ -87,20 +91,26 @@ def analyze(
 
     Returns
     -------
-    dict
-        As stats.json (docs/pipeline.md §2), ``files`` aside.
+    ImageResult
+        The typed :class:`~aptviz.compute.stats.ImageStats` (``.stats``, or
+        its fields as attributes), which is also the stats.json dict
+        (docs/pipeline.md §2; ``files`` aside; ``to_dict()`` for a plain one).
 
     Examples
     --------
-    >>> stats = analyze("sample_images/chelsea.png", methods=["budget"], alphas=[0.3])
-    >>> stats["selections"][0]["tokens"], sorted(stats["importance_histogram"])
-    (209, ['14', '28', '56'])
+    >>> stats = analyze("sample_images/chelsea.png", "budget:0.3")
+    >>> stats.selections[0].tokens, stats["selections"][0]["tokens"], sorted(stats["importance_histogram"])
+    (209, 209, ['14', '28', '56'])
     """
+    if methods is not None:
+        if selections is not None:
+            raise ParameterError("give the selections once: selections= (methods= is its earlier name)")
+        selections = methods
     p, measures = params_and_measures(**params)
-    runs = build_runs(methods, alphas, thresholds, p.num_scales, measures, params.get("aggregate"))
+    runs = as_runs(selections, alphas, thresholds, p.num_scales, measures, params.get("aggregate"))
     if is_video(path):
-        return video_stats(analyse_video(path, runs, p), (render or RenderOptions()).to_dict()).to_dict()
-    return image_stats(compute(path, runs, p), (render or RenderOptions()).to_dict()).to_dict()
+        return ImageResult(video_stats(analyse_video(path, runs, p), (render or RenderOptions()).to_dict()))
+    return ImageResult(image_stats(compute(path, runs, p), (render or RenderOptions()).to_dict()))
 
 
 def _token_arrays(analysis: Analysis):

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
             stats["image"]["path"] = f"{i}_{stats['image']['path']}"
             cards.append((Path(folder).name, stats))
             many_rows += [dict(r, image=f"{i}_{r['image']}") for r in rows if r["output"] == folder]
-        (out / "big.html").write_text(build_report(many_rows, cards, columns, ["retention_vs_alpha.png"]))
+        (out / "big.html").write_text(build_report(many_rows, cards, columns, [("retention_vs_alpha.png", "Retention vs alpha")]))
         (out / "table.html").write_text(build_report(many_rows, [], columns))
         size = (out / "big.html").stat().st_size
         times = {}

@@ -56,7 +56,8 @@ def _result(i: int):
     """The JobResult of image ``i``: one v2 selection, as a tiny image gives."""
     from aptviz.compute.params import Params
     from aptviz.compute.stats import ImageInfo, ImageStats, SelectionStats
-    from aptviz.runs.results import JobResult, Status
+    from aptviz.errors import Status
+    from aptviz.runs.results import JobResult
 
     stats = ImageStats(
         aptviz_version="0",

@@ -222,3 +222,23 @@ def test_output_inside_input_is_not_rescanned(tmp_path, monkeypatch):
     rows = summary_rows(tmp_path / "visualizations")
     assert sorted({Path(r["image"]).name for r in rows}) == ["img0.png", "img1.png"]
     assert not (tmp_path / "visualizations" / "visualizations").exists()
+
+
+@pytest.mark.parametrize("missing", ["explorer.js", "01_heatmaps/importance_map_laplacian_scale_28.png"])
+def test_resume_redoes_an_image_missing_any_file_it_lists(tmp_path, missing):
+    """Resume checks the one list of an image's files (layout.listed_files): every measure's heatmaps, explorer.js."""
+    from aptviz.compute.stats import ImageStats
+    from aptviz.output.layout import listed_files
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLES / "chelsea.png", src / "cat.png")
+    args = [src, "-m", "budget", "-a", "0.3", "--importance", "entropy,laplacian", "-o", tmp_path / "out"]
+    assert invoke(*args).exit_code == 0
+    folder = tmp_path / "out" / "cat"
+    stats = ImageStats.from_dict(json.loads((folder / "stats.json").read_text()))
+    assert missing in listed_files(stats)
+    assert all((folder / rel).is_file() for rel in listed_files(stats))
+    (folder / missing).unlink()
+    r = invoke(*args)
+    assert r.exit_code == 0 and (folder / missing).is_file(), r.output

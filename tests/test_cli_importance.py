@@ -36,7 +36,7 @@ def invoke(*args):
 )
 def test_json_equals_analyze_on_sample_photos(tmp_path, photo, selections, options, render):
     """Acceptance (issue 16): ``aptviz IMG --json`` equals ``aptviz.analyze(IMG, ...)``, files aside."""
-    from aptviz.render.extras import RenderOptions
+    from aptviz.render.image_pictures import RenderOptions
 
     path = SAMPLES / photo
     args = [a for sel in selections for a in ("-m", sel)] + options

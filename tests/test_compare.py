@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from aptviz.compute.analysis import analyse_file, image_stats
@@ -200,7 +202,7 @@ def test_lossless_rows_say_lossless_without_a_colour_scale():
 
 def test_several_measures_give_one_heatmap_each(monkeypatch):
     """--importance entropy,laplacian: compare.png's first row shows both maps, each named, then the blend."""
-    import aptviz.render.extras as extras
+    import aptviz.render.image_pictures as extras
     from aptviz.compute.params import build_runs
     from aptviz.compute.heatmaps import heat_scales
     from aptviz.pipeline import complete_stats
@@ -232,3 +234,32 @@ def test_show_windows_is_drawn_in_compare_too():
     changed = (plain != windows).any(axis=2)
     assert changed.any() and (windows[changed] == (255, 0, 0)).all()
     assert any("112 px attention windows" in t for _, _, t, _ in layout.texts)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 40))
+def test_error_map_is_the_float32_channel_mean(seed, h, w):
+    """error_map's integer channel sum / 3 is bit-identical to the float32 mean of |view - resized|."""
+    from aptviz.render.figures import error_map
+
+    rng = np.random.default_rng(seed)
+    a, b = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2))
+    expected = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2, dtype=np.float32)
+    assert np.array_equal(error_map(a, b).view(np.uint32), expected.view(np.uint32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from([99.5, 50.0, 0.0, 100.0, 12.3]))
+def test_error_percentile_is_numpys(seed, parts, q):
+    """The colour scale's top from counts is bit-identical to np.percentile over every error value."""
+    from aptviz.render.figures import error_percentile
+
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(parts):
+        shape = tuple(int(s) for s in rng.integers(1, 40, 2))
+        k = rng.integers(0, 766, shape) if rng.random() < 0.5 else np.minimum(rng.geometric(0.2, shape) - 1, 765)
+        maps.append(k.astype(np.float32) / np.float32(3))
+    expected = np.percentile(np.concatenate([m.ravel() for m in maps]), q)
+    got = error_percentile(maps, q)
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()

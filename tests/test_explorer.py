@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aptviz
 from aptviz.compute.entropy import PAD
@@ -732,3 +734,24 @@ def test_an_unknown_start_method_starts_with_v2(browser, results, tmp_path):
     assert not pg.errors, pg.errors
     pg.close()
 
+
+@settings(max_examples=200, deadline=None)
+@given(
+    h=st.integers(1, 9000), aspect=st.floats(0.02, 50), lo=st.integers(-5, 4000), span=st.integers(-3, 3000),
+    patch=st.sampled_from([1, 8, 14, 16]), merge=st.integers(1, 3), min_pixels=st.sampled_from([1, 3136, 65536]),
+)
+def test_uniform_sizes_are_smart_resize_at_every_token_count(h, aspect, lo, span, patch, merge, min_pixels):
+    """The vectorized table equals smart_resize called for every token count (as before)."""
+    from aptviz.compute.resize import smart_resize
+    from aptviz.compute.explorer_data import uniform_sizes
+
+    w = max(1, min(round(h * aspect), h * 199))
+    if max(h, w) / min(h, w) > 200:
+        return
+    expected: list = []
+    for t in range(max(lo, 0), lo + span + 1):
+        mp = t * patch * patch
+        hw = smart_resize(h, w, patch * merge, min(min_pixels, mp), max(mp, 1))
+        if not expected or expected[-1][1] != hw:
+            expected.append((t, hw))
+    assert uniform_sizes((h, w), lo, lo + span, patch, merge, min_pixels) == expected

@@ -167,7 +167,7 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
 
 def test_write_outputs_writes_stats_last(tmp_path, make_image, monkeypatch):
     """If rendering fails half way, no stats.json claims the image is complete."""
-    import aptviz.render.extras as ex
+    import aptviz.render.image_pictures as ex
 
     result = compute(make_image("x.png"), expand_runs(["v1"]), Params())
     monkeypatch.setattr(ex, "overlay_picture", lambda *a: (_ for _ in ()).throw(RuntimeError("disk gone")))
@@ -267,7 +267,7 @@ def test_writer_writes_what_it_is_given_and_stats_last(tmp_path, make_image, mon
     import aptviz.output.writer as wr
     from aptviz.pipeline import complete_stats
     from aptviz.compute.heatmaps import heat_scales
-    from aptviz.render.extras import RenderOptions, render_pictures
+    from aptviz.render.image_pictures import RenderOptions, render_pictures
 
     analysis = compute(make_image("x.png"), expand_runs(["v1", "budget"], [0.3]), Params())
     stats = complete_stats(analysis, RenderOptions())
@@ -369,3 +369,19 @@ def test_one_image_walk_climbs_back_at_most_10_times(tmp_path):
     assert (tmp_path / "chelsea" / "stats.json").is_file() and (tmp_path / "chelsea" / "explorer.js").is_file()
     assert len(climbs) <= 10, report
     assert all(len(callers) == 1 for callers in entered.values()), report
+
+
+def test_an_images_files_are_the_one_list_of_layout(tmp_path):
+    """What process_image writes is exactly layout.listed_files (+ stats.json), with several measures and maps."""
+    from aptviz.output.layout import listed_files
+    from aptviz.render.image_pictures import RenderOptions
+
+    from aptviz.compute.params import build_runs
+
+    runs = build_runs(["v1", "budget:0.3"], thresholds=(0.05, 0.05), measure="laplacian,upsample-mse")
+    out = tmp_path / "cat"
+    stats = process_image(SAMPLES / "chelsea.png", out, runs, Params(importance="laplacian"), save_maps=True,
+                          render=RenderOptions())  # fmt: skip
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*") if p.name != "stats.json")
+    assert written == sorted(listed_files(stats))
+    assert len(stats.files["heatmaps_by_measure"]) == 2 and stats.files.get("maps")

@@ -8,8 +8,8 @@ import pytest
 
 import aptviz
 from aptviz.compute.params import Params, RunSpec
-from aptviz.errors import ParameterError
-from aptviz.runs.results import RunReport, Status
+from aptviz.errors import ParameterError, Status
+from aptviz.runs.results import RunReport
 from aptviz.runs.runner import ProgressEvent
 
 from conftest import SAMPLES
@@ -112,3 +112,24 @@ def test_selections_may_mix_runspecs_and_text(tmp_path):
         ("budget", 0.3),
         ("budget", 0.5),
     ]
+
+
+def test_workers_given_beside_options_is_used(tmp_path, monkeypatch):
+    """``run(..., workers=1, options=RunOptions(...))`` used to drop ``workers`` silently (issue 24)."""
+    import aptviz.runs.runner as runner
+    from aptviz.runs.runner import RunOptions
+
+    used = []
+
+    def fake_batch(jobs, output, runs, params, workers, *args, **kwargs):
+        used.append(workers)
+        return iter(())
+
+    monkeypatch.setattr(runner, "run_batch", fake_batch)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("chelsea", "coffee", "astronaut"):
+        shutil.copy(SAMPLES / f"{name}.png", src / f"{name}.png")
+    aptviz.run([src], tmp_path / "out", ["budget:0.3"], workers=1, options=RunOptions(dataset_view=False))
+    aptviz.run([src], tmp_path / "out2", ["budget:0.3"], options=RunOptions(workers=1), dataset_view=False)
+    assert used == [1, 1]

@@ -258,3 +258,66 @@ def test_render_never_converts_tensors():
                 if (fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)) == "to_numpy":
                     offenders.append(f"{name}:{node.lineno}")
     assert not offenders, "\n".join(offenders)
+
+
+# ----------------------------------------------------------------------------- one registry per extension point
+
+
+def _docstring_nodes(tree: ast.AST) -> set[int]:
+    """ids of the docstring constants of a module, its classes and functions."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    for parent in ast.walk(tree):  # attribute docstrings: a string statement right after an assignment
+        body = getattr(parent, "body", None)
+        if isinstance(body, list):
+            for prev, node in zip(body, body[1:]):
+                if isinstance(prev, (ast.Assign, ast.AnnAssign)) and isinstance(node, ast.Expr):
+                    if isinstance(node.value, ast.Constant):
+                        found.add(id(node.value))
+    return found
+
+
+def names_measure_in_code(path: Path, name: str) -> bool:
+    """Whether code (not a docstring, a doctest or a comment) names the measure as a value.
+
+    Python: a string constant that is the name (``-`` or ``_``), or
+    ``Measure.<member>``; JavaScript: the name in quotes. Prose that mentions
+    a measure (help text, messages) is not counted.
+    """
+    import re
+
+    member = name.replace("-", "_")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".js":
+        return re.search(rf"[\"']{re.escape(name)}[\"']", text) is not None
+    tree = ast.parse(text)
+    docs = _docstring_nodes(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value in (name, member) and id(node) not in docs:
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == member:
+            if isinstance(node.value, ast.Name) and node.value.id == "Measure":
+                return True
+    return False
+
+
+#: the default measure's name is also a stats.json key: the legacy ``"entropy"`` block, written and read there
+STATS_JSON_KEY_FILES = {"aptviz/compute/stats.py", "aptviz/render/report.py"}
+
+
+def test_a_measure_is_named_in_at_most_three_files():
+    """A measure is one MeasureSpec: only its entry, its code and its JavaScript twin name it (SPEC 15)."""
+    from aptviz.compute.measures import DEFAULT_MEASURE, MEASURES
+
+    files = sorted(PKG.rglob("*.py")) + sorted(PKG.rglob("*.js"))
+    assert len(MEASURES) >= 3
+    for spec in MEASURES:
+        naming = {str(p.relative_to(ROOT)) for p in files if names_measure_in_code(p, spec.name)}
+        if spec.name == DEFAULT_MEASURE:
+            naming -= STATS_JSON_KEY_FILES
+        assert "aptviz/compute/measures.py" in naming, spec.name
+        assert len(naming) <= 3, (spec.name, sorted(naming))

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from aptviz.compute.params import Params
 from aptviz.compute.stats import ImageInfo, ImageStats, SelectionStats
-from aptviz.runs.results import JobResult, Status
+from aptviz.errors import Status
+from aptviz.runs.results import JobResult
 from aptviz.runs.summary import Summary, aggregate, write_retention_plot
 
 

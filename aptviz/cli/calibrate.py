@@ -17,8 +17,6 @@ import typer
 
 from aptviz.cli.options import (
     DEFAULT_THRESHOLDS_TEXT,
-    EXIT_FAILED,
-    EXIT_OK,
     PIPELINE_OPTIONS,
     SCAN_OPTIONS,
     Inputs,
@@ -30,6 +28,7 @@ from aptviz.cli.options import (
     with_options,
 )
 from aptviz.compute.params import Statistic
+from aptviz.errors import EXIT_FAILED, EXIT_OK
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 

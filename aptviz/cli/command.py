@@ -29,7 +29,6 @@ from pathlib import Path
 import typer
 
 from aptviz.cli.options import (
-    EXIT_USAGE,
     PIPELINE_OPTIONS,
     SCAN_OPTIONS,
     SELECTION_OPTIONS,
@@ -56,6 +55,7 @@ from aptviz.cli.options import (
     window_from,
     with_options,
 )
+from aptviz.errors import EXIT_USAGE
 
 SUBCOMMANDS: dict[str, str] = {
     "calibrate": "aptviz.cli.calibrate:app",

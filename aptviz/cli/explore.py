@@ -17,8 +17,6 @@ import typer
 
 from aptviz._text import ERROR_CHARS, terminal_text
 from aptviz.cli.options import (
-    EXIT_FAILED,
-    EXIT_OK,
     PIPELINE_OPTIONS,
     Inputs,
     OptionalThresholds,
@@ -28,6 +26,7 @@ from aptviz.cli.options import (
     usage_error,
     with_options,
 )
+from aptviz.errors import EXIT_FAILED, EXIT_OK
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 

@@ -34,9 +34,10 @@ from typing import Annotated
 import typer
 
 from aptviz._version import __version__
+from aptviz.compute.measures import DEFAULT_MEASURE, MEASURES
 from aptviz.compute.params import DEFAULT_THRESHOLDS, Aggregate, Device, Method, Params
-from aptviz.compute.presets import Model
-from aptviz.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: F401 (re-exported)
+from aptviz.compute.presets import PRESETS, Model
+from aptviz.errors import EXIT_OK, EXIT_USAGE
 from aptviz.errors import MissingExtraError, ParameterError
 
 METHOD_METAVAR = "{" + ",".join(m.value for m in Method) + "}[:ALPHAS]"
@@ -105,12 +106,26 @@ Thresholds = Annotated[
     str,
     typer.Option("--thresholds", metavar="T1,T2", help="v1 entropy thresholds (bits), one per scale above the finest."),
 ]
+
+
+def _listed(words: list[str], last: str) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" {last} " + words[-1]
+
+
+_MEASURES_HELP = _listed([spec.help for spec in MEASURES], "or")
+_AGGREGATED_HELP = _listed([spec.name for spec in MEASURES if spec.takes_aggregate], "and")
+_DEFAULT_THRESHOLDS_HELP = "; ".join(
+    f"{','.join(f'{t:g}' for t in spec.default_thresholds)} ({spec.unit}) for {spec.name}"
+    for spec in MEASURES
+    if spec.default_thresholds is not None
+)
+
 OptionalThresholds = Annotated[
     str | None,
     typer.Option(
         "--thresholds",
         help="v1 thresholds, one per scale above the finest, in the measure's unit. "
-        "[default: 3,2 (bits) for entropy; required by v1 with the other measures]",
+        f"[default: {_DEFAULT_THRESHOLDS_HELP}; required by v1 with the other measures]",
         show_default=False,
     ),
 ]
@@ -119,9 +134,8 @@ Importance = Annotated[
     typer.Option(
         "--importance",
         metavar="MEASURE[,MEASURE...]",
-        help="What scores a patch: entropy (bits), laplacian (|∇²| of gray/255) or upsample-mse "
-        "(error of a bilinear down-up reconstruction at the patch's scale). Several (comma list or repeated): "
-        "every selection runs on each, and labels and file names name the measure. [default: entropy]",
+        help=f"What scores a patch: {_MEASURES_HELP}. Several (comma list or repeated): "
+        f"every selection runs on each, and labels and file names name the measure. [default: {DEFAULT_MEASURE}]",
         show_default=False,
     ),
 ]
@@ -130,20 +144,33 @@ AggregateOpt = Annotated[
     typer.Option(
         "--aggregate",
         case_sensitive=False,
-        help="Per-patch reduction of laplacian and upsample-mse values (std with n-1). [default: mean]",
+        help=f"Per-patch reduction of {_AGGREGATED_HELP} values (std with n-1). [default: mean]",
         show_default=False,
     ),
 ]
 
 # -- pipeline parameters (names match aptviz.compute.params.Params fields) -----------------------------------
+
+
+def _model_sizes_help() -> str:
+    """``qwen2-vl and qwen2.5-vl: 14 px patches, 28 px merge unit; qwen3-vl: 16 px, 32 px`` from the presets."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for model, spec in PRESETS.items():
+        groups.setdefault((spec.patch_size, spec.unit), []).append(model.value)
+    parts = [
+        f"{_listed(names, 'and')}: " + (f"{p} px patches, {u} px merge unit" if i == 0 else f"{p} px, {u} px")
+        for i, ((p, u), names) in enumerate(groups.items())
+    ]
+    return "; ".join(parts)
+
+
 ModelOpt = Annotated[
     Model,
     typer.Option(
         "--model",
         case_sensitive=False,
         help="Whose image pipeline: sets patch, merge and temporal patch size and the normalization "
-        "(qwen2-vl and qwen2.5-vl: 14 px patches, 28 px merge unit; qwen3-vl: 16 px, 32 px). "
-        "--patch-size/--merge-size still override.",
+        f"({_model_sizes_help()}). --patch-size/--merge-size still override.",
     ),
 ]
 
@@ -304,11 +331,11 @@ def render_from(
     color_by_scale: bool, line_width: int, caption: bool, overlay_format: str, window: int = 0,
     figure_format: str = "png",
 ):  # fmt: skip
-    """:class:`~aptviz.render.extras.RenderOptions` from the picture options (ParameterError when bad).
+    """:class:`~aptviz.render.image_pictures.RenderOptions` from the picture options (ParameterError when bad).
 
     A vector ``figure_format`` without matplotlib is a MissingExtraError.
     """
-    from aptviz.render.extras import RenderOptions
+    from aptviz.render.image_pictures import RenderOptions
     from aptviz.render.figures import require_vector
 
     fmt = str(figure_format).lower().lstrip(".")
@@ -431,7 +458,7 @@ def runs_from(
     alphas: list[float] | None,
     thresholds: str | None,
     num_scales: int,
-    measure="entropy",
+    measure=DEFAULT_MEASURE,
     aggregate: str | None = None,
 ):
     """The selections asked for (``-m``/``-a``/``--thresholds``), validated.

@@ -19,9 +19,11 @@ from rich.text import Text
 
 from aptviz._text import ERROR_CHARS, clean_text, terminal_text, text_path
 from aptviz.cli.options import start_progress
+from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import ImageStats
-from aptviz.runs.results import JobResult, RunReport, Status
+from aptviz.errors import Status
+from aptviz.runs.results import JobResult, RunReport
 from aptviz.runs.runner import ProgressEvent
 
 __all__ = ["COMPACT_ABOVE", "RunView", "aggregate_table", "image_line", "image_table"]
@@ -40,7 +42,7 @@ def image_title(stats: ImageStats) -> str:
         title += f"  (first of {img.frames} frames)"
     if len(stats.measures) > 1:
         title += "  importance: " + ", ".join(stats.measures)
-    elif stats.params.importance != "entropy":
+    elif stats.params.importance != DEFAULT_MEASURE:
         title += f"  importance: {stats.params.importance} ({stats.params.aggregate})"
     return title
 
@@ -202,7 +204,8 @@ def image_line(result: JobResult) -> str:
 
     Examples
     --------
-    >>> from aptviz.runs.results import JobResult, Status
+    >>> from aptviz.errors import Status
+    >>> from aptviz.runs.results import JobResult
     >>> image_line(JobResult.failed("x.jpg", "file not found"))
     'x.jpg: failed'
     """

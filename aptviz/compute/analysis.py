@@ -32,7 +32,7 @@ from aptviz.compute.ocr import OcrScores
 from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import Selection, select
-from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats, TimeAxis
+from aptviz.compute.stats import ImageInfo, ImageStats, ImportanceSummary, SelectionStats, TimeAxis
 from aptviz.compute.tokens import llm_tokens
 from aptviz.compute.views import SWEEP_RETENTIONS, ModelView, all_views, uniform_sweep
 from aptviz.compute.xp import to_numpy
@@ -333,20 +333,20 @@ def analyse_file(
     return analyse_loaded(path, open_image(Path(path), limit), runs, params)
 
 
-def entropy_summary(ent) -> EntropySummary:
+def entropy_summary(ent) -> ImportanceSummary:
     """Min, mean and max over the non-PAD cells of one map, and the PAD count.
 
     Examples
     --------
     >>> entropy_summary(np.array([[1.0, 3.0], [PAD, PAD]], np.float32))
-    EntropySummary(min=1.0, mean=2.0, max=3.0, pad_cells=2)
+    ImportanceSummary(min=1.0, mean=2.0, max=3.0, pad_cells=2)
     """
     ent = np.asarray(ent)
     valid = ent[ent != PAD].astype(np.float64)
     pad_cells = int(ent.size - valid.size)
     if valid.size == 0:
-        return EntropySummary(None, None, None, pad_cells)
-    return EntropySummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
+        return ImportanceSummary(None, None, None, pad_cells)
+    return ImportanceSummary(float(valid.min()), float(valid.mean()), float(valid.max()), pad_cells)
 
 
 def selection_stats(
@@ -398,7 +398,7 @@ def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
     """The complete stats of one image: every number of stats.json (docs/pipeline.md §2), ``files`` aside.
 
     Pure: nothing is read or written. ``render`` is the drawing options
-    recorded with the pictures (:class:`aptviz.render.extras.RenderOptions`
+    recorded with the pictures (:class:`aptviz.render.image_pictures.RenderOptions`
     as a dict), left out when None.
     """
     p = analysis.params

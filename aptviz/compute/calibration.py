@@ -164,6 +164,7 @@ class Calibration:
     paths: list[str] = field(default_factory=list)
     thresholds: list[float | None] | None = None  # v1: the scaled thresholds
     below_target: bool = True  # False when no value reaches the target from below
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of images left out; not in the json
 
     def to_dict(self) -> dict:
         out = {

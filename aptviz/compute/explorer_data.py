@@ -32,7 +32,7 @@ from PIL import Image
 
 from aptviz.compute.entropy import PAD
 from aptviz.compute.importance import measure_unit
-from aptviz.compute.params import Measure, Params, parse_measure
+from aptviz.compute.params import Params, parse_measure
 from aptviz.compute.resize import smart_resize
 from aptviz.compute.selection import budget_split_order, v2_means
 from aptviz.compute.views import llm_uniform_view, psnr, uniform_view
@@ -55,7 +55,8 @@ __all__ = [
 HIST_BINS = 48
 PREVIEW_SIDE = 800  # longest side of the embedded picture, in px
 BAND_PIXELS = 1 << 20  # pixels per band of cell rows in the per-cell sums (bounded memory)
-BATCH_UNIFORM_VIEWS = 4  # uniform baselines computed per image for report.html (aptviz explore: all)
+BATCH_UNIFORM_VIEWS = 0  # uniform baselines computed per image for report.html besides the selections' own
+# (reused from the analysis; aptviz explore computes all)
 
 
 def _b64(arr: np.ndarray, dtype: str) -> str:
@@ -76,6 +77,21 @@ def _integral(image: np.ndarray) -> np.ndarray:
     import cv2
 
     return cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_64F)
+
+
+def _repeat(image: np.ndarray, ratio: int) -> np.ndarray:
+    """Every pixel repeated ``ratio x ratio`` times (nearest neighbour at a whole, power-of-two factor: exact)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    return cv2.resize(image, (w * ratio, h * ratio), interpolation=cv2.INTER_NEAREST)
+
+
+def _channel_sum(image: np.ndarray) -> np.ndarray:
+    """The sum of the three channels of a float32 image (one pass, OpenCV)."""
+    import cv2
+
+    return cv2.transform(image, np.ones((1, 3), np.float32))
 
 
 def _bands(rows: int, side: int, width: int):
@@ -102,6 +118,8 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
     >>> float(err[28][0, 0]) == 3 * (75**2 + 3 * 25**2)
     True
     """
+    import cv2
+
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
     out: dict[int, np.ndarray] = {}
@@ -114,9 +132,9 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
             band = image[r0 * ps : r1 * ps, : c_in * ps]
             sums = _block_sums(_integral(band), ratio, (r1 - r0) * ps // ratio, c_in * ps // ratio)
             means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)
-            diff = band.astype(np.float32) - np.repeat(np.repeat(means, ratio, axis=0), ratio, axis=1)
-            sq = _integral(np.square(diff, out=diff))  # each at most 255**2: exact in float32
-            err[r0:r1, :c_in] = _block_sums(sq, ps, r1 - r0, c_in).sum(axis=2)
+            diff = cv2.subtract(band, _repeat(means, ratio), dtype=cv2.CV_32F)  # exact
+            sq = _channel_sum(np.square(diff, out=diff))  # at most 3 * 255**2 a pixel: exact in float32
+            err[r0:r1, :c_in] = _block_sums(_integral(sq), ps, r1 - r0, c_in)
         out[ps] = err
     return out
 
@@ -154,13 +172,35 @@ def uniform_sizes(original_hw: tuple[int, int], lo: int, hi: int, patch_size: in
     """
     factor = patch_size * merge_size
     side = token_side or patch_size
-    out: list[tuple[int, tuple[int, int]]] = []
-    for t in range(max(lo, 0), hi + 1):
-        mp = t * side * side
-        hw = smart_resize(original_hw[0], original_hw[1], factor, min(min_pixels, mp), max(mp, 1))
-        if not out or out[-1][1] != hw:
-            out.append((t, hw))
-    return out
+    ts = np.arange(max(lo, 0), hi + 1, dtype=np.int64)
+    if not ts.size:
+        return []
+    h, w = _smart_sizes(int(original_hw[0]), int(original_hw[1]), factor, ts * (side * side), min_pixels)
+    new = np.ones(ts.size, bool)
+    new[1:] = (h[1:] != h[:-1]) | (w[1:] != w[:-1])
+    return [(int(t), (int(a), int(b))) for t, a, b in zip(ts[new], h[new], w[new])]
+
+
+def _smart_sizes(height: int, width: int, factor: int, max_pixels: np.ndarray, min_pixels: int):
+    """``smart_resize(height, width, factor, min(min_pixels, m), max(m, 1))`` for every ``m`` of ``max_pixels``.
+
+    The same float64 operations in the same order as
+    :func:`aptviz.compute.resize.smart_resize`, on arrays: the same sizes.
+    """
+    smart_resize(height, width, factor)  # its aspect-ratio check
+    lows, highs = np.minimum(min_pixels, max_pixels), np.maximum(max_pixels, 1)
+    h0, w0 = round(height / factor) * factor, round(width / factor) * factor
+    h, w = np.full(highs.size, h0, np.int64), np.full(highs.size, w0, np.int64)
+    area = height * width
+    down = h0 * w0 > highs
+    beta = np.sqrt(area / highs[down].astype(np.float64))
+    h[down] = np.maximum(factor, np.floor(height / beta / factor).astype(np.int64) * factor)
+    w[down] = np.maximum(factor, np.floor(width / beta / factor).astype(np.int64) * factor)
+    up = ~down & (h0 * w0 < lows)
+    beta = np.sqrt(lows[up].astype(np.float64) / area)
+    h[up] = np.ceil(height * beta / factor).astype(np.int64) * factor
+    w[up] = np.ceil(width * beta / factor).astype(np.int64) * factor
+    return h, w
 
 
 def uniform_table(
@@ -330,7 +370,7 @@ def explorer_data(
     grids = {ps: tuple(int(n) for n in m.shape) for ps, m in maps.items()}
     measure = parse_measure(params.importance)
     means = v2_means(maps)  # the very float64 v2 multiplies by alpha
-    budget = _budget(maps, measure is Measure.upsample_mse)
+    budget = _budget(maps, measure.spec.finest_is_zero)
     n = grids[scales[0]][0] * grids[scales[0]][1]
     errors = cell_errors(resized, params.patch_size, scales, grids)
     colours = _cell_colours(resized, scales, grids)

@@ -33,6 +33,7 @@ from statistics import fmean, median
 
 import numpy as np
 
+from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.compute.presets import models_title
 from aptviz.errors import ROW_OK
 
@@ -339,7 +340,7 @@ def fidelity_points(rows: list[dict], sweeps: list[list[dict]] | None = None) ->
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if _usable(r):
-            groups.setdefault((r.get("importance") or "entropy", r["method"], r["alpha"]), []).append(r)
+            groups.setdefault((r.get("importance") or DEFAULT_MEASURE, r["method"], r["alpha"]), []).append(r)
     if not groups:
         return None
     swept = [s for s in sweeps or [] if s]
@@ -363,7 +364,7 @@ def fidelity_points(rows: list[dict], sweeps: list[list[dict]] | None = None) ->
 
 @dataclass(frozen=True)
 class RetentionCurves:
-    """The numbers of ``psnr_vs_tokens``: retention against PSNR, APT per method and uniform at the same tokens."""
+    """The numbers of ``psnr_vs_tokens``: retention against PSNR, APT per method and uniform at equal ViT tokens."""
 
     series: list  # (kind, method, xs, ys); kind: "dots" (one row each), "apt" or "uniform" (means per alpha)
     top: float | None  # the y axis' upper limit leaving out far outliers (:func:`informative_top`); None: all shown
@@ -430,7 +431,7 @@ def ocr_points(rows: list[dict]) -> dict:
     for r in rows:
         if r.get("status") != ROW_OK or r.get("ocr_apt") is None or r.get("llm_retention") is None:
             continue
-        groups.setdefault((r.get("importance") or "entropy", r["method"], r.get("alpha")), []).append(r)
+        groups.setdefault((r.get("importance") or DEFAULT_MEASURE, r["method"], r.get("alpha")), []).append(r)
     out: dict = {}
     for (measure, method, _alpha), grp in groups.items():
         # the equal-ViT uniform view's own LLM retention: (uniform_vit_tokens / m**2) / (N / m**2)

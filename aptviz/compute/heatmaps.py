@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aptviz.compute.importance import informative_scale, measure_unit
-from aptviz.compute.params import Measure
+from aptviz.compute.measures import DEFAULT_MEASURE
 
 __all__ = ["HeatScale", "heat_scales", "heat_style", "value_range"]
 
@@ -50,7 +50,7 @@ def heat_style(params, measure: str | None = None, aggregate: str | None = None)
     if measure is not None:
         return {"unit": measure_unit(measure, aggregate or "mean"), "measure": measure}
     unit = measure_unit(params.importance, params.aggregate or "mean")
-    return {"unit": unit, "measure": None if params.measure is Measure.entropy else params.importance}
+    return {"unit": unit, "measure": None if params.importance == DEFAULT_MEASURE else params.importance}
 
 
 def value_range(summaries: dict) -> tuple[float, float]:

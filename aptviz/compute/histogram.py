@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from aptviz.compute.entropy import PAD
+from aptviz.compute.measures import DEFAULT_MEASURE, measure_spec
 from aptviz.compute.percentiles import PERCENTILES, histogram_percentiles
 
 __all__ = ["HIST_BINS", "binned_percentiles", "is_histogram", "merge_histograms", "value_histogram", "value_range"]
@@ -19,17 +20,18 @@ __all__ = ["HIST_BINS", "binned_percentiles", "is_histogram", "merge_histograms"
 HIST_BINS = 500  # linear bins over the measure's range (entropy: 0 .. log2(bins) bits)
 
 
-def value_range(importance: str = "entropy", bins: int = 512, values: np.ndarray | None = None) -> float:
-    """Upper end of the histogram range: ``log2(bins)`` bits for entropy, else the values' max."""
-    if importance == "entropy":
-        return math.log2(bins)
+def value_range(importance: str = DEFAULT_MEASURE, bins: int = 512, values: np.ndarray | None = None) -> float:
+    """Upper end of the histogram range: the measure's ``max_value(bins)`` if it has one, else the values' max."""
+    max_value = measure_spec(importance).max_value
+    if max_value is not None:
+        return float(max_value(bins))
     if values is None or values.size == 0:
         return 1.0
     top = float(values.max())
     return top if top > 0 else 1.0
 
 
-def value_histogram(maps: dict, importance: str = "entropy", bins: int = 512) -> dict:
+def value_histogram(maps: dict, importance: str = DEFAULT_MEASURE, bins: int = 512) -> dict:
     """Per-scale histogram of the non-PAD cell values of one image (for stats.json).
 
     ``{"14": {"lo": 0.0, "hi": 9.0, "counts": [...]}, ...}`` with

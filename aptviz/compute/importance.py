@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aptviz.compute.entropy import PAD, compute_maps, entropy_maps_over_time, grayscale, scales_for
+from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.compute.params import (
     Aggregate,
     Measure,
@@ -71,12 +72,7 @@ def measure_unit(measure: str | Measure, aggregate: str | Aggregate = "mean") ->
     >>> measure_unit("laplacian", "std"), measure_unit("upsample-mse", "max")
     ('std |∇²|', 'max squared error')
     """
-    measure, aggregate = parse_measure(measure), parse_aggregate(aggregate)
-    if measure is Measure.entropy:
-        return "bits"
-    if measure is Measure.laplacian:
-        return f"{aggregate.value} |∇²|"
-    return "MSE" if aggregate is Aggregate.mean else f"{aggregate.value} squared error"
+    return parse_measure(measure).spec.unit_for(parse_aggregate(aggregate).value)
 
 
 #: every measure's unit for every aggregate, ``UNITS[(measure, aggregate)]`` (:func:`measure_unit`), for
@@ -87,8 +83,8 @@ UNITS = {(m.value, a.value): measure_unit(m, a) for m in Measure for a in Aggreg
 def informative_scale(measure: str | Measure, scales) -> int:
     """The finest scale whose map carries information, for pictures that show one scale.
 
-    That is the finest scale, except for upsample-mse, whose finest map is
-    all zeros (nothing is lost at the finest size): then the next one.
+    That is the finest scale, except for a measure whose finest map is all
+    zeros (upsample-mse: nothing is lost at the finest size): then the next one.
 
     Examples
     --------
@@ -97,10 +93,7 @@ def informative_scale(measure: str | Measure, scales) -> int:
     >>> informative_scale("upsample-mse", [14])
     14
     """
-    scales = sorted(scales)
-    if parse_measure(measure) is Measure.upsample_mse and len(scales) > 1:
-        return scales[1]
-    return scales[0]
+    return parse_measure(measure).spec.informative_scale(scales)
 
 
 def _check(measure, aggregate, patch_size: int, num_scales: int) -> tuple[Measure, Aggregate | None]:
@@ -314,7 +307,7 @@ def _with_pad(inner, grid: tuple[int, int]):
 
 def compute_importance(
     image,
-    measure: str | Measure = "entropy",
+    measure: str | Measure = DEFAULT_MEASURE,
     aggregate: str | Aggregate = "mean",
     patch_size: int = 14,
     num_scales: int = 3,
@@ -340,8 +333,23 @@ def compute_importance(
     measure, aggregate = _check(measure, aggregate, patch_size, num_scales)
     if isinstance(image, np.ndarray) and image.ndim == 4:  # a time axis: (T, H, W, 3) frames, one tubelet
         return importance_over_time(image, measure, aggregate, patch_size, num_scales, bins)
-    if measure is Measure.entropy:
-        return compute_maps(image, patch_size, num_scales, bins, device, backend=backend)
+    maps = globals()[measure.spec.maps]
+    return maps(image, aggregate, patch_size, num_scales, bins, device, backend)
+
+
+def entropy_cells(image, aggregate, patch_size, num_scales, bins, device, backend) -> dict:
+    """Entropy maps (:func:`aptviz.compute.entropy.compute_maps`; ``aggregate`` is None)."""
+    return compute_maps(image, patch_size, num_scales, bins, device, backend=backend)
+
+
+def entropy_cells_over_time(frames, patch_size, num_scales, bins) -> dict:
+    """Entropy of the joint histogram of every frame's gray values per cell
+    (:func:`aptviz.compute.entropy.entropy_maps_over_time`)."""
+    return entropy_maps_over_time(frames, patch_size, num_scales, bins)
+
+
+def _image_and_grids(image, patch_size, num_scales, device, backend):
+    """``(img, numpy, scales, grids)``: the image on its backend and each scale's grid with overhang."""
     from aptviz.compute.entropy import as_image_array, as_image_tensor
 
     numpy = (backend or ("numpy" if str(device) == "cpu" else "torch")) == "numpy"
@@ -349,13 +357,24 @@ def compute_importance(
     height, width = int(img.shape[0]), int(img.shape[1])
     scales = scales_for(patch_size, num_scales)
     grids = {ps: (-(-height // ps), -(-width // ps)) for ps in scales}
-    if measure is Measure.laplacian:
-        response = laplacian_response(img)
-        if numpy:
-            inner = _cells_numpy(response, patch_size, aggregate, num_scales)
-        else:
-            inner = [_cells_torch(response, ps, aggregate) for ps in scales]
-        return {ps: _with_pad(cells, grids[ps]) for ps, cells in zip(scales, inner)}
+    return img, numpy, scales, grids
+
+
+def laplacian_cells(image, aggregate, patch_size, num_scales, bins, device, backend) -> dict:
+    """Per-cell aggregate of :func:`laplacian_response` at every scale (``bins`` unused)."""
+    img, numpy, scales, grids = _image_and_grids(image, patch_size, num_scales, device, backend)
+    response = laplacian_response(img)
+    if numpy:
+        inner = _cells_numpy(response, patch_size, aggregate, num_scales)
+    else:
+        inner = [_cells_torch(response, ps, aggregate) for ps in scales]
+    return {ps: _with_pad(cells, grids[ps]) for ps, cells in zip(scales, inner)}
+
+
+def reconstruction_cells(image, aggregate, patch_size, num_scales, bins, device, backend) -> dict:
+    """Per-cell aggregate of the down-up reconstruction error at every scale (``bins`` unused)."""
+    img, numpy, scales, grids = _image_and_grids(image, patch_size, num_scales, device, backend)
+    height, width = int(img.shape[0]), int(img.shape[1])
     maps: dict = {}
     rgb = _unit_rgb(img)
     for ps in scales:
@@ -375,7 +394,7 @@ def compute_importance(
 
 def importance_maps(
     image: np.ndarray | Image.Image | torch.Tensor,
-    measure: str | Measure = "entropy",
+    measure: str | Measure = DEFAULT_MEASURE,
     aggregate: str | Aggregate = "mean",
     patch_size: int = 14,
     num_scales: int = 3,
@@ -428,7 +447,7 @@ def importance_maps(
 
 def importance_over_time(
     frames: np.ndarray,
-    measure: str | Measure = "entropy",
+    measure: str | Measure = DEFAULT_MEASURE,
     aggregate: str | Aggregate | None = None,
     patch_size: int = 14,
     num_scales: int = 3,
@@ -464,8 +483,8 @@ def importance_over_time(
     True
     """
     measure, aggregate = _check(measure, aggregate, patch_size, num_scales)
-    if measure is Measure.entropy:
-        return entropy_maps_over_time(frames, patch_size, num_scales, bins)
+    if measure.spec.maps_over_time is not None:  # a measure of its own over every frame's pixels (entropy)
+        return globals()[measure.spec.maps_over_time](frames, patch_size, num_scales, bins)
     per = [compute_importance(f, measure, aggregate, patch_size, num_scales, bins) for f in frames]  # T maps
     out = {}
     for ps in per[0]:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
+from aptviz.compute.measures import DEFAULT_MEASURE, MEASURES, MeasureSpec, measure_spec
 from aptviz.compute.presets import Model, ModelPreset, parse_model, preset
 from aptviz.compute.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from aptviz.errors import ParameterError
@@ -37,6 +38,7 @@ __all__ = [
     "RunSpec",
     "Statistic",
     "VIDEO_FIELDS",
+    "as_runs",
     "build_runs",
     "check_aggregate",
     "default_thresholds",
@@ -52,7 +54,7 @@ __all__ = [
     "parse_method_spec",
 ]
 
-DEFAULT_THRESHOLDS = (3.0, 2.0)
+DEFAULT_THRESHOLDS = measure_spec(DEFAULT_MEASURE).default_thresholds
 MAX_BINS = 4096  # histograms take cells x bins integers: keep them within memory
 MAX_COARSEST = 1024  # largest patch side in pixels
 
@@ -97,17 +99,28 @@ class Statistic(Choice):
     mean, median = "mean", "median"
 
 
-class Measure(Choice):
-    """What a cell's importance measures (``--importance``; see :mod:`aptviz.compute.importance`)."""
+class _MeasureChoice(Choice):
+    """A member of :data:`Measure`: reads its facts from its :class:`~aptviz.compute.measures.MeasureSpec`."""
 
-    entropy = "entropy"
-    laplacian = "laplacian"
-    upsample_mse = "upsample-mse"
+    @property
+    def spec(self) -> MeasureSpec:
+        """Its entry in :data:`aptviz.compute.measures.MEASURES`."""
+        return measure_spec(self.value)
 
     @property
     def takes_aggregate(self) -> bool:
         """Whether per-pixel values are aggregated per cell (entropy is a statistic of the whole cell)."""
-        return self is not Measure.entropy
+        return self.spec.takes_aggregate
+
+
+Measure = _MeasureChoice(
+    "Measure",
+    [(spec.name.replace("-", "_"), spec.name) for spec in MEASURES],
+    module=__name__,
+    qualname="Measure",
+)
+Measure.__doc__ = """What a cell's importance measures (``--importance``): one member per entry of
+:data:`aptviz.compute.measures.MEASURES` (see :mod:`aptviz.compute.importance`)."""
 
 
 class Aggregate(Choice):
@@ -139,8 +152,8 @@ def parse_method(text: str | Method) -> Method:
     return _parse_choice(Method, text, "method")
 
 
-def _choices(names: list[str]) -> str:
-    return ", ".join(names[:-1]) + " or " + names[-1]
+def _choices(names: list[str], word: str = "or") -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" {word} " + names[-1]
 
 
 def _parse_choice(kind: type[Enum], text, what: str, dashes: bool = False):
@@ -247,8 +260,9 @@ def check_aggregate(measure: Measure, aggregate: str | Aggregate | None) -> Aggr
     """
     if not measure.takes_aggregate:
         if aggregate is not None and parse_aggregate(aggregate) is not Aggregate.mean:
+            takers = _choices([m.value for m in Measure if m.takes_aggregate], "and")
             raise ParameterError(
-                f"--aggregate {parse_aggregate(aggregate).value} applies to laplacian and upsample-mse, not to entropy"
+                f"--aggregate {parse_aggregate(aggregate).value} applies to {takers}, not to {measure.value}"
             )
         return None
     return Aggregate.mean if aggregate is None else parse_aggregate(aggregate)
@@ -257,7 +271,7 @@ def check_aggregate(measure: Measure, aggregate: str | Aggregate | None) -> Aggr
 def default_thresholds(
     method: str | Method,
     thresholds: Sequence[float] | None,
-    measure: str | Measure = Measure.entropy,
+    measure: str | Measure = DEFAULT_MEASURE,
     num_scales: int = 3,
 ) -> tuple[float, ...] | None:
     """v1's thresholds: as given, else the default for entropy; the other measures have none.
@@ -280,10 +294,11 @@ def default_thresholds(
     if parse_method(method) is not Method.v1:
         return None
     measure = parse_measure(measure)
-    if measure is not Measure.entropy:
+    defaults = measure.spec.default_thresholds
+    if defaults is None:
         raise ParameterError(f"v1 has no default thresholds for {measure.value}: give --thresholds")
-    last = DEFAULT_THRESHOLDS[-1]
-    return tuple(DEFAULT_THRESHOLDS[i] if i < len(DEFAULT_THRESHOLDS) else last for i in range(max(0, num_scales - 1)))
+    last = defaults[-1]
+    return tuple(defaults[i] if i < len(defaults) else last for i in range(max(0, num_scales - 1)))
 
 
 def parse_device(text: str | Device) -> str:
@@ -377,7 +392,7 @@ class Params:
     max_pixels: int = DEFAULT_MAX_PIXELS
     bins: int = 512
     device: str = "cpu"
-    importance: str = "entropy"
+    importance: str = DEFAULT_MEASURE
     aggregate: str | None = None
     model: str = "qwen2-vl"
     ocr: bool = False  # --ocr: Tesseract's character accuracy on every view (recorded only when on)
@@ -523,7 +538,8 @@ def params_and_measures(**params) -> tuple[Params, list[str]]:
     >>> p.importance, p.aggregate, measures
     ('laplacian', 'max', ['laplacian', 'entropy'])
     """
-    importance, aggregate, measures = split_measures(params.get("importance") or "entropy", params.get("aggregate"))
+    importance = params.get("importance") or DEFAULT_MEASURE
+    importance, aggregate, measures = split_measures(importance, params.get("aggregate"))
     return Params(**{**params, "importance": importance, "aggregate": aggregate}), measures
 
 
@@ -694,7 +710,7 @@ def build_runs(
     alphas: Sequence[float | str] = (),
     thresholds: Sequence[float] | None = DEFAULT_THRESHOLDS,
     num_scales: int = 3,
-    measure: str | Measure | Sequence[str | Measure] = Measure.entropy,
+    measure: str | Measure | Sequence[str | Measure] = DEFAULT_MEASURE,
     aggregate: str | None = None,
 ) -> list[RunSpec]:
     """Every selection asked for, validated, in the order given, without duplicates.
@@ -771,3 +787,41 @@ def expand_runs(
     ['v1', 'budget_alpha0.2', 'budget_alpha0.4']
     """
     return build_runs(methods, alphas, thresholds, num_scales)
+
+
+def as_runs(
+    selections=(),
+    alphas: Sequence[float | str] = (),
+    thresholds: Sequence[float] | None = None,
+    num_scales: int = 3,
+    measure: str | Measure | Sequence[str | Measure] = DEFAULT_MEASURE,
+    aggregate: str | None = None,
+) -> list[RunSpec]:
+    """The one way the API takes selections: RunSpecs, or text as on the command line, mixed.
+
+    Text (``"v1"``, ``"budget:0.3"``, ``"v2:0.8,1"``) is read by
+    :func:`build_runs` (``alphas``, ``thresholds``, ``measure`` and
+    ``aggregate`` apply to it); a RunSpec is taken as it is. One string or
+    RunSpec is a list of one; empty: v1. Duplicates are dropped, the scale
+    count checked.
+
+    Examples
+    --------
+    >>> [r.label for r in as_runs("budget:0.3")], [r.label for r in as_runs([RunSpec("v2", 0.8), "v1"])]
+    (['budget_alpha0.3'], ['v2_alpha0.8', 'v1'])
+    """
+    items = [selections] if isinstance(selections, (str, RunSpec, Method)) else list(selections or ())
+    if not any(isinstance(item, RunSpec) for item in items):
+        specs = build_runs(items, alphas, thresholds, num_scales, measure, aggregate)
+    else:
+        specs = [
+            spec
+            for item in items
+            for spec in ([item] if isinstance(item, RunSpec) else
+                         build_runs([item], alphas, thresholds, num_scales, measure, aggregate))
+        ]  # fmt: skip
+    runs: list[RunSpec] = []
+    for spec in specs:
+        if spec not in runs:
+            runs.append(spec.check_scales(num_scales))
+    return runs

@@ -21,6 +21,7 @@ import numpy as np
 
 from aptviz.compute import xp
 from aptviz.compute.entropy import PAD
+from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.compute.params import (
     Measure,
     Method,
@@ -291,7 +292,7 @@ def select_patches(
     method: str | Method = "v1",
     alpha: float = 1.0,
     thresholds: tuple[float, ...] | list[float] | None = None,
-    measure: str | Measure = "entropy",
+    measure: str | Measure = DEFAULT_MEASURE,
 ) -> Selection:
     """Select a mixed-size patch partition from importance maps.
 
@@ -346,7 +347,7 @@ def select_patches(
     return select(maps, spec, measure)
 
 
-def select(maps: dict, spec: RunSpec, measure: str | Measure = Measure.entropy) -> Selection:
+def select(maps: dict, spec: RunSpec, measure: str | Measure = DEFAULT_MEASURE) -> Selection:
     """Run one validated :class:`RunSpec` on importance maps (see :func:`select_patches`)."""
     if spec.method is Method.v1:
         thr = list(spec.thresholds)
@@ -354,7 +355,7 @@ def select(maps: dict, spec: RunSpec, measure: str | Measure = Measure.entropy) 
     if spec.method is Method.v2:
         thr2 = _v2_thresholds(maps, spec.alpha)
         return Selection("v2", spec.alpha, _select_thresholds(maps, thr2), thresholds=thr2)
-    masks, info = _select_budget(maps, spec.alpha, own_value=parse_measure(measure) is Measure.upsample_mse)
+    masks, info = _select_budget(maps, spec.alpha, own_value=parse_measure(measure).spec.finest_is_zero)
     return Selection("budget", spec.alpha, masks, budget_info=info)
 
 

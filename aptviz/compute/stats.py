@@ -20,8 +20,9 @@ from aptviz.compute.tokens import token_counts
 
 __all__ = [
     "BudgetInfo",
-    "EntropySummary",
+    "ImportanceSummary",
     "ImageInfo",
+    "ImageResult",
     "ImageStats",
     "SelectionStats",
     "TimeAxis",
@@ -241,7 +242,7 @@ class TimeAxis:
 
 
 @dataclass(frozen=True)
-class EntropySummary:
+class ImportanceSummary:
     """Range and mean of one importance map over its non-PAD cells (None when it has none)."""
 
     min: float | None
@@ -267,11 +268,11 @@ class ImageStats:
     image: ImageInfo
     params: Params
     grid: dict[int, tuple[int, int]]
-    entropy: dict[int, EntropySummary]
+    entropy: dict[int, ImportanceSummary]
     selections: list[SelectionStats]
     importance_histogram: dict | None = None  # per scale: counts over equal bins (batch percentiles)
     # runs of several measures only: the per-scale summaries and histograms of every measure, by name
-    importance_by_measure: dict[str, dict[int, EntropySummary]] | None = None
+    importance_by_measure: dict[str, dict[int, ImportanceSummary]] | None = None
     importance_histograms: dict[str, dict] | None = None
     render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
@@ -289,7 +290,7 @@ class ImageStats:
         return list(self.importance_by_measure or [self.params.importance])
 
     @property
-    def importance(self) -> dict[int, EntropySummary]:
+    def importance(self) -> dict[int, ImportanceSummary]:
         """Per-scale summaries of the importance maps (an alias of ``entropy``)."""
         return self.entropy
 
@@ -322,13 +323,13 @@ class ImageStats:
             params=Params(**_known(Params, data["params"])),
             grid={int(k): tuple(v) for k, v in data["grid"].items()},
             entropy={
-                int(k): EntropySummary(**_known(EntropySummary, v))
+                int(k): ImportanceSummary(**_known(ImportanceSummary, v))
                 for k, v in (data["importance"] if "importance" in data else data["entropy"]).items()
             },
             selections=[SelectionStats.from_dict(s) for s in data["selections"]],
             importance_histogram=data.get("importance_histogram"),
             importance_by_measure={
-                m: {int(k): EntropySummary(**_known(EntropySummary, v)) for k, v in per.items()}
+                m: {int(k): ImportanceSummary(**_known(ImportanceSummary, v)) for k, v in per.items()}
                 for m, per in data["importance_by_measure"].items()
             } if data.get("importance_by_measure") else None,
             importance_histograms=data.get("importance_histograms"),
@@ -454,3 +455,35 @@ def _text_tree(value) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _text_tree(v) for k, v in value.items())
     return isinstance(value, str)
+
+
+class ImageResult(dict):
+    """What :func:`aptviz.analyze` returns: the typed :class:`ImageStats`, readable as the stats.json dict too.
+
+    ``result.stats`` (and any of its fields as an attribute: ``result.selections``,
+    ``result.image``) are typed; ``result["selections"]`` and ``result.to_dict()``
+    are the stats.json content (``files`` aside), as ``analyze`` returned before.
+
+    Examples
+    --------
+    >>> s = ImageStats("0", ImageInfo("a.png", (28, 28), (28, 28)), Params(), {}, {}, [])
+    >>> r = ImageResult(s)
+    >>> r.image.path, r["image"]["path"], r.to_dict() == r, type(r.to_dict()).__name__
+    ('a.png', 'a.png', True, 'dict')
+    """
+
+    def __init__(self, stats: ImageStats) -> None:
+        super().__init__(stats.to_dict())
+        self.stats = stats
+
+    def __getattr__(self, name: str):
+        if name == "stats":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.stats, name)
+
+    def __reduce__(self):
+        return ImageResult, (self.stats,)
+
+    def to_dict(self) -> dict:
+        """The stats.json content as a plain dict (``files`` aside)."""
+        return dict(self)

@@ -28,7 +28,6 @@ __all__ = [
     "read_json",
     "write_bytes_atomic",
     "write_csv_atomic",
-    "write_image",
     "write_json_atomic",
     "write_npz_atomic",
     "write_npz_stream_atomic",
@@ -204,9 +203,20 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 
 
 def write_json_atomic(path: str | Path, obj) -> Path:
-    """Write ``obj`` as indented UTF-8 JSON, atomically."""
-    text = json.dumps(clean_text(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    """Write ``obj`` as indented UTF-8 JSON, atomically (text that UTF-8 cannot encode made encodable).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, os
+    >>> p = write_json_atomic(pathlib.Path(tempfile.mkdtemp()) / "a.json", {"path": os.fsdecode(b"caf\\xe9")})
+    >>> json.loads(p.read_text(encoding="utf-8"))["path"]
+    'caf\\\\xe9'
+    """
+    try:  # the common case: every string encodes, and cleaning would change nothing
+        data = (json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from an OS name somewhere
+        data = (json.dumps(clean_text(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    return write_bytes_atomic(path, data)
 
 
 def read_json(path: str | Path):
@@ -324,12 +334,6 @@ def encode_image(rgb: np.ndarray, suffix: str, jpeg_quality: int = 95, chroma_44
     if not ok:
         raise OSError(f"could not encode {suffix} image")
     return buf.tobytes()
-
-
-def write_image(path: str | Path, rgb: np.ndarray, chroma_444: bool = False) -> Path:
-    """Encode ``rgb`` by the file's suffix and write it atomically (JPEG: optionally 4:4:4)."""
-    path = Path(path)
-    return write_bytes_atomic(path, encode_image(rgb, path.suffix, chroma_444=chroma_444))
 
 
 def write_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:

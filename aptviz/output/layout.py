@@ -19,10 +19,12 @@ subfolders (:data:`IMAGE_SUBDIRS`) never hold image folders.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "COMPARE_NAME",
+    "BATCH_FIGURES",
+    "BatchFigure",
     "DATASET_NAME",
     "EXPLORER_NAME",
     "FIDELITY_NAME",
@@ -45,10 +47,11 @@ __all__ = [
     "compare_name",
     "figure_name",
     "image_files",
-    "is_image_folder",
     "kept_views",
+    "listed_files",
     "overlay_name",
     "video_files",
+    "shown_figures",
     "view_names",
 ]
 
@@ -59,7 +62,6 @@ OVERLAY_DIR = "02_patches_grid"
 IMAGES_DIR = "03_original_resized"
 MODEL_VIEW_DIR = "04_model_view"
 IMAGE_SUBDIRS = frozenset({HEATMAP_DIR, OVERLAY_DIR, IMAGES_DIR, MODEL_VIEW_DIR, "05_video"})
-COMPARE_NAME = "compare.png"
 MAPS_NAME = "maps.npz"
 TOKENS_NAME = "tokens.npz"
 EXPLORER_NAME = "explorer.js"
@@ -69,18 +71,54 @@ RESIZED_NAME = f"{IMAGES_DIR}/resized_image.jpg"
 # -- the batch files in OUTPUT
 SUMMARY_CSV = "summary.csv"
 SUMMARY_JSON = "summary.json"
-PLOT_NAME = "retention_vs_alpha.png"
 DATASET_NAME = "dataset.json"
-HISTOGRAM_NAME = "importance_histogram.png"
-PSNR_NAME = "psnr_vs_retention.png"
-FIDELITY_NAME = "fidelity_vs_tokens.png"
-OCR_NAME = "ocr_vs_tokens.png"  # --ocr runs only
 REPORT_NAME = "report.html"
 
 
-def is_image_folder(folder: str | Path) -> bool:
-    """Whether ``folder`` is a complete image folder (it holds stats.json)."""
-    return (Path(folder) / STATS_NAME).is_file()
+@dataclass(frozen=True)
+class BatchFigure:
+    """One batch figure: its file name without suffix and its caption in report.html."""
+
+    stem: str
+    caption: str
+
+    def name(self, fmt: str = "png") -> str:
+        """Its file name in ``fmt`` (png, pdf or svg)."""
+        return f"{self.stem}.{fmt}"
+
+
+BATCH_FIGURES = (
+    BatchFigure("retention_vs_alpha", "Retention vs alpha"),
+    BatchFigure("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal ViT tokens"),
+    BatchFigure("fidelity_vs_tokens", "Which measure, at which cost: SSIM and PSNR against LLM tokens and against "
+                "ViT tokens, with the run's model uniform at every size and the Pareto front"),
+    BatchFigure("importance_histogram", "Importance distribution with thresholds"),
+    BatchFigure("ocr_vs_tokens", "Text fidelity (--ocr): Tesseract's character accuracy of APT and of uniform at "
+                "equal ViT and at equal LLM tokens, against LLM retention"),
+)  # fmt: skip
+"""Every batch figure, in the report's order: the runner and the dataset view draw them under these
+names, the report shows the ones present (:func:`shown_figures`). ``ocr_vs_tokens`` only in --ocr runs."""
+
+PLOT_NAME, PSNR_NAME, FIDELITY_NAME, HISTOGRAM_NAME, OCR_NAME = (figure.name() for figure in BATCH_FIGURES)
+
+
+def shown_figures(present) -> list[tuple[str, str]]:
+    """``(file name, caption)`` of the batch figures among the file names ``present``, in report order.
+
+    One file a figure (the first by name, if an earlier run left another format).
+
+    Examples
+    --------
+    >>> [name for name, _ in shown_figures(["importance_histogram.pdf", "retention_vs_alpha.png", "x.png"])]
+    ['retention_vs_alpha.png', 'importance_histogram.pdf']
+    """
+    names = sorted(str(n) for n in present)
+    out = []
+    for figure in BATCH_FIGURES:
+        mine = [n for n in names if Path(n).stem == figure.stem and Path(n).suffix in (".png", ".svg", ".pdf")]
+        if mine:
+            out.append((mine[0], figure.caption))
+    return out
 
 
 def heatmap_name(scale: int, measure: str | None = None) -> str:
@@ -182,6 +220,32 @@ def image_files(
         for label in labels
     ]
     return files, per
+
+
+def listed_files(stats) -> list[str]:
+    """Every file one image's stats list (``files`` and each selection's), in order, without repeats.
+
+    The one list of an image's files: :func:`image_files` names them, the
+    renderer and the writer make them, resume (``is_complete``) checks them
+    all, the report links them.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> files, per = image_files([14, 28], 14, ["v1"], views=False)
+    >>> listed_files(NS(files=files, selections=[NS(files=f) for f in per]))[-3:]
+    ['01_heatmaps/importance_blend_scale_14.jpg', 'compare.png', '02_patches_grid/patches_visualization.jpg']
+    """
+
+    def walk(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from walk(v)
+
+    found = [*walk(stats.files or {}), *(rel for sel in stats.selections for rel in walk(sel.files or {}))]
+    return list(dict.fromkeys(found))
 
 
 def kept_views(stats) -> set[str]:

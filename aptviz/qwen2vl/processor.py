@@ -59,15 +59,6 @@ from aptviz.compute.selection import Selection, select
 
 __all__ = ["APTQwen2VLImageProcessor", "APTQwen2VLImageProcessorKwargs", "APTQwen2VLProcessor", "apt_selection"]
 
-APT_FIELDS = (
-    "apt_pixel_values",
-    "apt_patch_sizes",
-    "apt_patch_coords",
-    "apt_vit_token_counts",
-    "apt_llm_token_counts",
-)
-
-
 class APTQwen2VLImageProcessorKwargs(Qwen2VLImageProcessorKwargs, total=False):
     r"""
     patch_selection_method (`str`, *optional*, defaults to `"v1"`):

@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 from aptviz.compute.fidelity import CostPanel, FidelityPoint, FidelitySummary
+from aptviz.compute.measures import MEASURES
 
 __all__ = ["fidelity_figure"]
 
-MEASURE_COLORS = {"entropy": "tab:blue", "laplacian": "tab:green", "upsample-mse": "tab:red"}
+MEASURE_COLORS = {spec.name: spec.color for spec in MEASURES}
 METHOD_MARKERS = {"v1": "o", "v2": "^", "budget": "s"}
 
 

@@ -42,18 +42,9 @@ from aptviz.compute.video import VIDEO_EXTENSIONS
 from aptviz.errors import ROW_FAILED
 
 __all__ = [
-    "COLUMN_LABELS", "DATASET_FIGURES", "build_report", "card_data", "column_label", "output_links", "report_cards",
+    "COLUMN_LABELS", "build_report", "card_data", "column_label", "output_links", "report_cards",
 ]  # fmt: skip
 
-DATASET_FIGURES = (
-    ("retention_vs_alpha", "Retention vs alpha"),
-    ("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal ViT tokens"),
-    ("fidelity_vs_tokens", "Which measure, at which cost: SSIM and PSNR against LLM tokens and against ViT tokens, "
-     "with the run's model uniform at every size and the Pareto front"),
-    ("importance_histogram", "Importance distribution with thresholds"),
-    ("ocr_vs_tokens", "Text fidelity (--ocr): Tesseract's character accuracy of APT and of uniform at equal ViT and "
-     "at equal LLM tokens, against LLM retention"),
-)
 FIGURE_SUFFIXES = (".png", ".svg")  # what a browser shows inline (a PDF figure is linked)
 
 # (stats key, label, kind): kind "int", "frac" (4 decimals) or "db" (null = lossless)
@@ -401,6 +392,7 @@ def _selection_label(sel: dict, measure: bool = False) -> str:
 def _colour_scale(stats: dict) -> dict | None:
     """The card heatmaps' shared colour scale: range, ticks, unit and whether PAD cells exist."""
     from aptviz.compute.importance import UNITS
+    from aptviz.compute.measures import DEFAULT_MEASURE
     from aptviz.render.pictures import nice_ticks
 
     summaries = stats.get("importance") or stats.get("entropy") or {}
@@ -413,7 +405,7 @@ def _colour_scale(stats: dict) -> dict | None:
         return None
     lo, hi = min(lows), max(highs)
     params = stats.get("params") if isinstance(stats.get("params"), dict) else {}
-    measure, aggregate = params.get("importance") or "entropy", params.get("aggregate") or "mean"
+    measure, aggregate = params.get("importance") or DEFAULT_MEASURE, params.get("aggregate") or "mean"
     unit = UNITS.get((str(measure).lower().replace("_", "-"), str(aggregate).lower()), "importance")
     span = hi - lo
     ticks = [[round((t - lo) / span, 4) if span > 0 else 0.0, f"{t:g}"] for t in nice_ticks(lo, hi)]
@@ -710,7 +702,7 @@ def build_report(
     rows: list[dict],
     cards: list[tuple[str, dict]],
     columns: list[str],
-    figures: list[str] | None = None,
+    figures: list[tuple[str, str]] | None = None,
     title: str = "aptviz report",
     card_extra: Callable[[str, dict], dict] | None = None,
     scripts: list[str] | None = None,
@@ -727,8 +719,9 @@ def build_report(
         ``(folder relative to the report, stats.json content)`` per image.
     columns : list of str
         Summary columns, in order.
-    figures : list of str, optional
-        Dataset figure file names present beside the report.
+    figures : list of (str, str), optional
+        ``(file name, caption)`` of the dataset figures present beside the
+        report, in the order shown (``aptviz.output.layout.BATCH_FIGURES``).
     title : str
         Page title.
     card_extra : callable, optional
@@ -775,18 +768,16 @@ def build_report(
     return "\n".join(page)
 
 
-def _figures_html(names: list[str]) -> str:
-    """The dataset figures present (our own file names), shown inline or linked (PDF)."""
+def _figures_html(figures: list[tuple[str, str]]) -> str:
+    """The dataset figures present (our own file names, with their captions), shown inline or linked (PDF)."""
     parts = []
-    for stem, caption in DATASET_FIGURES:
-        shown = [n for n in names if Path(n).stem == stem]
-        for name in shown[:1]:
-            cap = html.escape(caption)
-            if Path(name).suffix in FIGURE_SUFFIXES:
-                img = f'<img loading="lazy" src="{_url(name)}" alt="{cap}">'
-                parts.append(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")
-            else:
-                parts.append(f'<p><a href="{_url(name)}">{cap} ({html.escape(Path(name).suffix[1:].upper())})</a></p>')
+    for name, caption in figures:
+        cap = html.escape(caption)
+        if Path(name).suffix in FIGURE_SUFFIXES:
+            img = f'<img loading="lazy" src="{_url(name)}" alt="{cap}">'
+            parts.append(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")
+        else:
+            parts.append(f'<p><a href="{_url(name)}">{cap} ({html.escape(Path(name).suffix[1:].upper())})</a></p>')
     return "".join(parts)
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from aptviz.compute.stats import ImageStats
 from aptviz.compute.video import VideoAnalysis
-from aptviz.render.extras import Picture, RenderOptions
+from aptviz.render.image_pictures import Picture, RenderOptions
 from aptviz.render.pictures import draw_overlay, text_strip
 
 __all__ = [

@@ -20,16 +20,15 @@ from aptviz._version import __version__
 from aptviz.compute.loading import file_identity
 from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.stats import ImageStats
-from aptviz.errors import InputError
+from aptviz.errors import InputError, Status
 from aptviz.output.atomic import clean_stale_temp_files, read_json
+from aptviz.output.layout import listed_files
 from aptviz.runs.pool import WorkerPool, default_workers
-from aptviz.runs.results import JobResult, Status
-from aptviz.runs.scan import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, scan_inputs
+from aptviz.runs.results import JobResult
+from aptviz.runs.scan import INPUT_EXTENSIONS, scan_inputs
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "Job",
-    "JobResult",
     "discover",
     "is_complete",
     "run_batch",
@@ -149,13 +148,11 @@ def is_complete(
             return None
         if "timeline" in files:  # a video's folder (docs/video.md): its own files
             return stats if all((out / rel).is_file() for rel in _video_listed(stats)) else None
-        listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
-        listed += [files["blend"], files["compare"]]
-        listed += [sel.files[k] for sel in stats.selections for k in ("overlay", "model_view", "uniform")]
-        if save_maps:
-            listed.append(files["maps"])
-        if export_tokens:
-            listed.append(files["tokens"])
+        needed = [files[k] for k in ("heatmaps", "original", "resized", "blend", "compare")]
+        needed += [sel.files[k] for sel in stats.selections for k in ("overlay", "model_view", "uniform")]
+        if not all(needed):
+            return None
+        listed = listed_files(stats)  # every file it lists: each measure's heatmaps, explorer.js too
     except (KeyError, TypeError, AttributeError, ValueError):
         return None
     if not all((out / rel).is_file() for rel in listed):
@@ -175,7 +172,7 @@ def _video_listed(stats: ImageStats) -> list[str]:
 
 
 def _render(render):
-    from aptviz.render.extras import RenderOptions
+    from aptviz.render.image_pictures import RenderOptions
 
     return render or RenderOptions()
 

@@ -72,3 +72,57 @@ def calibrate_paths(
         raise NoImagesError(failed)
     cal = calibrate_maps([m for _, m in ok], method, target, statistic, thresholds, [p for p, _ in ok])
     return cal, failed
+
+
+def calibrate(
+    inputs, selection="v2", target: float = 0.3, statistic: str = "mean", params=None, workers: int = 1,
+    recursive: bool = False, **param_values,
+) -> Calibration:  # fmt: skip
+    """``aptviz.calibrate``: the alpha (v2) or threshold factor (v1) whose retention over the images meets ``target``.
+
+    Parameters
+    ----------
+    inputs : iterable of str or Path
+        Image files and/or folders (``recursive``: their subfolders too).
+    selection : str or RunSpec
+        What to calibrate, as everywhere in the API: ``"v2"`` or ``"v1"``
+        (text; an alpha given in it is ignored), or a
+        :class:`~aptviz.compute.params.RunSpec` (v1: its thresholds are the base).
+    target : float
+        Target retention in (0, 1].
+    statistic : {"mean", "median"}
+        Statistic of the per-image retentions.
+    params : Params, optional
+        Pipeline parameters; or give its fields as keywords (``model=``, ``importance=`` ...).
+    workers : int
+        Worker processes computing the maps.
+
+    Returns
+    -------
+    Calibration
+        Typed, with ``to_dict()``; ``failed`` holds ``(path, reason)`` of the images that failed.
+
+    Examples
+    --------
+    >>> cal = calibrate(["sample_images/chelsea.png"], "v2", target=0.3)
+    >>> cal.method, cal.achieved <= 0.3, cal.failed
+    ('v2', True, [])
+    """
+    from aptviz.compute.params import Params, RunSpec, parse_method_spec
+    from aptviz.runs.batch import discover
+
+    params = params or Params(**param_values)
+    if isinstance(selection, RunSpec):
+        method, base = selection.method, selection.thresholds
+    else:
+        method, base = parse_method_spec(selection)[0], None
+    thresholds = tuple(base) if base is not None else DEFAULT_THRESHOLDS
+    if method.value == "v1":
+        RunSpec(method, None, thresholds).check_scales(params.num_scales)
+    jobs, missing = discover(list(inputs), recursive)
+    if not jobs:
+        raise ParameterError("no images found in the inputs")
+    cal, failed = calibrate_paths([str(j.path) for j in jobs], method.value, target, statistic, thresholds,
+                                  params.resolved(), workers)  # fmt: skip
+    cal.failed = [(str(f.path), f.error) for f in missing] + failed
+    return cal

@@ -29,6 +29,7 @@ from aptviz._log import logger
 from aptviz._text import text_path
 from aptviz.compute.histogram import merge_histograms
 from aptviz.compute.importance import measure_unit
+from aptviz.compute.measures import DEFAULT_MEASURE
 from aptviz.output.atomic import write_bytes_atomic, write_json_atomic
 from aptviz.output.layout import (
     DATASET_NAME,
@@ -38,6 +39,7 @@ from aptviz.output.layout import (
     PSNR_NAME,
     REPORT_NAME,
     figure_name,
+    shown_figures,
 )
 
 __all__ = ["DATASET_NAME", "dataset_summary", "explorer_file_ok", "own_explorer", "write_dataset_view"]
@@ -46,9 +48,9 @@ FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def _measure(stats_list: list[dict]) -> str:
-    """The measure of the images (entropy when they have none, or several)."""
-    found = {(s.get("params") or {}).get("importance", "entropy") for s in stats_list}
-    return found.pop() if len(found) == 1 else "entropy"
+    """The measure of the images (the default measure when they have none, or several)."""
+    found = {(s.get("params") or {}).get("importance", DEFAULT_MEASURE) for s in stats_list}
+    return found.pop() if len(found) == 1 else DEFAULT_MEASURE
 
 
 def dataset_summary(stats_list: list[dict], measure: str | None = None) -> dict:
@@ -99,7 +101,7 @@ def _by_measure(stats_list: list[dict], percentiles) -> dict:
     hists: dict[str, list[dict]] = {}
     for s in stats_list:
         per = s.get("importance_histograms") or {
-            (s.get("params") or {}).get("importance", "entropy"): s.get("importance_histogram")
+            (s.get("params") or {}).get("importance", DEFAULT_MEASURE): s.get("importance_histogram")
         }
         for measure, h in per.items():
             if h:
@@ -147,7 +149,7 @@ def write_dataset_view(
     from aptviz.compute.fidelity import fidelity_points, ocr_points, retention_curves
     from aptviz.render import figures as fig
     from aptviz.render.fidelity import fidelity_figure
-    from aptviz.render.report import DATASET_FIGURES, build_report, output_links, report_cards
+    from aptviz.render.report import build_report, output_links, report_cards
 
     output = Path(output)
     started = time.monotonic()
@@ -176,8 +178,7 @@ def write_dataset_view(
             steps.append((ocr, lambda p: _write(p, fig.ocr_curves_png(points, figure_format))))
 
     def page(path: Path) -> None:
-        stems = {stem for stem, _ in DATASET_FIGURES}
-        shown = sorted(p.name for p in output.glob("*.*") if p.stem in stems and p.suffix in FIGURE_SUFFIXES)
+        shown = shown_figures(p.name for p in output.glob("*.*"))
         cards = report_cards(output, [(folder, own_explorer(folder, stats)) for folder, stats in images])
         start = dataset_start([stats for _, stats in cards if (stats.get("files") or {}).get("explorer")])
         _write(path, build_report(rows, cards, columns, shown, output_links=output_links(output, rows),

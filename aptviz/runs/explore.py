@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aptviz._log import logger
-from aptviz.compute.params import Method, Params, parse_method
+from aptviz.compute.params import Method, Params, RunSpec, parse_method_spec
 from aptviz.errors import ParameterError
 
 __all__ = ["Explorer", "explore", "explorer_payload"]
@@ -90,22 +90,26 @@ def explorer_payload(loaded, name: str, params: Params, path: Path | None = None
     return explorer_data(name, loaded.image, result.resized, result.maps, result.params, image_url)
 
 
-def explore(image, method: str | Method = "v2", alpha: float | None = None, thresholds=None,
-            name: str | None = None, **params) -> Explorer:
+def explore(image, selection: str | RunSpec = "v2", alpha: float | None = None, thresholds=None,
+            name: str | None = None, *, method: str | Method | None = None, **params) -> Explorer:
     """Interactive explorers for one image or several (a list).
 
     Parameters
     ----------
     image : str, Path, PIL.Image.Image, ndarray, or a list of them
         What to explore.
-    method : {"v2", "budget", "v1"}
-        The method the controls start with.
+    selection : str or RunSpec
+        The selection the controls start with, as everywhere in the API:
+        ``"v2"``, ``"budget:0.3"``, ``"v1"`` or a :class:`~aptviz.compute.params.RunSpec`
+        (its method, alpha and v1 thresholds).
     alpha : float, optional
-        The alpha they start with (v2: 1.0, budget: 0.5 by default).
+        The alpha they start with when ``selection`` gives none (v2: 1.0, budget: 0.5 by default).
     thresholds : sequence of float, optional
         The v1 thresholds they start with (one per scale above the finest).
     name : str, optional
         ``data-image`` of a single explorer (default: the file stem, or ``image``).
+    method : optional
+        The earlier name of ``selection`` (keyword only).
     **params
         Any :class:`aptviz.compute.params.Params` field (patch_size, importance, bins, ...).
 
@@ -116,10 +120,11 @@ def explore(image, method: str | Method = "v2", alpha: float | None = None, thre
 
     Examples
     --------
-    >>> ex = explore("sample_images/chelsea.png", method="budget", alpha=0.3)
-    >>> ex.names, "data-aptviz-explorer" in ex._repr_html_()
-    (['chelsea'], True)
+    >>> ex = explore("sample_images/chelsea.png", "budget:0.3")
+    >>> ex.names, ex.method, ex.alpha, "data-aptviz-explorer" in ex._repr_html_()
+    (['chelsea'], 'budget', 0.3, True)
     """
+    start, alpha, thresholds = _start(selection if method is None else method, alpha, thresholds)
     p = Params(**params)
     images = list(image) if isinstance(image, (list, tuple)) else [image]
     payloads, seen = [], set()
@@ -134,4 +139,14 @@ def explore(image, method: str | Method = "v2", alpha: float | None = None, thre
         logger.debug("explorer data for {}", unique)
         payloads.append(explorer_payload(loaded, unique, p, path))
     thr = None if thresholds is None else [float(t) for t in thresholds]
-    return Explorer(payloads, parse_method(method).value, alpha, thr)
+    return Explorer(payloads, start.value, alpha, thr)
+
+
+def _start(selection, alpha, thresholds) -> tuple[Method, float | None, object]:
+    """``(method, alpha, thresholds)`` the controls start with, from text (``"budget:0.3"``) or a RunSpec."""
+    if isinstance(selection, RunSpec):
+        if selection.method.takes_alpha:
+            return selection.method, selection.alpha, thresholds
+        return selection.method, alpha, selection.thresholds if thresholds is None else thresholds
+    method, own = parse_method_spec(selection)
+    return method, own[0] if own else alpha, thresholds

@@ -29,6 +29,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from aptviz.compute.measures import DEFAULT_MEASURE, MEASURES
 from aptviz.compute.params import Params
 from aptviz.errors import ParameterError
 
@@ -56,9 +57,9 @@ RESIZED_BYTES_PER_PIXEL = 12
 """The resized image (Pillow and NumPy), gray and bin keys of a tile, one
 heatmap or overlay at a time with its encoded bytes."""
 
-MEASURE_BYTES_PER_PIXEL = {"laplacian": 20, "upsample-mse": 36}
-"""Extra bytes per resized pixel of the importance measures other than entropy
-(float32 gray or RGB, the filtered or resampled copies, the squared error)."""
+MEASURE_BYTES_PER_PIXEL = {spec.name: spec.bytes_per_pixel for spec in MEASURES}
+"""Extra bytes per resized pixel of each importance measure (``MeasureSpec.bytes_per_pixel``:
+float32 gray or RGB, the filtered or resampled copies, the squared error; entropy's tiles are counted apart)."""
 
 EXPORT_TOKENS_BYTES_PER_PIXEL = 80
 """``--export-tokens``: the normalized float32 image and one selection's
@@ -155,7 +156,7 @@ def _tile_bytes(params: Params, resized: int) -> int:
 
 
 def _measure_bytes(params: Params) -> int:
-    measure = getattr(params, "importance", "entropy")
+    measure = getattr(params, "importance", DEFAULT_MEASURE)
     return MEASURE_BYTES_PER_PIXEL.get(str(getattr(measure, "value", measure)), 0)
 
 

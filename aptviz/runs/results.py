@@ -8,7 +8,7 @@ from pathlib import Path
 from aptviz.compute.stats import ImageStats
 from aptviz.errors import Status, exit_code
 
-__all__ = ["Failure", "JobResult", "RunReport", "Status"]
+__all__ = ["Failure", "JobResult", "RunReport"]
 
 
 @dataclass(frozen=True)

@@ -19,20 +19,20 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aptviz._log import logger
 from aptviz._text import text_path
-from aptviz.compute.params import Method, Params, RunSpec, build_runs
-from aptviz.errors import ParameterError
+from aptviz.compute.params import Params, RunSpec, as_runs
+from aptviz.errors import ParameterError, Status
 from aptviz.output.layout import PLOT_NAME, figure_name
 from aptviz.output.lock import check_not_an_input, check_output, lock_output, read_only_fs
 from aptviz.runs.batch import Job, discover, run_batch
 from aptviz.runs.pool import default_workers, stop_on_sigterm
-from aptviz.runs.results import JobResult, RunReport, Status
+from aptviz.runs.results import JobResult, RunReport
 
-__all__ = ["ProgressEvent", "RunOptions", "check_output", "run"]
+__all__ = ["ProgressEvent", "RunOptions", "run"]
 
 PLOTS_NOTICE = "batch figures skipped: install aptviz[plots] (matplotlib)"
 
@@ -67,19 +67,11 @@ class RunOptions:
     max_memory: int | None = None  # bytes the run may use (None: half the machine's RAM)
 
 
-def _as_runs(selections: Iterable[RunSpec | str | Method], params: Params) -> list[RunSpec]:
-    """RunSpecs as given, or built from ``"v2:0.8,1"`` style text (the two may be mixed)."""
-    runs: list[RunSpec] = []
-    for item in list(selections) or [None]:
-        if isinstance(item, RunSpec):
-            specs = [item]
-        else:  # v1 given as text (or by default) takes the default thresholds of the measure: entropy only
-            texts = [] if item is None else [item]
-            specs = build_runs(texts, thresholds=None, num_scales=params.num_scales, measure=params.importance)
-        for spec in specs:
-            if spec not in runs:
-                runs.append(spec.check_scales(params.num_scales))
-    return runs
+def _run_options(options: RunOptions | None, workers: int | None, values: dict) -> RunOptions:
+    """``options`` with ``workers`` and the keyword options given beside it (they win), or built from them."""
+    if workers is not None:
+        values = {**values, "workers": workers}
+    return replace(options, **values) if options is not None else RunOptions(**values)
 
 
 class _Recorder:
@@ -158,13 +150,13 @@ def run(
     MissingExtraError
         Before any work, for ``params.ocr`` without Tesseract.
     """
-    options = options or RunOptions(workers=workers, **option_values)
+    options = _run_options(options, workers, option_values)
     params = params or Params()
     if params.ocr:  # before any work: without Tesseract every image would fail alike
         from aptviz.compute.ocr import require_tesseract
 
         require_tesseract()
-    runs = _as_runs(selections, params)
+    runs = as_runs(selections, num_scales=params.num_scales, measure=params.importance)
     inputs = list(inputs)
     check_not_an_input(inputs, output)
     if params.device != "auto":  # cuda is checked now; auto only when there is work (resuming needs no torch)

@@ -15,10 +15,10 @@ from aptviz._log import logger
 from aptviz._text import clean_text, text_path
 from aptviz.compute.params import format_alpha
 from aptviz.compute.stats import OCR_FIELDS, ImageStats
-from aptviz.errors import ROW_FAILED, ROW_OK
+from aptviz.errors import ROW_FAILED, ROW_OK, Status
 from aptviz.output.atomic import csv_lines, read_json, write_bytes_atomic
 from aptviz.output.layout import IMAGE_SUBDIRS, STATS_NAME, SUMMARY_CSV, SUMMARY_JSON
-from aptviz.runs.results import JobResult, Status
+from aptviz.runs.results import JobResult
 
 __all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for", "write_retention_plot"]
 
