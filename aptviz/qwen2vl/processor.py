@@ -52,7 +52,7 @@ from transformers.processing_utils import Unpack
 
 from aptviz._log import logger
 from aptviz.compute.entropy import compute_maps
-from aptviz.compute.packing import PackedPatches, pack_selection
+from aptviz.compute.packing import PackedPatches, normalize_pixels, pack_selection
 from aptviz.compute.params import DEFAULT_THRESHOLDS, RunSpec
 from aptviz.compute.presets import preset
 from aptviz.compute.selection import Selection, select
@@ -414,3 +414,211 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
 
 
 _LOADING_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+# --- videos ----------------------------------------------------------------------------------------------
+
+APT_VIDEO_FIELDS = tuple(name.replace("apt_", "apt_video_", 1) for name in APT_FIELDS)
+
+#: video options read by :meth:`APTQwen2VLImageProcessor.preprocess_videos` (``videos_kwargs``)
+VIDEO_OPTIONS = ("patch_selection_method", "alpha", "thresholds", "fps", "nframes", "video_min_pixels",
+                 "video_max_pixels", "video_total_pixels")  # fmt: skip
+
+
+def video_rows(frames: np.ndarray, patch_size: int, merge_size: int, temporal_patch_size: int) -> np.ndarray:
+    """Qwen2-VL's ``pixel_values_videos`` rows of one normalized video, as its video processor lays them out.
+
+    Parameters
+    ----------
+    frames : ndarray, float32, (T, C, H, W)
+        The normalized frames, ``T`` a multiple of ``temporal_patch_size``,
+        ``H`` and ``W`` multiples of ``patch_size * merge_size``.
+    patch_size, merge_size, temporal_patch_size : int
+
+    Returns
+    -------
+    ndarray, float32, (T / t * H / P * W / P, C * t * P * P)
+        Tubelet by tubelet; inside one, merge units in raster order and their
+        ``P``-cells in raster order; each row (channel, time, y, x).
+
+    Examples
+    --------
+    >>> video_rows(np.zeros((4, 3, 28, 56), np.float32), 14, 2, 2).shape
+    (16, 1176)
+    """
+    t, c, h, w = frames.shape
+    p, m, tp = patch_size, merge_size, temporal_patch_size
+    patches = frames.reshape(t // tp, tp, c, h // p // m, m, p, w // p // m, m, p)
+    patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return np.ascontiguousarray(patches.reshape(t // tp * (h // p) * (w // p), c * tp * p * p), dtype=np.float32)
+
+
+def _video_frames(ip, video, params) -> np.ndarray:
+    """One video's sampled, resized uint8 frames ``(T, H, W, 3)``, padded to whole tubelets.
+
+    A path is decoded and sampled as :func:`aptviz.compute.video.decode_video`
+    does (qwen-vl-utils' rules); an array ``(T, H, W, 3)`` (or a list of
+    frames) is taken as the sampled frames, each resized by smart_resize with
+    the video pixel bounds.
+    """
+    from pathlib import Path
+
+    from aptviz.compute.resize import smart_resize
+    from aptviz.compute.video import _resize, _tubelet_frames, decode_video, video_pixel_bounds
+
+    if isinstance(video, (str, Path)):
+        frames = decode_video(video, params).frames
+    else:
+        frames = np.stack([np.asarray(f) for f in video]) if isinstance(video, (list, tuple)) else np.asarray(video)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"a video must be a file path or uint8 frames (T, H, W, 3), got {frames.dtype} "
+                             f"{frames.shape}")  # fmt: skip
+        lo, hi = video_pixel_bounds(len(frames), params.factor, params.video_min_pixels, params.video_max_pixels,
+                                    params.video_total_pixels)  # fmt: skip
+        size = smart_resize(frames.shape[1], frames.shape[2], params.factor, lo, hi)
+        if size != frames.shape[1:3]:  # Pillow BICUBIC, as aptviz's decoder (it takes BGR)
+            frames = np.stack([_resize(np.ascontiguousarray(f[..., ::-1]), size) for f in frames])
+    return _tubelet_frames(frames, params.temporal_patch_size)
+
+
+def preprocess_videos(ip, videos, return_tensors=None, **options) -> BatchFeature:
+    """Stock video rows and APT's per-tubelet fields of ``videos`` (see :meth:`APTQwen2VLImageProcessor.preprocess_videos`)."""
+    from aptviz.compute.importance import compute_importance
+    from aptviz.compute.params import Params
+
+    spec = apt_selection(options.get("patch_selection_method") or ip.patch_selection_method,
+                         ip.alpha if options.get("alpha") is None else options["alpha"],
+                         options.get("thresholds") or ip.thresholds, ip.num_scales)  # fmt: skip
+    video_opts = {k: options[k] for k in VIDEO_OPTIONS[3:] if options.get(k) is not None}
+    if options.get("fps") is not None:
+        video_opts["fps"] = options["fps"]
+    params = Params(patch_size=ip.patch_size, merge_size=ip.merge_size, temporal_patch_size=ip.temporal_patch_size,
+                    num_scales=ip.num_scales, bins=ip.bins, **video_opts)  # fmt: skip
+    p, m, tp = ip.patch_size, ip.merge_size, ip.temporal_patch_size
+    if isinstance(videos, (str, np.ndarray)) or hasattr(videos, "__fspath__"):
+        videos = [videos]
+    rows, grids, packed, selections = [], [], [], []
+    for video in videos:
+        frames = _video_frames(ip, video, params)
+        normalized = np.stack([normalize_pixels(f, ip.rescale_factor, ip.image_mean, ip.image_std) for f in frames])
+        stock = video_rows(normalized, p, m, tp)
+        n, h, w = len(frames) // tp, frames.shape[1], frames.shape[2]
+        cells = (h // p) * (w // p)
+        grids.append([n, h // p, w // p])
+        for i in range(n):
+            clip = frames[i * tp : (i + 1) * tp]
+            sel = select(compute_importance(clip, "entropy", "mean", p, ip.num_scales, ip.bins), spec)
+            tubelet = np.moveaxis(normalized[i * tp : (i + 1) * tp], 0, 1)  # (C, T, H, W)
+            packed.append(pack_selection(tubelet, sel.masks, p, m, tp, rows=stock[i * cells : (i + 1) * cells]))
+            selections.append(sel)
+        rows.append(stock)
+    ip.last_video_selections = selections
+    logger.debug("APT {} on {} video(s): ViT tokens per tubelet {}", spec.label, len(grids),
+                 [q.vit_tokens for q in packed])  # fmt: skip
+    data = {
+        "pixel_values_videos": np.concatenate(rows),
+        "video_grid_thw": np.array(grids, dtype=np.int64),
+        "apt_video_pixel_values": np.concatenate([q.pixel_values for q in packed]),
+        "apt_video_patch_sizes": np.concatenate([q.patch_sizes for q in packed]),
+        "apt_video_patch_coords": np.concatenate([q.patch_coords for q in packed]),
+        "apt_video_vit_token_counts": np.array([q.vit_tokens for q in packed], dtype=np.int64),
+        "apt_video_llm_token_counts": np.array([q.llm_tokens for q in packed], dtype=np.int64),
+    }
+    return BatchFeature(data=data, tensor_type=return_tensors)
+
+
+def _video_preprocess_method(self, videos, return_tensors=None, **options) -> BatchFeature:
+    """Videos as Qwen2-VL reads them, plus APT's selection per tubelet (frames ``(2i, 2i+1)``).
+
+    Parameters
+    ----------
+    videos : path, uint8 array (T, H, W, 3), or a list of them
+        A path is decoded (OpenCV's FFmpeg) and sampled as qwen-vl-utils
+        0.0.14 does (``fps``, default 2.0, or ``nframes``); an array holds
+        the sampled frames. Frames are resized by smart_resize with the video
+        pixel bounds (``video_min_pixels``, ``video_max_pixels``,
+        ``video_total_pixels``; docs/video.md), an odd count padded with the
+        last frame.
+    return_tensors : str, optional
+    **options
+        ``patch_selection_method``, ``alpha``, ``thresholds`` (default: this
+        processor's), ``fps``, ``nframes`` and the video pixel bounds.
+
+    Returns
+    -------
+    BatchFeature
+        ``pixel_values_videos`` and ``video_grid_thw`` in transformers'
+        layout (``(tubelets, H/P, W/P)`` per video; rows tubelet by tubelet),
+        and APT's fields per tubelet, concatenated over the videos' tubelets
+        in order: ``apt_video_pixel_values``, ``apt_video_patch_sizes``,
+        ``apt_video_patch_coords`` (as the image fields, one tubelet a time,
+        each row holding both frames' patch) and ``apt_video_vit_token_counts``,
+        ``apt_video_llm_token_counts`` (one entry per tubelet).
+    """
+    return preprocess_videos(self, videos, return_tensors=return_tensors, **options)
+
+
+APTQwen2VLImageProcessor.preprocess_videos = _video_preprocess_method
+APTQwen2VLImageProcessor.last_video_selections = ()
+
+
+def _apt_call(self, images=None, text=None, videos=None, **kwargs):
+    """``APTQwen2VLProcessor(videos=...)``: each video's rows and APT fields (:meth:`preprocess_videos`), its pads."""
+    if videos is None:
+        return _stock_call(self, images=images, text=text, **kwargs)
+    videos_kwargs = dict(kwargs.pop("videos_kwargs", None) or {})
+    options = {k: v for k, v in (kwargs.get("images_kwargs") or {}).items() if k in VIDEO_OPTIONS[:3]}
+    options.update({k: kwargs[k] for k in VIDEO_OPTIONS[:3] if k in kwargs})  # APT options: images' too
+    options.update({k: kwargs.pop(k) for k in VIDEO_OPTIONS[3:] if k in kwargs})  # video-only options
+    apt_tokens = videos_kwargs.pop("apt_tokens", kwargs.get("apt_tokens", (kwargs.get("images_kwargs") or {}).get(
+        "apt_tokens")))
+    options.update({k: v for k, v in videos_kwargs.items() if k in VIDEO_OPTIONS})
+    unknown = sorted(set(videos_kwargs) - set(VIDEO_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown videos_kwargs {unknown}; the APT video processor takes {', '.join(VIDEO_OPTIONS)}")
+    return_tensors = kwargs.get("return_tensors")
+    out = self.image_processor.preprocess_videos(videos, return_tensors=return_tensors, **options)
+    use_apt = self.apt_tokens if apt_tokens is None else apt_tokens
+    grid = np.asarray(out["video_grid_thw"])
+    tubelets = np.cumsum([0, *grid[:, 0].tolist()])
+    llm = np.asarray(out["apt_video_llm_token_counts"])
+    merge = self.image_processor.merge_size**2
+    counts = [int(llm[a:b].sum()) if use_apt else int(g.prod() // merge)
+              for a, b, g in zip(tubelets[:-1], tubelets[1:], grid)]  # fmt: skip
+    if text is not None:
+        text = _with_video_pads(self.video_token, [text] if isinstance(text, str) else list(text), counts)
+    result = None
+    if text is not None or images is not None:
+        _RECORDER.video_pads = True  # the pads are in the text already: transformers' count check is ours
+        try:
+            result = _stock_call(self, images=images, text=text, **kwargs)
+        finally:
+            _RECORDER.video_pads = False
+    data = dict(result.data) if result is not None else {}
+    data.update(out.data)
+    return BatchFeature(data=data, tensor_type=return_tensors)
+
+
+def _with_video_pads(token: str, texts: list[str], counts: list[int]) -> list[str]:
+    """Each ``token`` of ``texts`` (in order) repeated ``counts[i]`` times for video i."""
+    found = sum(t.count(token) for t in texts)
+    if found != len(counts):
+        raise ValueError(f"the text holds {found} {token} but {len(counts)} video(s) were given")
+    it = iter(counts)
+    return ["".join(part if i == 0 else token * next(it) + part for i, part in enumerate(t.split(token)))
+            for t in texts]  # fmt: skip
+
+
+def _validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
+    """transformers' checks; a text whose video pads :func:`_apt_call` put in is not counted again."""
+    if _RECORDER.video_pads and text is not None:
+        texts = [text] if isinstance(text, str) else text
+        text = [t.replace(self.video_token, "") for t in texts]
+    return _stock_validate(self, images=images, text=text, videos=videos, audio=audio, **kwargs)
+
+
+_stock_call = Qwen2VLProcessor.__call__
+_stock_validate = Qwen2VLProcessor.validate_inputs
+_Recorder.video_pads = False
+APTQwen2VLProcessor.__call__ = _apt_call
+APTQwen2VLProcessor.validate_inputs = _validate_inputs
