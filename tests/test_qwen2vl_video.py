@@ -231,3 +231,17 @@ def test_stock_video_pads_with_apt_video_features_name_apt_tokens():
     batch = {k: v for k, v in batch.items() if not k.startswith("apt_") or k.startswith("apt_video_")}
     with pytest.raises(ValueError, match="apt_tokens=True"):
         logits(model, batch)
+
+
+def test_a_video_file_is_decoded_and_sampled_and_a_bad_one_is_one_clear_error(tmp_path):
+    from test_video import moving_square_frames, write_clip
+
+    path = write_clip(tmp_path / "sq.mkv", moving_square_frames(12))
+    proc = APTQwen2VLProcessor(processor("qwen2-vl"), _tiny_tokenizer(), apt_tokens=True)
+    out = proc(videos=str(path), text="<|vision_start|><|video_pad|><|vision_end|>", nframes=4,
+               videos_kwargs={"patch_selection_method": "budget", "alpha": 0.5})  # fmt: skip
+    assert out["video_grid_thw"][0][0] == 2  # 4 sampled frames
+    assert len(out["input_ids"][0]) == 2 + sum(out["apt_video_llm_token_counts"])
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(ValueError, match=r"bad\.mp4: not a video"):
+        proc(videos=str(tmp_path / "bad.mp4"), text="<|video_pad|>")

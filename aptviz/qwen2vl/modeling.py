@@ -497,6 +497,52 @@ def tubelet_grid(video_grid_thw: torch.Tensor) -> torch.Tensor:
 # --- the model classes --------------------------------------------------------------------------------
 
 
+def _stock_length_row(ids, typ, segments: dict, video_id: int):
+    """One text row with each APT segment's pads expanded to its stock count; and where the kept tokens are.
+
+    ``segments`` maps a pad id to ``[[(apt count, stock count, top-left units), ...], next]``: one
+    entry per image, or per video tubelet, in text order. A run of pads holds one image, or one or more
+    consecutive tubelets of a video. Returns the expanded ids, their token types (or None) and, for
+    every token of ``ids``, its index in the expanded row (an APT token: its top-left unit's).
+    """
+    device = ids.device
+    pad_ids = torch.tensor(list(segments), device=device)
+    where = torch.nonzero(torch.isin(ids, pad_ids)).flatten()
+    breaks = (where.diff() != 1) | (ids[where[1:]] != ids[where[:-1]])
+    runs = torch.tensor_split(where, (torch.nonzero(breaks).flatten() + 1).tolist())
+    pieces, types_b, keep, done, length = [], [], [], 0, 0
+    for run in (r for r in runs if len(r)):
+        start, end = int(run[0]), int(run[-1]) + 1
+        pieces.append(ids[done:start])
+        types_b.append(typ[done:start] if typ is not None else None)
+        keep.append(torch.arange(start - done, device=device) + length)
+        length += start - done
+        token = int(ids[start])
+        queue = segments[token]
+        used = 0
+        while used < end - start:  # a run holds one image, or one or more tubelets of a video
+            if queue[1] >= len(queue[0]):
+                kind = "video" if token == video_id else "image"
+                raise ValueError(f"the text holds more {kind} pads than the {kind}s' LLM tokens")
+            count, stock_count, units = queue[0][queue[1]]
+            queue[1] += 1
+            used += count
+            pieces.append(ids.new_full((stock_count,), token))
+            types_b.append(typ.new_full((stock_count,), int(typ[start])) if typ is not None else None)
+            keep.append(units + length)
+            length += stock_count
+        if used != end - start:
+            raise ValueError(
+                f"{end - start} pads in a run of the text but the APT features there are {used} LLM "
+                "tokens; the processor's apt_tokens=True puts apt_llm_token_counts pads in the text"
+            )
+        done = end
+    pieces.append(ids[done:])
+    types_b.append(typ[done:] if typ is not None else None)
+    keep.append(torch.arange(len(ids) - done, device=device) + length)
+    return torch.cat(pieces), (torch.cat(types_b) if typ is not None else None), torch.cat(keep)
+
+
 class _APTModel:
     """Mixed into a Qwen2-VL-family ``*Model``: ``forward`` and ``get_rope_index`` take ``apt_*``."""
 
@@ -607,47 +653,14 @@ class _APTModel:
         mask = kw.get("attention_mask")
         mask = mask.bool() if mask is not None and mask.ndim == 2 else torch.ones_like(input_ids, dtype=torch.bool)
         types = kw.get("mm_token_type_ids")
-        pad_ids = torch.tensor(list(segments), device=device)
         rows, kept, row_types = [], [], []
         for b in range(input_ids.shape[0]):
-            ids = input_ids[b][mask[b]]
-            typ = types[b][mask[b]] if types is not None else None
-            where = torch.nonzero(torch.isin(ids, pad_ids)).flatten()
-            breaks = (where.diff() != 1) | (ids[where[1:]] != ids[where[:-1]])
-            runs = torch.tensor_split(where, (torch.nonzero(breaks).flatten() + 1).tolist())
-            pieces, types_b, keep, done, length = [], [], [], 0, 0
-            for run in (r for r in runs if len(r)):
-                start, end = int(run[0]), int(run[-1]) + 1
-                pieces.append(ids[done:start])
-                types_b.append(typ[done:start] if typ is not None else None)
-                keep.append(torch.arange(start - done, device=device) + length)
-                length += start - done
-                token = int(ids[start])
-                queue = segments[token]
-                used = 0
-                while used < end - start:  # a run holds one image, or one or more tubelets of a video
-                    if queue[1] >= len(queue[0]):
-                        raise ValueError(f"more {'video' if token == ids_of['video'] else 'image'} pads in the "
-                                         "text than APT LLM tokens")  # fmt: skip
-                    count, stock_count, units = queue[0][queue[1]]
-                    queue[1] += 1
-                    used += count
-                    pieces.append(ids.new_full((stock_count,), token))
-                    types_b.append(typ.new_full((stock_count,), int(typ[start])) if typ is not None else None)
-                    keep.append(units + length)
-                    length += stock_count
-                if used != end - start:
-                    raise ValueError(
-                        f"{end - start} pads in a run of the text but the APT features there are {used} LLM "
-                        "tokens; the processor's apt_tokens=True puts apt_llm_token_counts pads in the text"
-                    )
-                done = end
-            pieces.append(ids[done:])
-            types_b.append(typ[done:] if typ is not None else None)
-            keep.append(torch.arange(len(ids) - done, device=device) + length)
-            rows.append(torch.cat(pieces))
-            row_types.append(torch.cat(types_b) if typ is not None else None)
-            kept.append(torch.cat(keep))
+            row, row_type, keep = _stock_length_row(
+                input_ids[b][mask[b]], types[b][mask[b]] if types is not None else None, segments, ids_of["video"]
+            )
+            rows.append(row)
+            row_types.append(row_type)
+            kept.append(keep)
         longest = max(len(r) for r in rows)
         expanded = input_ids.new_zeros((len(rows), longest))
         expanded_mask = torch.zeros_like(expanded)

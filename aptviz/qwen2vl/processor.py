@@ -121,10 +121,11 @@ def apt_selection(method, alpha, thresholds, num_scales: int = 3) -> RunSpec:
 
 
 class _Recorder(threading.local):
-    """The resized and normalized images of the call in progress (per thread)."""
+    """The resized and normalized images of the call in progress (per thread); whether video pads are in."""
 
     resized: list | None = None
     normalized: list | None = None
+    video_pads: bool = False
 
 
 _RECORDER = _Recorder()
@@ -179,6 +180,7 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         apt_selection(self.patch_selection_method, self.alpha, self.thresholds, self.num_scales)
         self.last_budget_info: list[dict | None] = []
         self.last_selections: list[Selection] = []
+        self.last_video_selections: list[Selection] = []
 
     @classmethod
     def from_preset(cls, name: str = "qwen2-vl", *, checkpoint_pixels: bool = False, **overrides):
@@ -224,7 +226,7 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
     def to_dict(self) -> dict:
         """The saved configuration (``save_pretrained``): the APT options, not the last call's results."""
         out = super().to_dict()
-        for name in ("last_budget_info", "last_selections"):
+        for name in ("last_budget_info", "last_selections", "last_video_selections"):
             out.pop(name, None)
         if out.get("thresholds") is not None:
             out["thresholds"] = [float(t) for t in out["thresholds"]]
@@ -294,6 +296,38 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
             apt_llm_token_counts=np.array([p.llm_tokens for p in packed], dtype=np.int64),
         )
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def preprocess_videos(self, videos, return_tensors=None, **options) -> BatchFeature:
+        """Videos as Qwen2-VL reads them, plus APT's selection per tubelet (frames ``(2i, 2i+1)``).
+
+        Parameters
+        ----------
+        videos : path, uint8 array (T, H, W, 3), or a list of them
+            A path is decoded (OpenCV's FFmpeg) and sampled as qwen-vl-utils
+            0.0.14 does (``fps``, default 2.0, or ``nframes``); an array holds
+            the sampled frames. Frames are resized by smart_resize with the video
+            pixel bounds (``video_min_pixels``, ``video_max_pixels``,
+            ``video_total_pixels``; docs/video.md), an odd count padded with the
+            last frame.
+        return_tensors : str, optional
+        **options
+            ``patch_selection_method``, ``alpha``, ``thresholds`` (default: this
+            processor's), ``fps``, ``nframes`` and the video pixel bounds.
+
+        Returns
+        -------
+        BatchFeature
+            ``pixel_values_videos`` and ``video_grid_thw`` in transformers'
+            layout (``(tubelets, H/P, W/P)`` per video; rows tubelet by tubelet),
+            and APT's fields per tubelet, concatenated over the videos' tubelets
+            in order: ``apt_video_pixel_values``, ``apt_video_patch_sizes``,
+            ``apt_video_patch_coords`` (as the image fields, one tubelet at a
+            time, each row holding both frames' patch) and
+            ``apt_video_vit_token_counts``, ``apt_video_llm_token_counts`` (one
+            entry per tubelet). ``last_video_selections`` holds each tubelet's
+            :class:`aptviz.Selection`.
+        """
+        return preprocess_videos(self, videos, return_tensors=return_tensors, **options)
 
     def _select(self, chw: np.ndarray, spec: RunSpec, patch_size: int) -> Selection:
         """APT's selection on one resized (C, H, W) uint8 image."""
@@ -402,6 +436,24 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
             apt_tokens=apt_tokens,
         )
 
+    def __call__(self, images=None, text=None, videos=None, **kwargs):
+        """transformers' processor call; ``videos=`` go through :meth:`APTQwen2VLImageProcessor.preprocess_videos`.
+
+        Video options (``fps``, ``nframes``, the video pixel bounds, and the APT
+        options, which images' ``images_kwargs`` also set) come as keywords or
+        in ``videos_kwargs``. With ``apt_tokens`` video i gets the sum of its
+        tubelets' ``apt_video_llm_token_counts`` video pads, else the stock count.
+        """
+        if videos is None:
+            return super().__call__(images=images, text=text, **kwargs)
+        return _apt_call(self, images, text, videos, **kwargs)
+
+    def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        """transformers' checks; the video pads :meth:`__call__` put in the text are not counted again."""
+        if _RECORDER.video_pads and text is not None:
+            text = [t.replace(self.video_token, "") for t in ([text] if isinstance(text, str) else text)]
+        return super().validate_inputs(images=images, text=text, videos=videos, audio=audio, **kwargs)
+
     def replace_image_token(self, image_inputs: dict, image_idx: int, apt_tokens=None, **kwargs) -> str:
         """Image ``image_idx``'s pads: ``apt_llm_token_counts`` with ``apt_tokens``, else the stock count."""
         if not (self.apt_tokens if apt_tokens is None else apt_tokens):
@@ -453,7 +505,7 @@ def video_rows(frames: np.ndarray, patch_size: int, merge_size: int, temporal_pa
     return np.ascontiguousarray(patches.reshape(t // tp * (h // p) * (w // p), c * tp * p * p), dtype=np.float32)
 
 
-def _video_frames(ip, video, params) -> np.ndarray:
+def _video_frames(video, params) -> np.ndarray:
     """One video's sampled, resized uint8 frames ``(T, H, W, 3)``, padded to whole tubelets.
 
     A path is decoded and sampled as :func:`aptviz.compute.video.decode_video`
@@ -465,9 +517,13 @@ def _video_frames(ip, video, params) -> np.ndarray:
 
     from aptviz.compute.resize import smart_resize
     from aptviz.compute.video import _resize, _tubelet_frames, decode_video, video_pixel_bounds
+    from aptviz.errors import InputError
 
     if isinstance(video, (str, Path)):
-        frames = decode_video(video, params).frames
+        try:
+            frames = decode_video(video, params).frames
+        except InputError as exc:  # one line naming the file
+            raise ValueError(f"{video}: {exc}") from exc
     else:
         frames = np.stack([np.asarray(f) for f in video]) if isinstance(video, (list, tuple)) else np.asarray(video)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -482,7 +538,7 @@ def _video_frames(ip, video, params) -> np.ndarray:
 
 
 def preprocess_videos(ip, videos, return_tensors=None, **options) -> BatchFeature:
-    """Stock video rows and APT's per-tubelet fields of ``videos`` (see :meth:`APTQwen2VLImageProcessor.preprocess_videos`)."""
+    """``ip``'s video rows and APT's per-tubelet fields (:meth:`APTQwen2VLImageProcessor.preprocess_videos`)."""
     from aptviz.compute.importance import compute_importance
     from aptviz.compute.params import Params
 
@@ -490,8 +546,6 @@ def preprocess_videos(ip, videos, return_tensors=None, **options) -> BatchFeatur
                          ip.alpha if options.get("alpha") is None else options["alpha"],
                          options.get("thresholds") or ip.thresholds, ip.num_scales)  # fmt: skip
     video_opts = {k: options[k] for k in VIDEO_OPTIONS[3:] if options.get(k) is not None}
-    if options.get("fps") is not None:
-        video_opts["fps"] = options["fps"]
     params = Params(patch_size=ip.patch_size, merge_size=ip.merge_size, temporal_patch_size=ip.temporal_patch_size,
                     num_scales=ip.num_scales, bins=ip.bins, **video_opts)  # fmt: skip
     p, m, tp = ip.patch_size, ip.merge_size, ip.temporal_patch_size
@@ -499,7 +553,7 @@ def preprocess_videos(ip, videos, return_tensors=None, **options) -> BatchFeatur
         videos = [videos]
     rows, grids, packed, selections = [], [], [], []
     for video in videos:
-        frames = _video_frames(ip, video, params)
+        frames = _video_frames(video, params)
         normalized = np.stack([normalize_pixels(f, ip.rescale_factor, ip.image_mean, ip.image_std) for f in frames])
         stock = video_rows(normalized, p, m, tp)
         n, h, w = len(frames) // tp, frames.shape[1], frames.shape[2]
@@ -527,55 +581,9 @@ def preprocess_videos(ip, videos, return_tensors=None, **options) -> BatchFeatur
     return BatchFeature(data=data, tensor_type=return_tensors)
 
 
-def _video_preprocess_method(self, videos, return_tensors=None, **options) -> BatchFeature:
-    """Videos as Qwen2-VL reads them, plus APT's selection per tubelet (frames ``(2i, 2i+1)``).
-
-    Parameters
-    ----------
-    videos : path, uint8 array (T, H, W, 3), or a list of them
-        A path is decoded (OpenCV's FFmpeg) and sampled as qwen-vl-utils
-        0.0.14 does (``fps``, default 2.0, or ``nframes``); an array holds
-        the sampled frames. Frames are resized by smart_resize with the video
-        pixel bounds (``video_min_pixels``, ``video_max_pixels``,
-        ``video_total_pixels``; docs/video.md), an odd count padded with the
-        last frame.
-    return_tensors : str, optional
-    **options
-        ``patch_selection_method``, ``alpha``, ``thresholds`` (default: this
-        processor's), ``fps``, ``nframes`` and the video pixel bounds.
-
-    Returns
-    -------
-    BatchFeature
-        ``pixel_values_videos`` and ``video_grid_thw`` in transformers'
-        layout (``(tubelets, H/P, W/P)`` per video; rows tubelet by tubelet),
-        and APT's fields per tubelet, concatenated over the videos' tubelets
-        in order: ``apt_video_pixel_values``, ``apt_video_patch_sizes``,
-        ``apt_video_patch_coords`` (as the image fields, one tubelet a time,
-        each row holding both frames' patch) and ``apt_video_vit_token_counts``,
-        ``apt_video_llm_token_counts`` (one entry per tubelet).
-    """
-    return preprocess_videos(self, videos, return_tensors=return_tensors, **options)
-
-
-APTQwen2VLImageProcessor.preprocess_videos = _video_preprocess_method
-APTQwen2VLImageProcessor.last_video_selections = ()
-
-
-def _apt_call(self, images=None, text=None, videos=None, **kwargs):
+def _apt_call(self, images, text, videos, **kwargs):
     """``APTQwen2VLProcessor(videos=...)``: each video's rows and APT fields (:meth:`preprocess_videos`), its pads."""
-    if videos is None:
-        return _stock_call(self, images=images, text=text, **kwargs)
-    videos_kwargs = dict(kwargs.pop("videos_kwargs", None) or {})
-    options = {k: v for k, v in (kwargs.get("images_kwargs") or {}).items() if k in VIDEO_OPTIONS[:3]}
-    options.update({k: kwargs[k] for k in VIDEO_OPTIONS[:3] if k in kwargs})  # APT options: images' too
-    options.update({k: kwargs.pop(k) for k in VIDEO_OPTIONS[3:] if k in kwargs})  # video-only options
-    apt_tokens = videos_kwargs.pop("apt_tokens", kwargs.get("apt_tokens", (kwargs.get("images_kwargs") or {}).get(
-        "apt_tokens")))
-    options.update({k: v for k, v in videos_kwargs.items() if k in VIDEO_OPTIONS})
-    unknown = sorted(set(videos_kwargs) - set(VIDEO_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown videos_kwargs {unknown}; the APT video processor takes {', '.join(VIDEO_OPTIONS)}")
+    options, apt_tokens = _video_options(kwargs)
     return_tensors = kwargs.get("return_tensors")
     out = self.image_processor.preprocess_videos(videos, return_tensors=return_tensors, **options)
     use_apt = self.apt_tokens if apt_tokens is None else apt_tokens
@@ -591,12 +599,33 @@ def _apt_call(self, images=None, text=None, videos=None, **kwargs):
     if text is not None or images is not None:
         _RECORDER.video_pads = True  # the pads are in the text already: transformers' count check is ours
         try:
-            result = _stock_call(self, images=images, text=text, **kwargs)
+            result = Qwen2VLProcessor.__call__(self, images=images, text=text, **kwargs)
         finally:
             _RECORDER.video_pads = False
     data = dict(result.data) if result is not None else {}
     data.update(out.data)
     return BatchFeature(data=data, tensor_type=return_tensors)
+
+
+def _video_options(kwargs: dict) -> tuple[dict, bool | None]:
+    """The video options of a processor call, and its ``apt_tokens`` (video-only keywords are popped).
+
+    APT's options come from ``images_kwargs``, then plain keywords, then
+    ``videos_kwargs`` (the most specific wins); ``fps``, ``nframes`` and the
+    video pixel bounds from keywords or ``videos_kwargs``.
+    """
+    videos_kwargs = dict(kwargs.pop("videos_kwargs", None) or {})
+    images_kwargs = kwargs.get("images_kwargs") or {}
+    apt = VIDEO_OPTIONS[:3]
+    options = {k: v for k, v in images_kwargs.items() if k in apt}
+    options.update({k: kwargs[k] for k in apt if k in kwargs})
+    options.update({k: kwargs.pop(k) for k in VIDEO_OPTIONS[3:] if k in kwargs})
+    apt_tokens = videos_kwargs.pop("apt_tokens", kwargs.get("apt_tokens", images_kwargs.get("apt_tokens")))
+    unknown = sorted(set(videos_kwargs) - set(VIDEO_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown videos_kwargs {unknown}; the APT video processor takes {', '.join(VIDEO_OPTIONS)}")
+    options.update(videos_kwargs)
+    return options, apt_tokens
 
 
 def _with_video_pads(token: str, texts: list[str], counts: list[int]) -> list[str]:
@@ -607,18 +636,3 @@ def _with_video_pads(token: str, texts: list[str], counts: list[int]) -> list[st
     it = iter(counts)
     return ["".join(part if i == 0 else token * next(it) + part for i, part in enumerate(t.split(token)))
             for t in texts]  # fmt: skip
-
-
-def _validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
-    """transformers' checks; a text whose video pads :func:`_apt_call` put in is not counted again."""
-    if _RECORDER.video_pads and text is not None:
-        texts = [text] if isinstance(text, str) else text
-        text = [t.replace(self.video_token, "") for t in texts]
-    return _stock_validate(self, images=images, text=text, videos=videos, audio=audio, **kwargs)
-
-
-_stock_call = Qwen2VLProcessor.__call__
-_stock_validate = Qwen2VLProcessor.validate_inputs
-_Recorder.video_pads = False
-APTQwen2VLProcessor.__call__ = _apt_call
-APTQwen2VLProcessor.validate_inputs = _validate_inputs
