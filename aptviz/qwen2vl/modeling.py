@@ -24,6 +24,11 @@ How APT's tokens go through the stock modules:
 * **LLM positions (M-RoPE).** Each image token takes the stock ``(t, h, w)``
   of its top-left merge unit; text after the image is positioned exactly as
   in the stock model.
+* **Videos** (``apt_video_*``, counts per tubelet). Each tubelet runs through
+  the tower as one image of grid ``(1, h, w)``: one attention segment per
+  tubelet, as stock. Its LLM tokens take the stock positions of its own
+  units, so ``t`` is the tubelet's stock ``t`` (Qwen2.5-VL: scaled by
+  ``second_per_grid_ts``; Qwen3-VL: each tubelet's run after its timestamp).
 
 Everything is precomputed from the ``apt_*`` fields and handed to the stock
 forward through transformers' own precomputed-input hooks

@@ -16,6 +16,11 @@ time, and returns
 tokenizer) that routes ``images_kwargs={"patch_selection_method", "alpha",
 "thresholds"}`` to it; it needs no video processor (nor torchvision).
 
+Videos (``APTQwen2VLProcessor(videos=...)``,
+:meth:`APTQwen2VLImageProcessor.preprocess_videos`) are decoded and sampled
+with :mod:`aptviz.compute.video` and give transformers' ``pixel_values_videos``
+/ ``video_grid_thw`` plus APT's fields per tubelet (``apt_video_*``).
+
 The whole Qwen2-VL family shares this processor, with its own settings:
 ``APTQwen2VLImageProcessor.from_pretrained(folder)`` reads a Qwen2-VL,
 Qwen2.5-VL or Qwen3-VL checkpoint's ``preprocessor_config.json`` (patch
@@ -57,7 +62,13 @@ from aptviz.compute.params import DEFAULT_THRESHOLDS, RunSpec
 from aptviz.compute.presets import preset
 from aptviz.compute.selection import Selection, select
 
-__all__ = ["APTQwen2VLImageProcessor", "APTQwen2VLImageProcessorKwargs", "APTQwen2VLProcessor", "apt_selection"]
+__all__ = [
+    "APTQwen2VLImageProcessor",
+    "APTQwen2VLImageProcessorKwargs",
+    "APTQwen2VLProcessor",
+    "apt_selection",
+    "video_rows",
+]
 
 APT_FIELDS = (
     "apt_pixel_values",
@@ -364,8 +375,10 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
     still runs on ``input_ids`` + ``pixel_values``. With ``apt_tokens=True``
     (constructor, ``from_pretrained`` or per call, also inside ``images_kwargs``)
     image i gets ``apt_llm_token_counts[i]`` pads instead: the input of a model
-    made APT-aware by :func:`aptviz.qwen2vl.enable_apt`. Videos are not
-    supported (transformers' video processor needs torchvision).
+    made APT-aware by :func:`aptviz.qwen2vl.enable_apt`. ``videos=`` (paths or
+    frame arrays) go through :meth:`APTQwen2VLImageProcessor.preprocess_videos`
+    (no torchvision); with ``apt_tokens`` video i gets the sum of its tubelets'
+    ``apt_video_llm_token_counts`` video pads.
 
     ``APTQwen2VLProcessor.from_pretrained(folder_or_id)`` loads a Qwen2-VL
     family checkpoint's tokenizer, chat template and image-processor settings
