@@ -246,3 +246,34 @@ def test_a_video_file_is_decoded_and_sampled_and_a_bad_one_is_one_clear_error(tm
     (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
     with pytest.raises(ValueError, match=r"bad\.mp4: not a video"):
         proc(videos=str(tmp_path / "bad.mp4"), text="<|video_pad|>")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_processors_text_runs_on_each_family_as_its_own_processor_writes_it(family):
+    tok = _tiny_tokenizer()
+    ids = {name: tok.convert_tokens_to_ids(t) for name, t in (("image_token_id", "<|image_pad|>"),
+           ("video_token_id", "<|video_pad|>"), ("vision_start_token_id", "<|vision_start|>"),
+           ("vision_end_token_id", "<|vision_end|>"))}  # fmt: skip
+    model = tiny_model(family, ids=ids)
+    ip = processor(family, patch_selection_method="budget", alpha=1.0)
+    proc = APTQwen2VLProcessor(ip, tok, apt_tokens=True, video_style=family)
+    u = unit(family)
+    call = dict(videos=[clip(family, 4, 2, 3, 7)], text="describe <|vision_start|><|video_pad|><|vision_end|> this",
+                return_tensors="pt", videos_kwargs={"video_min_pixels": 4 * u * u, "fps": 4.0})  # fmt: skip
+    batch = dict(proc(**call))
+    start = (batch["input_ids"] == ids["vision_start_token_id"]).sum()
+    assert start == (2 if family == "qwen3-vl" else 1)  # Qwen3-VL: one vision block per tubelet
+    if family == "qwen3-vl":
+        # frames at 4 fps: tubelets at (0 + 0.25) / 2 and (0.5 + 0.75) / 2 s, written <0.1 seconds>, <0.6 seconds>
+        assert ip.last_video_metadata[0]["tubelet_seconds"] == [0.125, 0.625]
+    if family == "qwen2.5-vl":
+        assert batch["second_per_grid_ts"].tolist() == [0.5]  # temporal patch size 2 over 4 fps
+    else:
+        assert "second_per_grid_ts" not in batch
+    expected = logits(model, stock_only(batch))  # every patch kept at P px: the stock count of pads too
+    enable_apt(model)
+    assert (logits(model, batch) - expected).abs().max().item() < TOL
+    fewer = dict(proc(**call, patch_selection_method="budget", alpha=0.3))
+    pads = int((fewer["input_ids"] == ids["video_token_id"]).sum())
+    assert pads == int(fewer["apt_video_llm_token_counts"].sum()) < int(batch["apt_video_llm_token_counts"].sum())
+    assert model.generate(**fewer, max_new_tokens=2, do_sample=False).shape[1] == fewer["input_ids"].shape[1] + 2
