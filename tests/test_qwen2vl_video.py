@@ -277,3 +277,22 @@ def test_the_processors_text_runs_on_each_family_as_its_own_processor_writes_it(
     pads = int((fewer["input_ids"] == ids["video_token_id"]).sum())
     assert pads == int(fewer["apt_video_llm_token_counts"].sum()) < int(batch["apt_video_llm_token_counts"].sum())
     assert model.generate(**fewer, max_new_tokens=2, do_sample=False).shape[1] == fewer["input_ids"].shape[1] + 2
+
+
+@pytest.mark.parametrize(("processor_class", "style"), [("Qwen2VLProcessor", "qwen2-vl"),
+                         ("Qwen2_5_VLProcessor", "qwen2.5-vl"), ("Qwen3VLProcessor", "qwen3-vl")])  # fmt: skip
+def test_from_pretrained_takes_the_video_style_from_the_checkpoint_and_a_saved_processor_keeps_it(
+    tmp_path, processor_class, style
+):
+    import json
+
+    _tiny_tokenizer().save_pretrained(tmp_path)
+    config = {"image_processor_type": "Qwen2VLImageProcessor", "processor_class": processor_class, "patch_size": 14}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    proc = APTQwen2VLProcessor.from_pretrained(tmp_path)
+    assert proc.video_style == style
+    proc.save_pretrained(tmp_path / "saved")
+    assert APTQwen2VLProcessor.from_pretrained(tmp_path / "saved").video_style == style
+    assert APTQwen2VLProcessor.from_pretrained(tmp_path, video_style="qwen2-vl").video_style == "qwen2-vl"
+    with pytest.raises(ValueError, match="video_style"):
+        APTQwen2VLProcessor(tokenizer=_tiny_tokenizer(), video_style="qwen4")

@@ -457,7 +457,10 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
         if apt_tokens is None:
             apt_tokens = bool(processor_dict.get("apt_tokens", False))
         if video_style is None:
-            video_style = processor_dict.get("video_style") or _style_of(processor_dict.get("processor_class"))
+            video_style = processor_dict.get("video_style")
+        if video_style is None:  # a checkpoint's own processor class names its family
+            image_dict, _ = APTQwen2VLImageProcessor.get_image_processor_dict(path, **loading)
+            video_style = _style_of(processor_dict.get("processor_class") or image_dict.get("processor_class"))
         return cls(
             image_processor=image_processor,
             tokenizer=tokenizer,
