@@ -296,3 +296,28 @@ def test_from_pretrained_takes_the_video_style_from_the_checkpoint_and_a_saved_p
     assert APTQwen2VLProcessor.from_pretrained(tmp_path, video_style="qwen2-vl").video_style == "qwen2-vl"
     with pytest.raises(ValueError, match="video_style"):
         APTQwen2VLProcessor(tokenizer=_tiny_tokenizer(), video_style="qwen4")
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "qwen3-vl"])
+def test_apt_video_beside_a_stock_image_gives_the_stock_logits_at_alpha_one(family):
+    model = tiny_model(family)
+    ip = processor(family, patch_selection_method="budget", alpha=1.0)
+    batch = batch_for(family, ip, apt_pads=True)
+    expected = logits(model, stock_only(batch))
+    enable_apt(model)
+    video_only = {k: v for k, v in batch.items() if not k.startswith("apt_") or k.startswith("apt_video_")}
+    assert (logits(model, video_only) - expected).abs().max().item() < TOL
+
+
+def test_one_attention_segment_per_tubelet():
+    model = enable_apt(tiny_model("qwen2-vl"))
+    ip = processor("qwen2-vl", patch_selection_method="budget", alpha=0.3)
+    vids = videos_of(ip, [clip("qwen2-vl", 4, 2, 3, 1), clip("qwen2-vl", 6, 3, 2, 2)])
+    apt = {k.replace("apt_video_", "apt_"): v for k, v in vids.items() if k.startswith("apt_video_")}
+    with torch.no_grad():
+        out = model.model.get_apt_video_features(vids["video_grid_thw"], **apt)
+    counts = vids["apt_video_vit_token_counts"]
+    assert len(counts) == 5  # 2 + 3 tubelets
+    assert out.apt_plan.cu_seqlens.tolist() == [0, *counts.cumsum(0).tolist()]
+    per_video = [sum(c) for c in per_tubelet(vids["apt_video_llm_token_counts"], vids["video_grid_thw"])]
+    assert [len(f) for f in out.pooler_output] == per_video
