@@ -61,6 +61,7 @@ __all__ = [
     "enable_apt",
     "feature_fidelity",
     "is_apt_enabled",
+    "tubelet_grid",
 ]
 
 #: The processor's APT fields that an APT-enabled model accepts.
