@@ -24,6 +24,11 @@ How APT's tokens go through the stock modules:
 * **LLM positions (M-RoPE).** Each image token takes the stock ``(t, h, w)``
   of its top-left merge unit; text after the image is positioned exactly as
   in the stock model.
+* **Videos** (``apt_video_*``, counts per tubelet). Each tubelet runs through
+  the tower as one image of grid ``(1, h, w)``: one attention segment per
+  tubelet, as stock. Its LLM tokens take the stock positions of its own
+  units, so ``t`` is the tubelet's stock ``t`` (Qwen2.5-VL: scaled by
+  ``second_per_grid_ts``; Qwen3-VL: each tubelet's run after its timestamp).
 
 Everything is precomputed from the ``apt_*`` fields and handed to the stock
 forward through transformers' own precomputed-input hooks
@@ -48,6 +53,7 @@ from aptviz._log import logger
 
 __all__ = [
     "APT_INPUTS",
+    "APT_VIDEO_INPUTS",
     "APTPlan",
     "apt_image_features",
     "apt_plan",
@@ -55,6 +61,7 @@ __all__ = [
     "enable_apt",
     "feature_fidelity",
     "is_apt_enabled",
+    "tubelet_grid",
 ]
 
 #: The processor's APT fields that an APT-enabled model accepts.
@@ -65,6 +72,8 @@ APT_INPUTS = (
     "apt_vit_token_counts",
     "apt_llm_token_counts",
 )
+#: The processor's APT video fields (one entry per tubelet in the counts), the same layout per tubelet.
+APT_VIDEO_INPUTS = tuple(name.replace("apt_", "apt_video_", 1) for name in APT_INPUTS)
 POSITIONS = ("centre", "top-left")
 _SUPPORTED = ("Qwen2VLModel", "Qwen2_5_VLModel", "Qwen3VLModel")
 
@@ -454,29 +463,90 @@ def _accepted(fn, kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k in params}
 
 
-def _with_apt_parameters(fn, base):
+def _with_apt_parameters(fn, base, names=APT_INPUTS):
     """``fn`` with ``base``'s signature plus the keyword-only ``apt_*`` parameters (for ``generate``'s checks)."""
     sig = inspect.signature(base)
-    params = [p for p in sig.parameters.values() if p.name not in APT_INPUTS]
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in APT_INPUTS]
+    params = [p for p in sig.parameters.values() if p.name not in APT_INPUTS + APT_VIDEO_INPUTS]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in names]
     at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
     fn.__signature__ = sig.replace(parameters=params[:at] + extra + params[at:])
     fn.__doc__ = base.__doc__
     return fn
 
 
-def _pop_apt(kwargs: dict) -> dict | None:
-    apt = {name: kwargs.pop(name) for name in APT_INPUTS if name in kwargs}
-    apt = {k: v for k, v in apt.items() if v is not None}
+def _pop_apt(kwargs: dict, video: bool = False) -> dict | None:
+    """The image (or, with ``video``, the video) APT fields popped from ``kwargs``, under the image fields' names."""
+    names = APT_VIDEO_INPUTS if video else APT_INPUTS
+    apt = {name: kwargs.pop(name) for name in names if name in kwargs}
+    apt = {image: apt[name] for name, image in zip(names, APT_INPUTS) if apt.get(name) is not None}
     if not apt:
         return None
-    missing = [name for name in APT_INPUTS if name not in apt and name != "apt_llm_token_counts"]
+    missing = [name for name, image in zip(names, APT_INPUTS) if image not in apt and image != "apt_llm_token_counts"]
     if missing:
-        raise ValueError(f"APT inputs need all of {', '.join(APT_INPUTS[:4])}; missing {', '.join(missing)}")
+        raise ValueError(f"APT inputs need all of {', '.join(names[:4])}; missing {', '.join(missing)}")
     return apt
 
 
+def tubelet_grid(video_grid_thw: torch.Tensor) -> torch.Tensor:
+    """Each video tubelet as an image grid ``(1, h, w)``, tubelets in order (stock: one attention segment each).
+
+    Examples
+    --------
+    >>> tubelet_grid(torch.tensor([[2, 4, 6], [1, 2, 2]])).tolist()
+    [[1, 4, 6], [1, 4, 6], [1, 2, 2]]
+    """
+    grid = torch.repeat_interleave(video_grid_thw.long(), video_grid_thw[:, 0].long(), dim=0)
+    grid[:, 0] = 1
+    return grid
+
+
 # --- the model classes --------------------------------------------------------------------------------
+
+
+def _stock_length_row(ids, typ, segments: dict, video_id: int):
+    """One text row with each APT segment's pads expanded to its stock count; and where the kept tokens are.
+
+    ``segments`` maps a pad id to ``[[(apt count, stock count, top-left units), ...], next]``: one
+    entry per image, or per video tubelet, in text order. A run of pads holds one image, or one or more
+    consecutive tubelets of a video. Returns the expanded ids, their token types (or None) and, for
+    every token of ``ids``, its index in the expanded row (an APT token: its top-left unit's).
+    """
+    device = ids.device
+    pad_ids = torch.tensor(list(segments), device=device)
+    where = torch.nonzero(torch.isin(ids, pad_ids)).flatten()
+    breaks = (where.diff() != 1) | (ids[where[1:]] != ids[where[:-1]])
+    runs = torch.tensor_split(where, (torch.nonzero(breaks).flatten() + 1).tolist())
+    pieces, types_b, keep, done, length = [], [], [], 0, 0
+    for run in (r for r in runs if len(r)):
+        start, end = int(run[0]), int(run[-1]) + 1
+        pieces.append(ids[done:start])
+        types_b.append(typ[done:start] if typ is not None else None)
+        keep.append(torch.arange(start - done, device=device) + length)
+        length += start - done
+        token = int(ids[start])
+        queue = segments[token]
+        used = 0
+        while used < end - start:  # a run holds one image, or one or more tubelets of a video
+            if queue[1] >= len(queue[0]):
+                kind = "video" if token == video_id else "image"
+                raise ValueError(f"the text holds more {kind} pads than the {kind}s' LLM tokens")
+            count, stock_count, units = queue[0][queue[1]]
+            queue[1] += 1
+            used += count
+            pieces.append(ids.new_full((stock_count,), token))
+            types_b.append(typ.new_full((stock_count,), int(typ[start])) if typ is not None else None)
+            keep.append(units + length)
+            length += stock_count
+        if used != end - start:
+            raise ValueError(
+                f"{end - start} pads in a run of the text but the APT features there are {used} LLM "
+                "tokens; the processor's apt_tokens=True puts apt_llm_token_counts pads in the text"
+            )
+        done = end
+    pieces.append(ids[done:])
+    types_b.append(typ[done:] if typ is not None else None)
+    keep.append(torch.arange(len(ids) - done, device=device) + length)
+    return torch.cat(pieces), (torch.cat(types_b) if typ is not None else None), torch.cat(keep)
 
 
 class _APTModel:
@@ -484,9 +554,12 @@ class _APTModel:
 
     _apt_position = "centre"
 
-    def _apt_check_pads(self, input_ids, grid_thw, llm_counts: list) -> None:
-        """The text must carry as many image pads as APT gives LLM tokens."""
-        pads = int((input_ids == self.config.image_token_id).sum())
+    def _apt_check_pads(self, input_ids, grid_thw, llm_counts: list, video: bool = False) -> None:
+        """The text must carry as many image (video) pads as APT gives LLM tokens."""
+        token = self.config.video_token_id if video else self.config.image_token_id
+        what = "video" if video else "image"
+        field = "apt_video_llm_token_counts" if video else "apt_llm_token_counts"
+        pads = int((input_ids == token).sum())
         apt = int(sum(llm_counts))
         if pads == apt:
             return
@@ -494,18 +567,34 @@ class _APTModel:
         stock = int((grid_thw.prod(-1) // (m * m)).sum())
         if pads == stock:
             raise ValueError(
-                f"the text holds the stock {stock} image pads but the inputs carry APT features ({apt} LLM "
+                f"the text holds the stock {stock} {what} pads but the inputs carry APT features ({apt} LLM "
                 "tokens): build the processor with apt_tokens=True (APTQwen2VLProcessor(..., apt_tokens=True) "
-                "or images_kwargs={'apt_tokens': True}) so the text gets apt_llm_token_counts pads per image"
+                f"or images_kwargs={{'apt_tokens': True}}) so the text gets {field} pads per {what}"
             )
         raise ValueError(
-            f"the text holds {pads} image pads but the APT features are {apt} LLM tokens "
-            f"(apt_llm_token_counts); the processor's apt_tokens=True puts that many pads in the text"
+            f"the text holds {pads} {what} pads but the APT features are {apt} LLM tokens "
+            f"({field}); the processor's apt_tokens=True puts that many pads in the text"
         )
 
     def get_apt_image_features(self, image_grid_thw, **apt):
         """The image features of APT rows (see :func:`apt_image_features`)."""
         return apt_image_features(self, apt, image_grid_thw)
+
+    def get_apt_video_features(self, video_grid_thw, **apt):
+        """The video features of APT rows, split per video like ``get_video_features``.
+
+        ``apt`` holds the video fields under the image fields' names
+        (``apt_pixel_values``, ..., counts per tubelet). Each tubelet runs as
+        one image of grid ``(1, h, w)`` (:func:`tubelet_grid`): one attention
+        segment per tubelet, as the stock tower does.
+        """
+        out = apt_image_features(self, apt, tubelet_grid(video_grid_thw.to(apt["apt_pixel_values"].device)))
+        per_video = torch.split(torch.as_tensor(out.apt_plan.llm_counts), video_grid_thw[:, 0].long().tolist())
+        sizes = [int(c.sum()) for c in per_video]
+        out.pooler_output = torch.split(torch.cat(out.pooler_output), sizes)
+        if getattr(out, "deepstack_features", None) is not None:
+            out.deepstack_features = [torch.split(torch.cat(f), sizes) for f in out.deepstack_features]
+        return out
 
     def _apt_get_image_features(self, *args, **kwargs):
         # generate() encodes images before the prefill, through get_image_features with every
@@ -516,66 +605,68 @@ class _APTModel:
         kw = _bind(super().get_image_features, args, kwargs)
         return self.get_apt_image_features(kw["image_grid_thw"], **apt)
 
-    def get_rope_index(self, input_ids, *args, **kwargs):
-        apt = _pop_apt(kwargs)
+    def _apt_get_video_features(self, *args, **kwargs):
+        apt = _pop_apt(kwargs, video=True)
         if apt is None:
+            return super().get_video_features(*args, **kwargs)
+        kw = _bind(super().get_video_features, args, kwargs)
+        return self.get_apt_video_features(kw["video_grid_thw"], **apt)
+
+    def get_rope_index(self, input_ids, *args, **kwargs):
+        apt, apt_video = _pop_apt(kwargs), _pop_apt(kwargs, video=True)
+        if apt is None and apt_video is None:
             return super().get_rope_index(input_ids, *args, **kwargs)
         kw = _bind(super().get_rope_index, (input_ids, *args), kwargs)
-        return self._apt_rope_index(kw, apt)
+        return self._apt_rope_index(kw, apt, apt_video)
 
-    def _apt_rope_index(self, kw: dict, apt: dict):
+    def _apt_segments(self, grid, apt, video: bool, device) -> tuple[list, list, list]:
+        """Per image (per video tubelet): APT LLM tokens, stock LLM tokens, each APT token's top-left unit."""
+        m = int(self.visual.config.spatial_merge_size)
+        grid = tubelet_grid(grid) if video else grid
+        stock = (grid.prod(-1) // (m * m)).tolist()
+        if apt is None:  # stock features: every unit is a token
+            return stock, stock, [torch.arange(n, device=device) for n in stock]
+        plan = apt_plan(
+            apt["apt_patch_sizes"], apt["apt_patch_coords"].to(device), apt["apt_vit_token_counts"],
+            grid, int(self.visual.config.patch_size), m, self._apt_position, apt.get("apt_llm_token_counts"),
+        )
+        return plan.llm_counts, stock, list(torch.split(plan.token_units.to(device), plan.llm_counts))
+
+    def _apt_rope_index(self, kw: dict, apt: dict | None, apt_video: dict | None = None):
         """Stock M-RoPE on the stock-length sequence, then each APT token's top-left unit's positions.
 
-        The text is expanded to the stock pad count (image by image), the stock
-        ``get_rope_index`` positions it, and the positions of the text tokens
-        and of each image token's top-left merge unit are kept.
+        The text is expanded to the stock pad count (image by image, video
+        tubelet by tubelet), the stock ``get_rope_index`` positions it, and the
+        positions of the text tokens and of each APT token's top-left merge
+        unit are kept. A video's tubelet ``j`` is its stock units ``j*U ..``:
+        the stock ``t`` of tubelet ``j`` (Qwen2.5-VL scaled by
+        ``second_per_grid_ts``, Qwen3-VL's per-tubelet runs after timestamps).
         """
         input_ids = kw.pop("input_ids")
-        grid = kw["image_grid_thw"]
-        plan = apt_plan(
-            apt["apt_patch_sizes"], apt["apt_patch_coords"].to(input_ids.device), apt["apt_vit_token_counts"],
-            grid, int(self.visual.config.patch_size), int(self.visual.config.spatial_merge_size),
-            self._apt_position, apt.get("apt_llm_token_counts"),
-        )
-        self._apt_check_pads(input_ids, grid, plan.llm_counts)
-        m = int(self.visual.config.spatial_merge_size)
-        stock_counts = (grid.prod(-1) // (m * m)).tolist()
-        units = torch.split(plan.token_units.to(input_ids.device), plan.llm_counts)
+        device = input_ids.device
+        ids_of = {"image": self.config.image_token_id, "video": self.config.video_token_id}
+        segments = {}
+        for what, fields in (("image", apt), ("video", apt_video)):
+            grid = kw.get(f"{what}_grid_thw")
+            if grid is None:
+                if fields is not None:
+                    raise ValueError(f"APT inputs need {what}_grid_thw")
+                continue
+            counts, stock, units = self._apt_segments(grid, fields, what == "video", device)
+            if fields is not None:
+                self._apt_check_pads(input_ids, grid, counts, video=what == "video")
+            segments[ids_of[what]] = [list(zip(counts, stock, units)), 0]
         mask = kw.get("attention_mask")
         mask = mask.bool() if mask is not None and mask.ndim == 2 else torch.ones_like(input_ids, dtype=torch.bool)
         types = kw.get("mm_token_type_ids")
-        image_id = self.config.image_token_id
         rows, kept, row_types = [], [], []
-        image = 0
         for b in range(input_ids.shape[0]):
-            ids = input_ids[b][mask[b]]
-            typ = types[b][mask[b]] if types is not None else None
-            is_image = ids == image_id
-            where = torch.nonzero(is_image).flatten()
-            runs = torch.tensor_split(where, (torch.nonzero(where.diff() != 1).flatten() + 1).tolist())
-            pieces, types_b, keep, done, length = [], [], [], 0, 0
-            for run in (r for r in runs if len(r)):
-                start, end = int(run[0]), int(run[-1]) + 1
-                pieces.append(ids[done:start])
-                types_b.append(typ[done:start] if typ is not None else None)
-                keep.append(torch.arange(start - done, device=ids.device) + length)
-                length += start - done
-                if end - start != len(units[image]):
-                    raise ValueError(
-                        f"image {image}: {end - start} image pads in the text but {len(units[image])} APT "
-                        "LLM tokens; the processor's apt_tokens=True puts apt_llm_token_counts pads in the text"
-                    )
-                pieces.append(ids.new_full((stock_counts[image],), image_id))
-                types_b.append(ids.new_ones(stock_counts[image]) if typ is not None else None)
-                keep.append(units[image] + length)
-                length += stock_counts[image]
-                done, image = end, image + 1
-            pieces.append(ids[done:])
-            types_b.append(typ[done:] if typ is not None else None)
-            keep.append(torch.arange(len(ids) - done, device=ids.device) + length)
-            rows.append(torch.cat(pieces))
-            row_types.append(torch.cat(types_b) if typ is not None else None)
-            kept.append(torch.cat(keep))
+            row, row_type, keep = _stock_length_row(
+                input_ids[b][mask[b]], types[b][mask[b]] if types is not None else None, segments, ids_of["video"]
+            )
+            rows.append(row)
+            row_types.append(row_type)
+            kept.append(keep)
         longest = max(len(r) for r in rows)
         expanded = input_ids.new_zeros((len(rows), longest))
         expanded_mask = torch.zeros_like(expanded)
@@ -599,36 +690,46 @@ class _APTModel:
         return out, torch.stack(deltas).reshape(-1, 1).to(input_ids.device)
 
     def _apt_forward(self, *args, **kwargs):
-        apt = _pop_apt(kwargs)
-        if apt is None:
+        apt, apt_video = _pop_apt(kwargs), _pop_apt(kwargs, video=True)
+        if apt is None and apt_video is None:
             return super().forward(*args, **kwargs)
         kw = _bind(super().forward, args, kwargs)
         input_ids = kw.get("input_ids")
         if input_ids is None:
-            raise ValueError("APT inputs need input_ids (the image pads say where the APT features go)")
-        if not bool((input_ids == self.config.image_token_id).any()):
-            return super().forward(**kw)  # a decode step, or text only: the APT fields are not used
-        grid = kw.get("image_grid_thw")
-        if grid is None:
-            raise ValueError("APT inputs need image_grid_thw")
+            raise ValueError("APT inputs need input_ids (the image and video pads say where the APT features go)")
+        if apt is not None and not bool((input_ids == self.config.image_token_id).any()):
+            apt = None  # a decode step, or text only: the APT fields are not used
+        if apt_video is not None and not bool((input_ids == self.config.video_token_id).any()):
+            apt_video = None
+        if apt is None and apt_video is None:
+            return super().forward(**kw)
         encoded = dict(kw.get("mm_encoder_outputs") or {})
-        if encoded.get("image") is None:
-            features = self.get_apt_image_features(grid, **apt)
-            self._apt_check_pads(input_ids, grid, features.apt_plan.llm_counts)
-            encoded["image"] = features
-        kw["pixel_values"] = None  # the stock rows are replaced by APT's
+        for what, fields, pixels in (("image", apt, "pixel_values"), ("video", apt_video, "pixel_values_videos")):
+            grid = kw.get(f"{what}_grid_thw")
+            if fields is not None and grid is None:
+                raise ValueError(f"APT inputs need {what}_grid_thw")
+            if encoded.get(what) is None:
+                if fields is not None:
+                    features = getattr(self, f"get_apt_{what}_features")(grid, **fields)
+                    counts = features.apt_plan.llm_counts
+                    self._apt_check_pads(input_ids, grid, counts, video=what == "video")
+                    encoded[what] = features
+                elif kw.get(pixels) is not None:  # stock pixels beside APT's other modality
+                    encoded[what] = getattr(self, f"get_{what}_features")(kw[pixels], grid, return_dict=True)
+            kw[pixels] = None  # the stock rows are replaced by APT's (or encoded above)
         kw["mm_encoder_outputs"] = encoded
         cache = kw.get("cache", kw.get("past_key_values"))
         if kw.get("position_ids") is None and (cache is None or cache.get_seq_length() == 0):
             rope = {
-                "image_grid_thw": grid,
+                "image_grid_thw": kw.get("image_grid_thw"),
                 "video_grid_thw": kw.get("video_grid_thw"),
                 "attention_mask": kw.get("attention_mask"),
                 "mm_token_type_ids": kw.get("mm_token_type_ids"),
                 "second_per_grid_ts": kw.get("second_per_grid_ts"),
             }
             rope = {k: v for k, v in rope.items() if v is not None}
-            kw["position_ids"], self.rope_deltas = self._apt_rope_index({"input_ids": input_ids, **rope}, apt)
+            kw["position_ids"], self.rope_deltas = self._apt_rope_index({"input_ids": input_ids, **rope}, apt,
+                                                                        apt_video)  # fmt: skip
         return super().forward(**kw)
 
 
@@ -657,11 +758,18 @@ class _APTGeneration:
         if kwargs.get("pixel_values") is not None and inputs.get("pixel_values") is None:
             for name in APT_INPUTS:  # dropped with pixel_values after the prefill
                 inputs.pop(name, None)
+        if kwargs.get("pixel_values_videos") is not None and inputs.get("pixel_values_videos") is None:
+            for name in APT_VIDEO_INPUTS:
+                inputs.pop(name, None)
         return inputs
 
     def get_apt_image_features(self, image_grid_thw, **apt):
         """The image features of APT rows (see :func:`apt_image_features`)."""
         return self.model.get_apt_image_features(image_grid_thw, **apt)
+
+    def get_apt_video_features(self, video_grid_thw, **apt):
+        """The video features of APT rows (see ``get_apt_video_features`` of the inner model)."""
+        return self.model.get_apt_video_features(video_grid_thw, **apt)
 
 
 @cache
@@ -674,10 +782,15 @@ def _apt_class(mixin: type, base: type) -> type:
     def get_image_features(self, *args, **kwargs):
         return self._apt_get_image_features(*args, **kwargs)
 
+    def get_video_features(self, *args, **kwargs):
+        return self._apt_get_video_features(*args, **kwargs)
+
     namespace = {"__module__": base.__module__, "__qualname__": base.__qualname__, "_apt_base": base}
-    for name, fn in (("forward", forward), ("get_image_features", get_image_features)):
+    for name, fn, names in (("forward", forward, APT_INPUTS + APT_VIDEO_INPUTS),
+                            ("get_image_features", get_image_features, APT_INPUTS),
+                            ("get_video_features", get_video_features, APT_VIDEO_INPUTS)):  # fmt: skip
         if hasattr(mixin, f"_apt_{name}") and hasattr(base, name):  # base's signature + apt_*: generate reads it
-            namespace[name] = _with_apt_parameters(fn, getattr(base, name))
+            namespace[name] = _with_apt_parameters(fn, getattr(base, name), names)
     return type(base.__name__, (mixin, base), namespace)
 
 

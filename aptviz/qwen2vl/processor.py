@@ -16,6 +16,11 @@ time, and returns
 tokenizer) that routes ``images_kwargs={"patch_selection_method", "alpha",
 "thresholds"}`` to it; it needs no video processor (nor torchvision).
 
+Videos (``APTQwen2VLProcessor(videos=...)``,
+:meth:`APTQwen2VLImageProcessor.preprocess_videos`) are decoded and sampled
+with :mod:`aptviz.compute.video` and give transformers' ``pixel_values_videos``
+/ ``video_grid_thw`` plus APT's fields per tubelet (``apt_video_*``).
+
 The whole Qwen2-VL family shares this processor, with its own settings:
 ``APTQwen2VLImageProcessor.from_pretrained(folder)`` reads a Qwen2-VL,
 Qwen2.5-VL or Qwen3-VL checkpoint's ``preprocessor_config.json`` (patch
@@ -39,6 +44,7 @@ Examples
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -52,12 +58,18 @@ from transformers.processing_utils import Unpack
 
 from aptviz._log import logger
 from aptviz.compute.entropy import compute_maps
-from aptviz.compute.packing import PackedPatches, pack_selection
+from aptviz.compute.packing import PackedPatches, normalize_pixels, pack_selection
 from aptviz.compute.params import DEFAULT_THRESHOLDS, RunSpec
 from aptviz.compute.presets import preset
 from aptviz.compute.selection import Selection, select
 
-__all__ = ["APTQwen2VLImageProcessor", "APTQwen2VLImageProcessorKwargs", "APTQwen2VLProcessor", "apt_selection"]
+__all__ = [
+    "APTQwen2VLImageProcessor",
+    "APTQwen2VLImageProcessorKwargs",
+    "APTQwen2VLProcessor",
+    "apt_selection",
+    "video_rows",
+]
 
 class APTQwen2VLImageProcessorKwargs(Qwen2VLImageProcessorKwargs, total=False):
     r"""
@@ -112,10 +124,11 @@ def apt_selection(method, alpha, thresholds, num_scales: int = 3) -> RunSpec:
 
 
 class _Recorder(threading.local):
-    """The resized and normalized images of the call in progress (per thread)."""
+    """The resized and normalized images of the call in progress (per thread); whether video pads are in."""
 
     resized: list | None = None
     normalized: list | None = None
+    video_pads: bool = False
 
 
 _RECORDER = _Recorder()
@@ -170,6 +183,8 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         apt_selection(self.patch_selection_method, self.alpha, self.thresholds, self.num_scales)
         self.last_budget_info: list[dict | None] = []
         self.last_selections: list[Selection] = []
+        self.last_video_selections: list[Selection] = []
+        self.last_video_metadata: list[dict] = []
 
     @classmethod
     def from_preset(cls, name: str = "qwen2-vl", *, checkpoint_pixels: bool = False, **overrides):
@@ -215,7 +230,7 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
     def to_dict(self) -> dict:
         """The saved configuration (``save_pretrained``): the APT options, not the last call's results."""
         out = super().to_dict()
-        for name in ("last_budget_info", "last_selections"):
+        for name in ("last_budget_info", "last_selections", "last_video_selections", "last_video_metadata"):
             out.pop(name, None)
         if out.get("thresholds") is not None:
             out["thresholds"] = [float(t) for t in out["thresholds"]]
@@ -286,6 +301,40 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         )
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+    def preprocess_videos(self, videos, return_tensors=None, **options) -> BatchFeature:
+        """Videos as Qwen2-VL reads them, plus APT's selection per tubelet (frames ``(2i, 2i+1)``).
+
+        Parameters
+        ----------
+        videos : path, uint8 array (T, H, W, 3), or a list of them
+            A path is decoded (OpenCV's FFmpeg) and sampled as qwen-vl-utils
+            0.0.14 does (``fps``, default 2.0, or ``nframes``); an array holds
+            the sampled frames, taken at ``fps``. Frames are resized by smart_resize with the video
+            pixel bounds (``video_min_pixels``, ``video_max_pixels``,
+            ``video_total_pixels``; docs/video.md), an odd count padded with the
+            last frame.
+        return_tensors : str, optional
+        **options
+            ``patch_selection_method``, ``alpha``, ``thresholds`` (default: this
+            processor's), ``fps``, ``nframes`` and the video pixel bounds.
+
+        Returns
+        -------
+        BatchFeature
+            ``pixel_values_videos`` and ``video_grid_thw`` in transformers'
+            layout (``(tubelets, H/P, W/P)`` per video; rows tubelet by tubelet),
+            and APT's fields per tubelet, concatenated over the videos' tubelets
+            in order: ``apt_video_pixel_values``, ``apt_video_patch_sizes``,
+            ``apt_video_patch_coords`` (as the image fields, one tubelet at a
+            time, each row holding both frames' patch) and
+            ``apt_video_vit_token_counts``, ``apt_video_llm_token_counts`` (one
+            entry per tubelet). ``last_video_selections`` holds each tubelet's
+            :class:`aptviz.Selection`, ``last_video_metadata`` each video's
+            ``tubelet_seconds`` (the mean time of a tubelet's frames, as
+            Qwen3-VL's timestamps) and ``sample_fps``.
+        """
+        return preprocess_videos(self, videos, return_tensors=return_tensors, **options)
+
     def _select(self, chw: np.ndarray, spec: RunSpec, patch_size: int) -> Selection:
         """APT's selection on one resized (C, H, W) uint8 image."""
         if chw.dtype != np.uint8 or chw.shape[0] != 3:
@@ -321,8 +370,10 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
     still runs on ``input_ids`` + ``pixel_values``. With ``apt_tokens=True``
     (constructor, ``from_pretrained`` or per call, also inside ``images_kwargs``)
     image i gets ``apt_llm_token_counts[i]`` pads instead: the input of a model
-    made APT-aware by :func:`aptviz.qwen2vl.enable_apt`. Videos are not
-    supported (transformers' video processor needs torchvision).
+    made APT-aware by :func:`aptviz.qwen2vl.enable_apt`. ``videos=`` (paths or
+    frame arrays) go through :meth:`APTQwen2VLImageProcessor.preprocess_videos`
+    (no torchvision); with ``apt_tokens`` video i gets the sum of its tubelets'
+    ``apt_video_llm_token_counts`` video pads.
 
     ``APTQwen2VLProcessor.from_pretrained(folder_or_id)`` loads a Qwen2-VL
     family checkpoint's tokenizer, chat template and image-processor settings
@@ -340,18 +391,28 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
     apt_tokens : bool
         Image pads per image: ``apt_llm_token_counts[i]`` (True) or the stock
         count (False, the default). A call's ``apt_tokens`` wins.
+    video_style : {"qwen2-vl", "qwen2.5-vl", "qwen3-vl"}
+        How a video goes in the text, as that model's own processor writes it:
+        one run of pads (Qwen2-VL); the same plus ``second_per_grid_ts``
+        (Qwen2.5-VL); each tubelet's pads in their own vision block after its
+        timestamp ``<t seconds>`` (Qwen3-VL). ``from_pretrained`` takes it from
+        the checkpoint's processor class.
     """
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, apt_tokens=False, **kwargs):
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, apt_tokens=False,
+                 video_style="qwen2-vl", **kwargs):  # fmt: skip
         if not isinstance(apt_tokens, bool):
             raise TypeError(f"apt_tokens must be True or False, got {apt_tokens!r}")
+        if video_style not in VIDEO_STYLES:
+            raise ValueError(f"video_style must be one of {', '.join(VIDEO_STYLES)}, got {video_style!r}")
+        self.video_style = video_style
         image_processor = APTQwen2VLImageProcessor() if image_processor is None else image_processor
         # the parent's ``video_processor`` slot stays empty: this class's signature has no video attribute
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
         self.apt_tokens = apt_tokens
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, apt_tokens=None, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *, apt_tokens=None, video_style=None, **kwargs):
         """A processor from a checkpoint folder (or hub id), on transformers' public loaders.
 
         The tokenizer comes from ``AutoTokenizer``, the image-processor settings
@@ -386,12 +447,36 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
         processor_dict, _ = cls.get_processor_dict(path, **loading)
         if apt_tokens is None:
             apt_tokens = bool(processor_dict.get("apt_tokens", False))
+        if video_style is None:
+            video_style = processor_dict.get("video_style")
+        if video_style is None:  # a checkpoint's own processor class names its family
+            image_dict, _ = APTQwen2VLImageProcessor.get_image_processor_dict(path, **loading)
+            video_style = _style_of(processor_dict.get("processor_class") or image_dict.get("processor_class"))
         return cls(
             image_processor=image_processor,
             tokenizer=tokenizer,
             chat_template=processor_dict.get("chat_template"),
             apt_tokens=apt_tokens,
+            video_style=video_style,
         )
+
+    def __call__(self, images=None, text=None, videos=None, **kwargs):
+        """transformers' processor call; ``videos=`` go through :meth:`APTQwen2VLImageProcessor.preprocess_videos`.
+
+        Video options (``fps``, ``nframes``, the video pixel bounds, and the APT
+        options, which images' ``images_kwargs`` also set) come as keywords or
+        in ``videos_kwargs``. With ``apt_tokens`` video i gets the sum of its
+        tubelets' ``apt_video_llm_token_counts`` video pads, else the stock count.
+        """
+        if videos is None:
+            return super().__call__(images=images, text=text, **kwargs)
+        return _apt_call(self, images, text, videos, **kwargs)
+
+    def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        """transformers' checks; the video pads :meth:`__call__` put in the text are not counted again."""
+        if _RECORDER.video_pads and text is not None:
+            text = [t.replace(self.video_token, "") for t in ([text] if isinstance(text, str) else text)]
+        return super().validate_inputs(images=images, text=text, videos=videos, audio=audio, **kwargs)
 
     def replace_image_token(self, image_inputs: dict, image_idx: int, apt_tokens=None, **kwargs) -> str:
         """Image ``image_idx``'s pads: ``apt_llm_token_counts`` with ``apt_tokens``, else the stock count."""
@@ -404,4 +489,202 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
         return self.image_token * int(image_inputs["apt_llm_token_counts"][image_idx])
 
 
+VIDEO_STYLES = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
+
+
+def _style_of(processor_class: str | None) -> str:
+    """The video style of a checkpoint's processor class (Qwen2-VL's by default)."""
+    name = processor_class or ""
+    return "qwen3-vl" if name.startswith("Qwen3VL") else "qwen2.5-vl" if name.startswith("Qwen2_5") else "qwen2-vl"
+
+
 _LOADING_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+# --- videos ----------------------------------------------------------------------------------------------
+
+#: video options read by :meth:`APTQwen2VLImageProcessor.preprocess_videos` (``videos_kwargs``)
+VIDEO_OPTIONS = ("patch_selection_method", "alpha", "thresholds", "fps", "nframes", "video_min_pixels",
+                 "video_max_pixels", "video_total_pixels")  # fmt: skip
+
+
+def video_rows(frames: np.ndarray, patch_size: int, merge_size: int, temporal_patch_size: int) -> np.ndarray:
+    """Qwen2-VL's ``pixel_values_videos`` rows of one normalized video, as its video processor lays them out.
+
+    Parameters
+    ----------
+    frames : ndarray, float32, (T, C, H, W)
+        The normalized frames, ``T`` a multiple of ``temporal_patch_size``,
+        ``H`` and ``W`` multiples of ``patch_size * merge_size``.
+    patch_size, merge_size, temporal_patch_size : int
+
+    Returns
+    -------
+    ndarray, float32, (T / t * H / P * W / P, C * t * P * P)
+        Tubelet by tubelet; inside one, merge units in raster order and their
+        ``P``-cells in raster order; each row (channel, time, y, x).
+
+    Examples
+    --------
+    >>> video_rows(np.zeros((4, 3, 28, 56), np.float32), 14, 2, 2).shape
+    (16, 1176)
+    """
+    t, c, h, w = frames.shape
+    p, m, tp = patch_size, merge_size, temporal_patch_size
+    patches = frames.reshape(t // tp, tp, c, h // p // m, m, p, w // p // m, m, p)
+    patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return np.ascontiguousarray(patches.reshape(t // tp * (h // p) * (w // p), c * tp * p * p), dtype=np.float32)
+
+
+def _video_frames(video, params) -> tuple[np.ndarray, np.ndarray, float]:
+    """One video's sampled, resized uint8 frames ``(T, H, W, 3)``, padded to whole tubelets; their times; the fps.
+
+    A path is decoded and sampled as :func:`aptviz.compute.video.decode_video`
+    does (qwen-vl-utils' rules: a frame's time is its index over the file's
+    frame rate, the sampled fps qwen-vl-utils' ``sample_fps``); an array
+    ``(T, H, W, 3)`` (or a list of frames) is taken as frames sampled at
+    ``params.fps``, each resized by smart_resize with the video pixel bounds.
+    """
+    from pathlib import Path
+
+    from aptviz.compute.resize import smart_resize
+    from aptviz.compute.video import _resize, _tubelet_frames, decode_video, video_pixel_bounds
+    from aptviz.errors import InputError
+
+    if isinstance(video, (str, Path)):
+        try:
+            clip = decode_video(video, params)
+        except InputError as exc:  # one line naming the file
+            raise ValueError(f"{video}: {exc}") from exc
+        frames, fps = clip.frames, clip.sample_fps
+        times = np.asarray(clip.frame_indices, dtype=np.float64) / clip.video_fps
+    else:
+        frames = np.stack([np.asarray(f) for f in video]) if isinstance(video, (list, tuple)) else np.asarray(video)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"a video must be a file path or uint8 frames (T, H, W, 3), got {frames.dtype} "
+                             f"{frames.shape}")  # fmt: skip
+        lo, hi = video_pixel_bounds(len(frames), params.factor, params.video_min_pixels, params.video_max_pixels,
+                                    params.video_total_pixels)  # fmt: skip
+        size = smart_resize(frames.shape[1], frames.shape[2], params.factor, lo, hi)
+        if size != frames.shape[1:3]:  # Pillow BICUBIC, as aptviz's decoder (it takes BGR)
+            frames = np.stack([_resize(np.ascontiguousarray(f[..., ::-1]), size) for f in frames])
+        fps = params.fps
+        times = np.arange(len(frames)) / fps
+    padded = _tubelet_frames(frames, params.temporal_patch_size)
+    return padded, np.concatenate([times, np.repeat(times[-1:], len(padded) - len(times))]), fps
+
+
+def preprocess_videos(ip, videos, return_tensors=None, **options) -> BatchFeature:
+    """``ip``'s video rows and APT's per-tubelet fields (:meth:`APTQwen2VLImageProcessor.preprocess_videos`)."""
+    from aptviz.compute.importance import compute_importance
+    from aptviz.compute.params import Params
+
+    spec = apt_selection(options.get("patch_selection_method") or ip.patch_selection_method,
+                         ip.alpha if options.get("alpha") is None else options["alpha"],
+                         options.get("thresholds") or ip.thresholds, ip.num_scales)  # fmt: skip
+    video_opts = {k: options[k] for k in VIDEO_OPTIONS[3:] if options.get(k) is not None}
+    params = Params(patch_size=ip.patch_size, merge_size=ip.merge_size, temporal_patch_size=ip.temporal_patch_size,
+                    num_scales=ip.num_scales, bins=ip.bins, **video_opts)  # fmt: skip
+    p, m, tp = ip.patch_size, ip.merge_size, ip.temporal_patch_size
+    if isinstance(videos, (str, np.ndarray)) or hasattr(videos, "__fspath__"):
+        videos = [videos]
+    rows, grids, packed, selections, metadata = [], [], [], [], []
+    for video in videos:
+        frames, times, fps = _video_frames(video, params)
+        metadata.append({"tubelet_seconds": times.reshape(-1, tp).mean(1).tolist(), "sample_fps": fps})
+        normalized = np.stack([normalize_pixels(f, ip.rescale_factor, ip.image_mean, ip.image_std) for f in frames])
+        stock = video_rows(normalized, p, m, tp)
+        n, h, w = len(frames) // tp, frames.shape[1], frames.shape[2]
+        cells = (h // p) * (w // p)
+        grids.append([n, h // p, w // p])
+        for i in range(n):
+            clip = frames[i * tp : (i + 1) * tp]
+            sel = select(compute_importance(clip, "entropy", "mean", p, ip.num_scales, ip.bins), spec)
+            tubelet = np.moveaxis(normalized[i * tp : (i + 1) * tp], 0, 1)  # (C, T, H, W)
+            packed.append(pack_selection(tubelet, sel.masks, p, m, tp, rows=stock[i * cells : (i + 1) * cells]))
+            selections.append(sel)
+        rows.append(stock)
+    ip.last_video_selections, ip.last_video_metadata = selections, metadata
+    logger.debug("APT {} on {} video(s): ViT tokens per tubelet {}", spec.label, len(grids),
+                 [q.vit_tokens for q in packed])  # fmt: skip
+    data = {
+        "pixel_values_videos": np.concatenate(rows),
+        "video_grid_thw": np.array(grids, dtype=np.int64),
+        "apt_video_pixel_values": np.concatenate([q.pixel_values for q in packed]),
+        "apt_video_patch_sizes": np.concatenate([q.patch_sizes for q in packed]),
+        "apt_video_patch_coords": np.concatenate([q.patch_coords for q in packed]),
+        "apt_video_vit_token_counts": np.array([q.vit_tokens for q in packed], dtype=np.int64),
+        "apt_video_llm_token_counts": np.array([q.llm_tokens for q in packed], dtype=np.int64),
+    }
+    return BatchFeature(data=data, tensor_type=return_tensors)
+
+
+def _apt_call(self, images, text, videos, **kwargs):
+    """``APTQwen2VLProcessor(videos=...)``: each video's rows and APT fields (:meth:`preprocess_videos`), its pads."""
+    options, apt_tokens = _video_options(kwargs)
+    return_tensors = kwargs.get("return_tensors")
+    out = self.image_processor.preprocess_videos(videos, return_tensors=return_tensors, **options)
+    use_apt = self.apt_tokens if apt_tokens is None else apt_tokens
+    grid = np.asarray(out["video_grid_thw"])
+    tubelets = np.cumsum([0, *grid[:, 0].tolist()])
+    llm = np.asarray(out["apt_video_llm_token_counts"])
+    merge = self.image_processor.merge_size**2
+    counts = [int(llm[a:b].sum()) if use_apt else int(g.prod() // merge)
+              for a, b, g in zip(tubelets[:-1], tubelets[1:], grid)]  # fmt: skip
+    if self.video_style == "qwen3-vl":  # per tubelet: its pads in a vision block after its timestamp
+        per = [llm[a:b] if use_apt else np.full(b - a, g[1:].prod() // merge) for a, b, g in
+               zip(tubelets[:-1], tubelets[1:], grid)]  # fmt: skip
+        seconds = [meta["tubelet_seconds"] for meta in self.image_processor.last_video_metadata]
+        start = getattr(self.tokenizer, "vision_start_token", None) or "<|vision_start|>"  # as Qwen3-VL's processor
+        end = getattr(self.tokenizer, "vision_end_token", None) or "<|vision_end|>"
+        pads = ["".join(f"<{t:.1f} seconds>{start}{self.video_token * int(n)}{end}" for t, n in zip(ts, c))
+                for ts, c in zip(seconds, per)]  # fmt: skip
+        wrapper = f"{start}{self.video_token}{end}"
+    else:
+        pads, wrapper = [self.video_token * n for n in counts], self.video_token
+    if self.video_style == "qwen2.5-vl":  # as its processor: temporal patch size over the sampled fps
+        tp = self.image_processor.temporal_patch_size
+        out["second_per_grid_ts"] = [tp / meta["sample_fps"] for meta in self.image_processor.last_video_metadata]
+    if text is not None:
+        text = _with_video_pads(self.video_token, wrapper, [text] if isinstance(text, str) else list(text), pads)
+    result = None
+    if text is not None or images is not None:
+        _RECORDER.video_pads = True  # the pads are in the text already: transformers' count check is ours
+        try:
+            result = Qwen2VLProcessor.__call__(self, images=images, text=text, **kwargs)
+        finally:
+            _RECORDER.video_pads = False
+    data = dict(result.data) if result is not None else {}
+    data.update(out.data)
+    return BatchFeature(data=data, tensor_type=return_tensors)
+
+
+def _video_options(kwargs: dict) -> tuple[dict, bool | None]:
+    """The video options of a processor call, and its ``apt_tokens`` (video-only keywords are popped).
+
+    APT's options come from ``images_kwargs``, then plain keywords, then
+    ``videos_kwargs`` (the most specific wins); ``fps``, ``nframes`` and the
+    video pixel bounds from keywords or ``videos_kwargs``.
+    """
+    videos_kwargs = dict(kwargs.pop("videos_kwargs", None) or {})
+    images_kwargs = kwargs.get("images_kwargs") or {}
+    apt = VIDEO_OPTIONS[:3]
+    options = {k: v for k, v in images_kwargs.items() if k in apt}
+    options.update({k: kwargs[k] for k in apt if k in kwargs})
+    options.update({k: kwargs.pop(k) for k in VIDEO_OPTIONS[3:] if k in kwargs})
+    apt_tokens = videos_kwargs.pop("apt_tokens", kwargs.get("apt_tokens", images_kwargs.get("apt_tokens")))
+    unknown = sorted(set(videos_kwargs) - set(VIDEO_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown videos_kwargs {unknown}; the APT video processor takes {', '.join(VIDEO_OPTIONS)}")
+    options.update(videos_kwargs)
+    return options, apt_tokens
+
+
+def _with_video_pads(token: str, wrapper: str, texts: list[str], pads: list[str]) -> list[str]:
+    """Each ``token`` of ``texts`` (with its ``wrapper`` around it where present), in order, replaced by ``pads[i]``."""
+    found = sum(t.count(token) for t in texts)
+    if found != len(pads):
+        raise ValueError(f"the text holds {found} {token} but {len(pads)} video(s) were given")
+    it = iter(pads)
+    pattern = re.compile(f"{re.escape(wrapper)}|{re.escape(token)}")
+    return [pattern.sub(lambda _: next(it), text) for text in texts]
