@@ -174,3 +174,26 @@ def workers_of(proc: subprocess.Popen, count: int = 2) -> list[int]:
         return (found,) if len(found) >= count or proc.poll() is not None else None
 
     return (wait_for(check) or ([],))[0]
+
+
+def _read(path: Path) -> str:
+    """A file's text, or "" when a running writer has just removed it."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def assert_no_torn_folder(out: Path) -> None:
+    """Every folder with a stats.json holds exactly what it lists, nothing written after it."""
+    for stats_path in out.rglob("stats.json"):
+        folder = stats_path.parent
+        stats = json.loads(stats_path.read_text())
+        written = stats_path.stat().st_mtime_ns
+        files = stats["files"]
+        listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
+        listed += [s["files"]["overlay"] for s in stats["selections"]]
+        for rel in listed:
+            assert (folder / rel).stat().st_mtime_ns <= written, f"{folder / rel} is newer than its stats.json"
+        overlays = {Path(s["files"]["overlay"]).name for s in stats["selections"]}
+        assert {p.name for p in (folder / "02_patches_grid").iterdir()} == overlays

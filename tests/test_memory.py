@@ -47,3 +47,39 @@ def test_cuda_out_of_memory_says_retry_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr("aptviz.compute.analysis.compute_importance", oom)
     with pytest.raises(InputError, match="retry with --device cpu"):
         pl.compute(path, expand_runs(["v1"]), Params())
+
+
+from conftest import PYTHON, SAMPLES, aptviz  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--min-pixels", "400000000", "--max-pixels", "400000000"],
+        ["--min-pixels", "10000000000", "--max-pixels", "10000000000"],
+        ["--max-pixels", "200000000", "--workers", "8"],
+    ],
+)
+def test_memory_heavy_options_are_refused_naming_the_estimate(tmp_path, args):
+    r = aptviz(SAMPLES / "chelsea.png", "-o", tmp_path / "out", "--max-memory", "3G", *args)
+    assert r.returncode == 2, r.stderr
+    assert "need more memory than --max-memory 3.00 GB" in r.stderr and "estimated peak" in r.stderr, r.stderr
+    assert not (tmp_path / "out" / "chelsea").exists()
+
+
+def test_memory_heavy_options_that_fit_stay_under_3gb(tmp_path):
+    """Small patches with many bins on a 12 MP photo: allowed within 3 GB, and measured below it."""
+    photo = tmp_path / "photo.jpg"
+    big = Image.open(SAMPLES / "astronaut.png").convert("RGB").resize((4000, 3000))
+    big.save(photo, quality=85)
+    code = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True);"
+        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    sets = (["--patch-size", "1"], ["--patch-size", "2", "--bins", "4096", "--num-scales", "9"])
+    for extra in sets:
+        cmd = [*PYTHON, "-m", "aptviz", str(photo), "-o", str(tmp_path / "out"), "-j", "1", "--max-memory", "3G"]
+        out = subprocess.run([*PYTHON, "-c", code, *cmd, *extra], capture_output=True, text=True, cwd=ROOT)
+        rc, kib = out.stdout.split()
+        assert rc == "0"
+        assert int(kib) * 1024 < 3 << 30

@@ -223,3 +223,27 @@ def test_each_stats_json_is_read_once_per_run(tmp_path, make_image, monkeypatch)
     assert sorted(reads) == ["img0", "img1", "img2"]
     assert (out / "report.html").read_text().count('class="card"') == 3
     assert json.loads((out / "dataset.json").read_text())["images"] == 3
+
+
+import shutil  # noqa: E402
+
+from conftest import aptviz, small_images  # noqa: E402
+from conftest import summary_rows as rows_of  # noqa: E402
+
+
+def test_summary_accumulates_over_runs(tmp_path):
+    a = small_images(tmp_path / "a", 2, seed=0)
+    b = small_images(tmp_path / "b", 2, seed=5)
+    out = tmp_path / "out"
+    assert aptviz(a / "img00.png", a / "img01.png", "-o", out, "-m", "budget:0.3", "-q").returncode == 0
+    shutil.copy(b / "img00.png", tmp_path / "other.png")
+    assert aptviz(tmp_path / "other.png", "-o", out, "-m", "budget:0.3", "-q").returncode == 0
+    rows = rows_of(out)
+    assert sorted(Path(r["output"]).name for r in rows) == ["img00", "img01", "other"]
+    # redoing one replaces its row, keeps the others
+    assert aptviz(a / "img01.png", "-o", out, "-m", "budget:0.5", "-q").returncode == 0
+    rows = {Path(r["output"]).name: r for r in rows_of(out)}
+    assert sorted(rows) == ["img00", "img01", "other"]
+    assert rows["img01"]["alpha"] == 0.5 and rows["img00"]["alpha"] == 0.3
+    csv_lines = (out / "summary.csv").read_text().splitlines()
+    assert len(csv_lines) == 4
