@@ -197,3 +197,28 @@ def assert_no_torn_folder(out: Path) -> None:
             assert (folder / rel).stat().st_mtime_ns <= written, f"{folder / rel} is newer than its stats.json"
         overlays = {Path(s["files"]["overlay"]).name for s in stats["selections"]}
         assert {p.name for p in (folder / "02_patches_grid").iterdir()} == overlays
+
+
+import struct  # noqa: E402
+import zlib  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+
+def png_bomb(path: Path, width=30000, height=30000) -> Path:
+    """A tiny PNG whose header declares 900 megapixels."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def truncated_jpeg(path: Path) -> Path:
+    Image.fromarray(textured(200, 300)).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path

@@ -77,3 +77,20 @@ def test_package_does_not_import_transformers():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
+
+
+from conftest import textured  # noqa: E402
+
+
+def test_aspect_ratio_over_200(tmp_path):
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (602, 3), (9, 9, 9)).save(path)
+    with pytest.raises(InputError, match="aspect ratio must be smaller than 200"):
+        aptviz.analyze(path)
+
+
+def test_small_and_thin_images_follow_smart_resize(tmp_path):
+    Image.fromarray(textured(10, 10)).save(tmp_path / "tiny.png")
+    Image.fromarray(textured(1, 150)).save(tmp_path / "thin.png")
+    assert aptviz.analyze(tmp_path / "tiny.png")["image"]["resized_size"] == [56, 56]
+    assert aptviz.analyze(tmp_path / "thin.png")["image"]["resized_size"] == [700, 28]
