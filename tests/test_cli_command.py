@@ -64,3 +64,42 @@ def test_qwen2vl_without_transformers_is_one_import_error():
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ImportError ") and "aptviz[qwen]" in r.stdout and "CPU build of torch" in r.stdout
     assert "Traceback" not in r.stderr
+
+
+from aptviz.cli.command import SUBCOMMANDS  # noqa: E402
+
+from conftest import SAMPLES  # noqa: E402
+
+
+def test_subcommands_are_dispatched_lazily(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    monkeypatch.setitem(SUBCOMMANDS, "again", "aptviz.cli:app")  # a real Typer app, under another name
+    monkeypatch.setitem(SUBCOMMANDS, "missing", "aptviz.cli_not_written_yet:app")
+    with pytest.raises(SystemExit) as done:
+        main(["again", str(SAMPLES / "chelsea.png"), "-q", "-o", str(tmp_path / "again")])
+    assert done.value.code == 0 and (tmp_path / "again" / "chelsea" / "stats.json").is_file()
+    with pytest.raises(SystemExit) as broken:
+        main(["missing", "x"])
+    assert broken.value.code == 2 and "the 'missing' command is not available" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as still:  # the main command is not affected
+        main([str(SAMPLES / "chelsea.png"), "-q", "-o", str(tmp_path / "main")])
+    assert still.value.code == 0
+
+
+def test_without_torch_the_cli_works_and_tensor_api_names_the_extra(tmp_path):
+    block = "import sys\nsys.modules['torch'] = None  # as if torch were not installed\n"
+    code = block + (
+        "from typer.testing import CliRunner\nfrom aptviz.cli import app\nimport aptviz, numpy as np\n"
+        f"r = CliRunner().invoke(app, ['sample_images/chelsea.png', '-m', 'budget', '-a', '0.3', '-q',"
+        f" '-o', {str(tmp_path / 'a')!r}, '--device', 'auto'])\n"
+        "print(r.exit_code)\n"
+        f"r = CliRunner().invoke(app, ['sample_images/chelsea.png', '--device', 'cuda', '-o', {str(tmp_path)!r}])\n"
+        "print(r.exit_code, r.stderr.strip())\n"
+        "try:\n    aptviz.entropy_maps(np.zeros((28, 28, 3), np.uint8))\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "0", out.stderr
+    assert lines[1] == "2 aptviz: error: --device cuda needs torch, which is not installed: pip install 'aptviz[torch]'"
+    assert "aptviz.entropy_maps" in lines[2] and "pip install 'aptviz[torch]'" in lines[2]

@@ -39,3 +39,22 @@ def test_output_equal_to_an_input_folder_is_a_clear_error(tmp_path):
     r = aptviz(src, "-o", src)
     assert r.returncode == 2 and "is also an input folder" in r.stderr, r.stderr
     assert sorted(p.name for p in src.iterdir()) == ["img00.png", "img01.png"]
+
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from conftest import invoke  # noqa: E402
+
+
+def test_method_names_any_case_and_a_suggestion(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(SAMPLES / "chelsea.png"), "-m", "budgte", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2
+    assert r.stderr == "aptviz: error: unknown method 'budgte' (did you mean 'budget'?); choose v1, v2 or budget\n"
+    ok = invoke(SAMPLES / "chelsea.png", "-m", "BUDGET", "-a", "0.3", "-m", "V1", "-o", tmp_path, "--json")
+    assert ok.exit_code == 0
+    assert [s["method"] for s in json.loads(ok.stdout)["selections"]] == ["budget", "v1"]

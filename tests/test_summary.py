@@ -247,3 +247,25 @@ def test_summary_accumulates_over_runs(tmp_path):
     assert rows["img01"]["alpha"] == 0.5 and rows["img00"]["alpha"] == 0.3
     csv_lines = (out / "summary.csv").read_text().splitlines()
     assert len(csv_lines) == 4
+
+
+from conftest import SAMPLES, copies, invoke  # noqa: E402
+
+
+def test_retention_plot_counts_legend_and_bars(tmp_path):
+    from aptviz.runs.summary import retention_figure
+
+    src = copies(tmp_path / "in", 3, "coffee.png")
+    shutil.copy(SAMPLES / "chelsea.png", src / "other.png")
+    assert invoke(src, "-o", tmp_path / "out", "-m", "v1", "-m", "v2:0.8,1.2", "-q").exit_code == 0
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())
+    fig = retention_figure(rows)
+    ax1, ax2 = fig.axes[:2]
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax2.get_yticks())
+    legend = [t.get_text() for t in ax1.get_legend().get_texts()]
+    assert {"v1 ViT (min-max)", "v1 LLM (mean)", "v2 ViT (mean)", "v2 LLM (mean)"} <= set(legend)
+    # three groups (v1, v2 0.8, v2 1.2): their bars never overlap, so none hides another
+    spans = [(p.get_x(), p.get_x() + p.get_width()) for p in ax2.patches if p.get_height() > 0]
+    spans.sort()
+    assert len(spans) >= 3 and all(a_end <= b_start + 1e-12 for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
