@@ -333,3 +333,29 @@ def test_processor_from_a_qwen2vl_checkpoint_folder(photos, tmp_path):
     assert np.array_equal(out["image_grid_thw"], plain["image_grid_thw"])  # the checkpoint's max_pixels
     assert int((out["input_ids"][0] == proc.image_token_id).sum()) == int(plain["image_grid_thw"].prod()) // 4
     assert proc.image_processor.last_budget_info[0]["alpha"] == 0.3
+
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
+
+
+def test_qwen2vl_without_transformers_is_one_import_error():
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'transformers':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "try:\n"
+        "    import aptviz.qwen2vl\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ImportError ") and "aptviz[qwen]" in r.stdout and "CPU build of torch" in r.stdout
+    assert "Traceback" not in r.stderr

@@ -277,3 +277,34 @@ def test_odd_json_types_in_stats_do_not_stop_the_report():
              "files": {"heatmaps": ["a"], "blend": 3}, "importance": {"14": {"min": "a", "max": None}}}  # fmt: skip
     page = build_report([{"image": ["x"], "status": "ok"}], [("f", stats)], ["image", "status"])
     assert page.count('class="card"') == 1
+
+
+def test_explorer_load_rejects_when_the_data_file_is_missing(tmp_path):
+    """aptviz.load(name) settles (rejects) when the card's explorer.js cannot be loaded; it used to hang."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip(f"no Chromium at {chromium}")
+    from typer.testing import CliRunner
+
+    from aptviz.cli.command import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(ROOT / "sample_images" / name, src / name)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, [str(src), "-m", "budget:0.3", "-q", "-o", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    (out / "coffee" / "explorer.js").unlink()
+    settle = """n => Promise.race([
+        window.aptviz.load(n).then(() => 'loaded', e => 'rejected: ' + e.message),
+        new Promise(r => setTimeout(() => r('pending'), 3000))])"""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        pg = browser.new_page()
+        pg.goto((out / "report.html").as_uri(), wait_until="load")
+        assert pg.evaluate(settle, "chelsea") == "loaded"
+        got = pg.evaluate(settle, "coffee")
+        browser.close()
+    assert got.startswith("rejected: ") and "explorer.js" in got, got
