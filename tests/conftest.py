@@ -222,3 +222,40 @@ def truncated_jpeg(path: Path) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+# -- shared session fixtures: one sample batch, one Chromium ------------------------------------------
+import shutil  # noqa: E402
+
+CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def sample_batch(tmp_path_factory) -> Path:
+    """One batch over sample_images (``-m v2:1,1.2 -m budget:0.3``): its output folder, for every test that
+    reads a real batch's files (report.html, explorer.js, stats.json). Read it, never change it."""
+    from typer.testing import CliRunner
+
+    from aptviz.cli.command import app
+
+    out = tmp_path_factory.mktemp("sample_batch")
+    args = [str(SAMPLES), "-m", "v2:1,1.2", "-m", "budget:0.3", "-q", "-o", str(out)]
+    r = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium (Playwright) for every browser test; skipped, with the reason, without either."""
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

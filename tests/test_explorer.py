@@ -31,8 +31,6 @@ from aptviz.runs.explore import explore
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "sample_images").glob("*.png"))
 CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 
 
 def _result(path: Path, **params):
@@ -104,13 +102,9 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chr
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+def browser(chromium):
+    """The session's one Chromium (conftest)."""
+    return chromium
 
 
 def _open(browser, url):
@@ -383,16 +377,9 @@ def test_data_is_json_and_safe_in_a_script():
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from aptviz.cli import app
-
-    out = tmp_path_factory.mktemp("batch")
-    args = [str(ROOT / "sample_images"), "-m", "budget:0.3", "-m", "v2:1.2", "-q", "-o", str(out)]
-    r = CliRunner().invoke(app, args, catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    return out
+def batch(sample_batch):
+    """The session's one batch over sample_images (conftest)."""
+    return sample_batch
 
 
 def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):

@@ -17,8 +17,6 @@ from aptviz.cli.command import app
 from conftest import ROOT
 
 CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 if not Path(CHROMIUM).exists():
@@ -26,21 +24,15 @@ if not Path(CHROMIUM).exists():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    out = tmp_path_factory.mktemp("report")
-    args = [str(ROOT / "sample_images"), "-m", "v2:1,1.2", "-m", "budget:0.3", "-q", "-o", str(out)]
-    r = CliRunner().invoke(app, args, catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    return out / "report.html"
+def report(sample_batch):
+    """report.html of the session's one batch over sample_images (``-m v2:1,1.2 -m budget:0.3``, conftest)."""
+    return sample_batch / "report.html"
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
+def browser(chromium):
+    """The session's one Chromium (conftest)."""
+    return chromium
 
 
 @pytest.fixture(scope="module")
@@ -279,12 +271,8 @@ def test_odd_json_types_in_stats_do_not_stop_the_report():
     assert page.count('class="card"') == 1
 
 
-def test_explorer_load_rejects_when_the_data_file_is_missing(tmp_path):
+def test_explorer_load_rejects_when_the_data_file_is_missing(tmp_path, browser):
     """aptviz.load(name) settles (rejects) when the card's explorer.js cannot be loaded; it used to hang."""
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    chromium = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip(f"no Chromium at {chromium}")
     from typer.testing import CliRunner
 
     from aptviz.cli.command import app
@@ -300,11 +288,9 @@ def test_explorer_load_rejects_when_the_data_file_is_missing(tmp_path):
     settle = """n => Promise.race([
         window.aptviz.load(n).then(() => 'loaded', e => 'rejected: ' + e.message),
         new Promise(r => setTimeout(() => r('pending'), 3000))])"""
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        pg = browser.new_page()
-        pg.goto((out / "report.html").as_uri(), wait_until="load")
-        assert pg.evaluate(settle, "chelsea") == "loaded"
-        got = pg.evaluate(settle, "coffee")
-        browser.close()
+    pg = browser.new_page()
+    pg.goto((out / "report.html").as_uri(), wait_until="load")
+    assert pg.evaluate(settle, "chelsea") == "loaded"
+    got = pg.evaluate(settle, "coffee")
+    pg.close()
     assert got.startswith("rejected: ") and "explorer.js" in got, got
