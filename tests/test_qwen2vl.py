@@ -246,18 +246,6 @@ def test_pixel_values_run_through_a_tiny_qwen2vl_vision_tower(photos):
     assert apt_embedded.shape == (len(out["apt_pixel_values"]), 32)
 
 
-def test_import_aptviz_loads_no_transformers_or_torch():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, numpy as np, aptviz; from aptviz.compute.packing import pack_selection, normalize_pixels; "
-        "import aptviz.compute.tokens; print('transformers' in sys.modules, 'torch' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
-
-
 def test_export_tokens_equal_the_processor(photos, sample_paths, tmp_path):
     from typer.testing import CliRunner
 
