@@ -57,6 +57,7 @@ def test_two_different_files_under_one_output_name(tmp_path):
 
 @needs_proc
 @pytest.mark.timing
+@pytest.mark.slow
 def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
     src = small_images(tmp_path / "in", 16, size=(280, 336))
     out, clean = tmp_path / "out", tmp_path / "clean"
@@ -169,6 +170,7 @@ def read_only_disk(tmp_path):
         _umount(where)
 
 
+@pytest.mark.slow
 def test_read_only_file_system(tmp_path, read_only_disk):
     src = small_images(tmp_path / "in", 3)
     out = read_only_disk / "out"

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, SAMPLES, copies, invoke
 
 
@@ -44,6 +46,7 @@ def test_progress_bar_is_cleared_before_each_image(tmp_path):
         assert before.endswith(("\n", "\x1b[2K")), repr(before[-80:])
 
 
+@pytest.mark.slow
 def test_large_batches_print_one_line_per_image_and_verbose_shows_tables(tmp_path):
     src = copies(tmp_path / "in", 6)
     r = invoke(src, "-o", tmp_path / "out", "-m", "budget:0.3", "-j", "2")

@@ -55,6 +55,7 @@ def shapes(tmp_path_factory):
 
 
 @pytest.mark.parametrize("methods", [(["budget"], [0.3]), (["v1", "v2", "budget"], [0.5, 1.0])])
+@pytest.mark.slow
 def test_the_same_grid_for_every_image(shapes, methods):
     runs = expand_runs(*methods)
     for path in shapes:

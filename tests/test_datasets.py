@@ -202,6 +202,7 @@ def _clean_terminal(text: str) -> None:
     assert not any(line.startswith("FORGED") for line in text.splitlines()), text
 
 
+@pytest.mark.slow
 def test_control_characters_in_names_and_parquet_text_reach_the_terminal_escaped(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

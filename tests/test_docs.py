@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import ROOT, SAMPLES, copies, invoke
 
@@ -35,6 +36,7 @@ def test_readme_quick_start_says_how_to_reach_aptviz():
     assert ".venv/bin/aptviz" in quick and "source .venv/bin/activate" in quick
 
 
+@pytest.mark.slow
 def test_default_demo_shows_all_three_methods(tmp_path):
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
     r = subprocess.run(["bash", str(ROOT / "run_visualize.sh")], cwd=tmp_path, capture_output=True, text=True, env=env)

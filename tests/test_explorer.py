@@ -195,6 +195,7 @@ def _check(res, got, method, alpha=1.0, thresholds=None, with_views=True):
 
 @needs_chromium
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow
 def test_v2_random_alphas_and_every_breakpoint(page, results, name):
     res = results[name]
     m = res.maps[sorted(res.maps)[1]]
@@ -210,6 +211,7 @@ def test_v2_random_alphas_and_every_breakpoint(page, results, name):
 
 @needs_chromium
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow
 def test_budget_alphas_including_0_and_1(page, results, name):
     res = results[name]
     n = res.maps[min(res.maps)].size
@@ -382,6 +384,7 @@ def batch(sample_batch):
     return sample_batch
 
 
+@pytest.mark.slow
 def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):
     from aptviz.render.explorer import BATCH_UNIFORM_VIEWS
 

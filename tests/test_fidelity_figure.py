@@ -9,6 +9,7 @@ from pathlib import Path
 from statistics import fmean, median
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
 
 
+@pytest.mark.slow
 def test_batch_over_three_measures_writes_the_figure_and_the_report_shows_it(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
@@ -87,6 +89,7 @@ def test_rows_without_ssim_give_no_figure_and_lossless_psnr_is_kept_apart():
     assert p.psnr is None and p.lossless == 2  # every image lossless: no finite mean, marked instead
 
 
+@pytest.mark.slow
 def test_one_lossless_image_does_not_empty_the_psnr_panel(tmp_path):
     """A 1x1 PNG resizes to a flat picture every selection reproduces exactly (PSNR null = infinite dB)."""
     src = tmp_path / "in"

@@ -33,6 +33,7 @@ from conftest import summary_rows as rows_of  # noqa: E402
 
 
 @pytest.mark.timing
+@pytest.mark.slow
 def test_two_concurrent_runs_over_48_images(tmp_path):
     src = small_images(tmp_path / "in", 48, size=(56, 84))
     for attempt in range(2):

@@ -13,6 +13,7 @@ from aptviz.errors import InputError
 from conftest import ROOT, textured
 
 
+@pytest.mark.slow
 def test_24_megapixel_photo_under_2_gb(tmp_path):
     src = (
         Image.open(ROOT / "sample_images" / "coffee.png").convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC)
@@ -67,6 +68,7 @@ def test_memory_heavy_options_are_refused_naming_the_estimate(tmp_path, args):
     assert not (tmp_path / "out" / "chelsea").exists()
 
 
+@pytest.mark.slow
 def test_memory_heavy_options_that_fit_stay_under_3gb(tmp_path):
     """Small patches with many bins on a 12 MP photo: allowed within 3 GB, and measured below it."""
     photo = tmp_path / "photo.jpg"

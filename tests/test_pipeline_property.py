@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -23,6 +24,7 @@ from conftest import textured
     kind=st.sampled_from(["noise", "flat", "textured", "levels"]),
     alpha=st.floats(0, 1),
 )
+@pytest.mark.slow
 def test_whole_pipeline_property(tmp_path_factory, h, ratio, seed, kind, alpha):
     w = max(1, min(4000, int(round(h * ratio))))
     rng = np.random.default_rng(seed)

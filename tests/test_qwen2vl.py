@@ -246,6 +246,7 @@ def test_pixel_values_run_through_a_tiny_qwen2vl_vision_tower(photos):
     assert apt_embedded.shape == (len(out["apt_pixel_values"]), 32)
 
 
+@pytest.mark.slow
 def test_export_tokens_equal_the_processor(photos, sample_paths, tmp_path):
     from typer.testing import CliRunner
 

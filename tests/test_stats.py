@@ -261,6 +261,7 @@ def test_missing_column_or_bad_shard_is_a_failed_row(tmp_path):
     assert errors["junk.parquet"].startswith("cannot read Parquet file")
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_local_rows(folder, tmp_path, ray_local):
     """One Ray run over every input kind: the same rows as the local engine, order aside."""
     _parquet_and_tar(tmp_path)
@@ -594,7 +595,7 @@ sys.exit(report.return_code)
 
 
 @pytest.mark.timing
-@pytest.mark.parametrize("engine,workers", [("local", 1), ("local", 2), ("ray", 2)])
+@pytest.mark.parametrize("engine,workers", [("local", 1), ("local", 2), pytest.param("ray", 2, marks=pytest.mark.slow)])
 def test_sigterm_flushes_the_finished_rows_and_exits_143(tmp_path, engine, workers):
     """Fault 8: SIGTERM acts like Ctrl-C: rows finished so far are written, exit 143 (with Ray: no stack dump)."""
     import subprocess

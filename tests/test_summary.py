@@ -249,9 +249,12 @@ def test_summary_accumulates_over_runs(tmp_path):
     assert len(csv_lines) == 4
 
 
+import pytest  # noqa: E402
+
 from conftest import SAMPLES, copies, invoke  # noqa: E402
 
 
+@pytest.mark.slow
 def test_retention_plot_counts_legend_and_bars(tmp_path):
     from aptviz.runs.summary import retention_figure
 
