@@ -1,4 +1,5 @@
-"""Hints for newcomer slips: a space instead of ``:`` after ``-m``, a subcommand typo, a missing extra."""
+"""The command's entry point (aptviz.cli.command): hints for slips (a space instead of ``:`` after ``-m``, a
+subcommand typo), subcommands loaded lazily, the command line without torch."""
 
 from __future__ import annotations
 

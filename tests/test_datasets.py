@@ -1,4 +1,5 @@
-"""Faults found by driving the stats and summary commands adversarially (issue 21), one test each."""
+"""``aptviz stats`` inputs and summaries (aptviz.datasets): odd tars and Parquet files, bad parts, shared
+displayed paths, bounded reads, hostile names escaped on the terminal."""
 
 from __future__ import annotations
 

@@ -1,3 +1,6 @@
+"""Memory (aptviz.runs.memory): big photos within their budget, options whose estimate exceeds --max-memory
+refused, CUDA out of memory."""
+
 import json
 import resource
 import subprocess

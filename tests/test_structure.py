@@ -157,7 +157,10 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-_INVOKE = "from typer.testing import CliRunner\nfrom aptviz.cli import app\nstatus = CliRunner().invoke(app, {argv!r}).exit_code\n"
+_INVOKE = (
+    "from typer.testing import CliRunner\nfrom aptviz.cli import app\n"
+    "status = CliRunner().invoke(app, {argv!r}).exit_code\n"
+)
 _RUNPY = "import runpy, sys\nsys.argv = ['aptviz', *{argv!r}]\nrunpy.run_module('aptviz', run_name='__main__')\n"
 _CHELSEA = "sample_images/chelsea.png"
 #: Lazy heavy imports, all checked in ONE fresh interpreter (one start instead of one per case), in this order:
