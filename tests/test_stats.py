@@ -368,6 +368,7 @@ def test_psnr_is_an_alias_of_fidelity_on_the_real_command(tmp_path):
     assert all(row[k] is not None for k in PSNR) and 0 < row["ssim_apt"] < 1 and 0 < row["ssim_uniform"] < 1
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_local_psnr_rows(tmp_path, ray_local):
     inputs = [SAMPLES / "chelsea.png", SAMPLES / "coffee.png"]
     runs = expand_runs(["budget"], [0.3])
