@@ -48,10 +48,16 @@ ERROR_CHARS = 5000
 
 #: C0 controls, DEL and C1 controls: what a terminal may act on (ESC sequences, OSC 52, a newline forging a line).
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+#: Bidirectional controls (U+202E shows ``x\u202egnp.exe`` as ``xexe.png``) and the line and paragraph
+#: separators U+2028, U+2029 (a new line to some terminals and viewers): printed as ``\uNNNN``.
+_CONTROLS.update(
+    {c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029)}
+)
 
 
 def terminal_text(text, limit: int | None = None) -> str:
-    """Text safe to print: non-UTF-8 bytes and control characters as ``\\xNN``, cut to ``limit`` characters.
+    """Text safe to print: non-UTF-8 bytes and control characters as ``\\xNN`` (bidi controls and line
+    separators as ``\\uNNNN``), cut to ``limit`` characters.
 
     File names, tar member names and Parquet text reach error lines and tables;
     raw, their control characters would drive the terminal (``\\x1b]0;...``
@@ -61,6 +67,8 @@ def terminal_text(text, limit: int | None = None) -> str:
     --------
     >>> terminal_text("a\\x1b[2Jb\\nc.png")
     'a\\\\x1b[2Jb\\\\x0ac.png'
+    >>> terminal_text("a\\u202egnp.exe b\\u2028c")
+    'a\\\\u202egnp.exe b\\\\u2028c'
     >>> terminal_text("x" * 50, limit=10)
     'xxxxxxxxxx... (50 characters)'
     """

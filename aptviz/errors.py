@@ -80,3 +80,7 @@ def require_torch(feature: str):
     except ImportError:
         raise MissingExtraError(f"{feature} needs torch, which is not installed: pip install 'aptviz[torch]'") from None
     return torch
+
+
+class OutputError(AptvizError):
+    """The output cannot be written (a full disk, a read-only file system): the run stops, with one line."""

@@ -16,10 +16,13 @@ from __future__ import annotations
 from itertools import chain
 from pathlib import Path
 
+import numpy as np
+
 from aptviz.compute.analysis import Analysis, analyse_file, analyse_loaded, image_stats
 from aptviz.compute.params import Params, RunSpec, build_runs, params_and_measures
 from aptviz.compute.stats import ImageStats
-from aptviz.output.layout import image_files
+from aptviz.compute.video import VideoAnalysis, analyse_video, is_video, video_stats
+from aptviz.output.layout import MAPS_NAME, TOKENS_NAME, image_files, video_files
 from aptviz.output.writer import maps_arrays, write_image_folder
 from aptviz.render.explorer import explorer_files
 from aptviz.render.extras import RenderOptions, iter_pictures
@@ -32,6 +35,7 @@ __all__ = [
     "image_stats",
     "process_image",
     "write_outputs",
+    "write_video_outputs",
 ]
 
 compute = analyse_file
@@ -88,6 +92,8 @@ def analyze(
     """
     p, measures = params_and_measures(**params)
     runs = build_runs(methods, alphas, thresholds, p.num_scales, measures, params.get("aggregate"))
+    if is_video(path):
+        return video_stats(analyse_video(path, runs, p), (render or RenderOptions()).to_dict()).to_dict()
     return image_stats(compute(path, runs, p), (render or RenderOptions()).to_dict()).to_dict()
 
 
@@ -163,5 +169,67 @@ def process_image(
     max_image_pixels: int | None = None,
     render: RenderOptions | None = None,
 ) -> ImageStats:
-    """:func:`compute` then :func:`write_outputs`; returns the stats written."""
+    """:func:`compute` then :func:`write_outputs` (a video: :func:`write_video_outputs`); returns the stats written."""
+    if is_video(path):
+        return write_video_outputs(analyse_video(path, runs, params), out_dir, render, export_tokens, save_maps)
     return write_outputs(compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens, render)
+
+
+def _video_token_arrays(analysis: VideoAnalysis):
+    """tokens.npz of a video: every selection's rows per tubelet (and, with the static rule, ``<label>_static``)."""
+    from aptviz.compute.packing import iter_video_token_arrays
+
+    p, tubelets = analysis.params, analysis.tubelets
+    selections = []
+    for j, s in enumerate(tubelets[0].selections):
+        selections.append((s.label, [t.selections[j].selection.masks for t in tubelets]))
+        if analysis.kept is not None:
+            selections.append((f"{s.label}_static", list(analysis.kept[j])))
+    frames = analysis.clip.frames
+    extra = -frames.shape[0] % p.temporal_patch_size  # padded as the tubelets were (the last frame repeated)
+    if extra:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], extra, axis=0)])
+    sizes = (p.patch_size, p.merge_size, p.temporal_patch_size)
+    return iter_video_token_arrays(frames, selections, *sizes, p.preset.image_mean, p.preset.image_std)
+
+
+def _video_maps(analysis: VideoAnalysis) -> dict:
+    """maps.npz of a video: every map and mask with a leading tubelet axis, and the static units if any."""
+    tubelets = analysis.tubelets
+    arrays = {f"{m}_{ps}": np.stack([t.maps_by_measure[m][ps] for t in tubelets])
+              for m in tubelets[0].maps_by_measure for ps in tubelets[0].maps_by_measure[m]}  # fmt: skip
+    for j, s in enumerate(tubelets[0].selections):
+        for ps in s.selection.masks:
+            arrays[f"mask_{s.label}_{ps}"] = np.stack([t.selections[j].selection.masks[ps] for t in tubelets])
+    if analysis.static is not None:
+        arrays["static_units"] = analysis.static
+    return arrays
+
+
+def write_video_outputs(
+    analysis: VideoAnalysis, out_dir: str | Path, render: RenderOptions | None = None, export_tokens: bool = False,
+    save_maps: bool = False,
+) -> ImageStats:  # fmt: skip
+    """Stats, pictures and files of one computed video (docs/video.md); stats.json is written last.
+
+    The same flow as an image with a time axis: :func:`aptviz.compute.video.video_stats`
+    (every tubelet's selections summed, and per tubelet), the pictures in
+    memory (:func:`aptviz.render.video.iter_video_pictures`), the writer.
+    ``export_tokens`` also writes tokens.npz (:func:`aptviz.compute.packing.iter_video_token_arrays`),
+    ``save_maps`` maps.npz (every tubelet's maps and masks, and the static units).
+    """
+    from aptviz.render.video import iter_video_pictures
+
+    render = render or RenderOptions()
+    stats = video_stats(analysis, render.to_dict())
+    files, per_selection = video_files([s.label for s in analysis.tubelets[0].selections], render.overlay_suffix)
+    if export_tokens:
+        files["tokens"] = TOKENS_NAME
+    if save_maps:
+        files["maps"] = MAPS_NAME
+    stats.files = files
+    for entry, names in zip(stats.selections, per_selection):
+        entry.files = names
+    tokens = _video_token_arrays(analysis) if export_tokens else None
+    maps = _video_maps(analysis) if save_maps else None
+    return write_image_folder(out_dir, stats, iter_video_pictures(analysis, stats, render), maps, tokens)

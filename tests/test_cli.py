@@ -192,3 +192,30 @@ def test_unwritable_summary_is_one_line_and_images_go_on(tmp_path, monkeypatch):
     assert r.exit_code == 1
     assert r.stderr.count("cannot write the summary") == 1 and "Traceback" not in r.stderr
     assert len(list(tmp_path.glob("*/stats.json"))) == 3
+
+
+def test_bidi_controls_and_line_separators_in_names_are_escaped_on_the_terminal(tmp_path):
+    """Issue 27: U+202E (right-to-left override: ``a\\u202egnp.png`` shows as ``apng.png``) and U+2028/U+2029
+    (line and paragraph separators) in file names reached the terminal raw; now as ``\\uNNNN``."""
+    import os
+    import shutil
+
+    from conftest import SAMPLES, aptviz
+
+    src = tmp_path / "in\u2066"
+    src.mkdir()
+    shutil.copy(SAMPLES / "chelsea.png", src / "a\u202egnp.png")
+    shutil.copy(SAMPLES / "coffee.png", src / "d\u2029e.png")
+    (src / "b\u2028c.png").write_bytes(b"junk")
+    out = tmp_path / "out\u200f"
+    env = {**os.environ, "COLUMNS": "400"}  # no wrapped lines
+    runs = [aptviz(src, "-o", out, "-j", "1", env=env),
+            aptviz("stats", src, "-o", tmp_path / "rows", "-j", "1", "--summary", env=env)]  # fmt: skip
+    for r in runs:
+        assert r.returncode == 1, r.stderr
+        printed = r.stdout + r.stderr
+        assert not set(printed) & {"\u202e", "\u2028", "\u2029", "\u2066", "\u200f"}, printed
+        assert "b\\u2028c.png: not a recognised image format" in r.stderr
+    joined = runs[0].stdout.replace("\n", "")  # Rich wraps a long table title
+    assert "in\\u2066/a\\u202egnp.png" in joined and "d\\u2029e.png" in joined
+    assert "Outputs in " + str(tmp_path) + "/out\\u200f/" in runs[0].stdout

@@ -103,17 +103,19 @@ def _text_heights(panel: np.ndarray, x0: int) -> list[int]:
 
 
 def test_colorbar_tick_labels_are_at_least_10_px_high():
+    """The colour scale runs under the heatmap, as wide as it, with labels at least 10 px high."""
     result = analyse_file(SAMPLES / "coffee.png", expand_runs(["v1"]), Params())
     resized = result.resized
     for zoom in (0.3, 1, 5):
         panel = heat_panel(result.maps[14], 14, (resized.shape[1], resized.shape[0]), (0.0, 9.0), zoom)
-        shown_w = max(1, round(resized.shape[1] * zoom))
-        bar_x = shown_w + 4 + 6 + BAR_FONT + 6  # the heatmap, the gap, the bar's margin and width, the tick gap
-        column = panel[:, shown_w + 4 + 8].astype(int)
-        inside_bar = column.max(axis=1) - column.min(axis=1) > 40  # coloured: the bar, not the black title
-        top = int(np.argmax(inside_bar))  # the bar's first row: tick labels start half a line above
-        digits = _text_heights(panel[top - BAR_FONT // 2 :], bar_x)
-        assert len(digits) >= 2 and min(digits) >= 10, digits
+        shown_w, shown_h = max(1, round(resized.shape[1] * zoom)), max(1, round(resized.shape[0] * zoom))
+        assert panel.shape[1] == shown_w  # exactly the photo's width: the columns below line up
+        below = panel[shown_h + 4 :]
+        ramp = below[:, shown_w // 2].astype(int)
+        coloured = ramp.max(axis=1) - ramp.min(axis=1) > 40  # the ramp's rows
+        last = int(np.flatnonzero(coloured).max())
+        digits = _text_heights(below[last + 6 :], 0)  # below the outline and the 4 px tick marks
+        assert len(digits) >= 1 and min(digits) >= 10, digits
 
 
 def test_error_maps_share_one_scale_per_row():
@@ -147,3 +149,68 @@ def test_a_flat_image_has_a_compare_figure(tmp_path):
     result, layout = _layout(tmp_path / "flat.png", expand_runs(["v1", "budget"], [0.3]))
     assert [len(r) for _, r in sorted(_rows(layout).items())] == [3, 5, 5]
     assert encode_figure(layout).startswith(b"\x89PNG")
+
+
+# -- SPEC 17 figure fixes, on the sample photos ------------------------------------------------------
+
+
+def _columns(layout) -> list[list[tuple[int, np.ndarray]]]:
+    return [sorted(row, key=lambda p: p[0]) for _, row in sorted(_rows(layout).items())]
+
+
+@pytest.mark.parametrize("photo", ["chelsea.png", "astronaut.png", "coffee.png"])
+def test_the_first_row_lines_up_with_the_columns_below(photo):
+    """Every first-row panel starts where a selection column starts, and the heatmap (with its colour scale
+    beneath) is exactly as wide as the photo panels of its column."""
+    _, layout = _layout(SAMPLES / photo, expand_runs(["budget"], [0.3]))
+    first, *below = _columns(layout)
+    starts = [x for x, _ in below[0]]
+    assert [x for x, _ in first] == starts[: len(first)]
+    assert all(pic.shape[1] == below[0][i][1].shape[1] for i, (_, pic) in enumerate(first))
+
+
+def test_lossless_rows_say_lossless_without_a_colour_scale():
+    _, layout = _layout(SAMPLES / "chelsea.png", expand_runs(["budget"], [0.3, 1.0]))
+    _, lossy, lossless = _columns(layout)
+    photo_w = lossless[0][1].shape[1]
+    assert lossy[-1][1].shape[1] > photo_w  # the error scale beside the last error map
+    for _, pic in lossless[3:]:
+        assert pic.shape[1] == photo_w  # no 0-1 colorbar
+        assert (pic < 128).all(axis=2).any() and not ((pic[..., 0] > 150) & (pic[..., 1] < 100)).any()  # text, no red
+    texts = [t for _, _, t, _ in layout.texts]
+    assert sum("lossless" in t for t in texts) >= 2
+
+
+def test_several_measures_give_one_heatmap_each(monkeypatch):
+    """--importance entropy,laplacian: compare.png's first row shows both maps, each named, then the blend."""
+    import aptviz.render.extras as extras
+    from aptviz.compute.params import build_runs
+    from aptviz.pipeline import complete_stats
+
+    runs = build_runs(["budget"], [0.3], measure=["entropy", "laplacian"])
+    result = analyse_file(SAMPLES / "chelsea.png", runs, Params())
+    stats = complete_stats(result, extras.RenderOptions())
+    made = []
+    real = extras.build_compare
+    monkeypatch.setattr(extras, "build_compare", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    dict(extras.iter_pictures(result, stats))
+    first = _columns(made[0])[0]
+    assert len(first) == 4  # original, entropy, laplacian, blend
+    texts = " ".join(t for _, _, t, _ in made[0].texts)
+    assert "entropy, 14 px" in texts and "laplacian, 14 px" in texts
+    assert not np.array_equal(first[1][1], first[2][1])
+
+
+def test_show_windows_is_drawn_in_compare_too():
+    result = analyse_file(SAMPLES / "coffee.png", expand_runs(["budget"], [0.3]), Params(model="qwen2.5-vl"))
+    stats = image_stats(result)
+    shown = min(result.maps)
+    heat = {"map": result.maps[shown], "scale": shown, "finest": shown, "vrange": (0.0, 9.0)}
+    sels = [(e.to_dict(), s.selection.masks, s.view) for e, s in zip(stats.selections, result.selections)]
+    plain = _columns(build_compare(result.loaded.image, result.resized, heat, sels))[1][0][1]
+    layout = build_compare(result.loaded.image, result.resized, heat, sels, window=112)
+    windows = _columns(layout)[1][0][1]
+    assert plain.shape == windows.shape
+    changed = (plain != windows).any(axis=2)
+    assert changed.any() and (windows[changed] == (255, 0, 0)).all()
+    assert any("112 px attention windows" in t for _, _, t, _ in layout.texts)

@@ -134,3 +134,25 @@ def test_a_vector_figure_format_without_matplotlib_is_one_clear_line(tmp_path, f
     assert r.returncode == 2
     assert f"--figure-format {fmt} needs matplotlib" in r.stderr and "aptviz[plots]" in r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_a_video_without_matplotlib_writes_all_its_pictures(tmp_path):
+    """A video's timeline, contact sheet, animation and card are drawn with Pillow (docs/video.md)."""
+    import cv2
+    import numpy as np
+
+    from conftest import textured
+
+    clip = tmp_path / "c.mkv"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), 4.0, (112, 84))
+    for k in range(8):
+        writer.write(np.ascontiguousarray(textured(84, 112, seed=k)[..., ::-1]))
+    writer.release()
+    out = tmp_path / "out"
+    r = aptviz_without_matplotlib(tmp_path, clip, "-m", "budget:0.3", "--static-threshold", "1", "-o", out, "-j", "1")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((out / "c" / "stats.json").read_text())
+    files = [*stats["files"].values(), *stats["selections"][0]["files"].values()]
+    assert "token_timeline.png" in files
+    for rel in files:
+        assert (out / "c" / rel).stat().st_size > 500, rel

@@ -1,5 +1,7 @@
 """One source of truth: Method/Device enums, self-validating Params/RunSpec, per-method alphas."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -84,3 +86,21 @@ def test_select_patches_validates_through_runspec():
 def test_alpha_printed_as_given_round_trips(alpha):
     assert float(format_alpha(alpha)) == alpha
     assert format_alpha(RunSpec("budget", float(format_alpha(alpha))).alpha) == format_alpha(alpha)
+
+
+def test_a_merge_unit_larger_than_max_pixels_is_a_usage_error(tmp_path):
+    """Issue 27: ``--merge-size 1000`` made every image 14000 x 14000 pixels (smart_resize keeps at least one
+    14000 px unit per side), 103 s and 7 GB past ``--max-pixels``. Refused before any work, for both commands."""
+    from conftest import aptviz
+
+    with pytest.raises(ParameterError, match="14 x 1000 = 14000 px"):
+        Params(merge_size=1000)
+    assert Params(merge_size=35).factor ** 2 <= Params().max_pixels  # the largest unit that fits (490 px)
+    with pytest.raises(ParameterError, match="more than max-pixels"):
+        Params(patch_size=16, merge_size=2, min_pixels=100, max_pixels=32 * 32 - 1)
+    image = Path(__file__).resolve().parents[1] / "sample_images" / "chelsea.png"
+    for command in ([], ["stats"]):
+        r = aptviz(*command, image, "-o", tmp_path / f"o{len(command)}", "--merge-size", "1000", timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert "aptviz: error: patch-size x merge-size is 14 x 1000 = 14000 px: one 14000x14000 unit is " in r.stderr
+        assert not (tmp_path / f"o{len(command)}").exists()

@@ -2,6 +2,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import aptviz
@@ -67,6 +69,33 @@ def test_resize_is_pillow_bicubic_to_the_smart_size():
     assert out.size == (448, 308)
     expected = img.resize((448, 308), Image.Resampling.BICUBIC)
     assert np.array_equal(np.asarray(out), np.asarray(expected))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 300), st.integers(1, 300), st.integers(1, 120), st.integers(1, 60_000), st.integers(0, 60_000)
+)
+def test_resize_never_exceeds_max_pixels(h, w, factor, min_pixels, extra):
+    """Issue 27: the resize never has more than ``max_pixels`` pixels: where smart_resize (as transformers)
+    would give more -- a unit larger than max-pixels, or min-pixels rounded up past it -- the image is refused."""
+    from aptviz.compute.resize import smart_resize
+
+    max_pixels = min_pixels + extra
+    if max(h, w) / min(h, w) > 200:
+        return
+    want = smart_resize(h, w, factor, min_pixels, max_pixels)
+    try:
+        out = resize_image(Image.new("RGB", (w, h)), factor, min_pixels, max_pixels)
+    except InputError as exc:
+        assert want[0] * want[1] > max_pixels and "more than max-pixels" in str(exc)
+        return
+    assert out.size == (want[1], want[0]) and out.width * out.height <= max_pixels
+
+
+def test_min_pixels_rounded_up_past_max_pixels_is_one_clear_error():
+    """min = max = 56 x 56 on a 10 x 1000 image: smart_resize gives 28 x 560 (15680 pixels); refused."""
+    with pytest.raises(InputError, match=r"resizes to 560x28 = 15680 pixels, more than max-pixels \(3136\)"):
+        resize_image(Image.new("RGB", (1000, 10)), 28, 3136, 3136)
 
 
 from conftest import textured  # noqa: E402

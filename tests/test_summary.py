@@ -225,6 +225,107 @@ def test_each_stats_json_is_read_once_per_run(tmp_path, make_image, monkeypatch)
     assert json.loads((out / "dataset.json").read_text())["images"] == 3
 
 
+def test_csv_names_with_a_carriage_return_keep_their_row_and_the_formula_guard(tmp_path, monkeypatch):
+    """Issue 27: a file named CR + ``=1+1.png`` was written bare in summary.csv (Python's writer quotes
+    only "\\n"): a CSV reader split the row there and got a cell starting with ``=``."""
+    import shutil
+
+    from aptviz.cli.command import main
+
+    names = ["\r=1+1.png", "a\r=2+2.png", "b\n@c.png", "d\u2028=e.png"]
+    for name in names:
+        shutil.copy(Path(__file__).resolve().parents[1] / "sample_images" / "chelsea.png", tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    try:
+        main(["-o", "out", "-m", "v1", "-q", "-j", "1", "--", *names])
+    except SystemExit as exc:
+        assert exc.code == 0
+    with open(tmp_path / "out" / "summary.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 1 + len(names) and {len(r) for r in rows} == {len(rows[0])}
+    images = sorted(r[0] for r in rows[1:])
+    assert images == sorted("'" + n if n.startswith("\r") else n for n in names)
+    assert not [cell for row in rows[1:] for cell in row if cell[:1] in ("=", "+", "@")]
+
+
+@given(st.lists(st.lists(st.text(alphabet="a=,\"'\r\n\x0b\x85\u2028\u2029 1", max_size=6), min_size=2, max_size=2),
+                max_size=5))  # fmt: skip
+def test_csv_lines_read_back_one_row_per_row(cells):
+    """Any text, line breaks included, reads back as one CSV row per row, cell by cell as csv_cell gives it."""
+    import io
+
+    from aptviz.output.atomic import csv_cell, csv_lines
+
+    rows = [{"a": a, "b": b} for a, b in cells]
+    back = list(csv.reader(io.StringIO(csv_lines(rows, ["a", "b"]), newline="")))
+    assert back == [[csv_cell(a), csv_cell(b)] for a, b in cells]
+
+
+def _broken_stats(path, where, value):
+    data = json.loads(path.read_text())
+    node = data
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    path.write_text(json.dumps(data))
+
+
+def test_stats_json_of_the_wrong_types_is_redone_and_the_other_rows_kept(tmp_path, make_image):
+    """Issue 27: a stats.json field of the wrong type (``"frames": "2"``, a number as text, a malformed
+    histogram) crashed the next run, shrank summary.json and left report.html stale, run after run.
+    Such an image is not complete: the next run redoes it, and the other images keep their rows."""
+    import aptviz
+
+    paths = [make_image(f"img{i}.png", seed=i) for i in range(3)]
+    out = tmp_path / "out"
+    assert aptviz.run(paths, out, ["v1", "v2"], workers=1).return_code == 0
+    good = {i: (out / f"img{i}" / "stats.json").read_bytes() for i in range(3)}
+    breaks = [
+        (("image", "frames"), "2"),
+        (("selections", 0, "tokens"), "5"),
+        (("selections", 1, "retention"), "0.5"),
+        (("importance_histogram",), {"x": "y"}),
+        (("grid", "14"), [1, 2, 3]),
+        (("selections", 0, "tokens_by_scale", "14"), None),
+        (("importance", "28", "mean"), "nan"),
+        (("selections", 0, "base_small_tokens"), 0),  # a number the report divides by
+        (("image", "frames"), -5),
+        (("time",), "2"),  # the time axis (a video's frames and tubelets)
+        (("time",), {"frames": "2", "tubelets": 1}),
+        (("selections", 1, "retention"), 10**400),  # an int no float holds
+    ]
+    for where, value in breaks:
+        _broken_stats(out / "img1" / "stats.json", where, value)
+        (out / "report.html").unlink()
+        report = aptviz.run(paths, out, ["v1", "v2"], workers=1)
+        assert report.return_code == 0, where
+        status = {Path(r.path).name: r.status.value for r in report.results}
+        assert status == {"img0.png": "skipped", "img1.png": "done", "img2.png": "skipped"}, where
+        assert len(json.loads((out / "summary.json").read_text())) == 6, where
+        assert (out / "report.html").read_text().count('class="card"') == 3, where
+        assert {i: (out / f"img{i}" / "stats.json").read_bytes() for i in range(3)} == good, where
+
+
+def test_summary_leaves_out_a_folder_whose_stats_json_has_the_wrong_types(tmp_path, make_image):
+    """A folder this run does not redo, with a malformed stats.json, is left out; the others are kept."""
+    import aptviz
+
+    paths = [make_image(f"img{i}.png", seed=i) for i in range(3)]
+    out = tmp_path / "out"
+    assert aptviz.run(paths, out, ["v1", "v2"], workers=1).return_code == 0
+    _broken_stats(out / "img2" / "stats.json", ("image", "resized_size"), ["448", 308])
+    assert aptviz.run(paths[:1], out, ["v1", "v2"], workers=1).return_code == 0
+    rows = json.loads((out / "summary.json").read_text())
+    assert sorted(Path(r["image"]).name for r in rows) == ["img0.png", "img0.png", "img1.png", "img1.png"]
+    from conftest import aptviz as command  # the command says so, in one line
+
+    r = command(paths[0], "-o", out, "-m", "v1", "-m", "v2", "-j", "1")
+    assert r.returncode == 0 and r.stderr == (
+        f"WARNING: {out / 'img2' / 'stats.json'}: left out of the summary "
+        "(stats.json: wrong type or value of resized_size)\n"
+    ), r.stderr
+
+
 import shutil  # noqa: E402
 
 from conftest import aptviz, small_images  # noqa: E402

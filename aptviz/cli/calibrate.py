@@ -182,4 +182,4 @@ def _print(cal, written: Path, measure: str | None = None) -> None:
         f"{cal.statistic} retention {cal.achieved:.4f} "
         f"(target {cal.target:g}, {where})"
     )
-    console.print(f"wrote {written}")
+    console.print(f"wrote {terminal_text(written)}", markup=False)

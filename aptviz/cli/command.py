@@ -41,6 +41,7 @@ from aptviz.cli.options import (
     JsonOut,
     LineWidth,
     MaxMemory,
+    Ocr,
     Output,
     OverlayFormat,
     Overwrite,
@@ -87,6 +88,7 @@ def run(
     overlay_format: OverlayFormat = "jpg",
     figure_format: FigureFormat = "png",
     export_tokens: ExportTokens = False,
+    ocr: Ocr = False,
     max_memory: MaxMemory = None,
     json_out: JsonOut = False,
     *,
@@ -98,6 +100,8 @@ def run(
     view = _view(json_out, opts.quiet, opts.verbose)
     with usage_errors(view):
         params, runs = request_from(opts)
+        if ocr:
+            params = _with_ocr(params)
         memory = memory_from(max_memory)
         render = render_from(
             color_by_scale, line_width, caption, overlay_format, window_from(show_windows, params), figure_format
@@ -109,6 +113,16 @@ def run(
         )  # fmt: skip
     view.finish(report)
     raise typer.Exit(report.return_code)
+
+
+def _with_ocr(params):
+    """``params`` with ``ocr`` on; MissingExtraError (one line, exit 2) without Tesseract."""
+    from dataclasses import replace
+
+    from aptviz.compute.ocr import require_tesseract
+
+    require_tesseract()
+    return replace(params, ocr=True)
 
 
 def _view(json_out: bool, quiet: bool, verbose: bool):

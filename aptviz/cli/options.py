@@ -75,6 +75,12 @@ ExportTokens = Annotated[
     typer.Option("--export-tokens", help="Also write tokens.npz: each selection's kept patches as Qwen2-VL vision "
                  "rows (the fields of aptviz.qwen2vl), keys suffixed with the selection's label."),
 ]  # fmt: skip
+Ocr = Annotated[
+    bool,
+    typer.Option("--ocr", help="Text fidelity: Tesseract's character accuracy (1 - CER, 0-1) on each model view and "
+                 "both uniform views against its text on the resized image (ocr_apt, ocr_uniform, ocr_uniform_llm; "
+                 "empty without text). Needs the tesseract program (system package tesseract-ocr)."),
+]  # fmt: skip
 JsonOut = Annotated[bool, typer.Option("--json", help="Print stats as JSON on stdout and nothing else there.")]
 
 # -- selections -------------------------------------------------------------------------------------
@@ -155,6 +161,22 @@ NumScales = Annotated[int, typer.Option("--num-scales", metavar="N", help="Numbe
 MinPixels = Annotated[int, typer.Option("--min-pixels", metavar="N", help="smart_resize minimum pixel count.")]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", metavar="N", help="smart_resize maximum pixel count.")]
 Bins = Annotated[int, typer.Option("--bins", metavar="N", help="Histogram bins for the entropy.")]
+# videos (docs/video.md): sampling and per-frame size as qwen-vl-utils, and the static-token rule
+Fps = Annotated[float, typer.Option("--fps", metavar="F", help="Videos: frames sampled per second (min 4, max 768 "
+                                    "frames, an even count).")]
+Nframes = Annotated[int | None, typer.Option("--nframes", metavar="N", help="Videos: sample N frames (rounded to "
+                                             "an even count) instead of --fps.", show_default=False)]
+VideoMinPixels = Annotated[int | None, typer.Option("--video-min-pixels", metavar="N", show_default=False,
+                                                    help="Videos: per-frame minimum pixels. [default: 128 u^2]")]
+VideoMaxPixels = Annotated[int | None, typer.Option("--video-max-pixels", metavar="N", show_default=False,
+                                                    help="Videos: per-frame maximum pixels. [default: 768 u^2]")]
+VideoTotalPixels = Annotated[int | None, typer.Option("--video-total-pixels", metavar="N", show_default=False,
+                                                      help="Videos: pixels of all frames together, which caps the "
+                                                      "per-frame size. [default: 115200 u^2]")]
+StaticThreshold = Annotated[float | None, typer.Option(
+    "--static-threshold", metavar="T", show_default=False,
+    help="Videos: drop APT tokens lying wholly in merge units whose mean absolute gray difference against the "
+    "previous tubelet is <= T (gray levels 0-255). [default: off]")]
 DeviceOpt = Annotated[
     Device,
     typer.Option("--device", case_sensitive=False, help="Where to compute entropy and selection."),
@@ -166,8 +188,8 @@ ColorByScale = Annotated[
 ]
 ShowWindows = Annotated[
     bool,
-    typer.Option("--show-windows", help="Overlays: draw Qwen2.5-VL's attention-window borders (112 px, 4x4 merge "
-                 "units) in red, with a legend entry (needs --model qwen2.5-vl: the other models attend to the whole "
+    typer.Option("--show-windows", help="Overlays and compare.png: draw Qwen2.5-VL's attention-window borders (112 "
+                 "px, 4x4 merge units) in red (needs --model qwen2.5-vl: the other models attend to the whole "
                  "image)."),
 ]  # fmt: skip
 LineWidth = Annotated[int, typer.Option("--line-width", help="Overlays: boundary line width in pixels (1-16).")]
@@ -214,6 +236,11 @@ PIPELINE_OPTIONS = (
     ("importance", Importance, None),  # a list of measures; none given: Params' (entropy)
     ("aggregate", AggregateOpt, _DEFAULT["aggregate"]),
     ("device", DeviceOpt, Device.auto),
+    *((name, kind, _DEFAULT[name]) for name, kind in (
+        ("fps", Fps), ("nframes", Nframes), ("video_min_pixels", VideoMinPixels),
+        ("video_max_pixels", VideoMaxPixels), ("video_total_pixels", VideoTotalPixels),
+        ("static_threshold", StaticThreshold),
+    )),
 )  # fmt: skip
 SCAN_OPTIONS = (("recursive", Recursive, False), ("workers", Workers, None))
 VERBOSITY_OPTIONS = (("quiet", Quiet, False), ("verbose", Verbose, False), ("version", Version, None))

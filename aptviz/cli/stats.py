@@ -89,14 +89,21 @@ def stats(
     """Parse, run :func:`~aptviz.datasets.engines.run_stats`, print, exit with the report's code."""
     from aptviz.datasets.engines import run_stats
 
+    from aptviz.errors import OutputError
+
     view = StatsView(opts.quiet)
     with usage_errors(view):
         params, runs = request_from(opts)
-        report = run_stats(
-            inputs, output, runs, params, recursive=opts.recursive, image_column=image_column, engine=engine.value,
-            workers=opts.workers, ray_address=ray_address, log_level=opts.log_level, on_progress=view.on_progress,
-            max_memory=memory_from(max_memory), fidelity=fidelity,
-        )  # fmt: skip
+        try:
+            report = run_stats(
+                inputs, output, runs, params, recursive=opts.recursive, image_column=image_column,
+                engine=engine.value, workers=opts.workers, ray_address=ray_address, log_level=opts.log_level,
+                on_progress=view.on_progress, max_memory=memory_from(max_memory), fidelity=fidelity,
+            )  # fmt: skip
+        except OutputError as exc:  # a full disk: one line, exit 1 (the rows not written are redone next time)
+            view.stop()
+            sys.stderr.write(f"aptviz: error: {terminal_text(exc, ERROR_CHARS)}\n")
+            raise typer.Exit(1) from None
     view.finish(report)
     if summary and report.rows + report.skipped and not report.interrupted:
         _summary(output, json_out=False, quiet=opts.quiet)
@@ -138,7 +145,7 @@ def _summary(output: Path, json_out: bool, quiet: bool) -> None:
         console = Console(highlight=False)
         console.print(summary_table(summaries))
         if path is not None:
-            console.print(f"Summary written to {path}", markup=False)
+            console.print(f"Summary written to {terminal_text(path)}", markup=False)
 
 
 def _num(v) -> str:

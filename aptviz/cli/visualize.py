@@ -33,7 +33,10 @@ def image_title(stats: ImageStats) -> str:
     img = stats.image
     (ow, oh), (rw, rh) = img.original_size, img.resized_size
     title = f"{terminal_text(img.path)}  {ow}x{oh} -> {rw}x{rh}"
-    if img.frames > 1:
+    time = stats.time
+    if time is not None and time.total_frames is not None:  # a video (docs/video.md)
+        title += f"  ({time.frames} of {time.total_frames} frames, {time.tubelets} tubelets)"
+    elif img.frames > 1:
         title += f"  (first of {img.frames} frames)"
     if len(stats.measures) > 1:
         title += "  importance: " + ", ".join(stats.measures)
@@ -56,25 +59,25 @@ def image_table(stats: ImageStats) -> Table:
     scales = stats.scales
     several = len(stats.measures) > 1
     table = Table(title=Text(image_title(stats)), title_justify="left", caption_justify="left")
-    if several:
-        table.add_column("importance")
-    table.add_column("method")
-    table.add_column("alpha", justify="right")
+    if several:  # 80 columns: one "selection" column under a row per measure (see _by_measure)
+        table.add_column("selection")
+    else:
+        table.add_column("method")
+        table.add_column("alpha", justify="right")
     table.add_column("/".join(str(ps) for ps in scales) + " px", justify="right")
     for col in ("ViT\ntokens", "LLM\ntokens", "ViT\nret.", "LLM\nret.", "target"):
         table.add_column(col, justify="right")
-    for sel in stats.selections:
+    for sel, end in _by_measure(table, stats.selections, several):
         target = sel.target_retention
         table.add_row(
-            *([sel.importance] if several else []),
-            sel.method,
-            format_alpha(sel.alpha),
+            *([_selection(sel.method, sel.alpha)] if several else [sel.method, format_alpha(sel.alpha)]),
             "/".join(str(sel.tokens_by_scale[ps]) for ps in scales),
             str(sel.tokens),
             _num(sel.llm_tokens),
             f"{sel.retention:.4f}",
             _num(sel.llm_retention, "{:.4f}"),
             "-" if target is None else f"{target:.4f}",
+            end_section=end,
         )
     if stats.selections:
         first = stats.selections[0]
@@ -101,7 +104,60 @@ def image_table(stats: ImageStats) -> Table:
     ]
     if ssims:
         table.caption += "; SSIM, APT / uniform: " + ", ".join(ssims)
+    if stats.params.ocr:
+        table.caption += "; " + _ocr_caption(stats, several)
+    table.caption += _static_caption(stats, several)
     return table
+
+
+def _ocr_caption(stats: ImageStats, several: bool) -> str:
+    """``--ocr``: Tesseract's character accuracy of every selection's three views, or that the image has no text."""
+    if all(sel.ocr_apt is None for sel in stats.selections):
+        return "OCR accuracy: no text in the image"
+    scores = [
+        f"{_name(sel, several)} " + "/".join(_num(v, "{:.3f}") for v in (sel.ocr_apt, sel.ocr_uniform, sel.ocr_uniform_llm))
+        for sel in stats.selections
+    ]
+    return "OCR accuracy, APT / uniform at equal ViT / at equal LLM tokens: " + ", ".join(scores)
+
+
+def _selection(method: str, alpha) -> str:
+    """``budget 0.3`` (``v1`` alone): a selection under its measure's row.
+
+    Examples
+    --------
+    >>> _selection("budget", 0.3), _selection("v1", None)
+    ('budget 0.3', 'v1')
+    """
+    return method if alpha is None else f"{method} {format_alpha(alpha)}"
+
+
+def _by_measure(table: Table, items, several: bool, measure=lambda item: item.importance):
+    """``(item, ends its section)`` in order; with several measures grouped by measure, each group under a
+    bold row naming it. The measure then needs no column of its own: the table fits 80 columns
+    without cutting a word."""
+    items = list(items)
+    if not several:
+        yield from ((item, False) for item in items)
+        return
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(measure(item), []).append(item)
+    blanks = [""] * (len(table.columns) - 1)
+    for i, (name, group) in enumerate(groups.items()):
+        table.add_row(Text(str(name), style="bold"), *blanks)
+        for j, item in enumerate(group):
+            yield item, j == len(group) - 1 and i < len(groups) - 1
+
+
+def _static_caption(stats: ImageStats, several: bool) -> str:
+    """A video's LLM tokens with the static rule, per selection (docs/video.md); empty otherwise."""
+    static = [f"{_name(sel, several)} {sel.static_llm_tokens}" for sel in stats.selections
+              if sel.static_llm_tokens is not None]  # fmt: skip
+    if not static or stats.time is None:
+        return ""
+    return (f"; LLM tokens with the static rule (T={stats.time.static_threshold:g}), all "
+            f"{stats.time.tubelets} tubelets: " + ", ".join(static))  # fmt: skip
 
 
 def _name(sel, several: bool) -> str:
@@ -149,13 +205,13 @@ def aggregate_table(groups) -> Table:
     table = Table(title="Summary per method and alpha", title_justify="left")
     several = len({g.importance for g in groups}) > 1
     headers = ("method", "alpha", "n", "ViT\nret.", "min", "max", "LLM\nret.", "ViT\ntokens", "LLM\ntokens")
-    for col in (("importance",) if several else ()) + headers:
-        table.add_column(col, justify="left" if col in ("method", "importance") else "right")
-    for g in groups:
+    if several:  # 80 columns: one "selection" column under a row per measure
+        headers = ("selection",) + headers[2:]
+    for col in headers:
+        table.add_column(col, justify="left" if col in ("method", "selection") else "right")
+    for g, end in _by_measure(table, groups, several):
         table.add_row(
-            *([str(g.importance)] if several else []),
-            g.method,
-            format_alpha(g.alpha),
+            *([_selection(g.method, g.alpha)] if several else [g.method, format_alpha(g.alpha)]),
             str(g.images),
             f"{g.mean_retention:.4f}",
             f"{g.min_retention:.4f}",
@@ -163,6 +219,7 @@ def aggregate_table(groups) -> Table:
             _num(g.mean_llm_retention, "{:.4f}"),
             f"{g.mean_tokens:.1f}",
             _num(g.mean_llm_tokens, "{:.1f}"),
+            end_section=end,
         )
     table.caption = "ret. (retention), tokens: means over the n images; min, max: of the ViT ret."
     table.caption_justify = "left"
@@ -265,4 +322,4 @@ class RunView:
         if images:
             skipped = report.count(Status.skipped)
             note = f" ({skipped} already complete, skipped)" if skipped and len(images) > COMPACT_ABOVE else ""
-            self.out.print(f"Outputs in {report.output}/{note}", markup=False)
+            self.out.print(f"Outputs in {terminal_text(report.output)}/{note}", markup=False)

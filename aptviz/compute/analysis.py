@@ -28,10 +28,11 @@ from aptviz.compute.entropy import PAD
 from aptviz.compute.histogram import value_histogram
 from aptviz.compute.importance import compute_importance, informative_scale
 from aptviz.compute.loading import LoadedImage, decode_limit, open_image
+from aptviz.compute.ocr import OcrScores
 from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import Selection, select
-from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats
+from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats, TimeAxis
 from aptviz.compute.views import ModelView, all_views
 from aptviz.compute.xp import to_numpy
 from aptviz.errors import InputError, ParameterError
@@ -41,6 +42,7 @@ __all__ = [
     "SelectionKey",
     "SelectionResult",
     "analyse_file",
+    "analyse_frames",
     "analyse_loaded",
     "entropy_summary",
     "image_stats",
@@ -62,6 +64,7 @@ class SelectionResult:
     spec: RunSpec
     selection: Selection
     view: ModelView | None = None
+    ocr: OcrScores | None = None  # --ocr only
 
     @property
     def key(self) -> SelectionKey:
@@ -94,6 +97,9 @@ class Analysis:
         In the order asked.
     shown_scale : int
         The scale the one-scale pictures show (:func:`informative_scale`).
+    clip : ndarray or None
+        The time axis: ``(T, H, W, 3)`` uint8 frames analysed together (a
+        video tubelet, ``resized`` is its first frame), None for an image (T = 1).
     """
 
     path: Path
@@ -103,6 +109,12 @@ class Analysis:
     maps_by_measure: Mapping[str, Mapping[int, np.ndarray]]
     selections: tuple[SelectionResult, ...]
     shown_scale: int
+    clip: np.ndarray | None = None
+
+    @property
+    def frames(self) -> int:
+        """Frames analysed together: 1 for an image, the temporal patch size for a video tubelet."""
+        return 1 if self.clip is None else int(self.clip.shape[0])
 
     @property
     def measure(self) -> str:
@@ -156,6 +168,26 @@ def _views(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection]
     return all_views(loaded.image, resized, pairs, p.patch_size, p.merge_size, p.min_pixels)
 
 
+def _ocr(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], seen: list, p: Params) -> list:
+    """Tesseract's character accuracy on every selection's model view and both uniform views (``--ocr``).
+
+    The view at equal LLM tokens is made here by the rule of
+    :func:`aptviz.compute.ocr.llm_uniform_view`; a selection without an LLM
+    count (merge units straddled) scores None there.
+    """
+    from aptviz.compute.ocr import llm_uniform_view, ocr_scores
+    from aptviz.compute.tokens import token_counts
+
+    size = (resized.shape[1], resized.shape[0])
+    triples = []
+    for sel, view in zip(selections, seen):
+        llm = token_counts(sel.tokens_by_scale, sel.base_small_tokens, p.patch_size, p.merge_size).llm_tokens
+        uniform_llm = None if llm is None else llm_uniform_view(
+            loaded.image, size, llm, p.patch_size, p.merge_size, p.min_pixels).image
+        triples.append((view.apt, view.uniform.image, uniform_llm))
+    return ocr_scores(resized, triples)
+
+
 def _measures(runs: list[RunSpec], params: Params) -> dict[str, str | None]:
     """``{measure: aggregate}`` the selections run on, in order: Params' unless a spec carries its own.
 
@@ -201,11 +233,33 @@ def analyse_loaded(
     resized = np.asarray(resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels))
     img = loaded.image
     logger.debug("{}: {}x{} -> {}x{}", path, img.width, img.height, resized.shape[1], resized.shape[0])
+    return analyse_frames(path, loaded, resized, runs, params, views)
+
+
+def analyse_frames(
+    path: str | Path, loaded: LoadedImage, resized: np.ndarray, runs: list[RunSpec], params: Params,
+    views: bool = True,
+) -> Analysis:  # fmt: skip
+    """Importance maps, selections and model views of resized pixels with a time axis (t >= 1).
+
+    ``resized`` is one ``(H, W, 3)`` image (t = 1), or ``(T, H, W, 3)``
+    frames analysed together (a video tubelet): each cell's importance then
+    covers every frame's pixels (:func:`aptviz.compute.importance.importance_over_time`,
+    NumPy) and the selections are the image methods' on those maps. Model
+    views are computed for t = 1 only. Parameters as :func:`analyse_loaded`.
+    """
+    path, params = Path(path), params.resolved()
+    clip = None
+    if resized.ndim == 4:
+        clip = resized if resized.shape[0] > 1 else None
+        resized = resized[0]
+        views = views and clip is None
+    pixels = resized if clip is None else clip
     measures = _measures(runs, params)
     on = [spec.importance or params.importance for spec in runs]  # each selection's measure
     try:
         all_maps = {
-            m: compute_importance(resized, m, agg, params.patch_size, params.num_scales, params.bins, params.device)
+            m: compute_importance(pixels, m, agg, params.patch_size, params.num_scales, params.bins, params.device)
             for m, agg in measures.items()
         }
         chosen = [select(all_maps[m], spec.check_scales(params.num_scales), m) for spec, m in zip(runs, on)]
@@ -220,6 +274,7 @@ def analyse_loaded(
     for view in filter(None, seen):  # the views' pictures are read-only too
         view.apt.flags.writeable = False
         view.uniform.image.flags.writeable = False
+    scored = _ocr(loaded, resized, chosen, seen, params) if params.ocr and views else [None] * len(chosen)
     first = next(iter(by_measure))
     return Analysis(
         path=path,
@@ -227,8 +282,11 @@ def analyse_loaded(
         resized=resized,
         params=params,
         maps_by_measure=MappingProxyType(by_measure),
-        selections=tuple(SelectionResult(m, spec, sel, v) for spec, m, sel, v in zip(runs, on, chosen, seen)),
+        selections=tuple(
+            SelectionResult(m, spec, sel, v, o) for spec, m, sel, v, o in zip(runs, on, chosen, seen, scored)
+        ),
         shown_scale=informative_scale(first, by_measure[first]),
+        clip=None if clip is None else _frozen(clip),
     )
 
 
@@ -264,12 +322,15 @@ def entropy_summary(ent) -> EntropySummary:
 
 
 def selection_stats(
-    sel: Selection, params: Params, view: ModelView | None = None, spec: RunSpec | None = None
+    sel: Selection, params: Params, view: ModelView | None = None, spec: RunSpec | None = None,
+    ocr: OcrScores | None = None,
 ) -> SelectionStats:
     """One element of stats.json ``selections`` (no files), with its measure (``spec``'s own, in runs
     of several, else Params'), its ViT and LLM token counts and, given its ModelView, the model-view
     numbers."""
     numbers = view.stats.to_dict() if view is not None else {}
+    if ocr is not None:
+        numbers.update(ocr.to_dict())
     own = spec is not None and spec.importance is not None
     stats = SelectionStats(
         method=str(sel.method),
@@ -320,7 +381,7 @@ def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
         params=p,
         grid={ps: tuple(m.shape) for ps, m in maps.items()},
         entropy={ps: entropy_summary(m) for ps, m in maps.items()},
-        selections=[selection_stats(s.selection, p, s.view, s.spec) for s in analysis.selections],
+        selections=[selection_stats(s.selection, p, s.view, s.spec, s.ocr) for s in analysis.selections],
         importance_histogram=value_histogram(maps, analysis.measure, p.bins),
         render=render,
         importance_by_measure={
@@ -329,4 +390,5 @@ def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
         importance_histograms={
             m: value_histogram(per, m, p.bins) for m, per in analysis.maps_by_measure.items()
         } if analysis.several_measures else None,
+        time=TimeAxis(frames=analysis.frames, tubelets=1),
     )  # fmt: skip

@@ -13,7 +13,7 @@ import numpy as np
 
 from aptviz.compute.entropy import PAD
 
-__all__ = ["HIST_BINS", "merge_histograms", "value_histogram", "value_range"]
+__all__ = ["HIST_BINS", "is_histogram", "merge_histograms", "value_histogram", "value_range"]
 
 HIST_BINS = 500  # linear bins over the measure's range (entropy: 0 .. log2(bins) bits)
 
@@ -84,3 +84,29 @@ def _rebin(counts: np.ndarray, hi: float, new_hi: float) -> np.ndarray:
     centres = (np.arange(HIST_BINS) + 0.5) * hi / HIST_BINS
     idx = np.clip((centres / new_hi * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
     return np.bincount(idx, weights=counts, minlength=HIST_BINS).astype(np.int64)
+
+
+def is_histogram(hist) -> bool:
+    """Whether ``hist`` is a per-scale histogram as :func:`value_histogram` writes it (from an untrusted stats.json).
+
+    Scale keys are digit strings; ``lo`` and ``hi`` finite numbers with
+    ``lo < hi``; ``counts`` at most :data:`HIST_BINS` non-negative integers.
+
+    Examples
+    --------
+    >>> is_histogram({"14": {"lo": 0.0, "hi": 9.0, "counts": [1, 2]}}), is_histogram({"x": "y"})
+    (True, False)
+    """
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def scale(key, h) -> bool:
+        return (
+            isinstance(key, str) and key.isdigit() and isinstance(h, dict)
+            and number(h.get("lo")) and number(h.get("hi")) and h["lo"] < h["hi"]
+            and isinstance(h.get("counts"), list) and len(h["counts"]) <= HIST_BINS
+            and set(map(type, h["counts"])) <= {int} and min(h["counts"], default=0) >= 0
+        )  # fmt: skip
+
+    return isinstance(hist, dict) and all(scale(k, h) for k, h in hist.items())

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aptviz.compute.entropy import PAD, compute_maps, grayscale, scales_for
+from aptviz.compute.entropy import PAD, compute_maps, entropy_maps_over_time, grayscale, scales_for
 from aptviz.compute.params import (
     Aggregate,
     Measure,
@@ -48,6 +48,7 @@ __all__ = [
     "Measure",
     "compute_importance",
     "importance_maps",
+    "importance_over_time",
     "informative_scale",
     "laplacian_response",
     "measure_unit",
@@ -331,6 +332,8 @@ def compute_importance(
     ([0.0, 0.0, 0.1681, 0.1681, 0.0, 0.0], [0.084, 1000000.0])
     """
     measure, aggregate = _check(measure, aggregate, patch_size, num_scales)
+    if isinstance(image, np.ndarray) and image.ndim == 4:  # a time axis: (T, H, W, 3) frames, one tubelet
+        return importance_over_time(image, measure, aggregate, patch_size, num_scales, bins)
     if measure is Measure.entropy:
         return compute_maps(image, patch_size, num_scales, bins, device, backend=backend)
     from aptviz.compute.entropy import as_image_array, as_image_tensor
@@ -415,3 +418,67 @@ def importance_maps(
         image, measure, aggregate, patch_size, num_scales, bins, "cpu" if dev.type == "cpu" else dev
     )
     return {ps: torch.from_numpy(m) if isinstance(m, np.ndarray) else m for ps, m in maps.items()}
+
+
+def importance_over_time(
+    frames: np.ndarray,
+    measure: str | Measure = "entropy",
+    aggregate: str | Aggregate | None = None,
+    patch_size: int = 14,
+    num_scales: int = 3,
+    bins: int = 512,
+) -> dict:
+    """Importance maps of frames analysed together (a video tubelet), NumPy: a cell covers every frame's pixels.
+
+    Entropy is that of the joint histogram of the ``T * ps**2`` gray values
+    (:func:`aptviz.compute.entropy.entropy_maps_over_time`). The other
+    measures aggregate the per-pixel values of all frames: the mean of the
+    per-frame means, the max of the maxima, and the std (``n - 1``) from the
+    per-frame means and stds (Chan et al.'s pairwise update, frames of equal
+    size). One frame gives :func:`compute_importance` of it.
+
+    Parameters
+    ----------
+    frames : ndarray
+        ``(T, H, W, 3)`` uint8.
+    measure, aggregate, patch_size, num_scales, bins
+        As for :func:`compute_importance`.
+
+    Returns
+    -------
+    dict[int, ndarray]
+        ``{ps: float32 map}`` with PAD where the grid overhangs.
+
+    Examples
+    --------
+    >>> img = np.zeros((56, 84, 3), np.uint8); img[:, 42:] = 200
+    >>> one = compute_importance(img, "laplacian", "max")
+    >>> two = importance_over_time(np.stack([img, img * 0]), "laplacian", "max")
+    >>> all(np.array_equal(one[ps], two[ps]) for ps in one)
+    True
+    """
+    measure, aggregate = _check(measure, aggregate, patch_size, num_scales)
+    if measure is Measure.entropy:
+        return entropy_maps_over_time(frames, patch_size, num_scales, bins)
+    per = [compute_importance(f, measure, aggregate, patch_size, num_scales, bins) for f in frames]  # T maps
+    out = {}
+    for ps in per[0]:
+        stack = np.stack([p[ps] for p in per]).astype(np.float64)
+        pad = stack[0] == PAD
+        if aggregate is Aggregate.max:
+            value = stack.max(axis=0)
+        elif aggregate is Aggregate.mean:
+            value = stack.mean(axis=0)
+        else:
+            n, t = ps * ps, stack.shape[0]
+            means = [_frame_means(f, measure, ps, patch_size) for f in frames]
+            m2 = (stack**2 * (n - 1)).sum(axis=0) + n * np.var(np.stack(means), axis=0) * t
+            value = np.sqrt(m2 / (t * n - 1))
+        out[ps] = np.where(pad, PAD, value).astype(np.float32)
+    return out
+
+
+def _frame_means(frame: np.ndarray, measure: Measure, ps: int, patch_size: int) -> np.ndarray:
+    """Per-cell mean of one frame's per-pixel values at ``ps`` (float64, PAD cells as 0), for the std over time."""
+    maps = compute_importance(frame, measure, "mean", patch_size, scales_for(patch_size, 8).index(ps) + 1)
+    return np.where(maps[ps] == PAD, 0.0, maps[ps].astype(np.float64))

@@ -34,6 +34,7 @@ __all__ = [
     "CLIP_STD",
     "PackedPatches",
     "iter_token_arrays",
+    "iter_video_token_arrays",
     "normalize_pixels",
     "pack_selection",
     "token_arrays",
@@ -187,10 +188,11 @@ def pack_selection(
 
     Parameters
     ----------
-    pixels : ndarray, float32, (C, H, W)
+    pixels : ndarray, float32, (C, H, W) or (C, T, H, W)
         The normalized resized image (:func:`normalize_pixels`, or the
         array transformers' processor builds); H and W multiples of
-        ``patch_size * merge_size``.
+        ``patch_size * merge_size``; with a time axis, a video tubelet's
+        ``T = temporal_patch_size`` frames (:func:`_kept_frames`).
     masks : mapping of int to bool grid
         ``Selection.masks``: ``{patch size: True where kept}`` (NumPy arrays
         or torch tensors), a partition of the image.
@@ -220,7 +222,7 @@ def pack_selection(
     (5, 1176)
     """
     pixels = np.asarray(pixels, dtype=np.float32)
-    channels, _, width = pixels.shape
+    channels, width = pixels.shape[0], pixels.shape[-1]  # (C, H, W), or (C, T, H, W) for a tubelet
     cells = {ps: np.argwhere(to_numpy(mask)) for ps, mask in sorted(masks.items())}
     counts = {ps: len(c) for ps, c in cells.items()}
     coords = np.concatenate([c.astype(np.int64) * (ps // patch_size) for ps, c in cells.items()]).reshape(-1, 2)
@@ -242,8 +244,7 @@ def pack_selection(
         part = slice(start, start + len(kept))
         start += len(kept)
         if len(kept) and (ps != patch_size or rows is None):
-            # the patch repeated over time, as Qwen2-VL does for a still image
-            blocks[dest[part]] = _kept_blocks(pixels, kept, ps, patch_size)[:, :, None]
+            blocks[dest[part]] = _kept_frames(pixels, kept, ps, patch_size)
     try:
         llm = llm_tokens(counts, patch_size, merge_size)
     except ValueError:  # patches that straddle merge units: no LLM count
@@ -254,6 +255,15 @@ def pack_selection(
         patch_coords=coords[order],
         llm_tokens=llm,
     )
+
+
+def _kept_frames(pixels: np.ndarray, cells: np.ndarray, ps: int, patch_size: int) -> np.ndarray:
+    """The kept patches over time: (n, C, 1, P, P) for an image (the row repeats it over time, as
+    Qwen2-VL does for a still image), (n, C, T, P, P) for a tubelet's ``(C, T, H, W)`` frames (each
+    frame's own patch, as its video processor lays them out)."""
+    if pixels.ndim == 3:
+        return _kept_blocks(pixels, cells, ps, patch_size)[:, :, None]
+    return np.stack([_kept_blocks(pixels[:, t], cells, ps, patch_size) for t in range(pixels.shape[1])], axis=2)
 
 
 def iter_token_arrays(
@@ -318,3 +328,58 @@ def token_arrays(
     ([[1, 2, 4]], (2, 1176), array([2]))
     """
     return dict(iter_token_arrays(rgb, selections, patch_size, merge_size, temporal_patch_size, mean, std))
+
+
+def iter_video_token_arrays(
+    frames: np.ndarray,
+    selections: Sequence[tuple[str, Sequence[Mapping[int, np.ndarray]]]],
+    patch_size: int = 14,
+    merge_size: int = 2,
+    temporal_patch_size: int = 2,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """tokens.npz of a video (docs/video.md): ``video_grid_thw`` and, per selection, every tubelet's APT rows.
+
+    Parameters
+    ----------
+    frames : ndarray, uint8, (T, H, W, 3)
+        The resized frames, ``T`` a multiple of ``temporal_patch_size``.
+    selections : sequence of (label, masks per tubelet)
+        Each selection's label and one mask dict per tubelet (the static
+        rule's masks give the rows it keeps).
+    patch_size, merge_size, temporal_patch_size, mean, std
+        As :func:`iter_token_arrays`.
+
+    Yields
+    ------
+    (str, ndarray)
+        ``video_grid_thw`` ``[[tubelets, H/P, W/P]]``; per selection
+        ``apt_pixel_values_<label>`` (the tubelets' rows one after another),
+        ``apt_patch_sizes_<label>``, ``apt_patch_coords_<label>`` and, one
+        entry per tubelet, ``apt_vit_token_counts_<label>`` and
+        ``apt_llm_token_counts_<label>``. When every kept patch is ``P`` px,
+        the rows are transformers' ``pixel_values_videos``.
+
+    Examples
+    --------
+    >>> frames = np.zeros((4, 28, 56, 3), np.uint8)
+    >>> per = [{14: np.zeros((2, 4), bool), 28: np.ones((1, 2), bool)}] * 2
+    >>> arrays = dict(iter_video_token_arrays(frames, [("v1", per)]))
+    >>> arrays["video_grid_thw"].tolist(), arrays["apt_pixel_values_v1"].shape, arrays["apt_vit_token_counts_v1"]
+    ([[2, 2, 4]], (4, 1176), array([2, 2]))
+    """
+    t = temporal_patch_size
+    n, height, width = frames.shape[0] // t, frames.shape[1], frames.shape[2]
+    yield "video_grid_thw", np.array([[n, height // patch_size, width // patch_size]], dtype=np.int64)
+
+    def tubelet(i: int) -> np.ndarray:  # (C, T, H, W), normalized when needed: one tubelet in memory at a time
+        return np.stack([normalize_pixels(f, mean=mean, std=std) for f in frames[i * t : (i + 1) * t]], axis=1)
+
+    for label, per_tubelet in selections:
+        packed = [pack_selection(tubelet(i), masks, patch_size, merge_size, t) for i, masks in enumerate(per_tubelet)]
+        yield f"apt_pixel_values_{label}", np.concatenate([p.pixel_values for p in packed])
+        yield f"apt_patch_sizes_{label}", np.concatenate([p.patch_sizes for p in packed])
+        yield f"apt_patch_coords_{label}", np.concatenate([p.patch_coords for p in packed])
+        yield f"apt_vit_token_counts_{label}", np.array([p.vit_tokens for p in packed], dtype=np.int64)
+        yield f"apt_llm_token_counts_{label}", np.array([p.llm_tokens for p in packed], dtype=np.int64)

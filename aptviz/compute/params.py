@@ -36,6 +36,7 @@ __all__ = [
     "Params",
     "RunSpec",
     "Statistic",
+    "VIDEO_FIELDS",
     "build_runs",
     "check_aggregate",
     "default_thresholds",
@@ -379,8 +380,19 @@ class Params:
     importance: str = "entropy"
     aggregate: str | None = None
     model: str = "qwen2-vl"
+    ocr: bool = False  # --ocr: Tesseract's character accuracy on every view (recorded only when on)
+    # videos only (docs/video.md): sampling, per-frame pixel bounds (None: u-based defaults), static tokens.
+    # stats.json records them only when they differ from these defaults, so image outputs do not change.
+    fps: float = 2.0
+    nframes: int | None = None
+    video_min_pixels: int | None = None
+    video_max_pixels: int | None = None
+    video_total_pixels: int | None = None
+    static_threshold: float | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ocr, bool):
+            raise ParameterError(f"ocr must be true or false, got {self.ocr!r}")
         model = parse_model(self.model)
         object.__setattr__(self, "model", model.value)
         defaults = preset(model)
@@ -400,11 +412,31 @@ class Params:
             )
         if self.min_pixels > self.max_pixels:
             raise ParameterError(f"min-pixels ({self.min_pixels}) must not exceed max-pixels ({self.max_pixels})")
+        _check_factor_fits(self.patch_size, self.merge_size, self.max_pixels)
         object.__setattr__(self, "device", parse_device(self.device))
         measure = parse_measure(self.importance)
         aggregate = check_aggregate(measure, self.aggregate)
         object.__setattr__(self, "importance", measure.value)
         object.__setattr__(self, "aggregate", None if aggregate is None else aggregate.value)
+        self._check_video()
+
+    def _check_video(self) -> None:
+        """Validate the video fields (sampling rate, frame count, pixel bounds, static threshold)."""
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps < math.inf:
+            raise ParameterError(f"fps must be a number > 0, got {self.fps!r}")
+        object.__setattr__(self, "fps", float(self.fps))
+        if self.nframes is not None:
+            _check_int("nframes", self.nframes, 2)
+            if self.fps != Params.__dataclass_fields__["fps"].default:  # qwen-vl-utils takes one or the other
+                raise ParameterError("give --fps or --nframes, not both")
+        for name in ("video_min_pixels", "video_max_pixels", "video_total_pixels"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name))
+        t = self.static_threshold
+        if t is not None:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf:
+                raise ParameterError(f"static-threshold must be a gray level >= 0, got {t!r}")
+            object.__setattr__(self, "static_threshold", float(t))
 
     @property
     def preset(self) -> ModelPreset:
@@ -466,7 +498,18 @@ class Params:
         ['model', 'patch_size', 'merge_size']
         """
         out = asdict(self)
+        if not out["ocr"]:  # recorded only when on: the params of other runs stay as they were
+            del out["ocr"]
+        for name in VIDEO_FIELDS:  # recorded only when set: image outputs stay as they were
+            if out[name] == _VIDEO_DEFAULTS[name]:
+                del out[name]
         return {"model": out.pop("model"), **out}
+
+
+VIDEO_FIELDS = ("fps", "nframes", "video_min_pixels", "video_max_pixels", "video_total_pixels", "static_threshold")
+"""The :class:`Params` fields that only videos use."""
+
+_VIDEO_DEFAULTS = {name: Params.__dataclass_fields__[name].default for name in VIDEO_FIELDS}
 
 
 def params_and_measures(**params) -> tuple[Params, list[str]]:
@@ -482,6 +525,28 @@ def params_and_measures(**params) -> tuple[Params, list[str]]:
     """
     importance, aggregate, measures = split_measures(params.get("importance") or "entropy", params.get("aggregate"))
     return Params(**{**params, "importance": importance, "aggregate": aggregate}), measures
+
+
+def _check_factor_fits(patch_size: int, merge_size: int, max_pixels: int) -> None:
+    """ParameterError when one resize unit (``patch_size * merge_size`` px square) is more than ``max_pixels``.
+
+    smart_resize makes both sides multiples of that unit, at least one unit
+    each: with ``--merge-size 1000`` every image became 14000 x 14000 pixels
+    (196 million, 7 GB), whatever ``--max-pixels`` said.
+
+    Examples
+    --------
+    >>> _check_factor_fits(14, 1000, 1003520)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    aptviz.errors.ParameterError: patch-size x merge-size is 14 x 1000 = 14000 px: one 14000x14000 unit is ...
+    """
+    factor = patch_size * merge_size
+    if factor * factor > max_pixels:
+        raise ParameterError(
+            f"patch-size x merge-size is {patch_size} x {merge_size} = {factor} px: one {factor}x{factor} unit "
+            f"is {factor * factor} pixels, more than max-pixels ({max_pixels})"
+        )
 
 
 def _check_int(name: str, value, lo: int = 1) -> None:

@@ -93,7 +93,8 @@ def resize_image(
     Raises
     ------
     InputError
-        When the aspect ratio is 200 or more.
+        When the aspect ratio is 200 or more, or when the size would exceed
+        ``max_pixels`` (one ``factor`` cell is larger, or min-pixels rounds up past it).
 
     Examples
     --------
@@ -105,6 +106,11 @@ def resize_image(
         h, w = smart_resize(image.height, image.width, factor, min_pixels, max_pixels)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
+    if h * w > max_pixels:  # min-pixels rounded up past max-pixels: never more pixels than the memory plan allows
+        raise InputError(
+            f"resizes to {w}x{h} = {w * h} pixels, more than max-pixels ({max_pixels}): smart_resize rounds "
+            f"min-pixels ({min_pixels}) up to multiples of {factor}"
+        )
     if (w, h) == image.size:
         return image.copy()
     from PIL import Image

@@ -8,7 +8,11 @@ is one field here (with a default, so older stats.json files still load).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import functools
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 
 from aptviz.compute.params import Params, RunSpec
@@ -20,8 +24,16 @@ __all__ = [
     "ImageInfo",
     "ImageStats",
     "SelectionStats",
+    "TimeAxis",
 ]
 
+
+
+OCR_FIELDS = ("ocr_apt", "ocr_uniform", "ocr_uniform_llm")  # SelectionStats' --ocr numbers
+VIDEO_SELECTION_FIELDS = (
+    "static_vit_tokens", "static_llm_tokens", "tubelet_vit_tokens", "tubelet_llm_tokens",
+    "tubelet_static_vit_tokens", "tubelet_static_llm_tokens", "tubelet_uniform_llm_tokens",
+)  # fmt: skip
 
 
 def _json(value):
@@ -113,6 +125,19 @@ class SelectionStats:
     # SSIM (scikit-image's definition, docs/pipeline.md) of the same two views against the resized image
     ssim_apt: float | None = None
     ssim_uniform: float | None = None
+    # --ocr (SPEC 17): Tesseract's character accuracy (1 - CER) on the views against the resized image;
+    # None without text; in stats.json only when the run asked for it (ImageStats.to_dict)
+    ocr_apt: float | None = None
+    ocr_uniform: float | None = None
+    ocr_uniform_llm: float | None = None
+    # videos only (docs/video.md), absent for images: totals with the static rule, and one entry per tubelet
+    static_vit_tokens: int | None = None
+    static_llm_tokens: int | None = None
+    tubelet_vit_tokens: list[int] | None = None
+    tubelet_llm_tokens: list[int] | None = None
+    tubelet_static_vit_tokens: list[int] | None = None
+    tubelet_static_llm_tokens: list[int] | None = None
+    tubelet_uniform_llm_tokens: list[int] | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -134,7 +159,11 @@ class SelectionStats:
         return self.spec_key == key
 
     def to_dict(self) -> dict:
-        return _to_dict(self)
+        out = _to_dict(self)
+        for name in VIDEO_SELECTION_FIELDS:
+            if out[name] is None:
+                del out[name]
+        return out
 
     def with_token_counts(self, patch_size: int, merge_size: int) -> SelectionStats:
         """Fill ``vit_tokens`` and the LLM numbers from ``tokens_by_scale`` (in place; returns self)."""
@@ -180,6 +209,33 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class TimeAxis:
+    """The time axis of an analysis: 1 frame for an image; a video's sampled frames and tubelets.
+
+    Only ``frames`` and ``tubelets`` are set for an image; stats.json leaves
+    the video fields out when None.
+    """
+
+    frames: int = 1
+    tubelets: int = 1
+    fps: float | None = None  # frames sampled per second of video
+    video_fps: float | None = None  # the file's frame rate
+    total_frames: int | None = None  # frames in the file (decoded)
+    frame_indices: list[int] | None = None
+    tubelet_seconds: list[float] | None = None  # start time of every tubelet
+    static_threshold: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in _to_dict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> TimeAxis | None:
+        if data is not None and not isinstance(data, dict):
+            raise TypeError(f"stats.json: time must be an object, got {type(data).__name__}")
+        return None if data is None else cls(**_known(cls, data))
+
+
+@dataclass(frozen=True)
 class EntropySummary:
     """Range and mean of one importance map over its non-PAD cells (None when it has none)."""
 
@@ -214,6 +270,7 @@ class ImageStats:
     importance_histograms: dict[str, dict] | None = None
     render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
+    time: TimeAxis | None = None  # frames and tubelets (t = 1 for an image); None in stats written before it
 
     @property
     def scales(self) -> list[int]:
@@ -239,9 +296,14 @@ class ImageStats:
                 out["importance"] = value
             else:
                 out[key] = value
-        for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files"):
+        for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files",
+                    "time"):
             if getattr(self, key) is None:
                 del out[key]
+        if not self.params.ocr:
+            for sel in out["selections"]:
+                for key in OCR_FIELDS:
+                    del sel[key]
         return out
 
     @classmethod
@@ -265,7 +327,8 @@ class ImageStats:
             importance_histograms=data.get("importance_histograms"),
             render=data.get("render"),
             files=data.get("files"),
-        )._with_token_counts()
+            time=TimeAxis.from_dict(data.get("time")),
+        )._checked()._with_token_counts()
 
     def _with_token_counts(self) -> ImageStats:
         """Token counts for selections read from a stats.json written before they existed."""
@@ -274,8 +337,112 @@ class ImageStats:
                 sel.with_token_counts(self.params.patch_size, self.params.merge_size)
         return self
 
+    def _checked(self) -> ImageStats:
+        """Self, or TypeError when a value read from stats.json has the wrong type (``"frames": "2"``).
+
+        A stats.json edited by hand, or by another program, must not reach the
+        summary, the figures or the report: resume redoes such an image and the
+        summary leaves its folder out (docs/pipeline.md, trust).
+        """
+        from aptviz.compute.histogram import is_histogram
+
+        bad = _wrong_field(self.image) or _wrong_field(self.params)
+        bad = bad or next((f"selection {s.method!r}: {b}" for s in self.selections if (b := _wrong_field(s))), None)
+        bad = bad or (f"time: {b}" if self.time is not None and (b := _wrong_field(self.time)) else None)
+        if bad is None and not (isinstance(self.aptviz_version, str) and _conforms(self.grid, _GRID)):
+            bad = "grid"
+        for name in ("entropy", "importance_by_measure", "render"):
+            hint = _hints(ImageStats)[name]
+            if bad is None and not _conforms(getattr(self, name), hint):
+                bad = name
+        several = self.importance_histograms
+        if bad is None and not (self.importance_histogram is None or is_histogram(self.importance_histogram)):
+            bad = "importance_histogram"
+        if bad is None and several is not None and not (
+            isinstance(several, dict) and all(isinstance(m, str) and is_histogram(h) for m, h in several.items())
+        ):
+            bad = "importance_histograms"
+        if bad is None and self.files is not None and not _text_tree(self.files):
+            bad = "files"
+        bad = bad or self._out_of_range()
+        if bad is not None:
+            raise TypeError(f"stats.json: wrong type or value of {bad}")
+        return self
+
+    def _out_of_range(self) -> str | None:
+        """The first count or size that cannot be (a size or frame count below 1, a negative token count,
+        no finest cell: the summary divides by it), or None. Called once the types are right."""
+        img = self.image
+        if min(*img.original_size, *img.resized_size, img.frames) < 1:
+            return "image sizes"
+        for sel in self.selections:
+            counts = [sel.tokens, *sel.tokens_by_scale.values(), sel.vit_tokens, sel.llm_tokens]
+            counts += [sel.llm_tokens_uniform, sel.uniform_vit_tokens]
+            if sel.base_small_tokens < 1 or min(c for c in counts if c is not None) < 0:
+                return f"selection {sel.method!r}: token counts"
+        return None
 
 
+_GRID = dict[int, tuple[int, int]]
+"""The type of ImageStats.grid: finest-first scales to ``(rows, columns)``."""
 
 
+def _conforms(value, hint) -> bool:
+    """Whether a value read from JSON has the type ``hint`` (a field annotation).
 
+    ``float`` takes finite floats and ints, ``int`` no bool, both within 64
+    bits; dataclasses are checked field by field.
+
+    Examples
+    --------
+    >>> _conforms([1, 2.5, None], list[float | None]), _conforms("2", int), _conforms(float("nan"), float)
+    (True, False, False)
+    """
+    if hint is int:  # 64 bits, as Parquet and NumPy hold them (a 400-digit int would overflow a float mean)
+        return type(value) is int and -(2**63) <= value < 2**63
+    if hint is float:
+        return (type(value) is float and math.isfinite(value)) or (type(value) is int and -(2**63) <= value < 2**63)
+    if hint is str or hint is bool:
+        return type(value) is hint
+    origin, args = _shape(hint)
+    if origin in (typing.Union, types.UnionType):
+        return (value is None and type(None) in args) or any(_conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is typing.Any:
+        return True
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if origin is tuple:
+        return isinstance(value, tuple) and len(value) == len(args) and all(map(_conforms, value, args))
+    if origin is dict:
+        key, item = args
+        return isinstance(value, dict) and all(_conforms(k, key) and _conforms(v, item) for k, v in value.items())
+    if is_dataclass(hint):
+        return isinstance(value, hint) and _wrong_field(value) is None
+    return isinstance(value, origin or hint)
+
+
+def _wrong_field(obj) -> str | None:
+    """The name of the first field of dataclass ``obj`` whose value does not have its annotated type, or None."""
+    return next((name for name, hint in _hints(type(obj)).items() if not _conforms(getattr(obj, name), hint)), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _shape(hint) -> tuple:
+    """``(typing.get_origin(hint), typing.get_args(hint))``, once per annotation."""
+    return typing.get_origin(hint), typing.get_args(hint)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    """The resolved annotations of a dataclass's fields (``typing.get_type_hints``, once per class)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _text_tree(value) -> bool:
+    """Whether ``value`` is text, or a dict of such (stats.json ``files``)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _text_tree(v) for k, v in value.items())
+    return isinstance(value, str)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from aptviz._log import logger
+from aptviz._text import text_path
 from aptviz.compute.params import Engine, Params, RunSpec
 from aptviz.datasets.parquet import PartWriter, contains, existing_row_ids, require_pyarrow
 from aptviz.datasets.rows import failed_rows, row_id, run_key
@@ -28,10 +29,10 @@ from aptviz.datasets.sources import (
     iter_units,
     run_task,
 )
-from aptviz.errors import ROW_FAILED, MissingExtraError, ParameterError, exit_code
+from aptviz.errors import ROW_FAILED, MissingExtraError, OutputError, ParameterError, exit_code
 from aptviz.output.atomic import clean_stale_temp_files
 from aptviz.output.lock import check_not_an_input, check_output, lock_output
-from aptviz.runs.pool import WorkerPool, default_workers, stop_on_sigterm
+from aptviz.runs.pool import STOP_SIGNALS, WorkerPool, default_workers, stop_on_sigterm
 
 __all__ = ["Engine", "StatsProgress", "StatsReport", "run_stats"]
 
@@ -159,13 +160,13 @@ def _ray_engine(
     started = False
     if not ray.is_initialized():
         kwargs = {"address": address} if address else {"num_cpus": workers}
-        ours = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        ours = {s: signal.getsignal(s) for s in STOP_SIGNALS}
         try:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **kwargs)
         except Exception as exc:  # no cluster there, or a local Ray that cannot start
             where = f"the Ray cluster at {address!r}" if address else "a local Ray"
             raise ParameterError(f"cannot start or reach {where}: {type(exc).__name__}: {exc}") from exc
-        finally:  # Ray's own handlers dump a stack and abort: Ctrl-C and SIGTERM stay ours (a clean stop)
+        finally:  # Ray's own handlers dump a stack and abort: Ctrl-C, SIGTERM and SIGHUP stay ours (a clean stop)
             _restore_handlers(ours)
         started = True
     for name in ("ray", "ray.data"):  # the caller shows progress; Ray's own lines would garble it
@@ -279,11 +280,16 @@ def run_stats(
 
 def _write(results, writer: PartWriter, existing, runs, progress: StatsProgress, report: StatsReport, on_progress):
     """Rows from the engine to part files until done, Ctrl-C or SIGTERM (then what is finished is flushed)."""
+    failure: OSError | None = None
     with stop_on_sigterm() as caught:
         try:
             for rows in results:
                 _account(rows, runs[0].label, len(runs), progress)
-                writer.add(_drop_existing(rows, existing))
+                try:
+                    writer.add(_drop_existing(rows, existing))
+                except OSError as exc:  # a part cannot be written (full disk): stop; rows not written are redone
+                    failure = exc
+                    break
                 if on_progress is not None:
                     on_progress(progress)
         except KeyboardInterrupt:
@@ -291,7 +297,17 @@ def _write(results, writer: PartWriter, existing, runs, progress: StatsProgress,
             report.stop_signal = caught[0] if caught else signal.SIGINT
         finally:
             results.close()  # running tasks finish, queued ones are dropped
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:
+                failure = failure or exc
+    if failure is not None:
+        raise OutputError(f"cannot write the rows in {text_path(writer.out)}: {_reason(failure)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    """An OS error as its message alone (``No space left on device``), without the file name or errno."""
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _check(engine, runs: list[RunSpec], params: Params, workers: int | None, max_memory: int | None, output, inputs):

@@ -260,9 +260,12 @@ def image_rows(
     """
     from aptviz.compute.analysis import analyse_loaded  # not aptviz.pipeline: rows draw nothing (no render import)
     from aptviz.compute.loading import decode_limit, open_image, open_image_bytes
+    from aptviz.compute.video import analyse_video, is_video
 
     limit = decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels
     try:
+        if not isinstance(source, bytes | bytearray | memoryview) and is_video(source):  # docs/video.md: totals
+            return _ok_rows(ref, params, runs, analyse_video(source, runs, params), fidelity)
         if isinstance(source, bytes | bytearray | memoryview):
             loaded = open_image_bytes(bytes(source), limit)
         else:

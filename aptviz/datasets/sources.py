@@ -22,14 +22,14 @@ from aptviz.compute.params import Params, RunSpec
 from aptviz.datasets.rows import InputRef, failed_rows, image_rows
 from aptviz.compute.loading import check_regular
 from aptviz.errors import InputError
-from aptviz.runs.scan import IMAGE_EXTENSIONS, scan_inputs
+from aptviz.runs.scan import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, scan_inputs
 
 __all__ = ["TAR_IMAGE_EXTENSIONS", "Task", "Unit", "chunk_tasks", "iter_units", "run_task"]
 
 TAR_IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 PARQUET_EXTENSIONS = frozenset({".parquet"})
 TAR_EXTENSIONS = frozenset({".tar"})
-INPUT_EXTENSIONS = IMAGE_EXTENSIONS | PARQUET_EXTENSIONS | TAR_EXTENSIONS
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | PARQUET_EXTENSIONS | TAR_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _kind(path: Path) -> str | None:
         return "parquet"
     if suffix in TAR_EXTENSIONS:
         return "tar"
-    if suffix in IMAGE_EXTENSIONS:
+    if suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS:
         return "file"
     return None
 
@@ -126,6 +126,11 @@ def _parquet_units(path: Path, image_column: str) -> Iterator[Unit]:
             row += 1
 
 
+#: What reading a damaged tar raises: a base-256 size or offset field past 2**63 makes tarfile's seek raise
+#: ValueError ("cannot fit 'int' into an offset-sized integer") or OverflowError, not TarError.
+TAR_ERRORS = (tarfile.TarError, OSError, ValueError, OverflowError)
+
+
 def _tar_members(path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
     """The file members of a tar, and why the listing stopped early (a truncated or damaged tar), if it did."""
     members: list[tarfile.TarInfo] = []
@@ -134,7 +139,7 @@ def _tar_members(path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
             for m in tar:
                 if m.isfile():
                     members.append(m)
-        except (tarfile.TarError, OSError) as exc:
+        except TAR_ERRORS as exc:
             if not members:
                 raise
             last = members[-1]
@@ -156,7 +161,7 @@ def _tar_units(path: Path) -> Iterator[Unit]:
     """One unit per image member; a member name seen before becomes ``name#2``, ``name#3``... (its own row)."""
     try:
         members, stopped = _tar_members(path)
-    except (tarfile.TarError, OSError) as exc:
+    except TAR_ERRORS as exc:
         yield _unreadable("tar", path, f"cannot read tar file: {exc}")
         return
     shard = _file_ref("tar", path)
@@ -276,41 +281,87 @@ def _parquet_value(value) -> bytes | str:
     return f"image column holds {type(value).__name__}, not bytes"
 
 
-def _read_parquet_task(task: Task) -> list[bytes | str]:
+def _read_parquet_task(task: Task, limit: int | None = None) -> Iterable[bytes | str]:
     """The image cells of a task's rows, read a few rows at a time (not the whole row group).
 
     The file is streamed (``buffer_size``, no pre-buffering) in batches of
     the task's span, so memory holds one batch and the pages under it, not
     every image of a large row group (``--max-memory`` plans for one task).
+    The cells come one at a time, in batches of about :data:`BATCH_BYTES`.
+    A page is read whole, though: a row group whose pages need more than
+    ``limit`` bytes (:func:`aptviz.datasets.pages.read_bytes`) is not read,
+    its rows fail with one line saying so.
     """
+    from aptviz.datasets.pages import read_bytes
     from aptviz.datasets.parquet import require_pyarrow
 
     pq = require_pyarrow().parquet
     rg = task.units[0].locator[0]
     wanted = [u.locator[1] for u in task.units]
-    start, stop = min(wanted), max(wanted) + 1
-    cells: dict[int, object] = {}
+    need = read_bytes(os.fspath(task.shard), rg, task.image_column) if limit is not None else None
+    if need is not None and need > limit:
+        from aptviz.runs.memory import format_bytes
+
+        return [
+            f"Parquet row group {rg}: its pages need {format_bytes(need)} to be read (a page is read whole), "
+            f"more than the {format_bytes(limit)} --max-memory leaves a worker for it; raise --max-memory, "
+            "or write the file with smaller row groups or pages"
+        ] * len(wanted)
     f = pq.ParquetFile(task.shard, buffer_size=1 << 20, pre_buffer=False)
-    seen = 0
-    for batch in f.iter_batches(batch_size=stop - start, row_groups=[rg], columns=[task.image_column], use_threads=False):
-        first, seen = seen, seen + batch.num_rows
-        if seen <= start:
-            continue
-        column = batch.column(0)
-        for i in range(max(start, first), min(stop, seen)):
-            cells[i] = column[i - first].as_py()
-        if seen >= stop:
-            break
-    return [_parquet_value(cells[i]) if i in cells else "row missing from its row group" for i in wanted]
+    meta = f.metadata.row_group(rg)
+    leaves = [meta.column(i) for i in range(meta.num_columns)]
+    prefix = task.image_column + "."
+    stored = sum(c.total_uncompressed_size for c in leaves if (c.path_in_schema + ".").startswith(prefix))
+    per_row = max(1, stored // max(1, meta.num_rows))
+    batch = max(1, min(max(wanted) + 1 - min(wanted), BATCH_BYTES // per_row))
+    if wanted != sorted(set(wanted)):  # not from chunk_tasks: read them all, then give them in order
+        cells = dict(_cells(f, rg, task.image_column, sorted(set(wanted)), batch))
+        return [cells.get(i, ROW_MISSING) for i in wanted]
+    return (cell for _, cell in _cells(f, rg, task.image_column, wanted, batch))
+
+
+BATCH_BYTES = 8 << 20
+"""Rows a Parquet reader turns into Arrow at once: about this many bytes (one row when rows are larger;
+a batch of large images held whole, with its Arrow buffers grown by doubling, took four times their size)."""
+
+ROW_MISSING = "row missing from its row group"
+
+
+def _cells(f, rg: int, column: str, rows: list[int], batch: int) -> Iterator[tuple[int, bytes | str]]:
+    """``(row, image bytes or why not)`` for the ascending ``rows`` of row group ``rg``, one at a time.
+
+    Batches of ``batch`` rows; each row is given before the next batch is
+    read, so memory holds one batch and the image being computed.
+    """
+    at, seen = 0, 0
+    for chunk in f.iter_batches(batch_size=batch, row_groups=[rg], columns=[column], use_threads=False):
+        first, seen = seen, seen + chunk.num_rows
+        values = chunk.column(0)
+        while at < len(rows) and rows[at] < seen:
+            yield rows[at], _parquet_value(values[rows[at] - first].as_py())
+            at += 1
+        if at == len(rows):
+            return
+    yield from ((i, ROW_MISSING) for i in rows[at:])
+
+
+MAX_SPARSE_BYTES = 1 << 30
+"""A sparse tar member is expanded in memory up to this size (its header may claim any size: holes cost
+nothing on disk)."""
 
 
 def _read_member(f, locator: tuple) -> bytes | str:
     """A tar member's bytes: ``(offset, size)``, or ``(offset, size, pieces)`` for a sparse member."""
     offset, size = locator[:2]
+    stored = sum(length for _, length in locator[2]) if len(locator) > 2 else size
+    if offset + stored > os.fstat(f.fileno()).st_size:  # a size field past the file's end: read nothing, hold nothing
+        return "truncated tar member"
     f.seek(offset)
     if len(locator) == 2:
         data = f.read(size)
         return data if len(data) == size else "truncated tar member"
+    if size > MAX_SPARSE_BYTES:  # mostly holes: the zeros would be made in memory
+        return f"sparse tar member of {size} bytes (at most {MAX_SPARSE_BYTES} are read)"
     out = bytearray(size)  # the holes read as zeros, as tar -x writes them
     for at, length in locator[2]:  # the stored pieces come one after another
         piece = f.read(length)
@@ -346,16 +397,48 @@ def run_task(
     if task.source == "file":
         sources: list = [Path(u.ref.path) for u in todo]
     else:
-        reader = _read_parquet_task if task.source == "parquet" else _read_tar_task
+        todo_task = Task(task.source, task.shard, task.image_column, tuple(todo))
         try:
-            sources = reader(Task(task.source, task.shard, task.image_column, tuple(todo)))
+            if task.source == "parquet":
+                sources = _read_parquet_task(todo_task, read_limit(params, max_image_pixels))
+            else:
+                sources = _read_tar_task(todo_task)
         except Exception as exc:
             error = f"cannot read {task.source} shard: {type(exc).__name__}: {exc}"
             sources = [error] * len(todo)
-    for u, src in zip(todo, sources):
+    for u, src in zip(todo, _guarded(sources, len(todo), task.source)):
         if isinstance(src, str):  # an error message instead of bytes
             logger.debug("{}: {}", u.ref.display, src)
             rows += failed_rows(u.ref, params, runs, src, fidelity)
         else:
             rows += image_rows(src, u.ref, params, runs, max_image_pixels, fidelity)
     return rows
+
+
+def _guarded(sources: Iterable, count: int, source: str) -> Iterator[bytes | str | Path]:
+    """``sources``, and in place of those it cannot give (a shard failing midway), the reason."""
+    given = 0
+    try:
+        for src in sources:
+            given += 1
+            yield src
+    except Exception as exc:
+        error = f"cannot read {source} shard: {type(exc).__name__}: {exc}"
+        yield from [error] * (count - given)
+
+
+def read_limit(params: Params, max_image_pixels: int | None = None) -> int:
+    """Bytes a worker may hold to read a shard's pages: its decode budget (:mod:`aptviz.runs.memory`).
+
+    The pages are read, and freed, before the task's images are decoded, in
+    the room the memory plan gives the decode of the largest image allowed.
+
+    Examples
+    --------
+    >>> read_limit(Params(), 24_000_000) // 1_000_000
+    336
+    """
+    from aptviz.compute.loading import decode_limit
+    from aptviz.runs.memory import DECODE_BYTES_PER_PIXEL
+
+    return DECODE_BYTES_PER_PIXEL * (max_image_pixels or decode_limit(params.max_pixels))

@@ -138,7 +138,7 @@ def _read_parts(pa, files: list[Path]):
             columns = COLUMNS + [c for c in FIDELITY_MEANS if c in names]
             want = pa.schema([full.field(c) for c in columns])
             table = pa.parquet.ParquetFile(f).read(columns=columns).select(columns)  # read_table imports pandas
-            tables.append(table if table.schema.equals(want) else table.cast(want))
+            tables.append(_finite(table if table.schema.equals(want) else table.cast(want), f))
         except Exception as exc:  # any unreadable or foreign part: one line, the others still count
             reason = " ".join(str(exc).split())
             reason = reason if len(reason) <= 200 else reason[:200] + "..."
@@ -148,6 +148,27 @@ def _read_parts(pa, files: list[Path]):
         return None, []
     table = pa.concat_tables(tables, promote_options="default")
     return table, [c for c in FIDELITY_MEANS if c in table.schema.names]
+
+
+def _finite(table, path: Path):
+    """``table`` with NaN and infinite numbers as nulls (missing), and one warning line naming the part.
+
+    aptviz writes no such value; a part edited by another program may hold
+    one, and a NaN would make every mean and percentile NaN (stats-summary
+    then failed writing JSON).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.types as types
+
+    for i, field in enumerate(table.schema):
+        if not types.is_floating(field.type):
+            continue
+        column = table.column(i)
+        bad = column.null_count < len(column) and pc.sum(pc.invert(pc.is_finite(column))).as_py()
+        if bad:
+            logger.warning("{}: {} non-finite {} value(s) read as missing", text_path(path), bad, field.name)
+            table = table.set_column(i, field, pc.if_else(pc.is_finite(column), column, None))
+    return table
 
 
 def _stats(pc, column) -> dict:

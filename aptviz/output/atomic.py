@@ -23,6 +23,7 @@ from aptviz._text import clean_text
 __all__ = [
     "clean_stale_temp_files",
     "csv_cell",
+    "csv_lines",
     "encode_image",
     "read_json",
     "write_bytes_atomic",
@@ -40,8 +41,47 @@ __all__ = [
 
 
 def _temp_prefix(name: str) -> str:
-    """``.<name>.<pid>.``: the owner of a temporary file is known from its name."""
-    return f".{name}.{os.getpid()}."
+    """``.<name>.<pid>-<start>.``: the owner of a temporary file is known from its name.
+
+    ``start`` is the process's start time (Linux ``/proc``): a pid alone may
+    be reused by another, live process after its writer was killed, and its
+    temporary files were then never cleaned. Without ``/proc``, ``.<name>.<pid>.``.
+    """
+    pid = os.getpid()
+    start = _start_time(pid)
+    return f".{name}.{pid}." if start is None else f".{name}.{pid}-{start}."
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22), None if unknown.
+
+    Examples
+    --------
+    >>> _start_time(os.getpid()) == _start_time(os.getpid()), _start_time(999999999)
+    (True, None)
+    """
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _owner_alive(tag: str) -> bool:
+    """Whether the writer named by a temporary file's ``<pid>`` or ``<pid>-<start>`` still runs.
+
+    With a start time, a live process under the same pid that started at
+    another time is not the writer (its pid was reused).
+
+    Examples
+    --------
+    >>> me = _temp_prefix("x").split(".")[-2]
+    >>> _owner_alive(me), _owner_alive(f"{os.getpid()}-1"), _owner_alive("abc"), _owner_alive("999999999")
+    (True, False, False, False)
+    """
+    pid, _, start = tag.partition("-")
+    if not pid.isdigit() or not (start == "" or start.isdigit()) or not _pid_alive(int(pid)):
+        return False
+    return start == "" or _start_time(int(pid)) in (None, int(start))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -68,9 +108,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_temp_files(folder: str | Path, depth: int = 3) -> int:
-    """Remove temporary files (``.<name>.<pid>.*.tmp``) whose writing process is dead.
+    """Remove temporary files (``.<name>.<pid>-<start>.*.tmp``) whose writing process is dead.
 
-    Files of live processes (another run writing here) are left alone. Files
+    Files of live processes (another run writing here) are left alone; a
+    live process whose start time differs from the one in the name only
+    reused the pid of a dead writer. Files
     whose name carries no pid (``.<name>.<random>.tmp``, from aptviz before
     0.2) are removed: the output lock (:class:`OutputLock`) guarantees that no
     other run writes in this folder. Errors (read-only file system) are
@@ -98,9 +140,8 @@ def clean_stale_temp_files(folder: str | Path, depth: int = 3) -> int:
             name = entry.name
             if not (name.startswith(".") and name.endswith(".tmp")):
                 continue
-            parts = name.split(".")  # "", name..., pid, random, "tmp"
-            owner = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else 0
-            if not _pid_alive(owner):
+            parts = name.split(".")  # "", name..., pid[-start], random, "tmp"
+            if not (len(parts) >= 5 and _owner_alive(parts[-3])):
                 os.unlink(entry.path)
                 removed += 1
         except OSError:
@@ -202,12 +243,48 @@ def csv_cell(value):
 
 def write_csv_atomic(path: str | Path, rows: list[dict], columns: list[str]) -> Path:
     """Write ``rows`` (dicts) as CSV with the given columns, atomically (cells through :func:`csv_cell`)."""
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(columns)
+    return write_bytes_atomic(path, (header.getvalue() + csv_lines(rows, columns)).encode("utf-8"))
+
+
+#: What ``str.splitlines`` ends a line at; a CSV field holding one is quoted (Python's writer quotes only "\n").
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def csv_lines(rows: list[dict], columns: list[str]) -> str:
+    """The CSV lines of ``rows`` (cells through :func:`csv_cell`), a field holding a line break quoted.
+
+    Python's writer with ``lineterminator="\\n"`` leaves a field holding a
+    carriage return bare: a reader then ends the row there, and the text after
+    it (``\\r=1+1.png``) starts a cell of its own, past the formula guard.
+    Rows without such a field are exactly what :class:`csv.DictWriter` writes.
+
+    Examples
+    --------
+    >>> csv_lines([{"a": "x\\r=1+1", "b": 2}], ["a", "b"])
+    '"x\\r=1+1",2\\n'
+    """
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buf, lineterminator="\n")
     for row in rows:
-        writer.writerow({k: csv_cell(row.get(k)) for k in columns})
-    return write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
+        values = [csv_cell(row.get(k)) for k in columns]
+        if not any(isinstance(v, str) and not LINE_BREAKS.isdisjoint(v) for v in values):
+            writer.writerow(values)
+            continue
+        buf.write(",".join(_quoted_field(v) for v in values) + "\n")
+    return buf.getvalue()
+
+
+def _quoted_field(value) -> str:
+    """One CSV field as Python's writer writes it alone, quoted when it holds a line break."""
+    if isinstance(value, str) and not LINE_BREAKS.isdisjoint(value):
+        return '"' + value.replace('"', '""') + '"'
+    if value == "":
+        return ""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([value])
+    return buf.getvalue()[:-1]
 
 
 def encode_image(rgb: np.ndarray, suffix: str, jpeg_quality: int = 95, chroma_444: bool = False) -> bytes:

@@ -31,6 +31,7 @@ __all__ = [
     "IMAGES_DIR",
     "IMAGE_SUBDIRS",
     "MAPS_NAME",
+    "OCR_NAME",
     "MODEL_VIEW_DIR",
     "OVERLAY_DIR",
     "PLOT_NAME",
@@ -40,12 +41,14 @@ __all__ = [
     "SUMMARY_CSV",
     "SUMMARY_JSON",
     "TOKENS_NAME",
+    "VIDEO_DIR",
     "compare_name",
     "figure_name",
     "image_files",
     "is_image_folder",
     "kept_views",
     "overlay_name",
+    "video_files",
     "view_names",
 ]
 
@@ -55,7 +58,7 @@ HEATMAP_DIR = "01_heatmaps"
 OVERLAY_DIR = "02_patches_grid"
 IMAGES_DIR = "03_original_resized"
 MODEL_VIEW_DIR = "04_model_view"
-IMAGE_SUBDIRS = frozenset({HEATMAP_DIR, OVERLAY_DIR, IMAGES_DIR, MODEL_VIEW_DIR})
+IMAGE_SUBDIRS = frozenset({HEATMAP_DIR, OVERLAY_DIR, IMAGES_DIR, MODEL_VIEW_DIR, "05_video"})
 COMPARE_NAME = "compare.png"
 MAPS_NAME = "maps.npz"
 TOKENS_NAME = "tokens.npz"
@@ -71,6 +74,7 @@ DATASET_NAME = "dataset.json"
 HISTOGRAM_NAME = "importance_histogram.png"
 PSNR_NAME = "psnr_vs_retention.png"
 FIDELITY_NAME = "fidelity_vs_tokens.png"
+OCR_NAME = "ocr_vs_tokens.png"  # --ocr runs only
 REPORT_NAME = "report.html"
 
 
@@ -183,3 +187,31 @@ def image_files(
 def kept_views(stats) -> set[str]:
     """Relative paths of the model-view pictures a stats object lists."""
     return {sel.files[k] for sel in stats.selections for k in ("model_view", "uniform") if sel.files.get(k)}
+
+
+# -- inside a video's folder (docs/video.md): stats.json and these
+VIDEO_DIR = "05_video"
+TIMELINE_NAME = "token_timeline.png"
+CARD_NAME = "card.html"
+SCRUBBER_NAME = f"{VIDEO_DIR}/tubelets.jpg"
+
+
+def video_files(labels: list[str], overlay_suffix: str = ".jpg") -> tuple[dict, list[dict]]:
+    """The ``files`` entries of one video's stats.json: the video's, and one dict per selection.
+
+    Examples
+    --------
+    >>> files, per = video_files(["budget_alpha0.3"])
+    >>> files["timeline"], per[0]["contact_sheet"], per[0]["animation"]
+    ('token_timeline.png', '05_video/contact_sheet.jpg', '05_video/overlay.gif')
+    """
+    files = {"timeline": TIMELINE_NAME, "card": CARD_NAME, "scrubber": SCRUBBER_NAME}
+    single = len(labels) == 1
+    per = [
+        {
+            "contact_sheet": f"{VIDEO_DIR}/contact_sheet{'' if single else '_' + label}{overlay_suffix}",
+            "animation": f"{VIDEO_DIR}/overlay{'' if single else '_' + label}.gif",
+        }
+        for label in labels
+    ]
+    return files, per

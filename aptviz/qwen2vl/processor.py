@@ -78,11 +78,16 @@ class APTQwen2VLImageProcessorKwargs(Qwen2VLImageProcessorKwargs, total=False):
         in [0, 1]. Ignored by v1.
     thresholds (`list[float]`, *optional*, defaults to `(3.0, 2.0)`):
         v1 only: entropy thresholds in bits, one per scale above the finest (28 and 56 px at patch size 14).
+    apt_tokens (`bool`, *optional*):
+        Read by `APTQwen2VLProcessor`: `True` puts `apt_llm_token_counts[i]` image pads in the text for image i
+        (for a model made APT-aware with `aptviz.qwen2vl.enable_apt`); unset, the processor's own `apt_tokens`
+        decides (default `False`: the stock count). The image processor's outputs are the same either way.
     """
 
     patch_selection_method: str
     alpha: float | int
     thresholds: list[float | int] | tuple[float | int, ...]
+    apt_tokens: bool
 
 
 def apt_selection(method, alpha, thresholds, num_scales: int = 3) -> RunSpec:
@@ -166,6 +171,7 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
     thresholds = DEFAULT_THRESHOLDS
     num_scales = 3
     bins = 512
+    apt_tokens = None  # a processor option (see APTQwen2VLProcessor); accepted here so images_kwargs may carry it
     valid_kwargs = APTQwen2VLImageProcessorKwargs
 
     def __init__(self, **kwargs: Unpack[APTQwen2VLImageProcessorKwargs]):
@@ -252,6 +258,7 @@ class APTQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
         patch_selection_method: str | None = None,
         alpha: float | None = None,
         thresholds=None,
+        apt_tokens=None,
         **kwargs,
     ) -> BatchFeature:
         spec = apt_selection(patch_selection_method, alpha, thresholds, self.num_scales)
@@ -318,14 +325,19 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
 
     ``images_kwargs={"patch_selection_method": ..., "alpha": ..., "thresholds": ...}``
     (or the same keys as plain keyword arguments) reach the image processor.
-    The text gets exactly as many ``<|image_pad|>`` tokens as plain Qwen2-VL
-    gives it (``image_grid_thw`` is unchanged), so an unmodified model still runs
-    on ``input_ids`` + ``pixel_values``. Videos are not supported (transformers'
-    video processor needs torchvision).
+    By default the text gets exactly as many ``<|image_pad|>`` tokens as plain
+    Qwen2-VL gives it (``image_grid_thw`` is unchanged), so an unmodified model
+    still runs on ``input_ids`` + ``pixel_values``. With ``apt_tokens=True``
+    (constructor, ``from_pretrained`` or per call, also inside ``images_kwargs``)
+    image i gets ``apt_llm_token_counts[i]`` pads instead: the input of a model
+    made APT-aware by :func:`aptviz.qwen2vl.enable_apt`. Videos are not
+    supported (transformers' video processor needs torchvision).
 
     ``APTQwen2VLProcessor.from_pretrained(folder_or_id)`` loads a Qwen2-VL
-    checkpoint's tokenizer and image-processor settings into this class (the
-    APT options are then set per call or as attributes of ``image_processor``).
+    family checkpoint's tokenizer, chat template and image-processor settings
+    into this class; its keyword arguments set the image processor
+    (``patch_selection_method``, ``alpha``, ``max_pixels``, ...) or else the
+    tokenizer (``padding_side="left"``).
 
     Parameters
     ----------
@@ -334,22 +346,71 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
     tokenizer : PreTrainedTokenizerBase
         A Qwen2-VL tokenizer (with ``<|image_pad|>``).
     chat_template : str, optional
+    apt_tokens : bool
+        Image pads per image: ``apt_llm_token_counts[i]`` (True) or the stock
+        count (False, the default). A call's ``apt_tokens`` wins.
     """
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, apt_tokens=False, **kwargs):
+        if not isinstance(apt_tokens, bool):
+            raise TypeError(f"apt_tokens must be True or False, got {apt_tokens!r}")
         image_processor = APTQwen2VLImageProcessor() if image_processor is None else image_processor
         # the parent's ``video_processor`` slot stays empty: this class's signature has no video attribute
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+        self.apt_tokens = apt_tokens
 
     @classmethod
-    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
-        """For ``from_pretrained``: the tokenizer as transformers loads it, and the checkpoint's
-        image-processor settings in an :class:`APTQwen2VLImageProcessor` (no video processor)."""
-        subfolder = kwargs.pop("subfolder", "")
-        tokenizer = cls._load_tokenizer_from_pretrained(
-            "tokenizer", pretrained_model_name_or_path, subfolder=subfolder, **kwargs
+    def from_pretrained(cls, pretrained_model_name_or_path, *, apt_tokens=None, **kwargs):
+        """A processor from a checkpoint folder (or hub id), on transformers' public loaders.
+
+        The tokenizer comes from ``AutoTokenizer``, the image-processor settings
+        from :meth:`APTQwen2VLImageProcessor.from_pretrained` (whatever image
+        processor class the checkpoint names), the chat template from the
+        checkpoint's processor files. ``apt_tokens`` defaults to the value a
+        saved ``APTQwen2VLProcessor`` recorded, else False.
+
+        Parameters
+        ----------
+        pretrained_model_name_or_path : str or os.PathLike
+        apt_tokens : bool, optional
+        **kwargs
+            Loading options (``cache_dir``, ``force_download``,
+            ``local_files_only``, ``token``, ``revision``, ``subfolder``) go to
+            every loader; the image processor's options (``patch_selection_method``,
+            ``alpha``, ``max_pixels``, ...) set it; the rest go to the tokenizer
+            (``padding_side="left"``, ...).
+        """
+        from transformers import AutoTokenizer
+
+        path = pretrained_model_name_or_path
+        loading = {k: kwargs.pop(k) for k in _LOADING_KWARGS if k in kwargs}
+        image_options = APTQwen2VLImageProcessor.valid_kwargs.__annotations__
+        image_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in image_options}
+        tokenizer = kwargs.pop("tokenizer", None)
+        if tokenizer is None:  # the options the image processor does not take (padding_side, ...) are the tokenizer's
+            tokenizer = AutoTokenizer.from_pretrained(path, **loading, **kwargs)
+        image_processor = kwargs.pop("image_processor", None)
+        if image_processor is None:
+            image_processor = APTQwen2VLImageProcessor.from_pretrained(path, **loading, **image_kwargs)
+        processor_dict, _ = cls.get_processor_dict(path, **loading)
+        if apt_tokens is None:
+            apt_tokens = bool(processor_dict.get("apt_tokens", False))
+        return cls(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            chat_template=processor_dict.get("chat_template"),
+            apt_tokens=apt_tokens,
         )
-        image_processor = APTQwen2VLImageProcessor.from_pretrained(
-            pretrained_model_name_or_path, subfolder=subfolder, **kwargs
-        )
-        return [image_processor, tokenizer]
+
+    def replace_image_token(self, image_inputs: dict, image_idx: int, apt_tokens=None, **kwargs) -> str:
+        """Image ``image_idx``'s pads: ``apt_llm_token_counts`` with ``apt_tokens``, else the stock count."""
+        if not (self.apt_tokens if apt_tokens is None else apt_tokens):
+            return super().replace_image_token(image_inputs, image_idx, **kwargs)
+        if "apt_llm_token_counts" not in image_inputs:
+            raise ValueError(
+                f"apt_tokens=True needs an APTQwen2VLImageProcessor, got {type(self.image_processor).__name__}"
+            )
+        return self.image_token * int(image_inputs["apt_llm_token_counts"][image_idx])
+
+
+_LOADING_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")

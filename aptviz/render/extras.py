@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from aptviz.compute.importance import measure_unit
+from aptviz.compute.importance import informative_scale, measure_unit
 from aptviz.compute.params import Measure
 from aptviz.render.figures import (
     build_compare,
@@ -110,18 +110,20 @@ def overlay_picture(resized: np.ndarray, masks: dict, entry: dict, options: Rend
 
     With default options exactly :func:`aptviz.render.pictures.draw_overlay` (2 px
     green, the resized image's size); ``window`` draws the attention-window
-    borders over it (:func:`aptviz.render.pictures.draw_windows`); a legend
-    (colour by scale, windows) and/or a caption (numbers of ``entry``) add a
-    strip below.
+    borders over it (:func:`aptviz.render.pictures.draw_windows`) and keeps
+    the resized image's size (compare.png names the red lines); a legend
+    (colour by scale, with the windows' entry) and/or a caption (numbers of
+    ``entry``) add a strip below.
     """
     pic = draw_overlay(resized, masks, options.line_width, options.color_by_scale)
     legend = None
     if options.color_by_scale:
         legend = scale_legend(sorted(masks), {int(k): v for k, v in entry.get("tokens_by_scale", {}).items()})
+    lines = [" | ".join(selection_title(entry))] if options.caption else None
     if options.window:
         pic = draw_windows(pic, options.window, options.line_width)
-        legend = [*(legend or []), window_legend(options.window)]
-    lines = [" | ".join(selection_title(entry))] if options.caption else None
+        if legend or lines:  # a strip is there anyway: it names the red lines too; alone they keep the size
+            legend = [*(legend or []), window_legend(options.window)]
     return annotate(pic, lines, legend)
 
 
@@ -211,8 +213,18 @@ def _blend_and_compare(analysis, stats, vrange, options: RenderOptions, style: d
         (dict(entry.to_dict(), show_measure=several), s.selection.masks, s.view)
         for entry, s in zip(stats.selections, analysis.selections)
     ]
-    heat = {"map": analysis.maps[shown], "scale": shown, "finest": min(analysis.maps), "vrange": vrange, "style": style}
-    layout = build_compare(analysis.loaded.image, analysis.resized, heat, panels, options.color_by_scale)
+    heat = [{"map": analysis.maps[shown], "scale": shown, "finest": min(analysis.maps), "vrange": vrange, "style": style}]
+    if several:  # one heatmap per measure, each on its own colour scale
+        aggregates = {s.importance: s.aggregate for s in stats.selections}
+        for measure in list(analysis.maps_by_measure)[1:]:
+            maps = analysis.maps_by_measure[measure]
+            scale = informative_scale(measure, maps)
+            heat.append({"map": maps[scale], "scale": scale, "finest": min(maps),
+                         "vrange": _value_range(stats.importance_by_measure[measure]),
+                         "style": heat_style(analysis.params, measure, aggregates.get(measure))})  # fmt: skip
+    layout = build_compare(
+        analysis.loaded.image, analysis.resized, heat, panels, options.color_by_scale, options.window
+    )
     if options.figure_format == "png":  # encoded by the writer, as every other picture
         yield stats.files["compare"], Picture(draw_png(layout))
     else:

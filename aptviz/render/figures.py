@@ -49,6 +49,7 @@ __all__ = [
     "importance_histogram_png",
     "merge_histograms",
     "percentiles",
+    "ocr_curves_png",
     "psnr_curves_png",
     "require_vector",
     "selection_title",
@@ -282,27 +283,32 @@ BAR_FONT = 16  # colorbar font in compare: digits about 11 px high
 
 
 def grid_layout(rows: list[list[tuple[np.ndarray, list[str]]]], gap: int = GAP) -> Layout:
-    """Rows of titled panels: every title wrapped to its panel, all panels of a row with one top edge.
+    """Rows of titled panels: every title wrapped to its panel, all panels of a row with one top edge,
+    and the i-th panel of every row at the same x (columns as wide as their widest panel).
 
     Examples
     --------
     >>> lay = grid_layout([[(np.zeros((30, 40, 3), np.uint8), ["a"]), (np.zeros((20, 10, 3), np.uint8), ["b c"])]])
     >>> [y for _, y, _ in lay.images]  # the same top edge
     [48, 48]
+    >>> lay = grid_layout([[(np.zeros((9, 40, 3), np.uint8), ["a"])] * 2, [(np.zeros((9, 60, 3), np.uint8), ["b"])] * 2])
+    >>> sorted({x for x, _, _ in lay.images})  # the second column starts after the widest first panel
+    [10, 80]
     """
+    columns = max((len(row) for row in rows), default=0)
+    widths = [max(row[i][0].shape[1] for row in rows if len(row) > i) for i in range(columns)]
+    starts = [gap + sum(widths[:i]) + i * gap for i in range(columns)]  # every row's i-th panel starts here
     placed = []
     y = gap
     width = 0
     for row in rows:
         titles = [fit_text(lines, max(p.shape[1], 8), TITLE_SIZE) for p, lines in row]
         title_h = max(len(t) * (size + LINE_GAP) for t, size in titles) + 2
-        x = gap
-        for (pic, _), (lines, size) in zip(row, titles):
+        for x, (pic, _), (lines, size) in zip(starts, row, titles):
             placed.append(("image", x, y + title_h, pic))
             for i, line in enumerate(lines):
                 placed.append(("text", x, y + i * (size + LINE_GAP), line, size))
-            x += pic.shape[1] + gap
-        width = max(width, x)
+            width = max(width, x + pic.shape[1] + gap)
         y += title_h + max(p.shape[0] for p, _ in row) + gap
     lay = Layout(width, y)
     for item in placed:
@@ -431,8 +437,12 @@ def _sample(cells: np.ndarray, cell: int, size: tuple[int, int], zoom: float) ->
 
 
 def heat_panel(entropy, patch_size: int, size, vrange, zoom: float, style: dict | None = None) -> np.ndarray:
-    """The heatmap at display size with a colorbar whose labels stay readable (``BAR_FONT`` px)."""
-    from aptviz.render.pictures import PAD, _colorbar, _hatch_colors, colormap_lut
+    """The heatmap at display size with its colour scale beneath (labels ``BAR_FONT`` px).
+
+    The scale runs under the map, as wide as it, so the panel is exactly as
+    wide as the photo panels of its column (the unit goes in the panel's title).
+    """
+    from aptviz.render.pictures import PAD, _hatch_colors, colormap_lut
 
     ent = to_numpy(entropy).astype(np.float64)
     vmin, vmax = vrange
@@ -446,10 +456,53 @@ def heat_panel(entropy, patch_size: int, size, vrange, zoom: float, style: dict 
     if shown_pad.any():
         ys, xs = np.nonzero(shown_pad)
         pixels[ys, xs] = _hatch_colors(ys, xs)
-    style = style or {}
-    bar = _colorbar(max(pixels.shape[0], BAR_MIN_HEIGHT), vmin, vmax, lut, bool(pad.any()), patch_size,
-                    style.get("unit", "bits"), style.get("measure"), font_size=BAR_FONT)  # fmt: skip
-    return _side_by_side(pixels, bar)
+    bar = scale_bar(pixels.shape[1], vmin, vmax, lut, bool(pad.any()))
+    return np.concatenate([pixels, np.full((4, pixels.shape[1], 3), 255, np.uint8), bar], axis=0)
+
+
+def scale_bar(width: int, vmin: float, vmax: float, lut: np.ndarray, any_pad: bool = False,
+              font_size: int = BAR_FONT) -> np.ndarray:
+    """A horizontal colour scale ``width`` px wide: the ramp, round ticks below it, and a no-data key.
+
+    Tick labels that would overlap the previous one are left out; none is cut.
+
+    Examples
+    --------
+    >>> from aptviz.render.pictures import colormap_lut
+    >>> bar = scale_bar(200, 0.0, 8.0, colormap_lut())
+    >>> bar.shape[1], bar.shape[0] > BAR_FONT
+    (200, True)
+    """
+    from PIL import ImageDraw
+
+    from aptviz.render.pictures import _hatch, _nice_ticks
+
+    font = _font(font_size)
+    ramp_h = max(8, font_size * 3 // 4)
+    key_w = int(font_size + 8 + font.getlength("no data")) if any_pad else 0
+    bar_w = max(8, width - key_w - 2)
+    height = ramp_h + 6 + font_size + 4
+    panel = Image.new("RGB", (max(width, bar_w + 2), height), (255, 255, 255))
+    levels = np.linspace(0, 255, bar_w).round().astype(np.intp)
+    panel.paste(Image.fromarray(np.ascontiguousarray(np.repeat(lut[levels][None], ramp_h, axis=0))), (1, 0))
+    draw = ImageDraw.Draw(panel)
+    draw.rectangle((0, 0, bar_w + 1, ramp_h), outline=(0, 0, 0))
+    right = -1.0  # the end of the last label drawn
+    for t in _nice_ticks(vmin, vmax):
+        x = 1 + ((t - vmin) / (vmax - vmin) if vmax > vmin else 0.0) * (bar_w - 1)
+        label = f"{t:g}"
+        lw = font.getlength(label)
+        left = min(max(0.0, x - lw / 2), bar_w + 2 - lw)
+        if left < right + font_size // 2:
+            continue
+        draw.line((x, ramp_h, x, ramp_h + 4), fill=(0, 0, 0))
+        draw.text((left, ramp_h + 5), label, fill=(0, 0, 0), font=font)
+        right = left + lw
+    if any_pad:
+        kx = width - key_w + 6
+        panel.paste(Image.fromarray(_hatch(ramp_h, font_size)), (kx, 0))
+        draw.text((kx + font_size + 3, 0), "no data", fill=(0, 0, 0), font=font)
+    return np.asarray(panel)[:, :width]
 
 
 def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
@@ -463,7 +516,7 @@ def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarr
 def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> tuple[list, list[float], np.ndarray]:
     """Error maps of ``views`` against ``resized`` on one shared colour scale, and its colorbar.
 
-    The scale runs from 0 to the 99.5th percentile of both maps (at least 1),
+    The colorbar is None when every view is identical to ``resized`` (all means 0). The scale runs from 0 to the 99.5th percentile of both maps (at least 1),
     so one stray pixel does not wash the row out; larger errors take the top colour.
     """
     from aptviz.render.pictures import _colorbar
@@ -477,25 +530,100 @@ def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> t
             (max(1, round(err.shape[1] * zoom)), max(1, round(err.shape[0] * zoom))),
             Image.Resampling.NEAREST if zoom > 1 else Image.Resampling.BOX))  # fmt: skip
         shown.append(lut[np.clip(np.rint(small / top * 255), 0, 255).astype(np.intp)])
+    means = [float(e.mean()) for e in errors]
+    if not any(means):  # every view identical to the resized image: nothing to scale
+        return shown, means, None
     height = max(shown[0].shape[0], BAR_MIN_HEIGHT)
     bar = _colorbar(height, 0.0, top, lut, False, 0, "0-255", None, font_size=BAR_FONT, title=["|error|"])
-    return shown, [float(e.mean()) for e in errors], bar
+    return shown, means, bar
+
+
+def lossless_panel(height: int, width: int) -> np.ndarray:
+    """A blank panel the size of an error map that says "lossless" (the view is the resized image).
+
+    Examples
+    --------
+    >>> p = lossless_panel(60, 120)
+    >>> p.shape, bool((p < 128).any())
+    ((60, 120, 3), True)
+    """
+    from PIL import ImageDraw
+
+    panel = Image.new("RGB", (max(1, width), max(1, height)), (255, 255, 255))
+    draw = ImageDraw.Draw(panel)
+    draw.rectangle((0, 0, panel.width - 1, panel.height - 1), outline=(200, 200, 200))
+    size = max(8, min(TITLE_SIZE + 5, panel.width // 6))
+    font = _font(size)
+    text_w = font.getlength("lossless")
+    draw.text(((panel.width - text_w) / 2, (panel.height - size) / 2), "lossless", fill=(90, 90, 90), font=font)
+    return np.asarray(panel)
+
+
+def display_windows(picture: np.ndarray, window: int, zoom: float, size: tuple[int, int]) -> np.ndarray:
+    """The attention-window borders (``window`` px of the resized image, ``size`` = (W, H)) on a display picture.
+
+    Whole-number zooms draw :func:`aptviz.render.pictures.draw_windows` at
+    ``window * zoom``; reductions draw a 1 px line wherever the window under the pixel changes.
+
+    Examples
+    --------
+    >>> display_windows(np.zeros((8, 8, 3), np.uint8), 4, 1, (8, 8))[0, 3].tolist()
+    [255, 0, 0]
+    >>> out = display_windows(np.zeros((4, 4, 3), np.uint8), 4, 0.5, (8, 8))
+    >>> [int(out[0, x, 0]) for x in range(4)]
+    [0, 0, 255, 0]
+    """
+    from aptviz.render.pictures import WINDOW_COLOR, draw_windows
+
+    if zoom >= 1:
+        return draw_windows(picture, window * int(zoom), LINE_WIDTH)
+    w, h = size
+    ys = np.minimum((np.arange(picture.shape[0]) / zoom).astype(np.intp), h - 1) // window
+    xs = np.minimum((np.arange(picture.shape[1]) / zoom).astype(np.intp), w - 1) // window
+    out = np.array(picture, dtype=np.uint8, copy=True)
+    out[np.flatnonzero(np.diff(ys)) + 1, :] = WINDOW_COLOR
+    out[:, np.flatnonzero(np.diff(xs)) + 1] = WINDOW_COLOR
+    return out
+
+
+def _heat_lines(heat: dict) -> list[str]:
+    """Title of one heatmap panel: the measure (or "importance"), the scale, the note and the colour unit."""
+    style = heat.get("style") or {}
+    name = style.get("measure") or "importance"
+    return [f"{name}, {heat['scale']} px", f"{_heatmap_note(heat['scale'], heat.get('finest'))}, colour in "
+            f"{style.get('unit', 'bits')}"]  # fmt: skip
+
+
+def _error_row(resized: np.ndarray, views: list[tuple[str, np.ndarray]], zoom: float) -> list:
+    """The error-map panels of one selection: one colour scale (its bar after the last), "lossless" panels."""
+    errors, means, bar = error_panels(resized, [v for _, v in views], zoom)
+    row = []
+    for (name, _), err, mean in zip(views, errors, means):
+        if mean == 0:
+            row.append((lossless_panel(*err.shape[:2]), [name, "lossless: the resized image"]))
+        else:
+            row.append((err, [name, f"mean {mean:.2f} of 255"]))
+    if bar is not None:
+        row[-1] = (_side_by_side(row[-1][0], bar), row[-1][1])
+    return row
 
 
 def build_compare(
     original,
     resized: np.ndarray,
-    heat: dict,
+    heat: dict | list[dict],
     selections: list[tuple[dict, dict, object]],
     color_by_scale: bool = False,
+    window: int = 0,
 ) -> Layout:
     """``compare`` of one image as a :class:`Layout` (draw it with :func:`encode_figure`).
 
-    The same grid for every image: a first row with the original, the
-    importance heatmap (with its colorbar) and the blend; then one row per
-    selection with its overlay, the model view, the uniform baseline at equal
-    tokens and the two error maps ``|view - resized|`` on one colour scale
-    (with its colorbar).
+    The same grid for every image, in columns: a first row with the original,
+    the importance heatmap of every measure (its colour scale beneath) and the
+    blend; then one row per selection with its overlay, the model view, the
+    uniform baseline at equal ViT tokens and the two error maps
+    ``|view - resized|`` on one colour scale (with its colorbar; a view
+    identical to the resized image says "lossless" instead).
 
     Parameters
     ----------
@@ -503,14 +631,16 @@ def build_compare(
         The loaded image (for its size).
     resized : ndarray
         The resized image.
-    heat : dict
-        ``map`` (the shown importance map), ``scale`` (its patch size),
-        ``finest`` (the finest patch size), ``vrange`` (colour range),
-        ``style`` (``unit`` and ``measure`` of the colorbar).
+    heat : dict or list of dict
+        Per measure (the first is blended): ``map`` (the shown importance
+        map), ``scale`` (its patch size), ``finest`` (the finest patch size),
+        ``vrange`` (colour range), ``style`` (``unit`` and ``measure``).
     selections : list of (dict, dict, ModelView)
         ``(stats entry, masks, model view)`` of every selection.
     color_by_scale : bool
         Colour the overlays by scale.
+    window : int
+        Attention-window side in px drawn in red on the overlays (``--show-windows``); 0: none.
 
     Returns
     -------
@@ -519,27 +649,29 @@ def build_compare(
     h, w = resized.shape[:2]
     zoom = compare_zoom(h, w)
     small = _show(np.asarray(resized), zoom)
-    ps = heat["scale"]
-    blend = blend_heatmap(small, _sample(to_numpy(heat["map"]), ps, (w, h), zoom), 1, *heat["vrange"])
-    first = [
+    heats = [heat] if isinstance(heat, dict) else list(heat)
+    first = heats[0]
+    blend = blend_heatmap(small, _sample(to_numpy(first["map"]), first["scale"], (w, h), zoom), 1, *first["vrange"])
+    blend_name = (first.get("style") or {}).get("measure") if len(heats) > 1 else None
+    rows = [[
         (small, ["original", f"{original.width}x{original.height} -> {w}x{h}"]),
-        (heat_panel(heat["map"], ps, (w, h), heat["vrange"], zoom, heat.get("style")),
-         [f"importance, {ps} px", _heatmap_note(ps, heat.get("finest"))]),
-        (blend, ["importance over the photo"]),
-    ]  # fmt: skip
-    rows = [first]
+        *((heat_panel(m["map"], m["scale"], (w, h), m["vrange"], zoom, m.get("style")), _heat_lines(m)) for m in heats),
+        (blend, [f"{blend_name or 'importance'} over the photo"]),
+    ]]  # fmt: skip
     for entry, masks, view in selections:
         uniform = view.uniform.image
-        errors, means, bar = error_panels(resized, [view.apt, uniform], zoom)
         tokens = entry.get("uniform_vit_tokens")
+        overlay = display_overlay(resized, masks, zoom, color_by_scale, small if zoom < 1 else None)
+        title = selection_title(entry)[:2]
+        if window:
+            overlay = display_windows(overlay, window, zoom, (w, h))
+            title.append(f"red: {window} px attention windows")
         rows.append([
-            (display_overlay(resized, masks, zoom, color_by_scale, small if zoom < 1 else None),
-             selection_title(entry)[:2]),
+            (overlay, title),
             (_show(np.asarray(view.apt), zoom), ["what the ViT sees", _fidelity_line(entry, "apt")]),
             (_show(np.asarray(uniform), zoom),
              [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform", _fidelity_line(entry, "uniform")]),
-            (errors[0], ["|APT view - resized|", f"mean {means[0]:.2f} of 255"]),
-            (_side_by_side(errors[1], bar), ["|uniform - resized|", f"mean {means[1]:.2f} of 255"]),
+            *_error_row(resized, [("|APT view - resized|", view.apt), ("|uniform - resized|", uniform)], zoom),
         ])  # fmt: skip
     return grid_layout(rows)
 
@@ -610,10 +742,18 @@ def importance_histogram_png(
     bytes or None
         None when there is no cell to show.
     """
+    figure = importance_histogram_figure(hist, v1_thresholds, v2_lines, unit)
+    return None if figure is None else figure_bytes(figure, fmt)
+
+
+def importance_histogram_figure(hist: dict, v1_thresholds=None, v2_lines=None, unit: str = "bits"):
+    """The matplotlib Figure of :func:`importance_histogram_png` (None when there is no cell);
+    each panel's legend sits below it, off the bars and the threshold lines."""
     scales = sorted(hist, key=int)
     if not scales or not any(sum(hist[s]["counts"]) for s in scales):
         return None
-    fig = new_figure(3.6 * len(scales), 3.4)
+    entries = 2 + len(v2_lines or [])  # the most legend lines of a panel: cells, v1, every v2 alpha
+    fig = new_figure(3.6 * len(scales), 3.4 + 0.17 * entries)
     axes = fig.subplots(1, len(scales), squeeze=False)[0]
     colors = ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red")
     for i, (ax, s) in enumerate(zip(axes, scales)):
@@ -636,10 +776,11 @@ def importance_histogram_png(
             if i > 0 and thr.get(s) is not None:
                 ax.axvline(thr[s], color=colors[1 + j % 4], ls="-", lw=1.2,
                            label=f"v2 alpha={alpha:g}: {thr[s]:.2f} {unit} at {s} px")  # fmt: skip
-        ax.legend(fontsize=7, loc="upper left")
+        # below the panel, off the bars and the threshold lines
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.suptitle("Importance of all non-PAD cells in the batch (kept as one patch when below the threshold)",
                  fontsize=9)
-    return figure_bytes(fig, fmt)
+    return fig
 
 
 def informative_top(values: list[float]) -> float | None:
@@ -666,18 +807,30 @@ def informative_top(values: list[float]) -> float | None:
     return float(inside.max() + max(1.5, 0.05 * (inside.max() - inside.min())))
 
 
-def _mark_off_scale(ax, series, top: float, colors: dict) -> None:
-    """Points above ``top`` drawn as arrows at the top edge, each labelled with its value."""
-    marked = 0
+def _mark_off_scale(ax, series, top: float, colors: dict) -> list:
+    """Points above ``top`` drawn as arrows at the top edge, each tied to its value by a leader line.
+
+    Points that share a marker (same method, same x to 0.005) share one label
+    listing their values; labels are staggered downwards from the top edge,
+    left to right, in the series' colour. Returns the annotations.
+    """
+    marks: dict = {}  # (method, x rounded) -> (x, [values])
     for _kind, method, xs, ys in series:
         for x, y in zip(xs, ys):
             if y > top:
-                ax.plot([x], [top], marker="^", ms=8, color=colors[method], ls="none",
-                        label=None if marked else "off scale (value in dB)")  # fmt: skip
-                ax.annotate(f"{y:.0f} dB", (x, top), textcoords="offset points", xytext=(-6, -12 - 10 * (marked % 3)),
-                            fontsize=7, ha="right")  # fmt: skip
-                marked += 1
+                marks.setdefault((method, round(x / 0.005)), (x, []))[1].append(y)
+    notes = []
+    for i, ((method, _), (x, values)) in enumerate(sorted(marks.items(), key=lambda kv: kv[1][0])):
+        ax.plot([x], [top], marker="^", ms=8, color=colors[method], ls="none")
+        text = ", ".join(f"{v:.0f}" for v in sorted(set(round(v) for v in values))) + " dB"
+        notes.append(ax.annotate(
+            text, (x, top), textcoords="offset points", xytext=(0, -16 - 11 * (i % 4)), fontsize=7, ha="center",
+            va="top", color=colors[method], arrowprops=dict(arrowstyle="-", lw=0.6, color=colors[method]),
+        ))  # fmt: skip
+    if marks:  # one legend entry, in black: the colour is the method's
+        ax.plot([], [], marker="^", ms=8, color="black", ls="none", label="off scale (value in dB)")
     ax.set_ylim(top=top + 0.5)
+    return notes
 
 
 def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
@@ -686,6 +839,12 @@ def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
     Every (image, selection) row is a faint point; lines join the means per
     (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
     """
+    figure = psnr_curves_figure(rows)
+    return None if figure is None else figure_bytes(figure, fmt)
+
+
+def psnr_curves_figure(rows: list[dict]):
+    """The matplotlib Figure of :func:`psnr_curves_png`, or None when no row has PSNRs."""
     ok = [r for r in rows if r.get("status") == ROW_OK and r.get("psnr_uniform") is not None]
     ok = [r for r in ok if r.get("psnr_apt") is not None]
     if not ok:
@@ -723,4 +882,65 @@ def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
     ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _ocr_points(rows: list[dict]) -> dict:
+    """``{(measure, method): [(llm retention, apt, uniform ViT-equal x, uniform, uniform LLM-equal), ...]}``,
+    one tuple per (measure, method, alpha): means over the images with text (rows with ``ocr_apt``)."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("status") != ROW_OK or r.get("ocr_apt") is None or r.get("llm_retention") is None:
+            continue
+        groups.setdefault((r.get("importance") or "entropy", r["method"], r.get("alpha")), []).append(r)
+    out: dict = {}
+    for (measure, method, _alpha), grp in groups.items():
+        # the equal-ViT uniform view's own LLM retention: (uniform_vit_tokens / m**2) / (N / m**2)
+        uni_x = [g["uniform_vit_tokens"] / g["base_small_tokens"] for g in grp if g.get("uniform_vit_tokens") is not None]
+        llm = [g["ocr_uniform_llm"] for g in grp if g.get("ocr_uniform_llm") is not None]
+        out.setdefault((measure, method), []).append((
+            float(np.mean([g["llm_retention"] for g in grp])),
+            float(np.mean([g["ocr_apt"] for g in grp])),
+            float(np.mean(uni_x)) if uni_x else None,
+            float(np.mean([g["ocr_uniform"] for g in grp])),
+            float(np.mean(llm)) if llm else None,
+        ))  # fmt: skip
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def ocr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
+    """Tesseract's character accuracy against LLM retention: APT and both uniform baselines, as bytes (``fmt``).
+
+    One point per (measure, method, alpha), the mean over the images with text
+    (``--ocr`` rows whose resized image has text); uniform at equal LLM tokens
+    sits at APT's LLM retention, uniform at equal ViT tokens at its own
+    (``uniform_vit_tokens / N``: every uniform ViT token is a finest patch). None
+    when no row has an OCR score.
+    """
+    points = _ocr_points(rows)
+    if not points:
+        return None
+    fig = new_figure(8.8, 4.4)
+    ax = fig.subplots()
+    palette = ("tab:orange", "tab:blue", "tab:gray", "tab:green", "tab:purple", "tab:brown")
+    several = len({m for m, _ in points}) > 1
+    for i, ((measure, method), pts) in enumerate(sorted(points.items())):
+        color, name = palette[i % len(palette)], f"{measure} {method}" if several else method
+        xs = [p[0] for p in pts]
+        ax.plot(xs, [p[1] for p in pts], color=color, marker="o", label=f"APT {name}")
+        uni = [(p[2], p[3]) for p in pts if p[2] is not None]
+        if uni:
+            ax.plot(*zip(*uni), color=color, ls=":", marker="s", mfc="white",
+                    label=f"uniform, equal ViT tokens ({name})")  # fmt: skip
+        llm = [(p[0], p[4]) for p in pts if p[4] is not None]
+        if llm:
+            ax.plot(*zip(*llm), color=color, ls="--", marker="D", mfc="white",
+                    label=f"uniform, equal LLM tokens ({name})")  # fmt: skip
+    ax.set_xlabel("LLM retention (LLM tokens / plain model's)")
+    ax.set_ylabel("character accuracy (1 - CER)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Text fidelity: Tesseract on each view against the resized image (mean over images with text)")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure_bytes(fig, fmt)

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from aptviz.compute.video import VIDEO_EXTENSIONS
 from aptviz.errors import ROW_FAILED
 
 __all__ = [
@@ -50,6 +51,8 @@ DATASET_FIGURES = (
     ("fidelity_vs_tokens", "Which measure, at which cost: PSNR and SSIM against LLM tokens, with the uniform baseline "
      "of the run's model and the Pareto front"),
     ("importance_histogram", "Importance distribution with thresholds"),
+    ("ocr_vs_tokens", "Text fidelity (--ocr): Tesseract's character accuracy of APT and of uniform at equal ViT and "
+     "at equal LLM tokens, against LLM retention"),
 )
 FIGURE_SUFFIXES = (".png", ".svg")  # what a browser shows inline (a PDF figure is linked)
 
@@ -66,9 +69,23 @@ NUMBER_KEYS = (
     ("ssim_apt", "SSIM of APT's view (0-1)", "ssim"),
     ("ssim_uniform", "SSIM of uniform (0-1)", "ssim"),
 )
+# --ocr runs: Tesseract's character accuracy (kind "ocr": null = the resized image has no text)
+OCR_NUMBER_KEYS = (
+    ("ocr_apt", "OCR accuracy of APT's view (0-1)", "ocr"),
+    ("ocr_uniform", "OCR accuracy of uniform, equal ViT tokens (0-1)", "ocr"),
+    ("ocr_uniform_llm", "OCR accuracy of uniform, equal LLM tokens (0-1)", "ocr"),
+)
+NO_TEXT = "no text"
 VIEWS = (("overlay", "patches"), ("model_view", "what the ViT sees"), ("uniform", "uniform, same tokens"))
 VIEW_KEYS = tuple(k for k, _ in VIEWS)
 LOSSLESS = "lossless"  # the one word for a PSNR of an identical picture, as in compare.png
+NOT_MEASURED = "\u2013"  # a video's PSNR: not measured (its rows and card would otherwise read "lossless")
+
+
+def _is_video(row: dict) -> bool:
+    """Whether a summary row is a video's (by its input's extension, docs/video.md)."""
+    image = row.get("image")
+    return isinstance(image, str) and Path(image).suffix.lower() in VIDEO_EXTENSIONS
 
 COLUMN_LABELS = {
     "image": "input path",
@@ -92,6 +109,7 @@ COLUMN_LABELS = {
     "psnr_uniform": "PSNR of uniform (dB)",
     "output": "output folder",
     "error": "error",
+    **{key: label for key, label, _ in OCR_NUMBER_KEYS},
 }
 DB_COLUMNS = ("psnr_apt", "psnr_uniform")
 HEAT_HEIGHT = 150  # css px of a card heatmap
@@ -155,9 +173,9 @@ function el(tag,attrs,text){var e=document.createElement(tag);
   if(text!==undefined&&text!==null)e.textContent=String(text);return e;}
 A.el=el;
 function num(v,kind){
-  if(v===null||v===undefined)return kind==='db'?D.lossless:'\u2013';
+  if(v===null||v===undefined)return kind==='db'?D.lossless:kind==='ocr'?D.noText:'\u2013';
   if(typeof v!=='number')return String(v);
-  if(kind==='frac')return v.toFixed(4);if(kind==='db')return v.toFixed(2);if(kind==='ssim')return v.toFixed(3);
+  if(kind==='frac')return v.toFixed(4);if(kind==='db')return v.toFixed(2);if(kind==='ssim'||kind==='ocr')return v.toFixed(3);
   return Number.isInteger(v)?String(v):String(Number(v.toPrecision(4)));}
 function figure(cls,caption,src,key){
   var f=el('figure',{'class':cls});var img=el('img',{loading:'lazy',alt:caption,src:src,'data-k':key});
@@ -378,7 +396,13 @@ def _colour_scale(stats: dict) -> dict | None:
     return {"lo": lo, "hi": hi, "ticks": ticks, "unit": unit, "pad": pad}
 
 
-def card_data(folder: str, stats: dict) -> dict:
+def number_keys(cards) -> tuple:
+    """The card numbers: :data:`NUMBER_KEYS`, and :data:`OCR_NUMBER_KEYS` when some image ran ``--ocr``."""
+    ocr = any(isinstance(s.get("params"), dict) and s["params"].get("ocr") is True for _, s in cards)
+    return NUMBER_KEYS + (OCR_NUMBER_KEYS if ocr else ())
+
+
+def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS) -> dict:
     """What the page needs to build one image's card (every link relative to the report).
 
     Parameters
@@ -397,7 +421,7 @@ def card_data(folder: str, stats: dict) -> dict:
         ``aspect`` (``[W, H]`` of the resized image), ``bar`` (the colour
         scale), ``sels`` (``label``, ``files`` as
         ``[overlay, model view, uniform]``, ``numbers`` in the order of
-        :data:`NUMBER_KEYS`).
+        ``keys`` (:func:`number_keys`).
 
     Examples
     --------
@@ -419,6 +443,7 @@ def card_data(folder: str, stats: dict) -> dict:
         if isinstance(heatmaps, dict):
             ordered = sorted(heatmaps.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))  # 14, 28, 56
             heat += [[f"{_safe(measure)}, {_safe(ps)} px", link(rel)] for ps, rel in ordered if link(rel)]
+    video = "timeline" in files  # a video (docs/video.md): its contact sheet; no model view, so no PSNR
     sels = []
     for sel in stats.get("selections") or []:
         if not isinstance(sel, dict):
@@ -426,8 +451,9 @@ def card_data(folder: str, stats: dict) -> dict:
         sf = sel.get("files") if isinstance(sel.get("files"), dict) else {}
         sels.append({
             "label": _selection_label(sel, several),
-            "files": [link(sf.get(k)) for k in VIEW_KEYS],
-            "numbers": [_shown(sel.get(k)) for k, _, _ in NUMBER_KEYS],
+            "files": [link(sf.get("contact_sheet" if video and k == "overlay" else k)) for k in VIEW_KEYS],
+            "numbers": [NOT_MEASURED if video and kind == "db" and sel.get(k) is None else _shown(sel.get(k))
+                        for k, _, kind in keys],
         })  # fmt: skip
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
     return {
@@ -470,7 +496,7 @@ def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_link
             v = row.get(c)
             if c == "output" and isinstance(v, str):
                 v = output_links.get(v, _safe(v))
-            values.append(_plain(v))
+            values.append(NOT_MEASURED if v is None and c in DB_COLUMNS and _is_video(row) else _plain(v))
         image = row.get("image")
         values.append(anchors.get(image) if isinstance(image, str) else None)
         table_rows.append(values)
@@ -540,8 +566,9 @@ def _page_data(rows, cards, columns, card_extra, output_links: dict) -> dict:
             anchors.setdefault(path, i)
     data_cards = []
     strings: dict[str, int] = {}
+    keys = number_keys(cards)
     for folder, stats in cards:
-        data = _interned(card_data(folder, stats), strings)
+        data = _interned(card_data(folder, stats, keys), strings)
         if card_extra is not None:
             data.update(card_extra(folder, stats))
         data_cards.append(data)
@@ -549,9 +576,10 @@ def _page_data(rows, cards, columns, card_extra, output_links: dict) -> dict:
         "strings": list(strings),
         "table": _table_data(rows, columns, anchors, output_links),
         "cards": data_cards,
-        "numbers": [list(n) for n in NUMBER_KEYS],
+        "numbers": [list(n) for n in keys],
         "views": [list(v) for v in VIEWS],
         "lossless": LOSSLESS,
+        **({"noText": NO_TEXT} if len(keys) > len(NUMBER_KEYS) else {}),
         "gradient": _gradient(),
         "heatHeight": HEAT_HEIGHT,
         "page": 100,

@@ -24,7 +24,7 @@ from aptviz.errors import InputError
 from aptviz.output.atomic import clean_stale_temp_files, read_json
 from aptviz.runs.pool import WorkerPool, default_workers
 from aptviz.runs.results import JobResult, Status
-from aptviz.runs.scan import IMAGE_EXTENSIONS, scan_inputs
+from aptviz.runs.scan import IMAGE_EXTENSIONS, INPUT_EXTENSIONS, scan_inputs
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -75,7 +75,7 @@ def discover(
     failures: list[JobResult] = []
     seen: set[Path] = set()
 
-    for found in scan_inputs(inputs, recursive, IMAGE_EXTENSIONS, exclude):
+    for found in scan_inputs(inputs, recursive, INPUT_EXTENSIONS, exclude):
         if found.error is not None:
             failures.append(JobResult.failed(found.path, found.error))
         elif found.folder is not None:  # mirrors the path below the folder given
@@ -147,6 +147,8 @@ def is_complete(
             return None
         if stats.render != _render(render).to_dict():
             return None
+        if "timeline" in files:  # a video's folder (docs/video.md): its own files
+            return stats if all((out / rel).is_file() for rel in _video_listed(stats)) else None
         listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
         listed += [files["blend"], files["compare"]]
         listed += [sel.files[k] for sel in stats.selections for k in ("overlay", "model_view", "uniform")]
@@ -163,6 +165,13 @@ def is_complete(
     if files.get("explorer") is not None and not explorer_file_ok(out, files["explorer"]):
         return None  # a file planted in place of the explorer data (report.html runs it): written again
     return stats
+
+
+def _video_listed(stats: ImageStats) -> list[str]:
+    """The files a video's stats.json lists (KeyError when one is missing from it)."""
+    listed = [stats.files[k] for k in ("timeline", "card", "scrubber")]
+    listed += [stats.files[k] for k in ("tokens", "maps") if k in stats.files]
+    return listed + [sel.files[k] for sel in stats.selections for k in ("contact_sheet", "animation")]
 
 
 def _render(render):

@@ -13,6 +13,8 @@ Files in OUTPUT:
 * ``psnr_vs_retention.png`` -- APT vs uniform at equal tokens;
 * ``fidelity_vs_tokens.png`` -- PSNR and SSIM against LLM tokens for every
   measure x method, the uniform baseline and the Pareto front (rows with SSIM);
+* ``ocr_vs_tokens.png`` -- ``--ocr``: Tesseract's character accuracy of APT
+  and both uniform baselines against LLM retention (rows with text);
 * ``report.html``.
 """
 
@@ -31,6 +33,7 @@ from aptviz.output.layout import (
     DATASET_NAME,
     FIDELITY_NAME,
     HISTOGRAM_NAME,
+    OCR_NAME,
     PSNR_NAME,
     REPORT_NAME,
     figure_name,
@@ -165,6 +168,9 @@ def write_dataset_view(
         if fidelity is not None:
             fid = figure_name(FIDELITY_NAME, figure_format)
             steps.append((fid, lambda p: _write(p, fig.figure_bytes(fidelity_figure(fidelity), figure_format))))
+        if any(r.get("ocr_apt") is not None for r in rows):  # --ocr, on images with text
+            ocr = figure_name(OCR_NAME, figure_format)
+            steps.append((ocr, lambda p: _write(p, fig.ocr_curves_png(rows, figure_format))))
 
     def page(path: Path) -> None:
         stems = {stem for stem, _ in DATASET_FIGURES}

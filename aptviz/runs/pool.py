@@ -38,9 +38,13 @@ from itertools import islice
 
 from aptviz._log import logger
 
-__all__ = ["WORKER_DIED", "WorkerPool", "default_workers", "init_worker", "stop_on_sigterm"]
+__all__ = ["STOP_SIGNALS", "WORKER_DIED", "WorkerPool", "default_workers", "init_worker", "stop_on_sigterm"]
 
 WORKER_DIED = "worker process died (out of memory?)"
+
+#: The signals that stop a run cleanly, as Ctrl-C does: SIGINT, SIGTERM, and SIGHUP (the terminal closed,
+#: an ssh session dropped: sent to the whole process group, workers included).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def default_workers() -> int:
@@ -82,8 +86,8 @@ def init_worker(level: str | None, parent: int | None = None) -> None:
     """Worker start-up: die with the parent, leave Ctrl-C and SIGTERM to it, one compute thread each."""
     if parent is not None:
         die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops the run cleanly; it kills us if it dies
+    for signum in STOP_SIGNALS:  # the parent stops the run cleanly; it kills us if it dies
+        signal.signal(signum, signal.SIG_IGN)
     from aptviz.compute.entropy import set_num_threads
 
     set_num_threads(1)
@@ -121,7 +125,8 @@ def _shielded(raise_after: bool = True):
 def stop_on_sigterm():
     """SIGTERM behaves like Ctrl-C: KeyboardInterrupt in the main thread; the signal is remembered.
 
-    Yields the list the caught signal numbers go to (SIGINT or SIGTERM). While
+    SIGHUP too (:data:`STOP_SIGNALS`): a closed terminal keeps the finished work.
+    Yields the list the caught signal numbers go to (SIGINT, SIGTERM or SIGHUP). While
     the worker pool starts processes or submits work, the interrupt waits until
     it is done (raised then), so a stop never loses the signal or deadlocks the
     pool. Outside the main thread nothing changes (Python delivers signals there only).
@@ -138,7 +143,10 @@ def stop_on_sigterm():
         else:
             raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP already ignored (``nohup aptviz ...``): the run is meant to outlive the terminal, it stays ignored
+    hangup = getattr(signal, "SIGHUP", None)
+    stops = [s for s in STOP_SIGNALS if s != hangup or signal.getsignal(s) != signal.SIG_IGN]
+    previous = {s: signal.signal(s, handler) for s in stops}
     try:
         yield caught
     finally:

@@ -155,9 +155,15 @@ def run(
     ------
     ParameterError
         Before any work, for a bad value or an unusable output folder.
+    MissingExtraError
+        Before any work, for ``params.ocr`` without Tesseract.
     """
     options = options or RunOptions(workers=workers, **option_values)
     params = params or Params()
+    if params.ocr:  # before any work: without Tesseract every image would fail alike
+        from aptviz.compute.ocr import require_tesseract
+
+        require_tesseract()
     runs = _as_runs(selections, params)
     inputs = list(inputs)
     check_not_an_input(inputs, output)

@@ -15,9 +15,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["IMAGE_EXTENSIONS", "Found", "scan_inputs", "scan_folder"]
+from aptviz.compute.video import VIDEO_EXTENSIONS
+
+__all__ = ["IMAGE_EXTENSIONS", "INPUT_EXTENSIONS", "VIDEO_EXTENSIONS", "Found", "scan_inputs", "scan_folder"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+"""What the main command picks up in a folder: images and videos (.mp4, .mov, .webm, .mkv, .avi)."""
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
+from aptviz._log import logger
 from aptviz._text import clean_text, text_path
 from aptviz.compute.params import format_alpha
-from aptviz.compute.stats import ImageStats
+from aptviz.compute.stats import OCR_FIELDS, ImageStats
 from aptviz.errors import ROW_FAILED, ROW_OK
-from aptviz.output.atomic import csv_cell, read_json, write_bytes_atomic
+from aptviz.output.atomic import csv_lines, read_json, write_bytes_atomic
 from aptviz.output.layout import IMAGE_SUBDIRS, STATS_NAME, SUMMARY_CSV, SUMMARY_JSON
 from aptviz.runs.results import JobResult, Status
 
@@ -58,6 +59,8 @@ def rows_for(result: JobResult, output: Path, scales) -> list[dict]:
         for ps in scales:
             row[f"tokens_{ps}"] = sel.tokens_by_scale.get(int(ps))
         row.update({name: getattr(sel, name) for name in SELECTION_NUMBERS})
+        if stats.params.ocr:  # --ocr runs only
+            row.update({name: getattr(sel, name) for name in OCR_FIELDS})
         row.update(output=folder, error=None)
         rows.append(row)
     return rows
@@ -106,7 +109,9 @@ class Summary:
             + [f"tokens_{ps}" for ps in scales]
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
-            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform", "output", "error"]
+            + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"]
+            + (list(OCR_FIELDS) if any(s.params.ocr for s in self._stats.values()) else [])
+            + ["output", "error"]
         )
 
     def _scales_of(self, key: str) -> frozenset:
@@ -206,14 +211,11 @@ class Summary:
         cached = self._text.get(key)
         if cached is not None and cached[0] is rows and cached[1] == tuple(columns):
             return cached[2], cached[3]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        for row in rows:
-            writer.writerow({k: csv_cell(row.get(k)) for k in columns})
+        lines = csv_lines(rows, columns)
         items = [json.dumps(clean_text(row), indent=2, ensure_ascii=False, allow_nan=False) for row in rows]
         text = ",\n".join("\n".join("  " + line for line in item.split("\n")) for item in items)
-        self._text[key] = (rows, tuple(columns), buf.getvalue(), text)
-        return buf.getvalue(), text
+        self._text[key] = (rows, tuple(columns), lines, text)
+        return lines, text
 
 
 WRITE_SHARE = 20
@@ -237,7 +239,9 @@ def _image_folders(output: Path, skip: set[str] = frozenset()):
             data = read_json(Path(root) / STATS_NAME)
             try:
                 stats = ImageStats.from_dict(data)
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                why = "not valid JSON" if data is None else str(exc) if isinstance(exc, TypeError) else repr(exc)
+                logger.warning("{}: left out of the summary ({})", text_path(Path(root) / STATS_NAME), why)
                 continue
             yield name, stats
 
