@@ -70,6 +70,7 @@ def test_the_same_grid_for_every_image(shapes, methods):
         assert layout.width <= 3000 and layout.height < 400 * (len(runs) + 1)
 
 
+@pytest.mark.slow
 def test_every_title_fits_its_panel(shapes):
     runs = expand_runs(["v1", "v2", "budget"], [0.3, 0.9])
     for path in shapes:

@@ -408,6 +408,7 @@ def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_report_cards_load_their_explorer_when_shown(browser, batch):
     pg = browser.new_page(viewport={"width": 1000, "height": 500})
     errors: list[str] = []

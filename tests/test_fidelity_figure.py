@@ -124,6 +124,7 @@ def test_one_lossless_image_does_not_empty_the_psnr_panel(tmp_path):
     assert any(label.startswith("uniform") for label in labels) and "Pareto front" in labels
 
 
+@pytest.mark.slow
 def test_batch_figures_name_the_runs_model(tmp_path, monkeypatch):
     out = tmp_path / "out"
     done = subprocess.run(

@@ -108,6 +108,7 @@ def test_bytes_load_like_files(tmp_path):
     assert errors[0] == errors[1] and errors[2] == "empty file (0 bytes)"
 
 
+@pytest.mark.slow
 def test_local_rows_match_the_main_command_stats_json(folder, tmp_path):
     out = tmp_path / "stats"
     report = run_stats([folder], out, RUNS, Params(), recursive=True, workers=2)
@@ -304,6 +305,7 @@ def test_resume_skips_complete_images_and_redoes_changed_ones(folder, tmp_path):
 PSNR = ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"]  # what --fidelity adds
 
 
+@pytest.mark.slow
 def test_fidelity_columns_match_stats_json_and_join_the_resume_key(folder, tmp_path):
     """--fidelity adds stats.json's PSNR and SSIM fields row by row; without it they are absent; resume redoes
     images for it; stats-summary reports their means per selection."""
