@@ -2,6 +2,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -270,6 +271,7 @@ def _broken_stats(path, where, value):
     path.write_text(json.dumps(data))
 
 
+@pytest.mark.slow
 def test_stats_json_of_the_wrong_types_is_redone_and_the_other_rows_kept(tmp_path, make_image):
     """Issue 27: a stats.json field of the wrong type (``"frames": "2"``, a number as text, a malformed
     histogram) crashed the next run, shrank summary.json and left report.html stale, run after run.
@@ -349,8 +351,6 @@ def test_summary_accumulates_over_runs(tmp_path):
     csv_lines = (out / "summary.csv").read_text().splitlines()
     assert len(csv_lines) == 4
 
-
-import pytest  # noqa: E402
 
 from conftest import SAMPLES, copies, invoke  # noqa: E402
 
