@@ -13,7 +13,9 @@ from aptviz.compute.analysis import analyse_file, image_stats
 from aptviz.compute.params import Params, expand_runs
 from aptviz.render.figures import (
     BAR_FONT,
+    _show,
     build_compare,
+    compare_zoom,
     encode_figure,
     error_map,
     error_panels,
@@ -62,12 +64,14 @@ def test_the_same_grid_for_every_image(shapes, methods):
         result, layout = _layout(path, runs)
         rows = _rows(layout)
         counts = [len(rows[y]) for y in sorted(rows)]
-        assert counts == [3] + [5] * len(runs), (path.name, counts)  # original, heat, blend; 5 per selection
+        # original, heat, blend; 6 per selection (overlay, APT view, uniform at equal ViT and at equal LLM tokens,
+        # two error maps)
+        assert counts == [3] + [6] * len(runs), (path.name, counts)
         # every panel of a row starts at the same y, and no panel overlaps the next row
         tops = sorted(rows)
         for upper, lower in zip(tops, tops[1:]):
             assert all(upper + pic.shape[0] < lower for _, pic in rows[upper])
-        assert layout.width <= 3000 and layout.height < 400 * (len(runs) + 1)
+        assert layout.width <= 3600 and layout.height < 400 * (len(runs) + 1)  # 6 panels of at most ~600 px
 
 
 @pytest.mark.slow
@@ -88,6 +92,20 @@ def test_titles_name_tokens_views_and_errors():
     for word in ("original", "importance, 14 px", "ViT", "LLM", "what the ViT sees", "uniform,", "PSNR",
                  "|APT view - resized|", "|uniform - resized|"):
         assert word in texts
+
+
+def test_compare_shows_uniform_at_equal_llm_tokens_beside_equal_vit_tokens():
+    """The row's uniform at equal LLM tokens: its picture is the view the stats describe, titled with its tokens."""
+    result, layout = _layout(SAMPLES / "chelsea.png", expand_runs(["budget"], [0.3]))
+    [sel] = image_stats(result).selections
+    texts = [t for _, _, t, _ in layout.texts]
+    assert f"uniform, {sel.uniform_vit_tokens} ViT tokens" in texts
+    assert f"uniform, {sel.llm_uniform_tokens} LLM tokens" in texts
+    assert f"PSNR {sel.psnr_uniform_llm:.1f} dB, SSIM {sel.ssim_uniform_llm:.3f}" in texts
+    [view] = [s.view for s in result.selections]
+    shown = _show(view.uniform_llm.image, compare_zoom(*result.resized.shape[:2]))
+    assert any(p.shape == shown.shape and np.array_equal(p, shown) for _, _, p in layout.images)
+    assert not np.array_equal(view.uniform_llm.image, view.uniform.image)  # 96 LLM tokens vs 160 ViT tokens
 
 
 def _text_heights(panel: np.ndarray, x0: int) -> list[int]:
@@ -148,7 +166,7 @@ def test_a_flat_image_has_a_compare_figure(tmp_path):
     """One grey level: every map is constant and both views are exact (a one-value colour scale)."""
     Image.new("RGB", (120, 90), (128, 128, 128)).save(tmp_path / "flat.png")
     result, layout = _layout(tmp_path / "flat.png", expand_runs(["v1", "budget"], [0.3]))
-    assert [len(r) for _, r in sorted(_rows(layout).items())] == [3, 5, 5]
+    assert [len(r) for _, r in sorted(_rows(layout).items())] == [3, 6, 6]
     assert encode_figure(layout).startswith(b"\x89PNG")
 
 
@@ -175,7 +193,7 @@ def test_lossless_rows_say_lossless_without_a_colour_scale():
     _, lossy, lossless = _columns(layout)
     photo_w = lossless[0][1].shape[1]
     assert lossy[-1][1].shape[1] > photo_w  # the error scale beside the last error map
-    for _, pic in lossless[3:]:
+    for _, pic in lossless[-2:]:  # the two error maps
         assert pic.shape[1] == photo_w  # no 0-1 colorbar
         assert (pic < 128).all(axis=2).any() and not ((pic[..., 0] > 150) & (pic[..., 1] < 100)).any()  # text, no red
     texts = [t for _, _, t, _ in layout.texts]

@@ -86,6 +86,22 @@ def test_data_carries_the_maps_means_and_uniform_table():
         assert entry[2] == pytest.approx(view.psnr_uniform, abs=1e-5)
 
 
+def test_data_carries_the_uniform_table_at_equal_llm_tokens():
+    """Every LLM token count maps to the baseline at equal LLM tokens compare_views computes (max_pixels = l * 28**2)."""
+    path = ROOT / "sample_images" / "coffee.png"
+    res = _result(path)
+    data = explorer_data("coffee", res.loaded.image, res.resized, res.maps, res.params)
+    table = data["uniform_llm"]
+    n_llm = res.maps[14].size // 4
+    assert table[0][0] == 1 and [e[0] for e in table] == sorted({e[0] for e in table})
+    masks = aptviz.select_patches(res.maps, "budget", 1.0).masks  # any partition: the uniform side ignores it
+    for t in sorted({1, n_llm, *np.random.default_rng(2).integers(1, n_llm, 6).tolist()}):
+        entry = [e for e in table if e[0] <= t][-1]
+        view = compare_views(res.loaded.image, res.resized, masks, 4 * t, llm_tokens=t).stats
+        assert entry[1] == view.llm_uniform_tokens <= t
+        assert entry[2] == pytest.approx(view.psnr_uniform_llm, abs=1e-5)
+
+
 def test_explore_api_names_and_page(tmp_path):
     ex = explore([ROOT / "sample_images" / "chelsea.png", ROOT / "sample_images" / "chelsea.png"], bins=256)
     assert ex.names == ["chelsea", "chelsea_2"]
@@ -184,13 +200,16 @@ def _check(res, got, method, alpha=1.0, thresholds=None, with_views=True):
         assert got["thresholds"] == sel.thresholds
     if with_views:
         view = compare_views(res.loaded.image, res.resized, sel.masks, sel.tokens, p.patch_size, p.merge_size,
-                             p.min_pixels).stats
+                             p.min_pixels, llm_tokens=tc.llm_tokens).stats
         if view.psnr_apt is None:
             assert got["psnr_apt"] is None
         else:
             assert abs(got["psnr_apt"] - view.psnr_apt) < 0.01
         assert got["uniform_vit_tokens"] == view.uniform_vit_tokens
         assert got["psnr_uniform"] == pytest.approx(view.psnr_uniform, abs=1e-5)
+        # the baseline at equal LLM tokens, from the data's table (computed in Python)
+        assert got["llm_uniform_tokens"] == view.llm_uniform_tokens
+        assert got["psnr_uniform_llm"] == pytest.approx(view.psnr_uniform_llm, abs=1e-5)
 
 
 @needs_chromium
@@ -405,6 +424,8 @@ def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):
         for sel in stats["selections"]:  # the batch's own selections are always in the table
             entry = [e for e in table if e[0] <= sel["vit_tokens"]][-1]
             assert entry[1] == sel["uniform_vit_tokens"] and len(entry) == 3
+            entry = [e for e in data["uniform_llm"] if e[0] <= sel["llm_tokens"]][-1]  # and at equal LLM tokens
+            assert entry[1:] == [sel["llm_uniform_tokens"], round(sel["psnr_uniform_llm"], 6)]
 
 
 @needs_chromium

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import aptviz
-from aptviz.compute.ocr import character_accuracy, edit_distance, llm_uniform_view, normalize_text
+from aptviz.compute.ocr import character_accuracy, edit_distance, normalize_text
+from aptviz.compute.views import llm_uniform_view
 from aptviz.compute.views import uniform_view
 
 SAMPLES_PHOTO = SAMPLES / "chelsea.png"

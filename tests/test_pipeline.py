@@ -50,6 +50,10 @@ SCHEMA_SELECTION = {
     "psnr_uniform",
     "ssim_apt",
     "ssim_uniform",
+    "llm_uniform_tokens",
+    "llm_uniform_size",
+    "psnr_uniform_llm",
+    "ssim_uniform_llm",
     "files",
 }
 

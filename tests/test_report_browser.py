@@ -129,9 +129,10 @@ def _fill_and_load(pg) -> list:
     return pg.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth])")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def moved(report, tmp_path_factory):
-    """The whole output folder moved elsewhere (as a zip would be unpacked)."""
+    """The whole output folder moved elsewhere (as a zip would be unpacked); put back after the test (the
+    batch is the session's, conftest)."""
     target = tmp_path_factory.mktemp("moved") / "elsewhere"
     shutil.copytree(report.parent, target)
     away = report.parent.with_name(report.parent.name + "-away")
@@ -269,6 +270,170 @@ def test_odd_json_types_in_stats_do_not_stop_the_report():
              "files": {"heatmaps": ["a"], "blend": 3}, "importance": {"14": {"min": "a", "max": None}}}  # fmt: skip
     page = build_report([{"image": ["x"], "status": "ok"}], [("f", stats)], ["image", "status"])
     assert page.count('class="card"') == 1
+
+
+# ---------------------------------------------------------------- SPEC §17: the table, titles and explorers
+
+
+@pytest.fixture(scope="module")
+def report17(report):
+    """The session's one batch report (conftest): ``moved`` puts it back after each test."""
+    return report
+
+
+@pytest.fixture(scope="module")
+def page17(report17, browser):
+    pg = _open(browser, report17)
+    yield pg
+    assert pg.errors == []
+    pg.context.close()
+
+
+FIDELITY = ("llm_tokens", "llm_retention", "psnr_apt", "ssim_apt", "uniform_vit_tokens", "psnr_uniform",
+            "ssim_uniform", "llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm")  # fmt: skip
+
+
+def test_table_shows_file_names_one_vit_column_and_every_fidelity_column_at_1400_px(page17, report17):
+    import json
+
+    page17.set_viewport_size({"width": 1400, "height": 900})
+    page17.evaluate("window.scrollTo(0, 0)")
+    names = page17.eval_on_selector_all("table.sum th", "ths => ths.map(t => t.getAttribute('title'))")
+    labels = page17.eval_on_selector_all("table.sum th", "ths => ths.map(t => t.textContent)")
+    assert "vit_tokens" not in names and sum("ViT tokens" == label for label in labels) == 1  # no duplicate
+    for name in ("ssim_apt", "ssim_uniform", "ssim_uniform_llm"):  # SSIM headers in words
+        label = labels[names.index(name)]
+        assert label.startswith("SSIM of ") and "_" not in label, label
+    assert "ViT" in labels[names.index("ssim_uniform")] and "LLM" in labels[names.index("ssim_uniform_llm")]
+    rights = page17.eval_on_selector_all("table.sum th", "ths => ths.map(t => t.getBoundingClientRect().right)")
+    for name in FIDELITY:
+        assert rights[names.index(name)] <= 1400, (name, rights[names.index(name)])
+    # the image column: the file name, its path on hover
+    rows = json.loads((report17.parent / "summary.json").read_text())
+    col = names.index("image")
+    cells = page17.eval_on_selector_all(f"table.sum tbody tr td:nth-child({col + 1}) a",
+                                      "as => as.map(a => [a.textContent, a.title])")  # fmt: skip
+    assert sorted(cells) == sorted([Path(r["image"]).name, r["image"]] for r in rows)
+    # the baseline at equal LLM tokens, as the summary has it
+    col = names.index("psnr_uniform_llm")
+    shown = page17.eval_on_selector_all(f"table.sum tbody tr td:nth-child({col + 1})", "t => t.map(x => x.textContent)")
+    want = ["lossless" if r["psnr_uniform_llm"] is None else float(f"{r['psnr_uniform_llm']:.4g}") for r in rows]
+    assert sorted(map(str, want)) == sorted(v if v == "lossless" else str(float(v)) for v in shown)
+
+
+def _line_breaks(pg, selector: str) -> list[list[str]]:
+    """``[character before, character after]`` at every line break inside the element (its rendered lines)."""
+    return pg.eval_on_selector(selector, """h => {
+        const out = []; const walk = document.createTreeWalker(h, NodeFilter.SHOW_TEXT);
+        let top = null, prev = '', n;
+        while ((n = walk.nextNode())) for (let i = 0; i < n.length; i++) {
+          const r = document.createRange(); r.setStart(n, i); r.setEnd(n, i + 1);
+          const rects = r.getClientRects();
+          if (rects.length && rects[0].width > 0) {
+            const t = Math.round(rects[0].top);
+            if (top !== null && t > top + 2) out.push([prev, n.data[i]]);
+            top = t;
+          }
+          prev = n.data[i];
+        }
+        return out; }""")
+
+
+def test_card_titles_wrap_after_a_slash_or_a_space_on_a_phone(tmp_path, browser):
+    from typer.testing import CliRunner
+
+    deep = tmp_path / "photos_from_the_field_trip_2026" / "camera_one_morning_session"
+    deep.mkdir(parents=True)
+    shutil.copy(ROOT / "sample_images" / "chelsea.png", deep / "a_cat_looking_at_the_camera_closely.png")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, [str(deep / "a_cat_looking_at_the_camera_closely.png"), "-m", "v2", "-q", "-o",
+                                 str(out)], catch_exceptions=False)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    pg = _open(browser, out / "report.html", **PHONE)
+    breaks = _line_breaks(pg, ".card h3")
+    assert len(breaks) >= 3, breaks  # a long title does wrap on a phone
+    assert all(before in "/ " for before, _ in breaks), breaks  # never inside a name or a size
+    assert pg.eval_on_selector(".card h3", "h => h.scrollWidth <= h.clientWidth")
+    pg.screenshot(path=str(out / "title_phone.png"))
+    pg.context.close()
+
+
+def test_dataset_explorer_shows_numbers_before_it_is_touched_and_its_strip_has_an_axis(page17, report17):
+    import json
+    from statistics import fmean, median
+
+    el = page17.query_selector("[data-aptviz-dataset]")
+    el.scroll_into_view_if_needed()
+    page17.wait_for_selector('[data-aptviz-dataset] [data-field="mean_retention"]')
+    rows = [r for r in json.loads((report17.parent / "summary.json").read_text())
+            if (r["method"], r["alpha"]) == ("v2", 1.0)]  # the first v2 / budget selection of every image
+    ret, llm = [r["retention"] for r in rows], [r["llm_retention"] for r in rows]
+
+    def fields():
+        return el.eval_on_selector_all("[data-field]", "fs => Object.fromEntries(fs.map(f => [f.dataset.field, "
+                                                       "f.textContent]))")  # fmt: skip
+
+    before = fields()
+    assert before == {"images": "3", "mean_retention": f"{fmean(ret):.4f}", "median_retention": f"{median(ret):.4f}",
+                      "mean_llm_retention": f"{fmean(llm):.4f}", "median_llm_retention": f"{median(llm):.4f}"}
+    assert el.eval_on_selector("input[type=number]", "b => b.value") == "1"
+    # the strip: tick labels and an axis line left of the bars (dark pixels in its left margin)
+    pixels = el.eval_on_selector("canvas.apx-strip", """c => { const d = c.getContext('2d')
+        .getImageData(0, 0, 30, c.height).data; let dark = 0; for (let i = 0; i < d.length; i += 4)
+        if (d[i] < 120 && d[i + 1] < 120 && d[i + 2] < 120) dark++; return dark; }""")
+    assert pixels > 20
+    assert "axis 0 to 1" in el.inner_text()
+    # touched: the images' data loads and the page's own numbers agree with the ones shown before
+    el.dispatch_event("pointerdown")
+    page17.wait_for_function("el => !el.querySelector('[data-field=images]').textContent.includes('of')", arg=el)
+    page17.wait_for_timeout(200)
+    assert fields() == before
+
+
+def test_explorer_shows_both_baselines_as_the_stats(page17, report17):
+    import json
+
+    card = page17.query_selector(".card")
+    ex = card.query_selector("[data-aptviz-explorer]")
+    ex.scroll_into_view_if_needed()
+    page17.wait_for_selector('.card [data-aptviz-explorer] [data-field="psnr_uniform_llm"]')
+    stats = json.loads((report17.parent / "astronaut" / "stats.json").read_text())
+    first = stats["selections"][0]
+    got = ex.eval_on_selector_all("[data-field]", "fs => Object.fromEntries(fs.map(f => [f.dataset.field, "
+                                                  "f.textContent]))")  # fmt: skip
+    assert got["llm_uniform_tokens"] == str(first["llm_uniform_tokens"])
+    assert got["psnr_uniform_llm"] == f"{first['psnr_uniform_llm']:.2f} dB"
+    assert got["uniform_vit_tokens"] == str(first["uniform_vit_tokens"])
+
+
+def test_v1_alpha_box_and_slider_agree(tmp_path, browser):
+    """An explorer that starts in v1 (no alpha) shows no alpha in either control; v2 shows the same in both."""
+    from typer.testing import CliRunner
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, [str(ROOT / "sample_images" / "chelsea.png"), "-m", "v1", "-m", "v2:1.2", "-q", "-o",
+                                 str(out)], catch_exceptions=False)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    pg = _open(browser, out / "report.html")
+    ex = pg.query_selector(".card [data-aptviz-explorer]")
+    ex.scroll_into_view_if_needed()
+    pg.wait_for_selector(".card [data-aptviz-explorer] select[name=method]")
+
+    def controls():
+        return ex.evaluate("""e => { const r = e.querySelector('input[type=range][name=alpha]'),
+            b = e.querySelector('input[type=number][name=alpha]');
+            return {method: e.querySelector('select[name=method]').value,
+                    range: getComputedStyle(r).visibility === 'hidden' ? null : r.value, box: b.value || null,
+                    disabled: [r.disabled, b.disabled]}; }""")
+
+    assert controls() == {"method": "v1", "range": None, "box": None, "disabled": [True, True]}
+    ex.query_selector("select[name=method]").select_option("v2")
+    shown = controls()
+    assert shown["range"] == shown["box"] is not None and shown["disabled"] == [False, False]
+    ex.query_selector("select[name=method]").select_option("v1")
+    assert controls() == {"method": "v1", "range": None, "box": None, "disabled": [True, True]}
+    assert pg.errors == []
+    pg.context.close()
 
 
 def test_explorer_load_rejects_when_the_data_file_is_missing(tmp_path, browser):

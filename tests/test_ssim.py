@@ -19,7 +19,7 @@ from aptviz.compute.loading import load_image
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import select_patches
 from aptviz.compute.ssim import WIN_SIZE, SsimReference, gaussian_kernel, ssim
-from aptviz.compute.views import model_view, uniform_view
+from aptviz.compute.views import llm_uniform_view, model_view, uniform_view
 
 from conftest import textured
 
@@ -179,10 +179,15 @@ def test_cli_ssim_fields_are_skimages_on_the_views(tmp_path, sample_paths):
         assert abs(sel["ssim_apt"] - skimage_ssim(resized, apt)) < TOL
         assert abs(sel["ssim_uniform"] - skimage_ssim(resized, uni)) < TOL
         assert 0 < sel["ssim_apt"] < 1 and 0 < sel["ssim_uniform"] < 1
-    assert "SSIM, APT / uniform: budget 0.3 " in " ".join(r.stdout.split())
+        llm = llm_uniform_view(loaded, (resized.shape[1], resized.shape[0]), sel["llm_tokens"]).image
+        assert abs(sel["ssim_uniform_llm"] - skimage_ssim(resized, llm)) < TOL
+    text = " ".join(r.stdout.split())
+    first = stats["selections"][0]
+    assert (f"SSIM, APT / uniform at equal ViT / equal LLM tokens: budget 0.3 {first['ssim_apt']:.3f}/"
+            f"{first['ssim_uniform']:.3f}/{first['ssim_uniform_llm']:.3f}") in text
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [row["ssim_apt"] for row in summary] == [s["ssim_apt"] for s in stats["selections"]]
-    assert [row["ssim_uniform"] for row in summary] == [s["ssim_uniform"] for s in stats["selections"]]
+    for key in ("ssim_apt", "ssim_uniform", "ssim_uniform_llm", "psnr_uniform_llm", "llm_uniform_tokens"):
+        assert [row[key] for row in summary] == [s[key] for s in stats["selections"]]
     page = (tmp_path / "report.html").read_text()
     data = json.loads(re.search(r'id="aptviz-data">(.*?)</script>', page, re.S).group(1))  # what the page shows
     keys = [n[0] for n in data["numbers"]]

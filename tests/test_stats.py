@@ -302,7 +302,8 @@ def test_resume_skips_complete_images_and_redoes_changed_ones(folder, tmp_path):
     assert (other.images, other.skipped) == (5, 0)
 
 
-PSNR = ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"]  # what --fidelity adds
+PSNR = ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform",  # what --fidelity adds:
+        "llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm"]  # also the baseline at equal LLM tokens
 
 
 @pytest.mark.slow
@@ -320,7 +321,7 @@ def test_fidelity_columns_match_stats_json_and_join_the_resume_key(folder, tmp_p
     new_parts = sorted(set(part_files(out)) - set(plain.parts))
     t = pds.dataset([str(f) for f in new_parts], format="parquet").to_table()
     assert t.num_rows == 5 * len(runs)  # every image redone, none skipped
-    assert t.schema.names[t.schema.names.index("llm_retention") + 1 :][:5] == PSNR
+    assert t.schema.names[t.schema.names.index("llm_retention") + 1 :][: len(PSNR)] == PSNR
     old = pds.dataset([str(f) for f in plain.parts], format="parquet").to_table()
     assert not set(t["row_id"].to_pylist()) & set(old["row_id"].to_pylist())
     same = _numbers(_sorted(t)).drop_columns(PSNR + ["run_key"])
@@ -349,11 +350,12 @@ def test_fidelity_columns_match_stats_json_and_join_the_resume_key(folder, tmp_p
             values = [r[k] for r in mine if r[k] is not None]
             assert getattr(s, f"{k}_mean") == pytest.approx(np.mean(values), rel=1e-12), k
     r = CliRunner().invoke(cli_stats.summary_app, [str(out)], catch_exceptions=False)
-    assert r.exit_code == 0 and "SSIM APT mean" in r.output and "PSNR uniform mean (dB)" in r.output
+    assert r.exit_code == 0 and "SSIM APT mean" in r.output and "PSNR uniform, equal ViT (dB)" in r.output
+    assert "SSIM uniform, equal LLM" in r.output and "uniform LLM tokens mean" in r.output
 
 
 def test_psnr_is_an_alias_of_fidelity_on_the_real_command(tmp_path):
-    """`aptviz stats --psnr` and `--fidelity` write the same five columns and the same resume key."""
+    """`aptviz stats --psnr` and `--fidelity` write the same eight columns and the same resume key."""
     import subprocess
 
     outs = {}

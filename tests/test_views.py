@@ -107,3 +107,74 @@ def test_model_view_property(rows, cols, seed, alpha):
     u = uniform_view(Image.fromarray(img), (cols * 28, rows * 28), sel.tokens)
     if sel.tokens * 196 >= 3136:
         assert u.vit_tokens <= sel.tokens
+
+
+# ---- SPEC §17: the baseline at equal LLM tokens, and the sweep of sizes ----
+
+
+def _ssim_ref(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return structural_similarity(a, b, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False, data_range=255)  # fmt: skip
+
+
+@pytest.mark.parametrize("method,alpha", [("budget", 0.3), ("v2", 1.0), ("v2", 1.3)])
+def test_uniform_at_equal_llm_tokens_matches_the_spec_on_the_photos(sample_paths, method, alpha):
+    """max_pixels = llm_tokens * (P*m)**2, BICUBIC down from the original, NEAREST back; its LLM tokens <= APT's."""
+    from aptviz.compute.analysis import analyse_file, selection_stats
+    from aptviz.compute.params import Params, RunSpec
+    from aptviz.compute.tokens import llm_tokens
+
+    for path in sample_paths:
+        a = analyse_file(path, [RunSpec(method, alpha)], Params())
+        [s] = a.selections
+        original, resized = a.loaded.image, a.resized
+        llm = llm_tokens(s.selection.tokens_by_scale)
+        h, w = smart_resize(original.height, original.width, 28, 3136, llm * 28 * 28)
+        expected = np.asarray(original.resize((w, h), Image.BICUBIC).resize(resized.shape[1::-1], Image.NEAREST))
+        st_ = selection_stats(s.selection, a.params, s.view)
+        assert st_.llm_uniform_size == [w, h] and st_.llm_uniform_tokens == (h // 28) * (w // 28) <= llm, path.name
+        assert np.array_equal(s.view.uniform_llm.image, expected)
+        ref = reference_psnr(resized, expected)
+        assert st_.psnr_uniform_llm == pytest.approx(ref, abs=1e-9)
+        assert st_.ssim_uniform_llm == pytest.approx(_ssim_ref(resized, expected), abs=1e-4)
+        # the baseline at equal ViT tokens is unchanged beside it
+        assert st_.uniform_vit_tokens <= st_.vit_tokens and st_.uniform_vit_tokens <= 4 * st_.llm_uniform_tokens
+
+
+def test_a_selection_without_an_llm_count_has_no_llm_baseline():
+    """merge size 3: 28 px patches straddle 42 px merge units, so no LLM tokens and no baseline at equal LLM tokens."""
+    img = textured(84, 126)
+    sel = select_patches(entropy_maps(img), "budget", alpha=0.5)
+    mv = compare_views(Image.fromarray(img), img, sel.masks, sel.tokens, merge_size=3)
+    assert mv.uniform_llm is None and mv.stats.llm_uniform_tokens is None and mv.stats.psnr_uniform_llm is None
+
+
+def test_uniform_sweep_covers_every_selection_on_the_photos(sample_paths):
+    """stats.json uniform_sweep: distinct sizes from below every selection's retention (both costs) to the full size,
+    each point the baseline at that size (PSNR and SSIM recomputed here)."""
+    from aptviz.pipeline import analyze
+
+    for path in sample_paths:
+        stats = analyze(path, methods=("v2:0.8,1.3", "budget:0.2,0.5"))
+        sweep = stats["uniform_sweep"]
+        rets = [p["retention"] for p in sweep]
+        assert rets == sorted(set(rets)) and len(sweep) >= 8, path.name
+        lows = [min(s["retention"], s["llm_retention"]) for s in stats["selections"]]
+        highs = [max(s["retention"], s["llm_retention"]) for s in stats["selections"]]
+        assert rets[0] <= min(lows) and rets[-1] >= max(highs) and rets[-1] == 1.0
+        original = load_image(path)
+        resized = np.asarray(resize_image(original))
+        n = (resized.shape[0] // 14) * (resized.shape[1] // 14)
+        for p in sweep[:: max(1, len(sweep) // 4)]:
+            w, h = p["size"]
+            assert w % 28 == 0 and h % 28 == 0 and p["vit_tokens"] == (w // 14) * (h // 14) == 4 * p["llm_tokens"]
+            assert p["retention"] == p["vit_tokens"] / n
+            shown = np.asarray(original.resize((w, h), Image.BICUBIC).resize(resized.shape[1::-1], Image.NEAREST))
+            ref = reference_psnr(resized, shown)
+            assert (p["psnr"] is None) == (ref is None)
+            if ref is not None:
+                assert p["psnr"] == pytest.approx(ref, abs=1e-9)
+            assert p["ssim"] == pytest.approx(_ssim_ref(resized, shown), abs=1e-4)
+        assert sweep[-1]["psnr"] is None and sweep[-1]["ssim"] == 1.0  # the full size is the resized image

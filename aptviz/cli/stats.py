@@ -60,8 +60,9 @@ FidelityOpt = Annotated[
     typer.Option(
         "--fidelity",
         "--psnr",
-        help="Add psnr_apt, uniform_vit_tokens, psnr_uniform, ssim_apt, ssim_uniform to each row (slower: model "
-        "views); --psnr is an alias.",
+        help="Add psnr_apt, uniform_vit_tokens, psnr_uniform, ssim_apt, ssim_uniform (uniform at equal ViT "
+        "tokens) and llm_uniform_tokens, psnr_uniform_llm, ssim_uniform_llm (at equal LLM tokens) to each row "
+        "(slower: model views); --psnr is an alias.",
     ),
 ]
 JsonSummary = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout instead of a table.")]
@@ -174,9 +175,12 @@ def summary_table(summaries):
     rows += [("ViT tokens saved", "vit_tokens_saved"), ("  of uniform", "vit_tokens_uniform")]
     rows += [("LLM tokens saved", "llm_tokens_saved"), ("  of uniform", "llm_tokens_uniform")]
     if any(s.ssim_apt_mean is not None or s.psnr_apt_mean is not None for s in summaries):  # --fidelity
-        rows += [("PSNR APT mean (dB)", "psnr_apt_mean"), ("PSNR uniform mean (dB)", "psnr_uniform_mean")]
-        rows += [("SSIM APT mean", "ssim_apt_mean"), ("SSIM uniform mean", "ssim_uniform_mean")]
+        rows += [("PSNR APT mean (dB)", "psnr_apt_mean"), ("PSNR uniform, equal ViT (dB)", "psnr_uniform_mean")]
+        rows += [("PSNR uniform, equal LLM (dB)", "psnr_uniform_llm_mean")]
+        rows += [("SSIM APT mean", "ssim_apt_mean"), ("SSIM uniform, equal ViT", "ssim_uniform_mean")]
+        rows += [("SSIM uniform, equal LLM", "ssim_uniform_llm_mean")]
         rows += [("uniform ViT tokens mean", "uniform_vit_tokens_mean")]
+        rows += [("uniform LLM tokens mean", "llm_uniform_tokens_mean")]
     for label, attr in rows:
         table.add_row(label, *(_num(getattr(s, attr)) for s in summaries))
     if several:

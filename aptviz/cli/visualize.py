@@ -87,23 +87,26 @@ def image_table(stats: ImageStats) -> Table:
             table.caption += f" and {first.llm_tokens_uniform} LLM tokens"
     views = [
         f"{_name(sel, several)} "
-        f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)} "
-        f"({sel.uniform_vit_tokens})"
+        f"{_db(sel.psnr_apt, sel.uniform_vit_tokens)}/{_db(sel.psnr_uniform, sel.uniform_vit_tokens)}"
+        f"{_llm_part(_db(sel.psnr_uniform_llm, sel.llm_uniform_tokens), sel)} "
+        f"({sel.uniform_vit_tokens}{_llm_part(sel.llm_uniform_tokens, sel)})"
         for sel in stats.selections
         if sel.uniform_vit_tokens is not None
     ]
     if views:
         table.caption = (table.caption + "; " if table.caption else "") + (
-            f"PSNR dB, APT / uniform {stats.params.preset.title} (its tokens): " + ", ".join(views)
+            f"PSNR dB, APT / uniform {stats.params.preset.title} at equal ViT tokens / at equal LLM tokens "
+            "(their ViT / LLM tokens): " + ", ".join(views)
         )
         table.caption_justify = "left"
     ssims = [
         f"{_name(sel, several)} {sel.ssim_apt:.3f}/{sel.ssim_uniform:.3f}"
+        f"{_llm_part(None if sel.ssim_uniform_llm is None else f'{sel.ssim_uniform_llm:.3f}', sel)}"
         for sel in stats.selections
         if sel.ssim_apt is not None and sel.ssim_uniform is not None
     ]
     if ssims:
-        table.caption += "; SSIM, APT / uniform: " + ", ".join(ssims)
+        table.caption += "; SSIM, APT / uniform at equal ViT / equal LLM tokens: " + ", ".join(ssims)
     if stats.params.ocr:
         table.caption += "; " + _ocr_caption(stats, several)
     table.caption += _static_caption(stats, several)
@@ -158,6 +161,14 @@ def _static_caption(stats: ImageStats, several: bool) -> str:
         return ""
     return (f"; LLM tokens with the static rule (T={stats.time.static_threshold:g}), all "
             f"{stats.time.tubelets} tubelets: " + ", ".join(static))  # fmt: skip
+
+
+def _llm_part(text, sel) -> str:
+    """``/text`` for the baseline at equal LLM tokens, ``/-`` when it is missing, nothing for a selection
+    without an LLM token count."""
+    if sel.llm_tokens is None:
+        return ""
+    return f"/{'-' if text is None else text}"
 
 
 def _name(sel, several: bool) -> str:

@@ -33,7 +33,8 @@ from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import resize_image
 from aptviz.compute.selection import Selection, select
 from aptviz.compute.stats import EntropySummary, ImageInfo, ImageStats, SelectionStats, TimeAxis
-from aptviz.compute.views import ModelView, all_views
+from aptviz.compute.tokens import llm_tokens
+from aptviz.compute.views import SWEEP_RETENTIONS, ModelView, all_views, uniform_sweep
 from aptviz.compute.xp import to_numpy
 from aptviz.errors import InputError, ParameterError
 
@@ -115,6 +116,8 @@ class Analysis:
     def frames(self) -> int:
         """Frames analysed together: 1 for an image, the temporal patch size for a video tubelet."""
         return 1 if self.clip is None else int(self.clip.shape[0])
+    # the uniform baseline at a sweep of sizes (compute.views.uniform_sweep): fidelity_vs_tokens.png's curve
+    uniform_sweep: tuple = ()
 
     @property
     def measure(self) -> str:
@@ -163,28 +166,47 @@ def _is_cuda_oom(exc: BaseException) -> bool:
 
 
 def _views(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], p: Params) -> list:
-    """Model view and uniform baseline of every selection, their SSIMs in one pass over the image."""
-    pairs = [(sel.masks, sel.tokens) for sel in selections]
-    return all_views(loaded.image, resized, pairs, p.patch_size, p.merge_size, p.min_pixels)
+    """Model view and uniform baselines (equal ViT and equal LLM tokens) of every selection, their SSIMs in one
+    pass over the image."""
+    items = [(sel.masks, sel.tokens, _llm_tokens(sel, p)) for sel in selections]
+    return all_views(loaded.image, resized, items, p.patch_size, p.merge_size, p.min_pixels)
 
 
-def _ocr(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], seen: list, p: Params) -> list:
+def _llm_tokens(sel: Selection, p: Params) -> int | None:
+    """The selection's LLM tokens, None when its patches do not fill whole merge units (compute.tokens)."""
+    try:
+        return llm_tokens(sel.tokens_by_scale, p.patch_size, p.merge_size)
+    except ValueError:
+        return None
+
+
+def _sweep(loaded: LoadedImage, resized: np.ndarray, selections: list[Selection], p: Params, views: list) -> tuple:
+    """The uniform baseline at :data:`SWEEP_RETENTIONS`, down to the image's lowest selection retention, and at the
+    selections' own baselines (``views``: already scored, not computed again)."""
+    n = max(1, selections[0].base_small_tokens) if selections else 1
+    m2 = p.merge_size * p.merge_size
+    lows = [sel.retention for sel in selections]
+    lows += [t * m2 / n for t in (_llm_tokens(sel, p) for sel in selections) if t is not None]  # LLM retention
+    targets = set(SWEEP_RETENTIONS) | {r for r in lows if 0 < r < min(SWEEP_RETENTIONS)}
+    known = {}
+    for v in filter(None, views):
+        if v.stats.ssim_uniform is not None:
+            known[tuple(v.uniform.size)] = (v.stats.psnr_uniform, v.stats.ssim_uniform)
+        if v.uniform_llm is not None and v.stats.ssim_uniform_llm is not None:
+            known[tuple(v.uniform_llm.size)] = (v.stats.psnr_uniform_llm, v.stats.ssim_uniform_llm)
+    return tuple(uniform_sweep(loaded.image, resized, sorted(targets), p.patch_size, p.merge_size, p.min_pixels,
+                               known))  # fmt: skip
+
+
+def _ocr(resized: np.ndarray, seen: list) -> list:
     """Tesseract's character accuracy on every selection's model view and both uniform views (``--ocr``).
 
-    The view at equal LLM tokens is made here by the rule of
-    :func:`aptviz.compute.ocr.llm_uniform_view`; a selection without an LLM
-    count (merge units straddled) scores None there.
+    A selection without an LLM count (merge units straddled) has no view at
+    equal LLM tokens and scores None there.
     """
-    from aptviz.compute.ocr import llm_uniform_view, ocr_scores
-    from aptviz.compute.tokens import token_counts
+    from aptviz.compute.ocr import ocr_scores
 
-    size = (resized.shape[1], resized.shape[0])
-    triples = []
-    for sel, view in zip(selections, seen):
-        llm = token_counts(sel.tokens_by_scale, sel.base_small_tokens, p.patch_size, p.merge_size).llm_tokens
-        uniform_llm = None if llm is None else llm_uniform_view(
-            loaded.image, size, llm, p.patch_size, p.merge_size, p.min_pixels).image
-        triples.append((view.apt, view.uniform.image, uniform_llm))
+    triples = [(v.apt, v.uniform.image, None if v.uniform_llm is None else v.uniform_llm.image) for v in seen]
     return ocr_scores(resized, triples)
 
 
@@ -203,7 +225,8 @@ def _measures(runs: list[RunSpec], params: Params) -> dict[str, str | None]:
 
 
 def analyse_loaded(
-    path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params, views: bool = True
+    path: str | Path, loaded: LoadedImage, runs: list[RunSpec], params: Params, views: bool = True,
+    sweep: bool | None = None,
 ) -> Analysis:
     """Resize, compute the importance maps, run every selection and its model view, for a decoded image.
 
@@ -222,6 +245,9 @@ def analyse_loaded(
     views : bool
         Compute the model views and uniform baselines (their PSNRs go into
         the stats); they cost several times the rest.
+    sweep : bool, optional
+        Compute the uniform baseline at a sweep of sizes (``uniform_sweep``
+        in the stats, for fidelity_vs_tokens.png); default: as ``views``.
 
     Raises
     ------
@@ -233,12 +259,12 @@ def analyse_loaded(
     resized = np.asarray(resize_image(loaded.image, params.factor, params.min_pixels, params.max_pixels))
     img = loaded.image
     logger.debug("{}: {}x{} -> {}x{}", path, img.width, img.height, resized.shape[1], resized.shape[0])
-    return analyse_frames(path, loaded, resized, runs, params, views)
+    return analyse_frames(path, loaded, resized, runs, params, views, sweep)
 
 
 def analyse_frames(
     path: str | Path, loaded: LoadedImage, resized: np.ndarray, runs: list[RunSpec], params: Params,
-    views: bool = True,
+    views: bool = True, sweep: bool | None = None,
 ) -> Analysis:  # fmt: skip
     """Importance maps, selections and model views of resized pixels with a time axis (t >= 1).
 
@@ -274,8 +300,9 @@ def analyse_frames(
     for view in filter(None, seen):  # the views' pictures are read-only too
         view.apt.flags.writeable = False
         view.uniform.image.flags.writeable = False
-    scored = _ocr(loaded, resized, chosen, seen, params) if params.ocr and views else [None] * len(chosen)
+    scored = _ocr(resized, seen) if params.ocr and views else [None] * len(chosen)
     first = next(iter(by_measure))
+    swept = _sweep(loaded, resized, chosen, params, seen) if (views if sweep is None else sweep) else ()
     return Analysis(
         path=path,
         loaded=loaded,
@@ -287,6 +314,7 @@ def analyse_frames(
         ),
         shown_scale=informative_scale(first, by_measure[first]),
         clip=None if clip is None else _frozen(clip),
+        uniform_sweep=swept,
     )
 
 
@@ -391,4 +419,5 @@ def image_stats(analysis: Analysis, render: dict | None = None) -> ImageStats:
             m: value_histogram(per, m, p.bins) for m, per in analysis.maps_by_measure.items()
         } if analysis.several_measures else None,
         time=TimeAxis(frames=analysis.frames, tubelets=1),
+        uniform_sweep=[dict(point) for point in analysis.uniform_sweep] or None,
     )  # fmt: skip

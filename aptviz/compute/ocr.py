@@ -8,8 +8,6 @@ accuracy ``1 - CER`` against the text read on the resized image, clipped to
 * :func:`read_text` -- Tesseract on one picture (PNG through a pipe, no temporary file);
 * :func:`normalize_text` -- whitespace folded, so layout alone costs nothing;
 * :func:`edit_distance` / :func:`character_accuracy` -- Levenshtein over characters, row by row in NumPy;
-* :func:`llm_uniform_view` -- the uniform baseline at equal LLM tokens
-  (``max_pixels = llm_tokens * (P * m)**2``);
 * :func:`ocr_scores` -- the three fields of every selection, each distinct picture read once.
 
 Tesseract is called as a program rather than through pytesseract: that is all
@@ -33,7 +31,6 @@ __all__ = [
     "OcrScores",
     "character_accuracy",
     "edit_distance",
-    "llm_uniform_view",
     "normalize_text",
     "ocr_scores",
     "read_text",
@@ -141,25 +138,6 @@ def read_text(picture: np.ndarray, tesseract: str | None = None, timeout: float 
         last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
         raise InputError(f"Tesseract failed (exit {done.returncode}): {last}")
     return done.stdout.decode("utf-8", "replace")
-
-
-def llm_uniform_view(original, resized_size, llm_tokens: int, patch_size: int = 14, merge_size: int = 2,
-                     min_pixels: int = 56 * 56):
-    """The uniform baseline at equal LLM tokens: plain Qwen2-VL at ``max_pixels = llm_tokens * (P * m)**2``.
-
-    The same rule and display as :func:`aptviz.compute.views.uniform_view`
-    (whose ``max_pixels`` is ``vit_tokens * P**2``), given ``llm_tokens * m**2`` ViT tokens.
-
-    Examples
-    --------
-    >>> from PIL import Image
-    >>> u = llm_uniform_view(Image.new("RGB", (112, 112)), (112, 112), llm_tokens=9)
-    >>> u.size, u.max_pixels, u.vit_tokens // 4
-    ((84, 84), 7056, 9)
-    """
-    from aptviz.compute.views import uniform_view
-
-    return uniform_view(original, resized_size, int(llm_tokens) * merge_size**2, patch_size, merge_size, min_pixels)
 
 
 @dataclass(frozen=True)

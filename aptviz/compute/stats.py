@@ -138,6 +138,11 @@ class SelectionStats:
     tubelet_static_vit_tokens: list[int] | None = None
     tubelet_static_llm_tokens: list[int] | None = None
     tubelet_uniform_llm_tokens: list[int] | None = None
+    # the baseline at equal LLM tokens (SPEC §17): max_pixels = llm_tokens * (P*m)**2, same resize and display
+    llm_uniform_tokens: int | None = None  # its LLM tokens (<= llm_tokens)
+    llm_uniform_size: list[int] | None = None  # [W, H]
+    psnr_uniform_llm: float | None = None
+    ssim_uniform_llm: float | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -271,6 +276,8 @@ class ImageStats:
     render: dict | None = None  # how the pictures were drawn (RenderOptions), None before written
     files: dict | None = None  # None until the files are written
     time: TimeAxis | None = None  # frames and tubelets (t = 1 for an image); None in stats written before it
+    # the uniform baseline at a sweep of sizes: [{"size", "vit_tokens", "llm_tokens", "retention", "psnr", "ssim"}, ...]
+    uniform_sweep: list[dict[str, int | float | list[int] | None]] | None = None
 
     @property
     def scales(self) -> list[int]:
@@ -297,7 +304,7 @@ class ImageStats:
             else:
                 out[key] = value
         for key in ("importance_histogram", "importance_by_measure", "importance_histograms", "render", "files",
-                    "time"):
+                    "time", "uniform_sweep"):
             if getattr(self, key) is None:
                 del out[key]
         if not self.params.ocr:
@@ -328,6 +335,7 @@ class ImageStats:
             render=data.get("render"),
             files=data.get("files"),
             time=TimeAxis.from_dict(data.get("time")),
+            uniform_sweep=data.get("uniform_sweep"),
         )._checked()._with_token_counts()
 
     def _with_token_counts(self) -> ImageStats:
@@ -351,7 +359,7 @@ class ImageStats:
         bad = bad or (f"time: {b}" if self.time is not None and (b := _wrong_field(self.time)) else None)
         if bad is None and not (isinstance(self.aptviz_version, str) and _conforms(self.grid, _GRID)):
             bad = "grid"
-        for name in ("entropy", "importance_by_measure", "render"):
+        for name in ("entropy", "importance_by_measure", "render", "uniform_sweep"):
             hint = _hints(ImageStats)[name]
             if bad is None and not _conforms(getattr(self, name), hint):
                 bad = name

@@ -1,10 +1,14 @@
-"""What the ViT sees, and a fair baseline at the same number of tokens (SPEC §8).
+"""What the ViT sees, and fair baselines at the same number of ViT tokens and of LLM tokens (SPEC §8, §17).
 
 * :func:`model_view` -- every kept patch area-averaged to ``P x P`` and shown
   back at its own size by pixel repetition.
 * :func:`uniform_view` -- plain Qwen2-VL with ``max_pixels`` lowered to
   ``vit_tokens * P * P``: Pillow BICUBIC down from the original, Pillow
   NEAREST back to the resized size.
+* the same baseline at equal LLM tokens: ``max_pixels = llm_tokens * (P*m)**2``
+  (SPEC §17), same resize and display rule (:func:`llm_uniform_view`).
+* :func:`uniform_sweep` -- that baseline at a sweep of sizes (a fidelity curve
+  of retention, the uniform line of fidelity_vs_tokens.png).
 * :func:`psnr` -- peak signal-to-noise ratio in dB against the resized image.
 * SSIM of both views against the resized image (:mod:`aptviz.compute.ssim`,
   scikit-image's definition), with the resized image filtered once per image.
@@ -30,11 +34,16 @@ __all__ = [
     "UniformView",
     "all_views",
     "compare_views",
+    "llm_uniform_view",
     "model_view",
     "psnr",
     "ssim_reference",
+    "uniform_sweep",
     "uniform_view",
 ]
+
+#: Target retentions of :func:`uniform_sweep` (share of the full-size tokens; the same at both ends for uniform).
+SWEEP_RETENTIONS = (0.03, 0.08, 0.15, 0.25, 0.4, 0.6, 0.8, 0.95, 1.0)
 
 
 def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
@@ -178,6 +187,30 @@ def uniform_view(
     return UniformView(np.asarray(shown.convert("RGB")), (w, h), max_pixels, (h // patch_size) * (w // patch_size))
 
 
+def llm_uniform_view(
+    original: Image.Image,
+    resized_size: tuple[int, int],
+    llm_tokens: int,
+    patch_size: int = 14,
+    merge_size: int = 2,
+    min_pixels: int = 56 * 56,
+) -> UniformView:
+    """Plain Qwen2-VL at equal LLM tokens: ``max_pixels = llm_tokens * (P * m)**2``, shown at the resized size.
+
+    Its LLM tokens are ``vit_tokens / m**2`` (both sides are multiples of
+    ``P * m``), at most ``llm_tokens``.
+
+    Examples
+    --------
+    >>> img = Image.new("RGB", (112, 112), (9, 9, 9))
+    >>> u = llm_uniform_view(img, (112, 112), llm_tokens=10)
+    >>> u.size, u.vit_tokens // 4, u.max_pixels
+    ((84, 84), 9, 7840)
+    """
+    return uniform_view(original, resized_size, int(llm_tokens) * merge_size * merge_size, patch_size, merge_size,
+                        min_pixels)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ViewStats:
     """The model-view numbers of one selection (stats.json fields)."""
@@ -188,6 +221,11 @@ class ViewStats:
     psnr_uniform: float | None
     ssim_apt: float | None = None  # None only for an image below SSIM's 11 x 11 window (never after smart_resize)
     ssim_uniform: float | None = None
+    # the baseline at equal LLM tokens (SPEC §17); None when the selection has no LLM token count
+    llm_uniform_tokens: int | None = None
+    llm_uniform_size: list[int] | None = None
+    psnr_uniform_llm: float | None = None
+    ssim_uniform_llm: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,6 +238,7 @@ class ModelView:
     apt: np.ndarray
     uniform: UniformView
     stats: ViewStats
+    uniform_llm: UniformView | None = None  # at equal LLM tokens; None without an LLM token count
 
 
 def compare_views(
@@ -212,12 +251,15 @@ def compare_views(
     min_pixels: int = 56 * 56,
     reference: SsimReference | None = None,
     with_ssim: bool = True,
+    llm_tokens: int | None = None,
 ) -> ModelView:
-    """APT's model view and the uniform baseline, each with its PSNR and SSIM against ``resized``.
+    """APT's model view and the uniform baselines, each with its PSNR and SSIM against ``resized``.
 
     ``reference``: ``resized`` as an :class:`SsimReference` (made here when not
     given); ``with_ssim=False`` leaves the SSIM fields None (:func:`all_views`
-    scores every selection of an image in one pass instead).
+    scores every selection of an image in one pass instead). ``llm_tokens``:
+    the selection's LLM tokens, for the baseline at equal LLM tokens (left
+    out when None).
 
     Examples
     --------
@@ -232,11 +274,18 @@ def compare_views(
     uni = uniform_view(original, (resized.shape[1], resized.shape[0]), vit_tokens, patch_size, merge_size, min_pixels)
     if reference is None and with_ssim:
         reference = ssim_reference(resized)
-    ssim_apt = ssim_uni = None
+    size = (resized.shape[1], resized.shape[0])
+    llm = None if llm_tokens is None else llm_uniform_view(original, size, llm_tokens, patch_size, merge_size, min_pixels)
+    ssim_apt = ssim_uni = ssim_llm = None
     if reference is not None and with_ssim:
-        ssim_apt, ssim_uni = reference.scores([apt, uni.image])
+        ssim_apt, ssim_uni, *rest = reference.scores([apt, uni.image] + ([llm.image] if llm is not None else []))
+        ssim_llm = rest[0] if rest else None
     stats = ViewStats(psnr(resized, apt), uni.vit_tokens, list(uni.size), psnr(resized, uni.image), ssim_apt, ssim_uni)
-    return ModelView(apt, uni, stats)
+    if llm is not None:
+        m2 = merge_size * merge_size
+        stats = replace(stats, llm_uniform_tokens=llm.vit_tokens // m2, llm_uniform_size=list(llm.size),
+                        psnr_uniform_llm=psnr(resized, llm.image), ssim_uniform_llm=ssim_llm)  # fmt: skip
+    return ModelView(apt, uni, stats, llm)
 
 
 def all_views(
@@ -249,6 +298,8 @@ def all_views(
 ) -> list[ModelView]:
     """:func:`compare_views` of every selection of one image, their SSIMs computed in one pass over it.
 
+    ``masks_and_tokens``: ``(masks, vit_tokens)`` or ``(masks, vit_tokens, llm_tokens)`` per selection.
+
     Examples
     --------
     >>> img = Image.new("RGB", (56, 56), (50, 60, 70))
@@ -258,20 +309,86 @@ def all_views(
     """
     resized = np.asarray(resized, dtype=np.uint8)
     views = [
-        compare_views(original, resized, masks, tokens, patch_size, merge_size, min_pixels, with_ssim=False)
-        for masks, tokens in masks_and_tokens
-    ]
+        compare_views(original, resized, item[0], item[1], patch_size, merge_size, min_pixels, with_ssim=False,
+                      llm_tokens=item[2] if len(item) > 2 else None)
+        for item in masks_and_tokens
+    ]  # fmt: skip
     reference = ssim_reference(resized)
     if reference is None or not views:
         return views
-    # selections with the same uniform size share one uniform picture (budget runs of several measures)
+    # selections with the same uniform size share one uniform picture (budget runs of several measures; a
+    # baseline at equal LLM tokens often has the size of another's at equal ViT tokens)
     uniform = {tuple(v.uniform.size): v.uniform.image for v in views}
+    uniform.update({tuple(v.uniform_llm.size): v.uniform_llm.image for v in views if v.uniform_llm is not None})
     scores = reference.scores([v.apt for v in views] + list(uniform.values()))
     by_size = dict(zip(uniform, scores[len(views) :]))
+    out = []
+    for v, s in zip(views, scores):
+        stats = replace(v.stats, ssim_apt=s, ssim_uniform=by_size[tuple(v.uniform.size)])
+        if v.uniform_llm is not None:
+            stats = replace(stats, ssim_uniform_llm=by_size[tuple(v.uniform_llm.size)])
+        out.append(replace(v, stats=stats))
+    return out
+
+
+def uniform_sweep(
+    original: Image.Image,
+    resized: np.ndarray,
+    retentions=SWEEP_RETENTIONS,
+    patch_size: int = 14,
+    merge_size: int = 2,
+    min_pixels: int = 56 * 56,
+    known: dict | None = None,
+) -> list[dict]:
+    """The uniform baseline at a sweep of sizes: one fidelity point per distinct Qwen2-VL size.
+
+    ``known``: ``{(W, H): (psnr, ssim)}`` of baselines already scored (the
+    selections' own, at equal ViT and LLM tokens): they join the sweep as
+    points and are not computed again.
+
+    For each target retention ``r`` the baseline is :func:`uniform_view` at
+    ``round(r * N)`` ViT tokens (``N`` = the resized image's finest cells).
+    Uniform costs the same share of the full size at both ends (its LLM
+    tokens are its ViT tokens / m**2), so one curve serves both costs.
+
+    Returns
+    -------
+    list of dict
+        ``{"size", "vit_tokens", "llm_tokens", "retention", "psnr", "ssim"}``
+        sorted by retention (``size`` = ``[W, H]``, ``retention = vit_tokens / N``; ``psnr`` None when
+        identical to the resized image, ``ssim`` None below SSIM's window).
+
+    Examples
+    --------
+    >>> img = Image.new("RGB", (112, 112), (9, 9, 9))
+    >>> sweep = uniform_sweep(img, np.asarray(img), (0.5, 1.0))  # a flat picture: every size is lossless
+    >>> [(p["size"], p["vit_tokens"], p["retention"], p["psnr"], p["ssim"]) for p in sweep]
+    [([56, 56], 16, 0.25, None, 1.0), ([112, 112], 64, 1.0, None, 1.0)]
+    """
+    resized = np.asarray(resized, dtype=np.uint8)
+    h, w = resized.shape[:2]
+    n = (h // patch_size) * (w // patch_size)
+    m2 = merge_size * merge_size
+    seen: dict[tuple[int, int], UniformView] = {}
+    for r in sorted(set(retentions)):
+        u = uniform_view(original, (w, h), max(1, round(r * n)), patch_size, merge_size, min_pixels)
+        seen.setdefault(u.size, u)
+    known = {tuple(k): v for k, v in (known or {}).items()}
+    # the full size is the resized image itself (the same Pillow resize): lossless, nothing to score
+    known[(w, h)] = (None, 1.0)
+    scored = [u for u in seen.values() if u.size not in known]
+    reference = ssim_reference(resized) if scored else None
+    ssims = reference.scores([u.image for u in scored]) if reference else [None] * len(scored)
+    for u, value in zip(scored, ssims):
+        known[u.size] = (psnr(resized, u.image), value)
+    sizes = sorted(known, key=lambda s: ((s[0] // patch_size) * (s[1] // patch_size), s))
     return [
-        replace(v, stats=replace(v.stats, ssim_apt=s, ssim_uniform=by_size[tuple(v.uniform.size)]))
-        for v, s in zip(views, scores)
-    ]
+        {"size": [sw, sh], "vit_tokens": (sw // patch_size) * (sh // patch_size),
+         "llm_tokens": (sw // patch_size) * (sh // patch_size) // m2,
+         "retention": (sw // patch_size) * (sh // patch_size) / n, "psnr": known[(sw, sh)][0],
+         "ssim": known[(sw, sh)][1]}
+        for sw, sh in sizes
+    ]  # fmt: skip
 
 
 def ssim_reference(resized: np.ndarray) -> SsimReference | None:

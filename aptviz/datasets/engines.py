@@ -244,7 +244,7 @@ def run_stats(
         bounds each worker (one image at a time).
     fidelity, psnr : bool
         Add stats.json's PSNR and SSIM fields (psnr_apt, uniform_vit_tokens, psnr_uniform, ssim_apt,
-        ssim_uniform) to each row; part of the resume key. ``psnr`` is the former name.
+        ssim_uniform, llm_uniform_tokens, psnr_uniform_llm, ssim_uniform_llm) to each row; part of the resume key. ``psnr`` is the former name.
     on_progress : callable, optional
         Called with a :class:`StatsProgress` after each task.
 

@@ -79,7 +79,7 @@ ROW_FIELDS: dict[str, str] = {
     "row_id": _I,
 }
 #: The columns ``--fidelity`` adds, placed after ``llm_retention``.
-FIDELITY_FIELDS: dict[str, str] = dict(zip(FIDELITY_COLUMNS, (_F, _I, _F, _F, _F)))
+FIDELITY_FIELDS: dict[str, str] = dict(zip(FIDELITY_COLUMNS, (_F, _I, _F, _F, _F, _I, _F, _F)))
 
 
 def row_fields(fidelity: bool = False) -> dict[str, str]:

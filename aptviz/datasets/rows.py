@@ -34,8 +34,11 @@ __all__ = [
 ]
 
 #: The stats.json fields ``--fidelity`` (alias ``--psnr``) adds to each row, same names: PSNR and SSIM of
-#: the model view and of the uniform baseline (docs/analysis.md).
-FIDELITY_COLUMNS = ("psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform")
+#: the model view and of the uniform baselines at equal ViT tokens and at equal LLM tokens (docs/analysis.md).
+FIDELITY_COLUMNS = (
+    "psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform",
+    "llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,8 @@ def image_rows(
     fidelity : bool
         Also compute the model views and add :data:`FIDELITY_COLUMNS` (stats.json's
         ``psnr_apt``, ``uniform_vit_tokens``, ``psnr_uniform``, ``ssim_apt``,
-        ``ssim_uniform``); several times slower.
+        ``ssim_uniform``, ``llm_uniform_tokens``, ``psnr_uniform_llm``,
+        ``ssim_uniform_llm``); several times slower.
 
     Returns
     -------
@@ -270,7 +274,7 @@ def image_rows(
             loaded = open_image_bytes(bytes(source), limit)
         else:
             loaded = open_image(source, limit)
-        result = analyse_loaded(ref.display, loaded, runs, params, views=fidelity)  # views only for their PSNR and SSIM
+        result = analyse_loaded(ref.display, loaded, runs, params, views=fidelity, sweep=False)  # views: PSNR, SSIM
         return _ok_rows(ref, params, runs, result, fidelity)
     except InputError as exc:
         error = str(exc)

@@ -72,6 +72,9 @@ class SelectionSummary:
     psnr_uniform_mean: float | None = None
     ssim_apt_mean: float | None = None
     ssim_uniform_mean: float | None = None
+    llm_uniform_tokens_mean: float | None = None  # the baseline at equal LLM tokens
+    psnr_uniform_llm_mean: float | None = None
+    ssim_uniform_llm_mean: float | None = None
 
 
 def _latest(pc, table):

@@ -50,6 +50,7 @@
       m.oScale[q] = starts[t][1]; m.oIdx[q] = o - starts[t][0];
     }
     m.uniform = d.uniform;
+    m.uniformLlm = d.uniform_llm || [];
     return m;
   }
 
@@ -154,12 +155,16 @@
     var mse = sq / (m.W * m.H * 3);
     var uni = m.uniform[0] || [0, null, null];
     for (var u = 0; u < m.uniform.length && m.uniform[u][0] <= vit; u++) uni = m.uniform[u];
+    var ul = llm === null ? [0, null, null] : (m.uniformLlm[0] || [0, null, null]); // the baseline at equal LLM tokens
+    for (u = 0; llm !== null && u < m.uniformLlm.length && m.uniformLlm[u][0] <= llm; u++) ul = m.uniformLlm[u];
     if (info) info.tokens = vit;
     return {method: method, alpha: alpha, thresholds: thr ? thr.slice(1) : null, masks: masks, tokens_by_scale: by,
       vit_tokens: vit, tokens: vit, base_small_tokens: m.N, retention: vit / m.N, llm_tokens: llm,
       llm_tokens_uniform: llmUni, llm_retention: llm === null ? null : llm / llmUni,
       psnr_apt: mse === 0 ? null : 10 * Math.log10(255 * 255 / mse),
       uniform_vit_tokens: uni[1], psnr_uniform: uni.length > 2 ? uni[2] : null, psnr_uniform_computed: uni.length > 2,
+      llm_uniform_tokens: ul[1], psnr_uniform_llm: ul.length > 2 ? ul[2] : null,
+      psnr_uniform_llm_computed: ul.length > 2 || llm === null,
       budget_info: info};
   }
 
@@ -315,7 +320,8 @@
   function numbers(el, m) {
     var t = h("table", {"class": "apx-num"}), rows = [["vit_tokens", "ViT tokens"], ["llm_tokens", "LLM tokens"],
       ["retention", "retention"], ["llm_retention", "LLM retention"], ["psnr_apt", "PSNR APT"],
-      ["uniform_vit_tokens", "uniform ViT tokens"], ["psnr_uniform", "PSNR uniform"]];
+      ["uniform_vit_tokens", "uniform ViT tokens"], ["psnr_uniform", "PSNR uniform (equal ViT)"],
+      ["llm_uniform_tokens", "uniform LLM tokens"], ["psnr_uniform_llm", "PSNR uniform (equal LLM)"]];
     m.scales.forEach(function (ps) { rows.push(["tokens_" + ps, ps + " px patches"]); });
     rows.forEach(function (r) {
       var tr = h("tr"); tr.appendChild(h("td", {}, r[1])); tr.appendChild(h("td", {"data-field": r[0]})); t.appendChild(tr);
@@ -376,10 +382,10 @@
       return c;
     }
     var over = fig("apx-overlay", "patches", cw, ch), mv = fig("apx-model", "what the ViT sees (kept patches as flat averages)", cw, ch);
-    var hc = fig("apx-hist", "importance histogram, thresholds in red", 360, 130);
+    var hc = fig("apx-hist", "importance histogram, thresholds in red", 320, 130);
     views.appendChild(numbers(el, m));
     body.appendChild(views);
-    var img = new Image(), grids = [null], histBg = histCanvas(m, 360, 130);
+    var img = new Image(), grids = [null], histBg = histCanvas(m, 320, 130);
     for (var i = 1; i < m.scales.length; i++) grids.push(gridCanvas(m, i));
     var st = {el: el, m: m, x: x, ui: ui, over: over, mv: mv, hc: hc, img: img, grids: grids, histBg: histBg, sx: cw / m.W, sy: ch / m.H};
     el.__aptviz = st;
@@ -422,6 +428,11 @@
     if (ui.method.value !== x.method) ui.method.value = x.method;
     var rg = RANGES[x.method];
     ui.range.parentNode.style.opacity = rg ? "1" : "0.4";
+    // v1 has no alpha: the box and the slider both show none (not a stale v2 or budget value)
+    ui.range.disabled = ui.box.disabled = !rg;
+    ui.range.style.visibility = rg ? "" : "hidden";
+    ui.box.placeholder = rg ? "" : "none";
+    if (!rg && document.activeElement !== ui.box) ui.box.value = "";
     if (rg) {
       ui.range.max = String(rg[1]);
       if (x.method === "budget") ui.box.max = "1"; else ui.box.removeAttribute("max");
@@ -437,14 +448,15 @@
       o.textContent = v === null || v === undefined ? "\u2013" : v.toFixed(3);
     });
     var el = st.el;
-    ["vit_tokens", "llm_tokens", "retention", "llm_retention", "psnr_apt", "uniform_vit_tokens", "psnr_uniform"].forEach(
-      function (f) { setField(el, f, r[f]); });
+    ["vit_tokens", "llm_tokens", "retention", "llm_retention", "psnr_apt", "uniform_vit_tokens", "psnr_uniform",
+      "llm_uniform_tokens", "psnr_uniform_llm"].forEach(function (f) { setField(el, f, r[f]); });
     st.m.scales.forEach(function (ps) { setField(el, "tokens_" + ps, r.tokens_by_scale[ps]); });
-    if (!r.psnr_uniform_computed) {
-      el.querySelectorAll('[data-field="psnr_uniform"]').forEach(function (e) {
+    [["psnr_uniform", r.psnr_uniform_computed], ["psnr_uniform_llm", r.psnr_uniform_llm_computed]].forEach(function (f) {
+      if (f[1]) return;
+      el.querySelectorAll('[data-field="' + f[0] + '"]').forEach(function (e) {
         e.textContent = "not computed"; e.title = "the batch computes a few sizes; aptviz explore computes every size";
       });
-    }
+    });
     redraw(st);
     return r;
   }
@@ -525,19 +537,49 @@
       var tr = h("tr"); tr.appendChild(h("td", {}, r[1])); tr.appendChild(h("td", {"data-field": r[0]})); t.appendChild(tr);
     });
     body.appendChild(t);
-    var strip = h("canvas", {"class": "apx-strip", width: "600", height: "60"});
+    var strip = h("canvas", {"class": "apx-strip", width: "600", height: "80"});
     body.appendChild(strip);
+    body.appendChild(h("div", {"class": "apx-status"}, "ViT retention of each image (one bar per image, axis 0 to 1)"));
     var st = {method: "v2", alpha: {v2: 1.0, budget: 0.5}};
+    var start = JSON.parse(el.getAttribute("data-start") || "null"); // computed by aptviz from the images' stats
+    if (start) { st.method = start.method; st.alpha[start.method] = start.alpha; sel.value = start.method; }
+    function drawStrip(ret) { // bars of the images' retention over a 0-1 axis with ticks
+      var ctx = strip.getContext("2d"), L = 30, top = 6, H = strip.height - top - 6;
+      var w = (strip.width - L - 4) / Math.max(names.length, 1);
+      ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, strip.width, strip.height);
+      ctx.font = "10px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
+      [0, 0.5, 1].forEach(function (v) {
+        var y = Math.round(top + H * (1 - v)) + 0.5;
+        ctx.strokeStyle = "#e4e4e4"; ctx.beginPath(); ctx.moveTo(L, y); ctx.lineTo(strip.width - 2, y); ctx.stroke();
+        ctx.strokeStyle = "#555"; ctx.beginPath(); ctx.moveTo(L - 4, y); ctx.lineTo(L, y); ctx.stroke();
+        ctx.fillStyle = "#333"; ctx.fillText(v.toFixed(1), L - 6, y);
+      });
+      ctx.strokeStyle = "#555"; ctx.beginPath(); ctx.moveTo(L + 0.5, top); ctx.lineTo(L + 0.5, top + H); ctx.stroke();
+      ctx.fillStyle = "#2a9d8f";
+      ret.forEach(function (v, i) {
+        if (v === null) return;
+        var hv = H * Math.min(Math.max(v, 0), 1);
+        ctx.fillRect(L + 2 + i * w, top + H - hv, Math.max(w - 1, 1), hv);
+      });
+    }
     function update() {
       var loaded = names.filter(function (n) { return raw[n]; });
-      var ret = [], llm = [];
+      var ret = [], llm = [], bars = [];
       loaded.forEach(function (n) { var r = compute(model(n), {method: st.method, alpha: st.alpha[st.method]}); ret.push(r.retention); if (r.llm_retention !== null) llm.push(r.llm_retention); });
-      setField(el, "images", loaded.length + (loaded.length < names.length ? " of " + names.length + " loaded" : ""));
-      setField(el, "mean_retention", mean(ret)); setField(el, "median_retention", median(ret));
-      setField(el, "mean_llm_retention", mean(llm)); setField(el, "median_llm_retention", median(llm));
-      var ctx = strip.getContext("2d"), w = strip.width / Math.max(names.length, 1);
-      ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, strip.width, strip.height); ctx.fillStyle = "#2a9d8f";
-      ret.forEach(function (v, i) { ctx.fillRect(i * w, strip.height * (1 - Math.min(v, 1)), Math.max(w - 1, 1), strip.height * Math.min(v, 1)); });
+      names.forEach(function (n, i) { bars.push(raw[n] ? ret[loaded.indexOf(n)] : null); });
+      if (start && loaded.length < names.length && st.method === start.method && st.alpha[st.method] === start.alpha) {
+        // the images' own numbers at the starting point, until their data is loaded
+        setField(el, "images", names.length);
+        setField(el, "mean_retention", start.mean_retention); setField(el, "median_retention", start.median_retention);
+        setField(el, "mean_llm_retention", start.mean_llm_retention);
+        setField(el, "median_llm_retention", start.median_llm_retention);
+        ret = start.retention; bars = start.retention;
+      } else {
+        setField(el, "images", loaded.length + (loaded.length < names.length ? " of " + names.length + " loaded" : ""));
+        setField(el, "mean_retention", mean(ret)); setField(el, "median_retention", median(ret));
+        setField(el, "mean_llm_retention", mean(llm)); setField(el, "median_llm_retention", median(llm));
+      }
+      drawStrip(bars);
       var a = String(st.alpha[st.method]);
       range.max = st.method === "v2" ? "3" : "1";
       if (document.activeElement !== range) range.value = a;
@@ -561,6 +603,7 @@
     el.addEventListener("pointerdown", loadAll); el.addEventListener("focusin", loadAll);
     el.__aptviz = {update: update, state: st, loadAll: loadAll};
     update();
+    if (!start) loadAll(); // no numbers to show before the data: load it now
   }
 
   // ---- start: every explorer builds when it comes into view (its data loaded then, if it is a separate file) ----

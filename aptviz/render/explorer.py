@@ -13,7 +13,8 @@ The page redoes the selection itself (``explorer.js``), exactly as
   that size at that cell), so that any selection's ``psnr_apt`` is a sum over
   its kept cells;
 * the uniform baseline's token count and PSNR for every achievable ViT token
-  count (one entry per distinct Qwen2-VL size);
+  count (one entry per distinct Qwen2-VL size), and likewise the baseline at
+  equal LLM tokens for every LLM token count (``uniform_llm``);
 * per-cell average colours (the model view drawn as flat blocks), value
   histograms and a downscaled JPEG of the resized image for the canvases.
 
@@ -33,7 +34,7 @@ from aptviz.compute.entropy import PAD
 from aptviz.compute.importance import measure_unit
 from aptviz.compute.params import Measure, Params, parse_measure
 from aptviz.compute.resize import smart_resize
-from aptviz.compute.views import psnr, uniform_view
+from aptviz.compute.views import llm_uniform_view, psnr, uniform_view
 from aptviz.compute.xp import to_numpy
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "explorer_data",
     "explorer_files",
     "is_data_script",
+    "llm_uniform_table",
     "uniform_sizes",
     "uniform_table",
 ]
@@ -134,21 +136,25 @@ def _cell_colours(resized: np.ndarray, scales: list[int], grids: dict) -> dict[i
 
 
 def uniform_sizes(original_hw: tuple[int, int], lo: int, hi: int, patch_size: int, merge_size: int,
-                  min_pixels: int) -> list[tuple[int, tuple[int, int]]]:
+                  min_pixels: int, token_side: int | None = None) -> list[tuple[int, tuple[int, int]]]:
     """``[(t_from, (h, w)), ...]``: the Qwen2-VL size of the uniform baseline for ViT token counts ``lo..hi``.
 
     The entry with the largest ``t_from <= t`` holds at ``t`` tokens
-    (``max_pixels = t * P * P``, as :func:`aptviz.compute.views.uniform_view`).
+    (``max_pixels = t * P * P``, as :func:`aptviz.compute.views.uniform_view`;
+    ``token_side = P * m`` counts LLM tokens instead: ``max_pixels = t * (P*m)**2``).
 
     Examples
     --------
     >>> uniform_sizes((300, 451), 700, 704, 14, 2, 3136)
     [(700, (280, 448)), (704, (308, 448))]
+    >>> uniform_sizes((300, 451), 175, 176, 14, 2, 3136, token_side=28)
+    [(175, (280, 448)), (176, (308, 448))]
     """
     factor = patch_size * merge_size
+    side = token_side or patch_size
     out: list[tuple[int, tuple[int, int]]] = []
     for t in range(max(lo, 0), hi + 1):
-        mp = t * patch_size * patch_size
+        mp = t * side * side
         hw = smart_resize(original_hw[0], original_hw[1], factor, min(min_pixels, mp), max(mp, 1))
         if not out or out[-1][1] != hw:
             out.append((t, hw))
@@ -183,6 +189,36 @@ def uniform_table(
             entry.append(None if known_at[i] is None else round(known_at[i], 6))
         elif i in chosen:
             value = psnr(resized, uniform_view(original, size, t, patch_size, merge_size, min_pixels).image)
+            entry.append(None if value is None else round(value, 6))
+        table.append(entry)
+    return table
+
+
+def llm_uniform_table(
+    original: Image.Image, resized: np.ndarray, hi: int, patch_size: int, merge_size: int, min_pixels: int,
+    views: int | None = None, known: dict | None = None,
+) -> list[list]:  # fmt: skip
+    """The baseline at equal LLM tokens for every LLM token count ``l`` in ``[1, hi]``.
+
+    Returns ``[[l_from, llm_uniform_tokens, psnr_uniform_llm], ...]`` like
+    :func:`uniform_table` (``max_pixels = l * (P*m)**2``,
+    :func:`aptviz.compute.views.llm_uniform_view`); ``views`` and ``known``
+    (``{llm tokens: psnr_uniform_llm}``) as there.
+    """
+    unit = patch_size * merge_size
+    sizes = uniform_sizes((original.height, original.width), 1, hi, patch_size, merge_size, min_pixels, unit)
+    chosen = set(range(len(sizes)))
+    if views is not None and len(sizes) > views:
+        chosen = {round(i * (len(sizes) - 1) / max(views - 1, 1)) for i in range(views)}
+    known_at = {_entry_at(sizes, t): value for t, value in (known or {}).items()}
+    size = (int(resized.shape[1]), int(resized.shape[0]))
+    table: list[list] = []
+    for i, (t, (h, w)) in enumerate(sizes):
+        entry = [t, (h // unit) * (w // unit)]
+        if i in known_at:
+            entry.append(None if known_at[i] is None else round(known_at[i], 6))
+        elif i in chosen:
+            value = psnr(resized, llm_uniform_view(original, size, t, patch_size, merge_size, min_pixels).image)
             entry.append(None if value is None else round(value, 6))
         table.append(entry)
     return table
@@ -233,9 +269,11 @@ def explorer_files(analysis, stats):
     rel = (stats.files or {}).get("explorer")
     if rel:
         known = {s.selection.tokens: s.view.stats.psnr_uniform for s in analysis.selections if s.view is not None}
+        known_llm = {e.llm_tokens: e.psnr_uniform_llm for e in stats.selections if e.llm_uniform_tokens is not None}
         data = explorer_data(
             analysis.path.stem, analysis.loaded.image, analysis.resized, analysis.maps, analysis.params,
             image_url=stats.files.get("resized"), uniform_views=BATCH_UNIFORM_VIEWS, known_uniform=known,
+            known_uniform_llm=known_llm,
         )
         yield rel, data_script(data).encode("utf-8")
 
@@ -260,6 +298,7 @@ def explorer_data(
     image_url: str | None = None,
     uniform_views: int | None = None,
     known_uniform: dict | None = None,
+    known_uniform_llm: dict | None = None,
 ) -> dict:
     """The explorer's data for one analysed image (JSON-ready; see the module docstring).
 
@@ -282,6 +321,8 @@ def explorer_data(
         distinct size); see :func:`uniform_table`.
     known_uniform : dict, optional
         ``{vit tokens: psnr_uniform}`` already computed.
+    known_uniform_llm : dict, optional
+        ``{llm tokens: psnr_uniform_llm}`` already computed.
 
     Returns
     -------
@@ -313,6 +354,10 @@ def explorer_data(
         "uniform": uniform_table(
             original, resized, budget["base_tokens"], n, params.patch_size, params.merge_size, params.min_pixels,
             uniform_views, known_uniform,
+        ),
+        "uniform_llm": llm_uniform_table(
+            original, resized, n // (params.merge_size * params.merge_size), params.patch_size, params.merge_size,
+            params.min_pixels, uniform_views, known_uniform_llm,
         ),
         "hist": _histograms(maps),
         "image": image_url or preview_uri(resized),
@@ -382,16 +427,74 @@ def explorer_element(name: str, data: dict | None = None, src: str | None = None
     return f'<div {" ".join(attrs)}>{head}<div class="apx-body"><span class="apx-status">{status}</span></div>{inline}</div>'
 
 
-def dataset_element(names: list[str] | None = None) -> str:
-    """The dataset explorer (mean and median retention over the named explorers; all of the page's by default)."""
+def dataset_element(names: list[str] | None = None, start: dict | None = None) -> str:
+    """The dataset explorer (mean and median retention over the named explorers; all of the page's by default).
+
+    ``start`` (:func:`dataset_start`): where its controls start and the numbers it shows there before the
+    images' data files are loaded (a report loads them on first use).
+    """
     import html
     import json
 
     listed = "" if names is None else f' data-images="{html.escape(json.dumps(names))}"'
+    if start is not None:
+        listed += f' data-start="{html.escape(json.dumps(start, allow_nan=False))}"'
     return (f'<div data-aptviz-dataset=""{listed}><h3>All images</h3><div class="apx-body">'
             '<span class="apx-status">the dataset explorer needs JavaScript</span></div></div>')
 
 
+def _median(values: list[float]) -> float | None:
+    s = sorted(values)
+    n = len(s)
+    if not n:
+        return None
+    return s[(n - 1) // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def dataset_start(stats_list: list[dict]) -> dict | None:
+    """The dataset explorer's starting point from the images' stats: the first v2 selection every image has
+    (else the first budget one), with each image's retentions and their mean and median (as the page computes
+    them).
+
+    None when the images share no such selection (the page then loads their data at once).
+
+    Examples
+    --------
+    >>> one = {"selections": [{"method": "v1"}, {"method": "budget", "alpha": 0.3, "retention": 0.25,
+    ...                                          "llm_retention": 0.5}]}
+    >>> two = {"selections": [{"method": "budget", "alpha": 0.3, "retention": 0.35, "llm_retention": 0.7}]}
+    >>> start = dataset_start([one, two])
+    >>> start["method"], start["alpha"], start["retention"], round(start["median_llm_retention"], 6)
+    ('budget', 0.3, [0.25, 0.35], 0.6)
+    """
+    def own(stats: dict) -> dict:
+        measure = (stats.get("params") or {}).get("importance") if isinstance(stats.get("params"), dict) else None
+        out = {}
+        for sel in stats.get("selections") or []:
+            if not isinstance(sel, dict) or sel.get("importance") not in (None, measure):
+                continue
+            key = (sel.get("method"), sel.get("alpha"))
+            if key[0] in ("v2", "budget") and isinstance(key[1], (int, float)) and not isinstance(key[1], bool):
+                out.setdefault(key, sel)
+        return out
+
+    per = [own(s) if isinstance(s, dict) else {} for s in stats_list]
+    if not per:
+        return None
+    for key in sorted(per[0], key=lambda k: k[0] != "v2"):  # v2 first (the page's own default), in order
+        sels = [p.get(key) for p in per]
+        ret = [s.get("retention") if s else None for s in sels]
+        llm = [s.get("llm_retention") if s else None for s in sels]
+        if any(not isinstance(r, (int, float)) or isinstance(r, bool) for r in ret):
+            continue
+        llm_ok = [v for v in llm if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return {
+            "method": key[0], "alpha": float(key[1]), "retention": [float(r) for r in ret],
+            "mean_retention": sum(ret) / len(ret), "median_retention": _median(ret),
+            "mean_llm_retention": sum(llm_ok) / len(llm_ok) if llm_ok else None,
+            "median_llm_retention": _median(llm_ok),
+        }  # fmt: skip
+    return None
 DATA_HEAD, DATA_TAIL = "(window.aptvizPending=window.aptvizPending||[]).push(", ");\n"
 
 

@@ -1,11 +1,23 @@
-"""``fidelity_vs_tokens.png``: which measure, at which cost (docs/analysis.md).
+"""``fidelity_vs_tokens.png``: which measure, at which cost (docs/analysis.md, SPEC §17).
 
-For every (measure, method, alpha) of a batch, the mean LLM tokens over the
-images against the mean PSNR and SSIM of the model view; the uniform baseline
-of the run's model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL: the rows' ``model``)
-from the same rows (each selection's ``uniform_vit_tokens`` resize: no extra
-run); the Pareto front of all those points; and one caption line
-naming the best point at the median token count.
+A selection pays twice: ViT tokens (the vision tower) and LLM tokens (the
+language model). One panel per cost and fidelity (SSIM, PSNR), each against
+the cost as a share of the plain model's tokens (retention: ``llm_retention``
+for LLM tokens, ``retention`` for ViT tokens):
+
+* APT: for every (measure, method, alpha) of a batch, the mean retention over
+  the images against the mean PSNR and SSIM of the model view;
+* uniform (the run's model: Qwen2-VL, Qwen2.5-VL, Qwen3-VL) from a sweep of
+  sizes per image (stats.json ``uniform_sweep``: from almost nothing to the
+  full size, so the curve covers every APT point), each image's curve
+  interpolated linearly in retention and averaged over the images at equal
+  retention (images of different sizes do not zig-zag). Uniform costs the same
+  share at both ends (its LLM tokens are its ViT tokens / m**2): one curve for
+  both panels;
+* the Pareto front of APT and uniform, only over the retention range where
+  both are measured;
+* one caption line per cost naming the best point at the median APT
+  retention, uniform included.
 
 :func:`fidelity_points` is the arithmetic (plain data, testable without
 matplotlib); :func:`fidelity_figure` draws it and returns the Figure.
@@ -16,26 +28,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from statistics import fmean, median
 
+import numpy as np
+
 from aptviz.compute.presets import models_title
 from aptviz.errors import ROW_OK
 
-__all__ = ["FidelityPoint", "FidelitySummary", "fidelity_figure", "fidelity_points", "pareto"]
+__all__ = ["COSTS", "CostPanel", "FidelityPoint", "FidelitySummary", "fidelity_figure", "fidelity_points", "pareto",
+           "uniform_curve"]  # fmt: skip
 
 FIELDS = ("psnr", "ssim")
+#: ``(cost, retention field of a row, tokens field of a row, words)`` per panel column.
+COSTS = (("llm", "llm_retention", "llm_tokens", "LLM tokens"), ("vit", "retention", "vit_tokens", "ViT tokens"))
+GRID_STEP = 0.01  # the uniform curve's retention grid (plus the ends of its common range)
 
 
 @dataclass(frozen=True)
 class FidelityPoint:
-    """One mark: a selection's means over the images (or the uniform baseline's, ``method="uniform"``)."""
+    """One mark: a selection's means over the images, or a point of the uniform curve (``method="uniform"``)."""
 
     importance: str | None
     method: str
     alpha: float | None
     images: int
-    llm_tokens: float
-    ssim: float
+    retention: float  # mean share of the plain model's tokens at this panel's cost
+    ssim: float | None
     psnr: float | None  # mean over the finite values; None when every image was reproduced exactly (infinite dB)
     lossless: int = 0  # images reproduced exactly (PSNR null, infinite dB): left out of the PSNR mean
+    tokens: float | None = None  # mean tokens at this cost (APT points)
 
     @property
     def name(self) -> str:
@@ -46,68 +65,110 @@ class FidelityPoint:
 
 
 @dataclass
-class FidelitySummary:
-    """Every point, the uniform curve, the Pareto fronts and the best point at the median token count."""
+class CostPanel:
+    """The APT points, the uniform curve, the Pareto fronts and the best point at one cost."""
 
+    cost: str  # "llm" or "vit"
+    words: str  # "LLM tokens"
     points: list[FidelityPoint]
     uniform: list[FidelityPoint]
     front: dict[str, list[FidelityPoint]] = field(default_factory=dict)  # "psnr"/"ssim": Pareto-optimal points
-    median_tokens: float | None = None
-    best: FidelityPoint | None = None  # highest SSIM among APT points at <= the median token count
-    uniform_at_best: dict[str, float | None] = field(default_factory=dict)  # the uniform curve there
+    both: tuple[float, float] | None = None  # the retention range where APT and uniform are both measured
+    median_retention: float | None = None  # of the APT points
+    best: FidelityPoint | None = None  # highest SSIM at <= the median retention, uniform included
+    best_apt: FidelityPoint | None = None  # the same among APT points only
 
-    model: str = "Qwen2-VL"  # the rows' model(s), as figures name them (compute.presets.models_title)
-    lossless_images: int = 0  # images with a lossless (infinite dB) PSNR in some row: out of the PSNR means
-
-    @property
-    def caption(self) -> str:
-        """One line: the best point at the median token count, the uniform baseline there, lossless images left out."""
+    def caption(self, model: str) -> str:
+        """One line: the best point at the median retention (uniform included), and APT's best there."""
         if self.best is None:
-            return "no selection with fidelity numbers"
+            return f"{self.words}: no selection with fidelity numbers"
         b = self.best
-        psnr = f"lossless in all {b.images} images" if b.psnr is None else f"{b.psnr:.2f} dB"
-        line = (f"At <= {self.median_tokens:.0f} LLM tokens (the median), best SSIM: {b.name} "
-                f"(SSIM {b.ssim:.3f}, PSNR {psnr}, {b.llm_tokens:.0f} tokens)")  # fmt: skip
-        u = self.uniform_at_best
-        if u.get("ssim") is not None:
-            line += f"; uniform at {b.llm_tokens:.0f} tokens: SSIM {u['ssim']:.3f}"
-            line += f", PSNR {u['psnr']:.2f} dB" if u.get("psnr") is not None else ""
-        if self.lossless_images:
-            line += f"; PSNR means over finite values ({self.lossless_images} lossless image(s) left out)"
+        line = f"{self.words}: at <= {100 * self.median_retention:.0f}% (the APT median), best SSIM: "
+        line += f"{_named(b, model)} ({_numbers(b)})"
+        if b.method == "uniform" and self.best_apt is not None:
+            line += f"; best APT: {self.best_apt.name} ({_numbers(self.best_apt)})"
         return line
 
-    def to_dict(self) -> dict:
-        def pt(p: FidelityPoint | None):
-            return None if p is None else {
-                "importance": p.importance, "method": p.method, "alpha": p.alpha, "images": p.images,
-                "llm_tokens": p.llm_tokens, "psnr": p.psnr, "psnr_lossless": p.lossless, "ssim": p.ssim,
-            }  # fmt: skip
-
+    def to_dict(self, model: str) -> dict:
         return {
-            "points": [pt(p) for p in self.points],
-            "uniform": [pt(p) for p in self.uniform],
-            "pareto": {k: [pt(p) for p in v] for k, v in self.front.items()},
-            "median_llm_tokens": self.median_tokens,
-            "best": pt(self.best),
-            "uniform_at_best": self.uniform_at_best,
-            "psnr_lossless_images": self.lossless_images,
-            "model": self.model,
-            "caption": self.caption,
+            "cost": self.cost,
+            "uniform": [{"retention": p.retention, "psnr": p.psnr, "ssim": p.ssim} for p in self.uniform],
+            "apt": [_apt_dict(p) for p in self.points],
+            "pareto": {k: [_any_dict(p) for p in v] for k, v in self.front.items()},
+            "both_measured": None if self.both is None else list(self.both),
+            "median_retention": self.median_retention,
+            "best": _any_dict(self.best),
+            "best_apt": _any_dict(self.best_apt),
+            "caption": self.caption(model),
         }
 
 
-def pareto(points: list[FidelityPoint], key: str) -> list[FidelityPoint]:
-    """Points no other beats: fewer or as many tokens and as high or higher ``key``, one strictly.
+def _named(p: FidelityPoint, model: str) -> str:
+    return f"uniform {model}" if p.method == "uniform" else p.name
 
-    Sorted by tokens. Points without the value (a lossless PSNR) are left out.
+
+def _numbers(p: FidelityPoint) -> str:
+    psnr = "lossless" if p.psnr is None else f"{p.psnr:.2f} dB"
+    return f"SSIM {p.ssim:.3f}, PSNR {psnr}, {100 * p.retention:.1f}%"
+
+
+def _apt_dict(p: FidelityPoint) -> dict:
+    return {"measure": p.importance, "method": p.method, "alpha": p.alpha, "retention": p.retention, "psnr": p.psnr,
+            "ssim": p.ssim, "tokens": p.tokens, "images": p.images, "psnr_lossless": p.lossless}  # fmt: skip
+
+
+def _any_dict(p: FidelityPoint | None) -> dict | None:
+    if p is None:
+        return None
+    if p.method == "uniform":
+        return {"method": "uniform", "retention": p.retention, "psnr": p.psnr, "ssim": p.ssim}
+    return _apt_dict(p)
+
+
+@dataclass
+class FidelitySummary:
+    """One :class:`CostPanel` per cost (LLM first), the model and the images with a lossless PSNR."""
+
+    panels: list[CostPanel]
+    model: str = "Qwen2-VL"  # the rows' model(s), as figures name them (compute.presets.models_title)
+    lossless_images: int = 0  # images with a lossless (infinite dB) PSNR in some row: out of the PSNR means
+    uniform_images: int = 0  # images the uniform curve averages
+    uniform_left_out: int = 0  # images whose smallest uniform size costs more than the cheapest APT point
+
+    @property
+    def caption(self) -> str:
+        """One line per cost, then the images left out of the PSNR means or of the uniform curve."""
+        lines = [p.caption(self.model) for p in self.panels]
+        notes = []
+        if self.lossless_images:
+            notes.append(f"PSNR means over finite values ({self.lossless_images} lossless image(s) left out)")
+        if self.uniform_left_out:
+            notes.append(f"uniform: mean over {self.uniform_images} of {self.uniform_images + self.uniform_left_out} "
+                         "images (the others cannot be made as small as the cheapest APT point)")  # fmt: skip
+        return "\n".join(lines + (["; ".join(notes)] if notes else []))
+
+    def to_dict(self) -> list[dict]:
+        """dataset.json ``fidelity``: one entry per cost (SPEC §17), with the model and the lossless count."""
+        return [dict(p.to_dict(self.model), model=self.model, psnr_lossless_images=self.lossless_images,
+                     uniform_images=self.uniform_images, uniform_left_out=self.uniform_left_out)
+                for p in self.panels]  # fmt: skip
+
+    def panel(self, cost: str) -> CostPanel:
+        return next(p for p in self.panels if p.cost == cost)
+
+
+def pareto(points: list[FidelityPoint], key: str) -> list[FidelityPoint]:
+    """Points no other beats: as low or lower retention and as high or higher ``key``, one strictly.
+
+    Sorted by retention. Points without the value (a lossless PSNR) are left out.
 
     Examples
     --------
     >>> P = lambda t, s: FidelityPoint("entropy", "v2", 1.0, 1, t, s, None)
-    >>> [p.llm_tokens for p in pareto([P(10, 0.5), P(20, 0.4), P(30, 0.9), P(15, 0.6)], "ssim")]
-    [10, 15, 30]
+    >>> [p.retention for p in pareto([P(0.1, 0.5), P(0.2, 0.4), P(0.3, 0.9), P(0.15, 0.6)], "ssim")]
+    [0.1, 0.15, 0.3]
     """
-    have = sorted((p for p in points if getattr(p, key) is not None), key=lambda p: (p.llm_tokens, -getattr(p, key)))
+    have = sorted((p for p in points if getattr(p, key) is not None), key=lambda p: (p.retention, -getattr(p, key)))
     front, best = [], float("-inf")
     for p in have:
         if getattr(p, key) > best:
@@ -116,43 +177,150 @@ def pareto(points: list[FidelityPoint], key: str) -> list[FidelityPoint]:
     return front
 
 
-def _interp(curve: list[FidelityPoint], x: float, key: str) -> float | None:
-    """Linear interpolation of the uniform curve at ``x`` tokens; None outside its range."""
-    pts = [(p.llm_tokens, getattr(p, key)) for p in curve if getattr(p, key) is not None]
+def _usable(row: dict) -> bool:
+    keys = ("llm_tokens", "llm_retention", "retention", "ssim_apt")
+    return row.get("status") == ROW_OK and all(row.get(k) is not None for k in keys)
+
+
+def _mean_point(importance, method, alpha, members: list[dict], ret_key: str, tok_key: str) -> FidelityPoint:
+    psnr = [r.get("psnr_apt") for r in members]
+    finite = [v for v in psnr if v is not None]  # null is infinite dB (lossless): one such image left out
+    tokens = [r.get(tok_key, r.get("tokens")) for r in members]
+    return FidelityPoint(importance, method, alpha, len(members), fmean(r[ret_key] for r in members),
+                         fmean(r["ssim_apt"] for r in members), fmean(finite) if finite else None,
+                         len(psnr) - len(finite),
+                         fmean(tokens) if all(t is not None for t in tokens) else None)  # fmt: skip
+
+
+def _curve_from_rows(rows: list[dict]) -> list[dict]:
+    """One image's uniform points from its rows (both baselines of each selection), for stats without a sweep."""
+    out = []
+    for r in rows:
+        n, n_llm = r.get("base_small_tokens"), r.get("llm_tokens_uniform")
+        if r.get("uniform_vit_tokens") is not None and r.get("ssim_uniform") is not None and n:
+            out.append({"retention": r["uniform_vit_tokens"] / n, "psnr": r.get("psnr_uniform"),
+                        "ssim": r["ssim_uniform"]})  # fmt: skip
+        if r.get("llm_uniform_tokens") is not None and r.get("ssim_uniform_llm") is not None and n_llm:
+            out.append({"retention": r["llm_uniform_tokens"] / n_llm, "psnr": r.get("psnr_uniform_llm"),
+                        "ssim": r["ssim_uniform_llm"]})  # fmt: skip
+    return out
+
+
+def uniform_curve(sweeps: list[list[dict]], step: float = GRID_STEP, at=()) -> list[dict]:
+    """The uniform baseline averaged over the images at equal retention.
+
+    Each image's points (``retention``, ``psnr``, ``ssim``) are interpolated
+    linearly in retention on one grid (every ``step``, the two ends and the
+    retentions ``at``, e.g. the APT points'), over the range every image
+    covers; the curve is the mean there. A PSNR is None where some image's
+    segment reaches a lossless (null) point; an image lossless at every size
+    is left out of the PSNR mean.
+
+    Examples
+    --------
+    >>> a = [{"retention": 0.1, "psnr": 20.0, "ssim": 0.5}, {"retention": 0.5, "psnr": 30.0, "ssim": 0.9}]
+    >>> b = [{"retention": 0.2, "psnr": 24.0, "ssim": 0.6}, {"retention": 0.4, "psnr": 28.0, "ssim": 0.8}]
+    >>> c = uniform_curve([a, b], step=0.1)
+    >>> [(round(p["retention"], 2), round(p["ssim"], 3)) for p in c]
+    [(0.2, 0.6), (0.3, 0.7), (0.4, 0.8)]
+    """
+    curves = []
+    for sweep in sweeps:
+        pts = sorted((p for p in sweep if p.get("ssim") is not None and p.get("retention") is not None),
+                     key=lambda p: p["retention"])  # fmt: skip
+        if pts:
+            x = np.array([p["retention"] for p in pts], np.float64)
+            keep = np.concatenate([[True], np.diff(x) > 0])  # one point per retention
+            curves.append((x[keep], np.array([p["ssim"] for p in pts], np.float64)[keep],
+                           np.array([np.nan if p["psnr"] is None else p["psnr"] for p in pts], np.float64)[keep]))
+    if not curves:
+        return []
+    lo, hi = max(c[0][0] for c in curves), min(c[0][-1] for c in curves)
+    if lo > hi:
+        return []
+    inner = np.round(np.arange(np.ceil(lo / step - 1e-9), np.floor(hi / step + 1e-9) + 1) * step, 12)
+    extra = np.asarray([r for r in at if lo < r < hi], np.float64)
+    grid = np.unique(np.concatenate([[lo], inner[(inner > lo) & (inner < hi)], extra, [hi]]))
+    grid = grid[np.concatenate([[True], np.diff(grid) > 1e-12])]  # one of values a rounding apart
+    ssim = np.mean([np.interp(grid, x, s) for x, s, _ in curves], axis=0)
+    # an image lossless at every size (a flat picture) is left out of the PSNR mean, as for APT's points; any
+    # other lossless point (the full size) leaves the mean undefined where it is used
+    finite = [c for c in curves if not np.isnan(c[2]).all()]
+    psnr = np.mean([_interp_nan(grid, x, p) for x, _, p in finite], axis=0) if finite else np.full(len(grid), np.nan)
+    return [{"retention": float(g), "psnr": None if np.isnan(p) else float(p), "ssim": float(s)}
+            for g, s, p in zip(grid, ssim, psnr)]  # fmt: skip
+
+
+def _interp_nan(grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Linear interpolation; nan wherever the segment used has a nan end (except exactly at a finite point)."""
+    out = np.interp(grid, x, y)
+    exact = np.searchsorted(x, grid)
+    hit = (exact < len(x)) & (x[np.minimum(exact, len(x) - 1)] == grid)
+    out[hit] = y[exact[hit]]
+    return out
+
+
+def _interp_curve(curve: list[FidelityPoint], x: float, key: str) -> float | None:
+    pts = [(p.retention, getattr(p, key)) for p in curve]
     for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
         if x0 <= x <= x1:
+            if y0 is None or y1 is None:
+                return y0 if x == x0 else y1 if x == x1 else None
             return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return pts[0][1] if len(pts) == 1 and pts[0][0] == x else None
 
 
-def _usable(row: dict) -> bool:
-    keys = ("llm_tokens", "ssim_apt", "ssim_uniform", "uniform_vit_tokens", "base_small_tokens", "llm_tokens_uniform")
-    return row.get("status") == ROW_OK and all(row.get(k) is not None for k in keys)
+def _both(points: list[FidelityPoint], curve: list[FidelityPoint], key: str) -> tuple[float, float] | None:
+    """The retention range where APT points and the uniform curve both have ``key``; None when they do not meet."""
+    mine = [p.retention for p in curve if getattr(p, key) is not None]
+    if not mine:
+        return None
+    lo = max(min(p.retention for p in points), min(mine))
+    hi = min(max(p.retention for p in points), max(mine))
+    return (lo, hi) if lo <= hi else None
 
 
-def _mean_point(importance, method, alpha, members: list[dict], uniform: bool) -> FidelityPoint:
-    if uniform:  # the plain model at the lowered max_pixels: its LLM tokens are its ViT tokens / merge**2
-        tokens = [r["uniform_vit_tokens"] * r["llm_tokens_uniform"] / r["base_small_tokens"] for r in members]
-        ssim, psnr = [r["ssim_uniform"] for r in members], [r.get("psnr_uniform") for r in members]
-    else:
-        tokens = [r["llm_tokens"] for r in members]
-        ssim, psnr = [r["ssim_apt"] for r in members], [r.get("psnr_apt") for r in members]
-    finite = [v for v in psnr if v is not None]  # null is infinite dB (lossless): one such image left out
-    mean_psnr = fmean(finite) if finite else None
-    return FidelityPoint(importance, method, alpha, len(members), fmean(tokens), fmean(ssim), mean_psnr,
-                         len(psnr) - len(finite))  # fmt: skip
+def _panel(cost, ret_key, tok_key, words, groups: dict, uniform: list[dict]) -> CostPanel:
+    points = [_mean_point(*key, members, ret_key, tok_key) for key, members in groups.items()]
+    curve = [FidelityPoint(None, "uniform", None, 0, u["retention"], u["ssim"], u["psnr"]) for u in uniform]
+    panel = CostPanel(cost, words, points, curve)
+    panel.median_retention = median(p.retention for p in points)
+    near = [p for p in points if p.retention <= panel.median_retention]
+    panel.best_apt = max(near, key=lambda p: (p.ssim, -p.retention))
+    panel.best = panel.best_apt
+    if curve:
+        panel.both = _both(points, curve, "ssim")
+        for key in FIELDS:  # only where uniform has the value too (its PSNR ends before a lossless full size)
+            both = _both(points, curve, key)
+            if both is not None:
+                inside = [p for p in points + curve if both[0] - 1e-12 <= p.retention <= both[1] + 1e-12]
+                panel.front[key] = pareto(inside, key)
+        at = panel.median_retention
+        ssim = _interp_curve(curve, at, "ssim")
+        if ssim is not None and ssim > panel.best_apt.ssim:  # uniform at the median cost beats every APT point there
+            panel.best = FidelityPoint(None, "uniform", None, 0, at, ssim, _interp_curve(curve, at, "psnr"))
+    return panel
 
 
-def fidelity_points(rows: list[dict]) -> FidelitySummary | None:
-    """Means per (measure, method, alpha) over the images, the uniform baseline, fronts and the best point.
+def fidelity_points(rows: list[dict], sweeps: list[list[dict]] | None = None) -> FidelitySummary | None:
+    """Means per (measure, method, alpha) over the images at each cost, the uniform curve, fronts and best points.
 
-    ``rows`` are summary rows (summary.json); rows without SSIM are ignored.
-    None when no row has the numbers. A null PSNR is an exact reproduction
-    (infinite dB): PSNR means are over the finite values, each point counts
-    the images left out (``lossless``) and the summary the distinct images. The uniform curve has one point per
-    (measure, method, alpha) too: the mean over the images of the baseline
-    resized to that selection's ViT tokens; points closer than half a token
-    are merged.
+    Parameters
+    ----------
+    rows : list of dict
+        Summary rows (summary.json); rows without SSIM are ignored.
+    sweeps : list of list of dict, optional
+        Every image's ``uniform_sweep`` (stats.json). Images without one
+        (or no sweeps at all) contribute the uniform points of their rows
+        (both baselines of each selection) instead.
+
+    Returns
+    -------
+    FidelitySummary or None
+        None when no row has the numbers. A null PSNR is an exact
+        reproduction (infinite dB): PSNR means are over the finite values,
+        each point counts the images left out (``lossless``) and the summary
+        the distinct images.
     """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -160,22 +328,22 @@ def fidelity_points(rows: list[dict]) -> FidelitySummary | None:
             groups.setdefault((r.get("importance") or "entropy", r["method"], r["alpha"]), []).append(r)
     if not groups:
         return None
-    points = [_mean_point(*key, members, uniform=False) for key, members in groups.items()]
-    uniform = sorted((_mean_point(None, "uniform", None, m, uniform=True) for m in groups.values()),
-                     key=lambda p: p.llm_tokens)  # fmt: skip
-    merged: list[FidelityPoint] = []
-    for p in uniform:
-        if merged and p.llm_tokens - merged[-1].llm_tokens < 0.5:
-            continue
-        merged.append(p)
-    summary = FidelitySummary(points, merged, model=models_title(r.get("model") for m in groups.values() for r in m))
-    summary.lossless_images = len({r.get("image") for m in groups.values() for r in m
-                                   if r.get("psnr_apt") is None or r.get("psnr_uniform") is None})  # fmt: skip
-    summary.front = {k: pareto(points + merged, k) for k in FIELDS}
-    summary.median_tokens = median(p.llm_tokens for p in points)
-    near = [p for p in points if p.llm_tokens <= summary.median_tokens]
-    summary.best = max(near, key=lambda p: (p.ssim, -p.llm_tokens))
-    summary.uniform_at_best = {k: _interp(merged, summary.best.llm_tokens, k) for k in FIELDS}
+    swept = [s for s in sweeps or [] if s]
+    if not swept:  # stats without a sweep: each image's own baselines
+        by_image: dict = {}
+        for members in groups.values():
+            for r in members:
+                by_image.setdefault(r.get("image"), []).append(r)
+        swept = [c for c in (_curve_from_rows(rs) for rs in by_image.values()) if c]
+    at = [fmean(r[k] for r in m) for m in groups.values() for _, k, _, _ in COSTS]  # every APT point's retention
+    # an image whose smallest uniform size costs more than the cheapest APT point (a tiny picture: smart_resize's
+    # min_pixels) cannot give the curve there: left out of it, and counted
+    covering = [s for s in swept if min(p["retention"] for p in s) <= min(at) + 1e-12] or swept
+    uniform = uniform_curve(covering, at=at)
+    panels = [_panel(*cost, groups, uniform) for cost in COSTS]
+    summary = FidelitySummary(panels, model=models_title(r.get("model") for m in groups.values() for r in m))
+    summary.uniform_images, summary.uniform_left_out = len(covering), len(swept) - len(covering)
+    summary.lossless_images = len({r.get("image") for m in groups.values() for r in m if r.get("psnr_apt") is None})
     return summary
 
 
@@ -183,53 +351,66 @@ MEASURE_COLORS = {"entropy": "tab:blue", "laplacian": "tab:green", "upsample-mse
 METHOD_MARKERS = {"v1": "o", "v2": "^", "budget": "s"}
 
 
-def _panel(ax, summary: FidelitySummary, key: str, ylabel: str) -> None:
-    """One fidelity (``psnr`` or ``ssim``) against LLM tokens: APT lines per (measure, method), uniform, front."""
+def _draw(ax, panel: CostPanel, key: str, ylabel: str, model: str) -> None:
+    """One fidelity (``psnr`` or ``ssim``) against one cost: APT lines per (measure, method), uniform, front."""
     lossless = []
-    for (measure, method) in dict.fromkeys((p.importance, p.method) for p in summary.points):
-        mine = sorted((p for p in summary.points if (p.importance, p.method) == (measure, method)),
-                      key=lambda p: p.llm_tokens)  # fmt: skip
+    for measure, method in dict.fromkeys((p.importance, p.method) for p in panel.points):
+        mine = sorted((p for p in panel.points if (p.importance, p.method) == (measure, method)),
+                      key=lambda p: p.retention)  # fmt: skip
         lossless += [p for p in mine if getattr(p, key) is None]
         mine = [p for p in mine if getattr(p, key) is not None]
         if mine:
-            ax.plot([p.llm_tokens for p in mine], [getattr(p, key) for p in mine],
+            ax.plot([100 * p.retention for p in mine], [getattr(p, key) for p in mine],
                     marker=METHOD_MARKERS.get(method, "D"), ls="-", lw=1, ms=6,
                     color=MEASURE_COLORS.get(measure, "tab:purple"), label=f"{measure} {method}")  # fmt: skip
-    uni = [p for p in summary.uniform if getattr(p, key) is not None]
+    uni = [p for p in panel.uniform if getattr(p, key) is not None]
     if uni:
-        ax.plot([p.llm_tokens for p in uni], [getattr(p, key) for p in uni], "k--", marker="x", ms=5, lw=1.2,
-                label=f"uniform {summary.model} (same resizes)")  # fmt: skip
-    front = summary.front.get(key, [])
+        ax.plot([100 * p.retention for p in uni], [getattr(p, key) for p in uni], "k--", lw=1.4,
+                label=f"uniform {model} (size sweep, mean over images)")  # fmt: skip
+    front = panel.front.get(key, [])
     if front:
-        ax.step([p.llm_tokens for p in front], [getattr(p, key) for p in front], where="post", color="gold",
-                lw=5, alpha=0.45, zorder=0, label="Pareto front")  # fmt: skip
+        ax.step([100 * p.retention for p in front], [getattr(p, key) for p in front], where="post", color="gold",
+                lw=5, alpha=0.45, zorder=0, label="Pareto front (where both are measured)")  # fmt: skip
+    lo, hi = _x_range(panel, front) if uni else (0.0, 101.0)
     for p in lossless:  # infinite dB: marked at the top, never squashing the axis
-        # a faint line at its tokens also widens the x range to it (the mark is not drawn outside the panel)
-        ax.axvline(p.llm_tokens, color=MEASURE_COLORS.get(p.importance, "tab:purple"), lw=0.8, alpha=0.3)
-        ax.annotate("lossless", (p.llm_tokens, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
-                    fontsize=7, color=MEASURE_COLORS.get(p.importance, "tab:purple"))  # fmt: skip
-    if summary.best is not None and getattr(summary.best, key) is not None:
-        ax.plot([summary.best.llm_tokens], [getattr(summary.best, key)], "o", ms=14, mfc="none", mec="black",
-                label="best SSIM at <= median tokens")  # fmt: skip
-    if summary.median_tokens is not None:
-        ax.axvline(summary.median_tokens, color="gray", ls=":", lw=1, label="median LLM tokens (APT)")
-    ax.set_xlabel("LLM tokens per image (mean over the batch)")
+        x = 100 * p.retention
+        ax.axvline(x, color=MEASURE_COLORS.get(p.importance, "tab:purple"), lw=0.8, alpha=0.3)
+        ha = "right" if x > hi - 6 else "left" if x < lo + 6 else "center"  # the word stays inside the panel
+        ax.annotate("lossless", (x, 1.0), xycoords=("data", "axes fraction"), ha=ha, va="top", fontsize=7,
+                    color=MEASURE_COLORS.get(p.importance, "tab:purple"))  # fmt: skip
+    best = panel.best
+    if best is not None and getattr(best, key) is not None:
+        ax.plot([100 * best.retention], [getattr(best, key)], "o", ms=14, mfc="none", mec="black",
+                label="best SSIM at <= the APT median (APT or the plain model)")  # fmt: skip
+    if panel.median_retention is not None:
+        ax.axvline(100 * panel.median_retention, color="gray", ls=":", lw=1, label="APT median")
+    if uni:  # the APT points' range, so the front and the marks stay readable
+        ax.set_xlim(lo, hi)
+    ax.set_xlabel(f"{panel.words}: share of plain {model}'s (%, mean over the images)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
 
 
+def _x_range(panel: CostPanel, front: list[FidelityPoint]) -> tuple[float, float]:
+    """The x range of a panel (percent): the APT points and the front, with a margin."""
+    xs = [100 * p.retention for p in panel.points] + [100 * p.retention for p in front]
+    return max(0.0, min(xs) - 5), min(100.0, max(xs) + 5) + 1
+
+
 def fidelity_figure(summary: FidelitySummary):
-    """The two-panel figure (PSNR, SSIM) with its caption line; a matplotlib Figure (nothing written)."""
+    """The 2 x 2 figure (SSIM and PSNR against LLM and ViT tokens) with its caption; a matplotlib Figure."""
     from aptviz.render.figures import new_figure
 
-    fig = new_figure(14.5, 5.2)
-    ax1, ax2 = fig.subplots(1, 2)
-    _panel(ax1, summary, "psnr", "PSNR of what the ViT sees vs resized image (dB)")
-    _panel(ax2, summary, "ssim", "SSIM of what the ViT sees vs resized image")
-    ax1.set_title("PSNR vs LLM tokens")
-    ax2.set_title("SSIM vs LLM tokens")
-    handles, labels = ax2.get_legend_handles_labels()
-    ax2.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: hides no mark
+    fig = new_figure(14.5, 9.6)
+    axes = fig.subplots(2, 2)
+    for col, panel in enumerate(summary.panels):
+        _draw(axes[0][col], panel, "ssim", "SSIM of the view vs resized image", summary.model)
+        _draw(axes[1][col], panel, "psnr", "PSNR of the view vs resized image (dB)", summary.model)
+        axes[0][col].set_title(f"SSIM vs {panel.words}")
+        axes[1][col].set_title(f"PSNR vs {panel.words}")
+    handles, labels = axes[0][1].get_legend_handles_labels()
+    axes[0][1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside the data
     title = f"Which measure, at which cost: APT (measure x method, mean per alpha) vs uniform {summary.model}"
-    fig.suptitle(f"{title}\n{summary.caption}", fontsize=9)  # the caption line under the title
+    fig.suptitle(f"{title}\n{summary.caption}", fontsize=9)
+    fig.subplots_adjust(top=0.86, hspace=0.32)
     return fig

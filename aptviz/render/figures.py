@@ -2,7 +2,7 @@
 
 * :func:`build_compare` -- ``compare.png``: a grid with one layout for every
   image (original, heatmap, blend; per selection the overlay, the model view,
-  uniform at equal tokens and the two error maps), as a :class:`Layout` that
+  uniform at equal ViT tokens and at equal LLM tokens, the two error maps), as a :class:`Layout` that
   :func:`encode_figure` draws as PNG (Pillow, no matplotlib) or PDF/SVG.
 * :func:`percentiles` -- the per-scale importance distribution of a batch,
   from the compact per-image histograms of :mod:`aptviz.compute.histogram`.
@@ -621,9 +621,10 @@ def build_compare(
     The same grid for every image, in columns: a first row with the original,
     the importance heatmap of every measure (its colour scale beneath) and the
     blend; then one row per selection with its overlay, the model view, the
-    uniform baseline at equal ViT tokens and the two error maps
-    ``|view - resized|`` on one colour scale (with its colorbar; a view
-    identical to the resized image says "lossless" instead).
+    uniform baselines at equal ViT tokens and at equal LLM tokens and the two
+    error maps ``|view - resized|`` (APT, uniform at equal ViT tokens) on one
+    colour scale (with its colorbar; a view identical to the resized image says
+    "lossless" instead).
 
     Parameters
     ----------
@@ -671,9 +672,19 @@ def build_compare(
             (_show(np.asarray(view.apt), zoom), ["what the ViT sees", _fidelity_line(entry, "apt")]),
             (_show(np.asarray(uniform), zoom),
              [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform", _fidelity_line(entry, "uniform")]),
+            *_llm_uniform_panel(entry, view, zoom),
             *_error_row(resized, [("|APT view - resized|", view.apt), ("|uniform - resized|", uniform)], zoom),
         ])  # fmt: skip
     return grid_layout(rows)
+
+
+def _llm_uniform_panel(entry: dict, view, zoom: float) -> list:
+    """compare.png's panel of the uniform baseline at equal LLM tokens (none without one)."""
+    llm = getattr(view, "uniform_llm", None)
+    if llm is None:
+        return []
+    title = f"uniform, {entry.get('llm_uniform_tokens')} LLM tokens"
+    return [(_show(np.asarray(llm.image), zoom), [title, _fidelity_line(entry, "uniform_llm")])]
 
 
 # ---------------------------------------------------------------- dataset view
@@ -834,7 +845,7 @@ def _mark_off_scale(ax, series, top: float, colors: dict) -> list:
 
 
 def psnr_curves_png(rows: list[dict], fmt: str = "png") -> bytes | None:
-    """Retention against PSNR for APT (per method) and the rows' model, uniform, at the same tokens, as bytes (``fmt``).
+    """Retention against PSNR for APT (per method) and the rows' model, uniform, at equal ViT tokens, as bytes (``fmt``).
 
     Every (image, selection) row is a faint point; lines join the means per
     (method, alpha). Uniform points sit at ``uniform_vit_tokens / N``. None when no row has PSNRs.
@@ -879,7 +890,7 @@ def psnr_curves_figure(rows: list[dict]):
         _mark_off_scale(ax, series, top, colors)
     ax.set_xlabel("retention (ViT tokens / N)")
     ax.set_ylabel("PSNR vs resized image (dB)")
-    ax.set_title("What the ViT sees: APT vs uniform at equal token counts")
+    ax.set_title("What the ViT sees: APT vs uniform at equal ViT tokens")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -47,9 +47,9 @@ __all__ = [
 
 DATASET_FIGURES = (
     ("retention_vs_alpha", "Retention vs alpha"),
-    ("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal tokens"),
-    ("fidelity_vs_tokens", "Which measure, at which cost: PSNR and SSIM against LLM tokens, with the uniform baseline "
-     "of the run's model and the Pareto front"),
+    ("psnr_vs_retention", "What the ViT sees: APT vs uniform at equal ViT tokens"),
+    ("fidelity_vs_tokens", "Which measure, at which cost: SSIM and PSNR against LLM tokens and against ViT tokens, "
+     "with the run's model uniform at every size and the Pareto front"),
     ("importance_histogram", "Importance distribution with thresholds"),
     ("ocr_vs_tokens", "Text fidelity (--ocr): Tesseract's character accuracy of APT and of uniform at equal ViT and "
      "at equal LLM tokens, against LLM retention"),
@@ -64,10 +64,13 @@ NUMBER_KEYS = (
     ("llm_retention", "LLM retention (fraction)", "frac"),
     ("target_retention", "target retention (fraction)", "frac"),
     ("psnr_apt", "PSNR of APT's view (dB)", "db"),
-    ("uniform_vit_tokens", "uniform: ViT tokens", "int"),
-    ("psnr_uniform", "PSNR of uniform (dB)", "db"),
     ("ssim_apt", "SSIM of APT's view (0-1)", "ssim"),
-    ("ssim_uniform", "SSIM of uniform (0-1)", "ssim"),
+    ("uniform_vit_tokens", "uniform at equal ViT tokens: its ViT tokens", "int"),
+    ("psnr_uniform", "PSNR of uniform at equal ViT tokens (dB)", "db"),
+    ("ssim_uniform", "SSIM of uniform at equal ViT tokens (0-1)", "ssim"),
+    ("llm_uniform_tokens", "uniform at equal LLM tokens: its LLM tokens", "int"),
+    ("psnr_uniform_llm", "PSNR of uniform at equal LLM tokens (dB)", "db"),
+    ("ssim_uniform_llm", "SSIM of uniform at equal LLM tokens (0-1)", "ssim"),
 )
 # --ocr runs: Tesseract's character accuracy (kind "ocr": null = the resized image has no text)
 OCR_NUMBER_KEYS = (
@@ -76,7 +79,10 @@ OCR_NUMBER_KEYS = (
     ("ocr_uniform_llm", "OCR accuracy of uniform, equal LLM tokens (0-1)", "ocr"),
 )
 NO_TEXT = "no text"
-VIEWS = (("overlay", "patches"), ("model_view", "what the ViT sees"), ("uniform", "uniform, same tokens"))
+#: The baselines' PSNR columns and the token column that says the baseline exists (a null PSNR is lossless
+#: only then: a selection without an LLM token count has no baseline at equal LLM tokens).
+BASELINE_OF = {"psnr_uniform": "uniform_vit_tokens", "psnr_uniform_llm": "llm_uniform_tokens"}
+VIEWS = (("overlay", "patches"), ("model_view", "what the ViT sees"), ("uniform", "uniform, equal ViT tokens"))
 VIEW_KEYS = tuple(k for k, _ in VIEWS)
 LOSSLESS = "lossless"  # the one word for a PSNR of an identical picture, as in compare.png
 NOT_MEASURED = "\u2013"  # a video's PSNR: not measured (its rows and card would otherwise read "lossless")
@@ -88,7 +94,7 @@ def _is_video(row: dict) -> bool:
     return isinstance(image, str) and Path(image).suffix.lower() in VIDEO_EXTENSIONS
 
 COLUMN_LABELS = {
-    "image": "input path",
+    "image": "image (its path on hover)",
     "status": "status",
     "method": "method",
     "alpha": "alpha",
@@ -96,7 +102,7 @@ COLUMN_LABELS = {
     "aggregate": "aggregate",
     "resized_width": "resized width (px)",
     "resized_height": "resized height (px)",
-    "tokens": "ViT tokens (kept patches)",
+    "tokens": "ViT tokens",
     "base_small_tokens": "plain-model ViT tokens",
     "retention": "ViT retention (fraction)",
     "target_retention": "target retention (fraction)",
@@ -105,13 +111,28 @@ COLUMN_LABELS = {
     "llm_tokens_uniform": "plain-model LLM tokens",
     "llm_retention": "LLM retention (fraction)",
     "psnr_apt": "PSNR of APT's view (dB)",
-    "uniform_vit_tokens": "uniform: ViT tokens",
-    "psnr_uniform": "PSNR of uniform (dB)",
+    "ssim_apt": "SSIM of APT's view",
+    "uniform_vit_tokens": "uniform at equal ViT tokens: ViT tokens",
+    "psnr_uniform": "PSNR of uniform at equal ViT tokens (dB)",
+    "ssim_uniform": "SSIM of uniform at equal ViT tokens",
+    "llm_uniform_tokens": "uniform at equal LLM tokens: LLM tokens",
+    "psnr_uniform_llm": "PSNR of uniform at equal LLM tokens (dB)",
+    "ssim_uniform_llm": "SSIM of uniform at equal LLM tokens",
     "output": "output folder",
     "error": "error",
     **{key: label for key, label, _ in OCR_NUMBER_KEYS},
 }
-DB_COLUMNS = ("psnr_apt", "psnr_uniform")
+DB_COLUMNS = ("psnr_apt", "psnr_uniform", "psnr_uniform_llm")
+#: The table's first columns (the rest follow in the summary's order), so the costs and the fidelity of
+#: both baselines are in view on a 1400 px screen; ``vit_tokens`` repeats ``tokens`` and is left out.
+TABLE_FIRST = (
+    "image", "importance", "method", "alpha", "tokens", "llm_tokens", "retention", "llm_retention",
+    "target_retention", "psnr_apt", "ssim_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_uniform",
+    "llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm",
+)  # fmt: skip
+TABLE_LEFT_OUT = ("vit_tokens",)
+#: Columns named once above the table, not in it, when every row has the same value.
+TABLE_CONTEXT = ("status", "model", "importance", "aggregate", "error")
 HEAT_HEIGHT = 150  # css px of a card heatmap
 
 
@@ -142,7 +163,8 @@ table.sum td.t{text-align:left}.pager{margin:.4em 0;font-size:12px}.pager button
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.6em 12px}
 .card{break-inside:avoid;page-break-inside:avoid}
 .card:not([data-done]){min-height:420px}
-.card h3{margin:.2em 0 .4em;font-size:1em;overflow-wrap:anywhere}.card h3 small{font-weight:normal;color:#555}
+.card h3{margin:.2em 0 .4em;font-size:1em;overflow-wrap:break-word}.card h3 small{font-weight:normal;color:#555}
+.nw{white-space:nowrap}.same{font-size:12px;color:#555;margin:.2em 0 .4em}
 .row{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 figure{margin:0;min-width:0;max-width:100%}figcaption{font-size:12px;color:#555}
 img{max-width:100%;height:auto;border:1px solid #ccc;background:#eee;image-rendering:auto}
@@ -255,6 +277,8 @@ T.labels.forEach(function(label,i){var th=el('th',{title:T.columns[i]},label);hr
   th.addEventListener('click',function(){asc=(sortCol===i)?!asc:true;sortCol=i;sort();});});
 thead.appendChild(hr);table.appendChild(thead);table.appendChild(tbody);box.appendChild(table);
 pager.appendChild(info);pager.appendChild(prev);pager.appendChild(next);
+if(T.same.length)host.appendChild(el('p',{'class':'same'},'Same in every row: '+T.same.map(function(s){
+  return s[0]+' '+(s[1]===''?'(none)':s[1]);}).join(' \u00b7 ')));
 host.appendChild(pager);host.appendChild(box);
 function empty(v){return v===null||v===undefined||v==='';}
 function cmp(x,y){var ex=empty(x),ey=empty(y);
@@ -265,12 +289,15 @@ function sort(){var ths=hr.children;for(var k=0;k<ths.length;k++)ths[k].classNam
   order.sort(function(a,b){var x=T.rows[a][sortCol],y=T.rows[b][sortCol],r=cmp(x,y);if(!r)return a-b;
     return (empty(x)||empty(y))?r:(asc?r:-r);});
   page=0;draw();}
+function fileName(v){var s=String(v),i=s.lastIndexOf('/');return i>=0&&i<s.length-1?s.slice(i+1):s;}
 function cell(row,i){var v=row[i],name=T.columns[i],td;
   if(name===T.link&&row[T.columns.length]!==null){td=el('td',{'class':'t'});
-    td.appendChild(el('a',{href:'#img'+row[T.columns.length]},v));return td;}
+    td.appendChild(el('a',{href:'#img'+row[T.columns.length],title:v},fileName(v)));return td;}
+  if(name===T.link&&typeof v==='string')return el('td',{'class':'t',title:v},fileName(v));
   if(name==='output'&&typeof v==='string'){td=el('td',{'class':'t'});td.appendChild(el('a',{href:v},v));return td;}
   if(typeof v==='number')return el('td',null,num(v,'table'));
-  if((v===null||v===undefined)&&T.db.indexOf(name)>=0&&row[T.statusCol]==='ok')return el('td',{'class':'t'},D.lossless);
+  if((v===null||v===undefined)&&T.db.indexOf(name)>=0&&(T.statusCol>=0?row[T.statusCol]:T.status)==='ok')
+    return el('td',{'class':'t'},D.lossless);
   td=el('td',{'class':'t'},v===null||v===undefined?'':v);if(name==='error'&&v)td.className='t fail';return td;}
 function draw(){var n=order.length,start=page*PAGE,stop=Math.min(n,start+PAGE),frag=document.createDocumentFragment();
   for(var r=start;r<stop;r++){var row=T.rows[order[r]],tr=el('tr');
@@ -452,7 +479,7 @@ def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS) -> dict:
         sels.append({
             "label": _selection_label(sel, several),
             "files": [link(sf.get("contact_sheet" if video and k == "overlay" else k)) for k in VIEW_KEYS],
-            "numbers": [NOT_MEASURED if video and kind == "db" and sel.get(k) is None else _shown(sel.get(k))
+            "numbers": [NOT_MEASURED if video and kind == "db" and sel.get(k) is None else _card_number(sel, k)
                         for k, _, kind in keys],
         })  # fmt: skip
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
@@ -467,13 +494,21 @@ def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS) -> dict:
     }
 
 
+def _card_number(sel: dict, key: str):
+    """A card's number; a baseline's PSNR is "-" (not "lossless") when the selection has no such baseline."""
+    if key in BASELINE_OF and sel.get(BASELINE_OF[key]) is None:
+        return "\u2013"
+    return _shown(sel.get(key))
+
+
 def _card_head(index: int, stats: dict, extra: str = "") -> str:
     """A card's placeholder: its title (the input path as given, sizes), an empty body, then ``extra`` markup
     (the explorer, which loads its own data when it comes into view)."""
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
     sizes = [_size(image.get(k)) for k in ("original_size", "resized_size")]
-    shown = " &rarr; ".join(f"{w}&times;{h} px" for w, h in (s for s in sizes if s))
-    title = html.escape(_safe(image.get("path", "")))
+    shown = " &rarr; ".join(f'<span class="nw">{w}&times;{h}&nbsp;px</span>' for w, h in (s for s in sizes if s))
+    # a long path wraps after a "/" (or at a space), never inside a name that fits the line
+    title = "/<wbr>".join(html.escape(part) for part in _safe(image.get("path", "")).split("/"))
     return (f'<div class="card" id="img{index}" data-i="{index}"><h3>{title} <small>{shown}</small></h3>'
             f'<div class="body"></div>{extra}</div>')  # fmt: skip
 
@@ -487,8 +522,35 @@ def _gradient() -> str:
     return f"linear-gradient(to top, {', '.join(stops)})"
 
 
+def table_columns(rows: list[dict], columns: list[str]) -> tuple[list[str], list[tuple[str, object]]]:
+    """The report table's columns, and the context columns left out because every row has one value.
+
+    :data:`TABLE_FIRST` first, then the rest in the summary's order, without
+    :data:`TABLE_LEFT_OUT`; a :data:`TABLE_CONTEXT` column with one value in
+    every row (of two or more) is named once above the table instead.
+
+    Examples
+    --------
+    >>> rows = [{"image": "a.png", "status": "ok", "model": "m", "tokens": 3, "vit_tokens": 3, "resized_width": 9},
+    ...         {"image": "b.png", "status": "ok", "model": "m", "tokens": 4, "vit_tokens": 4, "resized_width": 9}]
+    >>> table_columns(rows, ["image", "status", "model", "resized_width", "tokens", "vit_tokens"])
+    (['image', 'tokens', 'resized_width'], [('status', 'ok'), ('model', 'm')])
+    """
+    present = [c for c in columns if c not in TABLE_LEFT_OUT]
+    ordered = [c for c in TABLE_FIRST if c in present] + [c for c in present if c not in TABLE_FIRST]
+    same = []
+    if len(rows) > 1:
+        for c in TABLE_CONTEXT:
+            values = {json.dumps(_plain(r.get(c))) for r in rows}
+            if c in ordered and len(values) == 1:
+                same.append((c, _plain(rows[0].get(c))))
+    left = {c for c, _ in same}
+    return [c for c in ordered if c not in left], same
+
+
 def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_links: dict) -> dict:
     """The summary table as columns, labels and row arrays (the card index of each row appended)."""
+    columns, same = table_columns(rows, columns)
     table_rows = []
     for row in rows:
         values = []
@@ -496,6 +558,8 @@ def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_link
             v = row.get(c)
             if c == "output" and isinstance(v, str):
                 v = output_links.get(v, _safe(v))
+            if c in BASELINE_OF and v is None and row.get(BASELINE_OF[c]) is None:
+                v = ""  # no such baseline (not a lossless one)
             values.append(NOT_MEASURED if v is None and c in DB_COLUMNS and _is_video(row) else _plain(v))
         image = row.get("image")
         values.append(anchors.get(image) if isinstance(image, str) else None)
@@ -503,11 +567,13 @@ def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_link
     return {
         "columns": list(columns),
         "labels": [column_label(c) for c in columns],
+        "same": [[column_label(c), "" if v is None else v] for c, v in same],
         "dicts": _dictionary_encode(table_rows, len(columns)),
         "rows": table_rows,
         "link": "image",
         "db": list(DB_COLUMNS),
         "statusCol": columns.index("status") if "status" in columns else -1,
+        "status": dict(same).get("status"),  # every row's, when the column is named above the table instead
     }
 
 
@@ -630,12 +696,13 @@ def _explorer_parts(cards: list[tuple[str, dict]]) -> tuple[str, str, str]:
     """The explorers' style (for the head: a style element in the body restyles the whole page once more),
     the dataset view (top of the page) and the script (end), when any card has an explorer."""
     from aptviz.render.explorer import CSS as EXPLORER_CSS
-    from aptviz.render.explorer import dataset_element, explorer_script
+    from aptviz.render.explorer import dataset_element, dataset_start, explorer_script
 
-    names = [_safe(folder) for folder, stats in cards if explorer_html(folder, stats)]
+    shown = [(_safe(folder), stats) for folder, stats in cards if explorer_html(folder, stats)]
+    names = [name for name, _ in shown]
     if not names:
         return "", "", ""
-    top = f"<h2>Explore alpha over the batch</h2>{dataset_element(names)}"
+    top = f"<h2>Explore alpha over the batch</h2>{dataset_element(names, dataset_start([s for _, s in shown]))}"
     return EXPLORER_CSS, top, f"<script>{explorer_script()}</script>"
 
 

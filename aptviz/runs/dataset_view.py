@@ -10,9 +10,10 @@ Files in OUTPUT:
 * ``dataset.json`` -- per-scale importance percentiles (p5 .. p95) over all
   non-PAD cells of the batch, cell counts, and the mean v2 thresholds;
 * ``importance_histogram.png`` -- per-scale histograms with v1/v2 thresholds;
-* ``psnr_vs_retention.png`` -- APT vs uniform at equal tokens;
-* ``fidelity_vs_tokens.png`` -- PSNR and SSIM against LLM tokens for every
-  measure x method, the uniform baseline and the Pareto front (rows with SSIM);
+* ``psnr_vs_retention.png`` -- APT vs uniform at equal ViT tokens;
+* ``fidelity_vs_tokens.png`` -- PSNR and SSIM against LLM tokens and against
+  ViT tokens for every measure x method, the uniform baseline swept over sizes
+  and the Pareto front where both are measured (rows with SSIM);
 * ``ocr_vs_tokens.png`` -- ``--ocr``: Tesseract's character accuracy of APT
   and both uniform baselines against LLM retention (rows with text);
 * ``report.html``.
@@ -152,7 +153,7 @@ def write_dataset_view(
     stats_list = [stats for _, stats in images]
     name, aggregate = measure or (_measure(stats_list), None)
     summary = dataset_summary(stats_list, name)
-    fidelity = fidelity_points(rows)
+    fidelity = fidelity_points(rows, [s.get("uniform_sweep") or [] for s in stats_list])
     if fidelity is not None:  # which measure, at which cost: also in dataset.json, with the figure's caption
         summary["fidelity"] = fidelity.to_dict()
     v1 = _v1_thresholds(stats_list)

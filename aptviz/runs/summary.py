@@ -27,7 +27,7 @@ __all__ = ["GroupStats", "Summary", "aggregate", "retention_figure", "rows_for",
 SELECTION_NUMBERS = (
     "tokens", "base_small_tokens", "retention", "target_retention", "vit_tokens", "llm_tokens",
     "llm_tokens_uniform", "llm_retention", "psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt",
-    "ssim_uniform",
+    "ssim_uniform", "llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm",
 )  # fmt: skip
 
 
@@ -110,6 +110,7 @@ class Summary:
             + ["tokens", "base_small_tokens", "retention", "target_retention"]
             + ["vit_tokens", "llm_tokens", "llm_tokens_uniform", "llm_retention"]
             + ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_uniform"]
+            + ["llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm"]
             + (list(OCR_FIELDS) if any(s.params.ocr for s in self._stats.values()) else [])
             + ["output", "error"]
         )
