@@ -69,6 +69,7 @@ from conftest import (  # noqa: E402
 from conftest import summary_rows as rows_of  # noqa: E402
 
 
+@pytest.mark.slow
 def test_two_different_files_under_one_output_name(tmp_path):
     (tmp_path / "cam1").mkdir()
     (tmp_path / "cam2").mkdir()
@@ -152,6 +153,7 @@ def small_disk(tmp_path):
         _umount(where)
 
 
+@pytest.mark.slow
 def test_full_disk_fails_in_one_line_and_never_leaves_a_mixed_folder(tmp_path, small_disk, monkeypatch):
     """A complete output, then a run with other parameters that fills the disk half-way."""
     src = small_images(tmp_path / "in", 3, size=(280, 336))

@@ -24,6 +24,7 @@ def test_non_finite_thresholds_are_usage_errors(tmp_path, args, message):
     assert "Traceback" not in r.stderr and not (tmp_path / "out" / "chelsea").exists()
 
 
+@pytest.mark.slow
 def test_num_scales_without_thresholds_uses_the_documented_default(tmp_path):
     for n, expected in ((1, []), (2, [3.0]), (4, [3.0, 2.0, 2.0])):
         r = aptviz(SAMPLES / "chelsea.png", "-o", tmp_path / f"out{n}", "--num-scales", str(n), "-q")

@@ -47,6 +47,7 @@ def test_default_demo_shows_all_three_methods(tmp_path):
     assert (tmp_path / "visualizations" / "retention_vs_alpha.png").is_file()
 
 
+@pytest.mark.slow
 def test_readme_api_snippet_gives_the_command_line_numbers(tmp_path, monkeypatch):
     snippet = re.search(r"## Python API\n\n```python\n(.*?)```", README, re.S).group(1)
     shutil.copy(SAMPLES / "chelsea.png", tmp_path / "photo.jpg")  # the snippet's file name (PNG data)

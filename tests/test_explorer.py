@@ -249,6 +249,7 @@ def test_budget_alphas_including_0_and_1(page, results, name):
 
 @needs_chromium
 @pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee_lap", "astronaut_4", "coffee_m1"])
+@pytest.mark.slow
 def test_v1_custom_thresholds(page, results, name):
     res = results[name]
     scales = sorted(res.maps)

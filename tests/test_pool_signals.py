@@ -32,6 +32,7 @@ def _start_with_workers(tmp_path, count=24):
 
 @needs_proc
 @pytest.mark.timing
+@pytest.mark.slow
 def test_sigterm_with_workers_running_stops_cleanly(tmp_path):
     proc, workers, out = _start_with_workers(tmp_path)
     os.kill(proc.pid, signal.SIGTERM)  # to the main process only, as `kill PID` does
@@ -47,6 +48,7 @@ def test_sigterm_with_workers_running_stops_cleanly(tmp_path):
 
 @needs_proc
 @pytest.mark.timing
+@pytest.mark.slow
 def test_kill_9_of_the_main_process_takes_the_workers_along(tmp_path):
     proc, workers, out = _start_with_workers(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
@@ -56,6 +58,7 @@ def test_kill_9_of_the_main_process_takes_the_workers_along(tmp_path):
 
 @needs_proc
 @pytest.mark.timing
+@pytest.mark.slow
 def test_kill_9_of_aptviz_stats_takes_its_workers_along(tmp_path):
     pytest.importorskip("pyarrow")
     src = small_images(tmp_path / "in", 60, size=(448, 560))

@@ -40,6 +40,7 @@ def test_one_image(tmp_path):
     assert report.plot is None and not (tmp_path / "retention_vs_alpha.png").exists()
 
 
+@pytest.mark.slow
 def test_batch_with_a_failure(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

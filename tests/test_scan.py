@@ -124,6 +124,7 @@ def _write_broken(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_mixed_folder_run(tmp_path):
     src = tmp_path / "in"
     ok = _write_awkward(src)
