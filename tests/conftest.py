@@ -174,3 +174,88 @@ def workers_of(proc: subprocess.Popen, count: int = 2) -> list[int]:
         return (found,) if len(found) >= count or proc.poll() is not None else None
 
     return (wait_for(check) or ([],))[0]
+
+
+def _read(path: Path) -> str:
+    """A file's text, or "" when a running writer has just removed it."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def assert_no_torn_folder(out: Path) -> None:
+    """Every folder with a stats.json holds exactly what it lists, nothing written after it."""
+    for stats_path in out.rglob("stats.json"):
+        folder = stats_path.parent
+        stats = json.loads(stats_path.read_text())
+        written = stats_path.stat().st_mtime_ns
+        files = stats["files"]
+        listed = list(files["heatmaps"].values()) + [files["original"], files["resized"]]
+        listed += [s["files"]["overlay"] for s in stats["selections"]]
+        for rel in listed:
+            assert (folder / rel).stat().st_mtime_ns <= written, f"{folder / rel} is newer than its stats.json"
+        overlays = {Path(s["files"]["overlay"]).name for s in stats["selections"]}
+        assert {p.name for p in (folder / "02_patches_grid").iterdir()} == overlays
+
+
+import struct  # noqa: E402
+import zlib  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+
+def png_bomb(path: Path, width=30000, height=30000) -> Path:
+    """A tiny PNG whose header declares 900 megapixels."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def truncated_jpeg(path: Path) -> Path:
+    Image.fromarray(textured(200, 300)).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+# -- shared session fixtures: one sample batch, one Chromium ------------------------------------------
+import shutil  # noqa: E402
+
+CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def sample_batch(tmp_path_factory) -> Path:
+    """One batch over sample_images (``-m v2:1,1.2 -m budget:0.3``): its output folder, for every test that
+    reads a real batch's files (report.html, explorer.js, stats.json). Read it, never change it."""
+    from typer.testing import CliRunner
+
+    from aptviz.cli.command import app
+
+    out = tmp_path_factory.mktemp("sample_batch")
+    args = [str(SAMPLES), "-m", "v2:1,1.2", "-m", "budget:0.3", "-q", "-o", str(out)]
+    r = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium (Playwright) for every browser test; skipped, with the reason, without either."""
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -175,6 +175,7 @@ def test_calibrate_usage_errors(tmp_path, capsys, args, message):
     assert not (tmp_path / "calibration.json").exists()
 
 
+@pytest.mark.slow
 def test_figure_format_svg_writes_compare_and_the_batch_figures_as_svg(tmp_path):
     pytest.importorskip("matplotlib")
     r = invoke(SAMPLES / "chelsea.png", SAMPLES / "coffee.png", "-m", "v1", "-m", "budget:0.3",

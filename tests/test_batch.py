@@ -58,6 +58,7 @@ def test_discover_reports_missing_and_empty(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_sweep_acceptance(tmp_path):
     src = build_tree(tmp_path / "in")
     out = tmp_path / "out"
@@ -130,6 +131,7 @@ def test_resume_after_a_partial_run(tmp_path):
 
 
 @pytest.mark.timing
+@pytest.mark.slow
 def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
     src = copies(tmp_path / "in", 40, "astronaut.png")
     out = tmp_path / "out"
@@ -213,6 +215,7 @@ def test_a_dying_worker_fails_only_its_image(tmp_path, monkeypatch):
     assert "died" in next(r.error for r in results if r.path.name == "killer.png")
 
 
+@pytest.mark.slow
 def test_output_inside_input_is_not_rescanned(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     copies(tmp_path / "photos", 2)

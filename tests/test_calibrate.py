@@ -67,6 +67,7 @@ def test_target_unreachable_from_below_gives_the_minimum():
 
 
 @given(st.integers(0, 40), st.floats(0.05, 1.0))
+@pytest.mark.slow
 def test_calibrate_property(seed, target):
     maps = [entropy_maps(textured(112, 140, seed)), entropy_maps(textured(84, 168, seed + 1))]
     cal = calibrate_maps(maps, "v2", target=target)
@@ -131,6 +132,7 @@ def test_curve_equals_the_images_by_steps_matrix(images, target, statistic, meth
     assert cal.value == _old_calibrate_maps(maps, method, target, statistic)
 
 
+@pytest.mark.slow
 def test_calibrate_memory_is_linear_in_images():
     """Four times the images take at most about four times the memory (the images x steps matrix took 16x)."""
     import tracemalloc

@@ -59,6 +59,7 @@ def shapes(tmp_path_factory):
 
 
 @pytest.mark.parametrize("methods", [(["budget"], [0.3]), (["v1", "v2", "budget"], [0.5, 1.0])])
+@pytest.mark.slow
 def test_the_same_grid_for_every_image(shapes, methods):
     runs = expand_runs(*methods)
     for path in shapes:
@@ -75,6 +76,7 @@ def test_the_same_grid_for_every_image(shapes, methods):
         assert layout.width <= 3600 and layout.height < 400 * (len(runs) + 1)  # 6 panels of at most ~600 px
 
 
+@pytest.mark.slow
 def test_every_title_fits_its_panel(shapes):
     runs = expand_runs(["v1", "v2", "budget"], [0.3, 0.9])
     for path in shapes:

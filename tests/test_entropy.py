@@ -262,6 +262,7 @@ def test_new_kernel_is_bit_identical_on_synthetic_images(ps, scales, bins):
         _assert_same_bits(textured(h, w, seed=seed), ps, scales, bins)
 
 
+@pytest.mark.slow
 def test_new_kernel_is_bit_identical_on_exact_bin_boundaries():
     """Colours whose float32 product ``gray * bins / 256`` lands on the other side of a bin edge."""
     for bins in (1000, 100, 3000, 7):

@@ -99,3 +99,19 @@ def test_explorer_save_refuses_a_special_file(tmp_path):
     with pytest.raises(ParameterError, match="not a regular file"):
         Explorer([]).save(fifo)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+from aptviz.cli.command import main  # noqa: E402
+
+
+def test_explore_reports_a_bad_file_as_an_error_line(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    try:
+        main(["explore", str(SAMPLES / "chelsea.png"), str(bad), "-o", str(tmp_path / "explore.html"), "--bins", "64"])
+    except SystemExit as exc:
+        assert exc.code == 1  # one input failed, as in the other commands
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "bad.png" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"aptviz: error: {bad}: "), err
+    assert (tmp_path / "explore.html").is_file()

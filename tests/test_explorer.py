@@ -34,8 +34,6 @@ from aptviz.runs.explore import explore
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "sample_images").glob("*.png"))
 CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 
 
 def _result(path: Path, **params):
@@ -123,13 +121,9 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chr
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+def browser(chromium):
+    """The session's one Chromium (conftest)."""
+    return chromium
 
 
 def _open(browser, url):
@@ -223,6 +217,7 @@ def _check(res, got, method, alpha=1.0, thresholds=None, with_views=True):
 
 @needs_chromium
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow
 def test_v2_random_alphas_and_every_breakpoint(page, results, name):
     res = results[name]
     m = res.maps[sorted(res.maps)[1]]
@@ -238,6 +233,7 @@ def test_v2_random_alphas_and_every_breakpoint(page, results, name):
 
 @needs_chromium
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow
 def test_budget_alphas_including_0_and_1(page, results, name):
     res = results[name]
     n = res.maps[min(res.maps)].size
@@ -256,6 +252,7 @@ def test_budget_alphas_including_0_and_1(page, results, name):
 
 @needs_chromium
 @pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee_lap", "astronaut_4", "coffee_m1"])
+@pytest.mark.slow
 def test_v1_custom_thresholds(page, results, name):
     res = results[name]
     scales = sorted(res.maps)
@@ -405,18 +402,12 @@ def test_data_is_json_and_safe_in_a_script():
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from aptviz.cli import app
-
-    out = tmp_path_factory.mktemp("batch")
-    args = [str(ROOT / "sample_images"), "-m", "budget:0.3", "-m", "v2:1.2", "-q", "-o", str(out)]
-    r = CliRunner().invoke(app, args, catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    return out
+def batch(sample_batch):
+    """The session's one batch over sample_images (conftest)."""
+    return sample_batch
 
 
+@pytest.mark.slow
 def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):
     from aptviz.compute.explorer_data import BATCH_UNIFORM_VIEWS
 
@@ -442,6 +433,7 @@ def test_batch_explorer_files_compute_a_few_uniform_baselines_exactly(batch):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_report_cards_load_their_explorer_when_shown(browser, batch):
     pg = browser.new_page(viewport={"width": 1000, "height": 500})
     errors: list[str] = []

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
 
 
+@pytest.mark.slow
 def test_batch_over_three_measures_writes_the_figure_and_the_report_shows_it(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
@@ -158,6 +159,7 @@ def test_uniform_curve_is_the_mean_of_the_images_at_equal_retention(images):
         assert p["ssim"] == pytest.approx(fmean(values), abs=1e-9)
 
 
+@pytest.mark.slow
 def test_one_lossless_image_does_not_empty_the_psnr_panel(tmp_path):
     """A 1x1 PNG resizes to a flat picture every selection reproduces exactly (PSNR null = infinite dB)."""
     src = tmp_path / "in"
@@ -195,6 +197,7 @@ def test_one_lossless_image_does_not_empty_the_psnr_panel(tmp_path):
     assert any(label.startswith("uniform") for label in labels) and "Pareto front (where both are measured)" in labels
 
 
+@pytest.mark.slow
 def test_batch_figures_name_the_runs_model(tmp_path, monkeypatch):
     out = tmp_path / "out"
     done = subprocess.run(
@@ -221,3 +224,38 @@ def test_batch_figures_name_the_runs_model(tmp_path, monkeypatch):
     uniform = [t for t in texts if "uniform" in t]
     assert len(uniform) >= 3 and all("Qwen3-VL" in t for t in uniform), uniform
     assert not any("Qwen2-VL" in t for t in texts), texts
+
+
+def test_fidelity_lossless_marks_stay_inside_the_psnr_panel(tmp_path):
+    """v1 is lossless on chelsea (infinite dB): its PSNR mark sat outside the axes.
+
+    A point is marked lossless only when every image of it is (a lossless image among others is left
+    out of the mean), so the batch here is chelsea alone."""
+    import json
+    import subprocess
+    import sys
+
+    from aptviz.compute.fidelity import fidelity_points
+    from aptviz.render.fidelity import fidelity_figure
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "aptviz", str(ROOT / "sample_images" / "chelsea.png"), "-m", "v1", "-m", "v2:1.0",
+         "-m", "budget:0.3",
+         "-q", "-o", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = fidelity_points(json.loads((out / "summary.json").read_text()))
+    lossless = [p for p in summary.panels[0].points if p.psnr is None]
+    assert lossless, "chelsea's v1 selection is expected to reproduce the image exactly"
+    fig = fidelity_figure(summary)
+    fig.tight_layout()
+    fig.canvas.draw()
+    ax = fig.axes[2]  # PSNR against LLM tokens
+    box = ax.get_window_extent()
+    marks = [t for t in ax.texts if t.get_text() == "lossless"]
+    assert len(marks) == len(lossless)
+    for t in marks:
+        e = t.get_window_extent()
+        assert box.x0 <= e.x0 and e.x1 <= box.x1, (e, box)

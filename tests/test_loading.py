@@ -169,3 +169,118 @@ def test_rgb_with_colour_key_transparency_composites_on_white(tmp_path):
         assert im.mode == "RGB" and "transparency" in im.info
     rgb = _arr(aptviz.load_image(path))
     assert tuple(rgb[0, 0]) == (255, 255, 255) and tuple(rgb[0, 7]) == (10, 200, 30)
+
+
+import os  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from aptviz.compute import loading  # noqa: E402
+from aptviz.errors import InputError  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "make,reason",
+    [
+        (lambda tmp: Path("/dev/zero"), r"not a regular file \(a character device\)"),
+        (lambda tmp: (os.mkfifo(tmp / "pipe.png"), tmp / "pipe.png")[1], r"not a regular file \(a named pipe\)"),
+        (lambda tmp: Path("/proc/self/status"), r"not a regular file \(reports 0 bytes but has content"),
+        (lambda tmp: (tmp / "dir.png").mkdir() or tmp / "dir.png", r"not a regular file \(a folder\)"),
+        (lambda tmp: (tmp / "empty.png").write_bytes(b"") or tmp / "empty.png", r"empty file \(0 bytes\)"),
+    ],
+    ids=["dev-zero", "fifo", "proc", "folder", "empty"],
+)
+@pytest.mark.timing
+def test_special_files_are_not_regular_files(tmp_path, make, reason):
+    path = make(tmp_path)
+    if not path.exists():
+        pytest.skip(f"{path} does not exist here")
+    outcome: list = []
+
+    def load():  # a FIFO without a writer must not block the open
+        try:
+            open_image(path)
+        except InputError as exc:
+            outcome.append(str(exc))
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(5)
+    assert not t.is_alive(), "opening blocked"
+    assert len(outcome) == 1
+    import re
+
+    assert re.match(reason, outcome[0]), outcome[0]
+
+
+def test_decode_limit_rises_with_max_pixels(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.fromarray(textured(60, 60)).save(path)  # 3600 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses above 2000
+    with pytest.raises(InputError, match=r"decompression bomb \(3,600 pixels, limit 2,000"):
+        open_image(path)
+    assert loading.decode_limit(5000) == 5000
+    assert open_image(path, loading.decode_limit(5000)).image.size == (60, 60)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored
+
+
+import resource  # noqa: E402
+import time  # noqa: E402
+
+from conftest import png_bomb, truncated_jpeg  # noqa: E402
+
+
+def test_decompression_bomb_is_refused_fast_with_low_memory(tmp_path):
+    path = png_bomb(tmp_path / "bomb.png")
+    assert path.stat().st_size < 200
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match="decompression bomb"):
+        open_image(path)
+    assert time.perf_counter() - t0 < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+
+
+@pytest.mark.parametrize(
+    "maker,reason",
+    [
+        (lambda p: p.write_bytes(b""), r"empty file \(0 bytes\)"),
+        (lambda p: p.write_text("hello, I am text"), "not a recognised image format"),
+        (truncated_jpeg, "truncated"),
+    ],
+)
+def test_bad_files_raise_input_error(tmp_path, maker, reason):
+    path = tmp_path / "bad.jpg"
+    maker(path)
+    with pytest.raises(InputError, match=reason):
+        open_image(path)
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    path = tmp_path / "locked.png"
+    Image.fromarray(textured(20, 20)).save(path)
+    if os.geteuid() != 0:  # root reads anything: simulate the OS refusing instead
+        path.chmod(0)
+    else:
+        import aptviz.compute.loading as loading
+
+        def deny(*a, **k):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(loading.Image, "open", deny)
+    with pytest.raises(InputError, match="permission denied"):
+        open_image(path)
+
+
+def test_any_other_decoder_exception_is_an_input_error(tmp_path, monkeypatch):
+    import aptviz.compute.loading as loading
+
+    path = tmp_path / "x.png"
+    Image.fromarray(textured(20, 20)).save(path)
+
+    def explode(*a, **k):
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(loading.ImageOps, "exif_transpose", explode)
+    with pytest.raises(InputError, match="RuntimeError: decoder exploded"):
+        open_image(path)

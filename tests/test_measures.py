@@ -38,6 +38,7 @@ def skimage_ssim(a, b) -> float:
 
 
 @pytest.mark.parametrize("photo", PHOTOS[:2], ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_two_measures_give_four_selections_with_single_run_tokens_and_skimage_ssim(photo, tmp_path):
     sel_args = ["-m", "budget:0.3", "-m", "v2:1.0"]
     both = json.loads(aptviz_cli(photo, "--importance", "entropy,upsample-mse", *sel_args, "--json",
@@ -72,6 +73,7 @@ def test_two_measures_give_four_selections_with_single_run_tokens_and_skimage_ss
     assert single_names == ["patches_budget_alpha0.3.jpg", "patches_v2_alpha1.jpg"]  # one measure: today's names
 
 
+@pytest.mark.slow
 def test_repeated_option_equals_comma_list_and_rows_carry_the_measure(tmp_path):
     photo = SAMPLES / "chelsea.png"
     a = aptviz_cli(photo, "--importance", "laplacian", "--importance", "entropy", "-m", "budget:0.5", "--json",
@@ -91,6 +93,7 @@ def test_repeated_option_equals_comma_list_and_rows_carry_the_measure(tmp_path):
     assert "already complete with these parameters: skipped" in " ".join(again.stdout.split())
 
 
+@pytest.mark.slow
 def test_dataset_percentiles_per_measure(tmp_path):
     aptviz_cli(SAMPLES, "--importance", "entropy,laplacian,upsample-mse", "-m", "budget:0.3", "-q", "-o", tmp_path)
     data = json.loads((tmp_path / "dataset.json").read_text())
@@ -120,6 +123,7 @@ def test_api_takes_a_list_of_measures():
     assert labels == ["entropy_budget_alpha0.3", "upsample-mse_budget_alpha0.3"]
 
 
+@pytest.mark.slow
 def test_stats_and_calibrate_take_several_measures(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     photo = SAMPLES / "chelsea.png"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,12 +193,8 @@ def test_the_terminal_table_names_the_ocr_scores():
 
 @needs_tesseract
 @pytest.mark.slow
-def test_report_cards_show_ocr_scores_in_a_browser(tmp_path, samples):
+def test_report_cards_show_ocr_scores_in_a_browser(tmp_path, samples, chromium):
     """report.html of an --ocr batch, opened in headless Chromium: the page's numbers and "no text" for a photo."""
-    sync = pytest.importorskip("playwright.sync_api").sync_playwright
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("no Chromium (apt-get install chromium)")
     folder = tmp_path / "in"
     folder.mkdir()
     page(folder / "apage.png")
@@ -207,18 +202,16 @@ def test_report_cards_show_ocr_scores_in_a_browser(tmp_path, samples):
     out = tmp_path / "out"
     assert invoke(folder, "-o", out, "-m", "budget:0.1", "--ocr", "-j", "1", "-q").exit_code == 0
     expected = json.loads((out / "apage" / "stats.json").read_text())["selections"][0]["ocr_apt"]
-    with sync() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 900})
-        errors = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto((out / "report.html").as_uri(), wait_until="load")
-        for card in pg.query_selector_all(".card"):
-            card.scroll_into_view_if_needed()
-        pg.wait_for_function("document.querySelectorAll('.card[data-done] td[data-n=\"ocr_apt\"]').length == 2")
-        shown = pg.eval_on_selector_all('td[data-n="ocr_apt"]', "t => t.map(x => x.textContent)")
-        labels = pg.eval_on_selector_all("table.num td:first-child", "t => t.map(x => x.textContent)")
-        browser.close()
+    pg = chromium.new_page(viewport={"width": 1400, "height": 900})  # the session's one Chromium (conftest)
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto((out / "report.html").as_uri(), wait_until="load")
+    for card in pg.query_selector_all(".card"):
+        card.scroll_into_view_if_needed()
+    pg.wait_for_function("document.querySelectorAll('.card[data-done] td[data-n=\"ocr_apt\"]').length == 2")
+    shown = pg.eval_on_selector_all('td[data-n="ocr_apt"]', "t => t.map(x => x.textContent)")
+    labels = pg.eval_on_selector_all("table.num td:first-child", "t => t.map(x => x.textContent)")
+    pg.close()
     assert sorted(shown) == sorted([f"{expected:.3f}", "no text"])
     assert "OCR accuracy of uniform, equal LLM tokens (0-1)" in labels
     assert errors == []

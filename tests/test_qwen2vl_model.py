@@ -142,6 +142,7 @@ def test_enable_apt_keeps_the_stock_computation_and_adds_no_weights(family):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.slow
 def test_alpha_one_gives_the_stock_logits_and_greedy_tokens(family, device):
     model = tiny_model(family, device)
     ip = processor(family, patch_selection_method="budget", alpha=1.0)

@@ -28,3 +28,39 @@ def test_the_explorer_script_and_picture_come_from_the_image_folder_only():
         assert 'data-src="img/explorer.js"' in html and "data-picture" not in html, rel
     html = explorer_html("img", _stats(explorer="explorer.js", resized="03/resized.jpg"))
     assert 'data-picture="img/03/resized.jpg"' in html
+
+
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+from urllib.parse import unquote, urljoin  # noqa: E402
+
+import pytest  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
+
+
+@pytest.mark.skipif(os.sep == "\\", reason="a backslash is a path separator on Windows")
+def test_report_links_keep_a_backslash_in_a_file_name(tmp_path):
+    """A browser reads a raw backslash in a relative URL as '/': report.html must send it as %5C."""
+    from typer.testing import CliRunner
+
+    from aptviz.cli.command import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(ROOT / "sample_images" / "chelsea.png", src / "caf\u00e9 a\\b.png")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, [str(src), "-m", "budget:0.3", "-q", "-o", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    page = (out / "report.html").read_text(encoding="utf-8")
+    links = re.findall(r'(?:src|href|data-src)="([^"]+)"', page)
+    local = [u for u in links if not u.startswith(("#", "data:", "http"))]
+    assert any("explorer.js" in u for u in local), local
+    for u in local:
+        assert "\\" not in u, u
+        # resolve as a browser does (WHATWG: '\' is '/' in file URLs), then map back to a path
+        resolved = urljoin((out / "report.html").as_uri(), u.replace("\\", "/"))
+        path = Path(unquote(resolved[len("file://"):]))
+        assert path.exists(), (u, path)

@@ -17,8 +17,6 @@ from aptviz.cli.command import app
 from conftest import ROOT
 
 CHROMIUM = os.environ.get("APTVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 if not Path(CHROMIUM).exists():
@@ -26,21 +24,15 @@ if not Path(CHROMIUM).exists():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    out = tmp_path_factory.mktemp("report")
-    args = [str(ROOT / "sample_images"), "-m", "v2:1,1.2", "-m", "budget:0.3", "-q", "-o", str(out)]
-    r = CliRunner().invoke(app, args, catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    return out / "report.html"
+def report(sample_batch):
+    """report.html of the session's one batch over sample_images (``-m v2:1,1.2 -m budget:0.3``, conftest)."""
+    return sample_batch / "report.html"
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
+def browser(chromium):
+    """The session's one Chromium (conftest)."""
+    return chromium
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +129,10 @@ def _fill_and_load(pg) -> list:
     return pg.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth])")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def moved(report, tmp_path_factory):
-    """The whole output folder moved elsewhere (as a zip would be unpacked)."""
+    """The whole output folder moved elsewhere (as a zip would be unpacked); put back after the test (the
+    batch is the session's, conftest)."""
     target = tmp_path_factory.mktemp("moved") / "elsewhere"
     shutil.copytree(report.parent, target)
     away = report.parent.with_name(report.parent.name + "-away")
@@ -283,15 +276,9 @@ def test_odd_json_types_in_stats_do_not_stop_the_report():
 
 
 @pytest.fixture(scope="module")
-def report17(tmp_path_factory):
-    """A report of its own (the ``moved`` fixture takes the first one away until the module ends)."""
-    from typer.testing import CliRunner
-
-    out = tmp_path_factory.mktemp("report17")
-    args = [str(ROOT / "sample_images"), "-m", "v2:1,1.2", "-m", "budget:0.3", "-q", "-o", str(out)]
-    r = CliRunner().invoke(app, args, catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    return out / "report.html"
+def report17(report):
+    """The session's one batch report (conftest): ``moved`` puts it back after each test."""
+    return report
 
 
 @pytest.fixture(scope="module")
@@ -447,3 +434,28 @@ def test_v1_alpha_box_and_slider_agree(tmp_path, browser):
     assert controls() == {"method": "v1", "range": None, "box": None, "disabled": [True, True]}
     assert pg.errors == []
     pg.context.close()
+
+
+def test_explorer_load_rejects_when_the_data_file_is_missing(tmp_path, browser):
+    """aptviz.load(name) settles (rejects) when the card's explorer.js cannot be loaded; it used to hang."""
+    from typer.testing import CliRunner
+
+    from aptviz.cli.command import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        shutil.copy(ROOT / "sample_images" / name, src / name)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, [str(src), "-m", "budget:0.3", "-q", "-o", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    (out / "coffee" / "explorer.js").unlink()
+    settle = """n => Promise.race([
+        window.aptviz.load(n).then(() => 'loaded', e => 'rejected: ' + e.message),
+        new Promise(r => setTimeout(() => r('pending'), 3000))])"""
+    pg = browser.new_page()
+    pg.goto((out / "report.html").as_uri(), wait_until="load")
+    assert pg.evaluate(settle, "chelsea") == "loaded"
+    got = pg.evaluate(settle, "coffee")
+    pg.close()
+    assert got.startswith("rejected: ") and "explorer.js" in got, got

@@ -71,16 +71,6 @@ def test_resize_is_pillow_bicubic_to_the_smart_size():
     assert np.array_equal(np.asarray(out), np.asarray(expected))
 
 
-def test_package_does_not_import_transformers():
-    import subprocess
-    import sys
-
-    code = "import sys, aptviz; aptviz.analyze('sample_images/chelsea.png'); print('transformers' in sys.modules)"
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
-    assert out.stdout.strip() == "False"
-
-
 @settings(max_examples=80, deadline=None)
 @given(
     st.integers(1, 300), st.integers(1, 300), st.integers(1, 120), st.integers(1, 60_000), st.integers(0, 60_000)
@@ -106,3 +96,20 @@ def test_min_pixels_rounded_up_past_max_pixels_is_one_clear_error():
     """min = max = 56 x 56 on a 10 x 1000 image: smart_resize gives 28 x 560 (15680 pixels); refused."""
     with pytest.raises(InputError, match=r"resizes to 560x28 = 15680 pixels, more than max-pixels \(3136\)"):
         resize_image(Image.new("RGB", (1000, 10)), 28, 3136, 3136)
+
+
+from conftest import textured  # noqa: E402
+
+
+def test_aspect_ratio_over_200(tmp_path):
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (602, 3), (9, 9, 9)).save(path)
+    with pytest.raises(InputError, match="aspect ratio must be smaller than 200"):
+        aptviz.analyze(path)
+
+
+def test_small_and_thin_images_follow_smart_resize(tmp_path):
+    Image.fromarray(textured(10, 10)).save(tmp_path / "tiny.png")
+    Image.fromarray(textured(1, 150)).save(tmp_path / "thin.png")
+    assert aptviz.analyze(tmp_path / "tiny.png")["image"]["resized_size"] == [56, 56]
+    assert aptviz.analyze(tmp_path / "thin.png")["image"]["resized_size"] == [700, 28]

@@ -40,6 +40,7 @@ def test_one_image(tmp_path):
     assert report.plot is None and not (tmp_path / "retention_vs_alpha.png").exists()
 
 
+@pytest.mark.slow
 def test_batch_with_a_failure(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -65,6 +66,7 @@ def test_batch_with_a_failure(tmp_path):
     assert report.plot == out / "retention_vs_alpha.png" and report.plot.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_resume_skips_complete_images_and_redoes_changed_ones(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -236,3 +236,22 @@ def test_numpy_and_torch_backends_select_identically(img, alpha):
         for ps in a_sel.masks:
             assert isinstance(a_sel.masks[ps], np.ndarray) and isinstance(b_sel.masks[ps], torch.Tensor)
             assert np.array_equal(a_sel.masks[ps], b_sel.masks[ps].numpy())
+
+
+from PIL import Image  # noqa: E402
+
+
+def test_single_colour_image_is_zero_entropy_and_budget_deterministic(tmp_path):
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (300, 200), (12, 200, 77)).save(path)
+    a = aptviz.analyze(path, methods=["budget", "v1"], alphas=[0.37])
+    b = aptviz.analyze(path, methods=["budget", "v1"], alphas=[0.37])
+    assert a == b
+    for s in a["entropy"].values():
+        assert s["min"] == s["max"] == 0.0
+    budget = a["selections"][0]
+    info = budget["budget_info"]
+    n = budget["base_small_tokens"]
+    assert info["budget"] == round(0.37 * n) and info["tokens"] == info["base_tokens"] + 3 * info["k"]
+    assert abs(budget["retention"] - 0.37) <= 3 / n
+    assert a["selections"][1]["tokens_by_scale"]["14"] < n  # v1 merges flat areas

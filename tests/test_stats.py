@@ -108,6 +108,7 @@ def test_bytes_load_like_files(tmp_path):
     assert errors[0] == errors[1] and errors[2] == "empty file (0 bytes)"
 
 
+@pytest.mark.slow
 def test_local_rows_match_the_main_command_stats_json(folder, tmp_path):
     out = tmp_path / "stats"
     report = run_stats([folder], out, RUNS, Params(), recursive=True, workers=2)
@@ -261,6 +262,7 @@ def test_missing_column_or_bad_shard_is_a_failed_row(tmp_path):
     assert errors["junk.parquet"].startswith("cannot read Parquet file")
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_local_rows(folder, tmp_path, ray_local):
     """One Ray run over every input kind: the same rows as the local engine, order aside."""
     _parquet_and_tar(tmp_path)
@@ -304,6 +306,7 @@ PSNR = ["psnr_apt", "uniform_vit_tokens", "psnr_uniform", "ssim_apt", "ssim_unif
         "llm_uniform_tokens", "psnr_uniform_llm", "ssim_uniform_llm"]  # also the baseline at equal LLM tokens
 
 
+@pytest.mark.slow
 def test_fidelity_columns_match_stats_json_and_join_the_resume_key(folder, tmp_path):
     """--fidelity adds stats.json's PSNR and SSIM fields row by row; without it they are absent; resume redoes
     images for it; stats-summary reports their means per selection."""
@@ -369,6 +372,7 @@ def test_psnr_is_an_alias_of_fidelity_on_the_real_command(tmp_path):
     assert all(row[k] is not None for k in PSNR) and 0 < row["ssim_apt"] < 1 and 0 < row["ssim_uniform"] < 1
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_local_psnr_rows(tmp_path, ray_local):
     inputs = [SAMPLES / "chelsea.png", SAMPLES / "coffee.png"]
     runs = expand_runs(["budget"], [0.3])
@@ -596,7 +600,7 @@ sys.exit(report.return_code)
 
 
 @pytest.mark.timing
-@pytest.mark.parametrize("engine,workers", [("local", 1), ("local", 2), ("ray", 2)])
+@pytest.mark.parametrize("engine,workers", [("local", 1), ("local", 2), pytest.param("ray", 2, marks=pytest.mark.slow)])
 def test_sigterm_flushes_the_finished_rows_and_exits_143(tmp_path, engine, workers):
     """Fault 8: SIGTERM acts like Ctrl-C: rows finished so far are written, exit 143 (with Ray: no stack dump)."""
     import subprocess

@@ -149,19 +149,117 @@ def test_no_function_over_80_lines_and_cli_functions_short():
             assert length <= limit, f"{path.relative_to(ROOT)}:{name} is {length} lines (limit {limit})"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["sample_images/chelsea.png", "-o", "{tmp}", "-q"]])
-def test_cpu_command_imports_no_heavy_module(argv, tmp_path):
-    """--help and a CPU run import none of torch, matplotlib, transformers (the run: no batch figures)."""
-    argv = [a.replace("{tmp}", str(tmp_path / "out")) for a in argv]
-    code = (
-        "import sys, runpy\n"
-        f"sys.argv = ['aptviz', *{argv!r}]\n"
-        "try:\n    runpy.run_module('aptviz', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'matplotlib', 'transformers') if m in sys.modules)\n"
-        "print('HEAVY', heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert "HEAVY []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+_INVOKE = (
+    "from typer.testing import CliRunner\nfrom aptviz.cli import app\n"
+    "status = CliRunner().invoke(app, {argv!r}).exit_code\n"
+)
+_RUNPY = "import runpy, sys\nsys.argv = ['aptviz', *{argv!r}]\nrunpy.run_module('aptviz', run_name='__main__')\n"
+_CHELSEA = "sample_images/chelsea.png"
+#: Lazy heavy imports, all checked in ONE fresh interpreter (one start instead of one per case), in this order:
+#: case -> (code run there, modules it must not import, file it must write under {tmp}). Each case is charged
+#: with the modules that first appear while it runs, so the strictest cases (--help: not even NumPy) go first.
+IMPORT_CASES = {
+    "cli --help": (_INVOKE.format(argv=["--help"]), ("torch", "matplotlib", "transformers", "numpy"), None),
+    "aptviz --help": (_RUNPY.format(argv=["--help"]), ("torch", "matplotlib", "transformers"), None),
+    "import aptviz, packing, tokens": (
+        "import numpy as np, aptviz\nfrom aptviz.compute.packing import pack_selection, normalize_pixels\n"
+        "import aptviz.compute.tokens\n",
+        ("torch", "transformers"),
+        None,
+    ),
+    "importance on the CPU": (
+        "import numpy as np\nfrom aptviz.compute.importance import compute_importance\n"
+        "img = np.zeros((56, 84, 3), np.uint8)\n"
+        "for m in ('laplacian', 'upsample-mse'):\n"
+        "    for a in ('mean', 'max', 'std'):\n"
+        "        compute_importance(img, m, a)\n",
+        ("torch",),
+        None,
+    ),
+    "aptviz.analyze": ("import aptviz\naptviz.analyze('sample_images/chelsea.png')\n", ("transformers",), None),
+    "CPU run, no batch figures": (
+        _RUNPY.format(argv=[_CHELSEA, "-o", "{tmp}/run", "-q"]),
+        ("torch", "matplotlib", "transformers"),
+        "run/chelsea/stats.json",
+    ),
+    "--export-tokens --device cpu": (
+        _INVOKE.format(argv=[_CHELSEA, "-m", "budget:0.3", "--device", "cpu", "-o", "{tmp}/export", "-q",
+                             "--export-tokens"]),
+        ("torch", "transformers"),
+        "export/chelsea/tokens.npz",
+    ),  # fmt: skip
+    # last: with a GPU, --device auto uses torch (this case is skipped there)
+    "CPU run, --device auto": (
+        _INVOKE.format(argv=[_CHELSEA, "-m", "v1", "-m", "budget", "-a", "0.3", "-o", "{tmp}/auto", "-q",
+                             "--save-maps"]),
+        ("torch",),
+        "auto/chelsea/stats.json",
+    ),  # fmt: skip
+}
+_HEAVY_WATCHED = sorted({m for _, mods, _ in IMPORT_CASES.values() for m in mods})
+_IMPORT_SCRIPT = """
+import json, sys
+before = set()
+for name, source in json.loads(sys.argv[1]):
+    scope = {}
+    try:
+        exec(source, scope)
+        status = scope.get("status", 0)
+    except SystemExit as exc:
+        status = exc.code or 0
+    except BaseException as exc:
+        status = f"{type(exc).__name__}: {exc}"
+    now = {m for m in %r if m in sys.modules}
+    print("CASE", json.dumps({"name": name, "status": status, "new": sorted(now - before)}), flush=True)
+    before = now
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_imports(tmp_path_factory) -> tuple[dict, Path, str]:
+    """Every case of IMPORT_CASES run in order in one fresh interpreter: {case: its status and new modules}."""
+    tmp = tmp_path_factory.mktemp("imports")
+    cases = [(name, code.replace("{tmp}", str(tmp))) for name, (code, _, _) in IMPORT_CASES.items()]
+    script = _IMPORT_SCRIPT % (_HEAVY_WATCHED,)
+    import json
+
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    found = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("CASE "):
+            case = json.loads(line[5:])
+            found[case["name"]] = case
+    return found, tmp, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(name, marks=pytest.mark.skipif(_cuda_available(), reason="a GPU is present: auto uses torch"))
+        if "auto" in name
+        else name
+        for name in IMPORT_CASES
+    ],
+)
+def test_cpu_command_imports_no_heavy_module(case, fresh_imports):
+    """--help, a CPU run (no batch figures), --export-tokens, the CPU importance and the NumPy API import
+    none of torch, matplotlib, transformers (--help: not even NumPy)."""
+    found, tmp, output = fresh_imports
+    assert case in found, output
+    _, forbidden, written = IMPORT_CASES[case]
+    assert found[case]["status"] == 0, (found[case], output)
+    assert not set(found[case]["new"]) & set(forbidden), (found[case], output)
+    if written:
+        assert (tmp / written).is_file(), output
 
 
 def test_no_tracked_file_points_outside_the_repo():

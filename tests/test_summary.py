@@ -2,6 +2,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -271,6 +272,7 @@ def _broken_stats(path, where, value):
     path.write_text(json.dumps(data))
 
 
+@pytest.mark.slow
 def test_stats_json_of_the_wrong_types_is_redone_and_the_other_rows_kept(tmp_path, make_image):
     """Issue 27: a stats.json field of the wrong type (``"frames": "2"``, a number as text, a malformed
     histogram) crashed the next run, shrank summary.json and left report.html stale, run after run.
@@ -325,3 +327,50 @@ def test_summary_leaves_out_a_folder_whose_stats_json_has_the_wrong_types(tmp_pa
         f"WARNING: {out / 'img2' / 'stats.json'}: left out of the summary "
         "(stats.json: wrong type or value of resized_size)\n"
     ), r.stderr
+
+
+import shutil  # noqa: E402
+
+from conftest import aptviz, small_images  # noqa: E402
+from conftest import summary_rows as rows_of  # noqa: E402
+
+
+def test_summary_accumulates_over_runs(tmp_path):
+    a = small_images(tmp_path / "a", 2, seed=0)
+    b = small_images(tmp_path / "b", 2, seed=5)
+    out = tmp_path / "out"
+    assert aptviz(a / "img00.png", a / "img01.png", "-o", out, "-m", "budget:0.3", "-q").returncode == 0
+    shutil.copy(b / "img00.png", tmp_path / "other.png")
+    assert aptviz(tmp_path / "other.png", "-o", out, "-m", "budget:0.3", "-q").returncode == 0
+    rows = rows_of(out)
+    assert sorted(Path(r["output"]).name for r in rows) == ["img00", "img01", "other"]
+    # redoing one replaces its row, keeps the others
+    assert aptviz(a / "img01.png", "-o", out, "-m", "budget:0.5", "-q").returncode == 0
+    rows = {Path(r["output"]).name: r for r in rows_of(out)}
+    assert sorted(rows) == ["img00", "img01", "other"]
+    assert rows["img01"]["alpha"] == 0.5 and rows["img00"]["alpha"] == 0.3
+    csv_lines = (out / "summary.csv").read_text().splitlines()
+    assert len(csv_lines) == 4
+
+
+from conftest import SAMPLES, copies, invoke  # noqa: E402
+
+
+@pytest.mark.slow
+def test_retention_plot_counts_legend_and_bars(tmp_path):
+    from aptviz.runs.summary import retention_figure
+
+    src = copies(tmp_path / "in", 3, "coffee.png")
+    shutil.copy(SAMPLES / "chelsea.png", src / "other.png")
+    assert invoke(src, "-o", tmp_path / "out", "-m", "v1", "-m", "v2:0.8,1.2", "-q").exit_code == 0
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())
+    fig = retention_figure(rows)
+    ax1, ax2 = fig.axes[:2]
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax2.get_yticks())
+    legend = [t.get_text() for t in ax1.get_legend().get_texts()]
+    assert {"v1 ViT (min-max)", "v1 LLM (mean)", "v2 ViT (mean)", "v2 LLM (mean)"} <= set(legend)
+    # three groups (v1, v2 0.8, v2 1.2): their bars never overlap, so none hides another
+    spans = [(p.get_x(), p.get_x() + p.get_width()) for p in ax2.patches if p.get_height() > 0]
+    spans.sort()
+    assert len(spans) >= 3 and all(a_end <= b_start + 1e-12 for (_, a_end), (b_start, _) in zip(spans, spans[1:]))

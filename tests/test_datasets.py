@@ -1,4 +1,5 @@
-"""Faults found by driving the stats and summary commands adversarially (issue 21), one test each."""
+"""``aptviz stats`` inputs and summaries (aptviz.datasets): odd tars and Parquet files, bad parts, shared
+displayed paths, bounded reads, hostile names escaped on the terminal."""
 
 from __future__ import annotations
 
@@ -202,6 +203,7 @@ def _clean_terminal(text: str) -> None:
     assert not any(line.startswith("FORGED") for line in text.splitlines()), text
 
 
+@pytest.mark.slow
 def test_control_characters_in_names_and_parquet_text_reach_the_terminal_escaped(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
