@@ -527,3 +527,40 @@ def test_drop_static_matches_a_patch_by_patch_reference(seed, p_static):
             units = static[y0 : y0 + max(1, ps // U), x0 : x0 + max(1, ps // U)]
             assert got[ps][r, c] == (not units.all()), (ps, r, c)
         assert not (got[ps] & ~mask).any()
+
+
+# ----------------------------------------------------------------------------- adversarial pass (issue 27)
+
+
+@given(seed=st.integers(0, 10_000), p_static=st.floats(0, 1), unit=st.sampled_from([42, 21, 70]))
+def test_drop_static_with_sizes_that_do_not_nest_matches_a_patch_by_patch_reference(seed, p_static, unit):
+    """Merge size 3 (42 px units, 28 px patches): a patch goes when every unit it overlaps is static."""
+    rng = np.random.default_rng(seed)
+    rows, cols = 3, 4
+    static = rng.random((rows, cols)) < p_static
+    masks = {ps: rng.random((-(-rows * unit // ps), -(-cols * unit // ps))) < 0.7 for ps in (14, 28, 56)}  # overhangs
+    got = drop_static(masks, static, unit)
+    for ps, mask in masks.items():
+        for r, c in np.argwhere(mask):
+            units = static[r * ps // unit : ((r + 1) * ps - 1) // unit + 1, c * ps // unit : ((c + 1) * ps - 1) // unit + 1]
+            assert got[ps][r, c] == (not units.all()), (ps, r, c)  # beyond the image: no unit, dropped
+        assert not (got[ps] & ~mask).any()
+
+
+def test_merge_size_three_video_gets_null_llm_tokens_not_an_internal_error(tmp_path):
+    """`--merge-size 3 --num-scales 2` on a clip: images give null LLM tokens; the video crashed the timeline
+    (TypeError) and, with --static-threshold, the static rule (ValueError "do not nest")."""
+    clip = write_clip(tmp_path / "sq.mkv", moving_square_frames(8))
+    for extra in ([], ["--static-threshold", "0"]):
+        out = tmp_path / f"out{len(extra)}"
+        done = aptviz(clip, "-o", out, "-m", "budget:0.3", "--merge-size", "3", "--num-scales", "2", "--nframes", "8",
+                      *extra)
+        assert done.returncode == 0, done.stderr
+        assert "internal error" not in done.stderr + done.stdout
+        sel = json.loads((out / "sq" / "stats.json").read_text())["selections"][0]
+        assert sel["llm_tokens"] is None and sel["tubelet_llm_tokens"] == [None] * 4
+        assert (out / "sq" / "token_timeline.png").stat().st_size > 0
+        if extra:
+            assert sel["tubelet_static_llm_tokens"] == [None] * 4 and sel.get("static_llm_tokens") is None
+            assert sel["tubelet_static_vit_tokens"][0] == sel["tubelet_vit_tokens"][0]
+            assert sum(sel["tubelet_static_vit_tokens"][1:]) < sum(sel["tubelet_vit_tokens"][1:])

@@ -376,7 +376,9 @@ def drop_static(masks: dict, static: np.ndarray, unit: int) -> dict:
     """The masks with every patch lying wholly in static merge units dropped.
 
     A patch no larger than a unit lies in one unit; a larger patch (``ps =
-    r u``) covers ``r x r`` units and is dropped only when all are static.
+    r u``) covers ``r x r`` units and is dropped only when all are static;
+    with sizes that do not nest (merge size 3), a patch is dropped when every
+    unit it overlaps is static.
 
     Parameters
     ----------
@@ -385,7 +387,7 @@ def drop_static(masks: dict, static: np.ndarray, unit: int) -> dict:
     static : ndarray
         ``(H / u, W / u)`` bool, that tubelet's static units.
     unit : int
-        Merge unit side (each ``ps`` divides it or is a multiple of it).
+        Merge unit side in pixels.
 
     Examples
     --------
@@ -406,10 +408,36 @@ def drop_static(masks: dict, static: np.ndarray, unit: int) -> dict:
             padded = np.ones((rows * r, cols * r), dtype=bool)  # beyond the image: no unit to keep
             padded[: static.shape[0], : static.shape[1]] = static[: rows * r, : cols * r]
             cover = padded.reshape(rows, r, cols, r).all(axis=(1, 3))
-        else:
-            raise ValueError(f"patch size {ps} and merge unit {unit} do not nest")
+        else:  # sizes that do not nest (merge size 3): a patch goes when every unit it overlaps is static
+            cover = _all_static(static, mask.shape, ps, unit)
         out[ps] = mask & ~cover
     return out
+
+
+def _all_static(static: np.ndarray, shape: tuple[int, int], ps: int, unit: int) -> np.ndarray:
+    """Per ``ps`` px patch of a ``shape`` grid: whether every merge unit it overlaps is static (any sizes).
+
+    A 2-D prefix sum of the moving units; each patch's unit rectangle is
+    read from it, so nothing loops over patches. Units beyond the image count
+    as static (no unit to keep).
+
+    Examples
+    --------
+    >>> static = np.array([[True, True, False]])   # 42 px units, 28 px patches
+    >>> _all_static(static, (1, 4), 28, 42).tolist()
+    [[True, True, True, False]]
+    """
+    moving = np.zeros((static.shape[0] + 1, static.shape[1] + 1), dtype=np.int64)
+    moving[1:, 1:] = np.cumsum(np.cumsum(~static, axis=0), axis=1)
+
+    def span(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        k = np.arange(n)
+        return np.minimum(k * ps // unit, size), np.minimum(((k + 1) * ps - 1) // unit + 1, size)
+
+    r0, r1 = span(shape[0], static.shape[0])
+    c0, c1 = span(shape[1], static.shape[1])
+    count = (moving[r1][:, c1] - moving[r0][:, c1] - moving[r1][:, c0] + moving[r0][:, c0])
+    return count == 0
 
 
 # ----------------------------------------------------------------------------- the analysis
@@ -540,10 +568,22 @@ def _video_selection(va: VideoAnalysis, j: int) -> SelectionStats:
         kept = va.kept[j]
         counts = [{ps: int(np.count_nonzero(m)) for ps, m in masks.items()} for masks in kept]
         out.tubelet_static_vit_tokens = [sum(c.values()) for c in counts]
-        out.tubelet_static_llm_tokens = [llm_tokens(c, p.patch_size, p.merge_size) for c in counts]
+        out.tubelet_static_llm_tokens = [_llm_or_none(c, p) for c in counts]
         out.static_vit_tokens = sum(out.tubelet_static_vit_tokens)
-        out.static_llm_tokens = sum(out.tubelet_static_llm_tokens)
+        out.static_llm_tokens = _sum_or_none(out.tubelet_static_llm_tokens)
     return out
+
+
+def _llm_or_none(counts: dict, p: Params) -> int | None:
+    """LLM tokens of ``counts``, None where the patch sizes do not nest in merge units (as for images)."""
+    try:
+        return llm_tokens(counts, p.patch_size, p.merge_size)
+    except ValueError:
+        return None
+
+
+def _sum_or_none(values: list) -> int | None:
+    return None if any(v is None for v in values) else sum(values)
 
 
 def _stacked(va: VideoAnalysis, measure: str) -> dict:
