@@ -222,3 +222,23 @@ def test_output_inside_input_is_not_rescanned(tmp_path, monkeypatch):
     rows = summary_rows(tmp_path / "visualizations")
     assert sorted({Path(r["image"]).name for r in rows}) == ["img0.png", "img1.png"]
     assert not (tmp_path / "visualizations" / "visualizations").exists()
+
+
+def test_a_symlink_loop_is_one_failed_input_and_the_batch_goes_on(tmp_path):
+    """Two links naming each other (`a.png -> b.png -> a.png`, or `x.mp4`) aborted the whole run with a
+    RuntimeError traceback ("Symlink loop from ..."), in a folder or given directly."""
+    from conftest import aptviz
+
+    src = copies(tmp_path / "in", 1)
+    os.symlink("b.png", src / "a.png")
+    os.symlink("a.png", src / "b.png")
+    os.symlink("y.mp4", src / "x.mp4")
+    os.symlink("x.mp4", src / "y.mp4")
+    jobs, failures = discover([src, src / "x.mp4"])
+    assert [j.path.name for j in jobs] == ["img0.png"]
+    assert sorted(f.path.name for f in failures) == ["a.png", "b.png", "x.mp4", "x.mp4", "y.mp4"]
+    assert all("symbolic link loop" in f.failure.error for f in failures)
+    done = aptviz(src, src / "x.mp4", "-o", tmp_path / "out", "-m", "budget:0.3", "-j", "1")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{src / 'a.png'}: symbolic link loop" in done.stderr
+    assert (tmp_path / "out" / "img0" / "stats.json").exists()

@@ -86,7 +86,11 @@ def discover(
     jobs: list[Job] = []
     used: dict[str, str] = {}  # lower-cased name -> suffix of the file holding it
     for path, name in candidates:
-        key = path.resolve()
+        try:
+            key = path.resolve()
+        except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
+            failures.append(JobResult.failed(path, "symbolic link loop: the link never reaches a file"))
+            continue
         if key in seen:
             continue
         seen.add(key)
