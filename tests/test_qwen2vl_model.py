@@ -398,3 +398,29 @@ def test_qwen2_5_windows_group_rows_by_the_window_of_their_top_left_cell():
     rows = torch.randn(len(sizes), 3)
     merged = rows[plan.row_perm][plan.merger_slots][torch.argsort(plan.extra["window_index"])]
     assert torch.equal(merged, rows[plan.slots])
+
+
+# --- adversarial pass (issue 27): careless apt_* inputs get a ValueError that says what is wrong ----------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_apt_pixel_rows_of_the_wrong_shape_are_one_value_error(family):
+    """A row short (or a row too narrow) reached the tower: a bare RuntimeError about tensor sizes."""
+    model = enable_apt(tiny_model(family))
+    batch = inputs(processor(family, patch_selection_method="budget", alpha=0.3), two_images(family))
+    rows = batch["apt_pixel_values"]
+    for bad in (rows[:-1], rows[:, :-1], rows.reshape(-1)):
+        with pytest.raises(ValueError, match=r"apt_pixel_values must be \(\d+, \d+\).* got"):
+            logits(model, dict(batch, apt_pixel_values=bad))
+
+
+def test_apt_rows_outside_their_image_name_the_row_not_the_merge_size():
+    """Counts swapped between two images (or coords off the grid) said 'patches of [14, 28, 56] px do not nest
+    into the model's 28 px merge units', which they do."""
+    model = enable_apt(tiny_model("qwen2-vl"))
+    batch = inputs(processor("qwen2-vl", patch_selection_method="budget", alpha=0.3), two_images("qwen2-vl"))
+    for key, bad in (("apt_vit_token_counts", batch["apt_vit_token_counts"].flip(0)),
+                     ("apt_patch_coords", batch["apt_patch_coords"] - 100)):
+        with pytest.raises(ValueError, match=r"APT row \d+ .* lies outside its image") as err:
+            logits(model, dict(batch, **{key: bad}))
+        assert "nest" not in str(err.value)

@@ -133,6 +133,13 @@ def _check_rows(sizes, coords, counts, grid, patch_size: int, m: int):
     r, c = coords[:, 0], coords[:, 1]
     nests = torch.where(k < m, m % k == 0, k % m == 0)
     inside = (r % k == 0) & (c % k == 0) & (r >= 0) & (c >= 0) & (r + k <= gh) & (c + k <= gw)
+    if bool(nests.all()) and not bool(inside.all()):
+        where = int(torch.nonzero(~inside)[0])
+        raise ValueError(
+            f"APT row {where} (a {int(sizes[where])} px patch at cell {coords[where].tolist()} of image "
+            f"{int(image[where])}, grid {grid[image[where], 1:].tolist()}) lies outside its image or off its "
+            "patch grid: apt_patch_coords and apt_vit_token_counts must come from the processor, in its order"
+        )
     if not bool((nests & inside).all()):
         bad = sorted({int(s) for s in sizes[~(nests & inside)].tolist()})
         raise ValueError(
@@ -361,6 +368,13 @@ def _vision_plan(model, apt: dict, grid_thw: torch.Tensor) -> APTPlan:
     coords = apt["apt_patch_coords"].to(device).long()
     counts = apt["apt_vit_token_counts"].to(device).long().reshape(-1)
     grid = grid_thw.to(device).long()
+    rows = apt["apt_pixel_values"]
+    width = int(getattr(cfg, "in_channels", 3)) * int(getattr(cfg, "temporal_patch_size", 2)) * patch_size**2
+    if rows.ndim != 2 or rows.shape[0] != sizes.numel() or rows.shape[1] != width:
+        raise ValueError(
+            f"apt_pixel_values must be ({sizes.numel()}, {width}): one row of C x T x P x P values per entry of "
+            f"apt_patch_sizes; got {tuple(rows.shape)}"
+        )
     plan = apt_plan(sizes, coords, counts, grid, patch_size, merge_size, model._apt_position,
                     apt.get("apt_llm_token_counts"))
     family = _family(visual)
