@@ -236,3 +236,34 @@ def test_ocr_is_part_of_the_resume_key(tmp_path):
     assert invoke(path, "-o", out, "-m", "budget:0.3", "-q", "--ocr").exit_code == 0
     assert "ocr_apt" in json.loads((out / "page" / "stats.json").read_text())["selections"][0]
     assert is_complete(out / "page", runs, Params(ocr=True), False) is not None
+
+
+# ----------------------------------------------------------------------------- adversarial pass (issue 27)
+
+
+def fake_tesseract(folder: Path, body: str) -> Path:
+    """An executable ``tesseract`` shell script in ``folder`` (put first on PATH)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    program = folder / "tesseract"
+    program.write_text("#!/bin/sh\ncat > /dev/null\n" + body + "\n")
+    program.chmod(0o755)
+    return program
+
+
+def test_a_tesseract_printing_more_text_than_the_picture_holds_is_one_error(tmp_path, monkeypatch):
+    """A broken tesseract printing 400 kB of junk stalled the batch for hours: the character accuracy is a
+    quadratic edit distance (400k x 400k cells). Its output is refused at once, image by image."""
+    from aptviz.compute.ocr import read_text
+    from aptviz.errors import InputError
+
+    program = fake_tesseract(tmp_path / "bin", "head -c 30000 /dev/zero | tr '\\0' x")
+    with pytest.raises(InputError, match=r"Tesseract printed 30000 characters for a 140x112 picture"):
+        read_text(np.zeros((112, 140, 3), np.uint8), str(program))
+    ok = fake_tesseract(tmp_path / "ok", "echo 'Hello world'")
+    assert read_text(np.zeros((1, 1, 3), np.uint8), str(ok)).strip() == "Hello world"  # a 1x1 picture may read text
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{Path(shutil.which('sh')).parent}")
+    pages = [page(tmp_path / "a.png"), page(tmp_path / "b.png", lines=LINES[:2])]
+    r = invoke(*pages, "-o", tmp_path / "out", "-m", "budget:0.3", "--ocr", "-j", "1")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    errors = [line for line in r.output.splitlines() if "Tesseract printed" in line]
+    assert len(errors) == 2 and all("not a reading" in line for line in errors)

@@ -42,6 +42,7 @@ __all__ = [
 
 TESSERACT = "tesseract"
 OCR_TIMEOUT = 120.0  # seconds for one picture
+PIXELS_PER_CHARACTER = 40  # no legible character is smaller: more text than area / 40 is not a reading
 INSTALL_HINT = "install it from the system packages (e.g. apt-get install tesseract-ocr)"
 
 
@@ -140,7 +141,14 @@ def read_text(picture: np.ndarray, tesseract: str | None = None, timeout: float 
     if done.returncode != 0:
         last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
         raise InputError(f"Tesseract failed (exit {done.returncode}): {last}")
-    return done.stdout.decode("utf-8", "replace")
+    text = done.stdout.decode("utf-8", "replace")
+    most = max(100, picture.shape[0] * picture.shape[1] // PIXELS_PER_CHARACTER)
+    if len(text) > most:  # the edit distance is quadratic: a runaway output would stall the batch for hours
+        raise InputError(
+            f"Tesseract printed {len(text)} characters for a {picture.shape[1]}x{picture.shape[0]} picture "
+            f"(at most {most} fit in it): not a reading; check the tesseract on PATH"
+        )
+    return text
 
 
 def llm_uniform_view(original, resized_size, llm_tokens: int, patch_size: int = 14, merge_size: int = 2,
