@@ -267,3 +267,20 @@ def test_a_tesseract_printing_more_text_than_the_picture_holds_is_one_error(tmp_
     assert r.exit_code == 1 and "Traceback" not in r.output
     errors = [line for line in r.output.splitlines() if "Tesseract printed" in line]
     assert len(errors) == 2 and all("not a reading" in line for line in errors)
+
+
+@needs_tesseract
+def test_ocr_on_a_video_of_text_does_not_claim_there_is_no_text(tmp_path):
+    """`--ocr` on a clip of a clear page printed "OCR accuracy: no text in the image": videos are not read."""
+    import cv2
+    from PIL import Image
+
+    frame = np.asarray(Image.open(page(tmp_path / "p.png")).convert("RGB"))
+    out = cv2.VideoWriter(str(tmp_path / "text.mkv"), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, frame.shape[1::-1])
+    for _ in range(4):
+        out.write(np.ascontiguousarray(frame[..., ::-1]))
+    out.release()
+    r = invoke(tmp_path / "text.mkv", "-o", tmp_path / "out", "-m", "budget:0.3", "--ocr", "-j", "1")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "no text in the image" not in text and "OCR accuracy: not measured on videos" in text
