@@ -143,3 +143,13 @@ def test_a_per_call_apt_tokens_that_is_not_a_bool_is_refused_like_the_constructo
     out = proc(images=photos[1], text=PROMPTS[0], images_kwargs={**budget, "apt_tokens": False})
     assert _pads_per_image(out, proc) == _stock_pads([photos[1]], 100_000)
 
+
+def test_videos_are_refused_not_silently_dropped(photos):
+    """proc(videos=...) returned the text with one unexpanded <|video_pad|> and no video fields at all."""
+    proc = APTQwen2VLProcessor(APTQwen2VLImageProcessor(max_pixels=100_000), _tiny_tokenizer())
+    clip = [np.zeros((4, 56, 56, 3), np.uint8)]
+    with pytest.raises(ValueError, match="not videos.*aptviz clip.mp4"):
+        proc(videos=clip, text="<|vision_start|><|video_pad|><|vision_end|> what happens")
+    with pytest.raises(ValueError, match="not videos"):
+        proc(photos[1], PROMPTS[0], clip)
+    assert "apt_llm_token_counts" in proc(photos[1], PROMPTS[0])  # images, positionally, still work

@@ -402,6 +402,15 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
             apt_tokens=apt_tokens,
         )
 
+    def __call__(self, images=None, text=None, videos=None, **kwargs):
+        """As Qwen2-VL's processor, for images and text; ``videos`` raise (they were silently dropped)."""
+        if videos is not None:
+            raise ValueError(
+                "APTQwen2VLProcessor takes images and text, not videos (transformers' video processor needs "
+                "torchvision); the aptviz command analyses videos: aptviz clip.mp4 -m budget:0.3"
+            )
+        return super().__call__(images=images, text=text, **kwargs)
+
     def replace_image_token(self, image_inputs: dict, image_idx: int, apt_tokens=None, **kwargs) -> str:
         """Image ``image_idx``'s pads: ``apt_llm_token_counts`` with ``apt_tokens``, else the stock count."""
         if apt_tokens is not None and not isinstance(apt_tokens, bool):  # "false" would count as true
