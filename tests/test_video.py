@@ -564,3 +564,22 @@ def test_merge_size_three_video_gets_null_llm_tokens_not_an_internal_error(tmp_p
             assert sel["tubelet_static_llm_tokens"] == [None] * 4 and sel.get("static_llm_tokens") is None
             assert sel["tubelet_static_vit_tokens"][0] == sel["tubelet_vit_tokens"][0]
             assert sum(sel["tubelet_static_vit_tokens"][1:]) < sum(sel["tubelet_vit_tokens"][1:])
+
+
+def test_a_bidi_control_in_a_video_name_is_shown_escaped_in_its_card_and_report_title(tmp_path):
+    """`x\u202egpj.mkv` was written raw into card.html's title and report.html's card heading, where the browser
+    reverses it: the clip reads as `xvkm.jpg`. Shown as `\\u202e` (as in the terminal); the data keeps the name."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "x\u202egpj.mkv", moving_square_frames(4))
+    out = tmp_path / "out"
+    done = aptviz(src, "-o", out, "-m", "budget:0.3", "-j", "1")
+    assert done.returncode == 0, done.stderr
+    folder = out / "x\u202egpj"
+    card = (folder / "card.html").read_text(encoding="utf-8")
+    report = (out / "report.html").read_text(encoding="utf-8")
+    heading = report[report.index('<div class="card"') :]
+    heading = heading[: heading.index("</h3>")]
+    for page in (card.split("<script>")[0], heading):
+        assert "\u202e" not in page and "x\\u202egpj.mkv" in page
+    assert json.loads((folder / "stats.json").read_text())["image"]["path"].endswith("x\u202egpj.mkv")

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from aptviz._text import terminal_text
 from aptviz.compute.video import VIDEO_EXTENSIONS
 from aptviz.errors import ROW_FAILED
 
@@ -473,7 +474,7 @@ def _card_head(index: int, stats: dict, extra: str = "") -> str:
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
     sizes = [_size(image.get(k)) for k in ("original_size", "resized_size")]
     shown = " &rarr; ".join(f"{w}&times;{h} px" for w, h in (s for s in sizes if s))
-    title = html.escape(_safe(image.get("path", "")))
+    title = html.escape(terminal_text(_safe(image.get("path", ""))))  # U+202E would show x\u202egnp.exe as xexe.png
     return (f'<div class="card" id="img{index}" data-i="{index}"><h3>{title} <small>{shown}</small></h3>'
             f'<div class="body"></div>{extra}</div>')  # fmt: skip
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
+from aptviz._text import terminal_text
 from aptviz.compute.stats import ImageStats
 from aptviz.compute.video import VideoAnalysis
 from aptviz.render.extras import Picture, RenderOptions
@@ -276,7 +277,7 @@ def _card(stats: ImageStats, files: dict, per: list[dict], tile: tuple[int, int]
         for s in stats.selections
     )
     w, h = tile
-    name = html.escape(stats.image.path)
+    name = html.escape(terminal_text(stats.image.path))  # bidi controls shown as \u202e: no reordered names
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{name}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:1.5em;max-width:60em}}table{{border-collapse:collapse}}
