@@ -424,3 +424,19 @@ def test_apt_rows_outside_their_image_name_the_row_not_the_merge_size():
         with pytest.raises(ValueError, match=r"APT row \d+ .* lies outside its image") as err:
             logits(model, dict(batch, **{key: bad}))
         assert "nest" not in str(err.value)
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "qwen3-vl"])
+def test_generate_with_apt_inputs_but_no_pixel_values_is_refused_not_run_as_text(family):
+    """Dropping pixel_values ("APT replaces them") made generate skip the vision tower: transformers pops the
+    apt_* fields with the encoder's arguments but encodes only given pixel_values, so the image pads were read
+    as text tokens. (forward alone runs the APT rows and is kept.)"""
+    model = enable_apt(tiny_model(family))
+    batch = inputs(processor(family, patch_selection_method="budget", alpha=0.3), two_images(family))
+    no_pixels = {k: v for k, v in batch.items() if k != "pixel_values"}
+    spy = _rows_seen(model)
+    with pytest.raises(ValueError, match="needs the processor's pixel_values"):
+        model.generate(**no_pixels, max_new_tokens=2, do_sample=False)
+    assert spy == []
+    assert torch.equal(logits(model, no_pixels), logits(model, batch))
+    assert spy == [int(batch["apt_vit_token_counts"].sum())] * 2

@@ -666,6 +666,16 @@ class _APTGeneration:
         # the stock forward hands **kwargs (the apt_* fields) on to the inner model
         return super().forward(*args, **kwargs)
 
+    def generate(self, *args, **kwargs):
+        # transformers encodes images before the prefill only when pixel_values is there, and pops the apt_*
+        # fields either way: without pixel_values the image pads would be read as text, silently
+        if kwargs.get("pixel_values") is None and any(kwargs.get(name) is not None for name in APT_INPUTS):
+            raise ValueError(
+                "generate with apt_* inputs needs the processor's pixel_values too (transformers encodes the "
+                "images before the prefill only when pixel_values is given); pass the processor's output whole"
+            )
+        return super().generate(*args, **kwargs)
+
     def prepare_inputs_for_generation(self, *args, **kwargs):
         inputs = super().prepare_inputs_for_generation(*args, **kwargs)
         if kwargs.get("pixel_values") is not None and inputs.get("pixel_values") is None:
