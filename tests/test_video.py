@@ -542,7 +542,9 @@ def test_drop_static_with_sizes_that_do_not_nest_matches_a_patch_by_patch_refere
     got = drop_static(masks, static, unit)
     for ps, mask in masks.items():
         for r, c in np.argwhere(mask):
-            units = static[r * ps // unit : ((r + 1) * ps - 1) // unit + 1, c * ps // unit : ((c + 1) * ps - 1) // unit + 1]
+            rows = slice(r * ps // unit, ((r + 1) * ps - 1) // unit + 1)
+            cols = slice(c * ps // unit, ((c + 1) * ps - 1) // unit + 1)
+            units = static[rows, cols]
             assert got[ps][r, c] == (not units.all()), (ps, r, c)  # beyond the image: no unit, dropped
         assert not (got[ps] & ~mask).any()
 
