@@ -440,3 +440,12 @@ def test_generate_with_apt_inputs_but_no_pixel_values_is_refused_not_run_as_text
     assert spy == []
     assert torch.equal(logits(model, no_pixels), logits(model, batch))
     assert spy == [int(batch["apt_vit_token_counts"].sum())] * 2
+
+
+def test_feature_fidelity_with_another_familys_processor_names_the_sizes():
+    """A Qwen3-VL processor (16 px) with a Qwen2-VL model (14 px) failed deep in the tower: RuntimeError
+    "shape '[-1, 3, 2, 14, 14]' is invalid for input of size 36864"."""
+    for model_family, processor_family in (("qwen2-vl", "qwen3-vl"), ("qwen3-vl", "qwen2-vl")):
+        model = tiny_model(model_family)
+        with pytest.raises(ValueError, match=r"processor cuts patch, merge and temporal sizes .* model's vision tower"):
+            feature_fidelity(model, processor(processor_family), two_images(processor_family)[0], ["budget:0.3"])

@@ -882,6 +882,14 @@ def feature_fidelity(model, processor, image, selections) -> dict[str, float]:
     ip = getattr(processor, "image_processor", processor)
     device = inner.visual.device
     merge = int(inner.visual.config.spatial_merge_size)
+    cfg = inner.visual.config
+    mine = (int(cfg.patch_size), merge, int(getattr(cfg, "temporal_patch_size", 2)))
+    theirs = tuple(getattr(ip, k, None) for k in ("patch_size", "merge_size", "temporal_patch_size"))
+    if theirs != mine:  # another family's processor (16 px patches for a 14 px tower) failed deep in the tower
+        raise ValueError(
+            f"the processor cuts patch, merge and temporal sizes {theirs} but the model's vision tower takes {mine}: "
+            "use the model's own processor (APTQwen2VLProcessor.from_pretrained(path) or its preset)"
+        )
     stock = None
     out: dict[str, float] = {}
     with torch.no_grad():
