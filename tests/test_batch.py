@@ -242,3 +242,23 @@ def test_a_symlink_loop_is_one_failed_input_and_the_batch_goes_on(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"{src / 'a.png'}: symbolic link loop" in done.stderr
     assert (tmp_path / "out" / "img0" / "stats.json").exists()
+
+
+def test_inputs_named_like_the_runs_own_files_get_other_folders(tmp_path):
+    """`report.html.mkv`, `summary.json.png`, `dataset.json.png` got the folders report.html, summary.json,
+    dataset.json: the report and dataset.json were never written ("Is a directory") and summary.json.png failed
+    ("File exists"). They get a suffix as any other collision does."""
+    from conftest import aptviz
+
+    src = copies(tmp_path / "in", 3)
+    renames = (("img0.png", "report.html.png"), ("img1.png", "summary.json.png"), ("img2.png", "Dataset.JSON.png"))
+    for old, new in renames:
+        (src / old).rename(src / new)
+    jobs, _ = discover([src])
+    assert sorted(j.name for j in jobs) == ["Dataset.JSON_png", "report.html_png", "summary.json_png"]
+    out = tmp_path / "out"
+    done = aptviz(src, "-o", out, "-m", "budget:0.3", "-j", "1")
+    assert done.returncode == 0, done.stderr
+    for name in ("report.html", "summary.json", "dataset.json"):
+        assert (out / name).is_file(), name
+    assert len(json.loads((out / "summary.json").read_text())) == 3  # one row per image (one selection)
