@@ -585,3 +585,21 @@ def test_a_bidi_control_in_a_video_name_is_shown_escaped_in_its_card_and_report_
     for page in (card.split("<script>")[0], heading):
         assert "\u202e" not in page and "x\\u202egpj.mkv" in page
     assert json.loads((folder / "stats.json").read_text())["image"]["path"].endswith("x\u202egpj.mkv")
+
+
+def test_a_video_frame_above_the_decode_limit_is_refused_as_an_image_is(tmp_path):
+    """--max-memory lowers the decode limit and large images fail alone; a video's frames ignored it: a 6000 x 6000
+    clip under --max-memory 600M (estimated peak 600 MB, decode 26 MP) peaked at 1.0 GB."""
+    from aptviz.datasets.rows import InputRef, image_rows
+    from aptviz.pipeline import process_image
+
+    clip = write_clip(tmp_path / "c.mkv", [textured(100, 200, seed=k) for k in range(4)])
+    with pytest.raises(InputError, match=r"decompression bomb \(20,000 pixels a frame, limit 19,999"):
+        decode_video(clip, Params(), max_image_pixels=19_999)
+    with pytest.raises(InputError, match="decompression bomb"):
+        process_image(clip, tmp_path / "out", [RunSpec("budget", 0.3)], Params(), max_image_pixels=19_999)
+    assert not (tmp_path / "out" / "stats.json").exists()
+    ref = InputRef("file", str(clip), None, "c.mkv", 0, 0)
+    [row] = image_rows(clip, ref, Params(), [RunSpec("budget", 0.3)], max_image_pixels=19_999)
+    assert row["status"] == "failed" and "decompression bomb" in row["error"]
+    assert decode_video(clip, Params(), max_image_pixels=20_000).frames.shape[0] == 4

@@ -36,7 +36,7 @@ from aptviz._version import __version__
 from aptviz.compute.analysis import Analysis, analyse_frames, entropy_summary, selection_stats
 from aptviz.compute.entropy import grayscale
 from aptviz.compute.histogram import value_histogram
-from aptviz.compute.loading import FileIdentity, LoadedImage, check_regular, file_identity
+from aptviz.compute.loading import FileIdentity, LoadedImage, check_regular, decode_limit, file_identity
 from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import smart_resize
 from aptviz.compute.stats import BudgetInfo, ImageInfo, ImageStats, SelectionStats, TimeAxis
@@ -247,7 +247,7 @@ def _read(path: Path, wanted: list[int], size_of) -> tuple[np.ndarray | None, in
     return (out if filled == len(wanted) else None), index, first
 
 
-def decode_video(path: str | Path, params: Params) -> VideoClip:
+def decode_video(path: str | Path, params: Params, max_image_pixels: int | None = None) -> VideoClip:
     """Decode a video and sample and resize its frames as qwen-vl-utils 0.0.14 does.
 
     Parameters
@@ -256,6 +256,9 @@ def decode_video(path: str | Path, params: Params) -> VideoClip:
         Video file (anything OpenCV's FFmpeg reads).
     params : Params
         ``fps``/``nframes``, the video pixel bounds and ``factor``.
+    max_image_pixels : int, optional
+        The run's decode limit per frame, as for images (default
+        :func:`aptviz.compute.loading.decode_limit`; ``--max-memory`` lowers it).
 
     Raises
     ------
@@ -277,8 +280,15 @@ def decode_video(path: str | Path, params: Params) -> VideoClip:
             raise InputError("not a video OpenCV's FFmpeg can read (unknown format or damaged file)")
         header_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         video_fps = float(cap.get(cv2.CAP_PROP_FPS))
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
         cap.release()
+    limit = decode_limit() if max_image_pixels is None else int(max_image_pixels)
+    if width * height > limit:  # as an image's: the memory plan (--max-memory) counts a decode this large
+        raise InputError(
+            f"refused as a possible decompression bomb ({width * height:,} pixels a frame, limit {limit:,}; "
+            "a larger --max-pixels or --max-memory raises it)"
+        )
     if not (video_fps > 0 and math.isfinite(video_fps)):
         raise InputError("the video has no frame rate")
     total = max(header_total, 0)
@@ -499,7 +509,8 @@ def _tubelet_frames(frames: np.ndarray, temporal: int) -> np.ndarray:
     return frames
 
 
-def analyse_video(path: str | Path, runs: list[RunSpec], params: Params) -> VideoAnalysis:
+def analyse_video(path: str | Path, runs: list[RunSpec], params: Params, max_image_pixels: int | None = None
+                  ) -> VideoAnalysis:  # fmt: skip
     """Decode, sample and resize a video, analyse every tubelet, and apply the static rule.
 
     Raises
@@ -508,7 +519,7 @@ def analyse_video(path: str | Path, runs: list[RunSpec], params: Params) -> Vide
         When the video cannot be decoded (see :func:`decode_video`).
     """
     path, params = Path(path), params.resolved()
-    clip = decode_video(path, params)
+    clip = decode_video(path, params, max_image_pixels)
     t = params.temporal_patch_size
     frames = _tubelet_frames(clip.frames, t)
     first = clip.first
