@@ -602,4 +602,17 @@ def test_a_video_frame_above_the_decode_limit_is_refused_as_an_image_is(tmp_path
     ref = InputRef("file", str(clip), None, "c.mkv", 0, 0)
     [row] = image_rows(clip, ref, Params(), [RunSpec("budget", 0.3)], max_image_pixels=19_999)
     assert row["status"] == "failed" and "decompression bomb" in row["error"]
-    assert decode_video(clip, Params(), max_image_pixels=20_000).frames.shape[0] == 4
+    with pytest.raises(InputError, match="need more memory"):  # the frame passes at 20,000 (the clip is checked next)
+        decode_video(clip, Params(), max_image_pixels=20_000)
+
+
+def test_sampled_frames_beyond_the_runs_memory_are_refused_before_decoding(tmp_path):
+    """--video-min-pixels 20000000 under --max-memory 1G resized 8 frames to 5180 x 3892 (161 MP) and peaked at
+    1.54 GB: the clip's resized frames are held to 1.4 times the run's decode limit (about 10 bytes a pixel)."""
+    clip = write_clip(tmp_path / "c.mkv", [textured(100, 200, seed=k) for k in range(4)])
+    params = Params(nframes=4)
+    n, (h, w) = 4, smart_resize(100, 200, 28, *video_pixel_bounds(4))
+    needed = n * h * w
+    with pytest.raises(InputError, match=rf"4 sampled frames of {w}x{h} \({needed:,} pixels\) need more memory"):
+        decode_video(clip, params, max_image_pixels=int(needed / 1.4) - 1)
+    assert decode_video(clip, params, max_image_pixels=int(needed / 1.4) + 1).frames.shape == (4, h, w, 3)
