@@ -245,7 +245,8 @@ def fake_tesseract(folder: Path, body: str) -> Path:
     """An executable ``tesseract`` shell script in ``folder`` (put first on PATH)."""
     folder.mkdir(parents=True, exist_ok=True)
     program = folder / "tesseract"
-    program.write_text("#!/bin/sh\ncat > /dev/null\n" + body + "\n")
+    listing = 'if [ "$1" = "--list-langs" ]; then printf "Languages (2):\\neng\\nosd\\n"; exit 0; fi\n'
+    program.write_text("#!/bin/sh\n" + listing + "cat > /dev/null\n" + body + "\n")
     program.chmod(0o755)
     return program
 
@@ -284,3 +285,28 @@ def test_ocr_on_a_video_of_text_does_not_claim_there_is_no_text(tmp_path):
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "no text in the image" not in text and "OCR accuracy: not measured on videos" in text
+
+
+def test_a_broken_or_hung_tesseract_is_one_error_before_any_work(tmp_path, monkeypatch):
+    """A tesseract without English data (or printing junk, or hanging) failed every image alike, a hung one after
+    120 s each: `--list-langs` is checked once at the start (exit 2, nothing written)."""
+    from aptviz.compute.ocr import check_tesseract
+    from aptviz.errors import MissingExtraError
+
+    shell = Path(shutil.which("sh")).parent
+    no_eng = tmp_path / "noeng"
+    no_eng.mkdir()
+    (no_eng / "tesseract").write_text('#!/bin/sh\necho "Error opening data file eng.traineddata" >&2\nexit 1\n')
+    (no_eng / "tesseract").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{no_eng}:{shell}")
+    r = invoke(page(tmp_path / "p.png"), "-o", tmp_path / "out", "-m", "budget:0.3", "--ocr")
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(" ".join(lines).split("aptviz: error:")) == 2, r.output
+    assert "English data" in r.output and "eng.traineddata" in r.output and not (tmp_path / "out").exists()
+    hung = fake_tesseract(tmp_path / "hung", "")
+    hung.write_text("#!/bin/sh\nexec sleep 30\n")
+    monkeypatch.setenv("PATH", f"{hung.parent}:{shell}")
+    with pytest.raises(MissingExtraError, match="took longer than 1 s"):
+        check_tesseract(timeout=1)
+    monkeypatch.setenv("PATH", f"{fake_tesseract(tmp_path / 'ok', 'echo hi').parent}:{shell}")
+    assert check_tesseract().endswith("ok/tesseract")

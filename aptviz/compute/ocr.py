@@ -32,6 +32,7 @@ from aptviz.errors import InputError, MissingExtraError
 __all__ = [
     "OcrScores",
     "character_accuracy",
+    "check_tesseract",
     "edit_distance",
     "llm_uniform_view",
     "normalize_text",
@@ -52,6 +53,35 @@ def require_tesseract() -> str:
     if found is None:
         raise MissingExtraError(f"--ocr needs Tesseract, which is not on PATH: {INSTALL_HINT}")
     return found
+
+
+def check_tesseract(timeout: float = 30.0) -> str:
+    """:func:`require_tesseract`, and that the program runs and lists English (``eng``); once per run.
+
+    Without the check a broken or hung Tesseract failed every image alike, each after up to
+    :data:`OCR_TIMEOUT` seconds.
+
+    Raises
+    ------
+    MissingExtraError
+        Not on PATH, ``--list-langs`` fails or hangs, or no ``eng`` among the languages.
+    """
+    program = require_tesseract()
+    try:
+        done = subprocess.run([program, "--list-langs"], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise MissingExtraError(f"--ocr: {program} --list-langs took longer than {timeout:g} s") from None
+    except OSError as exc:
+        raise MissingExtraError(f"--ocr: cannot run {program}: {exc}") from None
+    listed = done.stdout.decode("utf-8", "replace").split()
+    if done.returncode != 0 or "eng" not in listed:
+        said = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1][:200]
+        raise MissingExtraError(
+            f"--ocr needs Tesseract's English data, which {program} does not list (exit {done.returncode}"
+            + (f": {said}" if said else "") + "): install tesseract-ocr-eng (or tesseract-ocr)"
+        )
+    return program
 
 
 def normalize_text(text: str) -> str:

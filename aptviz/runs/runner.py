@@ -161,9 +161,9 @@ def run(
     options = options or RunOptions(workers=workers, **option_values)
     params = params or Params()
     if params.ocr:  # before any work: without Tesseract every image would fail alike
-        from aptviz.compute.ocr import require_tesseract
+        from aptviz.compute.ocr import check_tesseract
 
-        require_tesseract()
+        check_tesseract()
     runs = _as_runs(selections, params)
     inputs = list(inputs)
     check_not_an_input(inputs, output)
