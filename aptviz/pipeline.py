@@ -189,7 +189,8 @@ def process_image(
 ) -> ImageStats:
     """:func:`compute` then :func:`write_outputs` (a video: :func:`write_video_outputs`); returns the stats written."""
     if is_video(path):
-        return write_video_outputs(analyse_video(path, runs, params), out_dir, render, export_tokens, save_maps)
+        return write_video_outputs(analyse_video(path, runs, params, max_image_pixels), out_dir, render, export_tokens,
+                                   save_maps)  # fmt: skip
     return write_outputs(compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens, render)
 
 

@@ -231,3 +231,77 @@ def test_ocr_is_part_of_the_resume_key(tmp_path):
     assert invoke(path, "-o", out, "-m", "budget:0.3", "-q", "--ocr").exit_code == 0
     assert "ocr_apt" in json.loads((out / "page" / "stats.json").read_text())["selections"][0]
     assert is_complete(out / "page", runs, Params(ocr=True), False) is not None
+
+
+# ----------------------------------------------------------------------------- adversarial pass (issue 27)
+
+
+def fake_tesseract(folder: Path, body: str) -> Path:
+    """An executable ``tesseract`` shell script in ``folder`` (put first on PATH)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    program = folder / "tesseract"
+    listing = 'if [ "$1" = "--list-langs" ]; then printf "Languages (2):\\neng\\nosd\\n"; exit 0; fi\n'
+    program.write_text("#!/bin/sh\n" + listing + "cat > /dev/null\n" + body + "\n")
+    program.chmod(0o755)
+    return program
+
+
+def test_a_tesseract_printing_more_text_than_the_picture_holds_is_one_error(tmp_path, monkeypatch):
+    """A broken tesseract printing 400 kB of junk stalled the batch for hours: the character accuracy is a
+    quadratic edit distance (400k x 400k cells). Its output is refused at once, image by image."""
+    from aptviz.compute.ocr import read_text
+    from aptviz.errors import InputError
+
+    program = fake_tesseract(tmp_path / "bin", "head -c 30000 /dev/zero | tr '\\0' x")
+    with pytest.raises(InputError, match=r"Tesseract printed 30000 characters for a 140x112 picture"):
+        read_text(np.zeros((112, 140, 3), np.uint8), str(program))
+    ok = fake_tesseract(tmp_path / "ok", "echo 'Hello world'")
+    assert read_text(np.zeros((1, 1, 3), np.uint8), str(ok)).strip() == "Hello world"  # a 1x1 picture may read text
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{Path(shutil.which('sh')).parent}")
+    pages = [page(tmp_path / "a.png"), page(tmp_path / "b.png", lines=LINES[:2])]
+    r = invoke(*pages, "-o", tmp_path / "out", "-m", "budget:0.3", "--ocr", "-j", "1")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    errors = [line for line in r.output.splitlines() if "Tesseract printed" in line]
+    assert len(errors) == 2 and all("not a reading" in line for line in errors)
+
+
+@needs_tesseract
+def test_ocr_on_a_video_of_text_does_not_claim_there_is_no_text(tmp_path):
+    """`--ocr` on a clip of a clear page printed "OCR accuracy: no text in the image": videos are not read."""
+    import cv2
+    from PIL import Image
+
+    frame = np.asarray(Image.open(page(tmp_path / "p.png")).convert("RGB"))
+    out = cv2.VideoWriter(str(tmp_path / "text.mkv"), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, frame.shape[1::-1])
+    for _ in range(4):
+        out.write(np.ascontiguousarray(frame[..., ::-1]))
+    out.release()
+    r = invoke(tmp_path / "text.mkv", "-o", tmp_path / "out", "-m", "budget:0.3", "--ocr", "-j", "1")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "no text in the image" not in text and "OCR accuracy: not measured on videos" in text
+
+
+def test_a_broken_or_hung_tesseract_is_one_error_before_any_work(tmp_path, monkeypatch):
+    """A tesseract without English data (or printing junk, or hanging) failed every image alike, a hung one after
+    120 s each: `--list-langs` is checked once at the start (exit 2, nothing written)."""
+    from aptviz.compute.ocr import check_tesseract
+    from aptviz.errors import MissingExtraError
+
+    shell = Path(shutil.which("sh")).parent
+    no_eng = tmp_path / "noeng"
+    no_eng.mkdir()
+    (no_eng / "tesseract").write_text('#!/bin/sh\necho "Error opening data file eng.traineddata" >&2\nexit 1\n')
+    (no_eng / "tesseract").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{no_eng}:{shell}")
+    r = invoke(page(tmp_path / "p.png"), "-o", tmp_path / "out", "-m", "budget:0.3", "--ocr")
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(" ".join(lines).split("aptviz: error:")) == 2, r.output
+    assert "English data" in r.output and "eng.traineddata" in r.output and not (tmp_path / "out").exists()
+    hung = fake_tesseract(tmp_path / "hung", "")
+    hung.write_text("#!/bin/sh\nexec sleep 30\n")
+    monkeypatch.setenv("PATH", f"{hung.parent}:{shell}")
+    with pytest.raises(MissingExtraError, match="took longer than 1 s"):
+        check_tesseract(timeout=1)
+    monkeypatch.setenv("PATH", f"{fake_tesseract(tmp_path / 'ok', 'echo hi').parent}:{shell}")
+    assert check_tesseract().endswith("ok/tesseract")

@@ -399,3 +399,54 @@ def test_qwen2_5_windows_group_rows_by_the_window_of_their_top_left_cell():
     rows = torch.randn(len(sizes), 3)
     merged = rows[plan.row_perm][plan.merger_slots][torch.argsort(plan.extra["window_index"])]
     assert torch.equal(merged, rows[plan.slots])
+
+
+# --- adversarial pass (issue 27): careless apt_* inputs get a ValueError that says what is wrong ----------
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_apt_pixel_rows_of_the_wrong_shape_are_one_value_error(family):
+    """A row short (or a row too narrow) reached the tower: a bare RuntimeError about tensor sizes."""
+    model = enable_apt(tiny_model(family))
+    batch = inputs(processor(family, patch_selection_method="budget", alpha=0.3), two_images(family))
+    rows = batch["apt_pixel_values"]
+    for bad in (rows[:-1], rows[:, :-1], rows.reshape(-1)):
+        with pytest.raises(ValueError, match=r"apt_pixel_values must be \(\d+, \d+\).* got"):
+            logits(model, dict(batch, apt_pixel_values=bad))
+
+
+def test_apt_rows_outside_their_image_name_the_row_not_the_merge_size():
+    """Counts swapped between two images (or coords off the grid) said 'patches of [14, 28, 56] px do not nest
+    into the model's 28 px merge units', which they do."""
+    model = enable_apt(tiny_model("qwen2-vl"))
+    batch = inputs(processor("qwen2-vl", patch_selection_method="budget", alpha=0.3), two_images("qwen2-vl"))
+    for key, bad in (("apt_vit_token_counts", batch["apt_vit_token_counts"].flip(0)),
+                     ("apt_patch_coords", batch["apt_patch_coords"] - 100)):
+        with pytest.raises(ValueError, match=r"APT row \d+ .* lies outside its image") as err:
+            logits(model, dict(batch, **{key: bad}))
+        assert "nest" not in str(err.value)
+
+
+@pytest.mark.parametrize("family", ["qwen2-vl", "qwen3-vl"])
+def test_generate_with_apt_inputs_but_no_pixel_values_is_refused_not_run_as_text(family):
+    """Dropping pixel_values ("APT replaces them") made generate skip the vision tower: transformers pops the
+    apt_* fields with the encoder's arguments but encodes only given pixel_values, so the image pads were read
+    as text tokens. (forward alone runs the APT rows and is kept.)"""
+    model = enable_apt(tiny_model(family))
+    batch = inputs(processor(family, patch_selection_method="budget", alpha=0.3), two_images(family))
+    no_pixels = {k: v for k, v in batch.items() if k != "pixel_values"}
+    spy = _rows_seen(model)
+    with pytest.raises(ValueError, match="needs the processor's pixel_values"):
+        model.generate(**no_pixels, max_new_tokens=2, do_sample=False)
+    assert spy == []
+    assert torch.equal(logits(model, no_pixels), logits(model, batch))
+    assert spy == [int(batch["apt_vit_token_counts"].sum())] * 2
+
+
+def test_feature_fidelity_with_another_familys_processor_names_the_sizes():
+    """A Qwen3-VL processor (16 px) with a Qwen2-VL model (14 px) failed deep in the tower: RuntimeError
+    "shape '[-1, 3, 2, 14, 14]' is invalid for input of size 36864"."""
+    for model_family, processor_family in (("qwen2-vl", "qwen3-vl"), ("qwen3-vl", "qwen2-vl")):
+        model = tiny_model(model_family)
+        with pytest.raises(ValueError, match=r"processor cuts patch, merge and temporal sizes .* model's vision tower"):
+            feature_fidelity(model, processor(processor_family), two_images(processor_family)[0], ["budget:0.3"])

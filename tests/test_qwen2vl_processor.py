@@ -128,3 +128,17 @@ def test_apt_tokens_refuses_a_non_bool_and_a_stock_image_processor(photos):
     proc = APTQwen2VLProcessor(Qwen2VLImageProcessorPil(), _tiny_tokenizer(), apt_tokens=True)
     with pytest.raises(ValueError, match="apt_tokens=True needs an APTQwen2VLImageProcessor"):
         proc(images=photos[1], text=PROMPTS[0])
+
+
+# ----------------------------------------------------------------------------- adversarial pass (issue 27)
+
+
+def test_a_per_call_apt_tokens_that_is_not_a_bool_is_refused_like_the_constructors(photos):
+    """images_kwargs={"apt_tokens": "false"} gave APT pads (a non-empty string is true); the constructor refuses it."""
+    proc = APTQwen2VLProcessor(APTQwen2VLImageProcessor(max_pixels=100_000), _tiny_tokenizer())
+    budget = {"patch_selection_method": "budget", "alpha": 0.3}
+    for bad in ("false", "yes", 1):
+        with pytest.raises(TypeError, match="apt_tokens must be True or False"):
+            proc(images=photos[1], text=PROMPTS[0], images_kwargs={**budget, "apt_tokens": bad})
+    out = proc(images=photos[1], text=PROMPTS[0], images_kwargs={**budget, "apt_tokens": False})
+    assert _pads_per_image(out, proc) == _stock_pads([photos[1]], 100_000)

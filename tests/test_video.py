@@ -527,3 +527,92 @@ def test_drop_static_matches_a_patch_by_patch_reference(seed, p_static):
             units = static[y0 : y0 + max(1, ps // U), x0 : x0 + max(1, ps // U)]
             assert got[ps][r, c] == (not units.all()), (ps, r, c)
         assert not (got[ps] & ~mask).any()
+
+
+# ----------------------------------------------------------------------------- adversarial pass (issue 27)
+
+
+@given(seed=st.integers(0, 10_000), p_static=st.floats(0, 1), unit=st.sampled_from([42, 21, 70]))
+def test_drop_static_with_sizes_that_do_not_nest_matches_a_patch_by_patch_reference(seed, p_static, unit):
+    """Merge size 3 (42 px units, 28 px patches): a patch goes when every unit it overlaps is static."""
+    rng = np.random.default_rng(seed)
+    rows, cols = 3, 4
+    static = rng.random((rows, cols)) < p_static
+    masks = {ps: rng.random((-(-rows * unit // ps), -(-cols * unit // ps))) < 0.7 for ps in (14, 28, 56)}  # overhangs
+    got = drop_static(masks, static, unit)
+    for ps, mask in masks.items():
+        for r, c in np.argwhere(mask):
+            rows = slice(r * ps // unit, ((r + 1) * ps - 1) // unit + 1)
+            cols = slice(c * ps // unit, ((c + 1) * ps - 1) // unit + 1)
+            units = static[rows, cols]
+            assert got[ps][r, c] == (not units.all()), (ps, r, c)  # beyond the image: no unit, dropped
+        assert not (got[ps] & ~mask).any()
+
+
+def test_merge_size_three_video_gets_null_llm_tokens_not_an_internal_error(tmp_path):
+    """`--merge-size 3 --num-scales 2` on a clip: images give null LLM tokens; the video crashed the timeline
+    (TypeError) and, with --static-threshold, the static rule (ValueError "do not nest")."""
+    clip = write_clip(tmp_path / "sq.mkv", moving_square_frames(8))
+    for extra in ([], ["--static-threshold", "0"]):
+        out = tmp_path / f"out{len(extra)}"
+        done = aptviz(clip, "-o", out, "-m", "budget:0.3", "--merge-size", "3", "--num-scales", "2", "--nframes", "8",
+                      *extra)
+        assert done.returncode == 0, done.stderr
+        assert "internal error" not in done.stderr + done.stdout
+        sel = json.loads((out / "sq" / "stats.json").read_text())["selections"][0]
+        assert sel["llm_tokens"] is None and sel["tubelet_llm_tokens"] == [None] * 4
+        assert (out / "sq" / "token_timeline.png").stat().st_size > 0
+        if extra:
+            assert sel["tubelet_static_llm_tokens"] == [None] * 4 and sel.get("static_llm_tokens") is None
+            assert sel["tubelet_static_vit_tokens"][0] == sel["tubelet_vit_tokens"][0]
+            assert sum(sel["tubelet_static_vit_tokens"][1:]) < sum(sel["tubelet_vit_tokens"][1:])
+
+
+def test_a_bidi_control_in_a_video_name_is_shown_escaped_in_its_card_and_report_title(tmp_path):
+    """`x\u202egpj.mkv` was written raw into card.html's title and report.html's card heading, where the browser
+    reverses it: the clip reads as `xvkm.jpg`. Shown as `\\u202e` (as in the terminal); the data keeps the name."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_clip(src / "x\u202egpj.mkv", moving_square_frames(4))
+    out = tmp_path / "out"
+    done = aptviz(src, "-o", out, "-m", "budget:0.3", "-j", "1")
+    assert done.returncode == 0, done.stderr
+    folder = out / "x\u202egpj"
+    card = (folder / "card.html").read_text(encoding="utf-8")
+    report = (out / "report.html").read_text(encoding="utf-8")
+    heading = report[report.index('<div class="card"') :]
+    heading = heading[: heading.index("</h3>")]
+    for page in (card.split("<script>")[0], heading):
+        assert "\u202e" not in page and "x\\u202egpj.mkv" in page
+    assert json.loads((folder / "stats.json").read_text())["image"]["path"].endswith("x\u202egpj.mkv")
+
+
+def test_a_video_frame_above_the_decode_limit_is_refused_as_an_image_is(tmp_path):
+    """--max-memory lowers the decode limit and large images fail alone; a video's frames ignored it: a 6000 x 6000
+    clip under --max-memory 600M (estimated peak 600 MB, decode 26 MP) peaked at 1.0 GB."""
+    from aptviz.datasets.rows import InputRef, image_rows
+    from aptviz.pipeline import process_image
+
+    clip = write_clip(tmp_path / "c.mkv", [textured(100, 200, seed=k) for k in range(4)])
+    with pytest.raises(InputError, match=r"decompression bomb \(20,000 pixels a frame, limit 19,999"):
+        decode_video(clip, Params(), max_image_pixels=19_999)
+    with pytest.raises(InputError, match="decompression bomb"):
+        process_image(clip, tmp_path / "out", [RunSpec("budget", 0.3)], Params(), max_image_pixels=19_999)
+    assert not (tmp_path / "out" / "stats.json").exists()
+    ref = InputRef("file", str(clip), None, "c.mkv", 0, 0)
+    [row] = image_rows(clip, ref, Params(), [RunSpec("budget", 0.3)], max_image_pixels=19_999)
+    assert row["status"] == "failed" and "decompression bomb" in row["error"]
+    with pytest.raises(InputError, match="need more memory"):  # the frame passes at 20,000 (the clip is checked next)
+        decode_video(clip, Params(), max_image_pixels=20_000)
+
+
+def test_sampled_frames_beyond_the_runs_memory_are_refused_before_decoding(tmp_path):
+    """--video-min-pixels 20000000 under --max-memory 1G resized 8 frames to 5180 x 3892 (161 MP) and peaked at
+    1.54 GB: the clip's resized frames are held to 1.4 times the run's decode limit (about 10 bytes a pixel)."""
+    clip = write_clip(tmp_path / "c.mkv", [textured(100, 200, seed=k) for k in range(4)])
+    params = Params(nframes=4)
+    n, (h, w) = 4, smart_resize(100, 200, 28, *video_pixel_bounds(4))
+    needed = n * h * w
+    with pytest.raises(InputError, match=rf"4 sampled frames of {w}x{h} \({needed:,} pixels\) need more memory"):
+        decode_video(clip, params, max_image_pixels=int(needed / 1.4) - 1)
+    assert decode_video(clip, params, max_image_pixels=int(needed / 1.4) + 1).frames.shape == (4, h, w, 3)

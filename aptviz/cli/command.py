@@ -119,9 +119,9 @@ def _with_ocr(params):
     """``params`` with ``ocr`` on; MissingExtraError (one line, exit 2) without Tesseract."""
     from dataclasses import replace
 
-    from aptviz.compute.ocr import require_tesseract
+    from aptviz.compute.ocr import check_tesseract
 
-    require_tesseract()
+    check_tesseract()
     return replace(params, ocr=True)
 
 

@@ -124,6 +124,8 @@ def _fidelity_caption(stats: ImageStats, several: bool, after: bool) -> str:
 
 def _ocr_caption(stats: ImageStats, several: bool) -> str:
     """``--ocr``: Tesseract's character accuracy of every selection's three views, or that the image has no text."""
+    if stats.time is not None and stats.time.total_frames is not None:  # a video: no model views, nothing read
+        return "OCR accuracy: not measured on videos (--ocr reads images)"
     if all(sel.ocr_apt is None for sel in stats.selections):
         return "OCR accuracy: no text in the image"
     scores = [

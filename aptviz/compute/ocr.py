@@ -30,6 +30,7 @@ from aptviz.errors import InputError, MissingExtraError
 __all__ = [
     "OcrScores",
     "character_accuracy",
+    "check_tesseract",
     "edit_distance",
     "normalize_text",
     "ocr_scores",
@@ -39,6 +40,7 @@ __all__ = [
 
 TESSERACT = "tesseract"
 OCR_TIMEOUT = 120.0  # seconds for one picture
+PIXELS_PER_CHARACTER = 40  # no legible character is smaller: more text than area / 40 is not a reading
 INSTALL_HINT = "install it from the system packages (e.g. apt-get install tesseract-ocr)"
 
 
@@ -48,6 +50,35 @@ def require_tesseract() -> str:
     if found is None:
         raise MissingExtraError(f"--ocr needs Tesseract, which is not on PATH: {INSTALL_HINT}")
     return found
+
+
+def check_tesseract(timeout: float = 30.0) -> str:
+    """:func:`require_tesseract`, and that the program runs and lists English (``eng``); once per run.
+
+    Without the check a broken or hung Tesseract failed every image alike, each after up to
+    :data:`OCR_TIMEOUT` seconds.
+
+    Raises
+    ------
+    MissingExtraError
+        Not on PATH, ``--list-langs`` fails or hangs, or no ``eng`` among the languages.
+    """
+    program = require_tesseract()
+    try:
+        done = subprocess.run([program, "--list-langs"], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise MissingExtraError(f"--ocr: {program} --list-langs took longer than {timeout:g} s") from None
+    except OSError as exc:
+        raise MissingExtraError(f"--ocr: cannot run {program}: {exc}") from None
+    listed = done.stdout.decode("utf-8", "replace").split()
+    if done.returncode != 0 or "eng" not in listed:
+        said = (done.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1][:200]
+        raise MissingExtraError(
+            f"--ocr needs Tesseract's English data, which {program} does not list (exit {done.returncode}"
+            + (f": {said}" if said else "") + "): install tesseract-ocr-eng (or tesseract-ocr)"
+        )
+    return program
 
 
 def normalize_text(text: str) -> str:
@@ -137,7 +168,14 @@ def read_text(picture: np.ndarray, tesseract: str | None = None, timeout: float 
     if done.returncode != 0:
         last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
         raise InputError(f"Tesseract failed (exit {done.returncode}): {last}")
-    return done.stdout.decode("utf-8", "replace")
+    text = done.stdout.decode("utf-8", "replace")
+    most = max(100, picture.shape[0] * picture.shape[1] // PIXELS_PER_CHARACTER)
+    if len(text) > most:  # the edit distance is quadratic: a runaway output would stall the batch for hours
+        raise InputError(
+            f"Tesseract printed {len(text)} characters for a {picture.shape[1]}x{picture.shape[0]} picture "
+            f"(at most {most} fit in it): not a reading; check the tesseract on PATH"
+        )
+    return text
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from aptviz._version import __version__
 from aptviz.compute.analysis import Analysis, analyse_frames, entropy_summary, selection_stats
 from aptviz.compute.entropy import grayscale
 from aptviz.compute.histogram import value_histogram
-from aptviz.compute.loading import FileIdentity, LoadedImage, check_regular, file_identity
+from aptviz.compute.loading import FileIdentity, LoadedImage, check_regular, decode_limit, file_identity
 from aptviz.compute.params import Params, RunSpec
 from aptviz.compute.resize import smart_resize
 from aptviz.compute.stats import BudgetInfo, ImageInfo, ImageStats, SelectionStats, TimeAxis
@@ -67,6 +67,9 @@ FPS_MAX_FRAMES = 768
 VIDEO_MIN_UNITS = 128  # per-frame pixel bounds in merge units (u^2 pixels each)
 VIDEO_MAX_UNITS = 768
 VIDEO_TOTAL_UNITS = 128000 * 0.9  # all frames together
+#: A clip's sampled frames take about 10 bytes a pixel while analysed (measured: 1.54 GB for 8 frames of
+#: 5180 x 3892) against 14 for a decode (aptviz.runs.memory): the decode limit lets through 1.4 times its pixels.
+CLIP_PIXELS_PER_DECODE_PIXEL = 1.4
 TRUNCATED_SLACK = 0.05  # a header may overstate its frame count by this much (estimated from the duration)
 
 
@@ -247,7 +250,29 @@ def _read(path: Path, wanted: list[int], size_of) -> tuple[np.ndarray | None, in
     return (out if filled == len(wanted) else None), index, first
 
 
-def decode_video(path: str | Path, params: Params) -> VideoClip:
+def _check_memory(width: int, height: int, n: int, size_of, limit: int) -> None:
+    """Raise :class:`InputError` when a frame exceeds the decode limit, or ``n`` resized frames what it allows.
+
+    The memory plan (``--max-memory``) counts a decode of ``limit`` pixels
+    (14 bytes each); the resized clip takes about 10 bytes a pixel while
+    analysed, so it may hold :data:`CLIP_PIXELS_PER_DECODE_PIXEL` times as many.
+    """
+    if width * height > limit:  # as an image's
+        raise InputError(
+            f"refused as a possible decompression bomb ({width * height:,} pixels a frame, limit {limit:,}; "
+            "a larger --max-pixels or --max-memory raises it)"
+        )
+    if n and width > 0 and height > 0:
+        fh, fw = size_of(height, width)
+        if n * fh * fw > CLIP_PIXELS_PER_DECODE_PIXEL * limit:
+            raise InputError(
+                f"{n} sampled frames of {fw}x{fh} ({n * fh * fw:,} pixels) need more memory than this run "
+                f"allows ({int(CLIP_PIXELS_PER_DECODE_PIXEL * limit):,} pixels); lower --video-min-pixels, "
+                "--video-max-pixels or --nframes, or raise --max-memory"
+            )
+
+
+def decode_video(path: str | Path, params: Params, max_image_pixels: int | None = None) -> VideoClip:
     """Decode a video and sample and resize its frames as qwen-vl-utils 0.0.14 does.
 
     Parameters
@@ -256,6 +281,9 @@ def decode_video(path: str | Path, params: Params) -> VideoClip:
         Video file (anything OpenCV's FFmpeg reads).
     params : Params
         ``fps``/``nframes``, the video pixel bounds and ``factor``.
+    max_image_pixels : int, optional
+        The run's decode limit per frame, as for images (default
+        :func:`aptviz.compute.loading.decode_limit`; ``--max-memory`` lowers it).
 
     Raises
     ------
@@ -277,8 +305,11 @@ def decode_video(path: str | Path, params: Params) -> VideoClip:
             raise InputError("not a video OpenCV's FFmpeg can read (unknown format or damaged file)")
         header_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         video_fps = float(cap.get(cv2.CAP_PROP_FPS))
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
         cap.release()
+    limit = decode_limit() if max_image_pixels is None else int(max_image_pixels)
+    _check_memory(width, height, 0, None, limit)
     if not (video_fps > 0 and math.isfinite(video_fps)):
         raise InputError("the video has no frame rate")
     total = max(header_total, 0)
@@ -300,6 +331,7 @@ def decode_video(path: str | Path, params: Params) -> VideoClip:
             except ValueError as exc:
                 raise InputError(str(exc)) from exc
 
+        _check_memory(width, height, n, size_of, limit)
         kept, decoded, first = _read(path, indices, size_of)
         if decoded == 0:
             raise InputError("no frame could be decoded (empty or damaged video)")
@@ -376,7 +408,9 @@ def drop_static(masks: dict, static: np.ndarray, unit: int) -> dict:
     """The masks with every patch lying wholly in static merge units dropped.
 
     A patch no larger than a unit lies in one unit; a larger patch (``ps =
-    r u``) covers ``r x r`` units and is dropped only when all are static.
+    r u``) covers ``r x r`` units and is dropped only when all are static;
+    with sizes that do not nest (merge size 3), a patch is dropped when every
+    unit it overlaps is static.
 
     Parameters
     ----------
@@ -385,7 +419,7 @@ def drop_static(masks: dict, static: np.ndarray, unit: int) -> dict:
     static : ndarray
         ``(H / u, W / u)`` bool, that tubelet's static units.
     unit : int
-        Merge unit side (each ``ps`` divides it or is a multiple of it).
+        Merge unit side in pixels.
 
     Examples
     --------
@@ -406,10 +440,36 @@ def drop_static(masks: dict, static: np.ndarray, unit: int) -> dict:
             padded = np.ones((rows * r, cols * r), dtype=bool)  # beyond the image: no unit to keep
             padded[: static.shape[0], : static.shape[1]] = static[: rows * r, : cols * r]
             cover = padded.reshape(rows, r, cols, r).all(axis=(1, 3))
-        else:
-            raise ValueError(f"patch size {ps} and merge unit {unit} do not nest")
+        else:  # sizes that do not nest (merge size 3): a patch goes when every unit it overlaps is static
+            cover = _all_static(static, mask.shape, ps, unit)
         out[ps] = mask & ~cover
     return out
+
+
+def _all_static(static: np.ndarray, shape: tuple[int, int], ps: int, unit: int) -> np.ndarray:
+    """Per ``ps`` px patch of a ``shape`` grid: whether every merge unit it overlaps is static (any sizes).
+
+    A 2-D prefix sum of the moving units; each patch's unit rectangle is
+    read from it, so nothing loops over patches. Units beyond the image count
+    as static (no unit to keep).
+
+    Examples
+    --------
+    >>> static = np.array([[True, True, False]])   # 42 px units, 28 px patches
+    >>> _all_static(static, (1, 4), 28, 42).tolist()
+    [[True, True, True, False]]
+    """
+    moving = np.zeros((static.shape[0] + 1, static.shape[1] + 1), dtype=np.int64)
+    moving[1:, 1:] = np.cumsum(np.cumsum(~static, axis=0), axis=1)
+
+    def span(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        k = np.arange(n)
+        return np.minimum(k * ps // unit, size), np.minimum(((k + 1) * ps - 1) // unit + 1, size)
+
+    r0, r1 = span(shape[0], static.shape[0])
+    c0, c1 = span(shape[1], static.shape[1])
+    count = (moving[r1][:, c1] - moving[r0][:, c1] - moving[r1][:, c0] + moving[r0][:, c0])
+    return count == 0
 
 
 # ----------------------------------------------------------------------------- the analysis
@@ -471,7 +531,8 @@ def _tubelet_frames(frames: np.ndarray, temporal: int) -> np.ndarray:
     return frames
 
 
-def analyse_video(path: str | Path, runs: list[RunSpec], params: Params) -> VideoAnalysis:
+def analyse_video(path: str | Path, runs: list[RunSpec], params: Params, max_image_pixels: int | None = None
+                  ) -> VideoAnalysis:  # fmt: skip
     """Decode, sample and resize a video, analyse every tubelet, and apply the static rule.
 
     Raises
@@ -480,7 +541,7 @@ def analyse_video(path: str | Path, runs: list[RunSpec], params: Params) -> Vide
         When the video cannot be decoded (see :func:`decode_video`).
     """
     path, params = Path(path), params.resolved()
-    clip = decode_video(path, params)
+    clip = decode_video(path, params, max_image_pixels)
     t = params.temporal_patch_size
     frames = _tubelet_frames(clip.frames, t)
     first = clip.first
@@ -540,10 +601,22 @@ def _video_selection(va: VideoAnalysis, j: int) -> SelectionStats:
         kept = va.kept[j]
         counts = [{ps: int(np.count_nonzero(m)) for ps, m in masks.items()} for masks in kept]
         out.tubelet_static_vit_tokens = [sum(c.values()) for c in counts]
-        out.tubelet_static_llm_tokens = [llm_tokens(c, p.patch_size, p.merge_size) for c in counts]
+        out.tubelet_static_llm_tokens = [_llm_or_none(c, p) for c in counts]
         out.static_vit_tokens = sum(out.tubelet_static_vit_tokens)
-        out.static_llm_tokens = sum(out.tubelet_static_llm_tokens)
+        out.static_llm_tokens = _sum_or_none(out.tubelet_static_llm_tokens)
     return out
+
+
+def _llm_or_none(counts: dict, p: Params) -> int | None:
+    """LLM tokens of ``counts``, None where the patch sizes do not nest in merge units (as for images)."""
+    try:
+        return llm_tokens(counts, p.patch_size, p.merge_size)
+    except ValueError:
+        return None
+
+
+def _sum_or_none(values: list) -> int | None:
+    return None if any(v is None for v in values) else sum(values)
 
 
 def _stacked(va: VideoAnalysis, measure: str) -> dict:

@@ -269,7 +269,7 @@ def image_rows(
     limit = decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels
     try:
         if not isinstance(source, bytes | bytearray | memoryview) and is_video(source):  # docs/video.md: totals
-            return _ok_rows(ref, params, runs, analyse_video(source, runs, params), fidelity)
+            return _ok_rows(ref, params, runs, analyse_video(source, runs, params, limit), fidelity)
         if isinstance(source, bytes | bytearray | memoryview):
             loaded = open_image_bytes(bytes(source), limit)
         else:

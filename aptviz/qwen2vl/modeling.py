@@ -142,6 +142,13 @@ def _check_rows(sizes, coords, counts, grid, patch_size: int, m: int):
     r, c = coords[:, 0], coords[:, 1]
     nests = torch.where(k < m, m % k == 0, k % m == 0)
     inside = (r % k == 0) & (c % k == 0) & (r >= 0) & (c >= 0) & (r + k <= gh) & (c + k <= gw)
+    if bool(nests.all()) and not bool(inside.all()):
+        where = int(torch.nonzero(~inside)[0])
+        raise ValueError(
+            f"APT row {where} (a {int(sizes[where])} px patch at cell {coords[where].tolist()} of image "
+            f"{int(image[where])}, grid {grid[image[where], 1:].tolist()}) lies outside its image or off its "
+            "patch grid: apt_patch_coords and apt_vit_token_counts must come from the processor, in its order"
+        )
     if not bool((nests & inside).all()):
         bad = sorted({int(s) for s in sizes[~(nests & inside)].tolist()})
         raise ValueError(
@@ -370,6 +377,13 @@ def _vision_plan(model, apt: dict, grid_thw: torch.Tensor) -> APTPlan:
     coords = apt["apt_patch_coords"].to(device).long()
     counts = apt["apt_vit_token_counts"].to(device).long().reshape(-1)
     grid = grid_thw.to(device).long()
+    rows = apt["apt_pixel_values"]
+    width = int(getattr(cfg, "in_channels", 3)) * int(getattr(cfg, "temporal_patch_size", 2)) * patch_size**2
+    if rows.ndim != 2 or rows.shape[0] != sizes.numel() or rows.shape[1] != width:
+        raise ValueError(
+            f"apt_pixel_values must be ({sizes.numel()}, {width}): one row of C x T x P x P values per entry of "
+            f"apt_patch_sizes; got {tuple(rows.shape)}"
+        )
     plan = apt_plan(sizes, coords, counts, grid, patch_size, merge_size, model._apt_position,
                     apt.get("apt_llm_token_counts"))
     family = _family(visual)
@@ -753,6 +767,16 @@ class _APTGeneration:
         # the stock forward hands **kwargs (the apt_* fields) on to the inner model
         return super().forward(*args, **kwargs)
 
+    def generate(self, *args, **kwargs):
+        # transformers encodes images before the prefill only when pixel_values is there, and pops the apt_*
+        # fields either way: without pixel_values the image pads would be read as text, silently
+        if kwargs.get("pixel_values") is None and any(kwargs.get(name) is not None for name in APT_INPUTS):
+            raise ValueError(
+                "generate with apt_* inputs needs the processor's pixel_values too (transformers encodes the "
+                "images before the prefill only when pixel_values is given); pass the processor's output whole"
+            )
+        return super().generate(*args, **kwargs)
+
     def prepare_inputs_for_generation(self, *args, **kwargs):
         inputs = super().prepare_inputs_for_generation(*args, **kwargs)
         if kwargs.get("pixel_values") is not None and inputs.get("pixel_values") is None:
@@ -971,6 +995,14 @@ def feature_fidelity(model, processor, image, selections) -> dict[str, float]:
     ip = getattr(processor, "image_processor", processor)
     device = inner.visual.device
     merge = int(inner.visual.config.spatial_merge_size)
+    cfg = inner.visual.config
+    mine = (int(cfg.patch_size), merge, int(getattr(cfg, "temporal_patch_size", 2)))
+    theirs = tuple(getattr(ip, k, None) for k in ("patch_size", "merge_size", "temporal_patch_size"))
+    if theirs != mine:  # another family's processor (16 px patches for a 14 px tower) failed deep in the tower
+        raise ValueError(
+            f"the processor cuts patch, merge and temporal sizes {theirs} but the model's vision tower takes {mine}: "
+            "use the model's own processor (APTQwen2VLProcessor.from_pretrained(path) or its preset)"
+        )
     stock = None
     out: dict[str, float] = {}
     with torch.no_grad():

@@ -480,6 +480,8 @@ class APTQwen2VLProcessor(Qwen2VLProcessor):
 
     def replace_image_token(self, image_inputs: dict, image_idx: int, apt_tokens=None, **kwargs) -> str:
         """Image ``image_idx``'s pads: ``apt_llm_token_counts`` with ``apt_tokens``, else the stock count."""
+        if apt_tokens is not None and not isinstance(apt_tokens, bool):  # "false" would count as true
+            raise TypeError(f"apt_tokens must be True or False, got {apt_tokens!r}")
         if not (self.apt_tokens if apt_tokens is None else apt_tokens):
             return super().replace_image_token(image_inputs, image_idx, **kwargs)
         if "apt_llm_token_counts" not in image_inputs:

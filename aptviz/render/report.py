@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from aptviz._text import terminal_text
 from aptviz.compute.video import VIDEO_EXTENSIONS
 from aptviz.errors import ROW_FAILED
 
@@ -497,8 +498,9 @@ def _card_head(index: int, stats: dict, extra: str = "") -> str:
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
     sizes = [_size(image.get(k)) for k in ("original_size", "resized_size")]
     shown = " &rarr; ".join(f'<span class="nw">{w}&times;{h}&nbsp;px</span>' for w, h in (s for s in sizes if s))
-    # a long path wraps after a "/" (or at a space), never inside a name that fits the line
-    title = "/<wbr>".join(html.escape(part) for part in _safe(image.get("path", "")).split("/"))
+    # a long path wraps after a "/" (or at a space), never inside a name that fits the line; U+202E and the like
+    # are shown escaped (they would show x\u202egnp.exe as xexe.png)
+    title = "/<wbr>".join(html.escape(part) for part in terminal_text(_safe(image.get("path", ""))).split("/"))
     return (f'<div class="card" id="img{index}" data-i="{index}"><h3>{title} <small>{shown}</small></h3>'
             f'<div class="body"></div>{extra}</div>')  # fmt: skip
 

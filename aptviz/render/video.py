@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
+from aptviz._text import terminal_text
 from aptviz.compute.stats import ImageStats
 from aptviz.compute.video import VideoAnalysis
 from aptviz.render.image_pictures import Picture, RenderOptions
@@ -93,7 +94,9 @@ def tubelet_overlay(
 def _tile_caption(stats: ImageStats, j: int, i: int) -> list[str]:
     sel, time = stats.selections[j], stats.time
     seconds = time.tubelet_seconds[i] if time and time.tubelet_seconds else 0.0
-    text = f"tubelet {i} · {seconds:.2f} s · LLM {sel.tubelet_llm_tokens[i]}/{sel.tubelet_uniform_llm_tokens[i]}"
+    llm, uniform = sel.tubelet_llm_tokens[i], sel.tubelet_uniform_llm_tokens[i]
+    text = f"tubelet {i} · {seconds:.2f} s · " + (f"LLM {llm}/{uniform}" if llm is not None
+                                                    else f"ViT {sel.tubelet_vit_tokens[i]}")  # fmt: skip
     if sel.tubelet_static_llm_tokens is not None:
         text += f" · static {sel.tubelet_static_llm_tokens[i]}"
     return [text]
@@ -176,6 +179,8 @@ def timeline_png(seconds: list[float], end: float, uniform: list[int], lines: li
     """
     from PIL import ImageDraw, ImageFont
 
+    lines = [line for line in lines if None not in line[1]]  # no LLM count where merge units do not nest
+    uniform = [] if None in uniform else uniform
     width, left, right, top = 820, 70, 20, 34
     font = ImageFont.load_default(size=13)
     legend_rows = _legend_rows([("uniform (Qwen2-VL)", UNIFORM_COLOR, "-")] + [(n, None, s) for n, _, s in lines],
@@ -215,7 +220,8 @@ def timeline_png(seconds: list[float], end: float, uniform: list[int], lines: li
         return pts
 
     legend = [("uniform (Qwen2-VL)", UNIFORM_COLOR, "-")]
-    draw.line(steps(uniform), fill=UNIFORM_COLOR, width=2)
+    if uniform:
+        draw.line(steps(uniform), fill=UNIFORM_COLOR, width=2)
     k = -1
     for name, counts, style in lines:
         k += style != "--"
@@ -271,7 +277,7 @@ def _card(stats: ImageStats, files: dict, per: list[dict], tile: tuple[int, int]
         for s in stats.selections
     )
     w, h = tile
-    name = html.escape(stats.image.path)
+    name = html.escape(terminal_text(stats.image.path))  # bidi controls shown as \u202e: no reordered names
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{name}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:1.5em;max-width:60em}}table{{border-collapse:collapse}}

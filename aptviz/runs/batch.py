@@ -83,9 +83,13 @@ def discover(
             candidates.append((found.path, found.path.stem))
 
     jobs: list[Job] = []
-    used: dict[str, str] = {}  # lower-cased name -> suffix of the file holding it
+    used: dict[str, str] = dict.fromkeys(_run_file_names(), "")  # lower-cased name -> suffix of the file holding it
     for path, name in candidates:
-        key = path.resolve()
+        try:
+            key = path.resolve()
+        except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
+            failures.append(JobResult.failed(path, "symbolic link loop: the link never reaches a file"))
+            continue
         if key in seen:
             continue
         seen.add(key)
@@ -101,6 +105,19 @@ def discover(
         used[unique.lower()] = suffix
         jobs.append(Job(path, unique))
     return jobs, failures
+
+
+def _run_file_names() -> set[str]:
+    """Lower-cased names the run itself writes in OUTPUT: an input ``report.html.mkv`` must not get a folder
+    ``report.html`` (the report, summaries and figures would fail to be written, or land in its place)."""
+    from aptviz.output import layout
+    from aptviz.output.lock import OutputLock
+
+    files = {layout.SUMMARY_CSV, layout.SUMMARY_JSON, layout.DATASET_NAME, layout.REPORT_NAME, OutputLock.NAME}
+    figures = (layout.PLOT_NAME, layout.HISTOGRAM_NAME, layout.PSNR_NAME, layout.FIDELITY_NAME, layout.OCR_NAME)
+    for figure in figures:
+        files |= {layout.figure_name(figure, fmt) for fmt in ("png", "pdf", "svg")}
+    return {name.lower() for name in files}
 
 
 def is_complete(

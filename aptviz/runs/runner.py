@@ -153,9 +153,9 @@ def run(
     options = _run_options(options, workers, option_values)
     params = params or Params()
     if params.ocr:  # before any work: without Tesseract every image would fail alike
-        from aptviz.compute.ocr import require_tesseract
+        from aptviz.compute.ocr import check_tesseract
 
-        require_tesseract()
+        check_tesseract()
     runs = as_runs(selections, num_scales=params.num_scales, measure=params.importance)
     inputs = list(inputs)
     check_not_an_input(inputs, output)
