@@ -206,7 +206,7 @@ def _quiet_ffmpeg() -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
-def _resize(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_frame(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """BGR frame -> RGB uint8 at ``size = (h, w)`` with Pillow BICUBIC (a copy when the size is kept)."""
     from PIL import Image
 
@@ -240,7 +240,7 @@ def _read(path: Path, wanted: list[int], size_of) -> tuple[np.ndarray | None, in
                     first = Image.fromarray(np.ascontiguousarray(frame[..., ::-1]))
                     size = size_of(frame.shape[0], frame.shape[1])
                     out = np.empty((len(wanted), *size, 3), dtype=np.uint8)
-                small = _resize(frame, size)
+                small = resize_frame(frame, size)
                 for k in slots[index]:
                     out[k] = small
                     filled += 1
@@ -523,7 +523,7 @@ class VideoAnalysis:
                 for i in range(len(self.tubelets))]  # fmt: skip
 
 
-def _tubelet_frames(frames: np.ndarray, temporal: int) -> np.ndarray:
+def tubelet_frames(frames: np.ndarray, temporal: int) -> np.ndarray:
     """Frames padded to a multiple of ``temporal`` by repeating the last (as Qwen2-VL's processor does)."""
     extra = -frames.shape[0] % temporal
     if extra:
@@ -543,7 +543,7 @@ def analyse_video(path: str | Path, runs: list[RunSpec], params: Params, max_ima
     path, params = Path(path), params.resolved()
     clip = decode_video(path, params, max_image_pixels)
     t = params.temporal_patch_size
-    frames = _tubelet_frames(clip.frames, t)
+    frames = tubelet_frames(clip.frames, t)
     first = clip.first
     loaded = LoadedImage(first, clip.total_frames, "RGB", None, 1, clip.identity)
     logger.debug("{}: {} of {} frames, {}x{} -> {}x{}", path, len(clip.frame_indices), clip.total_frames,

@@ -550,7 +550,7 @@ def _video_frames(video, params) -> tuple[np.ndarray, np.ndarray, float]:
     from pathlib import Path
 
     from aptviz.compute.resize import smart_resize
-    from aptviz.compute.video import _resize, _tubelet_frames, decode_video, video_pixel_bounds
+    from aptviz.compute.video import decode_video, resize_frame, tubelet_frames, video_pixel_bounds
     from aptviz.errors import InputError
 
     if isinstance(video, (str, Path)):
@@ -569,16 +569,17 @@ def _video_frames(video, params) -> tuple[np.ndarray, np.ndarray, float]:
                                     params.video_total_pixels)  # fmt: skip
         size = smart_resize(frames.shape[1], frames.shape[2], params.factor, lo, hi)
         if size != frames.shape[1:3]:  # Pillow BICUBIC, as aptviz's decoder (it takes BGR)
-            frames = np.stack([_resize(np.ascontiguousarray(f[..., ::-1]), size) for f in frames])
+            frames = np.stack([resize_frame(np.ascontiguousarray(f[..., ::-1]), size) for f in frames])
         fps = params.fps
         times = np.arange(len(frames)) / fps
-    padded = _tubelet_frames(frames, params.temporal_patch_size)
+    padded = tubelet_frames(frames, params.temporal_patch_size)
     return padded, np.concatenate([times, np.repeat(times[-1:], len(padded) - len(times))]), fps
 
 
 def preprocess_videos(ip, videos, return_tensors=None, **options) -> BatchFeature:
     """``ip``'s video rows and APT's per-tubelet fields (:meth:`APTQwen2VLImageProcessor.preprocess_videos`)."""
     from aptviz.compute.importance import compute_importance
+    from aptviz.compute.measures import DEFAULT_MEASURE  # the processor selects on entropy, the default
     from aptviz.compute.params import Params
 
     spec = apt_selection(options.get("patch_selection_method") or ip.patch_selection_method,
@@ -601,7 +602,7 @@ def preprocess_videos(ip, videos, return_tensors=None, **options) -> BatchFeatur
         grids.append([n, h // p, w // p])
         for i in range(n):
             clip = frames[i * tp : (i + 1) * tp]
-            sel = select(compute_importance(clip, "entropy", "mean", p, ip.num_scales, ip.bins), spec)
+            sel = select(compute_importance(clip, DEFAULT_MEASURE, "mean", p, ip.num_scales, ip.bins), spec)
             tubelet = np.moveaxis(normalized[i * tp : (i + 1) * tp], 0, 1)  # (C, T, H, W)
             packed.append(pack_selection(tubelet, sel.masks, p, m, tp, rows=stock[i * cells : (i + 1) * cells]))
             selections.append(sel)
