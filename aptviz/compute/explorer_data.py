@@ -219,21 +219,8 @@ def uniform_table(
     ``{t: psnr_uniform}`` (the batch's own selections).
     """
     sizes = uniform_sizes((original.height, original.width), lo, hi, patch_size, merge_size, min_pixels)
-    chosen = set(range(len(sizes)))
-    if views is not None and len(sizes) > views:
-        chosen = {round(i * (len(sizes) - 1) / max(views - 1, 1)) for i in range(views)}
-    known_at = {_entry_at(sizes, t): value for t, value in (known or {}).items()}
-    size = (int(resized.shape[1]), int(resized.shape[0]))
-    table: list[list] = []
-    for i, (t, (h, w)) in enumerate(sizes):
-        entry = [t, (h // patch_size) * (w // patch_size)]
-        if i in known_at:
-            entry.append(None if known_at[i] is None else round(known_at[i], 6))
-        elif i in chosen:
-            value = psnr(resized, uniform_view(original, size, t, patch_size, merge_size, min_pixels).image)
-            entry.append(None if value is None else round(value, 6))
-        table.append(entry)
-    return table
+    return _baseline_table(original, resized, sizes, patch_size, views, known,
+                           lambda size, t: uniform_view(original, size, t, patch_size, merge_size, min_pixels))
 
 
 def llm_uniform_table(
@@ -249,6 +236,13 @@ def llm_uniform_table(
     """
     unit = patch_size * merge_size
     sizes = uniform_sizes((original.height, original.width), 1, hi, patch_size, merge_size, min_pixels, unit)
+    return _baseline_table(original, resized, sizes, unit, views, known,
+                           lambda size, t: llm_uniform_view(original, size, t, patch_size, merge_size, min_pixels))
+
+
+def _baseline_table(original, resized, sizes: list, unit: int, views: int | None, known: dict | None, view) -> list:
+    """``[[t_from, tokens, psnr], ...]`` over ``sizes`` (:func:`uniform_sizes`): ``tokens`` counts ``unit`` px
+    squares; the PSNR of ``view(size, t)`` at ``views`` evenly spread entries, or from ``known``."""
     chosen = set(range(len(sizes)))
     if views is not None and len(sizes) > views:
         chosen = {round(i * (len(sizes) - 1) / max(views - 1, 1)) for i in range(views)}
@@ -260,7 +254,7 @@ def llm_uniform_table(
         if i in known_at:
             entry.append(None if known_at[i] is None else round(known_at[i], 6))
         elif i in chosen:
-            value = psnr(resized, llm_uniform_view(original, size, t, patch_size, merge_size, min_pixels).image)
+            value = psnr(resized, view(size, t).image)
             entry.append(None if value is None else round(value, 6))
         table.append(entry)
     return table
