@@ -385,3 +385,15 @@ def test_an_images_files_are_the_one_list_of_layout(tmp_path):
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*") if p.name != "stats.json")
     assert written == sorted(listed_files(stats))
     assert len(stats.files["heatmaps_by_measure"]) == 2 and stats.files.get("maps")
+
+
+def test_the_uniform_sweep_is_left_out_of_a_run_of_one_selection(tmp_path):
+    """fidelity_vs_tokens.png needs 2+ selections: a run of one skips the uniform size sweep (about 0.4 s CPU per
+    1 MP image); with two it is in stats.json and equal to what aptviz.analyze gives."""
+    src = SAMPLES / "chelsea.png"
+    one = process_image(src, tmp_path / "one", expand_runs(["budget"], [0.3]), Params())
+    assert one.uniform_sweep is None
+    assert "uniform_sweep" not in json.loads((tmp_path / "one" / "stats.json").read_text())
+    two = process_image(src, tmp_path / "two", expand_runs(["v2", "budget"], [0.3]), Params())
+    assert two.uniform_sweep and two.uniform_sweep == aptviz.analyze(src, ["v2:0.3", "budget:0.3"])["uniform_sweep"]
+    assert [p["retention"] for p in two.uniform_sweep][-1] == 1.0

@@ -319,9 +319,10 @@ def analyse_frames(
 
 
 def analyse_file(
-    path: str | Path, runs: list[RunSpec], params: Params, max_image_pixels: int | None = None
+    path: str | Path, runs: list[RunSpec], params: Params, max_image_pixels: int | None = None,
+    sweep: bool | None = None,
 ) -> Analysis:
-    """Load an image file and :func:`analyse_loaded` it.
+    """Load an image file and :func:`analyse_loaded` it (``sweep`` as there).
 
     Raises
     ------
@@ -330,7 +331,7 @@ def analyse_file(
     """
     params = params.resolved()
     limit = decode_limit(params.max_pixels) if max_image_pixels is None else max_image_pixels
-    return analyse_loaded(path, open_image(Path(path), limit), runs, params)
+    return analyse_loaded(path, open_image(Path(path), limit), runs, params, sweep=sweep)
 
 
 def entropy_summary(ent) -> ImportanceSummary:
