@@ -191,10 +191,7 @@ def process_image(
     if is_video(path):
         return write_video_outputs(analyse_video(path, runs, params, max_image_pixels), out_dir, render, export_tokens,
                                    save_maps)  # fmt: skip
-    # the uniform size sweep (stats.json uniform_sweep) feeds fidelity_vs_tokens.png, which a run of one
-    # selection never draws: it costs about 0.4 s CPU per 1 MP image, so such runs leave it out
-    analysis = compute(path, runs, params, max_image_pixels, sweep=len(runs) >= 2)
-    return write_outputs(analysis, out_dir, save_maps, export_tokens, render)
+    return write_outputs(compute(path, runs, params, max_image_pixels), out_dir, save_maps, export_tokens, render)
 
 
 def _video_token_arrays(analysis: VideoAnalysis):

@@ -394,6 +394,7 @@ def test_the_uniform_sweep_is_left_out_of_a_run_of_one_selection(tmp_path):
     one = process_image(src, tmp_path / "one", expand_runs(["budget"], [0.3]), Params())
     assert one.uniform_sweep is None
     assert "uniform_sweep" not in json.loads((tmp_path / "one" / "stats.json").read_text())
+    assert "uniform_sweep" not in aptviz.analyze(src, "budget:0.3")  # the command and the library agree
     two = process_image(src, tmp_path / "two", expand_runs(["v2", "budget"], [0.3]), Params())
     assert two.uniform_sweep and two.uniform_sweep == aptviz.analyze(src, ["v2:0.3", "budget:0.3"])["uniform_sweep"]
     assert [p["retention"] for p in two.uniform_sweep][-1] == 1.0

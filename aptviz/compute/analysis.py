@@ -247,7 +247,9 @@ def analyse_loaded(
         the stats); they cost several times the rest.
     sweep : bool, optional
         Compute the uniform baseline at a sweep of sizes (``uniform_sweep``
-        in the stats, for fidelity_vs_tokens.png); default: as ``views``.
+        in the stats, for fidelity_vs_tokens.png); default: with ``views``
+        and 2+ selections (one selection draws no such figure, and the sweep
+        costs about 0.4 s CPU per 1 MP image).
 
     Raises
     ------
@@ -302,7 +304,9 @@ def analyse_frames(
         view.uniform.image.flags.writeable = False
     scored = _ocr(resized, seen) if params.ocr and views else [None] * len(chosen)
     first = next(iter(by_measure))
-    swept = _sweep(loaded, resized, chosen, params, seen) if (views if sweep is None else sweep) else ()
+    if sweep is None:  # fidelity_vs_tokens.png's curve: only a run of 2+ selections draws it
+        sweep = views and len(runs) >= 2
+    swept = _sweep(loaded, resized, chosen, params, seen) if sweep else ()
     return Analysis(
         path=path,
         loaded=loaded,
