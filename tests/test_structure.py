@@ -305,13 +305,18 @@ def _is_type_or_constant(module: str, name: str) -> bool:
     return isinstance(obj, type)
 
 
+def _render_trees():
+    """``(module name, path, AST)`` of every module of ``aptviz.render``."""
+    for name, path in modules().items():
+        if area(name) == "render":
+            yield name, path, ast.parse(path.read_text(encoding="utf-8"))
+
+
 def test_render_imports_only_types_and_constants_from_compute():
     """Drawing takes plain data: from ``aptviz.compute`` it imports classes and constants, never a function."""
     offenders = []
-    for name, path in modules().items():
-        if area(name) != "render":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for name, path, tree in _render_trees():
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 compute = [a.name for a in node.names if a.name.startswith("aptviz.compute")]
                 offenders += [f"{name}:{node.lineno} import {m}" for m in compute]
@@ -347,10 +352,8 @@ def test_no_private_name_crosses_modules():
 def test_render_never_converts_tensors():
     """``to_numpy`` is computing's: what render gets is NumPy already (the Analysis converts once)."""
     offenders = []
-    for name, path in modules().items():
-        if area(name) != "render":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for name, _, tree in _render_trees():
+        for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 fn = node.func
                 if (fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)) == "to_numpy":
