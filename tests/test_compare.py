@@ -13,13 +13,13 @@ from PIL import Image
 
 from aptviz.compute.analysis import analyse_file, image_stats
 from aptviz.compute.params import Params, expand_runs
+from aptviz.compute.views import error_map, error_percentile, error_scale
 from aptviz.render.figures import (
     BAR_FONT,
     _show,
     build_compare,
     compare_zoom,
     encode_figure,
-    error_map,
     error_panels,
     heat_panel,
 )
@@ -145,8 +145,9 @@ def test_error_maps_share_one_scale_per_row():
     a[:28] = 40
     b = resized.copy()
     b[:, :28] = 20
-    shown, means, bar = error_panels(resized, [a, b], 1)
-    assert error_map(a, resized).max() == 40 and means == [20.0, 10.0]
+    scale = error_scale(resized, [a, b])  # computed before anything is drawn
+    shown, bar = error_panels([error_map(a, resized), error_map(b, resized)], scale, 1)
+    assert error_map(a, resized).max() == 40 and scale.means == (20.0, 10.0) and scale.top == 40.0
     # the same error gets the same colour in both panels: b's 20 is about half way along a's scale to 40
     assert (shown[0][0, 0] != 255).any() and (shown[1][0, 0] != shown[0][0, 0]).any()
     assert shown[0][40, 40].tolist() == shown[1][40, 40].tolist() == [255, 255, 255]  # no error: white
@@ -242,8 +243,6 @@ def test_show_windows_is_drawn_in_compare_too():
 @given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 40))
 def test_error_map_is_the_float32_channel_mean(seed, h, w):
     """error_map's integer channel sum / 3 is bit-identical to the float32 mean of |view - resized|."""
-    from aptviz.render.figures import error_map
-
     rng = np.random.default_rng(seed)
     a, b = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2))
     expected = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2, dtype=np.float32)
@@ -254,8 +253,6 @@ def test_error_map_is_the_float32_channel_mean(seed, h, w):
 @given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.sampled_from([99.5, 50.0, 0.0, 100.0, 12.3]))
 def test_error_percentile_is_numpys(seed, parts, q):
     """The colour scale's top from counts is bit-identical to np.percentile over every error value."""
-    from aptviz.render.figures import error_percentile
-
     rng = np.random.default_rng(seed)
     maps = []
     for _ in range(parts):
@@ -265,3 +262,15 @@ def test_error_percentile_is_numpys(seed, parts, q):
     expected = np.percentile(np.concatenate([m.ravel() for m in maps]), q)
     got = error_percentile(maps, q)
     assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
+
+
+def test_the_error_row_numbers_come_with_the_model_view():
+    """The row's means and colour-scale top are computed with the views (before drawing) from the very maps the
+    row draws; a lossless selection has means 0 and no scale."""
+    result = analyse_file(SAMPLES / "chelsea.png", expand_runs(["budget"], [0.3, 1.0]), Params())
+    lossy, lossless = (s.view for s in result.selections)
+    maps = lossy.error_maps(result.resized)
+    assert lossy.errors.means == tuple(float(m.mean()) for m in maps) and min(lossy.errors.means) > 0
+    expected = np.percentile(np.concatenate([m.ravel() for m in maps]), 99.5)
+    assert lossy.errors.top == max(1.0, float(expected)) and not lossy.errors.lossless
+    assert lossless.errors.means == (0.0, 0.0) and lossless.errors.lossless  # budget 1: both views are the resized image

@@ -64,3 +64,32 @@ def test_report_links_keep_a_backslash_in_a_file_name(tmp_path):
         resolved = urljoin((out / "report.html").as_uri(), u.replace("\\", "/"))
         path = Path(unquote(resolved[len("file://"):]))
         assert path.exists(), (u, path)
+
+
+def test_the_card_colour_scale_is_computed_before_the_page(sample_batch):
+    """Each card's heatmap scale in report.html spans its stats' per-scale min and max (computed by
+    aptviz.compute.heatmaps.card_scale; the page only places the ticks)."""
+    import json
+
+    page = (sample_batch / "report.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="aptviz-data">(.*?)</script>', page, re.S).group(1))
+    assert data["cards"]
+    for card in data["cards"]:
+        folder = data["strings"][card["base"]] if isinstance(card["base"], int) else card["base"]
+        stats = json.loads((sample_batch / unquote(folder) / "stats.json").read_text())
+        scales = list(stats["importance"].values())
+        bar = card["bar"]
+        assert bar["lo"] == min(s["min"] for s in scales) and bar["hi"] == max(s["max"] for s in scales)
+        assert bar["unit"] == "bits" and bar["pad"] == any((s.get("pad_cells") or 0) > 0 for s in scales)
+        assert all(0 <= t[0] <= 1 for t in bar["ticks"]) and len(bar["ticks"]) >= 2
+
+
+def test_a_card_without_a_readable_range_has_no_colour_scale():
+    from aptviz.compute.heatmaps import card_scale
+
+    for importance in ({}, {"14": {"min": None, "max": None}}, {"14": {"min": True, "max": "7"}}, "x"):
+        stats = dict(_stats(), importance=importance)
+        assert card_scale(stats) is None
+        assert card_data("img", stats, scale=card_scale(stats))["bar"] is None
+    stats = dict(_stats(), importance={"14": {"min": 2.0, "max": 2.0}})
+    assert card_data("img", stats, scale=card_scale(stats))["bar"]["ticks"][0][0] == 0.0  # one value: no division

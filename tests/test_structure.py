@@ -407,7 +407,7 @@ def names_measure_in_code(path: Path, name: str) -> bool:
 
 
 #: the default measure's name is also a stats.json key: the legacy ``"entropy"`` block, written and read there
-STATS_JSON_KEY_FILES = {"aptviz/compute/stats.py", "aptviz/render/report.py"}
+STATS_JSON_KEY_FILES = {"aptviz/compute/stats.py", "aptviz/compute/heatmaps.py"}
 
 
 def test_a_measure_is_named_in_at_most_three_files():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aptviz.compute.importance import informative_scale, measure_unit
 from aptviz.compute.measures import DEFAULT_MEASURE
 
-__all__ = ["HeatScale", "heat_scales", "heat_style", "value_range"]
+__all__ = ["CardScale", "HeatScale", "card_scale", "heat_scales", "heat_style", "value_range"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,49 @@ def heat_scales(analysis, stats) -> dict[str, HeatScale]:
         scale = informative_scale(measure, analysis.maps_by_measure[measure])
         out[measure] = HeatScale(style["unit"], style["measure"], *value_range(summaries), scale)
     return out
+
+
+@dataclass(frozen=True)
+class CardScale:
+    """The colour scale of an image's heatmaps on its report card, from its stats.json."""
+
+    lo: float
+    hi: float
+    unit: str
+    pad: bool  # some cell is PAD (the scale then shows a no-data key)
+
+
+def _finite(value) -> float | None:
+    """``value`` as a float when it is a finite number (bools are not numbers), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+            float("inf"), float("-inf")):  # fmt: skip
+        return None
+    return float(value)
+
+
+def card_scale(stats: dict) -> CardScale | None:
+    """The report card's heatmap scale of one image: the range over its scales' ``min``/``max``, the unit of its
+    measure, whether PAD cells exist; None when the stats (a file read back) give no range.
+
+    Examples
+    --------
+    >>> card_scale({"importance": {"14": {"min": 1.5, "max": 6.0}, "28": {"min": 0.5, "max": 7.0, "pad_cells": 3}}})
+    CardScale(lo=0.5, hi=7.0, unit='bits', pad=True)
+    >>> card_scale({"importance": {"14": {"min": None, "max": "x"}}}) is None
+    True
+    """
+    from aptviz.compute.importance import UNITS
+
+    summaries = stats.get("importance") or stats.get("entropy") or {}
+    if not isinstance(summaries, dict):
+        return None
+    entries = [e for e in summaries.values() if isinstance(e, dict)]
+    lows = [v for v in (_finite(e.get("min")) for e in entries) if v is not None]
+    highs = [v for v in (_finite(e.get("max")) for e in entries) if v is not None]
+    if not lows or not highs:
+        return None
+    params = stats.get("params") if isinstance(stats.get("params"), dict) else {}
+    measure, aggregate = params.get("importance") or DEFAULT_MEASURE, params.get("aggregate") or "mean"
+    unit = UNITS.get((str(measure).lower().replace("_", "-"), str(aggregate).lower()), "importance")
+    pad = any((_finite(e.get("pad_cells")) or 0) > 0 for e in entries)
+    return CardScale(min(lows), max(highs), unit, pad)

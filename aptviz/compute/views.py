@@ -10,6 +10,8 @@
 * :func:`uniform_sweep` -- that baseline at a sweep of sizes (a fidelity curve
   of retention, the uniform line of fidelity_vs_tokens.png).
 * :func:`psnr` -- peak signal-to-noise ratio in dB against the resized image.
+* :func:`error_map` and :func:`error_scale` -- ``|view - resized|`` per pixel,
+  its mean and the shared colour scale of compare.png's error row.
 * SSIM of both views against the resized image (:mod:`aptviz.compute.ssim`,
   scikit-image's definition), with the resized image filtered once per image.
 
@@ -30,10 +32,14 @@ from aptviz.compute.ssim import WIN_SIZE, SsimReference
 from aptviz.compute.xp import pool2x2, to_numpy
 
 __all__ = [
+    "ErrorScale",
     "ModelView",
     "UniformView",
     "all_views",
     "compare_views",
+    "error_map",
+    "error_percentile",
+    "error_scale",
     "llm_uniform_view",
     "model_view",
     "psnr",
@@ -120,6 +126,87 @@ def psnr(reference: np.ndarray, other: np.ndarray) -> float | None:
     if mse == 0.0:
         return None
     return 10.0 * math.log10(255.0**2 / mse)
+
+
+def error_map(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
+    """``|view - resized|`` per pixel, the mean over the three channels (float32, 0 .. 255).
+
+    The channel sum is an exact integer, divided by 3 in float32 (what a float32 mean gives).
+
+    Examples
+    --------
+    >>> a = np.zeros((1, 2, 3), np.uint8); b = a.copy(); b[0, 1] = (1, 2, 4)
+    >>> error_map(a, b).tolist() == [[0.0, np.float32(7) / np.float32(3)]]
+    True
+    """
+    import cv2
+
+    diff = cv2.absdiff(np.ascontiguousarray(view), np.ascontiguousarray(resized))
+    total = diff[..., 0].astype(np.uint16)
+    total += diff[..., 1]
+    total += diff[..., 2]
+    out = total.astype(np.float32)
+    out /= np.float32(3)
+    return out
+
+
+def error_percentile(errors: list[np.ndarray], q: float) -> np.float32:
+    """``np.percentile`` (linear) of all the values of :func:`error_map` maps, from their counts.
+
+    Their values are ``k / 3`` in float32 (``k`` = 0 .. 765), so the two order
+    statistics come from a bincount instead of a partition of every value;
+    the interpolation is NumPy's, step by step (float32 values, float64 index).
+
+    Examples
+    --------
+    >>> e = [np.array([[0, 1, 2]], np.float32) / np.float32(3), np.array([[765]], np.float32) / np.float32(3)]
+    >>> bool(error_percentile(e, 99.5) == np.percentile(np.concatenate([x.ravel() for x in e]), 99.5))
+    True
+    """
+    counts = sum(np.bincount(np.rint(e.ravel() * np.float32(3)).astype(np.intp), minlength=766) for e in errors)
+    n = int(counts.sum())
+    virtual = (n - 1) * np.true_divide(q, 100)
+    below = int(np.floor(virtual))
+    if virtual >= n - 1:
+        below = n - 1
+    cumulative = np.cumsum(counts)
+    k_lo, k_hi = np.searchsorted(cumulative, [below, min(below + 1, n - 1)], side="right")
+    values = np.arange(766, dtype=np.float32) / np.float32(3)
+    a, b = values[k_lo], values[k_hi]
+    gamma = float(virtual - below) if virtual < n - 1 else 0.0
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
+@dataclass(frozen=True)
+class ErrorScale:
+    """compare.png's error row of one selection, in numbers: each error map's mean and the shared colour scale.
+
+    ``means``: the mean of :func:`error_map` of each view (APT's model view, then the uniform view at equal
+    ViT tokens), 0 for a view identical to the resized image; ``top``: the top of the row's colour scale,
+    the 99.5th percentile of both maps (at least 1), so one stray pixel does not wash the row out.
+    """
+
+    means: tuple[float, ...]
+    top: float
+
+    @property
+    def lossless(self) -> bool:
+        """Every view is the resized image (no colour scale to draw)."""
+        return not any(self.means)
+
+
+def error_scale(resized: np.ndarray, views: list[np.ndarray]) -> ErrorScale:
+    """The :class:`ErrorScale` of ``views`` against ``resized``.
+
+    Examples
+    --------
+    >>> resized = np.zeros((4, 4, 3), np.uint8); a = resized.copy(); a[:2] = 40
+    >>> error_scale(resized, [a, resized])
+    ErrorScale(means=(20.0, 0.0), top=40.0)
+    """
+    errors = [error_map(np.asarray(v), resized) for v in views]
+    return ErrorScale(tuple(float(e.mean()) for e in errors), max(1.0, float(error_percentile(errors, 99.5))))
 
 
 @dataclass(frozen=True)
@@ -239,6 +326,11 @@ class ModelView:
     uniform: UniformView
     stats: ViewStats
     uniform_llm: UniformView | None = None  # at equal LLM tokens; None without an LLM token count
+    errors: ErrorScale | None = None  # compare.png's error row (APT's view, the uniform view at equal ViT tokens)
+
+    def error_maps(self, resized: np.ndarray) -> list[np.ndarray]:
+        """:func:`error_map` of APT's view and of the uniform view at equal ViT tokens (what the error row shows)."""
+        return [error_map(self.apt, resized), error_map(self.uniform.image, resized)]
 
 
 def compare_views(
@@ -285,7 +377,7 @@ def compare_views(
         m2 = merge_size * merge_size
         stats = replace(stats, llm_uniform_tokens=llm.vit_tokens // m2, llm_uniform_size=list(llm.size),
                         psnr_uniform_llm=psnr(resized, llm.image), ssim_uniform_llm=ssim_llm)  # fmt: skip
-    return ModelView(apt, uni, stats, llm)
+    return ModelView(apt, uni, stats, llm, error_scale(resized, [apt, uni.image]))
 
 
 def all_views(

@@ -406,56 +406,6 @@ def error_lut() -> np.ndarray:
     return np.stack([np.interp(x, pos, stops[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
 
 
-def error_map(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
-    """``|view - resized|`` per pixel, the mean over the three channels (float32, 0 .. 255).
-
-    The channel sum is an exact integer, divided by 3 in float32 (what a float32 mean gives).
-
-    Examples
-    --------
-    >>> a = np.zeros((1, 2, 3), np.uint8); b = a.copy(); b[0, 1] = (1, 2, 4)
-    >>> error_map(a, b).tolist() == [[0.0, np.float32(7) / np.float32(3)]]
-    True
-    """
-    import cv2
-
-    diff = cv2.absdiff(np.ascontiguousarray(view), np.ascontiguousarray(resized))
-    total = diff[..., 0].astype(np.uint16)
-    total += diff[..., 1]
-    total += diff[..., 2]
-    out = total.astype(np.float32)
-    out /= np.float32(3)
-    return out
-
-
-def error_percentile(errors: list[np.ndarray], q: float) -> np.float32:
-    """``np.percentile`` (linear) of all the values of :func:`error_map` maps, from their counts.
-
-    Their values are ``k / 3`` in float32 (``k`` = 0 .. 765), so the two order
-    statistics come from a bincount instead of a partition of every value;
-    the interpolation is NumPy's, step by step (float32 values, float64 index).
-
-    Examples
-    --------
-    >>> e = [np.array([[0, 1, 2]], np.float32) / np.float32(3), np.array([[765]], np.float32) / np.float32(3)]
-    >>> bool(error_percentile(e, 99.5) == np.percentile(np.concatenate([x.ravel() for x in e]), 99.5))
-    True
-    """
-    counts = sum(np.bincount(np.rint(e.ravel() * np.float32(3)).astype(np.intp), minlength=766) for e in errors)
-    n = int(counts.sum())
-    virtual = (n - 1) * np.true_divide(q, 100)
-    below = int(np.floor(virtual))
-    if virtual >= n - 1:
-        below = n - 1
-    cumulative = np.cumsum(counts)
-    k_lo, k_hi = np.searchsorted(cumulative, [below, min(below + 1, n - 1)], side="right")
-    values = np.arange(766, dtype=np.float32) / np.float32(3)
-    a, b = values[k_lo], values[k_hi]
-    gamma = float(virtual - below) if virtual < n - 1 else 0.0
-    diff = b - a
-    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
-
-
 def _show(picture: np.ndarray, zoom: float) -> np.ndarray:
     """A picture at display size: pixel repetition up, area average down."""
     return _zoom(picture, zoom, Image.Resampling.BOX)
@@ -547,29 +497,27 @@ def _side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarr
     return out
 
 
-def error_panels(resized: np.ndarray, views: list[np.ndarray], zoom: float) -> tuple[list, list[float], np.ndarray]:
-    """Error maps of ``views`` against ``resized`` on one shared colour scale, and its colorbar.
+def error_panels(maps: list[np.ndarray], scale, zoom: float) -> tuple[list, np.ndarray | None]:
+    """Error maps on the row's one colour scale at display size, and its colorbar.
 
-    The colorbar is None when every view is identical to ``resized`` (all means 0). The scale runs from 0 to the 99.5th percentile of both maps (at least 1),
-    so one stray pixel does not wash the row out; larger errors take the top colour.
+    ``maps``: ``|view - resized|`` per view (:meth:`aptviz.compute.views.ModelView.error_maps`); ``scale``: their
+    :class:`aptviz.compute.views.ErrorScale`, whose ``top`` takes the top colour. The colorbar is None when every
+    view is identical to ``resized`` (all means 0).
     """
     from aptviz.render.pictures import colorbar
 
-    errors = [error_map(np.asarray(v), resized) for v in views]
-    top = max(1.0, float(error_percentile(errors, 99.5)))
     lut = error_lut()
     shown = []
-    for err in errors:
+    for err in maps:
         small = err if zoom == 1 else np.asarray(Image.fromarray(err, mode="F").resize(
             (max(1, round(err.shape[1] * zoom)), max(1, round(err.shape[0] * zoom))),
             Image.Resampling.NEAREST if zoom > 1 else Image.Resampling.BOX))  # fmt: skip
-        shown.append(lut[np.clip(np.rint(small / top * 255), 0, 255).astype(np.intp)])
-    means = [float(e.mean()) for e in errors]
-    if not any(means):  # every view identical to the resized image: nothing to scale
-        return shown, means, None
+        shown.append(lut[np.clip(np.rint(small / scale.top * 255), 0, 255).astype(np.intp)])
+    if scale.lossless:  # every view identical to the resized image: nothing to scale
+        return shown, None
     height = max(shown[0].shape[0], BAR_MIN_HEIGHT)
-    bar = colorbar(height, 0.0, top, lut, False, 0, "0-255", None, font_size=BAR_FONT, title=["|error|"])
-    return shown, means, bar
+    bar = colorbar(height, 0.0, scale.top, lut, False, 0, "0-255", None, font_size=BAR_FONT, title=["|error|"])
+    return shown, bar
 
 
 def lossless_panel(height: int, width: int) -> np.ndarray:
@@ -628,11 +576,12 @@ def _heat_lines(heat: dict) -> list[str]:
             f"{style.get('unit', 'bits')}"]  # fmt: skip
 
 
-def _error_row(resized: np.ndarray, views: list[tuple[str, np.ndarray]], zoom: float) -> list:
-    """The error-map panels of one selection: one colour scale (its bar after the last), "lossless" panels."""
-    errors, means, bar = error_panels(resized, [v for _, v in views], zoom)
+def _error_row(resized: np.ndarray, view, zoom: float) -> list:
+    """The error-map panels of one selection (its model view's :class:`aptviz.compute.views.ErrorScale`): one colour
+    scale (its bar after the last), "lossless" panels."""
+    errors, bar = error_panels(view.error_maps(resized), view.errors, zoom)
     row = []
-    for (name, _), err, mean in zip(views, errors, means):
+    for name, err, mean in zip(("|APT view - resized|", "|uniform - resized|"), errors, view.errors.means):
         if mean == 0:
             row.append((lossless_panel(*err.shape[:2]), [name, "lossless: the resized image"]))
         else:
@@ -707,7 +656,7 @@ def build_compare(
             (_show(np.asarray(uniform), zoom),
              [f"uniform, {tokens} ViT tokens" if tokens is not None else "uniform", _fidelity_line(entry, "uniform")]),
             *_llm_uniform_panel(entry, view, zoom),
-            *_error_row(resized, [("|APT view - resized|", view.apt), ("|uniform - resized|", uniform)], zoom),
+            *_error_row(resized, view, zoom),
         ])  # fmt: skip
     return grid_layout(rows)
 

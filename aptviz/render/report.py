@@ -390,28 +390,17 @@ def _selection_label(sel: dict, measure: bool = False) -> str:
     return f"{_safe(sel['importance'])}  {name}" if measure and sel.get("importance") else name
 
 
-def _colour_scale(stats: dict) -> dict | None:
-    """The card heatmaps' shared colour scale: range, ticks, unit and whether PAD cells exist."""
-    from aptviz.compute.importance import UNITS
-    from aptviz.compute.measures import DEFAULT_MEASURE
+def _colour_bar(scale) -> dict | None:
+    """The card heatmaps' colour scale (an :class:`aptviz.compute.heatmaps.CardScale`) as the page draws it:
+    range, ticks at their place along it, unit, and whether PAD cells exist."""
     from aptviz.render.pictures import nice_ticks
 
-    summaries = stats.get("importance") or stats.get("entropy") or {}
-    if not isinstance(summaries, dict):
+    if scale is None:
         return None
-    entries = [e for e in summaries.values() if isinstance(e, dict)]
-    lows = [v for v in (_number(e.get("min")) for e in entries) if v is not None]
-    highs = [v for v in (_number(e.get("max")) for e in entries) if v is not None]
-    if not lows or not highs:
-        return None
-    lo, hi = min(lows), max(highs)
-    params = stats.get("params") if isinstance(stats.get("params"), dict) else {}
-    measure, aggregate = params.get("importance") or DEFAULT_MEASURE, params.get("aggregate") or "mean"
-    unit = UNITS.get((str(measure).lower().replace("_", "-"), str(aggregate).lower()), "importance")
+    lo, hi = scale.lo, scale.hi
     span = hi - lo
     ticks = [[round((t - lo) / span, 4) if span > 0 else 0.0, f"{t:g}"] for t in nice_ticks(lo, hi)]
-    pad = any((_number(e.get("pad_cells")) or 0) > 0 for e in entries)
-    return {"lo": lo, "hi": hi, "ticks": ticks, "unit": unit, "pad": pad}
+    return {"lo": lo, "hi": hi, "ticks": ticks, "unit": scale.unit, "pad": scale.pad}
 
 
 def number_keys(cards) -> tuple:
@@ -420,7 +409,7 @@ def number_keys(cards) -> tuple:
     return NUMBER_KEYS + (OCR_NUMBER_KEYS if ocr else ())
 
 
-def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS) -> dict:
+def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS, scale=None) -> dict:
     """What the page needs to build one image's card (every link relative to the report).
 
     Parameters
@@ -430,6 +419,10 @@ def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS) -> dict:
     stats : dict
         Its stats.json content (any value may be hostile: only numbers,
         text and links under ``folder`` come out).
+    keys : tuple
+        The numbers shown per selection (:func:`number_keys`).
+    scale : aptviz.compute.heatmaps.CardScale, optional
+        The colour scale of its heatmaps (:func:`aptviz.compute.heatmaps.card_scale`); None: none drawn.
 
     Returns
     -------
@@ -480,7 +473,7 @@ def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS) -> dict:
         "blend": link(files.get("blend")),
         "compare": link(files.get("compare")),
         "aspect": _size(image.get("resized_size")),
-        "bar": _colour_scale(stats),
+        "bar": _colour_bar(scale),
         "sels": sels,
     }
 
@@ -615,7 +608,7 @@ def _dictionary_encode(rows: list[list], ncols: int) -> dict:
     return out
 
 
-def _page_data(rows, cards, columns, card_extra, output_links: dict) -> dict:
+def _page_data(rows, cards, columns, card_extra, output_links: dict, scales: list | None = None) -> dict:
     """Everything the page's script reads: the table, the cards and the constants."""
     anchors: dict = {}
     for i, (_folder, stats) in enumerate(cards):
@@ -625,8 +618,8 @@ def _page_data(rows, cards, columns, card_extra, output_links: dict) -> dict:
     data_cards = []
     strings: dict[str, int] = {}
     keys = number_keys(cards)
-    for folder, stats in cards:
-        data = _interned(card_data(folder, stats, keys), strings)
+    for i, (folder, stats) in enumerate(cards):
+        data = _interned(card_data(folder, stats, keys, scales[i] if scales else None), strings)
         if card_extra is not None:
             data.update(card_extra(folder, stats))
         data_cards.append(data)
@@ -710,6 +703,7 @@ def build_report(
     scripts: list[str] | None = None,
     output_links: dict | None = None,
     dataset_start: dict | None = None,
+    card_scales: list | None = None,
 ) -> str:
     """The report page as a string.
 
@@ -736,6 +730,9 @@ def build_report(
     dataset_start : dict, optional
         Where the dataset explorer starts and the numbers it shows before it
         loads the images' data (:func:`aptviz.compute.explorer_data.dataset_start`).
+    card_scales : list, optional
+        Per card, the colour scale of its heatmaps (:func:`aptviz.compute.heatmaps.card_scale`, None: no
+        scale); none drawn when not given.
 
     Returns
     -------
@@ -749,7 +746,7 @@ def build_report(
     True
     """
     failed = sum(1 for r in rows if r.get("status") == ROW_FAILED)
-    data = _page_data(rows, cards, columns, card_extra, output_links or {})
+    data = _page_data(rows, cards, columns, card_extra, output_links or {}, card_scales)
     explorer_css, explorer_top, explorer_js = _explorer_parts(cards, dataset_start)
     page = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',

@@ -147,6 +147,7 @@ def write_dataset_view(
     """
     from aptviz.compute.explorer_data import dataset_start
     from aptviz.compute.fidelity import fidelity_points, ocr_points, retention_curves
+    from aptviz.compute.heatmaps import card_scale
     from aptviz.render import figures as fig
     from aptviz.render.fidelity import fidelity_figure
     from aptviz.render.report import build_report, output_links, report_cards
@@ -182,7 +183,7 @@ def write_dataset_view(
         cards = report_cards(output, [(folder, own_explorer(folder, stats)) for folder, stats in images])
         start = dataset_start([stats for _, stats in cards if (stats.get("files") or {}).get("explorer")])
         _write(path, build_report(rows, cards, columns, shown, output_links=output_links(output, rows),
-                                  dataset_start=start).encode("utf-8"))  # fmt: skip
+                                  dataset_start=start, card_scales=[card_scale(s) for _, s in cards]).encode("utf-8"))
 
     steps.append((REPORT_NAME, page))
     for name, write in steps:
