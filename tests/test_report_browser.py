@@ -339,13 +339,14 @@ def _line_breaks(pg, selector: str) -> list[list[str]]:
         return out; }""")
 
 
-def test_card_titles_wrap_after_a_slash_or_a_space_on_a_phone(tmp_path, browser):
+def test_card_titles_wrap_after_a_slash_or_a_space_on_a_phone(tmp_path, browser, monkeypatch):
     from typer.testing import CliRunner
 
-    deep = tmp_path / "photos_from_the_field_trip_2026" / "camera_one_morning_session"
-    deep.mkdir(parents=True)
-    shutil.copy(ROOT / "sample_images" / "chelsea.png", deep / "a_cat_looking_at_the_camera_closely.png")
+    deep = Path("photos_from_the_field_trip_2026") / "camera_one_morning_session"
+    (tmp_path / deep).mkdir(parents=True)
+    shutil.copy(ROOT / "sample_images" / "chelsea.png", tmp_path / deep / "a_cat_looking_at_the_camera_closely.png")
     out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)  # the title is the path as given: relative, so pytest's own folder names stay out
     r = CliRunner().invoke(app, [str(deep / "a_cat_looking_at_the_camera_closely.png"), "-m", "v2", "-q", "-o",
                                  str(out)], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
