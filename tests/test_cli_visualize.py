@@ -66,7 +66,7 @@ def test_no_outputs_line_when_everything_failed(tmp_path):
     assert r.exit_code == 1 and "Outputs in" not in r.output
     ok = invoke(SAMPLES / "chelsea.png", tmp_path / "missing.png", "-o", tmp_path / "out")
     # a long path goes to the next line whole (the test's folder is longer under pytest-xdist)
-    assert ok.exit_code == 1 and f"Outputs in{tmp_path / 'out'}/" in ok.stdout.replace(" ", "").replace("\n", "")
+    assert ok.exit_code == 1 and f"Outputs in {tmp_path / 'out'}/" in " ".join(ok.stdout.split())
 
 
 def test_each_error_is_printed_once(tmp_path):
