@@ -38,3 +38,19 @@ def test_a_part_with_nan_and_infinite_numbers_is_summarized_without_them(tmp_pat
     (summary,) = json.loads((out / "summary.json").read_text())["selections"]
     assert summary["images"] == 3 and summary["failed"] == 0
     assert math.isclose(summary["retention_mean"], want[0]) and math.isclose(summary["llm_retention_mean"], want[1])
+
+
+def test_a_summary_json_that_cannot_be_written_exits_1(tmp_path):
+    """The table is still shown, but a summary.json that could not be written is an error (exit 1), for
+    stats-summary and for stats --summary alike; the part files are kept."""
+    out = tmp_path / "o"
+    run_stats([SAMPLES], out, expand_runs(["budget:0.3"]), Params(), workers=1)
+    (out / "summary.json").mkdir()  # a folder in its place: the rename fails
+    r = aptviz("stats-summary", out)
+    assert r.returncode == 1 and f"cannot write {out / 'summary.json'}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "Summary written" not in r.stdout and "retention" in r.stdout
+    again = aptviz("stats", SAMPLES, "-o", out, "-m", "budget:0.3", "--summary")
+    assert again.returncode == 1 and f"cannot write {out / 'summary.json'}" in again.stderr, again.stderr
+    assert len(part_files(out)) == 1 and (out / "summary.json").is_dir()
+    (out / "summary.json").rmdir()
+    assert aptviz("stats-summary", out).returncode == 0 and (out / "summary.json").is_file()

@@ -106,9 +106,10 @@ def stats(
             sys.stderr.write(f"aptviz: error: {terminal_text(exc, ERROR_CHARS)}\n")
             raise typer.Exit(1) from None
     view.finish(report)
+    written = True
     if summary and report.rows + report.skipped and not report.interrupted:
-        _summary(output, json_out=False, quiet=opts.quiet)
-    raise typer.Exit(report.return_code)
+        written = _summary(output, json_out=False, quiet=opts.quiet)
+    raise typer.Exit(report.return_code or (0 if written else 1))
 
 
 @summary_app.command(help="Aggregate an aptviz stats dataset per selection (table, and OUT/summary.json).")
@@ -122,15 +123,18 @@ def stats_summary(
     from aptviz.errors import InputError, MissingExtraError
 
     try:
-        _summary(output, json_out, opts.quiet)
+        written = _summary(output, json_out, opts.quiet)
     except MissingExtraError as exc:
         raise usage_error(str(exc)) from None
     except InputError as exc:
         sys.stderr.write(f"aptviz: error: {terminal_text(exc, ERROR_CHARS)}\n")
         raise typer.Exit(1) from None
+    if not written:  # the table was shown, but summary.json is not there: a script must not read it as done
+        raise typer.Exit(1)
 
 
-def _summary(output: Path, json_out: bool, quiet: bool) -> None:
+def _summary(output: Path, json_out: bool, quiet: bool) -> bool:
+    """Print the summary of ``output`` and write its summary.json; False when that file could not be written."""
     from aptviz.datasets.summary import summarize, write_summary_json
 
     summaries = summarize(output)
@@ -147,6 +151,7 @@ def _summary(output: Path, json_out: bool, quiet: bool) -> None:
         console.print(summary_table(summaries))
         if path is not None:
             console.print(f"Summary written to {terminal_text(path)}", markup=False)
+    return path is not None
 
 
 def _num(v) -> str:
