@@ -93,3 +93,23 @@ def test_a_card_without_a_readable_range_has_no_colour_scale():
         assert card_data("img", stats, scale=card_scale(stats))["bar"] is None
     stats = dict(_stats(), importance={"14": {"min": 2.0, "max": 2.0}})
     assert card_data("img", stats, scale=card_scale(stats))["bar"]["ticks"][0][0] == 0.0  # one value: no division
+
+
+def test_table_cells_show_bidi_controls_and_line_breaks_escaped():
+    """A file name with U+202E (or a line separator, or a newline) is shown in the summary table as the
+    terminal shows it, ``\\u202e``, not applied: raw it would show x<U+202E>gnp.exe as xexe.png."""
+    import json
+
+    from aptviz.render.report import build_report
+
+    names = ["x\u202egnp.exe.png", "a\u2028b.png", "c\nd.png"]
+    rows = [{"image": n, "status": "ok", "error": f"bad {n}"} for n in names]
+    page = build_report(rows, [], ["image", "status", "error"])
+    data = json.loads(re.search(r'id="aptviz-data">(.*?)</script>', page, re.S).group(1))
+    table = data["table"]
+    cells = [v for r in table["rows"] for v in r] + [v for d in table["dicts"] for v in (d if isinstance(d, list)
+                                                                                        else [])]  # fmt: skip
+    text = json.dumps(cells)
+    for raw in ("\u202e", "\u2028", "\n"):
+        assert raw not in "".join(str(c) for c in cells), raw
+    assert "x\\\\u202egnp.exe.png" in text and "a\\\\u2028b.png" in text and "c\\\\x0ad.png" in text

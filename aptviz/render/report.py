@@ -325,14 +325,23 @@ def _safe(value) -> str:
 
 
 def _plain(value):
-    """A value as JSON the page can take: finite numbers, text, None (anything else as text)."""
+    """A value as JSON the page can take: finite numbers, text, None (anything else as text).
+
+    Text is shown as the terminal shows it: a bidi control or a line separator in a file name as ``\\uNNNN``
+    (raw, U+202E in ``x<U+202E>gnp.exe`` would show it as ``xexe.png``), a control character as ``\\xNN``.
+
+    Examples
+    --------
+    >>> _plain("x\u202egnp.exe"), _plain(float("nan")), _plain(3)
+    ('x\\\\u202egnp.exe', None, 3)
+    """
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    return _safe(value)
+    return terminal_text(_safe(value))
 
 
 def _shown(value):
