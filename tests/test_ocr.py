@@ -281,6 +281,22 @@ def test_ocr_on_a_video_of_text_does_not_claim_there_is_no_text(tmp_path):
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "no text in the image" not in text and "OCR accuracy: not measured on videos" in text
+    # report.html says the same: "\u2013" (not measured) in the card and the table, never "no text"
+    import json
+    import re
+
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="aptviz-data">(.*?)</script>', html, re.S).group(1))
+    keys = [k for k, _, _ in data["numbers"]]
+    assert "ocr_apt" in keys
+    (card,) = data["cards"]
+    numbers = card["sels"][0]["numbers"]
+    assert all(numbers[keys.index(k)] == "\u2013" for k in ("ocr_apt", "ocr_uniform", "ocr_uniform_llm"))
+    table = data["table"]
+    (row,) = table["rows"]
+    for k in ("ocr_apt", "ocr_uniform"):
+        if k in table["columns"]:
+            assert row[table["columns"].index(k)] == "\u2013", k
 
 
 def test_a_broken_or_hung_tesseract_is_one_error_before_any_work(tmp_path, monkeypatch):

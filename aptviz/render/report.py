@@ -115,6 +115,8 @@ COLUMN_LABELS = {
     **{key: label for key, label, _ in OCR_NUMBER_KEYS},
 }
 DB_COLUMNS = ("psnr_apt", "psnr_uniform", "psnr_uniform_llm")
+#: A video's columns that are never measured (no model view, no OCR): "–", not "lossless" or "no text"
+VIDEO_UNMEASURED = DB_COLUMNS + tuple(k for k, _, _ in OCR_NUMBER_KEYS)
 #: The table's first columns (the rest follow in the summary's order), so the costs and the fidelity of
 #: both baselines are in view on a 1400 px screen; ``vit_tokens`` repeats ``tokens`` and is left out.
 TABLE_FIRST = (
@@ -472,7 +474,7 @@ def card_data(folder: str, stats: dict, keys: tuple = NUMBER_KEYS, scale=None) -
         sels.append({
             "label": _selection_label(sel, several),
             "files": [link(sf.get("contact_sheet" if video and k == "overlay" else k)) for k in VIEW_KEYS],
-            "numbers": [NOT_MEASURED if video and kind == "db" and sel.get(k) is None else _card_number(sel, k)
+            "numbers": [NOT_MEASURED if video and kind in ("db", "ocr") and sel.get(k) is None else _card_number(sel, k)
                         for k, _, kind in keys],
         })  # fmt: skip
     image = stats.get("image") if isinstance(stats.get("image"), dict) else {}
@@ -554,7 +556,7 @@ def _table_data(rows: list[dict], columns: list[str], anchors: dict, output_link
                 v = output_links.get(v, _safe(v))
             if c in BASELINE_OF and v is None and row.get(BASELINE_OF[c]) is None:
                 v = ""  # no such baseline (not a lossless one)
-            values.append(NOT_MEASURED if v is None and c in DB_COLUMNS and _is_video(row) else _plain(v))
+            values.append(NOT_MEASURED if v is None and c in VIDEO_UNMEASURED and _is_video(row) else _plain(v))
         image = row.get("image")
         values.append(anchors.get(image) if isinstance(image, str) else None)
         table_rows.append(values)
