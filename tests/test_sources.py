@@ -125,6 +125,10 @@ def test_a_parquet_page_larger_than_the_memory_budget_is_refused_not_read(tmp_pa
     errors = set(table["error"].to_pylist())
     assert table.num_rows == rows and len(errors) == 1
     assert errors.pop().startswith("Parquet row group 0: its pages need ")
+    # the terminal gets one line for the row group, then one counting its other rows (it printed 20)
+    lines = [line for line in err.splitlines() if line.startswith("aptviz: error:")]
+    assert len(lines) == 2 and "Parquet row group 0: its pages need" in lines[0], err
+    assert f"{big}: {rows - 1} more row(s) failed the same way: Parquet row group 0:" in lines[1], err
     paged = tmp_path / "small_pages.parquet"
     _images_parquet(paged, rows, (limit - (10 << 20)) // rows, one_page=False)
     code, peak, err = _peak("stats", paged, "-o", tmp_path / "o2", "--max-memory", MAX_MEMORY, "-j", 1, "-q")

@@ -195,8 +195,21 @@ def summary_table(summaries):
     return table
 
 
+def shard_of(path: str) -> str:
+    """The shard of a row's ``path`` (``shard::member``), or the path itself for a file.
+
+    >>> shard_of("d/a.parquet::17"), shard_of("x.png")
+    ('d/a.parquet', 'x.png')
+    """
+    return path.rsplit("::", 1)[0]
+
+
 class StatsView:
-    """Progress bar (images, images/s) on stderr; failures printed above it, one line each."""
+    """Progress bar (images, images/s) on stderr; failures printed above it, one line each.
+
+    Rows of one shard that fail one after another for the same reason (a Parquet row group too large for
+    ``--max-memory`` fails every row of it) are one line, then one line counting the rest.
+    """
 
     def __init__(self, quiet: bool):
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -204,24 +217,43 @@ class StatsView:
         self.started = time.monotonic()
         self.progress = None
         self.task = None
+        self.last: tuple[str, str] | None = None  # (shard, error) of the last failure printed
+        self.repeats = 0  # rows since then that failed the same way, not printed yet
         if not quiet and self.err.is_terminal:
             self.progress, self.task = start_progress(self.err, None, elapsed=True)
 
+    def _console(self):
+        return self.progress.console if self.progress is not None else self.err
+
+    def _flush_repeats(self) -> None:
+        if self.repeats:
+            shard, error = self.last
+            line = f"{shard}: {self.repeats} more row(s) failed the same way: {error}"
+            self._console().print(f"aptviz: error: {terminal_text(line, ERROR_CHARS)}", markup=False)
+        self.repeats = 0
+
     def on_progress(self, p) -> None:
-        console = self.progress.console if self.progress is not None else self.err
         for path, error in p.new_failures:
-            console.print(f"aptviz: error: {terminal_text(f'{path}: {error}', ERROR_CHARS)}", markup=False)
+            key = (shard_of(str(path)), str(error))
+            if key == self.last and "::" in str(path):
+                self.repeats += 1
+                continue
+            self._flush_repeats()
+            self.last = key
+            self._console().print(f"aptviz: error: {terminal_text(f'{path}: {error}', ERROR_CHARS)}", markup=False)
         if self.progress is not None:
             rate = p.done / max(time.monotonic() - self.started, 1e-9)
             total = None if p.total is None else p.total - p.skipped
             self.progress.update(self.task, completed=p.done, total=total, rate=f"{rate:.1f} img/s")
 
     def stop(self) -> None:
+        self._flush_repeats()
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
 
     def finish(self, report) -> None:
+        self._flush_repeats()
         rate = report.images / report.seconds if report.seconds > 0 else 0.0
         line = (
             f"{report.images} image(s) in {report.seconds:.1f} s ({rate:.1f} img/s): {report.failed} failed, "
