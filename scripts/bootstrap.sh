@@ -7,6 +7,10 @@
 # bare requirement would pull a multi-GB CUDA build.
 set -euo pipefail
 
+# --no-compile: pip would byte-compile every module of every package it installs (half the install's time
+# for torch, transformers and ray); Python compiles the few modules aptviz imports on first use instead.
+PIP_INSTALL=(-m pip install -q --disable-pip-version-check --no-compile)
+
 bootstrap_venv() {
     local extras="${1:-}"
     local root venv py stamp want
@@ -19,13 +23,13 @@ bootstrap_venv() {
     fi
     if [[ ",$extras," =~ ,(test|torch|qwen), ]] && ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
         echo "aptviz: installing torch==2.13.0" >&2
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
+        "$venv/bin/python" "${PIP_INSTALL[@]}" "torch==2.13.0"
     fi
     stamp="$venv/.aptviz-installed${extras:+-$extras}"
     want="$(cksum < "$root/pyproject.toml")"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! "$venv/bin/python" -c "import aptviz" >/dev/null 2>&1; then
         echo "aptviz: installing the project${extras:+ with [$extras]} into $venv" >&2
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root${extras:+[$extras]}"
+        "$venv/bin/python" "${PIP_INSTALL[@]}" -e "$root${extras:+[$extras]}"
         echo "$want" > "$stamp"
     fi
 }
@@ -51,7 +55,7 @@ transformers_floor() {
         local -a want=("transformers==$low") more
         local round
         for round in 1 2 3 4; do
-            "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --upgrade --target "$target" \
+            "$venv/bin/python" "${PIP_INSTALL[@]}" --no-deps --upgrade --target "$target" \
                 "${want[@]}" >&2 || return 1
             # requirements of what the folder holds that neither it nor the venv meets (e.g. an older
             # huggingface-hub, then that one's own dependencies): into the folder too, until none is left
