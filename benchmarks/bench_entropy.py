@@ -16,9 +16,11 @@ median counts; the per-photo time is the median over ``--rounds`` rounds.
 Both run in one thread by default (``--threads``). On a shared machine the
 load changes between rounds: the medians absorb most of it, the load average
 is printed before and after. Prints each photo's ratio, then the median and
-worst ratio (target: median <= 1.5x), and checks the maps against the
-previous kernel (tests/entropy_previous.py) and the one-hot method of the
-research code (docs/pipeline.md §1.3) on one photo.
+worst ratio (target: median <= 1.5x), and checks the maps bit for bit against
+the milestone-4 kernel (tests/entropy_milestone4.py, timed in the same loop:
+column ``m4``) and the kernel before issue 21 (tests/entropy_previous.py:
+column ``before``), and against the one-hot method of the research code
+(docs/pipeline.md §1.3) on one photo.
 
     python benchmarks/bench_entropy.py [--rounds 7] [--inner 5] [--threads 1] [--bins 512]
 """
@@ -46,6 +48,7 @@ import aptviz  # noqa: E402
 from aptviz.compute.entropy import PAD, compute_maps, set_num_threads  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
+import entropy_milestone4  # noqa: E402
 import entropy_previous  # noqa: E402
 
 TARGET_VS_FLOOR = 1.5
@@ -161,36 +164,43 @@ def main(argv=None) -> int:
     fns = {
         "floor": lambda img: floor_baseline(img, bins),
         "kernel": lambda img: compute_maps(img, bins=bins),
+        "m4": lambda img: entropy_milestone4.compute_maps(img, bins=bins, threads=args.threads),
         "before": lambda img: entropy_previous.compute_maps(img, bins=bins, threads=args.threads),
     }
     med, fast = warm_rounds(images, fns, args.rounds, args.inner)
     print("load average after:  " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    print(f"\n{'photo':22s} {'size':>9s} {'floor':>8s} {'kernel':>8s} {'ratio':>6s} {'fastest':>8s} {'before':>7s}")
+    print(f"\n{'photo':22s} {'size':>9s} {'floor':>8s} {'kernel':>8s} {'ratio':>6s} {'fastest':>8s} "
+          f"{'m4':>6s} {'before':>7s}")  # fmt: skip
     ratios, best = {}, {}
     for photo, t in med.items():
         h, w = images[photo].shape[:2]
         ratios[photo] = t["kernel"] / t["floor"]
         best[photo] = fast[photo]["kernel"] / fast[photo]["floor"]
         print(f"{photo:22s} {w:4d}x{h:<4d} {t['floor'] * 1e3:6.2f}ms {t['kernel'] * 1e3:6.2f}ms "
-              f"{ratios[photo]:5.2f}x {best[photo]:7.2f}x {t['before'] / t['floor']:6.2f}x")  # fmt: skip
+              f"{ratios[photo]:5.2f}x {best[photo]:7.2f}x {t['m4'] / t['floor']:5.2f}x "
+              f"{t['before'] / t['floor']:6.2f}x")  # fmt: skip
     median, worst = statistics.median(ratios.values()), max(ratios.values())
     verdict = "PASS" if median <= TARGET_VS_FLOOR else "FAIL"
     print(f"\nkernel / floor (medians): median {median:.2f}x (target <= {TARGET_VS_FLOOR}x: {verdict}), "
           f"worst {worst:.2f}x ({max(ratios, key=ratios.get)})")  # fmt: skip
     print(f"kernel / floor (fastest calls): median {statistics.median(best.values()):.2f}x, "
           f"worst {max(best.values()):.2f}x ({max(best, key=best.get)})")  # fmt: skip
+    m4 = statistics.median(med[p]["m4"] / med[p]["floor"] for p in med)
     before = statistics.median(med[p]["before"] / med[p]["floor"] for p in med)
-    print(f"previous kernel / floor (medians): median {before:.2f}x")
+    speedup = statistics.median(med[p]["m4"] / med[p]["kernel"] for p in med)
+    print(f"milestone-4 kernel / floor (medians): median {m4:.2f}x; milestone-4 / kernel: median {speedup:.2f}x")
+    print(f"kernel before issue 21 / floor (medians): median {before:.2f}x")
 
     identical = all(
-        np.array_equal(entropy_previous.compute_maps(img, bins=bins)[ps].view(np.uint32), m.view(np.uint32))
+        np.array_equal(old.compute_maps(img, bins=bins)[ps].view(np.uint32), m.view(np.uint32))
         for img in images.values()
         for ps, m in compute_maps(img, bins=bins).items()
+        for old in (entropy_milestone4, entropy_previous)
     )
     one = images["astronaut"]
     a, b = aptviz.entropy_maps(one), onehot_entropy_maps(one)
     off = max(float((a[ps].double() - b[ps].double()).abs().max()) for ps in a)
-    print(f"maps bit-identical to the previous kernel on every photo: {identical}")
+    print(f"maps bit-identical to the milestone-4 and the pre-issue-21 kernels on every photo: {identical}")
     print(f"max |aptviz - one-hot| over the astronaut's cells: {off:.2e} bits")
     peak = peak_mb(lambda: aptviz.entropy_maps(images["retina"]))
     print(f"peak memory added on the retina ({images['retina'].shape[1]}x{images['retina'].shape[0]}): {peak:.1f} MB")

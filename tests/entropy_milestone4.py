@@ -338,7 +338,9 @@ def _bits(fixed: np.ndarray, n: int) -> np.ndarray:
     return (fixed.astype(np.float64) * (2.0**-FIXED_POINT_BITS / n)).astype(np.float32)
 
 
-def compute_maps(image: np.ndarray, patch_size: int = 14, num_scales: int = 3, bins: int = 512, threads: int = 1) -> dict:
+def compute_maps(
+    image: np.ndarray, patch_size: int = 14, num_scales: int = 3, bins: int = 512, threads: int = 1
+) -> dict:
     """The milestone-4 ``compute_maps`` on the CPU (NumPy arrays), ``threads`` tiles at a time."""
     img = np.asarray(image)
     height, width = int(img.shape[0]), int(img.shape[1])
