@@ -15,14 +15,16 @@ each runs ``--inner`` times back to back (after one warm-up call) and its
 median counts; the per-photo time is the median over ``--rounds`` rounds.
 Both run in one thread by default (``--threads``). On a shared machine the
 load changes between rounds: the medians absorb most of it, the load average
-is printed before and after. Prints each photo's ratio, then the median and
-worst ratio (target: median <= 1.5x), and checks the maps bit for bit against
+is printed before and after; ``--clock cpu`` times the process's CPU time
+instead of wall time, which leaves out the time spent waiting for a core
+(though not the caches shared with other work). Prints each photo's ratio,
+then the median and worst ratio (target: median <= 1.5x), and checks the maps bit for bit against
 the milestone-4 kernel (tests/entropy_milestone4.py, timed in the same loop:
 column ``m4``) and the kernel before issue 21 (tests/entropy_previous.py:
 column ``before``), and against the one-hot method of the research code
 (docs/pipeline.md §1.3) on one photo.
 
-    python benchmarks/bench_entropy.py [--rounds 7] [--inner 5] [--threads 1] [--bins 512]
+    python benchmarks/bench_entropy.py [--rounds 7] [--inner 5] [--threads 1] [--bins 512] [--clock wall|cpu]
 """
 
 
@@ -109,18 +111,21 @@ def floor_baseline(img: np.ndarray, bins=512) -> np.ndarray:
     return np.bincount((gray * np.float32(bins / 256)).astype(np.intp).ravel(), minlength=bins)
 
 
-def warm_times(fn, inner: int) -> list[float]:
-    """``inner`` back-to-back calls after one warm-up call, in seconds."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def warm_times(fn, inner: int, clock=time.perf_counter) -> list[float]:
+    """``inner`` back-to-back calls after one warm-up call, in seconds of ``clock``."""
     fn()
     times = []
     for _ in range(inner):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
-def warm_rounds(images: dict, fns: dict, rounds: int, inner: int) -> tuple[dict, dict]:
+def warm_rounds(images: dict, fns: dict, rounds: int, inner: int, clock=time.perf_counter) -> tuple[dict, dict]:
     """``({photo: {name: median s}}, {photo: {name: fastest s}})``: every function timed warm the same way.
 
     The median is over the rounds' medians; the fastest call is the least
@@ -131,7 +136,7 @@ def warm_rounds(images: dict, fns: dict, rounds: int, inner: int) -> tuple[dict,
     for _ in range(rounds):
         for photo, img in images.items():
             for name, fn in fns.items():
-                got = warm_times(lambda: fn(img), inner)
+                got = warm_times(lambda: fn(img), inner, clock)
                 times[photo][name].append(statistics.median(got))
                 fastest[photo][name] = min(fastest[photo][name], *got)
     medians = {photo: {name: statistics.median(v) for name, v in per.items()} for photo, per in times.items()}
@@ -153,13 +158,16 @@ def main(argv=None) -> int:
     ap.add_argument("--inner", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bins", type=int, default=512)
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall time, or the process's CPU time (steadier on a shared machine: time spent waiting for "
+                         "a core is left out; all threads' time counts)")  # fmt: skip
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     set_num_threads(args.threads)
     bins = args.bins
     images = photos()
     print(f"{len(images)} photos, {args.threads} thread(s), {bins} bins, "
-          f"{args.rounds} rounds x {args.inner} warm calls")  # fmt: skip
+          f"{args.rounds} rounds x {args.inner} warm calls, {args.clock} clock")  # fmt: skip
     print("load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
     fns = {
         "floor": lambda img: floor_baseline(img, bins),
@@ -167,7 +175,7 @@ def main(argv=None) -> int:
         "m4": lambda img: entropy_milestone4.compute_maps(img, bins=bins, threads=args.threads),
         "before": lambda img: entropy_previous.compute_maps(img, bins=bins, threads=args.threads),
     }
-    med, fast = warm_rounds(images, fns, args.rounds, args.inner)
+    med, fast = warm_rounds(images, fns, args.rounds, args.inner, CLOCKS[args.clock])
     print("load average after:  " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\n{'photo':22s} {'size':>9s} {'floor':>8s} {'kernel':>8s} {'ratio':>6s} {'fastest':>8s} "
           f"{'m4':>6s} {'before':>7s}")  # fmt: skip
