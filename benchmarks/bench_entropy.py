@@ -8,7 +8,10 @@ scale's per-cell entropy map) against the floor, grayscale plus one
 ``numpy.bincount`` over the pixels -- the least any entropy computation must
 do. The kernel does more than the floor by nature (a histogram per cell at
 three scales and an entropy per cell), so the ratio says how close to that
-lower bound it runs, not how it compares to other code.
+lower bound it runs, not how it compares to other code. The kernel splits
+the channels into contiguous planes before the gray products (same bits,
+faster); so that the ratio does not flatter it, the same floor with the split
+is timed too and its ratio printed below the main one.
 
 Floor and kernel are timed the same way, warm: in each round, for each photo,
 each runs ``--inner`` times back to back (after one warm-up call) and its
@@ -114,6 +117,17 @@ def floor_baseline(img: np.ndarray, bins=512) -> np.ndarray:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+def floor_split_baseline(img: np.ndarray, bins=512) -> np.ndarray:
+    """The floor with the channels split into contiguous planes first, as the kernel does (same gray bits, faster)."""
+    import cv2
+
+    red, green, blue = cv2.split(img)
+    gray = red * np.float32(0.2989)
+    gray += green * np.float32(0.5870)
+    gray += blue * np.float32(0.1140)
+    return np.bincount((gray * np.float32(bins / 256)).astype(np.intp).ravel(), minlength=bins)
+
+
 def warm_times(fn, inner: int, clock=time.perf_counter) -> list[float]:
     """``inner`` back-to-back calls after one warm-up call, in seconds of ``clock``."""
     fn()
@@ -171,6 +185,7 @@ def main(argv=None) -> int:
     print("load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)")
     fns = {
         "floor": lambda img: floor_baseline(img, bins),
+        "floor_split": lambda img: floor_split_baseline(img, bins),
         "kernel": lambda img: compute_maps(img, bins=bins),
         "m4": lambda img: entropy_milestone4.compute_maps(img, bins=bins, threads=args.threads),
         "before": lambda img: entropy_previous.compute_maps(img, bins=bins, threads=args.threads),
@@ -193,6 +208,10 @@ def main(argv=None) -> int:
           f"worst {worst:.2f}x ({max(ratios, key=ratios.get)})")  # fmt: skip
     print(f"kernel / floor (fastest calls): median {statistics.median(best.values()):.2f}x, "
           f"worst {max(best.values()):.2f}x ({max(best, key=best.get)})")  # fmt: skip
+    split = {p: med[p]["kernel"] / med[p]["floor_split"] for p in med}
+    floors = statistics.median(med[p]["floor_split"] / med[p]["floor"] for p in med)
+    print(f"kernel / floor with the channels split first (that floor: {floors:.2f}x the floor's time): median "
+          f"{statistics.median(split.values()):.2f}x, worst {max(split.values()):.2f}x ({max(split, key=split.get)})")
     m4 = statistics.median(med[p]["m4"] / med[p]["floor"] for p in med)
     before = statistics.median(med[p]["before"] / med[p]["floor"] for p in med)
     speedup = statistics.median(med[p]["m4"] / med[p]["kernel"] for p in med)
