@@ -25,7 +25,11 @@ then the median and worst ratio (target: median <= 1.5x), and checks the maps bi
 the milestone-4 kernel (tests/entropy_milestone4.py, timed in the same loop:
 column ``m4``) and the kernel before issue 21 (tests/entropy_previous.py:
 column ``before``), and against the one-hot method of the research code
-(docs/pipeline.md §1.3) on one photo.
+(docs/pipeline.md §1.3) on one photo. Last, the minor page faults per warm
+call, in this process and with the floor, the kernel and the milestone-4
+kernel each alone in a fresh process (the state of the C allocator, which the
+functions timed before shape, decides whether large temporaries cost a page
+fault per 4 kB on every call; a command-line run is a fresh process).
 
     python benchmarks/bench_entropy.py [--rounds 7] [--inner 5] [--threads 1] [--bins 512] [--clock wall|cpu]
 """
@@ -157,6 +161,66 @@ def warm_rounds(images: dict, fns: dict, rounds: int, inner: int, clock=time.per
     return medians, fastest
 
 
+def faults_per_call(fn, calls: int = 10) -> float:
+    """Minor page faults per warm call (Linux; NaN elsewhere)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return float("nan")
+    fn()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
+FRESH = """
+import resource, sys, time
+import numpy as np
+sys.path[:0] = [{root!r}, {tests!r}]
+from PIL import Image
+import entropy_milestone4
+from aptviz.compute.entropy import compute_maps, set_num_threads
+set_num_threads(1)
+img = np.asarray(Image.open({path!r}).convert("RGB"))
+def floor():
+    gray = img[..., 0] * np.float32(0.2989)
+    gray += img[..., 1] * np.float32(0.5870)
+    gray += img[..., 2] * np.float32(0.1140)
+    return np.bincount((gray * np.float32(2)).astype(np.intp).ravel(), minlength=512)
+fns = {{"kernel": lambda: compute_maps(img), "m4": lambda: entropy_milestone4.compute_maps(img), "floor": floor}}
+fn = fns[{name!r}]
+for _ in range(3):
+    fn()
+f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+for _ in range(20):
+    fn()
+f1, t1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+print(f"  {{{name!r}:7s}} {{(t1 - t0) / 20 * 1e3:6.2f}} ms CPU, {{(f1 - f0) / 20:6.0f}} page faults a call")
+"""
+
+
+def fresh_process_report(img: np.ndarray) -> str:
+    """Kernel, milestone-4 kernel and floor, each alone in a fresh process (no torch, nothing run before), one photo.
+
+    The C allocator's state depends on what ran before: in a fresh process
+    (as in a command-line run) large temporaries freed tile after tile can
+    cost a page fault per 4 kB each time they are taken again.
+    """
+    import subprocess
+    import tempfile
+
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "photo.png")
+        Image.fromarray(img).save(path)
+        for name in ("floor", "kernel", "m4"):
+            code = FRESH.format(root=str(ROOT), tests=str(ROOT / "tests"), path=path, name=name)
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+            lines.append(done.stdout.rstrip() or done.stderr.strip()[-300:])
+    return "\n".join(lines)
+
+
 def peak_mb(fn) -> float:
     tracemalloc.start()
     tracemalloc.reset_peak()
@@ -229,6 +293,14 @@ def main(argv=None) -> int:
     off = max(float((a[ps].double() - b[ps].double()).abs().max()) for ps in a)
     print(f"maps bit-identical to the milestone-4 and the pre-issue-21 kernels on every photo: {identical}")
     print(f"max |aptviz - one-hot| over the astronaut's cells: {off:.2e} bits")
+    faults = {
+        name: statistics.median(faults_per_call(lambda: f(img)) for img in images.values()) for name, f in fns.items()
+    }
+    print("minor page faults per warm call in this process (median over the photos): "
+          + ", ".join(f"{name} {n:.0f}" for name, n in faults.items()))  # fmt: skip
+    size = f"{images['astronaut'].shape[1]}x{images['astronaut'].shape[0]}"
+    print(f"astronaut ({size}), each alone in a fresh process, 20 warm calls:")
+    print(fresh_process_report(images["astronaut"]))
     peak = peak_mb(lambda: aptviz.entropy_maps(images["retina"]))
     print(f"peak memory added on the retina ({images['retina'].shape[1]}x{images['retina'].shape[0]}): {peak:.1f} MB")
     return 0 if identical and off < 1e-4 else 1

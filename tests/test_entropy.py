@@ -1,4 +1,8 @@
 import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -382,3 +386,29 @@ def test_sum4_of_narrow_counts_equals_the_int64_sums(n, cells, bins, seed):
     got = _sum4(narrow, 4 * finer)
     assert np.array_equal(got, counts.reshape(cells, 4, bins).sum(axis=1))
     assert got.dtype == (np.uint16 if 4 * finer < 65536 else np.int64)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts page faults with getrusage (Linux)")
+def test_kernel_takes_no_fresh_memory_call_after_call_in_a_fresh_process(sample_paths):
+    """In a fresh process (a command-line run) a warm call must not fault its temporaries in again.
+
+    Buffers of ~2 MB allocated and freed tile after tile made the C allocator
+    return them to the system and fault them back in: ~3,000 page faults a
+    call on this photo, 5-10x the kernel's time (the milestone-4 kernel: ~1,600).
+    """
+    code = f"""
+import resource, numpy as np
+from PIL import Image
+from aptviz.compute.entropy import compute_maps, set_num_threads
+set_num_threads(1)
+img = np.asarray(Image.open({str(sample_paths[0])!r}).convert("RGB").resize((504, 504)))
+for _ in range(3):
+    compute_maps(img)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    compute_maps(img)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(aptviz.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert float(done.stdout) < 50, done.stdout
