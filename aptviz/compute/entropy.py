@@ -325,8 +325,9 @@ def _dense_tile_sums(img: np.ndarray, scales: list[int], bins: int) -> list[np.n
     below 256 pixels (:func:`_narrow_counts`; their table lookups and sums are
     OpenCV's, :func:`_small_count_sums`), uint16 below 65536 (:func:`_sum4`),
     int64 beyond. Every step is exact integer arithmetic, so the sums are those
-    of plain int64 histograms, bit for bit, in about 10% less time than int64
-    histograms throughout (less memory to read and write per entry).
+    of plain int64 histograms, bit for bit, with less memory to read and write
+    per entry; with the contiguous channels of :func:`_channels`, a tile takes
+    about 20% less time than with int64 histograms and interleaved channels.
 
     The bin needs no clamp here: the gray value is below 255 (the weights sum
     to less than 1), so ``gray * bins / 256`` is below ``bins - 1`` already.
@@ -443,9 +444,8 @@ def _small_count_sums(counts: np.ndarray, n: int) -> np.ndarray:
     sums = []
     for i in range(0, counts.shape[0], step):
         chunk = counts[i : i + step]
-        out = terms[: chunk.size].reshape(chunk.shape)
-        cv2.LUT(chunk, table, dst=out)
-        sums.append(cv2.reduce(out, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F))
+        looked_up = cv2.LUT(chunk, table, dst=terms[: chunk.size].reshape(chunk.shape))
+        sums.append(cv2.reduce(looked_up, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F))
     return (sums[0] if len(sums) == 1 else np.concatenate(sums)).astype(np.int64).ravel()
 
 
