@@ -1,9 +1,13 @@
 import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -287,3 +291,124 @@ def test_new_kernel_is_bit_identical_on_exact_bin_boundaries():
 )
 def test_new_kernel_is_bit_identical_for_any_options(h, w, ps, scales, bins, seed):
     _assert_same_bits(textured(h, w, seed=seed), ps, scales, bins)
+
+
+# --- issue 24 item 8: narrow counts and OpenCV lookups, bit-identical to the milestone-4 kernel ---
+
+
+def _assert_same_bits_as_milestone4(img, ps, scales, bins, threads=1):
+    import entropy_milestone4 as milestone4
+
+    before = milestone4.compute_maps(img, ps, scales, bins, threads=threads)
+    try:
+        set_num_threads(threads)
+        after = compute_maps(img, ps, scales, bins)
+    finally:
+        set_num_threads(None)
+    assert sorted(after) == sorted(before)
+    for s in before:
+        assert after[s].dtype == np.float32 and after[s].shape == before[s].shape
+        assert np.array_equal(after[s].view(np.uint32), before[s].view(np.uint32)), (ps, scales, bins, s)
+
+
+@pytest.mark.parametrize("bins", [512, 100, 64, 1000, 2])
+def test_kernel_is_bit_identical_to_milestone4_on_photos(bins):
+    """The three sample photos (Qwen view, several tiles, 2 threads), at uint8 counts (14, 15 px) and int64 (16 px)."""
+    for name in ("astronaut", "coffee", "chelsea"):
+        _assert_same_bits_as_milestone4(_photo(name), 14, 3, bins, threads=2)
+    coffee = _photo("coffee")
+    _assert_same_bits_as_milestone4(coffee[5:, 3:], 15, 3, bins)  # 225-pixel cells: the largest uint8 counts
+    _assert_same_bits_as_milestone4(coffee[:301, :457], 16, 2, bins)  # 256-pixel cells: int64 counts
+
+
+def test_full_cells_at_the_edges_of_every_count_type():
+    """A single bin holds all ``n`` pixels of a cell: the top of uint8 (225), uint16 (57,600) and beyond (int64)."""
+    img = np.zeros((480, 480, 3), np.uint8)
+    img[:, 240:] = 255  # every cell of 15..240 px is one colour; the 480 px cell is half and half
+    img[:15, :15] = 128  # one 15 px cell of another colour inside the first coarse cells
+    _assert_same_bits_as_milestone4(img, 15, 6, 512)  # scales 15..480 px: n = 225 (uint8) .. 230,400 (int64)
+    maps = compute_maps(img, 15, 6, 512)
+    p = np.array([480 * 240 - 225, 225, 480 * 240]) / 480**2
+    assert (maps[15] == 0).all() and float(maps[480][0, 0]) == pytest.approx(-(p * np.log2(p)).sum(), abs=1e-6)
+
+
+@settings(deadline=None)
+@given(
+    h=st.integers(1, 200),
+    w=st.integers(1, 200),
+    ps=st.integers(1, 20),
+    scales=st.integers(1, 5),
+    bins=st.one_of(st.sampled_from([512, 256, 100, 64, 1]), st.integers(1, 5000)),
+    seed=st.integers(0, 2**16),
+)
+def test_kernel_is_bit_identical_to_milestone4_for_any_options(h, w, ps, scales, bins, seed):
+    _assert_same_bits_as_milestone4(textured(h, w, seed=seed), ps, scales, bins)
+
+
+@given(
+    n=st.integers(1, 255),
+    cells=st.integers(1, 40),
+    bins=st.integers(1, 700),
+    chunk=st.sampled_from([2, 700, 1 << 18]),
+    seed=st.integers(0, 2**16),
+)
+def test_small_count_sums_equal_the_int64_sums(n, cells, bins, chunk, seed):
+    """OpenCV's float64 lookups and row sums give the int64 sums exactly, in chunks of rows or in one."""
+    import aptviz.compute.entropy as entropy_module
+
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, rng.dirichlet(np.full(bins, 0.3)), size=cells).astype(np.uint8)
+    counts[0] = 0
+    counts[0, 0] = n  # a full cell: T[n] = 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(entropy_module, "LUT_CHUNK", chunk)
+        got = entropy_module._small_count_sums(counts, n)
+    expected = entropy_module._entropy_table(n)[counts.astype(np.intp)].sum(axis=-1)
+    assert got.dtype == np.int64 and np.array_equal(got, expected)
+
+
+@given(
+    n=st.one_of(st.integers(4, 1200), st.integers(60000, 300000)),
+    cells=st.integers(1, 12),
+    bins=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+)
+def test_sum4_of_narrow_counts_equals_the_int64_sums(n, cells, bins, seed):
+    """2x2 sums in uint16 (narrow counts, n < 65536) or int64, with cells that hold all ``n`` pixels in one bin."""
+    from aptviz.compute.entropy import _narrow_counts, _sum4
+
+    rng = np.random.default_rng(seed)
+    finer = n // 4
+    counts = rng.multinomial(finer, rng.dirichlet(np.full(bins, 0.5)), size=4 * cells)
+    counts[:4] = 0
+    counts[:4, -1] = finer  # one bin holds every pixel of the coarser cell
+    narrow = _narrow_counts(counts, finer) if finer < 256 else counts.astype(np.uint16 if finer < 65536 else np.int64)
+    got = _sum4(narrow, 4 * finer)
+    assert np.array_equal(got, counts.reshape(cells, 4, bins).sum(axis=1))
+    assert got.dtype == (np.uint16 if 4 * finer < 65536 else np.int64)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts page faults with getrusage (Linux)")
+def test_kernel_takes_no_fresh_memory_call_after_call_in_a_fresh_process(sample_paths):
+    """In a fresh process (a command-line run) a warm call must not fault its temporaries in again.
+
+    Buffers of ~2 MB allocated and freed tile after tile made the C allocator
+    return them to the system and fault them back in: ~3,000 page faults a
+    call on this photo, 5-10x the kernel's time (the milestone-4 kernel: ~1,600).
+    """
+    code = f"""
+import resource, numpy as np
+from PIL import Image
+from aptviz.compute.entropy import compute_maps, set_num_threads
+set_num_threads(1)
+img = np.asarray(Image.open({str(sample_paths[0])!r}).convert("RGB").resize((504, 504)))
+for _ in range(3):
+    compute_maps(img)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    compute_maps(img)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(aptviz.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert float(done.stdout) < 50, done.stdout
