@@ -109,6 +109,23 @@ def test_model_view_property(rows, cols, seed, alpha):
         assert u.vit_tokens <= sel.tokens
 
 
+@given(st.integers(1, 7), st.integers(1, 7), st.integers(0, 10**6), st.floats(0.0, 1.0), st.integers(2, 4))
+def test_model_view_of_any_kept_patches_matches_the_spec(rows, cols, seed, density, scales):
+    """Any masks (not only a selection's partition), random pixels, 2-4 scales: only the kept patches are
+    averaged (model_view's fast path), the same pixels as SPEC §8's patch by patch."""
+    rng = np.random.default_rng(seed)
+    h, w = rows * 28, cols * 28
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    masks = {}
+    for k in range(scales):
+        ps = 14 << k
+        grid = rng.random((-(-h // ps), -(-w // ps))) < density / (k + 1)
+        grid[h // ps :] = False  # only patches inside the image are ever kept
+        grid[:, w // ps :] = False
+        masks[ps] = grid
+    assert np.array_equal(model_view(img, masks), reference_model_view(img, masks))
+
+
 # ---- SPEC §17: the baseline at equal LLM tokens, and the sweep of sizes ----
 
 
