@@ -118,8 +118,6 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
     >>> float(err[28][0, 0]) == 3 * (75**2 + 3 * 25**2)
     True
     """
-    import cv2
-
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
     out: dict[int, np.ndarray] = {}
@@ -129,14 +127,42 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
         ratio = ps // patch_size
         r_in, c_in = h // ps, w // ps
         for r0, r1 in _bands(r_in, ps, c_in) if ratio > 1 and c_in else ():
-            band = image[r0 * ps : r1 * ps, : c_in * ps]
-            sums = _block_sums(_integral(band), ratio, (r1 - r0) * ps // ratio, c_in * ps // ratio)
-            means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)
-            diff = cv2.subtract(band, _repeat(means, ratio), dtype=cv2.CV_32F)  # exact
-            sq = _channel_sum(np.square(diff, out=diff))  # at most 3 * 255**2 a pixel: exact in float32
-            err[r0:r1, :c_in] = _block_sums(_integral(sq), ps, r1 - r0, c_in)
+            err[r0:r1, :c_in] = _band_errors(image[r0 * ps : r1 * ps, : c_in * ps], ps, ratio)
         out[ps] = err
     return out
+
+
+def _pool2(a: np.ndarray) -> np.ndarray:
+    """Sums of the 2 x 2 blocks of an array of even height and width (any trailing axes)."""
+    h, w = a.shape[:2]
+    a = a.reshape(h // 2, 2, w, -1)
+    a = a[:, 0] + a[:, 1]
+    a = a.reshape(h // 2, w // 2, 2, -1)
+    return (a[:, :, 0] + a[:, :, 1]).reshape(h // 2, w // 2, *a.shape[3:])
+
+
+def _band_errors(band: np.ndarray, ps: int, ratio: int) -> np.ndarray:
+    """:func:`cell_errors` of whole ``ps`` px cells (``band``: their pixels, uint8 RGB) from block sums.
+
+    Over a ``ratio x ratio`` block of one channel with sum ``S1``, sum of squares
+    ``S2`` and mean ``m = rint(S1 / ratio**2)``, the squared error of the
+    repeated mean is ``S2 - m (2 S1 - ratio**2 m)``: integers throughout, exact
+    in float64, so every cell's error is the same number as summing
+    ``(view - resized)**2`` pixel by pixel, at a fraction of the passes.
+    """
+    import cv2
+
+    squares = _channel_sum(cv2.multiply(band, band, dtype=cv2.CV_32F))  # at most 3 * 255**2: exact
+    s1, s2 = band.astype(np.uint16 if ratio <= 16 else np.uint32), squares.astype(np.float64)
+    for _ in range(ratio.bit_length() - 1):  # scales double: ratio is a power of two
+        s1, s2 = _pool2(s1), _pool2(s2)
+    m = np.rint(s1 / float(ratio * ratio))
+    t = 2.0 * s1
+    t -= float(ratio * ratio) * m
+    t *= m  # m (2 S1 - ratio**2 m), per channel
+    dev = s2.reshape(s2.shape[:2]) - t[..., 0] - t[..., 1] - t[..., 2]
+    p = ps // ratio
+    return dev.reshape(band.shape[0] // ps, p, band.shape[1] // ps, p).sum(axis=(1, 3))
 
 
 def _cell_colours(resized: np.ndarray, scales: list[int], grids: dict) -> dict[int, np.ndarray]:
