@@ -66,27 +66,6 @@ def _b64(arr: np.ndarray, dtype: str) -> str:
     )
 
 
-def _block_sums(integral: np.ndarray, side: int, rows: int, cols: int) -> np.ndarray:
-    """Sums of ``side x side`` blocks (per channel) from an integral image, for the first ``rows x cols`` blocks."""
-    y = integral[: rows * side + 1 : side, : cols * side + 1 : side]
-    return y[1:, 1:] - y[:-1, 1:] - y[1:, :-1] + y[:-1, :-1]
-
-
-def _integral(image: np.ndarray) -> np.ndarray:
-    """The integral image in float64 (exact: every sum is an integer below 2**53)."""
-    import cv2
-
-    return cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_64F)
-
-
-def _repeat(image: np.ndarray, ratio: int) -> np.ndarray:
-    """Every pixel repeated ``ratio x ratio`` times (nearest neighbour at a whole, power-of-two factor: exact)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    return cv2.resize(image, (w * ratio, h * ratio), interpolation=cv2.INTER_NEAREST)
-
-
 def _channel_sum(image: np.ndarray) -> np.ndarray:
     """The sum of the three channels of a float32 image (one pass, OpenCV)."""
     import cv2
@@ -118,67 +97,71 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
     >>> float(err[28][0, 0]) == 3 * (75**2 + 3 * 25**2)
     True
     """
+    return _cell_stats(resized, patch_size, scales, grids)[0]
+
+
+def _cell_stats(resized: np.ndarray, patch_size: int, scales: list[int], grids: dict) -> tuple[dict, dict]:
+    """:func:`cell_errors` and the average colour (uint8 RGB, rounded half to even) of every cell inside the
+    image per scale above the finest, from one set of block sums per band of cell rows."""
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
-    out: dict[int, np.ndarray] = {}
-    for ps in scales:
+    errors: dict[int, np.ndarray] = {}
+    colours: dict[int, np.ndarray] = {}
+    for i, ps in enumerate(scales):
         rows, cols = grids[ps]
-        err = np.zeros((rows, cols), np.float64)
+        errors[ps] = np.zeros((rows, cols), np.float64)
+        if i:
+            colours[ps] = np.zeros((rows, cols, 3), np.uint8)
         ratio = ps // patch_size
         r_in, c_in = h // ps, w // ps
-        for r0, r1 in _bands(r_in, ps, c_in) if ratio > 1 and c_in else ():
-            err[r0:r1, :c_in] = _band_errors(image[r0 * ps : r1 * ps, : c_in * ps], ps, ratio)
-        out[ps] = err
-    return out
+        for r0, r1 in _bands(r_in, ps, c_in) if c_in and (i or ratio > 1) else ():
+            err, sums = _band_stats(image[r0 * ps : r1 * ps, : c_in * ps], ps, max(1, ratio))
+            if ratio > 1:
+                errors[ps][r0:r1, :c_in] = err
+            if i:
+                colours[ps][r0:r1, :c_in] = np.rint(sums / float(ps * ps)).astype(np.uint8)
+    return errors, colours
 
 
-def _pool2(a: np.ndarray) -> np.ndarray:
-    """Sums of the 2 x 2 blocks of an array of even height and width (any trailing axes)."""
+def _block_sums_of(a: np.ndarray, r: int) -> np.ndarray:
+    """Sums of the ``r x r`` blocks of an array whose height and width are multiples of ``r`` (any trailing axes):
+    2 x 2 at a time when ``r`` is a power of two (scales double), else in one reduction."""
     h, w = a.shape[:2]
-    a = a.reshape(h // 2, 2, w, -1)
-    a = a[:, 0] + a[:, 1]
-    a = a.reshape(h // 2, w // 2, 2, -1)
-    return (a[:, :, 0] + a[:, :, 1]).reshape(h // 2, w // 2, *a.shape[3:])
+    if r & (r - 1):
+        return a.reshape(h // r, r, w // r, r, *a.shape[2:]).sum(axis=(1, 3), dtype=a.dtype)
+    for _ in range(r.bit_length() - 1):
+        a = a.reshape(h // 2, 2, w, -1)
+        a = a[:, 0] + a[:, 1]
+        a = a.reshape(h // 2, w // 2, 2, -1)
+        h, w = h // 2, w // 2
+        a = (a[:, :, 0] + a[:, :, 1]).reshape(h, w, *a.shape[3:])
+    return a
 
 
-def _band_errors(band: np.ndarray, ps: int, ratio: int) -> np.ndarray:
-    """:func:`cell_errors` of whole ``ps`` px cells (``band``: their pixels, uint8 RGB) from block sums.
+def _band_stats(band: np.ndarray, ps: int, ratio: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model-view error and channel sums of whole ``ps`` px cells (``band``: their pixels, uint8 RGB).
 
     Over a ``ratio x ratio`` block of one channel with sum ``S1``, sum of squares
     ``S2`` and mean ``m = rint(S1 / ratio**2)``, the squared error of the
     repeated mean is ``S2 - m (2 S1 - ratio**2 m)``: integers throughout, exact
     in float64, so every cell's error is the same number as summing
-    ``(view - resized)**2`` pixel by pixel, at a fraction of the passes.
+    ``(view - resized)**2`` pixel by pixel, at a fraction of the passes. The
+    cells' channel sums (float64, exact) add up the blocks' ``S1``.
     """
     import cv2
 
     squares = _channel_sum(cv2.multiply(band, band, dtype=cv2.CV_32F))  # at most 3 * 255**2: exact
-    s1, s2 = band.astype(np.uint16 if ratio <= 16 else np.uint32), squares.astype(np.float64)
-    for _ in range(ratio.bit_length() - 1):  # scales double: ratio is a power of two
-        s1, s2 = _pool2(s1), _pool2(s2)
+    s1 = _block_sums_of(band.astype(np.uint16 if ratio <= 16 else np.uint32), ratio)
+    s2 = _block_sums_of(squares.astype(np.float64), ratio)
     m = np.rint(s1 / float(ratio * ratio))
     t = 2.0 * s1
     t -= float(ratio * ratio) * m
     t *= m  # m (2 S1 - ratio**2 m), per channel
     dev = s2.reshape(s2.shape[:2]) - t[..., 0] - t[..., 1] - t[..., 2]
-    p = ps // ratio
-    return dev.reshape(band.shape[0] // ps, p, band.shape[1] // ps, p).sum(axis=(1, 3))
-
-
-def _cell_colours(resized: np.ndarray, scales: list[int], grids: dict) -> dict[int, np.ndarray]:
-    """Average colour (uint8 RGB, rounded) of every cell inside the image, per scale above the finest."""
-    image = np.asarray(resized, dtype=np.uint8)
-    h, w = image.shape[:2]
-    out = {}
-    for ps in scales[1:]:
-        rows, cols = grids[ps]
-        col = np.zeros((rows, cols, 3), np.uint8)
-        r_in, c_in = h // ps, w // ps
-        for r0, r1 in _bands(r_in, ps, c_in) if c_in else ():
-            sums = _block_sums(_integral(image[r0 * ps : r1 * ps, : c_in * ps]), ps, r1 - r0, c_in)
-            col[r0:r1, :c_in] = np.rint(sums / float(ps * ps)).astype(np.uint8)
-        out[ps] = col
-    return out
+    p, rows, cols = ps // ratio, band.shape[0] // ps, band.shape[1] // ps
+    err = dev.reshape(rows, p, cols * p).sum(axis=1).reshape(rows, cols, p).sum(axis=2)
+    sums = s1.reshape(rows, p, cols * p * 3).sum(axis=1, dtype=np.float64).reshape(rows, cols, p, 3).sum(axis=2)
+    return err, sums
 
 
 def uniform_sizes(original_hw: tuple[int, int], lo: int, hi: int, patch_size: int, merge_size: int,
@@ -392,8 +375,7 @@ def explorer_data(
     means = v2_means(maps)  # the very float64 v2 multiplies by alpha
     budget = _budget(maps, measure.spec.finest_is_zero)
     n = grids[scales[0]][0] * grids[scales[0]][1]
-    errors = cell_errors(resized, params.patch_size, scales, grids)
-    colours = _cell_colours(resized, scales, grids)
+    errors, colours = _cell_stats(resized, params.patch_size, scales, grids)
     return {
         "name": name,
         "size": [int(resized.shape[1]), int(resized.shape[0])],
