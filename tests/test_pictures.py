@@ -22,3 +22,25 @@ def test_expand_repeats_every_cell_and_crops(rows, cols, ps, kind, seed, dh, dw)
     expected = np.repeat(np.repeat(cells, ps, axis=0), ps, axis=1)[:height, :width]
     assert out.dtype == cells.dtype and out.shape == expected.shape and np.array_equal(out, expected)
     assert out.flags.writeable and not np.shares_memory(out, cells)
+
+
+@given(st.integers(1, 60), st.integers(1, 60), st.sampled_from([1, 2, 14, 28]), st.integers(0, 10**6),
+       st.sampled_from([0.0, 0.3, 0.55, 1.0]), st.booleans())  # fmt: skip
+def test_blend_heatmap_is_the_rounded_mix_of_photo_and_colour(h, w, ps, seed, opacity, flat):
+    """Every pixel: (photo * (256 - a) + colour * a + 128) >> 8 with a = opacity * 256, the colour of the cell's
+    value on the colormap (vmin..vmax, a flat range gives its first colour); PAD cells keep the photo."""
+    from aptviz.compute.entropy import PAD
+    from aptviz.render.pictures import blend_heatmap, colormap_lut
+
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    ent = rng.random((-(-h // ps), -(-w // ps))) * 4
+    ent[rng.random(ent.shape) < 0.2] = PAD
+    vmin, vmax = (1.0, 1.0) if flat else (0.5, 3.5)
+    a = round(opacity * 256)
+    cells = np.repeat(np.repeat(ent, ps, axis=0), ps, axis=1)[:h, :w]
+    level = np.zeros(cells.shape) if flat else (np.clip(cells, vmin, vmax) - vmin) / (vmax - vmin)
+    colour = colormap_lut("inferno")[np.rint(level * 255).astype(int)].astype(np.int64)
+    mixed = (img.astype(np.int64) * (256 - a) + colour * a + 128) >> 8
+    expected = np.where((cells == PAD)[..., None], img, mixed).astype(np.uint8)
+    assert np.array_equal(blend_heatmap(img, ent, ps, vmin, vmax, opacity), expected)

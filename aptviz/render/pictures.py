@@ -76,6 +76,8 @@ def _expand(cells: np.ndarray, ps: int, height: int, width: int) -> np.ndarray:
     >>> _expand(np.array([[1, 2], [3, 4]]), 2, 3, 3).tolist()
     [[1, 1, 2], [1, 1, 2], [3, 3, 4]]
     """
+    if ps == 1:
+        return np.array(cells[:height, :width])
     rows, cols = min(len(cells), -(-height // ps)), -(-width // ps)
     wide = np.repeat(cells[:rows, :cols], ps, axis=1)[:, :width]
     tall = np.empty((rows, ps, *wide.shape[1:]), wide.dtype)
@@ -643,16 +645,21 @@ def blend_heatmap(image: np.ndarray, entropy, patch_size: int, vmin: float, vmax
     span = vmax - vmin
     scaled = (np.where(pad, vmin, ent) - vmin) / span if span > 0 else np.zeros_like(ent)
     idx = np.clip(np.rint(scaled * 255), 0, 255).astype(np.intp)
-    lut = colormap_lut(cmap)
     w = int(round(opacity * 256))
+    # (photo * (256 - w) + colour * w + 128) >> 8 in uint16 (at most 255 * 256 + 128): the colour's part per LUT entry
+    tint = colormap_lut(cmap).astype(np.uint16) * w + 128
     out = np.empty_like(image)
     band = max(patch_size, (1 << 20) // max(1, width * 3) // patch_size * patch_size)
     for y in range(0, height, band):  # a band of cell rows at a time: bounded memory on huge images
         cells = slice(y // patch_size, (y + band) // patch_size + 1)
         h = min(band, height - y)
-        colors = _expand(lut[idx[cells]], patch_size, h, width).astype(np.uint16)
-        keep = _expand(pad[cells], patch_size, h, width)[..., None]
-        photo = image[y : y + h].astype(np.uint16)
-        mixed = ((photo * (256 - w) + colors * w + 128) >> 8).astype(np.uint8)
-        out[y : y + h] = np.where(keep, image[y : y + h], mixed)
+        mixed = image[y : y + h].astype(np.uint16)
+        mixed *= 256 - w
+        mixed += _expand(np.take(tint, idx[cells], axis=0), patch_size, h, width)
+        mixed >>= 8
+        part = out[y : y + h]
+        part[...] = mixed
+        if pad[cells].any():  # PAD cells keep the photo
+            keep = _expand(np.repeat(pad[cells][..., None], 3, axis=2), patch_size, h, width)
+            np.copyto(part, image[y : y + h], where=keep)
     return out
