@@ -44,3 +44,22 @@ def test_blend_heatmap_is_the_rounded_mix_of_photo_and_colour(h, w, ps, seed, op
     mixed = (img.astype(np.int64) * (256 - a) + colour * a + 128) >> 8
     expected = np.where((cells == PAD)[..., None], img, mixed).astype(np.uint8)
     assert np.array_equal(blend_heatmap(img, ent, ps, vmin, vmax, opacity), expected)
+
+
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 10**6), st.integers(1, 4))
+def test_overlay_is_the_photo_with_green_boundaries(rows, cols, seed, line_width):
+    """draw_overlay: exactly the boundary pixels are (0, 255, 0), every other pixel is the photo's; the input is
+    left as it was."""
+    from aptviz.render.pictures import boundary_mask, draw_overlay
+
+    rng = np.random.default_rng(seed)
+    h, w = rows * 28, cols * 28
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    masks = {14: rng.random((2 * rows, 2 * cols)) < 0.5, 28: np.zeros((rows, cols), bool)}
+    masks[28][~masks[14].reshape(rows, 2, cols, 2).any(axis=(1, 3))] = True  # a partition: 28 where no 14 is kept
+    masks[14] = masks[14] | np.repeat(np.repeat(~masks[28], 2, 0), 2, 1)
+    before = img.copy()
+    out = draw_overlay(img, masks, line_width)
+    edge = boundary_mask(masks, h, w, line_width)
+    assert np.array_equal(img, before) and out.dtype == np.uint8 and out.shape == img.shape
+    assert (out[edge] == (0, 255, 0)).all() and np.array_equal(out[~edge], img[~edge])

@@ -424,6 +424,17 @@ def scale_of_pixels(masks: dict, height: int, width: int) -> np.ndarray:
     return _expand(index, finest, height, width)
 
 
+def _paint(out: np.ndarray, where: np.ndarray, color) -> np.ndarray:
+    """``out[where] = color`` for a contiguous ``(H, W, 3)`` uint8 picture: one masked copy (OpenCV), ten
+    times faster than NumPy's boolean assignment of a colour to a quarter of the pixels."""
+    import cv2
+
+    paint = np.empty_like(out)
+    for channel, value in enumerate(color):
+        paint[..., channel] = value
+    return cv2.copyTo(paint, np.ascontiguousarray(where).view(np.uint8), out)
+
+
 def draw_overlay(
     image: np.ndarray,
     masks: dict,
@@ -462,8 +473,7 @@ def draw_overlay(
     out = np.array(image, dtype=np.uint8, copy=True)
     edge = boundary_mask(masks, out.shape[0], out.shape[1], line_width)
     if not color_by_scale:
-        out[edge] = BOUNDARY_COLOR
-        return out
+        return _paint(out, edge, BOUNDARY_COLOR)
     scale = scale_of_pixels(masks, out.shape[0], out.shape[1])
     palette = np.array(scale_colors(len(masks)), dtype=np.uint8)
     ys, xs = np.nonzero(edge)
