@@ -102,25 +102,56 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
 
 def _cell_stats(resized: np.ndarray, patch_size: int, scales: list[int], grids: dict) -> tuple[dict, dict]:
     """:func:`cell_errors` and the average colour (uint8 RGB, rounded half to even) of every cell inside the
-    image per scale above the finest, from one set of block sums per band of cell rows."""
+    image per scale above the finest, from one set of block sums per band of cell rows (a scale done in one
+    band hands its block sums on: the next scale's are their 2 x 2 sums)."""
     image = np.asarray(resized, dtype=np.uint8)
     h, w = image.shape[:2]
     errors: dict[int, np.ndarray] = {}
     colours: dict[int, np.ndarray] = {}
+    level = None  # (ratio, S1, S2) over the whole region of the last scale done in one band
     for i, ps in enumerate(scales):
         rows, cols = grids[ps]
         errors[ps] = np.zeros((rows, cols), np.float64)
         if i:
             colours[ps] = np.zeros((rows, cols, 3), np.uint8)
-        ratio = ps // patch_size
+        ratio = max(1, ps // patch_size)
         r_in, c_in = h // ps, w // ps
-        for r0, r1 in _bands(r_in, ps, c_in) if c_in and (i or ratio > 1) else ():
-            err, sums = _band_stats(image[r0 * ps : r1 * ps, : c_in * ps], ps, max(1, ratio))
-            if ratio > 1:
+        bands = list(_bands(r_in, ps, c_in)) if c_in and (i or ps // patch_size > 1) else []
+        for r0, r1 in bands:
+            s1, s2 = _finer_sums(level, ratio, r_in * ps, c_in * ps) if len(bands) == 1 else (None, None)
+            if s1 is None:
+                s1, s2 = _block_level(image[r0 * ps : r1 * ps, : c_in * ps], ratio)
+            level = (ratio, s1, s2) if len(bands) == 1 else None
+            err, sums = _band_stats(s1, s2, ps, ratio)
+            if ps // patch_size > 1:
                 errors[ps][r0:r1, :c_in] = err
             if i:
                 colours[ps][r0:r1, :c_in] = np.rint(sums / float(ps * ps)).astype(np.uint8)
     return errors, colours
+
+
+def _finer_sums(level, ratio: int, height: int, width: int) -> tuple:
+    """The ``ratio`` block sums of the image's top-left ``height x width`` from a finer level's, if it covers it."""
+    if level is None:
+        return None, None
+    finer, s1, s2 = level
+    if ratio % finer or height > s1.shape[0] * finer or width > s1.shape[1] * finer:
+        return None, None
+    k = ratio // finer
+    s1 = s1[: height // finer, : width // finer]
+    if ratio > 16 and s1.dtype == np.uint16:  # uint16 holds sums of up to 16 x 16 pixels
+        s1 = s1.astype(np.uint32)
+    return _block_sums_of(s1, k), _block_sums_of(s2[: height // finer, : width // finer], k)
+
+
+def _block_level(band: np.ndarray, ratio: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(S1, S2)``: each ``ratio x ratio`` block's channel sums (uint) and sum of squares over its channels
+    (float64), exact."""
+    import cv2
+
+    squares = _channel_sum(cv2.multiply(band, band, dtype=cv2.CV_32F))  # at most 3 * 255**2: exact
+    s1 = _block_sums_of(band.astype(np.uint16 if ratio <= 16 else np.uint32), ratio)
+    return s1, _block_sums_of(squares.astype(np.float64), ratio)
 
 
 def _block_sums_of(a: np.ndarray, r: int) -> np.ndarray:
@@ -138,8 +169,8 @@ def _block_sums_of(a: np.ndarray, r: int) -> np.ndarray:
     return a
 
 
-def _band_stats(band: np.ndarray, ps: int, ratio: int) -> tuple[np.ndarray, np.ndarray]:
-    """Model-view error and channel sums of whole ``ps`` px cells (``band``: their pixels, uint8 RGB).
+def _band_stats(s1: np.ndarray, s2: np.ndarray, ps: int, ratio: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model-view error and channel sums of whole ``ps`` px cells from their blocks' sums (:func:`_block_level`).
 
     Over a ``ratio x ratio`` block of one channel with sum ``S1``, sum of squares
     ``S2`` and mean ``m = rint(S1 / ratio**2)``, the squared error of the
@@ -148,17 +179,13 @@ def _band_stats(band: np.ndarray, ps: int, ratio: int) -> tuple[np.ndarray, np.n
     ``(view - resized)**2`` pixel by pixel, at a fraction of the passes. The
     cells' channel sums (float64, exact) add up the blocks' ``S1``.
     """
-    import cv2
-
-    squares = _channel_sum(cv2.multiply(band, band, dtype=cv2.CV_32F))  # at most 3 * 255**2: exact
-    s1 = _block_sums_of(band.astype(np.uint16 if ratio <= 16 else np.uint32), ratio)
-    s2 = _block_sums_of(squares.astype(np.float64), ratio)
     m = np.rint(s1 / float(ratio * ratio))
     t = 2.0 * s1
     t -= float(ratio * ratio) * m
     t *= m  # m (2 S1 - ratio**2 m), per channel
     dev = s2.reshape(s2.shape[:2]) - t[..., 0] - t[..., 1] - t[..., 2]
-    p, rows, cols = ps // ratio, band.shape[0] // ps, band.shape[1] // ps
+    p = ps // ratio
+    rows, cols = s1.shape[0] // p, s1.shape[1] // p
     err = dev.reshape(rows, p, cols * p).sum(axis=1).reshape(rows, cols, p).sum(axis=2)
     sums = s1.reshape(rows, p, cols * p * 3).sum(axis=1, dtype=np.float64).reshape(rows, cols, p, 3).sum(axis=2)
     return err, sums
