@@ -47,6 +47,36 @@ def test_temp_files_are_named_after_their_writer_and_its_start_time(tmp_path):
     assert clean_stale_temp_files(tmp_path) == 0  # the finished file is no temporary
 
 
+@needs_proc
+def test_the_start_time_is_read_once_per_process_and_a_forked_child_reads_its_own(tmp_path, monkeypatch):
+    """/proc is read for the writer's start time once per process (a batch writes a dozen files per image),
+    and a worker forked after that names its files after its own pid and start time."""
+    import multiprocessing
+
+    from aptviz.output import atomic
+
+    calls = []
+    real = atomic._start_time
+    monkeypatch.setattr(atomic, "_OWN_START", {})
+    monkeypatch.setattr(atomic, "_start_time", lambda pid: calls.append(pid) or real(pid))
+    for i in range(3):
+        atomic.write_bytes_atomic(tmp_path / f"{i}.bin", b"x")
+    assert calls == [os.getpid()]
+
+    def child(queue):
+        seen = []
+        write_stream_atomic(tmp_path / "c.bin", lambda fh: seen.extend(p.name for p in tmp_path.glob(".c.bin.*")))
+        queue.put((os.getpid(), _start(os.getpid()), seen[0]))
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=child, args=(queue,))
+    proc.start()
+    pid, start, name = queue.get(timeout=30)
+    proc.join(30)
+    assert pid != os.getpid() and name.startswith(f".c.bin.{pid}-{start}.")
+
+
 import errno  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402

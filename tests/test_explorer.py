@@ -27,7 +27,7 @@ from aptviz.compute.params import Params
 from aptviz.compute.tokens import token_counts
 from aptviz.compute.views import compare_views, model_view, psnr
 from aptviz.pipeline import compute
-from aptviz.compute.explorer_data import cell_errors, explorer_data
+from aptviz.compute.explorer_data import _cell_stats, cell_errors, explorer_data
 from aptviz.render.explorer import explorer_script
 from aptviz.runs.explore import explore
 
@@ -67,6 +67,42 @@ def test_per_cell_errors_give_the_model_view_psnr(path):
     block = res.resized[r * ps:(r + 1) * ps, c * ps:(c + 1) * ps].astype(np.int64)
     means = np.rint(block.reshape(14, 2, 14, 2, 3).sum(axis=(1, 3)) / 4.0)
     assert err[ps][r, c] == ((block - np.repeat(np.repeat(means, 2, 0), 2, 1)) ** 2).sum()
+
+
+def _reference_cell_errors(img: np.ndarray, ps: int, patch: int) -> np.ndarray:
+    """Per whole ps px cell: the squared error of its model view, pixel by pixel (int64)."""
+    r, rows, cols = ps // patch, img.shape[0] // ps, img.shape[1] // ps
+    cells = img[: rows * ps, : cols * ps].astype(np.int64).reshape(rows, ps, cols, ps, 3)
+    means = np.rint(cells.reshape(rows, patch, r, cols, patch, r, 3).sum(axis=(2, 5)) / float(r * r))
+    view = np.repeat(np.repeat(means, r, axis=1), r, axis=3).reshape(cells.shape)
+    return ((cells - view) ** 2).sum(axis=(1, 3, 4))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(28, 300), st.integers(28, 300), st.integers(2, 4), st.integers(0, 10**6), st.booleans())
+def test_per_cell_errors_match_the_pixel_by_pixel_sum(h, w, scales, seed, flat):
+    """Any size (cells that overhang get 0), 2-4 scales, noise or a flat picture: the block-sum formula gives
+    each cell's error exactly, and the same sums each cell's mean colour."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if flat:
+        img[:] = rng.integers(0, 256, 3, dtype=np.uint8)
+    sizes = [14 << k for k in range(scales)]
+    grids = {ps: (-(-h // ps), -(-w // ps)) for ps in sizes}
+    err = cell_errors(img, 14, sizes, grids)
+    same, colours = _cell_stats(img, 14, sizes, grids)
+    assert not err[14].any() and sorted(colours) == sizes[1:]
+    for ps in sizes[1:]:
+        assert err[ps].dtype == np.float64 and err[ps].shape == grids[ps]
+        expected = np.zeros(grids[ps])
+        rows, cols = h // ps, w // ps
+        expected[:rows, :cols] = _reference_cell_errors(img, ps, 14)
+        assert np.array_equal(err[ps], expected) and np.array_equal(same[ps], expected)
+        # the explorer's flat blocks: each whole cell's mean colour, rounded half to even
+        mean = np.zeros((*grids[ps], 3), np.uint8)
+        cells = img[: rows * ps, : cols * ps].astype(np.int64).reshape(rows, ps, cols, ps, 3).sum(axis=(1, 3))
+        mean[:rows, :cols] = np.rint(cells / float(ps * ps))
+        assert colours[ps].dtype == np.uint8 and np.array_equal(colours[ps], mean)
 
 
 def test_data_carries_the_maps_means_and_uniform_table():

@@ -209,3 +209,27 @@ def test_all_views_scores_every_selection_as_one_at_a_time(sample_paths):
         alone = compare_views(loaded, resized, sel.masks, sel.tokens)
         assert view.stats == alone.stats
         assert abs(view.stats.ssim_uniform - skimage_ssim(resized, view.uniform.image)) < TOL
+
+
+@given(st.integers(11, 160), st.integers(11, 160), st.integers(0, 10**6), st.integers(0, 4))
+def test_bands_equal_to_the_reference_skip_their_filtering_and_change_no_bit(h, w, seed, patches):
+    """A band of the image identical to the reference's (a model view's finest patches) has exact-zero
+    filterings: scoring it without computing them gives the very same float as computing them, and the
+    SSIM stays scikit-image's."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    ref = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    view = ref.copy()
+    for _ in range(patches):  # a few changed blocks; the other bands stay identical
+        y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+        view[y : y + int(rng.integers(1, 20)), x : x + int(rng.integers(1, 20))] = rng.integers(0, 256, 3)
+    skipped = SsimReference(ref).scores([view, ref])
+    real = cv2.countNonZero
+    try:
+        cv2.countNonZero = lambda a: 1  # every band filtered, as if it differed
+        filtered = SsimReference(ref).scores([view, ref])
+    finally:
+        cv2.countNonZero = real
+    assert skipped == filtered
+    assert abs(skipped[0] - skimage_ssim(ref, view)) < TOL and skipped[1] == pytest.approx(1.0, abs=1e-6)

@@ -109,6 +109,23 @@ def test_model_view_property(rows, cols, seed, alpha):
         assert u.vit_tokens <= sel.tokens
 
 
+@given(st.integers(1, 7), st.integers(1, 7), st.integers(0, 10**6), st.floats(0.0, 1.0), st.integers(2, 4))
+def test_model_view_of_any_kept_patches_matches_the_spec(rows, cols, seed, density, scales):
+    """Any masks (not only a selection's partition), random pixels, 2-4 scales: only the kept patches are
+    averaged (model_view's fast path), the same pixels as SPEC §8's patch by patch."""
+    rng = np.random.default_rng(seed)
+    h, w = rows * 28, cols * 28
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    masks = {}
+    for k in range(scales):
+        ps = 14 << k
+        grid = rng.random((-(-h // ps), -(-w // ps))) < density / (k + 1)
+        grid[h // ps :] = False  # only patches inside the image are ever kept
+        grid[:, w // ps :] = False
+        masks[ps] = grid
+    assert np.array_equal(model_view(img, masks), reference_model_view(img, masks))
+
+
 # ---- SPEC §17: the baseline at equal LLM tokens, and the sweep of sizes ----
 
 
@@ -178,3 +195,37 @@ def test_uniform_sweep_covers_every_selection_on_the_photos(sample_paths):
                 assert p["psnr"] == pytest.approx(ref, abs=1e-9)
             assert p["ssim"] == pytest.approx(_ssim_ref(resized, shown), abs=1e-4)
         assert sweep[-1]["psnr"] is None and sweep[-1]["ssim"] == 1.0  # the full size is the resized image
+
+
+def test_each_uniform_size_is_resized_once(monkeypatch):
+    """The baselines at equal ViT and at equal LLM tokens often have one Qwen2-VL size (and selections share
+    sizes): each size is resized from the original once, its picture shared, the same pixels as made alone. The
+    sweep resizes only the sizes it scores (not the selections' own, not the full size)."""
+    from aptviz.compute.views import all_views, uniform_sweep
+
+    original = Image.fromarray(textured(600, 800, 3))
+    resized = np.asarray(resize_image(original))
+    h, w = resized.shape[:2]
+    masks = {14: np.ones((h // 14, w // 14), bool), 28: np.zeros((-(-h // 28), -(-w // 28)), bool)}
+    bicubic = []
+    real = Image.Image.resize
+
+    def counting(self, size, resample=None, *args, **kwargs):
+        if resample == Image.Resampling.BICUBIC and self.size == original.size:
+            bicubic.append(tuple(size))
+        return real(self, size, resample, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", counting)
+    views = all_views(original, resized, [(masks, 400, 100), (masks, 400, 90), (masks, 1200, None)])
+    sizes = [tuple(v.uniform.size) for v in views] + [tuple(v.uniform_llm.size) for v in views[:2]]
+    assert sizes[0] == sizes[1] == sizes[3] != sizes[4]  # 400 ViT tokens = 100 LLM tokens; 90 is smaller
+    assert views[0].uniform_llm.image is views[0].uniform.image
+    assert sorted(bicubic) == sorted(set(sizes))
+    for u in [v.uniform for v in views] + [v.uniform_llm for v in views[:2]]:
+        alone = uniform_view(original, (w, h), u.max_pixels // 196)  # max_pixels = the tokens asked * P * P
+        assert alone.size == u.size and np.array_equal(alone.image, u.image)
+    bicubic.clear()
+    known = {tuple(v.uniform.size): (1.0, 1.0) for v in views}
+    sweep = uniform_sweep(original, resized, (0.05, 0.1, 0.1001, 0.3, 1.0), known=known)
+    assert sorted(bicubic) == sorted({tuple(p["size"]) for p in sweep} - set(known) - {(w, h)})
+    assert len(bicubic) == len(set(bicubic)) >= 2

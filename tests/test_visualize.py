@@ -48,3 +48,35 @@ def test_one_measure_keeps_its_method_and_alpha_columns():
     text = _text(image_table(ImageStats.from_dict(data)))
     assert "method" in text and "alpha" in text and "selection" not in text
     assert "│ budget │   0.3 │" in text
+
+
+_QUIET_RUN = """
+import sys
+from aptviz.cli import main
+sys.argv = ["aptviz", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+print("RICH", sorted(m for m in sys.modules if m == "rich" or m.startswith("rich.")), "CODE", code)
+"""
+
+
+def test_a_quiet_run_imports_rich_only_to_print(tmp_path):
+    """rich (~20 ms of a command's start) is imported when something is printed: not by a quiet run that
+    succeeds; a quiet run that fails still prints its one error line."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, small_images
+
+    folder = small_images(tmp_path / "in", 2)
+    ok = subprocess.run([sys.executable, "-c", _QUIET_RUN, str(folder), "-q", "-o", str(tmp_path / "out")],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "RICH [] CODE 0" in ok.stdout, ok.stdout + ok.stderr
+    assert ok.stderr == "" and (tmp_path / "out" / "summary.csv").is_file()
+    (folder / "broken.png").write_bytes(b"not a picture")
+    bad = subprocess.run([sys.executable, "-c", _QUIET_RUN, str(folder), "-q", "-o", str(tmp_path / "out2")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "aptviz: error: " in bad.stderr and "broken.png" in bad.stderr, bad.stderr
+    assert "'rich.console'" in bad.stdout and "CODE 0" not in bad.stdout

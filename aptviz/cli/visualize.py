@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from aptviz._text import ERROR_CHARS, clean_text, terminal_text, text_path
 from aptviz.cli.options import start_progress
@@ -25,6 +22,10 @@ from aptviz.compute.stats import ImageStats
 from aptviz.errors import Status
 from aptviz.runs.results import JobResult, RunReport
 from aptviz.runs.runner import ProgressEvent
+
+if TYPE_CHECKING:  # rich is imported when something is printed: a quiet run without errors never needs it
+    from rich.console import Console
+    from rich.table import Table
 
 __all__ = ["COMPACT_ABOVE", "RunView", "aggregate_table", "image_line", "image_table"]
 
@@ -58,6 +59,9 @@ def image_table(stats: ImageStats) -> Table:
     model after Qwen2-VL's merger. Both retentions are against plain Qwen2-VL
     (``N`` finest patches, ``N / merge**2`` LLM tokens), named in the caption.
     """
+    from rich.table import Table
+    from rich.text import Text
+
     scales = stats.scales
     several = len(stats.measures) > 1
     table = Table(title=Text(image_title(stats)), title_justify="left", caption_justify="left")
@@ -150,6 +154,8 @@ def _by_measure(table: Table, items, several: bool, measure=lambda item: item.im
     """``(item, ends its section)`` in order; with several measures grouped by measure, each group under a
     bold row naming it. The measure then needs no column of its own: the table fits 80 columns
     without cutting a word."""
+    from rich.text import Text
+
     items = list(items)
     if not several:
         yield from ((item, False) for item in items)
@@ -225,6 +231,8 @@ def image_line(result: JobResult) -> str:
 
 def aggregate_table(groups) -> Table:
     """Per (method, alpha) across the batch: ViT retention (mean, min, max), LLM retention and mean tokens."""
+    from rich.table import Table
+
     table = Table(title="Summary per method and alpha", title_justify="left")
     several = len({g.importance for g in groups}) > 1
     headers = ("method", "alpha", "n", "ViT\nret.", "min", "max", "LLM\nret.", "ViT\ntokens", "LLM\ntokens")
@@ -253,13 +261,31 @@ class RunView:
     """Renders one run for the terminal from progress events and the final report."""
 
     def __init__(self, json_out: bool = False, quiet: bool = False, verbose: bool = False):
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.out = self.err if json_out else Console(highlight=False)
+        self._err: Console | None = None
+        self._out: Console | None = None
         self.json_out, self.quiet, self.verbose = json_out, quiet, verbose
         self.progress = None
         self.task = None
         self.started = time.monotonic()
         self.total = 0
+
+    @property
+    def err(self) -> Console:
+        """The stderr console, made (and rich imported, ~20 ms) when first used: a quiet run may print nothing."""
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._err
+
+    @property
+    def out(self) -> Console:
+        """The console of the human output: stdout, or stderr with ``--json``."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = self.err if self.json_out else Console(highlight=False)
+        return self._out
 
     # -- while running ------------------------------------------------------------------------------
     def on_progress(self, event: ProgressEvent) -> None:

@@ -66,27 +66,6 @@ def _b64(arr: np.ndarray, dtype: str) -> str:
     )
 
 
-def _block_sums(integral: np.ndarray, side: int, rows: int, cols: int) -> np.ndarray:
-    """Sums of ``side x side`` blocks (per channel) from an integral image, for the first ``rows x cols`` blocks."""
-    y = integral[: rows * side + 1 : side, : cols * side + 1 : side]
-    return y[1:, 1:] - y[:-1, 1:] - y[1:, :-1] + y[:-1, :-1]
-
-
-def _integral(image: np.ndarray) -> np.ndarray:
-    """The integral image in float64 (exact: every sum is an integer below 2**53)."""
-    import cv2
-
-    return cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_64F)
-
-
-def _repeat(image: np.ndarray, ratio: int) -> np.ndarray:
-    """Every pixel repeated ``ratio x ratio`` times (nearest neighbour at a whole, power-of-two factor: exact)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    return cv2.resize(image, (w * ratio, h * ratio), interpolation=cv2.INTER_NEAREST)
-
-
 def _channel_sum(image: np.ndarray) -> np.ndarray:
     """The sum of the three channels of a float32 image (one pass, OpenCV)."""
     import cv2
@@ -118,41 +97,98 @@ def cell_errors(resized: np.ndarray, patch_size: int, scales: list[int], grids: 
     >>> float(err[28][0, 0]) == 3 * (75**2 + 3 * 25**2)
     True
     """
+    return _cell_stats(resized, patch_size, scales, grids)[0]
+
+
+def _cell_stats(resized: np.ndarray, patch_size: int, scales: list[int], grids: dict) -> tuple[dict, dict]:
+    """:func:`cell_errors` and the average colour (uint8 RGB, rounded half to even) of every cell inside the
+    image per scale above the finest, from one set of block sums per band of cell rows (a scale done in one
+    band hands its block sums on: the next scale's are their 2 x 2 sums)."""
+    image = np.asarray(resized, dtype=np.uint8)
+    h, w = image.shape[:2]
+    errors: dict[int, np.ndarray] = {}
+    colours: dict[int, np.ndarray] = {}
+    level = None  # (ratio, S1, S2) over the whole region of the last scale done in one band
+    for i, ps in enumerate(scales):
+        rows, cols = grids[ps]
+        errors[ps] = np.zeros((rows, cols), np.float64)
+        if i:
+            colours[ps] = np.zeros((rows, cols, 3), np.uint8)
+        ratio = max(1, ps // patch_size)
+        r_in, c_in = h // ps, w // ps
+        bands = list(_bands(r_in, ps, c_in)) if c_in and (i or ps // patch_size > 1) else []
+        for r0, r1 in bands:
+            s1, s2 = _finer_sums(level, ratio, r_in * ps, c_in * ps) if len(bands) == 1 else (None, None)
+            if s1 is None:
+                s1, s2 = _block_level(image[r0 * ps : r1 * ps, : c_in * ps], ratio)
+            level = (ratio, s1, s2) if len(bands) == 1 else None
+            err, sums = _band_stats(s1, s2, ps, ratio)
+            if ps // patch_size > 1:
+                errors[ps][r0:r1, :c_in] = err
+            if i:
+                colours[ps][r0:r1, :c_in] = np.rint(sums / float(ps * ps)).astype(np.uint8)
+    return errors, colours
+
+
+def _finer_sums(level, ratio: int, height: int, width: int) -> tuple:
+    """The ``ratio`` block sums of the image's top-left ``height x width`` from a finer level's, if it covers it."""
+    if level is None:
+        return None, None
+    finer, s1, s2 = level
+    if ratio % finer or height > s1.shape[0] * finer or width > s1.shape[1] * finer:
+        return None, None
+    k = ratio // finer
+    s1 = s1[: height // finer, : width // finer]
+    if ratio > 16 and s1.dtype == np.uint16:  # uint16 holds sums of up to 16 x 16 pixels
+        s1 = s1.astype(np.uint32)
+    return _block_sums_of(s1, k), _block_sums_of(s2[: height // finer, : width // finer], k)
+
+
+def _block_level(band: np.ndarray, ratio: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(S1, S2)``: each ``ratio x ratio`` block's channel sums (uint) and sum of squares over its channels
+    (float64), exact."""
     import cv2
 
-    image = np.asarray(resized, dtype=np.uint8)
-    h, w = image.shape[:2]
-    out: dict[int, np.ndarray] = {}
-    for ps in scales:
-        rows, cols = grids[ps]
-        err = np.zeros((rows, cols), np.float64)
-        ratio = ps // patch_size
-        r_in, c_in = h // ps, w // ps
-        for r0, r1 in _bands(r_in, ps, c_in) if ratio > 1 and c_in else ():
-            band = image[r0 * ps : r1 * ps, : c_in * ps]
-            sums = _block_sums(_integral(band), ratio, (r1 - r0) * ps // ratio, c_in * ps // ratio)
-            means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)
-            diff = cv2.subtract(band, _repeat(means, ratio), dtype=cv2.CV_32F)  # exact
-            sq = _channel_sum(np.square(diff, out=diff))  # at most 3 * 255**2 a pixel: exact in float32
-            err[r0:r1, :c_in] = _block_sums(_integral(sq), ps, r1 - r0, c_in)
-        out[ps] = err
-    return out
+    squares = _channel_sum(cv2.multiply(band, band, dtype=cv2.CV_32F))  # at most 3 * 255**2: exact
+    s1 = _block_sums_of(band.astype(np.uint16 if ratio <= 16 else np.uint32), ratio)
+    return s1, _block_sums_of(squares.astype(np.float64), ratio)
 
 
-def _cell_colours(resized: np.ndarray, scales: list[int], grids: dict) -> dict[int, np.ndarray]:
-    """Average colour (uint8 RGB, rounded) of every cell inside the image, per scale above the finest."""
-    image = np.asarray(resized, dtype=np.uint8)
-    h, w = image.shape[:2]
-    out = {}
-    for ps in scales[1:]:
-        rows, cols = grids[ps]
-        col = np.zeros((rows, cols, 3), np.uint8)
-        r_in, c_in = h // ps, w // ps
-        for r0, r1 in _bands(r_in, ps, c_in) if c_in else ():
-            sums = _block_sums(_integral(image[r0 * ps : r1 * ps, : c_in * ps]), ps, r1 - r0, c_in)
-            col[r0:r1, :c_in] = np.rint(sums / float(ps * ps)).astype(np.uint8)
-        out[ps] = col
-    return out
+def _block_sums_of(a: np.ndarray, r: int) -> np.ndarray:
+    """Sums of the ``r x r`` blocks of an array whose height and width are multiples of ``r`` (any trailing axes):
+    2 x 2 at a time when ``r`` is a power of two (scales double), else in one reduction."""
+    h, w = a.shape[:2]
+    if r & (r - 1):
+        return a.reshape(h // r, r, w // r, r, *a.shape[2:]).sum(axis=(1, 3), dtype=a.dtype)
+    for _ in range(r.bit_length() - 1):
+        a = a.reshape(h // 2, 2, w, -1)
+        a = a[:, 0] + a[:, 1]
+        a = a.reshape(h // 2, w // 2, 2, -1)
+        h, w = h // 2, w // 2
+        a = (a[:, :, 0] + a[:, :, 1]).reshape(h, w, *a.shape[3:])
+    return a
+
+
+def _band_stats(s1: np.ndarray, s2: np.ndarray, ps: int, ratio: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model-view error and channel sums of whole ``ps`` px cells from their blocks' sums (:func:`_block_level`).
+
+    Over a ``ratio x ratio`` block of one channel with sum ``S1``, sum of squares
+    ``S2`` and mean ``m = rint(S1 / ratio**2)``, the squared error of the
+    repeated mean is ``S2 - m (2 S1 - ratio**2 m)``: integers throughout, exact
+    in float64, so every cell's error is the same number as summing
+    ``(view - resized)**2`` pixel by pixel, at a fraction of the passes. The
+    cells' channel sums (float64, exact) add up the blocks' ``S1``.
+    """
+    m = np.rint(s1 / float(ratio * ratio))
+    t = 2.0 * s1
+    t -= float(ratio * ratio) * m
+    t *= m  # m (2 S1 - ratio**2 m), per channel
+    dev = s2.reshape(s2.shape[:2]) - t[..., 0] - t[..., 1] - t[..., 2]
+    p = ps // ratio
+    rows, cols = s1.shape[0] // p, s1.shape[1] // p
+    err = dev.reshape(rows, p, cols * p).sum(axis=1).reshape(rows, cols, p).sum(axis=2)
+    sums = s1.reshape(rows, p, cols * p * 3).sum(axis=1, dtype=np.float64).reshape(rows, cols, p, 3).sum(axis=2)
+    return err, sums
 
 
 def uniform_sizes(original_hw: tuple[int, int], lo: int, hi: int, patch_size: int, merge_size: int,
@@ -366,8 +402,7 @@ def explorer_data(
     means = v2_means(maps)  # the very float64 v2 multiplies by alpha
     budget = _budget(maps, measure.spec.finest_is_zero)
     n = grids[scales[0]][0] * grids[scales[0]][1]
-    errors = cell_errors(resized, params.patch_size, scales, grids)
-    colours = _cell_colours(resized, scales, grids)
+    errors, colours = _cell_stats(resized, params.patch_size, scales, grids)
     return {
         "name": name,
         "size": [int(resized.shape[1]), int(resized.shape[0])],

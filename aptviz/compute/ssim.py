@@ -182,9 +182,13 @@ def _band_sums(ref: dict, b: np.ndarray, a: np.ndarray) -> np.ndarray:
     r = RADIUS
     band = slice(r, b.shape[0] - r)
     d = cv2.subtract(b, a, dtype=cv2.CV_32F)  # y - x, exact
-    ud = _blur(d)[band]
-    udd = _blur(d * d)[band]
-    uxd = _blur(np.multiply(ref["x"], d, out=d))[band]
+    if not cv2.countNonZero(d.reshape(d.shape[0], -1)):  # the band as the reference's (a model view's finest
+        ud = np.zeros(ref["ux"].shape, np.float32)  # patches): its three filterings are exact zeros, not computed
+        udd, uxd = ud.copy(), ud.copy()
+    else:
+        ud = _blur(d)[band]
+        udd = _blur(d * d)[band]
+        uxd = _blur(np.multiply(ref["x"], d, out=d))[band]
     t = ref["ux"] * ud  # in place from here, few passes over memory (comments say what a buffer holds next)
     uxd -= t  # cov(x, d)
     uxd *= 2

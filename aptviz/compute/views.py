@@ -82,6 +82,14 @@ def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
     image = np.asarray(resized, dtype=np.uint8)
     finest = min(masks)
     out = image.copy()
+    coarse = [(finest << k, to_numpy(masks[ps]).astype(bool)) for k, ps in enumerate(sorted(masks)[1:], 1)]
+    h, w = image.shape[:2]
+    # every kept patch inside the image (always, for a selection): only the kept patches are averaged, the
+    # same integers as the pass over the whole image below (2-30x faster); it stays for masks that overhang
+    if not any(_overhangs(mask, h // cell, w // cell) for cell, mask in coarse):
+        for cell, mask in coarse:
+            _average_kept(image, out, mask, cell, cell // finest)
+        return out
     sums, ratio = image.astype(np.uint16), 1  # block sums, refined 2x2 at a time (scales double)
     for ps in sorted(masks)[1:]:
         if (2 * ratio) ** 2 * 255 > np.iinfo(sums.dtype).max:  # uint16 holds sums of up to 16x16 pixels
@@ -101,6 +109,37 @@ def model_view(resized: np.ndarray, masks: dict) -> np.ndarray:
         if not np.shares_memory(view, out):
             region[...] = view.reshape(region.shape)
     return out
+
+
+def _overhangs(mask: np.ndarray, rows: int, cols: int) -> bool:
+    """Whether ``mask`` keeps a cell beyond the first ``rows x cols`` (one that overhangs the image)."""
+    return bool(mask[rows:].any() or mask[:rows, cols:].any())
+
+
+def _average_kept(image: np.ndarray, out: np.ndarray, mask: np.ndarray, cell: int, ratio: int) -> None:
+    """Write into ``out`` the ``ratio x ratio`` block means of every kept ``cell`` px patch inside the image.
+
+    The same integers as :func:`model_view`'s pass over the whole image (exact block sums, divided by
+    ``ratio**2`` in float64, rounded half to even), gathered for the kept patches only.
+    """
+    rows, cols = np.nonzero(mask[: image.shape[0] // cell, : image.shape[1] // cell])
+    if not rows.size:
+        return
+    hc, wc = image.shape[0] // cell, image.shape[1] // cell
+    shape = (hc, cell, wc, cell, *image.shape[2:])
+    patches = image[: hc * cell, : wc * cell].reshape(shape)[rows, :, cols]  # (K, cell, cell, C)
+    sums = patches.astype(np.uint16 if ratio <= 16 else np.uint32)  # uint16 holds sums of up to 16x16 pixels
+    for _ in range(ratio.bit_length() - 1):  # scales double: add the 2x2 children, ratio / 2 times over
+        k, a, b = sums.shape[:3]
+        sums = sums.reshape(k, a // 2, 2, b, -1)
+        sums = sums[:, :, 0] + sums[:, :, 1]
+        sums = sums.reshape(k, a // 2, b // 2, 2, -1)
+        sums = sums[:, :, :, 0] + sums[:, :, :, 1]
+    means = np.rint(sums / float(ratio * ratio)).astype(np.uint8)
+    target = out[: hc * cell, : wc * cell].reshape(shape)
+    if not np.shares_memory(target, out):  # pragma: no cover - a slice of a C-contiguous array always reshapes
+        raise AssertionError("model view: the patch grid is not a view")
+    target[rows, :, cols] = np.repeat(np.repeat(means, ratio, axis=1), ratio, axis=2).reshape(patches.shape)
 
 
 def psnr(reference: np.ndarray, other: np.ndarray) -> float | None:
@@ -238,6 +277,7 @@ def uniform_view(
     patch_size: int = 14,
     merge_size: int = 2,
     min_pixels: int = 56 * 56,
+    cache: dict | None = None,
 ) -> UniformView:
     """Plain Qwen2-VL with ``max_pixels = vit_tokens * P * P``, shown at the resized size.
 
@@ -254,6 +294,10 @@ def uniform_view(
     min_pixels : int
         smart_resize's lower bound; capped at the lowered ``max_pixels`` so the
         bounds stay ordered.
+    cache : dict, optional
+        ``{(width, height): picture}`` of the baselines already made from this
+        ``original`` at this ``resized_size``: one of a size in it is not
+        resized again (two counts often give one Qwen2-VL size); one made here is added.
 
     Returns
     -------
@@ -266,12 +310,25 @@ def uniform_view(
     >>> u.size, u.vit_tokens, u.image.shape
     ((84, 84), 36, (112, 112, 3))
     """
+    (w, h), max_pixels = _uniform_size(original, vit_tokens, patch_size, merge_size, min_pixels)
+    image = None if cache is None else cache.get((w, h))
+    if image is None:
+        small = original if (w, h) == original.size else original.resize((w, h), Image.Resampling.BICUBIC)
+        shown = small
+        if small.size != tuple(resized_size):
+            shown = small.resize(tuple(resized_size), Image.Resampling.NEAREST)
+        image = np.asarray(shown if shown.mode == "RGB" else shown.convert("RGB"))
+        if cache is not None:
+            cache[(w, h)] = image
+    return UniformView(image, (w, h), max_pixels, (h // patch_size) * (w // patch_size))
+
+
+def _uniform_size(original: Image.Image, vit_tokens: int, patch_size: int, merge_size: int, min_pixels: int) -> tuple:
+    """``((width, height), max_pixels)`` of the uniform baseline at ``vit_tokens`` (:func:`uniform_view`)."""
     max_pixels = int(vit_tokens) * patch_size * patch_size
     factor = patch_size * merge_size
     h, w = smart_resize(original.height, original.width, factor, min(min_pixels, max_pixels), max(max_pixels, 1))
-    small = original if (w, h) == original.size else original.resize((w, h), Image.Resampling.BICUBIC)
-    shown = small if small.size == tuple(resized_size) else small.resize(tuple(resized_size), Image.Resampling.NEAREST)
-    return UniformView(np.asarray(shown.convert("RGB")), (w, h), max_pixels, (h // patch_size) * (w // patch_size))
+    return (w, h), max_pixels
 
 
 def llm_uniform_view(
@@ -281,11 +338,12 @@ def llm_uniform_view(
     patch_size: int = 14,
     merge_size: int = 2,
     min_pixels: int = 56 * 56,
+    cache: dict | None = None,
 ) -> UniformView:
     """Plain Qwen2-VL at equal LLM tokens: ``max_pixels = llm_tokens * (P * m)**2``, shown at the resized size.
 
     Its LLM tokens are ``vit_tokens / m**2`` (both sides are multiples of
-    ``P * m``), at most ``llm_tokens``.
+    ``P * m``), at most ``llm_tokens``. ``cache`` as :func:`uniform_view`'s.
 
     Examples
     --------
@@ -295,7 +353,7 @@ def llm_uniform_view(
     ((84, 84), 9, 7840)
     """
     return uniform_view(original, resized_size, int(llm_tokens) * merge_size * merge_size, patch_size, merge_size,
-                        min_pixels)  # fmt: skip
+                        min_pixels, cache)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -344,6 +402,7 @@ def compare_views(
     reference: SsimReference | None = None,
     with_ssim: bool = True,
     llm_tokens: int | None = None,
+    cache: dict | None = None,
 ) -> ModelView:
     """APT's model view and the uniform baselines, each with its PSNR and SSIM against ``resized``.
 
@@ -351,7 +410,8 @@ def compare_views(
     given); ``with_ssim=False`` leaves the SSIM fields None (:func:`all_views`
     scores every selection of an image in one pass instead). ``llm_tokens``:
     the selection's LLM tokens, for the baseline at equal LLM tokens (left
-    out when None).
+    out when None). ``cache``: the uniform pictures already made, as
+    :func:`uniform_view`'s (the two baselines often have one size).
 
     Examples
     --------
@@ -363,11 +423,13 @@ def compare_views(
     """
     resized = np.asarray(resized, dtype=np.uint8)
     apt = model_view(resized, masks)
-    uni = uniform_view(original, (resized.shape[1], resized.shape[0]), vit_tokens, patch_size, merge_size, min_pixels)
+    size = (resized.shape[1], resized.shape[0])
+    cache = {} if cache is None else cache
+    uni = uniform_view(original, size, vit_tokens, patch_size, merge_size, min_pixels, cache)
     if reference is None and with_ssim:
         reference = ssim_reference(resized)
-    size = (resized.shape[1], resized.shape[0])
-    llm = None if llm_tokens is None else llm_uniform_view(original, size, llm_tokens, patch_size, merge_size, min_pixels)
+    llm = None if llm_tokens is None else llm_uniform_view(original, size, llm_tokens, patch_size, merge_size,
+                                                            min_pixels, cache)  # fmt: skip
     ssim_apt = ssim_uni = ssim_llm = None
     if reference is not None and with_ssim:
         ssim_apt, ssim_uni, *rest = reference.scores([apt, uni.image] + ([llm.image] if llm is not None else []))
@@ -400,9 +462,10 @@ def all_views(
     [1.0, 1.0]
     """
     resized = np.asarray(resized, dtype=np.uint8)
+    cache: dict = {}  # the uniform pictures by size, shared by every selection's two baselines
     views = [
         compare_views(original, resized, item[0], item[1], patch_size, merge_size, min_pixels, with_ssim=False,
-                      llm_tokens=item[2] if len(item) > 2 else None)
+                      llm_tokens=item[2] if len(item) > 2 else None, cache=cache)
         for item in masks_and_tokens
     ]  # fmt: skip
     reference = ssim_reference(resized)
@@ -461,14 +524,15 @@ def uniform_sweep(
     h, w = resized.shape[:2]
     n = (h // patch_size) * (w // patch_size)
     m2 = merge_size * merge_size
-    seen: dict[tuple[int, int], UniformView] = {}
-    for r in sorted(set(retentions)):
-        u = uniform_view(original, (w, h), max(1, round(r * n)), patch_size, merge_size, min_pixels)
-        seen.setdefault(u.size, u)
     known = {tuple(k): v for k, v in (known or {}).items()}
     # the full size is the resized image itself (the same Pillow resize): lossless, nothing to score
     known[(w, h)] = (None, 1.0)
-    scored = [u for u in seen.values() if u.size not in known]
+    scored: list[UniformView] = []  # one per size not yet scored, made once (a size is known before its resize)
+    for r in sorted(set(retentions)):
+        t = max(1, round(r * n))
+        size = _uniform_size(original, t, patch_size, merge_size, min_pixels)[0]
+        if size not in known and all(u.size != size for u in scored):
+            scored.append(uniform_view(original, (w, h), t, patch_size, merge_size, min_pixels))
     reference = ssim_reference(resized) if scored else None
     ssims = reference.scores([u.image for u in scored]) if reference else [None] * len(scored)
     for u, value in zip(scored, ssims):

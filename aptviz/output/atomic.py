@@ -47,8 +47,14 @@ def _temp_prefix(name: str) -> str:
     temporary files were then never cleaned. Without ``/proc``, ``.<name>.<pid>.``.
     """
     pid = os.getpid()
-    start = _start_time(pid)
+    if pid not in _OWN_START:  # a process's start time never changes: /proc is read once per process
+        _OWN_START[pid] = _start_time(pid)
+    start = _OWN_START[pid]
     return f".{name}.{pid}." if start is None else f".{name}.{pid}-{start}."
+
+
+#: ``{pid: start time}`` of this process (keyed by pid: a forked worker reads its own)
+_OWN_START: dict[int, int | None] = {}
 
 
 def _start_time(pid: int) -> int | None:
