@@ -133,7 +133,8 @@ def test_resume_after_a_partial_run(tmp_path):
 @pytest.mark.timing
 @pytest.mark.slow
 def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
-    src = copies(tmp_path / "in", 40, "astronaut.png")
+    count = 12  # enough that Ctrl-C after the first two lands with many left
+    src = copies(tmp_path / "in", count, "astronaut.png")
     out = tmp_path / "out"
     proc = start(src, "-o", out, *"-m v1 -m budget -a 0.3 --workers 2 -q".split())
     assert wait_for(lambda: len(list(out.glob("*/stats.json"))) >= 2), proc.communicate()[1]
@@ -142,16 +143,16 @@ def test_ctrl_c_stops_quickly_and_leaves_nothing_torn(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     done = list(out.glob("*/stats.json"))
-    assert 2 <= len(done) < 40
+    assert 2 <= len(done) < count
     for p in done:
         json.loads(p.read_text())
     json.loads((out / "summary.json").read_text())
     # resume: every image ends complete
     r = invoke(src, "-o", out, "-m", "v1", "-m", "budget", "-a", "0.3", "--workers", "2", "-q")
     assert r.exit_code == 0
-    assert len(list(out.glob("*/stats.json"))) == 40
+    assert len(list(out.glob("*/stats.json"))) == count
     rows = summary_rows(out)
-    assert len(rows) == 80 and all(row["status"] == "ok" for row in rows)
+    assert len(rows) == 2 * count and all(row["status"] == "ok" for row in rows)
     assert not list(out.rglob("*.tmp"))
 
 
