@@ -513,7 +513,7 @@ def test_file_names_that_are_not_utf8(tmp_path):
 
 
 # -- faults of aptviz stats (issue 21: 1, 7, 8, 10, 16) ------------------------------------------------
-from conftest import DEADLINE, aptviz, children, gone_within, needs_proc, small_images, start  # noqa: E402
+from conftest import DEADLINE, aptviz, children, command, gone_within, needs_proc, small_images, start  # noqa: E402
 
 
 def test_a_second_run_on_one_output_refuses_at_once(tmp_path):
@@ -544,7 +544,7 @@ def test_two_concurrent_runs_never_duplicate_a_row(tmp_path):
 def test_output_equal_to_an_input_folder_is_refused(tmp_path):
     """Fault 16: as the main command does; nothing is written into the input folder."""
     src = small_images(tmp_path / "in", 2)
-    r = aptviz("stats", src, "-o", src)
+    r = command("stats", src, "-o", src)  # in this process
     assert r.returncode == 2 and "is also an input folder" in r.stderr, r.stderr
     assert sorted(p.name for p in src.iterdir()) == ["img00.png", "img01.png"]
 

@@ -328,7 +328,7 @@ def test_summary_leaves_out_a_folder_whose_stats_json_has_the_wrong_types(tmp_pa
     assert aptviz.run(paths[:1], out, ["v1", "v2"], workers=1).return_code == 0
     rows = json.loads((out / "summary.json").read_text())
     assert sorted(Path(r["image"]).name for r in rows) == ["img0.png", "img0.png", "img1.png", "img1.png"]
-    from conftest import aptviz as command  # the command says so, in one line
+    from conftest import command  # the command says so, in one line (in this process)
 
     r = command(paths[0], "-o", out, "-m", "v1", "-m", "v2", "-j", "1")
     assert r.returncode == 0 and r.stderr == (
@@ -339,7 +339,8 @@ def test_summary_leaves_out_a_folder_whose_stats_json_has_the_wrong_types(tmp_pa
 
 import shutil  # noqa: E402
 
-from conftest import aptviz, small_images  # noqa: E402
+from conftest import command as aptviz  # noqa: E402  (in this process: the rows are the point)
+from conftest import small_images  # noqa: E402
 from conftest import summary_rows as rows_of  # noqa: E402
 
 
