@@ -593,7 +593,7 @@ def stop(progress):
         os.kill(os.getpid(), signal.SIGTERM)
 
 report = run_stats([sys.argv[1]], sys.argv[2], expand_runs(["budget"], [0.3]), Params(), workers=int(sys.argv[3]),
-                   engine=sys.argv[4], task_size=1, on_progress=stop)
+                   engine=sys.argv[4], task_size=1, on_progress=stop, ray_address=sys.argv[5] or None)
 print(report.images, report.rows, report.interrupted)
 sys.exit(report.return_code)
 """
@@ -601,15 +601,19 @@ sys.exit(report.return_code)
 
 @pytest.mark.timing
 @pytest.mark.parametrize("engine,workers", [("local", 1), ("local", 2), pytest.param("ray", 2, marks=pytest.mark.slow)])
-def test_sigterm_flushes_the_finished_rows_and_exits_143(tmp_path, engine, workers):
-    """Fault 8: SIGTERM acts like Ctrl-C: rows finished so far are written, exit 143 (with Ray: no stack dump)."""
+def test_sigterm_flushes_the_finished_rows_and_exits_143(tmp_path, engine, workers, request):
+    """Fault 8: SIGTERM acts like Ctrl-C: rows finished so far are written, exit 143 (with Ray: no stack dump).
+    With Ray the command's process joins the session's running Ray (ray_local) instead of starting its own:
+    it still calls ray.init, so Ray's signal handlers are installed and must be put back."""
     import subprocess
 
+    address = ""
     if engine == "ray":
         pytest.importorskip("ray")
+        address = request.getfixturevalue("ray_local").get_runtime_context().gcs_address
     src = small_images(tmp_path / "in", 12)
     out = tmp_path / "rows"
-    r = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_ONE, str(src), str(out), str(workers), engine],
+    r = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_ONE, str(src), str(out), str(workers), engine, address],
                        capture_output=True, text=True, timeout=2 * DEADLINE)  # fmt: skip
     assert r.returncode == 143, r.stderr
     assert "SIGTERM received" not in r.stderr and "Traceback" not in r.stderr, r.stderr
