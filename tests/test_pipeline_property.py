@@ -16,7 +16,7 @@ from aptviz.pipeline import compute, write_outputs
 from conftest import textured
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     h=st.integers(1, 400),
     ratio=st.floats(0.02, 50),
