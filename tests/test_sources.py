@@ -13,8 +13,7 @@ from aptviz.compute.params import Params, expand_runs
 from aptviz.datasets.engines import run_stats
 from aptviz.datasets.parquet import part_files
 
-from conftest import SAMPLES
-from conftest import command as aptviz  # in this process: the rows and lines are the point
+from conftest import SAMPLES, aptviz
 
 RUNS = expand_runs(["budget:0.3"])
 
