@@ -275,7 +275,10 @@ def command(*args) -> Done:
     """``aptviz ARGS`` in this process, dispatched as ``aptviz`` does (a subcommand's app or the main one),
     read like :func:`aptviz`'s finished process. For tests whose point is not the process (signals, imports,
     the environment, a hang ended by a timeout): a fresh interpreter costs about half a second of CPU. An
-    exception the command does not handle itself propagates (a fresh process would print a traceback)."""
+    exception the command does not handle itself propagates (a fresh process would print a traceback). Only
+    this process's streams are captured: where stderr must hold nothing else, run with ``-j 1`` or use
+    :func:`aptviz` (a worker process writes to its own stderr). The output lock (``fcntl.lockf``) does not
+    exclude its own process: lock tests need :func:`aptviz` or :func:`start`."""
     from typer.testing import CliRunner
 
     from aptviz.cli.command import _dispatch
