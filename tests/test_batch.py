@@ -9,7 +9,7 @@ import pytest
 
 from aptviz.runs.batch import discover
 
-from conftest import DEADLINE, SAMPLES, copies, invoke, start, summary_rows, wait_for
+from conftest import DEADLINE, SAMPLES, copies, invoke, small_images, start, summary_rows, wait_for
 
 
 
@@ -219,12 +219,12 @@ def test_a_dying_worker_fails_only_its_image(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_output_inside_input_is_not_rescanned(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    copies(tmp_path / "photos", 2)
+    small_images(tmp_path / "photos", 2)  # made images: the scan, not the photo, is the point
     args = [".", "-r", "-m", "v1", "-m", "budget", "-a", "0.3", "-o", "visualizations", "-q", "--workers", "1"]
     assert invoke(*args).exit_code == 0
     assert invoke(*args, "--overwrite").exit_code == 0  # a second pass sees only the two photos
     rows = summary_rows(tmp_path / "visualizations")
-    assert sorted({Path(r["image"]).name for r in rows}) == ["img0.png", "img1.png"]
+    assert sorted({Path(r["image"]).name for r in rows}) == ["img00.png", "img01.png"]
     assert not (tmp_path / "visualizations" / "visualizations").exists()
 
 
