@@ -356,14 +356,12 @@ def test_fidelity_columns_match_stats_json_and_join_the_resume_key(folder, tmp_p
 
 def test_psnr_is_an_alias_of_fidelity_on_the_real_command(tmp_path):
     """`aptviz stats --psnr` and `--fidelity` write the same eight columns and the same resume key."""
-    import subprocess
+    from conftest import command  # `aptviz stats ...` as the command line dispatches it, in this process
 
     outs = {}
     for flag in ("--fidelity", "--psnr"):
         out = tmp_path / flag.strip("-")
-        cmd = [sys.executable, "-m", "aptviz", "stats", str(SAMPLES / "chelsea.png"), "-o", str(out), "-m", "budget",
-               "-a", "0.3", "-q", flag]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        done = command("stats", SAMPLES / "chelsea.png", "-o", out, "-m", "budget", "-a", "0.3", "-q", flag)
         assert done.returncode == 0, done.stderr
         outs[flag] = _table(out)
     a, b = outs["--fidelity"], outs["--psnr"]
