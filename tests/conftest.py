@@ -259,3 +259,30 @@ def chromium():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# -- the command in this process, read like a finished one ---------------------------------------------
+from typing import NamedTuple  # noqa: E402
+
+
+class Done(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def command(*args) -> Done:
+    """``aptviz ARGS`` in this process, dispatched as ``aptviz`` does (a subcommand's app or the main one),
+    read like :func:`aptviz`'s finished process. For tests whose point is not the process (signals, imports,
+    the environment, a hang ended by a timeout): a fresh interpreter costs about half a second of CPU. An
+    exception the command does not handle itself propagates (a fresh process would print a traceback). Only
+    this process's streams are captured: where stderr must hold nothing else, run with ``-j 1`` or use
+    :func:`aptviz` (a worker process writes to its own stderr). The output lock (``fcntl.lockf``) does not
+    exclude its own process: lock tests need :func:`aptviz` or :func:`start`."""
+    from typer.testing import CliRunner
+
+    from aptviz.cli.command import _dispatch
+
+    target, prog, rest = _dispatch([str(a) for a in args])
+    r = CliRunner().invoke(target, rest, prog_name=prog, catch_exceptions=False)
+    return Done(r.exit_code, r.stdout, r.stderr)

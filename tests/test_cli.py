@@ -8,7 +8,7 @@ import torch
 
 from aptviz import __version__
 
-from conftest import ROOT, invoke
+from conftest import ROOT, command, invoke
 
 
 def aptviz_cmd(*args, **kw):
@@ -109,7 +109,7 @@ def test_missing_file_is_one_line_no_traceback(tmp_path):
 )
 def test_usage_errors_exit_2_before_any_work(tmp_path, args, needle):
     out = tmp_path / "o"
-    r = aptviz_cmd("sample_images/chelsea.png", "-o", out, *args)
+    r = command(ROOT / "sample_images/chelsea.png", "-o", out, *args)  # in this process: the message is the point
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr
     assert "Traceback" not in r.stderr
@@ -119,13 +119,13 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, args, needle):
 def test_output_below_a_file_is_a_usage_error(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
-    r = aptviz_cmd("sample_images/chelsea.png", "-o", blocker / "sub")
+    r = command(ROOT / "sample_images/chelsea.png", "-o", blocker / "sub")  # in this process
     assert r.returncode == 2 and "output folder" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_cuda_without_gpu_is_a_usage_error(tmp_path):
-    r = aptviz_cmd("sample_images/chelsea.png", "--device", "cuda", "-o", tmp_path)
+    r = command(ROOT / "sample_images/chelsea.png", "--device", "cuda", "-o", tmp_path)  # in this process
     assert r.returncode == 2 and "no CUDA GPU" in r.stderr
 
 
@@ -173,7 +173,7 @@ def test_run_visualize_script_uses_aptviz_on_path(tmp_path):
 
 
 def test_alpha_without_an_alpha_method_warns(tmp_path):
-    r = aptviz_cmd("sample_images/chelsea.png", "-a", "0.3", "-o", tmp_path)
+    r = command(ROOT / "sample_images/chelsea.png", "-a", "0.3", "-o", tmp_path)  # in this process
     assert r.returncode == 0 and "--alpha is ignored by v1" in r.stderr
 
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from conftest import SAMPLES, aptviz, small_images
+from conftest import SAMPLES, small_images
+from conftest import command as aptviz  # in this process: the lines and files are the point
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import SAMPLES, aptviz
+from conftest import SAMPLES, command
 
 
 def _no_space(path, fill):
@@ -64,7 +64,7 @@ def test_stats_on_a_real_full_file_system(tmp_path):
         (disk / "o").mkdir()
         with open(disk / "fill", "wb") as f:  # leave a little room: the lock is taken, the part does not fit
             f.write(b"\0" * (60 << 10))
-        r = aptviz("stats", SAMPLES, "-o", disk / "o", "-m", "budget:0.3", "-j", "1", "-q")
+        r = command("stats", SAMPLES, "-o", disk / "o", "-m", "budget:0.3", "-j", "1", "-q")  # in this process
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr == f"aptviz: error: cannot write the rows in {disk / 'o'}: No space left on device\n"
         assert not [p for p in (disk / "o").iterdir() if p.name != ".aptviz.lock"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from statistics import fmean, median
 
@@ -16,6 +14,8 @@ from PIL import Image
 
 from aptviz.compute.fidelity import FidelityPoint, fidelity_points, pareto, retention_curves, uniform_curve
 
+from conftest import invoke  # the command in this process: the files it writes are the point
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
 
@@ -23,12 +23,9 @@ SAMPLES = ROOT / "sample_images"
 @pytest.mark.slow
 def test_batch_over_three_measures_writes_the_figure_and_the_report_shows_it(tmp_path):
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "aptviz", str(SAMPLES), "--importance", "entropy,laplacian,upsample-mse",
-         "-m", "budget:0.3", "-m", "v2:1.0", "-q", "-o", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = invoke(SAMPLES, "--importance", "entropy,laplacian,upsample-mse", "-m", "budget:0.3", "-m", "v2:1.0",
+                  "-q", "-o", out)  # fmt: skip
+    assert done.exit_code == 0, done.stderr
     fig = np.asarray(Image.open(out / "fidelity_vs_tokens.png").convert("RGB"))
     assert fig.shape[1] > 1000 and fig.std() > 10  # a drawn figure, not an empty canvas
     page = (out / "report.html").read_text()
@@ -168,12 +165,8 @@ def test_one_lossless_image_does_not_empty_the_psnr_panel(tmp_path):
         (src / name).write_bytes((SAMPLES / name).read_bytes())
     Image.new("RGB", (1, 1), (120, 60, 30)).save(src / "dot.png")
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "aptviz", str(src), "--importance", "entropy,upsample-mse",
-         "-m", "budget:0.3", "-m", "v2:1", "-q", "-o", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = invoke(src, "--importance", "entropy,upsample-mse", "-m", "budget:0.3", "-m", "v2:1", "-q", "-o", out)
+    assert done.exit_code == 0, done.stderr
     rows = json.loads((out / "summary.json").read_text())
     dot = [r for r in rows if r["image"].endswith("dot.png")]
     assert dot and all(r["psnr_apt"] is None for r in dot)  # the case this is about
@@ -200,12 +193,9 @@ def test_one_lossless_image_does_not_empty_the_psnr_panel(tmp_path):
 @pytest.mark.slow
 def test_batch_figures_name_the_runs_model(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "aptviz", str(SAMPLES / "chelsea.png"), str(SAMPLES / "coffee.png"),
-         "--model", "qwen3-vl", "-m", "budget:0.3", "-m", "v2:1", "-q", "-o", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = invoke(SAMPLES / "chelsea.png", SAMPLES / "coffee.png", "--model", "qwen3-vl", "-m", "budget:0.3",
+                  "-m", "v2:1", "-q", "-o", out)  # fmt: skip
+    assert done.exit_code == 0, done.stderr
     rows = json.loads((out / "summary.json").read_text())
     assert {r["model"] for r in rows} == {"qwen3-vl"}
     data = json.loads((out / "dataset.json").read_text())["fidelity"]
@@ -232,20 +222,14 @@ def test_fidelity_lossless_marks_stay_inside_the_psnr_panel(tmp_path):
     A point is marked lossless only when every image of it is (a lossless image among others is left
     out of the mean), so the batch here is chelsea alone."""
     import json
-    import subprocess
-    import sys
 
     from aptviz.compute.fidelity import fidelity_points
     from aptviz.render.fidelity import fidelity_figure
 
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "aptviz", str(ROOT / "sample_images" / "chelsea.png"), "-m", "v1", "-m", "v2:1.0",
-         "-m", "budget:0.3",
-         "-q", "-o", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = invoke(ROOT / "sample_images" / "chelsea.png", "-m", "v1", "-m", "v2:1.0", "-m", "budget:0.3", "-q",
+                  "-o", out)  # fmt: skip
+    assert done.exit_code == 0, done.stderr
     summary = fidelity_points(json.loads((out / "summary.json").read_text()))
     lossless = [p for p in summary.panels[0].points if p.psnr is None]
     assert lossless, "chelsea's v1 selection is expected to reproduce the image exactly"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +22,17 @@ SAMPLES = ROOT / "sample_images"
 PHOTOS = sorted(SAMPLES.glob("*.png"))
 
 
-def aptviz_cli(*args, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "aptviz", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600, check=False)  # fmt: skip
+def aptviz_cli(*args, check: bool = True):
+    """``aptviz ARGS`` in this process (the app ``aptviz`` dispatches to: a subcommand's or the main one):
+    ``exit_code``, ``stdout``, ``stderr``."""
+    from typer.testing import CliRunner
+
+    from aptviz.cli.command import _dispatch
+
+    target, prog, rest = _dispatch([str(a) for a in args])
+    done = CliRunner().invoke(target, rest, prog_name=prog)
     if check:
-        assert done.returncode == 0, done.stderr
+        assert done.exit_code == 0, done.stderr
     return done
 
 

@@ -53,7 +53,7 @@ def test_cuda_out_of_memory_says_retry_on_cpu(tmp_path, monkeypatch):
         pl.compute(path, expand_runs(["v1"]), Params())
 
 
-from conftest import PYTHON, SAMPLES, aptviz  # noqa: E402
+from conftest import PYTHON, SAMPLES, command  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ from conftest import PYTHON, SAMPLES, aptviz  # noqa: E402
     ],
 )
 def test_memory_heavy_options_are_refused_naming_the_estimate(tmp_path, args):
-    r = aptviz(SAMPLES / "chelsea.png", "-o", tmp_path / "out", "--max-memory", "3G", *args)
+    r = command(SAMPLES / "chelsea.png", "-o", tmp_path / "out", "--max-memory", "3G", *args)  # in this process
     assert r.returncode == 2, r.stderr
     assert "need more memory than --max-memory 3.00 GB" in r.stderr and "estimated peak" in r.stderr, r.stderr
     assert not (tmp_path / "out" / "chelsea").exists()

@@ -11,12 +11,12 @@ from PIL import Image
 import aptviz
 from aptviz.compute.params import Params, expand_runs
 from aptviz.compute.selection import coverage
-from aptviz.pipeline import process_image
+from aptviz.pipeline import compute, write_outputs
 
 from conftest import textured
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     h=st.integers(1, 400),
     ratio=st.floats(0.02, 50),
@@ -40,15 +40,13 @@ def test_whole_pipeline_property(tmp_path_factory, h, ratio, seed, kind, alpha):
     path = folder / "img.png"
     Image.fromarray(arr).save(path)
     runs = expand_runs(["v1", "v2", "budget"], [alpha])
-    stats = process_image(path, folder / "out", runs, Params()).to_dict()
+    result = compute(path, runs, Params())  # process_image is compute then write_outputs: one compute for both checks
+    stats = write_outputs(result, folder / "out").to_dict()
     assert json.loads((folder / "out" / "stats.json").read_text(encoding="utf-8")) == stats
     maps = aptviz.entropy_maps(np.asarray(Image.open(folder / "out" / "03_original_resized" / "resized_image.jpg")))
     assert stats["grid"] == {str(ps): list(m.shape) for ps, m in maps.items()}
     for sel_stats, method in zip(stats["selections"], ["v1", "v2", "budget"]):
         assert sel_stats["method"] == method
-    from aptviz.pipeline import compute
-
-    result = compute(path, runs, Params())
     for sel in (s.selection for s in result.selections):
         assert bool((coverage(sel.masks) == 1).all())
     assert [s["tokens"] for s in stats["selections"]] == [s.selection.tokens for s in result.selections]

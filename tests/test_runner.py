@@ -12,7 +12,7 @@ from aptviz.errors import ParameterError, Status
 from aptviz.runs.results import RunReport
 from aptviz.runs.runner import ProgressEvent
 
-from conftest import SAMPLES
+from conftest import SAMPLES, small_images
 
 
 def test_one_image(tmp_path):
@@ -70,8 +70,9 @@ def test_batch_with_a_failure(tmp_path):
 def test_resume_skips_complete_images_and_redoes_changed_ones(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
+    one = small_images(tmp_path / "one", 1, size=(224, 336)) / "img00.png"  # resume, not the photo, is the point
     for i in range(3):
-        shutil.copy(SAMPLES / "coffee.png", src / f"img{i}.png")
+        shutil.copy(one, src / f"img{i}.png")
     out = tmp_path / "out"
     first = aptviz.run([src], out, ["v2:0.8,1.2"], workers=1)
     assert first.count(Status.done) == 3 and first.return_code == 0

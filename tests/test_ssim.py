@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -156,9 +154,10 @@ def test_bad_inputs_are_clear_errors():
         ssim(a[..., 0], a[..., 0])
 
 
-def _run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aptviz", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, check=False)  # fmt: skip
+def _run_cli(*args):
+    from conftest import command  # in this process: stats.json's numbers are the point
+
+    return command(*args)
 
 
 def test_cli_ssim_fields_are_skimages_on_the_views(tmp_path, sample_paths):

@@ -356,14 +356,12 @@ def test_fidelity_columns_match_stats_json_and_join_the_resume_key(folder, tmp_p
 
 def test_psnr_is_an_alias_of_fidelity_on_the_real_command(tmp_path):
     """`aptviz stats --psnr` and `--fidelity` write the same eight columns and the same resume key."""
-    import subprocess
+    from conftest import command  # `aptviz stats ...` as the command line dispatches it, in this process
 
     outs = {}
     for flag in ("--fidelity", "--psnr"):
         out = tmp_path / flag.strip("-")
-        cmd = [sys.executable, "-m", "aptviz", "stats", str(SAMPLES / "chelsea.png"), "-o", str(out), "-m", "budget",
-               "-a", "0.3", "-q", flag]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        done = command("stats", SAMPLES / "chelsea.png", "-o", out, "-m", "budget", "-a", "0.3", "-q", flag)
         assert done.returncode == 0, done.stderr
         outs[flag] = _table(out)
     a, b = outs["--fidelity"], outs["--psnr"]
@@ -513,7 +511,7 @@ def test_file_names_that_are_not_utf8(tmp_path):
 
 
 # -- faults of aptviz stats (issue 21: 1, 7, 8, 10, 16) ------------------------------------------------
-from conftest import DEADLINE, aptviz, children, gone_within, needs_proc, small_images, start  # noqa: E402
+from conftest import DEADLINE, aptviz, children, command, gone_within, needs_proc, small_images, start  # noqa: E402
 
 
 def test_a_second_run_on_one_output_refuses_at_once(tmp_path):
@@ -544,7 +542,7 @@ def test_two_concurrent_runs_never_duplicate_a_row(tmp_path):
 def test_output_equal_to_an_input_folder_is_refused(tmp_path):
     """Fault 16: as the main command does; nothing is written into the input folder."""
     src = small_images(tmp_path / "in", 2)
-    r = aptviz("stats", src, "-o", src)
+    r = command("stats", src, "-o", src)  # in this process
     assert r.returncode == 2 and "is also an input folder" in r.stderr, r.stderr
     assert sorted(p.name for p in src.iterdir()) == ["img00.png", "img01.png"]
 
@@ -593,7 +591,7 @@ def stop(progress):
         os.kill(os.getpid(), signal.SIGTERM)
 
 report = run_stats([sys.argv[1]], sys.argv[2], expand_runs(["budget"], [0.3]), Params(), workers=int(sys.argv[3]),
-                   engine=sys.argv[4], task_size=1, on_progress=stop)
+                   engine=sys.argv[4], task_size=1, on_progress=stop, ray_address=sys.argv[5] or None)
 print(report.images, report.rows, report.interrupted)
 sys.exit(report.return_code)
 """
@@ -601,15 +599,19 @@ sys.exit(report.return_code)
 
 @pytest.mark.timing
 @pytest.mark.parametrize("engine,workers", [("local", 1), ("local", 2), pytest.param("ray", 2, marks=pytest.mark.slow)])
-def test_sigterm_flushes_the_finished_rows_and_exits_143(tmp_path, engine, workers):
-    """Fault 8: SIGTERM acts like Ctrl-C: rows finished so far are written, exit 143 (with Ray: no stack dump)."""
+def test_sigterm_flushes_the_finished_rows_and_exits_143(tmp_path, engine, workers, request):
+    """Fault 8: SIGTERM acts like Ctrl-C: rows finished so far are written, exit 143 (with Ray: no stack dump).
+    With Ray the command's process joins the session's running Ray (ray_local) instead of starting its own:
+    it still calls ray.init, so Ray's signal handlers are installed and must be put back."""
     import subprocess
 
+    address = ""
     if engine == "ray":
         pytest.importorskip("ray")
+        address = request.getfixturevalue("ray_local").get_runtime_context().gcs_address
     src = small_images(tmp_path / "in", 12)
     out = tmp_path / "rows"
-    r = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_ONE, str(src), str(out), str(workers), engine],
+    r = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_ONE, str(src), str(out), str(workers), engine, address],
                        capture_output=True, text=True, timeout=2 * DEADLINE)  # fmt: skip
     assert r.returncode == 143, r.stderr
     assert "SIGTERM received" not in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -13,7 +13,8 @@ from aptviz.compute.params import Params, expand_runs
 from aptviz.datasets.engines import run_stats
 from aptviz.datasets.parquet import part_files
 
-from conftest import SAMPLES, aptviz
+from conftest import SAMPLES
+from conftest import command as aptviz  # in this process: the summary and lines are the point
 
 
 def test_a_part_with_nan_and_infinite_numbers_is_summarized_without_them(tmp_path):

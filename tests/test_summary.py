@@ -276,13 +276,11 @@ def _broken_stats(path, where, value):
 def test_stats_json_of_the_wrong_types_is_redone_and_the_other_rows_kept(tmp_path, make_image):
     """Issue 27: a stats.json field of the wrong type (``"frames": "2"``, a number as text, a malformed
     histogram) crashed the next run, shrank summary.json and left report.html stale, run after run.
-    Such an image is not complete: the next run redoes it, and the other images keep their rows."""
+    Such an image is not complete: the next run redoes it, and the other images keep their rows.
+    Each break is planted in its own image and one run redoes them all: every broken image is checked on
+    its own (redone, its stats.json rewritten as before), the unbroken first and last ones are skipped."""
     import aptviz
 
-    paths = [make_image(f"img{i}.png", seed=i) for i in range(3)]
-    out = tmp_path / "out"
-    assert aptviz.run(paths, out, ["v1", "v2"], workers=1).return_code == 0
-    good = {i: (out / f"img{i}" / "stats.json").read_bytes() for i in range(3)}
     breaks = [
         (("image", "frames"), "2"),
         (("selections", 0, "tokens"), "5"),
@@ -297,16 +295,26 @@ def test_stats_json_of_the_wrong_types_is_redone_and_the_other_rows_kept(tmp_pat
         (("time",), {"frames": "2", "tubelets": 1}),
         (("selections", 1, "retention"), 10**400),  # an int no float holds
     ]
-    for where, value in breaks:
-        _broken_stats(out / "img1" / "stats.json", where, value)
-        (out / "report.html").unlink()
-        report = aptviz.run(paths, out, ["v1", "v2"], workers=1)
-        assert report.return_code == 0, where
-        status = {Path(r.path).name: r.status.value for r in report.results}
-        assert status == {"img0.png": "skipped", "img1.png": "done", "img2.png": "skipped"}, where
-        assert len(json.loads((out / "summary.json").read_text())) == 6, where
-        assert (out / "report.html").read_text().count('class="card"') == 3, where
-        assert {i: (out / f"img{i}" / "stats.json").read_bytes() for i in range(3)} == good, where
+    count = len(breaks) + 2  # img00 and the last image stay unbroken
+    paths = [make_image(f"img{i:02d}.png", seed=i) for i in range(count)]
+    out = tmp_path / "out"
+    assert aptviz.run(paths, out, ["v1", "v2"], workers=1).return_code == 0
+    good = {i: (out / f"img{i:02d}" / "stats.json").read_bytes() for i in range(count)}
+    broken = {f"img{i:02d}.png": where for i, (where, value) in enumerate(breaks, 1)}
+    for i, (where, value) in enumerate(breaks, 1):
+        _broken_stats(out / f"img{i:02d}" / "stats.json", where, value)
+    (out / "report.html").unlink()
+    report = aptviz.run(paths, out, ["v1", "v2"], workers=1)
+    assert report.return_code == 0
+    status = {Path(r.path).name: r.status.value for r in report.results}
+    for name, where in broken.items():
+        assert status.pop(name) == "done", (name, where)
+    assert status == {"img00.png": "skipped", f"img{count - 1:02d}.png": "skipped"}
+    assert len(json.loads((out / "summary.json").read_text())) == 2 * count
+    assert (out / "report.html").read_text().count('class="card"') == count
+    for i in range(count):
+        where = breaks[i - 1][0] if 0 < i <= len(breaks) else None
+        assert (out / f"img{i:02d}" / "stats.json").read_bytes() == good[i], (i, where)
 
 
 def test_summary_leaves_out_a_folder_whose_stats_json_has_the_wrong_types(tmp_path, make_image):
@@ -320,7 +328,7 @@ def test_summary_leaves_out_a_folder_whose_stats_json_has_the_wrong_types(tmp_pa
     assert aptviz.run(paths[:1], out, ["v1", "v2"], workers=1).return_code == 0
     rows = json.loads((out / "summary.json").read_text())
     assert sorted(Path(r["image"]).name for r in rows) == ["img0.png", "img0.png", "img1.png", "img1.png"]
-    from conftest import aptviz as command  # the command says so, in one line
+    from conftest import command  # the command says so, in one line (in this process)
 
     r = command(paths[0], "-o", out, "-m", "v1", "-m", "v2", "-j", "1")
     assert r.returncode == 0 and r.stderr == (
@@ -331,7 +339,8 @@ def test_summary_leaves_out_a_folder_whose_stats_json_has_the_wrong_types(tmp_pa
 
 import shutil  # noqa: E402
 
-from conftest import aptviz, small_images  # noqa: E402
+from conftest import command as aptviz  # noqa: E402  (in this process: the rows are the point)
+from conftest import small_images  # noqa: E402
 from conftest import summary_rows as rows_of  # noqa: E402
 
 

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import SAMPLES, aptviz, textured
+from conftest import SAMPLES, textured
+from conftest import command as aptviz  # the command in this process: its files and lines are the point
 
 cv2 = pytest.importorskip("cv2")
 
