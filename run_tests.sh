@@ -12,6 +12,6 @@ processes=()
 if [[ " $* " != *" no:xdist "* ]]; then
     cores="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)"
     n="${APTVIZ_TEST_PROCESSES:-$(( cores < 4 ? cores : 4 ))}"
-    [ "$n" -gt 1 ] && processes=(-n "$n")
+    [ "$n" -gt 1 ] && processes=(-n "$n" --dist worksteal)  # idle workers take tests from busy ones
 fi
 exec "$here/.venv/bin/python" -m pytest "${processes[@]}" "$@"
