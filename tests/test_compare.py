@@ -15,7 +15,6 @@ from aptviz.compute.analysis import analyse_file, image_stats
 from aptviz.compute.params import Params, expand_runs
 from aptviz.compute.views import error_map, error_percentile, error_scale
 from aptviz.render.figures import (
-    BAR_FONT,
     _show,
     build_compare,
     compare_zoom,

@@ -175,8 +175,6 @@ def _bad_parts(out):
 
 
 def test_stats_summary_leaves_out_bad_parts_with_one_line_each(tmp_path):
-    from aptviz.cli.command import main
-
     src = tmp_path / "in"
     src.mkdir()
     for p in sorted(SAMPLES.glob("*.png"))[:2]:
