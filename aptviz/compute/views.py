@@ -167,6 +167,21 @@ def psnr(reference: np.ndarray, other: np.ndarray) -> float | None:
     return 10.0 * math.log10(255.0**2 / mse)
 
 
+def _error_totals(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
+    """``|view - resized|`` summed over the three channels per pixel (uint16, 0 .. 765): exact integers."""
+    import cv2
+
+    diff = cv2.absdiff(np.ascontiguousarray(view), np.ascontiguousarray(resized))
+    first, second, third = cv2.split(diff)
+    return cv2.add(cv2.add(first, second, dtype=cv2.CV_16U), third, dtype=cv2.CV_16U)
+
+
+def _error_values(totals: np.ndarray) -> np.ndarray:
+    out = totals.astype(np.float32)
+    out /= np.float32(3)
+    return out
+
+
 def error_map(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
     """``|view - resized|`` per pixel, the mean over the three channels (float32, 0 .. 255).
 
@@ -178,31 +193,15 @@ def error_map(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
     >>> error_map(a, b).tolist() == [[0.0, np.float32(7) / np.float32(3)]]
     True
     """
-    import cv2
-
-    diff = cv2.absdiff(np.ascontiguousarray(view), np.ascontiguousarray(resized))
-    total = diff[..., 0].astype(np.uint16)
-    total += diff[..., 1]
-    total += diff[..., 2]
-    out = total.astype(np.float32)
-    out /= np.float32(3)
-    return out
+    return _error_values(_error_totals(view, resized))
 
 
-def error_percentile(errors: list[np.ndarray], q: float) -> np.float32:
-    """``np.percentile`` (linear) of all the values of :func:`error_map` maps, from their counts.
+def _percentile_of_counts(counts: np.ndarray, q: float) -> np.float32:
+    """``np.percentile`` (linear) of the values ``k / 3`` (float32) counted ``counts[k]`` times, ``k`` = 0 .. 765.
 
-    Their values are ``k / 3`` in float32 (``k`` = 0 .. 765), so the two order
-    statistics come from a bincount instead of a partition of every value;
-    the interpolation is NumPy's, step by step (float32 values, float64 index).
-
-    Examples
-    --------
-    >>> e = [np.array([[0, 1, 2]], np.float32) / np.float32(3), np.array([[765]], np.float32) / np.float32(3)]
-    >>> bool(error_percentile(e, 99.5) == np.percentile(np.concatenate([x.ravel() for x in e]), 99.5))
-    True
+    The two order statistics come from the counts; the interpolation is NumPy's, step by step (float32
+    values, float64 index).
     """
-    counts = sum(np.bincount(np.rint(e.ravel() * np.float32(3)).astype(np.intp), minlength=766) for e in errors)
     n = int(counts.sum())
     virtual = (n - 1) * np.true_divide(q, 100)
     below = int(np.floor(virtual))
@@ -215,6 +214,22 @@ def error_percentile(errors: list[np.ndarray], q: float) -> np.float32:
     gamma = float(virtual - below) if virtual < n - 1 else 0.0
     diff = b - a
     return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
+def error_percentile(errors: list[np.ndarray], q: float) -> np.float32:
+    """``np.percentile`` (linear) of all the values of :func:`error_map` maps, from their counts.
+
+    Their values are ``k / 3`` in float32 (``k`` = 0 .. 765), so the two order
+    statistics come from a bincount instead of a partition of every value.
+
+    Examples
+    --------
+    >>> e = [np.array([[0, 1, 2]], np.float32) / np.float32(3), np.array([[765]], np.float32) / np.float32(3)]
+    >>> bool(error_percentile(e, 99.5) == np.percentile(np.concatenate([x.ravel() for x in e]), 99.5))
+    True
+    """
+    counts = sum(np.bincount(np.rint(e.ravel() * np.float32(3)).astype(np.intp), minlength=766) for e in errors)
+    return _percentile_of_counts(counts, q)
 
 
 @dataclass(frozen=True)
@@ -244,8 +259,10 @@ def error_scale(resized: np.ndarray, views: list[np.ndarray]) -> ErrorScale:
     >>> error_scale(resized, [a, resized])
     ErrorScale(means=(20.0, 0.0), top=40.0)
     """
-    errors = [error_map(np.asarray(v), resized) for v in views]
-    return ErrorScale(tuple(float(e.mean()) for e in errors), max(1.0, float(error_percentile(errors, 99.5))))
+    totals = [_error_totals(np.asarray(v), resized) for v in views]
+    counts = sum(np.bincount(t.ravel(), minlength=766) for t in totals)  # the channel sums: k of k / 3, exactly
+    means = tuple(float(_error_values(t).mean()) for t in totals)
+    return ErrorScale(means, max(1.0, float(_percentile_of_counts(counts, 99.5))))
 
 
 @dataclass(frozen=True)
