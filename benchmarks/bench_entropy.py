@@ -16,7 +16,9 @@ is timed too and its ratio printed below the main one.
 Floor and kernel are timed the same way, warm: in each round, for each photo,
 each runs ``--inner`` times back to back (after one warm-up call) and its
 median counts; the per-photo time is the median over ``--rounds`` rounds.
-Both run in one thread by default (``--threads``). On a shared machine the
+Both run in one thread by default (``--threads``: aptviz's tiles, torch and
+OpenCV's own pool, whose idle threads would otherwise spin on the other
+cores and add CPU time the kernel does not need). On a shared machine the
 load changes between rounds: the medians absorb most of it, the load average
 is printed before and after; ``--clock cpu`` times the process's CPU time
 instead of wall time, which leaves out the time spent waiting for a core
@@ -45,6 +47,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -180,8 +183,10 @@ import numpy as np
 sys.path[:0] = [{root!r}, {tests!r}]
 from PIL import Image
 import entropy_milestone4
+import cv2
 from aptviz.compute.entropy import compute_maps, set_num_threads
 set_num_threads(1)
+cv2.setNumThreads(1)
 img = np.asarray(Image.open({path!r}).convert("RGB"))
 def floor():
     gray = img[..., 0] * np.float32(0.2989)
@@ -242,6 +247,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
     bins = args.bins
     images = photos()
     print(f"{len(images)} photos, {args.threads} thread(s), {bins} bins, "
