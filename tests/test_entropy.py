@@ -227,10 +227,11 @@ def test_torch_backend_equals_numpy_backend(sample_paths):
 BIT_IDENTITY_BINS = [1, 2, 3, 7, 64, 100, 256, 512, 1000, 4096]
 
 
-def _assert_same_bits(img, ps, scales, bins, threads=1):
-    import entropy_previous as previous
+def _assert_same_bits(img, ps, scales, bins, threads=1, kernel="entropy_previous"):
+    """The kernel's maps equal, bit for bit, those of a frozen earlier kernel (a module under tests/)."""
+    import importlib
 
-    before = previous.compute_maps(img, ps, scales, bins, threads=threads)
+    before = importlib.import_module(kernel).compute_maps(img, ps, scales, bins, threads=threads)
     try:
         set_num_threads(threads)
         after = compute_maps(img, ps, scales, bins)
@@ -297,18 +298,7 @@ def test_new_kernel_is_bit_identical_for_any_options(h, w, ps, scales, bins, see
 
 
 def _assert_same_bits_as_milestone4(img, ps, scales, bins, threads=1):
-    import entropy_milestone4 as milestone4
-
-    before = milestone4.compute_maps(img, ps, scales, bins, threads=threads)
-    try:
-        set_num_threads(threads)
-        after = compute_maps(img, ps, scales, bins)
-    finally:
-        set_num_threads(None)
-    assert sorted(after) == sorted(before)
-    for s in before:
-        assert after[s].dtype == np.float32 and after[s].shape == before[s].shape
-        assert np.array_equal(after[s].view(np.uint32), before[s].view(np.uint32)), (ps, scales, bins, s)
+    _assert_same_bits(img, ps, scales, bins, threads, kernel="entropy_milestone4")
 
 
 @pytest.mark.parametrize("bins", [512, 100, 64, 1000, 2])
