@@ -4,9 +4,28 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-from hypothesis import settings
+
+def _cache_bytecode(folder: Path) -> None:
+    """Compiled modules in ``folder`` (``sys.pycache_prefix``), for this process and the ones it starts.
+
+    The venv is installed with ``pip --no-compile`` (scripts/bootstrap.sh: Python compiles what is imported on
+    first use), so with ``PYTHONDONTWRITEBYTECODE`` set every interpreter compiled torch, transformers, ray,
+    pyarrow, scipy... from source again: about 7 of the 11 s each xdist worker spent collecting, and seconds
+    per Ray worker and per ``python -m aptviz``. The bytecode goes to an ignored folder (.pytest_cache), not
+    next to any source: site-packages and the checkout stay as they are. A prefix already set is kept."""
+    if os.environ.get("PYTHONPYCACHEPREFIX") or sys.pycache_prefix:
+        return
+    sys.pycache_prefix = str(folder)
+    sys.dont_write_bytecode = False
+    os.environ["PYTHONPYCACHEPREFIX"] = str(folder)  # the commands, workers and Ray processes tests start
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+_cache_bytecode(Path(__file__).resolve().parents[1] / ".pytest_cache" / "pycache")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"

@@ -88,9 +88,9 @@ from conftest import (  # noqa: E402
     DEADLINE,
     SAMPLES,
     _read,
-    aptviz,
     assert_no_torn_folder,
     children,
+    command,
     gone_within,
     invoke,
     small_images,
@@ -135,7 +135,7 @@ def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
     src = small_images(tmp_path / "in", count, size=(280, 336))
     out, clean = tmp_path / "out", tmp_path / "clean"
     original = ["-m", "v1", "-m", "budget:0.3", "-j", "2", "-q"]
-    assert aptviz(src, "-o", out, *original).returncode == 0
+    assert command(src, "-o", out, *original).returncode == 0  # in this process: only the killed run needs its own
     shutil.copytree(out, clean)  # a clean run's output, kept before the other run and the kill touch it
     proc = start(src, "-o", out, "--bins", "64", "-m", "v2:0.9", "-j", "2", "-q")
     # until the other run has rewritten a few folders
@@ -146,7 +146,7 @@ def test_kill_9_during_a_run_with_other_parameters_then_resume(tmp_path):
     assert gone_within(workers), "workers outlived the main process"
     assert_no_torn_folder(out)
     # resume with the original parameters: every folder ends as a clean run makes it
-    r = aptviz(src, "-o", out, *original)
+    r = command(src, "-o", out, *original)  # in this process (the killed run's lock died with it)
     assert r.returncode == 0, r.stderr
     for folder in sorted(clean.iterdir()):
         if folder.is_dir():

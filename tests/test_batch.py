@@ -9,7 +9,7 @@ import pytest
 
 from aptviz.runs.batch import discover
 
-from conftest import DEADLINE, SAMPLES, copies, invoke, small_images, start, summary_rows, wait_for
+from conftest import DEADLINE, SAMPLES, command, copies, invoke, small_images, start, summary_rows, wait_for
 
 
 
@@ -251,8 +251,6 @@ def test_resume_redoes_an_image_missing_any_file_it_lists(tmp_path, missing):
 def test_a_symlink_loop_is_one_failed_input_and_the_batch_goes_on(tmp_path):
     """Two links naming each other (`a.png -> b.png -> a.png`, or `x.mp4`) aborted the whole run with a
     RuntimeError traceback ("Symlink loop from ..."), in a folder or given directly."""
-    from conftest import aptviz
-
     src = copies(tmp_path / "in", 1)
     os.symlink("b.png", src / "a.png")
     os.symlink("a.png", src / "b.png")
@@ -262,7 +260,7 @@ def test_a_symlink_loop_is_one_failed_input_and_the_batch_goes_on(tmp_path):
     assert [j.path.name for j in jobs] == ["img0.png"]
     assert sorted(f.path.name for f in failures) == ["a.png", "b.png", "x.mp4", "x.mp4", "y.mp4"]
     assert all("symbolic link loop" in f.failure.error for f in failures)
-    done = aptviz(src, src / "x.mp4", "-o", tmp_path / "out", "-m", "budget:0.3", "-j", "1")
+    done = command(src, src / "x.mp4", "-o", tmp_path / "out", "-m", "budget:0.3", "-j", "1")  # a traceback raises
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"{src / 'a.png'}: symbolic link loop" in done.stderr
     assert (tmp_path / "out" / "img0" / "stats.json").exists()
@@ -272,8 +270,6 @@ def test_inputs_named_like_the_runs_own_files_get_other_folders(tmp_path):
     """`report.html.mkv`, `summary.json.png`, `dataset.json.png` got the folders report.html, summary.json,
     dataset.json: the report and dataset.json were never written ("Is a directory") and summary.json.png failed
     ("File exists"). They get a suffix as any other collision does."""
-    from conftest import aptviz
-
     src = copies(tmp_path / "in", 3)
     renames = (("img0.png", "report.html.png"), ("img1.png", "summary.json.png"), ("img2.png", "Dataset.JSON.png"))
     for old, new in renames:
@@ -281,7 +277,7 @@ def test_inputs_named_like_the_runs_own_files_get_other_folders(tmp_path):
     jobs, _ = discover([src])
     assert sorted(j.name for j in jobs) == ["Dataset.JSON_png", "report.html_png", "summary.json_png"]
     out = tmp_path / "out"
-    done = aptviz(src, "-o", out, "-m", "budget:0.3", "-j", "1")
+    done = command(src, "-o", out, "-m", "budget:0.3", "-j", "1")  # in this process: the files are the point
     assert done.returncode == 0, done.stderr
     for name in ("report.html", "summary.json", "dataset.json"):
         assert (out / name).is_file(), name

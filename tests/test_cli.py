@@ -194,13 +194,12 @@ def test_unwritable_summary_is_one_line_and_images_go_on(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("*/stats.json"))) == 3
 
 
-def test_bidi_controls_and_line_separators_in_names_are_escaped_on_the_terminal(tmp_path):
+def test_bidi_controls_and_line_separators_in_names_are_escaped_on_the_terminal(tmp_path, monkeypatch):
     """Issue 27: U+202E (right-to-left override: ``a\\u202egnp.png`` shows as ``apng.png``) and U+2028/U+2029
     (line and paragraph separators) in file names reached the terminal raw; now as ``\\uNNNN``."""
-    import os
     import shutil
 
-    from conftest import SAMPLES, aptviz
+    from conftest import SAMPLES, command
 
     src = tmp_path / "in\u2066"
     src.mkdir()
@@ -208,9 +207,9 @@ def test_bidi_controls_and_line_separators_in_names_are_escaped_on_the_terminal(
     shutil.copy(SAMPLES / "coffee.png", src / "d\u2029e.png")
     (src / "b\u2028c.png").write_bytes(b"junk")
     out = tmp_path / "out\u200f"
-    env = {**os.environ, "COLUMNS": "400"}  # no wrapped lines
-    runs = [aptviz(src, "-o", out, "-j", "1", env=env),
-            aptviz("stats", src, "-o", tmp_path / "rows", "-j", "1", "--summary", env=env)]  # fmt: skip
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapped lines
+    # in this process (-j 1 keeps every line here): what the commands print is the point, not the process
+    runs = [command(src, "-o", out, "-j", "1"), command("stats", src, "-o", tmp_path / "rows", "-j", "1", "--summary")]
     for r in runs:
         assert r.returncode == 1, r.stderr
         printed = r.stdout + r.stderr

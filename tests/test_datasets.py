@@ -21,7 +21,7 @@ from aptviz.datasets.engines import run_stats
 from aptviz.datasets.parquet import part_files
 from aptviz.datasets.summary import summarize
 
-from conftest import SAMPLES
+from conftest import SAMPLES, command
 
 RUNS = expand_runs(["v2", "budget:0.3"])
 
@@ -204,7 +204,7 @@ def _clean_terminal(text: str) -> None:
 
 
 @pytest.mark.slow
-def test_control_characters_in_names_and_parquet_text_reach_the_terminal_escaped(tmp_path):
+def test_control_characters_in_names_and_parquet_text_reach_the_terminal_escaped(tmp_path, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(sorted(SAMPLES.glob("*.png"))[0], src / f"{HOSTILE}.png")
@@ -219,9 +219,9 @@ def test_control_characters_in_names_and_parquet_text_reach_the_terminal_escaped
         (["calibrate", str(src / f"{HOSTILE}.jpg"), "-o", str(tmp_path / "o4")], 1),
         (["calibrate", str(src), "-o", str(tmp_path / "o5"), "-j", "1"], 2),  # a reason and the retention table
     ]  # fmt: skip
-    for args, times in runs:
-        r = subprocess.run([sys.executable, "-m", "aptviz", *args], capture_output=True, text=True,
-                           errors="surrogateescape", env={**os.environ, "COLUMNS": "1000"})  # fmt: skip
+    monkeypatch.setenv("COLUMNS", "1000")
+    for args, times in runs:  # in this process: what the command writes is the point, -j 1 keeps it here
+        r = command(*args)
         assert "Traceback" not in r.stderr
         _clean_terminal(r.stdout)
         _clean_terminal(r.stderr)
