@@ -5,23 +5,18 @@ import sys
 from pathlib import Path
 
 
-def _cache_bytecode(folder: Path) -> None:
-    """Compiled modules in ``folder`` (``sys.pycache_prefix``), for this process and the ones it starts.
+def _write_bytecode() -> None:
+    """Let this process and the ones it starts cache what they compile (``__pycache__``), as Python does by default.
 
-    The venv is installed with ``pip --no-compile`` (scripts/bootstrap.sh: Python compiles what is imported on
-    first use), so with ``PYTHONDONTWRITEBYTECODE`` set every interpreter compiled torch, transformers, ray,
-    pyarrow, scipy... from source again: about 7 of the 11 s each xdist worker spent collecting, and seconds
-    per Ray worker and per ``python -m aptviz``. The bytecode goes to an ignored folder (.pytest_cache), not
-    next to any source: site-packages and the checkout stay as they are. A prefix already set is kept."""
-    if os.environ.get("PYTHONPYCACHEPREFIX") or sys.pycache_prefix:
-        return
-    sys.pycache_prefix = str(folder)
+    Where ``PYTHONDONTWRITEBYTECODE`` is set (some CI images and containers), every interpreter the tests start
+    (xdist workers, ``python -m aptviz``, Ray workers) compiled aptviz and whatever pip had not byte-compiled
+    from source again: with a venv installed ``--no-compile`` that was 7 of the 11 s each worker spent
+    collecting, and seconds per Ray worker."""
     sys.dont_write_bytecode = False
-    os.environ["PYTHONPYCACHEPREFIX"] = str(folder)  # the commands, workers and Ray processes tests start
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
-_cache_bytecode(Path(__file__).resolve().parents[1] / ".pytest_cache" / "pycache")
+_write_bytecode()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
