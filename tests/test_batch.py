@@ -12,7 +12,6 @@ from aptviz.runs.batch import discover
 from conftest import DEADLINE, SAMPLES, command, copies, invoke, small_images, start, summary_rows, wait_for
 
 
-
 def build_tree(root: Path) -> Path:
     """nested folders, duplicate stems, a broken file and a non-image file."""
     (root / "a").mkdir(parents=True)

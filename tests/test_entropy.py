@@ -243,7 +243,7 @@ def _assert_same_bits(img, ps, scales, bins, threads=1, kernel="entropy_previous
         assert np.array_equal(after[s].view(np.uint32), before[s].view(np.uint32)), (ps, scales, bins, s)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photo(name: str) -> np.ndarray:
     from conftest import SAMPLES
 

@@ -27,7 +27,6 @@ SCHEMA_PARAMS = {
     "device",
     "importance",
     "aggregate",
-    "model",
 }
 SCHEMA_SELECTION = {
     "method",

@@ -50,7 +50,6 @@ from aptviz.cli.options import (
     memory_from,
     render_from,
     request_from,
-    usage_error,
     usage_errors,
     window_from,
     with_options,

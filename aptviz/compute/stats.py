@@ -437,13 +437,13 @@ def _wrong_field(obj) -> str | None:
     return next((name for name, hint in _hints(type(obj)).items() if not _conforms(getattr(obj, name), hint)), None)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shape(hint) -> tuple:
     """``(typing.get_origin(hint), typing.get_args(hint))``, once per annotation."""
     return typing.get_origin(hint), typing.get_args(hint)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls) -> dict:
     """The resolved annotations of a dataclass's fields (``typing.get_type_hints``, once per class)."""
     hints = typing.get_type_hints(cls)
