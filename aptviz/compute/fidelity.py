@@ -255,9 +255,9 @@ def uniform_curve(sweeps: list[list[dict]], step: float = GRID_STEP, at=()) -> l
         return []
     inner = np.round(np.arange(np.ceil(lo / step - 1e-9), np.floor(hi / step + 1e-9) + 1) * step, 12)
     extra = np.asarray([r for r in at if lo < r < hi], np.float64)
+    # sorted, one of values equal or a rounding apart (np.unique would import numpy.ma, ~10 ms)
     grid = np.sort(np.concatenate([[lo], inner[(inner > lo) & (inner < hi)], extra, [hi]]))
-    grid = grid[np.concatenate([[True], grid[1:] != grid[:-1]])]  # np.unique's, without importing numpy.ma (~10 ms)
-    grid = grid[np.concatenate([[True], np.diff(grid) > 1e-12])]  # one of values a rounding apart
+    grid = grid[np.concatenate([[True], np.diff(grid) > 1e-12])]
     ssim = np.mean([np.interp(grid, x, s) for x, s, _ in curves], axis=0)
     # an image lossless at every size (a flat picture) is left out of the PSNR mean, as for APT's points; any
     # other lossless point (the full size) leaves the mean undefined where it is used

@@ -7,6 +7,7 @@ one colour range of all its scales and the scale the one-scale pictures show
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from aptviz.compute.importance import informative_scale, measure_unit
@@ -92,10 +93,8 @@ class CardScale:
 
 def _finite(value) -> float | None:
     """``value`` as a float when it is a finite number (bools are not numbers), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
-            float("inf"), float("-inf")):  # fmt: skip
-        return None
-    return float(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def card_scale(stats: dict) -> CardScale | None:

@@ -196,11 +196,19 @@ def error_map(view: np.ndarray, resized: np.ndarray) -> np.ndarray:
     return _error_values(_error_totals(view, resized))
 
 
-def _percentile_of_counts(counts: np.ndarray, q: float) -> np.float32:
-    """``np.percentile`` (linear) of the values ``k / 3`` (float32) counted ``counts[k]`` times, ``k`` = 0 .. 765.
+def error_percentile(counts: np.ndarray, q: float) -> np.float32:
+    """``np.percentile`` (linear) of the :func:`error_map` values ``k / 3`` (float32), from their counts.
 
-    The two order statistics come from the counts; the interpolation is NumPy's, step by step (float32
-    values, float64 index).
+    ``counts[k]``: how many pixels have the channel sum ``k`` (0 .. 765); the two order statistics come
+    from the counts instead of a partition of every value, and the interpolation is NumPy's, step by step
+    (float32 values, float64 index), so the result is bit-identical to ``np.percentile`` of the maps.
+
+    Examples
+    --------
+    >>> k = np.array([0, 1, 2, 765])
+    >>> e = k.astype(np.float32) / np.float32(3)
+    >>> bool(error_percentile(np.bincount(k, minlength=766), 99.5) == np.percentile(e, 99.5))
+    True
     """
     n = int(counts.sum())
     virtual = (n - 1) * np.true_divide(q, 100)
@@ -214,22 +222,6 @@ def _percentile_of_counts(counts: np.ndarray, q: float) -> np.float32:
     gamma = float(virtual - below) if virtual < n - 1 else 0.0
     diff = b - a
     return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
-
-
-def error_percentile(errors: list[np.ndarray], q: float) -> np.float32:
-    """``np.percentile`` (linear) of all the values of :func:`error_map` maps, from their counts.
-
-    Their values are ``k / 3`` in float32 (``k`` = 0 .. 765), so the two order
-    statistics come from a bincount instead of a partition of every value.
-
-    Examples
-    --------
-    >>> e = [np.array([[0, 1, 2]], np.float32) / np.float32(3), np.array([[765]], np.float32) / np.float32(3)]
-    >>> bool(error_percentile(e, 99.5) == np.percentile(np.concatenate([x.ravel() for x in e]), 99.5))
-    True
-    """
-    counts = sum(np.bincount(np.rint(e.ravel() * np.float32(3)).astype(np.intp), minlength=766) for e in errors)
-    return _percentile_of_counts(counts, q)
 
 
 @dataclass(frozen=True)
@@ -262,7 +254,7 @@ def error_scale(resized: np.ndarray, views: list[np.ndarray]) -> ErrorScale:
     totals = [_error_totals(np.asarray(v), resized) for v in views]
     counts = sum(np.bincount(t.ravel(), minlength=766) for t in totals)  # the channel sums: k of k / 3, exactly
     means = tuple(float(_error_values(t).mean()) for t in totals)
-    return ErrorScale(means, max(1.0, float(_percentile_of_counts(counts, 99.5))))
+    return ErrorScale(means, max(1.0, float(error_percentile(counts, 99.5))))
 
 
 @dataclass(frozen=True)
